@@ -1,0 +1,241 @@
+"""The incident store: SQLite in WAL mode, so history survives a restart and a kill -9.
+
+Every localizer event (opened / updated / resolved) is one small upsert committed in its
+own transaction; with ``journal_mode=WAL`` and ``synchronous=NORMAL`` a committed
+transaction survives the process being killed (SQLite documentation, "Write-Ahead
+Logging": only a power loss may roll back the last transactions under NORMAL).
+
+:class:`IncidentStore` is synchronous and thread-safe (one connection, one lock);
+:class:`AsyncIncidentStore` runs it on one dedicated worker thread so the event loop never
+waits on the disk: each call is one bounded statement.
+
+Metric helpers (the registry belongs to ``agent/metrics.py``):
+:func:`open_incident_samples` gives the values of
+``signalpath_incidents_open{stream,stage,component,fault,severity}`` and
+:func:`time_to_localize_observations` the observations of the
+``signalpath_time_to_localize_seconds`` histogram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import AgentError
+from agent.localize import Incident, IncidentEvent
+from probes.base import Sample
+
+StateFilter = Literal["open", "resolved", "all"]
+
+INCIDENTS_OPEN_METRIC = "signalpath_incidents_open"
+TIME_TO_LOCALIZE_METRIC = "signalpath_time_to_localize_seconds"
+TIME_TO_LOCALIZE_BUCKETS = (1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+"""Histogram buckets: the target is p95 <= 15 s (DESIGN.md "Targets"), the seed's limit 5 min."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id           TEXT PRIMARY KEY,
+    stream       TEXT NOT NULL,
+    stage        TEXT NOT NULL,
+    component    TEXT NOT NULL,
+    fault        TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    localized_at REAL NOT NULL,
+    resolved_at  REAL,
+    summary      TEXT NOT NULL DEFAULT '',
+    evidence     TEXT NOT NULL DEFAULT '[]',
+    runbook      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (resolved_at);
+CREATE INDEX IF NOT EXISTS incidents_started ON incidents (started_at);
+"""
+
+_COLUMNS = (
+    "id, stream, stage, component, fault, severity, started_at, localized_at, "
+    "resolved_at, summary, evidence, runbook"
+)
+
+
+class IncidentStoreSettings(BaseModel):
+    """YAML ``incidents:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field("signalpath-incidents.db", description="SQLite file; its folder is created")
+    max_list: int = Field(500, ge=1, le=100_000, description="most incidents one list returns (newest first)")
+
+
+def _row_to_incident(row: tuple) -> Incident:
+    (id_, stream, stage, component, fault, severity, started, localized, resolved, summary, evidence, runbook) = row
+    try:
+        ev = json.loads(evidence)
+    except ValueError:
+        ev = []
+    return Incident(
+        id=id_, stream=stream, stage=stage, component=component, fault=fault, severity=severity,
+        started_at=started, localized_at=localized, resolved_at=resolved, summary=summary,
+        evidence=list(ev), runbook=runbook,
+    )
+
+
+class IncidentStore:
+    """Synchronous SQLite store of incidents (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, max_list: int = 500) -> None:
+        self.path = Path(path)
+        self.max_list = max_list
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise AgentError(f"incident store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writes -----------------------------------------------------------------
+
+    def apply(self, event: IncidentEvent) -> None:
+        """Record one localizer event (an upsert of the incident's current state)."""
+        self.upsert(event.incident)
+
+    def upsert(self, inc: Incident) -> None:
+        values = (
+            inc.id, inc.stream, inc.stage, inc.component, inc.fault, inc.severity,
+            inc.started_at, inc.localized_at, inc.resolved_at, inc.summary,
+            json.dumps(inc.evidence[:200]), inc.runbook,
+        )
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET stream=excluded.stream, stage=excluded.stage, "
+                "component=excluded.component, fault=excluded.fault, severity=excluded.severity, "
+                "started_at=excluded.started_at, localized_at=excluded.localized_at, "
+                "resolved_at=excluded.resolved_at, summary=excluded.summary, "
+                "evidence=excluded.evidence, runbook=excluded.runbook",
+                values,
+            )
+
+    # -- reads ------------------------------------------------------------------
+
+    def list(self, state: StateFilter = "all", *, stream: str | None = None, limit: int | None = None) -> list[Incident]:
+        """Incidents, newest first; ``state`` is ``open``, ``resolved`` or ``all``."""
+        if state not in ("open", "resolved", "all"):
+            raise ValueError(f"state must be open, resolved or all, not {state!r}")
+        where, args = [], []
+        if state == "open":
+            where.append("resolved_at IS NULL")
+        elif state == "resolved":
+            where.append("resolved_at IS NOT NULL")
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        sql = f"SELECT {_COLUMNS} FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id LIMIT ?"
+        args.append(min(limit or self.max_list, self.max_list))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_row_to_incident(r) for r in rows]
+
+    def get(self, incident_id: str) -> Incident | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return _row_to_incident(row) if row else None
+
+    def counts_by_fault(self, *, since: float | None = None) -> dict[str, int]:
+        """How many incidents per fault type (the most frequent faults of a broadcast first)."""
+        sql = "SELECT fault, COUNT(*) AS n FROM incidents"
+        args: list = []
+        if since is not None:
+            sql += " WHERE started_at >= ?"
+            args.append(since)
+        sql += " GROUP BY fault ORDER BY n DESC, fault"
+        with self._lock:
+            return {fault: n for fault, n in self._db.execute(sql, args).fetchall()}
+
+
+class AsyncIncidentStore:
+    """:class:`IncidentStore` on one dedicated thread: the event loop never touches the disk."""
+
+    def __init__(self, path: str | Path, *, max_list: int = 500) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incident-store")
+        self._path = path
+        self._max_list = max_list
+        self.store: IncidentStore | None = None
+
+    @classmethod
+    def from_settings(cls, settings: IncidentStoreSettings) -> "AsyncIncidentStore":
+        return cls(settings.path, max_list=settings.max_list)
+
+    async def _run(self, fn, *args, **kw):
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self._executor, lambda: fn(*args, **kw)), timeout=10.0)
+
+    async def open(self) -> None:
+        self.store = await self._run(IncidentStore, self._path, max_list=self._max_list)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self._run(self.store.close)
+            self.store = None
+        self._executor.shutdown(wait=False)
+
+    async def apply(self, event: IncidentEvent) -> None:
+        await self._run(self._s().apply, event)
+
+    async def apply_all(self, events: Iterable[IncidentEvent]) -> None:
+        events = list(events)
+        if events:
+            await self._run(lambda: [self._s().apply(e) for e in events])
+
+    async def list(self, state: StateFilter = "all", *, stream: str | None = None, limit: int | None = None) -> list[Incident]:
+        return await self._run(self._s().list, state, stream=stream, limit=limit)
+
+    async def counts_by_fault(self, *, since: float | None = None) -> dict[str, int]:
+        return await self._run(self._s().counts_by_fault, since=since)
+
+    def _s(self) -> IncidentStore:
+        if self.store is None:
+            raise AgentError("incident store is not open")
+        return self.store
+
+
+# ---------------------------------------------------------------------------
+# metric values
+
+
+def open_incident_samples(incidents: Iterable[Incident], extra_labels: dict[str, str] | None = None) -> list[Sample]:
+    """``signalpath_incidents_open`` gauge values: open incidents per label set."""
+    counts: dict[tuple, int] = {}
+    for inc in incidents:
+        if not inc.open:
+            continue
+        key = (inc.stream, inc.stage, inc.component, inc.fault, inc.severity)
+        counts[key] = counts.get(key, 0) + 1
+    out = []
+    for (stream, stage, component, fault, severity), n in sorted(counts.items()):
+        labels = dict(extra_labels or {})
+        labels.update(stream=stream, stage=stage, component=component, fault=fault, severity=severity)
+        out.append(Sample(INCIDENTS_OPEN_METRIC, labels, float(n)))
+    return out
+
+
+def time_to_localize_observations(events: Iterable[IncidentEvent]) -> list[float]:
+    """Seconds from a fault's onset to its localization, one per ``opened`` event."""
+    return [e.incident.time_to_localize_s for e in events if e.kind == "opened"]

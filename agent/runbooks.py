@@ -1,0 +1,110 @@
+"""Runbook hints: the one line of "DO THIS" an incident carries (UX.md, status page).
+
+A hint is looked up by the incident's stage and fault type, most specific first:
+
+1. ``overrides["<stage>/<fault>"]``, 2. ``overrides["<fault>"]``,
+3. ``DEFAULT_RUNBOOKS["<stage>/<fault>"]``, 4. ``DEFAULT_RUNBOOKS["<fault>"]``,
+5. ``DEFAULT_RUNBOOKS["<stage>"]``, 6. the generic line.
+
+Hints are ``str.format`` templates with ``{stream}``, ``{stage}``, ``{component}`` and
+``{fault}``; an unknown placeholder in an operator's override is left as written
+rather than failing the incident. The defaults follow the three-level emergency
+response of a broadcast: restore the viewers' picture first (fail over), then open
+the ticket with the evidence.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Mapping
+
+GENERIC_RUNBOOK = (
+    "Check {stage} {component} for stream {stream}; the evidence list says what was measured."
+)
+
+DEFAULT_RUNBOOKS: dict[str, str] = {
+    # CDN
+    "cdn/stale_playlist": (
+        "Fail viewers over to a healthy edge; open a CDN ticket for {component} quoting "
+        "the stale playlist and the last media sequence in the evidence."
+    ),
+    "cdn/unreachable": (
+        "Fail viewers over to a healthy edge; open a CDN ticket: {component} refuses or "
+        "times out connections."
+    ),
+    "cdn/http_error": (
+        "Fail viewers over to a healthy edge; open a CDN ticket for {component} quoting the "
+        "HTTP status in the evidence."
+    ),
+    "cdn/segment_missing": "Fail viewers over to a healthy edge; open a CDN ticket for {component} (segments 404).",
+    "cdn/slow_segment": (
+        "Move viewers off {component} if stalls rise; open a CDN ticket: segments arrive "
+        "slower than real time."
+    ),
+    "cdn": "Fail viewers over to a healthy edge and open a CDN ticket for {component}.",
+    # Origin
+    "origin/unreachable": "Restart or fail over the origin server; check its host is up and listening.",
+    "origin/http_error": "Check the origin server's error log; restart or fail over the origin.",
+    "origin": "Check the origin server and its disk; fail over to the backup origin if it does not recover.",
+    # Transcoder
+    "transcode/stale_playlist": (
+        "Restart the transcoder for {component}; if the input is fine, switch to the backup "
+        "transcoder."
+    ),
+    "transcode/frozen_video": "Restart the {component} transcode; the source and other renditions are fine.",
+    "transcode/black_video": "Restart the {component} transcode; the source and other renditions are fine.",
+    "transcode/silent_audio": "Check the audio mapping of the {component} transcode and restart it.",
+    "transcode": "Restart the transcoder ({component}); switch to the backup transcoder if it does not recover.",
+    # Ingest
+    "ingest/no_input": (
+        "The encoder is not publishing: check the encoder is streaming, its network and the "
+        "stream key; restart the push."
+    ),
+    "ingest/unreachable": "The ingest server does not answer: restart it or point the encoder at the backup ingest.",
+    "ingest": "Check the ingest server and the encoder's connection; use the backup ingest URL if needed.",
+    # Studio
+    "studio/frozen_video": "The picture is frozen at the source: check the camera/switcher output and the encoder input.",
+    "studio/black_video": "The source is black: check the switcher program bus, camera and encoder input.",
+    "studio/silent_audio": "The source is silent: check the mixer output, embedding and the encoder's audio input.",
+    "studio/device_missing": "Reconnect or replace {component}; select the backup device in the encoder.",
+    "studio/host_overload": "Close other programs on the encoder host or lower the encoder preset/bitrate.",
+    "studio": "Check the studio equipment ({component}) and the encoder.",
+    # Playback
+    "playback/stalls": "Players via {component} stall: compare segment download speed per edge; move viewers to the fastest edge.",
+    "playback": "Check what players via {component} see; compare with the edges' evidence.",
+    # Any stage
+    "av_desync": "Audio and video are out of sync: check the encoder's audio delay setting.",
+    "latency_high": "Viewers are far behind live: check the player hold-back and the encoder's buffer.",
+}
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:  # leave unknown placeholders as written
+        return "{" + key + "}"
+
+
+def _render(template: str, values: Mapping[str, str]) -> str:
+    try:
+        return string.Formatter().vformat(template, (), _Keep(values))
+    except (ValueError, IndexError, AttributeError):  # a malformed operator template
+        return template
+
+
+class Runbooks:
+    """Runbook lookup with operator overrides (see the module docstring for the order)."""
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        self._overrides = dict(overrides or {})
+
+    def hint(self, *, stream: str, stage: str, component: str, fault: str) -> str:
+        values = {"stream": stream, "stage": stage, "component": component, "fault": fault}
+        for table, key in (
+            (self._overrides, f"{stage}/{fault}"),
+            (self._overrides, fault),
+            (DEFAULT_RUNBOOKS, f"{stage}/{fault}"),
+            (DEFAULT_RUNBOOKS, fault),
+            (DEFAULT_RUNBOOKS, stage),
+        ):
+            if key in table:
+                return _render(table[key], values)
+        return _render(GENERIC_RUNBOOK, values)

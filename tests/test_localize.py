@@ -1,0 +1,414 @@
+"""The localizer: table-driven scenarios for every distinction, then hysteresis with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.localize import (
+    FaultSpec,
+    Incident,
+    Localizer,
+    LocalizerSettings,
+    diagnose,
+)
+from agent.runbooks import DEFAULT_RUNBOOKS, Runbooks
+from probes.base import Evidence, State
+
+OK, DEG, DOWN = State.OK, State.DEGRADED, State.DOWN
+RENDITIONS = ("360p", "720p", "1080p")
+EDGES = ("edge-a", "edge-b", "edge-c")
+
+
+def ev(stage, component, state=OK, fault=None, rendition=None, detail=""):
+    return Evidence(stage=stage, component=component, state=state, fault=fault, detail=detail, rendition=rendition)
+
+
+def healthy() -> list[Evidence]:
+    out = [
+        ev("studio", "encoder-host"),
+        ev("ingest", "rtmp"),
+    ]
+    out += [ev("origin", "origin", rendition=r) for r in RENDITIONS]
+    for edge in EDGES:
+        out += [ev("cdn", edge, rendition=r) for r in RENDITIONS]
+        out.append(ev("playback", edge))
+    return out
+
+
+def with_faults(*bad: Evidence, base=None) -> list[Evidence]:
+    """The healthy picture with some evidence replaced (same stage/component/rendition)."""
+    base = healthy() if base is None else base
+    keys = {(b.stage, b.component, b.rendition) for b in bad}
+    return [e for e in base if (e.stage, e.component, e.rendition) not in keys] + list(bad)
+
+
+def every_edge(state, fault, renditions=RENDITIONS):
+    return [ev("cdn", e, state, fault, r) for e in EDGES for r in renditions]
+
+
+def every_rendition(stage, component, state, fault):
+    return [ev(stage, component, state, fault, r) for r in RENDITIONS]
+
+
+SCENARIOS = [
+    # (name, evidence, expected [(stage, component, fault, severity)])
+    ("healthy", healthy(), []),
+    (
+        "one edge stale in one rendition",
+        with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p", "media sequence 1842 unchanged for 12 s")),
+        [("cdn", "edge-b", "stale_playlist", "P2")],
+    ),
+    (
+        "one edge refusing connections, its players stall",
+        with_faults(*[ev("cdn", "edge-c", DOWN, "unreachable", r) for r in RENDITIONS], ev("playback", "edge-c", DEG, "stalls")),
+        [("cdn", "edge-c", "unreachable", "P2")],
+    ),
+    (
+        "every edge stale, origin fresh",
+        with_faults(*every_edge(DEG, "stale_playlist")),
+        [("cdn", "cdn", "stale_playlist", "P1")],
+    ),
+    (
+        "origin refusing connections: edges 502 and players stall",
+        with_faults(
+            *every_rendition("origin", "origin", DOWN, "unreachable"),
+            *every_edge(DOWN, "http_error"),
+            *[ev("playback", e, DEG, "stalls") for e in EDGES],
+        ),
+        [("origin", "origin", "unreachable", "P1")],
+    ),
+    (
+        "origin answering 5xx",
+        with_faults(
+            Evidence("origin", "origin", DOWN, "http_error", "HTTP 503", "720p", {"http_status": 503}),
+            *every_edge(DEG, "http_error", ["720p"]),
+        ),
+        [("origin", "origin", "http_error", "P1")],
+    ),
+    (
+        "origin playlist stale everywhere, no upstream evidence -> transcoder",
+        with_faults(*every_rendition("origin", "origin", DEG, "stale_playlist"), *every_edge(DEG, "stale_playlist")),
+        [("transcode", "transcoder", "stale_playlist", "P1")],
+    ),
+    (
+        "origin stale and ingest says no input -> ingest",
+        with_faults(
+            ev("ingest", "rtmp", DOWN, "no_input", detail="no publisher on live/main"),
+            *every_rendition("origin", "origin", DEG, "stale_playlist"),
+            *every_edge(DEG, "stale_playlist"),
+        ),
+        [("ingest", "rtmp", "no_input", "P1")],
+    ),
+    (
+        "origin playlists gone (404) and ingest says no input -> ingest, not origin",
+        with_faults(
+            ev("ingest", "rtmp", DOWN, "no_input"),
+            *[Evidence("origin", "origin", DEG, "http_error", "HTTP 404", r, {"http_status": 404}) for r in RENDITIONS],
+        ),
+        [("ingest", "rtmp", "no_input", "P1")],
+    ),
+    (
+        "origin stale, ingest no input, encoder host down -> studio",
+        with_faults(
+            ev("studio", "encoder-host", DOWN, "host_overload", detail="CPU 100 % for 30 s"),
+            ev("ingest", "rtmp", DOWN, "no_input"),
+            *every_rendition("origin", "origin", DEG, "stale_playlist"),
+        ),
+        [("studio", "encoder-host", "host_overload", "P1")],
+    ),
+    (
+        "one rendition stale at origin, siblings fresh -> transcode/rendition",
+        with_faults(
+            ev("origin", "origin", DEG, "stale_playlist", "720p"),
+            *[ev("cdn", e, DEG, "stale_playlist", "720p") for e in EDGES],
+            ev("playback", "edge-a", DEG, "stalls", "720p"),
+        ),
+        [("transcode", "720p", "stale_playlist", "P2")],
+    ),
+    (
+        "frozen at every rendition -> studio/source",
+        with_faults(*every_rendition("origin", "origin", DEG, "frozen_video")),
+        [("studio", "source", "frozen_video", "P1")],
+    ),
+    (
+        "black at every rendition -> studio/source",
+        with_faults(*every_rendition("origin", "origin", DEG, "black_video")),
+        [("studio", "source", "black_video", "P1")],
+    ),
+    (
+        "silent at every rendition -> studio/source",
+        with_faults(*every_rendition("origin", "origin", DEG, "silent_audio")),
+        [("studio", "source", "silent_audio", "P2")],
+    ),
+    (
+        "frozen in one rendition only -> transcode/rendition",
+        with_faults(ev("origin", "origin", DEG, "frozen_video", "1080p")),
+        [("transcode", "1080p", "frozen_video", "P2")],
+    ),
+    (
+        "two independent causes: a P3 device and an edge",
+        with_faults(
+            ev("studio", "cam-2", DEG, "device_missing", detail="/dev/video2 gone"),
+            ev("cdn", "edge-a", DEG, "stale_playlist", "360p"),
+        ),
+        [("studio", "cam-2", "device_missing", "P3"), ("cdn", "edge-a", "stale_playlist", "P2")],
+    ),
+    (
+        "players stall on a healthy path -> playback",
+        with_faults(ev("playback", "edge-b", DEG, "stalls", detail="3 stalls per minute")),
+        [("playback", "edge-b", "stalls", "P2")],
+    ),
+    (
+        "unknown fault kind from a future probe is still localized",
+        with_faults(ev("cdn", "edge-a", DEG, "tls_expiring", "360p")),
+        [("cdn", "edge-a", "tls_expiring", "P2")],
+    ),
+    (
+        "unknown evidence is no evidence",
+        with_faults(*[ev("cdn", "edge-a", State.UNKNOWN, None, r) for r in RENDITIONS]),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,evidence,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_diagnose_scenarios(name, evidence, expected):
+    loc = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 1000.0)
+    events = loc.observe("main", evidence)
+    got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity) for e in events]
+    assert sorted(got) == sorted(expected)
+    assert all(e.kind == "opened" for e in events)
+    for e in events:  # every bad evidence line is on exactly one incident
+        assert e.incident.evidence and e.incident.summary and e.incident.runbook
+    lines = [line for e in events for line in e.incident.evidence]
+    assert len(lines) == len(set(lines))
+    bad = [x for x in evidence if x.state in (DEG, DOWN)]
+    assert len(lines) == len({(x.stage, x.component, x.rendition, x.fault) for x in bad})
+
+
+def test_summary_plain_words_edge():
+    evidence = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
+    (finding,) = diagnose(evidence)
+    loc = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 5.0)
+    (event,) = loc.observe("main", evidence)
+    s = event.incident.summary
+    assert s.startswith("edge-b stopped updating the 360p playlist")
+    assert "origin" in s and "edge-a" in s and "edge-c" in s and "fine" in s
+    assert "CDN ticket" in event.incident.runbook
+
+
+def test_summary_names_healthy_siblings_of_rendition():
+    evidence = with_faults(ev("origin", "origin", DEG, "stale_playlist", "720p"))
+    (event,) = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 5.0).observe("main", evidence)
+    assert "720p" in event.incident.summary and "360p and 1080p are fine" in event.incident.summary
+
+
+def test_secrets_scrubbed_from_evidence_and_summary():
+    evidence = with_faults(
+        ev("cdn", "edge-a", DEG, "http_error", "360p", "GET https://user:pw@cdn.example/live/x.m3u8?token=SECRET1 -> 403")
+    )
+    (event,) = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 5.0).observe("main", evidence)
+    text = " ".join(event.incident.evidence) + event.incident.summary
+    assert "SECRET1" not in text and "pw@" not in text
+    assert "https://cdn.example/live/x.m3u8" in text
+
+
+# ---------------------------------------------------------------------------
+# hysteresis with a fake clock
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self, dt: float = 2.0) -> float:
+        self.t += dt
+        return self.t
+
+
+EDGE_B_STALE = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
+
+
+def _ids(n=[0]):
+    def new():
+        n[0] += 1
+        return f"i{n[0]}"
+
+    return new
+
+
+def test_opens_after_two_cycles_and_measures_from_first_bad_evidence():
+    clock = FakeClock()
+    loc = Localizer(clock=clock, new_id=_ids())
+    t0 = clock()
+    assert loc.observe("main", EDGE_B_STALE) == []  # one cycle is not enough
+    clock.tick(2)
+    (opened,) = loc.observe("main", EDGE_B_STALE)
+    assert opened.kind == "opened"
+    inc = opened.incident
+    assert (inc.stage, inc.component) == ("cdn", "edge-b")
+    assert inc.started_at == t0 and inc.localized_at == t0 + 2
+    assert inc.time_to_localize_s == pytest.approx(2.0)
+    assert loc.open_incidents()[0].id == inc.id
+    # stays open without new events while the fault persists
+    for _ in range(5):
+        clock.tick(2)
+        assert loc.observe("main", EDGE_B_STALE) == []
+
+
+def test_single_cycle_blip_opens_nothing():
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    for i in range(10):
+        evidence = EDGE_B_STALE if i == 4 else healthy()
+        assert loc.observe("main", evidence) == []
+        clock.tick(2)
+    assert loc.open_incidents() == []
+
+
+def test_resolves_after_configured_quiet_time():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+    loc.observe("main", EDGE_B_STALE)
+    clock.tick(2)
+    (opened,) = loc.observe("main", EDGE_B_STALE)
+    clock.tick(2)
+    healed_at = clock()
+    assert loc.observe("main", healthy()) == []  # gone 0 s
+    clock.tick(8)
+    assert loc.observe("main", healthy()) == []  # gone 8 s < 10 s
+    clock.tick(2)
+    (resolved,) = loc.observe("main", healthy())  # gone 10 s
+    assert resolved.kind == "resolved" and resolved.incident.id == opened.incident.id
+    assert resolved.incident.resolved_at == healed_at
+    assert loc.open_incidents() == []
+
+
+def test_flapping_edge_is_one_incident():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+    events = []
+    # bad 3 cycles, good 3 cycles (6 s < 10 s), ten times over
+    for _ in range(10):
+        for _ in range(3):
+            events += loc.observe("main", EDGE_B_STALE)
+            clock.tick(2)
+        for _ in range(3):
+            events += loc.observe("main", healthy())
+            clock.tick(2)
+    assert [e.kind for e in events] == ["opened"]
+    for _ in range(6):
+        events += loc.observe("main", healthy())
+        clock.tick(2)
+    assert [e.kind for e in events] == ["opened", "resolved"]
+
+
+def test_escalation_becomes_one_upstream_incident_with_onset_of_first_symptom():
+    """edge-a goes stale first, then every edge: one cdn/cdn incident, started at the first sign."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    t0 = clock()
+    loc.observe("main", with_faults(ev("cdn", "edge-a", DEG, "stale_playlist", "360p")))
+    clock.tick(2)
+    all_bad = with_faults(*every_edge(DEG, "stale_playlist"))
+    assert loc.observe("main", all_bad) == []
+    clock.tick(2)
+    (opened,) = loc.observe("main", all_bad)
+    assert (opened.incident.stage, opened.incident.component) == ("cdn", "cdn")
+    assert opened.incident.started_at == t0
+
+
+def test_severity_change_emits_update():
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    degraded = with_faults(ev("cdn", "edge-a", DEG, "slow_segment", "360p"))
+    loc.observe("main", degraded)
+    clock.tick(2)
+    (opened,) = loc.observe("main", degraded)
+    assert opened.incident.severity == "P2"
+    # the edge stops answering: same incident, new fault
+    clock.tick(2)
+    down = with_faults(*[ev("cdn", "edge-a", DOWN, "unreachable", r) for r in RENDITIONS])
+    (updated,) = loc.observe("main", down)
+    assert updated.kind == "updated" and updated.incident.id == opened.incident.id
+    assert updated.incident.fault == "unreachable"
+    assert "refuses" in updated.incident.runbook
+
+
+def test_streams_are_independent():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(open_cycles=1), clock=clock)
+    assert len(loc.observe("a", EDGE_B_STALE)) == 1
+    assert loc.observe("b", healthy()) == []
+    assert [i.stream for i in loc.open_incidents()] == ["a"]
+    assert loc.open_incidents("b") == []
+
+
+def test_restore_adopts_open_incident_without_duplicate():
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    loc.observe("main", EDGE_B_STALE)
+    clock.tick(2)
+    (opened,) = loc.observe("main", EDGE_B_STALE)
+    # a restart: a fresh localizer adopts the stored incident
+    loc2 = Localizer(clock=clock)
+    loc2.restore([opened.incident])
+    for _ in range(3):
+        clock.tick(2)
+        assert loc2.observe("main", EDGE_B_STALE) == []
+    assert [i.id for i in loc2.open_incidents()] == [opened.incident.id]
+    # and resolves it when the cause is gone
+    events = []
+    for _ in range(8):
+        clock.tick(2)
+        events += loc2.observe("main", healthy())
+    assert [(e.kind, e.incident.id) for e in events] == [("resolved", opened.incident.id)]
+
+
+def test_restore_resolves_stale_incident_when_cause_gone():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    old = Incident("main-x", "main", "origin", "origin", "unreachable", "P1", clock() - 600, clock() - 590)
+    loc.restore([old])
+    events = []
+    for _ in range(4):
+        clock.tick(2)
+        events += loc.observe("main", healthy())
+    assert [(e.kind, e.incident.id) for e in events] == [("resolved", "main-x")]
+
+
+def test_fault_table_and_runbooks_are_configurable():
+    settings = LocalizerSettings(
+        open_cycles=1,
+        faults={"tls_expiring": FaultSpec(kind="resource", severity="P3", phrase="has a certificate expiring soon")},
+        runbooks={"cdn/tls_expiring": "Renew the certificate on {component} ({stream})."},
+    )
+    evidence = with_faults(ev("cdn", "edge-a", DEG, "tls_expiring"))
+    (event,) = Localizer(settings, clock=lambda: 1.0).observe("main", evidence)
+    assert event.incident.severity == "P3"
+    assert "certificate expiring soon" in event.incident.summary
+    assert event.incident.runbook == "Renew the certificate on edge-a (main)."
+
+
+def test_runbook_lookup_order():
+    rb = Runbooks({"stale_playlist": "X {component} {nope}"})
+    assert rb.hint(stream="s", stage="cdn", component="edge-a", fault="stale_playlist") == "X edge-a {nope}"
+    assert rb.hint(stream="s", stage="cdn", component="edge-a", fault="unreachable") == DEFAULT_RUNBOOKS[
+        "cdn/unreachable"
+    ].format(component="edge-a")
+    assert "origin" in Runbooks().hint(stream="s", stage="origin", component="origin", fault="weird")
+    assert "stream s" in Runbooks().hint(stream="s", stage="nowhere", component="c", fault="weird")
+
+
+def test_to_api_shape():
+    inc = Incident("main-1", "main", "cdn", "edge-b", "stale_playlist", "P2", 0.0, 2.5, None, "s", ["e"], "r")
+    api = inc.to_api()
+    assert set(api) == {
+        "id", "stream", "stage", "component", "fault", "severity", "started_at",
+        "localized_at", "resolved_at", "summary", "evidence", "runbook",
+    }
+    assert api["started_at"] == "1970-01-01T00:00:00.000Z" and api["localized_at"] == "1970-01-01T00:00:02.500Z"
+    assert api["resolved_at"] is None
