@@ -1,0 +1,261 @@
+"""Media analysis on real PyAV-made MPEG-TS segments: each detector fires on its fault
+and stays quiet on the healthy stream (probes/segment_decode.py + probes/media.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from probes.base import State
+from probes.media import PTS_WRAP_S, MediaAnalyser, MediaConfig
+from probes.segment_decode import DecodedSegment, DecodeOptions, decode_segment, decode_segment_bounded
+from test_media_synth import corrupt, make_segment
+
+
+def run(segments, **kw):
+    """Decode and analyse segments in order with one analyser; return the findings."""
+    analyser = MediaAnalyser(MediaConfig())
+    return [analyser.feed(decode_segment(s), **kw) for s in segments]
+
+
+def healthy(start_s: float, **kw) -> bytes:
+    return make_segment(start_s=start_s, **kw)
+
+
+@pytest.fixture(scope="module")
+def healthy3():
+    return [healthy(0.0), healthy(2.0), healthy(4.0)]
+
+
+def test_healthy_stream_is_clean(healthy3):
+    found = run(healthy3, segment_duration=2.0, declared_bandwidth=5_000_000)
+    for f in found:
+        assert f.faults == [], f.faults
+        assert f.decode_errors == 0 and f.error is None
+        assert f.video_frames == 50
+        assert f.frozen_s < 0.2 and f.black_s == 0.0 and f.silence_s == 0.0
+        assert abs(f.av_offset_s) < 0.08
+        assert f.dropped_frames == 0 and f.audio_gap_s == 0.0
+        assert not f.discontinuity
+    # a 0.3-amplitude sine: RMS 0.212 -> -13.5 dBFS; peak 0.3 -> -10.5 dBFS
+    assert found[1].audio_rms_dbfs == pytest.approx(-13.5, abs=0.7)
+    assert found[1].audio_peak_dbfs == pytest.approx(-10.5, abs=0.7)
+    assert found[0].keyframe_interval_s is None  # nothing to compare the first key frame with
+    assert found[1].keyframe_interval_s == pytest.approx(2.0, abs=0.05)
+    assert found[2].start_s == pytest.approx(4.0, abs=0.05)
+    assert 0 < found[1].bitrate_bps < 5_000_000
+
+
+def test_frozen_fires_within_one_segment_of_onset(healthy3):
+    still = [healthy(2.0 * i, video="still") for i in (1, 2)]
+    found = run([healthy3[0], *still])
+    assert "frozen_video" not in found[0].fault_names
+    assert "frozen_video" in found[1].fault_names
+    assert found[1].frozen_s >= 2.0
+    assert found[2].frozen_s >= 4.0  # the run carries across the segment boundary
+    assert "black_video" not in found[1].fault_names
+
+
+def test_short_freeze_is_not_reported():
+    # 1 s still then moving again: below the 2-s threshold
+    a = make_segment(seconds=1.0, start_s=0.0, video="still")
+    b = make_segment(seconds=2.0, start_s=1.0, video="moving")
+    found = run([a, b])
+    assert all("frozen_video" not in f.fault_names for f in found)
+    assert found[1].frozen_s == 0.0
+
+
+def test_black_fires_and_hides_frozen(healthy3):
+    black = [healthy(2.0, video="black"), healthy(4.0, video="black")]
+    found = run([healthy3[0], *black])
+    assert found[0].fault_names == set()
+    assert "black_video" in found[1].fault_names
+    assert found[1].mean_luma < 20
+    assert "frozen_video" not in found[1].fault_names | found[2].fault_names
+
+
+def test_silence_fires_and_tone_does_not(healthy3):
+    found = run([healthy3[0], healthy(2.0, audio="silence"), healthy(4.0, audio="silence")])
+    assert "silent_audio" not in found[0].fault_names
+    assert found[1].audio_rms_dbfs < -50
+    # AAC's first frame after the tone still carries some of it: the run may start a frame late
+    assert found[1].silence_s > 1.9
+    assert "silent_audio" in found[1].fault_names | found[2].fault_names
+    assert "silent_audio" in found[2].fault_names
+
+
+def test_clipping_fires_on_a_clipped_waveform(healthy3):
+    found = run([healthy3[0], healthy(2.0, audio="clipped")])
+    assert "audio_clipping" not in found[0].fault_names
+    assert "audio_clipping" in found[1].fault_names
+    assert found[1].clipped_runs > 10
+    assert found[1].audio_peak_dbfs > -0.5
+
+
+def test_clipping_counts_runs_across_segment_boundary():
+    analyser = MediaAnalyser()
+    base = decode_segment(make_segment(seconds=0.5))
+
+    def with_samples(x: np.ndarray, start: float) -> DecodedSegment:
+        seg = dataclasses.replace(base)
+        seg.video_pts = np.empty(0)
+        seg.video_key = np.empty(0, bool)
+        seg.video_luma = np.empty((0, 36, 64), np.uint8)
+        seg.audio_samples = x.astype(np.float32)
+        seg.audio_chunk_pts = np.array([start])
+        seg.audio_chunk_len = np.array([x.shape[1]])
+        return seg
+
+    tail = np.zeros((2, 1000))
+    tail[:, -4:] = 1.0  # 4 full-scale samples at the end ...
+    head = np.zeros((2, 1000))
+    head[:, :4] = -1.0  # ... and 4 at the start of the next: one run of 8 > 6
+    assert analyser.feed(with_samples(tail, 0.0)).clipped_runs == 0
+    assert analyser.feed(with_samples(head, 1000 / 48000)).clipped_runs == 1
+
+
+def test_desync_fault_and_warning(healthy3):
+    late = run([healthy(0.0, audio_shift_s=0.3)])[0]
+    assert "av_desync" in late.fault_names
+    assert late.av_offset_s == pytest.approx(0.3, abs=0.03)
+    warn = run([healthy(0.0, audio_shift_s=0.12)])[0]
+    assert "av_desync" in warn.warning_names and "av_desync" not in warn.fault_names
+    early = run([healthy(0.0, audio_shift_s=-0.3)])[0]
+    assert "av_desync" in early.fault_names and early.av_offset_s < -0.25
+    assert all("av_desync" not in f.warning_names | f.fault_names for f in run(healthy3))
+
+
+def test_dropped_frames_and_gaps():
+    found = run([make_segment(drop_frames=(10, 11, 12))])[0]
+    assert "timestamp_gap" in found.fault_names
+    assert found.dropped_frames == 3
+    # a whole 0.4 s missing between two segments: video and audio gaps
+    a, b = make_segment(start_s=0.0), make_segment(start_s=2.4)
+    found = run([a, b])
+    assert found[0].faults == []
+    # 10 frames missing; the generator's AAC priming shifts one segment's video by 21 ms
+    assert found[1].dropped_frames in (9, 10)
+    assert found[1].audio_gap_s == pytest.approx(0.4, abs=0.05)
+    assert not found[1].discontinuity
+
+
+def test_big_jump_is_a_discontinuity_not_a_gap():
+    found = run([make_segment(start_s=0.0), make_segment(start_s=100.0)])
+    assert found[1].discontinuity
+    assert found[1].faults == []
+
+
+def test_pts_wrap_is_continuous(healthy3):
+    analyser = MediaAnalyser()
+    a = decode_segment(healthy3[0])
+    b = decode_segment(healthy3[1])
+    shift = PTS_WRAP_S - 2.0  # a ends exactly at the 33-bit wrap, b restarts near 0
+    a.video_pts = a.video_pts + shift
+    a.audio_chunk_pts = a.audio_chunk_pts + shift
+    b.video_pts = b.video_pts - 2.0
+    b.audio_chunk_pts = b.audio_chunk_pts - 2.0
+    analyser.feed(a)
+    f = analyser.feed(b)
+    assert not f.discontinuity
+    assert f.faults == []
+    assert f.start_s == pytest.approx(PTS_WRAP_S, abs=0.05)
+
+
+def test_corrupt_segment_counts_decode_errors_without_raising(healthy3):
+    bad = corrupt(healthy3[1], at=0.3, length=4096)
+    seg = decode_segment(bad)
+    assert seg.decode_errors > 0
+    assert seg.error
+    found = run([healthy3[0], bad])
+    assert "decode_errors" not in found[0].fault_names
+    assert "decode_errors" in found[1].fault_names
+
+
+@pytest.mark.parametrize("data", [b"", b"\x47" + b"garbage" * 50, bytes(188 * 20)])
+def test_unreadable_input_is_data(data):
+    seg = decode_segment(data)
+    assert seg.error
+    assert seg.decode_errors >= 1
+    assert seg.video_frames == 0
+    f = MediaAnalyser().feed(seg)
+    assert "decode_errors" in f.fault_names
+
+
+def test_long_gop_fires_on_the_open_interval():
+    found = run([make_segment(seconds=5.0, gop=1000)])[0]
+    assert "keyframe_interval_long" in found.fault_names
+    assert found.keyframe_interval_s > 4.0
+    ok = run([make_segment(seconds=6.0, gop=50)])[0]
+    assert ok.keyframe_interval_s is None or ok.keyframe_interval_s <= 4.0
+    assert ok.faults == []
+
+
+def test_long_gop_across_segments_is_caught_within_two_segments():
+    whole = decode_segment(make_segment(seconds=6.0, gop=1000))
+    analyser = MediaAnalyser()
+    found = []
+    for lo in (0.0, 2.0, 4.0):  # cut the decoded 6-s GOP into three 2-s segments
+        piece = dataclasses.replace(whole)
+        vm = (whole.video_pts >= lo) & (whole.video_pts < lo + 2.0)
+        am = (whole.audio_chunk_pts >= lo) & (whole.audio_chunk_pts < lo + 2.0)
+        piece.video_pts, piece.video_key, piece.video_luma = (
+            whole.video_pts[vm], whole.video_key[vm], whole.video_luma[vm],
+        )  # fmt: skip
+        offsets = np.concatenate(([0], np.cumsum(whole.audio_chunk_len)))
+        idx = np.flatnonzero(am)
+        piece.audio_samples = whole.audio_samples[:, offsets[idx[0]] : offsets[idx[-1] + 1]]
+        piece.audio_chunk_pts, piece.audio_chunk_len = whole.audio_chunk_pts[am], whole.audio_chunk_len[am]
+        found.append(analyser.feed(piece, segment_duration=2.0))
+    assert [("keyframe_interval_long" in f.fault_names) for f in found] == [False, False, True]
+    assert found[2].keyframe_interval_s == pytest.approx(6.0, abs=0.1)
+
+
+def test_bitrate_over_declared_bandwidth(healthy3):
+    f = run([healthy3[0]], segment_duration=2.0)[0]
+    measured = f.bitrate_bps
+    assert measured == pytest.approx(len(healthy3[0]) * 8 / 2.0)
+    over = run([healthy3[0]], segment_duration=2.0, declared_bandwidth=measured / 2)[0]
+    assert "bitrate_over_declared" in over.fault_names
+    within = run([healthy3[0]], segment_duration=2.0, declared_bandwidth=measured * 0.95)[0]
+    assert "bitrate_over_declared" not in within.fault_names  # inside the 10 % tolerance
+
+
+def test_decode_only_what_is_asked(healthy3):
+    seg = decode_segment(healthy3[0], DecodeOptions(video=False))
+    assert seg.video_frames == 0 and seg.video_present
+    assert seg.video_packet_bytes > 0 and seg.audio_samples.shape[1] > 0
+    seg = decode_segment(healthy3[0], DecodeOptions(audio=False, luma_width=32, luma_height=18))
+    assert seg.audio_samples.size == 0 and seg.audio_packet_bytes > 0
+    assert seg.video_luma.shape == (50, 18, 32)
+
+
+async def test_bounded_decoding_in_threads(healthy3):
+    sem = asyncio.Semaphore(1)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(decode_segment_bounded(s, None, sem) for s in healthy3)), timeout=30
+    )
+    assert [r.video_frames for r in results] == [50, 50, 50]
+    assert [round(r.video_start, 1) for r in results] == [0.0, 2.0, 4.0]
+
+
+def test_findings_turn_into_evidence_and_samples(healthy3):
+    ok = run([healthy3[0]])[0]
+    ev = ok.evidence("origin", "origin", rendition="160p")
+    assert len(ev) == 1 and ev[0].state is State.OK and ev[0].fault is None
+    assert ev[0].rendition == "160p" and "audio_rms_dbfs" in ev[0].figures
+    assert all(math.isfinite(v) for v in ev[0].figures.values())
+    black = run([healthy(0.0, video="black", audio="silence")])[0]
+    ev = black.evidence("origin", "origin", rendition="160p")
+    assert {e.fault for e in ev} == {"black_video", "silent_audio"}
+    assert all(e.state is State.DEGRADED for e in ev)
+    labels = {"stream": "main", "stage": "origin", "component": "origin", "rendition": "160p"}
+    samples = {s.name: s for s in black.samples(labels)}
+    assert samples["signalpath_video_black"].value == 1.0
+    assert samples["signalpath_video_frozen"].value == 0.0
+    assert samples["signalpath_audio_level_dbfs"].value <= -50
+    assert samples["signalpath_segment_decode_errors_total"].kind == "inc"
+    assert samples["signalpath_av_sync_offset_seconds"].labels == labels
