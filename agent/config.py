@@ -1,0 +1,223 @@
+"""Typed, strict, frozen configuration (YAML → pydantic).
+
+Unknown keys are rejected, defaults live in the models, ``${ENV}`` (or
+``${ENV:-default}``) is interpolated in string values so secrets stay out of the
+file. Every problem is reported with its path, e.g.
+``streams[0].edges[1].url: 'ftp:/' is not an http(s) URL``.
+
+The minimal public contract is DESIGN.md "Config"; later capabilities add keys,
+never rename these.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Annotated
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Name = Annotated[str, Field(description="a short label-safe name: letters, digits, _ . -")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid name (letters, digits, '_', '.', '-'; at most 63)")
+    return v
+
+
+def _check_http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_safe(v)!r} is not an http(s) URL")
+    return v
+
+
+def _safe(url: str) -> str:
+    from probes.redact import redact_url
+
+    return redact_url(url)
+
+
+def _check_listen(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9321)")
+    return v
+
+
+class AgentSettings(Strict):
+    listen: str = "127.0.0.1:9321"
+    site: str = "default"
+    max_in_flight_per_host: int = Field(8, ge=1, le=256, description="requests in flight per host:port")
+    log_level: str = "info"
+
+    _v_listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
+    _v_site = field_validator("site")(classmethod(lambda cls, v: _check_name(v)))
+
+
+class OtlpSettings(Strict):
+    endpoint: str
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    _v_ep = field_validator("endpoint")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
+class Exporters(Strict):
+    otlp: OtlpSettings | None = None
+
+
+class HlsSettings(Strict):
+    """HLS probe settings; thresholds cite RFC 8216 (see probes/hls.py)."""
+
+    interval_s: float = Field(1.0, gt=0, le=300, description="playlist poll interval")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="deadline of one probe attempt")
+    stale_factor: float = Field(1.5, ge=1.0, le=10, description="stale when no advance for factor x target duration")
+    playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    fetch_segments: bool = True
+    max_redirects: int = Field(5, ge=0, le=20)
+    variant_drift_segments: int = Field(3, ge=1, description="oscnord/hls-monitor default")
+    sequence_jump: int = Field(5, ge=1, description="media-sequence gap, oscnord/hls-monitor default")
+    verify_tls: bool = True
+
+
+class Edge(Strict):
+    name: str
+    url: str
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
+class Stream(Strict):
+    name: str
+    origin: str
+    edges: list[Edge] = Field(default_factory=list)
+    hls: HlsSettings = Field(default_factory=HlsSettings)
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))
+
+    @model_validator(mode="after")
+    def _unique_edges(self) -> "Stream":
+        seen: dict[str, int] = {}
+        for i, e in enumerate(self.edges):
+            if e.name in seen:
+                raise ValueError(f"edges[{i}].name: duplicate edge name {e.name!r} (also edges[{seen[e.name]}])")
+            if e.name in ("origin", "cdn"):
+                raise ValueError(f"edges[{i}].name: {e.name!r} is reserved")
+            seen[e.name] = i
+        return self
+
+
+class Config(Strict):
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    exporters: Exporters = Field(default_factory=Exporters)
+    streams: list[Stream] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_streams(self) -> "Config":
+        seen: dict[str, int] = {}
+        for i, s in enumerate(self.streams):
+            if s.name in seen:
+                raise ValueError(f"streams[{i}].name: duplicate stream name {s.name!r} (also streams[{seen[s.name]}])")
+            seen[s.name] = i
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _interpolate(node: Any, path: str, env: dict[str, str], problems: list[tuple[str, str]]) -> Any:
+    if isinstance(node, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((path, f"environment variable {name} is not set"))
+            return ""
+        return _ENV_RE.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    return node
+
+
+def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = _loc(tuple(err["loc"]))
+        # model-level validators put their own path at the start of the message
+        if ": " in msg and msg.split(": ", 1)[0].startswith(("edges[", "streams[")):
+            sub, msg = msg.split(": ", 1)
+            loc = f"{loc}.{sub}" if loc else sub
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see README 'Configuration')"
+        problems.append((loc, msg))
+    return problems
+
+
+def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML/JSON document."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("", "the top level must be a mapping (agent:, streams:, ...)")])
+    problems: list[tuple[str, str]] = []
+    data = _interpolate(data, "", dict(os.environ) if env is None else env, problems)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc))
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML file; every problem raises ConfigError with its path."""
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [("", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [("", f"cannot read: {exc.__class__.__name__}: {exc}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, [("", f"invalid YAML: {where}{problem}")]) from None
+    return parse_config(data, source, env)

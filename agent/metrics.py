@@ -1,0 +1,179 @@
+"""Prometheus export: the metric catalog, the latest-results store, one custom collector.
+
+Probes return :class:`probes.base.Sample` values; the runner hands each target's
+latest set to :class:`MetricStore`; :class:`SignalpathCollector` recomputes the
+families from the store on every scrape (client_python's custom-collector habit) on a
+registry the caller injects — no module-level metric objects.
+
+``CATALOG`` is the contract (name → type, help, labels); dashboards/README.md
+repeats it for people and a test holds both equal to a real scrape. ``site`` is
+added to every series by the collector.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from probes.base import Sample
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    type: str  # gauge | counter | histogram
+    help: str
+    labels: tuple[str, ...]
+
+
+_T = ("stream", "stage", "component")
+_TR = _T + ("rendition",)
+
+CATALOG: dict[str, MetricDef] = {
+    # envelope (runner)
+    "signalpath_probe_success": MetricDef("gauge", "1 if the last attempt of the probe succeeded, else 0.",
+                                          _T + ("probe",)),
+    "signalpath_probe_duration_seconds": MetricDef("gauge", "Duration of the last probe attempt.", _T + ("probe",)),
+    "signalpath_probe_failures_total": MetricDef("counter", "Failed probe attempts by reason.",
+                                                 _T + ("probe", "reason")),
+    "signalpath_stage_healthy": MetricDef("gauge", "1 if the stage/component is ok, 0 if degraded or down.", _T),
+    # HLS
+    "signalpath_playlist_age_seconds": MetricDef("gauge", "Seconds since the rendition's media sequence last "
+                                                 "advanced.", _TR),
+    "signalpath_playlist_fetch_seconds": MetricDef("gauge", "Media playlist fetch time by phase "
+                                                   "(connect, first_byte, transfer).", _TR + ("phase",)),
+    "signalpath_playlist_media_sequence": MetricDef("gauge", "Sequence number of the newest segment listed.", _TR),
+    "signalpath_playlist_target_duration_seconds": MetricDef("gauge", "EXT-X-TARGETDURATION.", _TR),
+    "signalpath_playlist_anomalies_total": MetricDef("counter", "Continuity anomalies seen in media playlists.",
+                                                     _TR + ("fault",)),
+    "signalpath_segment_download_ratio": MetricDef("gauge", "Download time / media duration of the newest segment "
+                                                   "(> 1: a viewer would stall).", _TR),
+    "signalpath_segment_first_byte_seconds": MetricDef("gauge", "Time to the first byte of the newest segment.", _TR),
+    "signalpath_segment_download_seconds": MetricDef("gauge", "Download time of the newest segment.", _TR),
+    "signalpath_segment_throughput_bytes_per_second": MetricDef("gauge", "Download throughput of the newest "
+                                                                "segment.", _TR),
+    "signalpath_segment_errors_total": MetricDef("counter", "Segment fetches that failed, by reason.",
+                                                 _TR + ("reason",)),
+    "signalpath_live_latency_seconds": MetricDef("gauge", "Now minus the end of the newest segment by "
+                                                 "EXT-X-PROGRAM-DATE-TIME.", _TR),
+    "signalpath_edge_lag_segments": MetricDef("gauge", "Segments an edge is behind the origin.", _TR),
+}
+
+
+def _key(labels: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(str(labels.get(n, "")) for n in names)
+
+
+class MetricStore:
+    """Latest gauge samples per source (a probe target), cumulative counters, histograms.
+
+    Thread-safe: scrapes may come from another thread than the event loop.
+    """
+
+    def __init__(self, catalog: dict[str, MetricDef] | None = None) -> None:
+        self.catalog = CATALOG if catalog is None else catalog
+        self._lock = threading.Lock()
+        self._latest: dict[str, list[Sample]] = {}
+        self._counters: dict[str, dict[tuple[str, ...], float]] = {}
+        self._hist: dict[str, tuple[tuple[float, ...], dict[tuple[str, ...], list[float]]]] = {}
+
+    def _check(self, s: Sample) -> None:
+        d = self.catalog.get(s.name)
+        if d is None:
+            raise KeyError(f"metric {s.name!r} is not in the catalog")
+
+    def replace(self, source: str, samples: Iterable[Sample]) -> None:
+        """Set ``source``'s gauges to exactly these; add its counter deltas."""
+        gauges: list[Sample] = []
+        with self._lock:
+            for s in samples:
+                self._check(s)
+                if s.kind == "inc":
+                    d = self.catalog[s.name]
+                    c = self._counters.setdefault(s.name, {})
+                    k = _key(dict(s.labels), d.labels)
+                    c[k] = c.get(k, 0.0) + s.value
+                else:
+                    gauges.append(s)
+            self._latest[source] = gauges
+
+    def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
+        self.replace_counter(Sample(name, labels, value, "inc"))
+
+    def replace_counter(self, s: Sample) -> None:
+        with self._lock:
+            self._check(s)
+            c = self._counters.setdefault(s.name, {})
+            k = _key(dict(s.labels), self.catalog[s.name].labels)
+            c[k] = c.get(k, 0.0) + s.value
+
+    def define_histogram(self, name: str, buckets: tuple[float, ...]) -> None:
+        with self._lock:
+            self._hist.setdefault(name, (buckets, {}))
+
+    def observe(self, name: str, labels: dict[str, str], value: float) -> None:
+        with self._lock:
+            buckets, series = self._hist[name]
+            k = _key(labels, self.catalog[name].labels)
+            counts = series.setdefault(k, [0.0] * (len(buckets) + 2))  # buckets..., +Inf, sum
+            for i, b in enumerate(buckets):
+                if value <= b:
+                    counts[i] += 1
+            counts[len(buckets)] += 1
+            counts[len(buckets) + 1] += value
+
+    def drop(self, source: str) -> None:
+        with self._lock:
+            self._latest.pop(source, None)
+
+    def snapshot(self) -> tuple[dict[str, list[Sample]], dict[str, dict[tuple[str, ...], float]], dict]:
+        with self._lock:
+            return (dict(self._latest), {k: dict(v) for k, v in self._counters.items()},
+                    {k: (b, {kk: list(vv) for kk, vv in s.items()}) for k, (b, s) in self._hist.items()})
+
+
+class SignalpathCollector(Collector):
+    """Yields every catalog family from the store at scrape time, ``site`` first."""
+
+    def __init__(self, store: MetricStore, site: str) -> None:
+        self.store = store
+        self.site = site
+
+    def describe(self) -> list[Metric]:
+        return []  # families are dynamic; registering must not call collect() early
+
+    def collect(self) -> Iterator[Metric]:
+        latest, counters, hists = self.store.snapshot()
+        cat = self.store.catalog
+        families: dict[str, Metric] = {}
+        for name, d in cat.items():
+            labels = ["site", *d.labels]
+            if d.type == "gauge":
+                families[name] = GaugeMetricFamily(name, d.help, labels=labels)
+            elif d.type == "counter":
+                families[name] = CounterMetricFamily(name.removesuffix("_total"), d.help, labels=labels)
+            else:
+                families[name] = HistogramMetricFamily(name, d.help, labels=labels)
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for samples in latest.values():
+            for s in samples:
+                d = cat[s.name]
+                k = _key(dict(s.labels), d.labels)
+                if (s.name, k) in seen:
+                    continue
+                seen.add((s.name, k))
+                families[s.name].add_metric([self.site, *k], s.value)  # type: ignore[attr-defined]
+        for name, series in counters.items():
+            for k, v in series.items():
+                families[name].add_metric([self.site, *k], v)  # type: ignore[attr-defined]
+        for name, (buckets, series) in hists.items():
+            for k, counts in series.items():
+                bl = [(repr(float(b)) if b != int(b) else f"{b:g}", counts[i]) for i, b in enumerate(buckets)]
+                bl.append(("+Inf", counts[len(buckets)]))
+                families[name].add_metric([self.site, *k], bl, counts[len(buckets) + 1])  # type: ignore
+        for fam in families.values():
+            if fam.samples:
+                yield fam

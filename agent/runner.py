@@ -1,0 +1,207 @@
+"""The scheduler: runs each probe on its interval under a deadline it owns.
+
+blackbox_exporter's handler habit: the runner, not the probe, applies the deadline
+(``asyncio.timeout``) and records the envelope — success, duration, failures by
+reason. A probe that raises or hangs becomes a failure with a reason
+(``probe_error`` / ``timeout``) and never stops the others.
+
+A :class:`Job` is one probe kind over one stream's targets (e.g. HLS over the origin
+and every edge). Every ``interval`` a job starts a *cycle*: one attempt per target
+that is not still busy with the previous one, all concurrently. When a cycle's
+attempts end, its results go to the sinks (metrics store, status board, tracer,
+evidence listeners) together with the job's cross-target ``combine`` figures.
+Every task is owned: :meth:`Runner.stop` cancels and awaits all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+
+log = logging.getLogger("signalpath.runner")
+
+ProbeFn = Callable[[ProbeTarget, ProbeContext], Awaitable[ProbeResult]]
+CombineFn = Callable[[dict[str, ProbeResult], str], ProbeResult]
+
+
+@dataclass(slots=True)
+class Job:
+    probe: str
+    stream: str
+    fn: ProbeFn
+    targets: list[ProbeTarget]
+    interval: float
+    combine: CombineFn | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    target: ProbeTarget
+    result: ProbeResult
+    start_wall: float
+    duration: float
+
+
+@dataclass(slots=True)
+class Cycle:
+    job: Job
+    attempts: list[Attempt]
+    start_wall: float
+    end_wall: float
+    combined: ProbeResult | None = None
+    latest: dict[str, ProbeResult] = field(default_factory=dict)
+
+
+class CycleSink(Protocol):
+    def on_cycle(self, cycle: Cycle) -> None: ...
+
+
+def target_key(t: ProbeTarget) -> str:
+    return f"{t.probe}/{t.stream}/{t.stage}/{t.component}"
+
+
+class Runner:
+    """Owns every probe task. ``async with Runner(...)`` or start()/stop()."""
+
+    def __init__(self, jobs: list[Job], sinks: list[CycleSink], *, http: Any = None, site: str = "",
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.jobs = jobs
+        self.sinks = sinks
+        self.http = http
+        self.site = site
+        self.clock = clock
+        self.wall = wall
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._busy: set[str] = set()
+        self._ctx: dict[str, ProbeContext] = {}
+        self._latest: dict[tuple[str, str], dict[str, ProbeResult]] = {}
+        self._stopping = False
+
+    def context(self, t: ProbeTarget) -> ProbeContext:
+        key = target_key(t)
+        ctx = self._ctx.get(key)
+        if ctx is None:
+            ctx = self._ctx[key] = ProbeContext(state={}, http=self.http, site=self.site, clock=self.clock,
+                                                wall=self.wall)
+        return ctx
+
+    async def __aenter__(self) -> "Runner":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        for job in self.jobs:
+            self._spawn(self._loop(job), f"job {job.probe}/{job.stream}")
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Cancel every job loop and in-flight attempt, and wait for them (bounded)."""
+        self._stopping = True
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
+                log.warning("task %s did not stop within %.1f s", t.get_name(), timeout)
+
+    async def _loop(self, job: Job) -> None:
+        next_at = self.clock()
+        while True:
+            idle = [t for t in job.targets if target_key(t) not in self._busy]
+            if idle:
+                for t in idle:
+                    self._busy.add(target_key(t))
+                self._spawn(self._cycle(job, idle), f"cycle {job.probe}/{job.stream}")
+            next_at += job.interval
+            now = self.clock()
+            if next_at < now:  # overran: skip the missed ticks rather than bursting
+                next_at = now + job.interval
+            await asyncio.sleep(next_at - now)
+
+    async def _cycle(self, job: Job, targets: list[ProbeTarget]) -> None:
+        start_wall = self.wall()
+        try:
+            attempts = await asyncio.gather(*(self.attempt(job.fn, t) for t in targets))
+        finally:
+            for t in targets:
+                self._busy.discard(target_key(t))
+        latest = self._latest.setdefault((job.probe, job.stream), {})
+        for a in attempts:
+            latest[a.target.component] = a.result
+        cycle = Cycle(job, list(attempts), start_wall, self.wall(), latest=latest)
+        if job.combine is not None:
+            try:
+                cycle.combined = job.combine(latest, job.stream)
+            except Exception:  # a bug in combine must not stop probing
+                log.exception("combine of %s/%s failed", job.probe, job.stream)
+        for sink in self.sinks:
+            try:
+                sink.on_cycle(cycle)
+            except Exception:
+                log.exception("sink %s failed", type(sink).__name__)
+
+    async def attempt(self, fn: ProbeFn, t: ProbeTarget) -> Attempt:
+        """One attempt under the runner's deadline; never raises (but for cancellation)."""
+        ctx = self.context(t)
+        start_wall = self.wall()
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(t.timeout):
+                result = await fn(t, ctx)
+        except TimeoutError:
+            result = ProbeResult(failure=Failure.TIMEOUT, detail=f"no result within the {t.timeout:g}-s deadline")
+            result.evidence = _down(t, "unreachable", f"{t.component}: no answer within {t.timeout:g} s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("probe %s on %s/%s raised %s (a bug; reported as probe_error)", t.probe, t.stream,
+                      t.component, exc.__class__.__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            result = ProbeResult(failure=Failure.PROBE_ERROR, detail=f"internal error: {exc.__class__.__name__}")
+            result.evidence = _down(t, None, f"{t.component}: the {t.probe} probe failed internally", State.UNKNOWN)
+        return Attempt(t, result, start_wall, time.perf_counter() - t0)
+
+
+def _down(t: ProbeTarget, fault: str | None, detail: str, state: State = State.DOWN) -> list:
+    from probes.base import Evidence
+
+    return [Evidence(t.stage, t.component, state, fault, detail)]
+
+
+def envelope(a: Attempt) -> list[Sample]:
+    """The runner's own figures for one attempt."""
+    t = a.target
+    labels = {"stream": t.stream, "stage": t.stage, "component": t.component, "probe": t.probe}
+    out = [Sample("signalpath_probe_success", labels, 1.0 if a.result.ok else 0.0),
+           Sample("signalpath_probe_duration_seconds", labels, a.duration)]
+    if not a.result.ok:
+        out.append(Sample("signalpath_probe_failures_total", {**labels, "reason": str(a.result.failure)}, 1.0,
+                          "inc"))
+    return out
+
+
+def attempt_span(a: Attempt) -> SpanRecord:
+    t = a.target
+    r = a.result
+    return SpanRecord(
+        name=f"{t.stage} {t.component}",
+        start_ns=int(a.start_wall * 1e9),
+        end_ns=int((a.start_wall + a.duration) * 1e9),
+        attributes={"signalpath.stream": t.stream, "signalpath.stage": t.stage,
+                    "signalpath.component": t.component, "signalpath.probe": t.probe},
+        error=f"{r.failure}: {r.detail}" if r.failure else None,
+        children=list(r.spans),
+    )

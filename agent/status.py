@@ -1,0 +1,95 @@
+"""The status board: per stream, per stage/component, the current state and since when.
+
+Fed with the evidence of each probe target's latest result; read by
+``GET /api/v1/status`` and the status page. It keeps no history (incidents do).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from probes.base import STAGES, Evidence, State, worst
+
+_STAGE_ORDER = {s: i for i, s in enumerate(STAGES)}
+
+
+def rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Cell:
+    stage: str
+    component: str
+    state: State = State.UNKNOWN
+    since: float | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+
+class StatusBoard:
+    """Cells keyed by (stream, stage, component); sources (probe targets) feed evidence."""
+
+    def __init__(self, wall: Callable[[], float]) -> None:
+        self._wall = wall
+        self._streams: dict[str, dict[tuple[str, str], Cell]] = {}
+        self._by_source: dict[tuple[str, str], list[Evidence]] = {}  # (stream, source) -> evidence
+        self._figures: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def declare(self, stream: str, stage: str, component: str) -> None:
+        cells = self._streams.setdefault(stream, {})
+        cells.setdefault((stage, component), Cell(stage, component))
+
+    def update(self, stream: str, source: str, evidence: list[Evidence],
+               figures: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
+        self._by_source[(stream, source)] = evidence
+        for (stage, comp), figs in (figures or {}).items():
+            self._figures[(stream, stage, comp)] = figs
+        self._recompute(stream)
+
+    def _recompute(self, stream: str) -> None:
+        cells = self._streams.setdefault(stream, {})
+        grouped: dict[tuple[str, str], list[Evidence]] = {}
+        for (s, _src), evs in self._by_source.items():
+            if s != stream:
+                continue
+            for e in evs:
+                grouped.setdefault((e.stage, e.component), []).append(e)
+        now = self._wall()
+        for key, evs in grouped.items():
+            cell = cells.setdefault(key, Cell(*key))
+            state = worst(e.state for e in evs)
+            if state != cell.state:
+                cell.state, cell.since = state, now
+            cell.reasons = [e.detail for e in evs if e.state not in (State.OK, State.UNKNOWN) and e.detail]
+            figs: dict[str, Any] = {}
+            for e in evs:
+                figs.update(e.figures)
+            figs.update(self._figures.get((stream, *key), {}))
+            cell.figures = figs
+
+    def cells(self, stream: str) -> list[Cell]:
+        cells = self._streams.get(stream, {})
+        return sorted(cells.values(), key=lambda c: (_STAGE_ORDER.get(c.stage, 99), c.component))
+
+    def state_of(self, stream: str, stage: str, component: str) -> State:
+        cell = self._streams.get(stream, {}).get((stage, component))
+        return cell.state if cell else State.UNKNOWN
+
+    def evidence(self, stream: str) -> list[Evidence]:
+        return [e for (s, _), evs in self._by_source.items() if s == stream for e in evs]
+
+    def streams(self) -> list[str]:
+        return list(self._streams)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"streams": [
+            {"name": name, "stages": [
+                {"stage": c.stage, "component": c.component, "state": str(c.state), "since": rfc3339(c.since),
+                 "figures": c.figures, "reasons": c.reasons}
+                for c in self.cells(name)]}
+            for name in self._streams]}

@@ -1,0 +1,1 @@
+"""signalpath probes: one module per probe, one entry shape; see ``probes.registry``."""

@@ -1,0 +1,148 @@
+"""The one shape every probe shares: what goes in, what comes out.
+
+A probe is ``async def probe(target, ctx) -> ProbeResult``. It measures one target
+once (one attempt, one path: no hidden retries; retrying is scheduling) and returns
+data; it never talks to exporters. Failures are data: ``ProbeResult.failure`` is a
+closed-enum :class:`Failure`; a probe raises only on a bug, and the runner turns
+that into ``Failure.PROBE_ERROR`` too.
+
+Three kinds of data leave a probe:
+
+- ``samples``: metric values (name from the catalog in ``agent/metrics.py``, labels
+  from the vocabulary in DESIGN.md only, never URLs or ids);
+- ``evidence``: stage/component health for the status board and the localizer;
+- ``spans``: timed phases, turned into OpenTelemetry spans by ``agent/tracing.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+STAGES = ("studio", "ingest", "transcode", "origin", "cdn", "playback")
+
+
+class Failure(enum.StrEnum):
+    """Why one probe attempt failed (closed set; a metric label)."""
+
+    TIMEOUT = "timeout"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_FAILED = "connection_failed"
+    DNS_ERROR = "dns_error"
+    TLS_ERROR = "tls_error"
+    HTTP_ERROR = "http_error"
+    REDIRECT_LOOP = "redirect_loop"
+    BODY_TOO_LARGE = "body_too_large"
+    READ_FAILED = "read_failed"
+    PROTOCOL_ERROR = "protocol_error"
+    AUTH_REFUSED = "auth_refused"
+    MEDIA_ERROR = "media_error"
+    UNAVAILABLE = "unavailable"
+    PROBE_ERROR = "probe_error"
+
+
+class State(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+STATE_RANK = {State.UNKNOWN: 0, State.OK: 1, State.DEGRADED: 2, State.DOWN: 3}
+
+
+def worst(states) -> State:
+    """The worst state of an iterable (DOWN > DEGRADED > OK > UNKNOWN)."""
+    result = State.UNKNOWN
+    for s in states:
+        if STATE_RANK[s] > STATE_RANK[result]:
+            result = s
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One metric value. ``kind`` is ``set`` (gauge) or ``inc`` (counter delta)."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+    kind: str = "set"
+
+
+@dataclass(slots=True)
+class Evidence:
+    """Health of one stage/component as one probe saw it.
+
+    ``fault`` is a snake_case fault type from DESIGN.md ("stale_playlist",
+    "unreachable", ...) or None when healthy. ``rendition`` narrows the evidence to
+    one rendition (the localizer uses it: one stale rendition at the origin points at
+    the transcoder). ``detail`` is a plain-words sentence with no secrets in it.
+    """
+
+    stage: str
+    component: str
+    state: State
+    fault: str | None = None
+    detail: str = ""
+    rendition: str | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A timed phase; wall-clock nanoseconds. ``children`` nest."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    children: list["SpanRecord"] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    failure: Failure | None = None
+    detail: str = ""
+    samples: list[Sample] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    spans: list[SpanRecord] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(slots=True)
+class ProbeTarget:
+    """What one probe measures: a stream's endpoint (origin, an edge, a device...)."""
+
+    probe: str
+    stream: str
+    stage: str
+    component: str
+    config: Any
+    url: str | None = None
+    interval: float = 1.0
+    timeout: float = 5.0
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """What the runner lends a probe for one attempt.
+
+    ``state`` persists across attempts on the same target (e.g. when a playlist's
+    media sequence last advanced). ``clock`` is monotonic seconds, ``wall`` is epoch
+    seconds; both injectable for tests. ``http`` is the shared fetcher.
+    """
+
+    state: dict[str, Any]
+    http: Any = None
+    site: str = ""
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    shared: dict[str, Any] = field(default_factory=dict)

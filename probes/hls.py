@@ -1,0 +1,370 @@
+"""HLS probe: is an endpoint (the origin or a CDN edge) serving the live stream, fresh?
+
+One attempt on one endpoint: the master playlist (refreshed every
+``MASTER_REFRESH_S``), every rendition's media playlist concurrently, and the newest
+segment of each rendition once when it first appears.
+
+Checks and where their thresholds come from (../shared/THRESHOLDS.md):
+
+- freshness: seconds since the rendition's newest media sequence number was first
+  seen; stale above ``stale_factor`` (1.5) x EXT-X-TARGETDURATION — the RFC 8216
+  §6.3.4 reload rule (a client reloads after one target duration; a playlist that
+  has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode.
+- continuity: media-sequence regression, a jump over ``sequence_jump`` (5,
+  oscnord/hls-monitor), a discontinuity-sequence change, a segment whose EXTINF
+  rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank.
+- segment: first byte, download time, throughput and download ratio = download
+  time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
+  listed segment is a fault.
+- live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
+- variant drift: a rendition whose newest sequence is ``variant_drift_segments`` (3,
+  oscnord/hls-monitor) behind its siblings.
+- edge lag (:func:`combine`, across the endpoints of a stream): segments an edge is
+  behind the origin, per rendition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
+                         worst)
+from probes.httpfetch import FetchResult
+from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+
+MASTER_REFRESH_S = 10.0
+
+# fetch failure -> fault type (DESIGN.md vocabulary)
+_FAULT_OF = {
+    Failure.CONNECTION_REFUSED: "unreachable",
+    Failure.CONNECTION_FAILED: "unreachable",
+    Failure.DNS_ERROR: "unreachable",
+    Failure.TIMEOUT: "unreachable",
+    Failure.READ_FAILED: "unreachable",
+    Failure.TLS_ERROR: "unreachable",
+    Failure.HTTP_ERROR: "http_error",
+    Failure.REDIRECT_LOOP: "protocol_error",
+    Failure.BODY_TOO_LARGE: "protocol_error",
+    Failure.PROTOCOL_ERROR: "protocol_error",
+}
+
+
+@dataclass(slots=True)
+class _Rendition:
+    """Per-rendition memory across attempts (lives in ctx.state)."""
+
+    body: bytes = b""
+    playlist: MediaPlaylist | None = None
+    last_seq: int | None = None
+    advanced_at: float | None = None  # monotonic time the current newest seq was first seen
+    disc_seq: int | None = None
+    last_segment_uri: str | None = None
+    seg: dict[str, float] | None = None  # figures of the last fetched segment
+    seg_fault: tuple[str, str] | None = None  # (fault, detail) of the last segment fetch
+    pdt_latency: float | None = None
+
+
+def _span(name: str, fr: FetchResult, **attrs: Any) -> SpanRecord:
+    attrs.update({"http.response.status_code": fr.status, "signalpath.bytes": fr.size,
+                  "signalpath.connect_s": round(fr.connect_s, 6),
+                  "signalpath.first_byte_s": round(fr.first_byte_s, 6),
+                  "signalpath.transfer_s": round(fr.transfer_s, 6)})
+    return SpanRecord(name=name, start_ns=int(fr.start_wall * 1e9), end_ns=int(fr.end_wall * 1e9),
+                      attributes=attrs, error=(f"{fr.failure}: {fr.detail}" if fr.failure else None))
+
+
+class _Attempt:
+    """The work of one probe attempt on one endpoint."""
+
+    def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        self.t = target
+        self.ctx = ctx
+        self.cfg = target.config
+        self.labels = {"stream": target.stream, "stage": target.stage, "component": target.component}
+        self.result = ProbeResult()
+        self.renditions: dict[str, _Rendition] = ctx.state.setdefault("renditions", {})
+        self.figures: dict[str, dict[str, float]] = {}
+
+    # -- helpers -----------------------------------------------------------------
+    def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
+        self.result.samples.append(Sample(name, {**self.labels, **extra}, float(value), kind))
+
+    def evidence(self, state: State, fault: str | None, detail: str, rendition: str | None = None,
+                 **figures: float) -> None:
+        self.result.evidence.append(Evidence(self.t.stage, self.t.component, state, fault, detail, rendition,
+                                             dict(figures)))
+
+    async def fetch(self, url: str, max_bytes: int, keep_body: bool = True) -> FetchResult:
+        return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
+                                       keep_body=keep_body, verify_tls=self.cfg.verify_tls)
+
+    # -- the attempt -----------------------------------------------------------------
+    async def run(self) -> ProbeResult:
+        st = self.ctx.state
+        cfg = self.cfg
+        now = self.ctx.clock()
+        master: MasterPlaylist | None = st.get("master")
+        variants: list[Variant]
+        first_body: tuple[FetchResult, MediaPlaylist] | None = None
+        if master is None or now - st.get("master_at", -1e9) >= MASTER_REFRESH_S:
+            fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
+            self.result.spans.append(_span("playlist master", fr))
+            if fr.failure:
+                return self.endpoint_failed(fr.failure, fr.detail, "playlist")
+            try:
+                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+            except PlaylistError as exc:
+                return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
+            if isinstance(pl, MasterPlaylist):
+                master = pl
+            else:  # configured URL is a media playlist: one rendition
+                name = self.t.url.rsplit("/", 1)[-1].split("?", 1)[0].removesuffix(".m3u8") or "main"
+                master = MasterPlaylist((Variant(name=name[:32], uri=self.t.url, bandwidth=None, resolution=None),))
+                first_body = (fr, pl)
+            st["master"], st["master_at"] = master, now
+        variants = list(master.variants)
+        for gone in set(self.renditions) - {v.name for v in variants}:
+            del self.renditions[gone]
+
+        outcomes = await asyncio.gather(*(
+            self.rendition(v, first_body if first_body and i == 0 else None) for i, v in enumerate(variants)))
+        if all(o is not None and o[0] in _FAULT_OF for o in outcomes):
+            # every rendition failed to fetch: the endpoint is down; the master is refetched next time
+            st.pop("master", None)
+            failure, detail = outcomes[0]
+            self.result.failure, self.result.detail = failure, detail
+        self.variant_drift()
+        self.result.figures["renditions"] = self.figures
+        self.result.figures["endpoint"] = self.t.component
+        if not self.result.evidence:
+            self.evidence(State.OK, None, "serving")
+        return self.result
+
+    def endpoint_failed(self, failure: Failure, detail: str, what: str) -> ProbeResult:
+        fault = _FAULT_OF.get(failure, "protocol_error")
+        self.result.failure, self.result.detail = failure, f"{what}: {detail}"
+        self.evidence(State.DOWN, fault, f"{what} {detail}")
+        self.st_ages()
+        self.result.figures["renditions"] = self.figures
+        self.result.figures["endpoint"] = self.t.component
+        return self.result
+
+    def st_ages(self) -> None:
+        """Playlist age keeps growing while the endpoint does not answer."""
+        now = self.ctx.clock()
+        for name, rs in self.renditions.items():
+            if rs.advanced_at is not None:
+                self.sample("signalpath_playlist_age_seconds", now - rs.advanced_at, rendition=name)
+
+    async def rendition(self, v: Variant, prefetched: tuple[FetchResult, MediaPlaylist] | None
+                        ) -> tuple[Failure, str] | None:
+        rs = self.renditions.setdefault(v.name, _Rendition())
+        cfg = self.cfg
+        if prefetched:
+            fr, pl = prefetched
+            rs.body = fr.body
+        else:
+            fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
+        span = _span(f"playlist {v.name}", fr, **{"signalpath.rendition": v.name})
+        self.result.spans.append(span)
+        now = self.ctx.clock()
+        if fr.failure:
+            fault = _FAULT_OF.get(fr.failure, "protocol_error")
+            self.evidence(State.DOWN, fault, f"{v.name} playlist: {fr.detail}", v.name)
+            if rs.advanced_at is not None:
+                self.sample("signalpath_playlist_age_seconds", now - rs.advanced_at, rendition=v.name)
+            return fr.failure, f"{v.name} playlist: {fr.detail}"
+        self.sample("signalpath_playlist_fetch_seconds", fr.connect_s, rendition=v.name, phase="connect")
+        self.sample("signalpath_playlist_fetch_seconds", fr.first_byte_s, rendition=v.name, phase="first_byte")
+        self.sample("signalpath_playlist_fetch_seconds", fr.transfer_s, rendition=v.name, phase="transfer")
+        if not prefetched:
+            if fr.body == rs.body and rs.playlist is not None:
+                pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
+            else:
+                try:
+                    parsed = parse(fr.body.decode("utf-8", "replace"), v.uri)
+                except PlaylistError as exc:
+                    span.error = f"protocol_error: {exc}"
+                    self.evidence(State.DOWN, "protocol_error", f"{v.name} playlist is malformed: {exc}", v.name)
+                    return Failure.PROTOCOL_ERROR, f"{v.name} playlist malformed: {exc}"
+                if not isinstance(parsed, MediaPlaylist):
+                    self.evidence(State.DOWN, "protocol_error", f"{v.name}: a master playlist where a media "
+                                  "playlist belongs", v.name)
+                    return Failure.PROTOCOL_ERROR, f"{v.name}: nested master playlist"
+                pl = parsed
+                rs.body = fr.body
+        self.media(v, rs, pl, now, fr)
+        if cfg.fetch_segments and pl.newest is not None and pl.newest.uri != rs.last_segment_uri:
+            await self.segment(v, rs, pl, span)
+        self.segment_figures(v, rs)
+        return None
+
+    def media(self, v: Variant, rs: _Rendition, pl: MediaPlaylist, now: float, fr: FetchResult) -> None:
+        """Freshness and continuity of one media playlist."""
+        cfg = self.cfg
+        td = pl.target_duration or 1.0
+        prev = rs.playlist
+        last = pl.last_seq
+        anomalies: list[tuple[str, str]] = []
+        if rs.last_seq is None or last > rs.last_seq:
+            if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump:
+                anomalies.append(("sequence_jump", f"media sequence jumped by {last - rs.last_seq}"))
+            rs.advanced_at = now
+        elif last < rs.last_seq:
+            anomalies.append(("sequence_regression", f"media sequence went back from {rs.last_seq} to {last}"))
+            rs.advanced_at = now
+        elif prev is not None and prev is not pl and len(pl.segments) < len(prev.segments) \
+                and pl.media_sequence == prev.media_sequence:
+            anomalies.append(("playlist_shrank", f"playlist shrank from {len(prev.segments)} to "
+                              f"{len(pl.segments)} segments"))
+        if rs.disc_seq is not None and pl.discontinuity_sequence != rs.disc_seq:
+            anomalies.append(("discontinuity", f"discontinuity sequence changed to {pl.discontinuity_sequence}"))
+        newest = pl.newest
+        if newest is not None and prev is not pl and round(newest.duration) > td:
+            anomalies.append(("segment_too_long", f"segment {newest.seq} lasts {newest.duration:.2f} s, over the "
+                              f"{td:g}-s target duration"))
+        rs.last_seq = max(last, rs.last_seq or last) if not any(a[0] == "sequence_regression" for a in anomalies) \
+            else last
+        rs.disc_seq = pl.discontinuity_sequence
+        rs.playlist = pl
+        age = now - (rs.advanced_at if rs.advanced_at is not None else now)
+        self.sample("signalpath_playlist_age_seconds", age, rendition=v.name)
+        self.sample("signalpath_playlist_media_sequence", last, rendition=v.name)
+        self.sample("signalpath_playlist_target_duration_seconds", td, rendition=v.name)
+        for fault, detail in anomalies:
+            self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
+            if fault != "discontinuity":
+                self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name)
+        figs = self.figures.setdefault(v.name, {})
+        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td)
+        for k in ("age", "x-cache"):
+            if k in fr.headers:
+                figs["cache_age_s" if k == "age" else "cache_hit"] = (
+                    _num(fr.headers[k]) if k == "age" else float(fr.headers[k].upper().startswith("HIT")))
+        if pl.endlist:
+            self.evidence(State.DOWN, "stream_ended", f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
+                          v.name)
+        elif age > cfg.stale_factor * td:
+            self.figures[v.name]["stale"] = 1
+            # state decided in variant_drift() once all renditions are known
+        if newest is not None and newest.pdt is not None:
+            rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration)
+            self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
+            figs["live_latency_s"] = round(rs.pdt_latency, 3)
+
+    async def segment(self, v: Variant, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
+        newest = pl.newest
+        assert newest is not None
+        rs.last_segment_uri = newest.uri
+        budget = max(2.0 * newest.duration, 1.0)
+        t0 = time.perf_counter()
+        w0 = time.time()
+        try:
+            async with asyncio.timeout(budget):
+                fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False)
+        except TimeoutError:
+            elapsed = time.perf_counter() - t0
+            fr = FetchResult(url=newest.uri, failure=Failure.TIMEOUT, detail=f"not downloaded within {budget:.1f} s",
+                             start_wall=w0, end_wall=time.time(), total_s=elapsed)
+            rs.seg = {"download_s": elapsed, "ratio": elapsed / max(newest.duration, 1e-3), "first_byte_s": elapsed,
+                      "throughput_Bps": 0.0, "seq": newest.seq}
+            rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} not downloaded within {budget:.1f} s "
+                            f"({newest.duration:.1f} s of media)")
+            parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
+            return
+        parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
+        if fr.failure:
+            if fr.failure is Failure.HTTP_ERROR and fr.status in (404, 410):
+                rs.seg_fault = ("segment_missing", f"{v.name} segment {newest.seq} answered HTTP {fr.status}")
+            elif fr.failure is Failure.HTTP_ERROR:
+                rs.seg_fault = ("http_error", f"{v.name} segment {newest.seq} answered HTTP {fr.status}")
+            else:
+                rs.seg_fault = (_FAULT_OF.get(fr.failure, "protocol_error"),
+                                f"{v.name} segment {newest.seq}: {fr.detail}")
+            self.sample("signalpath_segment_errors_total", 1, "inc", rendition=v.name, reason=str(fr.failure))
+            return
+        download = fr.total_s
+        ratio = download / max(newest.duration, 1e-3)
+        rs.seg = {"download_s": download, "ratio": ratio, "first_byte_s": fr.connect_s + fr.first_byte_s,
+                  "throughput_Bps": fr.size / download if download > 0 else 0.0, "seq": newest.seq,
+                  "bytes": fr.size}
+        rs.seg_fault = None
+        if ratio > 1.0:
+            rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} took {download:.2f} s for "
+                            f"{newest.duration:.2f} s of media (ratio {ratio:.2f})")
+
+    def segment_figures(self, v: Variant, rs: _Rendition) -> None:
+        if rs.seg:
+            s = rs.seg
+            self.sample("signalpath_segment_download_ratio", s["ratio"], rendition=v.name)
+            self.sample("signalpath_segment_first_byte_seconds", s["first_byte_s"], rendition=v.name)
+            self.sample("signalpath_segment_download_seconds", s["download_s"], rendition=v.name)
+            self.sample("signalpath_segment_throughput_bytes_per_second", s["throughput_Bps"], rendition=v.name)
+            figs = self.figures.setdefault(v.name, {})
+            figs["download_ratio"] = round(s["ratio"], 3)
+            figs["segment_first_byte_s"] = round(s["first_byte_s"], 4)
+        if rs.seg_fault:
+            fault, detail = rs.seg_fault
+            self.evidence(State.DEGRADED, fault, detail, v.name)
+
+    def variant_drift(self) -> None:
+        """Stale renditions (DOWN when all are) and renditions behind their siblings."""
+        figs = self.figures
+        fetched = {n: f for n, f in figs.items() if "last_seq" in f}
+        if not fetched:
+            return
+        stale = [n for n, f in fetched.items() if f.get("stale")]
+        for n in stale:
+            state = State.DOWN if len(stale) == len(fetched) else State.DEGRADED
+            f = fetched[n]
+            self.evidence(state, "stale_playlist", f"{n} playlist has not advanced for {f['age_s']:.1f} s "
+                          f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"])
+        if len(fetched) > 1:
+            top = max(f["last_seq"] for f in fetched.values())
+            for n, f in fetched.items():
+                behind = top - f["last_seq"]
+                if behind >= self.cfg.variant_drift_segments and n not in stale:
+                    self.evidence(State.DEGRADED, "variant_drift", f"{n} is {int(behind)} segments behind the other "
+                                  "renditions", n, behind_segments=behind)
+
+
+def _num(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        return 0.0
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    """Probe one HLS endpoint (origin or edge); ``target.config`` is HlsSettings."""
+    return await _Attempt(target, ctx).run()
+
+
+def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
+    """Across one stream's endpoints: how many segments each edge is behind the origin.
+
+    ``results`` maps component → the latest result (the origin's key is "origin").
+    """
+    out = ProbeResult()
+    origin = results.get("origin")
+    if origin is None:
+        return out
+    o_r = origin.figures.get("renditions", {})
+    for comp, res in results.items():
+        if comp == "origin":
+            continue
+        for rend, f in res.figures.get("renditions", {}).items():
+            if rend in o_r and "last_seq" in o_r[rend] and "last_seq" in f:
+                lag = o_r[rend]["last_seq"] - f["last_seq"]
+                out.samples.append(Sample("signalpath_edge_lag_segments",
+                                          {"stream": stream, "stage": "cdn", "component": comp, "rendition": rend},
+                                          float(lag)))
+                f["edge_lag_segments"] = lag
+    return out
+
+
+def endpoint_state(result: ProbeResult) -> State:
+    return worst(e.state for e in result.evidence)

@@ -1,0 +1,121 @@
+"""HLS playlist parsing behind one wrapper (RFC 8216), over the ``m3u8`` library.
+
+Malformed input never escapes as an exception: :func:`parse` raises only
+:class:`PlaylistError`, which the HLS probe turns into a ``protocol_error`` result.
+The parsed form keeps just what the checks need, so a poll does not hold on to the
+library's object graph.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import m3u8
+
+
+class PlaylistError(ValueError):
+    """The body is not a usable HLS playlist; the message says why (no URL in it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    uri: str  # absolute
+    bandwidth: int | None
+    resolution: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    seq: int
+    uri: str  # absolute
+    duration: float
+    pdt: float | None  # epoch seconds of EXT-X-PROGRAM-DATE-TIME, when present
+    discontinuity: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPlaylist:
+    media_sequence: int
+    discontinuity_sequence: int
+    target_duration: float
+    segments: tuple[Segment, ...]
+    endlist: bool
+
+    @property
+    def last_seq(self) -> int:
+        return self.media_sequence + len(self.segments) - 1
+
+    @property
+    def newest(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+
+@dataclass(frozen=True, slots=True)
+class MasterPlaylist:
+    variants: tuple[Variant, ...] = field(default_factory=tuple)
+
+
+MAX_VARIANTS = 16  # bounds the rendition label set
+
+
+def _to_epoch(v: object) -> float | None:
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=_dt.timezone.utc)
+        return v.timestamp()
+    return None
+
+
+def _variant_names(playlists: list[m3u8.Playlist]) -> list[str]:
+    names: list[str] = []
+    for p in playlists:
+        res = p.stream_info.resolution
+        name = f"{res[1]}p" if res else urlsplit(p.uri or "").path.rsplit("/", 1)[-1].removesuffix(".m3u8")
+        names.append(name or "main")
+    # duplicate resolutions (two bitrates at 720p): suffix by bandwidth order
+    for n in set(names):
+        idx = [i for i, x in enumerate(names) if x == n]
+        if len(idx) > 1:
+            for k, i in enumerate(idx):
+                names[i] = f"{n}-{k + 1}"
+    return names
+
+
+def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
+    """Parse a master or media playlist; raise PlaylistError on anything unusable."""
+    if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+        raise PlaylistError("does not start with #EXTM3U")
+    try:
+        pl = m3u8.loads(text)
+    except Exception as exc:  # the library raises assorted errors on garbage
+        raise PlaylistError(f"unparseable playlist ({exc.__class__.__name__})") from exc
+    if pl.is_variant:
+        playlists = [p for p in pl.playlists if p.uri][:MAX_VARIANTS]
+        if not playlists:
+            raise PlaylistError("master playlist lists no variant streams")
+        names = _variant_names(playlists)
+        return MasterPlaylist(tuple(
+            Variant(name=n, uri=urljoin(base_uri, p.uri), bandwidth=p.stream_info.bandwidth,
+                    resolution=tuple(p.stream_info.resolution) if p.stream_info.resolution else None)
+            for n, p in zip(names, playlists)
+        ))
+    if pl.target_duration is None:
+        raise PlaylistError("media playlist has no #EXT-X-TARGETDURATION")
+    first = int(pl.media_sequence or 0)
+    segs = []
+    for i, s in enumerate(pl.segments):
+        if s.uri is None or s.duration is None:
+            raise PlaylistError(f"segment {first + i} has no URI or EXTINF")
+        segs.append(Segment(seq=first + i, uri=urljoin(base_uri, s.uri), duration=float(s.duration),
+                            pdt=_to_epoch(s.current_program_date_time or s.program_date_time),
+                            discontinuity=bool(s.discontinuity)))
+    return MediaPlaylist(
+        media_sequence=first,
+        discontinuity_sequence=int(pl.discontinuity_sequence or 0),
+        target_duration=float(pl.target_duration),
+        segments=tuple(segs),
+        endlist=bool(pl.is_endlist),
+    )

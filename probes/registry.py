@@ -1,0 +1,23 @@
+"""The probe registry: a literal name → :class:`ProbeSpec` map (blackbox_exporter's
+``prober`` map), no import-time registration magic. Every ``run`` is
+``async def run(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult``; ``combine``
+(optional) derives cross-target figures of one stream from the latest results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from probes import hls
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    run: Callable[..., Any]
+    combine: Callable[..., Any] | None = None
+
+
+REGISTRY: dict[str, ProbeSpec] = {
+    "hls": ProbeSpec(hls.probe, hls.combine),
+}

@@ -1,0 +1,212 @@
+"""A small live HLS server for tests: a real aiohttp server on 127.0.0.1 port 0.
+
+Serves a master playlist and media playlists whose media sequence advances with the
+wall clock (a sliding window), and real MPEG-TS segments made once with PyAV.
+Several :class:`Endpoint` servers share one time base, so an origin and its edges
+list the same segments; each endpoint has knobs to misbehave like a broken server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import io
+import math
+import time
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from aiohttp import web
+
+RENDITIONS = {"360p": (640, 360, 800_000), "180p": (320, 180, 300_000)}
+
+
+def make_segment(width: int, height: int, seconds: float, fps: int = 10, seed: int = 0) -> bytes:
+    """A real MPEG-TS segment: H.264 moving pattern + AAC tone."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        n = int(seconds * fps)
+        for i in range(n):
+            img = np.zeros((height, width, 3), np.uint8)
+            x = (i * 7 + seed * 13) % width
+            img[:, max(0, x - 8):x + 8] = (255, 200, 40)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for pkt in v.encode(frame):
+                out.mux(pkt)
+        samples = int(seconds * 48000)
+        t = np.arange(samples) / 48000.0
+        tone = (0.2 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+        for off in range(0, samples, 1024):
+            chunk = tone[off:off + 1024]
+            fr = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+            fr.sample_rate = 48000
+            fr.pts = off
+            fr.time_base = fractions.Fraction(1, 48000)
+            for pkt in a.encode(fr):
+                out.mux(pkt)
+        for pkt in v.encode():
+            out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    return buf.getvalue()
+
+
+_SEGMENTS: dict[tuple[str, float], list[bytes]] = {}
+
+
+def segments_for(rendition: str, seconds: float) -> list[bytes]:
+    key = (rendition, seconds)
+    if key not in _SEGMENTS:
+        w, h, _ = RENDITIONS[rendition]
+        _SEGMENTS[key] = [make_segment(w // 8 * 2, h // 8 * 2, seconds, seed=i) for i in range(2)]
+    return _SEGMENTS[key]
+
+
+@dataclass
+class Knobs:
+    """How an endpoint misbehaves (all off = healthy)."""
+
+    frozen_at: dict[str, int] = field(default_factory=dict)  # rendition -> media sequence it stays at
+    freeze_all: bool = False
+    playlist_status: int | None = None
+    segment_status: int | None = None
+    segment_bytes_per_s: float | None = None  # throttle segment bodies
+    malformed: bool = False
+    huge_playlist: bool = False
+    redirect_loop: bool = False
+    pdt: bool = True
+
+
+class Timeline:
+    """The shared live time base: segment ``n`` becomes available at ``t0 + (n+1)*dur``."""
+
+    def __init__(self, seg_dur: float = 1.0, window: int = 5, first_seq: int = 100) -> None:
+        self.seg_dur = seg_dur
+        self.window = window
+        self.first_seq = first_seq
+        self.t0 = time.time() - window * seg_dur
+
+    def newest(self) -> int:
+        return self.first_seq + int((time.time() - self.t0) / self.seg_dur) - 1
+
+    def media_playlist(self, rendition: str, newest: int, pdt: bool) -> str:
+        first = max(self.first_seq, newest - self.window + 1)
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(self.seg_dur)}",
+                 f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for seq in range(first, newest + 1):
+            if pdt:
+                start = self.t0 + (seq - self.first_seq) * self.seg_dur
+                ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)) + f".{int(start * 1000) % 1000:03d}Z"
+                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{ts}")
+            lines.append(f"#EXTINF:{self.seg_dur:.3f},")
+            lines.append(f"{rendition}/{seq}.ts")
+        return "\n".join(lines) + "\n"
+
+
+class Endpoint:
+    """One HLS server (an origin or an edge) on 127.0.0.1, port 0."""
+
+    def __init__(self, timeline: Timeline, renditions: tuple[str, ...] = ("360p", "180p")) -> None:
+        self.tl = timeline
+        self.renditions = renditions
+        self.knobs = Knobs()
+        self.requests = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def master_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/live/main.m3u8"
+
+    def media_url(self, rendition: str) -> str:
+        return f"http://127.0.0.1:{self.port}/live/main/{rendition}.m3u8"
+
+    async def start(self) -> "Endpoint":
+        for r in self.renditions:
+            await asyncio.to_thread(segments_for, r, self.tl.seg_dur)
+        app = web.Application()
+        app.router.add_get("/live/main.m3u8", self.master)
+        app.router.add_get("/live/main/{r}.m3u8", self.media)
+        app.router.add_get("/live/main/{r}/{seq}.ts", self.segment)
+        app.router.add_get("/loop/{n}", self.loop)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        """Close the listener: afterwards connections are refused (port kept for restart)."""
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _common(self) -> web.Response | None:
+        self.requests += 1
+        k = self.knobs
+        if k.redirect_loop:
+            raise web.HTTPFound("/loop/0")
+        if k.playlist_status:
+            return web.Response(status=k.playlist_status, text="error\n")
+        if k.malformed:
+            return web.Response(text="<html>not a playlist</html>", content_type="text/html")
+        if k.huge_playlist:
+            return web.Response(body=b"#EXTM3U\n" + b"#" * (5 * 1024 * 1024),
+                                content_type="application/vnd.apple.mpegurl")
+        return None
+
+    async def loop(self, req: web.Request) -> web.Response:
+        n = int(req.match_info["n"])
+        raise web.HTTPFound(f"/loop/{n + 1}")
+
+    async def master(self, _req: web.Request) -> web.Response:
+        early = self._common()
+        if early is not None:
+            return early
+        lines = ["#EXTM3U"]
+        for r in self.renditions:
+            w, h, bw = RENDITIONS[r]
+            lines += [f"#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h}", f"main/{r}.m3u8"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def media(self, req: web.Request) -> web.Response:
+        early = self._common()
+        if early is not None:
+            return early
+        r = req.match_info["r"]
+        if r not in self.renditions:
+            raise web.HTTPNotFound()
+        newest = self.tl.newest()
+        if self.knobs.freeze_all:
+            self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.renditions})
+        if r in self.knobs.frozen_at:
+            newest = self.knobs.frozen_at[r]
+        return web.Response(text=self.tl.media_playlist(r, newest, self.knobs.pdt),
+                            content_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "max-age=1"})
+
+    async def segment(self, req: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        k = self.knobs
+        if k.segment_status:
+            return web.Response(status=k.segment_status, text="no such segment\n")
+        r = req.match_info["r"]
+        seq = int(req.match_info["seq"].split(".")[0])
+        body = segments_for(r, self.tl.seg_dur)[seq % 2]
+        if not k.segment_bytes_per_s:
+            return web.Response(body=body, content_type="video/mp2t", headers={"Cache-Control": "max-age=60"})
+        resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Content-Length": str(len(body))})
+        await resp.prepare(req)
+        chunk = max(1, int(k.segment_bytes_per_s / 10))
+        for off in range(0, len(body), chunk):
+            await resp.write(body[off:off + chunk])
+            await asyncio.sleep(0.1)
+        await resp.write_eof()
+        return resp

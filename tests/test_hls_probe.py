@@ -1,0 +1,222 @@
+"""The HLS probe inside a running agent, against real live HLS servers on loopback.
+
+Each scenario breaks one thing at one endpoint and asserts what the agent reports:
+the status JSON (stage/component/state/reasons), the metrics through the registry,
+and (healthy case) a real scrape of /metrics checked by promtool.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import aiohttp
+import pytest
+
+from _require import require_binary
+from agent.app import Agent
+from agent.config import parse_config
+from waiting import wait_for
+
+
+def cell(agent: Agent, stage: str, component: str) -> dict:
+    for s in agent.board.as_json()["streams"][0]["stages"]:
+        if s["stage"] == stage and s["component"] == component:
+            return s
+    raise AssertionError(f"no {stage}/{component} in status")
+
+
+def value(agent: Agent, name: str, **labels: str) -> float | None:
+    return agent.registry.get_sample_value(name, {"site": "test", "stream": "main", **labels})
+
+
+def state_is(agent: Agent, stage: str, component: str, state: str):
+    return lambda: cell(agent, stage, component)["state"] == state
+
+
+async def test_healthy_stream_all_ok(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        for stage, comp in (("origin", "origin"), ("cdn", "edge-a"), ("cdn", "edge-b")):
+            await wait_for(state_is(agent, stage, comp, "ok"), 10, f"{comp} ok")
+        # a segment has been fetched for each rendition at the origin
+        await wait_for(lambda: value(agent, "signalpath_segment_download_ratio", stage="origin",
+                                     component="origin", rendition="180p") is not None, 10, "segment ratio")
+        for comp, stage in (("origin", "origin"), ("edge-a", "cdn")):
+            for r in ("360p", "180p"):
+                lab = dict(stage=stage, component=comp, rendition=r)
+                age = value(agent, "signalpath_playlist_age_seconds", **lab)
+                assert age is not None and 0 <= age < 1.5, age
+                latency = value(agent, "signalpath_live_latency_seconds", **lab)
+                assert latency is not None and -0.5 < latency < 2.5, latency
+        ratio = value(agent, "signalpath_segment_download_ratio", stage="origin", component="origin",
+                      rendition="360p")
+        assert ratio is not None and 0 < ratio < 0.5
+        lag = value(agent, "signalpath_edge_lag_segments", stage="cdn", component="edge-a", rendition="360p")
+        assert lag is not None and abs(lag) <= 1
+        assert value(agent, "signalpath_probe_success", stage="cdn", component="edge-b", probe="hls") == 1
+        assert value(agent, "signalpath_stage_healthy", stage="origin", component="origin") == 1
+        status = cell(agent, "origin", "origin")
+        assert status["since"].endswith("Z") and status["reasons"] == []
+        assert set(status["figures"]["renditions"]) == {"360p", "180p"}
+
+        # the same through a real scrape, and promtool finds nothing to lint
+        async with aiohttp.ClientSession() as s:
+            async with s.get(agent.url + "/metrics") as r:
+                assert r.status == 200
+                text = await r.text()
+            async with s.get(agent.url + "/api/v1/status") as r:
+                body = await r.json()
+        assert any(line.startswith("signalpath_playlist_age_seconds{") and 'component="edge-b"' in line
+                   and 'site="test"' in line for line in text.splitlines())
+        assert body["streams"][0]["name"] == "main"
+        assert {c["state"] for c in body["streams"][0]["stages"]} == {"ok"}
+        promtool = require_binary("promtool")
+        lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                              timeout=30)
+        assert lint.returncode == 0 and lint.stdout.strip() == "" and lint.stderr.strip() == "", \
+            lint.stdout + lint.stderr
+
+
+async def test_one_edge_stale_is_localized_to_that_edge(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 10, "edge-b ok first")
+        live.edges["edge-b"].knobs.freeze_all = True
+        # stale after 1.5 x 1-s target duration: reported within a few seconds
+        await wait_for(state_is(agent, "cdn", "edge-b", "down"), 5, "edge-b down")
+        c = cell(agent, "cdn", "edge-b")
+        assert any("has not advanced" in r for r in c["reasons"]), c["reasons"]
+        assert cell(agent, "origin", "origin")["state"] == "ok"
+        assert cell(agent, "cdn", "edge-a")["state"] == "ok"
+        await wait_for(lambda: (value(agent, "signalpath_edge_lag_segments", stage="cdn", component="edge-b",
+                                      rendition="360p") or 0) >= 2, 5, "edge-b lag grows")
+        assert value(agent, "signalpath_stage_healthy", stage="cdn", component="edge-b") == 0
+        assert value(agent, "signalpath_stage_healthy", stage="cdn", component="edge-a") == 1
+        # and recovers when the edge moves again
+        live.edges["edge-b"].knobs.freeze_all = False
+        live.edges["edge-b"].knobs.frozen_at.clear()
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 5, "edge-b ok again")
+
+
+async def test_origin_stale(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
+        live.origin.knobs.freeze_all = True
+        await wait_for(state_is(agent, "origin", "origin", "down"), 5, "origin down")
+        assert any("has not advanced" in r for r in cell(agent, "origin", "origin")["reasons"])
+
+
+async def test_one_rendition_stale_is_degraded(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
+        live.origin.knobs.frozen_at["180p"] = live.tl.newest()
+        await wait_for(state_is(agent, "origin", "origin", "degraded"), 5, "origin degraded")
+        reasons = cell(agent, "origin", "origin")["reasons"]
+        assert any(r.startswith("180p playlist has not advanced") for r in reasons), reasons
+        ev = [e for e in agent.board.evidence("main") if e.fault == "stale_playlist"]
+        assert ev and all(e.rendition == "180p" for e in ev)
+
+
+async def test_segment_404(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        live.edges["edge-a"].knobs.segment_status = 404
+        await wait_for(state_is(agent, "cdn", "edge-a", "degraded"), 6, "edge-a degraded")
+        reasons = cell(agent, "cdn", "edge-a")["reasons"]
+        assert any("answered HTTP 404" in r for r in reasons), reasons
+        assert cell(agent, "cdn", "edge-b")["state"] == "ok"
+        assert (agent.registry.get_sample_value("signalpath_segment_errors_total", {
+            "site": "test", "stream": "main", "stage": "cdn", "component": "edge-a", "rendition": "360p",
+            "reason": "http_error"}) or 0) >= 1
+
+
+async def test_segment_slower_than_real_time(live):
+    cfg = parse_config(live.config())
+    seg = len(__import__("livehls").segments_for("360p", 1.0)[0])
+    live.edges["edge-b"].knobs.segment_bytes_per_s = seg / 1.6  # 1.6 s to fetch 1 s of media
+    async with Agent(cfg) as agent:
+        await wait_for(lambda: (value(agent, "signalpath_segment_download_ratio", stage="cdn", component="edge-b",
+                                      rendition="360p") or 0) > 1.2, 10, "edge-b ratio > 1.2")
+        await wait_for(state_is(agent, "cdn", "edge-b", "degraded"), 5, "edge-b degraded")
+        assert any("ratio" in r for r in cell(agent, "cdn", "edge-b")["reasons"])
+        assert (value(agent, "signalpath_segment_download_ratio", stage="cdn", component="edge-a",
+                      rendition="360p") or 9) < 1
+
+
+@pytest.mark.parametrize("knob,reason,fault_text", [
+    ({"playlist_status": 503}, "http_error", "HTTP 503"),
+    ({"malformed": True}, "protocol_error", "malformed"),
+    ({"huge_playlist": True}, "body_too_large", "cap"),
+    ({"redirect_loop": True}, "redirect_loop", "redirects"),
+])
+async def test_edge_failures_are_reasons(live, knob, reason, fault_text):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        for k, v in knob.items():
+            setattr(live.edges["edge-a"].knobs, k, v)
+        await wait_for(state_is(agent, "cdn", "edge-a", "down"), 6, "edge-a down")
+        c = cell(agent, "cdn", "edge-a")
+        assert any(fault_text in r for r in c["reasons"]), c["reasons"]
+        await wait_for(lambda: (value(agent, "signalpath_probe_failures_total", stage="cdn", component="edge-a",
+                                      probe="hls", reason=reason) or 0) >= 1, 5, f"failure reason {reason}")
+        assert value(agent, "signalpath_probe_success", stage="cdn", component="edge-a", probe="hls") == 0
+        assert cell(agent, "origin", "origin")["state"] == "ok"
+        assert cell(agent, "cdn", "edge-b")["state"] == "ok"
+
+
+async def test_connection_refused(live):
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 10, "edge-b ok")
+        await live.edges["edge-b"].stop()
+        await wait_for(state_is(agent, "cdn", "edge-b", "down"), 5, "edge-b down")
+        assert any("refused" in r for r in cell(agent, "cdn", "edge-b")["reasons"])
+        await wait_for(lambda: value(agent, "signalpath_probe_failures_total", stage="cdn", component="edge-b",
+                                     probe="hls", reason="connection_refused"), 5, "refused counted")
+        # playlist age keeps growing while the edge is gone
+        a1 = value(agent, "signalpath_playlist_age_seconds", stage="cdn", component="edge-b", rendition="360p")
+        await wait_for(lambda: (value(agent, "signalpath_playlist_age_seconds", stage="cdn", component="edge-b",
+                                      rendition="360p") or 0) > (a1 or 0) + 0.4, 5, "age grows")
+
+
+async def test_hung_server_is_a_timeout_and_others_keep_going(live):
+    """A server that accepts but never answers: the runner's deadline makes it a timeout."""
+    import asyncio
+
+    async def hang(reader, writer):
+        await asyncio.sleep(60)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conf = live.config(timeout_s=1.0)
+    conf["streams"][0]["edges"][1]["url"] = f"http://127.0.0.1:{port}/live/main.m3u8"
+    try:
+        async with Agent(parse_config(conf)) as agent:
+            await wait_for(lambda: value(agent, "signalpath_probe_failures_total", stage="cdn", component="edge-b",
+                                         probe="hls", reason="timeout"), 6, "timeout counted")
+            assert cell(agent, "cdn", "edge-b")["state"] == "down"
+            await wait_for(state_is(agent, "cdn", "edge-a", "ok"), 5, "edge-a ok")
+            n = live.edges["edge-a"].requests
+            await wait_for(lambda: live.edges["edge-a"].requests >= n + 4, 5, "edge-a still polled")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_secrets_never_shown(live):
+    """A token in an edge URL never appears in status, metrics, or failure details."""
+    conf = live.config()
+    canary = "CANARYtoken1234567890"
+    conf["streams"][0]["edges"][0]["url"] = live.edges["edge-a"].master_url + f"?token={canary}"
+    conf["streams"][0]["edges"][1]["url"] = f"http://user:{canary}@127.0.0.1:1/live/main.m3u8"
+    async with Agent(parse_config(conf)) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-b", "down"), 6, "edge-b down")
+        await wait_for(state_is(agent, "cdn", "edge-a", "ok"), 6, "edge-a ok")
+        async with aiohttp.ClientSession() as s:
+            async with s.get(agent.url + "/metrics") as r:
+                text = await r.text()
+            async with s.get(agent.url + "/api/v1/status") as r:
+                status = await r.text()
+        assert canary not in text and canary not in status
