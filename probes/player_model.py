@@ -1,0 +1,304 @@
+"""A pure buffer model of a live HLS player: what a viewer on one edge would live through.
+
+The probe around it (``probes/playback.py``) only fetches: it tells the model when the
+session was requested, when each segment finished downloading (and its EXTINF and size),
+and when a fetch failed for good; the model plays in real time from its buffer on an
+injected monotonic clock and reports CTA-2066-style session figures. No I/O, no sleeps.
+
+How it plays (and where each rule comes from, shared/THRESHOLDS.md):
+
+- Join: :func:`join_index` picks the first segment to fetch so that playback starts at
+  least ``hold_back_segments`` (3) target durations behind the live edge (RFC 8216bis
+  §4.4.3.8 HOLD-BACK; hls.js ``liveSyncDurationCount`` = 3).
+- Start: playback starts when ``start_buffer_s`` of media is buffered; the default 0
+  starts on the first whole segment, as hls.js does (it plays once the first fragment
+  is appended). Startup time = request to first frame playing (Mux "video startup time",
+  CTA-2066 ``initialStartupTime``).
+- Play: the playhead advances 1 s per clock second while the buffer holds media.
+- Stall: the buffer runs dry while playing. The stall starts at that instant and ends
+  when the buffer holds more than ``resume_buffer_s`` (default 0: the next whole segment,
+  the HTML media element's HAVE_FUTURE_DATA at segment granularity). A dry spell becomes
+  a reported stall once it has lasted ``stall_report_s`` (1.25 s, hls.js
+  ``detectStallWithCurrentTimeMs``); shorter ones are micro-stalls, kept apart in
+  ``micro_stall_s`` (hls.js does not report them either). Stall duration is measured
+  from the onset, so a reported stall includes its first 1.25 s.
+- Rebuffer ratio = stalled / (watched + stalled) (Mux rebuffer percentage; CTA-2066
+  stalled-time percentage). Watched time counts only time spent playing.
+- Failure: startup not reached within ``startup_deadline_s`` (``startup_timeout``), a
+  fatal fetch error reported by the probe (``fatal_error``), or a single stall longer
+  than ``stall_give_up_s`` (``stall_timeout``; a viewer gives up). Once failed, the model
+  freezes its figures.
+- Bits played (CTA-2066 ``bitsPlayed``): each segment's bits, in proportion to how much
+  of it has been played.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "PlayerConfig",
+    "PlayerState",
+    "PlaybackFailure",
+    "PlaybackFigures",
+    "PlayerModel",
+    "join_index",
+]
+
+
+class PlayerConfig(BaseModel):
+    """Player behaviour; the module docstring gives each default's source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hold_back_segments: float = Field(3.0, ge=0)
+    start_buffer_s: float = Field(0.0, ge=0)
+    resume_buffer_s: float = Field(0.0, ge=0)
+    stall_report_s: float = Field(1.25, ge=0)
+    startup_deadline_s: float = Field(15.0, gt=0)
+    stall_give_up_s: float = Field(60.0, gt=0)
+
+
+class PlayerState(enum.StrEnum):
+    IDLE = "idle"  # not requested yet
+    STARTING = "starting"  # requested, first frame not shown yet
+    PLAYING = "playing"
+    STALLED = "stalled"  # buffer dry after playback started (maybe not reported yet)
+    FAILED = "failed"
+
+
+class PlaybackFailure(enum.StrEnum):
+    """Why a session failed (closed set; a metric/evidence value)."""
+
+    STARTUP_TIMEOUT = "startup_timeout"
+    FATAL_ERROR = "fatal_error"
+    STALL_TIMEOUT = "stall_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFigures:
+    """Session figures so far (CTA-2066 names in comments)."""
+
+    state: PlayerState
+    startup_s: float | None  # initialStartupTime
+    stall_count: int  # playbackStallCount (an ongoing stall counts once reported)
+    stall_s: float  # playbackStallDuration (ongoing reported stall included)
+    micro_stall_s: float  # dry spells shorter than stall_report_s
+    watched_s: float
+    rebuffer_ratio: float  # stalled / (watched + stalled); 0 before any playing
+    buffer_s: float
+    current_stall_s: float  # length of the ongoing dry spell, 0 when playing
+    bits_played: float  # bitsPlayed
+    segments: int  # segments received
+    failure: PlaybackFailure | None
+    failure_detail: str
+
+    @property
+    def stalled_now(self) -> bool:
+        return self.state is PlayerState.STALLED and self.current_stall_s > 0
+
+
+def join_index(durations: Sequence[float], target_duration: float, hold_back_segments: float = 3.0) -> int:
+    """Index of the segment a player joining this live playlist fetches first.
+
+    The start position is the playlist's end minus ``hold_back_segments`` × target
+    duration (RFC 8216bis HOLD-BACK; hls.js ``liveSyncDurationCount``); the player fetches
+    the segment that contains it. A playlist shorter than the hold-back starts at 0.
+    """
+    if not durations:
+        return 0
+    end = float(sum(durations))
+    start = end - hold_back_segments * target_duration
+    if start <= 0:
+        return 0
+    pos = 0.0
+    for i, d in enumerate(durations):
+        if pos + d > start + 1e-9:
+            return i
+        pos += d
+    return len(durations) - 1
+
+
+@dataclass(slots=True)
+class _Buffered:
+    duration: float
+    left: float
+    bits: float
+
+
+class PlayerModel:
+    """One simulated viewer session. Feed it events; read :meth:`figures` at any time.
+
+    ``clock`` is monotonic seconds (``ProbeContext.clock``); each call first brings the
+    playhead up to ``clock()``. Events must be reported in the order they happened.
+    """
+
+    def __init__(self, config: PlayerConfig | None = None, clock: Callable[[], float] | None = None):
+        if clock is None:
+            raise ValueError("PlayerModel needs a clock (inject ProbeContext.clock)")
+        self.config = config or PlayerConfig()
+        self._clock = clock
+        self._state = PlayerState.IDLE
+        self._requested: float | None = None
+        self._now: float | None = None
+        self._startup: float | None = None
+        self._buffer: deque[_Buffered] = deque()
+        self._buffered_s = 0.0
+        self._watched = 0.0
+        self._stalls = 0
+        self._stall_s = 0.0
+        self._micro_s = 0.0
+        self._dry_since: float | None = None
+        self._bits = 0.0
+        self._segments = 0
+        self._failure: PlaybackFailure | None = None
+        self._failure_detail = ""
+
+    # --- events -------------------------------------------------------------
+
+    def request(self) -> None:
+        """The viewer pressed play: the session starts now (startup time counts from here)."""
+        if self._state is not PlayerState.IDLE:
+            return
+        now = self._clock()
+        self._requested = self._now = now
+        self._state = PlayerState.STARTING
+
+    def segment_downloaded(self, duration: float, size_bytes: int = 0) -> None:
+        """A whole segment of ``duration`` seconds (its EXTINF) arrived in the buffer."""
+        if self._state is PlayerState.IDLE:
+            self.request()
+        self._advance()
+        if self._state is PlayerState.FAILED or duration <= 0 or not math.isfinite(duration):
+            return
+        now = self._now
+        self._buffer.append(_Buffered(duration, duration, size_bytes * 8.0))
+        self._buffered_s += duration
+        self._segments += 1
+        cfg = self.config
+        if self._state is PlayerState.STARTING and self._buffered_s > cfg.start_buffer_s:
+            self._startup = now - self._requested
+            self._state = PlayerState.PLAYING
+        elif self._state is PlayerState.STALLED and self._buffered_s > cfg.resume_buffer_s:
+            self._end_stall(now)
+            self._state = PlayerState.PLAYING
+
+    def fatal(self, detail: str = "") -> None:
+        """The probe met an error a real player would give up on (e.g. playlist gone)."""
+        if self._state is PlayerState.IDLE:
+            self.request()
+        self._advance()
+        self._fail(PlaybackFailure.FATAL_ERROR, detail or "fatal fetch error")
+
+    def tick(self) -> None:
+        """Bring the playhead up to the clock (figures() does this too)."""
+        self._advance()
+
+    # --- figures ------------------------------------------------------------
+
+    @property
+    def state(self) -> PlayerState:
+        self._advance()
+        return self._state
+
+    def figures(self) -> PlaybackFigures:
+        self._advance()
+        current = 0.0
+        stall_s, stalls = self._stall_s, self._stalls
+        if self._state is PlayerState.STALLED and self._dry_since is not None:
+            current = self._now - self._dry_since
+            if current >= self.config.stall_report_s:
+                stall_s += current
+                stalls += 1
+        total = self._watched + stall_s
+        return PlaybackFigures(
+            state=self._state,
+            startup_s=self._startup,
+            stall_count=stalls,
+            stall_s=stall_s,
+            micro_stall_s=self._micro_s,
+            watched_s=self._watched,
+            rebuffer_ratio=(stall_s / total) if total > 0 else 0.0,
+            buffer_s=max(0.0, self._buffered_s),
+            current_stall_s=current,
+            bits_played=self._bits,
+            segments=self._segments,
+            failure=self._failure,
+            failure_detail=self._failure_detail,
+        )
+
+    # --- internals ----------------------------------------------------------
+
+    def _advance(self) -> None:
+        if self._now is None or self._state in (PlayerState.IDLE, PlayerState.FAILED):
+            return
+        now = self._clock()
+        if now <= self._now:
+            return
+        cfg = self.config
+        if self._state is PlayerState.STARTING:
+            deadline = self._requested + cfg.startup_deadline_s
+            if now >= deadline:
+                self._now = deadline
+                self._fail(
+                    PlaybackFailure.STARTUP_TIMEOUT, f"no picture {cfg.startup_deadline_s:g} s after the request"
+                )
+                return
+            self._now = now
+            return
+        if self._state is PlayerState.PLAYING:
+            played = self._play(now - self._now)
+            self._watched += played
+            if self._buffered_s <= 1e-9:
+                self._buffered_s = 0.0
+                self._dry_since = self._now + played
+                self._state = PlayerState.STALLED
+        if self._state is PlayerState.STALLED and self._dry_since is not None:
+            give_up = self._dry_since + cfg.stall_give_up_s
+            if now >= give_up:
+                self._now = give_up
+                self._end_stall(give_up)
+                self._fail(PlaybackFailure.STALL_TIMEOUT, f"stalled for {cfg.stall_give_up_s:g} s")
+                return
+        self._now = now
+
+    def _play(self, dt: float) -> float:
+        """Consume up to ``dt`` seconds of buffered media; return how much was played."""
+        played = 0.0
+        while dt > 1e-12 and self._buffer:
+            seg = self._buffer[0]
+            take = min(dt, seg.left)
+            seg.left -= take
+            dt -= take
+            played += take
+            self._bits += seg.bits * (take / seg.duration)
+            if seg.left <= 1e-12:
+                self._buffer.popleft()
+        self._buffered_s = sum(s.left for s in self._buffer)
+        return played
+
+    def _end_stall(self, now: float) -> None:
+        if self._dry_since is None:
+            return
+        spell = now - self._dry_since
+        if spell >= self.config.stall_report_s:
+            self._stalls += 1
+            self._stall_s += spell
+        else:
+            self._micro_s += spell
+        self._dry_since = None
+
+    def _fail(self, reason: PlaybackFailure, detail: str) -> None:
+        if self._state is PlayerState.FAILED:
+            return
+        if self._state is PlayerState.STALLED:
+            self._end_stall(self._now)
+        self._state = PlayerState.FAILED
+        self._failure = reason
+        self._failure_detail = detail
