@@ -1,0 +1,162 @@
+"""The packager: keeps a sliding window of MPEG-TS segments and renders HLS playlists.
+
+Playlists follow RFC 8216: a master playlist with one EXT-X-STREAM-INF per rendition
+(BANDWIDTH = the peak segment bit rate seen, §4.3.4.2; CODECS per RFC 6381), and per
+rendition a live media playlist (no EXT-X-ENDLIST) with EXT-X-TARGETDURATION,
+EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE and an EXT-X-PROGRAM-DATE-TIME
+on every segment (§4.3.2.6) giving the capture wall time of its first frame, so
+``now - PDT`` is the true glass-to-origin latency.
+
+URIs (relative, so they work the same through every edge):
+``/live/<stream>.m3u8`` (master) → ``<stream>/<rendition>.m3u8`` →
+``<rendition>/<seq>.ts``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import LabConfig
+from .faults import _iso
+
+AAC_LC = "mp4a.40.2"  # RFC 6381 AAC-LC
+
+
+@dataclass(slots=True)
+class Segment:
+    seq: int
+    rendition: str
+    data: bytes
+    duration_s: float
+    pdt_wall: float
+    discontinuity: bool
+    published_wall: float
+    corrupted: bool = False
+
+
+def corrupt_ts(data: bytes, seed: int) -> bytes:
+    """Keep the first two TS packets (PAT/PMT), overwrite the rest with noise."""
+    keep = 188 * 2
+    out = bytearray(data)
+    x = (seed * 2654435761 + 1) & 0xFFFFFFFF
+    for i in range(keep, len(out)):
+        x = (1103515245 * x + 12345) & 0x7FFFFFFF
+        out[i] = (x >> 16) & 0xFF
+    return bytes(out)
+
+
+class _Rendition:
+    def __init__(self) -> None:
+        self.segments: collections.deque[Segment] = collections.deque()
+        self.next_seq = 0
+        self.disc_seq = 0
+        self.playlist: bytes | None = None
+        self.peak_bps = 0
+        self.codecs: str | None = None
+        self.width = 0
+        self.height = 0
+
+
+class Packager:
+    """Segment store and playlist renderer for one stream (runs on the event loop)."""
+
+    def __init__(self, cfg: LabConfig, wall: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.wall = wall
+        self._r: dict[str, _Rendition] = {}
+        for r in cfg.renditions:
+            st = _Rendition()
+            st.width, st.height = r.width, r.height
+            st.peak_bps = r.bitrate_kbps * 1000
+            self._r[r.name] = st
+        self._keep = cfg.window + max(6, math.ceil(cfg.segment_max_age_s / cfg.segment_s))
+        self._master: bytes | None = None
+
+    @property
+    def renditions(self) -> tuple[str, ...]:
+        return tuple(self._r)
+
+    def set_codecs(self, rendition: str, codecs: str | None) -> None:
+        st = self._r[rendition]
+        if codecs and st.codecs != codecs:
+            st.codecs = codecs
+            self._master = None
+
+    def publish(self, rendition: str, data: bytes, duration_s: float, pdt_wall: float,
+                discontinuity: bool, corrupt: bool = False) -> Segment:
+        st = self._r[rendition]
+        if corrupt:
+            data = corrupt_ts(data, st.next_seq)
+        seg = Segment(st.next_seq, rendition, data, duration_s, pdt_wall, discontinuity,
+                      self.wall(), corrupt)
+        st.next_seq += 1
+        st.segments.append(seg)
+        while len(st.segments) > self._keep:
+            if st.segments.popleft().discontinuity:
+                st.disc_seq += 1
+        bps = int(len(data) * 8 / max(duration_s, 0.04))
+        audio_video_peak = int(math.ceil(bps / 10_000) * 10_000)
+        if audio_video_peak > st.peak_bps:
+            st.peak_bps = audio_video_peak
+            self._master = None
+        st.playlist = self._render(st)
+        return seg
+
+    def _window(self, st: _Rendition) -> list[Segment]:
+        return list(st.segments)[-self.cfg.window:]
+
+    def _render(self, st: _Rendition) -> bytes:
+        window = self._window(st)
+        # discontinuities that slid out of the window count in DISCONTINUITY-SEQUENCE
+        first_seq = window[0].seq
+        disc_seq = sum(1 for s in st.segments if s.seq < first_seq and s.discontinuity)
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{self.cfg.segment_s}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first_seq}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{st.disc_seq + disc_seq}",
+        ]
+        for s in window:
+            if s.discontinuity and s is not window[0]:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(s.pdt_wall)}")
+            lines.append(f"#EXTINF:{s.duration_s:.3f},")
+            lines.append(f"{s.rendition}/{s.seq}.ts")
+        return ("\n".join(lines) + "\n").encode()
+
+    def media_playlist(self, rendition: str) -> bytes | None:
+        st = self._r.get(rendition)
+        return None if st is None else st.playlist
+
+    def master_playlist(self) -> bytes:
+        if self._master is None:
+            lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+            for name, st in self._r.items():
+                codecs = f',CODECS="{st.codecs},{AAC_LC}"' if st.codecs else ""
+                lines.append(
+                    f"#EXT-X-STREAM-INF:BANDWIDTH={st.peak_bps},RESOLUTION={st.width}x{st.height}"
+                    f",FRAME-RATE={self.cfg.fps:.3f}{codecs},NAME=\"{name}\"")
+                lines.append(f"{self.cfg.stream}/{name}.m3u8")
+            self._master = ("\n".join(lines) + "\n").encode()
+        return self._master
+
+    def segment(self, rendition: str, seq: int) -> Segment | None:
+        st = self._r.get(rendition)
+        if st is None or not st.segments:
+            return None
+        idx = seq - st.segments[0].seq
+        if 0 <= idx < len(st.segments):
+            return st.segments[idx]
+        return None
+
+    def latest(self, rendition: str) -> Segment | None:
+        st = self._r[rendition]
+        return st.segments[-1] if st.segments else None
+
+    def ready(self) -> bool:
+        return all(st.segments for st in self._r.values())

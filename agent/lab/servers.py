@@ -1,0 +1,325 @@
+"""HTTP parts of the lab: a listener that can go down and come back on the same port,
+the origin (serves the packager), and the caching CDN edges.
+
+Origin cache headers: playlists ``Cache-Control: max-age=1`` (about half a target
+duration, so a CDN refetches them at least as often as RFC 8216 §6.3.4 has players
+reload), segments ``max-age=60`` (immutable once written). Content types from RFC
+8216 §4: ``application/vnd.apple.mpegurl`` and ``video/mp2t``.
+
+An edge caches like a CDN: it honours the origin's ``Cache-Control: max-age``,
+collapses concurrent misses into one origin fetch (nginx ``proxy_cache_lock``), and
+answers ``X-Cache: HIT|MISS`` with an ``Age`` header (RFC 9111 §5.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import aiohttp
+from aiohttp import web
+
+from .faults import FaultBook
+from .packager import Packager
+
+M3U8 = "application/vnd.apple.mpegurl"
+TS = "video/mp2t"
+PUBLISHED_HEADER = "X-Lab-Published"  # origin publish wall time of a playlist (truth bookkeeping)
+
+
+class Listener:
+    """One aiohttp application on one loopback port.
+
+    ``down()`` closes the listening socket and every open connection, so clients get
+    "connection refused"; ``up()`` listens again on the same port.
+    """
+
+    def __init__(self, app: web.Application, host: str, port: int = 0) -> None:
+        self._app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def is_up(self) -> bool:
+        return self._site is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        await self.up()
+
+    async def up(self) -> None:
+        if self._site is not None or self._runner is None:
+            return
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                           shutdown_timeout=1.0)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the only way to learn the bound port
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        self._site = site
+
+    async def down(self) -> None:
+        if self._site is None or self._runner is None:
+            return
+        site, self._site = self._site, None
+        await site.stop()
+        server = self._runner.server
+        if server is not None:
+            for handler in server.connections:
+                handler.force_close()
+
+    async def stop(self) -> None:
+        await self.down()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+
+def _headers(ctype: str, max_age: int) -> dict[str, str]:
+    return {"Content-Type": ctype, "Cache-Control": f"max-age={max_age}",
+            "Access-Control-Allow-Origin": "*"}
+
+
+def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_age: int,
+               segment_max_age: int) -> web.Application:
+    """The origin: master, media playlists and segments of one stream."""
+
+    def check(request: web.Request) -> web.Response | None:
+        if request.match_info.get("stream") != stream:
+            return web.Response(status=404, text=f"no stream {request.match_info.get('stream')!r}\n")
+        f = book.active("origin_5xx", "origin")
+        if f is not None:
+            status = int(f.params["status"])
+            return web.Response(status=status, text=f"origin error {status}\n",
+                                headers={"Cache-Control": "no-store"})
+        return None
+
+    async def master(request: web.Request) -> web.Response:
+        if (r := check(request)) is not None:
+            return r
+        if not packager.ready():
+            return web.Response(status=404, text="stream not started\n",
+                                headers={"Cache-Control": "no-store"})
+        return web.Response(body=packager.master_playlist(), headers=_headers(M3U8, playlist_max_age))
+
+    async def media(request: web.Request) -> web.Response:
+        if (r := check(request)) is not None:
+            return r
+        rendition = request.match_info["rendition"]
+        body = packager.media_playlist(rendition)
+        if body is None:
+            return web.Response(status=404, text=f"no rendition {rendition!r}\n",
+                                headers={"Cache-Control": "no-store"})
+        headers = _headers(M3U8, playlist_max_age)
+        latest = packager.latest(rendition)
+        if latest is not None:
+            headers[PUBLISHED_HEADER] = f"{latest.published_wall:.6f}"
+        return web.Response(body=body, headers=headers)
+
+    async def segment(request: web.Request) -> web.Response:
+        if (r := check(request)) is not None:
+            return r
+        seg = packager.segment(request.match_info["rendition"], int(request.match_info["seq"]))
+        if seg is None:
+            return web.Response(status=404, text="no such segment\n",
+                                headers={"Cache-Control": "no-store"})
+        return web.Response(body=seg.data, headers=_headers(TS, segment_max_age))
+
+    app = web.Application()
+    app.router.add_get("/live/{stream}.m3u8", master)
+    app.router.add_get("/live/{stream}/{rendition}.m3u8", media)
+    app.router.add_get(r"/live/{stream}/{rendition}/{seq:\d{1,12}}.ts", segment)
+    return app
+
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)=(\d+)")
+
+
+@dataclass(slots=True)
+class _Entry:
+    status: int
+    body: bytes
+    ctype: str
+    cache_control: str
+    stored: float  # monotonic
+    max_age: float
+    published: float | None  # origin publish wall time (playlists)
+
+
+class Edge:
+    """A caching reverse proxy in front of the origin: one CDN edge."""
+
+    def __init__(self, name: str, host: str, port: int, origin_url: Callable[[], str],
+                 book: FaultBook, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, upstream_timeout_s: float = 5.0) -> None:
+        self.name = name
+        self._origin_url = origin_url
+        self._book = book
+        self._clock = clock
+        self._wall = wall
+        self._timeout = upstream_timeout_s
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        self._frozen: dict[str, _Entry] = {}
+        self._versions: dict[str, list[tuple[float, _Entry]]] = {}
+        self._served_published: dict[str, float] = {}
+        self.last_propagation_s: dict[str, float] = {}
+        self.hits = 0
+        self.misses = 0
+        self._session: aiohttp.ClientSession | None = None
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self.listener = Listener(app, host, port)
+
+    @property
+    def url(self) -> str:
+        return self.listener.url
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            connector=aiohttp.TCPConnector(limit=64, force_close=False),
+            auto_decompress=False)
+        await self.listener.start()
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def down(self) -> None:
+        await self.listener.down()
+
+    async def up(self) -> None:
+        await self.listener.up()
+
+    # -- cache -----------------------------------------------------------------
+    async def _fetch(self, path: str) -> _Entry:
+        assert self._session is not None
+        url = self._origin_url() + path
+        try:
+            async with self._session.get(url) as resp:
+                body = await resp.read()
+                cc = resp.headers.get("Cache-Control", "")
+                m = _MAX_AGE.search(cc)
+                max_age = float(m.group(1)) if (m and resp.status == 200 and "no-store" not in cc) else 0.0
+                pub = resp.headers.get(PUBLISHED_HEADER)
+                return _Entry(resp.status, body, resp.headers.get("Content-Type", "text/plain"), cc,
+                              self._clock(), max_age, float(pub) if pub else None)
+        except asyncio.TimeoutError:
+            return _Entry(504, b"edge: origin timed out\n", "text/plain", "no-store", self._clock(), 0, None)
+        except aiohttp.ClientError as exc:
+            return _Entry(502, f"edge: origin unreachable ({type(exc).__name__})\n".encode(), "text/plain",
+                          "no-store", self._clock(), 0, None)
+
+    async def _get(self, path: str) -> tuple[_Entry, str]:
+        now = self._clock()
+        entry = self._cache.get(path)
+        if entry is not None and now - entry.stored < entry.max_age:
+            self.hits += 1
+            return entry, "HIT"
+        fut = self._inflight.get(path)
+        if fut is not None:  # collapse concurrent misses (proxy_cache_lock)
+            entry = await asyncio.shield(fut)
+            self.hits += 1
+            return entry, "HIT"
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[path] = fut
+        try:
+            entry = await self._fetch(path)
+            fut.set_result(entry)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved
+            raise
+        finally:
+            self._inflight.pop(path, None)
+        self.misses += 1
+        if entry.max_age > 0:
+            self._cache[path] = entry
+            if len(self._cache) > 256:
+                self._purge()
+            if path.endswith(".m3u8"):
+                versions = self._versions.setdefault(path, [])
+                if not versions or versions[-1][1].body != entry.body:
+                    versions.append((entry.stored, entry))
+                    del versions[:-150]
+        return entry, "MISS"
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for key in [k for k, e in self._cache.items() if now - e.stored > e.max_age + 10]:
+            del self._cache[key]
+
+    async def _lookup(self, path: str) -> tuple[_Entry, str]:
+        if not path.endswith(".m3u8"):
+            return await self._get(path)
+        if self._book.active("edge_stale", self.name) is not None:
+            snap = self._frozen.get(path)
+            if snap is None:
+                snap = self._cache.get(path)
+                if snap is None:
+                    snap, _ = await self._get(path)
+                if snap.status == 200:
+                    self._frozen[path] = snap
+            return snap, "HIT"
+        if self._frozen:
+            self._frozen.clear()
+        entry, xcache = await self._get(path)
+        delay = self._book.active("edge_delay", self.name)
+        if delay is not None and entry.status == 200:
+            versions = self._versions.get(path) or [(entry.stored, entry)]
+            cutoff = self._clock() - delay.params["ms"] / 1000.0
+            chosen = versions[0][1]
+            for first_seen, e in versions:
+                if first_seen <= cutoff:
+                    chosen = e
+            if chosen is not entry:
+                return chosen, "HIT"
+        return entry, xcache
+
+    # -- serving ---------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        slow = self._book.active("edge_slow_first_byte", self.name)
+        if slow is not None:
+            await asyncio.sleep(slow.params["ms"] / 1000.0)
+        if path.endswith(".ts") and self._book.active("edge_404_segments", self.name) is not None:
+            return web.Response(status=404, text="edge: not found\n",
+                                headers={"X-Cache": "MISS", "Cache-Control": "no-store",
+                                         "Via": f"1.1 {self.name}"})
+        entry, xcache = await self._lookup(path)
+        headers = {"Content-Type": entry.ctype, "X-Cache": xcache, "Via": f"1.1 {self.name}",
+                   "Age": str(int(max(0.0, self._clock() - entry.stored)))}
+        if entry.cache_control:
+            headers["Cache-Control"] = entry.cache_control
+        if entry.status == 200 and entry.published is not None:
+            if self._served_published.get(path) != entry.published:
+                self._served_published[path] = entry.published
+                self.last_propagation_s[path] = max(0.0, self._wall() - entry.published)
+        throttle = self._book.active("edge_throttle", self.name)
+        if throttle is None or request.method == "HEAD":
+            return web.Response(status=entry.status, body=entry.body, headers=headers)
+        rate = float(throttle.params["bytes_per_s"])
+        resp = web.StreamResponse(status=entry.status, headers=headers)
+        resp.content_length = len(entry.body)
+        await resp.prepare(request)
+        chunk = max(512, int(rate / 20))
+        for i in range(0, len(entry.body), chunk):
+            part = entry.body[i:i + chunk]
+            await resp.write(part)
+            await asyncio.sleep(len(part) / rate)
+        await resp.write_eof()
+        return resp

@@ -1,0 +1,272 @@
+"""The transcoder: decode the contribution H.264, re-encode a ladder, cut MPEG-TS segments.
+
+Every rung is encoded with libx264 (zero-latency tuning, one output packet per input
+frame) and gets an IDR forced on the first frame of each segment period, computed
+from the source timestamp, so keyframes are aligned across renditions (the HLS
+authoring spec asks for aligned IDRs across variants). Segments are cut only at
+keyframes, as packagers do: under the ``keyframe_interval`` fault the GOP grows and
+the segments stretch with it (EXTINF > EXT-X-TARGETDURATION, RFC 8216 §4.3.3.1).
+
+Audio is passed through (AAC from the studio, wrapped in ADTS for MPEG-TS); each
+segment is muxed in its own MPEG-TS container, starting with PAT/PMT and an IDR.
+
+Synchronous; runs in one worker thread. Control comes as a :class:`TranscodeControl`
+snapshot per call.
+"""
+
+from __future__ import annotations
+
+import fractions
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import av
+
+from .config import LabConfig, RenditionConfig, adts_rate_index
+from .studio import TS_HZ, MediaPacket
+
+_TB = fractions.Fraction(1, TS_HZ)
+GAP_TICKS = TS_HZ  # a jump of more than 1 s in source pts is a discontinuity
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeControl:
+    stall_all: bool = False
+    stalled: frozenset[str] = frozenset()
+    gop_s: int | None = None  # keyframe_interval fault
+
+
+@dataclass(slots=True)
+class SegmentOut:
+    rendition: str
+    data: bytes
+    duration_s: float
+    pdt_wall: float          # capture wall time of the first frame
+    first_pts: int
+    discontinuity: bool
+    frames: int
+    last_capture_wall: float
+    last_delivered_wall: float
+    last_encoded_wall: float
+    cut_wall: float = 0.0
+
+
+@dataclass(slots=True)
+class _Open:
+    first_pts: int
+    pdt_wall: float
+    discontinuity: bool
+    video: list[tuple[int, bytes, bool]] = field(default_factory=list)
+    audio: list[tuple[int, bytes]] = field(default_factory=list)
+    last_capture: float = 0.0
+    last_delivered: float = 0.0
+    last_encoded: float = 0.0
+
+
+class _Rung:
+    def __init__(self, cfg: LabConfig, r: RenditionConfig) -> None:
+        self.r = r
+        self.cfg = cfg
+        self.enc = self._open()
+        self.open: _Open | None = None
+        self.last_period: int | None = None
+        self.force = True
+        self.discontinuity = False
+        self.codecs: str | None = None
+        self.stalled = False
+        self.pending_audio: list[tuple[int, bytes]] = []
+
+    def _open(self) -> av.VideoCodecContext:
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = self.r.width, self.r.height, "yuv420p"
+        ctx.time_base = _TB
+        ctx.framerate = fractions.Fraction(self.cfg.fps, 1)
+        ctx.bit_rate = self.r.bitrate_kbps * 1000
+        ctx.options = {
+            "preset": self.cfg.x264_preset, "tune": "zerolatency",
+            # keyframes only where we force them (segment boundaries)
+            "x264-params": "keyint=infinite:scenecut=0:forced-idr=1:threads=1:repeat-headers=1",
+        }
+        ctx.open()
+        return ctx
+
+
+def _adts(payload: bytes, rate_index: int, channels: int = 1) -> bytes:
+    n = len(payload) + 7
+    return bytes((0xFF, 0xF1, (1 << 6) | (rate_index << 2) | (channels >> 2),
+                  ((channels & 3) << 6) | (n >> 11), (n >> 3) & 0xFF, ((n & 7) << 5) | 0x1F,
+                  0xFC)) + payload
+
+
+def h264_codecs_tag(annexb: bytes) -> str | None:
+    """RFC 6381 ``avc1.PPCCLL`` from the first SPS in an Annex B access unit."""
+    i = annexb.find(b"\x00\x00\x01")
+    while i != -1:
+        j = i + 3
+        if j + 3 < len(annexb) and annexb[j] & 0x1F == 7:
+            return "avc1.%02X%02X%02X" % (annexb[j + 1], annexb[j + 2], annexb[j + 3])
+        i = annexb.find(b"\x00\x00\x01", j)
+    return None
+
+
+def mux_ts(video: list[tuple[int, bytes, bool]], audio: list[tuple[int, bytes]],
+           width: int, height: int, fps: int, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    out = av.open(buf, "w", format="mpegts")
+    try:
+        vs = out.add_mux_stream("h264", rate=fps, width=width, height=height)
+        vs.time_base = _TB
+        a_s = out.add_mux_stream("aac", rate=sample_rate) if audio else None
+        if a_s is not None:
+            a_s.time_base = _TB
+        items: list[tuple[int, int, bytes, bool]] = [(p, 0, d, k) for p, d, k in video]
+        items += [(p, 1, d, False) for p, d in audio]
+        items.sort(key=lambda x: (x[0], x[1]))
+        for pts, kind, data, key in items:
+            pkt = av.Packet(data)
+            pkt.pts = pkt.dts = pts
+            pkt.time_base = _TB
+            pkt.stream = vs if kind == 0 else a_s
+            if key:
+                pkt.is_keyframe = True
+            out.mux(pkt)
+    finally:
+        out.close()
+    return buf.getvalue()
+
+
+class LadderTranscoder:
+    """Decode once, scale and encode per rung, cut segments at forced IDRs."""
+
+    def __init__(self, cfg: LabConfig, wall: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.wall = wall
+        self.rungs = [_Rung(cfg, r) for r in cfg.renditions]
+        self._dec = av.CodecContext.create("h264", "r")
+        self._need_key = True
+        self._last_src_pts: int | None = None
+        self._rate_index = adts_rate_index(cfg.sample_rate)
+        self._frame_ticks = TS_HZ // cfg.fps
+        self._period_ticks = cfg.segment_s * TS_HZ
+        self.frames_in = 0
+        self.last_delivered_wall = 0.0
+        self.last_encoded_wall = 0.0
+        self.last_capture_wall = 0.0
+
+    @property
+    def codecs(self) -> dict[str, str | None]:
+        return {g.r.name: g.codecs for g in self.rungs}
+
+    def process(self, packets: list[MediaPacket], ctl: TranscodeControl) -> list[SegmentOut]:
+        out: list[SegmentOut] = []
+        for g in self.rungs:
+            stalled = ctl.stall_all or g.r.name in ctl.stalled
+            if stalled and not g.stalled:
+                g.open = None  # the hung encoder's partial segment is lost
+                g.pending_audio = []
+            if not stalled and g.stalled:
+                g.force = True
+                g.discontinuity = True
+            g.stalled = stalled
+        for m in packets:
+            if m.kind == "audio":
+                data = _adts(m.data, self._rate_index)
+                for g in self.rungs:
+                    if g.open is not None and not g.stalled:
+                        g.open.audio.append((m.pts, data))
+                continue
+            self._video(m, ctl, out)
+        return out
+
+    def flush_all(self) -> list[SegmentOut]:
+        """Close every open segment (the input ended)."""
+        out = []
+        for g in self.rungs:
+            if g.open is not None and g.open.video:
+                out.append(self._finish(g, g.open.video[-1][0] + self._frame_ticks))
+            g.open = None
+            g.pending_audio = []
+            g.force = True
+            g.discontinuity = True
+        return out
+
+    def _video(self, m: MediaPacket, ctl: TranscodeControl, out: list[SegmentOut]) -> None:
+        if self._last_src_pts is not None and not (0 < m.pts - self._last_src_pts <= GAP_TICKS):
+            # the input jumped: a new publish, a drop, a stall upstream
+            out.extend(self.flush_all())
+            self._dec = av.CodecContext.create("h264", "r")
+            self._need_key = True
+        self._last_src_pts = m.pts
+        if self._need_key and not m.keyframe:
+            return
+        self._need_key = False
+        self.last_delivered_wall = m.delivered_wall
+        self.last_capture_wall = m.capture_wall
+        pkt = av.Packet(m.data)
+        pkt.pts = pkt.dts = m.pts
+        pkt.time_base = _TB
+        try:
+            frames = self._dec.decode(pkt)
+        except av.error.FFmpegError:
+            self._need_key = True
+            return
+        for frame in frames:
+            self.frames_in += 1
+            pts = frame.pts if frame.pts is not None else m.pts
+            if ctl.stall_all:
+                continue
+            period_ticks = (ctl.gop_s * TS_HZ) if ctl.gop_s else self._period_ticks
+            period = pts // period_ticks
+            for g in self.rungs:
+                if g.stalled:
+                    continue
+                key = g.force or period != g.last_period
+                g.last_period = period
+                g.force = False
+                if g.r.width == frame.width and g.r.height == frame.height:
+                    f = frame
+                else:
+                    f = frame.reformat(width=g.r.width, height=g.r.height, format="yuv420p")
+                f.pts = pts
+                f.time_base = _TB
+                f.pict_type = av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
+                for p in g.enc.encode(f):
+                    data = bytes(p)
+                    is_key = bool(p.is_keyframe)
+                    ppts = int(p.pts)
+                    if is_key and g.codecs is None:
+                        g.codecs = h264_codecs_tag(data)
+                    if is_key and g.open is not None and g.open.video:
+                        out.append(self._finish(g, ppts))
+                    if g.open is None:
+                        if not is_key:
+                            continue
+                        g.open = _Open(first_pts=ppts, pdt_wall=m.capture_wall,
+                                       discontinuity=g.discontinuity,
+                                       audio=g.pending_audio)
+                        g.pending_audio = []
+                        g.discontinuity = False
+                    g.open.video.append((ppts, data, is_key))
+                    g.open.last_capture = m.capture_wall
+                    g.open.last_delivered = m.delivered_wall
+                    g.open.last_encoded = self.wall()
+        self.last_encoded_wall = self.wall()
+
+    def _finish(self, g: _Rung, end_pts: int) -> SegmentOut:
+        seg = g.open
+        assert seg is not None
+        audio = [a for a in seg.audio if a[0] < end_pts]
+        rest = [a for a in seg.audio if a[0] >= end_pts]
+        data = mux_ts(seg.video, audio, g.r.width, g.r.height, self.cfg.fps, self.cfg.sample_rate)
+        g.open = None
+        result = SegmentOut(
+            rendition=g.r.name, data=data, duration_s=(end_pts - seg.first_pts) / TS_HZ,
+            pdt_wall=seg.pdt_wall, first_pts=seg.first_pts, discontinuity=seg.discontinuity,
+            frames=len(seg.video), last_capture_wall=seg.last_capture,
+            last_delivered_wall=seg.last_delivered, last_encoded_wall=seg.last_encoded,
+            cut_wall=self.wall())
+        # audio that belongs after the cut waits for the next segment
+        g.pending_audio = rest
+        return result
