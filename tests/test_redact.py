@@ -16,7 +16,7 @@ from probes.redact import redact_text, redact_url, rtmp_stream_key
         ("rtmps://a.rtmp.youtube.com/live2/abcd-efgh-ijkl", "rtmps://a.rtmp.youtube.com/live2/***"),
         ("rtmp://host/app/inst/key/", "rtmp://host/app/inst/***/"),
         ("rtmp://host/app", "rtmp://host/app"),  # the application alone is no secret
-        ("RTMP://host/app/key", "RTMP://host/app/***"),
+        ("RTMP://host/app/key", "rtmp://host/app/***"),
         ("https://cdn.example/live/main.m3u8?token=abc&v=1&flag",
          "https://cdn.example/live/main.m3u8?token=***&v=***&***"),
         ("http://u@cdn.example/x.m3u8#frag", "http://***@cdn.example/x.m3u8"),
