@@ -48,6 +48,9 @@ def _check_http_url(v: str) -> str:
 def _safe(url: str) -> str:
     from probes.redact import redact_url
 
+    parts = urlsplit(url)
+    if not parts.scheme.startswith(("rtmp", "srt")) and "@" not in url and not parts.query:
+        return url  # nothing secret in it: show it exactly as written
     return redact_url(url)
 
 
