@@ -47,6 +47,9 @@ class DecodeOptions(BaseModel):
     max_bytes: int = Field(64 * 1024 * 1024, ge=1, description="larger inputs are refused, not decoded")
     max_video_frames: int = Field(3_000, ge=1)
     decoder_threads: int = Field(1, ge=0, description="FFmpeg decoder threads (0 = auto)")
+    skip_loop_filter: bool = Field(
+        True, description="skip H.264/HEVC deblocking: ~15 % less decode CPU, invisible at 64x36"
+    )
 
 
 @dataclass(slots=True)
@@ -142,6 +145,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             out.frame_rate = float(vstream.average_rate)
         vstream.codec_context.thread_count = opts.decoder_threads
         vstream.codec_context.thread_type = "AUTO" if opts.decoder_threads != 1 else "SLICE"
+        if opts.skip_loop_filter:
+            vstream.codec_context.options = {"skip_loop_filter": "all"}
     if astream is not None:
         out.sample_rate = int(astream.codec_context.sample_rate or 0)
 
@@ -161,8 +166,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             return
         v_pts.append(float(frame.pts * frame.time_base))
         v_key.append(bool(frame.key_frame))
-        small = frame.reformat(width=w, height=h, format="gray", interpolation="AREA")
-        v_luma.append(small.to_ndarray().reshape(h, w))
+        v_luma.append(_small_luma(frame, w, h))
 
     def take_audio(frame) -> None:
         if frame.is_corrupt:
@@ -216,6 +220,35 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
+
+
+_PLANAR_8BIT = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "nv12", "nv21", "gray"}
+)
+_FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
+_LIMITED_TO_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _small_luma(frame, w: int, h: int) -> np.ndarray:
+    """The frame's luma, box-averaged down to ``h x w``, full range (0 black .. 255 white).
+
+    8-bit formats take the Y plane directly and average blocks with numpy (~0.2 ms for
+    360p; swscale's AREA path costs ~0.9 ms a frame here); others go through swscale.
+    Limited-range ("TV", 16-235) luma is expanded to full range, so thresholds read like
+    testrtc's, which works on full-range RGB.
+    """
+    fmt = frame.format.name
+    fh, fw = frame.height, frame.width
+    if fmt in _PLANAR_8BIT and fh >= h and fw >= w:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:fh, :fw]
+        bh, bw = fh // h, fw // w
+        rows = y[: bh * h, : bw * w].reshape(h, bh, bw * w).sum(axis=1, dtype=np.uint32)
+        small = (rows.reshape(h, w, bw).sum(axis=2) // (bh * bw)).astype(np.uint8)
+        full = fmt in _FULL_RANGE or int(getattr(frame, "color_range", 0) or 0) == 2
+        return small if full else _LIMITED_TO_FULL[small]
+    small = frame.reformat(width=w, height=h, format="gray", interpolation="AREA")
+    return small.to_ndarray().reshape(h, w)
 
 
 _INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0, "u8": 128.0, "u8p": 128.0}

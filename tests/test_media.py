@@ -259,3 +259,21 @@ def test_findings_turn_into_evidence_and_samples(healthy3):
     assert samples["signalpath_audio_level_dbfs"].value <= -50
     assert samples["signalpath_segment_decode_errors_total"].kind == "inc"
     assert samples["signalpath_av_sync_offset_seconds"].labels == labels
+
+
+def test_fast_luma_matches_swscale_and_reads_full_range():
+    import io
+
+    import av
+
+    from probes.segment_decode import _small_luma
+
+    data = make_segment(seconds=0.2, width=640, height=360)
+    with av.open(io.BytesIO(data), "r", format="mpegts") as c:
+        frame = next(c.decode(video=0))
+        fast = _small_luma(frame, 64, 36).astype(float)
+        ref = frame.reformat(width=64, height=36, format="gray", interpolation="AREA").to_ndarray().astype(float)
+    assert fast.shape == (36, 64)
+    assert np.abs(fast - ref).mean() < 3.0
+    black = decode_segment(make_segment(seconds=0.2, video="black"))
+    assert black.video_luma.max() <= 2  # TV-range black (16) reads as 0
