@@ -1,0 +1,371 @@
+"""Alert sinks: incident events out to a signed webhook and to Prometheus Alertmanager.
+
+Every sink owns a bounded queue and one worker task. ``submit(event)`` is synchronous
+and O(1): probing and localization never wait on an alert receiver. When the queue is
+full the oldest event is dropped and counted (``dropped``), because the newest state of
+an incident is what the people on shift need.
+
+Delivery: one POST per event with a per-attempt timeout; a network error, 408, 429 or
+5xx is retried with exponential backoff (``backoff_initial_s * 2**n`` capped at
+``backoff_max_s``, with jitter) up to ``max_attempts``; any other 4xx is final.
+
+- :class:`WebhookSink`: JSON body ``{"version": "1", "event", "site", "incident"}`` (the
+  incident as in ``GET /api/v1/incidents``), signed with
+  ``X-Signalpath-Signature: sha256=<hex HMAC-SHA256(secret, body)>`` (the GitHub
+  webhook convention), ``X-Signalpath-Event`` and a ``X-Signalpath-Delivery`` id that
+  retries repeat so a receiver can de-duplicate.
+- :class:`AlertmanagerSink`: Alertmanager API v2 ``POST /api/v2/alerts``; firing alerts
+  carry ``startsAt`` and are re-sent every ``resend_interval_s`` (Alertmanager resolves
+  an alert it has not heard of for ``resolve_timeout``, default 5 min), a resolved
+  incident is sent once with ``endsAt``. Labels: alertname, stream, stage, component,
+  fault, severity, site; annotations: summary, runbook, evidence, incident_id.
+
+Lifecycle (STYLE.md 10): ``await start()`` creates the client and the worker;
+``await stop()`` lets the worker drain for at most ``drain_timeout_s``, then cancels and
+awaits it and closes the client. URLs may hold tokens: logs name the host only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from agent.localize import IncidentEvent, rfc3339
+
+log = logging.getLogger("signalpath.alerts")
+
+SIGNATURE_HEADER = "X-Signalpath-Signature"
+
+
+def _check_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_where(v)!r} is not an http(s) URL")
+    return v
+
+
+def _where(url: str) -> str:
+    """scheme://host[:port] only: never a path token, userinfo or query in a log line."""
+    p = urlsplit(url)
+    host = p.hostname or "?"
+    return f"{p.scheme}://{host}" + (f":{p.port}" if p.port else "")
+
+
+class _SinkSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    timeout_s: float = Field(5.0, gt=0, le=60, description="per attempt")
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(30.0, gt=0, le=600)
+    queue_size: int = Field(1000, ge=1, le=100_000)
+
+    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_url(v)))
+
+
+class WebhookSettings(_SinkSettings):
+    """YAML ``alerts.webhooks[]``; put the secret in the environment: ``secret: "${HOOK_SECRET}"``."""
+
+    secret: SecretStr
+
+
+class AlertmanagerSettings(_SinkSettings):
+    """YAML ``alerts.alertmanagers[]``: ``url`` is the base, e.g. ``http://127.0.0.1:9093``."""
+
+    resend_interval_s: float = Field(60.0, gt=0, le=3600)
+    alertname: str = "SignalpathIncident"
+
+
+class AlertSettings(BaseModel):
+    """YAML ``alerts:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
+
+
+class _Retry(Exception):
+    """A delivery attempt failed in a way worth retrying."""
+
+
+class _Final(Exception):
+    """A delivery attempt failed for good (e.g. HTTP 400)."""
+
+
+def _check_status(resp: httpx.Response) -> None:
+    code = resp.status_code
+    if 200 <= code < 300:
+        return
+    if code in (408, 429) or code >= 500:
+        raise _Retry(f"HTTP {code}")
+    raise _Final(f"HTTP {code}")
+
+
+class AlertSink:
+    """A bounded queue, one worker, retries with backoff. Subclasses implement ``_deliver``."""
+
+    kind = "sink"
+
+    def __init__(self, settings: _SinkSettings, *, site: str = "") -> None:
+        self.settings = settings
+        self.site = site
+        self._queue: collections.deque[IncidentEvent] = collections.deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self.retries = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._stopping = False
+        self._client = httpx.AsyncClient(timeout=self.settings.timeout_s, follow_redirects=False)
+        self._task = asyncio.create_task(self._run(), name=f"alerts-{self.kind}")
+
+    async def stop(self, drain_timeout_s: float = 2.0) -> None:
+        task, self._task = self._task, None
+        self._stopping = True
+        self._wake.set()
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=drain_timeout_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+            if not task.done():
+                task.cancel()
+                try:
+                    await asyncio.wait_for(task, timeout=5.0)
+                except (asyncio.CancelledError, asyncio.TimeoutError):
+                    pass
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- intake ----------------------------------------------------------------
+
+    def submit(self, event: IncidentEvent) -> None:
+        """Queue one event; never blocks. A full queue drops its oldest event."""
+        if len(self._queue) >= self.settings.queue_size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped,
+                "retries": self.retries, "pending": self.pending}
+
+    # -- worker ----------------------------------------------------------------
+
+    def _next_wakeup(self) -> float | None:
+        """Seconds until periodic work is due (None: only events wake the worker)."""
+        return None
+
+    async def _periodic(self) -> None:
+        """Periodic work (Alertmanager re-sends firing alerts)."""
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                timeout = self._next_wakeup()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    await self._periodic()
+                continue
+            event = self._queue.popleft()
+            await self._send_with_retries(lambda: self._deliver(event), what=f"{event.kind} {event.incident.id}")
+
+    async def _send_with_retries(self, attempt_fn, *, what: str) -> bool:
+        s = self.settings
+        for attempt in range(1, s.max_attempts + 1):
+            try:
+                await attempt_fn()
+                self.sent += 1
+                return True
+            except _Final as exc:
+                log.warning("alert %s to %s refused: %s", what, _where(s.url), exc)
+                break
+            except (_Retry, httpx.HTTPError) as exc:
+                reason = exc if isinstance(exc, _Retry) else type(exc).__name__
+                if attempt == s.max_attempts or self._stopping:
+                    log.warning("alert %s to %s failed after %d attempts: %s", what, _where(s.url), attempt, reason)
+                    break
+                self.retries += 1
+                delay = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
+                delay = delay / 2 + random.uniform(0, delay / 2)
+                self._wake.clear()
+                try:  # stop() interrupts a backoff wait
+                    await asyncio.wait_for(self._wait_stopping(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+        self.failed += 1
+        return False
+
+    async def _wait_stopping(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _deliver(self, event: IncidentEvent) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class WebhookSink(AlertSink):
+    """Signed JSON webhook (see the module docstring)."""
+
+    kind = "webhook"
+
+    def __init__(self, settings: WebhookSettings, *, site: str = "") -> None:
+        super().__init__(settings, site=site)
+        self._secret = settings.secret.get_secret_value().encode()
+
+    def body(self, event: IncidentEvent) -> bytes:
+        doc = {"version": "1", "event": event.kind, "site": self.site, "incident": event.incident.to_api()}
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+    def signature(self, body: bytes) -> str:
+        return "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+
+    async def _send_with_retries(self, attempt_fn, *, what: str) -> bool:
+        self._delivery = uuid.uuid4().hex  # one id across the retries of one event
+        return await super()._send_with_retries(attempt_fn, what=what)
+
+    async def _deliver(self, event: IncidentEvent) -> None:
+        body = self.body(event)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: self.signature(body),
+            "X-Signalpath-Event": event.kind,
+            "X-Signalpath-Delivery": self._delivery,
+            "User-Agent": "signalpath",
+        }
+        resp = await self._client.post(self.settings.url, content=body, headers=headers)
+        _check_status(resp)
+
+
+class AlertmanagerSink(AlertSink):
+    """Alertmanager API v2 client (see the module docstring)."""
+
+    kind = "alertmanager"
+
+    def __init__(self, settings: AlertmanagerSettings, *, site: str = "", clock=time.time, monotonic=time.monotonic) -> None:
+        super().__init__(settings, site=site)
+        self._firing: dict[str, dict[str, Any]] = {}
+        self._labels: dict[str, dict[str, str]] = {}
+        self._clock = clock
+        self._monotonic = monotonic
+        self._next_resend = monotonic() + settings.resend_interval_s
+        self._endpoint = settings.url.rstrip("/") + "/api/v2/alerts"
+
+    def alert(self, event: IncidentEvent) -> dict[str, Any]:
+        inc = event.incident
+        labels = {
+            "alertname": self.settings.alertname,
+            "stream": inc.stream,
+            "stage": inc.stage,
+            "component": inc.component,
+            "fault": inc.fault,
+            "severity": inc.severity,
+            "site": self.site,
+        }
+        doc: dict[str, Any] = {
+            "labels": labels,
+            "annotations": {
+                "summary": inc.summary,
+                "runbook": inc.runbook,
+                "evidence": "\n".join(inc.evidence[:20]),
+                "incident_id": inc.id,
+            },
+            "startsAt": rfc3339(inc.started_at),
+        }
+        if inc.resolved_at is not None:
+            # endsAt must not precede startsAt; a resolution is "now" at the latest
+            doc["endsAt"] = rfc3339(max(inc.started_at, min(inc.resolved_at, self._clock())))
+        return doc
+
+    async def _post(self, alerts: list[dict[str, Any]]) -> None:
+        resp = await self._client.post(self._endpoint, json=alerts)
+        _check_status(resp)
+
+    async def _deliver(self, event: IncidentEvent) -> None:
+        inc = event.incident
+        doc = self.alert(event)
+        batch = [doc]
+        old = self._labels.get(inc.id)
+        if old is not None and old != doc["labels"]:
+            # the incident changed fault/severity: end the alert under its old labels
+            batch.append({"labels": old, "annotations": doc["annotations"], "startsAt": doc["startsAt"],
+                          "endsAt": rfc3339(max(inc.started_at, self._clock()))})
+        await self._post(batch)
+        if inc.resolved_at is None:
+            self._firing[inc.id] = doc
+            self._labels[inc.id] = doc["labels"]
+        else:
+            self._firing.pop(inc.id, None)
+            self._labels.pop(inc.id, None)
+
+    def _next_wakeup(self) -> float | None:
+        return max(0.0, self._next_resend - self._monotonic())
+
+    async def _periodic(self) -> None:
+        self._next_resend = self._monotonic() + self.settings.resend_interval_s
+        if not self._firing:
+            return
+        batch = list(self._firing.values())
+        await self._send_with_retries(lambda: self._post(batch), what=f"re-send of {len(batch)} firing alerts")
+
+
+class AlertDispatcher:
+    """Fans events out to every sink; one lifecycle for all of them."""
+
+    def __init__(self, sinks: Iterable[AlertSink]) -> None:
+        self.sinks = list(sinks)
+
+    @classmethod
+    def from_settings(cls, settings: AlertSettings, *, site: str) -> "AlertDispatcher":
+        sinks: list[AlertSink] = [WebhookSink(w, site=site) for w in settings.webhooks]
+        sinks += [AlertmanagerSink(a, site=site) for a in settings.alertmanagers]
+        return cls(sinks)
+
+    def submit(self, event: IncidentEvent) -> None:
+        for sink in self.sinks:
+            sink.submit(event)
+
+    def submit_all(self, events: Iterable[IncidentEvent]) -> None:
+        for e in events:
+            self.submit(e)
+
+    async def start(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def stop(self, drain_timeout_s: float = 2.0) -> None:
+        await asyncio.gather(*(s.stop(drain_timeout_s) for s in self.sinks))
