@@ -106,7 +106,8 @@ DEFAULT_FAULTS: dict[str, FaultSpec] = {
     "slow_segment": _f("performance", "P2", "delivers segments slower than real time{of}"),
     "stalls": _f("performance", "P2", "players stall{of}"),
     "latency_high": _f("performance", "P3", "is far behind live{of}"),
-    "variant_drift": _f("performance", "P3", "renditions drift apart{of}"),
+    "variant_drift": _f("freshness", "P3", "falls behind its sibling renditions{of}"),
+    "protocol_error": _f("server", "P1", "serves malformed playlists{of}"),
     "device_missing": _f("resource", "P3", "is missing"),
     "host_overload": _f("resource", "P3", "is overloaded"),
     "clock_offset": _f("resource", "P3", "has a clock offset"),
@@ -230,6 +231,9 @@ class Finding:
         return self.own + self.symptoms
 
 
+_HTTP_STATUS_RE = re.compile(r"\bHTTP (\d{3})\b")
+
+
 def _natural(name: str) -> tuple:
     """Sort renditions by their number: 360p < 720p < 1080p."""
     digits = re.match(r"\d+", name)
@@ -258,6 +262,9 @@ class _Diagnoser:
         spec = self.spec(fault)
         if spec.kind == "server" and fault == "http_error":
             status = e.figures.get("http_status") or e.figures.get("status")
+            if status is None:
+                m = _HTTP_STATUS_RE.search(e.detail or "")
+                status = int(m.group(1)) if m else None
             if status is not None and 400 <= status < 500:
                 return "freshness"  # server answers; the content is gone
         return spec.kind
@@ -285,7 +292,7 @@ class _Diagnoser:
 
     # -- the walk ----------------------------------------------------------
 
-    def diagnose(self, evidence: Iterable[Evidence]) -> list[Finding]:
+    def diagnose(self, evidence: Iterable[Evidence], ladder: Sequence[str] | None = None) -> list[Finding]:
         evs = [e for e in evidence if e.stage in STAGE_ORDER]
         bad = [e for e in evs if _is_bad(e)]
         if not bad:
@@ -320,25 +327,58 @@ class _Diagnoser:
 
         # 2. origin
         origin_evs = [e for e in evs if e.stage == "origin"]
-        renditions = sorted({e.rendition for e in origin_evs if e.rendition}, key=_natural)
+        # the ladder: what the caller knows, plus renditions named by healthy evidence
+        ok_named = {e.rendition for e in origin_evs if e.rendition and e.state is State.OK}
+        ladder_known = bool(ladder) or bool(ok_named)
+        renditions = sorted(
+            set(ladder or ()) | {e.rendition for e in origin_evs if e.rendition}, key=_natural
+        )
         server_bad = [e for e in by_stage["origin"] if self.kind(e) == "server"]
         wide_fresh = [e for e in by_stage["origin"] if self.kind(e) == "freshness"]
         wide_content = [e for e in by_stage["origin"] if self.kind(e) == "content"]
         other_origin = [e for e in by_stage["origin"] if self.kind(e) in ("performance", "resource")]
 
-        def split(group: list[Evidence]) -> tuple[list[Evidence], dict[str, list[Evidence]]]:
-            """(origin-wide evidence, {rendition: evidence}) for one kind of origin symptom."""
+        def is_wide(group: list[Evidence], kind: str) -> bool:
+            """Does this origin symptom hit every rendition?"""
             bad_r = {e.rendition for e in group if e.rendition}
-            if any(e.rendition is None for e in group) or (bad_r and bad_r >= set(renditions)):
+            if any(e.rendition is None for e in group):
+                return True
+            if ladder_known:
+                return bad_r >= set(renditions)
+            # no ladder: trust the probe's verdict. The HLS probe marks a stale rendition
+            # DOWN when every rendition is stale and DEGRADED when its siblings advance.
+            stale = [e for e in group if _fault_of(e) == "stale_playlist"]
+            if stale:
+                return any(e.state is State.DOWN for e in stale)
+            if kind == "content":
+                return True  # content analysed in one rendition only: favour the source
+            return len(bad_r) >= 2
+
+        def split(group: list[Evidence], kind: str) -> tuple[list[Evidence], dict[str, list[Evidence]]]:
+            """(origin-wide evidence, {rendition: evidence}) for one kind of origin symptom."""
+            if not group:
+                return [], {}
+            if is_wide(group, kind):
                 return list(group), {}
             part: dict[str, list[Evidence]] = {}
             for e in group:
                 part.setdefault(e.rendition, []).append(e)
             return [], part
 
-        fresh_all, fresh_part = split(wide_fresh)
-        content_all, content_part = split(wide_content)
+        fresh_all, fresh_part = split(wide_fresh, "freshness")
+        content_all, content_part = split(wide_content, "content")
         wide: Finding | None = None
+        # an upstream stage that is itself failing (not merely at risk) explains every
+        # origin symptom, one rendition or all; one merely at risk only explains all
+        failing_upstream = [
+            f for f in upstream
+            if f.rendition is None and any(self.kind(e) != "resource" for e in f.own + f.symptoms)
+        ]
+        if failing_upstream and (fresh_part or content_part):
+            for evs_r in list(fresh_part.values()) + list(content_part.values()):
+                fresh_all.extend(e for e in evs_r if self.kind(e) == "freshness")
+                content_all.extend(e for e in evs_r if self.kind(e) == "content")
+            fresh_part, content_part = {}, {}
 
         if server_bad:
             comp = server_bad[0].component or "origin"
@@ -348,12 +388,12 @@ class _Diagnoser:
             wide.wide = True
             fresh_all, content_all, fresh_part, content_part, other_origin = [], [], {}, {}, []
         elif fresh_all or content_all:
-            source = [f for f in upstream if f.rendition is None]
+            source = failing_upstream or [f for f in upstream if f.rendition is None]
             if source:
                 wide = source[0]  # most upstream bad stage explains the origin-wide symptom
                 wide.symptoms.extend(fresh_all + content_all)
                 if fresh_all:
-                    wide.note = "every rendition's playlist stopped updating at the origin"
+                    wide.note = "the origin playlists stopped updating"
                 else:
                     wide.note = "every rendition at the origin is affected"
             elif fresh_all:
@@ -376,7 +416,7 @@ class _Diagnoser:
         for r, evs_r in list(fresh_part.items()) + list(content_part.items()):
             f = root("transcode", r, rendition=r, scope="partial")
             f.rendition = r
-            f.scope = "partial" if len(renditions) > 1 else "all"
+            f.scope = "all" if ladder_known and len(renditions) == 1 else "partial"
             f.symptoms.extend(evs_r)
             f.fine = [x for x in renditions if x not in fresh_part and x not in content_part]
             stale_or = "stopped updating" if r in fresh_part else "is bad"
@@ -443,11 +483,20 @@ class _Diagnoser:
         return out
 
 
-def diagnose(evidence: Iterable[Evidence], faults: Mapping[str, FaultSpec] | None = None) -> list[Finding]:
-    """One stateless read of one stream's evidence: the root causes it shows now."""
+def diagnose(
+    evidence: Iterable[Evidence],
+    faults: Mapping[str, FaultSpec] | None = None,
+    ladder: Sequence[str] | None = None,
+) -> list[Finding]:
+    """One stateless read of one stream's evidence: the root causes it shows now.
+
+    ``ladder`` names the stream's renditions when the caller knows them (e.g. from the
+    origin's master playlist); without it, healthy per-rendition evidence and the probe's
+    own DOWN/DEGRADED verdict tell "every rendition" from "some".
+    """
     table = dict(DEFAULT_FAULTS)
     table.update(faults or {})
-    return _Diagnoser(table).diagnose(evidence)
+    return _Diagnoser(table).diagnose(evidence, ladder)
 
 
 # ---------------------------------------------------------------------------
@@ -507,10 +556,11 @@ def _summary(f: Finding, diag: _Diagnoser) -> str:
     elif f.stage == "transcode" and f.rendition is None:
         text = f"{subject} stopped producing: {f.note}" if f.note else f"{subject} stopped producing"
     elif f.stage == "transcode":
-        if spec.kind == "freshness":
-            text = f"{subject} stopped: {f.note}"
-        else:
-            text = f"{subject} {_phrase(spec, f.fault, f.rendition)}"
+        what = _phrase(spec, f.fault, None).replace("the playlist", "its playlist")
+        text = f"The {f.rendition} rendition {what} at the origin"
+        if f.fine:
+            text += f"; {_join(f.fine)} {'is' if len(f.fine) == 1 else 'are'} fine"
+        return _scrub(text + f": the {f.rendition} transcode is at fault.")
     else:
         text = f"{subject} {_phrase(spec, f.fault, None)}"
         if f.note:
@@ -602,10 +652,18 @@ class Localizer:
 
     # -- one cycle ------------------------------------------------------------
 
-    def observe(self, stream: str, evidence: Iterable[Evidence], now: float | None = None) -> list[IncidentEvent]:
+    def observe(
+        self,
+        stream: str,
+        evidence: Iterable[Evidence],
+        now: float | None = None,
+        *,
+        ladder: Sequence[str] | None = None,
+    ) -> list[IncidentEvent]:
+        """One cycle of one stream; ``ladder``: its rendition names when known (see :func:`diagnose`)."""
         now = self._clock() if now is None else now
         evidence = list(evidence)
-        findings = self._diag.diagnose(evidence)
+        findings = self._diag.diagnose(evidence, ladder)
         since = self._update_bad_since(stream, evidence, now)
         tracks = self._tracks.setdefault(stream, {})
         events: list[IncidentEvent] = []

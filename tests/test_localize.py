@@ -87,7 +87,7 @@ SCENARIOS = [
     ),
     (
         "origin playlist stale everywhere, no upstream evidence -> transcoder",
-        with_faults(*every_rendition("origin", "origin", DEG, "stale_playlist"), *every_edge(DEG, "stale_playlist")),
+        with_faults(*every_rendition("origin", "origin", DOWN, "stale_playlist"), *every_edge(DOWN, "stale_playlist")),
         [("transcode", "transcoder", "stale_playlist", "P1")],
     ),
     (
@@ -112,7 +112,7 @@ SCENARIOS = [
         with_faults(
             ev("studio", "encoder-host", DOWN, "host_overload", detail="CPU 100 % for 30 s"),
             ev("ingest", "rtmp", DOWN, "no_input"),
-            *every_rendition("origin", "origin", DEG, "stale_playlist"),
+            *every_rendition("origin", "origin", DOWN, "stale_playlist"),
         ),
         [("studio", "encoder-host", "host_overload", "P1")],
     ),
@@ -146,6 +146,27 @@ SCENARIOS = [
         [("transcode", "1080p", "frozen_video", "P2")],
     ),
     (
+        "host at risk and origin stale everywhere -> studio host",
+        with_faults(
+            ev("studio", "encoder-host", DEG, "host_overload"),
+            *every_rendition("origin", "origin", DOWN, "stale_playlist"),
+        ),
+        [("studio", "encoder-host", "host_overload", "P1")],
+    ),
+    (
+        "host at risk and one rendition stale -> two causes",
+        with_faults(
+            ev("studio", "encoder-host", DEG, "host_overload"),
+            ev("origin", "origin", DEG, "stale_playlist", "720p"),
+        ),
+        [("studio", "encoder-host", "host_overload", "P3"), ("transcode", "720p", "stale_playlist", "P2")],
+    ),
+    (
+        "ingest without input explains even a partial origin symptom",
+        with_faults(ev("ingest", "rtmp", DOWN, "no_input"), ev("origin", "origin", DEG, "stale_playlist", "720p")),
+        [("ingest", "rtmp", "no_input", "P1")],
+    ),
+    (
         "two independent causes: a P3 device and an edge",
         with_faults(
             ev("studio", "cam-2", DEG, "device_missing", detail="/dev/video2 gone"),
@@ -169,6 +190,101 @@ SCENARIOS = [
         [],
     ),
 ]
+
+
+# The HLS probe as written: one healthy evidence per endpoint (no rendition), a stale
+# rendition DEGRADED while its siblings advance and DOWN when every rendition is stale,
+# a failed rendition fetch DOWN with that rendition.
+def hls_healthy() -> list[Evidence]:
+    out = [ev("ingest", "rtmp"), ev("origin", "origin", detail="serving")]
+    out += [ev("cdn", e, detail="serving") for e in EDGES]
+    return out
+
+
+def hls(*bad: Evidence) -> list[Evidence]:
+    touched = {(b.stage, b.component) for b in bad}
+    return [e for e in hls_healthy() if (e.stage, e.component) not in touched] + list(bad)
+
+
+HLS_SCENARIOS = [
+    ("hls healthy", hls(), None, []),
+    (
+        "hls one rendition stale (DEGRADED) -> transcode/rendition",
+        hls(ev("origin", "origin", DEG, "stale_playlist", "720p", "720p playlist has not advanced for 7.0 s")),
+        None,
+        [("transcode", "720p", "stale_playlist", "P2")],
+    ),
+    (
+        "hls two of three stale (DEGRADED) -> two rendition incidents",
+        hls(ev("origin", "origin", DEG, "stale_playlist", "720p"), ev("origin", "origin", DEG, "stale_playlist", "360p")),
+        None,
+        [("transcode", "720p", "stale_playlist", "P2"), ("transcode", "360p", "stale_playlist", "P2")],
+    ),
+    (
+        "hls every rendition stale (DOWN) -> transcoder",
+        hls(*every_rendition("origin", "origin", DOWN, "stale_playlist"), *every_edge(DOWN, "stale_playlist")),
+        None,
+        [("transcode", "transcoder", "stale_playlist", "P1")],
+    ),
+    (
+        "hls one rendition playlist 404 at origin -> transcode/rendition",
+        hls(ev("origin", "origin", DOWN, "http_error", "1080p", "1080p playlist: HTTP 404")),
+        None,
+        [("transcode", "1080p", "http_error", "P2")],
+    ),
+    (
+        "hls every rendition playlist 404, ingest without input -> ingest",
+        hls(ev("ingest", "rtmp", DOWN, "no_input"),
+            *[ev("origin", "origin", DOWN, "http_error", r, f"{r} playlist: HTTP 404") for r in RENDITIONS]),
+        None,
+        [("ingest", "rtmp", "no_input", "P1")],
+    ),
+    (
+        "hls origin master refused -> origin; edges 502",
+        hls(ev("origin", "origin", DOWN, "unreachable", None, "playlist connection refused"),
+            *[ev("cdn", e, DOWN, "http_error", None, "playlist HTTP 502") for e in EDGES]),
+        None,
+        [("origin", "origin", "unreachable", "P1")],
+    ),
+    (
+        "hls origin 503 -> origin",
+        hls(ev("origin", "origin", DOWN, "http_error", None, "playlist HTTP 503")),
+        None,
+        [("origin", "origin", "http_error", "P1")],
+    ),
+    (
+        "ladder given: one of two stale -> rendition",
+        hls(ev("origin", "origin", DOWN, "stale_playlist", "720p")),
+        ["360p", "720p"],
+        [("transcode", "720p", "stale_playlist", "P2")],
+    ),
+    (
+        "ladder given: both stale -> transcoder",
+        hls(ev("origin", "origin", DEG, "stale_playlist", "720p"), ev("origin", "origin", DEG, "stale_playlist", "360p")),
+        ["360p", "720p"],
+        [("transcode", "transcoder", "stale_playlist", "P1")],
+    ),
+    (
+        "hls one edge refusing",
+        hls(ev("cdn", "edge-b", DOWN, "unreachable", None, "playlist connection refused")),
+        None,
+        [("cdn", "edge-b", "unreachable", "P2")],
+    ),
+    (
+        "hls every edge stale",
+        hls(*[ev("cdn", e, DOWN, "stale_playlist", r) for e in EDGES for r in RENDITIONS]),
+        None,
+        [("cdn", "cdn", "stale_playlist", "P1")],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,evidence,ladder,expected", HLS_SCENARIOS, ids=[s[0] for s in HLS_SCENARIOS])
+def test_hls_probe_shaped_scenarios(name, evidence, ladder, expected):
+    loc = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 1000.0)
+    events = loc.observe("main", evidence, ladder=ladder)
+    got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity) for e in events]
+    assert sorted(got) == sorted(expected)
 
 
 @pytest.mark.parametrize("name,evidence,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
@@ -200,7 +316,10 @@ def test_summary_plain_words_edge():
 def test_summary_names_healthy_siblings_of_rendition():
     evidence = with_faults(ev("origin", "origin", DEG, "stale_playlist", "720p"))
     (event,) = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 5.0).observe("main", evidence)
-    assert "720p" in event.incident.summary and "360p and 1080p are fine" in event.incident.summary
+    assert event.incident.summary == (
+        "The 720p rendition stopped updating its playlist at the origin; 360p and 1080p are fine: "
+        "the 720p transcode is at fault."
+    )
 
 
 def test_secrets_scrubbed_from_evidence_and_summary():
