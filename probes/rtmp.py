@@ -1,0 +1,878 @@
+"""RTMP ingest probe: can an encoder connect and publish to this ingest, and how fast?
+
+One attempt against one ingest URL (``rtmp://host[:port]/app/STREAM_KEY``), in a
+small pure-asyncio RTMP client (no librtmp), following Adobe's RTMP specification
+(2012, "RTMP Specification 1.0": §5.2 handshake, §5.3 chunking, §5.4 protocol control
+messages, §7.2 commands) and the AMF0 specification:
+
+1. ``tcp``: TCP connect;
+2. ``handshake``: C0+C1 → S0+S1+S2 → C2 (version 3, the plain handshake);
+3. ``connect``: the ``connect`` command → ``_result`` (``NetConnection.Connect.Success``);
+4. ``create_stream``: ``createStream`` → ``_result`` with the message stream id;
+5. optionally ``publish``: ``publish(KEY, "live")`` → ``onStatus``
+   ``NetStream.Publish.Start``; then ``publish_seconds`` of a real H.264 stream (PyAV's
+   libx264 into PyAV's FLV muxer in memory, sent tag by tag as RTMP audio/video
+   messages, paced in real time) at ``target_bitrate``, measuring the achieved upload
+   rate and the bytes the server acknowledged (we announce a Window Acknowledgement
+   Size, the server then sends Acknowledgement messages, spec §5.4.3-4);
+6. ``deleteStream`` and close.
+
+Each phase's round trip is ``signalpath_ingest_connect_seconds{phase}`` and a span.
+A refused stream key (``onStatus`` ``NetStream.Publish.BadName``/``Rejected``, an
+``_error`` reply, or the server closing the connection in answer to ``publish`` — what
+nginx-rtmp does when its ``on_publish`` hook answers non-2xx) is
+``Failure.AUTH_REFUSED``.
+
+With ``stat_url`` (nginx-rtmp's ``rtmp_stat`` XML) the probe also reads, for the
+stream named by the URL's key: publisher present, ``bw_in``, the publisher's dropped
+frames and A/V sync, as ingest-stage evidence. No publisher is fault ``no_input``
+(DOWN); |A/V sync| beyond ``av_sync_fault_seconds`` (200 ms, THRESHOLDS.md "A/V sync",
+broadcast practice) is ``av_desync`` (DEGRADED); frames dropped since the previous
+attempt are ``dropped_frames`` (DEGRADED).
+
+The stream key is a secret: it never appears in a result field. Every URL shown is
+``probes.redact.redact_url``'d and every message also has the key masked literally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import ssl
+import struct
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.redact import redact_text, redact_url
+
+STAGE = "ingest"
+METRIC_CONNECT = "signalpath_ingest_connect_seconds"
+METRIC_UPLOAD = "signalpath_ingest_upload_bits_per_second"
+STAT_MAX_BYTES = 1 << 20
+HANDSHAKE_SIZE = 1536
+OUT_CHUNK_SIZE = 4096
+FLASH_VER = "FMLE/3.0 (compatible; signalpath)"
+
+# RTMP message types (spec §5.4, §7.1)
+MSG_SET_CHUNK_SIZE = 1
+MSG_ABORT = 2
+MSG_ACK = 3
+MSG_USER_CONTROL = 4
+MSG_WINDOW_ACK_SIZE = 5
+MSG_SET_PEER_BW = 6
+MSG_AUDIO = 8
+MSG_VIDEO = 9
+MSG_DATA_AMF0 = 18
+MSG_COMMAND_AMF3 = 17
+MSG_COMMAND_AMF0 = 20
+
+_REFUSED_CODES = ("NetStream.Publish.BadName", "NetStream.Publish.Rejected", "NetStream.Publish.Denied",
+                  "NetConnection.Connect.Rejected")
+
+
+class RtmpProbeConfig(BaseModel):
+    """What one RTMP ingest probe does (strict, frozen; defaults here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    publish: bool = False
+    publish_seconds: float = Field(default=2.0, gt=0, le=30)
+    target_bitrate: int = Field(default=500_000, ge=50_000, le=50_000_000, description="bits/s of the test stream")
+    stat_url: str | None = None
+    av_sync_fault_seconds: float = Field(default=0.2, gt=0, description="THRESHOLDS.md A/V sync fault (200 ms)")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class RtmpError(Exception):
+    """A failed step, already mapped to a :class:`Failure` and a secret-free detail."""
+
+    def __init__(self, failure: Failure, detail: str, fault: str = "unreachable"):
+        super().__init__(detail)
+        self.failure = failure
+        self.detail = detail
+        self.fault = fault
+
+
+# ----------------------------------------------------------------------------- AMF0
+
+
+def amf0_encode(*values: Any) -> bytes:
+    """AMF0 (Adobe AMF0 spec §2) of numbers, booleans, strings, None (null), dicts (objects)."""
+    out = bytearray()
+    for v in values:
+        _amf0_put(out, v)
+    return bytes(out)
+
+
+def _amf0_put(out: bytearray, v: Any) -> None:
+    if v is None:
+        out.append(0x05)
+    elif isinstance(v, bool):
+        out += bytes((0x01, 1 if v else 0))
+    elif isinstance(v, (int, float)):
+        out.append(0x00)
+        out += struct.pack(">d", float(v))
+    elif isinstance(v, str):
+        raw = v.encode()
+        if len(raw) > 0xFFFF:
+            out.append(0x0C)
+            out += struct.pack(">I", len(raw)) + raw
+        else:
+            out.append(0x02)
+            out += struct.pack(">H", len(raw)) + raw
+    elif isinstance(v, dict):
+        out.append(0x03)
+        for k, item in v.items():
+            key = str(k).encode()
+            out += struct.pack(">H", len(key)) + key
+            _amf0_put(out, item)
+        out += b"\x00\x00\x09"
+    else:
+        raise TypeError(f"cannot AMF0-encode {type(v).__name__}")
+
+
+def amf0_decode(data: bytes) -> list[Any]:
+    """All AMF0 values in ``data``; raises ``ValueError`` on malformed input."""
+    values: list[Any] = []
+    pos = 0
+    while pos < len(data):
+        v, pos = _amf0_get(data, pos)
+        values.append(v)
+    return values
+
+
+def _need(data: bytes, pos: int, n: int) -> None:
+    if pos + n > len(data):
+        raise ValueError("truncated AMF0")
+
+
+def _amf0_get(data: bytes, pos: int) -> tuple[Any, int]:
+    _need(data, pos, 1)
+    marker = data[pos]
+    pos += 1
+    if marker == 0x00:
+        _need(data, pos, 8)
+        return struct.unpack_from(">d", data, pos)[0], pos + 8
+    if marker == 0x01:
+        _need(data, pos, 1)
+        return data[pos] != 0, pos + 1
+    if marker == 0x02:
+        _need(data, pos, 2)
+        n = struct.unpack_from(">H", data, pos)[0]
+        _need(data, pos + 2, n)
+        return data[pos + 2:pos + 2 + n].decode(errors="replace"), pos + 2 + n
+    if marker == 0x0C:
+        _need(data, pos, 4)
+        n = struct.unpack_from(">I", data, pos)[0]
+        _need(data, pos + 4, n)
+        return data[pos + 4:pos + 4 + n].decode(errors="replace"), pos + 4 + n
+    if marker in (0x03, 0x08):
+        if marker == 0x08:
+            _need(data, pos, 4)
+            pos += 4  # ECMA array: approximate count, then object-like pairs
+        obj: dict[str, Any] = {}
+        while True:
+            _need(data, pos, 3)
+            n = struct.unpack_from(">H", data, pos)[0]
+            if n == 0 and data[pos + 2] == 0x09:
+                return obj, pos + 3
+            _need(data, pos + 2, n)
+            key = data[pos + 2:pos + 2 + n].decode(errors="replace")
+            obj[key], pos = _amf0_get(data, pos + 2 + n)
+    if marker in (0x05, 0x06):
+        return None, pos
+    if marker == 0x0A:
+        _need(data, pos, 4)
+        count = struct.unpack_from(">I", data, pos)[0]
+        pos += 4
+        items = []
+        for _ in range(count):
+            item, pos = _amf0_get(data, pos)
+            items.append(item)
+        return items, pos
+    if marker == 0x0B:
+        _need(data, pos, 10)
+        return struct.unpack_from(">d", data, pos)[0], pos + 10
+    raise ValueError(f"unsupported AMF0 marker 0x{marker:02x}")
+
+
+# ----------------------------------------------------------------------------- chunk stream
+
+
+@dataclass(slots=True)
+class Message:
+    type: int
+    stream_id: int
+    timestamp: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _InChunkStream:
+    timestamp: int = 0
+    delta: int = 0
+    length: int = 0
+    type: int = 0
+    stream_id: int = 0
+    extended: bool = False
+    buf: bytearray = field(default_factory=bytearray)
+
+
+class ChunkConnection:
+    """RTMP chunk stream over an asyncio stream pair (spec §5.3): whole messages in and out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.in_chunk_size = 128
+        self.out_chunk_size = 128
+        self.in_streams: dict[int, _InChunkStream] = {}
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.peer_window = 0  # we acknowledge after this many bytes in (server's Window Ack Size)
+        self.last_ack_sent = 0
+        self.acked_by_peer = 0  # sequence number of the peer's last Acknowledgement
+
+    async def _read(self, n: int) -> bytes:
+        data = await self.reader.readexactly(n)
+        self.bytes_in += n
+        return data
+
+    def send(self, csid: int, msg_type: int, payload: bytes, stream_id: int = 0, timestamp: int = 0) -> None:
+        """Queue one message as fmt-0 + fmt-3 chunks (2 <= csid <= 63)."""
+        ts = min(timestamp, 0xFFFFFF)
+        ext = struct.pack(">I", timestamp & 0xFFFFFFFF) if timestamp >= 0xFFFFFF else b""
+        header = (bytes((csid & 0x3F,)) + ts.to_bytes(3, "big") + len(payload).to_bytes(3, "big")
+                  + bytes((msg_type,)) + struct.pack("<I", stream_id) + ext)
+        out = bytearray(header)
+        for i in range(0, max(len(payload), 1), self.out_chunk_size):
+            if i:
+                out.append(0xC0 | (csid & 0x3F))
+                out += ext
+            out += payload[i:i + self.out_chunk_size]
+        self.writer.write(out)
+        self.bytes_out += len(out)
+
+    def set_chunk_size(self, size: int) -> None:
+        self.send(2, MSG_SET_CHUNK_SIZE, struct.pack(">I", size))
+        self.out_chunk_size = size
+
+    def command(self, name: str, txn: float, *args: Any, stream_id: int = 0, csid: int = 3) -> None:
+        self.send(csid, MSG_COMMAND_AMF0, amf0_encode(name, txn, *args), stream_id=stream_id)
+
+    async def read_message(self) -> Message:
+        """The next complete message; handles protocol control messages on the way."""
+        while True:
+            msg = await self._read_one()
+            if msg is None:
+                continue
+            if msg.type == MSG_SET_CHUNK_SIZE and len(msg.payload) >= 4:
+                self.in_chunk_size = max(1, struct.unpack_from(">I", msg.payload)[0] & 0x7FFFFFFF)
+            elif msg.type == MSG_WINDOW_ACK_SIZE and len(msg.payload) >= 4:
+                self.peer_window = struct.unpack_from(">I", msg.payload)[0]
+            elif msg.type == MSG_ACK and len(msg.payload) >= 4:
+                self.acked_by_peer = struct.unpack_from(">I", msg.payload)[0]
+            elif msg.type == MSG_ABORT and len(msg.payload) >= 4:
+                self.in_streams.pop(struct.unpack_from(">I", msg.payload)[0], None)
+            if self.peer_window and self.bytes_in - self.last_ack_sent >= self.peer_window:
+                self.last_ack_sent = self.bytes_in
+                self.send(2, MSG_ACK, struct.pack(">I", self.bytes_in & 0xFFFFFFFF))
+            return msg
+
+    async def _read_one(self) -> Message | None:
+        b0 = (await self._read(1))[0]
+        fmt, csid = b0 >> 6, b0 & 0x3F
+        if csid == 0:
+            csid = 64 + (await self._read(1))[0]
+        elif csid == 1:
+            b = await self._read(2)
+            csid = 64 + b[0] + 256 * b[1]
+        cs = self.in_streams.setdefault(csid, _InChunkStream())
+        fresh = not cs.buf
+        if fmt == 0:
+            h = await self._read(11)
+            ts = int.from_bytes(h[0:3], "big")
+            cs.length, cs.type = int.from_bytes(h[3:6], "big"), h[6]
+            cs.stream_id = struct.unpack_from("<I", h, 7)[0]
+            cs.extended = ts == 0xFFFFFF
+            if cs.extended:
+                ts = struct.unpack(">I", await self._read(4))[0]
+            cs.timestamp, cs.delta = ts, 0
+        elif fmt in (1, 2):
+            h = await self._read(7 if fmt == 1 else 3)
+            delta = int.from_bytes(h[0:3], "big")
+            if fmt == 1:
+                cs.length, cs.type = int.from_bytes(h[3:6], "big"), h[6]
+            cs.extended = delta == 0xFFFFFF
+            if cs.extended:
+                delta = struct.unpack(">I", await self._read(4))[0]
+            cs.delta = delta
+            cs.timestamp = (cs.timestamp + delta) & 0xFFFFFFFF
+        else:  # fmt 3: same header; a new message repeats the previous delta
+            if cs.extended:
+                await self._read(4)
+            if fresh:
+                cs.timestamp = (cs.timestamp + cs.delta) & 0xFFFFFFFF
+        want = min(self.in_chunk_size, cs.length - len(cs.buf))
+        if want > 0:
+            cs.buf += await self._read(want)
+        if len(cs.buf) < cs.length:
+            return None
+        msg = Message(cs.type, cs.stream_id, cs.timestamp, bytes(cs.buf))
+        cs.buf = bytearray()
+        return msg
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            pass
+
+
+# ----------------------------------------------------------------------------- the test stream
+
+
+def encode_test_stream(seconds: float, bitrate: int, *, width: int = 320, height: int = 180,
+                       fps: int = 15) -> list[tuple[int, int, bytes]]:
+    """``seconds`` of H.264 (libx264 via PyAV) muxed to FLV in memory → ``[(type, ms, payload)]``.
+
+    Each FLV tag body is exactly an RTMP audio/video message payload (FLV spec annex E).
+    Noise content so the encoder spends the target bitrate. Blocking: run in a thread.
+    """
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="flv") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bitrate
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(2 * fps),
+                          "x264-params": f"vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}"}
+        rng = np.random.default_rng(7)
+        base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        for i in range(max(1, round(seconds * fps))):
+            img = np.roll(base, i * 4, axis=1)
+            img[:, :, 0] ^= rng.integers(0, 64, (height, width), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return parse_flv(buf.getvalue())
+
+
+def parse_flv(data: bytes) -> list[tuple[int, int, bytes]]:
+    """FLV tags (type 8 audio / 9 video only) as ``(type, timestamp ms, body)``."""
+    if data[:3] != b"FLV" or len(data) < 13:
+        raise ValueError("not an FLV stream")
+    pos = int.from_bytes(data[5:9], "big") + 4
+    tags: list[tuple[int, int, bytes]] = []
+    while pos + 11 <= len(data):
+        kind = data[pos] & 0x1F
+        size = int.from_bytes(data[pos + 1:pos + 4], "big")
+        ts = int.from_bytes(data[pos + 4:pos + 7], "big") | (data[pos + 7] << 24)
+        body = data[pos + 11:pos + 11 + size]
+        pos += 11 + size + 4
+        if kind in (MSG_AUDIO, MSG_VIDEO) and len(body) == size:
+            tags.append((kind, ts, body))
+    return tags
+
+
+# ----------------------------------------------------------------------------- /stat
+
+
+@dataclass(frozen=True, slots=True)
+class StatView:
+    """nginx-rtmp ``/stat`` figures of one stream (absent stream: ``stream_found`` False)."""
+
+    stream_found: bool
+    publisher: bool = False
+    bw_in_bits_per_second: float = 0.0
+    bytes_in: float = 0.0
+    dropped_frames: float | None = None
+    av_sync_seconds: float | None = None
+    clients: int = 0
+
+
+def parse_stat(xml_text: str, app: str, stream: str) -> StatView:
+    """Read nginx-rtmp's ``rtmp_stat all`` XML for ``app``/``stream``; ``ValueError`` if malformed."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise ValueError(f"malformed /stat XML: {exc}") from None
+    for application in root.iter("application"):
+        if (application.findtext("name") or "") != app:
+            continue
+        for st in application.iter("stream"):
+            if (st.findtext("name") or "") != stream:
+                continue
+            publisher = None
+            for client in st.findall("client"):
+                if client.find("publishing") is not None:
+                    publisher = client
+            dropped = avsync = None
+            # avsync (audio minus video timestamp, ms) means something only with both tracks.
+            both = bool(st.findtext("meta/audio/codec")) and bool(st.findtext("meta/video/codec"))
+            if publisher is not None:
+                dropped = _num(publisher.findtext("dropped"))
+                sync_ms = _num(publisher.findtext("avsync"))
+                avsync = sync_ms / 1000.0 if sync_ms is not None and both else None
+            return StatView(
+                stream_found=True,
+                publisher=publisher is not None or st.find("publishing") is not None,
+                bw_in_bits_per_second=_num(st.findtext("bw_in")) or 0.0,
+                bytes_in=_num(st.findtext("bytes_in")) or 0.0,
+                dropped_frames=dropped,
+                av_sync_seconds=avsync,
+                clients=int(_num(st.findtext("nclients")) or 0),
+            )
+    return StatView(stream_found=False)
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+# ----------------------------------------------------------------------------- the probe
+
+
+@dataclass(slots=True)
+class _Url:
+    scheme: str
+    host: str
+    port: int
+    app: str
+    key: str | None
+    tc_url: str  # contains no key: rtmp://host:port/app
+
+
+def parse_rtmp_url(url: str) -> _Url:
+    """Split ``rtmp[s]://host[:port]/app[/inst]/KEY``; ``RtmpError`` on anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RtmpError(Failure.PROTOCOL_ERROR, "unparseable RTMP URL", "protocol_error") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("rtmp", "rtmps") or not parts.hostname:
+        raise RtmpError(Failure.PROTOCOL_ERROR, f"not an rtmp(s) URL (scheme {scheme[:10]!r})", "protocol_error")
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    if not segments:
+        raise RtmpError(Failure.PROTOCOL_ERROR, f"no application in {redact_url(url)}", "protocol_error")
+    key = segments[-1] if len(segments) >= 2 else None
+    app = "/".join(segments[:-1] if key else segments)
+    if key and parts.query:
+        key = f"{key}?{parts.query}"  # query-token style keys travel with the stream name
+    port = port or (443 if scheme == "rtmps" else 1935)
+    return _Url(scheme, parts.hostname, port, app, key, f"{scheme}://{parts.hostname}:{port}/{app}")
+
+
+class _Attempt:
+    def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        self.t = target
+        self.ctx = ctx
+        self.cfg: RtmpProbeConfig = target.config if target.config is not None else RtmpProbeConfig()
+        self.labels = {"stream": target.stream, "stage": STAGE, "component": target.component}
+        self.result = ProbeResult()
+        self.secrets: list[str] = []
+        self.deadline = ctx.clock() + max(0.5, target.timeout * 0.9)
+        self.stat_done = False  # with publish, /stat is read mid-publish (our publisher visible)
+
+    # -- helpers
+    def safe(self, text: str) -> str:
+        return redact_text(text, self.secrets)
+
+    def remaining(self) -> float:
+        return max(0.01, self.deadline - self.ctx.clock())
+
+    async def within(self, aw: Any, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(aw, self.remaining())
+        except asyncio.TimeoutError:
+            raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", "unreachable") from None
+
+    def phase(self, name: str, start_wall: float, t0: float, t1: float, error: str | None = None,
+              **attrs: Any) -> None:
+        seconds = t1 - t0
+        if error is None:
+            self.result.samples.append(Sample(METRIC_CONNECT, {**self.labels, "phase": name}, seconds))
+            self.result.figures[f"{name}_seconds"] = round(seconds, 6)
+        self.result.spans.append(SpanRecord(
+            name=f"rtmp {name}", start_ns=int(start_wall * 1e9), end_ns=int((start_wall + seconds) * 1e9),
+            attributes={"signalpath.stage": STAGE, "signalpath.phase": name, **attrs},
+            error=self.safe(error) if error else None))
+
+    # -- the attempt
+    async def run(self) -> ProbeResult:
+        url = self.t.url or ""
+        ingest_state = State.OK
+        ingest_fault: str | None = None
+        ingest_detail = "ingest accepted the connection"
+        loose_key = _app_key_loose(url)[1]
+        self.secrets = [loose_key] if loose_key else []  # whatever the scheme, the last segment is masked
+        try:
+            u = parse_rtmp_url(url)
+            if u.key:
+                self.secrets += [u.key, u.key.split("?", 1)[0]]
+            await self.session(u)
+            if self.cfg.publish:
+                ingest_detail = self.result.detail or "ingest accepted a test publish"
+        except RtmpError as exc:
+            self.result.failure = exc.failure
+            self.result.detail = self.safe(exc.detail)
+            ingest_state, ingest_fault = State.DOWN, exc.fault
+            ingest_detail = f"ingest {redact_url(url)}: {self.result.detail}"
+            u = None
+        if self.result.detail == "" and self.result.failure is None:
+            self.result.detail = ingest_detail
+        figures = {k: float(v) for k, v in self.result.figures.items() if isinstance(v, (int, float))}
+        if self.result.figures.get("upload_ratio", 1.0) < 0.8 and ingest_state is State.OK:
+            ingest_state, ingest_fault = State.DEGRADED, "upload_slow"
+            ingest_detail = "the test publish could not keep up with real time"
+        self.result.evidence.insert(0, Evidence(STAGE, self.t.component, ingest_state, ingest_fault,
+                                             self.safe(ingest_detail), None, figures))
+        if self.cfg.stat_url and not self.stat_done:
+            app, key = (u.app, u.key) if u is not None else _app_key_loose(url)
+            await self.stat(app, key)
+        return self.result
+
+    async def session(self, u: _Url) -> None:
+        conn: ChunkConnection | None = None
+        try:
+            conn = await self.connect_tcp(u)
+            await self.handshake(conn)
+            conn.set_chunk_size(OUT_CHUNK_SIZE)
+            if self.cfg.publish:
+                window = max(16_384, self.cfg.target_bitrate // 8 // 4)
+                conn.send(2, MSG_WINDOW_ACK_SIZE, struct.pack(">I", window))
+            await self.rtmp_connect(conn, u)
+            stream_id = await self.create_stream(conn)
+            if self.cfg.publish:
+                if not u.key:
+                    raise RtmpError(Failure.PROTOCOL_ERROR, "publish needs a stream key in the URL",
+                                    "protocol_error")
+                await self.publish(conn, u, stream_id)
+            conn.command("deleteStream", 0, None, stream_id)
+            with _suppress_io():
+                await self.within(conn.writer.drain(), "deleteStream")
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def connect_tcp(self, u: _Url) -> ChunkConnection:
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        ssl_ctx = ssl.create_default_context() if u.scheme == "rtmps" else None
+        try:
+            reader, writer = await self.within(
+                asyncio.open_connection(u.host, u.port, ssl=ssl_ctx, server_hostname=u.host if ssl_ctx else None),
+                "TCP connect")
+        except RtmpError as exc:
+            self.phase("tcp", wall, t0, self.ctx.clock(), exc.detail)
+            raise
+        except ConnectionRefusedError:
+            err = RtmpError(Failure.CONNECTION_REFUSED, "connection refused", "unreachable")
+        except socket.gaierror:
+            err = RtmpError(Failure.DNS_ERROR, "host name not resolved", "unreachable")
+        except ssl.SSLError as exc:
+            err = RtmpError(Failure.TLS_ERROR, f"TLS: {exc.__class__.__name__}", "unreachable")
+        except OSError as exc:
+            err = RtmpError(Failure.CONNECTION_FAILED, f"cannot connect: {exc.strerror or type(exc).__name__}",
+                            "unreachable")
+        else:
+            self.phase("tcp", wall, t0, self.ctx.clock(), **{"server.port": u.port})
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # small commands must not wait for delayed ACKs (Nagle)
+                with _suppress_io():
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return ChunkConnection(reader, writer)
+        self.phase("tcp", wall, t0, self.ctx.clock(), err.detail)
+        raise err
+
+    async def handshake(self, conn: ChunkConnection) -> None:
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        c1 = struct.pack(">II", int(time.monotonic() * 1000) & 0xFFFFFFFF, 0) + os.urandom(HANDSHAKE_SIZE - 8)
+        try:
+            conn.writer.write(b"\x03" + c1)
+            s0s1 = await self.within(self._read_exact(conn, 1 + HANDSHAKE_SIZE), "handshake")
+            if s0s1[0] != 3:
+                raise RtmpError(Failure.PROTOCOL_ERROR, f"server RTMP version {s0s1[0]}, want 3",
+                                "protocol_error")
+            conn.writer.write(s0s1[1:])  # C2 echoes S1
+            await self.within(self._read_exact(conn, HANDSHAKE_SIZE), "handshake")
+        except RtmpError as exc:
+            self.phase("handshake", wall, t0, self.ctx.clock(), exc.detail)
+            raise
+        self.phase("handshake", wall, t0, self.ctx.clock())
+
+    @staticmethod
+    async def _read_exact(conn: ChunkConnection, n: int) -> bytes:
+        try:
+            return await conn._read(n)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            raise RtmpError(Failure.READ_FAILED, "connection closed by the server", "unreachable") from None
+
+    async def await_reply(self, conn: ChunkConnection, what: str, txn: float | None,
+                          on_close: RtmpError) -> list[Any]:
+        """Read until a command answering ``txn`` (or, with None, an ``onStatus``)."""
+        while True:
+            try:
+                msg = await self.within(conn.read_message(), what)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                raise on_close from None
+            if msg.type not in (MSG_COMMAND_AMF0, MSG_COMMAND_AMF3):
+                continue
+            payload = msg.payload[1:] if msg.type == MSG_COMMAND_AMF3 else msg.payload
+            try:
+                values = amf0_decode(payload)
+            except ValueError:
+                raise RtmpError(Failure.PROTOCOL_ERROR, f"malformed AMF0 reply to {what}", "protocol_error") \
+                    from None
+            if not values or not isinstance(values[0], str):
+                continue
+            name = values[0]
+            if txn is None and name == "onStatus":
+                return values
+            if txn is not None and name in ("_result", "_error") and len(values) > 1 and values[1] == txn:
+                return values
+
+    async def rtmp_connect(self, conn: ChunkConnection, u: _Url) -> None:
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        conn.command("connect", 1, {"app": u.app, "type": "nonprivate", "flashVer": FLASH_VER, "tcUrl": u.tc_url})
+        try:
+            reply = await self.await_reply(conn, "connect", 1, RtmpError(
+                Failure.AUTH_REFUSED, "the server closed the connection in answer to connect", "auth_refused"))
+            if reply[0] == "_error":
+                code = _status_code(reply)
+                failure = Failure.AUTH_REFUSED if code in _REFUSED_CODES else Failure.PROTOCOL_ERROR
+                raise RtmpError(failure, f"connect refused: {code or 'error'}",
+                                "auth_refused" if failure is Failure.AUTH_REFUSED else "protocol_error")
+        except RtmpError as exc:
+            self.phase("connect", wall, t0, self.ctx.clock(), exc.detail)
+            raise
+        self.phase("connect", wall, t0, self.ctx.clock(), **{"rtmp.status": _status_code(reply) or ""})
+
+    async def create_stream(self, conn: ChunkConnection) -> int:
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        conn.command("createStream", 2, None)
+        try:
+            reply = await self.await_reply(conn, "createStream", 2, RtmpError(
+                Failure.READ_FAILED, "the server closed the connection in answer to createStream", "unreachable"))
+            if reply[0] != "_result" or len(reply) < 4 or not isinstance(reply[3], float):
+                raise RtmpError(Failure.PROTOCOL_ERROR, "createStream failed", "protocol_error")
+        except RtmpError as exc:
+            self.phase("create_stream", wall, t0, self.ctx.clock(), exc.detail)
+            raise
+        self.phase("create_stream", wall, t0, self.ctx.clock())
+        return int(reply[3])
+
+    async def publish(self, conn: ChunkConnection, u: _Url, stream_id: int) -> None:
+        cfg = self.cfg
+        cache_key = ("rtmp_test_stream", cfg.publish_seconds, cfg.target_bitrate)
+        cached = self.ctx.state.get("test_stream")
+        tags = cached[1] if cached and cached[0] == cache_key else None
+        if tags is None:
+            try:
+                tags = await self.within(asyncio.to_thread(encode_test_stream, cfg.publish_seconds,
+                                                           cfg.target_bitrate), "test-stream encoding")
+            except (ValueError, OSError, ImportError) as exc:
+                raise RtmpError(Failure.MEDIA_ERROR, f"cannot encode the test stream: {type(exc).__name__}",
+                                "protocol_error") from None
+            self.ctx.state["test_stream"] = (cache_key, tags)  # encoded once per target
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        conn.command("publish", 0, None, u.key, "live", stream_id=stream_id, csid=8)
+        refused = RtmpError(Failure.AUTH_REFUSED, "stream key refused: the server closed the connection "
+                            "in answer to publish", "auth_refused")
+        try:
+            reply = await self.await_reply(conn, "publish", None, refused)
+            code = _status_code(reply)
+            if code != "NetStream.Publish.Start":
+                failure = Failure.AUTH_REFUSED if code in _REFUSED_CODES or "Publish" in (code or "") \
+                    else Failure.PROTOCOL_ERROR
+                raise RtmpError(failure, f"stream key refused: {code or 'no status code'}", "auth_refused"
+                                if failure is Failure.AUTH_REFUSED else "protocol_error")
+        except RtmpError as exc:
+            self.phase("publish", wall, t0, self.ctx.clock(), exc.detail)
+            raise
+        self.phase("publish", wall, t0, self.ctx.clock())
+        await self.send_media(conn, u, stream_id, tags)
+
+    async def send_media(self, conn: ChunkConnection, u: _Url, stream_id: int,
+                         tags: list[tuple[int, int, bytes]]) -> None:
+        """Send the tags paced at real time; read acknowledgements meanwhile; with
+        ``stat_url``, read /stat half-way (the ingest should list this publisher)."""
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        start_out = conn.bytes_out
+        payload_bytes = 0
+        reader_task = asyncio.create_task(self._drain_incoming(conn))
+        stat_task: asyncio.Task[None] | None = None
+        half = (tags[-1][1] / 2000.0) if tags else 0.0
+        error: str | None = None
+        send_elapsed = 0.0
+        try:
+            for kind, ts, body in tags:
+                if self.cfg.stat_url and stat_task is None and ts / 1000.0 >= half:
+                    stat_task = asyncio.create_task(self.stat(u.app, u.key))
+                lag = ts / 1000.0 - (self.ctx.clock() - t0)
+                if lag > 0:
+                    await asyncio.sleep(min(lag, self.remaining()))
+                conn.send(6 if kind == MSG_VIDEO else 4, kind, body, stream_id=stream_id, timestamp=ts)
+                payload_bytes += len(body)
+                await self.within(conn.writer.drain(), "publish")
+                if reader_task.done():
+                    break
+            send_elapsed = self.ctx.clock() - t0
+            if stat_task is not None:
+                await self.within(asyncio.shield(stat_task), "/stat fetch")
+            conn.command("FCUnpublish", 0, None, stream_id=stream_id)
+            await self.within(conn.writer.drain(), "publish")
+            await asyncio.sleep(min(0.2, self.remaining()))  # let the last acknowledgement arrive
+        except (ConnectionError, OSError):
+            error = "connection dropped while publishing"
+        finally:
+            for task in (reader_task, stat_task):
+                if task is not None and not task.done():
+                    task.cancel()
+            for task in (reader_task, stat_task):
+                if task is not None:
+                    try:
+                        await task
+                    except (asyncio.CancelledError, Exception):
+                        pass
+            self.stat_done = bool(stat_task is not None and stat_task.done() and not stat_task.cancelled()
+                                  and stat_task.exception() is None)
+        elapsed = max(1e-6, send_elapsed or (self.ctx.clock() - t0))
+        media_seconds = max(1e-3, (tags[-1][1] / 1000.0) if tags else 0.0)
+        sent = conn.bytes_out - start_out
+        upload = sent * 8 / elapsed
+        encoded = payload_bytes * 8 / media_seconds
+        self.result.samples.append(Sample(METRIC_UPLOAD, dict(self.labels), upload))
+        self.result.figures.update({
+            "upload_bits_per_second": round(upload, 1),
+            "encoded_bits_per_second": round(encoded, 1),
+            "target_bits_per_second": float(self.cfg.target_bitrate),
+            "sent_bytes": float(sent),
+            "acknowledged_bytes": float(conn.acked_by_peer),
+            "upload_ratio": round(media_seconds / elapsed, 3),  # < 1: slower than real time
+        })
+        self.result.spans.append(SpanRecord(
+            name="rtmp upload", start_ns=int(wall * 1e9), end_ns=int((wall + elapsed) * 1e9),
+            attributes={"signalpath.stage": STAGE, "signalpath.bytes": sent,
+                        "signalpath.acknowledged_bytes": conn.acked_by_peer},
+            error=error))
+        if error:
+            raise RtmpError(Failure.READ_FAILED, error, "unreachable")
+        self.result.detail = (f"published {media_seconds:.1f} s at {upload / 1000:.0f} kbit/s; "
+                              f"server acknowledged {conn.acked_by_peer} bytes")
+
+    @staticmethod
+    async def _drain_incoming(conn: ChunkConnection) -> None:
+        while True:
+            await conn.read_message()
+
+    async def stat(self, app: str, key: str | None) -> None:
+        """nginx-rtmp /stat → figures + ingest evidence (component ``<component>``)."""
+        url = self.cfg.stat_url or ""
+        wall, t0 = self.ctx.wall(), self.ctx.clock()
+        stream_name = (key or "").split("?", 1)[0]
+        body, err = await self._fetch_stat(url)
+        view: StatView | None = None
+        if err is None:
+            try:
+                view = parse_stat(body, app, stream_name)
+            except ValueError as exc:
+                err = str(exc)
+        self.result.spans.append(SpanRecord(
+            name="rtmp stat", start_ns=int(wall * 1e9), end_ns=int((wall + self.ctx.clock() - t0) * 1e9),
+            attributes={"signalpath.stage": STAGE, "url.full": redact_url(url)},
+            error=self.safe(err) if err else None))
+        if view is None:
+            self.result.evidence.append(Evidence(STAGE, self.t.component, State.UNKNOWN, None,
+                                                 self.safe(f"ingest statistics unavailable: {err}")))
+            return
+        figures: dict[str, float] = {"publisher_present": 1.0 if view.publisher else 0.0,
+                                     "bw_in_bits_per_second": view.bw_in_bits_per_second,
+                                     "stat_clients": float(view.clients)}
+        if view.dropped_frames is not None:
+            figures["dropped_frames"] = view.dropped_frames
+        if view.av_sync_seconds is not None:
+            figures["av_sync_seconds"] = view.av_sync_seconds
+        self.result.figures.update({f"stat_{k}" if not k.startswith("stat_") else k: v for k, v in figures.items()})
+        prev_dropped = self.ctx.state.get("stat_dropped")
+        self.ctx.state["stat_dropped"] = view.dropped_frames
+        if not view.publisher:
+            state, fault, detail = State.DOWN, "no_input", "the ingest has no publisher for this stream"
+        elif view.av_sync_seconds is not None and abs(view.av_sync_seconds) > self.cfg.av_sync_fault_seconds:
+            state, fault = State.DEGRADED, "av_desync"
+            detail = f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
+        elif (view.dropped_frames is not None and prev_dropped is not None
+              and view.dropped_frames > prev_dropped):
+            state, fault = State.DEGRADED, "dropped_frames"
+            detail = f"the ingest dropped {view.dropped_frames - prev_dropped:.0f} frames since the last check"
+        else:
+            state, fault = State.OK, None
+            detail = f"publisher connected, {view.bw_in_bits_per_second / 1000:.0f} kbit/s in"
+        self.result.evidence.append(Evidence(STAGE, self.t.component, state, fault, detail, None, figures))
+
+    async def _fetch_stat(self, url: str) -> tuple[str, str | None]:
+        http = self.ctx.http
+        if http is None:
+            from probes.httpfetch import Fetcher
+
+            async with Fetcher() as fetcher:
+                return await self._get_stat(fetcher, url)
+        return await self._get_stat(http, url)
+
+    async def _get_stat(self, http: Any, url: str) -> tuple[str, str | None]:
+        try:
+            fr = await self.within(http.get(url, max_bytes=STAT_MAX_BYTES), "/stat fetch")
+        except RtmpError as exc:
+            return "", exc.detail
+        if fr.failure is not None:
+            return "", f"{fr.failure}: {fr.detail}"
+        return fr.body.decode("utf-8", "replace"), None
+
+
+def _status_code(values: list[Any]) -> str | None:
+    for v in values[2:]:
+        if isinstance(v, dict) and isinstance(v.get("code"), str):
+            return v["code"]
+    return None
+
+
+def _app_key_loose(url: str) -> tuple[str, str | None]:
+    try:
+        segments = [unquote(s) for s in urlsplit(url).path.split("/") if s]
+    except ValueError:
+        return "", None
+    if len(segments) >= 2:
+        return "/".join(segments[:-1]), segments[-1]
+    return (segments[0] if segments else ""), None
+
+
+class _suppress_io:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        return et is not None and issubclass(et, (OSError, ConnectionError, RtmpError))
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    """One RTMP ingest attempt against ``target.url`` (see the module docstring)."""
+    return await _Attempt(target, ctx).run()
