@@ -98,12 +98,22 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     try:
-        asyncio.run(run_until_signal(lambda: Agent(cfg), ready))
+        _run_loop(run_until_signal(lambda: Agent(cfg), ready))
     except SignalpathError as exc:
         print(f"signalpath: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("signalpath: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _run_loop(coro) -> None:
+    """uvloop when installed (cheaper polls on the hot path), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 # ---------------------------------------------------------------- parser

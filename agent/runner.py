@@ -98,8 +98,10 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
-        for job in self.jobs:
-            self._spawn(self._loop(job), f"job {job.probe}/{job.stream}")
+        n = len(self.jobs)
+        for i, job in enumerate(self.jobs):
+            # spread the jobs' first ticks over one interval: no thundering herd of polls each second
+            self._spawn(self._loop(job, offset=job.interval * i / n), f"job {job.probe}/{job.stream}")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -118,7 +120,9 @@ class Runner:
             for t in pending:
                 log.warning("task %s did not stop within %.1f s", t.get_name(), timeout)
 
-    async def _loop(self, job: Job) -> None:
+    async def _loop(self, job: Job, offset: float = 0.0) -> None:
+        if offset:
+            await asyncio.sleep(offset)
         next_at = self.clock()
         while True:
             idle = [t for t in job.targets if target_key(t) not in self._busy]

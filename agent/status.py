@@ -37,7 +37,7 @@ class StatusBoard:
     def __init__(self, wall: Callable[[], float]) -> None:
         self._wall = wall
         self._streams: dict[str, dict[tuple[str, str], Cell]] = {}
-        self._by_source: dict[tuple[str, str], list[Evidence]] = {}  # (stream, source) -> evidence
+        self._by_source: dict[str, dict[str, list[Evidence]]] = {}  # stream -> source -> evidence
         self._figures: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def declare(self, stream: str, stage: str, component: str) -> None:
@@ -46,7 +46,7 @@ class StatusBoard:
 
     def update(self, stream: str, source: str, evidence: list[Evidence],
                figures: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
-        self._by_source[(stream, source)] = evidence
+        self._by_source.setdefault(stream, {})[source] = evidence
         for (stage, comp), figs in (figures or {}).items():
             self._figures[(stream, stage, comp)] = figs
         self._recompute(stream)
@@ -54,9 +54,7 @@ class StatusBoard:
     def _recompute(self, stream: str) -> None:
         cells = self._streams.setdefault(stream, {})
         grouped: dict[tuple[str, str], list[Evidence]] = {}
-        for (s, _src), evs in self._by_source.items():
-            if s != stream:
-                continue
+        for evs in self._by_source.get(stream, {}).values():
             for e in evs:
                 grouped.setdefault((e.stage, e.component), []).append(e)
         now = self._wall()
@@ -81,7 +79,7 @@ class StatusBoard:
         return cell.state if cell else State.UNKNOWN
 
     def evidence(self, stream: str) -> list[Evidence]:
-        return [e for (s, _), evs in self._by_source.items() if s == stream for e in evs]
+        return [e for evs in self._by_source.get(stream, {}).values() for e in evs]
 
     def streams(self) -> list[str]:
         return list(self._streams)

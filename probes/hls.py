@@ -168,6 +168,7 @@ class _Attempt:
             rs.body = fr.body
         else:
             fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
+        self.ctx.state["polls"] = self.ctx.state.get("polls", 0) + 1
         span = _span(f"playlist {v.name}", fr, **{"signalpath.rendition": v.name})
         self.result.spans.append(span)
         now = self.ctx.clock()
