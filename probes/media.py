@@ -38,7 +38,8 @@ Checks and where their defaults come from (shared/THRESHOLDS.md):
 - ``timestamp_gap``: a video frame interval over ``gap_frames`` (1.5) nominal frame
   durations (a frame missing: its count goes to ``dropped_frames``) or an audio gap over
   ``audio_gap_s``.
-- ``decode_errors``: corrupt packets/frames or undecodable data (any at all).
+- ``decode_errors``: corrupt packets/frames or undecodable data (any at all). Such a
+  segment breaks the continuity checks: the next one is not blamed for its hole.
 - ``keyframe_interval_long``: more than 4 s between key frames (YouTube Live rejects
   GOPs above 4 s, ``gopSizeLong``; Twitch Inspector; 2 s recommended). The open interval
   counts too, so a stream that stops sending key frames is caught before the next one.
@@ -290,6 +291,9 @@ class MediaAnalyser:
             f.faults.append(
                 MediaFault("decode_errors", "fault", f"{f.decode_errors} decode error(s) in the segment", f.decode_errors)
             )
+            # what was lost is unknown: the next segment's gap and GOP checks start afresh
+            # instead of blaming the hole the corrupt segment left
+            self._last_video = self._audio_end = self._last_key = None
         return f
 
     # --- timeline -----------------------------------------------------------

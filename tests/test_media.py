@@ -277,3 +277,10 @@ def test_fast_luma_matches_swscale_and_reads_full_range():
     assert np.abs(fast - ref).mean() < 3.0
     black = decode_segment(make_segment(seconds=0.2, video="black"))
     assert black.video_luma.max() <= 2  # TV-range black (16) reads as 0
+
+
+def test_the_segment_after_a_corrupt_one_is_not_blamed_for_its_hole(healthy3):
+    destroyed = bytes(len(healthy3[1]))  # nothing decodable left
+    found = run([healthy3[0], destroyed, healthy3[2]])
+    assert "decode_errors" in found[1].fault_names
+    assert found[2].faults == [], found[2].faults
