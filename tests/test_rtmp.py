@@ -211,3 +211,36 @@ def test_parse_rtmp_url_and_config():
     assert (cfg.publish, cfg.stat_url) == (False, None)
     with pytest.raises(ValidationError):
         cfg.publish = True  # type: ignore[misc]
+
+
+async def test_stat_evidence_av_desync_and_dropped_frames():
+    """/stat served by a real HTTP server (recorded nginx-rtmp XML); the RTMP port is closed."""
+    body = {"xml": STAT_XML}
+
+    async def stat(_request: web.Request) -> web.Response:
+        return web.Response(text=body["xml"], content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_get("/stat", stat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        ctx = ProbeContext(state={})
+        target = _target(f"rtmp://127.0.0.1:{free_port()}/live/main", stat_url=f"http://127.0.0.1:{port}/stat")
+        result = await probe(target, ctx)
+        assert result.failure is Failure.CONNECTION_REFUSED
+        stat_ev = result.evidence[-1]
+        assert (stat_ev.state, stat_ev.fault) == (State.DEGRADED, "av_desync")  # -350 ms > 200 ms
+        assert stat_ev.figures["av_sync_seconds"] == -0.35
+
+        body["xml"] = STAT_XML.replace("<avsync>-350</avsync>", "<avsync>-20</avsync>")
+        result = await probe(target, ctx)
+        assert (result.evidence[-1].state, result.evidence[-1].fault) == (State.OK, None)
+        body["xml"] = body["xml"].replace("<dropped>4</dropped>", "<dropped>9</dropped>")
+        result = await probe(target, ctx)  # 5 more frames dropped since the last attempt
+        assert (result.evidence[-1].state, result.evidence[-1].fault) == (State.DEGRADED, "dropped_frames")
+    finally:
+        await runner.cleanup()
