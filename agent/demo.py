@@ -1,0 +1,119 @@
+"""``signalpath demo``: the embedded lab plus an agent watching it, with a fault tour.
+
+Starts the lab (studio → ingest → transcode → origin → two edges, all on loopback),
+generates the agent config for it, runs the agent, and plays the scripted fault tour
+(agent/lab/tour.py), printing each fault as it starts and every state change the
+agent reports, so you see a fault appear at the right stage/component and clear.
+Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.errors import SignalpathError
+
+
+def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo") -> dict[str, Any]:
+    """The agent config (DESIGN.md contract) that watches a running lab."""
+    stream = lab.config.stream
+    return {
+        "agent": {"listen": listen, "site": site},
+        "streams": [{
+            "name": stream,
+            "origin": lab.origin_url(),
+            "edges": [{"name": e, "url": lab.edge_url(e)} for e in lab.edges],
+        }],
+    }
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _watch(agent: Any, say: Any, every: float = 1.0) -> None:
+    """Print every change of a stage/component state the agent reports."""
+    seen: dict[tuple[str, str, str], str] = {}
+    while True:
+        for stream in agent.board.streams():
+            for c in agent.board.cells(stream):
+                key = (stream, c.stage, c.component)
+                state = str(c.state)
+                if seen.get(key) != state:
+                    if key in seen or state != "unknown":
+                        why = f" — {c.reasons[0]}" if c.reasons else ""
+                        say(f"[{time.strftime('%H:%M:%S')}] agent: {stream} {c.stage}/{c.component} is "
+                            f"{state.upper()}{why}")
+                    seen[key] = state
+        await asyncio.sleep(every)
+
+
+async def run_demo(args: argparse.Namespace) -> None:
+    from agent.app import Agent
+    from agent.cli import run_until_signal
+    from agent.config import parse_config
+    from agent.lab import Lab, LabConfig
+    from agent.lab.tour import DEFAULT_TOUR, run_tour
+
+    _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges)…")
+    async with Lab(LabConfig()) as lab:
+        conf = lab_agent_config(lab, args.listen)
+        if args.config_out:
+            Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))
+            _say(f"agent config written to {args.config_out}")
+        cfg = parse_config(conf, "demo config")
+        tasks: list[asyncio.Task[Any]] = []
+
+        def ready(agent: Any) -> None:
+            _say(f"lab origin     {lab.origin_url()}")
+            for e in lab.edges:
+                _say(f"lab {e:10s} {lab.edge_url(e)}")
+            _say(f"lab control    {lab.control_url}  (signalpath lab fault NAME --control {lab.control_url})")
+            _say(f"status page    {agent.url}/")
+            _say(f"metrics        {agent.url}/metrics")
+            _say(f"status JSON    {agent.url}/api/v1/status")
+            _say("Ctrl-C stops everything.")
+            tasks.append(asyncio.ensure_future(_watch(agent, _say)))
+            if not args.no_faults:
+                tasks.append(asyncio.ensure_future(run_tour(lab, DEFAULT_TOUR, _say)))
+
+        try:
+            await run_until_signal(lambda: Agent(cfg), ready)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    _say("signalpath demo: stopped; the lab released its ports")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.cli import _run_loop
+
+    try:
+        _run_loop(run_demo(args))
+    except SignalpathError as exc:
+        print(f"signalpath demo: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"signalpath demo: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="run the embedded lab and an agent watching it, with a scripted fault tour",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  signalpath demo                 # then open http://127.0.0.1:9321/\n"
+               "  signalpath demo --no-faults --config-out lab.yaml")
+    p.add_argument("--no-faults", action="store_true", help="run healthy, no fault tour")
+    p.add_argument("--config-out", metavar="FILE", help="write the generated agent config (YAML) to FILE")
+    p.add_argument("--listen", default="127.0.0.1:9321", help="the agent's HOST:PORT (default %(default)s)")
+    p.set_defaults(func=cmd_demo)
