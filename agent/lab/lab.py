@@ -86,8 +86,8 @@ class Lab:
         self._reconcile_lock = asyncio.Lock()
         self._tq = asyncio.Queue()
         try:
-            self._studio_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-studio")
-            self._tx_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-transcode")
+            self._studio_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"lab-{cfg.stream}-studio")
+            self._tx_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"lab-{cfg.stream}-transcode")
             loop = asyncio.get_running_loop()
             self._encoder = await loop.run_in_executor(self._studio_ex, StudioEncoder, cfg, self._stamp)
             self._transcoder = await loop.run_in_executor(self._tx_ex, LadderTranscoder, cfg, self._wall)

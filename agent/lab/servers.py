@@ -61,8 +61,7 @@ class Listener:
     async def up(self) -> None:
         if self._site is not None or self._runner is None:
             return
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
-                           shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         server = site._server  # noqa: SLF001 - the only way to learn the bound port
         assert server is not None and server.sockets
