@@ -363,3 +363,23 @@ async def test_stop_releases_every_port_and_thread():
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
     assert not [t.name for t in threading.enumerate() if t.name.startswith("lab-other-")]
+
+
+async def test_tour_runs_steps_and_reports_refusals(lab, clean):
+    from agent.lab.tour import DEFAULT_TOUR, TourStep, run_tour
+
+    for step in DEFAULT_TOUR:  # the shipped tour fits the default lab
+        if step.fault:
+            lab.book.validate(step.fault, step.target, step.for_s, step.params)
+    said: list[str] = []
+    steps = [TourStep("healthy", 0.05),
+             TourStep("stale", 0.3, fault="edge_stale", target="edge-b", for_s=0.1,
+                      expect_stage="cdn", expect_component="edge-b"),
+             TourStep("refused", 0.0, fault="no_such_fault")]
+    recs = await run_tour(lab, steps, said.append)
+    assert [r["name"] for r in recs] == ["edge_stale"]
+    assert any("expect: cdn/edge-b" in s for s in said)
+    assert any("edge_stale on edge-b ended" in s for s in said)
+    assert any("could not inject no_such_fault" in s for s in said)
+    assert said[-1].endswith("tour finished")
+    assert lab.book.active("edge_stale", "edge-b") is None
