@@ -35,12 +35,20 @@ def make_app(agent: "Agent") -> web.Application:
     async def status(_req: web.Request) -> web.Response:
         return web.json_response(agent.board.as_json())
 
+    async def incidents(req: web.Request) -> web.Response:
+        state = req.query.get("state", "all")
+        if state not in ("open", "resolved", "all"):
+            return web.json_response({"error": f"state must be open, resolved or all (got {state[:20]!r})"},
+                                     status=400)
+        return web.json_response(await agent.incidents.list(state))
+
     async def index(_req: web.Request) -> web.Response:
         return web.Response(body=_page(), content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/", index)
     for route in getattr(agent, "extra_routes", lambda: [])():
         app.router.add_route(*route)

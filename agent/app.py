@@ -19,7 +19,11 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry
 
 from agent.config import Config, Stream
+from agent.alerts import AlertDispatcher
 from agent.errors import AgentError
+from agent.incident_sink import IncidentSink
+from agent.incidents import AsyncIncidentStore
+from agent.localize import Localizer
 from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.status import StatusBoard
@@ -102,7 +106,12 @@ class Agent:
             for t in job.targets:
                 self.board.declare(t.stream, t.stage, t.component)
         self.fetcher = Fetcher(max_per_host=config.agent.max_in_flight_per_host)
-        sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board)]
+        self.incidents = IncidentSink(
+            Localizer(config.localize, clock=wall),
+            AsyncIncidentStore.from_settings(config.incidents),
+            AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
+            self.board, self.store)
+        sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents]
         if self.trace_sink:
             sinks.append(self.trace_sink)
         sinks.extend(extra_sinks or [])
@@ -120,18 +129,21 @@ class Agent:
     async def start(self) -> None:
         from agent.api import start_server
 
+        await self.incidents.start()
         await self.fetcher.start()
         host, _, port = self.config.agent.listen.rpartition(":")
         try:
             self._server, self.url = await start_server(self, host, int(port))
         except OSError as exc:
             await self.fetcher.close()
+            await self.incidents.stop()
             raise AgentError(f"cannot listen on {self.config.agent.listen}: {exc.strerror or exc}") from None
         await self.runner.start()
         log.info("signalpath agent on %s watching %d stream(s)", self.url, len(self.config.streams))
 
     async def stop(self) -> None:
         await self.runner.stop()
+        await self.incidents.stop()
         if self._server is not None:
             await self._server.cleanup()
             self._server = None

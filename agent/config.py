@@ -20,7 +20,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent.alerts import AlertSettings
 from agent.errors import ConfigError
+from agent.incidents import IncidentStoreSettings
+from agent.localize import LocalizerSettings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -131,6 +134,9 @@ class Config(Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     exporters: Exporters = Field(default_factory=Exporters)
     streams: list[Stream] = Field(default_factory=list)
+    localize: LocalizerSettings = Field(default_factory=LocalizerSettings)
+    incidents: IncidentStoreSettings = Field(default_factory=IncidentStoreSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _unique_streams(self) -> "Config":

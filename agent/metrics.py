@@ -60,6 +60,11 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_live_latency_seconds": MetricDef("gauge", "Now minus the end of the newest segment by "
                                                  "EXT-X-PROGRAM-DATE-TIME.", _TR),
     "signalpath_edge_lag_segments": MetricDef("gauge", "Segments an edge is behind the origin.", _TR),
+    # incidents (agent/incident_sink.py)
+    "signalpath_incidents_open": MetricDef("gauge", "Open root-cause incidents.",
+                                           _T + ("fault", "severity")),
+    "signalpath_time_to_localize_seconds": MetricDef("histogram", "Seconds from a fault's first bad evidence to "
+                                                     "its localization.", ("stream", "stage")),
 }
 
 

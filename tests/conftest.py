@@ -30,8 +30,11 @@ class LiveHls:
             await e.stop()
 
     def config(self, **hls: Any) -> dict[str, Any]:
+        import tempfile
+
         return {
             "agent": {"listen": "127.0.0.1:0", "site": "test"},
+            "incidents": {"path": tempfile.mkdtemp(prefix="sp-inc-") + "/incidents.db"},
             "streams": [{
                 "name": "main", "origin": self.origin.master_url,
                 "edges": [{"name": n, "url": e.master_url} for n, e in self.edges.items()],

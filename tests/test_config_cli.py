@@ -116,7 +116,8 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(f"agent: {{listen: '127.0.0.1:{port}', site: t}}\nstreams:\n"
                  "  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
-    p = subprocess.Popen([*SP, "run", "-c", str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([*SP, "run", "-c", str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=tmp_path)
     try:
         deadline = time.monotonic() + 20
         body = ""

@@ -1,0 +1,101 @@
+"""From probe cycles to incidents: localizer → SQLite store → alerts → metrics.
+
+A :class:`~agent.runner.CycleSink`: after each cycle of a stream, the localizer
+reads that stream's whole evidence from the status board (never the probes) and
+returns opened/updated/resolved events. Events go, in order, through one owned
+writer task with a bounded queue to the store (off the event loop) and the alert
+dispatcher (which never blocks). The open-incident gauge and the time-to-localize
+histogram are updated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from agent.alerts import AlertDispatcher
+from agent.incidents import (TIME_TO_LOCALIZE_BUCKETS, TIME_TO_LOCALIZE_METRIC, AsyncIncidentStore,
+                             open_incident_samples, time_to_localize_observations)
+from agent.localize import IncidentEvent, Localizer
+from agent.metrics import MetricStore
+from agent.runner import Cycle
+from agent.status import StatusBoard
+
+log = logging.getLogger("signalpath.incidents")
+
+
+class IncidentSink:
+    def __init__(self, localizer: Localizer, store: AsyncIncidentStore, dispatcher: AlertDispatcher,
+                 board: StatusBoard, metrics: MetricStore, queue_size: int = 1000) -> None:
+        self.localizer = localizer
+        self.store = store
+        self.dispatcher = dispatcher
+        self.board = board
+        self.metrics = metrics
+        self.metrics.define_histogram(TIME_TO_LOCALIZE_METRIC, TIME_TO_LOCALIZE_BUCKETS)
+        self._queue: asyncio.Queue[list[IncidentEvent]] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    async def start(self) -> None:
+        await self.store.open()
+        restored = await self.store.list("open")
+        self.localizer.restore(restored)
+        await self.dispatcher.start()
+        # re-announce what is still open so Alertmanager does not time it out
+        self.dispatcher.submit_all(IncidentEvent("updated", i) for i in restored)
+        self._publish_gauge()
+        self._task = asyncio.ensure_future(self._writer())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # drain what is queued (bounded), then stop the writer
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout=3.0)
+            except TimeoutError:
+                log.warning("incident writer did not drain in 3 s; %d batches dropped", self._queue.qsize())
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.dispatcher.stop()
+        await self.store.close()
+
+    def on_cycle(self, cycle: Cycle) -> None:
+        stream = cycle.job.stream
+        ladder = None
+        origin = cycle.latest.get("origin")
+        if origin is not None and origin.figures.get("renditions"):
+            ladder = sorted(origin.figures["renditions"])
+        events = self.localizer.observe(stream, self.board.evidence(stream), ladder=ladder)
+        if not events:
+            return
+        for seconds in time_to_localize_observations(events):
+            self.metrics.observe(TIME_TO_LOCALIZE_METRIC, {"stream": stream, "stage": events[0].incident.stage},
+                                 seconds)
+        self._publish_gauge()
+        for e in events:
+            log.info("incident %s %s: %s/%s %s (%s) — %s", e.incident.id, e.kind, e.incident.stage,
+                     e.incident.component, e.incident.fault, e.incident.severity, e.incident.summary)
+        try:
+            self._queue.put_nowait(events)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error("incident queue full: %d events not stored", len(events))
+
+    def _publish_gauge(self) -> None:
+        self.metrics.replace("incidents", open_incident_samples(self.localizer.open_incidents()))
+
+    async def _writer(self) -> None:
+        while True:
+            events = await self._queue.get()
+            try:
+                await self.store.apply_all(events)
+                self.dispatcher.submit_all(events)
+            except Exception:
+                log.exception("storing %d incident events failed", len(events))
+            finally:
+                self._queue.task_done()
+
+    async def list(self, state: Any = "all") -> list[dict[str, Any]]:
+        return [i.to_api() for i in await self.store.list(state)]

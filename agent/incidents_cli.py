@@ -1,0 +1,68 @@
+"""``signalpath incidents``: the incident history in the terminal, and the most frequent faults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from agent.errors import ConfigError
+
+
+def _ago(ts: float, now: float) -> str:
+    s = max(0, int(now - ts))
+    return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.incidents import IncidentStore
+
+    try:
+        path = args.db or load_config(args.config).incidents.path
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    store = IncidentStore(path)
+    try:
+        incidents = store.list(args.state, limit=args.limit)
+        counts = store.counts_by_fault()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"incidents": [i.to_api() for i in incidents], "counts_by_fault": counts}, indent=2))
+        return 0
+    now = time.time()
+    if not incidents:
+        print(f"no {args.state if args.state != 'all' else ''} incidents in {path}".replace("  ", " "))
+    for i in incidents:
+        state = "OPEN    " if i.resolved_at is None else "resolved"
+        took = f"localized in {i.time_to_localize_s:.1f} s"
+        print(f"{state} {i.severity} {i.stream} {i.stage}/{i.component} {i.fault} — since "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(i.started_at))} ({_ago(i.started_at, now)}), "
+              f"{took}")
+        print(f"         {i.summary}")
+        if i.resolved_at is None and i.runbook:
+            print(f"         do: {i.runbook}")
+    if counts:
+        print("\nmost frequent faults:")
+        for fault, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {n:5d}  {fault}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "incidents", help="list incidents (open, resolved, all) and the most frequent faults",
+        description="List the incidents the agent stored (SQLite at incidents.path in the config), newest first, "
+                    "with where, what, since when and the runbook line; then counts per fault type.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  signalpath incidents -c signalpath.yaml --state open")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-c", "--config", help="the agent's YAML config (reads incidents.path)")
+    src.add_argument("--db", help="the incident database file itself")
+    p.add_argument("--state", choices=["open", "resolved", "all"], default="all")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_incidents)
