@@ -95,7 +95,8 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def _fmt(rec: dict[str, Any]) -> str:
     params = ",".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
                       for k, v in rec.get("params", {}).items())
-    end = rec.get("ended_at_iso") or ("until cleared" if rec.get("ends_at") is None else "active")
+    end = rec.get("ended_at_iso") or (f"until {rec['ends_at_iso']}" if rec.get("ends_at_iso")
+                                      else "until cleared")
     reason = f" ({rec['end_reason']})" if rec.get("end_reason") else ""
     return (f"#{rec['id']:<4} {rec['name']:<22} {rec['target']:<10} {params:<18} "
             f"{rec['started_at_iso']} → {end}{reason}")

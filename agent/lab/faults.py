@@ -125,6 +125,7 @@ class FaultRecord:
         d["active"] = self.active
         d["started_at_iso"] = _iso(self.started_at)
         d["ended_at_iso"] = _iso(self.ended_at) if self.ended_at is not None else None
+        d["ends_at_iso"] = _iso(self.ends_at) if self.ends_at is not None else None
         return d
 
 
