@@ -25,7 +25,7 @@ _UNITS: tuple[tuple[str, str], ...] = (
     ("_bytes_per_second", "bytes/s"),
     ("_seconds", "seconds"),
     ("_bytes", "bytes"),
-    ("_ratio", "ratio (0-1; download ratio may exceed 1)"),
+    ("_ratio", "ratio"),
     ("_segments", "segments"),
 )
 
@@ -39,7 +39,7 @@ def unit_of(name: str, mtype: str) -> str:
     base = name.removesuffix("_total")
     for suffix, unit in _UNITS:
         if base.endswith(suffix):
-            return unit.split(" ")[0] if mtype == "counter" else unit
+            return unit
     if name.endswith("_total"):
         return "count"
     return "1 (boolean)" if name.endswith(("_success", "_healthy")) else "1"
