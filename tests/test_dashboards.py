@@ -233,7 +233,10 @@ async def test_real_prometheus_scrapes_two_agents_and_every_panel_has_data(live,
                             del pending[key]
                     return not pending
 
-                await wait_for(all_have_data, 25, "data for every panel", every=0.5)
+                try:
+                    await wait_for(all_have_data, 25, "data for every panel", every=0.5)
+                except AssertionError:
+                    raise AssertionError(f"panels without data: {list(pending)}") from None
                 sites = {r["metric"]["site"] for r in await query("signalpath_stage_healthy")}
                 assert sites == {"site-a", "site-b"}
 
