@@ -18,34 +18,21 @@ from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 
-from agent.config import Config, Stream
+from agent.config import Config
 from agent.alerts import AlertDispatcher
 from agent.errors import AgentError
 from agent.incident_sink import IncidentSink
 from agent.incidents import AsyncIncidentStore
 from agent.localize import Localizer
 from agent.metrics import MetricStore, SignalpathCollector
-from agent.runner import Cycle, Job, Runner, envelope, target_key
+from agent.jobs import build_jobs
+from agent.runner import Cycle, Runner, envelope, target_key
 from agent.status import StatusBoard
 from agent.tracing import TraceSink, make_provider
-from probes.registry import REGISTRY
-from probes.base import ProbeTarget, Sample, State
+from probes.base import Sample, State
 from probes.httpfetch import Fetcher
 
 log = logging.getLogger("signalpath.agent")
-
-
-def hls_job(stream: Stream) -> Job:
-    spec = REGISTRY["hls"]
-    cfg = stream.hls
-    targets = [ProbeTarget("hls", stream.name, "origin", "origin", cfg, stream.origin, cfg.interval_s, cfg.timeout_s)]
-    targets += [ProbeTarget("hls", stream.name, "cdn", e.name, cfg, e.url, cfg.interval_s, cfg.timeout_s)
-                for e in stream.edges]
-    return Job("hls", stream.name, spec.run, targets, cfg.interval_s, spec.combine)
-
-
-def build_jobs(config: Config) -> list[Job]:
-    return [hls_job(s) for s in config.streams]
 
 
 class MetricsSink:

@@ -24,6 +24,7 @@ from agent.alerts import AlertSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
+from probes.rtmp import RtmpProbeConfig
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -109,11 +110,41 @@ class Edge(Strict):
     _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
 
 
+class RtmpIngest(RtmpProbeConfig):
+    """An RTMP ingest to probe (probes/rtmp.py); put the stream key in ``${ENV}``."""
+
+    name: str = "rtmp"
+    url: str
+    interval_s: float = Field(10.0, gt=0, le=3600)
+    timeout_s: float = Field(10.0, gt=0, le=120, description="> publish_seconds + 1 s when publishing")
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _v_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
+            raise ValueError(f"{_safe(v)!r} is not an rtmp(s):// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _deadline(self) -> "RtmpIngest":
+        if self.publish and self.timeout_s < self.publish_seconds + 1:
+            raise ValueError(f"timeout_s {self.timeout_s:g} must exceed publish_seconds + 1 s")
+        return self
+
+
+class Ingest(Strict):
+    rtmp: list[RtmpIngest] = Field(default_factory=list)
+
+
 class Stream(Strict):
     name: str
     origin: str
     edges: list[Edge] = Field(default_factory=list)
     hls: HlsSettings = Field(default_factory=HlsSettings)
+    ingest: Ingest | None = None
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))

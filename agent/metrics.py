@@ -60,6 +60,11 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_live_latency_seconds": MetricDef("gauge", "Now minus the end of the newest segment by "
                                                  "EXT-X-PROGRAM-DATE-TIME.", _TR),
     "signalpath_edge_lag_segments": MetricDef("gauge", "Segments an edge is behind the origin.", _TR),
+    # ingest (probes/rtmp.py)
+    "signalpath_ingest_connect_seconds": MetricDef("gauge", "Ingest connection set-up time by phase "
+                                                   "(tcp, handshake, connect, create_stream, publish).",
+                                                   _T + ("phase",)),
+    "signalpath_ingest_upload_bits_per_second": MetricDef("gauge", "Achieved upload rate of the test publish.", _T),
     # incidents (agent/incident_sink.py)
     "signalpath_incidents_open": MetricDef("gauge", "Open root-cause incidents.",
                                            _T + ("fault", "severity")),

@@ -120,9 +120,9 @@ class _Attempt:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
             if isinstance(pl, MasterPlaylist):
                 master = pl
-            else:  # configured URL is a media playlist: one rendition
-                name = self.t.url.rsplit("/", 1)[-1].split("?", 1)[0].removesuffix(".m3u8") or "main"
-                master = MasterPlaylist((Variant(name=name[:32], uri=self.t.url, bandwidth=None, resolution=None),))
+            else:  # configured URL is a media playlist: one rendition, named "main" (never from the
+                # URL: packagers such as nginx-rtmp name the playlist after the stream key)
+                master = MasterPlaylist((Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
                 first_body = (fr, pl)
             st["master"], st["master_at"] = master, now
         variants = list(master.variants)

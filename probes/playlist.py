@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import m3u8
 
@@ -70,12 +70,14 @@ def _to_epoch(v: object) -> float | None:
 
 
 def _variant_names(playlists: list[m3u8.Playlist]) -> list[str]:
+    """Label-safe rendition names: ``360p`` from RESOLUTION, else ``800k`` from BANDWIDTH,
+    else ``v1``... Never from the URI: a packager may put a stream key in it."""
     names: list[str] = []
-    for p in playlists:
+    for i, p in enumerate(playlists):
         res = p.stream_info.resolution
-        name = f"{res[1]}p" if res else urlsplit(p.uri or "").path.rsplit("/", 1)[-1].removesuffix(".m3u8")
-        names.append(name or "main")
-    # duplicate resolutions (two bitrates at 720p): suffix by bandwidth order
+        bw = p.stream_info.bandwidth
+        names.append(f"{res[1]}p" if res else f"{int(bw) // 1000}k" if bw else f"v{i + 1}")
+    # duplicate resolutions (two bitrates at 720p): suffix by order
     for n in set(names):
         idx = [i for i, x in enumerate(names) if x == n]
         if len(idx) > 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from probes import hls
+from probes import hls, rtmp
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,4 +20,5 @@ class ProbeSpec:
 
 REGISTRY: dict[str, ProbeSpec] = {
     "hls": ProbeSpec(hls.probe, hls.combine),
+    "rtmp": ProbeSpec(rtmp.probe),
 }
