@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent.config import Config
 from agent.alerts import AlertDispatcher
@@ -80,6 +80,8 @@ class Agent:
         self.store = MetricStore()
         self.board = StatusBoard(wall)
         self.registry.register(SignalpathCollector(self.store, config.agent.site))
+        if registry is None:  # the agent's own CPU and memory (process_*), once per registry
+            ProcessCollector(registry=self.registry)
         otlp = config.exporters.otlp
         self.trace_sink: TraceSink | None = None
         if span_exporter is not None or otlp is not None:
