@@ -447,18 +447,24 @@ class _Diagnoser:
             else:
                 edge_left.setdefault(e.component, []).append(e)
         edge_roots: dict[str, Finding] = {}
+        # the CDN as a whole only when every edge shows the SAME fault: two edges with two
+        # different faults (one stale, one missing segments) are two causes, not one
+        common: set[str] = set()
         if len(edges) >= 2 and set(edge_left) >= set(edges):
+            common = set.intersection(*({_fault_of(e) for e in edge_left[n]} for n in edges))
+        if common:
             f = root("cdn", "cdn")
             for name in edges:
-                f.own.extend(edge_left[name])
+                f.own.extend(e for e in edge_left[name] if _fault_of(e) in common)
                 edge_roots[name] = f
+                edge_left[name] = [e for e in edge_left[name] if _fault_of(e) not in common]
             f.fine = ["the origin"]
-        else:
-            for name, evs_e in edge_left.items():
-                f = root("cdn", name, scope="partial" if len(edges) > 1 else "all")
-                f.own.extend(evs_e)
-                f.fine = ["origin"] + [x for x in edges if x not in edge_left]
-                edge_roots[name] = f
+        bad_edges = {n for n, evs_e in edge_left.items() if evs_e}
+        for name in sorted(bad_edges):
+            f = root("cdn", name, scope="partial" if len(edges) > 1 else "all")
+            f.own.extend(edge_left[name])
+            f.fine = ["origin"] + [x for x in edges if x not in bad_edges and not common]
+            edge_roots.setdefault(name, f)
 
         # 4. playback
         for e in by_stage["playback"]:

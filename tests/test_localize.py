@@ -209,6 +209,15 @@ def hls(*bad: Evidence) -> list[Evidence]:
 HLS_SCENARIOS = [
     ("hls healthy", hls(), None, []),
     (
+        "every edge bad with different faults -> one incident per edge, not the CDN as a whole",
+        hls(ev("cdn", "edge-a", DEG, "segment_missing", "360p", "360p segment 108 answered HTTP 404"),
+            ev("cdn", "edge-b", DOWN, "stale_playlist", "360p", "360p playlist has not advanced for 5.0 s"),
+            ev("cdn", "edge-c", DEG, "slow_segment", "360p", "360p segment 108 took 3.1 s for 2.0 s")),
+        None,
+        [("cdn", "edge-a", "segment_missing", "P2"), ("cdn", "edge-b", "stale_playlist", "P2"),
+         ("cdn", "edge-c", "slow_segment", "P2")],
+    ),
+    (
         "hls one rendition stale (DEGRADED) -> transcode/rendition",
         hls(ev("origin", "origin", DEG, "stale_playlist", "720p", "720p playlist has not advanced for 7.0 s")),
         None,
