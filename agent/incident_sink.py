@@ -21,8 +21,11 @@ from agent.localize import IncidentEvent, Localizer
 from agent.metrics import MetricStore
 from agent.runner import Cycle
 from agent.status import StatusBoard
+from probes.base import Evidence, State
 
 log = logging.getLogger("signalpath.incidents")
+
+SOURCE = "incidents"  # the status-board source of root-cause cells (never fed back to the localizer)
 
 
 class IncidentSink:
@@ -42,6 +45,8 @@ class IncidentSink:
         await self.store.open()
         restored = await self.store.list("open")
         self.localizer.restore(restored)
+        for stream in {i.stream for i in restored}:
+            self._show_roots(stream)
         await self.dispatcher.start()
         # re-announce what is still open so Alertmanager does not time it out
         self.dispatcher.submit_all(IncidentEvent("updated", i) for i in restored)
@@ -67,9 +72,10 @@ class IncidentSink:
         origin = cycle.latest.get("origin")
         if origin is not None and origin.figures.get("renditions"):
             ladder = sorted(origin.figures["renditions"])
-        events = self.localizer.observe(stream, self.board.evidence(stream), ladder=ladder)
+        events = self.localizer.observe(stream, self.board.evidence(stream, exclude=(SOURCE,)), ladder=ladder)
         if not events:
             return
+        self._show_roots(stream)
         for seconds in time_to_localize_observations(events):
             self.metrics.observe(TIME_TO_LOCALIZE_METRIC, {"stream": stream, "stage": events[0].incident.stage},
                                  seconds)
@@ -82,6 +88,13 @@ class IncidentSink:
         except asyncio.QueueFull:
             self.dropped += 1
             log.error("incident queue full: %d events not stored", len(events))
+
+    def _show_roots(self, stream: str) -> None:
+        """Put each open incident's root cause on the status board at its own stage/component
+        (e.g. ``transcode/180p``), so the status API and page show WHERE, not only symptoms."""
+        evs = [Evidence(i.stage, i.component, State.DOWN if i.severity == "P1" else State.DEGRADED, i.fault,
+                        i.summary) for i in self.localizer.open_incidents(stream)]
+        self.board.update(stream, SOURCE, evs)
 
     def _publish_gauge(self) -> None:
         self.metrics.replace("incidents", open_incident_samples(self.localizer.open_incidents()))

@@ -69,6 +69,10 @@ class StatusBoard:
                 figs.update(e.figures)
             figs.update(self._figures.get((stream, *key), {}))
             cell.figures = figs
+        for key, cell in cells.items():
+            if key not in grouped and cell.state is not State.UNKNOWN:
+                # only an incident ever spoke of this cell (e.g. transcode/180p) and it has resolved
+                cell.state, cell.since, cell.reasons = State.OK, now, []
 
     def cells(self, stream: str) -> list[Cell]:
         cells = self._streams.get(stream, {})
@@ -78,8 +82,8 @@ class StatusBoard:
         cell = self._streams.get(stream, {}).get((stage, component))
         return cell.state if cell else State.UNKNOWN
 
-    def evidence(self, stream: str) -> list[Evidence]:
-        return [e for evs in self._by_source.get(stream, {}).values() for e in evs]
+    def evidence(self, stream: str, exclude: tuple[str, ...] = ()) -> list[Evidence]:
+        return [e for src, evs in self._by_source.get(stream, {}).items() if src not in exclude for e in evs]
 
     def streams(self) -> list[str]:
         return list(self._streams)

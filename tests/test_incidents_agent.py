@@ -50,6 +50,8 @@ async def test_stale_edge_opens_one_incident_that_survives_restart_and_resolves(
         assert gauge == 1
         assert agent.registry.get_sample_value("signalpath_time_to_localize_seconds_count",
                                                {"site": "test", "stream": "main", "stage": "cdn"}) == 1
+        # the root cause shows on the status board at its own stage/component
+        assert agent.board.state_of("main", "cdn", "edge-b").value == "down"
         status, bad = await get_json(agent.url + "/api/v1/incidents?state=nonsense")
         assert status == 400 and "state must be" in bad["error"]
     # restart: the same incident is still open, not duplicated
