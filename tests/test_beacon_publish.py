@@ -1,0 +1,235 @@
+"""``signalpath beacon``: publish into a real nginx-rtmp ingest, read the beacons back from its HLS.
+
+The ingest is tests/reallab.py's nginx-rtmp origin started without its own ffmpeg
+publisher (``publish=False``); its HLS packager cuts our stream into 2-s segments
+that we fetch over HTTP and decode like a player would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import io
+import os
+import threading
+import time
+
+import aiohttp
+import av
+import pytest
+
+from _require import require_binary
+from probes import beacon
+from probes import beacon_publish as bp
+from reallab import RealLab, free_port, parse_media_playlist
+
+KEY = "sk-Secret123"
+
+
+# ---- pure parts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("rtmp://127.0.0.1:1935/live/sk-123", "rtmp://127.0.0.1:1935/live/***"),
+        ("rtmp://user:pw@ingest.example/live/sk-123?token=abc#x", "rtmp://ingest.example/live/***"),
+        ("rtmps://ingest.example:443/app/inst/key/", "rtmps://ingest.example:443/app/inst/***"),
+        ("rtmp://[::1]:1935/live/key", "rtmp://[::1]:1935/live/***"),
+        ("rtmp://ingest.example", "rtmp://ingest.example"),
+        ("rtmp://[broken/live/key", "<unparseable url>"),
+    ],
+)
+def test_redact_url(url, redacted):
+    assert bp.redact_url(url) == redacted
+
+
+def _assert_secret_free(exc: BaseException) -> None:
+    text = f"{exc} {exc!r} {getattr(exc, 'url', '')}"
+    assert KEY not in text and "pw@" not in text and "token" not in text, text
+    # FFmpeg's own exception carries the full URL: it must not be chained for display.
+    assert exc.__cause__ is None and exc.__suppress_context__
+
+
+def test_closed_port_is_unreachable_with_redacted_url():
+    port = free_port()  # nothing listens there now
+    with pytest.raises(bp.IngestUnreachable) as info:
+        bp.publish(f"rtmp://user:pw@127.0.0.1:{port}/live/{KEY}?token=t", bp.PublishSettings(seconds=1))
+    err = info.value
+    assert err.errno == errno.ECONNREFUSED and err.frames_sent == 0
+    assert f"rtmp://127.0.0.1:{port}/live/***" in str(err)
+    _assert_secret_free(err)
+
+
+def test_unresolvable_host_is_unreachable():
+    with pytest.raises(bp.IngestUnreachable, match="does not resolve") as info:
+        bp.publish(f"rtmp://no-such-host.invalid/live/{KEY}", bp.PublishSettings(seconds=1))
+    _assert_secret_free(info.value)
+
+
+def test_settings_are_strict():
+    with pytest.raises(ValueError):
+        bp.PublishSettings(width=641)
+    with pytest.raises(ValueError):
+        bp.PublishSettings(bitrat=1)  # type: ignore[call-arg]
+
+
+def _cli() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signalpath")
+    bp.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli_help_ends_with_an_example_and_parses_units():
+    parser = _cli()
+    sub = parser._subparsers._group_actions[0].choices["beacon"]  # type: ignore[union-attr]
+    help_text = sub.format_help().rstrip()
+    assert "--rtmp URL" in help_text and "--seconds" in help_text and "--bitrate" in help_text
+    last_lines = help_text.splitlines()[-8:]
+    assert any("signalpath beacon --rtmp" in line for line in last_lines), last_lines
+    args = parser.parse_args(["beacon", "--rtmp", "rtmp://h/live/k", "--bitrate", "1.5M", "--size", "320x180"])
+    assert (args.bitrate, args.size, args.seconds, args.func) == (1_500_000, (320, 180), 0.0, bp.run_cli)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["beacon", "--rtmp", "rtmp://h/live/k", "--size", "big"])
+
+
+def test_cli_errors_are_one_line_without_secrets(monkeypatch, capsys):
+    parser = _cli()
+    port = free_port()
+    monkeypatch.setenv("BEACON_TEST_KEY", KEY)
+    args = parser.parse_args(["beacon", "--rtmp", f"rtmp://127.0.0.1:{port}/live/${{BEACON_TEST_KEY}}", "--seconds", "1"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert KEY not in err and "Traceback" not in err
+    assert f"error: RTMP ingest rtmp://127.0.0.1:{port}/live/*** refused the connection" in err
+
+    monkeypatch.delenv("BEACON_TEST_KEY")
+    assert args.func(args) == 2
+    assert "BEACON_TEST_KEY" in capsys.readouterr().err
+
+    args = parser.parse_args(["beacon", "--rtmp", "http://127.0.0.1/live/x"])
+    assert args.func(args) == 2
+    assert "not an rtmp:// URL" in capsys.readouterr().err
+
+
+# ---- against a real nginx-rtmp ingest ---------------------------------------------------
+
+
+@pytest.fixture
+async def ingest(tmp_path):
+    """nginx-rtmp origin (ingest + HLS packager) on free loopback ports, no publisher of its own."""
+    for binary in ("nginx", "ffmpeg"):
+        require_binary(binary)
+    if RealLab.missing_binaries():
+        message = "nginx has no RTMP module: apt-get install libnginx-mod-rtmp"
+        if os.environ.get("SIGNALPATH_REQUIRE_LAB") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    lab = RealLab(tmp_path / "lab", publish=False)
+    await lab.start()
+    try:
+        yield lab
+    finally:
+        await lab.stop()
+    assert not lab.pids(), "the lab left processes behind"
+
+
+async def _hls_beacons(http: aiohttp.ClientSession, lab: RealLab) -> dict[str, list[int | None]]:
+    """Every frame's beacon (ms or None) in every segment the origin playlist lists."""
+    async with http.get(lab.origin_url) as resp:
+        assert resp.status == 200
+        _seq, segments = parse_media_playlist(await resp.text())
+    out: dict[str, list[int | None]] = {}
+    for name in segments:
+        async with http.get(f"{lab.origin_base}/hls/{name}") as resp:
+            assert resp.status == 200
+            body = await resp.read()
+        with av.open(io.BytesIO(body)) as container:
+            out[name] = [beacon.read_ms(f.to_ndarray(format="gray")) for f in container.decode(video=0)]
+    return out
+
+
+async def _wait_segments(http: aiohttp.ClientSession, lab: RealLab, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(lab.origin_url) as resp:
+                if resp.status == 200 and len(parse_media_playlist(await resp.text())[1]) >= n:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"origin playlist did not list {n} segments within {timeout} s")
+
+
+@pytest.mark.lab
+async def test_publish_into_nginx_rtmp_and_read_beacons_from_hls(ingest: RealLab):
+    lab = ingest
+    seen: list[bp.PublishProgress] = []
+    settings = bp.PublishSettings(seconds=5, width=640, height=360, fps=30, bitrate=600_000)
+    t_before = time.time()
+    result = await bp.publish_async(lab.rtmp_url, settings, progress=seen.append)
+    t_after = time.time()
+
+    assert result.frames == 150 and not result.stopped
+    assert result.audio_frames >= 5 * 48_000 // 1024
+    assert result.bytes > 100_000
+    assert 4.5 < result.seconds < 8.0  # paced to the wall clock, not as fast as possible
+    assert t_before <= result.first_stamp < result.last_stamp <= t_after
+    assert seen and seen[-1].frames <= result.frames
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        per_segment = await _hls_beacons(http, lab)
+    values = [v for vals in per_segment.values() for v in vals]
+    decoded = [v for v in values if v is not None]
+    assert len(values) >= 140, f"HLS holds only {len(values)} frames: {list(per_segment)}"
+    assert len(decoded) / len(values) >= 0.99, f"{len(decoded)}/{len(values)} beacons decoded"
+    assert decoded == sorted(decoded) and len(set(decoded)) == len(decoded)
+    assert decoded[0] == round(result.first_stamp * 1000)
+    assert decoded[-1] == round(result.last_stamp * 1000)
+    # Frame spacing matches 30 fps pacing (stamps are taken when each frame is made).
+    gaps = [b - a for a, b in zip(decoded, decoded[1:])]
+    assert sorted(gaps)[len(gaps) // 2] in range(30, 38)
+
+
+@pytest.mark.lab
+async def test_refusals_from_a_real_ingest(ingest: RealLab):
+    lab = ingest
+    with pytest.raises(bp.IngestRefused) as info:
+        await bp.publish_async(f"rtmp://127.0.0.1:{lab.rtmp_port}/nosuchapp/{KEY}", bp.PublishSettings(seconds=2))
+    assert "nosuchapp/***" in str(info.value)
+    _assert_secret_free(info.value)
+    # An HTTP port is not an RTMP ingest: the handshake fails.
+    with pytest.raises(bp.IngestRefused) as info:
+        await bp.publish_async(f"rtmp://127.0.0.1:{lab.origin_http_port}/live/{KEY}", bp.PublishSettings(seconds=2))
+    assert info.value.frames_sent == 0
+    _assert_secret_free(info.value)
+
+
+@pytest.mark.lab
+async def test_cancel_stops_publisher_thread_and_a_dropped_publisher_is_reported(ingest: RealLab):
+    lab = ingest
+    settings = bp.PublishSettings(seconds=0, width=320, height=180, fps=15, bitrate=200_000)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        task = asyncio.create_task(bp.publish_async(lab.rtmp_url, settings))
+        await _wait_segments(http, lab, 1, timeout=15)
+        t = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t < 3
+        assert not [th for th in threading.enumerate() if th.name == "beacon-publish"]
+
+        # The ingest drops the publisher mid-stream: a clear error, not a hang.
+        task = asyncio.create_task(bp.publish_async(lab.rtmp_url, settings))
+        await _wait_segments(http, lab, 1, timeout=15)
+        deadline = time.monotonic() + 10
+        while not task.done() and time.monotonic() < deadline:
+            await lab.drop_publisher()
+            await asyncio.sleep(0.3)
+        with pytest.raises(bp.IngestRefused) as info:
+            async with asyncio.timeout(10):
+                await task
+    assert info.value.frames_sent > 0 and "dropped the stream after" in str(info.value)
+    _assert_secret_free(info.value)
