@@ -1,0 +1,34 @@
+"""``streams[].studio``: the studio section of a stream's config (see probes/studio.py)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from probes.gpu import GpuConfig
+from probes.host import HostConfig
+from probes.network import NetworkConfig
+from probes.studio import SourceConfig
+
+
+class StudioSettings(BaseModel):
+    """``streams[].studio``: the studio checks of one stream (all optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_s: float = Field(10.0, gt=0, le=3600, description="seconds between studio checks under run")
+    timeout_s: float = Field(15.0, gt=0, le=300)
+    host: HostConfig | None = None
+    gpu: GpuConfig | None = None
+    sources: list[SourceConfig] = Field(default_factory=list)
+    network: NetworkConfig | None = None
+    video4linux_root: str = Field("/sys/class/video4linux", description="injectable for tests")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "StudioSettings":
+        seen: set[str] = set()
+        for i, s in enumerate(self.sources):
+            if s.name in seen or s.name in ("host", "network") or s.name.startswith("gpu"):
+                raise ValueError(f"sources[{i}].name: {s.name!r} is a duplicate or reserved name")
+            seen.add(s.name)
+        return self
+
