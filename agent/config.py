@@ -24,7 +24,10 @@ from agent.alerts import AlertSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
+from probes.encoder_status import EncoderStatusConfig
+from probes.ingest_stat import IngestStatConfig
 from probes.rtmp import RtmpProbeConfig
+from probes.studio_config import StudioSettings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -135,8 +138,33 @@ class RtmpIngest(RtmpProbeConfig):
         return self
 
 
+class IngestStat(IngestStatConfig):
+    """An ingest's statistics page (nginx-rtmp ``/stat`` XML) to watch (probes/ingest_stat.py)."""
+
+    name: str = "ingest"
+    url: str
+    interval_s: float = Field(1.0, gt=0, le=3600)
+    timeout_s: float = Field(3.0, gt=0, le=120)
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
 class Ingest(Strict):
     rtmp: list[RtmpIngest] = Field(default_factory=list)
+    stat: list[IngestStat] = Field(default_factory=list)
+
+
+class EncoderStatus(EncoderStatusConfig):
+    """A studio encoder's HTTP JSON status (probes/encoder_status.py)."""
+
+    name: str = "encoder"
+    url: str
+    interval_s: float = Field(1.0, gt=0, le=3600)
+    timeout_s: float = Field(3.0, gt=0, le=120)
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
 
 
 class Stream(Strict):
@@ -145,6 +173,8 @@ class Stream(Strict):
     edges: list[Edge] = Field(default_factory=list)
     hls: HlsSettings = Field(default_factory=HlsSettings)
     ingest: Ingest | None = None
+    studio: StudioSettings | None = None  # probes/studio.py: host, GPU, sources, network
+    encoders: list[EncoderStatus] = Field(default_factory=list)
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))

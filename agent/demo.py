@@ -30,6 +30,8 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
             "name": stream,
             "origin": lab.origin_url(),
             "edges": [{"name": e, "url": lab.edge_url(e)} for e in lab.edges],
+            "ingest": {"stat": [{"name": "ingest", "url": f"{lab.control_url}/ingest/stat.xml", "key": stream}]},
+            "encoders": [{"name": "encoder", "url": f"{lab.control_url}/studio/stat"}],
         }],
     }
 

@@ -12,6 +12,8 @@ from typing import Callable
 from agent.config import Config, Stream
 from agent.runner import Job
 from probes.base import ProbeTarget
+from probes.media_probe import MediaSettings
+from probes.playback import PlaybackSettings
 from probes.registry import REGISTRY
 
 
@@ -35,7 +37,46 @@ def rtmp_jobs(stream: Stream) -> list[Job]:
     return jobs
 
 
-BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs]
+def ingest_stat_jobs(stream: Stream) -> list[Job]:
+    if stream.ingest is None:
+        return []
+    spec = REGISTRY["ingest_stat"]
+    return [Job("ingest_stat", stream.name, spec.run,
+                [ProbeTarget("ingest_stat", stream.name, "ingest", s.name, s, s.url, s.interval_s, s.timeout_s)],
+                s.interval_s) for s in stream.ingest.stat]
+
+
+def encoder_jobs(stream: Stream) -> list[Job]:
+    spec = REGISTRY["encoder_status"]
+    return [Job("encoder_status", stream.name, spec.run,
+                [ProbeTarget("encoder_status", stream.name, "studio", e.name, e, e.url, e.interval_s, e.timeout_s)],
+                e.interval_s) for e in stream.encoders]
+
+
+def playback_jobs(stream: Stream) -> list[Job]:
+    """Simulated viewers: one target per edge (the origin when there is no edge)."""
+    cfg = getattr(stream, "playback", None) or PlaybackSettings()
+    if not cfg.enabled:
+        return []
+    spec = REGISTRY["playback"]
+    where = [(e.name, e.url) for e in stream.edges] or [("origin", stream.origin)]
+    targets = [ProbeTarget("playback", stream.name, "playback", name, cfg, url, cfg.interval_s, cfg.timeout_s)
+               for name, url in where]
+    return [Job("playback", stream.name, spec.run, targets, cfg.interval_s)]
+
+
+def media_jobs(stream: Stream) -> list[Job]:
+    """Content analysis of the origin's segments (probes/media_probe.py)."""
+    cfg = getattr(stream, "media", None) or MediaSettings()
+    if not cfg.enabled:
+        return []
+    spec = REGISTRY["media"]
+    t = ProbeTarget("media", stream.name, "origin", "origin", cfg, stream.origin, cfg.interval_s, cfg.timeout_s)
+    return [Job("media", stream.name, spec.run, [t], cfg.interval_s)]
+
+
+BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
+                                                 media_jobs]
 
 
 def build_jobs(config: Config) -> list[Job]:

@@ -65,6 +65,35 @@ CATALOG: dict[str, MetricDef] = {
                                                    "(tcp, handshake, connect, create_stream, publish).",
                                                    _T + ("phase",)),
     "signalpath_ingest_upload_bits_per_second": MetricDef("gauge", "Achieved upload rate of the test publish.", _T),
+    "signalpath_ingest_publisher_present": MetricDef("gauge", "1 if the ingest lists a publisher for the stream "
+                                                     "(nginx-rtmp /stat).", _T),
+    "signalpath_ingest_input_bits_per_second": MetricDef("gauge", "Bitrate the ingest receives (nginx-rtmp "
+                                                         "/stat bw_in).", _T),
+    # studio (probes/encoder_status.py)
+    "signalpath_encoder_running": MetricDef("gauge", "1 if the studio encoder runs and its output grows.", _T),
+    # playback (probes/playback.py): simulated viewers per edge and rendition
+    "signalpath_playback_startup_seconds": MetricDef("gauge", "Startup time of the current simulated viewer "
+                                                     "session: request to first frame (CTA-2066 "
+                                                     "initialStartupTime).", _TR),
+    "signalpath_playback_stalls_total": MetricDef("counter", "Stalls of simulated viewers (buffer dry >= 1.25 s, "
+                                                  "hls.js).", _TR),
+    "signalpath_playback_stall_seconds_total": MetricDef("counter", "Seconds simulated viewers spent stalled.",
+                                                         _TR),
+    "signalpath_playback_rebuffer_ratio": MetricDef("gauge", "Stalled / (watched + stalled) time of the current "
+                                                    "simulated viewer session (0-1).", _TR),
+    # media content (probes/media_probe.py), per analysed rendition at the origin
+    "signalpath_video_frozen": MetricDef("gauge", "1 if the newest analysed segment shows frozen video "
+                                         "(>= 2 s of identical frames), else 0.", _TR),
+    "signalpath_video_black": MetricDef("gauge", "1 if the newest analysed segment shows black video "
+                                        "(>= 2 s), else 0.", _TR),
+    "signalpath_audio_level_dbfs": MetricDef("gauge", "RMS audio level of the newest analysed segment, dBFS.",
+                                             _TR),
+    "signalpath_av_sync_offset_seconds": MetricDef("gauge", "Audio start minus video start in the newest "
+                                                   "analysed segment (positive: audio late).", _TR),
+    "signalpath_keyframe_interval_seconds": MetricDef("gauge", "Longest key-frame interval seen in the newest "
+                                                      "analysed segment.", _TR),
+    "signalpath_segment_decode_errors_total": MetricDef("counter", "Decode errors (corrupt packets or frames, "
+                                                        "undecodable data) in analysed segments.", _TR),
     # incidents (agent/incident_sink.py)
     "signalpath_incidents_open": MetricDef("gauge", "Open root-cause incidents.",
                                            _T + ("fault", "severity")),

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from probes import hls, rtmp
+from probes import encoder_status, hls, ingest_stat, rtmp
+from probes import media_probe, playback
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,4 +22,8 @@ class ProbeSpec:
 REGISTRY: dict[str, ProbeSpec] = {
     "hls": ProbeSpec(hls.probe, hls.combine),
     "rtmp": ProbeSpec(rtmp.probe),
+    "ingest_stat": ProbeSpec(ingest_stat.probe),
+    "encoder_status": ProbeSpec(encoder_status.probe),
+    "playback": ProbeSpec(playback.probe),
+    "media": ProbeSpec(media_probe.probe),
 }

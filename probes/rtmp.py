@@ -442,6 +442,23 @@ def parse_stat(xml_text: str, app: str, stream: str) -> StatView:
     return StatView(stream_found=False)
 
 
+def judge_stat(view: StatView, prev_dropped: float | None, av_sync_fault_seconds: float
+               ) -> tuple[State, str | None, str]:
+    """Ingest health from nginx-rtmp ``/stat`` figures: (state, fault, plain-words detail).
+
+    No publisher → ``no_input`` (DOWN); |A/V sync| over the threshold (THRESHOLDS.md,
+    200 ms) → ``av_desync``; frames dropped since the previous look → ``dropped_frames``.
+    """
+    if not view.publisher:
+        return State.DOWN, "no_input", "the ingest has no publisher for this stream"
+    if view.av_sync_seconds is not None and abs(view.av_sync_seconds) > av_sync_fault_seconds:
+        return State.DEGRADED, "av_desync", f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
+    if view.dropped_frames is not None and prev_dropped is not None and view.dropped_frames > prev_dropped:
+        return (State.DEGRADED, "dropped_frames",
+                f"the ingest dropped {view.dropped_frames - prev_dropped:.0f} frames since the last check")
+    return State.OK, None, f"publisher connected, {view.bw_in_bits_per_second / 1000:.0f} kbit/s in"
+
+
 def _num(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
@@ -815,18 +832,7 @@ class _Attempt:
         self.result.figures.update({f"stat_{k}" if not k.startswith("stat_") else k: v for k, v in figures.items()})
         prev_dropped = self.ctx.state.get("stat_dropped")
         self.ctx.state["stat_dropped"] = view.dropped_frames
-        if not view.publisher:
-            state, fault, detail = State.DOWN, "no_input", "the ingest has no publisher for this stream"
-        elif view.av_sync_seconds is not None and abs(view.av_sync_seconds) > self.cfg.av_sync_fault_seconds:
-            state, fault = State.DEGRADED, "av_desync"
-            detail = f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
-        elif (view.dropped_frames is not None and prev_dropped is not None
-              and view.dropped_frames > prev_dropped):
-            state, fault = State.DEGRADED, "dropped_frames"
-            detail = f"the ingest dropped {view.dropped_frames - prev_dropped:.0f} frames since the last check"
-        else:
-            state, fault = State.OK, None
-            detail = f"publisher connected, {view.bw_in_bits_per_second / 1000:.0f} kbit/s in"
+        state, fault, detail = judge_stat(view, prev_dropped, self.cfg.av_sync_fault_seconds)
         self.result.evidence.append(Evidence(STAGE, self.t.component, state, fault, detail, None, figures))
 
     async def _fetch_stat(self, url: str) -> tuple[str, str | None]:

@@ -20,6 +20,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from xml.sax.saxutils import escape as xml_escape
+
 from aiohttp import web
 
 from .errors import FaultNotFound, FaultRequestError, LabError
@@ -106,6 +108,19 @@ def control_app(lab: "Lab") -> web.Application:
     async def ingest_stat(request: web.Request) -> web.Response:
         return _json({"stream": lab.config.stream, **lab.ingest_stats()})
 
+    async def ingest_stat_xml(request: web.Request) -> web.Response:
+        """The same, in nginx-rtmp's ``rtmp_stat`` XML shape, so ingest probes read lab and
+        nginx-rtmp alike (probes/ingest_stat.py)."""
+        st = lab.ingest_stats()
+        name = xml_escape(lab.config.stream)
+        client = "<client><id>1</id><publishing/><active/><dropped>0</dropped></client>" if st.get("publishing") else ""
+        body = ("<?xml version=\"1.0\" encoding=\"utf-8\" ?><rtmp><server><application><name>live</name><live>"
+                f"<stream><name>{name}</name><bw_in>{int(st.get('bitrate_bps') or 0)}</bw_in>"
+                f"<bytes_in>{int(st.get('bytes_in') or 0)}</bytes_in>{client}"
+                f"{'<publishing/><active/>' if st.get('publishing') else ''}<nclients>{1 if client else 0}</nclients>"
+                "</stream></live></application></server></rtmp>")
+        return web.Response(text=body, content_type="text/xml")
+
     async def studio_stat(request: web.Request) -> web.Response:
         return _json({"stream": lab.config.stream, **lab.studio_stats()})
 
@@ -121,5 +136,6 @@ def control_app(lab: "Lab") -> web.Application:
     app.router.add_get("/catalog", catalog)
     app.router.add_get("/truth", truth)
     app.router.add_get("/ingest/stat", ingest_stat)
+    app.router.add_get("/ingest/stat.xml", ingest_stat_xml)
     app.router.add_get("/studio/stat", studio_stat)
     return app
