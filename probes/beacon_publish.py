@@ -168,6 +168,11 @@ class _Pattern:
         self._u = np.broadcast_to((128 + 60 * np.sin(cxs * 2 * math.pi / width)).astype(np.uint8), (height // 2, width))
         self._v = np.broadcast_to((128 + 60 * np.cos(cxs * 2 * math.pi / width)).astype(np.uint8), (height // 2, width))
         self._box = max(height // 6, 8)
+        lay = beacon.DEFAULT_LAYOUT
+        self._code_chroma = (
+            (int(lay.y0 * height) // 2, -(-round((lay.y0 + lay.rows * lay.cell_h) * height) // 2)),
+            (int(lay.x0 * width) // 2, -(-round((lay.x0 + lay.cols * lay.cell_w) * width) // 2)),
+        )
 
     def frame(self, i: int, wall_time: float) -> av.VideoFrame:
         w, h = self.w, self.h
@@ -182,6 +187,10 @@ class _Pattern:
         quarter = (w // 2) * (h // 2)
         flat[w * h : w * h + quarter] = u.ravel()
         flat[w * h + quarter :] = v.ravel()
+        # Neutral chroma under the beacon: it reads as black/white on any player.
+        (r0, r1), (c0, c1) = self._code_chroma
+        for plane in (flat[w * h : w * h + quarter], flat[w * h + quarter :]):
+            plane.reshape(h // 2, w // 2)[r0:r1, c0:c1] = 128
         b = self._box
         bx = int((w - b) * (0.5 + 0.5 * math.sin(i * 0.05)))
         by = int((h - b) * (0.5 + 0.5 * math.cos(i * 0.037)))
@@ -386,14 +395,20 @@ async def publish_async(
 
 # ---- CLI -------------------------------------------------------------------------------
 
+_DESCRIPTION = """\
+Publish a moving test pattern with a machine-readable capture timestamp burned
+into every frame (H.264 + AAC tone, FLV over RTMP), so the beacon probe can
+measure glass-to-glass and per-stage latency on this pipeline.
+
+The URL may name environment variables as ${NAME} (quote it so the shell leaves
+it alone): the stream key then never appears on the command line or in `ps`.
+Errors show the URL with its last path segment (the key), credentials and query
+hidden. Ctrl-C stops cleanly and prints what was sent.
+"""
+
 _EXAMPLE = """\
 example:
-  STREAM_KEY=sk-123 signalpath beacon --rtmp 'rtmp://ingest.example:1935/live/${STREAM_KEY}' \\
-      --seconds 120 --bitrate 1500k --size 1280x720
-
-The URL may name environment variables as ${NAME} (quote it so the shell leaves it):
-the stream key then never appears on the command line or in `ps`. Errors print the
-URL with its last path segment (the key), credentials and query hidden.
+  STREAM_KEY=sk-123 signalpath beacon --rtmp 'rtmp://ingest.example:1935/live/${STREAM_KEY}' --seconds 120 --bitrate 1500k --size 1280x720
 """
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -429,9 +444,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "beacon",
         help="publish a latency-beacon test stream into an RTMP ingest",
-        description="Publish a moving test pattern with a machine-readable capture timestamp "
-        "burned into every frame (H.264 + AAC tone, FLV over RTMP), so the beacon probe can "
-        "measure glass-to-glass and per-stage latency on this pipeline.",
+        description=_DESCRIPTION,
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -488,22 +501,29 @@ def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
     stop = threading.Event()
     box: dict[str, object] = {}
 
+    finished = threading.Event()
+
     def work() -> None:
         try:
             box["result"] = publish(url, settings, stop=stop, progress=report)
         except BaseException as exc:  # reported below
             box["error"] = exc
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=work, name="beacon-publish", daemon=True)
     thread.start()
     interrupted = False
-    while thread.is_alive():
+    # Wait on our own event, not Thread.join: a KeyboardInterrupt landing inside join()
+    # left is_alive() False while the worker still ran (seen here, CPython 3.11).
+    while not finished.is_set():
         try:
-            thread.join(timeout=0.2)
+            finished.wait(timeout=0.2)
         except KeyboardInterrupt:
             interrupted = True
             stop.set()
             print("stopping (Ctrl-C)...", file=err)
+    thread.join(timeout=5.0)
     error = box.get("error")
     if isinstance(error, BeaconPublishError):
         print(f"error: {error}", file=err)

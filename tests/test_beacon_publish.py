@@ -12,8 +12,11 @@ import asyncio
 import errno
 import io
 import os
+import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import aiohttp
 import av
@@ -233,3 +236,37 @@ async def test_cancel_stops_publisher_thread_and_a_dropped_publisher_is_reported
                 await task
     assert info.value.frames_sent > 0 and "dropped the stream after" in str(info.value)
     _assert_secret_free(info.value)
+
+
+_CLI = (
+    "import argparse, sys\n"
+    "from probes import beacon_publish as bp\n"
+    "p = argparse.ArgumentParser(prog='signalpath')\n"
+    "bp.register(p.add_subparsers(dest='command', required=True))\n"
+    "a = p.parse_args(sys.argv[1:])\n"
+    "sys.exit(a.func(a))\n"
+)
+
+
+@pytest.mark.lab
+async def test_cli_ctrl_c_stops_cleanly_and_says_what_it_sent(ingest: RealLab):
+    lab = ingest
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLI, "beacon", "--rtmp", lab.rtmp_url, "--size", "320x180", "--bitrate", "200k",
+        cwd=str(Path(__file__).resolve().parents[1]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            await _wait_segments(http, lab, 1, timeout=15)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert lab.stream not in err.decode().replace("/***", "")  # the key is never printed
+    assert "/live/***" in err.decode() and "stopping (Ctrl-C)" in err.decode()
+    assert out.decode().startswith("stopped by Ctrl-C: ") and " frames" in out.decode()
