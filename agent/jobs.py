@@ -75,8 +75,28 @@ def media_jobs(stream: Stream) -> list[Job]:
     return [Job("media", stream.name, spec.run, [t], cfg.interval_s)]
 
 
+def studio_jobs(stream: Stream) -> list[Job]:
+    """``streams[].studio``: host, GPU, each source, network — one job per probe kind (probes/studio.py)."""
+    cfg = getattr(stream, "studio", None)
+    if cfg is None:
+        return []
+    parts: list[tuple[str, str, object]] = []
+    if cfg.host is not None:
+        parts.append(("host", "host", cfg.host))
+    if cfg.gpu is not None:
+        parts.append(("gpu", "gpu", cfg.gpu))
+    parts += [("video_source", s.name, s) for s in cfg.sources]
+    if cfg.network is not None:
+        parts.append(("network", "network", cfg.network))
+    jobs = []
+    for kind, component, pc in parts:
+        t = ProbeTarget(kind, stream.name, "studio", component, pc, None, cfg.interval_s, cfg.timeout_s)
+        jobs.append(Job(kind, stream.name, REGISTRY[kind].run, [t], cfg.interval_s))
+    return jobs
+
+
 BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
-                                                 media_jobs]
+                                                 media_jobs, studio_jobs]
 
 
 def build_jobs(config: Config) -> list[Job]:

@@ -114,6 +114,20 @@ DEFAULT_FAULTS: dict[str, FaultSpec] = {
     "device_missing": _f("resource", "P3", "is missing"),
     "host_overload": _f("resource", "P3", "is overloaded"),
     "clock_offset": _f("resource", "P3", "has a clock offset"),
+    "disk_low": _f("resource", "P3", "is running out of recording space"),
+    "nic_down": _f("resource", "P2", "lost its network link"),
+    "nic_errors": _f("resource", "P3", "is losing network packets"),
+    "host_overheat": _f("resource", "P3", "is overheating"),
+    "on_battery": _f("resource", "P3", "runs on battery"),
+    "gpu_overload": _f("resource", "P3", "GPU encoder is saturated"),
+    "source_gone": _f("freshness", "P2", "feed is gone"),
+    "frame_rate_low": _f("content", "P2", "delivers too few frames per second"),
+    "resolution_mismatch": _f("content", "P3", "sends the wrong resolution"),
+    "audio_clipping": _f("content", "P3", "has clipping audio{of}"),
+    "audio_quiet": _f("content", "P3", "has very quiet audio"),
+    "rtt_high": _f("performance", "P3", "has a slow path to the ingest"),
+    "jitter_high": _f("performance", "P3", "has an unsteady path to the ingest"),
+    "uplink_low": _f("performance", "P2", "uplink is too slow for the bitrate"),
 }
 
 UNKNOWN_FAULT = FaultSpec(kind="performance", severity="P2", phrase="")

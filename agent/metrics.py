@@ -94,6 +94,26 @@ CATALOG: dict[str, MetricDef] = {
                                                       "analysed segment.", _TR),
     "signalpath_segment_decode_errors_total": MetricDef("counter", "Decode errors (corrupt packets or frames, "
                                                         "undecodable data) in analysed segments.", _TR),
+    # studio (probes/host.py, gpu.py, video_source.py, network.py)
+    "signalpath_host_cpu_ratio": MetricDef("gauge", "Encoder host CPU busy ratio (0-1) over the last interval.", _T),
+    "signalpath_host_memory_available_bytes": MetricDef("gauge", "Encoder host memory available (MemAvailable).", _T),
+    "signalpath_disk_free_bytes": MetricDef("gauge", "Free bytes on the recording volume.", _T),
+    "signalpath_encoder_process_up": MetricDef("gauge", "1 if the named encoder process (component) runs, else 0.",
+                                               _T),
+    "signalpath_gpu_utilization_ratio": MetricDef("gauge", "GPU utilization (NVML, 0-1).", _T),
+    "signalpath_gpu_encoder_utilization_ratio": MetricDef("gauge", "GPU video encoder (NVENC) utilization (0-1).",
+                                                          _T),
+    "signalpath_gpu_encoder_sessions": MetricDef("gauge", "Active GPU encoder sessions.", _T),
+    "signalpath_gpu_memory_used_bytes": MetricDef("gauge", "GPU memory used.", _T),
+    "signalpath_gpu_temperature_celsius": MetricDef("gauge", "GPU core temperature.", _T),
+    "signalpath_source_present": MetricDef("gauge", "1 if the capture device is present / the feed delivers, "
+                                           "else 0.", _T),
+    "signalpath_source_frame_rate": MetricDef("gauge", "Measured frame rate of a studio feed (frames/s).", _T),
+    "signalpath_source_audio_level_dbfs": MetricDef("gauge", "RMS audio level of a studio feed, dBFS.", _T),
+    "signalpath_network_rtt_seconds": MetricDef("gauge", "Median TCP connect round trip to the ingest.", _T),
+    "signalpath_network_jitter_seconds": MetricDef("gauge", "Mean change between consecutive RTT samples.", _T),
+    "signalpath_uplink_bits_per_second": MetricDef("gauge", "Measured uplink throughput (speed-test upload).", _T),
+    "signalpath_clock_offset_seconds": MetricDef("gauge", "Local clock minus NTP server time.", _T),
     # incidents (agent/incident_sink.py)
     "signalpath_incidents_open": MetricDef("gauge", "Open root-cause incidents.",
                                            _T + ("fault", "severity")),

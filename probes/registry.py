@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from probes import encoder_status, hls, ingest_stat, rtmp
 from probes import media_probe, playback
+from probes import gpu, host, network, video_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,4 +27,8 @@ REGISTRY: dict[str, ProbeSpec] = {
     "encoder_status": ProbeSpec(encoder_status.probe),
     "playback": ProbeSpec(playback.probe),
     "media": ProbeSpec(media_probe.probe),
+    "host": ProbeSpec(host.probe),
+    "gpu": ProbeSpec(gpu.probe),
+    "video_source": ProbeSpec(video_source.probe),
+    "network": ProbeSpec(network.probe),
 }
