@@ -59,7 +59,7 @@ class _Open:
     pdt_wall: float
     discontinuity: bool
     video: list[tuple[int, bytes, bool]] = field(default_factory=list)
-    audio: list[tuple[int, bytes]] = field(default_factory=list)
+    audio: list[tuple[int, bytes, float]] = field(default_factory=list)  # (pts, ADTS, capture wall)
     last_capture: float = 0.0
     last_delivered: float = 0.0
     last_encoded: float = 0.0
@@ -76,7 +76,7 @@ class _Rung:
         self.discontinuity = False
         self.codecs: str | None = None
         self.stalled = False
-        self.pending_audio: list[tuple[int, bytes]] = []
+        self.pending_audio: list[tuple[int, bytes, float]] = []
 
     def _open(self) -> av.VideoCodecContext:
         ctx = av.CodecContext.create("libx264", "w")
@@ -175,7 +175,7 @@ class LadderTranscoder:
                 data = _adts(m.data, self._rate_index)
                 for g in self.rungs:
                     if g.open is not None and not g.stalled:
-                        g.open.audio.append((m.pts, data))
+                        g.open.audio.append((m.pts, data, m.capture_wall))
                 continue
             self._video(m, ctl, out)
         return out
@@ -185,7 +185,7 @@ class LadderTranscoder:
         out = []
         for g in self.rungs:
             if g.open is not None and g.open.video:
-                out.append(self._finish(g, g.open.video[-1][0] + self._frame_ticks))
+                out.append(self._finish(g, g.open.video[-1][0] + self._frame_ticks, None))
             g.open = None
             g.pending_audio = []
             g.force = True
@@ -239,7 +239,7 @@ class LadderTranscoder:
                     if is_key and g.codecs is None:
                         g.codecs = h264_codecs_tag(data)
                     if is_key and g.open is not None and g.open.video:
-                        out.append(self._finish(g, ppts))
+                        out.append(self._finish(g, ppts, m.capture_wall))
                     if g.open is None:
                         if not is_key:
                             continue
@@ -254,12 +254,23 @@ class LadderTranscoder:
                     g.open.last_encoded = self.wall()
         self.last_encoded_wall = self.wall()
 
-    def _finish(self, g: _Rung, end_pts: int) -> SegmentOut:
+    def _finish(self, g: _Rung, end_pts: int, cut_capture: float | None = None) -> SegmentOut:
+        """Close ``g``'s open segment at the key frame ``end_pts`` (captured at ``cut_capture``).
+
+        Audio is cut by capture time, not by its timestamp: the audio captured together
+        with the segment's frames stays in the segment even when its PTS is shifted
+        (``av_desync``), as an encoder with a wrong audio delay delivers it, so the skew
+        shows inside the segment as an A/V offset rather than as a gap at the cut.
+        """
         seg = g.open
         assert seg is not None
-        audio = [a for a in seg.audio if a[0] < end_pts]
-        rest = [a for a in seg.audio if a[0] >= end_pts]
-        data = mux_ts(seg.video, audio, g.r.width, g.r.height, self.cfg.fps, self.cfg.sample_rate)
+        if cut_capture is None:  # input ended: everything captured so far belongs here
+            audio, rest = seg.audio, []
+        else:
+            audio = [a for a in seg.audio if a[2] < cut_capture - 1e-6]
+            rest = [a for a in seg.audio if a[2] >= cut_capture - 1e-6]
+        data = mux_ts(seg.video, [(p, d) for p, d, _ in audio], g.r.width, g.r.height, self.cfg.fps,
+                      self.cfg.sample_rate)
         g.open = None
         result = SegmentOut(
             rendition=g.r.name, data=data, duration_s=(end_pts - seg.first_pts) / TS_HZ,

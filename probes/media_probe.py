@@ -1,0 +1,249 @@
+"""Media probe: look inside the segments the origin serves, for what HTTP checks miss.
+
+One attempt on one stream's origin: the master playlist (refreshed every
+``MASTER_REFRESH_S``), the media playlist of each analysed rendition, and every segment
+that appeared since the previous attempt, fetched once, decoded in a worker thread under
+a bound (``probes.segment_decode``, STYLE.md 10) and fed, in order, to one
+:class:`probes.media.MediaAnalyser` per rendition (frozen / black video, silence,
+clipping, A/V offset, timestamp gaps, decode errors, key-frame interval, bitrate; the
+thresholds and their sources are in ``probes/media.py``).
+
+Which renditions (``MediaSettings.renditions``): ``lowest`` (default: the rendition every
+viewer can fall back to, and the cheapest to decode), ``all``, or a list of names.
+
+What comes out, per analysed rendition (stage ``origin``, component ``origin``, label
+``rendition``): the media gauges of the newest analysed segment, the decode-error counter,
+one span per analysed segment with its findings, and Evidence (a DEGRADED one per
+content fault, else OK). Content faults describe the source or the transcode, not the
+origin server: the localizer (agent/localize.py) puts a fault seen in every analysed
+rendition on ``studio`` and one seen in some renditions only on ``transcode``/<rendition>.
+
+Catching up: on the first attempt only the newest segment is analysed; afterwards every
+new segment in order, at most ``max_backlog`` per attempt. When more were missed, the
+analyser is reset before the newest (a hole in what was analysed must not read as a
+timestamp gap in the stream). A rendition whose playlist did not advance for
+``3 x`` its target duration keeps no content evidence: the HLS probe reports the stale
+playlist; stale findings must not outlive the media they describe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
+from probes.media import MediaAnalyser, MediaConfig, MediaFindings
+from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.segment_decode import DecodedSegment, DecodeOptions, decode_segment
+
+__all__ = ["MediaSettings", "probe", "choose_renditions"]
+
+MASTER_REFRESH_S = 10.0
+STALE_FINDINGS_TD = 3.0  # target durations without a new segment before findings are dropped
+
+
+class MediaSettings(BaseModel):
+    """``streams[].media``: content analysis of the origin's segments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    renditions: Literal["lowest", "all"] | list[str] = Field(
+        "lowest", description="'lowest' (default), 'all', or rendition names, e.g. ['360p']")
+    interval_s: float = Field(1.0, gt=0, le=60, description="media playlist poll interval")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="deadline of one attempt (fetch + decode)")
+    max_concurrent_decodes: int = Field(1, ge=1, le=16, description="decodes in worker threads at once, per stream")
+    max_backlog: int = Field(3, ge=1, le=30, description="new segments analysed per rendition per attempt")
+    segment_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    verify_tls: bool = True
+    checks: MediaConfig = Field(default_factory=MediaConfig)
+    decode: DecodeOptions = Field(default_factory=DecodeOptions)
+
+
+def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
+    """The variants to analyse: ``lowest`` by BANDWIDTH (then resolution), ``all``, or by name."""
+    variants = list(variants)
+    if not variants:
+        return []
+    if wanted == "all":
+        return variants
+    if wanted == "lowest":
+        def rank(v: Variant) -> tuple[float, float]:
+            pixels = v.resolution[0] * v.resolution[1] if v.resolution else float("inf")
+            return (v.bandwidth if v.bandwidth is not None else float("inf"), pixels)
+        return [min(variants, key=rank)]
+    names = set(wanted)
+    return [v for v in variants if v.name in names]
+
+
+@dataclass(slots=True)
+class _Rendition:
+    analyser: MediaAnalyser
+    last_seq: int | None = None
+    advanced_at: float | None = None
+    findings: MediaFindings | None = None
+    findings_seq: int | None = None
+    target_duration: float = 2.0
+    cpu_s: float = 0.0  # decode + analysis CPU of the newest segment
+    body: bytes = b""
+    playlist: MediaPlaylist | None = None
+
+
+@dataclass(slots=True)
+class _StreamState:
+    semaphore: asyncio.Semaphore
+    renditions: dict[str, _Rendition] = field(default_factory=dict)
+    master: MasterPlaylist | None = None
+    master_at: float = -1e9
+    analysed: int = 0
+
+
+def _decode_and_measure(data: bytes, options: DecodeOptions) -> tuple[DecodedSegment, float]:
+    """Worker-thread body: decode, and the thread CPU seconds it took."""
+    t0 = time.thread_time()
+    seg = decode_segment(data, options)
+    return seg, time.thread_time() - t0
+
+
+class _Attempt:
+    def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        self.t = target
+        self.ctx = ctx
+        self.cfg: MediaSettings = target.config
+        self.result = ProbeResult()
+        st = ctx.state.get("media")
+        if st is None:
+            st = ctx.state["media"] = _StreamState(asyncio.Semaphore(self.cfg.max_concurrent_decodes))
+        self.st: _StreamState = st
+
+    def labels(self, rendition: str) -> dict[str, str]:
+        return {"stream": self.t.stream, "stage": self.t.stage, "component": self.t.component,
+                "rendition": rendition}
+
+    async def fetch(self, url: str, max_bytes: int):
+        return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls)
+
+    async def run(self) -> ProbeResult:
+        st, cfg = self.st, self.cfg
+        now = self.ctx.clock()
+        variants: list[Variant]
+        if st.master is None or now - st.master_at >= MASTER_REFRESH_S:
+            fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
+            if fr.failure:
+                # availability is the HLS probe's to report; without media there is no content verdict
+                return self.failed(fr.failure, f"master playlist: {fr.detail}")
+            try:
+                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+            except PlaylistError as exc:
+                return self.failed(Failure.PROTOCOL_ERROR, f"malformed master playlist: {exc}")
+            if isinstance(pl, MasterPlaylist):
+                st.master = pl
+            else:
+                st.master = MasterPlaylist((Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
+            st.master_at = now
+        chosen = choose_renditions(st.master.variants, cfg.renditions)
+        for gone in set(st.renditions) - {v.name for v in chosen}:
+            del st.renditions[gone]
+        await asyncio.gather(*(self.rendition(v) for v in chosen))
+        self.result.figures["media"] = {
+            name: {**(rs.findings.figures() if rs.findings else {}), "cpu_s": round(rs.cpu_s, 5)}
+            for name, rs in st.renditions.items()
+        }
+        return self.result
+
+    def failed(self, failure: Failure, detail: str) -> ProbeResult:
+        self.st.master = None
+        self.result.failure, self.result.detail = failure, detail
+        return self.result
+
+    async def rendition(self, v: Variant) -> None:
+        cfg, st = self.cfg, self.st
+        rs = st.renditions.get(v.name)
+        if rs is None:
+            rs = st.renditions[v.name] = _Rendition(MediaAnalyser(cfg.checks))
+        fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
+        now = self.ctx.clock()
+        if fr.failure:
+            rs.findings = None  # no content verdict without the media
+            return
+        if fr.body == rs.body and rs.playlist is not None:
+            pl = rs.playlist
+        else:
+            try:
+                parsed = parse(fr.body.decode("utf-8", "replace"), v.uri)
+            except PlaylistError:
+                rs.findings = None
+                return
+            if not isinstance(parsed, MediaPlaylist):
+                rs.findings = None
+                return
+            pl, rs.body, rs.playlist = parsed, fr.body, parsed
+        rs.target_duration = pl.target_duration or rs.target_duration
+        new = [s for s in pl.segments if rs.last_seq is None or s.seq > rs.last_seq]
+        if rs.last_seq is None:
+            new = new[-1:]
+        if len(new) > cfg.max_backlog:
+            rs.analyser = MediaAnalyser(cfg.checks)  # a hole in what we analysed is not a gap in the stream
+            new = new[-1:]
+        if pl.segments and (rs.last_seq is None or pl.last_seq > rs.last_seq):
+            rs.advanced_at = now
+        for seg in new:
+            await self.segment(v, rs, seg)
+            rs.last_seq = seg.seq
+        if rs.advanced_at is not None and now - rs.advanced_at > STALE_FINDINGS_TD * rs.target_duration:
+            rs.findings = None
+        self.report(v.name, rs)
+
+    async def segment(self, v: Variant, rs: _Rendition, seg) -> None:
+        cfg = self.cfg
+        w0 = time.time()
+        fr = await self.fetch(seg.uri, cfg.segment_max_bytes)
+        span = SpanRecord(name=f"media {v.name} {seg.seq}", start_ns=int(w0 * 1e9), end_ns=0,
+                          attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
+                                      "signalpath.bytes": fr.size, "http.response.status_code": fr.status})
+        if fr.failure:
+            span.end_ns = int(time.time() * 1e9)
+            span.error = f"{fr.failure}: {fr.detail}"
+            self.result.spans.append(span)
+            return  # the HLS probe reports missing segments; the next one is analysed afresh
+        async with self.st.semaphore:
+            decoded, cpu = await asyncio.to_thread(_decode_and_measure, fr.body, cfg.decode)
+        t0 = time.thread_time()
+        findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth)
+        rs.cpu_s = cpu + (time.thread_time() - t0)
+        rs.findings, rs.findings_seq = findings, seg.seq
+        self.st.analysed += 1
+        span.end_ns = int(time.time() * 1e9)
+        span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})
+        span.attributes["signalpath.media.cpu_s"] = round(rs.cpu_s, 6)
+        faults = sorted(findings.fault_names)
+        warnings = sorted(findings.warning_names)
+        span.attributes["signalpath.media.faults"] = ",".join(faults)
+        if warnings:
+            span.attributes["signalpath.media.warnings"] = ",".join(warnings)
+        if faults:
+            span.error = "; ".join(f.detail for f in findings.faults if f.severity == "fault")
+        self.result.spans.append(span)
+        # counters count once, when the segment is analysed
+        self.result.samples.extend(s for s in findings.samples(self.labels(v.name)) if s.kind == "inc")
+
+    def report(self, name: str, rs: _Rendition) -> None:
+        """The newest analysed segment's gauges and evidence (repeated until the next one)."""
+        if rs.findings is None:
+            return
+        labels = self.labels(name)
+        self.result.samples.extend(s for s in rs.findings.samples(labels) if s.kind != "inc")
+        evs: list[Evidence] = rs.findings.evidence(self.t.stage, self.t.component, name)
+        for e in evs:
+            e.figures["segment_seq"] = float(rs.findings_seq or 0)
+        self.result.evidence.extend(evs)
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    """Analyse the new segments of one stream's origin; ``target.config`` is MediaSettings."""
+    return await _Attempt(target, ctx).run()

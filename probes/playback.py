@@ -1,0 +1,389 @@
+"""Playback probe: a virtual HLS viewer per edge and rendition, measuring what viewers feel.
+
+A player is long-running, so the probe is a *session advanced by attempts*: the
+session (one per rendition, per edge) lives in ``ctx.state``; each attempt advances it
+for one time slice (about ``interval_s``): it reloads the media playlist when due,
+downloads the segments that are due, in order, and plays them in real time through the
+pure buffer model :class:`probes.player_model.PlayerModel` on the agent's clock. The
+figures at the end of the slice are the attempt's result. A segment download that
+outlasts the slice finishes before the attempt returns (a player downloads one segment
+at a time), bounded by ``segment_timeout_s``.
+
+How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
+
+- join: the master playlist once, then the rendition's media playlist; playback starts
+  at least 3 target durations behind the live edge (RFC 8216bis §4.4.3.8 HOLD-BACK;
+  hls.js ``liveSyncDurationCount`` 3, :func:`probes.player_model.join_index`); a playlist
+  shorter than that is reloaded until it is long enough (RFC 8216bis: a client SHOULD NOT
+  start less than three target durations from the end), and that wait counts in the
+  startup time;
+- playlist reload (RFC 8216 §6.3.4): one target duration after the start of the previous
+  load when it changed, half a target duration when it did not;
+- segments are fetched in order, as soon as they are listed; a player that fell out of
+  the sliding window re-joins at the live hold-back (hls.js does the same);
+- retries, as hls.js's default load policies: a media playlist load is retried
+  ``playlist_retries`` (2, ``playlistLoadPolicy.errorRetry.maxNumRetry``) times, the
+  master ``manifest_retries`` (1, ``manifestLoadPolicy``), a segment
+  ``segment_retries`` (6, ``fragLoadPolicy.errorRetry.maxNumRetry``), with an
+  exponential back-off from 1 s up to 8 s (``retryDelayMs`` 1000, ``maxRetryDelayMs``
+  8000); when they run out the session fails (hls.js raises a fatal network error);
+- stall (the model's rules, ``probes/player_model.py``): the buffer runs dry while
+  playing; it is a reported stall once it lasts 1.25 s (hls.js
+  ``detectStallWithCurrentTimeMs``) and ends when the next segment arrives; rebuffer
+  ratio = stalled / (watched + stalled) (Mux; CTA-2066); startup = request to first frame
+  (Mux "video startup time", CTA-2066 ``initialStartupTime``).
+
+Results, per edge (component = edge name, stage ``playback``) and rendition: the gauges
+``signalpath_playback_startup_seconds`` and ``signalpath_playback_rebuffer_ratio`` (of the
+current session), the counters ``signalpath_playback_stalls_total`` and
+``signalpath_playback_stall_seconds_total``; Evidence ``stalls`` (DEGRADED: a stall is
+going on or ended less than ``stall_window_s`` ago) or ``playback_failed`` (DOWN: the
+session gave up). A failed session is replaced by a new viewer after
+``restart_after_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
+from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, parse
+
+__all__ = ["PlaybackSettings", "probe", "choose_renditions"]
+
+RETRY_BASE_S = 1.0  # hls.js retryDelayMs
+RETRY_MAX_S = 8.0  # hls.js maxRetryDelayMs
+
+
+class PlaybackSettings(BaseModel):
+    """``streams[].playback``: simulated viewers per edge (module docstring: sources)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    renditions: Literal["highest_lowest", "all"] | list[str] = Field(
+        "highest_lowest", description="'highest_lowest' (default), 'all', or rendition names")
+    interval_s: float = Field(1.0, gt=0, le=30, description="how often a session reports (its time slice)")
+    timeout_s: float = Field(30.0, gt=0, le=300, description="deadline of one attempt; > segment_timeout_s")
+    segment_timeout_s: float = Field(20.0, gt=0, le=120, description="give up one segment download after this")
+    playlist_timeout_s: float = Field(5.0, gt=0, le=60)
+    manifest_retries: int = Field(1, ge=0, le=20, description="hls.js manifestLoadPolicy.errorRetry.maxNumRetry")
+    playlist_retries: int = Field(2, ge=0, le=20, description="hls.js playlistLoadPolicy.errorRetry.maxNumRetry")
+    segment_retries: int = Field(6, ge=0, le=50, description="hls.js fragLoadPolicy.errorRetry.maxNumRetry")
+    stall_window_s: float = Field(20.0, gt=0, le=3600, description="a stall keeps the edge DEGRADED this long")
+    restart_after_s: float = Field(10.0, gt=0, le=3600, description="a failed session is replaced after this")
+    segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    verify_tls: bool = True
+    player: PlayerConfig = Field(default_factory=PlayerConfig)
+
+
+def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
+    """``highest_lowest``: the highest and the lowest by BANDWIDTH (then resolution); ``all``; or by name."""
+    variants = list(variants)
+    if not variants or wanted == "all":
+        return variants
+    if wanted == "highest_lowest":
+        def rank(v: Variant) -> tuple[float, float]:
+            pixels = v.resolution[0] * v.resolution[1] if v.resolution else 0
+            return (v.bandwidth or 0, pixels)
+        ordered = sorted(variants, key=rank)
+        return [ordered[-1]] if len(ordered) == 1 else [ordered[-1], ordered[0]]
+    names = set(wanted)
+    return [v for v in variants if v.name in names]
+
+
+def _backoff(failures: int) -> float:
+    return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, failures - 1))
+
+
+@dataclass(slots=True)
+class _Session:
+    """One simulated viewer of one rendition."""
+
+    model: PlayerModel
+    uri: str
+    playlist: MediaPlaylist | None = None
+    body: bytes = b""
+    next_seq: int | None = None
+    next_reload: float = 0.0
+    retry_at: float = 0.0
+    playlist_failures: int = 0
+    segment_failures: int = 0
+    counted_stalls: int = 0
+    counted_stall_s: float = 0.0
+    last_stall_at: float | None = None
+    failed_at: float | None = None
+    rejoins: int = 0
+
+
+class _EdgeState:
+    def __init__(self) -> None:
+        self.master: MasterPlaylist | None = None
+        self.manifest_failures = 0
+        self.manifest_retry_at = 0.0
+        self.manifest_failed_at: float | None = None
+        self.manifest_error = ""
+        self.sessions: dict[str, _Session] = {}
+
+
+class _Attempt:
+    def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        self.t = target
+        self.ctx = ctx
+        self.cfg: PlaybackSettings = target.config
+        self.result = ProbeResult()
+        st = ctx.state.get("playback")
+        if st is None:
+            st = ctx.state["playback"] = _EdgeState()
+        self.st: _EdgeState = st
+        self.clock = ctx.clock
+
+    def labels(self, rendition: str) -> dict[str, str]:
+        return {"stream": self.t.stream, "stage": self.t.stage, "component": self.t.component,
+                "rendition": rendition}
+
+    async def get(self, url: str, max_bytes: int, keep_body: bool, timeout: float):
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.ctx.http.get(url, max_bytes=max_bytes, keep_body=keep_body,
+                                               verify_tls=self.cfg.verify_tls)
+        except TimeoutError:
+            return None
+
+    # -- the attempt -------------------------------------------------------
+    async def run(self) -> ProbeResult:
+        cfg, st = self.cfg, self.st
+        slice_end = self.clock() + max(0.1, 0.8 * self.t.interval)
+        if st.master is None and not await self.load_master():
+            self.report_manifest()
+            return self.result
+        assert st.master is not None
+        chosen = choose_renditions(st.master.variants, cfg.renditions)
+        for gone in set(st.sessions) - {v.name for v in chosen}:
+            del st.sessions[gone]
+        now = self.clock()
+        for v in chosen:
+            s = st.sessions.get(v.name)
+            if s is None or (s.failed_at is not None and now - s.failed_at >= cfg.restart_after_s):
+                st.sessions[v.name] = self.new_session(v)
+        await asyncio.gather(*(self.advance(name, s, slice_end) for name, s in st.sessions.items()))
+        for name, s in st.sessions.items():
+            self.report(name, s)
+        if not self.result.evidence:
+            self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.UNKNOWN, None,
+                                                 "no rendition to play"))
+        return self.result
+
+    def new_session(self, v: Variant) -> _Session:
+        model = PlayerModel(self.cfg.player, clock=self.clock)
+        model.request()
+        return _Session(model=model, uri=v.uri)
+
+    async def load_master(self) -> bool:
+        """The master playlist (a player loads it once per session start)."""
+        st, cfg = self.st, self.cfg
+        now = self.clock()
+        if st.manifest_failed_at is not None:
+            if now - st.manifest_failed_at < cfg.restart_after_s:
+                return False
+            st.manifest_failed_at, st.manifest_failures = None, 0
+        if now < st.manifest_retry_at:
+            return False
+        fr = await self.get(self.t.url, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
+        error = ""
+        if fr is None:
+            error = f"master playlist: no answer within {cfg.playlist_timeout_s:g} s"
+        elif fr.failure:
+            error = f"master playlist: {fr.detail}"
+        else:
+            try:
+                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+            except PlaylistError as exc:
+                error = f"master playlist malformed: {exc}"
+            else:
+                st.master = pl if isinstance(pl, MasterPlaylist) else MasterPlaylist(
+                    (Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
+                st.manifest_failures = 0
+                return True
+        st.manifest_failures += 1
+        st.manifest_error = error
+        if st.manifest_failures > cfg.manifest_retries:
+            st.manifest_failed_at = self.clock()
+            st.sessions.clear()
+        else:
+            st.manifest_retry_at = self.clock() + _backoff(st.manifest_failures)
+        return False
+
+    def report_manifest(self) -> None:
+        st = self.st
+        if st.manifest_failed_at is not None:
+            self.result.failure = Failure.UNAVAILABLE
+            self.result.detail = st.manifest_error
+            self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.DOWN, "playback_failed",
+                                                 f"a viewer cannot start: {st.manifest_error}"))
+        else:
+            self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.UNKNOWN, None,
+                                                 f"starting: {st.manifest_error or 'loading'}"))
+
+    async def advance(self, name: str, s: _Session, slice_end: float) -> None:
+        """Play one session until the end of the slice (or the end of a download in flight)."""
+        if s.failed_at is not None:
+            return
+        while True:
+            now = self.clock()
+            if now >= s.next_reload:
+                await self.reload(name, s)
+            if s.model.state is PlayerState.FAILED:
+                s.failed_at = self.clock()
+                return
+            seg = self.next_segment(s)
+            if seg is not None and self.clock() >= s.retry_at:
+                await self.download(name, s, seg)
+                if s.model.state is PlayerState.FAILED:
+                    s.failed_at = self.clock()
+                    return
+                if self.clock() >= slice_end:
+                    return
+                continue
+            now = self.clock()
+            if now >= slice_end:
+                return
+            wake = min(s.next_reload, slice_end, s.retry_at if seg is not None else slice_end)
+            await asyncio.sleep(max(0.01, wake - now))
+
+    def next_segment(self, s: _Session) -> Segment | None:
+        pl = s.playlist
+        if pl is None or s.next_seq is None or not pl.segments:
+            return None
+        if s.next_seq < pl.media_sequence:  # fell out of the sliding window: re-join at the hold-back
+            s.next_seq = self.join_seq(pl)
+            s.rejoins += 1
+        idx = s.next_seq - pl.media_sequence
+        return pl.segments[idx] if 0 <= idx < len(pl.segments) else None
+
+    def join_seq(self, pl: MediaPlaylist) -> int:
+        idx = join_index([x.duration for x in pl.segments], pl.target_duration,
+                         self.cfg.player.hold_back_segments)
+        return pl.segments[idx].seq
+
+    async def reload(self, name: str, s: _Session) -> None:
+        cfg = self.cfg
+        started = self.clock()
+        fr = await self.get(s.uri, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
+        error = ""
+        pl: MediaPlaylist | None = None
+        if fr is None:
+            error = f"{name} playlist: no answer within {cfg.playlist_timeout_s:g} s"
+        elif fr.failure:
+            error = f"{name} playlist: {fr.detail}"
+        elif fr.body == s.body and s.playlist is not None:
+            pl = s.playlist
+        else:
+            try:
+                parsed = parse(fr.body.decode("utf-8", "replace"), s.uri)
+            except PlaylistError as exc:
+                error = f"{name} playlist malformed: {exc}"
+            else:
+                if isinstance(parsed, MediaPlaylist):
+                    pl = parsed
+                else:
+                    error = f"{name}: a master playlist where a media playlist belongs"
+        if pl is None:
+            s.playlist_failures += 1
+            if s.playlist_failures > cfg.playlist_retries:
+                s.model.fatal(error)
+            else:
+                s.next_reload = self.clock() + _backoff(s.playlist_failures)
+            return
+        s.playlist_failures = 0
+        td = pl.target_duration or 1.0
+        changed = s.playlist is None or pl.last_seq != s.playlist.last_seq
+        s.playlist, s.body = pl, fr.body if fr is not None else s.body
+        hold_back = self.cfg.player.hold_back_segments * td
+        if s.next_seq is None and pl.segments and sum(x.duration for x in pl.segments) >= hold_back - 1e-6:
+            s.next_seq = self.join_seq(pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)
+        if pl.endlist:
+            s.model.fatal(f"{name} playlist ended (#EXT-X-ENDLIST)")
+        # RFC 8216 §6.3.4, measured from the start of this load
+        s.next_reload = started + (td if changed else td / 2)
+
+    async def download(self, name: str, s: _Session, seg: Segment) -> None:
+        cfg = self.cfg
+        w0 = time.time()
+        fr = await self.get(seg.uri, cfg.segment_max_bytes, False, cfg.segment_timeout_s)
+        span = SpanRecord(name=f"play {name} segment {seg.seq}", start_ns=int(w0 * 1e9), end_ns=int(time.time() * 1e9),
+                          attributes={"signalpath.rendition": name, "signalpath.sequence": seg.seq,
+                                      "signalpath.media_s": seg.duration})
+        if fr is None or fr.failure:
+            error = (f"segment {seg.seq}: not downloaded within {cfg.segment_timeout_s:g} s" if fr is None
+                     else f"segment {seg.seq}: {fr.detail}")
+            span.error = error
+            self.result.spans.append(span)
+            s.segment_failures += 1
+            if s.segment_failures > cfg.segment_retries:
+                s.model.fatal(f"{name} {error}")
+            else:
+                s.retry_at = self.clock() + _backoff(s.segment_failures)
+            return
+        span.attributes.update({"signalpath.bytes": fr.size, "http.response.status_code": fr.status,
+                                "signalpath.download_s": round(fr.total_s, 6)})
+        self.result.spans.append(span)
+        s.segment_failures = 0
+        s.retry_at = 0.0
+        s.model.segment_downloaded(seg.duration, fr.size)
+        s.next_seq = seg.seq + 1
+
+    # -- results -------------------------------------------------------------
+    def report(self, name: str, s: _Session) -> None:
+        cfg = self.cfg
+        f: PlaybackFigures = s.model.figures()
+        now = self.clock()
+        labels = self.labels(name)
+        samples = self.result.samples
+        if f.startup_s is not None:
+            samples.append(Sample("signalpath_playback_startup_seconds", labels, f.startup_s))
+        samples.append(Sample("signalpath_playback_rebuffer_ratio", labels, f.rebuffer_ratio))
+        samples.append(Sample("signalpath_playback_stalls_total", labels, float(f.stall_count - s.counted_stalls),
+                              "inc"))
+        samples.append(Sample("signalpath_playback_stall_seconds_total", labels,
+                              max(0.0, f.stall_s - s.counted_stall_s), "inc"))
+        if f.stall_count > s.counted_stalls or f.current_stall_s >= cfg.player.stall_report_s:
+            s.last_stall_at = now
+        s.counted_stalls = f.stall_count
+        s.counted_stall_s = max(s.counted_stall_s, f.stall_s)
+        figures = {"buffer_s": round(f.buffer_s, 3), "stall_count": float(f.stall_count),
+                   "stall_s": round(f.stall_s, 3), "rebuffer_ratio": round(f.rebuffer_ratio, 4),
+                   "watched_s": round(f.watched_s, 3), "segments": float(f.segments)}
+        if f.startup_s is not None:
+            figures["startup_s"] = round(f.startup_s, 3)
+        self.result.figures.setdefault("playback", {})[name] = {**figures, "state": str(f.state)}
+        comp = self.t.component
+        if f.state is PlayerState.FAILED:
+            ev = Evidence(self.t.stage, comp, State.DOWN, "playback_failed",
+                          f"the {name} viewer gave up: {f.failure_detail}", name, figures)
+        elif s.last_stall_at is not None and now - s.last_stall_at <= cfg.stall_window_s:
+            if f.current_stall_s > 0:
+                what = f"stalled for {f.current_stall_s:.1f} s now"
+            else:
+                what = f"stalled {now - s.last_stall_at:.0f} s ago"
+            ev = Evidence(self.t.stage, comp, State.DEGRADED, "stalls",
+                          f"the {name} viewer {what}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
+                          f"rebuffer ratio {f.rebuffer_ratio:.1%}", name, figures)
+        elif f.state is PlayerState.STARTING:
+            ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer is starting", name, figures)
+        else:
+            ev = Evidence(self.t.stage, comp, State.OK, None,
+                          f"the {name} viewer plays, {f.buffer_s:.1f} s buffered", name, figures)
+        self.result.evidence.append(ev)
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    """Advance the simulated viewers of one edge by one slice; ``target.config`` is PlaybackSettings."""
+    return await _Attempt(target, ctx).run()
