@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -39,7 +40,7 @@ def source() -> tuple[list[int], bytes]:
             yuv[H:] = 128
             beacon.stamp(yuv[:H], ms / 1000.0)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            frame.pts = i
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
             yield frame
 
     return truth, _encode(frames(), W, H, 800_000)
@@ -132,7 +133,7 @@ def test_transcoded_low_bitrate_renditions_exact(source, w, h, bitrate):
     def scaled():
         for i, frame in enumerate(_decode(data)):
             small = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BICUBIC")
-            small.pts = i
+            small.pts, small.time_base = i, Fraction(1, FPS)  # the decoder's pts are in the MP4 time base
             yield small
 
     out = _encode(scaled(), w, h, bitrate)
