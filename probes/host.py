@@ -143,14 +143,20 @@ def _read_proc(cfg: HostConfig) -> HostSnapshot:
     wanted = {n.lower() for n in cfg.encoder_processes}
     procs: dict[str, tuple[int, float]] = {}
     if wanted:
-        for p in psutil.process_iter(["name", "cpu_times"]):
-            name = (p.info.get("name") or "").lower()
-            base = name.removesuffix(".exe")
-            hit = name if name in wanted else base if base in wanted else None
-            if hit is None:
+        # fresh Process objects: process_iter() caches them, and each keeps the
+        # PROCFS_PATH it was made under
+        for pid in psutil.pids():
+            try:
+                p = psutil.Process(pid)
+                name = p.name().lower()
+                base = name.removesuffix(".exe")
+                hit = name if name in wanted else base if base in wanted else None
+                if hit is None:
+                    continue
+                ct = p.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            ct = p.info.get("cpu_times")
-            cpu = (ct.user + ct.system) if ct is not None else 0.0
+            cpu = ct.user + ct.system
             count, secs = procs.get(hit, (0, 0.0))
             procs[hit] = (count + 1, secs + cpu)
     return HostSnapshot(busy, total, per_core, int(vm.total), int(vm.available), procs)

@@ -12,7 +12,7 @@ threshold comes from and a plain-words fix. The same findings feed two readers:
   measured);
 - ``signalpath preflight`` (``agent/preflight.py``): one checklist row per finding.
 
-Config: ``streams[].studio`` (:class:`StudioSettings`), one section per stream, since
+Config: ``streams[].studio`` (:class:`probes.studio_config.StudioSettings`), one section per stream, since
 the studio feeds one stream; a studio feeding two streams repeats the section (the
 probes are cheap; the host figures then carry both stream labels).
 """
@@ -99,7 +99,8 @@ def evidence_from(findings: list[Finding], component: str, stage: str = STAGE) -
     if not measured:
         detail = "; ".join(f.measured or f.title for f in mine) or "not measured"
         return Evidence(stage, component, State.UNKNOWN, None, detail, None, figures)
-    worst = max(measured, key=lambda f: STATUS_RANK[f.status])
+    # the worst status; among failures, one that means "off" first
+    worst = max(measured, key=lambda f: (STATUS_RANK[f.status], f.fault in DOWN_FAULTS))
     if worst.status is Status.FAIL:
         state = State.DOWN if worst.fault in DOWN_FAULTS else State.DEGRADED
         detail = f"{worst.title}: {worst.measured}" + (f" (needed {worst.needed})" if worst.needed else "")

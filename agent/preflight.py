@@ -1,0 +1,256 @@
+"""``signalpath preflight -c FILE``: the crew's equipment check before air.
+
+Runs, for every stream with a ``studio:`` section and/or ``ingest.rtmp`` entries, the
+same probes the studio stage runs under ``signalpath run`` (probes/studio.py findings):
+encoder host, GPU, capture devices and feeds (backups included), network (RTT/jitter to
+the ingest, uplink vs 1.5 x bitrate, NTP clock offset), and the ingest itself (RTMP
+handshake + connect via probes/rtmp.py; with ``publish: true`` a short test push whose
+achieved upload rate must keep up with the target bitrate). Key-frame interval (<= 4 s,
+YouTube Live ``gopSizeLong``) is checked on the feeds (``sources[]``): the test push is
+signalpath's own 2-s-GOP stream, so it proves the ingest accepts a stream and the rate,
+not the crew encoder's GOP.
+
+Output: a live progress line per check on stderr while it runs (plain lines; the same
+on a TTY), then a table (✓ / ⚠ / ✗ / –, check, measured, needed, fix) and the verdict as
+the LAST line: ``READY``, ``READY WITH WARNINGS (n)`` or ``NOT READY (n)`` (shared/UX.md).
+``--json`` prints one JSON document instead of the table (verdict inside; the verdict
+line still goes to stderr); ``--junit FILE`` writes a JUnit XML report (a failure per
+fail, ``<skipped>`` per skip, warnings as passing cases with a ``WARN`` system-out).
+Exit: 0 all pass (warnings allowed), 1 warnings with ``--strict``, 2 any failure or a bad
+config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from probes.base import Failure, ProbeContext, ProbeTarget
+from probes.studio import Finding, Status
+
+SYMBOL = {Status.PASS: "✓", Status.WARN: "⚠", Status.FAIL: "✗", Status.SKIP: "–"}
+EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
+
+_RTMP_FIX = {
+    Failure.AUTH_REFUSED: "the ingest refused the stream key: copy the key again from the platform's dashboard",
+    Failure.CONNECTION_REFUSED: "nothing listens at the ingest address: check the URL/port, or use the backup ingest",
+    Failure.TIMEOUT: "the ingest does not answer in time: check the firewall (TCP 1935) and the uplink",
+    Failure.DNS_ERROR: "the ingest host name does not resolve: check the URL and the DNS settings",
+}
+
+
+@dataclass(slots=True)
+class Report:
+    stream: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outcome:
+    reports: list[Report]
+    elapsed_s: float
+
+    @property
+    def all(self) -> list[tuple[str, Finding]]:
+        return [(r.stream, f) for r in self.reports for f in r.findings]
+
+    def count(self, status: Status) -> int:
+        return sum(1 for _, f in self.all if f.status is status)
+
+    @property
+    def verdict(self) -> str:
+        fails, warns = self.count(Status.FAIL), self.count(Status.WARN)
+        if fails:
+            return f"NOT READY ({fails})"
+        if warns:
+            return f"READY WITH WARNINGS ({warns})"
+        return "READY"
+
+    def exit_code(self, strict: bool) -> int:
+        if self.count(Status.FAIL):
+            return EXIT_FAIL
+        if strict and self.count(Status.WARN):
+            return EXIT_WARN
+        return EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "elapsed_s": round(self.elapsed_s, 3),
+                "counts": {str(s): self.count(s) for s in Status},
+                "checks": [{"stream": st, **f.as_dict()} for st, f in self.all]}
+
+
+# ------------------------------------------------------------------ running the checks
+
+
+async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
+    """One ``ingest.rtmp`` entry: handshake/connect, and with publish the test push rate."""
+    from probes import rtmp
+    from probes.redact import redact_url
+
+    t = ProbeTarget("rtmp", stream, "ingest", r.name, r, r.url, r.interval_s, r.timeout_s)
+    ctx = ProbeContext(state={})
+    try:
+        async with asyncio.timeout(r.timeout_s):
+            res = await rtmp.probe(t, ctx)
+    except TimeoutError:
+        from probes.base import ProbeResult
+
+        res = ProbeResult(Failure.TIMEOUT, f"no answer within {r.timeout_s:g} s")
+    where = redact_url(r.url)
+    src = "Adobe RTMP 1.0 §5.2 handshake, §7.2 connect/createStream"
+    if res.failure is not None:
+        return [Finding("ingest.rtmp", r.name, Status.FAIL, f"Ingest {r.name} (RTMP)", res.detail,
+                        "handshake, connect and createStream succeed", src,
+                        _RTMP_FIX.get(res.failure, f"the ingest {where} failed: {res.detail}"),
+                        "auth_refused" if res.failure is Failure.AUTH_REFUSED else "unreachable")]
+    fig = res.figures
+    ms = sum(float(fig.get(f"{p}_seconds", 0.0)) for p in ("tcp", "handshake", "connect", "create_stream")) * 1000
+    out = [Finding("ingest.rtmp", r.name, Status.PASS, f"Ingest {r.name} (RTMP)", f"connected in {ms:.0f} ms",
+                   "handshake, connect and createStream succeed", src)]
+    if r.publish:
+        up, target = float(fig.get("upload_bits_per_second", 0.0)), float(r.target_bitrate)
+        ratio = float(fig.get("upload_ratio", 0.0))
+        st = Status.PASS if ratio >= 0.95 else Status.WARN if ratio >= 0.8 else Status.FAIL
+        out.append(Finding("ingest.publish", r.name, st, f"Test push to {r.name}",
+                           f"{up / 1e6:.2f} Mbit/s, {ratio:.2f} x real time",
+                           f">= 0.95 x real time at {target / 1e6:.2f} Mbit/s",
+                           "a live stream must upload at least as fast as it plays",
+                           "" if st is Status.PASS else
+                           f"close other uploads or lower the bitrate: the test push ran at {ratio:.2f} x real time",
+                           None if st is Status.PASS else "upload_slow", ratio, 0.95,
+                           {"upload_bits_per_second": up}))
+    return out
+
+
+async def run_checks(config: Any, progress: Callable[[str], None] = lambda line: None,
+                     v4l_root: str | None = None) -> Outcome:
+    """Every check of every stream; ``progress`` gets one line per finished check."""
+    from probes import gpu, host, network, video_source
+
+    t0 = time.monotonic()
+    reports: list[Report] = []
+
+    def done(rep: Report, fs: list[Finding]) -> None:
+        for f in fs:
+            rep.findings.append(f)
+            progress(f"  {SYMBOL[f.status]} {f.title}: {f.measured}")
+
+    for stream in config.streams:
+        rep = Report(stream.name)
+        reports.append(rep)
+        studio = getattr(stream, "studio", None)
+        progress(f"preflight {stream.name}:")
+        if studio is not None:
+            if studio.host is not None:
+                progress("  … encoder host")
+                fs, _ = await host.measure(studio.host, {}, time.monotonic)
+                done(rep, fs)
+            if studio.gpu is not None:
+                progress("  … GPU")
+                done(rep, (await gpu.measure(studio.gpu))[0])
+            if studio.sources:
+                progress(f"  … {len(studio.sources)} source(s)")
+                root = v4l_root or studio.video4linux_root
+                results = await asyncio.gather(*(video_source.measure(s, root) for s in studio.sources))
+                for fs, _ in results:
+                    done(rep, fs)
+            if studio.network is not None:
+                progress("  … network")
+                done(rep, (await network.measure(studio.network))[0])
+        ingest = getattr(stream, "ingest", None)
+        for r in (ingest.rtmp if ingest is not None else []):
+            progress(f"  … ingest {r.name}" + (" (test push)" if r.publish else ""))
+            done(rep, await _ingest_findings(stream.name, r))
+        if not rep.findings:
+            done(rep, [Finding("preflight.config", "config", Status.WARN, "Nothing to check",
+                               "no studio: section and no ingest.rtmp", "at least one check",
+                               "config", "add a studio: section (host, gpu, sources, network) or ingest.rtmp to "
+                               "the stream")])
+    return Outcome(reports, time.monotonic() - t0)
+
+
+# ------------------------------------------------------------------ output
+
+
+def render_table(out: Outcome) -> str:
+    rows = [("", "stream", "check", "measured", "needed", "fix")]
+    for stream, f in out.all:
+        rows.append((SYMBOL[f.status], stream, f.title, f.measured, f.needed,
+                     f.fix if f.status in (Status.WARN, Status.FAIL) else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for r in rows:
+        cells = [r[i].ljust(widths[i]) for i in range(5)] + [r[5]]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    lines.append(out.verdict)
+    return "\n".join(lines)
+
+
+def junit_xml(out: Outcome) -> bytes:
+    suite = ET.Element("testsuite", name="signalpath preflight", tests=str(len(out.all)),
+                       failures=str(out.count(Status.FAIL)), skipped=str(out.count(Status.SKIP)),
+                       errors="0", time=f"{out.elapsed_s:.3f}")
+    for stream, f in out.all:
+        case = ET.SubElement(suite, "testcase", classname=f"{stream}.{f.component}", name=f"{f.check}: {f.title}")
+        text = f"measured {f.measured}; needed {f.needed}; source {f.source}"
+        if f.status is Status.FAIL:
+            ET.SubElement(case, "failure", message=f.fix or f.measured, type=f.fault or "fail").text = text
+        elif f.status is Status.SKIP:
+            ET.SubElement(case, "skipped", message=f.measured)
+        elif f.status is Status.WARN:
+            ET.SubElement(case, "system-out").text = f"WARN: {f.fix}; {text}"
+        else:
+            ET.SubElement(case, "system-out").text = text
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAIL
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        out = asyncio.run(run_checks(cfg, progress))
+    except KeyboardInterrupt:
+        print("preflight: interrupted; no verdict", file=sys.stderr)
+        return 130
+    if args.junit:
+        with open(args.junit, "wb") as fh:
+            fh.write(junit_xml(out))
+    if args.json:
+        print(json.dumps(out.as_dict(), indent=2, ensure_ascii=False))
+        print(out.verdict, file=sys.stderr)
+    else:
+        print(render_table(out), flush=True)
+    return out.exit_code(args.strict)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preflight", help="pre-air equipment check: host, GPU, sources, network, ingest (pass/warn/fail)",
+        description="Run the studio checklist once — encoder host, GPU, capture devices and feeds (backups too), "
+                    "network to the ingest, the RTMP ingest (and a test push with publish: true) — and print "
+                    "pass/warn/fail per check with the measured value, the threshold, its source and a fix. "
+                    "Exit 0 ready, 1 warnings with --strict, 2 not ready.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  signalpath preflight -c signalpath.yaml --junit preflight.xml")
+    p.add_argument("-c", "--config", required=True, help="the YAML config (streams[].studio, streams[].ingest)")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any check warns")
+    p.set_defaults(func=cmd_preflight)
