@@ -28,7 +28,9 @@ duration, average + 150 ms); :class:`FreezeCounter`), jitter in seconds (aiortc
 reports RTP clock units: ÷ 90,000 for video), packets lost; DELETE at the end. RTX is
 not offered by the WHEP probe: aiortc keys ``inbound-rtp`` per receiver, so the RTX
 stream's statistics would overwrite the media stream's (ENVIRONMENT.md) and hide the
-network's loss. WHEP gives no RTT in aiortc (a receiver has no remote-inbound-rtp).
+network's loss. aiortc's receivers always send NACKs for video and its senders always
+retransmit, so "packets lost" is the RFC 3550 §6.4.1 count: loss that retransmission did
+not repair (a repaired packet counts as received). WHEP gives no RTT in aiortc (a receiver has no remote-inbound-rtp).
 
 Thresholds (THRESHOLDS.md "WebRTC"): RTT ≥ 200 ms is ``rtt_high`` (XSplit ingest
 colours: red); loss ≥ 1 % is ``packet_loss`` and jitter ≥ 30 ms is ``jitter_high``
@@ -226,6 +228,17 @@ class WebRtcError(Exception):
         self.fault = fault
 
 
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind) or (isinstance(seen, OSError) and seen.errno == 111 and kind is ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 # ----------------------------------------------------------------------------- the synthetic track
 
 
@@ -395,7 +408,7 @@ class _Session:
                                         timeout=self.remaining())
         except httpx.ConnectError as exc:
             self.phase("signal", t0, self.ctx.clock(), error="connect failed")
-            refused = "refused" in str(exc).lower() or isinstance(exc.__cause__, ConnectionRefusedError)
+            refused = _caused_by(exc, ConnectionRefusedError)
             raise WebRtcError(Failure.CONNECTION_REFUSED if refused else Failure.CONNECTION_FAILED,
                               f"cannot connect to {redact_url(url)}", "unreachable") from None
         except httpx.TimeoutException:

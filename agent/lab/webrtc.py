@@ -15,6 +15,7 @@ Faults (:meth:`WebRtcEndpoint.set_faults`, all off by default):
   report is ever sent) and the WHEP source stops producing frames;
 - ``drop``: a fraction (0-1) of RTP packets is discarded — incoming on WHIP sessions,
   outgoing on WHEP sessions (seeded, reproducible);
+- ``ice_fail``: the answer carries no ICE candidate, so connectivity checks cannot succeed;
 - ``delay_s``: every incoming RTP/RTCP packet of a WHIP session, and every outgoing
   RTP packet of a WHEP session, is handed on ``delay_s`` later.
 
@@ -50,6 +51,7 @@ class WebRtcFaults:
     stall: bool = False
     drop: float = 0.0
     delay_s: float = 0.0
+    ice_fail: bool = False
 
 
 @dataclass(slots=True)
@@ -186,7 +188,10 @@ class WebRtcEndpoint:
             await self._end(sess.id)
             return web.Response(status=400, text=f"bad offer: {type(exc).__name__}")
         self._install_faults(sess)
-        return web.Response(status=201, body=pc.localDescription.sdp.encode(), content_type="application/sdp",
+        sdp = pc.localDescription.sdp
+        if self.faults.ice_fail:
+            sdp = "".join(line for line in sdp.splitlines(keepends=True) if not line.startswith("a=candidate:"))
+        return web.Response(status=201, body=sdp.encode(), content_type="application/sdp",
                             headers={"Location": f"/resource/{sess.id}"})
 
     async def _whip(self, request: web.Request) -> web.Response:

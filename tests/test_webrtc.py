@@ -1,0 +1,230 @@
+"""WHIP publish and WHEP playback probes against the lab's aiortc WHIP/WHEP endpoint
+(a real WebRTC peer on 127.0.0.1, agent/lab/webrtc.py), healthy and under each fault."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.lab.webrtc import WebRtcEndpoint
+from probes.base import Failure, ProbeContext, ProbeTarget, State
+from probes.webrtc import FreezeCounter, WhepProbeConfig, WhipProbeConfig, fraction_lost_ratio, jitter_seconds, \
+    whep_probe, whip_probe
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+CANARY = "canary-tok-7f3a91"
+LOOP = ("127.0.0.1",)
+
+
+def whip_target(url: str, timeout: float = 8.0, **cfg) -> ProbeTarget:
+    c = WhipProbeConfig(ice_host_addresses=LOOP, seconds=cfg.pop("seconds", 1.5), **cfg)
+    return ProbeTarget("whip", "main", "ingest", "whip", c, url, 10.0, timeout)
+
+
+def whep_target(url: str, timeout: float = 8.0, **cfg) -> ProbeTarget:
+    c = WhepProbeConfig(ice_host_addresses=LOOP, seconds=cfg.pop("seconds", 1.5), **cfg)
+    return ProbeTarget("whep", "main", "playback", "whep", c, url, 10.0, timeout)
+
+
+def ctx() -> ProbeContext:
+    return ProbeContext(state={})
+
+
+def assert_no_secret(result, secret: str = CANARY) -> None:
+    assert secret not in repr(result)
+
+
+# ----------------------------------------------------------------------------- pure cores
+
+
+def test_freeze_counter_w3c_rule():
+    fc = FreezeCounter()
+    t = 0.0
+    for _ in range(20):  # 15 fps: average 66.7 ms, limit max(200 ms, 216.7 ms) = 216.7 ms
+        fc.frame(t)
+        t += 1 / 15
+    assert fc.freezes == 0
+    assert fc.threshold() == pytest.approx(1 / 15 + 0.150)
+    t += 0.140  # a 206-ms gap: below the limit, not a freeze
+    fc.frame(t)
+    assert fc.freezes == 0
+    t += 0.5
+    assert fc.frame(t) is True
+    assert fc.freezes == 1 and fc.freeze_seconds == pytest.approx(0.5)
+    fc.finish(t + 1.0)  # still frozen at the end of the window: counts
+    assert fc.freezes == 2
+
+
+def test_freeze_counter_needs_history_and_30fps_rule():
+    fc = FreezeCounter()
+    assert fc.frame(0.0) is False and fc.frame(1.0) is False  # no average yet: no judgement
+    fc = FreezeCounter()
+    for i in range(31):
+        fc.frame(i / 30)
+    assert fc.threshold() == pytest.approx(1 / 30 + 0.150)  # avg + 150 ms beats 3 x 33 ms
+
+
+def test_unit_conversions():
+    assert jitter_seconds(900) == pytest.approx(0.01)
+    assert fraction_lost_ratio(64) == pytest.approx(0.25)
+    assert fraction_lost_ratio(300) == 1.0
+
+
+# ----------------------------------------------------------------------------- WHIP
+
+
+async def test_whip_healthy_publish_phases_and_delete():
+    async with WebRtcEndpoint(token=CANARY) as ep:
+        r = await whip_probe(whip_target(ep.whip_url(), bearer_token=CANARY), ctx())
+        assert r.ok, r.detail
+        f = r.figures
+        for phase in ("signal", "ice", "dtls", "first_rtcp"):
+            assert 0 < f[f"{phase}_seconds"] < 3, phase
+        assert f["packets_sent"] > 20 and f["packets_lost"] == 0
+        assert 0 <= f["rtt_seconds"] < 0.05
+        assert 20_000 < f["upload_bits_per_second"] < 5_000_000
+        assert f["delete_status"] == 204
+        assert not ep.sessions and len(ep.deleted) == 1 and ep.deleted[0].frames > 10
+        assert ep.deleted[0].beacon_latency_s and max(ep.deleted[0].beacon_latency_s) < 1.0
+        phases = {s.labels.get("phase") for s in r.samples if s.name == "signalpath_ingest_connect_seconds"}
+        assert {"ice", "dtls", "first_rtcp"} <= phases
+        assert r.evidence[0].stage == "ingest" and r.evidence[0].state is State.OK
+        assert [s.name for s in r.spans][:4] == ["whip signal", "whip ice", "whip dtls", "whip first_rtcp"]
+        assert_no_secret(r)
+
+
+async def test_whip_refused_and_wrong_token_are_auth_refused():
+    async with WebRtcEndpoint(token=CANARY) as ep:
+        r = await whip_probe(whip_target(ep.whip_url(), bearer_token="wrong-" + CANARY), ctx())
+        assert r.failure is Failure.AUTH_REFUSED and "401" in r.detail
+        assert r.evidence[0].fault == "auth_refused" and r.evidence[0].state is State.DOWN
+        assert_no_secret(r)
+        ep.set_faults(refuse=True)
+        r = await whip_probe(whip_target(ep.whip_url(), bearer_token=CANARY), ctx())
+        assert r.failure is Failure.AUTH_REFUSED and "403" in r.detail
+        assert_no_secret(r)
+        assert not ep.sessions
+
+
+async def test_whip_http_error_and_unreachable():
+    async with WebRtcEndpoint() as ep:
+        r = await whip_probe(whip_target(ep.base_url() + "/nope"), ctx())
+        assert r.failure is Failure.HTTP_ERROR and r.evidence[0].fault == "http_error"
+        port = ep.port
+    r = await whip_probe(whip_target(f"http://127.0.0.1:{port}/whip/main"), ctx())
+    assert r.failure is Failure.CONNECTION_REFUSED and r.evidence[0].fault == "unreachable"
+
+
+async def test_whip_stall_gives_no_rtcp_and_still_deletes():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(stall=True)
+        r = await whip_probe(whip_target(ep.whip_url(), timeout=4.0), ctx())
+        assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_rtcp", r.detail
+        assert "dtls_seconds" in r.figures  # it got that far
+        assert r.figures["delete_status"] == 204 and not ep.sessions
+
+
+async def test_whip_ice_failure():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(ice_fail=True)
+        r = await whip_probe(whip_target(ep.whip_url(), timeout=4.0), ctx())
+        assert r.failure in (Failure.CONNECTION_FAILED, Failure.TIMEOUT), r.detail
+        assert r.evidence[0].fault == "ice_failed"
+        assert "ice_seconds" not in r.figures
+        assert not ep.sessions  # deleted despite the failure
+
+
+async def test_whip_packet_drop_is_packet_loss():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(drop=0.3)
+        r = await whip_probe(whip_target(ep.whip_url(), seconds=2.0), ctx())
+        assert r.ok, r.detail
+        assert r.figures["packets_lost"] > 0
+        assert r.evidence[0].state is State.DEGRADED and r.evidence[0].fault == "packet_loss"
+        lost = [s.value for s in r.samples if s.name == "signalpath_webrtc_packets_lost_total"]
+        assert lost and lost[0] > 0
+
+
+async def test_whip_delay_raises_rtt():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(delay_s=0.25)
+        r = await whip_probe(whip_target(ep.whip_url(), seconds=2.0), ctx())
+        assert r.ok, r.detail
+        assert 0.2 < r.figures["rtt_seconds"] < 0.6
+        assert r.evidence[0].fault == "rtt_high"
+
+
+# ----------------------------------------------------------------------------- WHEP
+
+
+async def test_whep_healthy_playback():
+    async with WebRtcEndpoint(token=CANARY) as ep:
+        r = await whep_probe(whep_target(ep.whep_url(), bearer_token=CANARY), ctx())
+        assert r.ok, r.detail
+        f = r.figures
+        assert 0 < f["time_to_first_frame_seconds"] < 2
+        assert f["frames"] >= 15 and 10 < f["fps"] < 20  # the lab sends 15 fps
+        assert f["freezes"] == 0 and f["packets_lost"] == 0
+        assert 0 <= f["jitter_seconds"] < 0.03
+        assert 0 <= f["beacon_latency_seconds"] < 1.0  # the lab stamps its capture time
+        assert f["delete_status"] == 204 and not ep.sessions
+        names = {s.name for s in r.samples}
+        assert {"signalpath_webrtc_time_to_first_frame_seconds", "signalpath_webrtc_freezes_total",
+                "signalpath_webrtc_jitter_seconds", "signalpath_webrtc_packets_lost_total"} <= names
+        assert all(s.labels["stage"] == "playback" for s in r.samples)
+        assert_no_secret(r)
+
+
+async def test_whep_refused():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(refuse=True)
+        r = await whep_probe(whep_target(ep.whep_url()), ctx())
+        assert r.failure is Failure.AUTH_REFUSED and r.evidence[0].stage == "playback"
+
+
+async def test_whep_stalled_from_start_is_no_media():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(stall=True)
+        r = await whep_probe(whep_target(ep.whep_url(), timeout=3.0), ctx())
+        assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_media", r.detail
+        assert not ep.sessions
+
+
+async def test_whep_stall_mid_stream_counts_a_freeze():
+    async with WebRtcEndpoint() as ep:
+        task = asyncio.ensure_future(whep_probe(whep_target(ep.whep_url(), seconds=3.5, timeout=10.0), ctx()))
+
+        async def sent_enough() -> bool:
+            for s in list(ep.sessions.values()):
+                for sender in s.pc.getSenders():
+                    for st in (await sender.getStats()).values():
+                        if st.type == "outbound-rtp" and st.packetsSent > 30:
+                            return True
+            return False
+
+        await wait_for(sent_enough, 8.0, "the WHEP session to be playing")
+        ep.set_faults(stall=True)
+        await asyncio.sleep(1.0)  # the fault's duration
+        ep.set_faults(stall=False)
+        r = await asyncio.wait_for(task, 15)
+        assert r.ok, r.detail
+        assert r.figures["freezes"] >= 1 and r.figures["freeze_seconds"] >= 0.7
+        assert r.evidence[0].fault == "video_freezes" and r.evidence[0].state is State.DEGRADED
+
+
+async def test_whep_drop_and_delay():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(drop=0.4)
+        r = await whep_probe(whep_target(ep.whep_url(), seconds=2.0), ctx())
+        # aiortc repairs loss by NACK/retransmission; what it cannot repair shows as
+        # packets lost, frames missing and freezes
+        assert r.evidence[0].state is State.DEGRADED, r.figures
+        assert r.evidence[0].fault in ("video_freezes", "packet_loss")
+        ep.set_faults()
+        ep.set_faults(delay_s=0.4)
+        r = await whep_probe(whep_target(ep.whep_url(), seconds=1.0), ctx())
+        assert r.ok, r.detail
+        assert r.figures["time_to_first_frame_seconds"] >= 0.4
