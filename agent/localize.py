@@ -106,6 +106,12 @@ DEFAULT_FAULTS: dict[str, FaultSpec] = {
     "black_video": _f("content", "P1", "shows black video{of}"),
     "silent_audio": _f("content", "P2", "has silent audio{of}"),
     "av_desync": _f("content", "P2", "has audio and video out of sync{of}"),
+    "decode_errors": _f("content", "P2", "delivers corrupt segments{of}"),
+    "keyframe_interval_long": _f("content", "P3", "has key frames too far apart{of}"),
+    "timestamp_gap": _f("content", "P3", "has gaps in its timestamps{of}"),
+    "audio_clipping": _f("content", "P3", "has clipping audio{of}"),
+    "bitrate_over_declared": _f("content", "P3", "exceeds its declared bitrate{of}"),
+    "playback_failed": _f("performance", "P1", "players cannot play{of}"),
     "slow_segment": _f("performance", "P2", "delivers segments slower than real time{of}"),
     "stalls": _f("performance", "P2", "players stall{of}"),
     "latency_high": _f("performance", "P3", "is far behind live{of}"),
@@ -354,12 +360,19 @@ class _Diagnoser:
         wide_fresh = [e for e in by_stage["origin"] if self.kind(e) == "freshness"]
         wide_content = [e for e in by_stage["origin"] if self.kind(e) == "content"]
         other_origin = [e for e in by_stage["origin"] if self.kind(e) in ("performance", "resource")]
+        # renditions whose content was analysed: a content verdict, bad or OK, names them
+        analysed = {e.rendition for e in origin_evs if e.rendition
+                    and (self.kind(e) == "content" or (e.state is State.OK and e.fault is None))}
 
         def is_wide(group: list[Evidence], kind: str) -> bool:
             """Does this origin symptom hit every rendition?"""
             bad_r = {e.rendition for e in group if e.rendition}
             if any(e.rendition is None for e in group):
                 return True
+            if kind == "content" and analysed:
+                # content is analysed in some renditions only (probes/media_probe.py): "every
+                # rendition" means every analysed one
+                return bad_r >= analysed
             if ladder_known:
                 return bad_r >= set(renditions)
             # no ladder: trust the probe's verdict. The HLS probe marks a stale rendition

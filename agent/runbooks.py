@@ -80,6 +80,14 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
     # Playback
     "playback/stalls": "Players via {component} stall: compare segment download speed per edge; move viewers to the fastest edge.",
     "playback": "Check what players via {component} see; compare with the edges' evidence.",
+    "playback/playback_failed": "Viewers via {component} cannot play: check the edge's playlists and segments; move viewers to a healthy edge.",
+    # Content (probes/media_probe.py)
+    "transcode/decode_errors": "The {component} transcode writes corrupt segments: restart it; check the packager's disk.",
+    "studio/decode_errors": "Every rendition carries corrupt segments: check the contribution feed and the transcoder input.",
+    "keyframe_interval_long": "Set the encoder/transcoder GOP to 2 s (at most 4 s): keyint = 2 x frame rate.",
+    "timestamp_gap": "Media timestamps jump: check the encoder for dropped frames and the contribution link for loss.",
+    "audio_clipping": "The audio clips: lower the mixer output or the encoder's audio gain.",
+    "bitrate_over_declared": "Segments exceed the declared BANDWIDTH: cap the encoder's peak bitrate (VBV) or raise BANDWIDTH.",
     # Any stage
     "av_desync": "Audio and video are out of sync: check the encoder's audio delay setting.",
     "latency_high": "Viewers are far behind live: check the player hold-back and the encoder's buffer.",
