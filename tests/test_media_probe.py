@@ -1,0 +1,86 @@
+"""probes/media_probe.py against a real live HLS server (tests/livehls.py: real H.264/AAC segments)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from probes.base import ProbeContext, ProbeTarget, State
+from probes.httpfetch import Fetcher
+from probes.media_probe import MediaSettings, choose_renditions, probe
+from probes.playlist import Variant
+
+
+def v(name: str, bw: int | None, res: tuple[int, int] | None = None) -> Variant:
+    return Variant(name=name, uri=f"http://127.0.0.1/{name}.m3u8", bandwidth=bw, resolution=res)
+
+
+def test_choose_renditions():
+    ladder = [v("720p", 3_000_000), v("180p", 300_000), v("360p", 800_000)]
+    assert [x.name for x in choose_renditions(ladder, "lowest")] == ["180p"]
+    assert [x.name for x in choose_renditions(ladder, "all")] == ["720p", "180p", "360p"]
+    assert [x.name for x in choose_renditions(ladder, ["720p"])] == ["720p"]
+    # no BANDWIDTH: the smallest picture
+    assert [x.name for x in choose_renditions([v("a", None, (640, 360)), v("b", None, (320, 180))],
+                                              "lowest")] == ["b"]
+    with pytest.raises(ValueError):
+        MediaSettings(renditions="highest")
+
+
+def target(url: str, settings: MediaSettings) -> ProbeTarget:
+    return ProbeTarget("media", "main", "origin", "origin", settings, url, 0.5, settings.timeout_s)
+
+
+async def test_new_segments_are_analysed_once_each_in_order(live):
+    t = target(live.origin.master_url, MediaSettings())
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        results = []
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            results.append(await probe(t, ctx))
+            await asyncio.sleep(0.3)
+    spans = [s for r in results for s in r.spans]
+    seqs = [s.attributes["signalpath.sequence"] for s in spans]
+    assert len(seqs) >= 3 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # once each, in order
+    assert all(s.attributes["signalpath.rendition"] == "180p" for s in spans)  # the lowest only
+    assert all("signalpath.media.video_frames" in s.attributes and s.attributes["signalpath.media.cpu_s"] > 0
+               for s in spans)
+    last = results[-1]
+    assert [(e.stage, e.component, e.rendition, e.state) for e in last.evidence] == [
+        ("origin", "origin", "180p", State.OK)]
+    gauges = {s.name: s for s in last.samples if s.kind == "set"}
+    assert {"signalpath_video_frozen", "signalpath_video_black", "signalpath_audio_level_dbfs",
+            "signalpath_av_sync_offset_seconds"} <= set(gauges)
+    assert -25 < gauges["signalpath_audio_level_dbfs"].value < -10  # livehls: a 0.2-amplitude tone (-17 dBFS)
+    assert gauges["signalpath_video_frozen"].labels == {"stream": "main", "stage": "origin",
+                                                        "component": "origin", "rendition": "180p"}
+    # the decode-error counter counts once per analysed segment, never repeated on a poll without news
+    incs = [s for r in results for s in r.samples if s.name == "signalpath_segment_decode_errors_total"]
+    assert len(incs) == len(spans) and all(s.value == 0 for s in incs)
+
+
+async def test_a_backlog_beyond_the_limit_skips_to_the_newest(live):
+    t = target(live.origin.master_url, MediaSettings(max_backlog=1, renditions="all"))
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        first = await probe(t, ctx)
+        assert len(first.spans) == 2  # the newest of each rendition
+        await asyncio.sleep(2.3)  # two 1-s segments appear
+        second = await probe(t, ctx)
+    per = {}
+    for s in second.spans:
+        per.setdefault(s.attributes["signalpath.rendition"], []).append(s.attributes["signalpath.sequence"])
+    assert set(per) == {"360p", "180p"}
+    assert all(len(x) == 1 for x in per.values())  # analyser reset, only the newest analysed
+    assert all(e.fault != "timestamp_gap" for e in second.evidence)
+
+
+async def test_unreachable_origin_gives_no_content_verdict(live):
+    live.origin.knobs.playlist_status = 503
+    t = target(live.origin.master_url, MediaSettings())
+    async with Fetcher() as http:
+        r = await probe(t, ProbeContext(state={}, http=http))
+    assert not r.ok and r.evidence == [] and "503" in r.detail
