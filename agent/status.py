@@ -38,7 +38,7 @@ class StatusBoard:
         self._wall = wall
         self._streams: dict[str, dict[tuple[str, str], Cell]] = {}
         self._by_source: dict[str, dict[str, list[Evidence]]] = {}  # stream -> source -> evidence
-        self._figures: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._figures: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}  # cell -> source -> figures
 
     def declare(self, stream: str, stage: str, component: str) -> None:
         cells = self._streams.setdefault(stream, {})
@@ -48,7 +48,8 @@ class StatusBoard:
                figures: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         self._by_source.setdefault(stream, {})[source] = evidence
         for (stage, comp), figs in (figures or {}).items():
-            self._figures[(stream, stage, comp)] = figs
+            # per source: two probes of one cell (HLS and media at the origin) never clobber each other
+            self._figures.setdefault((stream, stage, comp), {})[source] = figs
         self._recompute(stream)
 
     def _recompute(self, stream: str) -> None:
@@ -67,7 +68,8 @@ class StatusBoard:
             figs: dict[str, Any] = {}
             for e in evs:
                 figs.update(e.figures)
-            figs.update(self._figures.get((stream, *key), {}))
+            for src_figs in self._figures.get((stream, *key), {}).values():
+                figs.update(src_figs)
             cell.figures = figs
         for key, cell in cells.items():
             if key not in grouped and cell.state is not State.UNKNOWN:

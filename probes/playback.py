@@ -169,11 +169,15 @@ class _Attempt:
         for gone in set(st.sessions) - {v.name for v in chosen}:
             del st.sessions[gone]
         now = self.clock()
+        fresh: set[str] = set()
         for v in chosen:
             s = st.sessions.get(v.name)
             if s is None or (s.failed_at is not None and now - s.failed_at >= cfg.restart_after_s):
                 st.sessions[v.name] = self.new_session(v)
-        await asyncio.gather(*(self.advance(name, s, slice_end) for name, s in st.sessions.items()))
+                fresh.add(v.name)
+        # a new viewer reports as soon as its first playlist (and segment, if due) is in
+        await asyncio.gather(*(self.advance(name, s, now if name in fresh else slice_end)
+                               for name, s in st.sessions.items()))
         for name, s in st.sessions.items():
             self.report(name, s)
         if not self.result.evidence:

@@ -36,8 +36,9 @@ def state_is(agent: Agent, stage: str, component: str, state: str):
 async def test_healthy_stream_all_ok(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
-        for stage, comp in (("origin", "origin"), ("cdn", "edge-a"), ("cdn", "edge-b")):
-            await wait_for(state_is(agent, stage, comp, "ok"), 10, f"{comp} ok")
+        for stage, comp in (("origin", "origin"), ("cdn", "edge-a"), ("cdn", "edge-b"), ("playback", "edge-a"),
+                            ("playback", "edge-b")):
+            await wait_for(state_is(agent, stage, comp, "ok"), 10, f"{stage}/{comp} ok")
         # a segment has been fetched for each rendition at the origin
         await wait_for(lambda: value(agent, "signalpath_segment_download_ratio", stage="origin",
                                      component="origin", rendition="180p") is not None, 10, "segment ratio")
