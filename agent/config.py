@@ -28,6 +28,7 @@ from probes.encoder_status import EncoderStatusConfig
 from probes.ingest_stat import IngestStatConfig
 from probes.rtmp import RtmpProbeConfig
 from probes.studio_config import StudioSettings
+from probes.webrtc import WhepPlayback, WhipIngest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -153,6 +154,7 @@ class IngestStat(IngestStatConfig):
 class Ingest(Strict):
     rtmp: list[RtmpIngest] = Field(default_factory=list)
     stat: list[IngestStat] = Field(default_factory=list)
+    whip: list[WhipIngest] = Field(default_factory=list)  # probes/webrtc.py WHIP publish test
 
 
 class EncoderStatus(EncoderStatusConfig):
@@ -175,6 +177,7 @@ class Stream(Strict):
     ingest: Ingest | None = None
     studio: StudioSettings | None = None  # probes/studio.py: host, GPU, sources, network
     encoders: list[EncoderStatus] = Field(default_factory=list)
+    whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))

@@ -95,8 +95,20 @@ def studio_jobs(stream: Stream) -> list[Job]:
     return jobs
 
 
+def webrtc_jobs(stream: Stream) -> list[Job]:
+    """``streams[].ingest.whip[]`` (stage ingest) and ``streams[].whep[]`` (stage playback), one job each."""
+    jobs = []
+    whips = stream.ingest.whip if stream.ingest is not None else []
+    for kind, stage, entries in (("whip", "ingest", whips), ("whep", "playback", getattr(stream, "whep", []))):
+        spec = REGISTRY[kind]
+        for e in entries:
+            t = ProbeTarget(kind, stream.name, stage, e.name, e, e.url, e.interval_s, e.timeout_s)
+            jobs.append(Job(kind, stream.name, spec.run, [t], e.interval_s, spec.combine))
+    return jobs
+
+
 BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
-                                                 media_jobs, studio_jobs]
+                                                 media_jobs, studio_jobs, webrtc_jobs]
 
 
 def build_jobs(config: Config) -> list[Job]:

@@ -62,13 +62,25 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_edge_lag_segments": MetricDef("gauge", "Segments an edge is behind the origin.", _TR),
     # ingest (probes/rtmp.py)
     "signalpath_ingest_connect_seconds": MetricDef("gauge", "Ingest connection set-up time by phase "
-                                                   "(tcp, handshake, connect, create_stream, publish).",
+                                                   "(RTMP: tcp, handshake, connect, create_stream, publish; "
+                                                   "WHIP: signal, ice, dtls, first_rtcp).",
                                                    _T + ("phase",)),
     "signalpath_ingest_upload_bits_per_second": MetricDef("gauge", "Achieved upload rate of the test publish.", _T),
     "signalpath_ingest_publisher_present": MetricDef("gauge", "1 if the ingest lists a publisher for the stream "
                                                      "(nginx-rtmp /stat).", _T),
     "signalpath_ingest_input_bits_per_second": MetricDef("gauge", "Bitrate the ingest receives (nginx-rtmp "
                                                          "/stat bw_in).", _T),
+    # WebRTC (probes/webrtc.py): WHIP publish at stage ingest, WHEP playback at stage playback
+    "signalpath_webrtc_rtt_seconds": MetricDef("gauge", "Round-trip time to the WebRTC peer (sender's "
+                                               "remote-inbound-rtp roundTripTime).", _T),
+    "signalpath_webrtc_jitter_seconds": MetricDef("gauge", "RTP interarrival jitter in seconds (RFC 3550; RTP "
+                                                  "clock units / 90000 for video).", _T),
+    "signalpath_webrtc_packets_lost_total": MetricDef("counter", "Packets lost in test sessions, not repaired by "
+                                                      "retransmission (RFC 3550 cumulative lost).", _T),
+    "signalpath_webrtc_freezes_total": MetricDef("counter", "Video freezes in WHEP test sessions (W3C "
+                                                 "webrtc-stats freezeCount rule).", _T),
+    "signalpath_webrtc_time_to_first_frame_seconds": MetricDef("gauge", "WHEP offer POST to the first decoded "
+                                                               "video frame.", _T),
     # studio (probes/encoder_status.py)
     "signalpath_encoder_running": MetricDef("gauge", "1 if the studio encoder runs and its output grows.", _T),
     # playback (probes/playback.py): simulated viewers per edge and rendition

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from probes import encoder_status, hls, ingest_stat, rtmp
 from probes import media_probe, playback
 from probes import gpu, host, network, video_source
+from probes import webrtc
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,4 +32,6 @@ REGISTRY: dict[str, ProbeSpec] = {
     "gpu": ProbeSpec(gpu.probe),
     "video_source": ProbeSpec(video_source.probe),
     "network": ProbeSpec(network.probe),
+    "whip": ProbeSpec(webrtc.whip_probe),
+    "whep": ProbeSpec(webrtc.whep_probe),
 }

@@ -63,11 +63,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from probes import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
@@ -92,7 +92,7 @@ MAX_SDP_BYTES = 256 * 1024
 class _WebRtcCommon(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    bearer_token: str | None = Field(default=None, description="RFC 6750 bearer token; a secret: use ${ENV}")
+    bearer_token: SecretStr | None = Field(default=None, description="RFC 6750 bearer token; a secret: use ${ENV}")
     seconds: float = Field(default=3.0, gt=0, le=60, description="media seconds measured once connected")
     ice_host_addresses: tuple[str, ...] = Field(
         default=(), description="host ICE candidates to offer; empty: every interface (aioice skips loopback, "
@@ -114,6 +114,41 @@ class WhepProbeConfig(_WebRtcCommon):
     """A WHEP playback test."""
 
     jitter_fault_seconds: float = Field(default=0.03, gt=0, description="THRESHOLDS.md: jitter < 30 ms (Twilio)")
+
+
+class _Endpoint(BaseModel):
+    """Where and how often (``streams[].ingest.whip[]`` / ``streams[].whep[]`` in the agent config)."""
+
+    name: str = Field(default="webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    url: str
+    interval_s: float = Field(default=30.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="> seconds + 2 s (connect and clean-up)")
+
+    @field_validator("url")
+    @classmethod
+    def _v_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{redact_url(v)!r} is not an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _deadline(self) -> "_Endpoint":
+        if self.timeout_s < self.seconds + 2:  # type: ignore[attr-defined]
+            raise ValueError(f"timeout_s {self.timeout_s:g} must exceed seconds + 2 s")
+        return self
+
+
+class WhipIngest(_Endpoint, WhipProbeConfig):
+    """A WHIP endpoint to test-publish to (stage ``ingest``)."""
+
+    name: str = Field(default="whip", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class WhepPlayback(_Endpoint, WhepProbeConfig):
+    """A WHEP endpoint to test-play from (stage ``playback``)."""
+
+    name: str = Field(default="whep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 # ----------------------------------------------------------------------------- loopback seam
@@ -308,7 +343,8 @@ class _Session:
         self.kind = kind
         self.labels = {"stream": target.stream, "stage": stage, "component": target.component}
         self.result = ProbeResult()
-        self.secrets = [cfg.bearer_token] if cfg.bearer_token else []
+        self.token = cfg.bearer_token.get_secret_value() if cfg.bearer_token else None
+        self.secrets = [self.token] if self.token else []
         self.deadline = ctx.clock() + max(1.0, target.timeout * 0.9)
         self.resource: str | None = None
         self.http: httpx.AsyncClient | None = None
@@ -341,8 +377,8 @@ class _Session:
 
     def headers(self) -> dict[str, str]:
         h = {"Content-Type": SDP_TYPE, "Accept": SDP_TYPE}
-        if self.cfg.bearer_token:
-            h["Authorization"] = f"Bearer {self.cfg.bearer_token}"
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
         return h
 
     # -- peer connection
@@ -471,7 +507,7 @@ class _Session:
         if self.resource and self.http is not None:
             t0 = self.ctx.clock()
             try:
-                h = {"Authorization": f"Bearer {self.cfg.bearer_token}"} if self.cfg.bearer_token else {}
+                h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
                 resp = await self.http.delete(self.resource, headers=h, timeout=2.0)
                 self.result.figures["delete_status"] = resp.status_code
                 self.phase("delete", t0, self.ctx.clock(), **{"http.status_code": resp.status_code})
@@ -533,6 +569,12 @@ async def whip_probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         await asyncio.sleep(max(0.0, min(cfg.seconds, s.remaining() - 0.1)))
         out1 = await _stats(sender, "outbound-rtp") or {}
         remote = await _stats(sender, "remote-inbound-rtp") or first
+        # RTT needs a receiver report that echoes one of our sender reports (RFC 3550
+        # §6.4.1 LSR/DLSR); RTCP intervals are ~1 s, so a short window may end before one
+        rtt_by = ctx.clock() + min(2.5, s.remaining() - 0.5)
+        while remote.get("roundTripTime") is None and ctx.clock() < rtt_by:
+            await asyncio.sleep(0.05)
+            remote = await _stats(sender, "remote-inbound-rtp") or remote
         elapsed = max(1e-3, ctx.clock() - t_media0)
         s.phase("publish", t_media0, ctx.clock())
         _whip_figures(s, cfg, out0, out1, remote, elapsed)
@@ -553,7 +595,7 @@ def _whip_figures(s: _Session, cfg: WhipProbeConfig, out0: dict, out1: dict, rem
     loss_ratio = lost / max(1, sent)
     rtt = remote.get("roundTripTime")
     r.samples.append(Sample(METRIC_UPLOAD, s.labels, bits))
-    r.samples.append(Sample(METRIC_LOST, s.labels, float(lost)))
+    r.samples.append(Sample(METRIC_LOST, s.labels, float(lost), "inc"))
     r.figures.update(upload_bits_per_second=round(bits, 1), packets_sent=sent, packets_lost=lost,
                      fraction_lost=round(frac, 4), loss_ratio=round(loss_ratio, 4))
     if rtt is not None:
@@ -659,7 +701,8 @@ def _whep_figures(s: _Session, cfg: WhepProbeConfig, fc: FreezeCounter, ttff: fl
     loss_ratio = lost / max(1, lost + received)
     jitter = jitter_seconds(inbound.get("jitter") or 0)
     r.samples += [Sample(METRIC_TTFF, s.labels, ttff), Sample(METRIC_JITTER, s.labels, jitter),
-                  Sample(METRIC_LOST, s.labels, float(lost)), Sample(METRIC_FREEZES, s.labels, float(fc.freezes))]
+                  Sample(METRIC_LOST, s.labels, float(lost), "inc"),
+                  Sample(METRIC_FREEZES, s.labels, float(fc.freezes), "inc")]
     r.figures.update(time_to_first_frame_seconds=round(ttff, 6), frames=fc.frames, fps=round(fc.fps, 2),
                      freezes=fc.freezes, freeze_seconds=round(fc.freeze_seconds, 4), jitter_seconds=round(jitter, 6),
                      packets_received=received, packets_lost=lost, loss_ratio=round(loss_ratio, 4))

@@ -11,7 +11,7 @@ from agent.lab.webrtc import WebRtcEndpoint
 from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.webrtc import FreezeCounter, WhepProbeConfig, WhipProbeConfig, fraction_lost_ratio, jitter_seconds, \
     whep_probe, whip_probe
-from tests.waiting import wait_for
+from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,67 @@
+"""WHIP and WHEP probes inside a running agent against the lab's WebRTC endpoint:
+figures on /metrics, ingest/playback evidence on the status board, a refused session
+as ``auth_refused``, and the bearer token (a canary) never in /metrics, the status API,
+incidents or logs."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+
+from agent.app import Agent
+from agent.config import parse_config
+from agent.lab.webrtc import WebRtcEndpoint
+from waiting import wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_whip_and_whep_in_the_agent(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    token = "CANARYwebrtc5521"
+    async with WebRtcEndpoint(token=token) as ep:
+        common = {"bearer_token": token, "seconds": 1.0, "interval_s": 1.0, "timeout_s": 5.0,
+                  "ice_host_addresses": ["127.0.0.1"]}
+        conf = {
+            "agent": {"listen": "127.0.0.1:0", "site": "test"},
+            "incidents": {"path": str(tmp_path / "inc.db")},
+            "streams": [{"name": "main", "origin": "http://127.0.0.1:9/live/main.m3u8",
+                         "ingest": {"whip": [{"name": "whip-a", "url": ep.whip_url(), **common}]},
+                         "whep": [{"name": "whep-a", "url": ep.whep_url(), **common}]}],
+        }
+        async with Agent(parse_config(conf)) as agent:
+            await wait_for(lambda: agent.board.state_of("main", "ingest", "whip-a").value == "ok", 30, "WHIP ok")
+            await wait_for(lambda: agent.board.state_of("main", "playback", "whep-a").value == "ok", 30, "WHEP ok")
+            ing = {"site": "test", "stream": "main", "stage": "ingest", "component": "whip-a"}
+            play = {"site": "test", "stream": "main", "stage": "playback", "component": "whep-a"}
+            get = agent.registry.get_sample_value
+            for phase in ("ice", "dtls", "first_rtcp"):
+                v = get("signalpath_ingest_connect_seconds", {**ing, "phase": phase})
+                assert v is not None and 0 <= v < 3, (phase, v)
+            assert get("signalpath_webrtc_rtt_seconds", ing) is not None
+            assert get("signalpath_ingest_upload_bits_per_second", ing) > 10_000
+            ttff = get("signalpath_webrtc_time_to_first_frame_seconds", play)
+            assert ttff is not None and 0 < ttff < 3
+            assert get("signalpath_webrtc_freezes_total", play) is not None
+            assert get("signalpath_webrtc_jitter_seconds", play) is not None
+            assert get("signalpath_probe_success", {**ing, "probe": "whip"}) == 1
+
+            ep.set_faults(refuse=True)
+            await wait_for(lambda: agent.board.state_of("main", "ingest", "whip-a").value == "down", 20,
+                           "WHIP down once the endpoint refuses")
+            await wait_for(lambda: get("signalpath_probe_failures_total",
+                                       {**ing, "probe": "whip", "reason": "auth_refused"}), 10, "auth_refused")
+            evs = [e for e in agent.board.evidence("main") if e.stage == "ingest"]
+            assert any(e.fault == "auth_refused" for e in evs), evs
+            async with aiohttp.ClientSession() as s:
+                async with s.get(agent.url + "/metrics") as r:
+                    metrics = await r.text()
+                async with s.get(agent.url + "/api/v1/status") as r:
+                    status = await r.text()
+                async with s.get(agent.url + "/api/v1/incidents?state=all") as r:
+                    incidents = await r.text()
+        assert "signalpath_webrtc_packets_lost_total" in metrics  # counters outlive the refused attempts
+        for text in (metrics, status, incidents, caplog.text):
+            assert token not in text
