@@ -61,6 +61,11 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
         "stream key; restart the push."
     ),
     "ingest/unreachable": "The ingest server does not answer: restart it or point the encoder at the backup ingest.",
+    "ingest/auth_refused": "The ingest refuses the publish: check the stream key / WHIP bearer token and its expiry.",
+    "ingest/no_rtcp": "The WHIP ingest accepts the session but reports no media: check its media servers and UDP ports.",
+    "ingest/ice_failed": "No ICE path to the WHIP ingest: check UDP reachability/firewall, or use a TURN relay.",
+    "ingest/packet_loss": "The uplink loses packets: check the encoder's network, lower the bitrate or use wired uplink.",
+    "playback/video_freezes": "WebRTC viewers see freezes: check the WHEP server load and its upstream feed.",
     "ingest": "Check the ingest server and the encoder's connection; use the backup ingest URL if needed.",
     # Studio
     "studio/frozen_video": "The picture is frozen at the source: check the camera/switcher output and the encoder input.",
