@@ -25,6 +25,8 @@ from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
 from probes.encoder_status import EncoderStatusConfig
+from probes.media_probe import MediaSettings
+from probes.playback import PlaybackSettings
 from probes.ingest_stat import IngestStatConfig
 from probes.rtmp import RtmpProbeConfig
 from probes.studio_config import StudioSettings
@@ -178,6 +180,8 @@ class Stream(Strict):
     studio: StudioSettings | None = None  # probes/studio.py: host, GPU, sources, network
     encoders: list[EncoderStatus] = Field(default_factory=list)
     whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
+    playback: PlaybackSettings = Field(default_factory=PlaybackSettings)  # probes/playback.py viewers
+    media: MediaSettings = Field(default_factory=MediaSettings)  # probes/media_probe.py content checks
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))

@@ -25,6 +25,7 @@ from probes.base import Evidence, State
 
 log = logging.getLogger("signalpath.incidents")
 
+HEARTBEAT = "hls"
 SOURCE = "incidents"  # the status-board source of root-cause cells (never fed back to the localizer)
 
 
@@ -40,6 +41,7 @@ class IncidentSink:
         self._queue: asyncio.Queue[list[IncidentEvent]] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._ladders: dict[str, list[str]] = {}  # stream -> the origin's renditions, last known
 
     async def start(self) -> None:
         await self.store.open()
@@ -67,11 +69,17 @@ class IncidentSink:
         await self.store.close()
 
     def on_cycle(self, cycle: Cycle) -> None:
+        # the stream's playlist cycle is its heartbeat: one localizer cycle per HLS cycle
+        # (every second by default), reading the latest evidence of every probe. Observing
+        # after every job's cycle would count "2 cycles" of hysteresis in a fraction of a
+        # second, and judge one probe's fresh evidence before the others have spoken.
+        if cycle.job.probe != HEARTBEAT:
+            return
         stream = cycle.job.stream
-        ladder = None
         origin = cycle.latest.get("origin")
         if origin is not None and origin.figures.get("renditions"):
-            ladder = sorted(origin.figures["renditions"])
+            self._ladders[stream] = sorted(origin.figures["renditions"])
+        ladder = self._ladders.get(stream)
         events = self.localizer.observe(stream, self.board.evidence(stream, exclude=(SOURCE,)), ladder=ladder)
         if not events:
             return

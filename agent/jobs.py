@@ -12,8 +12,6 @@ from typing import Callable
 from agent.config import Config, Stream
 from agent.runner import Job
 from probes.base import ProbeTarget
-from probes.media_probe import MediaSettings
-from probes.playback import PlaybackSettings
 from probes.registry import REGISTRY
 
 
@@ -55,7 +53,7 @@ def encoder_jobs(stream: Stream) -> list[Job]:
 
 def playback_jobs(stream: Stream) -> list[Job]:
     """Simulated viewers: one target per edge (the origin when there is no edge)."""
-    cfg = getattr(stream, "playback", None) or PlaybackSettings()
+    cfg = stream.playback
     if not cfg.enabled:
         return []
     spec = REGISTRY["playback"]
@@ -67,7 +65,7 @@ def playback_jobs(stream: Stream) -> list[Job]:
 
 def media_jobs(stream: Stream) -> list[Job]:
     """Content analysis of the origin's segments (probes/media_probe.py)."""
-    cfg = getattr(stream, "media", None) or MediaSettings()
+    cfg = stream.media
     if not cfg.enabled:
         return []
     spec = REGISTRY["media"]
@@ -77,7 +75,7 @@ def media_jobs(stream: Stream) -> list[Job]:
 
 def studio_jobs(stream: Stream) -> list[Job]:
     """``streams[].studio``: host, GPU, each source, network — one job per probe kind (probes/studio.py)."""
-    cfg = getattr(stream, "studio", None)
+    cfg = stream.studio
     if cfg is None:
         return []
     parts: list[tuple[str, str, object]] = []
@@ -99,7 +97,7 @@ def webrtc_jobs(stream: Stream) -> list[Job]:
     """``streams[].ingest.whip[]`` (stage ingest) and ``streams[].whep[]`` (stage playback), one job each."""
     jobs = []
     whips = stream.ingest.whip if stream.ingest is not None else []
-    for kind, stage, entries in (("whip", "ingest", whips), ("whep", "playback", getattr(stream, "whep", []))):
+    for kind, stage, entries in (("whip", "ingest", whips), ("whep", "playback", stream.whep)):
         spec = REGISTRY[kind]
         for e in entries:
             t = ProbeTarget(kind, stream.name, stage, e.name, e, e.url, e.interval_s, e.timeout_s)
