@@ -39,7 +39,7 @@ DEFAULT_TOUR: tuple[TourStep, ...] = (
     TourStep("the 180p rendition stops advancing at the transcoder", wait_s=50, fault="rendition_stall",
              target="180p", for_s=35, expect_stage="transcode", expect_component="180p"),
     TourStep("the studio audio goes silent", wait_s=50, fault="silent_audio", target="encoder",
-             for_s=35, expect_stage="studio", expect_component="encoder"),
+             for_s=35, expect_stage="studio", expect_component="source"),
     TourStep("the origin answers 503", wait_s=40, fault="origin_5xx", target="origin", for_s=25,
              expect_stage="origin", expect_component="origin"),
     TourStep("healthy again", wait_s=30),

@@ -1,0 +1,83 @@
+"""`signalpath demo` as a user runs it, and its fault tour as the agent sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from agent.app import Agent
+from agent.config import parse_config
+from agent.demo import lab_agent_config
+from agent.lab import Lab, LabConfig
+from agent.lab.tour import DEFAULT_TOUR, run_tour
+from waiting import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_command_runs_healthy_and_stops_cleanly(tmp_path):
+    port = free_port()
+    out = tmp_path / "lab.yaml"
+    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--no-faults", "--listen", f"127.0.0.1:{port}",
+                          "--config-out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        cells = []
+        while time.monotonic() < deadline:
+            try:
+                body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=2).read())
+                cells = body["streams"][0]["stages"]
+                wanted = {("origin", "origin"), ("cdn", "edge-a"), ("cdn", "edge-b"), ("ingest", "ingest"),
+                          ("studio", "encoder")}
+                if wanted <= {(c["stage"], c["component"]) for c in cells if c["state"] == "ok"}:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"demo never became healthy: {cells}")
+        assert out.exists() and "edge-b" in out.read_text()
+        p.send_signal(signal.SIGINT)
+        text, _ = p.communicate(timeout=30)
+        assert p.returncode == 0, text
+        assert f"http://127.0.0.1:{port}/" in text and "stopped" in text and "Traceback" not in text
+        with socket.socket() as s:  # nothing listens on the agent's port any more
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+async def test_each_tour_fault_shows_at_its_stage_and_component(tmp_path):
+    """The scripted tour, compressed: each fault is visible in /api/v1/status where the tour says."""
+    steps = [s for s in DEFAULT_TOUR if s.fault]
+    async with Lab(LabConfig()) as lab:
+        conf = lab_agent_config(lab, "127.0.0.1:0", site="demo")
+        conf["incidents"] = {"path": str(tmp_path / "inc.db")}
+        conf["localize"] = {"resolve_after_s": 3}
+        async with Agent(parse_config(conf)) as agent:
+            await wait_for(lambda: all(c.state.value == "ok" for c in agent.board.cells("main")
+                                       if (c.stage, c.component) in {("origin", "origin"), ("cdn", "edge-b")}),
+                           30, "healthy first")
+            for step in steps:
+                rec = await lab.inject(step.fault, step.target, None, dict(step.params) or None)
+                cell = (step.expect_stage, step.expect_component)
+                await wait_for(lambda: agent.board.state_of("main", *cell).value in ("degraded", "down"), 20,
+                               f"{step.fault} visible at {cell}")
+                await lab.clear(rec.id)
+                await wait_for(lambda: not agent.incidents.localizer.open_incidents(), 40, f"{step.fault} resolved")
+                await wait_for(lambda: agent.board.state_of("main", *cell).value == "ok", 20, f"{cell} ok again")
