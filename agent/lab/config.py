@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -79,8 +79,16 @@ class LabConfig(BaseModel):
     edge_ports: tuple[int, ...] = ()
     control_port: int = Field(default=0, ge=0, le=65_535)
     x264_preset: str = "ultrafast"
+    beacon: bool = Field(default=True, description="stamp every camera frame with the latency beacon "
+                         "(probes/beacon.py); frozen and black pictures carry none")
     ready_timeout_s: float = Field(default=20.0, gt=0, le=300)
     wait_ready: bool = True
+    # The WHIP/WHEP endpoint (agent/lab/webrtc.py) fed with the studio's frames. Idle it
+    # costs nothing measurable; each WHEP session encodes the feed (tests/perf/lab_webrtc_cpu.py).
+    webrtc: bool = True
+    webrtc_port: int = Field(default=0, ge=0, le=65_535)
+    webrtc_downscale: int = Field(default=2, ge=1, le=8, description="WHEP picture = source / this (each axis)")
+    webrtc_token: SecretStr | None = Field(default=None, description="Bearer token WHIP/WHEP POSTs must carry")
 
     @field_validator("stream")
     @classmethod
@@ -129,6 +137,10 @@ class LabConfig(BaseModel):
             raise ValueError("edge_ports: give one port per edge, or none")
         if set(names) & set(self.edges):
             raise ValueError("an edge and a rendition share a name")
+        if self.webrtc and (self.width // self.webrtc_downscale % 2 or self.height // self.webrtc_downscale % 2
+                            or self.width % self.webrtc_downscale or self.height % self.webrtc_downscale):
+            raise ValueError(f"webrtc_downscale {self.webrtc_downscale} must divide {self.width}x{self.height} "
+                             "into even sizes")
         return self
 
     @property

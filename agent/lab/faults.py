@@ -12,7 +12,13 @@ Thresholds the defaults are chosen to cross (shared/THRESHOLDS.md):
 - ``keyframe_interval`` default 6 s GOP: > 4 s, the longest YouTube Live accepts;
 - ``av_desync`` default 300 ms: beyond the ±200 ms broadcast-practice fault bound;
 - ``edge_throttle`` default 20,000 B/s: well below the 360p rung (~100,000 B/s);
-- ``edge_slow_first_byte`` default 3,000 ms: more than a 2-s segment lasts.
+- ``edge_slow_first_byte`` default 3,000 ms: more than a 2-s segment lasts;
+- ``webrtc_drop`` default 0.3 of the packets: far beyond the 1 % loss threshold (Twilio);
+- ``webrtc_delay`` default 300 ms each way: an RTT over the 200 ms threshold (XSplit red).
+
+The ``webrtc_*`` faults act on the lab's WHIP/WHEP endpoint (agent/lab/webrtc.py) and
+exist only when the lab runs it (``LabConfig.webrtc``). Their target is the side they
+break: ``whip`` (stage ``ingest``, the publish side) or ``whep`` (stage ``playback``).
 """
 
 from __future__ import annotations
@@ -43,10 +49,18 @@ class ParamSpec:
 class FaultSpec:
     name: str
     stage: str
-    targets: str  # "encoder" | "ingest" | "transcoder" | "origin" | "rendition" | "edge" | "transcoder|rendition"
+    targets: str  # "encoder" | "ingest" | "transcoder" | "origin" | "rendition" | "edge" | "webrtc" (whip, whep)
     doc: str
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     one_shot: bool = False
+    target_stages: Mapping[str, str] = field(default_factory=dict)  # a target whose stage differs
+
+    def stage_for(self, target: str) -> str:
+        return self.target_stages.get(target, self.stage)
+
+
+_WEBRTC_STAGES = {"whip": "ingest", "whep": "playback"}
+WEBRTC_TARGETS = tuple(_WEBRTC_STAGES)
 
 
 def _p(kind: type, default: float, low: float, high: float, doc: str) -> ParamSpec:
@@ -86,6 +100,19 @@ CATALOG: dict[str, FaultSpec] = {
                   {"bytes_per_s": _p(int, 20_000, 1_000, 100_000_000, "send rate, bytes per second")}),
         FaultSpec("edge_delay", "cdn", "edge", "an edge serves each new playlist late (propagation delay)",
                   {"ms": _p(int, 4000, 1, 60_000, "how late new playlists appear, ms")}),
+        FaultSpec("webrtc_refuse", "ingest", "webrtc", "the WebRTC endpoint refuses new sessions (HTTP 403)",
+                  target_stages=_WEBRTC_STAGES),
+        FaultSpec("webrtc_stall", "ingest", "webrtc",
+                  "WebRTC media stops: WHIP input is discarded (no receiver reports), WHEP sends no frame",
+                  target_stages=_WEBRTC_STAGES),
+        FaultSpec("webrtc_drop", "ingest", "webrtc", "the WebRTC endpoint drops a share of the RTP packets",
+                  {"fraction": _p(float, 0.3, 0.01, 1.0, "share of RTP packets dropped, 0-1")},
+                  target_stages=_WEBRTC_STAGES),
+        FaultSpec("webrtc_delay", "ingest", "webrtc", "the WebRTC endpoint hands each RTP/RTCP packet on late",
+                  {"ms": _p(int, 300, 1, 5_000, "added one-way delay, ms")}, target_stages=_WEBRTC_STAGES),
+        FaultSpec("webrtc_ice_fail", "ingest", "webrtc",
+                  "the WebRTC endpoint answers without ICE candidates (connectivity checks fail)",
+                  target_stages=_WEBRTC_STAGES),
     )
 }
 
@@ -95,6 +122,7 @@ _EXCLUSIVE: tuple[frozenset[str], ...] = (
     frozenset({"origin_5xx", "origin_down"}),
     frozenset({"transcoder_stall", "transcoder_slow"}),
     frozenset({"ingest_latency", "ingest_starve", "ingest_drop"}),
+    frozenset({"webrtc_refuse", "webrtc_ice_fail"}),
 )
 
 MAX_FOR_S = 86_400.0
@@ -144,9 +172,11 @@ class FaultBook:
     """
 
     def __init__(self, *, renditions: Iterable[str], edges: Iterable[str],
-                 clock: Callable[[], float] = time.time, history_limit: int = 500) -> None:
+                 clock: Callable[[], float] = time.time, history_limit: int = 500,
+                 webrtc: bool = False) -> None:
         self._renditions = tuple(renditions)
         self._edges = tuple(edges)
+        self._webrtc = webrtc
         self._clock = clock
         self._active: list[FaultRecord] = []
         self._history: list[FaultRecord] = []
@@ -161,12 +191,14 @@ class FaultBook:
             return self._renditions
         if kind == "edge":
             return self._edges
+        if kind == "webrtc":
+            return WEBRTC_TARGETS if self._webrtc else ()
         return (kind,)
 
     def catalog(self) -> list[dict[str, Any]]:
         return [
             {"name": s.name, "stage": s.stage, "doc": s.doc, "targets": list(self.targets_for(s.name)),
-             "one_shot": s.one_shot,
+             "one_shot": s.one_shot, "target_stages": dict(s.target_stages),
              "params": {k: {"type": p.kind.__name__, "default": p.default, "min": p.low, "max": p.high,
                             "doc": p.doc} for k, p in s.params.items()}}
             for s in CATALOG.values()
@@ -180,6 +212,10 @@ class FaultBook:
                 f"unknown fault {name!r}; known faults: {', '.join(sorted(CATALOG))}")
         spec = CATALOG[name]
         allowed = self.targets_for(name)
+        if not allowed:
+            raise FaultRequestError(
+                f"fault {name!r} needs the lab's WebRTC endpoint, which this lab does not run "
+                "(LabConfig webrtc=true)")
         if target is None or target == "":
             if len(allowed) != 1:
                 raise FaultRequestError(
@@ -238,7 +274,7 @@ class FaultBook:
                         f"conflict: {name} cannot run together with {rec.name} on {target} "
                         f"(id {rec.id}); clear it first (DELETE /faults/{rec.id})")
         rec = FaultRecord(
-            id=self._next_id, name=name, stage=spec.stage, target=target, params=values,
+            id=self._next_id, name=name, stage=spec.stage_for(target), target=target, params=values,
             for_s=for_s, started_at=now, ends_at=(now + for_s) if for_s is not None else None)
         self._next_id += 1
         self._active.append(rec)

@@ -6,6 +6,12 @@ One process, loopback only, every port bound as port 0 unless configured. Use::
         print(lab.origin_url(), lab.edge_url("edge-a"), lab.control_url)
         rec = await lab.inject("edge_stale", "edge-b", for_s=45)
 
+WebRTC (``LabConfig.webrtc``, on by default): a WHIP/WHEP endpoint
+(:class:`agent.lab.webrtc.WebRtcEndpoint`) at ``lab.whip_url()`` / ``lab.whep_url()``;
+WHEP plays the studio's own camera frames (after the ``stamp`` hook, so beacon-stamped
+when the lab stamps beacons; downscaled by ``webrtc_downscale``), copied only while a
+WHEP session plays; the ``webrtc_*`` faults of the catalog act on it per side.
+
 Lifecycle: ``start()`` starts the servers, then the tasks (studio, ingest delivery,
 transcoder, fault reconciler) and, by default, waits for the first segment of every
 rendition. ``stop()`` cancels and awaits every task, closes every socket and shuts
@@ -20,6 +26,8 @@ import logging
 import time
 from typing import Any, Callable
 
+import numpy as np
+
 from .api import control_app
 from .config import LabConfig
 from .errors import FaultRequestError, LabError
@@ -29,6 +37,7 @@ from .packager import Packager
 from .servers import Edge, Listener, origin_app
 from .studio import MediaPacket, Stamp, StudioEncoder, StudioFaults
 from .transcoder import LadderTranscoder, SegmentOut, TranscodeControl
+from .webrtc import FrameFeed, WebRtcEndpoint, WebRtcFaults
 
 log = logging.getLogger("signalpath.lab")
 
@@ -44,7 +53,8 @@ class Lab:
         self._stamp = stamp
         self._wall = wall
         cfg = self.config
-        self.book = FaultBook(renditions=[r.name for r in cfg.renditions], edges=cfg.edges, clock=wall)
+        self.book = FaultBook(renditions=[r.name for r in cfg.renditions], edges=cfg.edges, clock=wall,
+                              webrtc=cfg.webrtc)
         self.packager = Packager(cfg, wall=wall)
         self._origin = Listener(
             origin_app(self.packager, self.book, cfg.stream, cfg.playlist_max_age_s, cfg.segment_max_age_s),
@@ -53,6 +63,15 @@ class Lab:
         self._edges = {name: Edge(name, cfg.host, port, lambda: self._origin.url, self.book, wall=wall)
                        for name, port in zip(cfg.edges, ports)}
         self._control = Listener(control_app(self), cfg.host, cfg.control_port)
+        self._webrtc: WebRtcEndpoint | None = None
+        self._feed: FrameFeed | None = None
+        self._tapped: tuple[np.ndarray, float] | None = None
+        if cfg.webrtc:
+            self._webrtc = WebRtcEndpoint(
+                cfg.host, cfg.webrtc_port, ice_host_addresses=(cfg.host,), wall=wall, faults_for=self._webrtc_faults,
+                token=cfg.webrtc_token.get_secret_value() if cfg.webrtc_token is not None else None)
+            self._feed = self._webrtc.add_feed(cfg.stream, cfg.width // cfg.webrtc_downscale,
+                                               cfg.height // cfg.webrtc_downscale)
         self._tasks: list[asyncio.Task[None]] = []
         self._studio_ex: concurrent.futures.ThreadPoolExecutor | None = None
         self._tx_ex: concurrent.futures.ThreadPoolExecutor | None = None
@@ -89,13 +108,16 @@ class Lab:
             self._studio_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"lab-{cfg.stream}-studio")
             self._tx_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"lab-{cfg.stream}-transcode")
             loop = asyncio.get_running_loop()
-            self._encoder = await loop.run_in_executor(self._studio_ex, StudioEncoder, cfg, self._stamp)
+            stamp = self._stamp_and_tap if self._feed is not None else self._stamp
+            self._encoder = await loop.run_in_executor(self._studio_ex, StudioEncoder, cfg, stamp)
             self._transcoder = await loop.run_in_executor(self._tx_ex, LadderTranscoder, cfg, self._wall)
             self._ingest = Ingest(self.book, self._to_transcoder, wall=self._wall)
             await self._origin.start()
             for edge in self._edges.values():
                 await edge.start()
             await self._control.start()
+            if self._webrtc is not None:
+                await self._webrtc.start()
             for name, coro in (("studio", self._studio_loop()), ("ingest", self._ingest.run()),
                                ("transcode", self._transcode_loop()), ("faults", self._fault_loop())):
                 self._tasks.append(asyncio.create_task(coro, name=f"lab-{name}"))
@@ -119,6 +141,8 @@ class Lab:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._webrtc is not None:
+            await self._webrtc.stop()
         await self._control.stop()
         for edge in self._edges.values():
             await edge.stop()
@@ -156,6 +180,23 @@ class Lab:
         except KeyError:
             raise LabError(f"unknown edge {name!r}; edges: {', '.join(self._edges)}") from None
 
+    def _endpoint(self) -> WebRtcEndpoint:
+        if self._webrtc is None:
+            raise LabError("this lab runs no WebRTC endpoint (LabConfig webrtc=true)")
+        return self._webrtc
+
+    def whip_url(self, stream: str | None = None) -> str:
+        """WHIP (RFC 9725) publish URL of the stream at the lab's WebRTC endpoint."""
+        return self._endpoint().whip_url(self._check_stream(stream))
+
+    def whep_url(self, stream: str | None = None) -> str:
+        """WHEP playback URL: plays the studio's camera."""
+        return self._endpoint().whep_url(self._check_stream(stream))
+
+    @property
+    def webrtc(self) -> WebRtcEndpoint | None:
+        return self._webrtc
+
     @property
     def control_url(self) -> str:
         return self._control.url
@@ -173,7 +214,8 @@ class Lab:
         return tuple(r.name for r in self.config.renditions)
 
     def ports(self) -> list[int]:
-        return [self._origin.port, self._control.port] + [e.listener.port for e in self._edges.values()]
+        ports = [self._origin.port, self._control.port] + [e.listener.port for e in self._edges.values()]
+        return ports + ([self._webrtc.port] if self._webrtc is not None else [])
 
     def urls(self) -> dict[str, Any]:
         s = self.config.stream
@@ -183,6 +225,7 @@ class Lab:
             "renditions": {r: self.media_url(r) for r in self.renditions},
             "edges": {e: self.edge_url(e) for e in self._edges},
             "control": self.control_url,
+            **({"whip": self.whip_url(), "whep": self.whep_url()} if self._webrtc is not None else {}),
         }
 
     # -- faults ----------------------------------------------------------------
@@ -220,6 +263,17 @@ class Lab:
                 if want != edge.listener.is_up:
                     await (edge.up() if want else edge.down())
         self._changed.set()
+
+    def _webrtc_faults(self, side: str) -> WebRtcFaults:
+        """The WebRTC endpoint's faults for ``side`` (whip|whep), read from the book as it acts."""
+        b = self.book
+        drop = b.active("webrtc_drop", side)
+        delay = b.active("webrtc_delay", side)
+        return WebRtcFaults(refuse=b.active("webrtc_refuse", side) is not None,
+                            stall=b.active("webrtc_stall", side) is not None,
+                            drop=float(drop.params["fraction"]) if drop is not None else 0.0,
+                            delay_s=delay.params["ms"] / 1000.0 if delay is not None else 0.0,
+                            ice_fail=b.active("webrtc_ice_fail", side) is not None)
 
     async def _fault_loop(self) -> None:
         assert self._changed is not None
@@ -282,7 +336,33 @@ class Lab:
                 continue
             self._encoder_running = True
             self._ingest.push(packets)
+            tapped, self._tapped = self._tapped, None
+            if tapped is not None and self._feed is not None:
+                self._feed.push(*tapped)
             n += 1
+
+    def _stamp_and_tap(self, y: np.ndarray, capture_wall: float) -> None:
+        """The studio's stamp hook (worker thread): the caller's stamp, then a downscaled copy
+        of the stamped frame for the WebRTC feed, only while a WHEP session plays it."""
+        if self._stamp is not None:
+            self._stamp(y, capture_wall)
+        if self._feed is None or not self._feed.wanted:
+            return
+        k = self.config.webrtc_downscale
+        h, w = y.shape
+        full = y.base if isinstance(y.base, np.ndarray) and y.base.shape == (h * 3 // 2, w) else None
+        ys = y[::k, ::k]
+        if full is not None:  # I420 below the luma: the U plane then the V plane, each (h/2, w/2)
+            chroma = full[h:].reshape(2, h // 2, w // 2)
+            u, v = chroma[0][::k, ::k], chroma[1][::k, ::k]
+        else:  # no chroma at hand: neutral grey
+            u = v = np.full((h // 2 // k, w // 2 // k), 128, np.uint8)
+        hs, ws = ys.shape
+        out = np.empty((hs * 3 // 2, ws), np.uint8)
+        out[:hs] = ys
+        out[hs:].reshape(-1)[:u.size] = u.reshape(-1)
+        out[hs:].reshape(-1)[u.size:] = v.reshape(-1)
+        self._tapped = (out, capture_wall)
 
     def _to_transcoder(self, packets: list[MediaPacket], delivered_mono: float) -> None:
         assert self._tq is not None
@@ -352,6 +432,18 @@ class Lab:
     def ingest_stats(self) -> dict[str, Any]:
         return self._ingest.stats() if self._ingest is not None else {}
 
+    def _webrtc_truth(self) -> dict[str, Any]:
+        ep = self._webrtc
+        if ep is None:
+            return {"enabled": False}
+        sides = {}
+        for side in ("whip", "whep"):
+            f = self._webrtc_faults(side)
+            sides[side] = {"sessions": sum(1 for s in list(ep.sessions.values()) if s.kind == side),
+                           "refuse": f.refuse, "stall": f.stall, "drop": f.drop, "delay_s": f.delay_s,
+                           "ice_fail": f.ice_fail}
+        return {"enabled": True, "frames_fed": self._feed.frames_in if self._feed else 0, **sides}
+
     def truth(self) -> dict[str, Any]:
         """The lab's true state and per-stage delays right now (seconds, epoch wall times)."""
         now = self._wall()
@@ -409,6 +501,7 @@ class Lab:
             },
             "origin": {"up": self._origin.is_up, "status": int(o5.params["status"]) if o5 else 200},
             "edges": edges,
+            "webrtc": self._webrtc_truth(),
             "active_faults": [r.to_json() for r in b.active_records()],
         }
 

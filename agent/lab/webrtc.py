@@ -3,8 +3,9 @@
 ``POST /whip/<stream>`` (``application/sdp`` offer) → ``201 Created``, the answer and
 ``Location: /resource/<id>``; the published video track is consumed (frames counted,
 the latency beacon read) and relayed. ``POST /whep/<stream>`` (a recvonly offer) →
-``201`` with an answer sending video: the track published on ``/whip/<stream>`` if
-one is live (lab-fed), else a synthetic beacon-stamped pattern.
+``201`` with an answer sending video: the stream's :class:`FrameFeed` if it has one
+(the embedded lab's studio), else the track published on ``/whip/<stream>`` if one is
+live, else a synthetic beacon-stamped pattern.
 ``DELETE /resource/<id>`` ends a session (``204``; ``404`` if unknown). With a
 ``token`` set, POSTs need ``Authorization: Bearer <token>``.
 
@@ -25,6 +26,13 @@ endpoint, on each session's DTLS transport: its ``_handle_rtp_data`` /
 encryption) are wrapped *per instance*. That is this module's documented seam into
 aiortc 1.16 internals; nothing global is patched.
 
+Inside the embedded lab (:class:`agent.lab.Lab` with ``LabConfig.webrtc``) the WHEP
+source of the lab's stream is a :class:`FrameFeed` the lab's studio pushes its camera
+frames into (beacon-stamped when the lab stamps beacons, stopped by ``encoder_stop``),
+and the faults come from the lab's fault book per side (``faults_for("whip"|"whep")``,
+evaluated on every packet, so a fault's start and end are the book's exact times).
+A feed costs nothing while no WHEP session plays it (:attr:`FrameFeed.wanted`).
+
 Host ICE candidates are ``ice_host_addresses`` (default 127.0.0.1: aioice skips
 loopback, see :func:`probes.webrtc.ice_host_addresses`).
 """
@@ -33,12 +41,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 from aiohttp import web
 
 from probes import beacon
@@ -67,6 +77,62 @@ class Session:
     tasks: set = field(default_factory=set)
 
 
+_FEED_QUEUE = 2  # frames a slow WHEP session may lag before the oldest is dropped (live, not buffered)
+
+
+class FrameFeed:
+    """Raw I420 frames pushed by a live source (the lab's studio), fanned out to WHEP sessions.
+
+    ``push`` is called on the event loop; each subscribed track keeps at most
+    ``_FEED_QUEUE`` frames and drops the oldest, like a live source that does not wait.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._queues: set[asyncio.Queue] = set()
+        self.frames_in = 0
+        self._t0: float | None = None
+
+    @property
+    def wanted(self) -> bool:
+        """True while at least one WHEP session plays this feed (else pushing is pointless)."""
+        return bool(self._queues)
+
+    def push(self, i420: np.ndarray, capture_wall: float) -> None:
+        """One frame: a ``(height * 3 / 2, width)`` uint8 I420 array and its capture wall time."""
+        self.frames_in += 1
+        if self._t0 is None:
+            self._t0 = capture_wall
+        for q in self._queues:
+            if q.full():
+                q.get_nowait()
+            q.put_nowait((i420, capture_wall))
+
+    def track(self) -> Any:
+        import av
+        from aiortc import MediaStreamTrack
+
+        feed = self
+        queue: asyncio.Queue = asyncio.Queue(_FEED_QUEUE)
+        self._queues.add(queue)
+
+        class FeedTrack(MediaStreamTrack):
+            kind = "video"
+
+            async def recv(self) -> Any:
+                img, capture = await queue.get()
+                frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
+                frame.pts = int(round((capture - (feed._t0 or capture)) * 90_000))
+                frame.time_base = fractions.Fraction(1, 90_000)
+                return frame
+
+            def stop(self) -> None:
+                feed._queues.discard(queue)
+                super().stop()
+
+        return FeedTrack()
+
+
 class _StallableTrack:
     """Wraps a source track: while the endpoint's ``stall`` fault is on, no frame comes out."""
 
@@ -79,7 +145,7 @@ class _StallableTrack:
             async def recv(self) -> Any:
                 while True:
                     frame = await source.recv()
-                    if not endpoint.faults.stall:
+                    if not endpoint.faults_of("whep").stall:
                         return frame
 
             def stop(self) -> None:
@@ -94,13 +160,16 @@ class WebRtcEndpoint:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
                  ice_host_addresses: tuple[str, ...] = ("127.0.0.1",), width: int = 320, height: int = 180,
-                 fps: int = 15, seed: int = 1, wall=time.time) -> None:
+                 fps: int = 15, seed: int = 1, wall=time.time,
+                 faults_for: Callable[[str], WebRtcFaults] | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.ice_addresses = tuple(ice_host_addresses)
         self.width, self.height, self.fps = width, height, fps
         self.faults = WebRtcFaults()
+        self._faults_for = faults_for
+        self.feeds: dict[str, FrameFeed] = {}
         self.sessions: dict[str, Session] = {}
         self.deleted: list[Session] = []
         self._rng = random.Random(seed)
@@ -143,6 +212,15 @@ class WebRtcEndpoint:
     def whep_url(self, stream: str = "main") -> str:
         return f"{self.base_url()}/whep/{stream}"
 
+    def faults_of(self, kind: str) -> WebRtcFaults:
+        """The faults in effect now for ``kind`` (``whip`` or ``whep``)."""
+        return self._faults_for(kind) if self._faults_for is not None else self.faults
+
+    def add_feed(self, stream: str, width: int, height: int) -> FrameFeed:
+        """Make WHEP sessions of ``stream`` play frames pushed into the returned feed."""
+        feed = self.feeds[stream] = FrameFeed(width, height)
+        return feed
+
     def set_faults(self, **changes: Any) -> None:
         """E.g. ``set_faults(drop=0.2)``; ``set_faults()`` with no argument clears every fault."""
         if not changes:
@@ -154,8 +232,8 @@ class WebRtcEndpoint:
             setattr(self.faults, k, v)
 
     # -- HTTP
-    def _check(self, request: web.Request) -> web.Response | None:
-        if self.faults.refuse:
+    def _check(self, request: web.Request, kind: str) -> web.Response | None:
+        if self.faults_of(kind).refuse:
             return web.Response(status=403, text="refused (lab fault)")
         if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=401, text="bearer token required",
@@ -167,7 +245,7 @@ class WebRtcEndpoint:
     async def _negotiate(self, request: web.Request, kind: str) -> web.Response:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-        refused = self._check(request)
+        refused = self._check(request, kind)
         if refused is not None:
             return refused
         offer = await request.text()
@@ -189,7 +267,7 @@ class WebRtcEndpoint:
             return web.Response(status=400, text=f"bad offer: {type(exc).__name__}")
         self._install_faults(sess)
         sdp = pc.localDescription.sdp
-        if self.faults.ice_fail:
+        if self.faults_of(kind).ice_fail:
             sdp = "".join(line for line in sdp.splitlines(keepends=True) if not line.startswith("a=candidate:"))
         return web.Response(status=201, body=sdp.encode(), content_type="application/sdp",
                             headers={"Location": f"/resource/{sess.id}"})
@@ -224,6 +302,9 @@ class WebRtcEndpoint:
 
     # -- media
     def _source(self, stream: str) -> Any:
+        feed = self.feeds.get(stream)
+        if feed is not None:
+            return feed.track()
         relay = self._relays.get(stream)
         if relay is not None:
             return relay[0].subscribe(relay[1], buffered=False)
@@ -267,9 +348,11 @@ class WebRtcEndpoint:
                 break
         if dtls is None:
             return
+        kind = sess.kind
+
         def later(coro_fn: Any, *args: Any) -> None:
             async def run() -> None:
-                await asyncio.sleep(self.faults.delay_s)
+                await asyncio.sleep(self.faults_of(kind).delay_s)
                 with contextlib.suppress(Exception):
                     await coro_fn(*args)
             self._spawn(sess, run())
@@ -278,15 +361,16 @@ class WebRtcEndpoint:
             rtp_in, rtcp_in = dtls._handle_rtp_data, dtls._handle_rtcp_data
 
             async def handle_rtp(data: bytes, arrival_time_ms: int) -> None:
-                if self.faults.stall or (self.faults.drop and self._rng.random() < self.faults.drop):
+                f = self.faults_of("whip")
+                if f.stall or (f.drop and self._rng.random() < f.drop):
                     return
-                if self.faults.delay_s > 0:
-                    later(rtp_in, data, arrival_time_ms + int(self.faults.delay_s * 1000))
+                if f.delay_s > 0:
+                    later(rtp_in, data, arrival_time_ms + int(f.delay_s * 1000))
                     return
                 await rtp_in(data, arrival_time_ms)
 
             async def handle_rtcp(data: bytes) -> None:
-                if self.faults.delay_s > 0:
+                if self.faults_of("whip").delay_s > 0:
                     later(rtcp_in, data)
                     return
                 await rtcp_in(data)
@@ -299,9 +383,10 @@ class WebRtcEndpoint:
             async def send_rtp(data: bytes) -> None:
                 is_rtcp = len(data) > 1 and 192 <= data[1] <= 223
                 if not is_rtcp:
-                    if self.faults.drop and self._rng.random() < self.faults.drop:
+                    f = self.faults_of("whep")
+                    if f.drop and self._rng.random() < f.drop:
                         return
-                    if self.faults.delay_s > 0:
+                    if f.delay_s > 0:
                         later(send, data)
                         return
                 await send(data)
