@@ -141,16 +141,22 @@ class RtmpIngest(RtmpProbeConfig):
         return self
 
 
-class IngestStat(IngestStatConfig):
-    """An ingest's statistics page (nginx-rtmp ``/stat`` XML) to watch (probes/ingest_stat.py)."""
+class _PolledHttp(Strict):
+    """What every HTTP-polled probe entry has: a name, a URL, an interval and a deadline."""
 
-    name: str = "ingest"
+    name: str
     url: str
     interval_s: float = Field(1.0, gt=0, le=3600)
     timeout_s: float = Field(3.0, gt=0, le=120)
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
+class IngestStat(_PolledHttp, IngestStatConfig):
+    """An ingest's statistics page (nginx-rtmp ``/stat`` XML) to watch (probes/ingest_stat.py)."""
+
+    name: str = "ingest"
 
 
 class Ingest(Strict):
@@ -159,16 +165,10 @@ class Ingest(Strict):
     whip: list[WhipIngest] = Field(default_factory=list)  # probes/webrtc.py WHIP publish test
 
 
-class EncoderStatus(EncoderStatusConfig):
+class EncoderStatus(_PolledHttp, EncoderStatusConfig):
     """A studio encoder's HTTP JSON status (probes/encoder_status.py)."""
 
     name: str = "encoder"
-    url: str
-    interval_s: float = Field(1.0, gt=0, le=3600)
-    timeout_s: float = Field(3.0, gt=0, le=120)
-
-    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
-    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
 
 
 class Stream(Strict):
