@@ -346,7 +346,11 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
                                f"start {name} (the encoder is not running)", "encoder_down"))
             continue
         before = prev.processes.get(key)
-        share = (now[1] - before[1]) / dt if before is not None and dt > 0 else 0.0
+        # the interval on the kernel's own clock (CPU seconds of all cores / cores), the
+        # clock the process's CPU seconds come from; the wall ``dt`` only when that is empty
+        cores = len(cur.per_core) or 1
+        span = dtotal / cores if dtotal > 0 else dt
+        share = (now[1] - before[1]) / span if before is not None and span > 0 else 0.0
         out.append(Finding(f"host.process.{key}", COMPONENT, Status.PASS, f"Encoder process {name}",
                            f"running ({now[0]}), {share * 100:.0f} % of a core", "running",
                            "config studio.host.encoder_processes", "", None, share, None,

@@ -37,6 +37,10 @@ def test_healthy_host_from_recorded_trees(tmp_path):
     assert f["host.power"].status is Status.PASS and f["host.power"].measured.startswith("mains")
     obs = f["host.process.obs"]
     assert obs.status is Status.PASS and abs(obs.value - 0.5) < 1e-6  # 50 ticks of 10 ms in 1 s
+    # the share is taken over the kernel's interval (100 ticks per core between the trees),
+    # not the wall time between the reads: a 0.05-s read gap must not make it 1000 %
+    quick = by_check(assess(prev, cur, 0.05, cfg))["host.process.obs"]
+    assert abs(quick.value - 0.5) < 1e-6 and "50 % of a core" in quick.measured
     assert f["host.process.ffmpeg"].status is Status.PASS
 
 
