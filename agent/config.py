@@ -28,6 +28,7 @@ from probes.encoder_status import EncoderStatusConfig
 from probes.media_probe import MediaSettings
 from probes.playback import PlaybackSettings
 from probes.ingest_stat import IngestStatConfig
+from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
 from probes.studio_config import StudioSettings
 from probes.webrtc import WhepPlayback, WhipIngest
@@ -182,6 +183,7 @@ class Stream(Strict):
     whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)  # probes/playback.py viewers
     media: MediaSettings = Field(default_factory=MediaSettings)  # probes/media_probe.py content checks
+    latency: LatencySettings = Field(default_factory=LatencySettings)  # probes/latency.py per-stage latency
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))

@@ -83,7 +83,9 @@ def studio_jobs(stream: Stream) -> list[Job]:
         parts.append(("host", "host", cfg.host))
     if cfg.gpu is not None:
         parts.append(("gpu", "gpu", cfg.gpu))
-    parts += [("video_source", s.name, s) for s in cfg.sources]
+    from probes.video_source import SourceJob  # the source + where devices are listed (video4linux_root)
+
+    parts += [("video_source", s.name, SourceJob(s, cfg.video4linux_root)) for s in cfg.sources]
     if cfg.network is not None:
         parts.append(("network", "network", cfg.network))
     jobs = []
@@ -105,8 +107,20 @@ def webrtc_jobs(stream: Stream) -> list[Job]:
     return jobs
 
 
+def latency_jobs(stream: Stream) -> list[Job]:
+    """Per-stage latency over the origin and every edge (probes/latency.py), one target per stream."""
+    cfg = stream.latency
+    if not cfg.enabled:
+        return []
+    from probes.latency import LatencyTargetConfig
+
+    tc = LatencyTargetConfig(cfg, stream.origin, tuple((e.name, e.url) for e in stream.edges))
+    t = ProbeTarget("latency", stream.name, "origin", "origin", tc, stream.origin, cfg.interval_s, cfg.timeout_s)
+    return [Job("latency", stream.name, REGISTRY["latency"].run, [t], cfg.interval_s)]
+
+
 BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
-                                                 media_jobs, studio_jobs, webrtc_jobs]
+                                                 media_jobs, studio_jobs, webrtc_jobs, latency_jobs]
 
 
 def build_jobs(config: Config) -> list[Job]:

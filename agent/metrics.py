@@ -126,6 +126,14 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_network_jitter_seconds": MetricDef("gauge", "Mean change between consecutive RTT samples.", _T),
     "signalpath_uplink_bits_per_second": MetricDef("gauge", "Measured uplink throughput (speed-test upload).", _T),
     "signalpath_clock_offset_seconds": MetricDef("gauge", "Local clock minus NTP server time.", _T),
+    # latency (probes/latency.py); method = beacon | pdt: where the capture time came from
+    "signalpath_stage_latency_seconds": MetricDef("gauge", "Time a stage adds to the newest measured segment: "
+                                                  "transcode/transcoder = origin first-seen - capture of its last "
+                                                  "frame; cdn/<edge> = edge first-seen - origin first-seen.",
+                                                  _T + ("method",)),
+    "signalpath_glass_to_glass_seconds": MetricDef("gauge", "Edge first-seen minus capture time of the last frame "
+                                                   "of the newest measured segment.",
+                                                   ("stream", "component", "rendition", "method")),
     # incidents (agent/incident_sink.py)
     "signalpath_incidents_open": MetricDef("gauge", "Open root-cause incidents.",
                                            _T + ("fault", "severity")),

@@ -51,6 +51,14 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
         "Restart the transcoder for {component}; if the input is fine, switch to the backup "
         "transcoder."
     ),
+    "cdn/latency_high": (
+        "Viewers on {component} are further behind live than usual: check the edge's playlist "
+        "cache TTL and its origin shield; move viewers to a faster edge if it persists."
+    ),
+    "transcode/latency_high": (
+        "Capture-to-origin latency grew: check the ingest link (RTMP/SRT buffering) and the "
+        "transcoder's load and buffers; the trace per segment shows which hop grew."
+    ),
     "transcode/frozen_video": "Restart the {component} transcode; the source and other renditions are fine.",
     "transcode/black_video": "Restart the {component} transcode; the source and other renditions are fine.",
     "transcode/silent_audio": "Check the audio mapping of the {component} transcode and restart it.",

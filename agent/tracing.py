@@ -6,6 +6,11 @@ segment fetch — each with ``signalpath.stream|stage|component|rendition`` attr
 and an ERROR status carrying the failure reason. Start and end times are the
 measured ones (spans are created after the fact with explicit timestamps).
 
+A probe may also return whole traces of its own: a SpanRecord in ``ProbeResult.spans``
+whose attributes carry ``signalpath.trace.separate: True`` (:data:`SEPARATE_TRACE_ATTR`,
+e.g. the latency probe's one trace per beacon segment) is exported as a root span of a
+new trace, not nested under the cycle's trace; the marker itself is not exported.
+
 The TracerProvider is built here and injected; nothing touches OTel's global
 provider.
 """
@@ -22,6 +27,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from agent.runner import Cycle, attempt_span
 from probes.base import SpanRecord
+from probes.latency_core import SEPARATE_TRACE_ATTR
 
 _INHERITED = ("signalpath.stream", "signalpath.stage", "signalpath.component", "signalpath.rendition")
 
@@ -49,12 +55,24 @@ class TraceSink:
 
     def on_cycle(self, cycle: Cycle) -> None:
         job = cycle.job
+        separate: list[SpanRecord] = []
+        children = []
+        for a in cycle.attempts:
+            span = attempt_span(a)
+            if any(c.attributes.get(SEPARATE_TRACE_ATTR) for c in span.children):
+                separate += [c for c in span.children if c.attributes.get(SEPARATE_TRACE_ATTR)]
+                span.children = [c for c in span.children if not c.attributes.get(SEPARATE_TRACE_ATTR)]
+            children.append(span)
+        for rec in separate:
+            self.emit(SpanRecord(rec.name, rec.start_ns, rec.end_ns,
+                                 {k: v for k, v in rec.attributes.items() if k != SEPARATE_TRACE_ATTR},
+                                 rec.error, rec.children))
         root = SpanRecord(
             name=f"stream {job.stream}",
             start_ns=int(cycle.start_wall * 1e9),
             end_ns=int(cycle.end_wall * 1e9),
             attributes={"signalpath.stream": job.stream, "signalpath.probe": job.probe},
-            children=[attempt_span(a) for a in cycle.attempts],
+            children=children,
         )
         failed = [a for a in cycle.attempts if not a.result.ok]
         if failed:

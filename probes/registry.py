@@ -13,6 +13,7 @@ from probes import encoder_status, hls, ingest_stat, rtmp
 from probes import media_probe, playback
 from probes import gpu, host, network, video_source
 from probes import webrtc
+from probes import latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +35,5 @@ REGISTRY: dict[str, ProbeSpec] = {
     "network": ProbeSpec(network.probe),
     "whip": ProbeSpec(webrtc.whip_probe),
     "whep": ProbeSpec(webrtc.whep_probe),
+    "latency": ProbeSpec(latency.probe),
 }

@@ -7,8 +7,12 @@ detectors see motion) with the wall clock burned in as readable digits
 
 A ``stamp`` hook, ``stamp(y_plane, capture_wall_s)``, is applied to every encoded
 frame (frozen and black ones included: it stands for an inserter downstream of the
-camera, e.g. the latency beacon) before encoding; ``y_plane`` is the writable
-luma plane (uint8, height x width).
+camera) before encoding; ``y_plane`` is the writable luma plane (uint8, height x width).
+Before the hook, the camera burns in the latency beacon (:func:`probes.beacon.stamp`,
+``LabConfig.beacon``, on by default; ``beacon=False`` turns it off) into every *moving* picture: a frozen or black
+camera picture carries no fresh beacon (the beacon stands for the camera's own time
+code, and a stamp that changes every frame would make a frozen picture move), so the
+latency probe falls back to EXT-X-PROGRAM-DATE-TIME while those faults last.
 
 Studio faults arrive as a :class:`StudioFaults` snapshot per frame; this class is
 synchronous and meant to run in one worker thread.
@@ -24,6 +28,8 @@ from typing import Callable
 
 import av
 import numpy as np
+
+from probes import beacon as _beacon
 
 from .config import LabConfig
 
@@ -141,6 +147,8 @@ class StudioEncoder:
     def __init__(self, cfg: LabConfig, stamp: Stamp | None = None) -> None:
         self.cfg = cfg
         self.stamp = stamp
+        min_h, min_w = _beacon.DEFAULT_LAYOUT.min_size()
+        self.beacon = cfg.beacon and cfg.height >= min_h and cfg.width >= min_w
         self.camera = SyntheticCamera(cfg.width, cfg.height, cfg.fps)
         self._frame_ticks = TS_HZ // cfg.fps
         self._video = self._open_video()
@@ -187,6 +195,8 @@ class StudioEncoder:
         cfg = self.cfg
         pts = (PTS_ORIGIN_S * cfg.fps + n) * self._frame_ticks
         img = self.camera.frame(n, capture_wall, faults)
+        if self.beacon and not (faults.frozen or faults.black):
+            _beacon.stamp(img[:cfg.height], capture_wall)
         if self.stamp is not None:
             self.stamp(img[:cfg.height], capture_wall)
         frame = av.VideoFrame.from_ndarray(img, format="yuv420p")

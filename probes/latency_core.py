@@ -1,0 +1,246 @@
+"""Pure core of the latency probe: first-seen brackets, per-segment stage latencies,
+baselines, the clock rule and the per-segment trace. No I/O, no clock of its own:
+every time is passed in (epoch seconds), so tests feed it made-up observations.
+
+Definitions (all per segment, per rendition; "capture" times come from the picture's
+beacon, or from EXT-X-PROGRAM-DATE-TIME, RFC 8216 §4.3.2.6, when there is none):
+
+- first seen at an endpoint: the agent polls the endpoint's media playlist; a segment
+  appears between the last poll that did not list it and the first that did. Each poll
+  is placed at the middle of its request (``(sent + answered) / 2``, the best estimate
+  of when the server built the answer) and the segment's first-seen time is the middle
+  of that bracket; half the bracket is its uncertainty. A segment already listed in the
+  first poll of an endpoint has no bracket and is not timed there.
+- upstream (stage ``transcode``, component ``transcoder``): origin first-seen minus the
+  capture time of the segment's LAST frame = ingest + transcode + packaging. The
+  localizer's principle puts unexplained upstream trouble at ``transcode`` unless the
+  ingest or studio evidence is bad (agent/localize.py); an ingest probe that timestamps
+  the stream itself would be needed to split ingest from transcode (not available:
+  nginx-rtmp's /stat and the lab's in-process ingest carry no timestamps).
+- cdn (stage ``cdn``, component = edge): edge first-seen minus origin first-seen.
+- glass-to-glass (per edge): edge first-seen minus the capture time of the last frame.
+
+Baseline rule (``latency_high``): a value is high when it exceeds the median of the
+values of the last ``baseline_s`` seconds by more than ``max(high_abs_s, high_ratio x
+median)`` (defaults 300 s, 1 s, 50 %), once ``min_samples`` values are known.
+
+Clock rule (THRESHOLDS.md "clock offset": < 100 ms for sub-second latency figures;
+chrony documentation): capture times come from the studio clock and first-seen times
+from the agent's. With an NTP server configured, the agent measures its own offset;
+when that offset is unknown (server silent) or at least ``max_offset_s`` (0.1 s), figures
+are reported in whole seconds only (``precision="s"``). Without an NTP server the host
+clock is trusted (``clock="unchecked"``), but a capture time more than 0.1 s after the
+end of the origin first-seen bracket (a negative upstream latency) proves a skew and also drops the figures to
+whole seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from dataclasses import dataclass, field
+
+from probes.base import SpanRecord
+
+SEPARATE_TRACE_ATTR = "signalpath.trace.separate"
+"""A SpanRecord in ``ProbeResult.spans`` carrying this attribute (True) is exported as a
+trace of its own (agent/tracing.py), not nested under the cycle's trace."""
+
+UPSTREAM = ("transcode", "transcoder")
+SKEW_TOLERANCE_S = 0.1
+
+
+@dataclass(slots=True)
+class Seen:
+    at: float  # epoch seconds (agent clock), bracket middle
+    half_width: float
+
+
+@dataclass(slots=True)
+class SegmentTiming:
+    """What is known about one segment of one rendition."""
+
+    rendition: str
+    seq: int
+    duration: float
+    pdt: float | None = None
+    capture_first: float | None = None
+    capture_last: float | None = None
+    method: str | None = None  # "beacon" | "pdt"
+    seen: dict[str, Seen] = field(default_factory=dict)
+    listed_at: float = 0.0  # epoch seconds the agent first heard of it (any endpoint)
+    decode_cpu_s: float | None = None
+
+    def upstream(self, origin: str = "origin") -> float | None:
+        o = self.seen.get(origin)
+        if o is None or self.capture_last is None:
+            return None
+        return o.at - self.capture_last
+
+    def cdn(self, edge: str, origin: str = "origin") -> float | None:
+        o, e = self.seen.get(origin), self.seen.get(edge)
+        return None if o is None or e is None else e.at - o.at
+
+    def glass_to_glass(self, endpoint: str) -> float | None:
+        e = self.seen.get(endpoint)
+        return None if e is None or self.capture_last is None else e.at - self.capture_last
+
+
+@dataclass(slots=True)
+class _PollMemory:
+    last_mid: float | None = None
+    last_seq: int | None = None
+    expected_at: float | None = None  # epoch seconds the next segment is due
+
+
+class FirstSeenTracker:
+    """Brackets of first appearance per (endpoint, rendition)."""
+
+    def __init__(self) -> None:
+        self._mem: dict[tuple[str, str], _PollMemory] = {}
+
+    def observe(self, endpoint: str, rendition: str, segments: list[tuple[int, float]], sent: float,
+                answered: float) -> list[tuple[int, Seen | None]]:
+        """One successful poll listing ``segments`` as (seq, duration); returns the new ones.
+
+        Each new sequence number comes with its :class:`Seen` bracket, or None when the
+        endpoint had no earlier poll to bracket it with (listed before the agent looked).
+        """
+        mem = self._mem.setdefault((endpoint, rendition), _PollMemory())
+        mid = (sent + answered) / 2.0
+        new: list[tuple[int, Seen | None]] = []
+        newest = max((s for s, _ in segments), default=None)
+        if newest is not None and (mem.last_seq is None or newest > mem.last_seq):
+            for seq, dur in segments:
+                if mem.last_seq is not None and seq <= mem.last_seq:
+                    continue
+                if mem.last_seq is None and seq != newest:
+                    continue  # the backlog of the first poll is not news
+                if mem.last_seq is None or mem.last_mid is None:
+                    new.append((seq, None))
+                else:
+                    new.append((seq, Seen((mem.last_mid + mid) / 2.0, (mid - mem.last_mid) / 2.0)))
+            last_dur = next((d for s, d in segments if s == newest), 0.0)
+            arrival = new[-1][1].at if new and new[-1][1] is not None else mid
+            mem.expected_at = arrival + last_dur
+            mem.last_seq = newest
+        elif newest is not None and newest < mem.last_seq:
+            mem.last_seq = newest  # restarted sequence: follow it
+        mem.last_mid = mid
+        return new
+
+    def failed(self, endpoint: str, rendition: str) -> None:
+        """A failed poll: the next appearance cannot be bracketed."""
+        mem = self._mem.get((endpoint, rendition))
+        if mem is not None:
+            mem.last_mid = None
+
+    def expected(self) -> list[float]:
+        return [m.expected_at for m in self._mem.values() if m.expected_at is not None]
+
+
+def next_poll_delay(now: float, expected: list[float], slow_s: float, fast_s: float, lead_s: float,
+                    lag_s: float) -> float:
+    """Seconds to the next poll: ``fast_s`` within [due - lead, due + lag] of any expected
+    arrival, else ``slow_s`` (never sleeping past the start of the next fast window)."""
+    delay = slow_s
+    for due in expected:
+        if due - lead_s <= now <= due + lag_s:
+            return fast_s
+        if now < due - lead_s:
+            delay = min(delay, max(fast_s, due - lead_s - now))
+    return delay
+
+
+class Baseline:
+    """Values of the last ``window_s`` seconds; ``high(value)`` applies the baseline rule."""
+
+    def __init__(self, window_s: float, min_samples: int, high_abs_s: float, high_ratio: float) -> None:
+        self.window_s, self.min_samples = window_s, min_samples
+        self.high_abs_s, self.high_ratio = high_abs_s, high_ratio
+        self._t: list[float] = []
+        self._v: list[float] = []
+
+    def add(self, t: float, value: float) -> None:
+        i = bisect.bisect_right(self._t, t)
+        self._t.insert(i, t)
+        self._v.insert(i, value)
+        cut = bisect.bisect_left(self._t, t - self.window_s)
+        if cut:
+            del self._t[:cut], self._v[:cut]
+
+    def median(self) -> float | None:
+        return statistics.median(self._v) if len(self._v) >= self.min_samples else None
+
+    def limit(self) -> float | None:
+        m = self.median()
+        return None if m is None else m + max(self.high_abs_s, self.high_ratio * abs(m))
+
+    def judge(self, t: float, value: float) -> tuple[bool, float | None]:
+        """(is high, baseline median) for ``value``, judged before it joins the baseline."""
+        m, lim = self.median(), self.limit()
+        self.add(t, value)
+        return (lim is not None and value > lim), m
+
+
+@dataclass(frozen=True, slots=True)
+class ClockVerdict:
+    clock: str  # "synced" | "offset" | "unknown" | "unchecked" | "skewed"
+    precision: str  # "ms" | "s"
+    offset_s: float | None = None
+
+    def value(self, v: float) -> float:
+        return float(round(v)) if self.precision == "s" else round(v, 4)
+
+
+def clock_verdict(ntp_configured: bool, offset_s: float | None, max_offset_s: float = 0.1,
+                  skew_seen: bool = False) -> ClockVerdict:
+    """The clock rule (module docstring)."""
+    if ntp_configured:
+        if offset_s is None:
+            return ClockVerdict("unknown", "s", None)
+        if abs(offset_s) >= max_offset_s:
+            return ClockVerdict("offset", "s", offset_s)
+        if skew_seen:
+            return ClockVerdict("skewed", "s", offset_s)
+        return ClockVerdict("synced", "ms", offset_s)
+    return ClockVerdict("skewed", "s") if skew_seen else ClockVerdict("unchecked", "ms")
+
+
+def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], clock: ClockVerdict) -> SpanRecord:
+    """One trace per segment: capture -> ingest/transcode -> origin -> each edge, timed by
+    the measured timestamps (capture times from the beacon or PDT, first-seen times)."""
+    ns = lambda s: int(s * 1e9)  # noqa: E731
+    base = {"signalpath.stream": stream, "signalpath.rendition": t.rendition}
+    o = t.seen.get(origin)
+    cap0 = t.capture_first if t.capture_first is not None else (t.capture_last or 0.0)
+    cap1 = t.capture_last if t.capture_last is not None else cap0
+    ends = [s.at for s in t.seen.values()] + [cap1]
+    root_attrs = {**base, SEPARATE_TRACE_ATTR: True, "signalpath.latency.method": t.method or "none",
+                  "signalpath.segment.sequence": t.seq, "signalpath.segment.duration_s": t.duration,
+                  "signalpath.clock": clock.clock, "signalpath.latency.precision": clock.precision}
+    if clock.offset_s is not None:
+        root_attrs["signalpath.clock.offset_s"] = round(clock.offset_s, 4)
+    children = [SpanRecord("capture", ns(cap0), ns(cap1),
+                           {"signalpath.stage": "studio", "signalpath.component": "camera",
+                            "signalpath.capture.first": cap0, "signalpath.capture.last": cap1})]
+    if o is not None:
+        up = t.upstream(origin)
+        children.append(SpanRecord("ingest+transcode", ns(cap1), ns(o.at),
+                                   {"signalpath.stage": UPSTREAM[0], "signalpath.component": UPSTREAM[1],
+                                    "signalpath.latency_s": clock.value(up) if up is not None else None}))
+        children.append(SpanRecord("origin", ns(o.at), ns(o.at),
+                                   {"signalpath.stage": "origin", "signalpath.component": origin,
+                                    "signalpath.first_seen.uncertainty_s": round(o.half_width, 4)}))
+    for e in edges:
+        s = t.seen.get(e)
+        if s is None:
+            continue
+        g2g = t.glass_to_glass(e)
+        cdn = t.cdn(e, origin)
+        children.append(SpanRecord(f"cdn {e}", ns(o.at if o is not None else cap1), ns(s.at),
+                                   {"signalpath.stage": "cdn", "signalpath.component": e,
+                                    "signalpath.latency_s": clock.value(cdn) if cdn is not None else None,
+                                    "signalpath.glass_to_glass_s": clock.value(g2g) if g2g is not None else None,
+                                    "signalpath.first_seen.uncertainty_s": round(s.half_width, 4)}))
+    return SpanRecord(f"latency {t.rendition}/{t.seq}", ns(cap0), ns(max(ends)), root_attrs, children=children)
