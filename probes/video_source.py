@@ -287,10 +287,25 @@ async def measure(src: SourceConfig, v4l_root: str = "/sys/class/video4linux"
     return assess_feed(src, s, m), s
 
 
+@dataclass(frozen=True, slots=True)
+class SourceJob:
+    """What a ``signalpath run`` job hands :func:`probe` (agent/jobs.py ``studio_jobs``): the
+    source, and where this host lists its capture devices (``studio.video4linux_root``)."""
+
+    source: SourceConfig
+    video4linux_root: str = "/sys/class/video4linux"
+
+
 async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-    """One source; evidence ``studio``/<source name>."""
-    src: SourceConfig = target.config
-    root = ctx.shared.get("video4linux_root", "/sys/class/video4linux")
+    """One source; evidence ``studio``/<source name>.
+
+    ``target.config``: a :class:`SourceJob` (under run), or a bare :class:`SourceConfig`
+    (devices then listed under ``ctx.shared["video4linux_root"]``, else the OS's).
+    """
+    if isinstance(target.config, SourceJob):
+        src, root = target.config.source, target.config.video4linux_root
+    else:
+        src, root = target.config, ctx.shared.get("video4linux_root", "/sys/class/video4linux")
     findings, s = await measure(src, root)
     ev = evidence_from(findings, src.name)
     lab = {"stream": target.stream, "stage": STAGE, "component": src.name}
@@ -307,4 +322,4 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     return ProbeResult(None, ev.detail, samples, [ev], figures={"findings": findings})
 
 
-__all__ = ["FeedSample", "assess_device", "assess_feed", "capture", "list_devices", "measure", "probe"]
+__all__ = ["FeedSample", "SourceJob", "assess_device", "assess_feed", "capture", "list_devices", "measure", "probe"]
