@@ -65,3 +65,50 @@ async def test_whip_and_whep_in_the_agent(tmp_path, caplog):
         assert "signalpath_webrtc_packets_lost_total" in metrics  # counters outlive the refused attempts
         for text in (metrics, status, incidents, caplog.text):
             assert token not in text
+
+
+async def test_lab_webrtc_refusals_are_localized_at_ingest_and_playback(tmp_path, caplog):
+    """The embedded lab's own endpoint, beside its HLS pipeline: a refused WHIP publish opens an
+    incident at ingest/whip (the studio and the HLS path stay fine), a refused WHEP one at
+    playback/whep; the lab's bearer token (a canary) appears nowhere."""
+    from agent.demo import lab_agent_config
+    from agent.lab import Lab, LabConfig
+
+    caplog.set_level(logging.DEBUG)
+    token = "CANARYlabwebrtc8812"
+    async with Lab(LabConfig(webrtc_token=token)) as lab:
+        conf = lab_agent_config(lab, "127.0.0.1:0", site="test")
+        conf["incidents"] = {"path": str(tmp_path / "inc.db")}
+        common = {"bearer_token": token, "seconds": 1.0, "interval_s": 1.0, "timeout_s": 5.0,
+                  "ice_host_addresses": ["127.0.0.1"]}
+        s = conf["streams"][0]
+        s["ingest"]["whip"] = [{"name": "whip", "url": lab.whip_url(), **common}]
+        s["whep"] = [{"name": "whep", "url": lab.whep_url(), **common}]
+        async with Agent(parse_config(conf)) as agent:
+            for stage, comp in (("ingest", "whip"), ("playback", "whep"), ("studio", "encoder"), ("origin", "origin")):
+                await wait_for(lambda: agent.board.state_of("main", stage, comp).value == "ok", 30, f"{stage} ok")
+            play = {"site": "test", "stream": "main", "stage": "playback", "component": "whep"}
+            fps = agent.registry.get_sample_value("signalpath_webrtc_time_to_first_frame_seconds", play)
+            assert fps is not None and 0 < fps < 3
+
+            def opened(root):
+                return [i for i in agent.incidents.localizer.open_incidents("main")
+                        if (i.stage, i.component, i.fault) == root]
+
+            rec = await lab.inject("webrtc_refuse", "whip", 60)
+            inc = (await wait_for(lambda: opened(("ingest", "whip", "auth_refused")), 20, "ingest/whip incident"))[0]
+            assert inc.localized_at - rec.started_at < 15
+            assert agent.board.state_of("main", "studio", "encoder").value == "ok"
+            assert agent.board.state_of("main", "playback", "whep").value == "ok"  # the other side plays on
+            await lab.clear_all()
+            await lab.inject("webrtc_refuse", "whep", 60)
+            await wait_for(lambda: opened(("playback", "whep", "auth_refused")), 20, "playback/whep incident")
+            assert not [i for i in agent.incidents.localizer.open_incidents("main")
+                        if i.stage in ("studio", "transcode", "origin", "cdn")]
+            async with aiohttp.ClientSession() as http:
+                texts = []
+                for path in ("/metrics", "/api/v1/status", "/api/v1/incidents?state=all"):
+                    async with http.get(agent.url + path) as r:
+                        texts.append(await r.text())
+        for text in (*texts, caplog.text, str(lab.truth()), str(lab.urls())):
+            assert token not in text
