@@ -39,6 +39,7 @@ def _src(name: str, url: str, **kw) -> SourceConfig:
                         sample_s=2.5, expect_audio=True, **kw)
 
 
+@pytest.mark.lab
 async def test_rtsp_feeds_ok_black_frozen_wrong_rate_silent_and_gone():
     gone = _dead_port()
     async with RtspServer() as srv:
@@ -72,6 +73,7 @@ async def test_rtsp_feeds_ok_black_frozen_wrong_rate_silent_and_gone():
     assert "is gone" in gone_f[0].fix and "SECRET77" not in gone_f[0].fix + gone_f[0].measured
 
 
+@pytest.mark.lab
 async def test_rtsp_server_killed_mid_capture_is_source_gone():
     async with RtspServer() as srv:
         task = asyncio.ensure_future(measure(_src("cam", srv.url("ok"), open_timeout_s=3).model_copy(
@@ -90,6 +92,7 @@ async def test_rtsp_server_killed_mid_capture_is_source_gone():
     assert 1.0 <= sample.media_s < 6.0, sample.media_s
 
 
+@pytest.mark.lab
 async def test_backup_feed_fault_only_warns():
     async with RtspServer() as srv:
         findings, _ = await measure(_src("cam2", srv.url("black"), backup=True))

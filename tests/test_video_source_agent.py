@@ -27,7 +27,7 @@ from tests.rtsp_server import RtspServer
 from tests.test_network import Chronyd
 from waiting import wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
 FIX = Path(__file__).parent / "fixtures" / "host"
 COMPONENTS = ("host", "cam-ok", "cam-black", "webcam", "capture-card", "network")
