@@ -5,6 +5,8 @@ the probe its failure reason / fault on the side it targets, the other side unto
 
 from __future__ import annotations
 
+import socket
+
 import aiohttp
 import pytest
 
@@ -74,11 +76,16 @@ async def test_lab_whep_plays_the_studio_camera_and_whip_publishes():
         assert CANARY not in repr(r) and CANARY not in str(lab.urls()) and CANARY not in str(lab.truth())
 
 
-async def test_encoder_stop_starves_whep():
+async def test_encoder_stop_starves_whep_and_stop_releases_the_port():
     async with Lab(lab_config()) as lab:
         await lab.inject("encoder_stop")
         r = await whep(lab, timeout=3.0)
         assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_media", r.detail
+        assert lab.webrtc is not None
+        port = lab.webrtc.port
+        assert port not in lab.ports()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 async def test_refuse_and_ice_fail_per_side():

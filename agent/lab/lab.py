@@ -214,8 +214,8 @@ class Lab:
         return tuple(r.name for r in self.config.renditions)
 
     def ports(self) -> list[int]:
-        ports = [self._origin.port, self._control.port] + [e.listener.port for e in self._edges.values()]
-        return ports + ([self._webrtc.port] if self._webrtc is not None else [])
+        """The HTTP pipeline's ports (origin, control, edges); the WebRTC endpoint's is ``webrtc.port``."""
+        return [self._origin.port, self._control.port] + [e.listener.port for e in self._edges.values()]
 
     def urls(self) -> dict[str, Any]:
         s = self.config.stream
