@@ -434,7 +434,7 @@ class _Attempt:
                                               {"stream": stream, "stage": stage, "component": comp,
                                                "method": method}, value))
             what = "capture-to-origin latency (ingest + transcode + packaging)" if stage == UPSTREAM[0] \
-                else f"{comp} propagation delay after the origin"
+                else f"{comp} latency after the origin (CDN propagation)"
             figs = {"latency_s": value}
             if e["baseline"] is not None:
                 figs["baseline_s"] = verdict.value(e["baseline"])
