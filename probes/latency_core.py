@@ -219,6 +219,8 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
     root_attrs = {**base, SEPARATE_TRACE_ATTR: True, "signalpath.latency.method": t.method or "none",
                   "signalpath.segment.sequence": t.seq, "signalpath.segment.duration_s": t.duration,
                   "signalpath.clock": clock.clock, "signalpath.latency.precision": clock.precision}
+    if t.decode_cpu_s is not None:
+        root_attrs["signalpath.decode.cpu_s"] = round(t.decode_cpu_s, 5)
     if clock.offset_s is not None:
         root_attrs["signalpath.clock.offset_s"] = round(clock.offset_s, 4)
     children = [SpanRecord("capture", ns(cap0), ns(cap1),
