@@ -217,8 +217,8 @@ async def test_whep_stall_mid_stream_counts_a_freeze():
 
 async def test_whep_drop_and_delay():
     async with WebRtcEndpoint() as ep:
-        ep.set_faults(drop=0.4)
-        r = await whep_probe(whep_target(ep.whep_url(), seconds=2.0), ctx())
+        ep.set_faults(drop=0.7)
+        r = await whep_probe(whep_target(ep.whep_url(), seconds=3.0), ctx())
         # aiortc repairs loss by NACK/retransmission; what it cannot repair shows as
         # packets lost, frames missing and freezes
         assert r.evidence[0].state is State.DEGRADED, r.figures
