@@ -18,13 +18,13 @@ Errors are data: every lower-layer exception maps to a ``probes.base.Failure``.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+import yarl
 
 from probes.base import Failure
 from probes.redact import redact_url
@@ -74,7 +74,7 @@ class Fetcher:
         self._max_per_host = max_per_host
         self._ua = user_agent
         self._session: aiohttp.ClientSession | None = None
-        self._insecure_ssl: ssl.SSLContext | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     async def __aenter__(self) -> "Fetcher":
         await self.start()
@@ -96,7 +96,17 @@ class Fetcher:
             trace_configs=[trace],
             auto_decompress=True,
             skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a monitor keeps no cookies; saves a jar walk per request
         )
+
+    def _url(self, url: str) -> yarl.URL:
+        """Parsed URLs, cached: the same few hundred playlist URLs are fetched every second."""
+        u = self._urls.get(url)
+        if u is None:
+            if len(self._urls) > 10_000:  # bounded: segment URLs pass through once each
+                self._urls.clear()
+            u = self._urls[url] = yarl.URL(url)
+        return u
 
     async def close(self) -> None:
         if self._session is not None:
@@ -115,7 +125,8 @@ class Fetcher:
             for hop in range(max_redirects + 1):
                 rc: dict[str, float] = {}
                 h0 = time.perf_counter()
-                request = self._session.get(current, allow_redirects=False, ssl=ssl_arg, trace_request_ctx=rc)
+                request = self._session.get(self._url(current), allow_redirects=False, ssl=ssl_arg,
+                                            trace_request_ctx=rc)
                 if first_byte_timeout is not None:
                     async with asyncio.timeout(first_byte_timeout):
                         resp = await request

@@ -88,12 +88,15 @@ def write_playlists(www: Path) -> None:
     (live / "main.m3u8").write_text("\n".join(lines) + "\n")
 
 
-async def measure(port: int, streams: int, interval: float, seconds: float) -> None:
+async def measure(port: int, streams: int, interval: float, seconds: float, all_probes: bool = False) -> None:
     base = f"http://127.0.0.1:{port}/live/main.m3u8"
     conf = {"agent": {"listen": "127.0.0.1:0", "site": "perf", "max_in_flight_per_host": 64},
             "streams": [{"name": f"s{i}", "origin": base,
                          "edges": [{"name": "edge-a", "url": base}, {"name": "edge-b", "url": base}],
-                         "hls": {"interval_s": interval, "timeout_s": 5}} for i in range(streams)]}
+                         "hls": {"interval_s": interval, "timeout_s": 5},
+                         **({} if all_probes else {"playback": {"enabled": False}, "media": {"enabled": False},
+                                                   "latency": {"enabled": False}})}
+                        for i in range(streams)]}
     cfg = parse_config(conf)
     agent = Agent(cfg, registry=CollectorRegistry())
     proc = psutil.Process()
@@ -111,7 +114,8 @@ async def measure(port: int, streams: int, interval: float, seconds: float) -> N
         del runner
     polls = polls1 - polls0
     cpu = cpu1 - cpu0
-    print(f"streams x endpoints x renditions: {streams} x 3 x 3, poll interval {interval:g} s, {seconds:g} s")
+    print(f"streams x endpoints x renditions: {streams} x 3 x 3, poll interval {interval:g} s, {seconds:g} s, "
+          f"{'every default probe on (playback, media, latency too)' if all_probes else 'HLS probe only'}")
     print(f"playlist polls: {polls} ({polls / (t1 - t0):.0f}/s), agent CPU {cpu:.2f} s "
           f"({100 * cpu / (t1 - t0):.0f}% of a core)")
     print(f"CPU per poll: {1e6 * cpu / max(polls, 1):.0f} µs  ->  {polls / max(cpu, 1e-9):,.0f} polls per core-second"
@@ -142,6 +146,8 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=50)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--all-probes", action="store_true",
+                    help="keep playback, media and latency on (their defaults): whole-agent cost, not per poll")
     ap.add_argument("--uvloop", action="store_true", help="run on uvloop (as `signalpath run` does when installed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -151,9 +157,9 @@ def main() -> None:
         try:
             if args.uvloop:
                 import uvloop
-                uvloop.run(measure(port, args.streams, args.interval, args.seconds))
+                uvloop.run(measure(port, args.streams, args.interval, args.seconds, args.all_probes))
             else:
-                asyncio.run(measure(port, args.streams, args.interval, args.seconds))
+                asyncio.run(measure(port, args.streams, args.interval, args.seconds, args.all_probes))
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)
