@@ -2,11 +2,18 @@
 
 - dashboards/README.md's catalog table equals agent.metrics.CATALOG (generator output);
 - the committed dashboard JSON equals gen_dashboards.py's output and has the variables;
-- a real Prometheus (1-s scrapes, the rules loaded) scrapes TWO in-process agents
-  (sites site-a, site-b) watching a live HLS origin + edge-a + edge-b; after a short
-  fault on edge-b (segments 404, then playlists 503) every catalog metric the HLS probe
-  produces is in a real scrape, nothing outside the catalog is, and every dashboard
-  panel query (variables substituted) returns data from the Prometheus HTTP API.
+- a real Prometheus (1-s scrapes, the rules loaded) scrapes TWO in-process agents (sites
+  site-a, site-b) watching the embedded lab (agent/lab: studio, ingest, transcoder, origin,
+  edge-a, edge-b, WHIP/WHEP). Both run HLS, ingest stat, encoder status, playback, media and
+  latency (agent.demo.lab_agent_config); site-a also runs the WebRTC probes and a studio
+  section (host from recorded /proc and /sys trees, GPU from a recorded NVML file, a feed —
+  the origin's own program playlist — and a recorded capture device, network against
+  loopback peers: the lab's control port, an upload endpoint, an NTP responder). edge-b
+  answers 404 to segments, then goes down, so segment errors, probe failures and incidents
+  exist. Then: every catalog metric but the allow-listed is in a real scrape, nothing
+  outside the catalog is, every metric a dashboard names is scraped, every dashboard panel
+  query (variables substituted) returns data from Prometheus's query_range API over the
+  test's window (what Grafana asks), and every rule loads and evaluates.
 """
 
 from __future__ import annotations
@@ -26,9 +33,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from _require import require_binary
+from aiohttp import web
+
 from agent.app import Agent
 from agent.config import parse_config
+from agent.demo import lab_agent_config
+from agent.lab import Lab, LabConfig
 from agent.metrics import CATALOG
+from tests.test_network import NtpResponder
 from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,18 +52,18 @@ import gen_dashboards  # noqa: E402
 # Catalog metrics a scrape may lack, and why. Anything else in CATALOG must be scraped.
 EMITTED_ONLY_ON_EVENTS: dict[str, str] = {
     "signalpath_playlist_anomalies_total": "counted only after a continuity anomaly (sequence gap/regression, "
-                                           "discontinuity, segment too long); the live source has none",
-    "signalpath_incidents_open": "a series exists only while an incident is open (incident sink)",
-    "signalpath_time_to_localize_seconds": "observed only when an incident is localized",
+                                           "discontinuity, segment too long); no lab fault makes one, and no "
+                                           "panel charts it",
 }
 
+# Panels that may show no data in this test, and why. Empty: every panel has data.
+PANELS_WITHOUT_DATA: dict[str, str] = {}
+
+PROCESS_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes")
+FIX = Path(__file__).resolve().parent / "fixtures"
+
 METRIC_RE = re.compile(r"\bsignalpath_[a-z0-9_]+")
-
-
-def produced_by_hls_agent() -> set[str]:
-    """Catalog metrics the HLS probe, the runner's envelope and the agent's health sink write."""
-    src = "".join((ROOT / f).read_text() for f in ("probes/hls.py", "agent/runner.py", "agent/app.py"))
-    return {n for n in METRIC_RE.findall(src) if n in CATALOG}
+ANY_METRIC_RE = re.compile(r"\b(?:signalpath|process)_[a-z0-9_]+")
 
 
 def dashboards() -> dict[str, dict]:
@@ -76,6 +88,10 @@ def base_name(n: str) -> str:
         if n.removesuffix(suffix) in CATALOG:
             return n.removesuffix(suffix)
     return n
+
+
+def named_metrics(expr: str) -> set[str]:
+    return {base_name(n) for n in ANY_METRIC_RE.findall(expr)}
 
 
 def substitute(expr: str) -> str:
@@ -129,7 +145,7 @@ def test_every_named_metric_is_in_the_catalog():
     assert named and named - set(CATALOG) == set()
 
 
-# -- real Prometheus, two agents, live HLS ---------------------------------------------------
+# -- real Prometheus, two agents, the embedded lab -----------------------------------------
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -137,7 +153,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, str]:
+def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, str]:
     binary = require_binary("prometheus")
     cfg = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -154,14 +170,13 @@ async def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Po
 
 
 async def scrape(url: str) -> dict[str, str]:
+    """Family name (counters with ``_total``) -> type, every family of one scrape."""
     async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
         assert r.status == 200
         text = await r.text()
     out = {}
     for fam in text_string_to_metric_families(text):
-        name = fam.name + "_total" if fam.type == "counter" else fam.name
-        if name.startswith("signalpath_"):
-            out[name] = fam.type
+        out[fam.name + "_total" if fam.type == "counter" else fam.name] = fam.type
     return out
 
 
@@ -169,97 +184,159 @@ def counter_seen(agent: Agent, name: str) -> bool:
     return bool(agent.store.snapshot()[1].get(name))
 
 
-async def test_real_prometheus_scrapes_two_agents_and_every_panel_has_data(live, tmp_path):
+def gauge_seen(agent: Agent, name: str) -> bool:
+    return any(smp.name == name for samples in agent.store.snapshot()[0].values() for smp in samples)
+
+
+def site_config(lab: Lab, site: str, tmp: Path, *, studio: dict | None) -> dict:
+    conf = lab_agent_config(lab, "127.0.0.1:0", site, webrtc=studio is not None)
+    conf["incidents"] = {"path": str(tmp / f"{site}.db")}
+    if studio is not None:
+        conf["streams"][0]["studio"] = studio
+    return conf
+
+
+def studio_section(lab: Lab, tmp: Path, upload_port: int, ntp: str) -> dict:
+    host = FIX / "host"
+    program = lab.origin_url().removesuffix(".m3u8") + "/180p.m3u8"  # the lowest rendition as a feed
+    control = lab.control_url.split("//", 1)[1].split("/", 1)[0]
+    return {
+        "interval_s": 3.0, "timeout_s": 10.0,
+        "host": {"proc_root": str(host / "t0" / "proc"), "proc_root_later": str(host / "t1_idle" / "proc"),
+                 "sys_root": str(host / "sys"), "nics": ["eth0"], "encoder_processes": ["obs"],
+                 "recording_path": str(tmp), "disk_min_free_bytes": 1024, "cpu_sample_s": 0.05},
+        "gpu": {"recorded": str(FIX / "nvml-h200.json")},
+        "sources": [{"name": "program", "url": program, "sample_s": 1.0, "expect_audio": True},
+                    {"name": "webcam", "device": "HD Pro Webcam C920"}],
+        "network": {"ingest": control, "rtt_samples": 3, "rtt_spacing_s": 0.01,
+                    "upload_url": f"http://127.0.0.1:{upload_port}/upload", "upload_bytes": 20_000,
+                    "target_bitrate": 10_000, "ntp_server": ntp, "connect_timeout_s": 2},
+        "video4linux_root": str(host / "sys" / "class" / "video4linux"),
+    }
+
+
+@pytest.mark.timeout(150)
+async def test_real_prometheus_scrapes_two_agents_on_the_lab_and_every_panel_has_data(tmp_path):
     t0 = time.monotonic()
     require_binary("prometheus")
-    agents = []
+    loop = asyncio.get_running_loop()
+    ntp_transport, _ = await loop.create_datagram_endpoint(lambda: NtpResponder(0.0), local_addr=("127.0.0.1", 0))
+    ntp = "127.0.0.1:%d" % ntp_transport.get_extra_info("sockname")[1]
+
+    async def upload(req: web.Request) -> web.Response:
+        await req.read()
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=1_000_000)
+    app.router.add_post("/upload", upload)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    upload_port = runner.addresses[0][1]
+    agents: list[Agent] = []
+    proc = None
     try:
-        for site in ("site-a", "site-b"):
-            cfg = live.config()
-            cfg["agent"]["site"] = site
-            agent = Agent(parse_config(cfg))
-            await agent.start()
-            agents.append(agent)
-        proc, prom = await start_prometheus(tmp_path, [a.url.removeprefix("http://") for a in agents])
-        try:
-            async with aiohttp.ClientSession() as http:
-                async def ready() -> bool:
-                    try:
-                        async with http.get(prom + "/-/ready") as r:
-                            return r.status == 200
-                    except aiohttp.ClientError:
-                        return False
-
-                async def query(q: str) -> list:
-                    async with http.get(prom + "/api/v1/query", params={"query": q}) as r:
-                        body = await r.json()
-                    assert body["status"] == "success", (q, body)
-                    return body["data"]["result"]
-
-                await wait_for(ready, 20, "prometheus ready", every=0.2)
-                # short fault on edge-b: segments 404 (segment errors), then playlists 503 (probe failures)
-                edge_b = live.edges["edge-b"]
-                edge_b.knobs.segment_status = 404
-                await wait_for(lambda: all(counter_seen(a, "signalpath_segment_errors_total") for a in agents),
-                               10, "segment errors counted at both sites")
-                edge_b.knobs.segment_status = None
-                edge_b.knobs.playlist_status = 503
-                await wait_for(lambda: all(counter_seen(a, "signalpath_probe_failures_total") for a in agents),
-                               10, "probe failures counted at both sites")
-                edge_b.knobs.playlist_status = None
-
-                # the catalog against a real scrape of each agent
-                produced = produced_by_hls_agent()
-                assert {"signalpath_stage_healthy", "signalpath_probe_failures_total",
-                        "signalpath_segment_errors_total", "signalpath_playlist_age_seconds"} <= produced
-                for a in agents:
-                    scraped = await scrape(a.url)
-                    assert set(scraped) - set(CATALOG) == set(), "scraped metrics missing from the catalog"
-                    for name, typ in scraped.items():
-                        assert CATALOG[name].type == typ, (name, typ)
-                    missing = produced - set(scraped) - set(EMITTED_ONLY_ON_EVENTS)
-                    assert missing == set(), f"catalog metrics not scraped (add to EMITTED_ONLY_ON_EVENTS " \
-                                             f"with a reason if they are event-only): {sorted(missing)}"
-                    named = {base_name(n) for _, _, e in panel_queries() for n in METRIC_RE.findall(e)}
-                    assert named - set(scraped) == set(), "dashboards name metrics a scrape lacks"
-
-                # every panel query returns data; both sites are in Prometheus
-                queries = [(d, t, substitute(e)) for d, t, e in panel_queries()]
-                pending = dict.fromkeys(queries)
-
-                async def all_have_data() -> bool:
-                    for key in list(pending):
-                        if await query(key[2]):
-                            del pending[key]
-                    return not pending
-
-                try:
-                    await wait_for(all_have_data, 25, "data for every panel", every=0.5)
-                except AssertionError:
-                    raise AssertionError(f"panels without data: {list(pending)}") from None
-                sites = {r["metric"]["site"] for r in await query("signalpath_stage_healthy")}
-                assert sites == {"site-a", "site-b"}
-
-                # the rules load and evaluate; cross-site counts see both sites per edge
-                async def rules_ok() -> bool:
-                    async with http.get(prom + "/api/v1/rules") as r:
-                        groups = (await r.json())["data"]["groups"]
-                    rules = [x for g in groups for x in g["rules"]]
-                    return len(rules) == 17 and all(x["health"] == "ok" for x in rules)
-
-                await wait_for(rules_ok, 10, "every rule evaluated with health ok", every=0.5)
-                counts = await query('signalpath:component_sites:count{stage="cdn"}')
-                assert {r["metric"]["component"]: float(r["value"][1]) for r in counts} == \
-                    {"edge-a": 2.0, "edge-b": 2.0}
-                assert await query("signalpath:stage_availability:ratio_avg5m")
-        finally:
-            proc.terminate()
+        async with Lab(LabConfig()) as lab:
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+                studio = studio_section(lab, tmp_path, upload_port, ntp)
+                for site, st in (("site-a", studio), ("site-b", None)):
+                    agent = Agent(parse_config(site_config(lab, site, tmp_path, studio=st), "test"))
+                    await agent.start()
+                    agents.append(agent)
+                proc, prom = start_prometheus(tmp_path, [a.url.removeprefix("http://") for a in agents])
+                start = time.time()
+                seen: dict[str, str] = {}
+
+                async def scrape_all() -> None:
+                    for a in agents:
+                        seen.update(await scrape(a.url))
+
+                async with aiohttp.ClientSession() as http:
+                    async def ready() -> bool:
+                        try:
+                            async with http.get(prom + "/-/ready") as r:
+                                return r.status == 200
+                        except aiohttp.ClientError:
+                            return False
+
+                    async def query_range(q: str) -> list:
+                        params = {"query": q, "start": f"{start:.3f}", "end": f"{time.time():.3f}", "step": "1"}
+                        async with http.get(prom + "/api/v1/query_range", params=params) as r:
+                            body = await r.json()
+                        assert body["status"] == "success", (q, body)
+                        return body["data"]["result"]
+
+                    await wait_for(ready, 20, "prometheus ready", every=0.2)
+                    # edge-b: segments 404 (segment errors), then down (probe failures, an incident)
+                    await lab.inject("edge_404_segments", "edge-b", for_s=20)
+                    await wait_for(lambda: all(counter_seen(a, "signalpath_segment_errors_total") for a in agents),
+                                   20, "segment errors counted at both sites")
+                    await lab.inject("edge_down", "edge-b", for_s=60)
+                    await wait_for(lambda: all(counter_seen(a, "signalpath_probe_failures_total") for a in agents)
+                                   and any(gauge_seen(a, "signalpath_incidents_open") for a in agents),
+                                   20, "probe failures at both sites and an open incident")
+                    await scrape_all()
+
+                    # every panel query returns data over the test's window (WebRTC: first result ~30 s)
+                    queries = [(d, t, substitute(e)) for d, t, e in panel_queries()
+                               if t not in PANELS_WITHOUT_DATA]
+                    pending = dict.fromkeys(queries)
+
+                    async def all_have_data() -> bool:
+                        await scrape_all()
+                        for key in list(pending):
+                            if await query_range(key[2]):
+                                del pending[key]
+                        return not pending
+
+                    try:
+                        await wait_for(all_have_data, 60, "data for every panel", every=1.0)
+                    except AssertionError:
+                        raise AssertionError(f"panels without data: {list(pending)}") from None
+                    sites = {r["metric"]["site"] for r in await query_range("signalpath_stage_healthy")}
+                    assert sites == {"site-a", "site-b"}
+
+                    # the catalog against the real scrapes (union over the test)
+                    ours = {n: t for n, t in seen.items() if n.startswith("signalpath_")}
+                    assert set(ours) - set(CATALOG) == set(), "scraped metrics missing from the catalog"
+                    for name, typ in ours.items():
+                        assert CATALOG[name].type == typ, (name, typ)
+                    missing = set(CATALOG) - set(ours) - set(EMITTED_ONLY_ON_EVENTS)
+                    assert missing == set(), f"catalog metrics never scraped (add to EMITTED_ONLY_ON_EVENTS " \
+                                             f"with a reason if they are event-only): {sorted(missing)}"
+                    assert set(PROCESS_METRICS) <= set(seen), "the agent registers the process collector"
+                    named = set().union(*(named_metrics(e) for _, _, e in panel_queries()),
+                                        *(named_metrics(e) for e in rule_exprs()))
+                    assert named - set(seen) == set(), "dashboards or rules name metrics no scrape has"
+
+                    # the rules load and evaluate; cross-site counts see both sites per edge
+                    n_rules = sum(len(g["rules"]) for f in (DASH / "rules").glob("*.yml")
+                                  for g in yaml.safe_load(f.read_text())["groups"])
+
+                    async def rules_ok() -> bool:
+                        async with http.get(prom + "/api/v1/rules") as r:
+                            groups = (await r.json())["data"]["groups"]
+                        rules = [x for g in groups for x in g["rules"]]
+                        return len(rules) == n_rules and all(x["health"] == "ok" for x in rules)
+
+                    await wait_for(rules_ok, 10, "every rule evaluated with health ok", every=0.5)
+                    counts = await query_range('signalpath:component_sites:count{stage="cdn"}')
+                    assert {r["metric"]["component"]: float(r["values"][-1][1]) for r in counts} == \
+                        {"edge-a": 2.0, "edge-b": 2.0}
+                    assert await query_range("signalpath:stage_availability:ratio_avg5m")
+            finally:
+                if proc is not None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=5)
+                for a in agents:
+                    await a.stop()
     finally:
-        for a in agents:
-            await a.stop()
-    assert time.monotonic() - t0 < 60
+        await runner.cleanup()
+        ntp_transport.close()
+    elapsed = time.monotonic() - t0
+    print(f"real-Prometheus dashboard test: {elapsed:.1f} s")
+    assert elapsed < 90
