@@ -9,6 +9,8 @@
 - ``GET /truth`` → true per-stage state and delays now (ground truth for tests/benchmarks).
 - ``GET /ingest/stat``, ``GET /studio/stat`` → what the ingest server's stat page and the
   encoder's status API would show (observable, unlike /truth).
+- ``GET /ingest/live/<stream>.flv`` → the ingest's playback side as HTTP-FLV
+  (agent/lab/ingest_live.py).
 - ``GET /`` → the lab's URLs.
 
 A bad request never takes the lab down: every handler error becomes a JSON answer.
@@ -138,4 +140,5 @@ def control_app(lab: "Lab") -> web.Application:
     app.router.add_get("/ingest/stat", ingest_stat)
     app.router.add_get("/ingest/stat.xml", ingest_stat_xml)
     app.router.add_get("/studio/stat", studio_stat)
+    app.router.add_get("/ingest/live/{name}.flv", lab.ingest_live.handle)
     return app

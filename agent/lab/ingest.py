@@ -45,6 +45,9 @@ class Ingest:
         self.publishes = 0
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self.last_delay_s = 0.0
+        self.last_capture_to_handoff_s: float | None = None  # newest video packet: hand-on - capture
+        # called with every batch as it is handed on (the playback side, agent/lab/ingest_live.py)
+        self.listeners: list[Callable[[list[MediaPacket]], None]] = []
 
     def unpublish(self) -> None:
         """The publisher disconnected (encoder stopped)."""
@@ -102,7 +105,12 @@ class Ingest:
                 p.delivered_wall = wall
             if packets:
                 self.last_delay_s = wall - packets[0].produced_wall
+                video = [p for p in packets if p.kind == "video"]
+                if video:
+                    self.last_capture_to_handoff_s = wall - video[-1].capture_wall
             self._deliver(packets, self._clock())
+            for listener in self.listeners:
+                listener(packets)
 
     def publishing(self) -> bool:
         return self._published and self._clock() - self._last_push < PUBLISH_TIMEOUT_S

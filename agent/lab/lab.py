@@ -33,6 +33,7 @@ from .config import LabConfig
 from .errors import FaultRequestError, LabError
 from .faults import FaultBook, FaultRecord
 from .ingest import Ingest
+from .ingest_live import LiveFlv
 from .packager import Packager
 from .servers import Edge, Listener, origin_app
 from .studio import MediaPacket, Stamp, StudioEncoder, StudioFaults
@@ -62,6 +63,8 @@ class Lab:
         ports = cfg.edge_ports or (0,) * len(cfg.edges)
         self._edges = {name: Edge(name, cfg.host, port, lambda: self._origin.url, self.book, wall=wall)
                        for name, port in zip(cfg.edges, ports)}
+        # the ingest's playback side (HTTP-FLV on the control port), see agent/lab/ingest_live.py
+        self.ingest_live = LiveFlv(cfg.stream, cfg.width, cfg.height, cfg.fps)
         self._control = Listener(control_app(self), cfg.host, cfg.control_port)
         self._webrtc: WebRtcEndpoint | None = None
         self._feed: FrameFeed | None = None
@@ -112,6 +115,7 @@ class Lab:
             self._encoder = await loop.run_in_executor(self._studio_ex, StudioEncoder, cfg, stamp)
             self._transcoder = await loop.run_in_executor(self._tx_ex, LadderTranscoder, cfg, self._wall)
             self._ingest = Ingest(self.book, self._to_transcoder, wall=self._wall)
+            self._ingest.listeners.append(self.ingest_live.offer)
             await self._origin.start()
             for edge in self._edges.values():
                 await edge.start()
@@ -143,6 +147,7 @@ class Lab:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._webrtc is not None:
             await self._webrtc.stop()
+        self.ingest_live.close()
         await self._control.stop()
         for edge in self._edges.values():
             await edge.stop()
@@ -197,6 +202,10 @@ class Lab:
     def webrtc(self) -> WebRtcEndpoint | None:
         return self._webrtc
 
+    def ingest_live_url(self, stream: str | None = None) -> str:
+        """The ingest's playback side: the contribution stream as HTTP-FLV (after the ingest's faults)."""
+        return f"{self._control.url}/ingest/live/{self._check_stream(stream)}.flv"
+
     @property
     def control_url(self) -> str:
         return self._control.url
@@ -225,6 +234,7 @@ class Lab:
             "renditions": {r: self.media_url(r) for r in self.renditions},
             "edges": {e: self.edge_url(e) for e in self._edges},
             "control": self.control_url,
+            "ingest_live": self.ingest_live_url(),
             **({"whip": self.whip_url(), "whep": self.whep_url()} if self._webrtc is not None else {}),
         }
 
@@ -492,6 +502,9 @@ class Lab:
                        "silent": sf.silent, "av_offset_ms": sf.desync_ms},
             "ingest": {"publishing": ing.publishing() if ing else False,
                        "delay_s": ing.last_delay_s if ing else None,
+                       # newest video frame: handed on by the ingest - captured (what an ingest monitor measures)
+                       "capture_to_handoff_s": ing.last_capture_to_handoff_s if ing else None,
+                       "live_clients": self.ingest_live.clients,
                        "injected_delay_s": injected_ingest},
             "transcode": {
                 "delay_s": (tx.last_encoded_wall - tx.last_delivered_wall) if tx and tx.last_encoded_wall else None,
