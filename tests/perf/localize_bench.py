@@ -53,6 +53,8 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "edge_delay": ("edge-b", {"ms": 5000}, ("cdn", "edge-b")),
     "corrupt_segment": ("360p", {}, ("transcode", "360p")),
     "keyframe_interval": ("transcoder", {}, ("transcode", "transcoder")),
+    "webrtc_refuse": ("whip", {}, ("ingest", "whip")),
+    "webrtc_stall": ("whep", {}, ("playback", "whep")),
 }
 
 
@@ -76,7 +78,7 @@ async def run(args: argparse.Namespace) -> None:
     faults = [f for f in CATALOG if not args.only or f in args.only.split(",")]
     rows = []
     async with Lab(LabConfig()) as lab:
-        conf = lab_agent_config(lab, "127.0.0.1:0", site="bench")
+        conf = lab_agent_config(lab, "127.0.0.1:0", site="bench", webrtc=True)
         conf["incidents"] = {"path": tempfile.mkdtemp(prefix="sp-bench-") + "/incidents.db"}
         async with Agent(parse_config(conf)) as agent:
             await asyncio.sleep(args.settle)
