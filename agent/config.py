@@ -28,6 +28,7 @@ from probes.encoder_status import EncoderStatusConfig
 from probes.media_probe import MediaSettings
 from probes.playback import PlaybackSettings
 from probes.ingest_stat import IngestStatConfig
+from probes.ingest_monitor import IngestMonitorSettings
 from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
 from probes.studio_config import StudioSettings
@@ -160,8 +161,15 @@ class IngestStat(_PolledHttp, IngestStatConfig):
     name: str = "ingest"
 
 
+class IngestMonitor(IngestMonitorSettings):
+    """The ingest's playback side to watch for latency (probes/ingest_monitor.py); key in ``${ENV}``."""
+
+    _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+
 class Ingest(Strict):
     rtmp: list[RtmpIngest] = Field(default_factory=list)
+    monitor: list[IngestMonitor] = Field(default_factory=list)  # probes/ingest_monitor.py ingest latency
     stat: list[IngestStat] = Field(default_factory=list)
     whip: list[WhipIngest] = Field(default_factory=list)  # probes/webrtc.py WHIP publish test
 

@@ -22,8 +22,13 @@ from agent.errors import SignalpathError
 
 
 def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo", *,
-                     webrtc: bool = False) -> dict[str, Any]:
+                     webrtc: bool = False, ingest_monitor: bool = True) -> dict[str, Any]:
     """The agent config (DESIGN.md contract) that watches a running lab.
+
+    ``ingest_monitor`` (on by default) watches the ingest's playback side (HTTP-FLV,
+    agent/lab/ingest_live.py) every 2 s (probes/ingest_monitor.py): the ingest stage gets
+    its own latency and the latency probe's transcode figure excludes it. Off, the
+    transcode figure is capture-to-origin (ingest + transcode + packaging).
 
     ``webrtc=True`` adds a WHIP publish (ingest/whip) and a WHEP playback (playback/whep)
     test of the lab's WebRTC endpoint at the probes' default interval (30 s, 3 s of media).
@@ -42,6 +47,8 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
             "encoders": [{"name": "encoder", "url": f"{lab.control_url}/studio/stat"}],
         }],
     }
+    if ingest_monitor and hasattr(lab, "ingest_live_url"):
+        conf["streams"][0]["ingest"]["monitor"] = [{"name": "ingest", "url": lab.ingest_live_url(), "interval_s": 2.0}]
     if webrtc and getattr(lab, "webrtc", None) is not None:
         loop = {"ice_host_addresses": [lab.config.host]}
         token = lab.config.webrtc_token

@@ -119,8 +119,37 @@ def latency_jobs(stream: Stream) -> list[Job]:
     return [Job("latency", stream.name, REGISTRY["latency"].run, [t], cfg.interval_s)]
 
 
+def latency_and_ingest_monitor_jobs(stream: Stream) -> list[Job]:
+    """The latency probe plus ``streams[].ingest.monitor[]`` (probes/ingest_monitor.py).
+
+    With a monitor, one :class:`~probes.ingest_monitor.IngestLatencyShare` per stream is
+    created here and put in the configs of both the monitor target(s) and the latency
+    target: the monitors add their ingest latency to it, the latency probe subtracts it
+    from its upstream-of-origin figure (reported as transcode). No global state: the
+    object lives only in these targets' configs.
+    """
+    monitors = stream.ingest.monitor if stream.ingest is not None else []
+    if not monitors:
+        return latency_jobs(stream)
+    from dataclasses import replace
+
+    from probes.ingest_monitor import IngestLatencyShare, MonitorTargetConfig
+
+    share = IngestLatencyShare(wait_s=min(6.0, max(m.interval_s + m.timeout_s for m in monitors)))
+    jobs = latency_jobs(stream)
+    for job in jobs:
+        for t in job.targets:
+            t.config = replace(t.config, ingest=share)
+    spec = REGISTRY["ingest_monitor"]
+    for m in monitors:
+        t = ProbeTarget("ingest_monitor", stream.name, "ingest", m.name, MonitorTargetConfig(m, share), None,
+                        m.interval_s, m.timeout_s)
+        jobs.append(Job("ingest_monitor", stream.name, spec.run, [t], m.interval_s))
+    return jobs
+
+
 BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
-                                                 media_jobs, studio_jobs, webrtc_jobs, latency_jobs]
+                                                 media_jobs, studio_jobs, webrtc_jobs, latency_and_ingest_monitor_jobs]
 
 
 def build_jobs(config: Config) -> list[Job]:

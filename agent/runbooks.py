@@ -68,6 +68,10 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
         "The encoder is not publishing: check the encoder is streaming, its network and the "
         "stream key; restart the push."
     ),
+    "ingest/latency_high": (
+        "Frames reach the ingest later than usual: check the encoder's output buffer and the uplink "
+        "(RTMP/SRT buffering, bandwidth); the transcode figure shows whether the rest of the path grew too."
+    ),
     "ingest/unreachable": "The ingest server does not answer: restart it or point the encoder at the backup ingest.",
     "ingest/auth_refused": "The ingest refuses the publish: check the stream key / WHIP bearer token and its expiry.",
     "ingest/no_rtcp": "The WHIP ingest accepts the session but reports no media: check its media servers and UDP ports.",

@@ -137,10 +137,13 @@ class IngestLatencyShare:
         """Has any window seen frames captured at or after ``capture`` (less ``slack_s``)?"""
         return any(w.capture_last >= capture - slack_s for w in self._windows)
 
-    def near(self, capture: float, max_gap_s: float) -> IngestWindow | None:
-        """The window whose frames are nearest in capture time to ``capture``, within ``max_gap_s``."""
+    def near(self, capture: float, max_gap_s: float, slack_s: float = 0.2) -> IngestWindow | None:
+        """The window whose frames are nearest in capture time to ``capture``, within ``max_gap_s``;
+        among windows that saw frames captured at or after ``capture`` (less ``slack_s``) when any
+        did: a latency step between two windows is then charged to the segments after it."""
+        covering = [w for w in self._windows if w.capture_last >= capture - slack_s]
         best, gap = None, max_gap_s
-        for w in self._windows:
+        for w in covering or self._windows:
             d = 0.0 if w.capture_first <= capture <= w.capture_last else min(abs(capture - w.capture_first),
                                                                              abs(capture - w.capture_last))
             if d <= gap:

@@ -8,6 +8,12 @@ picture carries none. From these (definitions in probes/latency_core.py):
 
 - ``signalpath_stage_latency_seconds{stage="transcode",component="transcoder"}``: origin
   first-seen - capture of the segment's last frame (ingest + transcode + packaging);
+  with an ingest monitor on the stream (probes/ingest_monitor.py, ``streams[].ingest.monitor``)
+  the ingest latency of the frames nearest in capture time is subtracted (transcode +
+  packaging): the job builder puts one :class:`~probes.ingest_monitor.IngestLatencyShare`
+  in both targets' configs; a segment's figure waits up to ``share.wait_s`` for a monitor
+  window that saw frames captured at or after its last frame, then uses the nearest one
+  (or, with none within 30 s, the unsplit figure, ``ingest_subtracted`` 0 in the evidence);
 - ``signalpath_stage_latency_seconds{stage="cdn",component=<edge>}``: edge first-seen -
   origin first-seen;
 - ``signalpath_glass_to_glass_seconds{component=<edge>,rendition}``: edge first-seen -
@@ -46,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.ingest_monitor import IngestLatencyShare
 from probes.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
                                  FirstSeenTracker, SegmentTiming, clock_verdict, next_poll_delay, segment_trace)
 from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
@@ -54,6 +61,7 @@ __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBe
            "probe", "SEPARATE_TRACE_ATTR"]
 
 MASTER_REFRESH_S = 10.0
+INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
 
@@ -104,6 +112,7 @@ class LatencyTargetConfig:
     settings: LatencySettings
     origin: str
     edges: tuple[tuple[str, str], ...] = ()  # (name, master URL)
+    ingest: IngestLatencyShare | None = None  # the stream's ingest monitor figures (split ingest / transcode)
 
 
 # ----------------------------------------------------------------- decoding (blocking)
@@ -363,11 +372,27 @@ class _Attempt:
             b = self.st.baselines[key] = Baseline(c.baseline_s, c.baseline_min_samples, c.high_abs_s, c.high_ratio)
         return b
 
+    def hold_for_ingest(self, t: SegmentTiming, now: float) -> bool:
+        """Wait (up to ``share.wait_s`` after it was listed) for an ingest window covering the segment's end."""
+        share = self.tc.ingest
+        if share is None or t.capture_last is None or share.covers(t.capture_last):
+            return False
+        return now - t.listed_at < share.wait_s
+
+    def split_ingest(self, t: SegmentTiming, up: float) -> tuple[float, float | None]:
+        """(transcode + packaging, the ingest latency subtracted or None) for an upstream figure."""
+        share = self.tc.ingest
+        w = share.near(t.capture_last, INGEST_MAX_GAP_S) if share is not None and t.capture_last is not None else None
+        if w is None:
+            return up, None
+        t.ingest_s = w.latency_s
+        return up - w.latency_s, w.latency_s
+
     def record(self, stage: str, component: str, rendition: str, value: float, t: SegmentTiming,
-               judge: bool) -> None:
+               judge: bool, ingest_s: float | None = None) -> None:
         """Keep the newest value per (stage, component, rendition), judged on the primary rendition."""
         entry = {"value": value, "method": t.method, "seq": t.seq, "at": time.time(), "high": False,
-                 "baseline": None}
+                 "baseline": None, "ingest_s": ingest_s}
         if judge:
             entry["high"], entry["baseline"] = self.baseline((stage, component)).judge(t.listed_at, value)
         self.st.latest[(stage, component, rendition)] = entry
@@ -385,10 +410,11 @@ class _Attempt:
                 continue
             judged = t.rendition == primary_name
             up = t.upstream()
-            if up is not None and st.first_time(key, "origin"):
+            if up is not None and not self.hold_for_ingest(t, now) and st.first_time(key, "origin"):
                 if up + t.seen["origin"].half_width < -SKEW_TOLERANCE_S:  # even the bracket's end is early
                     st.skew_seen_at = now
-                self.record(*UPSTREAM, t.rendition, up, t, judged)
+                value, ingest_s = self.split_ingest(t, up)
+                self.record(*UPSTREAM, t.rendition, value, t, judged, ingest_s)
             for e in edges or ["origin"]:
                 if e == "origin":
                     g = t.glass_to_glass("origin")
@@ -436,6 +462,12 @@ class _Attempt:
             what = "capture-to-origin latency (ingest + transcode + packaging)" if stage == UPSTREAM[0] \
                 else f"{comp} latency after the origin (CDN propagation)"
             figs = {"latency_s": value}
+            if stage == UPSTREAM[0] and self.tc.ingest is not None:
+                split = e.get("ingest_s") is not None
+                figs["ingest_subtracted"] = 1.0 if split else 0.0
+                if split:
+                    what = "ingest-to-origin latency (transcode + packaging)"
+                    figs["ingest_s"] = verdict.value(e["ingest_s"])
             if e["baseline"] is not None:
                 figs["baseline_s"] = verdict.value(e["baseline"])
             if e["high"]:
@@ -454,7 +486,8 @@ class _Attempt:
             t = st.segments[key]
             all_seen = "origin" in t.seen and all(e in t.seen for e in edges)
             expired = now - t.listed_at > self.cfg.finalize_after_segments * max(t.duration, 0.5)
-            if not (all_seen and t.capture_last is not None) and not expired:
+            held = self.hold_for_ingest(t, now) and "origin" not in st.reported.get(key, ())
+            if (held or not (all_seen and t.capture_last is not None)) and not expired:
                 continue
             del st.segments[key]
             st.reported.pop(key, None)

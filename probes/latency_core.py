@@ -70,6 +70,7 @@ class SegmentTiming:
     seen: dict[str, Seen] = field(default_factory=dict)
     listed_at: float = 0.0  # epoch seconds the agent first heard of it (any endpoint)
     decode_cpu_s: float | None = None
+    ingest_s: float | None = None  # ingest latency from an ingest monitor (probes/ingest_monitor.py), when known
 
     def upstream(self, origin: str = "origin") -> float | None:
         o = self.seen.get(origin)
@@ -226,7 +227,16 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
     children = [SpanRecord("capture", ns(cap0), ns(cap1),
                            {"signalpath.stage": "studio", "signalpath.component": "camera",
                             "signalpath.capture.first": cap0, "signalpath.capture.last": cap1})]
-    if o is not None:
+    if o is not None and t.ingest_s is not None:  # split by an ingest monitor: ingest, then transcode
+        up = t.upstream(origin)
+        at_ingest = cap1 + max(0.0, t.ingest_s)
+        children.append(SpanRecord("ingest", ns(cap1), ns(at_ingest),
+                                   {"signalpath.stage": "ingest", "signalpath.component": "ingest",
+                                    "signalpath.latency_s": clock.value(t.ingest_s)}))
+        children.append(SpanRecord("transcode", ns(at_ingest), ns(max(o.at, at_ingest)),
+                                   {"signalpath.stage": UPSTREAM[0], "signalpath.component": UPSTREAM[1],
+                                    "signalpath.latency_s": clock.value(up - t.ingest_s) if up is not None else None}))
+    elif o is not None:
         up = t.upstream(origin)
         children.append(SpanRecord("ingest+transcode", ns(cap1), ns(o.at),
                                    {"signalpath.stage": UPSTREAM[0], "signalpath.component": UPSTREAM[1],

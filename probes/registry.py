@@ -14,6 +14,7 @@ from probes import media_probe, playback
 from probes import gpu, host, network, video_source
 from probes import webrtc
 from probes import latency
+from probes import ingest_monitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,4 +37,5 @@ REGISTRY: dict[str, ProbeSpec] = {
     "whip": ProbeSpec(webrtc.whip_probe),
     "whep": ProbeSpec(webrtc.whep_probe),
     "latency": ProbeSpec(latency.probe),
+    "ingest_monitor": ProbeSpec(ingest_monitor.probe),
 }

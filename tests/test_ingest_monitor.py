@@ -1,0 +1,154 @@
+"""The ingest monitor (probes/ingest_monitor.py) against the embedded lab's ingest playback side.
+
+- pure: the per-stream share (nearest / covering window), strict settings, no key in errors;
+- the probe on the lab's HTTP-FLV (agent/lab/ingest_live.py): healthy ingest latency is
+  small and agrees with the lab's truth (capture -> hand-on); a wrong stream is no_input,
+  a closed port unreachable;
+- the agent: ingest delayed by 2 s shows at ingest (+2 s) and not at transcode (the latency
+  probe subtracts the monitor's figure), and the localizer opens latency_high at ingest/ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.app import Agent
+from agent.config import parse_config
+from agent.demo import lab_agent_config
+from agent.lab import Lab, LabConfig
+from probes.base import ProbeContext, ProbeTarget, State
+from probes.ingest_monitor import (IngestLatencyShare, IngestMonitorSettings, IngestWindow, MonitorTargetConfig,
+                                   probe)
+from reallab import free_port
+from waiting import wait_for
+
+SEGMENT_S = 2.0
+
+
+def test_share_prefers_a_window_covering_the_segment_end():
+    share = IngestLatencyShare(wait_s=5)
+    assert share.latest() is None and not share.covers(100.0) and share.near(100.0, 30) is None
+    share.add(IngestWindow("ingest", 0.1, 98.0, 99.5, 100.0))  # before the step
+    share.add(IngestWindow("ingest", 2.1, 103.0, 104.5, 106.0))  # after it
+    assert share.covers(100.0) and not share.covers(105.0)
+    assert share.near(100.0, 30).latency_s == 2.1  # nearer pre-step window not used: one covers 100
+    assert share.near(99.0, 30).latency_s == 0.1  # inside the first window
+    assert share.near(110.0, 30).latency_s == 2.1 and share.near(200.0, 30) is None
+    assert share.latest().latency_s == 2.1
+
+
+def test_settings_are_strict_and_keep_the_key_out_of_errors():
+    IngestMonitorSettings(url="rtmp://127.0.0.1/live/k")
+    with pytest.raises(Exception) as info:  # the agent's loader: no input values in its messages
+        parse_config({"streams": [{"name": "m", "origin": "http://127.0.0.1/a.m3u8", "ingest": {
+            "monitor": [{"url": "rtmp://127.0.0.1/live/sk-Secret1", "timeout_s": 1}]}}]}, "t")
+    assert "sk-Secret1" not in str(info.value) and "timeout_s" in str(info.value)
+    with pytest.raises(ValueError, match="not an rtmp"):
+        IngestMonitorSettings(url="ftp://127.0.0.1/live/x")
+    with pytest.raises(ValueError, match="timeout_s"):
+        IngestMonitorSettings(url="http://127.0.0.1/x.flv", timeout_s=2)
+    with pytest.raises(ValueError):
+        IngestMonitorSettings(url="http://127.0.0.1/x.flv", nope=1)  # type: ignore[call-arg]
+    with pytest.raises(Exception, match="not a valid name"):
+        parse_config({"streams": [{"name": "m", "origin": "http://127.0.0.1/a.m3u8",
+                                   "ingest": {"monitor": [{"name": "bad name", "url": "rtmp://h/a/k"}]}}]}, "t")
+
+
+def _target(url: str, name: str = "ingest", share: IngestLatencyShare | None = None) -> ProbeTarget:
+    return ProbeTarget("ingest_monitor", "main", "ingest", name,
+                       MonitorTargetConfig(IngestMonitorSettings(name=name, url=url), share), None, 5.0, 8.0)
+
+
+@pytest.mark.lab
+async def test_probe_on_the_lab_ingest_matches_truth_and_reports_failures():
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        share = IngestLatencyShare()
+        t, ctx = _target(lab.ingest_live_url(), share=share), ProbeContext(state={})
+        r = await probe(t, ctx)
+        truth = lab.truth()["ingest"]["capture_to_handoff_s"]
+        assert r.ok, r.detail
+        lat = r.figures["latency_s"]
+        print(f"ingest latency {lat * 1000:.1f} ms (median {r.figures['median_s'] * 1000:.1f} ms), truth "
+              f"{truth * 1000:.1f} ms, {r.figures['frames']} frames, decode {r.figures['decode_cpu_ms']} ms CPU")
+        assert 0 < lat < 0.1 and abs(lat - truth) < 0.05
+        assert r.figures["beacons"] == r.figures["frames"] >= 30  # 1.5 s at 25 fps
+        assert [s.labels for s in r.samples] == [{"stream": "main", "stage": "ingest", "component": "ingest",
+                                                 "method": "beacon"}]
+        assert r.evidence[0].state is State.OK and share.latest() is not None
+
+        wrong = await probe(_target(lab.control_url + "/ingest/live/other.flv"), ProbeContext(state={}))
+        assert wrong.evidence[0].fault == "no_input" and wrong.evidence[0].state is State.DOWN
+    port = free_port()
+    gone = await probe(_target(f"rtmp://127.0.0.1:{port}/live/sk-Secret1"), ProbeContext(state={}))
+    assert gone.failure is not None and gone.evidence[0].fault == "unreachable"
+    assert "sk-Secret1" not in repr(gone)
+
+
+def _stage(agent: Agent, stage: str, component: str) -> float | None:
+    for fam in text_string_to_metric_families(generate_latest(agent.registry).decode()):
+        for s in fam.samples:
+            if (s.name == "signalpath_stage_latency_seconds" and s.labels["stage"] == stage
+                    and s.labels["component"] == component):
+                return s.value
+    return None
+
+
+@pytest.mark.lab
+async def test_ingest_delay_shows_at_ingest_not_transcode_and_opens_an_ingest_incident():
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        conf = lab_agent_config(lab, "127.0.0.1:0")
+        s = conf["streams"][0]
+        s["ingest"].pop("stat")
+        s.pop("encoders", None)
+        s["playback"] = {"enabled": False}
+        s["media"] = {"enabled": False}
+        s["hls"] = {"fetch_segments": False}
+        s["latency"] = {"baseline_min_samples": 3}
+        s["ingest"]["monitor"][0]["baseline_min_samples"] = 3
+        conf["incidents"] = {"path": os.path.join(tempfile.mkdtemp(prefix="sp-im-"), "incidents.db")}
+        async with Agent(parse_config(conf, "test")) as agent:
+            def healthy():
+                i, tx = _stage(agent, "ingest", "ingest"), _stage(agent, "transcode", "transcoder")
+                n = len(agent.incidents.localizer.open_incidents())
+                return (i, tx) if i is not None and tx is not None and n == 0 else None
+            await wait_for(healthy, 30, "ingest and transcode figures, no incident")
+            # three ingest windows for the baseline
+            share = next(t.config.share for j in agent_jobs(agent) for t in j.targets if t.probe == "ingest_monitor")
+            await wait_for(lambda: len(share._windows) >= 3, 30, "three ingest windows")  # noqa: SLF001
+            ing0, tx0 = _stage(agent, "ingest", "ingest"), _stage(agent, "transcode", "transcoder")
+            truth = lab.truth()
+            r180 = truth["transcode"]["renditions"]["180p"]
+            print(f"healthy: ingest {ing0:.4f} s (truth {truth['ingest']['capture_to_handoff_s']:.4f}), "
+                  f"transcode {tx0:.4f} s (truth {r180['transcode_delay_s'] + r180['packaging_delay_s']:.4f})")
+            assert 0 < ing0 < 0.1 and 0 < tx0 < 1.0
+
+            t0 = time.time()
+            await lab.inject("ingest_latency", "ingest", for_s=60, params={"ms": 2000})
+            await wait_for(lambda: (_stage(agent, "ingest", "ingest") or 0) >= ing0 + 1.8,
+                           2.0 + 3 * SEGMENT_S + 6.0, "ingest +2 s")
+            print(f"ingest +2 s shown {time.time() - t0:.1f} s after the injection")
+            # transcode does not take the 2 s: watch it over a few segments
+            worst = 0.0
+            end = time.monotonic() + 4 * SEGMENT_S
+            while time.monotonic() < end:
+                worst = max(worst, _stage(agent, "transcode", "transcoder") or 0.0)
+                await asyncio.sleep(0.2)  # sampling a gauge, not waiting on a condition
+            print(f"transcode worst {worst:.3f} s during the ingest delay (healthy {tx0:.3f} s)")
+            assert worst < tx0 + 1.0
+
+            def ingest_incident():
+                return [i for i in agent.incidents.localizer.open_incidents()
+                        if (i.stage, i.component, i.fault) == ("ingest", "ingest", "latency_high")]
+            await wait_for(ingest_incident, 15, "a latency_high incident at ingest/ingest")
+            assert not [i for i in agent.incidents.localizer.open_incidents() if i.stage == "transcode"]
+
+
+def agent_jobs(agent: Agent):
+    return agent.jobs
