@@ -189,7 +189,9 @@ def _open_options(url: str) -> tuple[dict[str, str], str | None]:
     opts = {"probesize": "32", "analyzeduration": "0"}
     scheme = urlsplit(url).scheme
     if scheme.startswith("rtmp"):
-        opts["rtmp_live"] = "live"
+        # nginx-rtmp announces no streams up front (FLV without a header flag): probe ~1 s so
+        # the video stream exists at open; those frames arrive late, the minimum ignores them
+        opts.update({"rtmp_live": "live", "probesize": "1000000", "analyzeduration": "1000000"})
         return opts, None
     return opts, ("flv" if urlsplit(url).path.endswith(".flv") else None)
 

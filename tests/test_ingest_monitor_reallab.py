@@ -1,0 +1,63 @@
+"""The ingest monitor against a real nginx-rtmp ingest, playing ``rtmp://`` with PyAV.
+
+``signalpath beacon`` (probes/beacon_publish.py) publishes a beacon stream (320x180,
+25 fps, a keyframe every second) into tests/reallab.py's nginx-rtmp started without
+its own publisher; the monitor plays the same stream back from nginx-rtmp and times
+the beacons: ingest latency small and positive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from _require import require_binary
+from probes import beacon_publish as bp
+from probes.base import ProbeContext, ProbeTarget, State
+from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
+from reallab import RealLab
+from waiting import wait_for
+
+
+@pytest.fixture
+async def ingest(tmp_path):
+    require_binary("nginx")
+    if RealLab.missing_binaries():
+        message = "nginx has no RTMP module: apt-get install libnginx-mod-rtmp"
+        if os.environ.get("SIGNALPATH_REQUIRE_LAB") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    lab = RealLab(tmp_path / "lab", publish=False, stream="sk-Key123")
+    await lab.start()
+    try:
+        yield lab
+    finally:
+        await lab.stop()
+    assert not lab.pids(), "the lab left processes behind"
+
+
+@pytest.mark.lab
+async def test_monitor_plays_nginx_rtmp_and_times_the_beacon(ingest: RealLab):
+    lab = ingest
+    settings = bp.PublishSettings(seconds=12, width=320, height=180, fps=25, bitrate=300_000, gop_seconds=1)
+    publisher = asyncio.ensure_future(bp.publish_async(lab.rtmp_url, settings))
+    try:
+        async def publishing() -> bool:
+            return "<publishing/>" in await lab.stat_xml()
+        await wait_for(publishing, 8, "the beacon publisher on nginx-rtmp")
+        s = IngestMonitorSettings(name="nginx", url=lab.rtmp_url, seconds=1.5)
+        t = ProbeTarget("ingest_monitor", "main", "ingest", "nginx", MonitorTargetConfig(s), None, 5.0, s.timeout_s)
+        r = await probe(t, ProbeContext(state={}))
+        assert r.ok, (r.failure, r.detail)
+        lat = r.figures["latency_s"]
+        print(f"nginx-rtmp ingest latency {lat * 1000:.1f} ms (median {r.figures['median_s'] * 1000:.1f} ms), "
+              f"{r.figures['frames']} frames, open {r.figures['open_s']} s, decode {r.figures['decode_cpu_ms']} ms CPU")
+        assert 0 < lat < 0.5
+        assert r.figures["beacons"] >= 0.9 * r.figures["frames"] >= 30
+        assert r.evidence[0].state is State.OK and r.evidence[0].stage == "ingest"
+        assert "sk-Key123" not in repr(r)  # the stream key
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
