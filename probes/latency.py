@@ -253,7 +253,7 @@ class _Attempt:
         except PlaylistError:
             return None
         if isinstance(pl, MasterPlaylist):
-            from probes.media_probe import choose_renditions
+            from probes.playlist import choose_renditions
 
             chosen = choose_renditions(pl.variants, self.cfg.renditions)
         else:

@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
 from probes.media import MediaAnalyser, MediaConfig, MediaFindings
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 from probes.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 
-__all__ = ["MediaSettings", "probe", "choose_renditions"]
+__all__ = ["MediaSettings", "probe"]
 
 MASTER_REFRESH_S = 10.0
 STALE_FINDINGS_TD = 3.0  # target durations without a new segment before findings are dropped
@@ -63,22 +63,6 @@ class MediaSettings(BaseModel):
     verify_tls: bool = True
     checks: MediaConfig = Field(default_factory=MediaConfig)
     decode: DecodeOptions = Field(default_factory=DecodeOptions)
-
-
-def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
-    """The variants to analyse: ``lowest`` by BANDWIDTH (then resolution), ``all``, or by name."""
-    variants = list(variants)
-    if not variants:
-        return []
-    if wanted == "all":
-        return variants
-    if wanted == "lowest":
-        def rank(v: Variant) -> tuple[float, float]:
-            pixels = v.resolution[0] * v.resolution[1] if v.resolution else float("inf")
-            return (v.bandwidth if v.bandwidth is not None else float("inf"), pixels)
-        return [min(variants, key=rank)]
-    names = set(wanted)
-    return [v for v in variants if v.name in names]
 
 
 @dataclass(slots=True)

@@ -53,9 +53,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, parse
+from probes.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
+                             parse)
 
-__all__ = ["PlaybackSettings", "probe", "choose_renditions"]
+__all__ = ["PlaybackSettings", "probe"]
 
 RETRY_BASE_S = 1.0  # hls.js retryDelayMs
 RETRY_MAX_S = 8.0  # hls.js maxRetryDelayMs
@@ -82,21 +83,6 @@ class PlaybackSettings(BaseModel):
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     verify_tls: bool = True
     player: PlayerConfig = Field(default_factory=PlayerConfig)
-
-
-def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
-    """``highest_lowest``: the highest and the lowest by BANDWIDTH (then resolution); ``all``; or by name."""
-    variants = list(variants)
-    if not variants or wanted == "all":
-        return variants
-    if wanted == "highest_lowest":
-        def rank(v: Variant) -> tuple[float, float]:
-            pixels = v.resolution[0] * v.resolution[1] if v.resolution else 0
-            return (v.bandwidth or 0, pixels)
-        ordered = sorted(variants, key=rank)
-        return [ordered[-1]] if len(ordered) == 1 else [ordered[-1], ordered[0]]
-    names = set(wanted)
-    return [v for v in variants if v.name in names]
 
 
 def _backoff(failures: int) -> float:

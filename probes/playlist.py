@@ -121,3 +121,29 @@ def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
         segments=tuple(segs),
         endlist=bool(pl.is_endlist),
     )
+
+
+def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
+    """Which renditions a probe watches: ``lowest``, ``highest``, ``highest_lowest``, ``all``,
+    or a list of names. Ranked by BANDWIDTH, then resolution; variants without BANDWIDTH
+    rank after the others (a ladder that declares no bitrate cannot be ordered)."""
+    variants = list(variants)
+    if not variants or wanted == "all":
+        return variants
+    if isinstance(wanted, str):
+        def rank(v: Variant) -> tuple[bool, float, float]:
+            pixels = v.resolution[0] * v.resolution[1] if v.resolution else 0
+            return (v.bandwidth is None, v.bandwidth or 0, pixels)
+
+        ordered = sorted(variants, key=rank)
+        known = [v for v in ordered if v.bandwidth is not None] or ordered
+        lowest, highest = ordered[0], known[-1]
+        if wanted == "lowest":
+            return [lowest]
+        if wanted == "highest":
+            return [highest]
+        if wanted == "highest_lowest":
+            return [highest] if highest is lowest else [highest, lowest]
+        raise ValueError(f"unknown rendition choice {wanted!r}")
+    names = set(wanted)
+    return [v for v in variants if v.name in names]

@@ -9,7 +9,8 @@ import pytest
 
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.httpfetch import Fetcher
-from probes.media_probe import MediaSettings, choose_renditions, probe
+from probes.media_probe import MediaSettings, probe
+from probes.playlist import choose_renditions
 from probes.playlist import Variant
 
 
