@@ -55,7 +55,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.ingest_monitor import IngestLatencyShare
 from probes.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
                                  FirstSeenTracker, SegmentTiming, clock_verdict, next_poll_delay, segment_trace)
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
@@ -253,8 +253,6 @@ class _Attempt:
         except PlaylistError:
             return None
         if isinstance(pl, MasterPlaylist):
-            from probes.playlist import choose_renditions
-
             chosen = choose_renditions(pl.variants, self.cfg.renditions)
         else:
             chosen = [Variant(name="main", uri=self.endpoints[endpoint], bandwidth=None, resolution=None)]
