@@ -89,7 +89,7 @@ async def test_media_playlist_advances_every_segment_with_pdt(lab, http):
     await wait_for(lambda: _advanced(http, url, last_seq(first)), 5.0, "the 360p playlist to advance")
     assert time.monotonic() - start < 4.5
     pl = await media(http, url)
-    assert 1 <= len(pl.segments) <= 6
+    assert len(pl.segments) in range(1, 7), len(pl.segments)
     pdts = [s.program_date_time for s in pl.segments]
     assert all(p is not None for p in pdts)
     for seg in pl.segments:
@@ -98,7 +98,7 @@ async def test_media_playlist_advances_every_segment_with_pdt(lab, http):
         assert (b - a).total_seconds() == pytest.approx(2.0, abs=0.05)
     # the newest segment was captured a segment or two ago (PDT is capture time)
     age = time.time() - pdts[-1].timestamp()
-    assert 1.9 < age < 6.0
+    assert age > 1.9 and age < 6.0, age
 
 
 async def _advanced(http, url: str, seq: int) -> bool:
