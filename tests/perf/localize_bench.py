@@ -86,7 +86,7 @@ async def run(args: argparse.Namespace) -> None:
                 print("the healthy lab has open incidents before the benchmark:", file=sys.stderr)
             for fault in faults:
                 target, params, expected = CATALOG[fault]
-                times, found, correct = [], [], 0
+                times, found, correct, extra = [], [], 0, []
                 for _ in range(args.repeat):
                     seen_before = {i.id for i in agent.incidents.localizer.open_incidents()}
                     try:
@@ -109,12 +109,16 @@ async def run(args: argparse.Namespace) -> None:
                         if (hit.stage, hit.component) == expected:
                             correct += 1
                             times.append(hit.localized_at - rec.started_at)
+                    await asyncio.sleep(args.hold)  # let the fault last: later symptoms count too
+                    opened = [i for i in agent.incidents.localizer.open_incidents() if i.id not in seen_before]
+                    extra.extend(f"{i.stage}/{i.component} {i.fault}" for i in opened
+                                 if (i.stage, i.component) != expected)
                     await lab.clear_all()
                     await quiet(agent, 90)
-                rows.append((fault, f"{expected[0]}/{expected[1]}", correct, args.repeat, times, found))
+                rows.append((fault, f"{expected[0]}/{expected[1]}", correct, args.repeat, times, found, extra))
                 t = f"{statistics.median(times):5.1f} {pct(times, 0.95):5.1f}" if times else "    -     -"
-                print(f"{fault:22s} {rows[-1][1]:22s} {correct}/{args.repeat}  {t}  {sorted(set(found))}",
-                      flush=True)
+                print(f"{fault:22s} {rows[-1][1]:22s} {correct}/{args.repeat}  {t}  {sorted(set(found))}"
+                      f"  other incidents: {sorted(set(extra)) or 'none'}", flush=True)
             false_incidents = 0
             if args.healthy_minutes > 0:
                 before = {i.id for i in await agent.incidents.store.list("all")}
@@ -122,11 +126,11 @@ async def run(args: argparse.Namespace) -> None:
                 after = await agent.incidents.store.list("all")
                 false_incidents = len([i for i in after if i.id not in before])
     print()
-    print(f"{'fault':22s} {'expected':22s} ok    median p95 (s)")
+    print(f"{'fault':22s} {'expected':22s} ok    median p95 (s)  other incidents during the fault")
     all_times = [t for r in rows for t in r[4]]
-    for fault, exp, ok, n, times, found in rows:
+    for fault, exp, ok, n, times, found, extra in rows:
         t = f"{statistics.median(times):5.1f} {pct(times, 0.95):5.1f}" if times else "    -     -"
-        print(f"{fault:22s} {exp:22s} {ok}/{n}  {t}")
+        print(f"{fault:22s} {exp:22s} {ok}/{n}  {t}   {', '.join(sorted(set(extra))) or '-'}")
     if all_times:
         print(f"all faults: {sum(r[2] for r in rows)}/{sum(r[3] for r in rows)} correct; time to localize "
               f"median {statistics.median(all_times):.1f} s, p95 {pct(all_times, 0.95):.1f} s (target <= 15 s)")
@@ -140,6 +144,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an incident")
     ap.add_argument("--healthy-minutes", type=float, default=10.0)
     ap.add_argument("--settle", type=float, default=8.0)
+    ap.add_argument("--hold", type=float, default=10.0, help="seconds a fault lasts after its first incident")
     ap.add_argument("--only", help="comma-separated fault names")
     asyncio.run(run(ap.parse_args()))
 
