@@ -517,6 +517,10 @@ class _Diagnoser:
                 )
             if target is None and ("cdn", "cdn") in findings:
                 target = findings[("cdn", "cdn")]
+            if target is None and failing_upstream and not self.spec(_fault_of(e)).own:
+                # players stalling while the studio, ingest or transcoder is failing: a symptom
+                # of that cause (an ingest delay stalls every viewer), not a cause of its own
+                target = failing_upstream[0]
             if target is not None:
                 target.symptoms.append(e)
             else:

@@ -209,6 +209,13 @@ def hls(*bad: Evidence) -> list[Evidence]:
 HLS_SCENARIOS = [
     ("hls healthy", hls(), None, []),
     (
+        "ingest latency high while players stall -> one ingest incident, the stalls its symptoms",
+        hls(ev("ingest", "rtmp", DEG, "latency_high", None, "ingest latency 2.1 s, baseline 0.1 s"),
+            ev("playback", "edge-a", DEG, "stalls", "360p", "2 stalls in the last 20 s")),
+        None,
+        [("ingest", "rtmp", "latency_high", "P2")],  # viewers stall: P2
+    ),
+    (
         "every edge bad with different faults -> one incident per edge, not the CDN as a whole",
         hls(ev("cdn", "edge-a", DEG, "segment_missing", "360p", "360p segment 108 answered HTTP 404"),
             ev("cdn", "edge-b", DOWN, "stale_playlist", "360p", "360p playlist has not advanced for 5.0 s"),
