@@ -155,6 +155,9 @@ class LocalizerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     open_cycles: int = Field(2, ge=1, le=100, description="cycles a root cause must persist before it opens")
+    playback_open_cycles: int = Field(
+        6, ge=1, le=100, description="cycles before a playback-stage cause opens: players are the last stage, so "
+        "their stalls usually have an upstream cause whose own evidence (latency, media) needs a few seconds")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
     faults: dict[str, FaultSpec] = Field(default_factory=dict, description="extra or overridden fault types")
     runbooks: dict[str, str] = Field(default_factory=dict, description="runbook overrides: '<stage>/<fault>' or '<fault>'")
@@ -732,7 +735,10 @@ class Localizer:
             summary = _summary(f, self._diag)
             signature = (f.fault, severity)
             if t.incident is None:
-                if t.cycles < self.settings.open_cycles:
+                need = self.settings.open_cycles
+                if f.stage == "playback":
+                    need = max(need, self.settings.playback_open_cycles)
+                if t.cycles < need:
                     continue
                 started = min((since.get(_ev_key(e), now) for e in f.all_evidence), default=now)
                 t.incident = Incident(

@@ -297,7 +297,7 @@ HLS_SCENARIOS = [
 
 @pytest.mark.parametrize("name,evidence,ladder,expected", HLS_SCENARIOS, ids=[s[0] for s in HLS_SCENARIOS])
 def test_hls_probe_shaped_scenarios(name, evidence, ladder, expected):
-    loc = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 1000.0)
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
     events = loc.observe("main", evidence, ladder=ladder)
     got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity) for e in events]
     assert sorted(got) == sorted(expected)
@@ -305,7 +305,7 @@ def test_hls_probe_shaped_scenarios(name, evidence, ladder, expected):
 
 @pytest.mark.parametrize("name,evidence,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_diagnose_scenarios(name, evidence, expected):
-    loc = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 1000.0)
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
     events = loc.observe("main", evidence)
     got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity) for e in events]
     assert sorted(got) == sorted(expected)
@@ -547,3 +547,26 @@ def test_to_api_shape():
     }
     assert api["started_at"] == "1970-01-01T00:00:00.000Z" and api["localized_at"] == "1970-01-01T00:00:02.500Z"
     assert api["resolved_at"] is None
+
+
+def test_player_stalls_wait_for_upstream_evidence_before_opening():
+    """Stalls alone open a playback incident after playback_open_cycles; when the upstream
+    cause shows up meanwhile (an ingest delay measured a few seconds later), only it opens."""
+    t = [1000.0]
+    stalls = ev("playback", "edge-a", DEG, "stalls", "360p", "2 stalls in the last 20 s")
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0])
+    opened = []
+    for i in range(10):
+        t[0] += 1
+        evidence = hls(stalls) if i < 3 else hls(
+            stalls, ev("ingest", "rtmp", DEG, "latency_high", None, "ingest latency 2.1 s, baseline 0.1 s"))
+        opened += [(e.incident.stage, e.incident.component) for e in loc.observe("main", evidence)
+                   if e.kind == "opened"]
+    assert opened == [("ingest", "rtmp")]
+
+    lone = Localizer(LocalizerSettings(), clock=lambda: t[0])
+    counts = []
+    for _ in range(7):
+        t[0] += 1
+        counts.append(len([e for e in lone.observe("main", hls(stalls)) if e.kind == "opened"]))
+    assert counts == [0, 0, 0, 0, 0, 1, 0]
