@@ -93,6 +93,7 @@ def _f(kind: str, severity: str, phrase: str, own: bool = False) -> FaultSpec:
 # {playlist} -> "the 360p playlist" / "the playlist"; {of} -> " (360p)" / "".
 DEFAULT_FAULTS: dict[str, FaultSpec] = {
     "unreachable": _f("server", "P1", "is not answering (connection refused or timed out)", own=True),
+    "timeout": _f("server", "P1", "answers too slowly to finish within the probe deadline", own=True),
     "http_error": _f("server", "P1", "answers with HTTP errors{of}"),
     "stale_playlist": _f("freshness", "P1", "stopped updating {playlist}"),
     "playlist_missing": _f("freshness", "P1", "lost {playlist}"),

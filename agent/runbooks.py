@@ -44,6 +44,8 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
     "cdn": "Fail viewers over to a healthy edge and open a CDN ticket for {component}.",
     # Origin
     "origin/unreachable": "Restart or fail over the origin server; check its host is up and listening.",
+    "origin/timeout": "The origin answers too slowly: check its load and disk; fail over to the standby origin.",
+    "cdn/timeout": "Fail viewers over to a healthy edge; open a CDN ticket for {component} (responses too slow).",
     "origin/http_error": "Check the origin server's error log; restart or fail over the origin.",
     "origin": "Check the origin server and its disk; fail over to the backup origin if it does not recover.",
     # Transcoder

@@ -168,7 +168,7 @@ class Runner:
                 result = await fn(t, ctx)
         except TimeoutError:
             result = ProbeResult(failure=Failure.TIMEOUT, detail=f"no result within the {t.timeout:g}-s deadline")
-            result.evidence = _down(t, "unreachable", f"{t.component}: no answer within {t.timeout:g} s")
+            result.evidence = _down(t, "timeout", f"{t.component}: no complete answer within {t.timeout:g} s")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
