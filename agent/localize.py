@@ -147,6 +147,10 @@ DEFAULT_FAULTS: dict[str, FaultSpec] = {
     "uplink_low": _f("performance", "P2", "uplink is too slow for the bitrate"),
 }
 
+ENCODED_FAULTS = frozenset({"decode_errors", "keyframe_interval_long", "bitrate_over_declared"})
+"""Content faults of an encoded rendition (made by its encoder/packager, not by the source).
+Timestamp gaps are not among them: a gap is as often an ingest or source hiccup."""
+
 UNKNOWN_FAULT = FaultSpec(kind="performance", severity="P2", phrase="")
 
 
@@ -383,6 +387,11 @@ class _Diagnoser:
             bad_r = {e.rendition for e in group if e.rendition}
             if any(e.rendition is None for e in group):
                 return True
+            if kind == "content" and group and all(_fault_of(e) in ENCODED_FAULTS for e in group):
+                # faults of the encoded rendition itself (corrupt segments, GOP,
+                # bitrate) are made where the rendition is encoded and packaged: the transcoder
+                # of that rendition, never the camera
+                return False
             if kind == "content" and analysed:
                 # content is analysed in some renditions only (probes/media_probe.py): "every
                 # rendition" means every analysed one

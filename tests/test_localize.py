@@ -209,6 +209,12 @@ def hls(*bad: Evidence) -> list[Evidence]:
 HLS_SCENARIOS = [
     ("hls healthy", hls(), None, []),
     (
+        "decode errors in the only analysed rendition -> that rendition's transcode, not the camera",
+        hls(ev("origin", "origin", DEG, "decode_errors", "180p", "180p segment 42: 3 decode errors")),
+        ["180p", "360p"],
+        [("transcode", "180p", "decode_errors", "P2")],
+    ),
+    (
         "ingest latency high while players stall -> one ingest incident, the stalls its symptoms",
         hls(ev("ingest", "rtmp", DEG, "latency_high", None, "ingest latency 2.1 s, baseline 0.1 s"),
             ev("playback", "edge-a", DEG, "stalls", "360p", "2 stalls in the last 20 s")),

@@ -51,7 +51,7 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "edge_slow_first_byte": ("edge-b", {"ms": 3000}, ("cdn", "edge-b")),
     "edge_throttle": ("edge-b", {}, ("cdn", "edge-b")),
     "edge_delay": ("edge-b", {"ms": 5000}, ("cdn", "edge-b")),
-    "corrupt_segment": ("360p", {}, ("transcode", "360p")),
+    "corrupt_segment": ("180p", {}, ("transcode", "180p")),  # the analysed (lowest) rendition
     "keyframe_interval": ("transcoder", {}, ("transcode", "transcoder")),
     "webrtc_refuse": ("whip", {}, ("ingest", "whip")),
     "webrtc_stall": ("whep", {}, ("playback", "whep")),
