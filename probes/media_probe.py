@@ -61,6 +61,8 @@ class MediaSettings(BaseModel):
     segment_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     verify_tls: bool = True
+    transient_hold_s: float = Field(10.0, ge=0, le=600, description="a one-segment fault (decode errors) stays "
+                                    "evidence this long, so the localizer's hysteresis can see it")
     checks: MediaConfig = Field(default_factory=MediaConfig)
     decode: DecodeOptions = Field(default_factory=DecodeOptions)
 
@@ -74,6 +76,8 @@ class _Rendition:
     findings_seq: int | None = None
     target_duration: float = 2.0
     cpu_s: float = 0.0  # decode + analysis CPU of the newest segment
+    held: Evidence | None = None  # a transient fault (a corrupt segment) kept visible for a while
+    held_until: float = 0.0
     body: bytes = b""
     playlist: MediaPlaylist | None = None
 
@@ -225,6 +229,12 @@ class _Attempt:
         evs: list[Evidence] = rs.findings.evidence(self.t.stage, self.t.component, name)
         for e in evs:
             e.figures["segment_seq"] = float(rs.findings_seq or 0)
+        now = self.ctx.clock()
+        for e in evs:
+            if e.fault == "decode_errors":
+                rs.held, rs.held_until = e, now + self.cfg.transient_hold_s
+        if rs.held is not None and now < rs.held_until and all(e.fault != rs.held.fault for e in evs):
+            evs = [e for e in evs if e.fault is not None] + [rs.held]  # the held fault, not an "ok" beside it
         self.result.evidence.extend(evs)
 
 
