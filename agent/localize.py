@@ -746,7 +746,9 @@ class Localizer:
             signature = (f.fault, severity)
             if t.incident is None:
                 need = self.settings.open_cycles
-                if f.stage == "playback":
+                if f.stage == "playback" and self._diag.spec(f.fault).kind == "performance":
+                    # stalls and freezes wait for upstream evidence; a player that gets no
+                    # media at all (no_media, a freshness fault) opens after open_cycles
                     need = max(need, self.settings.playback_open_cycles)
                 if t.cycles < need:
                     continue

@@ -80,6 +80,9 @@ async def run(args: argparse.Namespace) -> None:
     async with Lab(LabConfig()) as lab:
         conf = lab_agent_config(lab, "127.0.0.1:0", site="bench", webrtc=True)
         conf["incidents"] = {"path": tempfile.mkdtemp(prefix="sp-bench-") + "/incidents.db"}
+        stream = conf["streams"][0]
+        for entry in [*stream.get("ingest", {}).get("whip", []), *stream.get("whep", [])]:
+            entry["interval_s"] = args.webrtc_interval  # the default 30 s would dominate time to localize
         async with Agent(parse_config(conf)) as agent:
             await asyncio.sleep(args.settle)
             if not await quiet(agent, 60):
@@ -144,6 +147,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an incident")
     ap.add_argument("--healthy-minutes", type=float, default=10.0)
     ap.add_argument("--settle", type=float, default=8.0)
+    ap.add_argument("--webrtc-interval", type=float, default=10.0, help="WHIP/WHEP probe interval, s")
     ap.add_argument("--hold", type=float, default=10.0, help="seconds a fault lasts after its first incident")
     ap.add_argument("--only", help="comma-separated fault names")
     asyncio.run(run(ap.parse_args()))
