@@ -78,6 +78,9 @@ def _latency_traces(exporter: InMemorySpanExporter) -> list[tuple[object, dict[s
     return out
 
 
+# Wall-clock latency against a live lab on a shared 2-core machine: failed 2 times in about
+# 12 runs here (a report trailing its deadline). One rerun; a real regression fails twice.
+@pytest.mark.flaky(reruns=1)
 async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays():
     exporter = InMemorySpanExporter()
     async with Lab(_lab_config()) as lab:
@@ -123,8 +126,10 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
             def evidence() -> set[tuple[str, str]]:
                 return {(c.stage, c.component) for c in agent.board.cells("main")
                         if any("latency" in r_ and "rose to" in r_ for r_ in c.reasons)}
-            await wait_for(lambda: {("transcode", "transcoder"), ("cdn", "edge-b")} <= evidence(), 10,
-                           "latency_high on transcode/transcoder and cdn/edge-b")
+            # both stay high while the faults last; on a loaded 2-core CI machine the probe's
+            # reports can trail the metrics above by a few report intervals
+            await wait_for(lambda: {("transcode", "transcoder"), ("cdn", "edge-b")} <= evidence(),
+                           4 * SEGMENT_S + 4 * REPORT_S + SLACK_S, "latency_high on transcode/transcoder and cdn/edge-b")
             assert ("cdn", "edge-a") not in evidence()
 
             def delayed_trace() -> bool:
