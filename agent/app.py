@@ -30,7 +30,7 @@ from agent.runner import Cycle, Runner, envelope, target_key
 from agent.status import StatusBoard
 from agent.tracing import TraceSink, make_provider
 from probes.base import Sample, State
-from probes.httpfetch import Fetcher
+from probes.net.httpfetch import Fetcher
 
 log = logging.getLogger("signalpath.agent")
 

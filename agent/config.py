@@ -31,7 +31,7 @@ from probes.ingest_stat import IngestStatConfig
 from probes.ingest_monitor import IngestMonitorSettings
 from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
-from probes.studio_config import StudioSettings
+from agent.studio_config import StudioSettings
 from probes.webrtc import WhepPlayback, WhipIngest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -58,7 +58,7 @@ def _check_http_url(v: str) -> str:
 
 
 def _safe(url: str) -> str:
-    from probes.redact import redact_url
+    from probes.core.redact import redact_url
 
     parts = urlsplit(url)
     if not parts.scheme.startswith(("rtmp", "srt")) and "@" not in url and not parts.query:
@@ -186,7 +186,7 @@ class Stream(Strict):
     edges: list[Edge] = Field(default_factory=list)
     hls: HlsSettings = Field(default_factory=HlsSettings)
     ingest: Ingest | None = None
-    studio: StudioSettings | None = None  # probes/studio.py: host, GPU, sources, network
+    studio: StudioSettings | None = None  # probes/core/studio.py: host, GPU, sources, network
     encoders: list[EncoderStatus] = Field(default_factory=list)
     whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)  # probes/playback.py viewers

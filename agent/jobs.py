@@ -74,7 +74,7 @@ def media_jobs(stream: Stream) -> list[Job]:
 
 
 def studio_jobs(stream: Stream) -> list[Job]:
-    """``streams[].studio``: host, GPU, each source, network — one job per probe kind (probes/studio.py)."""
+    """``streams[].studio``: host, GPU, each source, network — one job per probe kind (probes/core/studio.py)."""
     cfg = stream.studio
     if cfg is None:
         return []

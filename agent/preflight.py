@@ -1,7 +1,7 @@
 """``signalpath preflight -c FILE``: the crew's equipment check before air.
 
 Runs, for every stream with a ``studio:`` section and/or ``ingest.rtmp`` entries, the
-same probes the studio stage runs under ``signalpath run`` (probes/studio.py findings):
+same probes the studio stage runs under ``signalpath run`` (probes/core/studio.py findings):
 encoder host, GPU, capture devices and feeds (backups included), network (RTT/jitter to
 the ingest, uplink vs 1.5 x bitrate, NTP clock offset), and the ingest itself (RTMP
 handshake + connect via probes/rtmp.py; with ``publish: true`` a short test push whose
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from probes.base import Failure, ProbeContext, ProbeTarget
-from probes.studio import Finding, Status
+from probes.core.studio import Finding, Status
 
 SYMBOL = {Status.PASS: "✓", Status.WARN: "⚠", Status.FAIL: "✗", Status.SKIP: "–"}
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
@@ -91,7 +91,7 @@ class Outcome:
 async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
     """One ``ingest.rtmp`` entry: handshake/connect, and with publish the test push rate."""
     from probes import rtmp
-    from probes.redact import redact_url
+    from probes.core.redact import redact_url
 
     t = ProbeTarget("rtmp", stream, "ingest", r.name, r, r.url, r.interval_s, r.timeout_s)
     ctx = ProbeContext(state={})

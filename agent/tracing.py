@@ -27,7 +27,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from agent.runner import Cycle, attempt_span
 from probes.base import SpanRecord
-from probes.latency_core import SEPARATE_TRACE_ATTR
+from probes.core.latency_core import SEPARATE_TRACE_ATTR
 
 _INHERITED = ("signalpath.stream", "signalpath.stage", "signalpath.component", "signalpath.rendition")
 

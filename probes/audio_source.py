@@ -1,9 +1,9 @@
 """Audio input checks: level in dBFS, silence, clipping — from a feed or a device.
 
-The measurement is :mod:`probes.media`'s (one :class:`probes.media.MediaAnalyser` over
+The measurement is :mod:`probes.core.media_analysis`'s (one :class:`probes.core.media_analysis.MediaAnalyser` over
 the decoded samples of a short capture, see :mod:`probes.video_source`); this module
 turns its figures into studio findings. Thresholds (shared/THRESHOLDS.md, as in
-probes/media.py): silence below -50 dBFS for >= 2 s (AWS MediaLive audio-silence
+probes/core/media_analysis.py): silence below -50 dBFS for >= 2 s (AWS MediaLive audio-silence
 failover default) fails; more than 6 consecutive full-scale samples is clipping
 (testrtc ``mictest.js``), a warning before air (turn the gain down); an RMS level
 below -40 dBFS warns as "very quiet" (broadcast practice: dialogue normalised to
@@ -17,8 +17,8 @@ tests here (no sound card on this machine). Feeds: any URL PyAV opens.
 from __future__ import annotations
 
 from probes.base import ProbeContext, ProbeResult, ProbeTarget
-from probes.media import MediaFindings
-from probes.studio import Finding, Status
+from probes.core.media_analysis import MediaFindings
+from probes.core.studio import Finding, Status
 
 QUIET_DBFS = -40.0
 

@@ -19,7 +19,7 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.redact import redact_text
+from probes.core.redact import redact_text
 
 STAGE = "studio"
 MAX_BYTES = 256 * 1024

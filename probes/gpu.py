@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 
 
 class GpuConfig(BaseModel):

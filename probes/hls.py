@@ -32,8 +32,8 @@ from typing import Any
 
 from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
                          worst)
-from probes.httpfetch import FetchResult
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.net.httpfetch import FetchResult
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
 
 MASTER_REFRESH_S = 10.0
 

@@ -43,7 +43,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 
 COMPONENT = "host"
 _PROCFS_LOCK = threading.Lock()

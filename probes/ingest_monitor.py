@@ -5,7 +5,7 @@ Real ingests let a monitor play what they receive: nginx-rtmp over
 embedded lab, agent/lab/ingest_live.py) over HTTP-FLV, some over MPEG-TS on HTTP. One
 attempt opens that playback side with PyAV (its bundled FFmpeg reads RTMP, FLV and
 MPEG-TS) in a worker thread, decodes the video for ``seconds`` after the first decoded
-frame, reads each frame's latency beacon (probes/beacon.py: the capture wall time the
+frame, reads each frame's latency beacon (probes/core/beacon.py: the capture wall time the
 studio burned into the picture) and computes, per frame::
 
     ingest latency = arrival - capture
@@ -28,13 +28,13 @@ Reported (stage ``ingest``, component = the monitor's name):
 - ``signalpath_stage_latency_seconds{stage="ingest",method="beacon"}``;
 - evidence OK with figures ``latency_s``, ``median_s``, ``frames``, ``beacons``,
   ``baseline_s``; ``latency_high`` (DEGRADED) when the figure jumps above its baseline
-  (the baseline rule of probes/latency_core.py, :class:`~probes.latency_core.Baseline`:
+  (the baseline rule of probes/core/latency_core.py, :class:`~probes.core.latency_core.Baseline`:
   median of the last ``baseline_s`` + max(``high_abs_s``, ``high_ratio`` x median));
 - ``no_input`` (DOWN) when the server answers but no video frame arrives within
   ``first_frame_s`` (4 s: THRESHOLDS.md accepts keyframe intervals up to 4 s, and a
   server without a GOP cache sends nothing decodable before the next keyframe);
   ``unreachable`` (DOWN) when the playback side refuses or drops the connection.
-- the clock rule of probes/latency_core.py: a capture time after its arrival (beyond
+- the clock rule of probes/core/latency_core.py: a capture time after its arrival (beyond
   0.1 s) proves a skewed clock and drops figures to whole seconds.
 
 The split with the latency probe (probes/latency.py): the job builder (agent/jobs.py)
@@ -61,10 +61,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from probes import beacon
+from probes.core import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.latency_core import SKEW_TOLERANCE_S, Baseline, clock_verdict
-from probes.redact import redact_url
+from probes.core.latency_core import SKEW_TOLERANCE_S, Baseline, clock_verdict
+from probes.core.redact import redact_url
 
 __all__ = ["IngestMonitorSettings", "IngestLatencyShare", "IngestWindow", "MonitorTargetConfig", "WatchResult",
            "watch", "probe"]

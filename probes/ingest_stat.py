@@ -17,7 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.redact import redact_text
+from probes.core.redact import redact_text
 from probes.rtmp import STAT_MAX_BYTES, judge_stat, parse_stat
 
 STAGE = "ingest"

@@ -3,8 +3,8 @@
 For each new segment of the watched rendition(s) (default: the lowest, by BANDWIDTH), the
 probe times when it first appeared in the media playlist of the origin and of every edge,
 and reads when its frames were captured from the latency beacon burned into the picture
-(probes/beacon.py), falling back to EXT-X-PROGRAM-DATE-TIME (RFC 8216 §4.3.2.6) when the
-picture carries none. From these (definitions in probes/latency_core.py):
+(probes/core/beacon.py), falling back to EXT-X-PROGRAM-DATE-TIME (RFC 8216 §4.3.2.6) when the
+picture carries none. From these (definitions in probes/core/latency_core.py):
 
 - ``signalpath_stage_latency_seconds{stage="transcode",component="transcoder"}``: origin
   first-seen - capture of the segment's last frame (ingest + transcode + packaging);
@@ -52,12 +52,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from probes import beacon
+from probes.core import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.ingest_monitor import IngestLatencyShare
-from probes.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
+from probes.core.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
                                  FirstSeenTracker, SegmentTiming, clock_verdict, next_poll_delay, segment_trace)
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]

@@ -3,10 +3,10 @@
 One attempt on one stream's origin: the master playlist (refreshed every
 ``MASTER_REFRESH_S``), the media playlist of each analysed rendition, and every segment
 that appeared since the previous attempt, fetched once, decoded in a worker thread under
-a bound (``probes.segment_decode``, STYLE.md 10) and fed, in order, to one
-:class:`probes.media.MediaAnalyser` per rendition (frozen / black video, silence,
+a bound (``probes.core.segment_decode``, STYLE.md 10) and fed, in order, to one
+:class:`probes.core.media_analysis.MediaAnalyser` per rendition (frozen / black video, silence,
 clipping, A/V offset, timestamp gaps, decode errors, key-frame interval, bitrate; the
-thresholds and their sources are in ``probes/media.py``).
+thresholds and their sources are in ``probes/core/media_analysis.py``).
 
 Which renditions (``MediaSettings.renditions``): ``lowest`` (default: the rendition every
 viewer can fall back to, and the cheapest to decode), ``all``, or a list of names.
@@ -36,9 +36,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
-from probes.media import MediaAnalyser, MediaConfig, MediaFindings
-from probes.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
-from probes.segment_decode import DecodedSegment, DecodeOptions, decode_segment
+from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
+from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 
 __all__ = ["MediaSettings", "probe"]
 

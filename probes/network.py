@@ -32,7 +32,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 
 COMPONENT = "network"
 

@@ -4,7 +4,7 @@ A player is long-running, so the probe is a *session advanced by attempts*: the
 session (one per rendition, per edge) lives in ``ctx.state``; each attempt advances it
 for one time slice (about ``interval_s``): it reloads the media playlist when due,
 downloads the segments that are due, in order, and plays them in real time through the
-pure buffer model :class:`probes.player_model.PlayerModel` on the agent's clock. The
+pure buffer model :class:`probes.core.player_model.PlayerModel` on the agent's clock. The
 figures at the end of the slice are the attempt's result. A segment download that
 outlasts the slice finishes before the attempt returns (a player downloads one segment
 at a time), bounded by ``segment_timeout_s``.
@@ -13,7 +13,7 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
 
 - join: the master playlist once, then the rendition's media playlist; playback starts
   at least 3 target durations behind the live edge (RFC 8216bis §4.4.3.8 HOLD-BACK;
-  hls.js ``liveSyncDurationCount`` 3, :func:`probes.player_model.join_index`); a playlist
+  hls.js ``liveSyncDurationCount`` 3, :func:`probes.core.player_model.join_index`); a playlist
   shorter than that is reloaded until it is long enough (RFC 8216bis: a client SHOULD NOT
   start less than three target durations from the end), and that wait counts in the
   startup time;
@@ -27,7 +27,7 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   ``segment_retries`` (6, ``fragLoadPolicy.errorRetry.maxNumRetry``), with an
   exponential back-off from 1 s up to 8 s (``retryDelayMs`` 1000, ``maxRetryDelayMs``
   8000); when they run out the session fails (hls.js raises a fatal network error);
-- stall (the model's rules, ``probes/player_model.py``): the buffer runs dry while
+- stall (the model's rules, ``probes/core/player_model.py``): the buffer runs dry while
   playing; it is a reported stall once it lasts 1.25 s (hls.js
   ``detectStallWithCurrentTimeMs``) and ends when the next segment arrives; rebuffer
   ratio = stalled / (watched + stalled) (Mux; CTA-2066); startup = request to first frame
@@ -52,8 +52,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
-from probes.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
-from probes.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
+from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
+from probes.core.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
                              parse)
 
 __all__ = ["PlaybackSettings", "probe"]

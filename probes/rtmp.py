@@ -31,7 +31,7 @@ broadcast practice) is ``av_desync`` (DEGRADED); frames dropped since the previo
 attempt are ``dropped_frames`` (DEGRADED).
 
 The stream key is a secret: it never appears in a result field. Every URL shown is
-``probes.redact.redact_url``'d and every message also has the key masked literally.
+``probes.core.redact.redact_url``'d and every message also has the key masked literally.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
-from probes.redact import redact_text, redact_url
+from probes.core.redact import redact_text, redact_url
 
 STAGE = "ingest"
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
@@ -838,7 +838,7 @@ class _Attempt:
     async def _fetch_stat(self, url: str) -> tuple[str, str | None]:
         http = self.ctx.http
         if http is None:
-            from probes.httpfetch import Fetcher
+            from probes.net.httpfetch import Fetcher
 
             async with Fetcher() as fetcher:
                 return await self._get_stat(fetcher, url)

@@ -1,6 +1,6 @@
 """Video sources: capture devices present, feeds live, and what their pictures show.
 
-A source (``studio.sources[]``, :class:`probes.studio.SourceConfig`) is either
+A source (``studio.sources[]``, :class:`probes.core.studio.SourceConfig`) is either
 
 - a **capture device**, checked for presence by its name as the OS lists it (Linux:
   ``/sys/class/video4linux/video*/name``, root injectable for tests; the node name
@@ -12,9 +12,9 @@ A source (``studio.sources[]``, :class:`probes.studio.SourceConfig`) is either
   ``expected_width/height``: ``resolution_mismatch``), frame rate from the presentation
   timestamps ((frames - 1) / PTS span) against ``expected_fps`` (more than
   ``fps_tolerance``, 10 %, below: ``frame_rate_low``), black and frozen pictures and the
-  audio level / silence / clipping by :class:`probes.media.MediaAnalyser` (black: mean
+  audio level / silence / clipping by :class:`probes.core.media_analysis.MediaAnalyser` (black: mean
   luma < 20 for >= 2 s, testrtc; frozen: near-identical frames >= 2 s, testrtc/FFmpeg
-  freezedetect — see probes/media.py), and the key-frame interval when the sample holds
+  freezedetect — see probes/core/media_analysis.py), and the key-frame interval when the sample holds
   two key frames (<= 4 s, YouTube Live ``gopSizeLong``). A feed that stops before
   ``sample_s`` is ``source_gone`` too.
 
@@ -37,10 +37,10 @@ import numpy as np
 
 from probes.audio_source import assess_audio
 from probes.base import ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.media import MediaAnalyser, MediaFindings
-from probes.redact import redact_url
-from probes.segment_decode import DecodedSegment, _small_luma, _to_float_planar
-from probes.studio import STAGE, Finding, SourceConfig, Status, evidence_from
+from probes.core.media_analysis import MediaAnalyser, MediaFindings
+from probes.core.redact import redact_url
+from probes.core.segment_decode import DecodedSegment, _small_luma, _to_float_planar
+from probes.core.studio import STAGE, Finding, SourceConfig, Status, evidence_from
 
 
 # ------------------------------------------------------------------ devices

@@ -4,7 +4,7 @@ WHIP publish (``whip_probe``, stage ``ingest``; RFC 9725 "WebRTC-HTTP Ingestion
 Protocol"): POST an SDP offer (``application/sdp``, ``Authorization: Bearer`` when a
 token is configured) → ``201 Created`` with the SDP answer and a ``Location`` (the
 session resource); publish a synthetic video track (a moving pattern with the latency
-beacon of :mod:`probes.beacon` stamped on every frame) for ``seconds``; DELETE the
+beacon of :mod:`probes.core.beacon` stamped on every frame) for ``seconds``; DELETE the
 resource at the end — always, also after a failure (RFC 9725 §4.2). Phases, each a
 ``signalpath_ingest_connect_seconds{phase}`` value and a span:
 
@@ -50,7 +50,7 @@ variable consulted by a wrapper installed once around ``aioice.ice.get_host_addr
 other peer connections in the process are unaffected.
 
 The bearer token is a secret: it is masked in every detail and span (tested with a
-canary); URLs shown are :func:`probes.redact.redact_url`'d.
+canary); URLs shown are :func:`probes.core.redact.redact_url`'d.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from probes import beacon
+from probes.core import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
-from probes.redact import redact_text, redact_url
+from probes.core.redact import redact_text, redact_url
 
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
 METRIC_UPLOAD = "signalpath_ingest_upload_bits_per_second"

@@ -8,7 +8,7 @@ evidence shows it. Bounds:
 - content faults (frozen, black, silent, desync, corrupt): two segment durations, plus
   one media poll interval (the probe must see the new segment) and ``SLACK_S`` for
   transcode/publish and decode on a shared 2-core machine. Frozen/black/silent need 2 s
-  of bad media by definition (probes/media.py); that run ends inside the segment after
+  of bad media by definition (probes/core/media_analysis.py); that run ends inside the segment after
   the onset, which is published up to two segment durations after the onset;
 - keyframe interval: the segments stretch to the new GOP (RFC 8216 §4.3.3.1 cuts at key
   frames only), so the bound is two GOPs plus the same allowances;

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from probes import beacon
+from probes.core import beacon
 
 W, H, FPS, N = 640, 360, 30, 120
 T0_MS = 1_764_129_600_000  # 2025-11-26T04:00:00Z

@@ -23,8 +23,8 @@ import av
 import pytest
 
 from _require import require_binary
-from probes import beacon
-from probes import beacon_publish as bp
+from probes.core import beacon
+from agent import beacon_publish as bp
 from reallab import RealLab, free_port, parse_media_playlist
 
 KEY = "sk-Secret123"
@@ -240,7 +240,7 @@ async def test_cancel_stops_publisher_thread_and_a_dropped_publisher_is_reported
 
 _CLI = (
     "import argparse, sys\n"
-    "from probes import beacon_publish as bp\n"
+    "from agent import beacon_publish as bp\n"
     "p = argparse.ArgumentParser(prog='signalpath')\n"
     "bp.register(p.add_subparsers(dest='command', required=True))\n"
     "a = p.parse_args(sys.argv[1:])\n"

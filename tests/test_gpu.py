@@ -7,7 +7,7 @@ from pathlib import Path
 from probes import gpu
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.gpu import GpuConfig, NvmlBackend, NvmlUnavailable, RecordedBackend
-from probes.studio import Status
+from probes.core.studio import Status
 
 REC = str(Path(__file__).parent / "fixtures" / "nvml-h200.json")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from probes import host
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.host import HostConfig, assess, snapshot
-from probes.studio import Status
+from probes.core.studio import Status
 
 FIX = Path(__file__).parent / "fixtures" / "host"
 

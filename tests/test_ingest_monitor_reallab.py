@@ -1,6 +1,6 @@
 """The ingest monitor against a real nginx-rtmp ingest, playing ``rtmp://`` with PyAV.
 
-``signalpath beacon`` (probes/beacon_publish.py) publishes a beacon stream (320x180,
+``signalpath beacon`` (agent/beacon_publish.py) publishes a beacon stream (320x180,
 25 fps, a keyframe every second) into tests/reallab.py's nginx-rtmp started without
 its own publisher; the monitor plays the same stream back from nginx-rtmp and times
 the beacons: ingest latency small and positive.
@@ -14,7 +14,7 @@ import os
 import pytest
 
 from _require import require_binary
-from probes import beacon_publish as bp
+from agent import beacon_publish as bp
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
 from reallab import RealLab

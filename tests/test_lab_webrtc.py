@@ -12,7 +12,7 @@ import pytest
 
 from agent.lab import FaultRequestError, Lab, LabConfig, LabError
 from agent.lab.faults import FaultBook
-from probes import beacon
+from probes.core import beacon
 from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.webrtc import WhepProbeConfig, WhipProbeConfig, whep_probe, whip_probe
 

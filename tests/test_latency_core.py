@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probes.latency_core import (SEPARATE_TRACE_ATTR, Baseline, FirstSeenTracker, SegmentTiming, Seen,
+from probes.core.latency_core import (SEPARATE_TRACE_ATTR, Baseline, FirstSeenTracker, SegmentTiming, Seen,
                                  clock_verdict, next_poll_delay, segment_trace)
 
 

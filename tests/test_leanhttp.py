@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from probes.base import Failure
-from probes.httpfetch import Fetcher
+from probes.net.httpfetch import Fetcher
 
 
 async def raw_server(handler):

@@ -1,5 +1,5 @@
 """Media analysis on real PyAV-made MPEG-TS segments: each detector fires on its fault
-and stays quiet on the healthy stream (probes/segment_decode.py + probes/media.py)."""
+and stays quiet on the healthy stream (probes/core/segment_decode.py + probes/core/media_analysis.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from probes.base import State
-from probes.media import PTS_WRAP_S, MediaAnalyser, MediaConfig
-from probes.segment_decode import DecodedSegment, DecodeOptions, decode_segment, decode_segment_bounded
+from probes.core.media_analysis import PTS_WRAP_S, MediaAnalyser, MediaConfig
+from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment, decode_segment_bounded
 from test_media_synth import corrupt, make_segment
 
 
@@ -266,7 +266,7 @@ def test_fast_luma_matches_swscale_and_reads_full_range():
 
     import av
 
-    from probes.segment_decode import _small_luma
+    from probes.core.segment_decode import _small_luma
 
     data = make_segment(seconds=0.2, width=640, height=360)
     with av.open(io.BytesIO(data), "r", format="mpegts") as c:

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.httpfetch import Fetcher
+from probes.net.httpfetch import Fetcher
 from probes.media_probe import MediaSettings, probe
-from probes.playlist import choose_renditions
-from probes.playlist import Variant
+from probes.core.playlist import choose_renditions
+from probes.core.playlist import Variant
 
 
 def v(name: str, bw: int | None, res: tuple[int, int] | None = None) -> Variant:

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from probes.network import NetworkConfig, measure, ntp_offset
-from probes.studio import Status
+from probes.core.studio import Status
 
 NTP_EPOCH = 2208988800
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from probes.player_model import (
+from probes.core.player_model import (
     PlaybackFailure,
     PlayerConfig,
     PlayerModel,

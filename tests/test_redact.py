@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probes.redact import redact_text, redact_url, rtmp_stream_key
+from probes.core.redact import redact_text, redact_url, rtmp_stream_key
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.studio import SourceConfig, Status
+from probes.core.studio import SourceConfig, Status
 from probes.video_source import list_devices, measure
 from tests.rtsp_server import RtspServer
 

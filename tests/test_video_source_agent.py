@@ -7,7 +7,7 @@ with the OS's own root, absent on this machine, both would be missing), the enco
 from recorded /proc and /sys trees, and the network against a real chronyd. The same
 config then goes through preflight's checklist (agent/preflight.py ``run_checks``): for
 every studio component the board's evidence has the state, fault and detail that
-:func:`probes.studio.evidence_from` makes of preflight's findings.
+:func:`probes.core.studio.evidence_from` makes of preflight's findings.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from agent.config import parse_config
 from agent.incident_sink import SOURCE as INCIDENTS
 from agent.preflight import run_checks
 from probes.base import State
-from probes.studio import evidence_from
+from probes.core.studio import evidence_from
 from tests.rtsp_server import RtspServer
 from tests.test_network import Chronyd
 from waiting import wait_for

@@ -29,7 +29,7 @@ from typing import Callable
 import av
 import numpy as np
 
-from probes import beacon as _beacon
+from probes.core import beacon as _beacon
 
 from .config import LabConfig
 

@@ -51,7 +51,7 @@ from typing import Any, Callable
 import numpy as np
 from aiohttp import web
 
-from probes import beacon
+from probes.core import beacon
 from probes.webrtc import _luma, _make_beacon_track, ice_host_addresses
 
 

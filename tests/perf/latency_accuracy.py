@@ -35,7 +35,7 @@ from agent.app import Agent  # noqa: E402
 from agent.config import parse_config  # noqa: E402
 from agent.demo import lab_agent_config  # noqa: E402
 from agent.lab import Lab, LabConfig  # noqa: E402
-from probes.latency_core import SEPARATE_TRACE_ATTR  # noqa: E402
+from probes.core.latency_core import SEPARATE_TRACE_ATTR  # noqa: E402
 
 
 class Collect:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from probes.media import MediaAnalyser  # noqa: E402
-from probes.segment_decode import DecodeOptions, decode_segment  # noqa: E402
+from probes.core.media_analysis import MediaAnalyser  # noqa: E402
+from probes.core.segment_decode import DecodeOptions, decode_segment  # noqa: E402
 from test_media_synth import make_segment  # noqa: E402
 
 SECONDS = 2.0

@@ -1,4 +1,4 @@
-"""``streams[].studio``: the studio section of a stream's config (see probes/studio.py)."""
+"""``streams[].studio``: the studio section of a stream's config (see probes/core/studio.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from probes.gpu import GpuConfig
 from probes.host import HostConfig
 from probes.network import NetworkConfig
-from probes.studio import SourceConfig
+from probes.core.studio import SourceConfig
 
 
 class StudioSettings(BaseModel):

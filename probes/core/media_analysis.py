@@ -1,7 +1,7 @@
 """Media analysis of what viewers receive: pure checks on decoded frames and samples.
 
 One :class:`MediaAnalyser` per rendition is fed that rendition's segments in order
-(:class:`probes.segment_decode.DecodedSegment`); it keeps the state that spans segment
+(:class:`probes.core.segment_decode.DecodedSegment`); it keeps the state that spans segment
 boundaries (a freeze that started in the previous segment, the last key frame, the last
 timestamps) and returns one :class:`MediaFindings` per segment: the measured values and
 the faults, named as in DESIGN.md. No I/O, no clock: time is the media's own
@@ -58,7 +58,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Sample, State
-from probes.segment_decode import DecodedSegment
+from probes.core.segment_decode import DecodedSegment
 
 __all__ = ["MediaConfig", "MediaFault", "MediaFindings", "MediaAnalyser", "FAULTS"]
 

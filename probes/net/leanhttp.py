@@ -13,7 +13,7 @@ and measures its phases precisely as a side effect:
 
 Scope, on purpose: GET only, HTTP/1.1, identity encoding (we send no
 Accept-Encoding), Content-Length or chunked bodies, ``http``/``https``. Redirects are
-the caller's (probes/httpfetch.py counts them). A pooled connection the server closed
+the caller's (probes/net/httpfetch.py counts them). A pooled connection the server closed
 while idle is retried once on a fresh one, but only when not one byte of the response
 arrived (the usual idempotent-request rule); nothing else is retried.
 

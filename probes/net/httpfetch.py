@@ -2,7 +2,7 @@
 
 Every HTTP probe (playlists, segments, ingest statistics, encoder status) goes through
 one shared :class:`Fetcher`: keep-alive pools with a bound on requests in flight per
-host, over :mod:`probes.leanhttp` — a small asyncio + httptools client, because the
+host, over :mod:`probes.net.leanhttp` — a small asyncio + httptools client, because the
 polling loop is the agent's hot path (hundreds of playlists a second; see
 tests/perf/poll_cost.py for its CPU per poll beside aiohttp's, httpx's and the Go
 blackbox_exporter's). httpx stays the client for the cold paths (alerts, WHIP/WHEP).
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from probes.base import Failure
-from probes.leanhttp import LeanClient, LeanHttpError
-from probes.redact import redact_url
+from probes.net.leanhttp import LeanClient, LeanHttpError
+from probes.core.redact import redact_url
 
 KEEP_HEADERS = ("age", "x-cache", "cache-control", "content-type", "content-length", "last-modified", "etag",
                 "location", "transfer-encoding")

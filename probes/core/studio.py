@@ -12,7 +12,7 @@ threshold comes from and a plain-words fix. The same findings feed two readers:
   measured);
 - ``signalpath preflight`` (``agent/preflight.py``): one checklist row per finding.
 
-Config: ``streams[].studio`` (:class:`probes.studio_config.StudioSettings`), one section per stream, since
+Config: ``streams[].studio`` (:class:`agent.studio_config.StudioSettings`), one section per stream, since
 the studio feeds one stream; a studio feeding two streams repeats the section (the
 probes are cheap; the host figures then carry both stream labels).
 """

@@ -1,7 +1,7 @@
 """``signalpath beacon``: publish a beacon test stream into a real RTMP ingest.
 
 The stream is a synthetic moving pattern (scrolling bars and a bouncing box, so no
-freeze detector fires) with the latency beacon (:mod:`probes.beacon`) stamped on
+freeze detector fires) with the latency beacon (:mod:`probes.core.beacon`) stamped on
 every frame at the wall time the frame is made, H.264 (libx264, ``zerolatency``:
 no lookahead, no B-frames, so a frame leaves the encoder as soon as it is stamped)
 plus a 1 kHz AAC tone, muxed as FLV over RTMP by PyAV's bundled FFmpeg. Frames are
@@ -51,7 +51,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import SignalpathError
-from probes import beacon
+from probes.core import beacon
 
 __all__ = [
     "BeaconPublishError",
