@@ -25,7 +25,7 @@ from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
 from probes.encoder_status import EncoderStatusConfig
-from probes.media_probe import MediaSettings
+from probes.media import MediaSettings
 from probes.playback import PlaybackSettings
 from probes.ingest_stat import IngestStatConfig
 from probes.ingest_monitor import IngestMonitorSettings
@@ -190,7 +190,7 @@ class Stream(Strict):
     encoders: list[EncoderStatus] = Field(default_factory=list)
     whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)  # probes/playback.py viewers
-    media: MediaSettings = Field(default_factory=MediaSettings)  # probes/media_probe.py content checks
+    media: MediaSettings = Field(default_factory=MediaSettings)  # probes/media.py content checks
     latency: LatencySettings = Field(default_factory=LatencySettings)  # probes/latency.py per-stage latency
 
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))

@@ -64,7 +64,7 @@ def playback_jobs(stream: Stream) -> list[Job]:
 
 
 def media_jobs(stream: Stream) -> list[Job]:
-    """Content analysis of the origin's segments (probes/media_probe.py)."""
+    """Content analysis of the origin's segments (probes/media.py)."""
     cfg = stream.media
     if not cfg.enabled:
         return []

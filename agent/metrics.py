@@ -93,7 +93,7 @@ CATALOG: dict[str, MetricDef] = {
                                                          _TR),
     "signalpath_playback_rebuffer_ratio": MetricDef("gauge", "Stalled / (watched + stalled) time of the current "
                                                     "simulated viewer session (0-1).", _TR),
-    # media content (probes/media_probe.py), per analysed rendition at the origin
+    # media content (probes/media.py), per analysed rendition at the origin
     "signalpath_video_frozen": MetricDef("gauge", "1 if the newest analysed segment shows frozen video "
                                          "(>= 2 s of identical frames), else 0.", _TR),
     "signalpath_video_black": MetricDef("gauge", "1 if the newest analysed segment shows black video "

@@ -100,7 +100,7 @@ DEFAULT_RUNBOOKS: dict[str, str] = {
     "playback/stalls": "Players via {component} stall: compare segment download speed per edge; move viewers to the fastest edge.",
     "playback": "Check what players via {component} see; compare with the edges' evidence.",
     "playback/playback_failed": "Viewers via {component} cannot play: check the edge's playlists and segments; move viewers to a healthy edge.",
-    # Content (probes/media_probe.py)
+    # Content (probes/media.py)
     "transcode/decode_errors": "The {component} transcode writes corrupt segments: restart it; check the packager's disk.",
     "studio/decode_errors": "Every rendition carries corrupt segments: check the contribution feed and the transcoder input.",
     "keyframe_interval_long": "Set the encoder/transcoder GOP to 2 s (at most 4 s): keyint = 2 x frame rate.",

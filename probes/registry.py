@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from probes import encoder_status, hls, ingest_stat, rtmp
-from probes import media_probe, playback
+from probes import media, playback
 from probes import gpu, host, network, video_source
 from probes import webrtc
 from probes import latency
@@ -29,7 +29,7 @@ REGISTRY: dict[str, ProbeSpec] = {
     "ingest_stat": ProbeSpec(ingest_stat.probe),
     "encoder_status": ProbeSpec(encoder_status.probe),
     "playback": ProbeSpec(playback.probe),
-    "media": ProbeSpec(media_probe.probe),
+    "media": ProbeSpec(media.probe),
     "host": ProbeSpec(host.probe),
     "gpu": ProbeSpec(gpu.probe),
     "video_source": ProbeSpec(video_source.probe),

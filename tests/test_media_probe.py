@@ -1,4 +1,4 @@
-"""probes/media_probe.py against a real live HLS server (tests/livehls.py: real H.264/AAC segments)."""
+"""probes/media.py against a real live HLS server (tests/livehls.py: real H.264/AAC segments)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.net.httpfetch import Fetcher
-from probes.media_probe import MediaSettings, probe
+from probes.media import MediaSettings, probe
 from probes.core.playlist import choose_renditions
 from probes.core.playlist import Variant
 
