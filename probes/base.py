@@ -19,9 +19,12 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
-STAGES = ("studio", "ingest", "transcode", "origin", "cdn", "playback")
+from probes.faults import STAGES, Fault
+
+__all__ = ["STAGES", "Evidence", "Failure", "Fault", "ProbeContext", "ProbeResult", "ProbeTarget", "Sample",
+           "SpanRecord", "State", "UrlRole", "worst"]
 
 
 class Failure(enum.StrEnum):
@@ -72,23 +75,39 @@ class Sample:
     kind: str = "set"
 
 
+UrlRole = Literal["master", "media_playlist", "segment", "init", "endpoint"]
+"""What an evidence's HTTP figures were measured on (``Evidence.url_role``)."""
+
+
 @dataclass(slots=True)
 class Evidence:
     """Health of one stage/component as one probe saw it.
 
-    ``fault`` is a snake_case fault type from DESIGN.md ("stale_playlist",
-    "unreachable", ...) or None when healthy. ``rendition`` narrows the evidence to
-    one rendition (the localizer uses it: one stale rendition at the origin points at
-    the transcoder). ``detail`` is a plain-words sentence with no secrets in it.
+    ``fault`` is a :class:`probes.faults.Fault` (a plain string is converted, and one
+    outside the catalog raises ``ValueError``: a fault outside the catalog cannot be
+    constructed) or None when healthy. ``rendition`` narrows the evidence to one
+    rendition (the localizer uses it: one stale rendition at the origin points at the
+    transcoder). ``detail`` is a plain-words sentence with no secrets in it, for people;
+    nothing downstream parses it. The structured fields say what the sentence says, for
+    programs: ``http_status`` (the HTTP status code that made the fault, an int),
+    ``media_sequence`` (the media sequence number concerned), ``url_role`` (what was
+    fetched: master or media playlist, segment, init section, or the endpoint itself).
     """
 
     stage: str
     component: str
     state: State
-    fault: str | None = None
+    fault: Fault | None = None
     detail: str = ""
     rendition: str | None = None
     figures: dict[str, float] = field(default_factory=dict)
+    http_status: int | None = None
+    media_sequence: int | None = None
+    url_role: UrlRole | None = None
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and type(self.fault) is not Fault:
+            self.fault = Fault(self.fault)
 
 
 @dataclass(slots=True)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from agent.diagnosis import diagnose
 from agent.localize import (
-    FaultSpec,
+    FaultOverride,
     Incident,
     Localizer,
     LocalizerSettings,
-    diagnose,
 )
-from agent.runbooks import DEFAULT_RUNBOOKS, Runbooks
+from agent.runbooks import Runbooks
+from probes.faults import CATALOG
 from probes.base import Evidence, State
 
 OK, DEG, DOWN = State.OK, State.DEGRADED, State.DOWN
@@ -19,8 +20,9 @@ RENDITIONS = ("360p", "720p", "1080p")
 EDGES = ("edge-a", "edge-b", "edge-c")
 
 
-def ev(stage, component, state=OK, fault=None, rendition=None, detail=""):
-    return Evidence(stage=stage, component=component, state=state, fault=fault, detail=detail, rendition=rendition)
+def ev(stage, component, state=OK, fault=None, rendition=None, detail="", http_status=None):
+    return Evidence(stage=stage, component=component, state=state, fault=fault, detail=detail, rendition=rendition,
+                    http_status=http_status)
 
 
 def healthy() -> list[Evidence]:
@@ -103,7 +105,7 @@ SCENARIOS = [
         "origin playlists gone (404) and ingest says no input -> ingest, not origin",
         with_faults(
             ev("ingest", "rtmp", DOWN, "no_input"),
-            *[Evidence("origin", "origin", DEG, "http_error", "HTTP 404", r, {"http_status": 404}) for r in RENDITIONS],
+            *[Evidence("origin", "origin", DEG, "http_error", "HTTP 404", r, http_status=404) for r in RENDITIONS],
         ),
         [("ingest", "rtmp", "no_input", "P1")],
     ),
@@ -180,9 +182,9 @@ SCENARIOS = [
         [("playback", "edge-b", "stalls", "P2")],
     ),
     (
-        "unknown fault kind from a future probe is still localized",
-        with_faults(ev("cdn", "edge-a", DEG, "tls_expiring", "360p")),
-        [("cdn", "edge-a", "tls_expiring", "P2")],
+        "a failed check without a named fault is still localized",
+        with_faults(ev("studio", "encoder-host", DEG, None)),
+        [("studio", "encoder-host", "check_failed", "P3")],
     ),
     (
         "unknown evidence is no evidence",
@@ -223,7 +225,8 @@ HLS_SCENARIOS = [
     ),
     (
         "every edge bad with different faults -> one incident per edge, not the CDN as a whole",
-        hls(ev("cdn", "edge-a", DEG, "segment_missing", "360p", "360p segment 108 answered HTTP 404"),
+        hls(ev("cdn", "edge-a", DEG, "segment_missing", "360p", "360p segment 108 answered HTTP 404",
+           http_status=404),
             ev("cdn", "edge-b", DOWN, "stale_playlist", "360p", "360p playlist has not advanced for 5.0 s"),
             ev("cdn", "edge-c", DEG, "slow_segment", "360p", "360p segment 108 took 3.1 s for 2.0 s")),
         None,
@@ -250,14 +253,15 @@ HLS_SCENARIOS = [
     ),
     (
         "hls one rendition playlist 404 at origin -> transcode/rendition",
-        hls(ev("origin", "origin", DOWN, "http_error", "1080p", "1080p playlist: HTTP 404")),
+        hls(ev("origin", "origin", DOWN, "http_error", "1080p", "1080p playlist: HTTP 404", http_status=404)),
         None,
         [("transcode", "1080p", "http_error", "P2")],
     ),
     (
         "hls every rendition playlist 404, ingest without input -> ingest",
         hls(ev("ingest", "rtmp", DOWN, "no_input"),
-            *[ev("origin", "origin", DOWN, "http_error", r, f"{r} playlist: HTTP 404") for r in RENDITIONS]),
+            *[ev("origin", "origin", DOWN, "http_error", r, f"{r} playlist: HTTP 404", http_status=404)
+              for r in RENDITIONS]),
         None,
         [("ingest", "rtmp", "no_input", "P1")],
     ),
@@ -351,7 +355,7 @@ def test_secrets_scrubbed_from_evidence_and_summary():
     (event,) = Localizer(LocalizerSettings(open_cycles=1), clock=lambda: 5.0).observe("main", evidence)
     text = " ".join(event.incident.evidence) + event.incident.summary
     assert "SECRET1" not in text and "pw@" not in text
-    assert "https://cdn.example/live/x.m3u8" in text
+    assert "cdn.example/live/x.m3u8?token=***" in text  # the one redaction (probes/core/redact.py)
 
 
 # ---------------------------------------------------------------------------
@@ -462,21 +466,41 @@ def test_escalation_becomes_one_upstream_incident_with_onset_of_first_symptom():
     assert opened.incident.started_at == t0
 
 
-def test_severity_change_emits_update():
+def test_severity_escalation_is_an_update_of_the_same_incident():
+    """Playback via one edge of three is P2; via every edge the same fault escalates to P1."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=2), clock=clock)
+    one = with_faults(ev("cdn", "edge-a", DEG, "slow_segment", "360p"))
+    loc.observe("main", one)
+    clock.tick(2)
+    (opened,) = loc.observe("main", one)
+    assert opened.incident.severity == "P2"
+    clock.tick(2)
+    # a second slow segment at the same edge: same cause, same incident, no event
+    assert loc.observe("main", with_faults(ev("cdn", "edge-a", DEG, "slow_segment", "360p"),
+                                           ev("cdn", "edge-a", DEG, "slow_segment", "720p"))) == []
+    assert [i.id for i in loc.open_incidents()] == [opened.incident.id]
+
+
+def test_a_different_fault_at_the_same_place_is_a_new_incident_never_a_rewrite():
     clock = FakeClock()
     loc = Localizer(clock=clock)
     degraded = with_faults(ev("cdn", "edge-a", DEG, "slow_segment", "360p"))
     loc.observe("main", degraded)
     clock.tick(2)
     (opened,) = loc.observe("main", degraded)
-    assert opened.incident.severity == "P2"
-    # the edge stops answering: same incident, new fault
-    clock.tick(2)
+    assert opened.incident.fault == "slow_segment"
+    # the edge stops answering: its own incident; the slow-segment one keeps its fault and resolves
     down = with_faults(*[ev("cdn", "edge-a", DOWN, "unreachable", r) for r in RENDITIONS])
-    (updated,) = loc.observe("main", down)
-    assert updated.kind == "updated" and updated.incident.id == opened.incident.id
-    assert updated.incident.fault == "unreachable"
-    assert "refuses" in updated.incident.runbook
+    events = []
+    for _ in range(8):
+        clock.tick(2)
+        events += loc.observe("main", down)
+    kinds = [(e.kind, e.incident.fault) for e in events]
+    assert ("opened", "unreachable") in kinds and ("resolved", "slow_segment") in kinds
+    assert all(e.incident.fault == "slow_segment" for e in events if e.incident.id == opened.incident.id)
+    (still,) = loc.open_incidents()
+    assert still.fault == "unreachable" and "refuses" in still.runbook
 
 
 def test_streams_are_independent():
@@ -524,22 +548,27 @@ def test_restore_resolves_stale_incident_when_cause_gone():
 def test_fault_table_and_runbooks_are_configurable():
     settings = LocalizerSettings(
         open_cycles=1,
-        faults={"tls_expiring": FaultSpec(kind="resource", severity="P3", phrase="has a certificate expiring soon")},
-        runbooks={"cdn/tls_expiring": "Renew the certificate on {component} ({stream})."},
+        faults={"slow_segment": FaultOverride(severity="P3", phrase="is slow today{of}")},
+        runbooks={"cdn/slow_segment": "Call the CDN about {component} ({stream})."},
     )
-    evidence = with_faults(ev("cdn", "edge-a", DEG, "tls_expiring"))
+    evidence = with_faults(ev("cdn", "edge-a", DEG, "slow_segment", "360p"))
     (event,) = Localizer(settings, clock=lambda: 1.0).observe("main", evidence)
     assert event.incident.severity == "P3"
-    assert "certificate expiring soon" in event.incident.summary
-    assert event.incident.runbook == "Renew the certificate on edge-a (main)."
+    assert "is slow today (360p)" in event.incident.summary
+    assert event.incident.runbook == "Call the CDN about edge-a (main)."
+
+
+def test_config_cannot_invent_a_fault():
+    with pytest.raises(ValueError, match="unknown fault"):
+        LocalizerSettings(faults={"tls_expiring": FaultOverride(severity="P3")})
 
 
 def test_runbook_lookup_order():
     rb = Runbooks({"stale_playlist": "X {component} {nope}"})
     assert rb.hint(stream="s", stage="cdn", component="edge-a", fault="stale_playlist") == "X edge-a {nope}"
-    assert rb.hint(stream="s", stage="cdn", component="edge-a", fault="unreachable") == DEFAULT_RUNBOOKS[
-        "cdn/unreachable"
-    ].format(component="edge-a")
+    assert rb.hint(stream="s", stage="cdn", component="edge-a", fault="unreachable") == CATALOG[
+        "unreachable"
+    ].stage_runbooks["cdn"].format(component="edge-a")
     assert "origin" in Runbooks().hint(stream="s", stage="origin", component="origin", fault="weird")
     assert "stream s" in Runbooks().hint(stream="s", stage="nowhere", component="c", fault="weird")
 

@@ -1,0 +1,402 @@
+"""Diagnosis: one cycle of one stream's evidence -> its root causes (pure, stateless).
+
+The principle (DESIGN.md "Localization principle"): a fault is explained by the most
+upstream stage whose own evidence is bad while the stages above it are good; symptoms
+downstream of it are evidence on that one cause, never causes of their own — but only
+where the fault catalog (probes/faults.py, ``explains``) says the cause can produce the
+symptom. A bitrate overshoot explains no stale playlist; a symptom no cause explains is
+placed on its own, as if the unrelated cause were not there.
+
+The signal path is ``studio -> ingest -> transcode -> origin -> cdn (edges) -> playback``.
+How one cycle is read (:func:`diagnose`):
+
+- studio / ingest / transcode evidence: its own cause, unless a cause above it explains it;
+- origin server refusing / timing out / answering 5xx -> ``origin``/<component>; edge
+  and player symptoms it explains are evidence on it (an edge's own connection failure,
+  ``own`` in the catalog, never is);
+- origin playlists stale (or gone: HTTP 4xx) for every rendition while the server answers
+  -> the most upstream failing stage that explains it (``ingest`` when the ingest has no
+  input, ``studio`` when the encoder is down), else ``transcode``/``transcoder``;
+- frozen / black / silent content at every analysed rendition -> the most upstream cause
+  that explains it, else ``studio``/``source``; in only some renditions, or a fault of the
+  encoded rendition itself (corrupt segments, GOP, bitrate) -> ``transcode``/<rendition>;
+- one rendition stale at the origin while its siblings are fresh -> ``transcode``/<rendition>;
+- an edge bad while the origin is good -> ``cdn``/<edge>; every edge with the same fault
+  (two or more edges seen) -> ``cdn``/``cdn``;
+- a player symptom: on the cause that explains it (its edge, the origin, a rendition, an
+  upstream stage), otherwise ``playback``/<component>.
+
+Severity (:meth:`Diagnoser.severity_of`): the worst catalog severity of the evidence, at
+most P2 when only part of the audience is affected (one edge of several, one rendition,
+one player).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from probes.base import Evidence, State
+from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, STAGES, Fault, FaultCatalog, FaultClass, FaultSpec
+
+ENCODED_FAULTS = frozenset({Fault.DECODE_ERRORS, Fault.KEYFRAME_INTERVAL_LONG, Fault.BITRATE_OVER_DECLARED})
+"""Content faults of an encoded rendition (made by its encoder/packager, not by the source).
+Timestamp gaps are not among them: a gap is as often an ingest or source hiccup."""
+
+_CLASS_ORDER = {FaultClass.SERVER: 0, FaultClass.FRESHNESS: 1, FaultClass.CONTENT: 2,
+                FaultClass.PERFORMANCE: 3, FaultClass.RESOURCE: 4}
+
+
+@dataclass(slots=True)
+class Finding:
+    """A root cause found in one cycle, with the evidence it explains."""
+
+    stage: str
+    component: str
+    fault: Fault | None = None
+    own: list[Evidence] = field(default_factory=list)  # the root's own bad evidence
+    symptoms: list[Evidence] = field(default_factory=list)  # downstream evidence it explains
+    scope: str = "all"  # "all" viewers, or "partial"
+    note: str = ""  # a plain-words clause saying why this stage (inferred roots)
+    fine: list[str] = field(default_factory=list)  # siblings MEASURED healthy, for the summary
+    wide: bool = False  # explains downstream symptoms of every rendition (origin server / origin-wide)
+    rendition: str | None = None  # rendition-scoped root (transcode/<rendition>)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.stage, self.component)
+
+    @property
+    def all_evidence(self) -> list[Evidence]:
+        return self.own + self.symptoms
+
+    @property
+    def causes(self) -> list[Evidence]:
+        """The evidence that names the cause: its own, or (inferred roots) what it was inferred from."""
+        return self.own or self.symptoms
+
+
+def is_bad(e: Evidence) -> bool:
+    return e.state in (State.DEGRADED, State.DOWN)
+
+
+def fault_of(e: Evidence) -> Fault:
+    """The evidence's fault; bad evidence without one reads as its probe's verdict."""
+    if e.fault is not None:
+        return e.fault
+    return Fault.UNREACHABLE if e.state is State.DOWN else Fault.CHECK_FAILED
+
+
+def symptom_of(e: Evidence) -> Fault:
+    """The fault as a downstream symptom: an HTTP 4xx (``http_status``) is content that is
+    gone — a missing segment or playlist — not a server failing."""
+    fault = fault_of(e)
+    if fault is Fault.HTTP_ERROR and e.http_status is not None and 400 <= e.http_status < 500:
+        return Fault.SEGMENT_MISSING if e.url_role == "segment" else Fault.PLAYLIST_MISSING
+    return fault
+
+
+def natural(name: str) -> tuple[int, str]:
+    """Sort renditions by their number: 360p < 720p < 1080p."""
+    digits = re.match(r"\d+", name)
+    return (int(digits.group()) if digits else 1 << 30, name)
+
+
+class Diagnoser:
+    """The rules over one cycle's evidence, with a fault catalog (default: the catalog)."""
+
+    def __init__(self, catalog: FaultCatalog = CATALOG) -> None:
+        self.catalog = catalog
+
+    def spec(self, fault: Fault) -> FaultSpec:
+        return self.catalog[fault]
+
+    def kind(self, e: Evidence) -> FaultClass:
+        """The fault's class; an HTTP 4xx is content gone (freshness), not a failing server."""
+        fault = fault_of(e)
+        if fault is Fault.HTTP_ERROR and e.http_status is not None and 400 <= e.http_status < 500:
+            return FaultClass.FRESHNESS
+        return self.spec(fault).cls
+
+    def explains(self, f: Finding, e: Evidence) -> bool:
+        """Can finding ``f`` cause evidence ``e`` (catalog ``explains``)? Never an ``own`` failure."""
+        symptom = symptom_of(e)
+        if self.spec(symptom).own and e.stage != f.stage:
+            return False
+        return any(self.catalog.explains(fault_of(c), symptom) for c in f.causes)
+
+    def severity_of(self, f: Finding) -> str:
+        best = min((SEVERITY_RANK[self.spec(fault_of(e)).severity] for e in f.all_evidence), default=3)
+        if f.scope == "partial":
+            best = max(best, 2)
+        return f"P{best}"
+
+    def root_fault(self, evs: Sequence[Evidence]) -> Fault:
+        """The fault of the worst (most severe, then DOWN, then most upstream-class) evidence."""
+        best = min(evs, key=lambda e: (SEVERITY_RANK[self.spec(fault_of(e)).severity],
+                                       0 if e.state is State.DOWN else 1, _CLASS_ORDER[self.kind(e)]))
+        return fault_of(best)
+
+    def diagnose(self, evidence: Iterable[Evidence], ladder: Sequence[str] | None = None) -> list[Finding]:
+        evs = [e for e in evidence if e.stage in STAGE_RANK]
+        if not any(is_bad(e) for e in evs):
+            return []
+        walk = _Walk(self, evs, ladder)
+        walk.upstream()
+        walk.origin()
+        walk.edges()
+        walk.playback()
+        out = sorted(walk.findings.values(), key=lambda f: (STAGE_RANK[f.stage], f.component))
+        for f in out:
+            f.fault = self.root_fault(f.causes)
+        return out
+
+
+class _Walk:
+    """One diagnosis down the signal path; each step places its stage's bad evidence."""
+
+    def __init__(self, d: Diagnoser, evs: list[Evidence], ladder: Sequence[str] | None) -> None:
+        self.d = d
+        self.evs = evs
+        self.ladder = ladder
+        self.bad: dict[str, list[Evidence]] = {s: [] for s in STAGES}
+        for e in evs:
+            if is_bad(e):
+                self.bad[e.stage].append(e)
+        self.findings: dict[tuple[str, str], Finding] = {}
+        self.upstream_roots: list[Finding] = []  # studio / ingest / transcode causes, upstream first
+        self.wide: Finding | None = None  # the cause of every rendition's origin symptom
+        self.rendition_roots: dict[str, Finding] = {}
+        self.origin_perf: Finding | None = None
+        self.edge_roots: dict[str, Finding] = {}
+
+    def root(self, stage: str, component: str) -> Finding:
+        f = self.findings.get((stage, component))
+        if f is None:
+            f = self.findings[(stage, component)] = Finding(stage, component)
+        return f
+
+    def explaining(self, candidates: Iterable[Finding | None], e: Evidence) -> Finding | None:
+        """The first candidate cause that explains ``e``."""
+        for f in candidates:
+            if f is not None and self.d.explains(f, e):
+                return f
+        return None
+
+    # -- 1. studio, ingest, transcode ---------------------------------------------------
+
+    def upstream(self) -> None:
+        for stage in ("studio", "ingest", "transcode"):
+            for e in self.bad[stage]:
+                above = [f for f in self.upstream_roots if STAGE_RANK[f.stage] < STAGE_RANK[stage]]
+                host = self.explaining(above, e)
+                if host is not None:
+                    host.symptoms.append(e)
+                    continue
+                f = self.root(stage, e.component)
+                f.own.append(e)
+                if stage == "transcode" and e.component not in ("transcoder", "transcode"):
+                    f.rendition = e.rendition or e.component
+                if f not in self.upstream_roots:
+                    self.upstream_roots.append(f)
+
+    def failing_upstream(self) -> list[Finding]:
+        """Stage-wide upstream causes that are failing, not merely at risk (resource)."""
+        return [f for f in self.upstream_roots
+                if f.rendition is None and any(self.d.kind(e) is not FaultClass.RESOURCE for e in f.all_evidence)]
+
+    # -- 2. origin ----------------------------------------------------------------------
+
+    def origin(self) -> None:
+        bad = self.bad["origin"]
+        server = [e for e in bad if self.d.kind(e) is FaultClass.SERVER]
+        if server:
+            # the origin server itself fails: every origin symptom it can cause is its evidence
+            self.wide = f = self.root("origin", server[0].component or "origin")
+            f.own.extend(server)
+            f.wide = True
+            rest = [e for e in bad if e not in server]
+            f.symptoms.extend(e for e in rest if self.d.explains(f, e))
+            bad = [e for e in rest if not self.d.explains(f, e)]
+        fresh = [e for e in bad if self.d.kind(e) is FaultClass.FRESHNESS]
+        content = [e for e in bad if self.d.kind(e) is FaultClass.CONTENT]
+        other = [e for e in bad if self.d.kind(e) in (FaultClass.PERFORMANCE, FaultClass.RESOURCE)]
+        ladder = _Ladder(self.d, [e for e in self.evs if e.stage == "origin"], self.ladder)
+        fresh_all, fresh_part = ladder.split(fresh, FaultClass.FRESHNESS)
+        content_all, content_part = ladder.split(content, FaultClass.CONTENT)
+        # a failing upstream stage explains the origin symptoms it can cause, one rendition or all
+        failing = self.failing_upstream()
+        for part, every in ((fresh_part, fresh_all), (content_part, content_all)):
+            for r, evs_r in list(part.items()):
+                taken = [e for e in evs_r if self.explaining(failing, e) is not None]
+                every.extend(taken)
+                part[r] = [e for e in evs_r if e not in taken]
+                if not part[r]:
+                    del part[r]
+        if fresh_all or content_all:
+            self.origin_wide(fresh_all, content_all, content_part)
+        self.origin_renditions(ladder, fresh_part, content_part)
+        if other:
+            f = self.root("origin", other[0].component or "origin")
+            f.own.extend(other)
+            self.origin_perf = f
+        self.rendition_roots = {f.rendition: f for f in self.findings.values() if f.rendition}
+
+    def origin_wide(self, fresh_all: list[Evidence], content_all: list[Evidence],
+                    content_part: dict[str, list[Evidence]]) -> None:
+        """Symptoms at every rendition of the origin: an upstream cause, else an inferred one."""
+        group = fresh_all + content_all
+        upstream = self.failing_upstream() or [f for f in self.upstream_roots if f.rendition is None]
+        source = next((f for f in upstream if all(self.d.explains(f, e) for e in group)), None)
+        if source is not None:
+            source.note = ("the origin playlists stopped updating" if fresh_all
+                           else "every rendition at the origin is affected")
+        elif fresh_all:
+            source = self.root("transcode", "transcoder")
+            source.note = "every rendition's playlist stopped updating at the origin while the origin server answers"
+        else:
+            source = self.root("studio", "source")
+            source.note = "in every rendition at the origin"
+        source.symptoms.extend(group)
+        source.wide = True
+        self.wide = self.wide or source
+        if fresh_all:  # a content symptom of one rendition is explained by the stale origin
+            for r in list(content_part):
+                source.symptoms.extend(content_part.pop(r))
+
+    def origin_renditions(self, ladder: "_Ladder", fresh_part: dict[str, list[Evidence]],
+                          content_part: dict[str, list[Evidence]]) -> None:
+        """Symptoms at some renditions only: that rendition's transcode."""
+        for r, evs_r in list(fresh_part.items()) + list(content_part.items()):
+            f = self.root("transcode", r)
+            f.rendition = r
+            f.scope = "all" if ladder.known and len(ladder.renditions) == 1 else "partial"
+            f.symptoms.extend(evs_r)
+            # siblings named fine only when they were measured: fresh playlists for a stale one,
+            # analysed content for a content fault (an unanalysed rendition is not "fine")
+            measured = ladder.fresh_ok if r in fresh_part else ladder.analysed_ok
+            f.fine = [x for x in ladder.renditions
+                      if x in measured and x not in fresh_part and x not in content_part]
+            f.note = f"the {r} rendition {'stopped updating' if r in fresh_part else 'is bad'} at the origin"
+
+    # -- 3. CDN edges -------------------------------------------------------------------
+
+    def edges(self) -> None:
+        edges = sorted({e.component for e in self.evs if e.stage == "cdn" and e.state is not State.UNKNOWN})
+        left: dict[str, list[Evidence]] = {}
+        for e in self.bad["cdn"]:
+            host = self.explaining([self.wide, self.rendition_roots.get(e.rendition or ""), self.origin_perf], e)
+            if host is not None:
+                host.symptoms.append(e)
+            else:
+                left.setdefault(e.component, []).append(e)
+        # the CDN as a whole only when every edge shows the SAME fault: two edges with two
+        # different faults (one stale, one missing segments) are two causes, not one
+        common: set[Fault] = set()
+        if len(edges) >= 2 and set(left) >= set(edges):
+            common = set.intersection(*({fault_of(e) for e in left[n]} for n in edges))
+        if common:
+            f = self.root("cdn", "cdn")
+            for name in edges:
+                f.own.extend(e for e in left[name] if fault_of(e) in common)
+                self.edge_roots[name] = f
+                left[name] = [e for e in left[name] if fault_of(e) not in common]
+            f.fine = ["the origin"] if self._origin_measured_ok() else []
+        bad_edges = {n for n, evs_e in left.items() if evs_e}
+        ok_edges = {e.component for e in self.evs if e.stage == "cdn" and e.state is State.OK}
+        for name in sorted(bad_edges):
+            f = self.root("cdn", name)
+            f.scope = "partial" if len(edges) > 1 else "all"
+            f.own.extend(left[name])
+            fine = ["origin"] if self._origin_measured_ok() else []
+            f.fine = fine + [x for x in edges if x not in bad_edges and x in ok_edges and not common]
+            self.edge_roots.setdefault(name, f)
+
+    def _origin_measured_ok(self) -> bool:
+        return any(e.stage == "origin" and e.state is State.OK for e in self.evs) and not self.bad["origin"]
+
+    # -- 4. playback ----------------------------------------------------------------------
+
+    def playback(self) -> None:
+        for e in self.bad["playback"]:
+            renditions = self.rendition_roots
+            by_rendition = renditions.get(e.rendition) if e.rendition else (
+                next(iter(renditions.values())) if renditions else None)
+            candidates = [self.edge_roots.get(e.component), self.wide, by_rendition,
+                          self.findings.get(("cdn", "cdn"))]
+            host = self.explaining(candidates, e)
+            if host is None and not self.d.spec(fault_of(e)).own:
+                # players stalling while the studio, ingest or transcoder is failing: a symptom
+                # of that cause (an ingest delay stalls every viewer), not a cause of its own
+                host = self.explaining(self.failing_upstream(), e)
+            if host is not None:
+                host.symptoms.append(e)
+            else:
+                f = self.root("playback", e.component)
+                f.scope = "partial"
+                f.own.append(e)
+
+
+class _Ladder:
+    """The origin's renditions as this cycle knows them, and which were measured healthy."""
+
+    def __init__(self, d: Diagnoser, origin_evs: list[Evidence], ladder: Sequence[str] | None) -> None:
+        self.d = d
+        ok = [e for e in origin_evs if e.rendition and e.state is State.OK]
+        self.known = bool(ladder) or bool(ok)
+        self.renditions = sorted(set(ladder or ()) | {e.rendition for e in origin_evs if e.rendition}, key=natural)
+        # renditions whose content was analysed: a content verdict, bad or OK, names them
+        self.analysed = {e.rendition for e in origin_evs if e.rendition
+                         and (self.d.kind(e) is FaultClass.CONTENT or (e.state is State.OK and e.fault is None))}
+        self.fresh_ok = {e.rendition for e in ok}
+        self.analysed_ok = {e.rendition for e in ok if e.fault is None} & self.analysed
+
+    def is_wide(self, group: list[Evidence], kind: FaultClass) -> bool:
+        """Does this origin symptom hit every rendition?"""
+        bad_r = {e.rendition for e in group if e.rendition}
+        if any(e.rendition is None for e in group):
+            return True
+        if kind is FaultClass.CONTENT and group and all(fault_of(e) in ENCODED_FAULTS for e in group):
+            # faults of the encoded rendition itself (corrupt segments, GOP, bitrate) are made
+            # where the rendition is encoded and packaged: its transcoder, never the camera
+            return False
+        if kind is FaultClass.CONTENT and self.analysed:
+            # content is analysed in some renditions only (probes/media.py): "every rendition"
+            # means every analysed one
+            return bad_r >= self.analysed
+        if self.known:
+            return bad_r >= set(self.renditions)
+        # no ladder: trust the probe's verdict. The HLS probe marks a stale rendition DOWN
+        # when every rendition is stale and DEGRADED when its siblings advance.
+        stale = [e for e in group if fault_of(e) is Fault.STALE_PLAYLIST]
+        if stale:
+            return any(e.state is State.DOWN for e in stale)
+        if kind is FaultClass.CONTENT:
+            return True  # content analysed in one rendition only: favour the source
+        return len(bad_r) >= 2
+
+    def split(self, group: list[Evidence], kind: FaultClass) -> tuple[list[Evidence], dict[str, list[Evidence]]]:
+        """(origin-wide evidence, {rendition: evidence}) for one class of origin symptom."""
+        if not group:
+            return [], {}
+        if self.is_wide(group, kind):
+            return list(group), {}
+        part: dict[str, list[Evidence]] = {}
+        for e in group:
+            part.setdefault(e.rendition or "", []).append(e)
+        return [], part
+
+
+def diagnose(evidence: Iterable[Evidence], catalog: FaultCatalog | None = None,
+             ladder: Sequence[str] | None = None) -> list[Finding]:
+    """One stateless read of one stream's evidence: the root causes it shows now.
+
+    ``ladder`` names the stream's renditions when the caller knows them (e.g. from the
+    origin's master playlist); without it, healthy per-rendition evidence and the probe's
+    own DOWN/DEGRADED verdict tell "every rendition" from "some".
+    """
+    return Diagnoser(catalog or CATALOG).diagnose(evidence, ladder)
+
+
+__all__ = ["Diagnoser", "ENCODED_FAULTS", "Finding", "diagnose", "fault_of", "is_bad", "natural"]
