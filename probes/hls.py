@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
-                         worst)
+                         UrlRole, worst)
 from probes.net.httpfetch import FetchResult
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
 
@@ -63,7 +63,7 @@ class _Rendition:
     disc_seq: int | None = None
     last_segment_uri: str | None = None
     seg: dict[str, float] | None = None  # figures of the last fetched segment
-    seg_fault: tuple[str, str] | None = None  # (fault, detail) of the last segment fetch
+    seg_fault: tuple[str, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
 
 
@@ -92,10 +92,11 @@ class _Attempt:
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
         self.result.samples.append(Sample(name, {**self.labels, **extra}, float(value), kind))
 
-    def evidence(self, state: State, fault: str | None, detail: str, rendition: str | None = None,
-                 **figures: float) -> None:
+    def evidence(self, state: State, fault: str | None, detail: str, rendition: str | None = None, *,
+                 http_status: int | None = None, media_sequence: int | None = None,
+                 url_role: UrlRole | None = None, **figures: float) -> None:
         self.result.evidence.append(Evidence(self.t.stage, self.t.component, state, fault, detail, rendition,
-                                             dict(figures)))
+                                             dict(figures), http_status or None, media_sequence, url_role))
 
     async def fetch(self, url: str, max_bytes: int, keep_body: bool = True) -> FetchResult:
         return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
@@ -113,7 +114,7 @@ class _Attempt:
             fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
             self.result.spans.append(_span("playlist master", fr))
             if fr.failure:
-                return self.endpoint_failed(fr.failure, fr.detail, "playlist")
+                return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status)
             try:
                 pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
             except PlaylistError as exc:
@@ -143,10 +144,10 @@ class _Attempt:
             self.evidence(State.OK, None, "serving")
         return self.result
 
-    def endpoint_failed(self, failure: Failure, detail: str, what: str) -> ProbeResult:
+    def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0) -> ProbeResult:
         fault = _FAULT_OF.get(failure, "protocol_error")
         self.result.failure, self.result.detail = failure, f"{what}: {detail}"
-        self.evidence(State.DOWN, fault, f"{what} {detail}")
+        self.evidence(State.DOWN, fault, f"{what} {detail}", http_status=status, url_role="master")
         self.st_ages()
         self.result.figures["renditions"] = self.figures
         self.result.figures["endpoint"] = self.t.component
@@ -174,7 +175,8 @@ class _Attempt:
         now = self.ctx.clock()
         if fr.failure:
             fault = _FAULT_OF.get(fr.failure, "protocol_error")
-            self.evidence(State.DOWN, fault, f"{v.name} playlist: {fr.detail}", v.name)
+            self.evidence(State.DOWN, fault, f"{v.name} playlist: {fr.detail}", v.name, http_status=fr.status,
+                          url_role="media_playlist")
             if rs.advanced_at is not None:
                 self.sample("signalpath_playlist_age_seconds", now - rs.advanced_at, rendition=v.name)
             return fr.failure, f"{v.name} playlist: {fr.detail}"
@@ -238,7 +240,8 @@ class _Attempt:
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
-                self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name)
+                self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=last,
+                              url_role="media_playlist")
         figs = self.figures.setdefault(v.name, {})
         figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td)
         for k in ("age", "x-cache"):
@@ -247,7 +250,7 @@ class _Attempt:
                     _num(fr.headers[k]) if k == "age" else float(fr.headers[k].upper().startswith("HIT")))
         if pl.endlist:
             self.evidence(State.DOWN, "stream_ended", f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
-                          v.name)
+                          v.name, media_sequence=last, url_role="media_playlist")
         elif age > cfg.stale_factor * td:
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
@@ -273,18 +276,18 @@ class _Attempt:
             rs.seg = {"download_s": elapsed, "ratio": elapsed / max(newest.duration, 1e-3), "first_byte_s": elapsed,
                       "throughput_Bps": 0.0, "seq": newest.seq}
             rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} not downloaded within {budget:.1f} s "
-                            f"({newest.duration:.1f} s of media)")
+                            f"({newest.duration:.1f} s of media)", 0, newest.seq)
             parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
             return
         parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
         if fr.failure:
             if fr.failure is Failure.HTTP_ERROR and fr.status in (404, 410):
-                rs.seg_fault = ("segment_missing", f"{v.name} segment {newest.seq} answered HTTP {fr.status}")
+                rs.seg_fault = ("segment_missing", f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
             elif fr.failure is Failure.HTTP_ERROR:
-                rs.seg_fault = ("http_error", f"{v.name} segment {newest.seq} answered HTTP {fr.status}")
+                rs.seg_fault = ("http_error", f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
             else:
                 rs.seg_fault = (_FAULT_OF.get(fr.failure, "protocol_error"),
-                                f"{v.name} segment {newest.seq}: {fr.detail}")
+                                f"{v.name} segment {newest.seq}: {fr.detail}", fr.status, newest.seq)
             self.sample("signalpath_segment_errors_total", 1, "inc", rendition=v.name, reason=str(fr.failure))
             return
         download = fr.total_s
@@ -295,7 +298,7 @@ class _Attempt:
         rs.seg_fault = None
         if ratio > 1.0:
             rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} took {download:.2f} s for "
-                            f"{newest.duration:.2f} s of media (ratio {ratio:.2f})")
+                            f"{newest.duration:.2f} s of media (ratio {ratio:.2f})", 0, newest.seq)
 
     def segment_figures(self, v: Variant, rs: _Rendition) -> None:
         if rs.seg:
@@ -308,8 +311,9 @@ class _Attempt:
             figs["download_ratio"] = round(s["ratio"], 3)
             figs["segment_first_byte_s"] = round(s["first_byte_s"], 4)
         if rs.seg_fault:
-            fault, detail = rs.seg_fault
-            self.evidence(State.DEGRADED, fault, detail, v.name)
+            fault, detail, status, seq = rs.seg_fault
+            self.evidence(State.DEGRADED, fault, detail, v.name, http_status=status, url_role="segment",
+                          media_sequence=seq)
 
     def variant_drift(self) -> None:
         """Stale renditions (DOWN when all are) and renditions behind their siblings."""
@@ -322,7 +326,8 @@ class _Attempt:
             state = State.DOWN if len(stale) == len(fetched) else State.DEGRADED
             f = fetched[n]
             self.evidence(state, "stale_playlist", f"{n} playlist has not advanced for {f['age_s']:.1f} s "
-                          f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"])
+                          f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
+                          media_sequence=int(f["last_seq"]), url_role="media_playlist")
         if len(fetched) > 1:
             top = max(f["last_seq"] for f in fetched.values())
             for n, f in fetched.items():

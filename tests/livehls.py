@@ -82,6 +82,7 @@ class Knobs:
     huge_playlist: bool = False
     redirect_loop: bool = False
     pdt: bool = True
+    endlist: bool = False  # append #EXT-X-ENDLIST: the live stream ended
 
 
 class Timeline:
@@ -189,7 +190,10 @@ class Endpoint:
             self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.renditions})
         if r in self.knobs.frozen_at:
             newest = self.knobs.frozen_at[r]
-        return web.Response(text=self.tl.media_playlist(r, newest, self.knobs.pdt),
+        text = self.tl.media_playlist(r, newest, self.knobs.pdt)
+        if self.knobs.endlist:
+            text += "#EXT-X-ENDLIST\n"
+        return web.Response(text=text,
                             content_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "max-age=1"})
 
     async def segment(self, req: web.Request) -> web.StreamResponse:

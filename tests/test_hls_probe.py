@@ -125,6 +125,21 @@ async def test_one_rendition_stale_is_degraded(live):
         assert ev and all(e.rendition == "180p" for e in ev)
 
 
+async def test_a_stream_that_ended_is_an_off_air_p1_incident(live):
+    """#EXT-X-ENDLIST at the origin: fault stream_ended (catalog P1), not a generic P2."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
+        live.origin.knobs.endlist = True
+        for e in live.edges.values():
+            e.knobs.endlist = True
+        opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents("main")
+                                         if i.fault == "stream_ended"], 8, "stream_ended incident")
+        assert [i.severity for i in opened] == ["P1"]
+        ev = [e for e in agent.board.evidence("main") if e.fault == "stream_ended" and e.stage == "origin"]
+        assert ev and all(e.url_role == "media_playlist" and e.media_sequence for e in ev)
+
+
 async def test_segment_404(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
@@ -132,6 +147,8 @@ async def test_segment_404(live):
         await wait_for(state_is(agent, "cdn", "edge-a", "degraded"), 6, "edge-a degraded")
         reasons = cell(agent, "cdn", "edge-a")["reasons"]
         assert any("answered HTTP 404" in r for r in reasons), reasons
+        ev = [e for e in agent.board.evidence("main") if e.component == "edge-a" and e.fault == "segment_missing"]
+        assert ev and all(e.http_status == 404 and e.url_role == "segment" and e.media_sequence for e in ev)
         assert cell(agent, "cdn", "edge-b")["state"] == "ok"
         assert (agent.registry.get_sample_value("signalpath_segment_errors_total", {
             "site": "test", "stream": "main", "stage": "cdn", "component": "edge-a", "rendition": "360p",
