@@ -32,7 +32,8 @@ from probes.ingest_monitor import IngestMonitorSettings
 from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
 from agent.studio_config import StudioSettings
-from probes.webrtc import WhepPlayback, WhipIngest
+from probes.whep import WhepPlayback
+from probes.whip import WhipIngest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -171,7 +172,7 @@ class Ingest(Strict):
     rtmp: list[RtmpIngest] = Field(default_factory=list)
     monitor: list[IngestMonitor] = Field(default_factory=list)  # probes/ingest_monitor.py ingest latency
     stat: list[IngestStat] = Field(default_factory=list)
-    whip: list[WhipIngest] = Field(default_factory=list)  # probes/webrtc.py WHIP publish test
+    whip: list[WhipIngest] = Field(default_factory=list)  # probes/whip.py WHIP publish test
 
 
 class EncoderStatus(_PolledHttp, EncoderStatusConfig):
@@ -188,7 +189,7 @@ class Stream(Strict):
     ingest: Ingest | None = None
     studio: StudioSettings | None = None  # probes/core/studio.py: host, GPU, sources, network
     encoders: list[EncoderStatus] = Field(default_factory=list)
-    whep: list[WhepPlayback] = Field(default_factory=list)  # probes/webrtc.py WHEP playback test
+    whep: list[WhepPlayback] = Field(default_factory=list)  # probes/whep.py WHEP playback test
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)  # probes/playback.py viewers
     media: MediaSettings = Field(default_factory=MediaSettings)  # probes/media.py content checks
     latency: LatencySettings = Field(default_factory=LatencySettings)  # probes/latency.py per-stage latency

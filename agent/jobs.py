@@ -122,7 +122,7 @@ def latency_jobs(stream: Stream) -> list[Job]:
 def latency_and_ingest_monitor_jobs(stream: Stream) -> list[Job]:
     """The latency probe plus ``streams[].ingest.monitor[]`` (probes/ingest_monitor.py).
 
-    With a monitor, one :class:`~probes.ingest_monitor.IngestLatencyShare` per stream is
+    With a monitor, one :class:`~probes.core.latency_core.IngestLatencyShare` per stream is
     created here and put in the configs of both the monitor target(s) and the latency
     target: the monitors add their ingest latency to it, the latency probe subtracts it
     from its upstream-of-origin figure (reported as transcode). No global state: the
@@ -133,7 +133,8 @@ def latency_and_ingest_monitor_jobs(stream: Stream) -> list[Job]:
         return latency_jobs(stream)
     from dataclasses import replace
 
-    from probes.ingest_monitor import IngestLatencyShare, MonitorTargetConfig
+    from probes.core.latency_core import IngestLatencyShare
+    from probes.ingest_monitor import MonitorTargetConfig
 
     share = IngestLatencyShare(wait_s=min(6.0, max(m.interval_s + m.timeout_s for m in monitors)))
     jobs = latency_jobs(stream)

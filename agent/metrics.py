@@ -70,7 +70,7 @@ CATALOG: dict[str, MetricDef] = {
                                                      "(nginx-rtmp /stat).", _T),
     "signalpath_ingest_input_bits_per_second": MetricDef("gauge", "Bitrate the ingest receives (nginx-rtmp "
                                                          "/stat bw_in).", _T),
-    # WebRTC (probes/webrtc.py): WHIP publish at stage ingest, WHEP playback at stage playback
+    # WebRTC (probes/whip.py, probes/whep.py): WHIP publish at stage ingest, WHEP playback at stage playback
     "signalpath_webrtc_rtt_seconds": MetricDef("gauge", "Round-trip time to the WebRTC peer (sender's "
                                                "remote-inbound-rtp roundTripTime).", _T),
     "signalpath_webrtc_jitter_seconds": MetricDef("gauge", "RTP interarrival jitter in seconds (RFC 3550; RTP "

@@ -38,11 +38,12 @@ Reported (stage ``ingest``, component = the monitor's name):
   0.1 s) proves a skewed clock and drops figures to whole seconds.
 
 The split with the latency probe (probes/latency.py): the job builder (agent/jobs.py)
-gives both jobs of a stream one :class:`IngestLatencyShare`. Every attempt adds its
-figure (with the capture-time range of the frames it saw); the latency probe then
-reports its "upstream of origin" figure minus the ingest latency of the frames nearest
-in capture time, as stage ``transcode`` (transcode + packaging). Without a fresh ingest
-figure it reports the unsplit figure, as it does with no monitor.
+gives both jobs of a stream one :class:`~probes.core.latency_core.IngestLatencyShare`
+(a pure core, so neither probe imports the other). Every attempt adds its figure (with
+the capture-time range of the frames it saw); the latency probe then reports its
+"upstream of origin" figure minus the ingest latency of the frames nearest in capture
+time, as stage ``transcode`` (transcode + packaging). Without a fresh ingest figure it
+reports the unsplit figure, as it does with no monitor.
 
 The URL carries the stream key: it never appears in a result (``redact_url``);
 FFmpeg's error text (which repeats the URL) is never copied.
@@ -51,23 +52,22 @@ FFmpeg's error text (which repeats the URL) is never copied.
 from __future__ import annotations
 
 import asyncio
-import collections
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from probes.core import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.core.latency_core import SKEW_TOLERANCE_S, Baseline, clock_verdict
+from probes.core import beacon
+from probes.core.frames import luma_plane
+from probes.core.latency_core import (SKEW_TOLERANCE_S, Baseline, IngestLatencyShare, IngestWindow,
+                                      clock_verdict)
 from probes.core.redact import redact_url
 
-__all__ = ["IngestMonitorSettings", "IngestLatencyShare", "IngestWindow", "MonitorTargetConfig", "WatchResult",
-           "watch", "probe"]
+__all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
 
 SCHEMES = ("rtmp", "rtmps", "http", "https")
 
@@ -108,50 +108,6 @@ class IngestMonitorSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class IngestWindow:
-    """One attempt's figure: ingest latency of frames captured between ``capture_first`` and ``capture_last``."""
-
-    component: str
-    latency_s: float
-    capture_first: float
-    capture_last: float
-    at: float  # epoch seconds the attempt ended
-
-
-class IngestLatencyShare:
-    """The latest ingest latencies of one stream, shared by its ingest monitor(s) and its
-    latency probe (one object per stream, created by agent/jobs.py and put in both
-    targets' configs). Written and read on the agent's event loop only."""
-
-    def __init__(self, keep: int = 64, wait_s: float = 6.0) -> None:
-        self._windows: collections.deque[IngestWindow] = collections.deque(maxlen=keep)
-        self.wait_s = wait_s  # how long the latency probe may hold a segment for a covering window
-
-    def add(self, window: IngestWindow) -> None:
-        self._windows.append(window)
-
-    def latest(self) -> IngestWindow | None:
-        return self._windows[-1] if self._windows else None
-
-    def covers(self, capture: float, slack_s: float = 0.2) -> bool:
-        """Has any window seen frames captured at or after ``capture`` (less ``slack_s``)?"""
-        return any(w.capture_last >= capture - slack_s for w in self._windows)
-
-    def near(self, capture: float, max_gap_s: float, slack_s: float = 0.2) -> IngestWindow | None:
-        """The window whose frames are nearest in capture time to ``capture``, within ``max_gap_s``;
-        among windows that saw frames captured at or after ``capture`` (less ``slack_s``) when any
-        did: a latency step between two windows is then charged to the segments after it."""
-        covering = [w for w in self._windows if w.capture_last >= capture - slack_s]
-        best, gap = None, max_gap_s
-        for w in covering or self._windows:
-            d = 0.0 if w.capture_first <= capture <= w.capture_last else min(abs(capture - w.capture_first),
-                                                                             abs(capture - w.capture_last))
-            if d <= gap:
-                best, gap = w, d
-        return best
-
-
-@dataclass(frozen=True, slots=True)
 class MonitorTargetConfig:
     """What the job builder hands the probe: the settings and the stream's share (or None)."""
 
@@ -172,15 +128,6 @@ class WatchResult:
     stamps: list[tuple[float, float]] = field(default_factory=list)
     open_s: float | None = None
     cpu_s: float = 0.0
-
-
-def _plane(frame: Any) -> Any:
-    import numpy as np
-
-    if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"):
-        p = frame.planes[0]
-        return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:frame.height, :frame.width]
-    return frame.to_ndarray(format="gray")
 
 
 def _open_options(url: str) -> tuple[dict[str, str], str | None]:
@@ -252,7 +199,7 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
                     out.frames += 1
                     if end is None:
                         end = now + settings.seconds
-                    t = beacon.read(_plane(fr))
+                    t = beacon.read(luma_plane(fr))
                     if t is not None:
                         out.stamps.append((arrival, t))
             if end is not None and now >= end:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.nginx_stat import STAT_MAX_BYTES, judge_stat, parse_stat
 from probes.core.redact import redact_text
-from probes.rtmp import STAT_MAX_BYTES, judge_stat, parse_stat
 
 STAGE = "ingest"
 

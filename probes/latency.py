@@ -10,7 +10,7 @@ picture carries none. From these (definitions in probes/core/latency_core.py):
   first-seen - capture of the segment's last frame (ingest + transcode + packaging);
   with an ingest monitor on the stream (probes/ingest_monitor.py, ``streams[].ingest.monitor``)
   the ingest latency of the frames nearest in capture time is subtracted (transcode +
-  packaging): the job builder puts one :class:`~probes.ingest_monitor.IngestLatencyShare`
+  packaging): the job builder puts one :class:`~probes.core.latency_core.IngestLatencyShare`
   in both targets' configs; a segment's figure waits up to ``share.wait_s`` for a monitor
   window that saw frames captured at or after its last frame, then uses the nearest one
   (or, with none within 30 s, the unsplit figure, ``ingest_subtracted`` 0 in the evidence);
@@ -52,11 +52,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from probes.core import beacon
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
-from probes.ingest_monitor import IngestLatencyShare
+from probes.core import beacon
+from probes.core.frames import luma_plane
 from probes.core.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
-                                 FirstSeenTracker, SegmentTiming, clock_verdict, next_poll_delay, segment_trace)
+                                      FirstSeenTracker, IngestLatencyShare, SegmentTiming, clock_verdict,
+                                      next_poll_delay, segment_trace)
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
@@ -131,15 +132,6 @@ class SegmentBeacons:
     error: str | None = None
 
 
-def _plane(frame: Any) -> Any:
-    import numpy as np
-
-    if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"):
-        p = frame.planes[0]
-        return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:frame.height, :frame.width]
-    return frame.to_ndarray(format="gray")
-
-
 def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacons:
     """Decode every video frame of one segment; read the first and the last frame's beacon.
 
@@ -176,13 +168,13 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacon
                 if out.first_pts is None:
                     out.first_pts = pts
                 if read_beacon and first_read is None and out.frames <= 5:
-                    t = beacon.read(_plane(fr))
+                    t = beacon.read(luma_plane(fr))
                     if t is not None:
                         first_read = (pts, t)
                 last = fr
         if last is not None:
             out.last_pts = float(last.pts * last.time_base)
-            last_t = beacon.read(_plane(last)) if read_beacon else None
+            last_t = beacon.read(luma_plane(last)) if read_beacon else None
             if last_t is not None:
                 out.last_beacon = last_t
                 if first_read is None:
@@ -331,7 +323,7 @@ class _Attempt:
         now = self.ctx.clock()
         if self.st.ntp_at is not None and now - self.st.ntp_at < c.interval_s:
             return
-        from probes.network import ntp_offset
+        from probes.net.ntp import ntp_offset
 
         self.st.ntp_at = now
         off, _err = await asyncio.to_thread(ntp_offset, c.ntp_server, c.timeout_s)

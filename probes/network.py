@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.net.ntp import ntp_offset
 
 COMPONENT = "network"
 
@@ -131,18 +131,6 @@ async def upload_rate(url: str, nbytes: int, timeout: float, session: aiohttp.Cl
     finally:
         if own:
             await s.close()
-
-
-def ntp_offset(server: str, timeout: float) -> tuple[float | None, str | None]:
-    """One NTP request (blocking): the local clock's offset from ``server`` in seconds."""
-    import ntplib
-
-    host, port = (server.rsplit(":", 1) + ["123"])[:2] if ":" in server else (server, "123")
-    try:
-        resp = ntplib.NTPClient().request(host, version=3, port=int(port), timeout=timeout)
-    except (ntplib.NTPException, OSError, socket.gaierror) as exc:
-        return None, "no answer" if "No response" in str(exc) else exc.__class__.__name__
-    return float(resp.offset), None
 
 
 # ------------------------------------------------------------------ assessment (pure)
@@ -246,5 +234,5 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     return ProbeResult(None, ev.detail, samples, [ev], figures={"findings": findings})
 
 
-__all__ = ["NetworkConfig", "RttResult", "assess_clock", "assess_rtt", "assess_uplink", "measure", "ntp_offset",
-           "probe", "tcp_rtt", "upload_rate"]
+__all__ = ["NetworkConfig", "RttResult", "assess_clock", "assess_rtt", "assess_uplink", "measure", "probe",
+           "tcp_rtt", "upload_rate"]

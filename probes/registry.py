@@ -12,7 +12,7 @@ from typing import Any, Callable
 from probes import encoder_status, hls, ingest_stat, rtmp
 from probes import media, playback
 from probes import gpu, host, network, video_source
-from probes import webrtc
+from probes import whep, whip
 from probes import latency
 from probes import ingest_monitor
 
@@ -34,8 +34,8 @@ REGISTRY: dict[str, ProbeSpec] = {
     "gpu": ProbeSpec(gpu.probe),
     "video_source": ProbeSpec(video_source.probe),
     "network": ProbeSpec(network.probe),
-    "whip": ProbeSpec(webrtc.whip_probe),
-    "whep": ProbeSpec(webrtc.whep_probe),
+    "whip": ProbeSpec(whip.probe),
+    "whep": ProbeSpec(whep.probe),
     "latency": ProbeSpec(latency.probe),
     "ingest_monitor": ProbeSpec(ingest_monitor.probe),
 }

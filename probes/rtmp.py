@@ -30,6 +30,10 @@ frames and A/V sync, as ingest-stage evidence. No publisher is fault ``no_input`
 broadcast practice) is ``av_desync`` (DEGRADED); frames dropped since the previous
 attempt are ``dropped_frames`` (DEGRADED).
 
+Layers: the AMF0 codec (probes/net/amf0.py), the chunk stream, ``RtmpError`` and URL
+parsing (probes/net/rtmp_chunk.py) and the FLV test stream (probes/net/flv.py) are the
+protocol; reading ``/stat`` is probes/core/nginx_stat.py; this module is the attempt.
+
 The stream key is a secret: it never appears in a result field. Every URL shown is
 ``probes.core.redact.redact_url``'d and every message also has the key masked literally.
 """
@@ -37,42 +41,29 @@ The stream key is a secret: it never appears in a result field. Every URL shown 
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import socket
 import ssl
 import struct
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.core.nginx_stat import STAT_MAX_BYTES, StatView, judge_stat, parse_stat
 from probes.core.redact import redact_text, redact_url
+from probes.net.amf0 import amf0_decode
+from probes.net.flv import encode_test_stream
+from probes.net.rtmp_chunk import (HANDSHAKE_SIZE, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_VIDEO,
+                                   MSG_WINDOW_ACK_SIZE, ChunkConnection, RtmpError, RtmpUrl, parse_rtmp_url)
 
 STAGE = "ingest"
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
 METRIC_UPLOAD = "signalpath_ingest_upload_bits_per_second"
-STAT_MAX_BYTES = 1 << 20
-HANDSHAKE_SIZE = 1536
 OUT_CHUNK_SIZE = 4096
 FLASH_VER = "FMLE/3.0 (compatible; signalpath)"
-
-# RTMP message types (spec §5.4, §7.1)
-MSG_SET_CHUNK_SIZE = 1
-MSG_ABORT = 2
-MSG_ACK = 3
-MSG_USER_CONTROL = 4
-MSG_WINDOW_ACK_SIZE = 5
-MSG_SET_PEER_BW = 6
-MSG_AUDIO = 8
-MSG_VIDEO = 9
-MSG_DATA_AMF0 = 18
-MSG_COMMAND_AMF3 = 17
-MSG_COMMAND_AMF0 = 20
 
 _REFUSED_CODES = ("NetStream.Publish.BadName", "NetStream.Publish.Rejected", "NetStream.Publish.Denied",
                   "NetConnection.Connect.Rejected")
@@ -90,414 +81,7 @@ class RtmpProbeConfig(BaseModel):
     av_sync_fault_seconds: float = Field(default=0.2, gt=0, description="THRESHOLDS.md A/V sync fault (200 ms)")
 
 
-# ----------------------------------------------------------------------------- errors
-
-
-class RtmpError(Exception):
-    """A failed step, already mapped to a :class:`Failure` and a secret-free detail."""
-
-    def __init__(self, failure: Failure, detail: str, fault: str = "unreachable"):
-        super().__init__(detail)
-        self.failure = failure
-        self.detail = detail
-        self.fault = fault
-
-
-# ----------------------------------------------------------------------------- AMF0
-
-
-def amf0_encode(*values: Any) -> bytes:
-    """AMF0 (Adobe AMF0 spec §2) of numbers, booleans, strings, None (null), dicts (objects)."""
-    out = bytearray()
-    for v in values:
-        _amf0_put(out, v)
-    return bytes(out)
-
-
-def _amf0_put(out: bytearray, v: Any) -> None:
-    if v is None:
-        out.append(0x05)
-    elif isinstance(v, bool):
-        out += bytes((0x01, 1 if v else 0))
-    elif isinstance(v, (int, float)):
-        out.append(0x00)
-        out += struct.pack(">d", float(v))
-    elif isinstance(v, str):
-        raw = v.encode()
-        if len(raw) > 0xFFFF:
-            out.append(0x0C)
-            out += struct.pack(">I", len(raw)) + raw
-        else:
-            out.append(0x02)
-            out += struct.pack(">H", len(raw)) + raw
-    elif isinstance(v, dict):
-        out.append(0x03)
-        for k, item in v.items():
-            key = str(k).encode()
-            out += struct.pack(">H", len(key)) + key
-            _amf0_put(out, item)
-        out += b"\x00\x00\x09"
-    else:
-        raise TypeError(f"cannot AMF0-encode {type(v).__name__}")
-
-
-def amf0_decode(data: bytes) -> list[Any]:
-    """All AMF0 values in ``data``; raises ``ValueError`` on malformed input."""
-    values: list[Any] = []
-    pos = 0
-    while pos < len(data):
-        v, pos = _amf0_get(data, pos)
-        values.append(v)
-    return values
-
-
-def _need(data: bytes, pos: int, n: int) -> None:
-    if pos + n > len(data):
-        raise ValueError("truncated AMF0")
-
-
-def _amf0_get(data: bytes, pos: int) -> tuple[Any, int]:
-    _need(data, pos, 1)
-    marker = data[pos]
-    pos += 1
-    if marker == 0x00:
-        _need(data, pos, 8)
-        return struct.unpack_from(">d", data, pos)[0], pos + 8
-    if marker == 0x01:
-        _need(data, pos, 1)
-        return data[pos] != 0, pos + 1
-    if marker == 0x02:
-        _need(data, pos, 2)
-        n = struct.unpack_from(">H", data, pos)[0]
-        _need(data, pos + 2, n)
-        return data[pos + 2:pos + 2 + n].decode(errors="replace"), pos + 2 + n
-    if marker == 0x0C:
-        _need(data, pos, 4)
-        n = struct.unpack_from(">I", data, pos)[0]
-        _need(data, pos + 4, n)
-        return data[pos + 4:pos + 4 + n].decode(errors="replace"), pos + 4 + n
-    if marker in (0x03, 0x08):
-        if marker == 0x08:
-            _need(data, pos, 4)
-            pos += 4  # ECMA array: approximate count, then object-like pairs
-        obj: dict[str, Any] = {}
-        while True:
-            _need(data, pos, 3)
-            n = struct.unpack_from(">H", data, pos)[0]
-            if n == 0 and data[pos + 2] == 0x09:
-                return obj, pos + 3
-            _need(data, pos + 2, n)
-            key = data[pos + 2:pos + 2 + n].decode(errors="replace")
-            obj[key], pos = _amf0_get(data, pos + 2 + n)
-    if marker in (0x05, 0x06):
-        return None, pos
-    if marker == 0x0A:
-        _need(data, pos, 4)
-        count = struct.unpack_from(">I", data, pos)[0]
-        pos += 4
-        items = []
-        for _ in range(count):
-            item, pos = _amf0_get(data, pos)
-            items.append(item)
-        return items, pos
-    if marker == 0x0B:
-        _need(data, pos, 10)
-        return struct.unpack_from(">d", data, pos)[0], pos + 10
-    raise ValueError(f"unsupported AMF0 marker 0x{marker:02x}")
-
-
-# ----------------------------------------------------------------------------- chunk stream
-
-
-@dataclass(slots=True)
-class Message:
-    type: int
-    stream_id: int
-    timestamp: int
-    payload: bytes
-
-
-@dataclass(slots=True)
-class _InChunkStream:
-    timestamp: int = 0
-    delta: int = 0
-    length: int = 0
-    type: int = 0
-    stream_id: int = 0
-    extended: bool = False
-    buf: bytearray = field(default_factory=bytearray)
-
-
-class ChunkConnection:
-    """RTMP chunk stream over an asyncio stream pair (spec §5.3): whole messages in and out."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.in_chunk_size = 128
-        self.out_chunk_size = 128
-        self.in_streams: dict[int, _InChunkStream] = {}
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.peer_window = 0  # we acknowledge after this many bytes in (server's Window Ack Size)
-        self.last_ack_sent = 0
-        self.acked_by_peer = 0  # sequence number of the peer's last Acknowledgement
-
-    async def _read(self, n: int) -> bytes:
-        data = await self.reader.readexactly(n)
-        self.bytes_in += n
-        return data
-
-    def send(self, csid: int, msg_type: int, payload: bytes, stream_id: int = 0, timestamp: int = 0) -> None:
-        """Queue one message as fmt-0 + fmt-3 chunks (2 <= csid <= 63)."""
-        ts = min(timestamp, 0xFFFFFF)
-        ext = struct.pack(">I", timestamp & 0xFFFFFFFF) if timestamp >= 0xFFFFFF else b""
-        header = (bytes((csid & 0x3F,)) + ts.to_bytes(3, "big") + len(payload).to_bytes(3, "big")
-                  + bytes((msg_type,)) + struct.pack("<I", stream_id) + ext)
-        out = bytearray(header)
-        for i in range(0, max(len(payload), 1), self.out_chunk_size):
-            if i:
-                out.append(0xC0 | (csid & 0x3F))
-                out += ext
-            out += payload[i:i + self.out_chunk_size]
-        self.writer.write(out)
-        self.bytes_out += len(out)
-
-    def set_chunk_size(self, size: int) -> None:
-        self.send(2, MSG_SET_CHUNK_SIZE, struct.pack(">I", size))
-        self.out_chunk_size = size
-
-    def command(self, name: str, txn: float, *args: Any, stream_id: int = 0, csid: int = 3) -> None:
-        self.send(csid, MSG_COMMAND_AMF0, amf0_encode(name, txn, *args), stream_id=stream_id)
-
-    async def read_message(self) -> Message:
-        """The next complete message; handles protocol control messages on the way."""
-        while True:
-            msg = await self._read_one()
-            if msg is None:
-                continue
-            if msg.type == MSG_SET_CHUNK_SIZE and len(msg.payload) >= 4:
-                self.in_chunk_size = max(1, struct.unpack_from(">I", msg.payload)[0] & 0x7FFFFFFF)
-            elif msg.type == MSG_WINDOW_ACK_SIZE and len(msg.payload) >= 4:
-                self.peer_window = struct.unpack_from(">I", msg.payload)[0]
-            elif msg.type == MSG_ACK and len(msg.payload) >= 4:
-                self.acked_by_peer = struct.unpack_from(">I", msg.payload)[0]
-            elif msg.type == MSG_ABORT and len(msg.payload) >= 4:
-                self.in_streams.pop(struct.unpack_from(">I", msg.payload)[0], None)
-            if self.peer_window and self.bytes_in - self.last_ack_sent >= self.peer_window:
-                self.last_ack_sent = self.bytes_in
-                self.send(2, MSG_ACK, struct.pack(">I", self.bytes_in & 0xFFFFFFFF))
-            return msg
-
-    async def _read_one(self) -> Message | None:
-        b0 = (await self._read(1))[0]
-        fmt, csid = b0 >> 6, b0 & 0x3F
-        if csid == 0:
-            csid = 64 + (await self._read(1))[0]
-        elif csid == 1:
-            b = await self._read(2)
-            csid = 64 + b[0] + 256 * b[1]
-        cs = self.in_streams.setdefault(csid, _InChunkStream())
-        fresh = not cs.buf
-        if fmt == 0:
-            h = await self._read(11)
-            ts = int.from_bytes(h[0:3], "big")
-            cs.length, cs.type = int.from_bytes(h[3:6], "big"), h[6]
-            cs.stream_id = struct.unpack_from("<I", h, 7)[0]
-            cs.extended = ts == 0xFFFFFF
-            if cs.extended:
-                ts = struct.unpack(">I", await self._read(4))[0]
-            cs.timestamp, cs.delta = ts, 0
-        elif fmt in (1, 2):
-            h = await self._read(7 if fmt == 1 else 3)
-            delta = int.from_bytes(h[0:3], "big")
-            if fmt == 1:
-                cs.length, cs.type = int.from_bytes(h[3:6], "big"), h[6]
-            cs.extended = delta == 0xFFFFFF
-            if cs.extended:
-                delta = struct.unpack(">I", await self._read(4))[0]
-            cs.delta = delta
-            cs.timestamp = (cs.timestamp + delta) & 0xFFFFFFFF
-        else:  # fmt 3: same header; a new message repeats the previous delta
-            if cs.extended:
-                await self._read(4)
-            if fresh:
-                cs.timestamp = (cs.timestamp + cs.delta) & 0xFFFFFFFF
-        want = min(self.in_chunk_size, cs.length - len(cs.buf))
-        if want > 0:
-            cs.buf += await self._read(want)
-        if len(cs.buf) < cs.length:
-            return None
-        msg = Message(cs.type, cs.stream_id, cs.timestamp, bytes(cs.buf))
-        cs.buf = bytearray()
-        return msg
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):
-            pass
-
-
-# ----------------------------------------------------------------------------- the test stream
-
-
-def encode_test_stream(seconds: float, bitrate: int, *, width: int = 320, height: int = 180,
-                       fps: int = 15) -> list[tuple[int, int, bytes]]:
-    """``seconds`` of H.264 (libx264 via PyAV) muxed to FLV in memory → ``[(type, ms, payload)]``.
-
-    Each FLV tag body is exactly an RTMP audio/video message payload (FLV spec annex E).
-    Noise content so the encoder spends the target bitrate. Blocking: run in a thread.
-    """
-    import av
-    import numpy as np
-
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="flv") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = bitrate
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(2 * fps),
-                          "x264-params": f"vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}"}
-        rng = np.random.default_rng(7)
-        base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        for i in range(max(1, round(seconds * fps))):
-            img = np.roll(base, i * 4, axis=1)
-            img[:, :, 0] ^= rng.integers(0, 64, (height, width), dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return parse_flv(buf.getvalue())
-
-
-def parse_flv(data: bytes) -> list[tuple[int, int, bytes]]:
-    """FLV tags (type 8 audio / 9 video only) as ``(type, timestamp ms, body)``."""
-    if data[:3] != b"FLV" or len(data) < 13:
-        raise ValueError("not an FLV stream")
-    pos = int.from_bytes(data[5:9], "big") + 4
-    tags: list[tuple[int, int, bytes]] = []
-    while pos + 11 <= len(data):
-        kind = data[pos] & 0x1F
-        size = int.from_bytes(data[pos + 1:pos + 4], "big")
-        ts = int.from_bytes(data[pos + 4:pos + 7], "big") | (data[pos + 7] << 24)
-        body = data[pos + 11:pos + 11 + size]
-        pos += 11 + size + 4
-        if kind in (MSG_AUDIO, MSG_VIDEO) and len(body) == size:
-            tags.append((kind, ts, body))
-    return tags
-
-
-# ----------------------------------------------------------------------------- /stat
-
-
-@dataclass(frozen=True, slots=True)
-class StatView:
-    """nginx-rtmp ``/stat`` figures of one stream (absent stream: ``stream_found`` False)."""
-
-    stream_found: bool
-    publisher: bool = False
-    bw_in_bits_per_second: float = 0.0
-    bytes_in: float = 0.0
-    dropped_frames: float | None = None
-    av_sync_seconds: float | None = None
-    clients: int = 0
-
-
-def parse_stat(xml_text: str, app: str, stream: str) -> StatView:
-    """Read nginx-rtmp's ``rtmp_stat all`` XML for ``app``/``stream``; ``ValueError`` if malformed."""
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise ValueError(f"malformed /stat XML: {exc}") from None
-    for application in root.iter("application"):
-        if (application.findtext("name") or "") != app:
-            continue
-        for st in application.iter("stream"):
-            if (st.findtext("name") or "") != stream:
-                continue
-            publisher = None
-            for client in st.findall("client"):
-                if client.find("publishing") is not None:
-                    publisher = client
-            dropped = avsync = None
-            # avsync (audio minus video timestamp, ms) means something only with both tracks.
-            both = bool(st.findtext("meta/audio/codec")) and bool(st.findtext("meta/video/codec"))
-            if publisher is not None:
-                dropped = _num(publisher.findtext("dropped"))
-                sync_ms = _num(publisher.findtext("avsync"))
-                avsync = sync_ms / 1000.0 if sync_ms is not None and both else None
-            return StatView(
-                stream_found=True,
-                publisher=publisher is not None or st.find("publishing") is not None,
-                bw_in_bits_per_second=_num(st.findtext("bw_in")) or 0.0,
-                bytes_in=_num(st.findtext("bytes_in")) or 0.0,
-                dropped_frames=dropped,
-                av_sync_seconds=avsync,
-                clients=int(_num(st.findtext("nclients")) or 0),
-            )
-    return StatView(stream_found=False)
-
-
-def judge_stat(view: StatView, prev_dropped: float | None, av_sync_fault_seconds: float
-               ) -> tuple[State, str | None, str]:
-    """Ingest health from nginx-rtmp ``/stat`` figures: (state, fault, plain-words detail).
-
-    No publisher → ``no_input`` (DOWN); |A/V sync| over the threshold (THRESHOLDS.md,
-    200 ms) → ``av_desync``; frames dropped since the previous look → ``dropped_frames``.
-    """
-    if not view.publisher:
-        return State.DOWN, "no_input", "the ingest has no publisher for this stream"
-    if view.av_sync_seconds is not None and abs(view.av_sync_seconds) > av_sync_fault_seconds:
-        return State.DEGRADED, "av_desync", f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
-    if view.dropped_frames is not None and prev_dropped is not None and view.dropped_frames > prev_dropped:
-        return (State.DEGRADED, "dropped_frames",
-                f"the ingest dropped {view.dropped_frames - prev_dropped:.0f} frames since the last check")
-    return State.OK, None, f"publisher connected, {view.bw_in_bits_per_second / 1000:.0f} kbit/s in"
-
-
-def _num(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 # ----------------------------------------------------------------------------- the probe
-
-
-@dataclass(slots=True)
-class _Url:
-    scheme: str
-    host: str
-    port: int
-    app: str
-    key: str | None
-    tc_url: str  # contains no key: rtmp://host:port/app
-
-
-def parse_rtmp_url(url: str) -> _Url:
-    """Split ``rtmp[s]://host[:port]/app[/inst]/KEY``; ``RtmpError`` on anything else."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise RtmpError(Failure.PROTOCOL_ERROR, "unparseable RTMP URL", "protocol_error") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("rtmp", "rtmps") or not parts.hostname:
-        raise RtmpError(Failure.PROTOCOL_ERROR, f"not an rtmp(s) URL (scheme {scheme[:10]!r})", "protocol_error")
-    segments = [unquote(s) for s in parts.path.split("/") if s]
-    if not segments:
-        raise RtmpError(Failure.PROTOCOL_ERROR, f"no application in {redact_url(url)}", "protocol_error")
-    key = segments[-1] if len(segments) >= 2 else None
-    app = "/".join(segments[:-1] if key else segments)
-    if key and parts.query:
-        key = f"{key}?{parts.query}"  # query-token style keys travel with the stream name
-    port = port or (443 if scheme == "rtmps" else 1935)
-    return _Url(scheme, parts.hostname, port, app, key, f"{scheme}://{parts.hostname}:{port}/{app}")
 
 
 class _Attempt:
@@ -569,7 +153,7 @@ class _Attempt:
             await self.stat(app, key)
         return self.result
 
-    async def session(self, u: _Url) -> None:
+    async def session(self, u: RtmpUrl) -> None:
         conn: ChunkConnection | None = None
         try:
             conn = await self.connect_tcp(u)
@@ -592,7 +176,7 @@ class _Attempt:
             if conn is not None:
                 await conn.close()
 
-    async def connect_tcp(self, u: _Url) -> ChunkConnection:
+    async def connect_tcp(self, u: RtmpUrl) -> ChunkConnection:
         wall, t0 = self.ctx.wall(), self.ctx.clock()
         ssl_ctx = ssl.create_default_context() if u.scheme == "rtmps" else None
         try:
@@ -668,7 +252,7 @@ class _Attempt:
             if txn is not None and name in ("_result", "_error") and len(values) > 1 and values[1] == txn:
                 return values
 
-    async def rtmp_connect(self, conn: ChunkConnection, u: _Url) -> None:
+    async def rtmp_connect(self, conn: ChunkConnection, u: RtmpUrl) -> None:
         wall, t0 = self.ctx.wall(), self.ctx.clock()
         conn.command("connect", 1, {"app": u.app, "type": "nonprivate", "flashVer": FLASH_VER, "tcUrl": u.tc_url})
         try:
@@ -698,7 +282,7 @@ class _Attempt:
         self.phase("create_stream", wall, t0, self.ctx.clock())
         return int(reply[3])
 
-    async def publish(self, conn: ChunkConnection, u: _Url, stream_id: int) -> None:
+    async def publish(self, conn: ChunkConnection, u: RtmpUrl, stream_id: int) -> None:
         cfg = self.cfg
         cache_key = ("rtmp_test_stream", cfg.publish_seconds, cfg.target_bitrate)
         cached = self.ctx.state.get("test_stream")
@@ -729,7 +313,7 @@ class _Attempt:
         self.phase("publish", wall, t0, self.ctx.clock())
         await self.send_media(conn, u, stream_id, tags)
 
-    async def send_media(self, conn: ChunkConnection, u: _Url, stream_id: int,
+    async def send_media(self, conn: ChunkConnection, u: RtmpUrl, stream_id: int,
                          tags: list[tuple[int, int, bytes]]) -> None:
         """Send the tags paced at real time; read acknowledgements meanwhile; with
         ``stat_url``, read /stat half-way (the ingest should list this publisher)."""

@@ -35,11 +35,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from probes.audio_source import assess_audio
 from probes.base import ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.audio import assess_audio
+from probes.core.frames import small_luma, to_float_planar
 from probes.core.media_analysis import MediaAnalyser, MediaFindings
 from probes.core.redact import redact_url
-from probes.core.segment_decode import DecodedSegment, _small_luma, _to_float_planar
+from probes.core.segment_decode import DecodedSegment
 from probes.core.studio import STAGE, Finding, SourceConfig, Status, evidence_from
 
 
@@ -152,10 +153,10 @@ def capture(url: str, sample_s: float, open_timeout_s: float, *, fmt: str | None
                 if packet.stream is vs:
                     v_pts.append(t)
                     v_key.append(bool(frame.key_frame))
-                    v_luma.append(_small_luma(frame, 64, 36))
+                    v_luma.append(small_luma(frame, 64, 36))
                     out.width, out.height = frame.width, frame.height
                 else:
-                    arr = _to_float_planar(frame.to_ndarray(), frame.format.name, len(frame.layout.channels))
+                    arr = to_float_planar(frame.to_ndarray(), frame.format.name, len(frame.layout.channels))
                     a_pts.append(t)
                     a_len.append(arr.shape[1])
                     a_chunks.append(arr)

@@ -24,8 +24,8 @@ from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.ingest_monitor import (IngestLatencyShare, IngestMonitorSettings, IngestWindow, MonitorTargetConfig,
-                                   probe)
+from probes.core.latency_core import IngestLatencyShare, IngestWindow
+from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
 from reallab import free_port
 from waiting import wait_for
 

@@ -27,7 +27,8 @@ from aiohttp import web
 
 from _require import require_binary
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.webrtc import WhipProbeConfig, whip_probe
+from probes.whip import WhipProbeConfig
+from probes.whip import probe as whip_probe
 from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,9 +12,12 @@ import pytest
 
 from agent.lab import FaultRequestError, Lab, LabConfig, LabError
 from agent.lab.faults import FaultBook
-from probes.core import beacon
 from probes.base import Failure, ProbeContext, ProbeTarget, State
-from probes.webrtc import WhepProbeConfig, WhipProbeConfig, whep_probe, whip_probe
+from probes.core import beacon
+from probes.whep import WhepProbeConfig
+from probes.whep import probe as whep_probe
+from probes.whip import WhipProbeConfig
+from probes.whip import probe as whip_probe
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -266,12 +266,12 @@ def test_fast_luma_matches_swscale_and_reads_full_range():
 
     import av
 
-    from probes.core.segment_decode import _small_luma
+    from probes.core.frames import small_luma
 
     data = make_segment(seconds=0.2, width=640, height=360)
     with av.open(io.BytesIO(data), "r", format="mpegts") as c:
         frame = next(c.decode(video=0))
-        fast = _small_luma(frame, 64, 36).astype(float)
+        fast = small_luma(frame, 64, 36).astype(float)
         ref = frame.reformat(width=64, height=36, format="gray", interpolation="AREA").to_ndarray().astype(float)
     assert fast.shape == (36, 64)
     assert np.abs(fast - ref).mean() < 3.0

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from probes.network import NetworkConfig, measure, ntp_offset
 from probes.core.studio import Status
+from probes.net.ntp import ntp_offset
+from probes.network import NetworkConfig, measure
 
 NTP_EPOCH = 2208988800
 

@@ -14,8 +14,10 @@ from pydantic import ValidationError
 
 from _require import require_binary
 from probes.base import Failure, ProbeContext, ProbeTarget, State
-from probes.rtmp import (METRIC_CONNECT, METRIC_UPLOAD, RtmpError, RtmpProbeConfig, amf0_decode, amf0_encode,
-                         parse_rtmp_url, parse_stat, probe)
+from probes.core.nginx_stat import parse_stat
+from probes.net.amf0 import amf0_decode, amf0_encode
+from probes.net.rtmp_chunk import RtmpError, parse_rtmp_url
+from probes.rtmp import METRIC_CONNECT, METRIC_UPLOAD, RtmpProbeConfig, probe
 from reallab import RealLab, free_port
 
 ALLOWED_CANARY = "canaryOKk3y7Q"

@@ -9,8 +9,11 @@ import pytest
 
 from agent.lab.webrtc import WebRtcEndpoint
 from probes.base import Failure, ProbeContext, ProbeTarget, State
-from probes.webrtc import FreezeCounter, WhepProbeConfig, WhipProbeConfig, fraction_lost_ratio, jitter_seconds, \
-    whep_probe, whip_probe
+from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
+from probes.whep import WhepProbeConfig
+from probes.whep import probe as whep_probe
+from probes.whip import WhipProbeConfig
+from probes.whip import probe as whip_probe
 from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -52,7 +52,9 @@ import numpy as np
 from aiohttp import web
 
 from probes.core import beacon
-from probes.webrtc import _luma, _make_beacon_track, ice_host_addresses
+from probes.core.frames import luma_plane as _luma
+from probes.net.webrtc_session import ice_host_addresses
+from probes.net.webrtc_session import make_beacon_track as _make_beacon_track
 
 
 @dataclass(slots=True)

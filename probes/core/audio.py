@@ -1,13 +1,14 @@
 """Audio input checks: level in dBFS, silence, clipping — from a feed or a device.
 
-The measurement is :mod:`probes.core.media_analysis`'s (one :class:`probes.core.media_analysis.MediaAnalyser` over
-the decoded samples of a short capture, see :mod:`probes.video_source`); this module
-turns its figures into studio findings. Thresholds (shared/THRESHOLDS.md, as in
-probes/core/media_analysis.py): silence below -50 dBFS for >= 2 s (AWS MediaLive audio-silence
-failover default) fails; more than 6 consecutive full-scale samples is clipping
-(testrtc ``mictest.js``), a warning before air (turn the gain down); an RMS level
-below -40 dBFS warns as "very quiet" (broadcast practice: dialogue normalised to
--23 LUFS / EBU R128 sits around -20 to -30 dBFS RMS).
+The measurement is :mod:`probes.core.media_analysis`'s (one
+:class:`~probes.core.media_analysis.MediaAnalyser` over the decoded samples of a short
+capture, see :mod:`probes.video_source`, which also captures audio-only sources); this
+module turns its figures into studio findings (:func:`assess_audio`). Thresholds
+(shared/THRESHOLDS.md, as in probes/core/media_analysis.py): silence below -50 dBFS for
+>= 2 s (AWS MediaLive audio-silence failover default) fails; more than 6 consecutive
+full-scale samples is clipping (testrtc ``mictest.js``), a warning before air (turn the
+gain down); an RMS level below -40 dBFS warns as "very quiet" (broadcast practice:
+dialogue normalised to -23 LUFS / EBU R128 sits around -20 to -30 dBFS RMS).
 
 Devices: an ALSA capture device is read by PyAV's ``alsa`` demuxer
 (``url: "alsa:hw:1,0"`` is opened as format ``alsa``, input ``hw:1,0``); not exercised in
@@ -16,7 +17,6 @@ tests here (no sound card on this machine). Feeds: any URL PyAV opens.
 
 from __future__ import annotations
 
-from probes.base import ProbeContext, ProbeResult, ProbeTarget
 from probes.core.media_analysis import MediaFindings
 from probes.core.studio import Finding, Status
 
@@ -58,9 +58,3 @@ def assess_audio(m: MediaFindings | None, component: str, *, expected: bool, tit
                        {"clipped_runs": float(clip)}))
     return out
 
-
-async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-    """An audio-only source (``studio.sources[]`` with ``audio_only``): same capture path."""
-    from probes import video_source
-
-    return await video_source.probe(target, ctx)

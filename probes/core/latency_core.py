@@ -32,11 +32,18 @@ are reported in whole seconds only (``precision="s"``). Without an NTP server th
 clock is trusted (``clock="unchecked"``), but a capture time more than 0.1 s after the
 end of the origin first-seen bracket (a negative upstream latency) proves a skew and also drops the figures to
 whole seconds.
+
+Ingest share (:class:`IngestLatencyShare`): the latest ingest-latency windows of one
+stream, written by its ingest monitor(s) (probes/ingest_monitor.py) and read by its
+latency probe (probes/latency.py), which subtracts the ingest latency of the frames
+nearest in capture time from its upstream figure; one object per stream, created by
+agent/jobs.py and put in both targets' configs.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import statistics
 from dataclasses import dataclass, field
 
@@ -256,3 +263,50 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
                                     "signalpath.glass_to_glass_s": clock.value(g2g) if g2g is not None else None,
                                     "signalpath.first_seen.uncertainty_s": round(s.half_width, 4)}))
     return SpanRecord(f"latency {t.rendition}/{t.seq}", ns(cap0), ns(max(ends)), root_attrs, children=children)
+
+
+# ----------------------------------------------------------------- the ingest share
+
+
+@dataclass(frozen=True, slots=True)
+class IngestWindow:
+    """One attempt's figure: ingest latency of frames captured between ``capture_first`` and ``capture_last``."""
+
+    component: str
+    latency_s: float
+    capture_first: float
+    capture_last: float
+    at: float  # epoch seconds the attempt ended
+
+
+class IngestLatencyShare:
+    """The latest ingest latencies of one stream, shared by its ingest monitor(s) and its
+    latency probe (one object per stream, created by agent/jobs.py and put in both
+    targets' configs). Written and read on the agent's event loop only."""
+
+    def __init__(self, keep: int = 64, wait_s: float = 6.0) -> None:
+        self._windows: collections.deque[IngestWindow] = collections.deque(maxlen=keep)
+        self.wait_s = wait_s  # how long the latency probe may hold a segment for a covering window
+
+    def add(self, window: IngestWindow) -> None:
+        self._windows.append(window)
+
+    def latest(self) -> IngestWindow | None:
+        return self._windows[-1] if self._windows else None
+
+    def covers(self, capture: float, slack_s: float = 0.2) -> bool:
+        """Has any window seen frames captured at or after ``capture`` (less ``slack_s``)?"""
+        return any(w.capture_last >= capture - slack_s for w in self._windows)
+
+    def near(self, capture: float, max_gap_s: float, slack_s: float = 0.2) -> IngestWindow | None:
+        """The window whose frames are nearest in capture time to ``capture``, within ``max_gap_s``;
+        among windows that saw frames captured at or after ``capture`` (less ``slack_s``) when any
+        did: a latency step between two windows is then charged to the segments after it."""
+        covering = [w for w in self._windows if w.capture_last >= capture - slack_s]
+        best, gap = None, max_gap_s
+        for w in covering or self._windows:
+            d = 0.0 if w.capture_first <= capture <= w.capture_last else min(abs(capture - w.capture_first),
+                                                                             abs(capture - w.capture_last))
+            if d <= gap:
+                best, gap = w, d
+        return best

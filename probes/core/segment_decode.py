@@ -30,6 +30,8 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from probes.core.frames import small_luma, to_float_planar
+
 __all__ = ["DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded"]
 
 
@@ -166,7 +168,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             return
         v_pts.append(float(frame.pts * frame.time_base))
         v_key.append(bool(frame.key_frame))
-        v_luma.append(_small_luma(frame, w, h))
+        v_luma.append(small_luma(frame, w, h))
 
     def take_audio(frame) -> None:
         if frame.is_corrupt:
@@ -174,7 +176,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         if frame.pts is None:
             return
         arr = frame.to_ndarray()
-        arr = _to_float_planar(arr, frame.format.name, len(frame.layout.channels))
+        arr = to_float_planar(arr, frame.format.name, len(frame.layout.channels))
         a_pts.append(float(frame.pts * frame.time_base))
         a_len.append(arr.shape[1])
         a_chunks.append(arr)
@@ -220,49 +222,6 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
-
-
-_PLANAR_8BIT = frozenset(
-    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "nv12", "nv21", "gray"}
-)
-_FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
-_LIMITED_TO_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _small_luma(frame, w: int, h: int) -> np.ndarray:
-    """The frame's luma, box-averaged down to ``h x w``, full range (0 black .. 255 white).
-
-    8-bit formats take the Y plane directly and average blocks with numpy (~0.2 ms for
-    360p; swscale's AREA path costs ~0.9 ms a frame here); others go through swscale.
-    Limited-range ("TV", 16-235) luma is expanded to full range, so thresholds read like
-    testrtc's, which works on full-range RGB.
-    """
-    fmt = frame.format.name
-    fh, fw = frame.height, frame.width
-    if fmt in _PLANAR_8BIT and fh >= h and fw >= w:
-        plane = frame.planes[0]
-        y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:fh, :fw]
-        bh, bw = fh // h, fw // w
-        rows = y[: bh * h, : bw * w].reshape(h, bh, bw * w).sum(axis=1, dtype=np.uint32)
-        small = (rows.reshape(h, w, bw).sum(axis=2) // (bh * bw)).astype(np.uint8)
-        full = fmt in _FULL_RANGE or int(getattr(frame, "color_range", 0) or 0) == 2
-        return small if full else _LIMITED_TO_FULL[small]
-    small = frame.reformat(width=w, height=h, format="gray", interpolation="AREA")
-    return small.to_ndarray().reshape(h, w)
-
-
-_INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0, "u8": 128.0, "u8p": 128.0}
-
-
-def _to_float_planar(arr: np.ndarray, fmt: str, channels: int) -> np.ndarray:
-    """PyAV's ndarray for any sample format -> float32 ``(channels, n)`` in [-1, 1]."""
-    if not fmt.endswith("p"):  # packed: (1, n * channels) interleaved
-        arr = arr.reshape(-1, channels).T
-    if fmt in ("u8", "u8p"):
-        return (arr.astype(np.float32) - 128.0) / 128.0
-    if fmt in _INT_SCALE:
-        return arr.astype(np.float32) / _INT_SCALE[fmt]
-    return arr.astype(np.float32, copy=False)
 
 
 def _short(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The studio stage: what the studio probes share, and their config section.
 
-The studio probes (``probes/host.py``, ``probes/gpu.py``, ``probes/video_source.py``,
-``probes/audio_source.py``, ``probes/network.py``) each turn one measurement into
+The studio probes (``probes/host.py``, ``probes/gpu.py``, ``probes/video_source.py``
+with ``probes/core/audio.py``, ``probes/network.py``) each turn one measurement into
 :class:`Finding` s: one per check, with the measured value, the threshold, where the
 threshold comes from and a plain-words fix. The same findings feed two readers:
 

@@ -23,7 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from agent.lab import Lab, LabConfig  # noqa: E402
 from probes.base import ProbeContext, ProbeTarget  # noqa: E402
-from probes.webrtc import WhepProbeConfig, WhipProbeConfig, whep_probe, whip_probe  # noqa: E402
+from probes.whep import WhepProbeConfig  # noqa: E402
+from probes.whep import probe as whep_probe  # noqa: E402
+from probes.whip import WhipProbeConfig  # noqa: E402
+from probes.whip import probe as whip_probe  # noqa: E402
 
 LOOP = ("127.0.0.1",)
 

@@ -1,0 +1,78 @@
+"""Pure WebRTC statistics cores of the WHIP/WHEP probes (no I/O; fed numbers and times):
+
+- :class:`FreezeCounter`: the W3C webrtc-stats ``freezeCount`` rule (an inter-frame gap
+  >= max(3 x average frame duration, average + 150 ms), libwebrtc's 30-gap average);
+- :func:`jitter_seconds`: RFC 3550 §6.4.1 interarrival jitter from RTP timestamp units
+  (aiortc reports video jitter in units of the 90 kHz clock);
+- :func:`fraction_lost_ratio`: RFC 3550 §6.4.1 ``fraction lost`` (8-bit fixed point) as 0-1.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+VIDEO_CLOCK_RATE = 90_000
+
+
+@dataclass(slots=True)
+class FreezeCounter:
+    """W3C webrtc-stats ``freezeCount``: a frame is "frozen" when the gap since the
+    previous frame is ≥ max(3 × average frame duration, average + 150 ms); the average
+    is over the last ``window`` inter-frame gaps that were not freezes (libwebrtc's
+    30). No judgement before ``min_frames`` gaps are known. Fed arrival times (s)."""
+
+    window: int = 30
+    min_frames: int = 5
+    freezes: int = 0
+    freeze_seconds: float = 0.0
+    frames: int = 0
+    first: float | None = None
+    last: float | None = None
+    _gaps: deque = field(default_factory=lambda: deque(maxlen=30))
+
+    def threshold(self) -> float | None:
+        if len(self._gaps) < self.min_frames:
+            return None
+        avg = sum(self._gaps) / len(self._gaps)
+        return max(3 * avg, avg + 0.150)
+
+    def frame(self, t: float) -> bool:
+        """Record a frame at ``t``; True when it ended a freeze."""
+        self.frames += 1
+        if self.first is None:
+            self.first = self.last = t
+            return False
+        gap = t - self.last
+        self.last = t
+        limit = self.threshold()
+        if limit is not None and gap >= limit:
+            self.freezes += 1
+            self.freeze_seconds += gap
+            return True
+        self._gaps.append(gap)
+        return False
+
+    def finish(self, t: float) -> None:
+        """End of observation at ``t``: a freeze still going on counts too."""
+        limit = self.threshold()
+        if self.last is not None and limit is not None and t - self.last >= limit:
+            self.freezes += 1
+            self.freeze_seconds += t - self.last
+            self.last = t
+
+    @property
+    def fps(self) -> float:
+        if self.first is None or self.last is None or self.last <= self.first:
+            return 0.0
+        return (self.frames - 1) / (self.last - self.first)
+
+
+def jitter_seconds(rtp_units: float, clock_rate: int = VIDEO_CLOCK_RATE) -> float:
+    """RFC 3550 §6.4.1 interarrival jitter, given in RTP timestamp units, in seconds."""
+    return float(rtp_units) / clock_rate
+
+
+def fraction_lost_ratio(fixed_point: float) -> float:
+    """RFC 3550 §6.4.1 ``fraction lost`` (8-bit fixed point, /256) as 0-1."""
+    return max(0.0, min(1.0, float(fixed_point) / 256.0))
