@@ -9,7 +9,7 @@ stream key — a secret, taken from ``${ENV}``, never shown) it reports:
 - input stalled: ``bytes_in`` has not grown for ``stall_s`` (default 3 s, 1.5 x a 2-s
   segment: the RFC 8216 staleness rule applied one stage upstream) → ``no_input``;
 - input below ``min_bitrate`` (optional) → ``low_input`` (DEGRADED);
-- A/V sync beyond 200 ms and dropped frames, as probes/rtmp.py judges them.
+- A/V sync beyond 200 ms and dropped frames, judged as for probes/rtmp.py (probes/core/nginx_stat.py).
 """
 
 from __future__ import annotations
