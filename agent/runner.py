@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.faults import Fault
 
 log = logging.getLogger("signalpath.runner")
 
@@ -168,7 +169,7 @@ class Runner:
                 result = await fn(t, ctx)
         except TimeoutError:
             result = ProbeResult(failure=Failure.TIMEOUT, detail=f"no result within the {t.timeout:g}-s deadline")
-            result.evidence = _down(t, "timeout", f"{t.component}: no complete answer within {t.timeout:g} s")
+            result.evidence = _down(t, Fault.TIMEOUT, f"{t.component}: no complete answer within {t.timeout:g} s")
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.redact import redact_text
+from probes.faults import Fault
 
 STAGE = "studio"
 MAX_BYTES = 256 * 1024
@@ -56,10 +57,10 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         st["counter"], st["grew_at"] = counter, now
     stalled = now - st.get("grew_at", now)
     if not running:
-        ev = Evidence(STAGE, target.component, State.DOWN, "encoder_down", f"{target.component} reports it is "
+        ev = Evidence(STAGE, target.component, State.DOWN, Fault.ENCODER_DOWN, f"{target.component} reports it is "
                       "not running")
     elif stalled > cfg.stall_s:
-        ev = Evidence(STAGE, target.component, State.DOWN, "encoder_down", f"{target.component} produced no "
+        ev = Evidence(STAGE, target.component, State.DOWN, Fault.ENCODER_DOWN, f"{target.component} produced no "
                       f"output for {stalled:.1f} s")
     else:
         ev = Evidence(STAGE, target.component, State.OK, None, f"{target.component} running")

@@ -261,7 +261,7 @@ CATALOG = FaultCatalog([
                         "transcoder."}),
     _s(F.PLAYLIST_MISSING, C.FRESHNESS, "P1", "lost {playlist}",
        "The playlist is gone (HTTP 404/410): check the packager is writing it and the path in the config.",
-       stages=_PLAYLIST, explains=_NO_FLOW, reserved=True),
+       stages=_PLAYLIST, explains=_NO_FLOW),  # an HTTP 4xx on a playlist, read as a symptom (agent/diagnosis.py)
     _s(F.SEGMENT_MISSING, C.FRESHNESS, "P2", "is missing segments{of}",
        "Segments listed in the playlist are not served: check the packager's disk and cleanup settings.",
        stages=_PLAYLIST, explains=_DELIVERY,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.faults import Fault
 
 
 class GpuConfig(BaseModel):
@@ -209,7 +210,7 @@ def assess(readings: list[GpuReading] | None, cfg: GpuConfig, why: str = "") -> 
         return [Finding("gpu.nvml", "gpu", st, "NVIDIA GPU", f"unavailable ({why})" if why else "unavailable",
                         "an NVIDIA GPU with its driver" if cfg.required else "", "config studio.gpu.required",
                         "install the NVIDIA driver or check that the GPU is seen (nvidia-smi)" if cfg.required
-                        else "", "device_missing" if cfg.required else None)]
+                        else "", Fault.DEVICE_MISSING if cfg.required else None)]
     out: list[Finding] = []
     for r in readings:
         comp = f"gpu{r.index}"
@@ -221,7 +222,7 @@ def assess(readings: list[GpuReading] | None, cfg: GpuConfig, why: str = "") -> 
                                f"< {cfg.encoder_warn_ratio * 100:.0f} %", src,
                                f"the GPU encoder is saturated: stop other encodes or lower resolution/preset "
                                f"({e * 100:.0f} % busy)" if st is not Status.PASS else "",
-                               "gpu_overload" if st is not Status.PASS else None, e, cfg.encoder_warn_ratio,
+                               Fault.GPU_OVERLOAD if st is not Status.PASS else None, e, cfg.encoder_warn_ratio,
                                {"encoder_utilization_ratio": e,
                                 **({"encoder_sessions": float(r.encoder_sessions)}
                                    if r.encoder_sessions is not None else {})}))
@@ -231,7 +232,7 @@ def assess(readings: list[GpuReading] | None, cfg: GpuConfig, why: str = "") -> 
                                f"< {cfg.utilization_warn_ratio * 100:.0f} %",
                                "broadcast practice: leave the GPU headroom for the encoder",
                                "other GPU work (effects, games, ML) competes with the encoder: stop it"
-                               if st is not Status.PASS else "", "gpu_overload" if st is not Status.PASS else None,
+                               if st is not Status.PASS else "", Fault.GPU_OVERLOAD if st is not Status.PASS else None,
                                r.utilization, cfg.utilization_warn_ratio, {"utilization_ratio": r.utilization}))
         if r.memory_used is not None and r.memory_total:
             m = r.memory_used / r.memory_total
@@ -240,7 +241,7 @@ def assess(readings: list[GpuReading] | None, cfg: GpuConfig, why: str = "") -> 
                                f"{r.memory_used / 2**30:.1f} of {r.memory_total / 2**30:.0f} GiB",
                                f"< {cfg.memory_warn_ratio * 100:.0f} % used", "NVML memory info",
                                "GPU memory nearly full: close other GPU programs" if st is not Status.PASS else "",
-                               "gpu_overload" if st is not Status.PASS else None, float(r.memory_used),
+                               Fault.GPU_OVERLOAD if st is not Status.PASS else None, float(r.memory_used),
                                cfg.memory_warn_ratio * r.memory_total, {"memory_used_bytes": float(r.memory_used)}))
         if r.temperature_c is not None:
             limit = r.slowdown_c or cfg.temperature_warn_c
@@ -248,7 +249,7 @@ def assess(readings: list[GpuReading] | None, cfg: GpuConfig, why: str = "") -> 
             out.append(Finding("gpu.temperature", comp, st, f"{r.name} temperature", f"{r.temperature_c:.0f} °C",
                                f"< {limit:.0f} °C", "NVML slowdown threshold (else 85 °C)",
                                "the GPU is throttling from heat: check airflow and fans" if st is not Status.PASS
-                               else "", "host_overheat" if st is not Status.PASS else None, r.temperature_c, limit,
+                               else "", Fault.HOST_OVERHEAT if st is not Status.PASS else None, r.temperature_c, limit,
                                {"temperature_celsius": r.temperature_c}))
     return out
 

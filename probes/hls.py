@@ -34,21 +34,22 @@ from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarg
                          UrlRole, worst)
 from probes.net.httpfetch import FetchResult
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.faults import Fault
 
 MASTER_REFRESH_S = 10.0
 
 # fetch failure -> fault type (DESIGN.md vocabulary)
 _FAULT_OF = {
-    Failure.CONNECTION_REFUSED: "unreachable",
-    Failure.CONNECTION_FAILED: "unreachable",
-    Failure.DNS_ERROR: "unreachable",
-    Failure.TIMEOUT: "unreachable",
-    Failure.READ_FAILED: "unreachable",
-    Failure.TLS_ERROR: "unreachable",
-    Failure.HTTP_ERROR: "http_error",
-    Failure.REDIRECT_LOOP: "protocol_error",
-    Failure.BODY_TOO_LARGE: "protocol_error",
-    Failure.PROTOCOL_ERROR: "protocol_error",
+    Failure.CONNECTION_REFUSED: Fault.UNREACHABLE,
+    Failure.CONNECTION_FAILED: Fault.UNREACHABLE,
+    Failure.DNS_ERROR: Fault.UNREACHABLE,
+    Failure.TIMEOUT: Fault.UNREACHABLE,
+    Failure.READ_FAILED: Fault.UNREACHABLE,
+    Failure.TLS_ERROR: Fault.UNREACHABLE,
+    Failure.HTTP_ERROR: Fault.HTTP_ERROR,
+    Failure.REDIRECT_LOOP: Fault.PROTOCOL_ERROR,
+    Failure.BODY_TOO_LARGE: Fault.PROTOCOL_ERROR,
+    Failure.PROTOCOL_ERROR: Fault.PROTOCOL_ERROR,
 }
 
 
@@ -145,7 +146,7 @@ class _Attempt:
         return self.result
 
     def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0) -> ProbeResult:
-        fault = _FAULT_OF.get(failure, "protocol_error")
+        fault = _FAULT_OF.get(failure, Fault.PROTOCOL_ERROR)
         self.result.failure, self.result.detail = failure, f"{what}: {detail}"
         self.evidence(State.DOWN, fault, f"{what} {detail}", http_status=status, url_role="master")
         self.st_ages()
@@ -174,7 +175,7 @@ class _Attempt:
         self.result.spans.append(span)
         now = self.ctx.clock()
         if fr.failure:
-            fault = _FAULT_OF.get(fr.failure, "protocol_error")
+            fault = _FAULT_OF.get(fr.failure, Fault.PROTOCOL_ERROR)
             self.evidence(State.DOWN, fault, f"{v.name} playlist: {fr.detail}", v.name, http_status=fr.status,
                           url_role="media_playlist")
             if rs.advanced_at is not None:
@@ -191,10 +192,10 @@ class _Attempt:
                     parsed = parse(fr.body.decode("utf-8", "replace"), v.uri)
                 except PlaylistError as exc:
                     span.error = f"protocol_error: {exc}"
-                    self.evidence(State.DOWN, "protocol_error", f"{v.name} playlist is malformed: {exc}", v.name)
+                    self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name} playlist is malformed: {exc}", v.name)
                     return Failure.PROTOCOL_ERROR, f"{v.name} playlist malformed: {exc}"
                 if not isinstance(parsed, MediaPlaylist):
-                    self.evidence(State.DOWN, "protocol_error", f"{v.name}: a master playlist where a media "
+                    self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name}: a master playlist where a media "
                                   "playlist belongs", v.name)
                     return Failure.PROTOCOL_ERROR, f"{v.name}: nested master playlist"
                 pl = parsed
@@ -214,22 +215,22 @@ class _Attempt:
         anomalies: list[tuple[str, str]] = []
         if rs.last_seq is None or last > rs.last_seq:
             if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump:
-                anomalies.append(("sequence_jump", f"media sequence jumped by {last - rs.last_seq}"))
+                anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped by {last - rs.last_seq}"))
             rs.advanced_at = now
         elif last < rs.last_seq:
-            anomalies.append(("sequence_regression", f"media sequence went back from {rs.last_seq} to {last}"))
+            anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))
             rs.advanced_at = now
         elif prev is not None and prev is not pl and len(pl.segments) < len(prev.segments) \
                 and pl.media_sequence == prev.media_sequence:
-            anomalies.append(("playlist_shrank", f"playlist shrank from {len(prev.segments)} to "
+            anomalies.append((Fault.PLAYLIST_SHRANK, f"playlist shrank from {len(prev.segments)} to "
                               f"{len(pl.segments)} segments"))
         if rs.disc_seq is not None and pl.discontinuity_sequence != rs.disc_seq:
             anomalies.append(("discontinuity", f"discontinuity sequence changed to {pl.discontinuity_sequence}"))
         newest = pl.newest
         if newest is not None and prev is not pl and round(newest.duration) > td:
-            anomalies.append(("segment_too_long", f"segment {newest.seq} lasts {newest.duration:.2f} s, over the "
+            anomalies.append((Fault.SEGMENT_TOO_LONG, f"segment {newest.seq} lasts {newest.duration:.2f} s, over the "
                               f"{td:g}-s target duration"))
-        rs.last_seq = max(last, rs.last_seq or last) if not any(a[0] == "sequence_regression" for a in anomalies) \
+        rs.last_seq = max(last, rs.last_seq or last) if not any(a[0] == Fault.SEQUENCE_REGRESSION for a in anomalies) \
             else last
         rs.disc_seq = pl.discontinuity_sequence
         rs.playlist = pl
@@ -249,7 +250,7 @@ class _Attempt:
                 figs["cache_age_s" if k == "age" else "cache_hit"] = (
                     _num(fr.headers[k]) if k == "age" else float(fr.headers[k].upper().startswith("HIT")))
         if pl.endlist:
-            self.evidence(State.DOWN, "stream_ended", f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
+            self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
         elif age > cfg.stale_factor * td:
             self.figures[v.name]["stale"] = 1
@@ -275,18 +276,18 @@ class _Attempt:
                              start_wall=w0, end_wall=time.time(), total_s=elapsed)
             rs.seg = {"download_s": elapsed, "ratio": elapsed / max(newest.duration, 1e-3), "first_byte_s": elapsed,
                       "throughput_Bps": 0.0, "seq": newest.seq}
-            rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} not downloaded within {budget:.1f} s "
+            rs.seg_fault = (Fault.SLOW_SEGMENT, f"{v.name} segment {newest.seq} not downloaded within {budget:.1f} s "
                             f"({newest.duration:.1f} s of media)", 0, newest.seq)
             parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
             return
         parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
         if fr.failure:
             if fr.failure is Failure.HTTP_ERROR and fr.status in (404, 410):
-                rs.seg_fault = ("segment_missing", f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
+                rs.seg_fault = (Fault.SEGMENT_MISSING, f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
             elif fr.failure is Failure.HTTP_ERROR:
-                rs.seg_fault = ("http_error", f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
+                rs.seg_fault = (Fault.HTTP_ERROR, f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
             else:
-                rs.seg_fault = (_FAULT_OF.get(fr.failure, "protocol_error"),
+                rs.seg_fault = (_FAULT_OF.get(fr.failure, Fault.PROTOCOL_ERROR),
                                 f"{v.name} segment {newest.seq}: {fr.detail}", fr.status, newest.seq)
             self.sample("signalpath_segment_errors_total", 1, "inc", rendition=v.name, reason=str(fr.failure))
             return
@@ -297,7 +298,7 @@ class _Attempt:
                   "bytes": fr.size}
         rs.seg_fault = None
         if ratio > 1.0:
-            rs.seg_fault = ("slow_segment", f"{v.name} segment {newest.seq} took {download:.2f} s for "
+            rs.seg_fault = (Fault.SLOW_SEGMENT, f"{v.name} segment {newest.seq} took {download:.2f} s for "
                             f"{newest.duration:.2f} s of media (ratio {ratio:.2f})", 0, newest.seq)
 
     def segment_figures(self, v: Variant, rs: _Rendition) -> None:
@@ -325,7 +326,7 @@ class _Attempt:
         for n in stale:
             state = State.DOWN if len(stale) == len(fetched) else State.DEGRADED
             f = fetched[n]
-            self.evidence(state, "stale_playlist", f"{n} playlist has not advanced for {f['age_s']:.1f} s "
+            self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
                           media_sequence=int(f["last_seq"]), url_role="media_playlist")
         if len(fetched) > 1:
@@ -333,7 +334,7 @@ class _Attempt:
             for n, f in fetched.items():
                 behind = top - f["last_seq"]
                 if behind >= self.cfg.variant_drift_segments and n not in stale:
-                    self.evidence(State.DEGRADED, "variant_drift", f"{n} is {int(behind)} segments behind the other "
+                    self.evidence(State.DEGRADED, Fault.VARIANT_DRIFT, f"{n} is {int(behind)} segments behind the other "
                                   "renditions", n, behind_segments=behind)
 
 

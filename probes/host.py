@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.faults import Fault
 
 COMPONENT = "host"
 _PROCFS_LOCK = threading.Lock()
@@ -255,7 +256,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         fix = (f"close other programs on the encoder host or use a faster encoder preset / lower resolution: "
                f"CPU at {_pct(cpu)}, keep it under {_pct(cfg.cpu_warn_ratio)}")
     out.append(Finding("host.cpu", COMPONENT, st, "Encoder host CPU", _pct(cpu), f"< {_pct(cfg.cpu_warn_ratio)}",
-                       src_cpu, fix, "host_overload" if st is not Status.PASS else None, cpu,
+                       src_cpu, fix, Fault.HOST_OVERLOAD if st is not Status.PASS else None, cpu,
                        cfg.cpu_warn_ratio, figures))
     hot = [i for i, c in enumerate(cores) if c >= cfg.core_warn_ratio]
     busiest = max(cores) if cores else 0.0
@@ -263,7 +264,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
     out.append(Finding("host.cpu_core", COMPONENT, st, "Busiest CPU core", f"{_pct(busiest)} (core {cores.index(busiest) if cores else 0})",
                        f"< {_pct(cfg.core_warn_ratio)}", src_cpu,
                        "a single core is saturated: check for a runaway process or an encoder running single-threaded"
-                       if st is Status.WARN else "", "host_overload" if st is Status.WARN else None, busiest,
+                       if st is Status.WARN else "", Fault.HOST_OVERLOAD if st is Status.WARN else None, busiest,
                        cfg.core_warn_ratio, {"busiest_core_ratio": busiest}))
 
     avail = cur.memory_available / cur.memory_total if cur.memory_total else 0.0
@@ -272,7 +273,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
                        f">= {_pct(cfg.memory_warn_ratio)}", "Linux MemAvailable (proc(5)); kernel reclaim pressure",
                        f"close programs to free memory: {_gib(cur.memory_available)} available of "
                        f"{_gib(cur.memory_total)}" if st is not Status.PASS else "",
-                       "host_overload" if st is not Status.PASS else None, float(cur.memory_available),
+                       Fault.HOST_OVERLOAD if st is not Status.PASS else None, float(cur.memory_available),
                        cfg.memory_warn_ratio * cur.memory_total,
                        {"memory_available_bytes": float(cur.memory_available)}))
 
@@ -281,7 +282,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
             out.append(Finding("host.disk", COMPONENT, Status.FAIL, "Recording volume", "not readable",
                                "a mounted, readable folder", "config studio.host.recording_path",
                                f"mount the recording volume or fix studio.host.recording_path",
-                               "disk_low"))
+                               Fault.DISK_LOW))
         else:
             st = grade(cur.disk_free, 2 * cfg.disk_min_free_bytes, cfg.disk_min_free_bytes, higher_is_worse=False)
             out.append(Finding("host.disk", COMPONENT, st, "Recording volume free", _gib(cur.disk_free),
@@ -289,7 +290,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
                                "config studio.host.disk_min_free_bytes (hours of recording at your bitrate)",
                                f"free space on the recording volume or switch to another drive: "
                                f"{_gib(cur.disk_free)} free, {_gib(2 * cfg.disk_min_free_bytes)} wanted"
-                               if st is not Status.PASS else "", "disk_low" if st is not Status.PASS else None,
+                               if st is not Status.PASS else "", Fault.DISK_LOW if st is not Status.PASS else None,
                                float(cur.disk_free), float(cfg.disk_min_free_bytes),
                                {"disk_free_bytes": float(cur.disk_free)}))
 
@@ -298,13 +299,13 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         if nic is None:
             out.append(Finding(f"host.nic.{name}", COMPONENT, Status.FAIL, f"Network interface {name}", "not present",
                                "present and up", "config studio.host.nics",
-                               f"check that {name} exists (cable/adapter plugged in, driver loaded)", "nic_down"))
+                               f"check that {name} exists (cable/adapter plugged in, driver loaded)", Fault.NIC_DOWN))
             continue
         up = nic.operstate in ("up", "unknown") and nic.carrier != 0
         if not up:
             out.append(Finding(f"host.nic.{name}", COMPONENT, Status.FAIL, f"Network interface {name}",
                                f"link {nic.operstate}", "link up", "config studio.host.nics",
-                               f"plug in the network cable of {name} or check the switch port", "nic_down"))
+                               f"plug in the network cable of {name} or check the switch port", Fault.NIC_DOWN))
             continue
         old = prev.nics.get(name)
         grew_e = nic.errors - old.errors if old else 0
@@ -315,7 +316,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
                            f"up{speed}, +{grew_e} errors, +{grew_d} drops", "up, no new errors or drops",
                            "kernel interface statistics (/sys/class/net)",
                            f"{name} is losing packets: replace the cable or check the switch port and duplex"
-                           if st is Status.WARN else "", "nic_errors" if st is Status.WARN else None,
+                           if st is Status.WARN else "", Fault.NIC_ERRORS if st is Status.WARN else None,
                            float(grew_e + grew_d), 0.0,
                            {f"nic_{name}_errors": float(nic.errors), f"nic_{name}_drops": float(nic.drops)}))
 
@@ -326,7 +327,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         out.append(Finding("host.temperature", COMPONENT, st, "Hottest sensor", f"{temp:.0f} °C ({label})",
                            f"< {limit:.0f} °C", "the sensor's own crit limit (hwmon), else 90 °C",
                            "the host is overheating and will throttle: clear the vents, check the fans"
-                           if st is Status.WARN else "", "host_overheat" if st is Status.WARN else None,
+                           if st is Status.WARN else "", Fault.HOST_OVERHEAT if st is Status.WARN else None,
                            temp, limit, {"temperature_celsius": temp}))
     if cur.battery is not None:
         ratio, mains = cur.battery
@@ -334,7 +335,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         out.append(Finding("host.power", COMPONENT, st, "Power", f"{'mains' if mains else 'battery'}, {_pct(ratio)}",
                            "on mains power", "broadcast practice: encode on mains power",
                            "plug the encoder laptop into mains power" if st is not Status.PASS else "",
-                           "on_battery" if st is not Status.PASS else None, ratio, cfg.battery_fail_ratio,
+                           Fault.ON_BATTERY if st is not Status.PASS else None, ratio, cfg.battery_fail_ratio,
                            {"battery_ratio": ratio}))
 
     for name in cfg.encoder_processes:
@@ -343,7 +344,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         if now is None:
             out.append(Finding(f"host.process.{key}", COMPONENT, Status.FAIL, f"Encoder process {name}", "not running",
                                "running", "config studio.host.encoder_processes",
-                               f"start {name} (the encoder is not running)", "encoder_down"))
+                               f"start {name} (the encoder is not running)", Fault.ENCODER_DOWN))
             continue
         before = prev.processes.get(key)
         # the interval on the kernel's own clock (CPU seconds of all cores / cores), the

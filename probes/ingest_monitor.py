@@ -66,6 +66,7 @@ from probes.core.frames import luma_plane
 from probes.core.latency_core import (SKEW_TOLERANCE_S, Baseline, IngestLatencyShare, IngestWindow,
                                       clock_verdict)
 from probes.core.redact import redact_url
+from probes.faults import Fault
 
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
 
@@ -158,28 +159,28 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
         container = av.open(settings.url, "r", format=fmt, options=opts,
                             timeout=(settings.connect_timeout_s, read_timeout))
     except av.error.ConnectionRefusedError:
-        out.failure, out.fault, out.detail = Failure.CONNECTION_REFUSED, "unreachable", "connection refused"
+        out.failure, out.fault, out.detail = Failure.CONNECTION_REFUSED, Fault.UNREACHABLE, "connection refused"
         return out
     except av.error.HTTPNotFoundError:  # HTTP-FLV servers answer 404 while nobody publishes the stream
-        out.failure, out.fault, out.detail = Failure.HTTP_ERROR, "no_input", "no such live stream (HTTP 404)"
+        out.failure, out.fault, out.detail = Failure.HTTP_ERROR, Fault.NO_INPUT, "no such live stream (HTTP 404)"
         return out
     except (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError) as exc:
-        out.failure, out.fault = Failure.HTTP_ERROR, "http_error"
+        out.failure, out.fault = Failure.HTTP_ERROR, Fault.HTTP_ERROR
         out.detail = f"the playback side answered HTTP {type(exc).__name__.removeprefix('HTTP').removesuffix('Error')}"
         return out
     except (av.error.ExitError, av.error.TimeoutError, TimeoutError):
         # the interrupt callback fired: nothing (decodable) came within the read timeout
-        out.failure, out.fault, out.detail = Failure.TIMEOUT, "no_input", "no stream from the ingest"
+        out.failure, out.fault, out.detail = Failure.TIMEOUT, Fault.NO_INPUT, "no stream from the ingest"
         return out
     except (av.FFmpegError, OSError, ValueError) as exc:
-        out.failure, out.fault = Failure.CONNECTION_FAILED, "unreachable"
+        out.failure, out.fault = Failure.CONNECTION_FAILED, Fault.UNREACHABLE
         out.detail = f"cannot play the ingest's output ({type(exc).__name__})"
         return out
     out.open_s = time.monotonic() - t0
     try:
         vs = next((s for s in container.streams if s.type == "video"), None)
         if vs is None:
-            out.failure, out.fault, out.detail = Failure.MEDIA_ERROR, "no_input", "the ingest's output has no video"
+            out.failure, out.fault, out.detail = Failure.MEDIA_ERROR, Fault.NO_INPUT, "the ingest's output has no video"
             return out
         vs.codec_context.thread_count = 1
         vs.codec_context.thread_type = "NONE"
@@ -210,13 +211,13 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
         pass  # the read timed out: judged below on what arrived
     except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
         if not out.frames:
-            out.failure, out.fault = Failure.READ_FAILED, "unreachable"
+            out.failure, out.fault = Failure.READ_FAILED, Fault.UNREACHABLE
             out.detail = f"the ingest's output broke off ({type(exc).__name__})"
     finally:
         container.close()
         out.cpu_s = time.thread_time() - c0
     if not out.frames and out.failure is None:
-        out.failure, out.fault = Failure.TIMEOUT, "no_input"
+        out.failure, out.fault = Failure.TIMEOUT, Fault.NO_INPUT
         out.detail = f"no video frame from the ingest within {settings.first_frame_s:g} s"
     return out
 
@@ -288,7 +289,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     res.figures.update({"latency_s": shown, "median_s": verdict.value(median), "clock": verdict.clock,
                         "precision": verdict.precision})
     if high:
-        res.evidence.append(Evidence("ingest", comp, State.DEGRADED, "latency_high",
+        res.evidence.append(Evidence("ingest", comp, State.DEGRADED, Fault.LATENCY_HIGH,
                                      f"capture-to-ingest latency rose to {shown:g} s (baseline {figs['baseline_s']:g} s,"
                                      f" beacon, {len(w.stamps)} frames)", None, figs))
     else:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.nginx_stat import STAT_MAX_BYTES, judge_stat, parse_stat
 from probes.core.redact import redact_text
+from probes.faults import Fault
 
 STAGE = "ingest"
 
@@ -57,10 +58,10 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     st["dropped"] = view.dropped_frames
     state, fault, detail = judge_stat(view, prev_dropped, cfg.av_sync_fault_seconds)
     if state is State.OK and stalled_for > cfg.stall_s:
-        state, fault = State.DOWN, "no_input"
+        state, fault = State.DOWN, Fault.NO_INPUT
         detail = f"the publisher is connected but no media arrived for {stalled_for:.1f} s"
     elif state is State.OK and cfg.min_bitrate and view.bw_in_bits_per_second < cfg.min_bitrate:
-        state, fault = State.DEGRADED, "low_input"
+        state, fault = State.DEGRADED, Fault.LOW_INPUT
         detail = (f"the ingest receives {view.bw_in_bits_per_second / 1000:.0f} kbit/s, under the "
                   f"{cfg.min_bitrate / 1000:.0f} kbit/s expected")
     figures = {"publisher_present": float(view.publisher), "bw_in_bits_per_second": view.bw_in_bits_per_second,

@@ -59,6 +59,7 @@ from probes.core.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPS
                                       FirstSeenTracker, IngestLatencyShare, SegmentTiming, clock_verdict,
                                       next_poll_delay, segment_trace)
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
+from probes.faults import Fault
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
@@ -464,7 +465,7 @@ class _Attempt:
                 figs["baseline_s"] = verdict.value(e["baseline"])
             if e["high"]:
                 self.result.evidence.append(Evidence(
-                    stage, comp, State.DEGRADED, "latency_high",
+                    stage, comp, State.DEGRADED, Fault.LATENCY_HIGH,
                     f"{what} rose to {value:g} s (baseline {figs.get('baseline_s', 0):g} s, {method}, "
                     f"{rend} segment {e['seq']})", None, figs))
             else:

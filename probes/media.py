@@ -39,6 +39,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
+from probes.faults import Fault
 
 __all__ = ["MediaSettings", "probe"]
 
@@ -231,7 +232,7 @@ class _Attempt:
             e.figures["segment_seq"] = float(rs.findings_seq or 0)
         now = self.ctx.clock()
         for e in evs:
-            if e.fault == "decode_errors":
+            if e.fault == Fault.DECODE_ERRORS:
                 rs.held, rs.held_until = e, now + self.cfg.transient_hold_s
         if rs.held is not None and now < rs.held_until and all(e.fault != rs.held.fault for e in evs):
             evs = [e for e in evs if e.fault is not None] + [rs.held]  # the held fault, not an "ok" beside it

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.net.ntp import ntp_offset
+from probes.faults import Fault
 
 COMPONENT = "network"
 
@@ -141,17 +142,17 @@ def assess_rtt(r: RttResult, cfg: NetworkConfig, where: str) -> list[Finding]:
         return [Finding("network.rtt", COMPONENT, Status.FAIL, "Ingest reachable", f"no connection ({r.error})",
                         "TCP connect to the ingest", f"config studio.network.ingest ({where})",
                         f"the ingest {where} does not answer: check the address, the firewall and the uplink",
-                        "unreachable")]
+                        Fault.UNREACHABLE)]
     rtt, jit = r.rtt, r.jitter
     st = grade(rtt, cfg.rtt_warn_s, cfg.rtt_fail_s)
     out = [Finding("network.rtt", COMPONENT, st, "Round trip to the ingest", f"{rtt * 1000:.1f} ms",
                    f"< {cfg.rtt_warn_s * 1000:.0f} ms", "XSplit ingest colours (green < 100 ms, red >= 200 ms)",
                    f"pick a closer ingest server or a wired uplink: {rtt * 1000:.0f} ms round trip"
-                   if st is not Status.PASS else "", "rtt_high" if st is not Status.PASS else None, rtt,
+                   if st is not Status.PASS else "", Fault.RTT_HIGH if st is not Status.PASS else None, rtt,
                    cfg.rtt_warn_s, {"rtt_seconds": rtt, "rtt_failures": float(r.failures)})]
     if r.failures and st is Status.PASS:
         out[0].status = Status.WARN
-        out[0].fault = "packet_loss"
+        out[0].fault = Fault.PACKET_LOSS
         out[0].measured += f", {r.failures} of {r.failures + len(r.samples)} connects failed"
         out[0].fix = "some connections to the ingest failed: check the uplink for loss"
     if jit is not None:
@@ -159,7 +160,7 @@ def assess_rtt(r: RttResult, cfg: NetworkConfig, where: str) -> list[Finding]:
         out.append(Finding("network.jitter", COMPONENT, st, "Jitter to the ingest", f"{jit * 1000:.1f} ms",
                            f"< {cfg.jitter_warn_s * 1000:.0f} ms", "Twilio preflight 'optimal' (jitter < 30 ms)",
                            "the uplink is unsteady: use a wired connection, stop other traffic"
-                           if st is not Status.PASS else "", "jitter_high" if st is not Status.PASS else None,
+                           if st is not Status.PASS else "", Fault.JITTER_HIGH if st is not Status.PASS else None,
                            jit, cfg.jitter_warn_s, {"jitter_seconds": jit}))
     return out
 
@@ -170,14 +171,14 @@ def assess_uplink(bps: float | None, error: str | None, cfg: NetworkConfig) -> F
     if bps is None:
         return Finding("network.uplink", COMPONENT, Status.FAIL, "Uplink throughput", f"not measured ({error})",
                        f">= {need / 1e6:.1f} Mbit/s", src,
-                       "the speed-test upload failed: check studio.network.upload_url and the uplink", "uplink_low")
+                       "the speed-test upload failed: check studio.network.upload_url and the uplink", Fault.UPLINK_LOW)
     st = grade(bps, need, cfg.target_bitrate, higher_is_worse=False)
     fix = ""
     if st is not Status.PASS:
         fix = (f"close other uploads or lower the bitrate: {bps / 1e6:.1f} Mbit/s measured, "
                f"{need / 1e6:.1f} Mbit/s needed")
     return Finding("network.uplink", COMPONENT, st, "Uplink throughput", f"{bps / 1e6:.1f} Mbit/s",
-                   f">= {need / 1e6:.1f} Mbit/s", src, fix, "uplink_low" if st is not Status.PASS else None,
+                   f">= {need / 1e6:.1f} Mbit/s", src, fix, Fault.UPLINK_LOW if st is not Status.PASS else None,
                    bps, need, {"uplink_bits_per_second": bps})
 
 
@@ -187,12 +188,12 @@ def assess_clock(offset: float | None, error: str | None, cfg: NetworkConfig) ->
         return Finding("network.clock", COMPONENT, Status.WARN, "Clock offset (NTP)", f"not measured ({error})",
                        f"< {cfg.clock_warn_s * 1000:.0f} ms", src,
                        "the NTP server does not answer: check studio.network.ntp_server and UDP port 123",
-                       "clock_offset")
+                       Fault.CLOCK_OFFSET)
     st = grade(abs(offset), cfg.clock_warn_s, cfg.clock_fail_s)
     return Finding("network.clock", COMPONENT, st, "Clock offset (NTP)", f"{offset * 1000:+.1f} ms",
                    f"within ±{cfg.clock_warn_s * 1000:.0f} ms", src,
                    f"sync the clock (enable chrony/NTP): off by {offset * 1000:+.0f} ms"
-                   if st is not Status.PASS else "", "clock_offset" if st is not Status.PASS else None,
+                   if st is not Status.PASS else "", Fault.CLOCK_OFFSET if st is not Status.PASS else None,
                    offset, cfg.clock_warn_s, {"clock_offset_seconds": offset})
 
 

@@ -55,6 +55,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
 from probes.core.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
                              parse)
+from probes.faults import Fault
 
 __all__ = ["PlaybackSettings", "probe"]
 
@@ -216,7 +217,7 @@ class _Attempt:
         if st.manifest_failed_at is not None:
             self.result.failure = Failure.UNAVAILABLE
             self.result.detail = st.manifest_error
-            self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.DOWN, "playback_failed",
+            self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.DOWN, Fault.PLAYBACK_FAILED,
                                                  f"a viewer cannot start: {st.manifest_error}"))
         else:
             self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.UNKNOWN, None,
@@ -356,14 +357,14 @@ class _Attempt:
         self.result.figures.setdefault("playback", {})[name] = {**figures, "state": str(f.state)}
         comp = self.t.component
         if f.state is PlayerState.FAILED:
-            ev = Evidence(self.t.stage, comp, State.DOWN, "playback_failed",
+            ev = Evidence(self.t.stage, comp, State.DOWN, Fault.PLAYBACK_FAILED,
                           f"the {name} viewer gave up: {f.failure_detail}", name, figures)
         elif s.last_stall_at is not None and now - s.last_stall_at <= cfg.stall_window_s:
             if f.current_stall_s > 0:
                 what = f"stalled for {f.current_stall_s:.1f} s now"
             else:
                 what = f"stalled {now - s.last_stall_at:.0f} s ago"
-            ev = Evidence(self.t.stage, comp, State.DEGRADED, "stalls",
+            ev = Evidence(self.t.stage, comp, State.DEGRADED, Fault.STALLS,
                           f"the {name} viewer {what}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
                           f"rebuffer ratio {f.rebuffer_ratio:.1%}", name, figures)
         elif f.state is PlayerState.STARTING:

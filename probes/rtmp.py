@@ -58,6 +58,7 @@ from probes.net.amf0 import amf0_decode
 from probes.net.flv import encode_test_stream
 from probes.net.rtmp_chunk import (HANDSHAKE_SIZE, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_VIDEO,
                                    MSG_WINDOW_ACK_SIZE, ChunkConnection, RtmpError, RtmpUrl, parse_rtmp_url)
+from probes.faults import Fault
 
 STAGE = "ingest"
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
@@ -106,7 +107,7 @@ class _Attempt:
         try:
             return await asyncio.wait_for(aw, self.remaining())
         except asyncio.TimeoutError:
-            raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", "unreachable") from None
+            raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", Fault.UNREACHABLE) from None
 
     def phase(self, name: str, start_wall: float, t0: float, t1: float, error: str | None = None,
               **attrs: Any) -> None:
@@ -144,7 +145,7 @@ class _Attempt:
             self.result.detail = ingest_detail
         figures = {k: float(v) for k, v in self.result.figures.items() if isinstance(v, (int, float))}
         if self.result.figures.get("upload_ratio", 1.0) < 0.8 and ingest_state is State.OK:
-            ingest_state, ingest_fault = State.DEGRADED, "upload_slow"
+            ingest_state, ingest_fault = State.DEGRADED, Fault.UPLOAD_SLOW
             ingest_detail = "the test publish could not keep up with real time"
         self.result.evidence.insert(0, Evidence(STAGE, self.t.component, ingest_state, ingest_fault,
                                              self.safe(ingest_detail), None, figures))
@@ -167,7 +168,7 @@ class _Attempt:
             if self.cfg.publish:
                 if not u.key:
                     raise RtmpError(Failure.PROTOCOL_ERROR, "publish needs a stream key in the URL",
-                                    "protocol_error")
+                                    Fault.PROTOCOL_ERROR)
                 await self.publish(conn, u, stream_id)
             conn.command("deleteStream", 0, None, stream_id)
             with _suppress_io():
@@ -187,14 +188,14 @@ class _Attempt:
             self.phase("tcp", wall, t0, self.ctx.clock(), exc.detail)
             raise
         except ConnectionRefusedError:
-            err = RtmpError(Failure.CONNECTION_REFUSED, "connection refused", "unreachable")
+            err = RtmpError(Failure.CONNECTION_REFUSED, "connection refused", Fault.UNREACHABLE)
         except socket.gaierror:
-            err = RtmpError(Failure.DNS_ERROR, "host name not resolved", "unreachable")
+            err = RtmpError(Failure.DNS_ERROR, "host name not resolved", Fault.UNREACHABLE)
         except ssl.SSLError as exc:
-            err = RtmpError(Failure.TLS_ERROR, f"TLS: {exc.__class__.__name__}", "unreachable")
+            err = RtmpError(Failure.TLS_ERROR, f"TLS: {exc.__class__.__name__}", Fault.UNREACHABLE)
         except OSError as exc:
             err = RtmpError(Failure.CONNECTION_FAILED, f"cannot connect: {exc.strerror or type(exc).__name__}",
-                            "unreachable")
+                            Fault.UNREACHABLE)
         else:
             self.phase("tcp", wall, t0, self.ctx.clock(), **{"server.port": u.port})
             sock = writer.get_extra_info("socket")
@@ -213,7 +214,7 @@ class _Attempt:
             s0s1 = await self.within(self._read_exact(conn, 1 + HANDSHAKE_SIZE), "handshake")
             if s0s1[0] != 3:
                 raise RtmpError(Failure.PROTOCOL_ERROR, f"server RTMP version {s0s1[0]}, want 3",
-                                "protocol_error")
+                                Fault.PROTOCOL_ERROR)
             conn.writer.write(s0s1[1:])  # C2 echoes S1
             await self.within(self._read_exact(conn, HANDSHAKE_SIZE), "handshake")
         except RtmpError as exc:
@@ -226,7 +227,7 @@ class _Attempt:
         try:
             return await conn._read(n)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            raise RtmpError(Failure.READ_FAILED, "connection closed by the server", "unreachable") from None
+            raise RtmpError(Failure.READ_FAILED, "connection closed by the server", Fault.UNREACHABLE) from None
 
     async def await_reply(self, conn: ChunkConnection, what: str, txn: float | None,
                           on_close: RtmpError) -> list[Any]:
@@ -242,7 +243,7 @@ class _Attempt:
             try:
                 values = amf0_decode(payload)
             except ValueError:
-                raise RtmpError(Failure.PROTOCOL_ERROR, f"malformed AMF0 reply to {what}", "protocol_error") \
+                raise RtmpError(Failure.PROTOCOL_ERROR, f"malformed AMF0 reply to {what}", Fault.PROTOCOL_ERROR) \
                     from None
             if not values or not isinstance(values[0], str):
                 continue
@@ -257,12 +258,12 @@ class _Attempt:
         conn.command("connect", 1, {"app": u.app, "type": "nonprivate", "flashVer": FLASH_VER, "tcUrl": u.tc_url})
         try:
             reply = await self.await_reply(conn, "connect", 1, RtmpError(
-                Failure.AUTH_REFUSED, "the server closed the connection in answer to connect", "auth_refused"))
+                Failure.AUTH_REFUSED, "the server closed the connection in answer to connect", Fault.AUTH_REFUSED))
             if reply[0] == "_error":
                 code = _status_code(reply)
                 failure = Failure.AUTH_REFUSED if code in _REFUSED_CODES else Failure.PROTOCOL_ERROR
                 raise RtmpError(failure, f"connect refused: {code or 'error'}",
-                                "auth_refused" if failure is Failure.AUTH_REFUSED else "protocol_error")
+                                Fault.AUTH_REFUSED if failure is Failure.AUTH_REFUSED else Fault.PROTOCOL_ERROR)
         except RtmpError as exc:
             self.phase("connect", wall, t0, self.ctx.clock(), exc.detail)
             raise
@@ -273,9 +274,9 @@ class _Attempt:
         conn.command("createStream", 2, None)
         try:
             reply = await self.await_reply(conn, "createStream", 2, RtmpError(
-                Failure.READ_FAILED, "the server closed the connection in answer to createStream", "unreachable"))
+                Failure.READ_FAILED, "the server closed the connection in answer to createStream", Fault.UNREACHABLE))
             if reply[0] != "_result" or len(reply) < 4 or not isinstance(reply[3], float):
-                raise RtmpError(Failure.PROTOCOL_ERROR, "createStream failed", "protocol_error")
+                raise RtmpError(Failure.PROTOCOL_ERROR, "createStream failed", Fault.PROTOCOL_ERROR)
         except RtmpError as exc:
             self.phase("create_stream", wall, t0, self.ctx.clock(), exc.detail)
             raise
@@ -293,20 +294,20 @@ class _Attempt:
                                                            cfg.target_bitrate), "test-stream encoding")
             except (ValueError, OSError, ImportError) as exc:
                 raise RtmpError(Failure.MEDIA_ERROR, f"cannot encode the test stream: {type(exc).__name__}",
-                                "protocol_error") from None
+                                Fault.PROTOCOL_ERROR) from None
             self.ctx.state["test_stream"] = (cache_key, tags)  # encoded once per target
         wall, t0 = self.ctx.wall(), self.ctx.clock()
         conn.command("publish", 0, None, u.key, "live", stream_id=stream_id, csid=8)
         refused = RtmpError(Failure.AUTH_REFUSED, "stream key refused: the server closed the connection "
-                            "in answer to publish", "auth_refused")
+                            "in answer to publish", Fault.AUTH_REFUSED)
         try:
             reply = await self.await_reply(conn, "publish", None, refused)
             code = _status_code(reply)
             if code != "NetStream.Publish.Start":
                 failure = Failure.AUTH_REFUSED if code in _REFUSED_CODES or "Publish" in (code or "") \
                     else Failure.PROTOCOL_ERROR
-                raise RtmpError(failure, f"stream key refused: {code or 'no status code'}", "auth_refused"
-                                if failure is Failure.AUTH_REFUSED else "protocol_error")
+                raise RtmpError(failure, f"stream key refused: {code or 'no status code'}", Fault.AUTH_REFUSED
+                                if failure is Failure.AUTH_REFUSED else Fault.PROTOCOL_ERROR)
         except RtmpError as exc:
             self.phase("publish", wall, t0, self.ctx.clock(), exc.detail)
             raise
@@ -377,7 +378,7 @@ class _Attempt:
                         "signalpath.acknowledged_bytes": conn.acked_by_peer},
             error=error))
         if error:
-            raise RtmpError(Failure.READ_FAILED, error, "unreachable")
+            raise RtmpError(Failure.READ_FAILED, error, Fault.UNREACHABLE)
         self.result.detail = (f"published {media_seconds:.1f} s at {upload / 1000:.0f} kbit/s; "
                               f"server acknowledged {conn.acked_by_peer} bytes")
 

@@ -42,6 +42,7 @@ from probes.core.media_analysis import MediaAnalyser, MediaFindings
 from probes.core.redact import redact_url
 from probes.core.segment_decode import DecodedSegment
 from probes.core.studio import STAGE, Finding, SourceConfig, Status, evidence_from
+from probes.faults import Fault
 
 
 # ------------------------------------------------------------------ devices
@@ -71,7 +72,7 @@ def assess_device(src: SourceConfig, devices: dict[str, str]) -> list[Finding]:
         return [Finding("source.device", src.name, st, f"{role} {src.name}", "not present",
                         f"'{want}' connected", "config studio.sources[].device",
                         f"reconnect '{want}' (cable, USB/PCIe slot, power) or select the backup in the encoder; "
-                        f"devices seen: {seen}", "device_missing")]
+                        f"devices seen: {seen}", Fault.DEVICE_MISSING)]
     return [Finding("source.device", src.name, Status.PASS, f"{role} {src.name}", f"present as /dev/{hit}",
                     f"'{want}' connected", "config studio.sources[].device")]
 
@@ -213,7 +214,7 @@ def assess_feed(src: SourceConfig, s: FeedSample, m: MediaFindings | None) -> li
         return [Finding("source.open", c, bad, f"{role} {c}", f"does not open ({why})", "opens and delivers frames",
                         "config studio.sources[].url",
                         f"the feed {where} is gone: check the camera/encoder power and network, or switch to the backup",
-                        "source_gone")]
+                        Fault.SOURCE_GONE)]
     out = [Finding("source.open", c, Status.PASS, f"{role} {c}",
                    f"opened in {s.open_s or 0:.2f} s", "opens and delivers frames", "config studio.sources[].url",
                    figures={"open_seconds": s.open_s or 0.0})]
@@ -221,7 +222,7 @@ def assess_feed(src: SourceConfig, s: FeedSample, m: MediaFindings | None) -> li
         out.append(Finding("source.live", c, bad, f"{role} {c} stays live",
                            f"stopped after {s.media_s:.1f} s", f"{src.sample_s:g} s without a break",
                            "config studio.sources[].sample_s",
-                           f"the feed {where} drops out: check its network link and power", "source_gone"))
+                           f"the feed {where} drops out: check its network link and power", Fault.SOURCE_GONE))
     if not src.audio_only:
         if src.expected_width and src.expected_height:
             ok = (s.width, s.height) == (src.expected_width, src.expected_height)
@@ -230,7 +231,7 @@ def assess_feed(src: SourceConfig, s: FeedSample, m: MediaFindings | None) -> li
                                "config studio.sources[].expected_width/height",
                                "" if ok else f"set the camera/encoder output to {src.expected_width}x"
                                f"{src.expected_height} (it sends {s.width}x{s.height})",
-                               None if ok else "resolution_mismatch"))
+                               None if ok else Fault.RESOLUTION_MISMATCH))
         fps = s.measured_fps
         if src.expected_fps and fps is not None:
             low = fps < src.expected_fps * (1 - src.fps_tolerance)
@@ -239,31 +240,31 @@ def assess_feed(src: SourceConfig, s: FeedSample, m: MediaFindings | None) -> li
                                f"({src.expected_fps:g} expected)", "config studio.sources[].expected_fps",
                                f"the source delivers {fps:.1f} fps instead of {src.expected_fps:g}: set the camera's "
                                f"frame rate, check its shutter/exposure mode and the link bandwidth" if low else "",
-                               "frame_rate_low" if low else None, fps, src.expected_fps,
+                               Fault.FRAME_RATE_LOW if low else None, fps, src.expected_fps,
                                {"frame_rate": fps}))
         if m is not None:
             names = m.fault_names
-            if "black_video" in names:
+            if Fault.BLACK_VIDEO in names:
                 out.append(Finding("source.picture", c, bad, f"{c} picture", f"black for {m.black_s:.1f} s",
                                    "a picture (mean luma >= 20)", "testrtc videoframechecker.js (luma < 20)",
                                    "the picture is black: check the lens cap, the camera output and the switcher "
-                                   "program bus", "black_video", m.black_s, 2.0, {"black_s": m.black_s}))
-            elif "frozen_video" in names:
+                                   "program bus", Fault.BLACK_VIDEO, m.black_s, 2.0, {"black_s": m.black_s}))
+            elif Fault.FROZEN_VIDEO in names:
                 out.append(Finding("source.picture", c, bad, f"{c} picture", f"frozen for {m.frozen_s:.1f} s",
                                    "a moving picture (no freeze >= 2 s)", "testrtc; FFmpeg freezedetect (2 s)",
                                    "the picture is frozen: check the camera/player output and restart the source",
-                                   "frozen_video", m.frozen_s, 2.0, {"frozen_s": m.frozen_s}))
+                                   Fault.FROZEN_VIDEO, m.frozen_s, 2.0, {"frozen_s": m.frozen_s}))
             else:
                 out.append(Finding("source.picture", c, Status.PASS, f"{c} picture",
                                    f"moving, mean luma {m.mean_luma or 0:.0f}", "not black, not frozen",
                                    "testrtc videoframechecker.js", figures={"mean_luma": m.mean_luma or 0.0}))
             if m.keyframe_interval_s is not None:
                 k = m.keyframe_interval_s
-                long = "keyframe_interval_long" in names
+                long = Fault.KEYFRAME_INTERVAL_LONG in names
                 out.append(Finding("source.keyframes", c, bad if long else Status.PASS, f"{c} key-frame interval",
                                    f"{k:.1f} s", "<= 4 s (2 s recommended)", "YouTube Live gopSizeLong; Twitch",
                                    f"set the encoder's key-frame interval to 2 s (now {k:.1f} s)" if long else "",
-                                   "keyframe_interval_long" if long else None, k, 4.0,
+                                   Fault.KEYFRAME_INTERVAL_LONG if long else None, k, 4.0,
                                    {"keyframe_interval_s": k}))
     out += assess_audio(m, c, expected=src.expect_audio or src.audio_only,
                         title=f"{'Backup ' if src.backup else ''}{c} audio")

@@ -34,6 +34,7 @@ from probes.core.frames import luma_plane
 from probes.core.webrtc_stats import FreezeCounter, jitter_seconds
 from probes.net.webrtc_session import (METRIC_FREEZES, METRIC_JITTER, METRIC_LOST, METRIC_TTFF, Session, WebRtcCommon,
                                        WebRtcEndpointSettings, WebRtcError, stats)
+from probes.faults import Fault
 
 __all__ = ["WhepPlayback", "WhepProbeConfig", "probe"]
 
@@ -104,7 +105,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             await asyncio.wait_for(first_frame.wait(), s.remaining())
         except asyncio.TimeoutError:
             s.phase("first_frame", t_start, ctx.clock(), error="no frame")
-            raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", "no_media") from None
+            raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None
         ttff = frames.first - t_start
         s.phase("first_frame", t_start, frames.first)
         t_media0 = ctx.clock()
@@ -143,13 +144,13 @@ def _whep_figures(s: Session, cfg: WhepProbeConfig, fc: FreezeCounter, ttff: flo
         r.figures["beacon_latency_seconds"] = round(sorted(beacon_lat)[len(beacon_lat) // 2], 4)
     state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, no freeze"
     if fc.freezes:
-        state, fault = State.DEGRADED, "video_freezes"
+        state, fault = State.DEGRADED, Fault.VIDEO_FREEZES
         detail = f"WHEP playback froze {fc.freezes} time(s), {fc.freeze_seconds:.1f} s in all"
     elif loss_ratio >= cfg.loss_fault_ratio:
-        state, fault = State.DEGRADED, "packet_loss"
+        state, fault = State.DEGRADED, Fault.PACKET_LOSS
         detail = f"{loss_ratio:.1%} of the played packets lost"
     elif jitter >= cfg.jitter_fault_seconds:
-        state, fault = State.DEGRADED, "jitter_high"
+        state, fault = State.DEGRADED, Fault.JITTER_HIGH
         detail = f"jitter {jitter * 1000:.0f} ms"
     r.detail = detail
     figures = {k: float(v) for k, v in r.figures.items() if isinstance(v, (int, float))}

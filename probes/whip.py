@@ -32,6 +32,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core.webrtc_stats import fraction_lost_ratio, jitter_seconds
 from probes.net.webrtc_session import (METRIC_JITTER, METRIC_LOST, METRIC_RTT, METRIC_UPLOAD, Session, WebRtcCommon,
                                        WebRtcEndpointSettings, WebRtcError, make_beacon_track, stats)
+from probes.faults import Fault
 
 __all__ = ["WhipIngest", "WhipProbeConfig", "probe"]
 
@@ -75,7 +76,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         if first is None:
             s.phase("first_rtcp", s.dtls_at, ctx.clock(), error="no receiver report")
             raise WebRtcError(Failure.MEDIA_ERROR, "the endpoint sent no RTCP receiver report for our stream",
-                              "no_rtcp")
+                              Fault.NO_RTCP)
         t_rtcp = ctx.clock()
         s.phase("first_rtcp", s.dtls_at, t_rtcp)
         out0 = await stats(sender, "outbound-rtp") or {}
@@ -121,10 +122,10 @@ def _whip_figures(s: Session, cfg: WhipProbeConfig, out0: dict, out1: dict, remo
         r.figures["jitter_seconds"] = round(j, 6)
     state, fault, detail = State.OK, None, "WHIP publish accepted; the endpoint reports receiving our stream"
     if max(frac, loss_ratio) >= cfg.loss_fault_ratio:
-        state, fault = State.DEGRADED, "packet_loss"
+        state, fault = State.DEGRADED, Fault.PACKET_LOSS
         detail = f"{max(frac, loss_ratio):.1%} of the published packets lost on the way to the endpoint"
     elif rtt is not None and rtt >= cfg.rtt_fault_seconds:
-        state, fault = State.DEGRADED, "rtt_high"
+        state, fault = State.DEGRADED, Fault.RTT_HIGH
         detail = f"round-trip time to the WHIP endpoint is {rtt * 1000:.0f} ms"
     r.detail = detail
     figures = {k: float(v) for k, v in r.figures.items() if isinstance(v, (int, float))}

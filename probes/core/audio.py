@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from probes.core.media_analysis import MediaFindings
 from probes.core.studio import Finding, Status
+from probes.faults import Fault
 
 QUIET_DBFS = -40.0
 
@@ -32,17 +33,17 @@ def assess_audio(m: MediaFindings | None, component: str, *, expected: bool, tit
         return [Finding("source.audio", component, Status.FAIL, f"{title} level", "no audio in the feed",
                         "an audio track", "config studio.sources[].expect_audio",
                         "embed audio in the feed: check the mixer output and the encoder's audio input",
-                        "silent_audio")]
+                        Fault.SILENT_AUDIO)]
     out: list[Finding] = []
     names = m.fault_names
     lvl = m.audio_rms_dbfs
     src = "AWS MediaLive audio-silence failover (-50 dBFS, 2 s); EBU R128 programme level"
-    if "silent_audio" in names:
-        st, fault = Status.FAIL, "silent_audio"
+    if Fault.SILENT_AUDIO in names:
+        st, fault = Status.FAIL, Fault.SILENT_AUDIO
         fix = (f"the audio is silent ({lvl:.0f} dBFS for {m.silence_s:.1f} s): check the mixer output, "
                f"the mute buttons and the embedding")
     elif lvl < QUIET_DBFS:
-        st, fault = Status.WARN, "audio_quiet"
+        st, fault = Status.WARN, Fault.AUDIO_QUIET
         fix = f"the audio is very quiet ({lvl:.0f} dBFS): raise the mixer output or the encoder's input gain"
     else:
         st, fault, fix = Status.PASS, None, ""
@@ -54,7 +55,7 @@ def assess_audio(m: MediaFindings | None, component: str, *, expected: bool, tit
     out.append(Finding("source.clipping", component, st, f"{title} clipping", f"{clip} clipped run(s)",
                        "none (> 6 full-scale samples in a row)", "testrtc mictest.js",
                        f"the audio clips ({clip} runs at full scale): lower the input gain by 6 dB"
-                       if clip else "", "audio_clipping" if clip else None, float(clip), 0.0,
+                       if clip else "", Fault.AUDIO_CLIPPING if clip else None, float(clip), 0.0,
                        {"clipped_runs": float(clip)}))
     return out
 

@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Evidence, Sample, State
 from probes.core.segment_decode import DecodedSegment
+from probes.faults import Fault
 
 __all__ = ["MediaConfig", "MediaFault", "MediaFindings", "MediaAnalyser", "FAULTS"]
 
@@ -66,15 +67,15 @@ PTS_WRAP_S = (1 << 33) / 90_000.0
 _EPS = 1e-3  # seconds: a 2.000-s run summed from 50 frame durations is 1.9999999
 
 FAULTS = (
-    "frozen_video",
-    "black_video",
-    "silent_audio",
-    "audio_clipping",
-    "av_desync",
-    "timestamp_gap",
-    "decode_errors",
-    "keyframe_interval_long",
-    "bitrate_over_declared",
+    Fault.FROZEN_VIDEO,
+    Fault.BLACK_VIDEO,
+    Fault.SILENT_AUDIO,
+    Fault.AUDIO_CLIPPING,
+    Fault.AV_DESYNC,
+    Fault.TIMESTAMP_GAP,
+    Fault.DECODE_ERRORS,
+    Fault.KEYFRAME_INTERVAL_LONG,
+    Fault.BITRATE_OVER_DECLARED,
 )
 
 
@@ -157,7 +158,7 @@ class MediaFindings:
         names = (
             "duration_s", "video_frames", "frame_rate", "mean_luma", "frozen_s", "black_s",
             "audio_rms_dbfs", "audio_peak_dbfs", "silence_s", "clipped_runs", "av_offset_s",
-            "dropped_frames", "audio_gap_s", "decode_errors", "keyframe_interval_s",
+            Fault.DROPPED_FRAMES, "audio_gap_s", Fault.DECODE_ERRORS, "keyframe_interval_s",
             "bitrate_bps", "declared_bandwidth_bps",
         )  # fmt: skip
         out: dict[str, float] = {}
@@ -184,8 +185,8 @@ class MediaFindings:
         """Catalog metrics for this segment; ``labels`` come from the caller (vocabulary only)."""
         lab = dict(labels)
         out = [
-            Sample("signalpath_video_frozen", lab, 1.0 if "frozen_video" in self.fault_names else 0.0),
-            Sample("signalpath_video_black", lab, 1.0 if "black_video" in self.fault_names else 0.0),
+            Sample("signalpath_video_frozen", lab, 1.0 if Fault.FROZEN_VIDEO in self.fault_names else 0.0),
+            Sample("signalpath_video_black", lab, 1.0 if Fault.BLACK_VIDEO in self.fault_names else 0.0),
             Sample("signalpath_segment_decode_errors_total", lab, float(self.decode_errors), kind="inc"),
         ]
         if self.audio_rms_dbfs is not None:
@@ -268,7 +269,7 @@ class MediaAnalyser:
                 sev = "fault" if off > cfg.av_fault_s else "warn"
                 side = "late" if f.av_offset_s > 0 else "early"
                 f.faults.append(
-                    MediaFault("av_desync", sev, f"audio {side} by {off * 1000:.0f} ms against video", f.av_offset_s)
+                    MediaFault(Fault.AV_DESYNC, sev, f"audio {side} by {off * 1000:.0f} ms against video", f.av_offset_s)
                 )
 
         # duration and bitrate
@@ -280,7 +281,7 @@ class MediaAnalyser:
             if declared_bandwidth and f.bitrate_bps > declared_bandwidth * (1 + cfg.bitrate_tolerance):
                 f.faults.append(
                     MediaFault(
-                        "bitrate_over_declared", "fault",
+                        Fault.BITRATE_OVER_DECLARED, "fault",
                         f"segment at {f.bitrate_bps / 1e3:.0f} kbit/s, above the declared "
                         f"{declared_bandwidth / 1e3:.0f} kbit/s",
                         f.bitrate_bps,
@@ -289,7 +290,7 @@ class MediaAnalyser:
         if seg.decode_errors or seg.error:
             f.decode_errors = max(seg.decode_errors, 1)
             f.faults.append(
-                MediaFault("decode_errors", "fault", f"{f.decode_errors} decode error(s) in the segment", f.decode_errors)
+                MediaFault(Fault.DECODE_ERRORS, "fault", f"{f.decode_errors} decode error(s) in the segment", f.decode_errors)
             )
             # what was lost is unknown: the next segment's gap and GOP checks start afresh
             # instead of blaming the hole the corrupt segment left
@@ -357,9 +358,9 @@ class MediaAnalyser:
         f.frozen_s = frozen_max
         f.black_s = black_max
         if black_max >= cfg.black_min_s - _EPS:
-            f.faults.append(MediaFault("black_video", "fault", f"black picture for {black_max:.1f} s", black_max))
+            f.faults.append(MediaFault(Fault.BLACK_VIDEO, "fault", f"black picture for {black_max:.1f} s", black_max))
         if frozen_max >= cfg.freeze_min_s - _EPS:
-            f.faults.append(MediaFault("frozen_video", "fault", f"picture frozen for {frozen_max:.1f} s", frozen_max))
+            f.faults.append(MediaFault(Fault.FROZEN_VIDEO, "fault", f"picture frozen for {frozen_max:.1f} s", frozen_max))
 
         # timestamp gaps / dropped frames (against the previous segment's last frame too)
         prev = self._last_video
@@ -370,7 +371,7 @@ class MediaAnalyser:
             f.dropped_frames = int(np.sum(np.rint(gaps / dur) - 1))
             if f.dropped_frames > 0:
                 f.faults.append(
-                    MediaFault("timestamp_gap", "fault",
+                    MediaFault(Fault.TIMESTAMP_GAP, "fault",
                                f"{f.dropped_frames} video frame(s) missing (gap of {gaps.max() * 1000:.0f} ms)",
                                float(f.dropped_frames))
                 )  # fmt: skip
@@ -391,7 +392,7 @@ class MediaAnalyser:
         f.keyframe_interval_s = interval
         if interval is not None and interval > cfg.keyframe_max_s + _EPS:
             f.faults.append(
-                MediaFault("keyframe_interval_long", "fault",
+                MediaFault(Fault.KEYFRAME_INTERVAL_LONG, "fault",
                            f"{interval:.1f} s between key frames (platforms reject > {cfg.keyframe_max_s:g} s)",
                            interval)
             )  # fmt: skip
@@ -424,7 +425,7 @@ class MediaAnalyser:
         f.silence_s = silence_max
         if silence_max >= cfg.silence_min_s - _EPS:
             f.faults.append(
-                MediaFault("silent_audio", "fault", f"audio below {cfg.silence_dbfs:g} dBFS for {silence_max:.1f} s", silence_max)
+                MediaFault(Fault.SILENT_AUDIO, "fault", f"audio below {cfg.silence_dbfs:g} dBFS for {silence_max:.1f} s", silence_max)
             )
 
         # clipping: runs of full-scale samples in any channel
@@ -436,7 +437,7 @@ class MediaAnalyser:
         self._clip_carry = int(runs[-1]) if runs.size and clipped[-1] else 0
         if f.clipped_runs:
             f.faults.append(
-                MediaFault("audio_clipping", "fault",
+                MediaFault(Fault.AUDIO_CLIPPING, "fault",
                            f"{f.clipped_runs} clipped run(s) of more than {cfg.clip_min_samples - 1} full-scale samples",
                            float(f.clipped_runs))
             )  # fmt: skip
@@ -452,7 +453,7 @@ class MediaAnalyser:
         f.audio_gap_s = float(gaps.sum())
         if gaps.size:
             f.faults.append(
-                MediaFault("timestamp_gap", "fault", f"audio missing for {f.audio_gap_s * 1000:.0f} ms", f.audio_gap_s)
+                MediaFault(Fault.TIMESTAMP_GAP, "fault", f"audio missing for {f.audio_gap_s * 1000:.0f} ms", f.audio_gap_s)
             )
         self._audio_end = float(ends[-1])
 

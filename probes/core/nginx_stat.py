@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from probes.base import State
+from probes.faults import Fault
 
 STAT_MAX_BYTES = 1 << 20
 
@@ -72,11 +73,11 @@ def judge_stat(view: StatView, prev_dropped: float | None, av_sync_fault_seconds
     200 ms) → ``av_desync``; frames dropped since the previous look → ``dropped_frames``.
     """
     if not view.publisher:
-        return State.DOWN, "no_input", "the ingest has no publisher for this stream"
+        return State.DOWN, Fault.NO_INPUT, "the ingest has no publisher for this stream"
     if view.av_sync_seconds is not None and abs(view.av_sync_seconds) > av_sync_fault_seconds:
-        return State.DEGRADED, "av_desync", f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
+        return State.DEGRADED, Fault.AV_DESYNC, f"audio and video {view.av_sync_seconds * 1000:+.0f} ms apart at the ingest"
     if view.dropped_frames is not None and prev_dropped is not None and view.dropped_frames > prev_dropped:
-        return (State.DEGRADED, "dropped_frames",
+        return (State.DEGRADED, Fault.DROPPED_FRAMES,
                 f"the ingest dropped {view.dropped_frames - prev_dropped:.0f} frames since the last check")
     return State.OK, None, f"publisher connected, {view.bw_in_bits_per_second / 1000:.0f} kbit/s in"
 

@@ -28,8 +28,9 @@ KEYED_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpt", "rtmpe", "rtmpte", "rtmpts"
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 
 
-def redact_url(url: str) -> str:
-    """``url`` safe to show (see the module docstring).
+def redact_url(url: str, *, path: bool = True) -> str:
+    """``url`` safe to show (see the module docstring); ``path=False`` keeps only
+    ``scheme://host[:port]`` (webhook URLs carry their token in the path).
 
     >>> redact_url("rtmp://user:pw@ingest.example:1935/live/sk-123?token=x")
     'rtmp://***@ingest.example:1935/live/***?token=***'
@@ -44,7 +45,7 @@ def redact_url(url: str) -> str:
     stripped = url.strip()
     if not _URL_RE.fullmatch(stripped):
         return redact_text(url)
-    return _redact_one(stripped)
+    return _redact_one(stripped, path=path)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -66,7 +67,7 @@ def rtmp_stream_key(url: str) -> str | None:
     return segments[-1] if parts.scheme.lower() in KEYED_SCHEMES and len(segments) >= 2 else None
 
 
-def _redact_one(url: str) -> str:
+def _redact_one(url: str, path: bool = True) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -78,15 +79,17 @@ def _redact_one(url: str) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     if "@" in parts.netloc:
         netloc = f"{MASK}@{netloc}"
-    path = parts.path
+    if not path:
+        return urlunsplit((parts.scheme, netloc, "", "", ""))
+    shown = parts.path
     if parts.scheme.lower() in KEYED_SCHEMES:
-        segments = path.split("/")
+        segments = shown.split("/")
         nonempty = [i for i, s in enumerate(segments) if s]
         if len(nonempty) >= 2:
             segments[nonempty[-1]] = MASK
-            path = "/".join(segments)
+            shown = "/".join(segments)
     query = "&".join(
         f"{item.partition('=')[0]}={MASK}" if "=" in item else MASK  # a bare item may be a token
         for item in parts.query.split("&") if item
     )
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
+    return urlunsplit((parts.scheme, netloc, shown, query, ""))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.base import Evidence, State
+from probes.faults import Fault
 
 STAGE = "studio"
 
@@ -39,7 +40,7 @@ class Status(enum.StrEnum):
 STATUS_RANK = {Status.SKIP: 0, Status.PASS: 1, Status.WARN: 2, Status.FAIL: 3}
 
 # faults that mean the component is off, not merely degraded
-DOWN_FAULTS = frozenset({"device_missing", "encoder_down", "unreachable", "nic_down", "source_gone"})
+DOWN_FAULTS = frozenset({Fault.DEVICE_MISSING, Fault.ENCODER_DOWN, Fault.UNREACHABLE, Fault.NIC_DOWN, Fault.SOURCE_GONE})
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from probes.base import Failure
 from probes.core.redact import redact_url
 from probes.net.amf0 import amf0_encode
+from probes.faults import Fault
 
 HANDSHAKE_SIZE = 1536
 
@@ -40,7 +41,7 @@ MSG_COMMAND_AMF0 = 20
 class RtmpError(Exception):
     """A failed step, already mapped to a :class:`Failure` and a secret-free detail."""
 
-    def __init__(self, failure: Failure, detail: str, fault: str = "unreachable"):
+    def __init__(self, failure: Failure, detail: str, fault: str = Fault.UNREACHABLE):
         super().__init__(detail)
         self.failure = failure
         self.detail = detail
@@ -200,13 +201,13 @@ def parse_rtmp_url(url: str) -> RtmpUrl:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise RtmpError(Failure.PROTOCOL_ERROR, "unparseable RTMP URL", "protocol_error") from None
+        raise RtmpError(Failure.PROTOCOL_ERROR, "unparseable RTMP URL", Fault.PROTOCOL_ERROR) from None
     scheme = parts.scheme.lower()
     if scheme not in ("rtmp", "rtmps") or not parts.hostname:
-        raise RtmpError(Failure.PROTOCOL_ERROR, f"not an rtmp(s) URL (scheme {scheme[:10]!r})", "protocol_error")
+        raise RtmpError(Failure.PROTOCOL_ERROR, f"not an rtmp(s) URL (scheme {scheme[:10]!r})", Fault.PROTOCOL_ERROR)
     segments = [unquote(s) for s in parts.path.split("/") if s]
     if not segments:
-        raise RtmpError(Failure.PROTOCOL_ERROR, f"no application in {redact_url(url)}", "protocol_error")
+        raise RtmpError(Failure.PROTOCOL_ERROR, f"no application in {redact_url(url)}", Fault.PROTOCOL_ERROR)
     key = segments[-1] if len(segments) >= 2 else None
     app = "/".join(segments[:-1] if key else segments)
     if key and parts.query:

@@ -50,6 +50,7 @@ from probes.core import beacon
 from probes.core.frames import pad_plane
 from probes.core.redact import redact_text, redact_url
 from probes.core.webrtc_stats import VIDEO_CLOCK_RATE
+from probes.faults import Fault
 
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
 METRIC_UPLOAD = "signalpath_ingest_upload_bits_per_second"
@@ -297,11 +298,11 @@ class Session:
             return
         if self.failed.is_set():
             if self.fail_reason == "dtls":
-                raise WebRtcError(Failure.TLS_ERROR, "DTLS handshake failed", "dtls_failed")
-            raise WebRtcError(Failure.CONNECTION_FAILED, "ICE failed: no candidate pair worked", "ice_failed")
+                raise WebRtcError(Failure.TLS_ERROR, "DTLS handshake failed", Fault.DTLS_FAILED)
+            raise WebRtcError(Failure.CONNECTION_FAILED, "ICE failed: no candidate pair worked", Fault.ICE_FAILED)
         if what == "ice":
-            raise WebRtcError(Failure.TIMEOUT, "ICE did not connect in time", "ice_failed")
-        raise WebRtcError(Failure.TIMEOUT, f"timed out waiting for {what}", "dtls_failed")
+            raise WebRtcError(Failure.TIMEOUT, "ICE did not connect in time", Fault.ICE_FAILED)
+        raise WebRtcError(Failure.TIMEOUT, f"timed out waiting for {what}", Fault.DTLS_FAILED)
 
     # -- signalling
     async def offer(self, url: str) -> str:
@@ -318,14 +319,14 @@ class Session:
             self.phase("signal", t0, self.ctx.clock(), error="connect failed")
             refused = _caused_by(exc, ConnectionRefusedError)
             raise WebRtcError(Failure.CONNECTION_REFUSED if refused else Failure.CONNECTION_FAILED,
-                              f"cannot connect to {redact_url(url)}", "unreachable") from None
+                              f"cannot connect to {redact_url(url)}", Fault.UNREACHABLE) from None
         except httpx.TimeoutException:
             self.phase("signal", t0, self.ctx.clock(), error="timeout")
-            raise WebRtcError(Failure.TIMEOUT, "no answer to the SDP offer in time", "unreachable") from None
+            raise WebRtcError(Failure.TIMEOUT, "no answer to the SDP offer in time", Fault.UNREACHABLE) from None
         except httpx.HTTPError as exc:
             self.phase("signal", t0, self.ctx.clock(), error=type(exc).__name__)
             raise WebRtcError(Failure.CONNECTION_FAILED, f"HTTP exchange failed: {type(exc).__name__}",
-                              "unreachable") from None
+                              Fault.UNREACHABLE) from None
         t1 = self.ctx.clock()
         location = resp.headers.get("location")
         if location:
@@ -333,17 +334,17 @@ class Session:
         if resp.status_code in (401, 403):
             self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", **{"http.status_code": resp.status_code})
             raise WebRtcError(Failure.AUTH_REFUSED, f"the endpoint refused the session (HTTP {resp.status_code})",
-                              "auth_refused")
+                              Fault.AUTH_REFUSED)
         if resp.status_code != 201 and not (200 <= resp.status_code < 300 and self.kind == "whep"):
             self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", **{"http.status_code": resp.status_code})
             raise WebRtcError(Failure.HTTP_ERROR, f"the endpoint answered HTTP {resp.status_code}, not 201",
-                              "http_error")
+                              Fault.HTTP_ERROR)
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         body = resp.content
         if ctype != SDP_TYPE or not body or len(body) > MAX_SDP_BYTES or not location:
             self.phase("signal", t0, t1, error="bad answer")
             what = "no Location header" if not location else f"answer is not {SDP_TYPE}"
-            raise WebRtcError(Failure.PROTOCOL_ERROR, f"malformed answer: {what}", "protocol_error")
+            raise WebRtcError(Failure.PROTOCOL_ERROR, f"malformed answer: {what}", Fault.PROTOCOL_ERROR)
         self.phase("signal", t0, t1, **{"http.status_code": resp.status_code})
         return body.decode("utf-8", "replace")
 
@@ -354,10 +355,10 @@ class Session:
             await asyncio.wait_for(self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer")),
                                    self.remaining())
         except asyncio.TimeoutError:
-            raise WebRtcError(Failure.TIMEOUT, "applying the SDP answer timed out", "ice_failed") from None
+            raise WebRtcError(Failure.TIMEOUT, "applying the SDP answer timed out", Fault.ICE_FAILED) from None
         except (ValueError, AssertionError) as exc:
             raise WebRtcError(Failure.PROTOCOL_ERROR, f"unusable SDP answer: {type(exc).__name__}",
-                              "protocol_error") from None
+                              Fault.PROTOCOL_ERROR) from None
         return self.ctx.clock()
 
     async def connect_phases(self, t_answer: float) -> None:
