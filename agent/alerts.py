@@ -43,6 +43,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from agent.localize import IncidentEvent, rfc3339
+from probes.core.redact import redact_url
 
 log = logging.getLogger("signalpath.alerts")
 
@@ -57,10 +58,8 @@ def _check_url(v: str) -> str:
 
 
 def _where(url: str) -> str:
-    """scheme://host[:port] only: never a path token, userinfo or query in a log line."""
-    p = urlsplit(url)
-    host = p.hostname or "?"
-    return f"{p.scheme}://{host}" + (f":{p.port}" if p.port else "")
+    """scheme://host[:port] only: a webhook URL carries its token in the path."""
+    return redact_url(url, path=False)
 
 
 class _SinkSettings(BaseModel):

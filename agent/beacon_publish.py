@@ -50,7 +50,9 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.config import expand_env
 from agent.errors import SignalpathError
+from probes.core.redact import redact_url
 from probes.core import beacon
 
 __all__ = [
@@ -88,28 +90,6 @@ class IngestUnreachable(BeaconPublishError):
 
 class IngestRefused(BeaconPublishError):
     """The ingest accepted the connection, then refused or dropped the stream."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` safe for logs and errors: no userinfo, no query/fragment, last path segment ``***``.
-
-    >>> redact_url("rtmp://user:pw@ingest.example:1935/live/sk-123?token=x")
-    'rtmp://ingest.example:1935/live/***'
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port is not None else host
-        segments = parts.path.split("/")
-        if segments and segments[-1] == "" and len(segments) > 1:
-            segments = segments[:-1]  # trailing slash: the key is the segment before it
-        if segments and segments[-1]:
-            segments[-1] = "***"
-        return urlunsplit((parts.scheme, netloc, "/".join(segments), "", ""))
-    except ValueError:
-        return "<unparseable url>"
 
 
 class PublishSettings(BaseModel):
@@ -411,17 +391,11 @@ example:
   STREAM_KEY=sk-123 signalpath beacon --rtmp 'rtmp://ingest.example:1935/live/${STREAM_KEY}' --seconds 120 --bitrate 1500k --size 1280x720
 """
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 def _expand_env(url: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} (named in --rtmp) is not set")
-        return os.environ[name]
+    def missing(name: str) -> None:
+        raise ValueError(f"environment variable {name} (named in --rtmp) is not set")
 
-    return _ENV_REF.sub(sub, url)
+    return expand_env(url, os.environ, missing)
 
 
 def _parse_bitrate(text: str) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Annotated
+from typing import Annotated, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -32,6 +32,7 @@ from probes.ingest_monitor import IngestMonitorSettings
 from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
 from agent.studio_config import StudioSettings
+from probes.core.redact import redact_url
 from probes.whep import WhepPlayback
 from probes.whip import WhipIngest
 
@@ -54,17 +55,8 @@ def _check_name(v: str) -> str:
 def _check_http_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{_safe(v)!r} is not an http(s) URL")
+        raise ValueError(f"{redact_url(v)!r} is not an http(s) URL")
     return v
-
-
-def _safe(url: str) -> str:
-    from probes.core.redact import redact_url
-
-    parts = urlsplit(url)
-    if not parts.scheme.startswith(("rtmp", "srt")) and "@" not in url and not parts.query:
-        return url  # nothing secret in it: show it exactly as written
-    return redact_url(url)
 
 
 def _check_listen(v: str) -> str:
@@ -134,7 +126,7 @@ class RtmpIngest(RtmpProbeConfig):
     def _v_url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
-            raise ValueError(f"{_safe(v)!r} is not an rtmp(s):// URL")
+            raise ValueError(f"{redact_url(v)!r} is not an rtmp(s):// URL")
         return v
 
     @model_validator(mode="after")
@@ -240,17 +232,26 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def expand_env(text: str, env: Mapping[str, str], missing: Callable[[str], None]) -> str:
+    """``text`` with every ``${NAME}`` / ``${NAME:-default}`` replaced from ``env``.
+
+    The one ``${ENV}`` expander (config files and the ``beacon --rtmp`` URL): a name not in
+    ``env`` without a default calls ``missing(name)`` and expands to ``""``.
+    """
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing(name)
+        return ""
+    return _ENV_RE.sub(sub, text)
+
+
 def _interpolate(node: Any, path: str, env: dict[str, str], problems: list[tuple[str, str]]) -> Any:
     if isinstance(node, str):
-        def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append((path, f"environment variable {name} is not set"))
-            return ""
-        return _ENV_RE.sub(sub, node)
+        return expand_env(node, env, lambda name: problems.append((path, f"environment variable {name} is not set")))
     if isinstance(node, dict):
         return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
     if isinstance(node, list):

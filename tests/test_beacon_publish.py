@@ -23,11 +23,12 @@ import av
 import pytest
 
 from _require import require_binary
-from probes.core import beacon
 from agent import beacon_publish as bp
+from probes.core import beacon
 from reallab import RealLab, free_port, parse_media_playlist
 
 KEY = "sk-Secret123"
+TOKEN = "tok-S3cret"
 
 
 # ---- pure parts ------------------------------------------------------------------------
@@ -37,20 +38,21 @@ KEY = "sk-Secret123"
     ("url", "redacted"),
     [
         ("rtmp://127.0.0.1:1935/live/sk-123", "rtmp://127.0.0.1:1935/live/***"),
-        ("rtmp://user:pw@ingest.example/live/sk-123?token=abc#x", "rtmp://ingest.example/live/***"),
-        ("rtmps://ingest.example:443/app/inst/key/", "rtmps://ingest.example:443/app/inst/***"),
+        ("rtmp://user:pw@ingest.example/live/sk-123?token=abc#x", "rtmp://***@ingest.example/live/***?token=***"),
+        ("rtmps://ingest.example:443/app/inst/key/", "rtmps://ingest.example:443/app/inst/***/"),
         ("rtmp://[::1]:1935/live/key", "rtmp://[::1]:1935/live/***"),
         ("rtmp://ingest.example", "rtmp://ingest.example"),
-        ("rtmp://[broken/live/key", "<unparseable url>"),
+        ("rtmp://[broken/live/key", "<unparseable URL>"),
     ],
 )
 def test_redact_url(url, redacted):
+    """The beacon command shows URLs through the one redaction policy (probes/core/redact.py)."""
     assert bp.redact_url(url) == redacted
 
 
 def _assert_secret_free(exc: BaseException) -> None:
     text = f"{exc} {exc!r} {getattr(exc, 'url', '')}"
-    assert KEY not in text and "pw@" not in text and "token" not in text, text
+    assert KEY not in text and "pw@" not in text and TOKEN not in text, text
     # FFmpeg's own exception carries the full URL: it must not be chained for display.
     assert exc.__cause__ is None and exc.__suppress_context__
 
@@ -58,10 +60,10 @@ def _assert_secret_free(exc: BaseException) -> None:
 def test_closed_port_is_unreachable_with_redacted_url():
     port = free_port()  # nothing listens there now
     with pytest.raises(bp.IngestUnreachable) as info:
-        bp.publish(f"rtmp://user:pw@127.0.0.1:{port}/live/{KEY}?token=t", bp.PublishSettings(seconds=1))
+        bp.publish(f"rtmp://user:pw@127.0.0.1:{port}/live/{KEY}?token={TOKEN}", bp.PublishSettings(seconds=1))
     err = info.value
     assert err.errno == errno.ECONNREFUSED and err.frames_sent == 0
-    assert f"rtmp://127.0.0.1:{port}/live/***" in str(err)
+    assert f"rtmp://***@127.0.0.1:{port}/live/***?token=***" in str(err)
     _assert_secret_free(err)
 
 

@@ -14,6 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from probes.core.redact import redact_url
+
 from .errors import LabControlError
 
 DEFAULT_CONTROL_PORT = 9330
@@ -23,13 +25,6 @@ ENV_CONTROL_URL = "SIGNALPATH_LAB_CONTROL"
 
 def default_control_url() -> str:
     return os.environ.get(ENV_CONTROL_URL) or DEFAULT_CONTROL_URL
-
-
-def _safe(url: str) -> str:
-    p = urllib.parse.urlsplit(url)
-    host = p.hostname or ""
-    port = f":{p.port}" if p.port else ""
-    return f"{p.scheme}://{host}{port}{p.path}"
 
 
 def _call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
@@ -50,7 +45,7 @@ def _call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LabControlError(
-            f"cannot reach the lab control API at {_safe(url)} ({reason}); "
+            f"cannot reach the lab control API at {redact_url(url)} ({reason}); "
             "is `signalpath lab run` running? pass --control URL") from None
 
 
