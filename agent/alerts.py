@@ -40,9 +40,10 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from agent.localize import IncidentEvent, rfc3339
+from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 
 log = logging.getLogger("signalpath.alerts")
@@ -62,9 +63,7 @@ def _where(url: str) -> str:
     return redact_url(url, path=False)
 
 
-class _SinkSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _SinkSettings(StrictModel):
     url: str
     timeout_s: float = Field(5.0, gt=0, le=60, description="per attempt")
     max_attempts: int = Field(5, ge=1, le=20)
@@ -88,10 +87,8 @@ class AlertmanagerSettings(_SinkSettings):
     alertname: str = "SignalpathIncident"
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(StrictModel):
     """YAML ``alerts:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)

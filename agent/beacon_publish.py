@@ -48,10 +48,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import av
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agent.config import expand_env
 from agent.errors import SignalpathError
+from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 from probes.core import beacon
 
@@ -92,10 +93,8 @@ class IngestRefused(BeaconPublishError):
     """The ingest accepted the connection, then refused or dropped the stream."""
 
 
-class PublishSettings(BaseModel):
+class PublishSettings(StrictModel):
     """What to publish. ``seconds`` 0 means until stopped."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     seconds: float = Field(default=0.0, ge=0.0)
     bitrate: int = Field(default=800_000, ge=50_000, le=50_000_000, description="video bit/s")

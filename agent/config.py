@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.alerts import AlertSettings
 from agent.errors import ConfigError
@@ -32,6 +32,7 @@ from probes.ingest_monitor import IngestMonitorSettings
 from probes.latency import LatencySettings
 from probes.rtmp import RtmpProbeConfig
 from agent.studio_config import StudioSettings
+from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 from probes.whep import WhepPlayback
 from probes.whip import WhipIngest
@@ -40,10 +41,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Name = Annotated[str, Field(description="a short label-safe name: letters, digits, _ . -")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_name(v: str) -> str:
@@ -66,7 +63,7 @@ def _check_listen(v: str) -> str:
     return v
 
 
-class AgentSettings(Strict):
+class AgentSettings(StrictModel):
     listen: str = "127.0.0.1:9321"
     site: str = "default"
     max_in_flight_per_host: int = Field(8, ge=1, le=256, description="requests in flight per host:port")
@@ -76,7 +73,7 @@ class AgentSettings(Strict):
     _v_site = field_validator("site")(classmethod(lambda cls, v: _check_name(v)))
 
 
-class OtlpSettings(Strict):
+class OtlpSettings(StrictModel):
     endpoint: str
     timeout_s: float = Field(5.0, gt=0, le=60)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -84,11 +81,11 @@ class OtlpSettings(Strict):
     _v_ep = field_validator("endpoint")(classmethod(lambda cls, v: _check_http_url(v)))
 
 
-class Exporters(Strict):
+class Exporters(StrictModel):
     otlp: OtlpSettings | None = None
 
 
-class HlsSettings(Strict):
+class HlsSettings(StrictModel):
     """HLS probe settings; thresholds cite RFC 8216 (see probes/hls.py)."""
 
     interval_s: float = Field(1.0, gt=0, le=300, description="playlist poll interval")
@@ -103,7 +100,7 @@ class HlsSettings(Strict):
     verify_tls: bool = True
 
 
-class Edge(Strict):
+class Edge(StrictModel):
     name: str
     url: str
 
@@ -136,7 +133,7 @@ class RtmpIngest(RtmpProbeConfig):
         return self
 
 
-class _PolledHttp(Strict):
+class _PolledHttp(StrictModel):
     """What every HTTP-polled probe entry has: a name, a URL, an interval and a deadline."""
 
     name: str
@@ -160,7 +157,7 @@ class IngestMonitor(IngestMonitorSettings):
     _v_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
 
-class Ingest(Strict):
+class Ingest(StrictModel):
     rtmp: list[RtmpIngest] = Field(default_factory=list)
     monitor: list[IngestMonitor] = Field(default_factory=list)  # probes/ingest_monitor.py ingest latency
     stat: list[IngestStat] = Field(default_factory=list)
@@ -173,7 +170,7 @@ class EncoderStatus(_PolledHttp, EncoderStatusConfig):
     name: str = "encoder"
 
 
-class Stream(Strict):
+class Stream(StrictModel):
     name: str
     origin: str
     edges: list[Edge] = Field(default_factory=list)
@@ -201,7 +198,7 @@ class Stream(Strict):
         return self
 
 
-class Config(Strict):
+class Config(StrictModel):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     exporters: Exporters = Field(default_factory=Exporters)
     streams: list[Stream] = Field(default_factory=list)

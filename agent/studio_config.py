@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from probes.core.config import StrictModel
 from probes.gpu import GpuConfig
 from probes.host import HostConfig
 from probes.network import NetworkConfig
 from probes.core.studio import SourceConfig
 
 
-class StudioSettings(BaseModel):
+class StudioSettings(StrictModel):
     """``streams[].studio``: the studio checks of one stream (all optional)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_s: float = Field(10.0, gt=0, le=3600, description="seconds between studio checks under run")
     timeout_s: float = Field(15.0, gt=0, le=300)

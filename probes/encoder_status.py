@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.config import StrictModel
 from probes.core.redact import redact_text
 from probes.faults import Fault
 
@@ -26,9 +27,7 @@ STAGE = "studio"
 MAX_BYTES = 256 * 1024
 
 
-class EncoderStatusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class EncoderStatusConfig(StrictModel):
     running_field: str = "running"
     counter_field: str = "frames_out"
     stall_s: float = Field(3.0, gt=0, le=300)

@@ -28,17 +28,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.faults import Fault
 
 
-class GpuConfig(BaseModel):
+class GpuConfig(StrictModel):
     """``studio.gpu``: GPU checks; ``recorded`` replays a recorded NVML file (tests)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     required: bool = Field(False, description="no NVIDIA GPU fails the check instead of skipping it")
     encoder_warn_ratio: float = Field(0.90, gt=0, le=1)

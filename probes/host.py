@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.faults import Fault
 
@@ -51,10 +52,8 @@ _PROCFS_LOCK = threading.Lock()
 GiB = 1024**3
 
 
-class HostConfig(BaseModel):
+class HostConfig(StrictModel):
     """``studio.host``: the encoder host checks (defaults cite the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpu_warn_ratio: float = Field(0.80, gt=0, le=1)
     cpu_fail_ratio: float = Field(0.95, gt=0, le=1)

@@ -58,10 +58,11 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
+from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
 from probes.core.latency_core import (SKEW_TOLERANCE_S, Baseline, IngestLatencyShare, IngestWindow,
                                       clock_verdict)
@@ -73,10 +74,8 @@ __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch
 SCHEMES = ("rtmp", "rtmps", "http", "https")
 
 
-class IngestMonitorSettings(BaseModel):
+class IngestMonitorSettings(StrictModel):
     """``streams[].ingest.monitor[]``: play the ingest's output and time the beacon."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "ingest"
     url: str = Field(description="the ingest's playback side: rtmp(s)://host/app/KEY, or an HTTP-FLV / "

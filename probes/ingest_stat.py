@@ -14,9 +14,10 @@ stream key — a secret, taken from ``${ENV}``, never shown) it reports:
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, judge_stat, parse_stat
 from probes.core.redact import redact_text
 from probes.faults import Fault
@@ -24,9 +25,7 @@ from probes.faults import Fault
 STAGE = "ingest"
 
 
-class IngestStatConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class IngestStatConfig(StrictModel):
     app: str = "live"
     key: str = Field(description="the stream's name at the ingest (its stream key: use ${ENV})")
     stall_s: float = Field(3.0, gt=0, le=300)

@@ -50,10 +50,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
+from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
 from probes.core.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
                                       FirstSeenTracker, IngestLatencyShare, SegmentTiming, clock_verdict,
@@ -70,10 +71,8 @@ BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
 
 
-class ClockSettings(BaseModel):
+class ClockSettings(StrictModel):
     """``latency.clock``: the agent's clock check (THRESHOLDS.md "clock offset")."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ntp_server: str | None = Field(None, description="host or host:port; unset: the host clock is trusted")
     interval_s: float = Field(60.0, gt=0, le=3600, description="seconds between NTP measurements")
@@ -81,10 +80,8 @@ class ClockSettings(BaseModel):
     max_offset_s: float = Field(0.1, gt=0, le=10, description="at or above: whole-second figures only")
 
 
-class LatencySettings(BaseModel):
+class LatencySettings(StrictModel):
     """``streams[].latency``: per-stage latency from the beacon (or PDT)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     renditions: Literal["lowest", "all"] | list[str] = Field(

@@ -33,9 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
+from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
@@ -47,10 +48,8 @@ MASTER_REFRESH_S = 10.0
 STALE_FINDINGS_TD = 3.0  # target durations without a new segment before findings are dropped
 
 
-class MediaSettings(BaseModel):
+class MediaSettings(StrictModel):
     """``streams[].media``: content analysis of the origin's segments."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     renditions: Literal["lowest", "all"] | list[str] = Field(

@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.net.ntp import ntp_offset
 from probes.faults import Fault
@@ -38,10 +39,8 @@ from probes.faults import Fault
 COMPONENT = "network"
 
 
-class NetworkConfig(BaseModel):
+class NetworkConfig(StrictModel):
     """``studio.network``: RTT/jitter to the ingest, uplink throughput, NTP offset."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ingest: str | None = Field(None, description="host:port (or an rtmp://, srt://, http(s):// URL) of the ingest")
     rtt_samples: int = Field(5, ge=1, le=100)

@@ -49,9 +49,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.core.config import StrictModel
 from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
 from probes.core.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
                              parse)
@@ -63,10 +64,8 @@ RETRY_BASE_S = 1.0  # hls.js retryDelayMs
 RETRY_MAX_S = 8.0  # hls.js maxRetryDelayMs
 
 
-class PlaybackSettings(BaseModel):
+class PlaybackSettings(StrictModel):
     """``streams[].playback``: simulated viewers per edge (module docstring: sources)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     renditions: Literal["highest_lowest", "all"] | list[str] = Field(

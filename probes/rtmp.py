@@ -49,9 +49,10 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, StatView, judge_stat, parse_stat
 from probes.core.redact import redact_text, redact_url
 from probes.net.amf0 import amf0_decode
@@ -70,10 +71,8 @@ _REFUSED_CODES = ("NetStream.Publish.BadName", "NetStream.Publish.Rejected", "Ne
                   "NetConnection.Connect.Rejected")
 
 
-class RtmpProbeConfig(BaseModel):
+class RtmpProbeConfig(StrictModel):
     """What one RTMP ingest probe does (strict, frozen; defaults here)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     publish: bool = False
     publish_seconds: float = Field(default=2.0, gt=0, le=30)

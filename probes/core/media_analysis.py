@@ -55,9 +55,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from probes.base import Evidence, Sample, State
+from probes.core.config import StrictModel
 from probes.core.segment_decode import DecodedSegment
 from probes.faults import Fault
 
@@ -79,10 +80,8 @@ FAULTS = (
 )
 
 
-class MediaConfig(BaseModel):
+class MediaConfig(StrictModel):
     """Thresholds of the media checks; the module docstring gives each one's source."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     freeze_min_s: float = Field(2.0, gt=0)
     freeze_mad: float = Field(1.0, gt=0, le=255)

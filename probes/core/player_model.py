@@ -40,7 +40,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from probes.core.config import StrictModel
 
 __all__ = [
     "PlayerConfig",
@@ -52,10 +54,8 @@ __all__ = [
 ]
 
 
-class PlayerConfig(BaseModel):
+class PlayerConfig(StrictModel):
     """Player behaviour; the module docstring gives each default's source."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     hold_back_segments: float = Field(3.0, ge=0)
     start_buffer_s: float = Field(0.0, ge=0)

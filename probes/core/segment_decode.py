@@ -28,18 +28,17 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from probes.core.config import StrictModel
 from probes.core.frames import small_luma, to_float_planar
 
 __all__ = ["DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded"]
 
 
-class DecodeOptions(BaseModel):
+class DecodeOptions(StrictModel):
     """What to decode. Decoding only what the checks need keeps a 2-s 360p segment
     under 5 % of its duration on one core (DESIGN.md target)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     video: bool = True
     audio: bool = True

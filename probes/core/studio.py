@@ -22,9 +22,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from probes.base import Evidence, State
+from probes.core.config import StrictModel
 from probes.faults import Fault
 
 STAGE = "studio"
@@ -111,7 +112,7 @@ def evidence_from(findings: list[Finding], component: str, stage: str = STAGE) -
     return Evidence(stage, component, State.OK, None, detail, None, figures)
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(StrictModel):
     """A capture device or a feed (RTSP, SRT via a URL PyAV opens, a file) to check.
 
     ``device``: a capture device's name as the OS lists it (Linux:
@@ -119,8 +120,6 @@ class SourceConfig(BaseModel):
     and sampled for ``sample_s`` seconds. ``backup``: a backup source (reported as
     such; checked the same way). ``audio_only``: the feed is an audio input.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     device: str | None = None

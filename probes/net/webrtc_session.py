@@ -43,10 +43,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.core import beacon
+from probes.core.config import StrictModel
 from probes.core.frames import pad_plane
 from probes.core.redact import redact_text, redact_url
 from probes.core.webrtc_stats import VIDEO_CLOCK_RATE
@@ -67,10 +68,8 @@ MAX_SDP_BYTES = 256 * 1024
 # ----------------------------------------------------------------------------- config
 
 
-class WebRtcCommon(BaseModel):
+class WebRtcCommon(StrictModel):
     """The fields the WHIP and WHEP probe configs share."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     bearer_token: SecretStr | None = Field(default=None, description="RFC 6750 bearer token; a secret: use ${ENV}")
     seconds: float = Field(default=3.0, gt=0, le=60, description="media seconds measured once connected")
@@ -82,7 +81,7 @@ class WebRtcCommon(BaseModel):
     loss_fault_ratio: float = Field(default=0.01, gt=0, le=1, description="THRESHOLDS.md: loss < 1 % (Twilio)")
 
 
-class WebRtcEndpointSettings(BaseModel):
+class WebRtcEndpointSettings(StrictModel):
     """Where and how often (``streams[].ingest.whip[]`` / ``streams[].whep[]`` in the agent config)."""
 
     name: str = Field(default="webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
