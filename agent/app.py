@@ -26,7 +26,7 @@ from agent.incidents import AsyncIncidentStore
 from agent.localize import Localizer
 from agent.metrics import MetricStore, SignalpathCollector
 from agent.jobs import build_jobs
-from agent.runner import Cycle, Runner, envelope, target_key
+from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.status import StatusBoard
 from agent.tracing import TraceSink, make_provider
 from probes.base import Sample, State
@@ -70,6 +70,14 @@ class StatusSink:
             self.board.update(cycle.job.stream, f"combine/{cycle.job.probe}", list(cycle.combined.evidence))
 
 
+def first_attempts(jobs: list[Job]) -> dict[str, set[tuple[str, str]]]:
+    """stream -> every (probe, component) whose first attempt the localizer waits for."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for job in jobs:
+        out.setdefault(job.stream, set()).update((job.probe, t.component) for t in job.targets)
+    return out
+
+
 class Agent:
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None, span_exporter: Any = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
@@ -99,7 +107,8 @@ class Agent:
             Localizer(config.localize, clock=wall),
             AsyncIncidentStore.from_settings(config.incidents),
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
-            self.board, self.store)
+            self.board, self.store,
+            expected=first_attempts(self.jobs))
         sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents]
         if self.trace_sink:
             sinks.append(self.trace_sink)

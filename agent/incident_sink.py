@@ -26,12 +26,26 @@ from probes.base import Evidence, State
 log = logging.getLogger("signalpath.incidents")
 
 HEARTBEAT = "hls"
+STARTUP_WAIT_S = 15.0
+"""The longest the localizer waits for a stream's first complete picture (longer than any
+probe deadline by default, shorter than the slowest probe interval, WHEP's 10 s + deadline)."""
 SOURCE = "incidents"  # the status-board source of root-cause cells (never fed back to the localizer)
 
 
 class IncidentSink:
+    """Feeds the localizer one cycle per stream heartbeat, once the stream has been seen whole.
+
+    Start-up rule (an agent that starts mid-stream): no incident is opened on evidence
+    gathered before every target of every job of the stream (``expected``: stream ->
+    {(probe, component)}) has finished its first attempt; until then a missing probe's
+    silence could read as health, or one probe's first impression as a cause. A target
+    that has not answered within :data:`STARTUP_WAIT_S` of the stream's first cycle is not
+    waited for any longer (its deadline has long passed; its silence is then evidence).
+    """
+
     def __init__(self, localizer: Localizer, store: AsyncIncidentStore, dispatcher: AlertDispatcher,
-                 board: StatusBoard, metrics: MetricStore, queue_size: int = 1000) -> None:
+                 board: StatusBoard, metrics: MetricStore, queue_size: int = 1000,
+                 expected: dict[str, set[tuple[str, str]]] | None = None) -> None:
         self.localizer = localizer
         self.store = store
         self.dispatcher = dispatcher
@@ -42,6 +56,8 @@ class IncidentSink:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self._ladders: dict[str, list[str]] = {}  # stream -> the origin's renditions, last known
+        self._waiting = {stream: set(targets) for stream, targets in (expected or {}).items()}
+        self._first_cycle: dict[str, float] = {}
 
     async def start(self) -> None:
         await self.store.open()
@@ -73,9 +89,17 @@ class IncidentSink:
         # (every second by default), reading the latest evidence of every probe. Observing
         # after every job's cycle would count "2 cycles" of hysteresis in a fraction of a
         # second, and judge one probe's fresh evidence before the others have spoken.
-        if cycle.job.probe != HEARTBEAT:
-            return
         stream = cycle.job.stream
+        waiting = self._waiting.get(stream)
+        if waiting:
+            waiting.difference_update((cycle.job.probe, a.target.component) for a in cycle.attempts)
+            first = self._first_cycle.setdefault(stream, cycle.start_wall)
+            if cycle.end_wall - first > STARTUP_WAIT_S:
+                log.warning("stream %s: no first answer from %s within %.0f s; localizing without waiting",
+                            stream, ", ".join(sorted(f"{p}/{c}" for p, c in waiting)), STARTUP_WAIT_S)
+                waiting.clear()
+        if cycle.job.probe != HEARTBEAT or waiting:
+            return
         origin = cycle.latest.get("origin")
         if origin is not None and origin.figures.get("renditions"):
             self._ladders[stream] = sorted(origin.figures["renditions"])

@@ -17,8 +17,12 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
   listed segment is a fault.
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
-- variant drift: a rendition whose newest sequence is ``variant_drift_segments`` (3,
-  oscnord/hls-monitor) behind its siblings.
+- variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
+  oscnord/hls-monitor) target durations of MEDIA TIME behind its siblings', compared by
+  EXT-X-PROGRAM-DATE-TIME. Never by media sequence numbers: a packager numbers each
+  rendition on its own, and a rendition that stalled and recovered keeps an offset in its
+  numbers while its content is in step (a sequence comparison would latch a false drift for
+  good). Without PDT the renditions are not compared.
 - edge lag (:func:`combine`, across the endpoints of a stream): segments an edge is
   behind the origin, per rendition.
 """
@@ -88,6 +92,7 @@ class _Attempt:
         self.result = ProbeResult()
         self.renditions: dict[str, _Rendition] = ctx.state.setdefault("renditions", {})
         self.figures: dict[str, dict[str, float]] = {}
+        self.media_end: dict[str, float] = {}  # rendition -> PDT + EXTINF of its newest segment (epoch s)
 
     # -- helpers -----------------------------------------------------------------
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
@@ -256,6 +261,7 @@ class _Attempt:
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
+            self.media_end[v.name] = newest.pdt + newest.duration
             rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration)
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
@@ -329,13 +335,15 @@ class _Attempt:
             self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
                           media_sequence=int(f["last_seq"]), url_role="media_playlist")
-        if len(fetched) > 1:
-            top = max(f["last_seq"] for f in fetched.values())
-            for n, f in fetched.items():
-                behind = top - f["last_seq"]
-                if behind >= self.cfg.variant_drift_segments and n not in stale:
-                    self.evidence(State.DEGRADED, Fault.VARIANT_DRIFT, f"{n} is {int(behind)} segments behind the other "
-                                  "renditions", n, behind_segments=behind)
+        timed = {n: end for n, end in self.media_end.items() if n in fetched and n not in stale}
+        if len(timed) > 1:
+            top = max(timed.values())
+            for n, end in timed.items():
+                td = fetched[n]["target_duration_s"]
+                behind_s = top - end
+                if behind_s >= self.cfg.variant_drift_segments * td:
+                    self.evidence(State.DEGRADED, Fault.VARIANT_DRIFT, f"{n} is {behind_s:.1f} s of media behind the "
+                                  "other renditions", n, behind_s=round(behind_s, 3), url_role="media_playlist")
 
 
 def _num(v: str) -> float:

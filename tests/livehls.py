@@ -83,6 +83,8 @@ class Knobs:
     redirect_loop: bool = False
     pdt: bool = True
     endlist: bool = False  # append #EXT-X-ENDLIST: the live stream ended
+    seq_offset: dict[str, int] = field(default_factory=dict)  # rendition -> numbered this much lower (same content)
+    lag_segments: dict[str, int] = field(default_factory=dict)  # rendition -> its content this many segments late
 
 
 class Timeline:
@@ -97,10 +99,10 @@ class Timeline:
     def newest(self) -> int:
         return self.first_seq + int((time.time() - self.t0) / self.seg_dur) - 1
 
-    def media_playlist(self, rendition: str, newest: int, pdt: bool) -> str:
+    def media_playlist(self, rendition: str, newest: int, pdt: bool, seq_offset: int = 0) -> str:
         first = max(self.first_seq, newest - self.window + 1)
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(self.seg_dur)}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+                 f"#EXT-X-MEDIA-SEQUENCE:{first - seq_offset}"]
         for seq in range(first, newest + 1):
             if pdt:
                 start = self.t0 + (seq - self.first_seq) * self.seg_dur
@@ -190,7 +192,8 @@ class Endpoint:
             self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.renditions})
         if r in self.knobs.frozen_at:
             newest = self.knobs.frozen_at[r]
-        text = self.tl.media_playlist(r, newest, self.knobs.pdt)
+        newest -= self.knobs.lag_segments.get(r, 0)
+        text = self.tl.media_playlist(r, newest, self.knobs.pdt, self.knobs.seq_offset.get(r, 0))
         if self.knobs.endlist:
             text += "#EXT-X-ENDLIST\n"
         return web.Response(text=text,

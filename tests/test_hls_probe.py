@@ -140,6 +140,27 @@ async def test_a_stream_that_ended_is_an_off_air_p1_incident(live):
         assert ev and all(e.url_role == "media_playlist" and e.media_sequence for e in ev)
 
 
+async def test_variant_drift_is_media_time_not_sequence_numbers(live):
+    """A rendition numbered 17 lower but in step (a packager that restarted its count) is no
+    drift; one whose content runs 4 segments late is, at its own rendition, while it lasts."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
+        live.origin.knobs.seq_offset["180p"] = 17
+        await wait_for(lambda: value(agent, "signalpath_playlist_media_sequence", stage="origin", component="origin",
+                                     rendition="180p") == live.tl.newest() - 17, 5, "renumbered 180p seen")
+        # the renumbering itself is a one-off sequence_regression; after it the origin is ok, no drift
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 5, "origin ok after the renumbering")
+        assert not [e for e in agent.board.evidence("main") if e.fault == "variant_drift"]
+        live.origin.knobs.lag_segments["180p"] = 4
+        drift = await wait_for(lambda: [e for e in agent.board.evidence("main") if e.fault == "variant_drift"],
+                               6, "variant drift")
+        assert {e.rendition for e in drift} == {"180p"} and drift[0].figures["behind_s"] >= 3.0
+        live.origin.knobs.lag_segments.clear()
+        await wait_for(lambda: not [e for e in agent.board.evidence("main") if e.fault == "variant_drift"], 6,
+                       "drift gone once in step again")
+
+
 async def test_segment_404(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
