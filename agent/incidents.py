@@ -22,9 +22,10 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,14 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (resolved_at);
 CREATE INDEX IF NOT EXISTS incidents_started ON incidents (started_at);
+CREATE TABLE IF NOT EXISTS incident_changes (
+    incident_id  TEXT NOT NULL,
+    at           REAL NOT NULL,
+    kind         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    summary      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS incident_changes_id ON incident_changes (incident_id, at);
 """
 
 _COLUMNS = (
@@ -109,9 +118,22 @@ class IncidentStore:
 
     # -- writes -----------------------------------------------------------------
 
-    def apply(self, event: IncidentEvent) -> None:
-        """Record one localizer event (an upsert of the incident's current state)."""
-        self.upsert(event.incident)
+    def apply(self, event: IncidentEvent, now: float | None = None) -> None:
+        """Record one localizer event: the incident's current state and a row of its timeline."""
+        inc = event.incident
+        at = {"opened": inc.localized_at, "resolved": inc.resolved_at}.get(event.kind)
+        self.upsert(inc)
+        with self._lock:
+            self._db.execute("INSERT INTO incident_changes (incident_id, at, kind, severity, summary) "
+                             "VALUES (?,?,?,?,?)", (inc.id, at if at is not None else (now or time.time()),
+                                                    event.kind, inc.severity, inc.summary))
+
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every recorded change of one incident, oldest first: ``{at, kind, severity, summary}``."""
+        with self._lock:
+            rows = self._db.execute("SELECT at, kind, severity, summary FROM incident_changes WHERE incident_id=? "
+                                    "ORDER BY at, rowid", (incident_id,)).fetchall()
+        return [{"at": at, "kind": kind, "severity": sev, "summary": summary} for at, kind, sev, summary in rows]
 
     def upsert(self, inc: Incident) -> None:
         values = (
@@ -122,9 +144,9 @@ class IncidentStore:
         with self._lock:
             self._db.execute(
                 f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET stream=excluded.stream, stage=excluded.stage, "
-                "component=excluded.component, fault=excluded.fault, severity=excluded.severity, "
-                "started_at=excluded.started_at, localized_at=excluded.localized_at, "
+                # an incident's cause (stream, stage, component, fault) and onset are fixed when it
+                # opens: the store never rewrites them, whatever a caller sends
+                "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, "
                 "resolved_at=excluded.resolved_at, summary=excluded.summary, "
                 "evidence=excluded.evidence, runbook=excluded.runbook",
                 values,

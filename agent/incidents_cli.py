@@ -7,7 +7,13 @@ import json
 import sys
 import time
 
+from typing import TYPE_CHECKING
+
 from agent.errors import ConfigError
+from agent.localize import rfc3339
+
+if TYPE_CHECKING:
+    from agent.incidents import IncidentStore
 
 
 def _ago(ts: float, now: float) -> str:
@@ -26,6 +32,8 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         return 2
     store = IncidentStore(path)
     try:
+        if args.show:
+            return _show(store, args.show, args.json)
         incidents = store.list(args.state, limit=args.limit)
         counts = store.counts_by_fault()
     finally:
@@ -52,17 +60,43 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show(store: "IncidentStore", incident_id: str, as_json: bool) -> int:
+    """One incident with its timeline (every state change the store kept)."""
+    inc = store.get(incident_id)
+    if inc is None:
+        print(f"no incident {incident_id!r} in {store.path}", file=sys.stderr)
+        return 1
+    changes = store.timeline(incident_id)
+    if as_json:
+        print(json.dumps({"incident": inc.to_api(), "timeline": [
+            {**c, "at": rfc3339(c["at"])} for c in changes]}, indent=2))
+        return 0
+    print(f"{inc.id}  {inc.severity} {inc.stream} {inc.stage}/{inc.component} {inc.fault}")
+    print(f"  {inc.summary}")
+    if inc.runbook:
+        print(f"  do: {inc.runbook}")
+    print("timeline:")
+    for c in changes:
+        print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c['at']))}  {c['kind']:<8} {c['severity']}")
+    print("evidence:")
+    for line in inc.evidence:
+        print(f"  {line}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "incidents", help="list incidents (open, resolved, all) and the most frequent faults",
         description="List the incidents the agent stored (SQLite at incidents.path in the config), newest first, "
                     "with where, what, since when and the runbook line; then counts per fault type.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  signalpath incidents -c signalpath.yaml --state open")
+        epilog="examples:\n  signalpath incidents -c signalpath.yaml --state open\n"
+               "  signalpath incidents -c signalpath.yaml --show main-3f2a9c0d1e2b4f56")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("-c", "--config", help="the agent's YAML config (reads incidents.path)")
     src.add_argument("--db", help="the incident database file itself")
     p.add_argument("--state", choices=["open", "resolved", "all"], default="all")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--show", metavar="ID", help="one incident with its timeline (opened, escalations, resolved)")
     p.set_defaults(func=cmd_incidents)

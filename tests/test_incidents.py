@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -152,3 +153,27 @@ def test_unusable_path_is_agent_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(AgentError):
         IncidentStore(blocker / "inc.db")
+
+
+def test_store_keeps_every_change_and_never_rewrites_the_cause(tmp_path):
+    """The store's timeline holds opened / escalated / resolved; a caller sending another fault
+    for the same id cannot rewrite the stored cause (stage, component, fault, onset)."""
+    store = IncidentStore(tmp_path / "inc.db")
+    inc = Incident("main-1", "main", "cdn", "edge-b", "http_error", "P2", 100.0, 104.0, summary="edge-b 429")
+    store.apply(IncidentEvent("opened", inc))
+    store.apply(IncidentEvent("updated", dataclasses.replace(inc, severity="P1")), now=110.0)
+    store.apply(IncidentEvent("updated", dataclasses.replace(inc, fault="sequence_jump", stage="origin",
+                                                              started_at=1.0)), now=111.0)
+    store.apply(IncidentEvent("resolved", dataclasses.replace(inc, severity="P1", resolved_at=120.0)))
+    got = store.get("main-1")
+    assert (got.stage, got.component, got.fault, got.started_at) == ("cdn", "edge-b", "http_error", 100.0)
+    assert [(c["kind"], c["severity"], c["at"]) for c in store.timeline("main-1")] == [
+        ("opened", "P2", 104.0), ("updated", "P1", 110.0), ("updated", "P2", 111.0), ("resolved", "P1", 120.0)]
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(tmp_path / "inc.db"),
+                        "--show", "main-1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cdn/edge-b http_error" in r.stdout and "resolved" in r.stdout and "sequence_jump" not in r.stdout
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(tmp_path / "inc.db"),
+                        "--show", "nope"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no incident 'nope'" in r.stderr
