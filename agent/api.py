@@ -40,7 +40,12 @@ def make_app(agent: "Agent") -> web.Application:
         if state not in ("open", "resolved", "all"):
             return web.json_response({"error": f"state must be open, resolved or all (got {state[:20]!r})"},
                                      status=400)
-        return web.json_response(await agent.incidents.list(state))
+        wanted = req.query.get("severity")
+        levels = set(wanted.split(",")) if wanted else {"P1", "P2", "P3"}
+        if not levels <= {"P1", "P2", "P3"}:
+            return web.json_response({"error": f"severity is a comma list of P1, P2, P3 (got {wanted[:20]!r})"},
+                                     status=400)
+        return web.json_response([i for i in await agent.incidents.list(state) if i["severity"] in levels])
 
     async def index(_req: web.Request) -> web.Response:
         return web.Response(body=_page(), content_type="text/html", charset="utf-8",

@@ -115,3 +115,37 @@ async def test_status_page_shows_a_fault_in_headless_chromium(live, tmp_path):
             for name, png in shots.items():
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 Path(keep, png.name).write_bytes(png.read_bytes())
+
+
+async def test_at_risk_findings_are_listed_apart_from_active_incidents(live):
+    """A chronic P3 (a rendition whose content runs late: variant drift) and a P2 (edge-a 404s):
+    the API filters by severity and the page shows the P2 under "Open incidents" and the P3
+    under "At risk", in that order (headless Chromium's rendered DOM)."""
+    chromium = require_binary("chromium")
+    async with Agent(parse_config(live.config())) as agent:
+        await wait_for(lambda: agent.board.state_of("main", "cdn", "edge-a").value == "ok", 10, "edge-a ok")
+        live.origin.knobs.lag_segments["180p"] = 4
+        for e in live.edges.values():
+            e.knobs.lag_segments["180p"] = 4
+        live.edges["edge-a"].knobs.segment_status = 404
+        await wait_for(lambda: {i.severity for i in agent.incidents.localizer.open_incidents()} >= {"P2", "P3"},
+                       20, "a P2 and a P3 open")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(agent.url + "/api/v1/incidents?state=open&severity=P3") as r:
+                risk = await r.json()
+            async with http.get(agent.url + "/api/v1/incidents?state=open&severity=P9") as r:
+                assert r.status == 400
+        assert risk and {i["severity"] for i in risk} == {"P3"}
+        await asyncio.sleep(2.5)  # the page refreshes itself within 2 s; give it one refresh
+        profile = tempfile.mkdtemp(prefix="chromium-")
+        proc = await asyncio.create_subprocess_exec(
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--virtual-time-budget=4000", "--dump-dom", agent.url + "/",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        dom = out.decode(errors="replace")
+        active, at_risk = dom.index('id="incidents"'), dom.index('id="at-risk"')
+        p2 = dom.index('class="incident P2"')
+        p3 = dom.index('class="incident P3"')
+        assert active < p2 < at_risk < p3
