@@ -34,6 +34,7 @@ from probes.rtmp import RtmpProbeConfig
 from agent.studio_config import StudioSettings
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
+from probes.core.thresholds import STALE_FACTOR
 from probes.whep import WhepPlayback
 from probes.whip import WhipIngest
 
@@ -90,7 +91,7 @@ class HlsSettings(StrictModel):
 
     interval_s: float = Field(1.0, gt=0, le=300, description="playlist poll interval")
     timeout_s: float = Field(5.0, gt=0, le=120, description="deadline of one probe attempt")
-    stale_factor: float = Field(1.5, ge=1.0, le=10, description="stale when no advance for factor x target duration")
+    stale_factor: float = Field(STALE_FACTOR, ge=1.0, le=10, description="stale when no advance for factor x target duration")
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     fetch_segments: bool = True

@@ -21,6 +21,7 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.config import StrictModel
 from probes.core.redact import redact_text
+from probes.core.thresholds import INPUT_STALL_S
 from probes.faults import Fault
 
 STAGE = "studio"
@@ -30,7 +31,7 @@ MAX_BYTES = 256 * 1024
 class EncoderStatusConfig(StrictModel):
     running_field: str = "running"
     counter_field: str = "frames_out"
-    stall_s: float = Field(3.0, gt=0, le=300)
+    stall_s: float = Field(INPUT_STALL_S, gt=0, le=300)
 
 
 async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:

@@ -64,8 +64,8 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
-from probes.core.latency_core import (SKEW_TOLERANCE_S, Baseline, IngestLatencyShare, IngestWindow,
-                                      clock_verdict)
+from probes.core.latency_core import (BASELINE_MIN_SAMPLES, BASELINE_S, HIGH_ABS_S, HIGH_RATIO, SKEW_TOLERANCE_S,
+                                      Baseline, IngestLatencyShare, IngestWindow, clock_verdict)
 from probes.core.redact import redact_url
 from probes.faults import Fault
 
@@ -85,10 +85,10 @@ class IngestMonitorSettings(StrictModel):
     seconds: float = Field(1.5, gt=0, le=30, description="decode this long after the first frame")
     first_frame_s: float = Field(4.5, gt=0, le=60, description="no decoded frame by then: no_input")
     connect_timeout_s: float = Field(3.0, gt=0, le=60)
-    baseline_s: float = Field(300.0, ge=10, le=86_400, description="latency_high baseline window")
-    baseline_min_samples: int = Field(5, ge=1, le=1000)
-    high_abs_s: float = Field(1.0, ge=0, le=600)
-    high_ratio: float = Field(0.5, ge=0, le=100)
+    baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
+    baseline_min_samples: int = Field(BASELINE_MIN_SAMPLES, ge=1, le=1000)
+    high_abs_s: float = Field(HIGH_ABS_S, ge=0, le=600)
+    high_ratio: float = Field(HIGH_RATIO, ge=0, le=100)
 
     @field_validator("url")
     @classmethod

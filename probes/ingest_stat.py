@@ -20,6 +20,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, judge_stat, parse_stat
 from probes.core.redact import redact_text
+from probes.core.thresholds import AV_SYNC_FAULT_S, INPUT_STALL_S
 from probes.faults import Fault
 
 STAGE = "ingest"
@@ -28,9 +29,9 @@ STAGE = "ingest"
 class IngestStatConfig(StrictModel):
     app: str = "live"
     key: str = Field(description="the stream's name at the ingest (its stream key: use ${ENV})")
-    stall_s: float = Field(3.0, gt=0, le=300)
+    stall_s: float = Field(INPUT_STALL_S, gt=0, le=300)
     min_bitrate: int | None = Field(None, ge=0, description="bits/s below which the input is low")
-    av_sync_fault_seconds: float = Field(0.2, gt=0)
+    av_sync_fault_seconds: float = Field(AV_SYNC_FAULT_S, gt=0)
 
 
 async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:

@@ -56,16 +56,18 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
-from probes.core.latency_core import (SEPARATE_TRACE_ATTR, SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict,
-                                      FirstSeenTracker, IngestLatencyShare, SegmentTiming, clock_verdict,
-                                      next_poll_delay, segment_trace)
-from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
+from probes.core.latency_core import (BASELINE_MIN_SAMPLES, BASELINE_S, HIGH_ABS_S, HIGH_RATIO, SEPARATE_TRACE_ATTR,
+                                      SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict, FirstSeenTracker,
+                                      IngestLatencyShare, SegmentTiming, clock_verdict, next_poll_delay,
+                                      segment_trace)
+from probes.core.playlist import (MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant,
+                                  choose_renditions, parse)
+from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
 
-MASTER_REFRESH_S = 10.0
 INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
@@ -77,7 +79,7 @@ class ClockSettings(StrictModel):
     ntp_server: str | None = Field(None, description="host or host:port; unset: the host clock is trusted")
     interval_s: float = Field(60.0, gt=0, le=3600, description="seconds between NTP measurements")
     timeout_s: float = Field(2.0, gt=0, le=30)
-    max_offset_s: float = Field(0.1, gt=0, le=10, description="at or above: whole-second figures only")
+    max_offset_s: float = Field(CLOCK_OFFSET_MAX_S, gt=0, le=10, description="at or above: whole-second figures only")
 
 
 class LatencySettings(StrictModel):
@@ -96,10 +98,10 @@ class LatencySettings(StrictModel):
     finalize_after_segments: float = Field(4.0, ge=1, le=30,
                                            description="a segment's trace is closed this many EXTINF after "
                                            "it was first listed, edges that never listed it left out")
-    baseline_s: float = Field(300.0, ge=10, le=86_400, description="latency_high baseline window")
-    baseline_min_samples: int = Field(5, ge=1, le=1000)
-    high_abs_s: float = Field(1.0, ge=0, le=600)
-    high_ratio: float = Field(0.5, ge=0, le=100)
+    baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
+    baseline_min_samples: int = Field(BASELINE_MIN_SAMPLES, ge=1, le=1000)
+    high_abs_s: float = Field(HIGH_ABS_S, ge=0, le=600)
+    high_ratio: float = Field(HIGH_RATIO, ge=0, le=100)
     clock: ClockSettings = Field(default_factory=ClockSettings)
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     segment_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)

@@ -38,13 +38,13 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
 from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
-from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, choose_renditions, parse
+from probes.core.playlist import (MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant,
+                                  choose_renditions, parse)
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 from probes.faults import Fault
 
 __all__ = ["MediaSettings", "probe"]
 
-MASTER_REFRESH_S = 10.0
 STALE_FINDINGS_TD = 3.0  # target durations without a new segment before findings are dropped
 
 

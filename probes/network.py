@@ -33,6 +33,7 @@ from pydantic import Field
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
+from probes.core.thresholds import CLOCK_OFFSET_MAX_S, RTT_FAULT_S
 from probes.net.ntp import ntp_offset
 from probes.faults import Fault
 
@@ -46,14 +47,14 @@ class NetworkConfig(StrictModel):
     rtt_samples: int = Field(5, ge=1, le=100)
     rtt_spacing_s: float = Field(0.1, ge=0, le=10)
     rtt_warn_s: float = Field(0.100, gt=0, description="XSplit ingest colours: amber from 100 ms")
-    rtt_fail_s: float = Field(0.200, gt=0, description="XSplit ingest colours: red from 200 ms")
+    rtt_fail_s: float = Field(RTT_FAULT_S, gt=0, description="XSplit ingest colours: red from 200 ms")
     jitter_warn_s: float = Field(0.030, gt=0, description="Twilio preflight 'optimal': jitter < 30 ms")
     upload_url: str | None = Field(None, description="HTTP(S) endpoint accepting a POST body (speed test)")
     upload_bytes: int = Field(2_000_000, ge=10_000, le=200_000_000)
     target_bitrate: int = Field(6_000_000, ge=10_000, description="the stream's bitrate, bits/s")
     headroom: float = Field(1.5, ge=1.0, description="uplink needed = headroom x target bitrate")
     ntp_server: str | None = Field(None, description="host or host:port of an NTP server")
-    clock_warn_s: float = Field(0.100, gt=0)
+    clock_warn_s: float = Field(CLOCK_OFFSET_MAX_S, gt=0, description="THRESHOLDS.md clock offset: < 100 ms")
     clock_fail_s: float = Field(1.0, gt=0)
     connect_timeout_s: float = Field(2.0, gt=0, le=30)
 

@@ -55,6 +55,7 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, StatView, judge_stat, parse_stat
 from probes.core.redact import redact_text, redact_url
+from probes.core.thresholds import AV_SYNC_FAULT_S
 from probes.net.amf0 import amf0_decode
 from probes.net.flv import encode_test_stream
 from probes.net.rtmp_chunk import (HANDSHAKE_SIZE, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_VIDEO,
@@ -78,7 +79,7 @@ class RtmpProbeConfig(StrictModel):
     publish_seconds: float = Field(default=2.0, gt=0, le=30)
     target_bitrate: int = Field(default=500_000, ge=50_000, le=50_000_000, description="bits/s of the test stream")
     stat_url: str | None = None
-    av_sync_fault_seconds: float = Field(default=0.2, gt=0, description="THRESHOLDS.md A/V sync fault (200 ms)")
+    av_sync_fault_seconds: float = Field(default=AV_SYNC_FAULT_S, gt=0, description="THRESHOLDS.md A/V sync fault (200 ms)")
 
 
 # ----------------------------------------------------------------------------- the probe

@@ -48,6 +48,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from probes.base import SpanRecord
+from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 
 SEPARATE_TRACE_ATTR = "signalpath.trace.separate"
 """A SpanRecord in ``ProbeResult.spans`` carrying this attribute (True) is exported as a
@@ -55,6 +56,15 @@ trace of its own (agent/tracing.py), not nested under the cycle's trace."""
 
 UPSTREAM = ("transcode", "transcoder")
 SKEW_TOLERANCE_S = 0.1
+
+# Defaults of the baseline rule (``latency_high``, module docstring), shared by the latency
+# probe and the ingest monitor. Our choice, no standard behind them: five minutes of values
+# absorb a packager's slow drift but not a step, and a rise of 1 s or 50 % of the median
+# (whichever is larger) is one a viewer notices, far above the measurement's one-frame error.
+BASELINE_S = 300.0
+BASELINE_MIN_SAMPLES = 5
+HIGH_ABS_S = 1.0
+HIGH_RATIO = 0.5
 
 
 @dataclass(slots=True)
@@ -201,7 +211,7 @@ class ClockVerdict:
         return float(round(v)) if self.precision == "s" else round(v, 4)
 
 
-def clock_verdict(ntp_configured: bool, offset_s: float | None, max_offset_s: float = 0.1,
+def clock_verdict(ntp_configured: bool, offset_s: float | None, max_offset_s: float = CLOCK_OFFSET_MAX_S,
                   skew_seen: bool = False) -> ClockVerdict:
     """The clock rule (module docstring)."""
     if ntp_configured:

@@ -14,6 +14,16 @@ from urllib.parse import urljoin
 
 import m3u8
 
+MASTER_REFRESH_S = 10.0
+"""Seconds between two reads of a master playlist by the probes that poll one (hls, media, latency).
+
+RFC 8216 sets a reload cadence for media playlists only (§6.3.4: after one target duration);
+it gives none for the master playlist, which a client reads when it starts and players re-read
+only when they restart or recover from an error or a switch. So 10 s is our choice, not a
+standard's: often enough that a rendition added or dropped at the origin shows within one
+poll interval or two, rare enough that the master costs one small request per 10 s per endpoint.
+"""
+
 
 class PlaylistError(ValueError):
     """The body is not a usable HLS playlist; the message says why (no URL in it)."""

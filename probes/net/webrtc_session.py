@@ -50,6 +50,7 @@ from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import pad_plane
 from probes.core.redact import redact_text, redact_url
+from probes.core.thresholds import RTT_FAULT_S
 from probes.core.webrtc_stats import VIDEO_CLOCK_RATE
 from probes.faults import Fault
 
@@ -77,7 +78,7 @@ class WebRtcCommon(StrictModel):
         default=(), description="host ICE candidates to offer; empty: every interface (aioice skips loopback, "
                                 "so a 127.0.0.1 target needs ['127.0.0.1'])")
     verify_tls: bool = True
-    rtt_fault_seconds: float = Field(default=0.2, gt=0, description="THRESHOLDS.md: RTT red from 200 ms (XSplit)")
+    rtt_fault_seconds: float = Field(default=RTT_FAULT_S, gt=0, description="THRESHOLDS.md: RTT red from 200 ms (XSplit)")
     loss_fault_ratio: float = Field(default=0.01, gt=0, le=1, description="THRESHOLDS.md: loss < 1 % (Twilio)")
 
 
