@@ -95,6 +95,7 @@ async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
 
     t = ProbeTarget("rtmp", stream, "ingest", r.name, r, r.url, r.interval_s, r.timeout_s)
     ctx = ProbeContext(state={})
+    ctx.deadline = ctx.clock() + r.timeout_s  # as agent/runner.py does: the probe budgets by it
     try:
         async with asyncio.timeout(r.timeout_s):
             res = await rtmp.probe(t, ctx)

@@ -160,10 +160,14 @@ class Runner:
                 log.exception("sink %s failed", type(sink).__name__)
 
     async def attempt(self, fn: ProbeFn, t: ProbeTarget) -> Attempt:
-        """One attempt under the runner's deadline; never raises (but for cancellation)."""
+        """One attempt under the runner's deadline; never raises (but for cancellation).
+
+        The probe is told the deadline (``ctx.deadline``, on the runner's clock) so that it
+        budgets by the time left instead of re-deriving it from ``t.timeout``."""
         ctx = self.context(t)
         start_wall = self.wall()
         t0 = time.perf_counter()
+        ctx.deadline = self.clock() + t.timeout
         try:
             async with asyncio.timeout(t.timeout):
                 result = await fn(t, ctx)

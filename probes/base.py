@@ -17,14 +17,15 @@ Three kinds of data leave a probe:
 from __future__ import annotations
 
 import enum
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 from probes.faults import STAGES, Fault
 
-__all__ = ["STAGES", "Evidence", "Failure", "Fault", "ProbeContext", "ProbeResult", "ProbeTarget", "Sample",
-           "SpanRecord", "State", "UrlRole", "worst"]
+__all__ = ["RESULT_MARGIN_S", "STAGES", "Evidence", "Failure", "Fault", "ProbeContext", "ProbeResult", "ProbeTarget",
+           "Sample", "SpanRecord", "State", "UrlRole", "own_deadline", "worst"]
 
 
 class Failure(enum.StrEnum):
@@ -165,3 +166,25 @@ class ProbeContext:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     shared: dict[str, Any] = field(default_factory=dict)
+    deadline: float = math.inf
+    """When the runner cancels this attempt: absolute, on ``clock``'s scale. The runner sets it
+    before each call (``clock() + target.timeout``); the time a probe has is ``deadline -
+    clock()``, never re-derived from ``target.timeout``. ``inf`` outside the runner: a caller
+    that wants a bound sets it as the runner does."""
+
+
+RESULT_MARGIN_S = 1.0
+"""The most a probe keeps back from :attr:`ProbeContext.deadline` for the work it must still
+do after a step of its own timed out: close what it opened (RTMP: the connection; WHIP/WHEP:
+DELETE the session, close the peer connection) and write the result that names the step.
+Without it the runner's cancel would replace that result with a bare ``timeout`` and leave
+the session open at the server. See :func:`own_deadline`."""
+
+
+def own_deadline(ctx: ProbeContext) -> float:
+    """The deadline a probe that must finish its result after its own timeouts works to:
+    ``ctx.deadline`` less a margin of 10 % of the time left, at most :data:`RESULT_MARGIN_S`
+    (1 s at the agent's default 10-s timeouts; a probe that needs no such work uses
+    ``ctx.deadline`` itself). ``inf`` when the context has no deadline."""
+    left = ctx.deadline - ctx.clock()
+    return ctx.deadline - min(RESULT_MARGIN_S, 0.1 * max(0.0, left))

@@ -51,7 +51,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
 
-from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
+                         own_deadline)
 from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, StatView, judge_stat, parse_stat
 from probes.core.redact import redact_text, redact_url
@@ -93,7 +94,7 @@ class _Attempt:
         self.labels = {"stream": target.stream, "stage": STAGE, "component": target.component}
         self.result = ProbeResult()
         self.secrets: list[str] = []
-        self.deadline = ctx.clock() + max(0.5, target.timeout * 0.9)
+        self.deadline = own_deadline(ctx)  # room to close and report after a timed-out step
         self.stat_done = False  # with publish, /stat is read mid-publish (our publisher visible)
 
     # -- helpers

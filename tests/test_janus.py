@@ -26,7 +26,8 @@ import pytest
 from aiohttp import web
 
 from _require import require_binary
-from probes.base import ProbeContext, ProbeTarget, State
+from attempt import call_probe
+from probes.base import ProbeTarget, State
 from probes.whip import WhipProbeConfig
 from probes.whip import probe as whip_probe
 from waiting import wait_for
@@ -173,7 +174,7 @@ async def test_whip_probe_against_janus_echotest(janus_netns):
     async with JanusWhip(janus_url) as adapter:
         cfg = WhipProbeConfig(seconds=2.0, ice_host_addresses=(HOST_IP,))
         target = ProbeTarget("whip", "main", "ingest", "janus", cfg, adapter.url, 10.0, 12.0)
-        r = await whip_probe(target, ProbeContext(state={}))
+        r = await call_probe(whip_probe, target)
         assert r.ok, (r.failure, r.detail, log.read_text()[-3000:])
         f = r.figures
         for phase in ("signal", "ice", "dtls", "first_rtcp"):

@@ -12,7 +12,8 @@ import pytest
 
 from agent.lab import FaultRequestError, Lab, LabConfig, LabError
 from agent.lab.faults import FaultBook
-from probes.base import Failure, ProbeContext, ProbeTarget, State
+from attempt import call_probe
+from probes.base import Failure, ProbeTarget, State
 from probes.core import beacon
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
@@ -31,14 +32,12 @@ def lab_config(**kw) -> LabConfig:
 
 async def whip(lab: Lab, seconds: float = 1.0, timeout: float = 6.0, **cfg):
     c = WhipProbeConfig(ice_host_addresses=LOOP, seconds=seconds, **cfg)
-    return await whip_probe(ProbeTarget("whip", "main", "ingest", "whip", c, lab.whip_url(), 10, timeout),
-                            ProbeContext(state={}))
+    return await call_probe(whip_probe, ProbeTarget("whip", "main", "ingest", "whip", c, lab.whip_url(), 10, timeout))
 
 
 async def whep(lab: Lab, seconds: float = 1.0, timeout: float = 6.0, **cfg):
     c = WhepProbeConfig(ice_host_addresses=LOOP, seconds=seconds, **cfg)
-    return await whep_probe(ProbeTarget("whep", "main", "playback", "whep", c, lab.whep_url(), 10, timeout),
-                            ProbeContext(state={}))
+    return await call_probe(whep_probe, ProbeTarget("whep", "main", "playback", "whep", c, lab.whep_url(), 10, timeout))
 
 
 async def inject(lab: Lab, name: str, target: str, **params) -> dict:

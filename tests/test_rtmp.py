@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from _require import require_binary
+from attempt import call_probe
 from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.core.nginx_stat import parse_stat
 from probes.net.amf0 import amf0_decode, amf0_encode
@@ -70,7 +71,7 @@ async def test_probe_against_nginx_rtmp(tmp_path, auth_server):
     hook_url, seen = auth_server
     async with RealLab(tmp_path / "lab", on_publish_url=hook_url) as lab:
         # 1. connect + createStream only, /stat shows the lab's ffmpeg publisher.
-        result = await probe(_target(lab.rtmp_url, stat_url=lab.stat_url), ProbeContext(state={}))
+        result = await call_probe(probe, _target(lab.rtmp_url, stat_url=lab.stat_url))
         assert result.failure is None, result.detail
         phases = {s.labels["phase"]: s for s in result.samples if s.name == METRIC_CONNECT}
         assert sorted(phases) == sorted(PHASES)
@@ -88,8 +89,8 @@ async def test_probe_against_nginx_rtmp(tmp_path, auth_server):
         assert "main" in seen  # the lab's own publisher went through the hook
 
         # 2. a short real publish to an allowed (canary) key: accepted and acknowledged.
-        result = await probe(_target(f"{lab.rtmp_base}/{ALLOWED_CANARY}", publish=True, publish_seconds=1.5,
-                                     target_bitrate=300_000, stat_url=lab.stat_url), ProbeContext(state={}))
+        result = await call_probe(probe, _target(f"{lab.rtmp_base}/{ALLOWED_CANARY}", publish=True,
+                                                 publish_seconds=1.5, target_bitrate=300_000, stat_url=lab.stat_url))
         assert result.failure is None, result.detail
         assert ALLOWED_CANARY in seen
         assert "publish" in {s.labels["phase"] for s in result.samples if s.name == METRIC_CONNECT}
@@ -103,9 +104,9 @@ async def test_probe_against_nginx_rtmp(tmp_path, auth_server):
         _no_secret(result, ALLOWED_CANARY)
 
         # 3. the hook refuses this key: AUTH_REFUSED, and the key is nowhere in the result.
-        result = await probe(_target(f"rtmp://user:pw@127.0.0.1:{lab.rtmp_port}/live/{REFUSED_CANARY}"
-                                     f"?token={REFUSED_CANARY}", publish=True, publish_seconds=1.0,
-                                     stat_url=lab.stat_url), ProbeContext(state={}))
+        result = await call_probe(probe, _target(f"rtmp://user:pw@127.0.0.1:{lab.rtmp_port}/live/{REFUSED_CANARY}"
+                                                 f"?token={REFUSED_CANARY}", publish=True, publish_seconds=1.0,
+                                                 stat_url=lab.stat_url))
         assert result.failure is Failure.AUTH_REFUSED, result.detail
         assert REFUSED_CANARY in seen
         ev = _ingest_evidence(result)
@@ -117,7 +118,7 @@ async def test_probe_against_nginx_rtmp(tmp_path, auth_server):
         await lab.drop_publisher()
         deadline = asyncio.get_running_loop().time() + 5
         while True:
-            result = await probe(_target(lab.rtmp_url, stat_url=lab.stat_url), ProbeContext(state={}))
+            result = await call_probe(probe, _target(lab.rtmp_url, stat_url=lab.stat_url))
             ev = _ingest_evidence(result)
             if ev[-1].fault == "no_input" or asyncio.get_running_loop().time() > deadline:
                 break
@@ -129,7 +130,7 @@ async def test_probe_against_nginx_rtmp(tmp_path, auth_server):
 
 async def test_connection_refused_is_data():
     port = free_port()
-    result = await probe(_target(f"rtmp://127.0.0.1:{port}/live/{REFUSED_CANARY}"), ProbeContext(state={}))
+    result = await call_probe(probe, _target(f"rtmp://127.0.0.1:{port}/live/{REFUSED_CANARY}"))
     assert result.failure is Failure.CONNECTION_REFUSED
     (ev,) = result.evidence
     assert ev.state is State.DOWN and ev.fault == "unreachable"
@@ -153,10 +154,10 @@ async def test_wrong_rtmp_version_and_silent_server_are_protocol_failures():
     port = server.sockets[0].getsockname()[1]
     try:
         url = f"rtmp://127.0.0.1:{port}/live/{REFUSED_CANARY}"
-        result = await probe(_target(url), ProbeContext(state={}))
+        result = await call_probe(probe, _target(url))
         assert result.failure is Failure.PROTOCOL_ERROR and "version 6" in result.detail
         behaviour["mode"] = "close"
-        result = await probe(_target(url), ProbeContext(state={}))
+        result = await call_probe(probe, _target(url))
         assert result.failure is Failure.READ_FAILED
         _no_secret(result, REFUSED_CANARY)
     finally:
@@ -232,17 +233,17 @@ async def test_stat_evidence_av_desync_and_dropped_frames():
     try:
         ctx = ProbeContext(state={})
         target = _target(f"rtmp://127.0.0.1:{free_port()}/live/main", stat_url=f"http://127.0.0.1:{port}/stat")
-        result = await probe(target, ctx)
+        result = await call_probe(probe, target, ctx)
         assert result.failure is Failure.CONNECTION_REFUSED
         stat_ev = result.evidence[-1]
         assert (stat_ev.state, stat_ev.fault) == (State.DEGRADED, "av_desync")  # -350 ms > 200 ms
         assert stat_ev.figures["av_sync_seconds"] == -0.35
 
         body["xml"] = STAT_XML.replace("<avsync>-350</avsync>", "<avsync>-20</avsync>")
-        result = await probe(target, ctx)
+        result = await call_probe(probe, target, ctx)
         assert (result.evidence[-1].state, result.evidence[-1].fault) == (State.OK, None)
         body["xml"] = body["xml"].replace("<dropped>4</dropped>", "<dropped>9</dropped>")
-        result = await probe(target, ctx)  # 5 more frames dropped since the last attempt
+        result = await call_probe(probe, target, ctx)  # 5 more frames dropped since the last attempt
         assert (result.evidence[-1].state, result.evidence[-1].fault) == (State.DEGRADED, "dropped_frames")
     finally:
         await runner.cleanup()

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from agent.lab.webrtc import WebRtcEndpoint
-from probes.base import Failure, ProbeContext, ProbeTarget, State
+from attempt import call_probe
+from probes.base import Failure, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
@@ -31,9 +32,6 @@ def whep_target(url: str, timeout: float = 8.0, **cfg) -> ProbeTarget:
     c = WhepProbeConfig(ice_host_addresses=LOOP, seconds=cfg.pop("seconds", 1.5), **cfg)
     return ProbeTarget("whep", "main", "playback", "whep", c, url, 10.0, timeout)
 
-
-def ctx() -> ProbeContext:
-    return ProbeContext(state={})
 
 
 def assert_no_secret(result, secret: str = CANARY) -> None:
@@ -81,7 +79,7 @@ def test_unit_conversions():
 
 async def test_whip_healthy_publish_phases_and_delete():
     async with WebRtcEndpoint(token=CANARY) as ep:
-        r = await whip_probe(whip_target(ep.whip_url(), bearer_token=CANARY), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), bearer_token=CANARY))
         assert r.ok, r.detail
         f = r.figures
         for phase in ("signal", "ice", "dtls", "first_rtcp"):
@@ -101,12 +99,12 @@ async def test_whip_healthy_publish_phases_and_delete():
 
 async def test_whip_refused_and_wrong_token_are_auth_refused():
     async with WebRtcEndpoint(token=CANARY) as ep:
-        r = await whip_probe(whip_target(ep.whip_url(), bearer_token="wrong-" + CANARY), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), bearer_token="wrong-" + CANARY))
         assert r.failure is Failure.AUTH_REFUSED and "401" in r.detail
         assert r.evidence[0].fault == "auth_refused" and r.evidence[0].state is State.DOWN
         assert_no_secret(r)
         ep.set_faults(refuse=True)
-        r = await whip_probe(whip_target(ep.whip_url(), bearer_token=CANARY), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), bearer_token=CANARY))
         assert r.failure is Failure.AUTH_REFUSED and "403" in r.detail
         assert_no_secret(r)
         assert not ep.sessions
@@ -114,17 +112,17 @@ async def test_whip_refused_and_wrong_token_are_auth_refused():
 
 async def test_whip_http_error_and_unreachable():
     async with WebRtcEndpoint() as ep:
-        r = await whip_probe(whip_target(ep.base_url() + "/nope"), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.base_url() + "/nope"))
         assert r.failure is Failure.HTTP_ERROR and r.evidence[0].fault == "http_error"
         port = ep.port
-    r = await whip_probe(whip_target(f"http://127.0.0.1:{port}/whip/main"), ctx())
+    r = await call_probe(whip_probe, whip_target(f"http://127.0.0.1:{port}/whip/main"))
     assert r.failure is Failure.CONNECTION_REFUSED and r.evidence[0].fault == "unreachable"
 
 
 async def test_whip_stall_gives_no_rtcp_and_still_deletes():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(stall=True)
-        r = await whip_probe(whip_target(ep.whip_url(), timeout=4.0), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), timeout=4.0))
         assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_rtcp", r.detail
         assert "dtls_seconds" in r.figures  # it got that far
         assert r.figures["delete_status"] == 204 and not ep.sessions
@@ -133,7 +131,7 @@ async def test_whip_stall_gives_no_rtcp_and_still_deletes():
 async def test_whip_ice_failure():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(ice_fail=True)
-        r = await whip_probe(whip_target(ep.whip_url(), timeout=4.0), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), timeout=4.0))
         assert r.failure in (Failure.CONNECTION_FAILED, Failure.TIMEOUT), r.detail
         assert r.evidence[0].fault == "ice_failed"
         assert "ice_seconds" not in r.figures
@@ -143,7 +141,7 @@ async def test_whip_ice_failure():
 async def test_whip_packet_drop_is_packet_loss():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(drop=0.3)
-        r = await whip_probe(whip_target(ep.whip_url(), seconds=2.0), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), seconds=2.0))
         assert r.ok, r.detail
         assert r.figures["packets_lost"] > 0
         assert r.evidence[0].state is State.DEGRADED and r.evidence[0].fault == "packet_loss"
@@ -154,7 +152,7 @@ async def test_whip_packet_drop_is_packet_loss():
 async def test_whip_delay_raises_rtt():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(delay_s=0.25)
-        r = await whip_probe(whip_target(ep.whip_url(), seconds=2.0), ctx())
+        r = await call_probe(whip_probe, whip_target(ep.whip_url(), seconds=2.0))
         assert r.ok, r.detail
         assert 0.2 < r.figures["rtt_seconds"] < 0.6
         assert r.evidence[0].fault == "rtt_high"
@@ -165,7 +163,7 @@ async def test_whip_delay_raises_rtt():
 
 async def test_whep_healthy_playback():
     async with WebRtcEndpoint(token=CANARY) as ep:
-        r = await whep_probe(whep_target(ep.whep_url(), bearer_token=CANARY), ctx())
+        r = await call_probe(whep_probe, whep_target(ep.whep_url(), bearer_token=CANARY))
         assert r.ok, r.detail
         f = r.figures
         assert 0 < f["time_to_first_frame_seconds"] < 2
@@ -184,21 +182,21 @@ async def test_whep_healthy_playback():
 async def test_whep_refused():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(refuse=True)
-        r = await whep_probe(whep_target(ep.whep_url()), ctx())
+        r = await call_probe(whep_probe, whep_target(ep.whep_url()))
         assert r.failure is Failure.AUTH_REFUSED and r.evidence[0].stage == "playback"
 
 
 async def test_whep_stalled_from_start_is_no_media():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(stall=True)
-        r = await whep_probe(whep_target(ep.whep_url(), timeout=3.0), ctx())
+        r = await call_probe(whep_probe, whep_target(ep.whep_url(), timeout=3.0))
         assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_media", r.detail
         assert not ep.sessions
 
 
 async def test_whep_stall_mid_stream_counts_a_freeze():
     async with WebRtcEndpoint() as ep:
-        task = asyncio.ensure_future(whep_probe(whep_target(ep.whep_url(), seconds=3.5, timeout=10.0), ctx()))
+        task = asyncio.ensure_future(call_probe(whep_probe, whep_target(ep.whep_url(), seconds=3.5, timeout=10.0)))
 
         async def sent_enough() -> bool:
             for s in list(ep.sessions.values()):
@@ -221,13 +219,13 @@ async def test_whep_stall_mid_stream_counts_a_freeze():
 async def test_whep_drop_and_delay():
     async with WebRtcEndpoint() as ep:
         ep.set_faults(drop=0.7)
-        r = await whep_probe(whep_target(ep.whep_url(), seconds=3.0), ctx())
+        r = await call_probe(whep_probe, whep_target(ep.whep_url(), seconds=3.0))
         # aiortc repairs loss by NACK/retransmission; what it cannot repair shows as
         # packets lost, frames missing and freezes
         assert r.evidence[0].state is State.DEGRADED, r.figures
         assert r.evidence[0].fault in ("video_freezes", "packet_loss")
         ep.set_faults()
         ep.set_faults(delay_s=0.4)
-        r = await whep_probe(whep_target(ep.whep_url(), seconds=1.0), ctx())
+        r = await call_probe(whep_probe, whep_target(ep.whep_url(), seconds=1.0))
         assert r.ok, r.detail
         assert r.figures["time_to_first_frame_seconds"] >= 0.4

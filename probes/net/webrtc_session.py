@@ -45,7 +45,8 @@ import httpx
 import numpy as np
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
+                         own_deadline)
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import pad_plane
@@ -218,7 +219,7 @@ class Session:
         self.result = ProbeResult()
         self.token = cfg.bearer_token.get_secret_value() if cfg.bearer_token else None
         self.secrets = [self.token] if self.token else []
-        self.deadline = ctx.clock() + max(1.0, target.timeout * 0.9)
+        self.deadline = own_deadline(ctx)  # room to DELETE the session and report after a timeout
         self.resource: str | None = None
         self.http: httpx.AsyncClient | None = None
         self.pc: Any = None

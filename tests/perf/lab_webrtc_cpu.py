@@ -43,6 +43,7 @@ async def prober(kind: str, url: str, interval: float, costs: list[float], proc:
     nxt = loop.time()
     while True:
         c0 = sum(proc.cpu_times()[:2])
+        ctx.deadline = ctx.clock() + t.timeout  # as agent/runner.py does
         r = await asyncio.wait_for(fn(t, ctx), 10)
         costs.append(sum(proc.cpu_times()[:2]) - c0)  # includes the lab's share meanwhile
         if not r.ok:

@@ -1,0 +1,95 @@
+"""The runner owns the deadline (STYLE.md 3) and hands it to the probe (``ctx.deadline``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from agent.runner import Runner
+from probes.base import RESULT_MARGIN_S, Failure, ProbeContext, ProbeResult, ProbeTarget, State, own_deadline
+from probes.faults import Fault
+from probes.rtmp import RtmpProbeConfig
+from probes.rtmp import probe as rtmp_probe
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _target(timeout: float, probe: str = "fake", config: object = None, url: str | None = None) -> ProbeTarget:
+    return ProbeTarget(probe=probe, stream="main", stage="origin", component="origin", config=config, url=url,
+                       timeout=timeout)
+
+
+async def test_the_probe_sees_the_runners_deadline():
+    clock = FakeClock(1000.0)
+    seen: list[tuple[float, float]] = []
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        seen.append((ctx.deadline, ctx.deadline - ctx.clock()))
+        clock.now += 1.5  # time passes on the runner's clock: the deadline stays put
+        seen.append((ctx.deadline, ctx.deadline - ctx.clock()))
+        return ProbeResult()
+
+    runner = Runner([], [], clock=clock)
+    a = await runner.attempt(probe, _target(timeout=7.0))
+    assert a.result.ok
+    assert seen == [(1007.0, 7.0), (1007.0, 5.5)]
+    # the next attempt on the same target (same context) gets a fresh deadline
+    await runner.attempt(probe, _target(timeout=7.0))
+    assert seen[2] == (1001.5 + 7.0, 7.0)
+
+
+async def test_an_attempt_past_its_deadline_is_a_timeout_failure():
+    started = asyncio.Event()
+
+    async def hangs(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        started.set()
+        await asyncio.sleep(30)
+        return ProbeResult()
+
+    a = await Runner([], []).attempt(hangs, _target(timeout=0.05))
+    assert started.is_set()
+    assert a.result.failure is Failure.TIMEOUT
+    [ev] = a.result.evidence
+    assert (ev.stage, ev.component, ev.state, ev.fault) == ("origin", "origin", State.DOWN, Fault.TIMEOUT)
+    assert a.duration < 5
+
+
+def test_own_deadline_keeps_a_small_margin():
+    clock = FakeClock(100.0)
+    ctx = ProbeContext(state={}, clock=clock)
+    assert own_deadline(ctx) == math.inf  # no runner, no deadline
+    ctx.deadline = 105.0
+    assert own_deadline(ctx) == pytest.approx(104.5)  # 10 % of the 5 s left
+    ctx.deadline = 160.0
+    assert own_deadline(ctx) == pytest.approx(160.0 - RESULT_MARGIN_S)  # at most RESULT_MARGIN_S
+    ctx.deadline = 99.0
+    assert own_deadline(ctx) == 99.0  # past: no margin to take
+
+
+async def test_a_probe_budgets_by_the_deadline_and_reports_its_own_timeout():
+    """An RTMP server that accepts and never answers the handshake: the probe's own,
+    earlier deadline fires, so the result names the step (not the runner's bare timeout)."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the probe closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        t = _target(timeout=1.0, probe="rtmp", config=RtmpProbeConfig(), url=f"rtmp://127.0.0.1:{port}/live/sk-Secret9")
+        a = await Runner([], []).attempt(rtmp_probe, t)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert a.result.failure is Failure.TIMEOUT
+    assert a.result.detail == "timed out during handshake"
+    assert a.result.evidence[0].fault == Fault.UNREACHABLE  # the probe's own verdict, not the runner's
+    assert a.duration < 1.0  # 0.9 s: the deadline less its 10 % margin
