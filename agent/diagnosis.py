@@ -124,7 +124,9 @@ class Diagnoser:
         symptom = symptom_of(e)
         if self.spec(symptom).own and e.stage != f.stage:
             return False
-        return any(self.catalog.explains(fault_of(c), symptom) for c in f.causes)
+        # everything placed on f speaks for its cause: a stalled transcoder shows as late
+        # (latency_high) and as stale playlists, and explains what either can cause
+        return any(self.catalog.explains(fault_of(c), symptom) for c in f.all_evidence)
 
     def severity_of(self, f: Finding) -> str:
         best = min((SEVERITY_RANK[self.spec(fault_of(e)).severity] for e in f.all_evidence), default=3)

@@ -605,3 +605,56 @@ def test_player_stalls_wait_for_upstream_evidence_before_opening():
         t[0] += 1
         counts.append(len([e for e in lone.observe("main", hls(stalls)) if e.kind == "opened"]))
     assert counts == [0, 0, 0, 0, 0, 1, 0]
+
+
+# ---------------------------------------------------------------------------
+# causal folding and identity ("Trust the incidents")
+
+
+def test_chronic_p3_never_absorbs_unrelated_faults_and_keeps_its_fault():
+    """A chronic bitrate overshoot at transcode/180p, then edge-a goes stale, then the origin
+    answers 503: each fault opens its own incident at its own place; the P3 keeps its fault."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    chronic = ev("origin", "origin", DEG, "bitrate_over_declared", "360p", "segments at 570 kbit/s, declared 364")
+    timeline = [with_faults(chronic)] * 3 + [with_faults(chronic, ev("cdn", "edge-a", DEG, "stale_playlist", "360p"),
+                                                         ev("playback", "edge-a", DEG, "stalls", "360p"))] * 8
+    timeline += [with_faults(*[ev("origin", "origin", DOWN, "http_error", r, "HTTP 503", http_status=503)
+                               for r in RENDITIONS], *every_edge(DEG, "http_error"),
+                             ev("playback", "edge-a", DOWN, "playback_failed"))] * 8
+    opened, faults_by_id = [], {}
+    for cycle in timeline:
+        clock.tick(1)
+        for e in loc.observe("main", cycle):
+            faults_by_id.setdefault(e.incident.id, set()).add((e.incident.stage, e.incident.component, e.incident.fault))
+            if e.kind == "opened":
+                opened.append((e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity))
+    assert opened == [("transcode", "360p", "bitrate_over_declared", "P3"),
+                      ("cdn", "edge-a", "stale_playlist", "P2"),
+                      ("origin", "origin", "http_error", "P1")]
+    assert all(len(v) == 1 for v in faults_by_id.values()), "an incident changed its cause"
+
+
+def test_a_stalled_transcoder_shows_late_and_stale_and_explains_the_players():
+    """The latency probe says the transcode hop is late, every origin playlist is stale, edges
+    and players follow: one transcode incident, nothing at playback."""
+    evidence = with_faults(
+        ev("transcode", "transcoder", DEG, "latency_high", None, "capture to origin 9.1 s, baseline 4.0 s"),
+        *every_rendition("origin", "origin", DOWN, "stale_playlist"), *every_edge(DOWN, "stale_playlist"),
+        *[ev("playback", e, DEG, "stalls") for e in EDGES])
+    (finding,) = diagnose(evidence)
+    assert (finding.stage, finding.component) == ("transcode", "transcoder")
+    assert {x.stage for x in finding.symptoms} >= {"origin", "cdn", "playback"}
+
+
+def test_players_failing_just_after_the_origin_came_back_stay_on_the_origin_incident():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    down = with_faults(*[ev("origin", "origin", DOWN, "unreachable", r) for r in RENDITIONS],
+                       *[ev("playback", e, DOWN, "playback_failed") for e in EDGES])
+    lingering = with_faults(*[ev("playback", e, DOWN, "playback_failed") for e in EDGES])
+    events = []
+    for cycle in [down] * 4 + [lingering] * 6 + [healthy()] * 12:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage) for e in events] == [("opened", "origin"), ("resolved", "origin")]
