@@ -7,6 +7,9 @@
 - ``DELETE /faults/<id>`` → the ended record (404 if unknown); ``DELETE /faults`` ends all.
 - ``GET /catalog`` → the fault catalog with targets and parameters.
 - ``GET /truth`` → true per-stage state and delays now (ground truth for tests/benchmarks).
+- ``GET /chronic`` → the chronic conditions of ``LabConfig.chronic`` (background, never in
+  ``/faults``): each with its stage/component and the finding it should raise
+  (agent/lab/chronic.py); ``{"enabled": false, ...}`` when the lab runs without them.
 - ``GET /ingest/stat``, ``GET /studio/stat`` → what the ingest server's stat page and the
   encoder's status API would show (observable, unlike /truth).
 - ``GET /ingest/live/<stream>.flv`` → the ingest's playback side as HTTP-FLV
@@ -107,6 +110,9 @@ def control_app(lab: "Lab") -> web.Application:
     async def truth(request: web.Request) -> web.Response:
         return _json(lab.truth())
 
+    async def chronic(request: web.Request) -> web.Response:
+        return _json(lab.chronic())
+
     async def ingest_stat(request: web.Request) -> web.Response:
         return _json({"stream": lab.config.stream, **lab.ingest_stats()})
 
@@ -137,6 +143,7 @@ def control_app(lab: "Lab") -> web.Application:
     app.router.add_delete("/faults/{id}", delete_fault)
     app.router.add_get("/catalog", catalog)
     app.router.add_get("/truth", truth)
+    app.router.add_get("/chronic", chronic)
     app.router.add_get("/ingest/stat", ingest_stat)
     app.router.add_get("/ingest/stat.xml", ingest_stat_xml)
     app.router.add_get("/studio/stat", studio_stat)

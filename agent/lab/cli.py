@@ -37,12 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - 
     run = sub.add_parser(
         "run", help="run the lab in the foreground and print its URLs (Ctrl-C stops it)",
         description="Run the lab in the foreground; prints the origin, edge and control URLs.",
-        epilog=_epilog(f"signalpath lab run --stream main --control-port {DEFAULT_CONTROL_PORT}"),
+        epilog=_epilog(f"signalpath lab run --stream main --control-port {DEFAULT_CONTROL_PORT} [--chronic]"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--stream", default="main", help="stream name (default: main)")
     run.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
                      help=f"control API port (default {DEFAULT_CONTROL_PORT}; 0 picks a free one)")
     run.add_argument("--json", action="store_true", help="print the URLs as one JSON line")
+    run.add_argument("--chronic", action="store_true",
+                     help="run with chronic conditions from the start: the lowest rendition 50-60 %% over its declared "
+                          "BANDWIDTH, up to 0.4 s publish jitter, an edge slow for a few seconds every 30-60 s "
+                          "(background, not faults: GET /chronic lists them)")
+    run.add_argument("--chronic-seed", type=int, default=1, metavar="N",
+                     help="seed of the chronic conditions' random draws (default 1)")
     run.set_defaults(func=_cmd_run)
 
     control_help = f"control API URL (default: ${ENV_CONTROL_URL} or http://127.0.0.1:{DEFAULT_CONTROL_PORT})"
@@ -152,10 +158,11 @@ def _cmd_clear(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from .config import LabConfig
+    from .config import ChronicConfig, LabConfig
 
     try:
-        cfg = LabConfig(stream=args.stream, control_port=args.control_port)
+        cfg = LabConfig(stream=args.stream, control_port=args.control_port, chronic=args.chronic,
+                        chronic_settings=ChronicConfig(seed=args.chronic_seed))
     except ValidationError as exc:
         err = exc.errors()[0]
         print(f"signalpath lab run: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
@@ -195,6 +202,9 @@ async def _run(cfg: Any, as_json: bool) -> None:
             for e, u in urls["edges"].items():
                 print(f"{e:<8} {u}")
             print(f"control  {urls['control']}   (signalpath lab fault NAME --control {urls['control']})")
+            if cfg.chronic:
+                print(f"chronic  {', '.join(c['name'] for c in lab.chronic()['conditions'])}   "
+                      f"({urls['control']}/chronic)")
             print("Ctrl-C stops the lab.", flush=True)
         await stop.wait()
     print("lab stopped; every port released.", file=sys.stderr)

@@ -4,6 +4,9 @@ Defaults are sized for a 2-core machine: a 640x360 @ 25 fps source, a two-rung l
 (360p, 180p), 2-s segments (the segment length Apple's HLS authoring spec recommends
 for live; 6 segments in the sliding window, i.e. more than the three target durations
 of live hold-back of RFC 8216bis §4.4.3.8).
+
+``chronic`` (off by default) runs the lab with the imperfections a real chain always
+has, from the start and for good (:class:`ChronicConfig`, agent/lab/chronic.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import ipaddress
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from probes.core.config import StrictModel
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -54,6 +59,54 @@ def _default_ladder() -> tuple[RenditionConfig, ...]:
     )
 
 
+class ChronicConfig(StrictModel):
+    """The chronic conditions of ``LabConfig.chronic`` (what each does: agent/lab/chronic.py).
+
+    Defaults: the lowest rung's segments measure 50-60 % above the BANDWIDTH declared for
+    it (the media probe flags more than 10 %, ``bitrate_over_declared``, a P3); the ingest
+    hands each frame on up to 0.4 s late (uniform); every 30-60 s one edge, picked at
+    random, sends segments at 250,000 B/s for 3-6 s: the default ladder's largest segment
+    (360p, about 190 kB per 2 s) then takes about 0.75 s, a download ratio near 0.4, below
+    the ratio of 1 that makes a segment slow (THRESHOLDS.md) and far from a stall. Every
+    random draw comes from ``seed``: two runs with the same seed draw the same figures.
+    """
+
+    seed: int = Field(default=1, description="seed of every random draw (jitter, slow-edge schedule)")
+    overshoot_rendition: str | None = Field(
+        default=None, description="the rung that overshoots; default the lowest (the media probe's default choice)")
+    overshoot: float = Field(default=0.6, gt=0.1, le=3.0,
+                             description="segments of that rung peak this share above its declared BANDWIDTH")
+    jitter_max_s: float = Field(default=0.4, ge=0.0, le=1.0, description="publish jitter: extra hand-on delay, "
+                                "uniform in [0, this] per frame (order kept)")
+    slow_edge_every_s: tuple[float, float] = Field(
+        default=(30.0, 60.0), description="seconds between the starts of two slow-edge episodes (uniform range)")
+    slow_edge_for_s: tuple[float, float] = Field(
+        default=(3.0, 6.0), description="how long one edge stays slow (uniform range)")
+    slow_edge_bytes_per_s: int = Field(default=250_000, ge=10_000, le=100_000_000,
+                                       description="segment send rate of the slow edge")
+
+    @field_validator("slow_edge_every_s", "slow_edge_for_s")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0 < lo <= hi <= 86_400):
+            raise ValueError(f"{list(v)} must be [low, high] seconds with 0 < low <= high")
+        return v
+
+    @model_validator(mode="after")
+    def _apart(self) -> ChronicConfig:
+        if self.slow_edge_for_s[1] >= self.slow_edge_every_s[0]:
+            raise ValueError("slow_edge_for_s must end before the next episode can start "
+                             "(its high below slow_edge_every_s's low)")
+        return self
+
+    def overshoot_target(self, renditions: tuple[RenditionConfig, ...]) -> str:
+        """The rung that overshoots: the configured one, else the lowest (bitrate, then pixels)."""
+        if self.overshoot_rendition is not None:
+            return self.overshoot_rendition
+        return min(renditions, key=lambda r: (r.bitrate_kbps, r.width * r.height)).name
+
+
 class LabConfig(BaseModel):
     """Everything the lab needs; every port 0 means "pick a free one"."""
 
@@ -89,6 +142,9 @@ class LabConfig(BaseModel):
     webrtc_port: int = Field(default=0, ge=0, le=65_535)
     webrtc_downscale: int = Field(default=2, ge=1, le=8, description="WHEP picture = source / this (each axis)")
     webrtc_token: SecretStr | None = Field(default=None, description="Bearer token WHIP/WHEP POSTs must carry")
+    chronic: bool = Field(default=False, description="run with the chronic conditions of chronic_settings, "
+                          "from the start and for good (agent/lab/chronic.py)")
+    chronic_settings: ChronicConfig = Field(default_factory=ChronicConfig)
 
     @field_validator("stream")
     @classmethod
@@ -141,6 +197,9 @@ class LabConfig(BaseModel):
                             or self.width % self.webrtc_downscale or self.height % self.webrtc_downscale):
             raise ValueError(f"webrtc_downscale {self.webrtc_downscale} must divide {self.width}x{self.height} "
                              "into even sizes")
+        over = self.chronic_settings.overshoot_rendition
+        if over is not None and over not in names:
+            raise ValueError(f"chronic_settings.overshoot_rendition {over!r} is not a rendition ({', '.join(names)})")
         return self
 
     @property

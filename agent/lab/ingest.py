@@ -9,6 +9,9 @@ in-memory queue instead of a real RTMP connection. It fails the ways an ingest d
 - ``ingest_starve``: input arrives at a fraction of real time (an uplink below the
   stream's bitrate), so the delay grows for as long as the fault lasts.
 
+``jitter`` (the lab's chronic mode, agent/lab/chronic.py) adds a random delay to every
+frame's hand-on, order kept; it is background, not a fault.
+
 ``stats()`` is what an ingest server's stat page (nginx-rtmp ``/stat``) would show.
 """
 
@@ -28,8 +31,10 @@ PUBLISH_TIMEOUT_S = 1.0  # no packet for this long: the publisher is considered 
 class Ingest:
     def __init__(self, book: FaultBook, deliver: Callable[[list[MediaPacket], float], None], *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] | None = None) -> None:
         self._book = book
+        self._jitter = jitter
         self._deliver = deliver
         self._clock = clock
         self._wall = wall
@@ -78,6 +83,8 @@ class Ingest:
         if starve is not None:
             t0 = now - (self._wall() - starve.started_at)
             due = t0 + (now - t0) / starve.params["rate"]
+        if self._jitter is not None:
+            due += self._jitter()
         due = max(due, self._last_due)
         self._last_due = due
         self._queue.append((due, packets))

@@ -12,6 +12,13 @@ WHEP plays the studio's own camera frames (after the ``stamp`` hook, so beacon-s
 when the lab stamps beacons; downscaled by ``webrtc_downscale``), copied only while a
 WHEP session plays; the ``webrtc_*`` faults of the catalog act on it per side.
 
+Chronic mode (``LabConfig.chronic``, agent/lab/chronic.py): from the start and for good,
+the lowest rung's segments run 50-60 % above the BANDWIDTH declared for it, the ingest
+hands frames on with up to 0.4 s of random jitter, and every 30-60 s one edge sends
+segments slowly for a few seconds. They are background, not faults: the fault book
+never records them; ``chronic()`` (``GET /chronic``, and ``truth()["chronic"]``) lists
+them with where they act and the finding the agent should raise for each.
+
 Lifecycle: ``start()`` starts the servers, then the tasks (studio, ingest delivery,
 transcoder, fault reconciler) and, by default, waits for the first segment of every
 rendition. ``stop()`` cancels and awaits every task, closes every socket and shuts
@@ -29,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .api import control_app
+from .chronic import ChronicConditions
 from .config import LabConfig
 from .errors import FaultRequestError, LabError
 from .faults import FaultBook, FaultRecord
@@ -56,12 +64,15 @@ class Lab:
         cfg = self.config
         self.book = FaultBook(renditions=[r.name for r in cfg.renditions], edges=cfg.edges, clock=wall,
                               webrtc=cfg.webrtc)
-        self.packager = Packager(cfg, wall=wall)
+        # chronic conditions (background, never in the book); their schedule starts at start()
+        self._chronic = ChronicConditions(cfg) if cfg.chronic else None
+        self.packager = Packager(cfg, wall=wall, overshoot=self._chronic.overshoot if self._chronic else None)
         self._origin = Listener(
             origin_app(self.packager, self.book, cfg.stream, cfg.playlist_max_age_s, cfg.segment_max_age_s),
             cfg.host, cfg.origin_port)
         ports = cfg.edge_ports or (0,) * len(cfg.edges)
-        self._edges = {name: Edge(name, cfg.host, port, lambda: self._origin.url, self.book, wall=wall)
+        self._edges = {name: Edge(name, cfg.host, port, lambda: self._origin.url, self.book, wall=wall,
+                                  slow=self._slow_edge(name) if self._chronic else None)
                        for name, port in zip(cfg.edges, ports)}
         # the ingest's playback side (HTTP-FLV on the control port), see agent/lab/ingest_live.py
         self.ingest_live = LiveFlv(cfg.stream, cfg.width, cfg.height, cfg.fps)
@@ -114,7 +125,10 @@ class Lab:
             stamp = self._stamp_and_tap if self._feed is not None else self._stamp
             self._encoder = await loop.run_in_executor(self._studio_ex, StudioEncoder, cfg, stamp)
             self._transcoder = await loop.run_in_executor(self._tx_ex, LadderTranscoder, cfg, self._wall)
-            self._ingest = Ingest(self.book, self._to_transcoder, wall=self._wall)
+            if self._chronic is not None:
+                self._chronic.start(self._wall())
+            self._ingest = Ingest(self.book, self._to_transcoder, wall=self._wall,
+                                  jitter=self._chronic.jitter if self._chronic else None)
             self._ingest.listeners.append(self.ingest_live.offer)
             await self._origin.start()
             for edge in self._edges.values():
@@ -300,6 +314,21 @@ class Lab:
             except OSError as exc:  # e.g. the port was taken while down: retry next round
                 log.warning("lab: could not reopen a port: %s", exc)
             self._changed.clear()
+
+    # -- chronic conditions ----------------------------------------------------
+    def _slow_edge(self, name: str) -> Callable[[], float | None]:
+        def rate() -> float | None:
+            return self._chronic.edge_rate(name, self._wall()) if self._chronic is not None else None
+        return rate
+
+    def chronic(self) -> dict[str, Any]:
+        """Ground truth of the chronic conditions (agent/lab/chronic.py); ``{"enabled": false}`` when off."""
+        if self._chronic is None:
+            return {"enabled": False, "conditions": []}
+        r = self._chronic.rendition
+        pub = self.packager.latest(r)
+        last_bps = int(len(pub.data) * 8 / pub.duration_s) if pub is not None and pub.duration_s > 0 else None
+        return self._chronic.state(self._wall(), self.packager.declared_bps(r), last_bps)
 
     # -- pipeline --------------------------------------------------------------
     def _studio_faults(self) -> StudioFaults:
@@ -515,6 +544,7 @@ class Lab:
             "origin": {"up": self._origin.is_up, "status": int(o5.params["status"]) if o5 else 200},
             "edges": edges,
             "webrtc": self._webrtc_truth(),
+            "chronic": self.chronic(),
             "active_faults": [r.to_json() for r in b.active_records()],
         }
 

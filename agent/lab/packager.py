@@ -7,6 +7,10 @@ EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE and an EXT-X-PROGRAM-DATE-TIM
 on every segment (§4.3.2.6) giving the capture wall time of its first frame, so
 ``now - PDT`` is the true glass-to-origin latency.
 
+``overshoot`` (the lab's chronic mode, agent/lab/chronic.py) understates a rendition's
+BANDWIDTH on purpose: its measured peak / (1 + overshoot), so its segments measure that
+share above what the master playlist declares.
+
 URIs (relative, so they work the same through every edge):
 ``/live/<stream>.m3u8`` (master) → ``<stream>/<rendition>.m3u8`` →
 ``<rendition>/<seq>.ts``.
@@ -18,7 +22,7 @@ import collections
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .config import LabConfig
 from .faults import _iso
@@ -59,12 +63,20 @@ class _Rendition:
         self.codecs: str | None = None
         self.width = 0
         self.height = 0
+        self.overshoot = 0.0  # segments run this share above the declared BANDWIDTH (chronic mode)
+
+    @property
+    def declared_bps(self) -> int:
+        if not self.overshoot:
+            return self.peak_bps
+        return int(self.peak_bps / (1.0 + self.overshoot)) // 1000 * 1000
 
 
 class Packager:
     """Segment store and playlist renderer for one stream (runs on the event loop)."""
 
-    def __init__(self, cfg: LabConfig, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: LabConfig, wall: Callable[[], float] = time.time, *,
+                 overshoot: Mapping[str, float] | None = None) -> None:
         self.cfg = cfg
         self.wall = wall
         self._r: dict[str, _Rendition] = {}
@@ -72,6 +84,7 @@ class Packager:
             st = _Rendition()
             st.width, st.height = r.width, r.height
             st.peak_bps = r.bitrate_kbps * 1000
+            st.overshoot = (overshoot or {}).get(r.name, 0.0)
             self._r[r.name] = st
         self._keep = cfg.window + max(6, math.ceil(cfg.segment_max_age_s / cfg.segment_s))
         self._master: bytes | None = None
@@ -139,11 +152,15 @@ class Packager:
             for name, st in self._r.items():
                 codecs = f',CODECS="{st.codecs},{AAC_LC}"' if st.codecs else ""
                 lines.append(
-                    f"#EXT-X-STREAM-INF:BANDWIDTH={st.peak_bps},RESOLUTION={st.width}x{st.height}"
+                    f"#EXT-X-STREAM-INF:BANDWIDTH={st.declared_bps},RESOLUTION={st.width}x{st.height}"
                     f",FRAME-RATE={self.cfg.fps:.3f}{codecs},NAME=\"{name}\"")
                 lines.append(f"{self.cfg.stream}/{name}.m3u8")
             self._master = ("\n".join(lines) + "\n").encode()
         return self._master
+
+    def declared_bps(self, rendition: str) -> int:
+        """The BANDWIDTH the master playlist declares for ``rendition`` now."""
+        return self._r[rendition].declared_bps
 
     def segment(self, rendition: str, seq: int) -> Segment | None:
         st = self._r.get(rendition)

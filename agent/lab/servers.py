@@ -8,7 +8,8 @@ reload), segments ``max-age=60`` (immutable once written). Content types from RF
 
 An edge caches like a CDN: it honours the origin's ``Cache-Control: max-age``,
 collapses concurrent misses into one origin fetch (nginx ``proxy_cache_lock``), and
-answers ``X-Cache: HIT|MISS`` with an ``Age`` header (RFC 9111 §5.1).
+answers ``X-Cache: HIT|MISS`` with an ``Age`` header (RFC 9111 §5.1). ``slow`` (the
+lab's chronic mode, agent/lab/chronic.py) paces a segment's body when it returns a rate.
 """
 
 from __future__ import annotations
@@ -161,8 +162,10 @@ class Edge:
 
     def __init__(self, name: str, host: str, port: int, origin_url: Callable[[], str],
                  book: FaultBook, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, upstream_timeout_s: float = 5.0) -> None:
+                 wall: Callable[[], float] = time.time, upstream_timeout_s: float = 5.0,
+                 slow: Callable[[], float | None] | None = None) -> None:
         self.name = name
+        self._slow = slow  # bytes/s for a segment about to be sent, or None: full speed
         self._origin_url = origin_url
         self._book = book
         self._clock = clock
@@ -309,9 +312,13 @@ class Edge:
                 self._served_published[path] = entry.published
                 self.last_propagation_s[path] = max(0.0, self._wall() - entry.published)
         throttle = self._book.active("edge_throttle", self.name)
-        if throttle is None or request.method == "HEAD":
+        rate = float(throttle.params["bytes_per_s"]) if throttle is not None else None
+        if self._slow is not None and path.endswith(".ts") and entry.status == 200 and request.method != "HEAD":
+            chronic = self._slow()
+            if chronic is not None:
+                rate = chronic if rate is None else min(rate, chronic)
+        if rate is None or request.method == "HEAD":
             return web.Response(status=entry.status, body=entry.body, headers=headers)
-        rate = float(throttle.params["bytes_per_s"])
         resp = web.StreamResponse(status=entry.status, headers=headers)
         resp.content_length = len(entry.body)
         await resp.prepare(request)
