@@ -4,6 +4,9 @@ Starts the lab (studio → ingest → transcode → origin → two edges, all on
 generates the agent config for it, runs the agent, and plays the scripted fault tour
 (agent/lab/tour.py), printing each fault as it starts and every state change the
 agent reports, so you see a fault appear at the right stage/component and clear.
+``--chronic`` runs the lab with chronic conditions from the start (the lowest rendition
+over its declared bitrate, publish jitter, an edge slow now and then; agent/lab/chronic.py):
+the over-bitrate shows as a standing P3 finding and the tour's faults play on top of it.
 Ctrl-C stops everything cleanly.
 """
 
@@ -88,8 +91,10 @@ async def run_demo(args: argparse.Namespace) -> None:
     from agent.lab import Lab, LabConfig
     from agent.lab.tour import DEFAULT_TOUR, run_tour
 
-    _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges)…")
-    async with Lab(LabConfig()) as lab:
+    chronic = bool(getattr(args, "chronic", False))
+    _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges"
+         f"{', chronic conditions on' if chronic else ''})…")
+    async with Lab(LabConfig(chronic=chronic)) as lab:
         conf = lab_agent_config(lab, args.listen, webrtc=True)
         if args.config_out:
             Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -102,6 +107,11 @@ async def run_demo(args: argparse.Namespace) -> None:
             for e in lab.edges:
                 _say(f"lab {e:10s} {lab.edge_url(e)}")
             _say(f"lab control    {lab.control_url}  (signalpath lab fault NAME --control {lab.control_url})")
+            if chronic:
+                for c in lab.chronic()["conditions"]:
+                    where = f"{c['stage']}/{c['component']}" if c["component"] else c["stage"]
+                    expect = f"expect a {c['severity']} {c['finding']}" if c["finding"] else "below every threshold"
+                    _say(f"lab chronic    {c['name']} at {where}: {expect}")
             _say(f"status page    {agent.url}/")
             _say(f"metrics        {agent.url}/metrics")
             _say(f"status JSON    {agent.url}/api/v1/status")
@@ -138,8 +148,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="run the embedded lab and an agent watching it, with a scripted fault tour",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  signalpath demo                 # then open http://127.0.0.1:9321/\n"
-               "  signalpath demo --no-faults --config-out lab.yaml")
+               "  signalpath demo --no-faults --config-out lab.yaml\n"
+               "  signalpath demo --chronic       # the tour on top of chronic imperfections")
     p.add_argument("--no-faults", action="store_true", help="run healthy, no fault tour")
+    p.add_argument("--chronic", action="store_true",
+                   help="run the lab with chronic conditions: the lowest rendition over its declared bitrate (a "
+                        "standing P3), publish jitter, an edge slow now and then")
     p.add_argument("--config-out", metavar="FILE", help="write the generated agent config (YAML) to FILE")
     p.add_argument("--listen", default="127.0.0.1:9321", help="the agent's HOST:PORT (default %(default)s)")
     p.set_defaults(func=cmd_demo)
