@@ -197,6 +197,8 @@ class Localizer:
         self._runbooks = runbooks or Runbooks(self.settings.runbooks, self.catalog)
         self._tracks: dict[str, dict[TrackKey, _Track]] = {}
         self._bad_since: dict[str, dict[tuple[str, str, str | None, str], float]] = {}
+        # evidence once explained by an incident, with its onset: stays explained while it lasts
+        self._explained: dict[str, dict[tuple[str, str, str | None, str], float]] = {}
 
     # -- queries --------------------------------------------------------------
 
@@ -234,6 +236,9 @@ class Localizer:
         findings = self._diag.diagnose(evidence, ladder)
         since = self._update_bad_since(stream, evidence, now)
         tracks = self._tracks.setdefault(stream, {})
+        explained = self._explained.setdefault(stream, {})
+        for k in [k for k, onset in explained.items() if since.get(k) != onset]:
+            del explained[k]  # that symptom ended (or began anew): it is no one's any more
         events: list[IncidentEvent] = []
         seen: set[TrackKey] = set()
         for f in findings:
@@ -249,6 +254,8 @@ class Localizer:
                 event = self._maybe_open(stream, f, t, since, now)
             else:
                 event = self._update(t.incident, f)
+            if t.incident is not None:
+                explained.update((k, since[k]) for k in map(_ev_key, f.symptoms) if k in since)
             if event is not None:
                 events.append(event)
         events += self._resolve_gone(tracks, seen, now)
@@ -258,10 +265,17 @@ class Localizer:
                     ) -> IncidentEvent | None:
         """Open ``f`` once it persisted long enough, unless an open incident explains it."""
         started = min((since.get(_ev_key(e), now) for e in f.all_evidence), default=now)
+        explained = self._explained.get(stream, {})
+        keys = [_ev_key(e) for e in f.all_evidence]
+        if all(k in explained and explained[k] == since.get(k) for k in keys):
+            return None  # the same symptoms an earlier cause explained, still lasting: not a new cause
         host = self._explaining_incident(stream, f, started)
         if host is not None:
-            # a lingering symptom of an open upstream cause: evidence on that incident
+            # a lingering symptom of an upstream cause that just went away: evidence on that incident
+            assert host.incident is not None
             host.incident.evidence = _merge(host.incident.evidence, [evidence_line(e) for e in f.all_evidence])
+            explained.update((k, since[k]) for k in keys if k in since)
+            self._explained[stream] = explained
             return None
         need = self.settings.open_cycles
         if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
@@ -295,14 +309,17 @@ class Localizer:
         While a cause's evidence is present, :mod:`agent.diagnosis` decides what it explains.
         Once it is gone (resolution pending), symptoms that began while it was active and that
         it can cause (catalog ``explains``, within its reach, upstream of them) stay its
-        evidence — players stall for a few seconds after the origin came back. A symptom that
-        began before the cause or after it ended is not its effect."""
+        evidence — players stall for a few seconds after the origin came back: their buffers
+        run dry after the cause, so a symptom that begins up to ``resolve_after_s`` after the
+        cause ended is still its effect; one that began before the cause is not. A symptom
+        once placed on an incident stays explained while it lasts (same onset), even after
+        that incident resolved."""
         for t in self._tracks.get(stream, {}).values():
             inc = t.incident
             if inc is None or t.gone_since is None or STAGE_RANK[inc.stage] >= STAGE_RANK[f.stage]:
                 continue
-            if not inc.started_at <= onset <= t.gone_since:
-                continue
+            if not inc.started_at <= onset <= t.gone_since + self.settings.resolve_after_s:
+                continue  # began before the cause, or after it had long ended: not its effect
             if not _reaches(inc, f):
                 continue
             if all(self.catalog.explains(inc.fault, fault_of(e)) and not self._own_elsewhere(e, inc)
@@ -340,6 +357,7 @@ class Localizer:
                 t.incident.resolved_at = now
                 events.append(IncidentEvent("resolved", t.incident.copy()))
         self._bad_since.pop(stream, None)
+        self._explained.pop(stream, None)
         return events
 
     def _update_bad_since(self, stream: str, evidence: list[Evidence], now: float

@@ -658,3 +658,31 @@ def test_players_failing_just_after_the_origin_came_back_stay_on_the_origin_inci
         clock.tick(1)
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.stage) for e in events] == [("opened", "origin"), ("resolved", "origin")]
+
+
+def test_players_that_run_dry_after_a_short_stall_stay_on_that_incident_while_their_stalls_last():
+    """edge-b stale for 4 s: the players stall only after it recovered and report their stalls
+    for 20 s more; no playback incident opens, before or after edge-b's incident resolves."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    stale = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
+    dry = with_faults(ev("playback", "edge-b", DEG, "stalls", "360p", "1 stall in the last 20 s"))
+    events = []
+    for cycle in [stale] * 4 + [healthy()] * 2 + [dry] * 20 + [healthy()] * 12:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage, e.incident.component) for e in events] == [
+        ("opened", "cdn", "edge-b"), ("resolved", "cdn", "edge-b")]
+
+
+def test_an_unrelated_player_fault_long_after_recovery_is_its_own_incident():
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    stale = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
+    dry = with_faults(ev("playback", "edge-b", DEG, "stalls", "360p"))
+    events = []
+    for cycle in [stale] * 4 + [healthy()] * 30 + [dry] * 5:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage) for e in events] == [("opened", "cdn"), ("resolved", "cdn"),
+                                                            ("opened", "playback")]
