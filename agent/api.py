@@ -25,7 +25,7 @@ def _page() -> bytes:
         return _FALLBACK_PAGE.encode()
 
 
-def make_app(agent: "Agent") -> web.Application:
+def make_app(agent: Agent) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
 
     async def metrics(_req: web.Request) -> web.Response:
@@ -43,7 +43,7 @@ def make_app(agent: "Agent") -> web.Application:
         wanted = req.query.get("severity")
         levels = set(wanted.split(",")) if wanted else {"P1", "P2", "P3"}
         if not levels <= {"P1", "P2", "P3"}:
-            return web.json_response({"error": f"severity is a comma list of P1, P2, P3 (got {wanted[:20]!r})"},
+            return web.json_response({"error": f"severity is a comma list of P1, P2, P3 (got {(wanted or '')[:20]!r})"},
                                      status=400)
         return web.json_response([i for i in await agent.incidents.list(state) if i["severity"] in levels])
 
@@ -60,7 +60,7 @@ def make_app(agent: "Agent") -> web.Application:
     return app
 
 
-async def start_server(agent: "Agent", host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_server(agent: Agent, host: str, port: int) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -69,6 +69,7 @@ async def start_server(agent: "Agent", host: str, port: int) -> tuple[web.AppRun
     except OSError:
         await runner.cleanup()
         raise
-    sockets: Any = site._server.sockets if site._server else []  # the real port when port 0
+    server: Any = site._server  # aiohttp types it AbstractServer; it is an asyncio.Server (has .sockets)
+    sockets: Any = server.sockets if server else []  # the real port when port 0
     real_port = sockets[0].getsockname()[1] if sockets else port
     return runner, f"http://{host}:{real_port}"

@@ -40,7 +40,7 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     30-s WHEP verdict lags an upstream fault's end (e.g. ``encoder_stop``) by up to 30 s.
     """
     stream = lab.config.stream
-    conf = {
+    conf: dict[str, Any] = {
         "agent": {"listen": listen, "site": site},
         "streams": [{
             "name": stream,
@@ -53,7 +53,7 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     if ingest_monitor and hasattr(lab, "ingest_live_url"):
         conf["streams"][0]["ingest"]["monitor"] = [{"name": "ingest", "url": lab.ingest_live_url(), "interval_s": 2.0}]
     if webrtc and getattr(lab, "webrtc", None) is not None:
-        loop = {"ice_host_addresses": [lab.config.host]}
+        loop: dict[str, Any] = {"ice_host_addresses": [lab.config.host]}
         token = lab.config.webrtc_token
         if token is not None:  # a secret: goes through the environment, never the file
             loop["bearer_token"] = "${SIGNALPATH_LAB_WEBRTC_TOKEN}"
@@ -97,7 +97,7 @@ async def run_demo(args: argparse.Namespace) -> None:
     async with Lab(LabConfig(chronic=chronic)) as lab:
         conf = lab_agent_config(lab, args.listen, webrtc=True)
         if args.config_out:
-            Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))
+            Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))  # noqa: ASYNC240 - once, at start-up, a few hundred bytes
             _say(f"agent config written to {args.config_out}")
         cfg = parse_config(conf, "demo config")
         tasks: list[asyncio.Task[Any]] = []

@@ -34,8 +34,8 @@ one player).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from probes.base import Evidence, State
 from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, STAGES, Fault, FaultCatalog, FaultClass, FaultSpec
@@ -267,7 +267,7 @@ class _Walk:
             for r in list(content_part):
                 source.symptoms.extend(content_part.pop(r))
 
-    def origin_renditions(self, ladder: "_Ladder", fresh_part: dict[str, list[Evidence]],
+    def origin_renditions(self, ladder: _Ladder, fresh_part: dict[str, list[Evidence]],
                           content_part: dict[str, list[Evidence]]) -> None:
         """Symptoms at some renditions only: that rendition's transcode."""
         for r, evs_r in list(fresh_part.items()) + list(content_part.items()):

@@ -15,13 +15,19 @@ import logging
 from typing import Any
 
 from agent.alerts import AlertDispatcher
-from agent.incidents import (TIME_TO_LOCALIZE_BUCKETS, TIME_TO_LOCALIZE_METRIC, AsyncIncidentStore,
-                             open_incident_samples, time_to_localize_observations)
+from agent.incidents import (
+    TIME_TO_LOCALIZE_BUCKETS,
+    TIME_TO_LOCALIZE_METRIC,
+    AsyncIncidentStore,
+    open_incident_samples,
+    time_to_localize_observations,
+)
 from agent.localize import IncidentEvent, Localizer
 from agent.metrics import MetricStore
 from agent.runner import Cycle
 from agent.status import StatusBoard
 from probes.base import Evidence, State
+from probes.faults import Fault
 
 log = logging.getLogger("signalpath.incidents")
 
@@ -124,7 +130,7 @@ class IncidentSink:
     def _show_roots(self, stream: str) -> None:
         """Put each open incident's root cause on the status board at its own stage/component
         (e.g. ``transcode/180p``), so the status API and page show WHERE, not only symptoms."""
-        evs = [Evidence(i.stage, i.component, State.DOWN if i.severity == "P1" else State.DEGRADED, i.fault,
+        evs = [Evidence(i.stage, i.component, State.DOWN if i.severity == "P1" else State.DEGRADED, Fault(i.fault),
                         i.summary) for i in self.localizer.open_incidents(stream)]
         self.board.update(stream, SOURCE, evs)
 

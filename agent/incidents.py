@@ -23,9 +23,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,7 +159,8 @@ class IncidentStore:
         """Incidents, newest first; ``state`` is ``open``, ``resolved`` or ``all``."""
         if state not in ("open", "resolved", "all"):
             raise ValueError(f"state must be open, resolved or all, not {state!r}")
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if state == "open":
             where.append("resolved_at IS NULL")
         elif state == "resolved":
@@ -202,7 +204,7 @@ class AsyncIncidentStore:
         self.store: IncidentStore | None = None
 
     @classmethod
-    def from_settings(cls, settings: IncidentStoreSettings) -> "AsyncIncidentStore":
+    def from_settings(cls, settings: IncidentStoreSettings) -> AsyncIncidentStore:
         return cls(settings.path, max_list=settings.max_list)
 
     async def _run(self, fn, *args, **kw):
@@ -224,7 +226,11 @@ class AsyncIncidentStore:
     async def apply_all(self, events: Iterable[IncidentEvent]) -> None:
         events = list(events)
         if events:
-            await self._run(lambda: [self._s().apply(e) for e in events])
+            await self._run(self._apply_all, events)
+
+    def _apply_all(self, events: list[IncidentEvent]) -> None:
+        for e in events:
+            self._s().apply(e)
 
     async def list(self, state: StateFilter = "all", *, stream: str | None = None, limit: int | None = None) -> list[Incident]:
         return await self._run(self._s().list, state, stream=stream, limit=limit)

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-
 from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
@@ -60,7 +59,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(store: "IncidentStore", incident_id: str, as_json: bool) -> int:
+def _show(store: IncidentStore, incident_id: str, as_json: bool) -> int:
     """One incident with its timeline (every state change the store kept)."""
     inc = store.get(incident_id)
     if inc is None:

@@ -30,9 +30,10 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Literal, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -92,7 +93,7 @@ def rfc3339(ts: float | None) -> str | None:
     """Epoch seconds -> RFC 3339 UTC with milliseconds (``2026-11-03T14:03:07.123Z``)."""
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -126,7 +127,7 @@ class Incident:
         """The identity of its cause: (stage, component, fault)."""
         return (self.stage, self.component, str(self.fault))
 
-    def copy(self) -> "Incident":
+    def copy(self) -> Incident:
         return dataclasses.replace(self, evidence=list(self.evidence))
 
     def to_api(self) -> dict[str, Any]:
@@ -203,7 +204,7 @@ class Localizer:
     # -- queries --------------------------------------------------------------
 
     def open_incidents(self, stream: str | None = None) -> list[Incident]:
-        out = []
+        out: list[Incident] = []
         for name, tracks in self._tracks.items():
             if stream is not None and name != stream:
                 continue

@@ -9,11 +9,10 @@ through the one URL redaction (probes/core/redact.py): no secret reaches an inci
 
 from __future__ import annotations
 
+from agent.diagnosis import Finding, fault_of
 from probes.base import Evidence
 from probes.core.redact import redact_text
 from probes.faults import STAGE_RANK, FaultCatalog
-
-from agent.diagnosis import Finding, fault_of
 
 
 def subject(stage: str, component: str) -> str:

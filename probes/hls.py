@@ -34,16 +34,26 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
-                         UrlRole, worst)
-from probes.net.httpfetch import FetchResult
+from probes.base import (
+    Evidence,
+    Failure,
+    ProbeContext,
+    ProbeResult,
+    ProbeTarget,
+    Sample,
+    SpanRecord,
+    State,
+    UrlRole,
+    worst,
+)
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
 from probes.faults import Fault
+from probes.net.httpfetch import FetchResult
 
 MASTER_REFRESH_S = 10.0
 
 # fetch failure -> fault type (DESIGN.md vocabulary)
-_FAULT_OF = {
+_FAULT_OF: dict[Failure, Fault] = {
     Failure.CONNECTION_REFUSED: Fault.UNREACHABLE,
     Failure.CONNECTION_FAILED: Fault.UNREACHABLE,
     Failure.DNS_ERROR: Fault.UNREACHABLE,
@@ -68,7 +78,7 @@ class _Rendition:
     disc_seq: int | None = None
     last_segment_uri: str | None = None
     seg: dict[str, float] | None = None  # figures of the last fetched segment
-    seg_fault: tuple[str, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
+    seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
 
 
@@ -98,7 +108,7 @@ class _Attempt:
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
         self.result.samples.append(Sample(name, {**self.labels, **extra}, float(value), kind))
 
-    def evidence(self, state: State, fault: str | None, detail: str, rendition: str | None = None, *,
+    def evidence(self, state: State, fault: Fault | None, detail: str, rendition: str | None = None, *,
                  http_status: int | None = None, media_sequence: int | None = None,
                  url_role: UrlRole | None = None, **figures: float) -> None:
         self.result.evidence.append(Evidence(self.t.stage, self.t.component, state, fault, detail, rendition,
@@ -113,23 +123,25 @@ class _Attempt:
         st = self.ctx.state
         cfg = self.cfg
         now = self.ctx.clock()
+        url = self.t.url
+        assert url is not None, "an HLS target always has a URL (agent/jobs.py)"
         master: MasterPlaylist | None = st.get("master")
         variants: list[Variant]
         first_body: tuple[FetchResult, MediaPlaylist] | None = None
         if master is None or now - st.get("master_at", -1e9) >= MASTER_REFRESH_S:
-            fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
+            fr = await self.fetch(url, cfg.playlist_max_bytes)
             self.result.spans.append(_span("playlist master", fr))
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status)
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+                pl = parse(fr.body.decode("utf-8", "replace"), url)
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
             if isinstance(pl, MasterPlaylist):
                 master = pl
             else:  # configured URL is a media playlist: one rendition, named "main" (never from the
                 # URL: packagers such as nginx-rtmp name the playlist after the stream key)
-                master = MasterPlaylist((Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
+                master = MasterPlaylist((Variant(name="main", uri=url, bandwidth=None, resolution=None),))
                 first_body = (fr, pl)
             st["master"], st["master_at"] = master, now
         variants = list(master.variants)
@@ -138,10 +150,11 @@ class _Attempt:
 
         outcomes = await asyncio.gather(*(
             self.rendition(v, first_body if first_body and i == 0 else None) for i, v in enumerate(variants)))
-        if all(o is not None and o[0] in _FAULT_OF for o in outcomes):
+        failed = [o for o in outcomes if o is not None and o[0] in _FAULT_OF]
+        if failed and len(failed) == len(outcomes):
             # every rendition failed to fetch: the endpoint is down; the master is refetched next time
             st.pop("master", None)
-            failure, detail = outcomes[0]
+            failure, detail = failed[0]
             self.result.failure, self.result.detail = failure, detail
         self.variant_drift()
         self.result.figures["renditions"] = self.figures
@@ -246,7 +259,7 @@ class _Attempt:
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
-                self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=last,
+                self.evidence(State.DEGRADED, Fault(fault), f"{v.name}: {detail}", v.name, media_sequence=last,
                               url_role="media_playlist")
         figs = self.figures.setdefault(v.name, {})
         figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td)

@@ -12,8 +12,8 @@ from agent.localize import (
     LocalizerSettings,
 )
 from agent.runbooks import Runbooks
-from probes.faults import CATALOG
 from probes.base import Evidence, State
+from probes.faults import CATALOG
 
 OK, DEG, DOWN = State.OK, State.DEGRADED, State.DOWN
 RENDITIONS = ("360p", "720p", "1080p")
@@ -377,7 +377,9 @@ class FakeClock:
 EDGE_B_STALE = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
 
 
-def _ids(n=[0]):
+def _ids():
+    n = [0]
+
     def new():
         n[0] += 1
         return f"i{n[0]}"
