@@ -46,11 +46,9 @@ from probes.base import (
     UrlRole,
     worst,
 )
-from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.core.playlist import MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
-
-MASTER_REFRESH_S = 10.0
 
 # fetch failure -> fault type (DESIGN.md vocabulary)
 _FAULT_OF: dict[Failure, Fault] = {
