@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import hmac
 import json
@@ -36,7 +37,8 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -145,13 +147,13 @@ class AlertSink:
         if task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=drain_timeout_s)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pass
             if not task.done():
                 task.cancel()
                 try:
                     await asyncio.wait_for(task, timeout=5.0)
-                except (asyncio.CancelledError, asyncio.TimeoutError):
+                except (TimeoutError, asyncio.CancelledError):
                     pass
         if self._client is not None:
             await self._client.aclose()
@@ -193,11 +195,11 @@ class AlertSink:
                 timeout = self._next_wakeup()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await self._periodic()
                 continue
             event = self._queue.popleft()
-            await self._send_with_retries(lambda: self._deliver(event), what=f"{event.kind} {event.incident.id}")
+            await self._send_with_retries(functools.partial(self._deliver, event), what=f"{event.kind} {event.incident.id}")
 
     async def _send_with_retries(self, attempt_fn, *, what: str) -> bool:
         s = self.settings
@@ -220,7 +222,7 @@ class AlertSink:
                 self._wake.clear()
                 try:  # stop() interrupts a backoff wait
                     await asyncio.wait_for(self._wait_stopping(), timeout=delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         self.failed += 1
         return False
@@ -346,7 +348,7 @@ class AlertDispatcher:
         self.sinks = list(sinks)
 
     @classmethod
-    def from_settings(cls, settings: AlertSettings, *, site: str) -> "AlertDispatcher":
+    def from_settings(cls, settings: AlertSettings, *, site: str) -> AlertDispatcher:
         sinks: list[AlertSink] = [WebhookSink(w, site=site) for w in settings.webhooks]
         sinks += [AlertmanagerSink(a, site=site) for a in settings.alertmanagers]
         return cls(sinks)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent.config import Config
 from agent.alerts import AlertDispatcher
+from agent.config import Config
 from agent.errors import AgentError
 from agent.incident_sink import IncidentSink
 from agent.incidents import AsyncIncidentStore
+from agent.jobs import build_jobs
 from agent.localize import Localizer
 from agent.metrics import MetricStore, SignalpathCollector
-from agent.jobs import build_jobs
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.status import StatusBoard
 from agent.tracing import TraceSink, make_provider
@@ -117,7 +118,7 @@ class Agent:
         self._server: Any = None
         self.url = ""
 
-    async def __aenter__(self) -> "Agent":
+    async def __aenter__(self) -> Agent:
         await self.start()
         return self
 

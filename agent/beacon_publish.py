@@ -41,10 +41,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -52,9 +52,9 @@ from pydantic import Field, ValidationError
 
 from agent.config import expand_env
 from agent.errors import SignalpathError
+from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
-from probes.core import beacon
 
 __all__ = [
     "BeaconPublishError",
@@ -437,7 +437,7 @@ def _human_bytes(n: int) -> str:
 def _utc(t: float | None) -> str:
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
 def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from agent.errors import ConfigError, SignalpathError
 
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or cfg.agent.log_level)
 
     def ready(agent: object) -> None:
-        url = getattr(agent, "url")
+        url = agent.url
         print(f"signalpath: watching {len(cfg.streams)} stream(s); status {url}/  metrics {url}/metrics",
               file=sys.stderr, flush=True)
 

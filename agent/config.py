@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -24,17 +25,17 @@ from agent.alerts import AlertSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
-from probes.encoder_status import EncoderStatusConfig
-from probes.media import MediaSettings
-from probes.playback import PlaybackSettings
-from probes.ingest_stat import IngestStatConfig
-from probes.ingest_monitor import IngestMonitorSettings
-from probes.latency import LatencySettings
-from probes.rtmp import RtmpProbeConfig
 from agent.studio_config import StudioSettings
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 from probes.core.thresholds import STALE_FACTOR
+from probes.encoder_status import EncoderStatusConfig
+from probes.ingest_monitor import IngestMonitorSettings
+from probes.ingest_stat import IngestStatConfig
+from probes.latency import LatencySettings
+from probes.media import MediaSettings
+from probes.playback import PlaybackSettings
+from probes.rtmp import RtmpProbeConfig
 from probes.whep import WhepPlayback
 from probes.whip import WhipIngest
 
@@ -128,7 +129,7 @@ class RtmpIngest(RtmpProbeConfig):
         return v
 
     @model_validator(mode="after")
-    def _deadline(self) -> "RtmpIngest":
+    def _deadline(self) -> RtmpIngest:
         if self.publish and self.timeout_s < self.publish_seconds + 1:
             raise ValueError(f"timeout_s {self.timeout_s:g} must exceed publish_seconds + 1 s")
         return self
@@ -188,7 +189,7 @@ class Stream(StrictModel):
     _v_origin = field_validator("origin")(classmethod(lambda cls, v: _check_http_url(v)))
 
     @model_validator(mode="after")
-    def _unique_edges(self) -> "Stream":
+    def _unique_edges(self) -> Stream:
         seen: dict[str, int] = {}
         for i, e in enumerate(self.edges):
             if e.name in seen:
@@ -208,7 +209,7 @@ class Config(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
-    def _unique_streams(self) -> "Config":
+    def _unique_streams(self) -> Config:
         seen: dict[str, int] = {}
         for i, s in enumerate(self.streams):
             if s.name in seen:

@@ -7,7 +7,7 @@ give the stream config a section for it (agent/config.py), and add its builder h
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from agent.config import Config, Stream
 from agent.runner import Job

@@ -28,8 +28,9 @@ import json
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from probes.base import Failure, ProbeContext, ProbeTarget
 from probes.core.studio import Finding, Status

@@ -17,7 +17,7 @@ the ticket with the evidence.
 from __future__ import annotations
 
 import string
-from typing import Mapping
+from collections.abc import Mapping
 
 from probes.faults import CATALOG, FaultCatalog
 

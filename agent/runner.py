@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.faults import Fault
@@ -91,7 +92,7 @@ class Runner:
                                                 wall=self.wall)
         return ctx
 
-    async def __aenter__(self) -> "Runner":
+    async def __aenter__(self) -> Runner:
         await self.start()
         return self
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from probes.core.config import StrictModel
+from probes.core.studio import SourceConfig
 from probes.gpu import GpuConfig
 from probes.host import HostConfig
 from probes.network import NetworkConfig
-from probes.core.studio import SourceConfig
 
 
 class StudioSettings(StrictModel):
@@ -23,7 +23,7 @@ class StudioSettings(StrictModel):
     video4linux_root: str = Field("/sys/class/video4linux", description="injectable for tests")
 
     @model_validator(mode="after")
-    def _unique(self) -> "StudioSettings":
+    def _unique(self) -> StudioSettings:
         seen: set[str] = set()
         for i, s in enumerate(self.sources):
             if s.name in seen or s.name in ("host", "network") or s.name.startswith("gpu"):

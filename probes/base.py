@@ -19,8 +19,9 @@ from __future__ import annotations
 import enum
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from probes.faults import STAGES, Fault
 
@@ -120,7 +121,7 @@ class SpanRecord:
     end_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    children: list["SpanRecord"] = field(default_factory=list)
+    children: list[SpanRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)

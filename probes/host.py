@@ -246,7 +246,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
     cpu = (cur.cpu_busy - prev.cpu_busy) / dtotal if dtotal > 0 else 0.0
     cpu = min(1.0, max(0.0, cpu))
     cores = []
-    for (b0, t0), (b1, t1) in zip(prev.per_core, cur.per_core):
+    for (b0, t0), (b1, t1) in zip(prev.per_core, cur.per_core, strict=False):  # a core gone offline: compare the rest
         cores.append(min(1.0, max(0.0, (b1 - b0) / (t1 - t0))) if t1 > t0 else 0.0)
     st = grade(cpu, cfg.cpu_warn_ratio, cfg.cpu_fail_ratio)
     figures = {"cpu_ratio": cpu, "cores": float(len(cores))}
@@ -280,7 +280,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         if cur.disk_free is None:
             out.append(Finding("host.disk", COMPONENT, Status.FAIL, "Recording volume", "not readable",
                                "a mounted, readable folder", "config studio.host.recording_path",
-                               f"mount the recording volume or fix studio.host.recording_path",
+                               "mount the recording volume or fix studio.host.recording_path",
                                Fault.DISK_LOW))
         else:
             st = grade(cur.disk_free, 2 * cfg.disk_min_free_bytes, cfg.disk_min_free_bytes, higher_is_worse=False)

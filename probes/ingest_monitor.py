@@ -64,8 +64,17 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
-from probes.core.latency_core import (BASELINE_MIN_SAMPLES, BASELINE_S, HIGH_ABS_S, HIGH_RATIO, SKEW_TOLERANCE_S,
-                                      Baseline, IngestLatencyShare, IngestWindow, clock_verdict)
+from probes.core.latency_core import (
+    BASELINE_MIN_SAMPLES,
+    BASELINE_S,
+    HIGH_ABS_S,
+    HIGH_RATIO,
+    SKEW_TOLERANCE_S,
+    Baseline,
+    IngestLatencyShare,
+    IngestWindow,
+    clock_verdict,
+)
 from probes.core.redact import redact_url
 from probes.faults import Fault
 
@@ -99,7 +108,7 @@ class IngestMonitorSettings(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _deadline(self) -> "IngestMonitorSettings":
+    def _deadline(self) -> IngestMonitorSettings:
         need = self.first_frame_s + self.seconds + 0.5
         if self.timeout_s < need:
             raise ValueError(f"timeout_s {self.timeout_s:g} must be at least first_frame_s + seconds + 0.5 "
@@ -241,7 +250,7 @@ async def _watch_async(settings: IngestMonitorSettings) -> WatchResult:
         stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), settings.connect_timeout_s + 3.0)
-        except BaseException:  # noqa: BLE001 - already cancelled: only make sure the thread is gone
+        except BaseException:  # already cancelled: only make sure the thread is gone
             pass
         raise
 

@@ -56,12 +56,32 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import luma_plane
-from probes.core.latency_core import (BASELINE_MIN_SAMPLES, BASELINE_S, HIGH_ABS_S, HIGH_RATIO, SEPARATE_TRACE_ATTR,
-                                      SKEW_TOLERANCE_S, UPSTREAM, Baseline, ClockVerdict, FirstSeenTracker,
-                                      IngestLatencyShare, SegmentTiming, clock_verdict, next_poll_delay,
-                                      segment_trace)
-from probes.core.playlist import (MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant,
-                                  choose_renditions, parse)
+from probes.core.latency_core import (
+    BASELINE_MIN_SAMPLES,
+    BASELINE_S,
+    HIGH_ABS_S,
+    HIGH_RATIO,
+    SEPARATE_TRACE_ATTR,
+    SKEW_TOLERANCE_S,
+    UPSTREAM,
+    Baseline,
+    ClockVerdict,
+    FirstSeenTracker,
+    IngestLatencyShare,
+    SegmentTiming,
+    clock_verdict,
+    next_poll_delay,
+    segment_trace,
+)
+from probes.core.playlist import (
+    MASTER_REFRESH_S,
+    MasterPlaylist,
+    MediaPlaylist,
+    PlaylistError,
+    Variant,
+    choose_renditions,
+    parse,
+)
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
 

@@ -38,8 +38,15 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
 from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
-from probes.core.playlist import (MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant,
-                                  choose_renditions, parse)
+from probes.core.playlist import (
+    MASTER_REFRESH_S,
+    MasterPlaylist,
+    MediaPlaylist,
+    PlaylistError,
+    Variant,
+    choose_renditions,
+    parse,
+)
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 from probes.faults import Fault
 
@@ -119,7 +126,6 @@ class _Attempt:
     async def run(self) -> ProbeResult:
         st, cfg = self.st, self.cfg
         now = self.ctx.clock()
-        variants: list[Variant]
         if st.master is None or now - st.master_at >= MASTER_REFRESH_S:
             fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
             if fr.failure:

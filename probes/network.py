@@ -20,11 +20,11 @@ Every measurement is one attempt (STYLE.md 4); the probe reports, never retries.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -34,8 +34,8 @@ from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample
 from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S, RTT_FAULT_S
-from probes.net.ntp import ntp_offset
 from probes.faults import Fault
+from probes.net.ntp import ntp_offset
 
 COMPONENT = "network"
 
@@ -83,7 +83,7 @@ class RttResult:
         s = self.samples
         if len(s) < 2:
             return None
-        return sum(abs(b - a) for a, b in zip(s, s[1:])) / (len(s) - 1)
+        return sum(abs(b - a) for a, b in itertools.pairwise(s)) / (len(s) - 1)
 
 
 async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
@@ -96,7 +96,7 @@ async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
         t0 = clock()
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             out.failures += 1
             out.error = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
                 "connection refused" if isinstance(exc, ConnectionRefusedError) else exc.__class__.__name__)
@@ -105,7 +105,7 @@ async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
     return out
 
@@ -125,7 +125,7 @@ async def upload_rate(url: str, nbytes: int, timeout: float, session: aiohttp.Cl
             if resp.status >= 400:
                 return None, f"HTTP {resp.status}"
         return nbytes * 8 / max(dt, 1e-6), None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None, "timed out"
     except aiohttp.ClientError as exc:
         return None, exc.__class__.__name__

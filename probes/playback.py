@@ -54,8 +54,15 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.core.config import StrictModel
 from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
-from probes.core.playlist import (MasterPlaylist, MediaPlaylist, PlaylistError, Segment, Variant, choose_renditions,
-                             parse)
+from probes.core.playlist import (
+    MasterPlaylist,
+    MediaPlaylist,
+    PlaylistError,
+    Segment,
+    Variant,
+    choose_renditions,
+    parse,
+)
 from probes.faults import Fault
 
 __all__ = ["PlaybackSettings", "probe"]

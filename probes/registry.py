@@ -6,15 +6,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from probes import encoder_status, hls, ingest_stat, rtmp
-from probes import media, playback
-from probes import gpu, host, network, video_source
-from probes import whep, whip
-from probes import latency
-from probes import ingest_monitor
+from probes import (
+    encoder_status,
+    gpu,
+    hls,
+    host,
+    ingest_monitor,
+    ingest_stat,
+    latency,
+    media,
+    network,
+    playback,
+    rtmp,
+    video_source,
+    whep,
+    whip,
+)
 
 
 @dataclass(frozen=True, slots=True)

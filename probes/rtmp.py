@@ -51,17 +51,35 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
 
-from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
-                         own_deadline)
+from probes.base import (
+    Evidence,
+    Failure,
+    ProbeContext,
+    ProbeResult,
+    ProbeTarget,
+    Sample,
+    SpanRecord,
+    State,
+    own_deadline,
+)
 from probes.core.config import StrictModel
 from probes.core.nginx_stat import STAT_MAX_BYTES, StatView, judge_stat, parse_stat
 from probes.core.redact import redact_text, redact_url
 from probes.core.thresholds import AV_SYNC_FAULT_S
+from probes.faults import Fault
 from probes.net.amf0 import amf0_decode
 from probes.net.flv import encode_test_stream
-from probes.net.rtmp_chunk import (HANDSHAKE_SIZE, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_VIDEO,
-                                   MSG_WINDOW_ACK_SIZE, ChunkConnection, RtmpError, RtmpUrl, parse_rtmp_url)
-from probes.faults import Fault
+from probes.net.rtmp_chunk import (
+    HANDSHAKE_SIZE,
+    MSG_COMMAND_AMF0,
+    MSG_COMMAND_AMF3,
+    MSG_VIDEO,
+    MSG_WINDOW_ACK_SIZE,
+    ChunkConnection,
+    RtmpError,
+    RtmpUrl,
+    parse_rtmp_url,
+)
 
 STAGE = "ingest"
 METRIC_CONNECT = "signalpath_ingest_connect_seconds"
@@ -107,7 +125,7 @@ class _Attempt:
     async def within(self, aw: Any, what: str) -> Any:
         try:
             return await asyncio.wait_for(aw, self.remaining())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", Fault.UNREACHABLE) from None
 
     def phase(self, name: str, start_wall: float, t0: float, t1: float, error: str | None = None,

@@ -44,7 +44,6 @@ from probes.core.segment_decode import DecodedSegment
 from probes.core.studio import STAGE, Finding, SourceConfig, Status, evidence_from
 from probes.faults import Fault
 
-
 # ------------------------------------------------------------------ devices
 
 
@@ -283,7 +282,7 @@ async def measure(src: SourceConfig, v4l_root: str = "/sys/class/video4linux"
     try:
         s = await asyncio.wait_for(asyncio.to_thread(capture, src.url or "", src.sample_s, src.open_timeout_s),
                                    bound + src.open_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         s = FeedSample(error=f"no media within {bound:.0f} s")
     m = MediaAnalyser().feed(s.segment) if (s.video_frames or s.segment.audio_present) else None
     return assess_feed(src, s, m), s

@@ -32,9 +32,18 @@ from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarge
 from probes.core import beacon
 from probes.core.frames import luma_plane
 from probes.core.webrtc_stats import FreezeCounter, jitter_seconds
-from probes.net.webrtc_session import (METRIC_FREEZES, METRIC_JITTER, METRIC_LOST, METRIC_TTFF, Session, WebRtcCommon,
-                                       WebRtcEndpointSettings, WebRtcError, stats)
 from probes.faults import Fault
+from probes.net.webrtc_session import (
+    METRIC_FREEZES,
+    METRIC_JITTER,
+    METRIC_LOST,
+    METRIC_TTFF,
+    Session,
+    WebRtcCommon,
+    WebRtcEndpointSettings,
+    WebRtcError,
+    stats,
+)
 
 __all__ = ["WhepPlayback", "WhepProbeConfig", "probe"]
 
@@ -103,7 +112,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         await s.connect_phases(t_answer)
         try:
             await asyncio.wait_for(first_frame.wait(), s.remaining())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             s.phase("first_frame", t_start, ctx.clock(), error="no frame")
             raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None
         ttff = frames.first - t_start

@@ -30,9 +30,19 @@ from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.webrtc_stats import fraction_lost_ratio, jitter_seconds
-from probes.net.webrtc_session import (METRIC_JITTER, METRIC_LOST, METRIC_RTT, METRIC_UPLOAD, Session, WebRtcCommon,
-                                       WebRtcEndpointSettings, WebRtcError, make_beacon_track, stats)
 from probes.faults import Fault
+from probes.net.webrtc_session import (
+    METRIC_JITTER,
+    METRIC_LOST,
+    METRIC_RTT,
+    METRIC_UPLOAD,
+    Session,
+    WebRtcCommon,
+    WebRtcEndpointSettings,
+    WebRtcError,
+    make_beacon_track,
+    stats,
+)
 
 __all__ = ["WhipIngest", "WhipProbeConfig", "probe"]
 

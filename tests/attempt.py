@@ -8,7 +8,7 @@ through :func:`call_probe`.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from probes.base import ProbeContext, ProbeResult, ProbeTarget
 

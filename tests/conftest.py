@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
-
 from livehls import Endpoint, Timeline
 from waiting import wait_for  # noqa: F401  (re-exported for tests)
 
@@ -18,7 +15,7 @@ class LiveHls:
         self.origin = Endpoint(self.tl)
         self.edges = {"edge-a": Endpoint(self.tl), "edge-b": Endpoint(self.tl)}
 
-    async def start(self) -> "LiveHls":
+    async def start(self) -> LiveHls:
         await self.origin.start()
         for e in self.edges.values():
             await e.start()

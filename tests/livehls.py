@@ -131,7 +131,7 @@ class Endpoint:
     def media_url(self, rendition: str) -> str:
         return f"http://127.0.0.1:{self.port}/live/main/{rendition}.m3u8"
 
-    async def start(self) -> "Endpoint":
+    async def start(self) -> Endpoint:
         for r in self.renditions:
             await asyncio.to_thread(segments_for, r, self.tl.seg_dur)
         app = web.Application()

@@ -191,7 +191,7 @@ class RealLab:
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> "RealLab":
+    async def __aenter__(self) -> RealLab:
         await self.start()
         return self
 
@@ -321,7 +321,7 @@ class RealLab:
                 if len(segs) >= min_segments and (after_last is None or last > after_last):
                     return last
                 last_error = f"newest segment {last}, {len(segs)} segments"
-            except (aiohttp.ClientError, asyncio.TimeoutError, LabError) as exc:
+            except (TimeoutError, aiohttp.ClientError, LabError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(0.2)
         raise LabError(
@@ -457,7 +457,7 @@ class RealLab:
                 break
             try:
                 _r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 await asyncio.sleep(0.05)
                 continue
             w.close()
@@ -487,7 +487,7 @@ class RealLab:
                 proc.proc.send_signal(sig)
             try:
                 await asyncio.wait_for(proc.proc.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.proc.kill()
                 await asyncio.wait_for(proc.proc.wait(), grace)

@@ -105,7 +105,7 @@ class RtspServer:
     def url(self, variant: str) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{variant}"
 
-    async def __aenter__(self) -> "RtspServer":
+    async def __aenter__(self) -> RtspServer:
         await self.start()
         return self
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import aiohttp
-
 from _require import require_binary
-from agent.app import Agent
-from agent.config import parse_config
 from reallab import RealLab
 from waiting import wait_for
+
+from agent.app import Agent
+from agent.config import parse_config
 
 
 async def test_rtmp_ingest_in_the_agent(tmp_path, caplog):

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from probes.base import State
-from waiting import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

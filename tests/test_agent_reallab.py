@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-
 from _require import require_binary
-from agent.app import Agent
-from agent.config import parse_config
 from reallab import RealLab
 from waiting import wait_for
+
+from agent.app import Agent
+from agent.config import parse_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 

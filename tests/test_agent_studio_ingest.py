@@ -5,12 +5,12 @@ ingest — not to the transcoder whose playlists merely stop."""
 from __future__ import annotations
 
 import pytest
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
-from waiting import wait_for
 
 
 @pytest.fixture
@@ -32,7 +32,8 @@ async def test_upstream_fault_is_localized_upstream(lab, tmp_path, fault, target
     conf["incidents"] = {"path": str(tmp_path / "inc.db")}
     async with Agent(parse_config(conf)) as agent:
         for stage, comp in (("studio", "encoder"), ("ingest", "ingest"), ("origin", "origin")):
-            await wait_for(lambda: agent.board.state_of("main", stage, comp).value == "ok", 20, f"{stage} ok")
+            await wait_for(lambda stage=stage, comp=comp: agent.board.state_of("main", stage, comp).value == "ok", 20,
+                           f"{stage} ok")
         rec = await lab.inject(fault, target, 30)
         found = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents("main")
                                         if (i.stage, i.component, i.fault) == root], 15, f"incident {root}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import socket
 import subprocess
@@ -12,7 +13,9 @@ import time
 
 import httpx
 import pytest
+from _require import require_binary
 from aiohttp import web
+from pydantic import ValidationError
 
 from agent.alerts import (
     AlertDispatcher,
@@ -23,7 +26,6 @@ from agent.alerts import (
     WebhookSink,
 )
 from agent.localize import Incident, IncidentEvent
-from _require import require_binary
 
 SECRET = "s3cret-hook-key"
 
@@ -65,7 +67,7 @@ class Receiver:
         if self.delay:
             try:  # released on exit so the server shuts down at once
                 await asyncio.wait_for(self.release.wait(), timeout=self.delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if len(self.requests) <= self.fail:
             return web.Response(status=500)
@@ -106,7 +108,7 @@ async def test_webhook_signed_and_retried_after_500s():
             await sink.stop()
     assert len(rx.requests) == 3 and sink.retries == 2 and sink.failed == 0
     # backoff between attempts grows
-    gaps = [b - a for a, b in zip(rx.times, rx.times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(rx.times)]
     assert gaps[0] >= 0.02 and gaps[1] >= 0.04
     deliveries = set()
     for headers, body in rx.requests:
@@ -173,9 +175,9 @@ async def test_stop_is_bounded_when_receiver_hangs():
 def test_settings_are_strict_and_hide_secret():
     s = WebhookSettings(url="http://127.0.0.1:1/x", secret="abc")
     assert "abc" not in repr(s)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="not an http"):
         WebhookSettings(url="ftp://x", secret="abc")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="extra_forbidden"):
         AlertSettings(webhooks=[], pagers=[])
 
 

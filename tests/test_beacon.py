@@ -72,8 +72,8 @@ def _read_all(frames) -> list[int | None]:
 
 def _assert_exact(got: list[int | None], truth: list[int], label: str) -> None:
     assert len(got) == len(truth), label
-    exact = sum(g == t for g, t in zip(got, truth))
-    wrong = [(i, g, t) for i, (g, t) in enumerate(zip(got, truth)) if g is not None and g != t]
+    exact = sum(g == t for g, t in zip(got, truth, strict=True))
+    wrong = [(i, g, t) for i, (g, t) in enumerate(zip(got, truth, strict=True)) if g is not None and g != t]
     assert not wrong, f"{label}: wrong values decoded (CRC let them through): {wrong[:3]}"
     assert exact / len(truth) >= 0.99, f"{label}: only {exact}/{len(truth)} frames decoded exactly"
 

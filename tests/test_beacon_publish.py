@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import errno
 import io
+import itertools
 import os
 import signal
 import sys
@@ -21,11 +22,11 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-
 from _require import require_binary
+from reallab import RealLab, free_port, parse_media_playlist
+
 from agent import beacon_publish as bp
 from probes.core import beacon
-from reallab import RealLab, free_port, parse_media_playlist
 
 KEY = "sk-Secret123"
 TOKEN = "tok-S3cret"
@@ -194,7 +195,7 @@ async def test_publish_into_nginx_rtmp_and_read_beacons_from_hls(ingest: RealLab
     assert decoded[0] == round(result.first_stamp * 1000)
     assert decoded[-1] == round(result.last_stamp * 1000)
     # Frame spacing matches 30 fps pacing (stamps are taken when each frame is made).
-    gaps = [b - a for a, b in zip(decoded, decoded[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(decoded)]
     assert sorted(gaps)[len(gaps) // 2] in range(30, 38)
 
 

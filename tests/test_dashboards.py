@@ -30,10 +30,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-
 from _require import require_binary
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
@@ -41,7 +41,6 @@ from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from agent.metrics import CATALOG
 from tests.test_network import NtpResponder
-from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DASH = ROOT / "dashboards"
@@ -221,7 +220,7 @@ async def test_real_prometheus_scrapes_two_agents_on_the_lab_and_every_panel_has
     require_binary("prometheus")
     loop = asyncio.get_running_loop()
     ntp_transport, _ = await loop.create_datagram_endpoint(lambda: NtpResponder(0.0), local_addr=("127.0.0.1", 0))
-    ntp = "127.0.0.1:%d" % ntp_transport.get_extra_info("sockname")[1]
+    ntp = f"127.0.0.1:{ntp_transport.get_extra_info('sockname')[1]}"
 
     async def upload(req: web.Request) -> web.Response:
         await req.read()

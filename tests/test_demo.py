@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,12 +10,13 @@ import sys
 import time
 import urllib.request
 
+from waiting import wait_for
+
 from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
-from agent.lab.tour import DEFAULT_TOUR, run_tour
-from waiting import wait_for
+from agent.lab.tour import DEFAULT_TOUR
 
 
 def free_port() -> int:
@@ -76,8 +75,8 @@ async def test_each_tour_fault_shows_at_its_stage_and_component(tmp_path):
             for step in steps:
                 rec = await lab.inject(step.fault, step.target, None, dict(step.params) or None)
                 cell = (step.expect_stage, step.expect_component)
-                await wait_for(lambda: agent.board.state_of("main", *cell).value in ("degraded", "down"), 20,
+                await wait_for(lambda cell=cell: agent.board.state_of("main", *cell).value in ("degraded", "down"), 20,
                                f"{step.fault} visible at {cell}")
                 await lab.clear(rec.id)
                 await wait_for(lambda: not agent.incidents.localizer.open_incidents(), 40, f"{step.fault} resolved")
-                await wait_for(lambda: agent.board.state_of("main", *cell).value == "ok", 20, f"{cell} ok again")
+                await wait_for(lambda cell=cell: agent.board.state_of("main", *cell).value == "ok", 20, f"{cell} ok again")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from probes import gpu
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.gpu import GpuConfig, NvmlBackend, NvmlUnavailable, RecordedBackend
 from probes.core.studio import Status
+from probes.gpu import GpuConfig, NvmlBackend, NvmlUnavailable, RecordedBackend
 
 REC = str(Path(__file__).parent / "fixtures" / "nvml-h200.json")
 

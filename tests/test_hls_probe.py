@@ -11,11 +11,11 @@ import subprocess
 
 import aiohttp
 import pytest
-
 from _require import require_binary
+from waiting import wait_for
+
 from agent.app import Agent
 from agent.config import parse_config
-from waiting import wait_for
 
 
 def cell(agent: Agent, stage: str, component: str) -> dict:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from probes import host
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.host import HostConfig, assess, snapshot
 from probes.core.studio import Status
+from probes.host import HostConfig, assess, snapshot
 
 FIX = Path(__file__).parent / "fixtures" / "host"
 

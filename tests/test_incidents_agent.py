@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-
 from _require import require_binary
+from waiting import wait_for
+
 from agent.app import Agent
 from agent.config import parse_config
-from waiting import wait_for
 
 
 async def get_json(url: str):
@@ -112,7 +112,7 @@ async def test_status_page_shows_a_fault_in_headless_chromium(live, tmp_path):
         assert "P1" in dom or "P2" in dom
         keep = os.environ.get("SIGNALPATH_SCREENSHOTS")
         if keep:
-            for name, png in shots.items():
+            for png in shots.values():
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 Path(keep, png.name).write_bytes(png.read_bytes())
 

@@ -18,6 +18,8 @@ import time
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from reallab import free_port
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
@@ -26,8 +28,6 @@ from agent.lab import Lab, LabConfig
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.core.latency_core import IngestLatencyShare, IngestWindow
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
-from reallab import free_port
-from waiting import wait_for
 
 SEGMENT_S = 2.0
 
@@ -121,7 +121,7 @@ async def test_ingest_delay_shows_at_ingest_not_transcode_and_opens_an_ingest_in
             await wait_for(healthy, 30, "ingest and transcode figures, no incident")
             # three ingest windows for the baseline
             share = next(t.config.share for j in agent_jobs(agent) for t in j.targets if t.probe == "ingest_monitor")
-            await wait_for(lambda: len(share._windows) >= 3, 30, "three ingest windows")  # noqa: SLF001
+            await wait_for(lambda: len(share._windows) >= 3, 30, "three ingest windows")
             ing0, tx0 = _stage(agent, "ingest", "ingest"), _stage(agent, "transcode", "transcoder")
             truth = lab.truth()
             r180 = truth["transcode"]["renditions"]["180p"]

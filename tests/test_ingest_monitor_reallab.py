@@ -12,13 +12,13 @@ import asyncio
 import os
 
 import pytest
-
 from _require import require_binary
+from reallab import RealLab
+from waiting import wait_for
+
 from agent import beacon_publish as bp
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
-from reallab import RealLab
-from waiting import wait_for
 
 
 @pytest.fixture

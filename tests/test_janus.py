@@ -14,7 +14,6 @@ SIGNALPATH_REQUIRE_LAB=1.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -23,14 +22,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-
 from _require import require_binary
+from aiohttp import web
 from attempt import call_probe
+from waiting import wait_for
+
 from probes.base import ProbeTarget, State
 from probes.whip import WhipProbeConfig
 from probes.whip import probe as whip_probe
-from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,7 +53,7 @@ def janus_netns(tmp_path: Path):
     conf = tmp_path / "janus"
     conf.mkdir()
     (conf / "janus.jcfg").write_text(
-        'general: { configs_folder = "%s" log_to_stdout = true debug_level = 4 }\n'
+        'general: { configs_folder = "%s" log_to_stdout = true debug_level = 4 }\n'  # noqa: UP031 - %-format: the text is full of { }
         'media: { rtp_port_range = "20000-20200" }\n'
         'nat: { nice_debug = false ice_enforce_list = "%s" }\n'
         'plugins: { disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_lua.so,libjanus_nosip.so,'
@@ -106,7 +105,7 @@ class JanusWhip:
         self.runner: web.AppRunner | None = None
         self.url = ""
 
-    async def __aenter__(self) -> "JanusWhip":
+    async def __aenter__(self) -> JanusWhip:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         app = web.Application()
         app.router.add_post("/whip", self.post)
@@ -167,7 +166,7 @@ async def test_whip_probe_against_janus_echotest(janus_netns):
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as s:
                 async with s.get(janus_url + "/info") as r:
                     return r.status == 200 and "janus.plugin.echotest" in await r.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     await wait_for(janus_up, 30, "Janus HTTP API with echotest")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import socket
 import threading
@@ -15,11 +16,10 @@ import m3u8
 import numpy as np
 import pytest
 import pytest_asyncio
-
-from agent.lab import Lab, LabConfig
-from agent.lab import control
-from agent.lab.cli import main as lab_cli
 from waiting import wait_for
+
+from agent.lab import Lab, LabConfig, control
+from agent.lab.cli import main as lab_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -94,7 +94,7 @@ async def test_media_playlist_advances_every_segment_with_pdt(lab, http):
     assert all(p is not None for p in pdts)
     for seg in pl.segments:
         assert seg.duration == pytest.approx(2.0, abs=0.05)
-    for a, b in zip(pdts, pdts[1:]):
+    for a, b in itertools.pairwise(pdts):
         assert (b - a).total_seconds() == pytest.approx(2.0, abs=0.05)
     # the newest segment was captured a segment or two ago (PDT is capture time)
     age = time.time() - pdts[-1].timestamp()

@@ -9,10 +9,10 @@ import socket
 
 import aiohttp
 import pytest
+from attempt import call_probe
 
 from agent.lab import FaultRequestError, Lab, LabConfig, LabError
 from agent.lab.faults import FaultBook
-from attempt import call_probe
 from probes.base import Failure, ProbeTarget, State
 from probes.core import beacon
 from probes.whep import WhepProbeConfig

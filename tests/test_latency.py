@@ -20,12 +20,12 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
-from waiting import wait_for
 
 SEGMENT_S = 2.0
 REPORT_S = 1.0
@@ -133,7 +133,7 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
             assert ("cdn", "edge-a") not in evidence()
 
             def delayed_trace() -> bool:
-                for r_, k in _latency_traces(exporter)[n_before:]:
+                for _r, k in _latency_traces(exporter)[n_before:]:
                     if "ingest+transcode" in k and "cdn edge-b" in k:
                         up_s = (k["ingest+transcode"].end_time - k["ingest+transcode"].start_time) / 1e9
                         b_s = (k["cdn edge-b"].end_time - k["cdn edge-b"].start_time) / 1e9

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from probes.core.latency_core import (SEPARATE_TRACE_ATTR, Baseline, FirstSeenTracker, SegmentTiming, Seen,
-                                 clock_verdict, next_poll_delay, segment_trace)
+from probes.core.latency_core import (
+    SEPARATE_TRACE_ATTR,
+    Baseline,
+    FirstSeenTracker,
+    Seen,
+    SegmentTiming,
+    clock_verdict,
+    next_poll_delay,
+    segment_trace,
+)
 
 
 def test_first_poll_backlog_is_not_timed_then_new_segments_get_the_bracket_middle():

@@ -9,11 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from test_media_synth import corrupt, make_segment
 
 from probes.base import State
 from probes.core.media_analysis import PTS_WRAP_S, MediaAnalyser, MediaConfig
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment, decode_segment_bounded
-from test_media_synth import corrupt, make_segment
 
 
 def run(segments, **kw):

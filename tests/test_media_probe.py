@@ -8,10 +8,9 @@ import time
 import pytest
 
 from probes.base import ProbeContext, ProbeTarget, State
-from probes.net.httpfetch import Fetcher
+from probes.core.playlist import Variant, choose_renditions
 from probes.media import MediaSettings, probe
-from probes.core.playlist import choose_renditions
-from probes.core.playlist import Variant
+from probes.net.httpfetch import Fetcher
 
 
 def v(name: str, bw: int | None, res: tuple[int, int] | None = None) -> Variant:

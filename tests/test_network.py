@@ -81,7 +81,7 @@ class Chronyd:
     def server(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> "Chronyd":
+    async def __aenter__(self) -> Chronyd:
         chronyd = require_chronyd()
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = _free_udp_port()
@@ -110,7 +110,7 @@ class Chronyd:
         self.proc.terminate()
         try:
             await asyncio.wait_for(self.proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
 

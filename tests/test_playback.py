@@ -14,9 +14,9 @@ import time
 import pytest
 
 from probes.base import ProbeContext, ProbeTarget, State
+from probes.core.playlist import Variant
 from probes.net.httpfetch import Fetcher
 from probes.playback import PlaybackSettings, choose_renditions, probe
-from probes.core.playlist import Variant
 
 
 def v(name: str, bw: int | None, res: tuple[int, int] | None = None) -> Variant:

@@ -21,7 +21,7 @@ class Clock:
     def __call__(self) -> float:
         return self.t
 
-    def at(self, rel: float) -> "Clock":
+    def at(self, rel: float) -> Clock:
         self.t = 100.0 + rel
         return self
 

@@ -12,7 +12,6 @@ import time
 import aiohttp
 import psutil
 import pytest
-
 from _require import require_binary
 from reallab import RealLab, parse_media_playlist
 

@@ -9,17 +9,17 @@ import asyncio
 import struct
 
 import pytest
-from aiohttp import web
-from pydantic import ValidationError
-
 from _require import require_binary
+from aiohttp import web
 from attempt import call_probe
+from pydantic import ValidationError
+from reallab import RealLab, free_port
+
 from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.core.nginx_stat import parse_stat
 from probes.net.amf0 import amf0_decode, amf0_encode
 from probes.net.rtmp_chunk import RtmpError, parse_rtmp_url
 from probes.rtmp import METRIC_CONNECT, METRIC_UPLOAD, RtmpProbeConfig, probe
-from reallab import RealLab, free_port
 
 ALLOWED_CANARY = "canaryOKk3y7Q"
 REFUSED_CANARY = "canaryNOk3y9Z"

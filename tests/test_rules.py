@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import yaml
-
 from _require import require_binary
 
 RULES = Path(__file__).resolve().parent.parent / "dashboards" / "rules"

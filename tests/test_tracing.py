@@ -8,16 +8,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
-from waiting import wait_for
 
 
 def _rotel_binary() -> str:

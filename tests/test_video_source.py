@@ -45,7 +45,7 @@ async def test_rtsp_feeds_ok_black_frozen_wrong_rate_silent_and_gone():
     async with RtspServer() as srv:
         srcs = {n: _src(n, srv.url(n)) for n in CASES}
         srcs["gone"] = SourceConfig(name="gone", url=f"rtsp://127.0.0.1:{gone}/cam?token=SECRET77", open_timeout_s=2)
-        results = dict(zip(srcs, await asyncio.gather(*(measure(s) for s in srcs.values()))))
+        results = dict(zip(srcs, await asyncio.gather(*(measure(s) for s in srcs.values())), strict=True))
     for name, fault in CASES.items():
         findings, sample = results[name]
         why = (name, [(f.check, f.status, f.measured) for f in findings])

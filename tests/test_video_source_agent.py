@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
@@ -25,7 +26,6 @@ from probes.base import State
 from probes.core.studio import evidence_from
 from tests.rtsp_server import RtspServer
 from tests.test_network import Chronyd
-from waiting import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 

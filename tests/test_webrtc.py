@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from attempt import call_probe
+from waiting import wait_for
 
 from agent.lab.webrtc import WebRtcEndpoint
-from attempt import call_probe
 from probes.base import Failure, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
 from probes.whip import WhipProbeConfig
 from probes.whip import probe as whip_probe
-from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

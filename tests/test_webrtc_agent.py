@@ -9,11 +9,11 @@ import logging
 
 import aiohttp
 import pytest
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
 from agent.lab.webrtc import WebRtcEndpoint
-from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -86,7 +86,8 @@ async def test_lab_webrtc_refusals_are_localized_at_ingest_and_playback(tmp_path
         s["whep"] = [{"name": "whep", "url": lab.whep_url(), **common}]
         async with Agent(parse_config(conf)) as agent:
             for stage, comp in (("ingest", "whip"), ("playback", "whep"), ("studio", "encoder"), ("origin", "origin")):
-                await wait_for(lambda: agent.board.state_of("main", stage, comp).value == "ok", 30, f"{stage} ok")
+                await wait_for(lambda stage=stage, comp=comp: agent.board.state_of("main", stage, comp).value == "ok", 30,
+                               f"{stage} ok")
             play = {"site": "test", "stream": "main", "stage": "playback", "component": "whep"}
             fps = agent.registry.get_sample_value("signalpath_webrtc_time_to_first_frame_seconds", play)
             assert fps is not None and 0 < fps < 3

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 async def wait_for(pred: Callable[[], Any], timeout: float, what: str = "condition", every: float = 0.05) -> Any:

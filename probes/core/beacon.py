@@ -119,7 +119,7 @@ def encode_bits(ms: int) -> np.ndarray:
     payload = ms.to_bytes(6, "big")
     crc = binascii.crc_hqx(payload, 0xFFFF)  # CRC-16/CCITT-FALSE
     word = payload + crc.to_bytes(2, "big")
-    whitened = bytes(a ^ b for a, b in zip(word, _WHITEN))
+    whitened = bytes(a ^ b for a, b in zip(word, _WHITEN, strict=True))
     return np.unpackbits(np.frombuffer(whitened, dtype=np.uint8)).astype(bool)
 
 
@@ -147,7 +147,7 @@ def stamp(y: np.ndarray, wall_time_s: float, layout: BeaconLayout = DEFAULT_LAYO
     refs, data = layout.cells()
     for r, c, white in refs:
         y[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = WHITE if white else BLACK
-    for (r, c), bit in zip(data, bits):
+    for (r, c), bit in zip(data, bits, strict=True):  # 64 and 64: BeaconLayout checks
         y[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = WHITE if bit else BLACK
 
 
@@ -202,7 +202,7 @@ def read_ms(y: object, layout: BeaconLayout = DEFAULT_LAYOUT) -> int | None:
         return None
     threshold = (float(whites.mean()) + float(blacks.mean())) / 2.0
     bits = values[int(n_refs[0]) :] > threshold
-    word = bytes(a ^ b for a, b in zip(np.packbits(bits).tobytes(), _WHITEN))
+    word = bytes(a ^ b for a, b in zip(np.packbits(bits).tobytes(), _WHITEN, strict=True))  # 64 bits
     payload, crc = word[:6], int.from_bytes(word[6:], "big")
     if binascii.crc_hqx(payload, 0xFFFF) != crc:
         return None

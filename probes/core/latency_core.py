@@ -129,7 +129,7 @@ class FirstSeenTracker:
         new: list[tuple[int, Seen | None]] = []
         newest = max((s for s, _ in segments), default=None)
         if newest is not None and (mem.last_seq is None or newest > mem.last_seq):
-            for seq, dur in segments:
+            for seq, _dur in segments:
                 if mem.last_seq is not None and seq <= mem.last_seq:
                     continue
                 if mem.last_seq is None and seq != newest:

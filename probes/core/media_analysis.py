@@ -51,8 +51,8 @@ Checks and where their defaults come from (shared/THRESHOLDS.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 from pydantic import Field

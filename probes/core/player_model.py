@@ -37,8 +37,8 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from pydantic import Field
 

@@ -74,7 +74,7 @@ MAX_VARIANTS = 16  # bounds the rendition label set
 def _to_epoch(v: object) -> float | None:
     if isinstance(v, _dt.datetime):
         if v.tzinfo is None:
-            v = v.replace(tzinfo=_dt.timezone.utc)
+            v = v.replace(tzinfo=_dt.UTC)
         return v.timestamp()
     return None
 
@@ -112,7 +112,7 @@ def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
         return MasterPlaylist(tuple(
             Variant(name=n, uri=urljoin(base_uri, p.uri), bandwidth=p.stream_info.bandwidth,
                     resolution=tuple(p.stream_info.resolution) if p.stream_info.resolution else None)
-            for n, p in zip(names, playlists)
+            for n, p in zip(names, playlists, strict=True)
         ))
     if pl.target_duration is None:
         raise PlaylistError("media playlist has no #EXT-X-TARGETDURATION")

@@ -20,7 +20,7 @@ and can also mask literal secrets (a stream key met outside a URL). Neither rais
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"

@@ -135,7 +135,7 @@ class SourceConfig(StrictModel):
     expect_audio: bool = False
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "SourceConfig":
+    def _one_kind(self) -> SourceConfig:
         if (self.device is None) == (self.url is None):
             raise ValueError(f"source {self.name!r}: give exactly one of device or url")
         return self

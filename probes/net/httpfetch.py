@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from probes.base import Failure
-from probes.net.leanhttp import LeanClient, LeanHttpError
 from probes.core.redact import redact_url
+from probes.net.leanhttp import LeanClient, LeanHttpError
 
 KEEP_HEADERS = ("age", "x-cache", "cache-control", "content-type", "content-length", "last-modified", "etag",
                 "location", "transfer-encoding")
@@ -60,7 +60,7 @@ class Fetcher:
         self._ua = user_agent
         self._client: LeanClient | None = None
 
-    async def __aenter__(self) -> "Fetcher":
+    async def __aenter__(self) -> Fetcher:
         await self.start()
         return self
 

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from probes.base import Failure
 from probes.core.redact import redact_url
-from probes.net.amf0 import amf0_encode
 from probes.faults import Fault
+from probes.net.amf0 import amf0_encode
 
 HANDSHAKE_SIZE = 1536
 
@@ -178,7 +178,7 @@ class ChunkConnection:
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
 
 

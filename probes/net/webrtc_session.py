@@ -38,15 +38,25 @@ import contextlib
 import contextvars
 import fractions
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from probes.base import (Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State,
-                         own_deadline)
+from probes.base import (
+    Evidence,
+    Failure,
+    ProbeContext,
+    ProbeResult,
+    ProbeTarget,
+    Sample,
+    SpanRecord,
+    State,
+    own_deadline,
+)
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.frames import pad_plane
@@ -100,7 +110,7 @@ class WebRtcEndpointSettings(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _deadline(self) -> "WebRtcEndpointSettings":
+    def _deadline(self) -> WebRtcEndpointSettings:
         if self.timeout_s < self.seconds + 2:  # type: ignore[attr-defined]
             raise ValueError(f"timeout_s {self.timeout_s:g} must exceed seconds + 2 s")
         return self
@@ -355,7 +365,7 @@ class Session:
         try:
             await asyncio.wait_for(self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer")),
                                    self.remaining())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise WebRtcError(Failure.TIMEOUT, "applying the SDP answer timed out", Fault.ICE_FAILED) from None
         except (ValueError, AssertionError) as exc:
             raise WebRtcError(Failure.PROTOCOL_ERROR, f"unusable SDP answer: {type(exc).__name__}",
@@ -385,7 +395,7 @@ class Session:
                 resp = await self.http.delete(self.resource, headers=h, timeout=2.0)
                 self.result.figures["delete_status"] = resp.status_code
                 self.phase("delete", t0, self.ctx.clock(), **{"http.status_code": resp.status_code})
-            except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, httpx.HTTPError) as exc:
                 self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
         if self.pc is not None:
             with contextlib.suppress(Exception):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from probes import gpu  # noqa: E402
-from probes.base import ProbeContext, ProbeTarget  # noqa: E402
-from probes.gpu import GpuConfig, NvmlBackend, NvmlUnavailable  # noqa: E402
+from probes import gpu
+from probes.base import ProbeContext, ProbeTarget
+from probes.gpu import GpuConfig, NvmlBackend, NvmlUnavailable
 
 
 def main() -> int:

@@ -21,12 +21,12 @@ import psutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from agent.lab import Lab, LabConfig  # noqa: E402
-from probes.base import ProbeContext, ProbeTarget  # noqa: E402
-from probes.whep import WhepProbeConfig  # noqa: E402
-from probes.whep import probe as whep_probe  # noqa: E402
-from probes.whip import WhipProbeConfig  # noqa: E402
-from probes.whip import probe as whip_probe  # noqa: E402
+from agent.lab import Lab, LabConfig
+from probes.base import ProbeContext, ProbeTarget
+from probes.whep import WhepProbeConfig
+from probes.whep import probe as whep_probe
+from probes.whip import WhipProbeConfig
+from probes.whip import probe as whip_probe
 
 LOOP = ("127.0.0.1",)
 

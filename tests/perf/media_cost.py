@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the segment maker)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
+import av
+import numpy as np
+from test_media_synth import make_segment
 
-from probes.core.media_analysis import MediaAnalyser  # noqa: E402
-from probes.core.segment_decode import DecodeOptions, decode_segment  # noqa: E402
-from test_media_synth import make_segment  # noqa: E402
+from probes.core.media_analysis import MediaAnalyser
+from probes.core.segment_decode import DecodeOptions, decode_segment
 
 SECONDS = 2.0
 

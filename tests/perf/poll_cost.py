@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import shutil
 import socket
@@ -27,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import psutil  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
+import psutil
+from prometheus_client import CollectorRegistry
 
-from agent.app import Agent  # noqa: E402
-from agent.config import parse_config  # noqa: E402
+from agent.app import Agent
+from agent.config import parse_config
 
 PEERS = [("Go blackbox_exporter /probe", "1,800-2,400"), ("httpx AsyncClient (as installed)", "450-1,300"),
          ("httpx on aiohttp transport", "2,900-3,500"), ("raw aiohttp keep-alive", "6,600-11,000")]
@@ -131,7 +130,7 @@ async def measure(port: int, streams: int, interval: float, seconds: float, all_
 def _polls(agent: Agent) -> int:
     # every media-playlist poll yields one playlist_fetch_seconds{phase="connect"} sample: count attempts instead
     n = 0
-    for key, ctx in agent.runner._ctx.items():
+    for ctx in agent.runner._ctx.values():
         n += ctx.state.get("polls", 0)
     return n
 
