@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
-
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape as xml_escape
 
 from aiohttp import web
@@ -67,7 +67,7 @@ async def _errors(request: web.Request,
         return _error(500, f"internal error: {type(exc).__name__}")
 
 
-def control_app(lab: "Lab") -> web.Application:
+def control_app(lab: Lab) -> web.Application:
     async def post_fault(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > _MAX_BODY:
             return _error(400, "request body too large")
@@ -85,7 +85,7 @@ def control_app(lab: "Lab") -> web.Application:
         if unknown:
             return _error(400, f"unknown field(s) {', '.join(sorted(unknown))}; "
                                "allowed: name, target, for_s, params")
-        rec = await lab.inject(body.get("name"), body.get("target"), body.get("for_s"), body.get("params"))
+        rec = await lab.inject(str(body.get("name") or ""), body.get("target"), body.get("for_s"), body.get("params"))
         return _json(rec.to_json(), status=201)
 
     async def list_faults(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ def _epilog(example: str) -> str:
     return f"example:\n  {example}"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+def register(subparsers: argparse._SubParsersAction) -> None:
     lab = subparsers.add_parser(
         "lab", help="run the embedded live lab and inject faults into it",
         description="The embedded live pipeline (studio → ingest → transcode → origin → CDN edges) "

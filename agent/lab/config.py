@@ -181,7 +181,7 @@ class LabConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "LabConfig":
+    def _consistent(self) -> LabConfig:
         if not self.renditions:
             raise ValueError("renditions: at least one is needed")
         names = [r.name for r in self.renditions]

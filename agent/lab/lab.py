@@ -31,7 +31,8 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class Lab:
         ports = cfg.edge_ports or (0,) * len(cfg.edges)
         self._edges = {name: Edge(name, cfg.host, port, lambda: self._origin.url, self.book, wall=wall,
                                   slow=self._slow_edge(name) if self._chronic else None)
-                       for name, port in zip(cfg.edges, ports)}
+                       for name, port in zip(cfg.edges, ports, strict=True)}
         # the ingest's playback side (HTTP-FLV on the control port), see agent/lab/ingest_live.py
         self.ingest_live = LiveFlv(cfg.stream, cfg.width, cfg.height, cfg.fps)
         self._control = Listener(control_app(self), cfg.host, cfg.control_port)
@@ -102,7 +103,7 @@ class Lab:
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------
-    async def __aenter__(self) -> "Lab":
+    async def __aenter__(self) -> Lab:
         await self.start()
         return self
 
@@ -150,7 +151,7 @@ class Lab:
         assert self._ready is not None
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LabError(f"the lab published no segment of every rendition within {timeout:g} s") from None
 
     async def stop(self) -> None:
@@ -307,7 +308,7 @@ class Lab:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self._reconcile()

@@ -21,8 +21,8 @@ from __future__ import annotations
 import collections
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from .config import LabConfig
 from .faults import _iso

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -64,7 +65,7 @@ class Listener:
             return
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server  # noqa: SLF001 - the only way to learn the bound port
+        server: Any = site._server  # an asyncio.Server (aiohttp types it AbstractServer)
         assert server is not None and server.sockets
         self.port = server.sockets[0].getsockname()[1]
         self._site = site
@@ -220,7 +221,7 @@ class Edge:
                 pub = resp.headers.get(PUBLISHED_HEADER)
                 return _Entry(resp.status, body, resp.headers.get("Content-Type", "text/plain"), cc,
                               self._clock(), max_age, float(pub) if pub else None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _Entry(504, b"edge: origin timed out\n", "text/plain", "no-store", self._clock(), 0, None)
         except aiohttp.ClientError as exc:
             return _Entry(502, f"edge: origin unreachable ({type(exc).__name__})\n".encode(), "text/plain",

@@ -23,8 +23,8 @@ from __future__ import annotations
 import fractions
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import av
 import numpy as np
@@ -207,7 +207,7 @@ class StudioEncoder:
             self.force_keyframe = False
         out: list[MediaPacket] = []
         for p in self._video.encode(frame):
-            out.append(MediaPacket("video", bytes(p), int(p.pts), bool(p.is_keyframe),
+            out.append(MediaPacket("video", bytes(p), int(p.pts), bool(p.is_keyframe),  # type: ignore[arg-type]  # PyAV: pts Optional, set by the encoder
                                    capture_wall))
         out.extend(self._encode_audio(n, capture_wall, faults))
         now = wall()
@@ -239,6 +239,7 @@ class StudioEncoder:
             af.pts = s0
             af.time_base = self._audio.time_base
             for p in self._audio.encode(af):
+                assert p.pts is not None, "an encoder's packets carry a pts (PyAV types it Optional)"
                 apts = int(p.pts) * TS_HZ // rate + shift
                 # capture time of the block: the frame's capture time, offset by sample position
                 cap = capture_wall + (int(p.pts) - (PTS_ORIGIN_S * cfg.fps + n) * rate // cfg.fps) / rate

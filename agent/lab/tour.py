@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
 
@@ -50,7 +51,7 @@ def _hms(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
-async def run_tour(lab: "Lab", steps: tuple[TourStep, ...] | list[TourStep] = DEFAULT_TOUR,
+async def run_tour(lab: Lab, steps: tuple[TourStep, ...] | list[TourStep] = DEFAULT_TOUR,
                    say: Callable[[str], None] = print, *,
                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                    wall: Callable[[], float] = time.time) -> list[dict[str, Any]]:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import fractions
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import av
 
@@ -106,7 +106,7 @@ def h264_codecs_tag(annexb: bytes) -> str | None:
     while i != -1:
         j = i + 3
         if j + 3 < len(annexb) and annexb[j] & 0x1F == 7:
-            return "avc1.%02X%02X%02X" % (annexb[j + 1], annexb[j + 2], annexb[j + 3])
+            return f"avc1.{annexb[j + 1]:02X}{annexb[j + 2]:02X}{annexb[j + 3]:02X}"
         i = annexb.find(b"\x00\x00\x01", j)
     return None
 
@@ -128,7 +128,9 @@ def mux_ts(video: list[tuple[int, bytes, bool]], audio: list[tuple[int, bytes]],
             pkt = av.Packet(data)
             pkt.pts = pkt.dts = pts
             pkt.time_base = _TB
-            pkt.stream = vs if kind == 0 else a_s
+            stream = vs if kind == 0 else a_s
+            assert stream is not None, "audio packets only when the ladder has audio"
+            pkt.stream = stream
             if key:
                 pkt.is_keyframe = True
             out.mux(pkt)
@@ -235,7 +237,7 @@ class LadderTranscoder:
                 for p in g.enc.encode(f):
                     data = bytes(p)
                     is_key = bool(p.is_keyframe)
-                    ppts = int(p.pts)
+                    ppts = int(p.pts)  # type: ignore[arg-type]  # PyAV types pts Optional; an encoder's packets carry one
                     if is_key and g.codecs is None:
                         g.codecs = h264_codecs_tag(data)
                     if is_key and g.open is not None and g.open.video:

@@ -45,8 +45,9 @@ import fractions
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from aiohttp import web
@@ -138,7 +139,7 @@ class FrameFeed:
 class _StallableTrack:
     """Wraps a source track: while the endpoint's ``stall`` fault is on, no frame comes out."""
 
-    def __new__(cls, source: Any, endpoint: "WebRtcEndpoint") -> Any:
+    def __new__(cls, source: Any, endpoint: WebRtcEndpoint) -> Any:
         from aiortc import MediaStreamTrack
 
         class Stallable(MediaStreamTrack):
@@ -180,7 +181,7 @@ class WebRtcEndpoint:
         self._relays: dict[str, tuple[Any, Any]] = {}  # stream -> (MediaRelay, published track)
 
     # -- lifecycle
-    async def start(self) -> "WebRtcEndpoint":
+    async def start(self) -> WebRtcEndpoint:
         app = web.Application(client_max_size=256 * 1024)
         app.router.add_post("/whip/{stream}", self._whip)
         app.router.add_post("/whep/{stream}", self._whep)
@@ -199,7 +200,7 @@ class WebRtcEndpoint:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "WebRtcEndpoint":
+    async def __aenter__(self) -> WebRtcEndpoint:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:

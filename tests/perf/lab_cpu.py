@@ -22,7 +22,7 @@ import psutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from agent.lab import Lab, LabConfig  # noqa: E402
+from agent.lab import Lab, LabConfig
 
 
 async def viewer(lab: Lab, session: aiohttp.ClientSession, url: str) -> None:

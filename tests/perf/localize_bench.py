@@ -42,10 +42,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.app import Agent  # noqa: E402
-from agent.config import parse_config  # noqa: E402
-from agent.demo import lab_agent_config  # noqa: E402
-from agent.lab import Lab, LabConfig  # noqa: E402
+from agent.app import Agent
+from agent.config import parse_config
+from agent.demo import lab_agent_config
+from agent.lab import Lab, LabConfig
 
 # fault -> (target, params, expected (stage, component))
 CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
