@@ -31,8 +31,9 @@ fields of the evidence.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, Mapping
+from typing import Literal
 
 Severity = Literal["P1", "P2", "P3"]
 SEVERITY_RANK: Mapping[str, int] = {"P1": 1, "P2": 2, "P3": 3}
