@@ -251,12 +251,14 @@ class _Walk:
         group = fresh_all + content_all
         upstream = self.failing_upstream() or [f for f in self.upstream_roots if f.rendition is None]
         source = next((f for f in upstream if all(self.d.explains(f, e) for e in group)), None)
+        stopped = any(symptom_of(e) in (Fault.STALE_PLAYLIST, Fault.PLAYLIST_MISSING) for e in fresh_all)
         if source is not None:
-            source.note = ("the origin playlists stopped updating" if fresh_all
+            source.note = ("the origin playlists stopped updating" if stopped
                            else "every rendition at the origin is affected")
         elif fresh_all:
             source = self.root("transcode", "transcoder")
-            source.note = "every rendition's playlist stopped updating at the origin while the origin server answers"
+            source.note = ("every rendition's playlist stopped updating at the origin while the origin server answers"
+                           if stopped else "every rendition at the origin is affected")
         else:
             source = self.root("studio", "source")
             source.note = "in every rendition at the origin"

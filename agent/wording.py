@@ -12,7 +12,7 @@ from __future__ import annotations
 from agent.diagnosis import Finding, fault_of
 from probes.base import Evidence
 from probes.core.redact import redact_text
-from probes.faults import STAGE_RANK, FaultCatalog
+from probes.faults import STAGE_RANK, Fault, FaultCatalog
 
 
 def subject(stage: str, component: str) -> str:
@@ -77,7 +77,7 @@ def summary(f: Finding, catalog: FaultCatalog) -> str:
         text = f"{subj} {phrase(catalog, f.fault, f.stage, rendition)}"
         if f.note:
             text += f"; {f.note}"
-    elif f.stage == "transcode":
+    elif f.stage == "transcode" and f.fault in (Fault.STALE_PLAYLIST, Fault.PLAYLIST_MISSING):
         text = f"{subj} stopped producing: {f.note}" if f.note else f"{subj} stopped producing"
     else:
         text = f"{subj} {phrase(catalog, f.fault, f.stage, None)}"

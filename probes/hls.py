@@ -12,7 +12,8 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode.
 - continuity: media-sequence regression, a jump over ``sequence_jump`` (5,
   oscnord/hls-monitor), a discontinuity-sequence change, a segment whose EXTINF
-  rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank.
+  rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank. Each
+  stays evidence for ``ANOMALY_HOLD_TARGET_DURATIONS`` x target duration after it was seen.
 - segment: first byte, download time, throughput and download ratio = download
   time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
   listed segment is a fault.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from probes.base import (
@@ -78,6 +79,15 @@ class _Rendition:
     seg: dict[str, float] | None = None  # figures of the last fetched segment
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
+    held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
+
+
+ANOMALY_HOLD_TARGET_DURATIONS = 3.0
+"""How long a one-off continuity anomaly (media sequence going back or jumping, a shrunk
+playlist, an over-long segment) stays evidence: 3 target durations, the live hold-back a
+player keeps (RFC 8216bis §4.4.3.8 HOLD-BACK; hls.js liveSyncDurationCount 3) — the span over
+which viewers feel it. Seen in one poll only, it would never persist for the localizer's
+open cycles: an encoder restart would show in one sample and never open an incident."""
 
 
 def _span(name: str, fr: FetchResult, **attrs: Any) -> SpanRecord:
@@ -257,8 +267,13 @@ class _Attempt:
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
-                self.evidence(State.DEGRADED, Fault(fault), f"{v.name}: {detail}", v.name, media_sequence=last,
-                              url_role="media_playlist")
+                rs.held[Fault(fault)] = (now + ANOMALY_HOLD_TARGET_DURATIONS * td, detail, last)
+        for fault, (until, detail, seq) in list(rs.held.items()):
+            if until <= now:
+                del rs.held[fault]
+                continue
+            self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=seq,
+                          url_role="media_playlist")
         figs = self.figures.setdefault(v.name, {})
         figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td)
         for k in ("age", "x-cache"):

@@ -161,6 +161,24 @@ async def test_variant_drift_is_media_time_not_sequence_numbers(live):
                        "drift gone once in step again")
 
 
+async def test_an_encoder_restart_is_one_incident_that_explains_the_players(live):
+    """Every rendition's media sequence goes back (an encoder/packager restarted without
+    append_list): one sequence_regression incident upstream of the origin, held long enough to
+    open (3 target durations), and nothing at the edges or the players of its own."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
+        for ep in [live.origin, *live.edges.values()]:
+            for r in ep.renditions:
+                ep.knobs.seq_offset[r] = 60
+        opened = await wait_for(lambda: agent.incidents.localizer.open_incidents("main"), 8, "an incident")
+        assert [(i.stage, i.component, i.fault) for i in opened] == [
+            ("transcode", "transcoder", "sequence_regression")], opened
+        assert "restarted its media sequence" in opened[0].summary and "stopped producing" not in opened[0].summary
+        await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok after the restart")
+        assert [i.id for i in agent.incidents.localizer.open_incidents("main")] == [opened[0].id]
+
+
 async def test_segment_404(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
