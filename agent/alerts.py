@@ -124,7 +124,7 @@ class AlertSink:
         self._queue: collections.deque[IncidentEvent] = collections.deque()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self.sent = 0
         self.failed = 0
@@ -168,6 +168,13 @@ class AlertSink:
             self.dropped += 1
         self._queue.append(event)
         self._wake.set()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of a started sink (deliveries run only between start and stop)."""
+        if self._client is None:
+            raise RuntimeError(f"the {self.kind} sink is not started")
+        return self._client
 
     @property
     def pending(self) -> int:
@@ -265,7 +272,7 @@ class WebhookSink(AlertSink):
             "X-Signalpath-Delivery": self._delivery,
             "User-Agent": "signalpath",
         }
-        resp = await self._client.post(self.settings.url, content=body, headers=headers)
+        resp = await self.client.post(self.settings.url, content=body, headers=headers)
         _check_status(resp)
 
 
@@ -273,6 +280,7 @@ class AlertmanagerSink(AlertSink):
     """Alertmanager API v2 client (see the module docstring)."""
 
     kind = "alertmanager"
+    settings: AlertmanagerSettings
 
     def __init__(self, settings: AlertmanagerSettings, *, site: str = "", clock=time.time, monotonic=time.monotonic) -> None:
         super().__init__(settings, site=site)
@@ -310,7 +318,7 @@ class AlertmanagerSink(AlertSink):
         return doc
 
     async def _post(self, alerts: list[dict[str, Any]]) -> None:
-        resp = await self._client.post(self._endpoint, json=alerts)
+        resp = await self.client.post(self._endpoint, json=alerts)
         _check_status(resp)
 
     async def _deliver(self, event: IncidentEvent) -> None:

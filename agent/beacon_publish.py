@@ -472,7 +472,7 @@ def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
                   f"last beacon {_utc(p.last_stamp)}", file=err)
 
     stop = threading.Event()
-    box: dict[str, object] = {}
+    box: dict[str, PublishResult | BaseException] = {}
 
     finished = threading.Event()
 
@@ -501,7 +501,7 @@ def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
     if isinstance(error, BeaconPublishError):
         print(f"error: {error}", file=err)
         return 1
-    if error is not None:
+    if isinstance(error, BaseException):
         raise error  # a bug, not a user's mistake
     result = box["result"]
     assert isinstance(result, PublishResult)

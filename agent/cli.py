@@ -13,6 +13,8 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from agent.errors import ConfigError, SignalpathError
 
@@ -64,15 +66,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- run
 
-async def run_until_signal(agent_factory: Callable[[], object], on_ready: Callable[[object], None] | None = None
-                           ) -> None:
+_A = TypeVar("_A")
+
+async def run_until_signal(agent_factory: Callable[[], AbstractAsyncContextManager[_A]],
+                           on_ready: Callable[[_A], None] | None = None) -> None:
     """Start an agent (an async context manager) and run it until SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with agent_factory() as agent:  # type: ignore[attr-defined]
+        async with agent_factory() as agent:
             if on_ready:
                 on_ready(agent)
             await stop.wait()
@@ -92,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     _setup_logging(args.log_level or cfg.agent.log_level)
 
-    def ready(agent: object) -> None:
+    def ready(agent: Agent) -> None:
         url = agent.url
         print(f"signalpath: watching {len(cfg.streams)} stream(s); status {url}/  metrics {url}/metrics",
               file=sys.stderr, flush=True)

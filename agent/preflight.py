@@ -34,6 +34,7 @@ from typing import Any
 
 from probes.base import Failure, ProbeContext, ProbeTarget
 from probes.core.studio import Finding, Status
+from probes.faults import Fault
 
 SYMBOL = {Status.PASS: "✓", Status.WARN: "⚠", Status.FAIL: "✗", Status.SKIP: "–"}
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
@@ -110,7 +111,7 @@ async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
         return [Finding("ingest.rtmp", r.name, Status.FAIL, f"Ingest {r.name} (RTMP)", res.detail,
                         "handshake, connect and createStream succeed", src,
                         _RTMP_FIX.get(res.failure, f"the ingest {where} failed: {res.detail}"),
-                        "auth_refused" if res.failure is Failure.AUTH_REFUSED else "unreachable")]
+                        Fault.AUTH_REFUSED if res.failure is Failure.AUTH_REFUSED else Fault.UNREACHABLE)]
     fig = res.figures
     ms = sum(float(fig.get(f"{p}_seconds", 0.0)) for p in ("tcp", "handshake", "connect", "create_stream")) * 1000
     out = [Finding("ingest.rtmp", r.name, Status.PASS, f"Ingest {r.name} (RTMP)", f"connected in {ms:.0f} ms",
@@ -125,7 +126,7 @@ async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
                            "a live stream must upload at least as fast as it plays",
                            "" if st is Status.PASS else
                            f"close other uploads or lower the bitrate: the test push ran at {ratio:.2f} x real time",
-                           None if st is Status.PASS else "upload_slow", ratio, 0.95,
+                           None if st is Status.PASS else Fault.UPLOAD_SLOW, ratio, 0.95,
                            {"upload_bits_per_second": up}))
     return out
 

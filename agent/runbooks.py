@@ -36,7 +36,7 @@ STAGE_RUNBOOKS: Mapping[str, str] = {
 """A stage's line when neither an override nor the catalog has one for the fault."""
 
 
-class _Keep(dict):
+class _Keep(dict[str, str]):
     def __missing__(self, key: str) -> str:  # leave unknown placeholders as written
         return "{" + key + "}"
 

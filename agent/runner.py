@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.faults import Fault
 
 log = logging.getLogger("signalpath.runner")
@@ -185,9 +185,7 @@ class Runner:
         return Attempt(t, result, start_wall, time.perf_counter() - t0)
 
 
-def _down(t: ProbeTarget, fault: str | None, detail: str, state: State = State.DOWN) -> list:
-    from probes.base import Evidence
-
+def _down(t: ProbeTarget, fault: Fault | None, detail: str, state: State = State.DOWN) -> list[Evidence]:
     return [Evidence(t.stage, t.component, state, fault, detail)]
 
 

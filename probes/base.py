@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ class State(enum.StrEnum):
 STATE_RANK = {State.UNKNOWN: 0, State.OK: 1, State.DEGRADED: 2, State.DOWN: 3}
 
 
-def worst(states) -> State:
+def worst(states: Iterable[State]) -> State:
     """The worst state of an iterable (DOWN > DEGRADED > OK > UNKNOWN)."""
     result = State.UNKNOWN
     for s in states:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,8 +349,8 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
         before = prev.processes.get(key)
         # the interval on the kernel's own clock (CPU seconds of all cores / cores), the
         # clock the process's CPU seconds come from; the wall ``dt`` only when that is empty
-        cores = len(cur.per_core) or 1
-        span = dtotal / cores if dtotal > 0 else dt
+        n_cores = len(cur.per_core) or 1
+        span = dtotal / n_cores if dtotal > 0 else dt
         share = (now[1] - before[1]) / span if before is not None and span > 0 else 0.0
         out.append(Finding(f"host.process.{key}", COMPONENT, Status.PASS, f"Encoder process {name}",
                            f"running ({now[0]}), {share * 100:.0f} % of a core", "running",
@@ -375,11 +376,12 @@ def samples(findings: list[Finding], cur: HostSnapshot, labels: dict[str, str], 
 # ------------------------------------------------------------------ probe
 
 
-async def measure(cfg: HostConfig, state: dict[str, Any], clock) -> tuple[list[Finding], HostSnapshot]:
+async def measure(cfg: HostConfig, state: dict[str, Any], clock: Callable[[], float]
+                  ) -> tuple[list[Finding], HostSnapshot]:
     """Two snapshots (the previous attempt's or a fresh pair) → findings."""
-    prev = state.get("host_snap")
+    prev: HostSnapshot | None = state.get("host_snap")
     t_prev = state.get("host_t")
-    if prev is None:
+    if prev is None or t_prev is None:  # stored together: the first attempt takes a pair
         prev = await asyncio.to_thread(snapshot, cfg)
         t_prev = clock()
         await asyncio.sleep(cfg.cpu_sample_s)

@@ -130,7 +130,7 @@ class MonitorTargetConfig:
 @dataclass(slots=True)
 class WatchResult:
     failure: Failure | None = None
-    fault: str | None = None  # "unreachable" | "no_input" with a failure
+    fault: Fault | None = None  # UNREACHABLE | NO_INPUT with a failure
     detail: str = ""
     frames: int = 0
     # (arrival, capture) of each frame whose beacon was read

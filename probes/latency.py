@@ -55,7 +55,7 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
 from probes.core.config import StrictModel
-from probes.core.frames import luma_plane
+from probes.core.frames import frame_time, luma_plane
 from probes.core.latency_core import (
     BASELINE_MIN_SAMPLES,
     BASELINE_S,
@@ -175,34 +175,35 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacon
         vs.codec_context.thread_count = 1
         first_read: tuple[float, float] | None = None  # (pts, capture)
         last = None
+        first_pts = last_pts = 0.0
         for packet in container.demux(vs):
             try:
                 frames = packet.decode()
             except (av.FFmpegError, ValueError):
                 continue
             for fr in frames:
-                if fr.pts is None:
+                pts = frame_time(fr)
+                if pts is None:
                     continue
-                pts = float(fr.pts * fr.time_base)
                 out.frames += 1
                 if out.first_pts is None:
-                    out.first_pts = pts
+                    out.first_pts = first_pts = pts
                 if read_beacon and first_read is None and out.frames <= 5:
                     t = beacon.read(luma_plane(fr))
                     if t is not None:
                         first_read = (pts, t)
-                last = fr
+                last, last_pts = fr, pts
         if last is not None:
-            out.last_pts = float(last.pts * last.time_base)
+            out.last_pts = last_pts
             last_t = beacon.read(luma_plane(last)) if read_beacon else None
             if last_t is not None:
                 out.last_beacon = last_t
                 if first_read is None:
-                    out.first_beacon = last_t - (out.last_pts - out.first_pts)
+                    out.first_beacon = last_t - (last_pts - first_pts)
             if first_read is not None:
-                out.first_beacon = first_read[1] - (first_read[0] - out.first_pts)
+                out.first_beacon = first_read[1] - (first_read[0] - first_pts)
                 if out.last_beacon is None:
-                    out.last_beacon = first_read[1] + (out.last_pts - first_read[0])
+                    out.last_beacon = first_read[1] + (last_pts - first_read[0])
     except (av.FFmpegError, ValueError, OSError, RuntimeError) as exc:
         out.error = f"demux failed: {str(exc)[:120]}"
     finally:

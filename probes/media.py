@@ -107,7 +107,10 @@ def _decode_and_measure(data: bytes, options: DecodeOptions) -> tuple[DecodedSeg
 
 class _Attempt:
     def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        if target.url is None:  # a bug in the job builder, which gives every media target its master URL
+            raise ValueError("the media probe needs target.url")
         self.t = target
+        self.url: str = target.url
         self.ctx = ctx
         self.cfg: MediaSettings = target.config
         self.result = ProbeResult()
@@ -127,18 +130,18 @@ class _Attempt:
         st, cfg = self.st, self.cfg
         now = self.ctx.clock()
         if st.master is None or now - st.master_at >= MASTER_REFRESH_S:
-            fr = await self.fetch(self.t.url, cfg.playlist_max_bytes)
+            fr = await self.fetch(self.url, cfg.playlist_max_bytes)
             if fr.failure:
                 # availability is the HLS probe's to report; without media there is no content verdict
                 return self.failed(fr.failure, f"master playlist: {fr.detail}")
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+                pl = parse(fr.body.decode("utf-8", "replace"), self.url)
             except PlaylistError as exc:
                 return self.failed(Failure.PROTOCOL_ERROR, f"malformed master playlist: {exc}")
             if isinstance(pl, MasterPlaylist):
                 st.master = pl
             else:
-                st.master = MasterPlaylist((Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
+                st.master = MasterPlaylist((Variant(name="main", uri=self.url, bandwidth=None, resolution=None),))
             st.master_at = now
         chosen = choose_renditions(st.master.variants, cfg.renditions)
         for gone in set(st.renditions) - {v.name for v in chosen}:

@@ -128,7 +128,10 @@ class _EdgeState:
 
 class _Attempt:
     def __init__(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        if target.url is None:  # a bug in the job builder, which gives every playback target its master URL
+            raise ValueError("the playback probe needs target.url")
         self.t = target
+        self.url: str = target.url
         self.ctx = ctx
         self.cfg: PlaybackSettings = target.config
         self.result = ProbeResult()
@@ -193,7 +196,7 @@ class _Attempt:
             st.manifest_failed_at, st.manifest_failures = None, 0
         if now < st.manifest_retry_at:
             return False
-        fr = await self.get(self.t.url, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
+        fr = await self.get(self.url, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
         error = ""
         if fr is None:
             error = f"master playlist: no answer within {cfg.playlist_timeout_s:g} s"
@@ -201,12 +204,12 @@ class _Attempt:
             error = f"master playlist: {fr.detail}"
         else:
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), self.t.url)
+                pl = parse(fr.body.decode("utf-8", "replace"), self.url)
             except PlaylistError as exc:
                 error = f"master playlist malformed: {exc}"
             else:
                 st.master = pl if isinstance(pl, MasterPlaylist) else MasterPlaylist(
-                    (Variant(name="main", uri=self.t.url, bandwidth=None, resolution=None),))
+                    (Variant(name="main", uri=self.url, bandwidth=None, resolution=None),))
                 st.manifest_failures = 0
                 return True
         st.manifest_failures += 1
@@ -229,6 +232,14 @@ class _Attempt:
             self.result.evidence.append(Evidence(self.t.stage, self.t.component, State.UNKNOWN, None,
                                                  f"starting: {st.manifest_error or 'loading'}"))
 
+    def gave_up(self, s: _Session) -> bool:
+        """Whether the session's player has failed (reading its state brings it up to the
+        clock, so a download or a reload in between can change it); notes when."""
+        if s.model.state is PlayerState.FAILED:
+            s.failed_at = self.clock()
+            return True
+        return False
+
     async def advance(self, name: str, s: _Session, slice_end: float) -> None:
         """Play one session until the end of the slice (or the end of a download in flight)."""
         if s.failed_at is not None:
@@ -237,14 +248,12 @@ class _Attempt:
             now = self.clock()
             if now >= s.next_reload:
                 await self.reload(name, s)
-            if s.model.state is PlayerState.FAILED:
-                s.failed_at = self.clock()
+            if self.gave_up(s):
                 return
             seg = self.next_segment(s)
             if seg is not None and self.clock() >= s.retry_at:
                 await self.download(name, s, seg)
-                if s.model.state is PlayerState.FAILED:
-                    s.failed_at = self.clock()
+                if self.gave_up(s):
                     return
                 if self.clock() >= slice_end:
                     return

@@ -46,6 +46,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -129,21 +130,21 @@ class _Attempt:
             raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", Fault.UNREACHABLE) from None
 
     def phase(self, name: str, start_wall: float, t0: float, t1: float, error: str | None = None,
-              **attrs: Any) -> None:
+              attrs: Mapping[str, Any] | None = None) -> None:
         seconds = t1 - t0
         if error is None:
             self.result.samples.append(Sample(METRIC_CONNECT, {**self.labels, "phase": name}, seconds))
             self.result.figures[f"{name}_seconds"] = round(seconds, 6)
         self.result.spans.append(SpanRecord(
             name=f"rtmp {name}", start_ns=int(start_wall * 1e9), end_ns=int((start_wall + seconds) * 1e9),
-            attributes={"signalpath.stage": STAGE, "signalpath.phase": name, **attrs},
+            attributes={"signalpath.stage": STAGE, "signalpath.phase": name, **(attrs or {})},
             error=self.safe(error) if error else None))
 
     # -- the attempt
     async def run(self) -> ProbeResult:
         url = self.t.url or ""
         ingest_state = State.OK
-        ingest_fault: str | None = None
+        ingest_fault: Fault | None = None
         ingest_detail = "ingest accepted the connection"
         loose_key = _app_key_loose(url)[1]
         self.secrets = [loose_key] if loose_key else []  # whatever the scheme, the last segment is masked
@@ -216,7 +217,7 @@ class _Attempt:
             err = RtmpError(Failure.CONNECTION_FAILED, f"cannot connect: {exc.strerror or type(exc).__name__}",
                             Fault.UNREACHABLE)
         else:
-            self.phase("tcp", wall, t0, self.ctx.clock(), **{"server.port": u.port})
+            self.phase("tcp", wall, t0, self.ctx.clock(), attrs={"server.port": u.port})
             sock = writer.get_extra_info("socket")
             if sock is not None:  # small commands must not wait for delayed ACKs (Nagle)
                 with _suppress_io():
@@ -286,7 +287,7 @@ class _Attempt:
         except RtmpError as exc:
             self.phase("connect", wall, t0, self.ctx.clock(), exc.detail)
             raise
-        self.phase("connect", wall, t0, self.ctx.clock(), **{"rtmp.status": _status_code(reply) or ""})
+        self.phase("connect", wall, t0, self.ctx.clock(), attrs={"rtmp.status": _status_code(reply) or ""})
 
     async def create_stream(self, conn: ChunkConnection) -> int:
         wall, t0 = self.ctx.wall(), self.ctx.clock()

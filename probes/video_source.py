@@ -34,10 +34,12 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from probes.base import ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.audio import assess_audio
-from probes.core.frames import small_luma, to_float_planar
+from probes.core.frames import frame_time, small_luma, to_float_planar
 from probes.core.media_analysis import MediaAnalyser, MediaFindings
 from probes.core.redact import redact_url
 from probes.core.segment_decode import DecodedSegment
@@ -124,9 +126,9 @@ def capture(url: str, sample_s: float, open_timeout_s: float, *, fmt: str | None
     deadline = clock() + sample_s + open_timeout_s
     t_start = clock()
     try:
-        vs = next((s for s in container.streams if s.type == "video"), None)
-        as_ = next((s for s in container.streams if s.type == "audio"), None)
-        wanted = [s for s in (vs, as_) if s is not None]
+        vs = container.streams.video[0] if container.streams.video else None
+        as_ = container.streams.audio[0] if container.streams.audio else None
+        wanted: list[VideoStream | AudioStream] = [s for s in (vs, as_) if s is not None]
         if not wanted:
             out.error = "no audio or video stream"
             return out
@@ -147,15 +149,15 @@ def capture(url: str, sample_s: float, open_timeout_s: float, *, fmt: str | None
                 seg.decode_errors += 1
                 continue
             for frame in frames:
-                if frame.pts is None:
+                t = frame_time(frame)
+                if t is None:
                     continue
-                t = float(frame.pts * frame.time_base)
-                if packet.stream is vs:
+                if isinstance(frame, av.VideoFrame):  # a packet of vs (only vs and as_ are demuxed)
                     v_pts.append(t)
                     v_key.append(bool(frame.key_frame))
                     v_luma.append(small_luma(frame, 64, 36))
                     out.width, out.height = frame.width, frame.height
-                else:
+                elif isinstance(frame, av.AudioFrame):
                     arr = to_float_planar(frame.to_ndarray(), frame.format.name, len(frame.layout.channels))
                     a_pts.append(t)
                     a_len.append(arr.shape[1])

@@ -67,6 +67,7 @@ def _recvonly_codecs() -> list[Any]:
     from aiortc import RTCRtpReceiver
 
     caps = RTCRtpReceiver.getCapabilities("video")
+    assert caps is not None  # None only for a kind aiortc does not know
     return [c for c in caps.codecs if c.mimeType.lower() != "video/rtx"]
 
 
@@ -77,7 +78,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     t_start = ctx.clock()
     frames = FreezeCounter()
     beacon_lat: list[float] = []
-    reader: asyncio.Task | None = None
+    reader: asyncio.Task[None] | None = None
     first_frame = asyncio.Event()
     tracks: list[Any] = []
     try:
@@ -115,13 +116,15 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         except TimeoutError:
             s.phase("first_frame", t_start, ctx.clock(), error="no frame")
             raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None
-        ttff = frames.first - t_start
-        s.phase("first_frame", t_start, frames.first)
+        first = frames.first
+        assert first is not None  # read_frames counts the frame before it sets first_frame
+        ttff = first - t_start
+        s.phase("first_frame", t_start, first)
         t_media0 = ctx.clock()
         await asyncio.sleep(max(0.0, min(cfg.seconds, s.remaining() - 0.1)))
         t_end = ctx.clock()
         frames.finish(t_end)
-        s.phase("playback", t_media0, t_end, frames=frames.frames, freezes=frames.freezes)
+        s.phase("playback", t_media0, t_end, attrs={"frames": frames.frames, "freezes": frames.freezes})
         inbound = await stats(tr.receiver, "inbound-rtp") or {}
         _whep_figures(s, cfg, frames, ttff, inbound, beacon_lat)
         s.result.figures["total_seconds"] = round(ctx.clock() - t_start, 6)

@@ -75,7 +75,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         sender = pc.addTransceiver(track, direction="sendonly").sender
         answer = await s.offer(target.url or "")
         t_answer = await s.answer(answer)
-        await s.connect_phases(t_answer)
+        dtls_at = await s.connect_phases(t_answer)
         # first RTCP receiver report about our stream
         first = None
         while s.remaining() > 0.02:
@@ -84,11 +84,11 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
                 break
             await asyncio.sleep(0.02)
         if first is None:
-            s.phase("first_rtcp", s.dtls_at, ctx.clock(), error="no receiver report")
+            s.phase("first_rtcp", dtls_at, ctx.clock(), error="no receiver report")
             raise WebRtcError(Failure.MEDIA_ERROR, "the endpoint sent no RTCP receiver report for our stream",
                               Fault.NO_RTCP)
         t_rtcp = ctx.clock()
-        s.phase("first_rtcp", s.dtls_at, t_rtcp)
+        s.phase("first_rtcp", dtls_at, t_rtcp)
         out0 = await stats(sender, "outbound-rtp") or {}
         t_media0 = ctx.clock()
         await asyncio.sleep(max(0.0, min(cfg.seconds, s.remaining() - 0.1)))

@@ -13,9 +13,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["luma_plane", "pad_plane", "small_luma", "to_float_planar"]
+__all__ = ["frame_time", "luma_plane", "pad_plane", "small_luma", "to_float_planar"]
 
 _LUMA_8BIT = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")
+
+
+def frame_time(frame: Any) -> float | None:
+    """A decoded frame's presentation time in seconds (``pts x time_base``); None when the
+    frame carries no timestamp or no time base."""
+    pts, time_base = frame.pts, frame.time_base
+    if pts is None or time_base is None:
+        return None
+    return float(pts * time_base)
 
 
 def luma_plane(frame: Any) -> Any:

@@ -142,7 +142,7 @@ class FirstSeenTracker:
             arrival = new[-1][1].at if new and new[-1][1] is not None else mid
             mem.expected_at = arrival + last_dur
             mem.last_seq = newest
-        elif newest is not None and newest < mem.last_seq:
+        elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
             mem.last_seq = newest  # restarted sequence: follow it
         mem.last_mid = mid
         return new

@@ -106,7 +106,7 @@ class MediaConfig(StrictModel):
 class MediaFault:
     """One fault found in a segment. ``severity`` is ``fault`` or ``warn``."""
 
-    fault: str
+    fault: Fault
     severity: str
     detail: str
     value: float | None = None

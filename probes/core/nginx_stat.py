@@ -66,7 +66,7 @@ def parse_stat(xml_text: str, app: str, stream: str) -> StatView:
 
 
 def judge_stat(view: StatView, prev_dropped: float | None, av_sync_fault_seconds: float
-               ) -> tuple[State, str | None, str]:
+               ) -> tuple[State, Fault | None, str]:
     """Ingest health from nginx-rtmp ``/stat`` figures: (state, fault, plain-words detail).
 
     No publisher → ``no_input`` (DOWN); |A/V sync| over the threshold (THRESHOLDS.md,

@@ -145,8 +145,10 @@ class PlayerModel:
         self.config = config or PlayerConfig()
         self._clock = clock
         self._state = PlayerState.IDLE
-        self._requested: float | None = None
-        self._now: float | None = None
+        # when play was pressed and how far the playhead has been brought: set by request(),
+        # read only once the state has left IDLE
+        self._requested = 0.0
+        self._now = 0.0
         self._startup: float | None = None
         self._buffer: deque[_Buffered] = deque()
         self._buffered_s = 0.0
@@ -236,7 +238,7 @@ class PlayerModel:
     # --- internals ----------------------------------------------------------
 
     def _advance(self) -> None:
-        if self._now is None or self._state in (PlayerState.IDLE, PlayerState.FAILED):
+        if self._state in (PlayerState.IDLE, PlayerState.FAILED):
             return
         now = self._clock()
         if now <= self._now:

@@ -63,7 +63,7 @@ class Finding:
     needed: str = ""
     source: str = ""
     fix: str = ""
-    fault: str | None = None
+    fault: Fault | None = None
     value: float | None = None
     threshold: float | None = None
     figures: dict[str, float] = field(default_factory=dict)

@@ -29,7 +29,7 @@ class FreezeCounter:
     frames: int = 0
     first: float | None = None
     last: float | None = None
-    _gaps: deque = field(default_factory=lambda: deque(maxlen=30))
+    _gaps: deque[float] = field(default_factory=lambda: deque(maxlen=30))
 
     def threshold(self) -> float | None:
         if len(self._gaps) < self.min_frames:
@@ -40,7 +40,7 @@ class FreezeCounter:
     def frame(self, t: float) -> bool:
         """Record a frame at ``t``; True when it ended a freeze."""
         self.frames += 1
-        if self.first is None:
+        if self.first is None or self.last is None:  # set together: the first frame
             self.first = self.last = t
             return False
         gap = t - self.last

@@ -28,6 +28,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -62,6 +63,10 @@ class Response:
 
 class _Conn(asyncio.Protocol):
     """One connection; one request at a time."""
+
+    # per request, set by start()
+    parser: Any  # httptools.HttpResponseParser: the C parser ships no type information
+    clen: int | None  # Content-Length, None when absent or unreadable
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -154,7 +159,7 @@ class _Conn(asyncio.Protocol):
         self.header_names = header_names
         self.got_bytes = False
         self.t_first = 0.0
-        self.clen: int | None = None
+        self.clen = None
         self.chunked = False
         self.headers_done = False
         self.done = self.loop.create_future()

@@ -41,7 +41,7 @@ MSG_COMMAND_AMF0 = 20
 class RtmpError(Exception):
     """A failed step, already mapped to a :class:`Failure` and a secret-free detail."""
 
-    def __init__(self, failure: Failure, detail: str, fault: str = Fault.UNREACHABLE):
+    def __init__(self, failure: Failure, detail: str, fault: Fault = Fault.UNREACHABLE) -> None:
         super().__init__(detail)
         self.failure = failure
         self.detail = detail

@@ -38,7 +38,7 @@ import contextlib
 import contextvars
 import fractions
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -155,7 +155,7 @@ def ice_host_addresses(addresses: tuple[str, ...] | list[str]) -> Iterator[None]
 class WebRtcError(Exception):
     """A failed step, already mapped to a :class:`Failure`, a fault and a secret-free detail."""
 
-    def __init__(self, failure: Failure, detail: str, fault: str) -> None:
+    def __init__(self, failure: Failure, detail: str, fault: Fault) -> None:
         super().__init__(detail)
         self.failure = failure
         self.detail = detail
@@ -247,7 +247,8 @@ class Session:
     def remaining(self) -> float:
         return max(0.01, self.deadline - self.ctx.clock())
 
-    def phase(self, name: str, t0: float, t1: float, error: str | None = None, **attrs: Any) -> None:
+    def phase(self, name: str, t0: float, t1: float, error: str | None = None,
+              attrs: Mapping[str, Any] | None = None) -> None:
         seconds = max(0.0, t1 - t0)
         if error is None and self.stage == "ingest":
             self.result.samples.append(Sample(METRIC_CONNECT, {**self.labels, "phase": name}, seconds))
@@ -256,7 +257,7 @@ class Session:
         wall_start = self.ctx.wall() - (self.ctx.clock() - t0)
         self.result.spans.append(SpanRecord(
             name=f"{self.kind} {name}", start_ns=int(wall_start * 1e9), end_ns=int((wall_start + seconds) * 1e9),
-            attributes={"signalpath.stage": self.stage, "signalpath.phase": name, **attrs},
+            attributes={"signalpath.stage": self.stage, "signalpath.phase": name, **(attrs or {})},
             error=self.safe(error) if error else None))
 
     def headers(self) -> dict[str, str]:
@@ -343,11 +344,11 @@ class Session:
         if location:
             self.resource = urljoin(str(resp.request.url), location)
         if resp.status_code in (401, 403):
-            self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", **{"http.status_code": resp.status_code})
+            self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", attrs={"http.status_code": resp.status_code})
             raise WebRtcError(Failure.AUTH_REFUSED, f"the endpoint refused the session (HTTP {resp.status_code})",
                               Fault.AUTH_REFUSED)
         if resp.status_code != 201 and not (200 <= resp.status_code < 300 and self.kind == "whep"):
-            self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", **{"http.status_code": resp.status_code})
+            self.phase("signal", t0, t1, error=f"HTTP {resp.status_code}", attrs={"http.status_code": resp.status_code})
             raise WebRtcError(Failure.HTTP_ERROR, f"the endpoint answered HTTP {resp.status_code}, not 201",
                               Fault.HTTP_ERROR)
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -356,7 +357,7 @@ class Session:
             self.phase("signal", t0, t1, error="bad answer")
             what = "no Location header" if not location else f"answer is not {SDP_TYPE}"
             raise WebRtcError(Failure.PROTOCOL_ERROR, f"malformed answer: {what}", Fault.PROTOCOL_ERROR)
-        self.phase("signal", t0, t1, **{"http.status_code": resp.status_code})
+        self.phase("signal", t0, t1, attrs={"http.status_code": resp.status_code})
         return body.decode("utf-8", "replace")
 
     async def answer(self, sdp: str) -> float:
@@ -372,19 +373,25 @@ class Session:
                               Fault.PROTOCOL_ERROR) from None
         return self.ctx.clock()
 
-    async def connect_phases(self, t_answer: float) -> None:
+    async def connect_phases(self, t_answer: float) -> float:
+        """Wait for ICE, then DTLS; returns when DTLS completed."""
         try:
             await self.wait_phase(self.ice_done, "ice")
         except WebRtcError as exc:
             self.phase("ice", t_answer, self.ctx.clock(), error=exc.detail)
             raise
-        self.phase("ice", t_answer, self.ice_at)
+        ice_at = self.ice_at
+        assert ice_at is not None  # the state callback sets it before it sets ice_done
+        self.phase("ice", t_answer, ice_at)
         try:
             await self.wait_phase(self.dtls_done, "dtls")
         except WebRtcError as exc:
-            self.phase("dtls", self.ice_at, self.ctx.clock(), error=exc.detail)
+            self.phase("dtls", ice_at, self.ctx.clock(), error=exc.detail)
             raise
-        self.phase("dtls", self.ice_at, self.dtls_at)
+        dtls_at = self.dtls_at
+        assert dtls_at is not None  # likewise before dtls_done
+        self.phase("dtls", ice_at, dtls_at)
+        return dtls_at
 
     async def close(self) -> None:
         """DELETE the resource (RFC 9725 §4.2) and close the peer connection; never raises."""
@@ -394,7 +401,7 @@ class Session:
                 h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
                 resp = await self.http.delete(self.resource, headers=h, timeout=2.0)
                 self.result.figures["delete_status"] = resp.status_code
-                self.phase("delete", t0, self.ctx.clock(), **{"http.status_code": resp.status_code})
+                self.phase("delete", t0, self.ctx.clock(), attrs={"http.status_code": resp.status_code})
             except (TimeoutError, httpx.HTTPError) as exc:
                 self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
         if self.pc is not None:
