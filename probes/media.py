@@ -181,6 +181,12 @@ class _Attempt:
                 return
             pl, rs.body, rs.playlist = parsed, fr.body, parsed
         rs.target_duration = pl.target_duration or rs.target_duration
+        if rs.last_seq is not None and pl.last_seq < rs.last_seq:
+            # the media sequence went back: the encoder or packager restarted. Its content starts a
+            # new timeline: analyse the newest segment afresh (a restart is not a timestamp gap);
+            # the HLS probe reports the regression itself
+            rs.last_seq = None
+            rs.analyser = MediaAnalyser(cfg.checks)
         new = [s for s in pl.segments if rs.last_seq is None or s.seq > rs.last_seq]
         if rs.last_seq is None:
             new = new[-1:]
@@ -207,7 +213,10 @@ class _Attempt:
             span.end_ns = int(time.time() * 1e9)
             span.error = f"{fr.failure}: {fr.detail}"
             self.result.spans.append(span)
-            return  # the HLS probe reports missing segments; the next one is analysed afresh
+            # the HLS probe reports missing segments; the next one is analysed afresh: a segment we
+            # could not fetch is a hole in what we saw, not a gap in the stream's timestamps
+            rs.analyser = MediaAnalyser(cfg.checks)
+            return
         async with self.st.semaphore:
             decoded, cpu = await asyncio.to_thread(_decode_and_measure, fr.body, cfg.decode)
         t0 = time.thread_time()

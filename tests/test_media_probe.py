@@ -84,3 +84,44 @@ async def test_unreachable_origin_gives_no_content_verdict(live):
     async with Fetcher() as http:
         r = await probe(t, ProbeContext(state={}, http=http))
     assert not r.ok and r.evidence == [] and "503" in r.detail
+
+
+async def test_analysis_goes_on_after_the_media_sequence_goes_back(live):
+    """An encoder restart renumbers the playlist lower: the content probe keeps analysing the
+    newest segments (it used to wait for numbers above the last it had seen: blind)."""
+    t = target(live.origin.master_url, MediaSettings())
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        await probe(t, ctx)
+        live.origin.knobs.seq_offset["180p"] = 50
+        seqs: list[int] = []
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline and len(seqs) < 2:
+            r = await probe(t, ctx)
+            seqs += [s.attributes["signalpath.sequence"] for s in r.spans]
+            await asyncio.sleep(0.3)
+    assert len(seqs) >= 2, "no segment analysed after the media sequence went back"
+    assert all(s < live.tl.newest() - 40 for s in seqs)  # the renumbered ones
+
+
+async def test_a_segment_that_could_not_be_fetched_is_no_timestamp_gap(live):
+    t = target(live.origin.master_url, MediaSettings())
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        await probe(t, ctx)
+        live.origin.knobs.segment_status = 404
+        failed = []
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline and not failed:
+            r = await probe(t, ctx)
+            failed = [s for s in r.spans if s.error]
+            await asyncio.sleep(0.2)
+        assert failed, "no segment answered 404"
+        live.origin.knobs.segment_status = None
+        results = []
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            results.append(await probe(t, ctx))
+            await asyncio.sleep(0.3)
+    analysed = [s for r in results for s in r.spans if not s.error]
+    assert analysed and all(e.fault != "timestamp_gap" for r in results for e in r.evidence)
