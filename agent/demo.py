@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,13 @@ from agent.errors import SignalpathError
 
 
 def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo", *,
-                     webrtc: bool = False, ingest_monitor: bool = True) -> dict[str, Any]:
+                     webrtc: bool = False, ingest_monitor: bool = True,
+                     incidents_path: str | None = None) -> dict[str, Any]:
     """The agent config (DESIGN.md contract) that watches a running lab.
+
+    ``incidents_path``: the SQLite incident store; by default a fresh temporary folder, so a
+    demo, a benchmark or a test never writes into the current folder (the checkout) and never
+    starts with the open incidents of an earlier run.
 
     ``ingest_monitor`` (on by default) watches the ingest's playback side (HTTP-FLV,
     agent/lab/ingest_live.py) every 2 s (probes/ingest_monitor.py): the ingest stage gets
@@ -40,8 +46,11 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     30-s WHEP verdict lags an upstream fault's end (e.g. ``encoder_stop``) by up to 30 s.
     """
     stream = lab.config.stream
+    if incidents_path is None:
+        incidents_path = str(Path(tempfile.mkdtemp(prefix="signalpath-lab-")) / "incidents.db")
     conf: dict[str, Any] = {
         "agent": {"listen": listen, "site": site},
+        "incidents": {"path": incidents_path},
         "streams": [{
             "name": stream,
             "origin": lab.origin_url(),

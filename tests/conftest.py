@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from livehls import Endpoint, Timeline
 from waiting import wait_for  # noqa: F401  (re-exported for tests)
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+_STORE_FILES = ("*.db", "*.db-wal", "*.db-shm", "*.sqlite")
+
+
+def _stores_in_checkout() -> set[Path]:
+    return {p for pattern in _STORE_FILES for p in CHECKOUT.glob(pattern)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_before_key] = _stores_in_checkout()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write only into temporary folders: a database file the run left in the checkout
+    (an agent config without ``incidents.path``) fails the run."""
+    new = _stores_in_checkout() - session.config.stash.get(_before_key, set())
+    if new:
+        names = ", ".join(sorted(p.name for p in new))
+        session.config.get_terminal_writer().line(f"tests wrote into the checkout: {names}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_before_key = pytest.StashKey[set[Path]]()
 
 
 class LiveHls:

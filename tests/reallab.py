@@ -168,6 +168,7 @@ class RealLab:
         """An agent config (shared/DESIGN.md shape) monitoring this lab."""
         return {
             "agent": {"listen": listen, "site": site},
+            "incidents": {"path": str(self.root / "incidents.db")},  # never the checkout
             "streams": [
                 {
                     "name": self.stream,
