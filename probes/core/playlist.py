@@ -1,15 +1,41 @@
-"""HLS playlist parsing behind one wrapper (RFC 8216), over the ``m3u8`` library.
+"""HLS playlist parsing behind one wrapper (RFC 8216, and draft-pantos-hls-rfc8216bis for the
+low-latency tags), over the ``m3u8`` library.
 
 Malformed input never escapes as an exception: :func:`parse` raises only
-:class:`PlaylistError`, which the HLS probe turns into a ``protocol_error`` result.
+:class:`PlaylistError`, which the HLS probe turns into a ``protocol_error`` result; its message
+says why and where (segment sequence number or line), never the URL.
 The parsed form keeps just what the checks need, so a poll does not hold on to the
-library's object graph.
+library's object graph: we call ``m3u8.parse`` (the library's line parser, plain dicts) and
+build our frozen dataclasses from that, without the library's model objects in between.
+
+What the model carries, so that a later stage can measure a feature or name it unsupported,
+never misread it as a fault:
+
+- media playlist: media and discontinuity sequence, target duration, ENDLIST, segments;
+  EXT-X-INDEPENDENT-SEGMENTS, EXT-X-START (``start_offset``), the number of EXT-X-DATERANGE tags;
+- each segment: URI, EXTINF, EXT-X-PROGRAM-DATE-TIME (carried forward by EXTINF, across
+  discontinuities too, as ``m3u8`` does), EXT-X-DISCONTINUITY, EXT-X-MAP (``init``),
+  EXT-X-BYTERANGE (``byterange``, the omitted offset computed per RFC 8216 §4.3.2.2), EXT-X-GAP,
+  EXT-X-KEY (method and absolute URI, never key bytes), EXT-X-CUE-OUT/-CONT/-IN (``cue_out``);
+- low latency (RFC 8216bis §4.4.3.7 EXT-X-PART-INF, §4.4.3.8 EXT-X-SERVER-CONTROL, §4.4.4.9
+  EXT-X-PART, §4.4.5.2 EXT-X-SKIP, §4.4.5.3 EXT-X-PRELOAD-HINT, §4.4.5.4 EXT-X-RENDITION-REPORT):
+  whether the playlist is a low-latency one, its part target, how many parts of the segment in
+  progress are listed after the last complete segment, CAN-BLOCK-RELOAD, and SKIPPED-SEGMENTS of
+  a delta update (sequence numbers stay right: the first listed segment is
+  ``media_sequence + skipped_segments``). Parts themselves are not measured here;
+- master playlist: variants (with AUDIO group and CODECS), EXT-X-MEDIA renditions,
+  EXT-X-I-FRAME-STREAM-INF playlists, each list bounded by ``MAX_VARIANTS`` and each entry with a
+  label-safe name that never comes from a URI (a packager may put a stream key in one).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin
 
 import m3u8
@@ -24,9 +50,26 @@ standard's: often enough that a rendition added or dropped at the origin shows w
 poll interval or two, rare enough that the master costs one small request per 10 s per endpoint.
 """
 
+MAX_TARGET_DURATION_S = 3600.0
+"""An EXT-X-TARGETDURATION above this is refused as absurd. RFC 8216 §4.3.3.1 sets no ceiling;
+ours: a playlist that asks to be reloaded less than once an hour (§6.3.4) is no live stream, and
+such a value is a corrupt or hostile body rather than a stream to measure."""
+
+MAX_VARIANTS = 16
+"""Bounds the rendition label set: at most this many variants, this many EXT-X-MEDIA renditions
+and this many I-frame playlists are kept from one master playlist."""
+
 
 class PlaylistError(ValueError):
-    """The body is not a usable HLS playlist; the message says why (no URL in it)."""
+    """The body is not a usable HLS playlist; the message says why and where (no URL in it).
+
+    ``seq`` is the media sequence number of the segment at fault and ``line`` the 1-based line
+    of the body, when known; both travel as fields too, for callers that want numbers apart."""
+
+    def __init__(self, reason: str, *, seq: int | None = None, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.line = line
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +78,29 @@ class Variant:
     uri: str  # absolute
     bandwidth: int | None
     resolution: tuple[int, int] | None
+    audio_group: str | None = None  # GROUP-ID of the EXT-X-MEDIA TYPE=AUDIO renditions it plays with
+    codecs: str | None = None  # CODECS as written
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRendition:
+    """One EXT-X-MEDIA rendition of a master playlist (RFC 8216 §4.3.4.1)."""
+
+    name: str  # label-safe: ``audio-en``, ``subs-1``, ``cc-en``...; never from a URI
+    type: str  # AUDIO, VIDEO, SUBTITLES or CLOSED-CAPTIONS
+    group_id: str | None
+    language: str | None
+    default: bool
+    autoselect: bool
+    uri: str | None  # absolute; None when muxed into the variant, and always for CLOSED-CAPTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class InitSection:
+    """EXT-X-MAP: the Media Initialization Section a segment needs (RFC 8216 §4.3.2.5)."""
+
+    uri: str  # absolute
+    byterange: tuple[int, int] | None = None  # (length, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +110,12 @@ class Segment:
     duration: float
     pdt: float | None  # epoch seconds of EXT-X-PROGRAM-DATE-TIME, when present
     discontinuity: bool
+    init: InitSection | None = None
+    byterange: tuple[int, int] | None = None  # (length, offset)
+    gap: bool = False  # EXT-X-GAP: the server says this segment is missing; not a fetch failure
+    key_method: str | None = None  # EXT-X-KEY METHOD; None when clear (METHOD=NONE or no key)
+    key_uri: str | None = None  # absolute; a data: URI carries the key itself, so only "data:" is kept
+    cue_out: bool = False  # inside an ad break (EXT-X-CUE-OUT/-CONT until EXT-X-CUE-IN or its DURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +125,18 @@ class MediaPlaylist:
     target_duration: float
     segments: tuple[Segment, ...]
     endlist: bool
+    independent_segments: bool = False
+    start_offset: float | None = None  # EXT-X-START TIME-OFFSET, seconds (negative: from the end)
+    dateranges: int = 0  # how many EXT-X-DATERANGE tags the body carries
+    low_latency: bool = False  # it lists partial segments (EXT-X-PART-INF, EXT-X-PART or a PART hint)
+    part_target: float | None = None  # EXT-X-PART-INF PART-TARGET, seconds
+    parts_in_progress: int = 0  # EXT-X-PART tags after the last complete segment
+    can_block_reload: bool = False  # EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES
+    skipped_segments: int = 0  # EXT-X-SKIP SKIPPED-SEGMENTS: a delta update left these out
 
     @property
     def last_seq(self) -> int:
-        return self.media_sequence + len(self.segments) - 1
+        return self.media_sequence + self.skipped_segments + len(self.segments) - 1
 
     @property
     def newest(self) -> Segment | None:
@@ -66,9 +146,21 @@ class MediaPlaylist:
 @dataclass(frozen=True, slots=True)
 class MasterPlaylist:
     variants: tuple[Variant, ...] = field(default_factory=tuple)
+    media: tuple[MediaRendition, ...] = ()
+    iframes: tuple[Variant, ...] = ()  # EXT-X-I-FRAME-STREAM-INF, named ``iframe-360p``...
+    independent_segments: bool = False
+    start_offset: float | None = None
 
 
-MAX_VARIANTS = 16  # bounds the rendition label set
+def extinf_exceeds_target(duration: float, target: float) -> bool:
+    """Whether a segment breaks RFC 8216 §4.3.3.1: its EXTINF duration, rounded to the nearest
+    integer, must not exceed the target duration. Halves round up (2.5 → 3), as the RFC's
+    "nearest integer" is read by players; Python's ``round`` rounds halves to even and would let
+    2.5 s pass a 2 s target while flagging 3.5 s against 3 s. A duration that is not a finite
+    number exceeds any target."""
+    if not math.isfinite(duration):
+        return True
+    return math.floor(duration + 0.5) > target
 
 
 def _to_epoch(v: object) -> float | None:
@@ -79,15 +171,19 @@ def _to_epoch(v: object) -> float | None:
     return None
 
 
-def _variant_names(playlists: list[m3u8.Playlist]) -> list[str]:
-    """Label-safe rendition names: ``360p`` from RESOLUTION, else ``800k`` from BANDWIDTH,
-    else ``v1``... Never from the URI: a packager may put a stream key in it."""
+def _ladder_names(entries: list[tuple[tuple[int, int] | None, int | None]], prefix: str = "") -> list[str]:
+    """Label-safe names for (resolution, bandwidth) entries: ``360p`` from RESOLUTION, else ``800k``
+    from BANDWIDTH, else ``v1``... (``iframe-1``... with a prefix). Never from the URI: a packager
+    may put a stream key in it."""
     names: list[str] = []
-    for i, p in enumerate(playlists):
-        res = p.stream_info.resolution
-        bw = p.stream_info.bandwidth
-        names.append(f"{res[1]}p" if res else f"{int(bw) // 1000}k" if bw else f"v{i + 1}")
-    # duplicate resolutions (two bitrates at 720p): suffix by order
+    for i, (res, bw) in enumerate(entries):
+        n = f"{res[1]}p" if res else f"{int(bw) // 1000}k" if bw else f"{i + 1}" if prefix else f"v{i + 1}"
+        names.append(prefix + n)
+    return _dedupe(names)
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    """Duplicates (two bitrates at 720p, two English audio tracks) get a suffix by order."""
     for n in set(names):
         idx = [i for i, x in enumerate(names) if x == n]
         if len(idx) > 1:
@@ -96,41 +192,333 @@ def _variant_names(playlists: list[m3u8.Playlist]) -> list[str]:
     return names
 
 
+def _resolution(raw: object, where: str) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    try:
+        vals = str(raw).strip('"').split("x")
+        return int(vals[0]), int(vals[1])
+    except (ValueError, IndexError):
+        raise PlaylistError(f"{where} has an unparseable RESOLUTION") from None
+
+
+_MEDIA_PREFIX = {"AUDIO": "audio", "VIDEO": "video", "SUBTITLES": "subs", "CLOSED-CAPTIONS": "cc"}
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+def _media_names(media: list[dict[str, Any]]) -> list[str]:
+    """``audio-en``, ``subs-1``, ``cc-en``: the type, then the LANGUAGE reduced to [a-z0-9-] and
+    16 characters, else the rendition's index among those of its type. Never NAME or URI."""
+    names: list[str] = []
+    counts: dict[str, int] = {}
+    for m in media:
+        prefix = _MEDIA_PREFIX.get(str(m.get("type") or ""), "media")
+        counts[prefix] = counts.get(prefix, 0) + 1
+        lang = _UNSAFE.sub("-", str(m.get("language") or "").lower()).strip("-")[:16].strip("-")
+        names.append(f"{prefix}-{lang or counts[prefix]}")
+    return _dedupe(names)
+
+
+def _master(data: dict[str, Any], base_uri: str) -> MasterPlaylist:
+    resolve = _resolver(base_uri)
+    playlists = [p for p in data.get("playlists", ()) if p.get("uri")][:MAX_VARIANTS]
+    if not playlists:
+        raise PlaylistError("master playlist lists no variant streams")
+    infos = [p.get("stream_info") or {} for p in playlists]
+    res = [_resolution(si.get("resolution"), f"variant {i + 1}") for i, si in enumerate(infos)]
+    names = _ladder_names([(r, si.get("bandwidth")) for r, si in zip(res, infos, strict=True)])
+    variants = tuple(
+        Variant(name=n, uri=resolve(p["uri"]), bandwidth=si.get("bandwidth"), resolution=r,
+                audio_group=si.get("audio"), codecs=si.get("codecs"))
+        for n, p, si, r in zip(names, playlists, infos, res, strict=True)
+    )
+    iframe_pls = [p for p in data.get("iframe_playlists", ()) if p.get("uri")][:MAX_VARIANTS]
+    iinfos = [p.get("iframe_stream_info") or {} for p in iframe_pls]
+    ires = [_resolution(si.get("resolution"), f"I-frame playlist {i + 1}") for i, si in enumerate(iinfos)]
+    inames = _ladder_names([(r, si.get("bandwidth")) for r, si in zip(ires, iinfos, strict=True)], "iframe-")
+    iframes = tuple(
+        Variant(name=n, uri=resolve(p["uri"]), bandwidth=si.get("bandwidth"), resolution=r,
+                codecs=si.get("codecs"))
+        for n, p, si, r in zip(inames, iframe_pls, iinfos, ires, strict=True)
+    )
+    media_tags = list(data.get("media", ()))[:MAX_VARIANTS]
+    media = tuple(
+        MediaRendition(
+            name=n, type=str(m.get("type") or ""), group_id=m.get("group_id"), language=m.get("language"),
+            default=m.get("default") == "YES", autoselect=m.get("autoselect") == "YES",
+            # CLOSED-CAPTIONS travel inside the video (RFC 8216 §4.3.4.1: no URI); noted, not watched
+            uri=resolve(m["uri"]) if m.get("uri") and m.get("type") != "CLOSED-CAPTIONS" else None,
+        )
+        for n, m in zip(_media_names(media_tags), media_tags, strict=True)
+    )
+    return MasterPlaylist(variants, media, iframes, bool(data.get("is_independent_segments")),
+                          _start_offset(data))
+
+
+def _start_offset(data: dict[str, Any]) -> float | None:
+    start = data.get("start")
+    off = start.get("time_offset") if start else None
+    if off is not None and not math.isfinite(off):
+        raise PlaylistError("#EXT-X-START TIME-OFFSET is not a finite number")
+    return off
+
+
+def _byterange(raw: str, seq: int, what: str = "#EXT-X-BYTERANGE") -> tuple[int, int | None]:
+    """``<n>[@<o>]`` (RFC 8216 §4.3.2.2) → (length, offset or None)."""
+    n, at, o = raw.strip().strip('"').partition("@")
+    try:
+        length, offset = int(n), (int(o) if at else None)
+    except ValueError:
+        raise PlaylistError(f"segment {seq}: unparseable {what}", seq=seq) from None
+    if length < 0 or (offset is not None and offset < 0):
+        raise PlaylistError(f"segment {seq}: negative {what}", seq=seq)
+    return length, offset
+
+
+# A relative reference with no dot segment, colon or fragment: joining it to the base's
+# directory is plain concatenation, which spares ``urljoin`` (a quarter of the parse time of a
+# 60-segment playlist) on the hot path. Anything else goes through ``urljoin``.
+_SIMPLE_REF = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:/[\w~%+=,@-][\w.~%+=,@-]*)*(?:\?[^#\s]*)?", re.ASCII)
+
+
+def _resolver(base_uri: str) -> Callable[[str], str]:
+    """``urljoin(base_uri, ref)``, memoised for one parse, with the fast path above."""
+    base_dir = urljoin(base_uri, ".")
+    fast = base_dir.startswith(("http://", "https://")) and base_dir.endswith("/")
+    done: dict[str, str] = {}
+
+    def resolve(ref: str) -> str:
+        r = done.get(ref)
+        if r is None:
+            r = done[ref] = base_dir + ref if fast and _SIMPLE_REF.fullmatch(ref) else urljoin(base_uri, ref)
+        return r
+
+    return resolve
+
+
+def _num(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
+    td = data.get("targetduration")
+    if td is None:
+        raise PlaylistError("media playlist has no #EXT-X-TARGETDURATION")
+    if td < 0:
+        raise PlaylistError("#EXT-X-TARGETDURATION is negative")
+    if td > MAX_TARGET_DURATION_S:
+        raise PlaylistError(f"#EXT-X-TARGETDURATION is over {MAX_TARGET_DURATION_S:g} s")
+    first = int(data.get("media_sequence") or 0)
+    disc = int(data.get("discontinuity_sequence") or 0)
+    skipped = int((data.get("skip") or {}).get("skipped_segments") or 0)
+    if first < 0 or disc < 0 or skipped < 0:
+        which = "MEDIA-SEQUENCE" if first < 0 else "DISCONTINUITY-SEQUENCE" if disc < 0 else "SKIP SKIPPED-SEGMENTS"
+        raise PlaylistError(f"#EXT-X-{which} is negative")
+
+    raw: list[dict[str, Any]] = data["segments"]
+    parts_in_progress = 0
+    if raw and "uri" not in raw[-1] and "duration" not in raw[-1] and raw[-1].get("parts"):
+        # m3u8 keeps the parts of the segment being written as a trailing URI-less segment
+        parts_in_progress = len(raw[-1]["parts"])
+        raw = raw[:-1]
+
+    seq0 = first + skipped
+    resolve = _resolver(base_uri)
+    inits: dict[int, InitSection] = {}
+    keys: dict[int, tuple[str | None, str | None]] = {}
+    segs: list[Segment] = []
+    pdt_next: float | None = None
+    prev_range: tuple[str, int] | None = None  # (URI as written, end) of the previous segment's sub-range
+    in_break = False
+    break_left: float | None = None
+    has_parts = parts_in_progress > 0
+    for i, s in enumerate(raw):
+        seq = seq0 + i
+        uri, dur = s.get("uri"), s.get("duration")
+        if uri is None or dur is None:
+            raise PlaylistError(f"segment {seq} has no URI or EXTINF", seq=seq)
+        if not 0 <= dur < math.inf:  # NaN fails both comparisons
+            raise PlaylistError(f"segment {seq} has an EXTINF that is not a finite non-negative number", seq=seq)
+        absu = resolve(uri)
+
+        tagged = s.get("program_date_time")
+        pdt = _to_epoch(tagged) if tagged is not None else pdt_next
+        pdt_next = pdt + dur if pdt is not None else None
+
+        byterange = None
+        if (br := s.get("byterange")) is not None:
+            length, offset = _byterange(br, seq)
+            if offset is None:
+                if prev_range is None or prev_range[0] != uri:
+                    raise PlaylistError(f"segment {seq}: #EXT-X-BYTERANGE has no offset and the previous segment "
+                                        "is no sub-range of the same resource (RFC 8216 §4.3.2.2)", seq=seq)
+                offset = prev_range[1]
+            byterange = (length, offset)
+            prev_range = (uri, offset + length)
+        else:
+            prev_range = None
+
+        init = None
+        if (m := s.get("init_section")) is not None:
+            init = inits.get(id(m))
+            if init is None:
+                if not m.get("uri"):
+                    raise PlaylistError(f"segment {seq}: #EXT-X-MAP has no URI", seq=seq)
+                mr = None
+                if m.get("byterange") is not None:
+                    ml, mo = _byterange(m["byterange"], seq, "#EXT-X-MAP BYTERANGE")
+                    mr = (ml, mo or 0)  # no previous sub-range applies to a MAP: the offset defaults to 0
+                init = inits[id(m)] = InitSection(resolve(m["uri"]), mr)
+
+        key_method = key_uri = None
+        if (k := s.get("key")) is not None:
+            kk = keys.get(id(k))
+            if kk is None:
+                method = k.get("method")
+                if not method:
+                    raise PlaylistError(f"segment {seq}: #EXT-X-KEY has no METHOD", seq=seq)
+                if method == "NONE":
+                    kk = (None, None)
+                else:
+                    ku = k.get("uri")
+                    if not ku:
+                        raise PlaylistError(f"segment {seq}: #EXT-X-KEY has no URI", seq=seq)
+                    kk = (method, "data:" if ku[:5].lower() == "data:" else resolve(ku))
+                keys[id(k)] = kk
+            key_method, key_uri = kk
+
+        if s.get("cue_in"):
+            in_break, break_left = False, None
+        if s.get("cue_out_start"):
+            in_break, break_left = True, _num(s.get("scte35_duration"))
+        elif s.get("cue_out"):  # EXT-X-CUE-OUT-CONT, EXT-X-CUE-SPAN
+            in_break = True
+            total, done = _num(s.get("scte35_duration")), _num(s.get("scte35_elapsedtime"))
+            if total is not None and done is not None:
+                break_left = total - done
+        cue = in_break
+        if in_break and break_left is not None:
+            break_left -= dur
+            if break_left <= 1e-3:
+                in_break, break_left = False, None
+
+        has_parts = has_parts or "parts" in s
+        segs.append(Segment(seq, absu, float(dur), pdt, bool(s.get("discontinuity")), init, byterange,
+                            bool(s.get("gap_tag")), key_method, key_uri, cue))
+
+    part_target = (data.get("part_inf") or {}).get("part_target")
+    if part_target is not None and not 0 < part_target < math.inf:
+        raise PlaylistError("#EXT-X-PART-INF PART-TARGET is not a finite positive number")
+    hint = data.get("preload_hint") or {}
+    return MediaPlaylist(
+        media_sequence=first,
+        discontinuity_sequence=disc,
+        target_duration=float(td),
+        segments=tuple(segs),
+        endlist=bool(data.get("is_endlist")),
+        independent_segments=bool(data.get("is_independent_segments")),
+        start_offset=_start_offset(data),
+        dateranges=text.count("#EXT-X-DATERANGE:"),
+        low_latency=part_target is not None or has_parts or hint.get("type") == "PART",
+        part_target=part_target,
+        parts_in_progress=parts_in_progress,
+        can_block_reload=(data.get("server_control") or {}).get("can_block_reload") == "YES",
+        skipped_segments=skipped,
+    )
+
+
 def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
     """Parse a master or media playlist; raise PlaylistError on anything unusable."""
     if not text.lstrip("\ufeff").startswith("#EXTM3U"):
         raise PlaylistError("does not start with #EXTM3U")
     try:
-        pl = m3u8.loads(text)
+        data = m3u8.parse(text)
     except Exception as exc:  # the library raises assorted errors on garbage
-        raise PlaylistError(f"unparseable playlist ({exc.__class__.__name__})") from exc
-    if pl.is_variant:
-        playlists = [p for p in pl.playlists if p.uri][:MAX_VARIANTS]
-        if not playlists:
-            raise PlaylistError("master playlist lists no variant streams")
-        names = _variant_names(playlists)
-        return MasterPlaylist(tuple(
-            Variant(name=n, uri=urljoin(base_uri, p.uri), bandwidth=p.stream_info.bandwidth,
-                    resolution=tuple(p.stream_info.resolution) if p.stream_info.resolution else None)
-            for n, p in zip(names, playlists, strict=True)
-        ))
-    if pl.target_duration is None:
-        raise PlaylistError("media playlist has no #EXT-X-TARGETDURATION")
-    first = int(pl.media_sequence or 0)
-    segs = []
-    for i, s in enumerate(pl.segments):
-        if s.uri is None or s.duration is None:
-            raise PlaylistError(f"segment {first + i} has no URI or EXTINF")
-        segs.append(Segment(seq=first + i, uri=urljoin(base_uri, s.uri), duration=float(s.duration),
-                            pdt=_to_epoch(s.current_program_date_time or s.program_date_time),
-                            discontinuity=bool(s.discontinuity)))
-    return MediaPlaylist(
-        media_sequence=first,
-        discontinuity_sequence=int(pl.discontinuity_sequence or 0),
-        target_duration=float(pl.target_duration),
-        segments=tuple(segs),
-        endlist=bool(pl.is_endlist),
-    )
+        raise _diagnose(text, exc) from exc
+    if data.get("is_variant"):
+        return _master(data, base_uri)
+    return _media(data, text, base_uri)
+
+
+_TAG_NAME = re.compile(r"#EXT[-A-Z0-9]{0,40}")
+_ABSURD_EXTINF_S = 1e9  # only named when the library failed: 31 years, past what a date-time can carry
+_MEDIA_SEQUENCE = re.compile(r"#EXT-X-MEDIA-SEQUENCE:\s*(\d+)")
+_SKIPPED = re.compile(r"#EXT-X-SKIP:.*?SKIPPED-SEGMENTS=(\d+)")
+
+
+def _diagnose(text: str, exc: Exception) -> PlaylistError:
+    """Why and where the library refused the body (the error path only, so cost is no concern):
+    first a bad EXTINF, else the first line whose addition makes the body unparseable (a binary
+    search over prefixes: the library reads line by line and stops at the first error). Only the
+    tag's name is quoted, never the line: it may hold a URL."""
+    generic = PlaylistError(f"unparseable playlist ({exc.__class__.__name__})")
+    try:
+        lines = text.strip().splitlines()
+        ms, sk = _MEDIA_SEQUENCE.search(text), _SKIPPED.search(text)
+        seq0 = (int(ms.group(1)) if ms else 0) + (int(sk.group(1)) if sk else 0)
+
+        def segment_at(upto: int) -> int:  # sequence number of the segment line `upto` belongs to
+            n, pending = 0, False
+            for ln in lines[:upto]:
+                ln = ln.strip()
+                if ln.startswith("#EXTINF"):
+                    pending = True
+                elif ln and not ln.startswith("#") and pending:
+                    n, pending = n + 1, False
+            return seq0 + n
+
+        n, pending, has_extinf = 0, False, False  # the library expects a URI after EXTINF or BYTERANGE
+        for no, ln in enumerate(lines):
+            ln = ln.strip()
+            seq = seq0 + n
+            if ln.startswith("#EXTINF"):
+                try:
+                    d = float(ln[7:].lstrip(":").split(",", 1)[0])
+                except ValueError:
+                    return PlaylistError(f"segment {seq} has an unparseable EXTINF", seq=seq, line=no + 1)
+                if not 0 <= d < math.inf:
+                    return PlaylistError(f"segment {seq} has an EXTINF that is not a finite non-negative number",
+                                         seq=seq, line=no + 1)
+                if d > _ABSURD_EXTINF_S:  # finite, but a date-time carried by it overflows
+                    return PlaylistError(f"segment {seq} has an absurd EXTINF", seq=seq, line=no + 1)
+                pending = has_extinf = True
+            elif ln.startswith("#EXT-X-BYTERANGE"):
+                pending = True
+            elif ln and not ln.startswith("#") and pending:
+                if not has_extinf:
+                    return PlaylistError(f"segment {seq} has no URI or EXTINF", seq=seq, line=no + 1)
+                n, pending, has_extinf = n + 1, False, False
+
+        def fails(k: int) -> bool:
+            try:
+                m3u8.parse("\n".join(lines[:k]))
+            except Exception:
+                return True
+            return False
+
+        lo, hi = 1, len(lines)
+        if not fails(hi):
+            return generic
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fails(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        bad = lines[lo - 1].strip()
+        tag = m.group(0) if bad.startswith("#") and (m := _TAG_NAME.match(bad)) else \
+            "tag" if bad.startswith("#") else "URI line"
+        seq = segment_at(lo - 1)
+        in_segments = any(x.strip().startswith("#EXTINF") for x in lines[:lo])
+        where = f" (segment {seq})" if in_segments else ""
+        return PlaylistError(f"unparseable {tag} on line {lo}{where} ({exc.__class__.__name__})",
+                             seq=seq if in_segments else None, line=lo)
+    except Exception:  # the diagnosis must never hide the error it explains
+        return generic
 
 
 def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
