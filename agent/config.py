@@ -308,4 +308,10 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(source, [("", f"invalid YAML: {where}{problem}")]) from None
-    return parse_config(data, source, env)
+    config = parse_config(data, source, env)
+    store = Path(config.incidents.path).expanduser()
+    if not store.is_absolute():
+        # a relative incident store lives beside the config file, not wherever the agent was started
+        incidents = config.incidents.model_copy(update={"path": str(p.resolve().parent / store)})
+        config = config.model_copy(update={"incidents": incidents})
+    return config

@@ -151,3 +151,16 @@ def test_run_port_in_use_is_one_line(tmp_path):
         r = run_cli("run", "-c", str(f))
     assert r.returncode == 2
     assert "cannot listen on" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_relative_incident_store_lives_beside_the_config_file(tmp_path, monkeypatch):
+    from agent.config import load_config
+
+    f = tmp_path / "conf" / "c.yaml"
+    f.parent.mkdir()
+    f.write_text("streams:\n  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n"
+                 "incidents: {path: 'state/inc.db'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(f).incidents.path == str(tmp_path / "conf" / "state" / "inc.db")
+    f.write_text("streams:\n  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
+    assert load_config(f).incidents.path == str(tmp_path / "conf" / "signalpath-incidents.db")
