@@ -78,6 +78,7 @@ class Fault(enum.StrEnum):
     NO_RTCP = "no_rtcp"
     NO_MEDIA = "no_media"
     SOURCE_GONE = "source_gone"
+    CONTENT_GAP = "content_gap"
     # content
     FROZEN_VIDEO = "frozen_video"
     BLACK_VIDEO = "black_video"
@@ -164,6 +165,8 @@ class FaultCatalog(Mapping[str, FaultSpec]):
         for spec in specs:
             if spec.fault in table:
                 raise CatalogError(f"fault {spec.fault!s} is defined twice")
+            if spec.severity not in SEVERITY_RANK or not isinstance(spec.cls, FaultClass):
+                raise CatalogError(f"fault {spec.fault!s}: severity {spec.severity!r} / class {spec.cls!r} unknown")
             bad = spec.stages - set(STAGES)
             if bad:
                 raise CatalogError(f"fault {spec.fault!s}: unknown stage(s) {sorted(bad)}")
@@ -296,6 +299,10 @@ CATALOG = FaultCatalog([
     _s(F.NO_MEDIA, C.FRESHNESS, "P1", "sends no video{of}",
        "The WebRTC playback sends no video: check the WHEP server's upstream feed.",
        stages=frozenset({"playback"}), explains=_VIEWER_SLOW),
+    _s(F.CONTENT_GAP, C.FRESHNESS, "P2", "marks missing content (EXT-X-GAP){of}",
+       "The packager marks segments as gaps (its input was missing): check the transcoder's input and the "
+       "contribution link; players jump over the hole.",
+       stages=_PLAYLIST, explains={F.STALLS, F.VIDEO_FREEZES, F.TIMESTAMP_GAP}),
     _s(F.SOURCE_GONE, C.FRESHNESS, "P2", "feed is gone",
        "The feed {component} is gone: check the camera/encoder power and link, or cut to the backup.",
        stages=_STUDIO, explains=_NO_FLOW | _PICTURE),

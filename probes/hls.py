@@ -47,7 +47,15 @@ from probes.base import (
     UrlRole,
     worst,
 )
-from probes.core.playlist import MASTER_REFRESH_S, MasterPlaylist, MediaPlaylist, PlaylistError, Variant, parse
+from probes.core.playlist import (
+    MASTER_REFRESH_S,
+    MasterPlaylist,
+    MediaPlaylist,
+    PlaylistError,
+    Variant,
+    extinf_exceeds_target,
+    parse,
+)
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -142,7 +150,7 @@ class _Attempt:
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status)
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), url)
+                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
             if isinstance(pl, MasterPlaylist):
@@ -215,7 +223,7 @@ class _Attempt:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
-                    parsed = parse(fr.body.decode("utf-8", "replace"), v.uri)
+                    parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
                 except PlaylistError as exc:
                     span.error = f"protocol_error: {exc}"
                     self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name} playlist is malformed: {exc}", v.name)
@@ -227,7 +235,12 @@ class _Attempt:
                 pl = parsed
                 rs.body = fr.body
         self.media(v, rs, pl, now, fr)
-        if cfg.fetch_segments and pl.newest is not None and pl.newest.uri != rs.last_segment_uri:
+        if pl.newest is not None and pl.newest.gap:
+            # EXT-X-GAP: content the packager did not have; never fetched (RFC 8216bis §4.4.4.7)
+            self.evidence(State.DEGRADED, Fault.CONTENT_GAP, f"{v.name} segment {pl.newest.seq} is a gap "
+                          "(EXT-X-GAP): the packager had no content for it", v.name,
+                          media_sequence=pl.newest.seq, url_role="media_playlist")
+        elif cfg.fetch_segments and pl.newest is not None and pl.newest.uri != rs.last_segment_uri:
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None
@@ -253,7 +266,7 @@ class _Attempt:
         if rs.disc_seq is not None and pl.discontinuity_sequence != rs.disc_seq:
             anomalies.append(("discontinuity", f"discontinuity sequence changed to {pl.discontinuity_sequence}"))
         newest = pl.newest
-        if newest is not None and prev is not pl and round(newest.duration) > td:
+        if newest is not None and prev is not pl and extinf_exceeds_target(newest.duration, td):
             anomalies.append((Fault.SEGMENT_TOO_LONG, f"segment {newest.seq} lasts {newest.duration:.2f} s, over the "
                               f"{td:g}-s target duration"))
         rs.last_seq = max(last, rs.last_seq or last) if not any(a[0] == Fault.SEQUENCE_REGRESSION for a in anomalies) \

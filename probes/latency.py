@@ -264,7 +264,7 @@ class _Attempt:
         if fr.failure:
             return None
         try:
-            pl = parse(fr.body.decode("utf-8", "replace"), self.endpoints[endpoint])
+            pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
         except PlaylistError:
             return None
         if isinstance(pl, MasterPlaylist):
@@ -286,7 +286,7 @@ class _Attempt:
             self.st.tracker.failed(endpoint, v.name)
             return
         try:
-            pl = parse(fr.body.decode("utf-8", "replace"), v.uri)
+            pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
         except PlaylistError:
             self.st.tracker.failed(endpoint, v.name)
             return
@@ -298,6 +298,8 @@ class _Attempt:
         for seq, seen in new:
             key = (v.name, seq)
             seg = by_seq[seq]
+            if seg.gap:
+                continue  # EXT-X-GAP: no content, nothing to time (never fetched)
             timing = self.st.segments.get(key)
             if timing is None:
                 timing = self.st.segments[key] = SegmentTiming(v.name, seq, seg.duration, seg.pdt,

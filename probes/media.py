@@ -135,7 +135,7 @@ class _Attempt:
                 # availability is the HLS probe's to report; without media there is no content verdict
                 return self.failed(fr.failure, f"master playlist: {fr.detail}")
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), self.url)
+                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError as exc:
                 return self.failed(Failure.PROTOCOL_ERROR, f"malformed master playlist: {exc}")
             if isinstance(pl, MasterPlaylist):
@@ -172,7 +172,7 @@ class _Attempt:
             pl = rs.playlist
         else:
             try:
-                parsed = parse(fr.body.decode("utf-8", "replace"), v.uri)
+                parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError:
                 rs.findings = None
                 return
@@ -196,7 +196,10 @@ class _Attempt:
         if pl.segments and (rs.last_seq is None or pl.last_seq > rs.last_seq):
             rs.advanced_at = now
         for seg in new:
-            await self.segment(v, rs, seg)
+            if seg.gap:  # EXT-X-GAP: no content to fetch; what follows starts a new timeline
+                rs.analyser = MediaAnalyser(cfg.checks)
+            else:
+                await self.segment(v, rs, seg)
             rs.last_seq = seg.seq
         if rs.advanced_at is not None and now - rs.advanced_at > STALE_FINDINGS_TD * rs.target_duration:
             rs.findings = None

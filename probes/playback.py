@@ -114,6 +114,7 @@ class _Session:
     last_stall_at: float | None = None
     failed_at: float | None = None
     rejoins: int = 0
+    listed_end: int | None = None  # last media sequence of an ended playlist (#EXT-X-ENDLIST)
 
 
 class _EdgeState:
@@ -204,7 +205,7 @@ class _Attempt:
             error = f"master playlist: {fr.detail}"
         else:
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), self.url)
+                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError as exc:
                 error = f"master playlist malformed: {exc}"
             else:
@@ -251,6 +252,12 @@ class _Attempt:
             if self.gave_up(s):
                 return
             seg = self.next_segment(s)
+            if seg is not None and seg.gap:
+                s.model.gap_skipped()  # EXT-X-GAP: never fetched, jumped over as hls.js does
+                s.next_seq = seg.seq + 1
+                continue
+            if seg is None and s.listed_end is not None and s.next_seq is not None and s.next_seq > s.listed_end:
+                s.model.end_of_stream()
             if seg is not None and self.clock() >= s.retry_at:
                 await self.download(name, s, seg)
                 if self.gave_up(s):
@@ -293,7 +300,7 @@ class _Attempt:
             pl = s.playlist
         else:
             try:
-                parsed = parse(fr.body.decode("utf-8", "replace"), s.uri)
+                parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError as exc:
                 error = f"{name} playlist malformed: {exc}"
             else:
@@ -315,8 +322,9 @@ class _Attempt:
         hold_back = self.cfg.player.hold_back_segments * td
         if s.next_seq is None and pl.segments and sum(x.duration for x in pl.segments) >= hold_back - 1e-6:
             s.next_seq = self.join_seq(pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)
-        if pl.endlist:
-            s.model.fatal(f"{name} playlist ended (#EXT-X-ENDLIST)")
+        # an ended playlist (#EXT-X-ENDLIST) is played out to its last segment, then the player
+        # ends: the stream's end is the HLS probe's stream_ended, not a playback failure
+        s.listed_end = pl.last_seq if pl.endlist else None
         # RFC 8216 §6.3.4, measured from the start of this load
         s.next_reload = started + (td if changed else td / 2)
 
@@ -384,6 +392,9 @@ class _Attempt:
                           f"rebuffer ratio {f.rebuffer_ratio:.1%}", name, figures)
         elif f.state is PlayerState.STARTING:
             ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer is starting", name, figures)
+        elif f.state is PlayerState.ENDED:
+            ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer played the ended stream to its "
+                          "last segment", name, figures)
         else:
             ev = Evidence(self.t.stage, comp, State.OK, None,
                           f"the {name} viewer plays, {f.buffer_s:.1f} s buffered", name, figures)

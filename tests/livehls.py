@@ -85,6 +85,7 @@ class Knobs:
     endlist: bool = False  # append #EXT-X-ENDLIST: the live stream ended
     seq_offset: dict[str, int] = field(default_factory=dict)  # rendition -> numbered this much lower (same content)
     lag_segments: dict[str, int] = field(default_factory=dict)  # rendition -> its content this many segments late
+    gap_every: int = 0  # every Nth media sequence listed as #EXT-X-GAP and answered 404
 
 
 class Timeline:
@@ -99,7 +100,7 @@ class Timeline:
     def newest(self) -> int:
         return self.first_seq + int((time.time() - self.t0) / self.seg_dur) - 1
 
-    def media_playlist(self, rendition: str, newest: int, pdt: bool, seq_offset: int = 0) -> str:
+    def media_playlist(self, rendition: str, newest: int, pdt: bool, seq_offset: int = 0, gap_every: int = 0) -> str:
         first = max(self.first_seq, newest - self.window + 1)
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(self.seg_dur)}",
                  f"#EXT-X-MEDIA-SEQUENCE:{first - seq_offset}"]
@@ -108,6 +109,8 @@ class Timeline:
                 start = self.t0 + (seq - self.first_seq) * self.seg_dur
                 ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)) + f".{int(start * 1000) % 1000:03d}Z"
                 lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{ts}")
+            if gap_every and seq % gap_every == 0:
+                lines.append("#EXT-X-GAP")
             lines.append(f"#EXTINF:{self.seg_dur:.3f},")
             lines.append(f"{rendition}/{seq}.ts")
         return "\n".join(lines) + "\n"
@@ -121,6 +124,7 @@ class Endpoint:
         self.renditions = renditions
         self.knobs = Knobs()
         self.requests = 0
+        self.segments_requested: list[int] = []  # media sequence of every segment request, in order
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -193,7 +197,7 @@ class Endpoint:
         if r in self.knobs.frozen_at:
             newest = self.knobs.frozen_at[r]
         newest -= self.knobs.lag_segments.get(r, 0)
-        text = self.tl.media_playlist(r, newest, self.knobs.pdt, self.knobs.seq_offset.get(r, 0))
+        text = self.tl.media_playlist(r, newest, self.knobs.pdt, self.knobs.seq_offset.get(r, 0), self.knobs.gap_every)
         if self.knobs.endlist:
             text += "#EXT-X-ENDLIST\n"
         return web.Response(text=text,
@@ -206,6 +210,9 @@ class Endpoint:
             return web.Response(status=k.segment_status, text="no such segment\n")
         r = req.match_info["r"]
         seq = int(req.match_info["seq"].split(".")[0])
+        self.segments_requested.append(seq)
+        if k.gap_every and seq % k.gap_every == 0:
+            return web.Response(status=404, text="a gap: no such segment\n")
         body = segments_for(r, self.tl.seg_dur)[seq % 2]
         if not k.segment_bytes_per_s:
             return web.Response(body=body, content_type="video/mp2t", headers={"Cache-Control": "max-age=60"})

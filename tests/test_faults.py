@@ -142,3 +142,9 @@ def test_a_stream_that_ended_is_off_air_p1():
              for r in ("360p", "180p")]
     inc = _open_one(ended)
     assert (inc.fault, inc.severity) == ("stream_ended", "P1")
+
+
+def test_a_misplaced_severity_cannot_be_constructed():
+    bad = FaultSpec(Fault.STALLS, FaultClass.PERFORMANCE, "players stall", "P2")  # type: ignore[arg-type]
+    with pytest.raises(CatalogError, match="severity"):
+        FaultCatalog([bad])

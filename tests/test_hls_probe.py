@@ -130,14 +130,24 @@ async def test_a_stream_that_ended_is_an_off_air_p1_incident(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
         await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok")
-        live.origin.knobs.endlist = True
-        for e in live.edges.values():
-            e.knobs.endlist = True
+        for ep in [live.origin, *live.edges.values()]:  # the packager closes the playlist: it stops growing
+            ep.knobs.freeze_all = ep.knobs.endlist = True
         opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents("main")
                                          if i.fault == "stream_ended"], 8, "stream_ended incident")
         assert [i.severity for i in opened] == ["P1"]
         ev = [e for e in agent.board.evidence("main") if e.fault == "stream_ended" and e.stage == "origin"]
         assert ev and all(e.url_role == "media_playlist" and e.media_sequence for e in ev)
+        # viewers play out what is listed and end: no playback incident of their own
+        def ended(edge: str) -> bool:
+            return any("ended stream" in e.detail for e in agent.board.evidence("main")
+                       if e.stage == "playback" and e.component == edge)
+
+        try:
+            await wait_for(lambda: ended("edge-a") and ended("edge-b"), 15, "viewers played to the end")
+        except AssertionError:
+            print([(e.component, e.state, e.detail) for e in agent.board.evidence("main") if e.stage == "playback"])
+            raise
+        assert [i.fault for i in agent.incidents.localizer.open_incidents("main")] == ["stream_ended"]
 
 
 async def test_variant_drift_is_media_time_not_sequence_numbers(live):
@@ -177,6 +187,27 @@ async def test_an_encoder_restart_is_one_incident_that_explains_the_players(live
         assert "restarted its media sequence" in opened[0].summary and "stopped producing" not in opened[0].summary
         await wait_for(state_is(agent, "origin", "origin", "ok"), 10, "origin ok after the restart")
         assert [i.id for i in agent.incidents.localizer.open_incidents("main")] == [opened[0].id]
+
+
+async def test_gap_segments_are_never_fetched_and_players_jump_over_them(live):
+    """EXT-X-GAP on every 3rd segment (answering 404 if asked): no probe and no virtual player
+    requests one, no segment_missing and no stall anywhere; the gap itself is content_gap
+    evidence upstream of delivery (RFC 8216bis §4.4.4.7)."""
+    for ep in [live.origin, *live.edges.values()]:
+        ep.knobs.gap_every = 3
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        seen = await wait_for(lambda: [e for e in agent.board.evidence("main") if e.fault == "content_gap"], 10,
+                              "content_gap evidence")
+        assert all(e.stage in ("origin", "cdn") and e.media_sequence % 3 == 0 for e in seen)
+        # a few more segment durations of play: viewers have met several gaps by then
+        await wait_for(lambda: agent.board.state_of("main", "playback", "edge-a").value == "ok"
+                       and len(live.edges["edge-a"].segments_requested) >= 15, 20, "viewers playing on")
+        bad = [e for e in agent.board.evidence("main")
+               if e.fault in ("segment_missing", "stalls", "playback_failed", "http_error")]
+        assert bad == []
+    requested = [q for ep in [live.origin, *live.edges.values()] for q in ep.segments_requested]
+    assert requested and not [q for q in requested if q % 3 == 0]
 
 
 async def test_segment_404(live):
@@ -247,8 +278,12 @@ async def test_hung_server_is_a_timeout_and_others_keep_going(live):
     """A server that accepts but never answers: the runner's deadline makes it a timeout."""
     import asyncio
 
-    async def hang(reader, writer):
-        await asyncio.sleep(60)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read()  # never answers; returns when the agent drops the connection
+        writer.close()
 
     server = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -264,6 +299,8 @@ async def test_hung_server_is_a_timeout_and_others_keep_going(live):
             await wait_for(lambda: live.edges["edge-a"].requests >= n + 4, 5, "edge-a still polled")
     finally:
         server.close()
+        for w in writers:  # wait_closed does not close the connections of 3.11's handlers
+            w.close()
         await server.wait_closed()
 
 

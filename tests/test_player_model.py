@@ -179,3 +179,38 @@ def test_config_is_strict_and_a_clock_is_required():
         PlayerConfig(stall_report_s=-1)
     with pytest.raises(ValueError):
         PlayerModel(PlayerConfig())
+
+
+def test_an_ended_stream_plays_out_and_ends_without_a_stall():
+    """#EXT-X-ENDLIST: the last listed segment arrives, the player plays out its buffer and ends
+    (hls.js 'ended'): no stall, no failure, however long one waits after."""
+    clock, player = play_timeline([(0.2, 2.0, 1000), (0.4, 2.0, 1000), (0.6, 2.0, 1000)], until=1.0)
+    player.end_of_stream()
+    clock.at(30.0)
+    f = player.figures()
+    assert f.state is PlayerState.ENDED and f.stall_count == 0 and f.failure is None
+    assert f.watched_s == pytest.approx(6.0)
+
+
+def test_without_the_end_the_same_dry_buffer_is_a_stall():
+    clock, player = play_timeline([(0.2, 2.0, 1000), (0.4, 2.0, 1000), (0.6, 2.0, 1000)], until=10.0)
+    f = player.figures()
+    assert f.state is PlayerState.STALLED and f.stall_count == 1
+
+
+def test_a_stalled_player_at_the_end_of_an_ended_stream_ends():
+    clock, player = play_timeline([(0.2, 2.0, 1000)], until=5.0)
+    assert player.state is PlayerState.STALLED
+    player.end_of_stream()
+    clock.at(20.0)
+    f = player.figures()
+    assert f.state is PlayerState.ENDED and f.stall_count == 1  # the stall before the end was real
+
+
+def test_gaps_are_counted_and_jumped_over():
+    clock, player = play_timeline([(0.2, 2.0, 1000), (0.4, 2.0, 1000)], until=1.0)
+    player.gap_skipped()
+    player.segment_downloaded(2.0, 1000)
+    clock.at(5.0)
+    f = player.figures()
+    assert f.gaps_skipped == 1 and f.state is PlayerState.PLAYING and f.stall_count == 0

@@ -71,6 +71,7 @@ class PlayerState(enum.StrEnum):
     PLAYING = "playing"
     STALLED = "stalled"  # buffer dry after playback started (maybe not reported yet)
     FAILED = "failed"
+    ENDED = "ended"  # the stream ended (#EXT-X-ENDLIST) and everything listed was played: no stall
 
 
 class PlaybackFailure(enum.StrEnum):
@@ -98,6 +99,7 @@ class PlaybackFigures:
     segments: int  # segments received
     failure: PlaybackFailure | None
     failure_detail: str
+    gaps_skipped: int = 0  # EXT-X-GAP segments jumped over, as hls.js does (not loaded, no stall)
 
     @property
     def stalled_now(self) -> bool:
@@ -161,6 +163,8 @@ class PlayerModel:
         self._segments = 0
         self._failure: PlaybackFailure | None = None
         self._failure_detail = ""
+        self._eos = False  # the playlist ended: a dry buffer then is the end, not a stall
+        self._gaps = 0
 
     # --- events -------------------------------------------------------------
 
@@ -190,6 +194,20 @@ class PlayerModel:
         elif self._state is PlayerState.STALLED and self._buffered_s > cfg.resume_buffer_s:
             self._end_stall(now)
             self._state = PlayerState.PLAYING
+
+    def end_of_stream(self) -> None:
+        """The playlist ended (#EXT-X-ENDLIST) and its last listed segment has been received:
+        the player plays out what it has and ends (hls.js fires ``ended``), with no stall."""
+        self._advance()
+        self._eos = True
+        if self._state is PlayerState.STALLED:
+            self._end_stall(self._now)
+            self._state = PlayerState.ENDED
+
+    def gap_skipped(self) -> None:
+        """An EXT-X-GAP segment: not loaded; the playhead jumps over its hole (hls.js's gap
+        handling), so it neither fills the buffer nor counts as a stall."""
+        self._gaps += 1
 
     def fatal(self, detail: str = "") -> None:
         """The probe met an error a real player would give up on (e.g. playlist gone)."""
@@ -233,12 +251,13 @@ class PlayerModel:
             segments=self._segments,
             failure=self._failure,
             failure_detail=self._failure_detail,
+            gaps_skipped=self._gaps,
         )
 
     # --- internals ----------------------------------------------------------
 
     def _advance(self) -> None:
-        if self._state in (PlayerState.IDLE, PlayerState.FAILED):
+        if self._state in (PlayerState.IDLE, PlayerState.FAILED, PlayerState.ENDED):
             return
         now = self._clock()
         if now <= self._now:
@@ -259,6 +278,10 @@ class PlayerModel:
             self._watched += played
             if self._buffered_s <= 1e-9:
                 self._buffered_s = 0.0
+                if self._eos:
+                    self._now += played
+                    self._state = PlayerState.ENDED
+                    return
                 self._dry_since = self._now + played
                 self._state = PlayerState.STALLED
         if self._state is PlayerState.STALLED and self._dry_since is not None:
