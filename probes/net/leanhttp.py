@@ -11,11 +11,31 @@ and measures its phases precisely as a side effect:
 - ``first_byte``: request written → first response byte;
 - ``transfer``: first byte → last body byte.
 
-Scope, on purpose: GET only, HTTP/1.1, identity encoding (we send no
-Accept-Encoding), Content-Length or chunked bodies, ``http``/``https``. Redirects are
-the caller's (probes/net/httpfetch.py counts them). A pooled connection the server closed
-while idle is retried once on a fresh one, but only when not one byte of the response
-arrived (the usual idempotent-request rule); nothing else is retried.
+Scope, on purpose: GET only, HTTP/1.1, Content-Length, chunked or close-delimited
+bodies, ``http``/``https``. Redirects are the caller's (probes/net/httpfetch.py counts
+them). A pooled connection the server closed while idle is retried once on a fresh one,
+but only when not one byte of the response arrived (the usual idempotent-request rule);
+nothing else is retried.
+
+Content-Encoding, as players meet it: every request says ``Accept-Encoding: gzip,
+deflate``, as players' HTTP stacks do (browsers also offer ``br`` and ``zstd``: left out
+because no decoder for them is among our dependencies), and a 2xx body in
+``gzip``/``x-gzip``/``deflate`` (zlib, or raw deflate as some servers send it) is decoded
+as it arrives with ``zlib.decompressobj``, in steps of at most 64 KiB. The ``max_bytes``
+cap holds for the bytes on the wire AND for the decoded bytes, so a gzip bomb stops at
+the cap (``body_too_large``). ``Response.size`` stays the bytes on the wire and the
+phases are timed on the wire (last body byte = the last ``data_received``);
+``Response.decoded_size`` is what the body came to. Any other coding on a 2xx is a
+``protocol_error``; error and redirect bodies are not decoded (nobody reads them).
+
+Byte ranges (RFC 9110 §14): ``byte_range=(length, offset)`` — EXT-X-BYTERANGE order —
+sends ``Range: bytes=offset-(offset+length-1)`` with ``Accept-Encoding: identity`` (a
+range of a gzip representation would not be the media bytes). A 206 must carry exactly
+that ``Content-Range`` and length; a 200 (the server ignored Range) is read only up to
+the end of the slice (the connection is then dropped), the slice alone kept and counted
+in ``decoded_size`` (``size``: all that was read), with ``Response.range_ignored``; a 200
+whose body ends before the slice does is a ``protocol_error``; 416 is left to the caller
+(an HTTP error).
 
 Errors raise :class:`LeanHttpError` subclasses that carry a ``probes.base.Failure``.
 """
@@ -26,6 +46,7 @@ import asyncio
 import socket
 import ssl
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +57,11 @@ import httptools
 from probes.base import Failure
 
 _CRLF = b"\r\n"
+_ACCEPT_ENCODING = b"Accept-Encoding: gzip, deflate\r\n\r\n"
+_ACCEPT_IDENTITY = b"Accept-Encoding: identity\r\n"
+_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"content-encoding", b"content-range"})
+_DECODE_STEP = 1 << 16  # decoded bytes per zlib call: bounds memory when the body is not kept
+_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
 
 class LeanHttpError(Exception):
@@ -54,7 +80,9 @@ class Response:
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    size: int = 0
+    size: int = 0  # body bytes read from the wire
+    decoded_size: int = 0  # body bytes delivered: decoded, or the slice of an ignored Range (= size else)
+    range_ignored: bool = False  # a Range request answered 200: ``body`` is the slice cut from it
     connect_s: float = 0.0
     first_byte_s: float = 0.0
     transfer_s: float = 0.0
@@ -67,6 +95,10 @@ class _Conn(asyncio.Protocol):
     # per request, set by start()
     parser: Any  # httptools.HttpResponseParser: the C parser ships no type information
     clen: int | None  # Content-Length, None when absent or unreadable
+    dec: Any  # zlib.Decompress (no public type) while a coded body is decoded, else None
+    inflate_seen: list[bytes] | None  # "deflate" bytes kept until they prove zlib-wrapped (else raw)
+    rng: tuple[int, int] | None  # (length, offset) of a Range request
+    cut: tuple[int, int] | None  # [start, end) of the slice to cut from a 200 that ignored Range
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -90,7 +122,7 @@ class _Conn(asyncio.Protocol):
             if self.headers_done and self.clen is None and not self.chunked:
                 # a close-delimited body (no Content-Length, not chunked): EOF ends it
                 self.resp.keep_alive = False
-                self.done.set_result(None)
+                self._finish()
             else:
                 self.done.set_exception(ConnectionResetError("connection closed before the response ended"))
         return None
@@ -99,9 +131,10 @@ class _Conn(asyncio.Protocol):
         if self.done is None or self.done.done():
             self.closed = True  # unsolicited bytes: this connection is unusable
             return
+        self.t_last = now = time.perf_counter()  # the phases are timed on the wire
         if not self.got_bytes:
             self.got_bytes = True
-            self.t_first = time.perf_counter()
+            self.t_first = now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -113,29 +146,148 @@ class _Conn(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()
-        if n == b"content-length":
-            try:
-                self.clen = int(value)
-            except ValueError:
-                self.clen = None
-        elif n == b"transfer-encoding":
-            self.chunked = b"chunked" in value.lower()
+        if n in _SPECIAL:
+            if n == b"content-length":
+                try:
+                    self.clen = int(value)
+                except ValueError:
+                    self.clen = None
+            elif n == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+            elif n == b"content-encoding":
+                self.coding = value.decode("latin-1").strip().lower()
+            else:
+                self.crange = value.decode("latin-1").strip()
         if n in self.header_names:
             self.resp.headers[n.decode("latin-1")] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self.resp.status = self.parser.get_status_code()
+        status = self.resp.status = self.parser.get_status_code()
         self.headers_done = True
-        if self.clen is not None and self.clen > self.max_bytes:
+        if 200 <= status < 300:  # only a body someone reads is decoded or cut
+            if self.rng is not None and not self._range_headers(status):
+                return
+            if self.coding and self.coding != "identity" and not self._start_decoding():
+                return
+        wire = self.clen
+        if wire is not None and self.cut is not None:
+            wire = min(wire, self.cut[1])  # a Range the server ignored: read up to the slice's end only
+        if wire is not None and wire > self.max_bytes:
             self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE,
-                                    f"Content-Length {self.clen} bytes is over the {self.max_bytes}-byte cap"))
+                                    f"Content-Length {self.clen} bytes is over the {self.max_bytes}-byte cap"
+                                    + self._ignored_note()))
+
+    def _range_headers(self, status: int) -> bool:
+        """Check a 2xx answer to a Range request; False when it failed the request."""
+        assert self.rng is not None
+        length, offset = self.rng
+        last = offset + length - 1
+        if status == 206:
+            got = _content_range(self.crange)
+            if got is None or got[:2] != (offset, last):
+                self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                         f"206 with Content-Range {self.crange or 'missing'!r} for bytes "
+                                         f"{offset}-{last}"[:160]))
+                return False
+            if self.clen is not None and self.clen != length:
+                self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                         f"206 with Content-Length {self.clen} for a {length}-byte range"))
+                return False
+        elif status == 200:
+            self.resp.range_ignored = True
+            self.cut = (offset, offset + length)
+            if self.clen is not None and self.clen < offset + length:
+                self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                         f"the server ignored Range and its {self.clen}-byte body ends "
+                                         f"before byte {last}"))
+                return False
+        if self.coding and self.coding != "identity":
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                     f"Content-Encoding {self.coding!r} on a byte range"[:120]))
+            return False
+        return True
+
+    def _start_decoding(self) -> bool:
+        kind = _CODINGS.get(self.coding)
+        if kind is None:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"unsupported Content-Encoding {self.coding!r}"[:120]))
+            return False
+        self.plain = False
+        if kind == "gzip":
+            self.dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        else:  # RFC 9110 §8.4.1.2: zlib-wrapped; some servers send raw deflate (tried on a header error)
+            self.dec = zlib.decompressobj(zlib.MAX_WBITS)
+            self.inflate_seen = []
+        return True
+
+    def _ignored_note(self) -> str:
+        if self.cut is None:
+            return ""
+        return f" (the server ignored Range: the slice ends at byte {self.cut[1] - 1})"
 
     def on_body(self, body: bytes) -> None:
+        if self.plain:  # the hot path: identity, no Range
+            self.size += len(body)
+            if self.size > self.max_bytes:
+                self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE, f"body over the {self.max_bytes}-byte cap"))
+            elif self.keep_body:
+                self.chunks.append(body)
+            return
+        done = self.done
+        if done is None or done.done():
+            return
+        pos = self.size
         self.size += len(body)
         if self.size > self.max_bytes:
-            self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE, f"body over the {self.max_bytes}-byte cap"))
-        elif self.keep_body:
-            self.chunks.append(body)
+            self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE,
+                                    f"body over the {self.max_bytes}-byte cap" + self._ignored_note()))
+        elif self.cut is not None:
+            start, end = self.cut
+            piece = body[max(0, start - pos):max(0, end - pos)]
+            self.decoded += len(piece)
+            if piece and self.keep_body:
+                self.chunks.append(piece)
+            if self.size >= end:  # the slice is in: the rest of the whole body is not read
+                self.resp.keep_alive = False
+                self.closed = True
+                done.set_result(None)
+                if self.transport is not None:
+                    self.transport.close()
+        elif self.dec is not None:
+            self._decode(body)
+        else:  # identity on a Range request: a 206, or an error or redirect page
+            self.decoded += len(body)
+            if self.keep_body:
+                self.chunks.append(body)
+
+    def _decode(self, data: bytes) -> None:
+        """Inflate ``data`` in steps of at most ``_DECODE_STEP`` bytes, the cap checked at each step."""
+        while not self.dec.eof:  # bytes after the end marker are ignored, as browsers do
+            if self.inflate_seen is not None:
+                self.inflate_seen.append(data)
+            try:
+                out = self.dec.decompress(data, _DECODE_STEP)
+            except zlib.error as exc:
+                if self.inflate_seen is not None:  # "deflate" without the zlib wrapper: start again raw
+                    data = b"".join(self.inflate_seen)
+                    self.inflate_seen = None
+                    self.dec = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"cannot decode the {self.coding} body ({exc})"[:120]))
+                return
+            if out:
+                self.inflate_seen = None
+                self.decoded += len(out)
+                if self.decoded > self.max_bytes:
+                    self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE,
+                                            f"decoded body over the {self.max_bytes}-byte cap ({self.coding}, "
+                                            f"{self.size} bytes on the wire so far)"))
+                    return
+                if self.keep_body:
+                    self.chunks.append(out)
+            data = self.dec.unconsumed_tail
+            if not data and len(out) < _DECODE_STEP:
+                return  # all the input is in and zlib holds no more output
 
     def _fail(self, exc: LeanHttpError) -> None:
         """Callbacks must not raise (httptools would wrap it): fail the request, drop the connection."""
@@ -147,25 +299,60 @@ class _Conn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.resp.keep_alive = self.parser.should_keep_alive()
-        if self.done is not None and not self.done.done():
+        if self.plain:
+            if self.done is not None and not self.done.done():
+                self.done.set_result(None)
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The body has ended: check what only its end can show, then complete the request."""
+        if self.done is None or self.done.done():
+            return
+        if self.dec is not None and not self.dec.eof and self.size:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"the {self.coding} body is truncated"))
+        elif self.cut is not None:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                     f"the server ignored Range and its {self.size}-byte body ends before "
+                                     f"byte {self.cut[1] - 1}"))
+        elif self.rng is not None and self.resp.status == 206 and self.size != self.rng[0]:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR,
+                                     f"206 with a {self.size}-byte body for a {self.rng[0]}-byte range"))
+        else:
             self.done.set_result(None)
 
-    def start(self, request: bytes, max_bytes: int, keep_body: bool, header_names: frozenset[bytes]) -> None:
+    def start(self, request: bytes, max_bytes: int, keep_body: bool, header_names: frozenset[bytes],
+              rng: tuple[int, int] | None = None) -> None:
         self.resp = Response()
         self.chunks: list[bytes] = []
         self.size = 0
+        self.decoded = 0
         self.max_bytes = max_bytes
         self.keep_body = keep_body
         self.header_names = header_names
         self.got_bytes = False
-        self.t_first = 0.0
+        self.t_first = self.t_last = 0.0
         self.clen = None
         self.chunked = False
         self.headers_done = False
+        self.coding = self.crange = ""
+        self.rng, self.cut, self.dec, self.inflate_seen = rng, None, None, None
+        self.plain = rng is None
         self.done = self.loop.create_future()
         self.parser = httptools.HttpResponseParser(self)
         assert self.transport is not None
         self.transport.write(request)
+
+
+def _content_range(value: str) -> tuple[int, int, int | None] | None:
+    """``bytes first-last/complete`` (RFC 9110 §14.4) → (first, last, complete or None); None if not one."""
+    unit, _, rest = value.partition(" ")
+    span, _, complete = rest.strip().partition("/")
+    first, _, last = span.partition("-")
+    if unit.lower() != "bytes" or not (first.isdigit() and last.isdigit()) or not (
+            complete == "*" or complete.isdigit()):
+        return None
+    return int(first), int(last), None if complete == "*" else int(complete)
 
 
 class LeanClient:
@@ -181,9 +368,10 @@ class LeanClient:
         self._sems: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._ssl = ssl.create_default_context()
         self._ssl_noverify: ssl.SSLContext | None = None
-        self._parsed: dict[str, tuple[tuple[str, str, int], bytes]] = {}
+        self._parsed: dict[str, tuple[tuple[str, str, int], bytes, bytes]] = {}
 
-    def _target(self, url: str) -> tuple[tuple[str, str, int], bytes]:
+    def _target(self, url: str) -> tuple[tuple[str, str, int], bytes, bytes]:
+        """(pool key, the whole GET, the GET's head without Accept-Encoding and the final CRLF)."""
         hit = self._parsed.get(url)
         if hit is not None:
             return hit
@@ -196,9 +384,9 @@ class LeanClient:
         if ":" in p.hostname:
             host_hdr = f"[{p.hostname}]" + (f":{p.port}" if p.port else "")
         path = (p.path or "/") + (f"?{p.query}" if p.query else "")
-        req = (f"GET {path} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: {self.user_agent}\r\n"
-               "Accept: */*\r\n\r\n").encode("latin-1", "replace")
-        hit = ((scheme, p.hostname, port), req)
+        head = (f"GET {path} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: {self.user_agent}\r\n"
+                "Accept: */*\r\n").encode("latin-1", "replace")
+        hit = ((scheme, p.hostname, port), head + _ACCEPT_ENCODING, head)
         if len(self._parsed) > 10_000:
             self._parsed.clear()
         self._parsed[url] = hit
@@ -239,8 +427,15 @@ class LeanClient:
                 pass
         return proto
 
-    async def get(self, url: str, *, max_bytes: int, keep_body: bool = True, verify_tls: bool = True) -> Response:
-        key, request = self._target(url)
+    async def get(self, url: str, *, max_bytes: int, keep_body: bool = True, verify_tls: bool = True,
+                  byte_range: tuple[int, int] | None = None) -> Response:
+        """One GET; ``byte_range=(length, offset)`` asks for those bytes only (see the module docstring)."""
+        key, request, head = self._target(url)
+        if byte_range is not None:
+            length, offset = byte_range
+            if length <= 0 or offset < 0:
+                raise ValueError(f"byte_range {byte_range}: the length must be > 0 and the offset >= 0")
+            request = head + _ACCEPT_IDENTITY + f"Range: bytes={offset}-{offset + length - 1}\r\n\r\n".encode()
         sem = self._sems.get(key)
         if sem is None:
             sem = self._sems[key] = asyncio.Semaphore(self.max_per_host)
@@ -260,7 +455,7 @@ class LeanClient:
                     conn = await self._connect(key, verify_tls)
                     connect_s = time.perf_counter() - c0
                 t0 = time.perf_counter()
-                conn.start(request, max_bytes, keep_body, self.header_names)
+                conn.start(request, max_bytes, keep_body, self.header_names, byte_range)
                 try:
                     await conn.done  # type: ignore[misc]
                 except ConnectionResetError as exc:
@@ -275,8 +470,9 @@ class LeanClient:
                 resp = conn.resp
                 resp.connect_s = connect_s
                 resp.first_byte_s = (conn.t_first or t2) - t0
-                resp.transfer_s = t2 - (conn.t_first or t2)
+                resp.transfer_s = (conn.t_last or t2) - (conn.t_first or t2)
                 resp.size = conn.size
+                resp.decoded_size = conn.size if conn.plain else conn.decoded
                 if keep_body:
                     resp.body = conn.chunks[0] if len(conn.chunks) == 1 else b"".join(conn.chunks)
                 if resp.keep_alive and not conn.closed:
