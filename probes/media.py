@@ -40,6 +40,7 @@ from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.playlist import (
     MASTER_REFRESH_S,
+    InitSection,
     MasterPlaylist,
     MediaPlaylist,
     PlaylistError,
@@ -87,6 +88,7 @@ class _Rendition:
     held_until: float = 0.0
     body: bytes = b""
     playlist: MediaPlaylist | None = None
+    init: tuple[InitSection, bytes] | None = None  # EXT-X-MAP fetched once per URI (and byte range)
 
 
 @dataclass(slots=True)
@@ -212,16 +214,19 @@ class _Attempt:
         span = SpanRecord(name=f"media {v.name} {seg.seq}", start_ns=int(w0 * 1e9), end_ns=0,
                           attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
                                       "signalpath.bytes": fr.size, "http.response.status_code": fr.status})
-        if fr.failure:
+        init = await self.init_section(rs, seg.init) if seg.init is not None else b""
+        if fr.failure or init is None:
             span.end_ns = int(time.time() * 1e9)
-            span.error = f"{fr.failure}: {fr.detail}"
+            span.error = f"{fr.failure}: {fr.detail}" if fr.failure else "init section (EXT-X-MAP) not fetched"
             self.result.spans.append(span)
             # the HLS probe reports missing segments; the next one is analysed afresh: a segment we
             # could not fetch is a hole in what we saw, not a gap in the stream's timestamps
             rs.analyser = MediaAnalyser(cfg.checks)
             return
         async with self.st.semaphore:
-            decoded, cpu = await asyncio.to_thread(_decode_and_measure, fr.body, cfg.decode)
+            # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
+            decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, cfg.decode)
+        decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
         t0 = time.thread_time()
         findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth)
         rs.cpu_s = cpu + (time.thread_time() - t0)
@@ -240,6 +245,19 @@ class _Attempt:
         self.result.spans.append(span)
         # counters count once, when the segment is analysed
         self.result.samples.extend(s for s in findings.samples(self.labels(v.name)) if s.kind == "inc")
+
+    async def init_section(self, rs: _Rendition, init: InitSection) -> bytes | None:
+        """The EXT-X-MAP bytes, fetched once per URI and byte range (RFC 8216 §4.3.2.5: a player
+        loads it when it changes); None when it cannot be fetched."""
+        if rs.init is not None and rs.init[0] == init:
+            return rs.init[1]
+        if init.byterange is not None:
+            return None  # a byte-range init section needs a Range request (not supported yet)
+        fr = await self.fetch(init.uri, self.cfg.segment_max_bytes)
+        if fr.failure:
+            return None
+        rs.init = (init, fr.body)
+        return fr.body
 
     def report(self, name: str, rs: _Rendition) -> None:
         """The newest analysed segment's gauges and evidence (repeated until the next one)."""

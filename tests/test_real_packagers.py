@@ -1,0 +1,188 @@
+"""signalpath on live HLS written by packagers we did not write (ffmpeg's HLS muxer, GStreamer's
+hlssink2), served by a plain static file server on 127.0.0.1 port 0.
+
+Each packager runs in real time (``-re`` / ``is-live=true``) into a temporary folder for the
+test's duration. What is proven: an agent watching them stays healthy (no incident) on MPEG-TS
+with program date-times and on fMP4 (EXT-X-MAP: the content probe fetches the init section once
+and decodes init + fragment: no decode error), and an encoder restarted without
+``append_list`` (the media sequence starts again) is one sequence_regression incident upstream of
+the origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _require import require_binary
+from aiohttp import web
+from waiting import wait_for
+
+from agent.app import Agent
+from agent.config import parse_config
+from probes.base import ProbeContext, ProbeTarget
+from probes.media import MediaSettings, probe
+from probes.net.httpfetch import Fetcher
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
+
+SOURCE = ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"]
+ENCODE = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-keyint_min", "50",
+          "-sc_threshold", "0", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"]
+
+
+def ffmpeg_hls(folder: Path, *, fmp4: bool = False, seconds: int = 120) -> list[str]:
+    """ffmpeg 5.1's HLS muxer as ENVIRONMENT.md lists it (2-s segments, PDT, sliding window)."""
+    cmd = [require_binary("ffmpeg"), "-hide_banner", "-loglevel", "error", "-re", *SOURCE, "-t", str(seconds),
+           *ENCODE, "-f", "hls", "-hls_time", "2", "-hls_list_size", "6",
+           "-hls_flags", "delete_segments+program_date_time+independent_segments"]
+    if fmp4:
+        cmd += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
+    return [*cmd, str(folder / "index.m3u8")]
+
+
+def gst_hlssink2(folder: Path) -> list[str]:
+    return [require_binary("gst-launch-1.0"), "-q", "videotestsrc", "is-live=true", "pattern=ball", "background-color=0xff606060", "!",
+            "video/x-raw,width=320,height=180,framerate=25/1", "!", "x264enc", "tune=zerolatency",
+            "speed-preset=ultrafast", "key-int-max=50", "bitrate=300", "!", "h264parse", "!", "hlssink2",
+            "target-duration=2", "max-files=10", "playlist-length=6",
+            f"location={folder}/seg%05d.ts", f"playlist-location={folder}/index.m3u8"]
+
+
+def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], *, crash: bool = False) -> None:
+    """SIGTERM (ffmpeg then closes its playlist with #EXT-X-ENDLIST), or SIGKILL (a crash: it does not)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL if crash else signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def packager(cmd: list[str]) -> AsyncIterator[subprocess.Popen[bytes]]:
+    proc = start(cmd)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def static_server(folder: Path) -> AsyncIterator[str]:
+    """A plain HTTP file server (no HLS knowledge), as a CDN origin bucket would be."""
+    app = web.Application()
+
+    async def no_cache(_req: web.Request, resp: web.StreamResponse) -> None:
+        resp.headers["Cache-Control"] = "no-cache"
+
+    app.on_response_prepare.append(no_cache)
+    app.router.add_static("/live", folder)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server: Any = site._server
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/live/index.m3u8"
+    finally:
+        await runner.cleanup()
+
+
+async def playlist_ready(folder: Path, segments: int = 3, timeout: float = 30) -> None:
+    def ready() -> bool:
+        p = folder / "index.m3u8"
+        return p.exists() and p.read_text(errors="replace").count("#EXTINF") >= segments
+    await wait_for(ready, timeout, f"{segments} segments from the packager")
+
+
+def agent_config(url: str, tmp_path: Path) -> dict[str, Any]:
+    return {"agent": {"listen": "127.0.0.1:0", "site": "test"},
+            "incidents": {"path": str(tmp_path / "incidents.db")},
+            "streams": [{"name": "main", "origin": url, "latency": {"enabled": False}}]}
+
+
+async def healthy_for(agent: Agent, seconds: float) -> list[Any]:
+    """Every incident opened while the agent watches for ``seconds`` (after its first picture)."""
+    await wait_for(lambda: agent.board.state_of("main", "origin", "origin").value == "ok", 20, "origin ok")
+    opened: dict[str, Any] = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for i in agent.incidents.localizer.open_incidents():
+            opened.setdefault(i.id, i)
+        await asyncio.sleep(0.5)
+    return list(opened.values())
+
+
+async def test_fmp4_segments_decode_with_their_init_section(tmp_path: Path) -> None:
+    async with packager(ffmpeg_hls(tmp_path, fmp4=True)), static_server(tmp_path) as url:
+        await playlist_ready(tmp_path)
+        assert "#EXT-X-MAP" in (tmp_path / "index.m3u8").read_text()
+        target = ProbeTarget("media", "main", "origin", "origin", MediaSettings(), url, 1.0, 10.0)
+        spans: list[Any] = []
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(spans) < 3:
+                r = await probe(target, ctx)
+                spans += r.spans
+                await asyncio.sleep(0.5)
+    assert len(spans) >= 3, "fewer than 3 fMP4 segments analysed"
+    assert all(s.error is None for s in spans), [s.error for s in spans]
+    assert all(s.attributes["signalpath.media.decode_errors"] == 0 for s in spans)
+    assert all(s.attributes["signalpath.media.video_frames"] >= 40 for s in spans)  # 2 s at 25 fps
+
+
+@pytest.mark.parametrize("kind", ["ffmpeg-ts-pdt", "ffmpeg-fmp4", "gst-hlssink2"])
+async def test_a_healthy_real_packager_opens_no_incident(kind: str, tmp_path: Path) -> None:
+    cmd = gst_hlssink2(tmp_path) if kind == "gst-hlssink2" else ffmpeg_hls(tmp_path, fmp4=kind == "ffmpeg-fmp4")
+    async with packager(cmd), static_server(tmp_path) as url:
+        await playlist_ready(tmp_path)
+        async with Agent(parse_config(agent_config(url, tmp_path))) as agent:
+            opened = await healthy_for(agent, 25)
+            analysed = [e for e in agent.board.evidence("main") if e.stage == "origin" and e.rendition]
+    assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
+    assert analysed
+
+
+async def test_an_encoder_restart_without_append_list_is_one_sequence_regression(tmp_path: Path) -> None:
+    async with static_server(tmp_path) as url:
+        first = start(ffmpeg_hls(tmp_path))
+        restarted = None
+        try:
+            await playlist_ready(tmp_path, segments=6)
+            async with Agent(parse_config(agent_config(url, tmp_path))) as agent:
+                await wait_for(lambda: agent.board.state_of("main", "origin", "origin").value == "ok", 20, "ok")
+                await wait_for(lambda: (agent.registry.get_sample_value(
+                    "signalpath_playlist_media_sequence", {"site": "test", "stream": "main", "stage": "origin",
+                                                           "component": "origin", "rendition": "main"}) or 0) >= 8,
+                    40, "the media sequence past 8")
+                # the encoder crashes and restarts into the same folder without append_list: the media
+                # sequence starts again (a clean stop would first close the playlist: stream_ended)
+                stop(first, crash=True)
+                restarted = start(ffmpeg_hls(tmp_path))
+                opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents()
+                                                 if i.fault == "sequence_regression"], 30,
+                                        "a sequence_regression incident")
+                others = [i for i in agent.incidents.localizer.open_incidents() if i.fault != "sequence_regression"]
+        finally:
+            stop(first)
+            if restarted is not None:
+                stop(restarted)
+    assert [(i.stage, i.component) for i in opened] == [("transcode", "transcoder")]
+    assert others == [], [(i.stage, i.component, i.fault) for i in others]
