@@ -92,9 +92,15 @@ def symptom_of(e: Evidence) -> Fault:
     """The fault as a downstream symptom: an HTTP 4xx (``http_status``) is content that is
     gone — a missing segment or playlist — not a server failing."""
     fault = fault_of(e)
-    if fault is Fault.HTTP_ERROR and e.http_status is not None and 400 <= e.http_status < 500:
+    if fault is Fault.HTTP_ERROR and _content_gone(e.http_status):
         return Fault.SEGMENT_MISSING if e.url_role == "segment" else Fault.PLAYLIST_MISSING
     return fault
+
+
+def _content_gone(status: int | None) -> bool:
+    """A 4xx that says the content is not there (404, 410, 403...), not a server turning requests
+    away (429 is rate limiting: catalog rate_limited) or a bad range request (416)."""
+    return status is not None and 400 <= status < 500 and status not in (416, 429)
 
 
 def natural(name: str) -> tuple[int, str]:
@@ -115,7 +121,7 @@ class Diagnoser:
     def kind(self, e: Evidence) -> FaultClass:
         """The fault's class; an HTTP 4xx is content gone (freshness), not a failing server."""
         fault = fault_of(e)
-        if fault is Fault.HTTP_ERROR and e.http_status is not None and 400 <= e.http_status < 500:
+        if fault is Fault.HTTP_ERROR and _content_gone(e.http_status):
             return FaultClass.FRESHNESS
         return self.spec(fault).cls
 

@@ -64,6 +64,7 @@ class Fault(enum.StrEnum):
     AUTH_REFUSED = "auth_refused"
     ICE_FAILED = "ice_failed"
     DTLS_FAILED = "dtls_failed"
+    RATE_LIMITED = "rate_limited"
     # freshness
     STALE_PLAYLIST = "stale_playlist"
     PLAYLIST_MISSING = "playlist_missing"
@@ -255,6 +256,13 @@ CATALOG = FaultCatalog([
     _s(F.DTLS_FAILED, C.SERVER, "P1", "fails the DTLS handshake{of}",
        "The WebRTC server fails DTLS: check its certificate and that UDP is not rewritten on the way.",
        stages=frozenset({"ingest", "playback"}), explains=_NO_FLOW),
+    _s(F.RATE_LIMITED, C.SERVER, "P2", "is turning requests away (rate limited, HTTP 429){of}",
+       stages=frozenset({"origin", "cdn"}), explains=_DELIVERY | {F.HTTP_ERROR},
+       stage_runbooks={
+           "cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it answers 429 Too Many Requests "
+                  "(Retry-After in the evidence); check its token and rate rules and the request rates.",
+           "origin": "The origin rate-limits its callers (429): raise the limit for the CDN's edges or add "
+                     "capacity; look for a request storm (players retrying, a monitor polling too often)."}),
     # -- freshness: content stops flowing ---------------------------------------------
     _s(F.STALE_PLAYLIST, C.FRESHNESS, "P1", "stopped updating {playlist}",
        stages=_PLAYLIST, explains=_NO_FLOW,

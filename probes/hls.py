@@ -56,6 +56,7 @@ from probes.core.playlist import (
     extinf_exceeds_target,
     parse,
 )
+from probes.core.redact import redact_url
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -88,6 +89,7 @@ class _Rendition:
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
+    read_at: float | None = None  # monotonic time of the last successful read of this playlist
 
 
 ANOMALY_HOLD_TARGET_DURATIONS = 3.0
@@ -98,11 +100,21 @@ which viewers feel it. Seen in one poll only, it would never persist for the loc
 open cycles: an encoder restart would show in one sample and never open an incident."""
 
 
+def _fault_of(failure: Failure, status: int) -> Fault:
+    """The fault of a failed fetch: a 429 is rate limiting (a server turning requests away,
+    Retry-After in the evidence), any other HTTP status an HTTP error, the rest by failure."""
+    if failure is Failure.HTTP_ERROR and status == 429:
+        return Fault.RATE_LIMITED
+    return _FAULT_OF.get(failure, Fault.PROTOCOL_ERROR)
+
+
 def _span(name: str, fr: FetchResult, **attrs: Any) -> SpanRecord:
     attrs.update({"http.response.status_code": fr.status, "signalpath.bytes": fr.size,
                   "signalpath.connect_s": round(fr.connect_s, 6),
                   "signalpath.first_byte_s": round(fr.first_byte_s, 6),
                   "signalpath.transfer_s": round(fr.transfer_s, 6)})
+    if fr.redirects:
+        attrs["signalpath.final_url"] = redact_url(fr.final_url)  # the host that answered, never a label
     return SpanRecord(name=name, start_ns=int(fr.start_wall * 1e9), end_ns=int(fr.end_wall * 1e9),
                       attributes=attrs, error=(f"{fr.failure}: {fr.detail}" if fr.failure else None))
 
@@ -130,9 +142,15 @@ class _Attempt:
         self.result.evidence.append(Evidence(self.t.stage, self.t.component, state, fault, detail, rendition,
                                              dict(figures), http_status or None, media_sequence, url_role))
 
-    async def fetch(self, url: str, max_bytes: int, keep_body: bool = True) -> FetchResult:
+    def retry_after(self, seconds: float | None) -> None:
+        """The server's Retry-After (seconds), as a figure of the evidence just added."""
+        if seconds is not None:
+            self.result.evidence[-1].figures["retry_after_s"] = seconds
+
+    async def fetch(self, url: str, max_bytes: int, keep_body: bool = True,
+                    byte_range: tuple[int, int] | None = None) -> FetchResult:
         return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
-                                       keep_body=keep_body, verify_tls=self.cfg.verify_tls)
+                                       keep_body=keep_body, verify_tls=self.cfg.verify_tls, byte_range=byte_range)
 
     # -- the attempt -----------------------------------------------------------------
     async def run(self) -> ProbeResult:
@@ -148,7 +166,7 @@ class _Attempt:
             fr = await self.fetch(url, cfg.playlist_max_bytes)
             self.result.spans.append(_span("playlist master", fr))
             if fr.failure:
-                return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status)
+                return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status, fr.retry_after_s)
             try:
                 pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError as exc:
@@ -179,10 +197,12 @@ class _Attempt:
             self.evidence(State.OK, None, "serving")
         return self.result
 
-    def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0) -> ProbeResult:
-        fault = _FAULT_OF.get(failure, Fault.PROTOCOL_ERROR)
+    def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0,
+                        retry_after_s: float | None = None) -> ProbeResult:
+        fault = _fault_of(failure, status)
         self.result.failure, self.result.detail = failure, f"{what}: {detail}"
         self.evidence(State.DOWN, fault, f"{what} {detail}", http_status=status, url_role="master")
+        self.retry_after(retry_after_s)
         self.st_ages()
         self.result.figures["renditions"] = self.figures
         self.result.figures["endpoint"] = self.t.component
@@ -209,9 +229,9 @@ class _Attempt:
         self.result.spans.append(span)
         now = self.ctx.clock()
         if fr.failure:
-            fault = _FAULT_OF.get(fr.failure, Fault.PROTOCOL_ERROR)
-            self.evidence(State.DOWN, fault, f"{v.name} playlist: {fr.detail}", v.name, http_status=fr.status,
-                          url_role="media_playlist")
+            self.evidence(State.DOWN, _fault_of(fr.failure, fr.status), f"{v.name} playlist: {fr.detail}", v.name,
+                          http_status=fr.status, url_role="media_playlist")
+            self.retry_after(fr.retry_after_s)
             if rs.advanced_at is not None:
                 self.sample("signalpath_playlist_age_seconds", now - rs.advanced_at, rendition=v.name)
             return fr.failure, f"{v.name} playlist: {fr.detail}"
@@ -252,8 +272,12 @@ class _Attempt:
         prev = rs.playlist
         last = pl.last_seq
         anomalies: list[tuple[str, str]] = []
+        # segments published while the playlist could not be read are no jump: allow what the
+        # time since the last successful read explains, one segment per target duration
+        blind = int((now - rs.read_at) / td) if rs.read_at is not None else 0
+        rs.read_at = now
         if rs.last_seq is None or last > rs.last_seq:
-            if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump:
+            if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped by {last - rs.last_seq}"))
             rs.advanced_at = now
         elif last < rs.last_seq:
@@ -314,7 +338,9 @@ class _Attempt:
         w0 = time.time()
         try:
             async with asyncio.timeout(budget):
-                fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False)
+                # EXT-X-BYTERANGE: exactly the listed sub-range, and its figures (RFC 8216 §4.3.2.2)
+                fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False,
+                                      byte_range=newest.byterange)
         except TimeoutError:
             elapsed = time.perf_counter() - t0
             fr = FetchResult(url=newest.uri, failure=Failure.TIMEOUT, detail=f"not downloaded within {budget:.1f} s",
@@ -330,7 +356,8 @@ class _Attempt:
             if fr.failure is Failure.HTTP_ERROR and fr.status in (404, 410):
                 rs.seg_fault = (Fault.SEGMENT_MISSING, f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
             elif fr.failure is Failure.HTTP_ERROR:
-                rs.seg_fault = (Fault.HTTP_ERROR, f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)
+                rs.seg_fault = (_fault_of(fr.failure, fr.status), f"{v.name} segment {newest.seq}: {fr.detail}",
+                                fr.status, newest.seq)
             else:
                 rs.seg_fault = (_FAULT_OF.get(fr.failure, Fault.PROTOCOL_ERROR),
                                 f"{v.name} segment {newest.seq}: {fr.detail}", fr.status, newest.seq)

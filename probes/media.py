@@ -50,6 +50,7 @@ from probes.core.playlist import (
 )
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 from probes.faults import Fault
+from probes.net.httpfetch import FetchResult
 
 __all__ = ["MediaSettings", "probe"]
 
@@ -125,8 +126,9 @@ class _Attempt:
         return {"stream": self.t.stream, "stage": self.t.stage, "component": self.t.component,
                 "rendition": rendition}
 
-    async def fetch(self, url: str, max_bytes: int):
-        return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls)
+    async def fetch(self, url: str, max_bytes: int, byte_range: tuple[int, int] | None = None) -> FetchResult:
+        return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls,
+                                       byte_range=byte_range)
 
     async def run(self) -> ProbeResult:
         st, cfg = self.st, self.cfg
@@ -210,7 +212,7 @@ class _Attempt:
     async def segment(self, v: Variant, rs: _Rendition, seg) -> None:
         cfg = self.cfg
         w0 = time.time()
-        fr = await self.fetch(seg.uri, cfg.segment_max_bytes)
+        fr = await self.fetch(seg.uri, cfg.segment_max_bytes, seg.byterange)
         span = SpanRecord(name=f"media {v.name} {seg.seq}", start_ns=int(w0 * 1e9), end_ns=0,
                           attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
                                       "signalpath.bytes": fr.size, "http.response.status_code": fr.status})
@@ -251,9 +253,7 @@ class _Attempt:
         loads it when it changes); None when it cannot be fetched."""
         if rs.init is not None and rs.init[0] == init:
             return rs.init[1]
-        if init.byterange is not None:
-            return None  # a byte-range init section needs a Range request (not supported yet)
-        fr = await self.fetch(init.uri, self.cfg.segment_max_bytes)
+        fr = await self.fetch(init.uri, self.cfg.segment_max_bytes, init.byterange)
         if fr.failure:
             return None
         rs.init = (init, fr.body)

@@ -146,11 +146,12 @@ class _Attempt:
         return {"stream": self.t.stream, "stage": self.t.stage, "component": self.t.component,
                 "rendition": rendition}
 
-    async def get(self, url: str, max_bytes: int, keep_body: bool, timeout: float):
+    async def get(self, url: str, max_bytes: int, keep_body: bool, timeout: float,
+                  byte_range: tuple[int, int] | None = None):
         try:
             async with asyncio.timeout(timeout):
                 return await self.ctx.http.get(url, max_bytes=max_bytes, keep_body=keep_body,
-                                               verify_tls=self.cfg.verify_tls)
+                                               verify_tls=self.cfg.verify_tls, byte_range=byte_range)
         except TimeoutError:
             return None
 
@@ -331,7 +332,7 @@ class _Attempt:
     async def download(self, name: str, s: _Session, seg: Segment) -> None:
         cfg = self.cfg
         w0 = time.time()
-        fr = await self.get(seg.uri, cfg.segment_max_bytes, False, cfg.segment_timeout_s)
+        fr = await self.get(seg.uri, cfg.segment_max_bytes, False, cfg.segment_timeout_s, seg.byterange)
         span = SpanRecord(name=f"play {name} segment {seg.seq}", start_ns=int(w0 * 1e9), end_ns=int(time.time() * 1e9),
                           attributes={"signalpath.rendition": name, "signalpath.sequence": seg.seq,
                                       "signalpath.media_s": seg.duration})

@@ -162,7 +162,8 @@ class Endpoint:
         if k.redirect_loop:
             raise web.HTTPFound("/loop/0")
         if k.playlist_status:
-            return web.Response(status=k.playlist_status, text="error\n")
+            headers = {"Retry-After": "12"} if k.playlist_status in (429, 503) else {}
+            return web.Response(status=k.playlist_status, text="error\n", headers=headers)
         if k.malformed:
             return web.Response(text="<html>not a playlist</html>", content_type="text/html")
         if k.huge_playlist:

@@ -210,6 +210,35 @@ async def test_gap_segments_are_never_fetched_and_players_jump_over_them(live):
     assert requested and not [q for q in requested if q % 3 == 0]
 
 
+async def test_an_edge_answering_429_is_rate_limiting_and_stays_so_after_recovery(live):
+    """Field case: an edge answered 429 for 12 s. Its incident is rate_limited with the status and
+    Retry-After as fields, and after recovery nothing rewrites it (it was rewritten to
+    sequence_jump: the segments published while the probe could not read are no jump)."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-a", "ok"), 10, "edge-a ok")
+        live.edges["edge-a"].knobs.playlist_status = 429
+        start = live.tl.newest()
+        opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents("main")
+                                         if i.stage == "cdn" and i.component == "edge-a"], 8, "edge-a incident")
+        assert [i.fault for i in opened] == ["rate_limited"] and opened[0].severity == "P2"
+        ev = [e for e in agent.board.evidence("main", exclude=("incidents",))
+              if e.component == "edge-a" and e.fault == "rate_limited"]
+        assert ev and all(e.http_status == 429 and e.figures.get("retry_after_s") == 12 for e in ev)
+        # the outage lasts while 7 segments are published (more than sequence_jump's 5)
+        await wait_for(lambda: live.tl.newest() >= start + 7, 12, "7 segments published during the outage")
+        live.edges["edge-a"].knobs.playlist_status = None
+        def measured_ok() -> bool:  # the probe's own evidence (the open incident stays until it resolves)
+            evs = [e for e in agent.board.evidence("main", exclude=("incidents",))
+                   if e.stage == "cdn" and e.component == "edge-a"]
+            return bool(evs) and all(e.state.value == "ok" for e in evs)
+
+        await wait_for(measured_ok, 8, "edge-a measured ok again")
+        faults = {i.fault for i in agent.incidents.localizer.open_incidents("main")}
+        assert "sequence_jump" not in faults
+        assert not [e for e in agent.board.evidence("main") if e.fault == "sequence_jump"]
+
+
 async def test_segment_404(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
