@@ -24,7 +24,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/signalpath demo
 
-test: $(TEST_STAMP)
+# The gate (STYLE.md 17): lint and types first, then the tests with warnings as errors
+# (pyproject.toml: [tool.ruff], [tool.mypy], filterwarnings).
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check agent probes tests
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:

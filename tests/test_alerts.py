@@ -197,12 +197,12 @@ def alertmanager(tmp_path):
     cfg = tmp_path / "am.yml"
     cfg.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
     port = _free_port()
-    log = open(tmp_path / "am.log", "wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(tmp_path / "am.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

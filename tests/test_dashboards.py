@@ -161,10 +161,10 @@ def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, s
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     port = free_port()
-    log = open(tmp / "prometheus.log", "wb")
-    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp / "prometheus.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
 
 

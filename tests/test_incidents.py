@@ -114,6 +114,7 @@ def test_survives_kill_9(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        proc.stdout.close()
     store = IncidentStore(path)
     assert len(store.list("open")) == 50
     assert store.counts_by_fault() == {"unreachable": 50}

@@ -68,11 +68,12 @@ async def test_spans_reach_the_real_rotel_collector(live, tmp_path):
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
     log = tmp_path / "rotel.log"
-    proc = subprocess.Popen(
-        [binary, "start", "--otlp-http-endpoint", f"127.0.0.1:{ports[0]}", "--otlp-grpc-endpoint",
-         f"127.0.0.1:{ports[1]}", "--exporter", "blackhole", "--debug-log", "traces", "--debug-log-verbosity",
-         "detailed", "--pid-file", str(tmp_path / "rotel.pid")],
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [binary, "start", "--otlp-http-endpoint", f"127.0.0.1:{ports[0]}", "--otlp-grpc-endpoint",
+             f"127.0.0.1:{ports[1]}", "--exporter", "blackhole", "--debug-log", "traces", "--debug-log-verbosity",
+             "detailed", "--pid-file", str(tmp_path / "rotel.pid")],
+            stdout=out, stderr=subprocess.STDOUT)
     try:
         async def listening() -> bool:
             try:
