@@ -84,7 +84,7 @@ class _Rendition:
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was first seen
     disc_seq: int | None = None
-    last_segment_uri: str | None = None
+    last_segment: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest fetched
     seg: dict[str, float] | None = None  # figures of the last fetched segment
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
@@ -260,7 +260,8 @@ class _Attempt:
             self.evidence(State.DEGRADED, Fault.CONTENT_GAP, f"{v.name} segment {pl.newest.seq} is a gap "
                           "(EXT-X-GAP): the packager had no content for it", v.name,
                           media_sequence=pl.newest.seq, url_role="media_playlist")
-        elif cfg.fetch_segments and pl.newest is not None and pl.newest.uri != rs.last_segment_uri:
+        elif cfg.fetch_segments and pl.newest is not None \
+                and (pl.newest.uri, pl.newest.byterange) != rs.last_segment:  # single_file: one URI, many ranges
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None
@@ -332,7 +333,7 @@ class _Attempt:
     async def segment(self, v: Variant, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
         assert newest is not None
-        rs.last_segment_uri = newest.uri
+        rs.last_segment = (newest.uri, newest.byterange)
         budget = max(2.0 * newest.duration, 1.0)
         t0 = time.perf_counter()
         w0 = time.time()

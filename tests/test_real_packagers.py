@@ -27,8 +27,10 @@ from aiohttp import web
 from waiting import wait_for
 
 from agent.app import Agent
-from agent.config import parse_config
+from agent.config import HlsSettings, parse_config
 from probes.base import ProbeContext, ProbeTarget
+from probes.core.playlist import MediaPlaylist, parse
+from probes.hls import probe as hls_probe
 from probes.media import MediaSettings, probe
 from probes.net.httpfetch import Fetcher
 
@@ -39,11 +41,17 @@ ENCODE = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g
           "-sc_threshold", "0", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"]
 
 
-def ffmpeg_hls(folder: Path, *, fmp4: bool = False, seconds: int = 120) -> list[str]:
-    """ffmpeg 5.1's HLS muxer as ENVIRONMENT.md lists it (2-s segments, PDT, sliding window)."""
+def ffmpeg_hls(folder: Path, *, fmp4: bool = False, single_file: bool = False, list_size: int | None = None,
+               seconds: int = 120) -> list[str]:
+    """ffmpeg 5.1's HLS muxer as ENVIRONMENT.md lists it (2-s segments, PDT, sliding window of 6);
+    ``single_file``: one growing file, segments as EXT-X-BYTERANGE sub-ranges of it. ffmpeg 5.1
+    stops updating a single_file playlist once its sliding window is full (seen here: the file
+    grows, the playlist stays at N entries), so single_file runs keep every entry (list size 0)
+    unless ``list_size`` says otherwise."""
+    flags = "program_date_time+independent_segments" + ("+single_file" if single_file else "+delete_segments")
+    size = list_size if list_size is not None else (0 if single_file else 6)
     cmd = [require_binary("ffmpeg"), "-hide_banner", "-loglevel", "error", "-re", *SOURCE, "-t", str(seconds),
-           *ENCODE, "-f", "hls", "-hls_time", "2", "-hls_list_size", "6",
-           "-hls_flags", "delete_segments+program_date_time+independent_segments"]
+           *ENCODE, "-f", "hls", "-hls_time", "2", "-hls_list_size", str(size), "-hls_flags", flags]
     if fmp4:
         cmd += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
     return [*cmd, str(folder / "index.m3u8")]
@@ -148,9 +156,37 @@ async def test_fmp4_segments_decode_with_their_init_section(tmp_path: Path) -> N
     assert all(s.attributes["signalpath.media.video_frames"] >= 40 for s in spans)  # 2 s at 25 fps
 
 
-@pytest.mark.parametrize("kind", ["ffmpeg-ts-pdt", "ffmpeg-fmp4", "gst-hlssink2"])
+async def test_byte_range_segments_are_fetched_as_exactly_their_sub_range(tmp_path: Path) -> None:
+    """ffmpeg's single_file: every segment is a sub-range of one growing file. The HLS probe asks
+    for exactly the listed range (206), and its figures are on that range, not on the file."""
+    async with packager(ffmpeg_hls(tmp_path, single_file=True)), static_server(tmp_path) as url:
+        await playlist_ready(tmp_path)
+        assert "#EXT-X-BYTERANGE" in (tmp_path / "index.m3u8").read_text()
+        target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), url, 1.0, 5.0)
+        sizes: dict[int, int] = {}
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(sizes) < 2:
+                r = await hls_probe(target, ctx)
+                for s in (c for span in r.spans for c in span.children if c.name.startswith("segment ")):
+                    sizes[int(s.name.split()[1])] = s.attributes["signalpath.bytes"]
+                assert not [e for e in r.evidence if e.fault is not None], r.evidence
+                await asyncio.sleep(0.5)
+        listed = parse((tmp_path / "index.m3u8").read_text(), url)
+    assert len(sizes) >= 2
+    assert isinstance(listed, MediaPlaylist)
+    ranges = {s.seq: s.byterange for s in listed.segments}
+    whole = (tmp_path / "index.ts").stat().st_size
+    for seq, size in sizes.items():
+        if ranges.get(seq):
+            assert size == ranges[seq][0] < whole
+
+
+@pytest.mark.parametrize("kind", ["ffmpeg-ts-pdt", "ffmpeg-fmp4", "ffmpeg-single-file", "gst-hlssink2"])
 async def test_a_healthy_real_packager_opens_no_incident(kind: str, tmp_path: Path) -> None:
-    cmd = gst_hlssink2(tmp_path) if kind == "gst-hlssink2" else ffmpeg_hls(tmp_path, fmp4=kind == "ffmpeg-fmp4")
+    cmd = gst_hlssink2(tmp_path) if kind == "gst-hlssink2" else ffmpeg_hls(
+        tmp_path, fmp4=kind == "ffmpeg-fmp4", single_file=kind == "ffmpeg-single-file")
     async with packager(cmd), static_server(tmp_path) as url:
         await playlist_ready(tmp_path)
         async with Agent(parse_config(agent_config(url, tmp_path))) as agent:
@@ -158,6 +194,17 @@ async def test_a_healthy_real_packager_opens_no_incident(kind: str, tmp_path: Pa
             analysed = [e for e in agent.board.evidence("main") if e.stage == "origin" and e.rendition]
     assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
     assert analysed
+
+
+async def test_a_real_packager_bug_is_seen_as_the_stale_playlist_it_is(tmp_path: Path) -> None:
+    """ffmpeg 5.1 single_file with a sliding window of 3 freezes its playlist after 3 segments while
+    the file keeps growing: a true stale_playlist upstream of the origin, not a healthy stream."""
+    async with packager(ffmpeg_hls(tmp_path, single_file=True, list_size=3)), static_server(tmp_path) as url:
+        await playlist_ready(tmp_path, segments=1)
+        async with Agent(parse_config(agent_config(url, tmp_path))) as agent:
+            opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents()
+                                             if i.fault == "stale_playlist"], 30, "stale_playlist")
+    assert [(i.stage, i.component) for i in opened] == [("transcode", "transcoder")]
 
 
 async def test_an_encoder_restart_without_append_list_is_one_sequence_regression(tmp_path: Path) -> None:
