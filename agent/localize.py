@@ -198,8 +198,11 @@ class Localizer:
         self._runbooks = runbooks or Runbooks(self.settings.runbooks, self.catalog)
         self._tracks: dict[str, dict[TrackKey, _Track]] = {}
         self._bad_since: dict[str, dict[tuple[str, str, str | None, str], float]] = {}
-        # evidence once explained by an incident, with its onset: stays explained while it lasts
-        self._explained: dict[str, dict[tuple[str, str, str | None, str], float]] = {}
+        # viewer symptoms once explained by an incident, with their onset: stay explained while they
+        # last (a player's stall window outlasts its cause). Only the players': evidence at the
+        # stages of the signal path is re-read every cycle, lest a chronic finding be swallowed
+        # stream -> evidence key -> (its onset, when an incident last explained it)
+        self._explained: dict[str, dict[tuple[str, str, str | None, str], tuple[float, float]]] = {}
 
     # -- queries --------------------------------------------------------------
 
@@ -238,8 +241,13 @@ class Localizer:
         since = self._update_bad_since(stream, evidence, now)
         tracks = self._tracks.setdefault(stream, {})
         explained = self._explained.setdefault(stream, {})
-        for k in [k for k, onset in explained.items() if since.get(k) != onset]:
-            del explained[k]  # that symptom ended (or began anew): it is no one's any more
+        linger = 2 * self.settings.resolve_after_s
+        for k in [k for k, (onset, at) in explained.items() if since.get(k) != onset or now - at > linger]:
+            # that symptom ended or began anew, or no incident has explained it for a while: it is
+            # no one's any more. A player reports a stall for its stall window (20 s by default,
+            # probes/playback.py stall_window_s) after the stall: that outlasts the cause by
+            # seconds, not for good
+            del explained[k]
         events: list[IncidentEvent] = []
         seen: set[TrackKey] = set()
         for f in findings:
@@ -256,7 +264,8 @@ class Localizer:
             else:
                 event = self._update(t.incident, f)
             if t.incident is not None:
-                explained.update((k, since[k]) for k in map(_ev_key, f.symptoms) if k in since)
+                explained.update((k, (since[k], now)) for k in map(_ev_key, f.symptoms)
+                                 if k in since and k[0] == "playback")
             if event is not None:
                 events.append(event)
         events += self._resolve_gone(tracks, seen, now)
@@ -268,14 +277,14 @@ class Localizer:
         started = min((since.get(_ev_key(e), now) for e in f.all_evidence), default=now)
         explained = self._explained.get(stream, {})
         keys = [_ev_key(e) for e in f.all_evidence]
-        if all(k in explained and explained[k] == since.get(k) for k in keys):
+        if all(k in explained and explained[k][0] == since.get(k) for k in keys):
             return None  # the same symptoms an earlier cause explained, still lasting: not a new cause
         host = self._explaining_incident(stream, f, started)
         if host is not None:
             # a lingering symptom of an upstream cause that just went away: evidence on that incident
             assert host.incident is not None
             host.incident.evidence = _merge(host.incident.evidence, [evidence_line(e) for e in f.all_evidence])
-            explained.update((k, since[k]) for k in keys if k in since)
+            explained.update((k, (since[k], now)) for k in keys if k in since and k[0] == "playback")
             self._explained[stream] = explained
             return None
         need = self.settings.open_cycles

@@ -666,7 +666,7 @@ def test_players_that_run_dry_after_a_short_stall_stay_on_that_incident_while_th
     """edge-b stale for 4 s: the players stall only after it recovered and report their stalls
     for 20 s more; no playback incident opens, before or after edge-b's incident resolves."""
     clock = FakeClock()
-    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    loc = Localizer(clock=clock)  # the defaults: players open after 6 cycles, resolve after 10 s
     stale = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
     dry = with_faults(ev("playback", "edge-b", DEG, "stalls", "360p", "1 stall in the last 20 s"))
     events = []
@@ -688,3 +688,33 @@ def test_an_unrelated_player_fault_long_after_recovery_is_its_own_incident():
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.stage) for e in events] == [("opened", "cdn"), ("resolved", "cdn"),
                                                             ("opened", "playback")]
+
+
+def test_a_lasting_condition_behind_a_short_one_opens_when_the_short_one_clears():
+    """180p restarts its numbering (a held sequence_regression, P2) and keeps running late
+    (variant_drift, P3): once the regression clears, the drift is its own incident, never
+    swallowed as a symptom of the resolved one."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    drift = ev("origin", "origin", DEG, "variant_drift", "360p")
+    both = with_faults(drift, ev("origin", "origin", DEG, "sequence_regression", "360p"))
+    events = []
+    for cycle in [both] * 3 + [with_faults(drift)] * 6:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    opened = [(e.incident.component, e.incident.fault, e.incident.severity) for e in events if e.kind == "opened"]
+    assert opened == [("360p", "sequence_regression", "P2"), ("360p", "variant_drift", "P3")]
+
+
+def test_a_refused_session_downstream_is_never_a_lingering_symptom_of_one_upstream():
+    """WHIP refused, cleared; at once WHEP refused: a server refusing its own client is never the
+    effect of another component (catalog ``own``), so it opens its own incident in 2 cycles."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    whip = with_faults(ev("ingest", "whip", DOWN, "auth_refused"), ev("playback", "whep"))
+    whep = with_faults(ev("ingest", "whip"), ev("playback", "whep", DOWN, "auth_refused"))
+    events = []
+    for cycle in [whip] * 3 + [whep] * 3:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage) for e in events] == [("opened", "ingest"), ("opened", "playback")]
