@@ -7,8 +7,9 @@ Fed with the evidence of each probe target's latest result; read by
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from probes.base import STAGES, Evidence, State, worst
 
@@ -18,7 +19,7 @@ _STAGE_ORDER = {s: i for i, s in enumerate(STAGES)}
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
