@@ -202,6 +202,14 @@ class _Attempt:
         for seg in new:
             if seg.gap:  # EXT-X-GAP: no content to fetch; what follows starts a new timeline
                 rs.analyser = MediaAnalyser(cfg.checks)
+            elif seg.key_method is not None:
+                # EXT-X-KEY: encrypted content is not analysed (we never fetch or hold keys): named
+                # unsupported, never misread as corrupt segments
+                rs.findings, rs.analyser = None, MediaAnalyser(cfg.checks)
+                self.result.spans.append(SpanRecord(
+                    name=f"media {v.name} {seg.seq}", start_ns=time.time_ns(), end_ns=time.time_ns(),
+                    attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
+                                "signalpath.media.skipped": f"encrypted ({seg.key_method}): not analysed"}))
             else:
                 await self.segment(v, rs, seg)
             rs.last_seq = seg.seq

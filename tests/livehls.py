@@ -86,6 +86,7 @@ class Knobs:
     seq_offset: dict[str, int] = field(default_factory=dict)  # rendition -> numbered this much lower (same content)
     lag_segments: dict[str, int] = field(default_factory=dict)  # rendition -> its content this many segments late
     gap_every: int = 0  # every Nth media sequence listed as #EXT-X-GAP and answered 404
+    encrypted: bool = False  # list #EXT-X-KEY METHOD=AES-128 (the segments stay clear: no key is served)
 
 
 class Timeline:
@@ -199,6 +200,8 @@ class Endpoint:
             newest = self.knobs.frozen_at[r]
         newest -= self.knobs.lag_segments.get(r, 0)
         text = self.tl.media_playlist(r, newest, self.knobs.pdt, self.knobs.seq_offset.get(r, 0), self.knobs.gap_every)
+        if self.knobs.encrypted:
+            text = text.replace("#EXT-X-MEDIA-SEQUENCE", '#EXT-X-KEY:METHOD=AES-128,URI="key.bin"\n#EXT-X-MEDIA-SEQUENCE')
         if self.knobs.endlist:
             text += "#EXT-X-ENDLIST\n"
         return web.Response(text=text,

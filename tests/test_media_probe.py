@@ -125,3 +125,20 @@ async def test_a_segment_that_could_not_be_fetched_is_no_timestamp_gap(live):
             await asyncio.sleep(0.3)
     analysed = [s for r in results for s in r.spans if not s.error]
     assert analysed and all(e.fault != "timestamp_gap" for r in results for e in r.evidence)
+
+
+async def test_encrypted_segments_are_named_unsupported_never_corrupt(live):
+    """EXT-X-KEY AES-128: the content probe does not fetch keys, so it does not analyse: a span
+    says so, and no decode_errors (or any content verdict) is reported."""
+    live.origin.knobs.encrypted = True
+    t = target(live.origin.master_url, MediaSettings())
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        results = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            results.append(await probe(t, ctx))
+            await asyncio.sleep(0.3)
+    spans = [s for r in results for s in r.spans]
+    assert spans and all("encrypted" in s.attributes.get("signalpath.media.skipped", "") for s in spans)
+    assert not [e for r in results for e in r.evidence if e.fault is not None]
