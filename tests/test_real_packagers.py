@@ -2,7 +2,7 @@
 hlssink2), served by a plain static file server on 127.0.0.1 port 0.
 
 Each packager runs in real time (``-re`` / ``is-live=true``) into a temporary folder for the
-test's duration. What is proven: an agent watching them stays healthy (no incident) on MPEG-TS
+test's duration. What is proven: an agent watching them for 16 s (8 segments) stays healthy (no incident) on MPEG-TS
 with program date-times and on fMP4 (EXT-X-MAP: the content probe fetches the init section once
 and decodes init + fragment: no decode error), and an encoder restarted without
 ``append_list`` (the media sequence starts again) is one sequence_regression incident upstream of
@@ -190,7 +190,7 @@ async def test_a_healthy_real_packager_opens_no_incident(kind: str, tmp_path: Pa
     async with packager(cmd), static_server(tmp_path) as url:
         await playlist_ready(tmp_path)
         async with Agent(parse_config(agent_config(url, tmp_path))) as agent:
-            opened = await healthy_for(agent, 25)
+            opened = await healthy_for(agent, 16)
             analysed = [e for e in agent.board.evidence("main") if e.stage == "origin" and e.rendition]
     assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
     assert analysed
