@@ -284,7 +284,10 @@ CATALOG = FaultCatalog([
     _s(F.SEQUENCE_REGRESSION, C.FRESHNESS, "P2", "restarted its media sequence{of}",
        "The packager restarted (media sequence went back): check the encoder/packager for a restart; "
        "players may replay or stall.",
-       stages=_PLAYLIST, explains=_DELIVERY),
+       stages=_PLAYLIST, explains=_DELIVERY,
+       stage_phrases={"cdn": "serves an older playlist than before (its media sequence went back){of}"},
+       stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it serves older playlists "
+                              "than it did (a cache node out of step, or an origin shield serving stale copies)."}),
     _s(F.SEQUENCE_JUMP, C.FRESHNESS, "P2", "skipped segments{of}",
        "The media sequence jumped: check the packager for dropped segments or a restart.",
        stages=_PLAYLIST, explains=_DELIVERY),

@@ -89,7 +89,6 @@ class _Rendition:
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
-    read_at: float | None = None  # monotonic time of the last successful read of this playlist
 
 
 ANOMALY_HOLD_TARGET_DURATIONS = 3.0
@@ -273,10 +272,9 @@ class _Attempt:
         prev = rs.playlist
         last = pl.last_seq
         anomalies: list[tuple[str, str]] = []
-        # segments published while the playlist could not be read are no jump: allow what the
-        # time since the last successful read explains, one segment per target duration
-        blind = int((now - rs.read_at) / td) if rs.read_at is not None else 0
-        rs.read_at = now
+        # segments published while the playlist did not advance (it could not be read, or it was
+        # stale and now catches up) are no jump: allow one segment per target duration since then
+        blind = int((now - rs.advanced_at) / td) if rs.advanced_at is not None else 0
         if rs.last_seq is None or last > rs.last_seq:
             if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped by {last - rs.last_seq}"))

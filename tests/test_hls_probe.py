@@ -239,6 +239,26 @@ async def test_an_edge_answering_429_is_rate_limiting_and_stays_so_after_recover
         assert not [e for e in agent.board.evidence("main") if e.fault == "sequence_jump"]
 
 
+async def test_a_stale_edge_catching_up_is_no_sequence_jump(live):
+    """edge-b stuck for 7 segments, then current again: it was stale (its own incident), and the
+    catch-up over the segments published meanwhile is no sequence_jump (the bench's
+    'edge-b sequence_jump (after clear)')."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 10, "edge-b ok")
+        start = live.tl.newest()
+        live.edges["edge-b"].knobs.freeze_all = True
+        await wait_for(lambda: live.tl.newest() >= start + 7, 12, "7 segments published meanwhile")
+        live.edges["edge-b"].knobs.freeze_all = False
+        live.edges["edge-b"].knobs.frozen_at.clear()
+        await wait_for(lambda: (agent.registry.get_sample_value(
+            "signalpath_playlist_media_sequence", {"site": "test", "stream": "main", "stage": "cdn",
+                                                   "component": "edge-b", "rendition": "360p"}) or 0)
+                       >= live.tl.newest() - 1, 5, "edge-b caught up")
+        assert not [e for e in agent.board.evidence("main") if e.fault == "sequence_jump"]
+        assert "sequence_jump" not in {i.fault for i in agent.incidents.localizer.open_incidents("main")}
+
+
 async def test_segment_404(live):
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
