@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 from probes.base import Evidence, State
 from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, STAGES, Fault, FaultCatalog, FaultClass, FaultSpec
 
-ENCODED_FAULTS = frozenset({Fault.DECODE_ERRORS, Fault.KEYFRAME_INTERVAL_LONG, Fault.BITRATE_OVER_DECLARED})
-"""Content faults of an encoded rendition (made by its encoder/packager, not by the source).
+ENCODED_FAULTS = frozenset({Fault.DECODE_ERRORS, Fault.KEYFRAME_INTERVAL_LONG, Fault.BITRATE_OVER_DECLARED,
+                            Fault.SEGMENT_TOO_LONG})
+"""Content faults of an encoded rendition (made by its encoder/packager, not by the source):
+in one rendition its transcode, in every rendition the transcoder — never the camera.
 Timestamp gaps are not among them: a gap is as often an ingest or source hiccup."""
 
 _CLASS_ORDER = {FaultClass.SERVER: 0, FaultClass.FRESHNESS: 1, FaultClass.CONTENT: 2,
@@ -265,6 +267,9 @@ class _Walk:
             source = self.root("transcode", "transcoder")
             source.note = ("every rendition's playlist stopped updating at the origin while the origin server answers"
                            if stopped else "every rendition at the origin is affected")
+        elif all(fault_of(e) in ENCODED_FAULTS for e in content_all):
+            source = self.root("transcode", "transcoder")  # the encoding of every rendition: the transcoder
+            source.note = "in every rendition at the origin"
         else:
             source = self.root("studio", "source")
             source.note = "in every rendition at the origin"
@@ -368,9 +373,10 @@ class _Ladder:
         if any(e.rendition is None for e in group):
             return True
         if kind is FaultClass.CONTENT and group and all(fault_of(e) in ENCODED_FAULTS for e in group):
-            # faults of the encoded rendition itself (corrupt segments, GOP, bitrate) are made
-            # where the rendition is encoded and packaged: its transcoder, never the camera
-            return False
+            # faults of the encoded renditions themselves (corrupt segments, GOP, bitrate, segment
+            # length) are the transcoder's only when seen in every rendition of a known ladder;
+            # one analysed rendition says nothing of the others
+            return self.known and len(self.renditions) > 1 and bad_r >= set(self.renditions)
         if kind is FaultClass.CONTENT and self.analysed:
             # content is analysed in some renditions only (probes/media.py): "every rendition"
             # means every analysed one

@@ -718,3 +718,13 @@ def test_a_refused_session_downstream_is_never_a_lingering_symptom_of_one_upstre
         clock.tick(1)
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.stage) for e in events] == [("opened", "ingest"), ("opened", "playback")]
+
+
+def test_an_encoding_fault_in_every_rendition_is_the_transcoders_never_the_cameras():
+    """A 6-s GOP makes every rendition's segments outlast the target duration: transcode/transcoder
+    (it was 'studio/source segment_too_long'); in one rendition it stays that rendition's."""
+    every = hls(*[ev("origin", "origin", DEG, "segment_too_long", r, f"{r} segment lasts 6 s") for r in ("180p", "360p")])
+    got = [(f.stage, f.component, f.fault) for f in diagnose(every, ladder=["180p", "360p"])]
+    assert got == [("transcode", "transcoder", "segment_too_long")]
+    one = hls(ev("origin", "origin", DEG, "segment_too_long", "180p"))
+    assert [(f.stage, f.component) for f in diagnose(one, ladder=["180p", "360p"])] == [("transcode", "180p")]
