@@ -28,8 +28,8 @@ from agent.localize import LocalizerSettings
 from agent.studio_config import StudioSettings
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
-from probes.core.thresholds import STALE_FACTOR
 from probes.encoder_status import EncoderStatusConfig
+from probes.hls import HlsSettings
 from probes.ingest_monitor import IngestMonitorSettings
 from probes.ingest_stat import IngestStatConfig
 from probes.latency import LatencySettings
@@ -85,21 +85,6 @@ class OtlpSettings(StrictModel):
 
 class Exporters(StrictModel):
     otlp: OtlpSettings | None = None
-
-
-class HlsSettings(StrictModel):
-    """HLS probe settings; thresholds cite RFC 8216 (see probes/hls.py)."""
-
-    interval_s: float = Field(1.0, gt=0, le=300, description="playlist poll interval")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="deadline of one probe attempt")
-    stale_factor: float = Field(STALE_FACTOR, ge=1.0, le=10, description="stale when no advance for factor x target duration")
-    playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    fetch_segments: bool = True
-    max_redirects: int = Field(5, ge=0, le=20)
-    variant_drift_segments: int = Field(3, ge=1, description="oscnord/hls-monitor default")
-    sequence_jump: int = Field(5, ge=1, description="media-sequence gap, oscnord/hls-monitor default")
-    verify_tls: bool = True
 
 
 class Edge(StrictModel):

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field
+
 from probes.base import (
     Evidence,
     Failure,
@@ -47,6 +49,7 @@ from probes.base import (
     UrlRole,
     worst,
 )
+from probes.core.config import StrictModel
 from probes.core.playlist import (
     MASTER_REFRESH_S,
     MasterPlaylist,
@@ -57,6 +60,7 @@ from probes.core.playlist import (
     parse,
 )
 from probes.core.redact import redact_url
+from probes.core.thresholds import STALE_FACTOR
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -89,6 +93,21 @@ class _Rendition:
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
+
+
+class HlsSettings(StrictModel):
+    """HLS probe settings (YAML ``streams[].hls``); thresholds cite RFC 8216 (module docstring)."""
+
+    interval_s: float = Field(1.0, gt=0, le=300, description="playlist poll interval")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="deadline of one probe attempt")
+    stale_factor: float = Field(STALE_FACTOR, ge=1.0, le=10, description="stale when no advance for factor x target duration")
+    playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    fetch_segments: bool = True
+    max_redirects: int = Field(5, ge=0, le=20)
+    variant_drift_segments: int = Field(3, ge=1, description="target durations of media time behind the siblings; oscnord/hls-monitor default 3")
+    sequence_jump: int = Field(5, ge=1, description="media-sequence gap, oscnord/hls-monitor default")
+    verify_tls: bool = True
 
 
 ANOMALY_HOLD_TARGET_DURATIONS = 3.0

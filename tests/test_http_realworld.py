@@ -28,11 +28,11 @@ import pytest
 from _require import require_binary
 from attempt import call_probe
 
-from agent.config import HlsSettings
 from probes import hls
 from probes.base import ProbeContext, ProbeTarget
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, parse
 from probes.core.redact import redact_url
+from probes.hls import HlsSettings
 from probes.net.httpfetch import Fetcher
 
 pytestmark = pytest.mark.lab

@@ -27,9 +27,10 @@ from aiohttp import web
 from waiting import wait_for
 
 from agent.app import Agent
-from agent.config import HlsSettings, parse_config
+from agent.config import parse_config
 from probes.base import ProbeContext, ProbeTarget
 from probes.core.playlist import MediaPlaylist, parse
+from probes.hls import HlsSettings
 from probes.hls import probe as hls_probe
 from probes.media import MediaSettings, probe
 from probes.net.httpfetch import Fetcher
