@@ -201,6 +201,8 @@ class Localizer:
         # viewer symptoms once explained by an incident, with their onset: stay explained while they
         # last (a player's stall window outlasts its cause). Only the players': evidence at the
         # stages of the signal path is re-read every cycle, lest a chronic finding be swallowed
+        # stream -> incidents resolved lately, with when: their viewers' symptoms may outlast them
+        self._recent: dict[str, list[tuple[Incident, float]]] = {}
         # stream -> evidence key -> (its onset, when an incident last explained it)
         self._explained: dict[str, dict[tuple[str, str, str | None, str], tuple[float, float]]] = {}
 
@@ -268,7 +270,7 @@ class Localizer:
                                  if k in since and k[0] == "playback")
             if event is not None:
                 events.append(event)
-        events += self._resolve_gone(tracks, seen, now)
+        events += self._resolve_gone(stream, tracks, seen, now)
         return events
 
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
@@ -279,6 +281,10 @@ class Localizer:
         keys = [_ev_key(e) for e in f.all_evidence]
         if all(k in explained and explained[k][0] == since.get(k) for k in keys):
             return None  # the same symptoms an earlier cause explained, still lasting: not a new cause
+        if f.stage == "playback" and self._explained_by_recent(stream, f, started, now):
+            explained.update((k, (since[k], now)) for k in keys if k in since)
+            self._explained[stream] = explained
+            return None  # the viewers of a cause that just resolved, still reporting its stall
         host = self._explaining_incident(stream, f, started)
         if host is not None:
             # a lingering symptom of an upstream cause that just went away: evidence on that incident
@@ -337,10 +343,29 @@ class Localizer:
                 return t
         return None
 
+    def _explained_by_recent(self, stream: str, f: Finding, onset: float, now: float) -> bool:
+        """Viewer symptoms of a cause resolved within the last 2 x ``resolve_after_s``: a player
+        reports a stall for its stall window (20 s, probes/playback.py) after it, longer than
+        the cause's own resolution takes. Same rules as a lingering symptom: it began while the
+        cause was active or up to ``resolve_after_s`` after, within its reach, and the catalog
+        says the cause can produce it."""
+        linger = 2 * self.settings.resolve_after_s
+        recent = [(inc, at) for inc, at in self._recent.get(stream, []) if now - at <= linger]
+        self._recent[stream] = recent
+        for inc, _ in recent:
+            ended = inc.resolved_at if inc.resolved_at is not None else now
+            if not inc.started_at <= onset <= ended + self.settings.resolve_after_s or not _reaches(inc, f):
+                continue
+            if all(self.catalog.explains(inc.fault, fault_of(e)) and not self._own_elsewhere(e, inc)
+                   for e in f.all_evidence):
+                return True
+        return False
+
     def _own_elsewhere(self, e: Evidence, inc: Incident) -> bool:
         return self.catalog[fault_of(e)].own and e.stage != inc.stage
 
-    def _resolve_gone(self, tracks: dict[TrackKey, _Track], seen: set[TrackKey], now: float) -> list[IncidentEvent]:
+    def _resolve_gone(self, stream: str, tracks: dict[TrackKey, _Track], seen: set[TrackKey], now: float
+                      ) -> list[IncidentEvent]:
         events = []
         for key in list(tracks):
             if key in seen:
@@ -355,6 +380,7 @@ class Localizer:
             if now - t.gone_since >= self.settings.resolve_after_s:
                 t.incident.resolved_at = t.gone_since
                 events.append(IncidentEvent("resolved", t.incident.copy()))
+                self._recent.setdefault(stream, []).append((t.incident.copy(), now))
                 del tracks[key]
         return events
 
@@ -368,6 +394,7 @@ class Localizer:
                 events.append(IncidentEvent("resolved", t.incident.copy()))
         self._bad_since.pop(stream, None)
         self._explained.pop(stream, None)
+        self._recent.pop(stream, None)
         return events
 
     def _update_bad_since(self, stream: str, evidence: list[Evidence], now: float

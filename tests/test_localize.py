@@ -728,3 +728,20 @@ def test_an_encoding_fault_in_every_rendition_is_the_transcoders_never_the_camer
     assert got == [("transcode", "transcoder", "segment_too_long")]
     one = hls(ev("origin", "origin", DEG, "segment_too_long", "180p"))
     assert [(f.stage, f.component) for f in diagnose(one, ladder=["180p", "360p"])] == [("transcode", "180p")]
+
+
+def test_viewers_still_reporting_a_stall_after_its_cause_resolved_open_nothing():
+    """The fresh user's case: edge-b stale for 20 s, its viewers stalled during it and report that
+    stall for 20 s more; the edge's incident resolves 10 s after it recovered. No playback
+    incident opens on that old stall; a new stall long after is its own incident."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    stale = with_faults(ev("cdn", "edge-b", DEG, "stale_playlist", "360p"),
+                        ev("playback", "edge-b", DEG, "stalls", "360p"))
+    old_stall = with_faults(ev("playback", "edge-b", DEG, "stalls", "360p", "stalled 19 s ago"))
+    events = []
+    for cycle in [stale] * 20 + [old_stall] * 22 + [healthy()] * 40 + [old_stall] * 8:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage) for e in events] == [
+        ("opened", "cdn"), ("resolved", "cdn"), ("opened", "playback")]
