@@ -53,6 +53,11 @@ def _setup_logging(level: str) -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from agent.config import load_config
 
+    if (args.file is None) == (args.config_file is None):
+        print("check-config: give the config file once: 'check-config FILE' or 'check-config -c FILE'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    args.file = args.file or args.config_file
     try:
         cfg = load_config(args.file)
     except ConfigError as exc:
@@ -135,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
              "signalpath check-config signalpath.yaml",
              "Validate a config file. Exit 0 when valid; otherwise print every problem as FILE: PATH: MESSAGE "
              "and exit 2.\n\n" + CONFIG_EXAMPLE)
-    c.add_argument("file", help="the YAML config file")
+    c.add_argument("file", nargs="?", help="the YAML config file")
+    c.add_argument("-c", "--config", dest="config_file", metavar="FILE",
+                   help="the same, spelled as 'run' and 'incidents' take it")
     c.set_defaults(func=cmd_check_config)
 
     r = _add(sub, "run", "run the agent until Ctrl-C / SIGTERM",

@@ -164,3 +164,12 @@ def test_a_relative_incident_store_lives_beside_the_config_file(tmp_path, monkey
     assert load_config(f).incidents.path == str(tmp_path / "conf" / "state" / "inc.db")
     f.write_text("streams:\n  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
     assert load_config(f).incidents.path == str(tmp_path / "conf" / "signalpath-incidents.db")
+
+
+def test_check_config_takes_the_file_as_run_does(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("streams:\n  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
+    assert run_cli("check-config", "-c", str(f)).returncode == 0
+    assert run_cli("check-config", str(f)).returncode == 0
+    r = run_cli("check-config")
+    assert r.returncode == 2 and "give the config file once" in r.stderr
