@@ -266,8 +266,7 @@ class Localizer:
             else:
                 event = self._update(t.incident, f)
             if t.incident is not None:
-                explained.update((k, (since[k], now)) for k in map(_ev_key, f.symptoms)
-                                 if k in since and k[0] == "playback")
+                self._remember(stream, f.symptoms, since, now)
             if event is not None:
                 events.append(event)
         events += self._resolve_gone(stream, tracks, seen, now)
@@ -282,16 +281,14 @@ class Localizer:
         if all(k in explained and explained[k][0] == since.get(k) for k in keys):
             return None  # the same symptoms an earlier cause explained, still lasting: not a new cause
         if f.stage == "playback" and self._explained_by_recent(stream, f, started, now):
-            explained.update((k, (since[k], now)) for k in keys if k in since)
-            self._explained[stream] = explained
+            self._remember(stream, f.all_evidence, since, now)
             return None  # the viewers of a cause that just resolved, still reporting its stall
         host = self._explaining_incident(stream, f, started)
         if host is not None:
             # a lingering symptom of an upstream cause that just went away: evidence on that incident
             assert host.incident is not None
             host.incident.evidence = _merge(host.incident.evidence, [evidence_line(e) for e in f.all_evidence])
-            explained.update((k, (since[k], now)) for k in keys if k in since and k[0] == "playback")
-            self._explained[stream] = explained
+            self._remember(stream, f.all_evidence, since, now)
             return None
         need = self.settings.open_cycles
         if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
@@ -331,15 +328,8 @@ class Localizer:
         once placed on an incident stays explained while it lasts (same onset), even after
         that incident resolved."""
         for t in self._tracks.get(stream, {}).values():
-            inc = t.incident
-            if inc is None or t.gone_since is None or STAGE_RANK[inc.stage] >= STAGE_RANK[f.stage]:
-                continue
-            if not inc.started_at <= onset <= t.gone_since + self.settings.resolve_after_s:
-                continue  # began before the cause, or after it had long ended: not its effect
-            if not _reaches(inc, f):
-                continue
-            if all(self.catalog.explains(inc.fault, fault_of(e)) and not self._own_elsewhere(e, inc)
-                   for e in f.all_evidence):
+            if t.incident is not None and t.gone_since is not None \
+                    and self._caused_by(t.incident, f, onset, t.gone_since):
                 return t
         return None
 
@@ -352,17 +342,25 @@ class Localizer:
         linger = 2 * self.settings.resolve_after_s
         recent = [(inc, at) for inc, at in self._recent.get(stream, []) if now - at <= linger]
         self._recent[stream] = recent
-        for inc, _ in recent:
-            ended = inc.resolved_at if inc.resolved_at is not None else now
-            if not inc.started_at <= onset <= ended + self.settings.resolve_after_s or not _reaches(inc, f):
-                continue
-            if all(self.catalog.explains(inc.fault, fault_of(e)) and not self._own_elsewhere(e, inc)
-                   for e in f.all_evidence):
-                return True
-        return False
+        return any(self._caused_by(inc, f, onset, inc.resolved_at if inc.resolved_at is not None else now)
+                   for inc, _ in recent)
 
-    def _own_elsewhere(self, e: Evidence, inc: Incident) -> bool:
-        return self.catalog[fault_of(e)].own and e.stage != inc.stage
+    def _caused_by(self, inc: Incident, f: Finding, onset: float, ended: float) -> bool:
+        """Is ``f`` an effect of ``inc``'s cause, which ended at ``ended``? Upstream of it, within
+        its reach, begun while the cause was active or up to ``resolve_after_s`` after it (not
+        before it), and every piece of ``f``'s evidence a symptom the catalog says the cause can
+        produce (never another server's own failure)."""
+        if STAGE_RANK[inc.stage] >= STAGE_RANK[f.stage] or not _reaches(inc, f):
+            return False
+        if not inc.started_at <= onset <= ended + self.settings.resolve_after_s:
+            return False  # began before the cause, or after it had long ended: not its effect
+        return all(self.catalog.explains(inc.fault, fault_of(e))
+                   and not (self.catalog[fault_of(e)].own and e.stage != inc.stage) for e in f.all_evidence)
+
+    def _remember(self, stream: str, evidence: list[Evidence], since: dict[Any, float], now: float) -> None:
+        """Viewer symptoms placed on an incident, with their onset (see ``_explained``)."""
+        explained = self._explained.setdefault(stream, {})
+        explained.update((k, (since[k], now)) for k in map(_ev_key, evidence) if k in since and k[0] == "playback")
 
     def _resolve_gone(self, stream: str, tracks: dict[TrackKey, _Track], seen: set[TrackKey], now: float
                       ) -> list[IncidentEvent]:

@@ -745,3 +745,17 @@ def test_viewers_still_reporting_a_stall_after_its_cause_resolved_open_nothing()
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.stage) for e in events] == [
         ("opened", "cdn"), ("resolved", "cdn"), ("opened", "playback")]
+
+
+def test_a_resolved_player_incident_never_hides_the_next_stall_of_the_same_players():
+    """A cause only explains what lies downstream of it: a resolved playback incident is no cause
+    for the same players' next stall, which opens its own incident as usual."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    stall = with_faults(ev("playback", "edge-b", DEG, "stalls", "360p"))
+    events = []
+    for cycle in [stall] * 8 + [healthy()] * 12 + [stall] * 8:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage) for e in events] == [
+        ("opened", "playback"), ("resolved", "playback"), ("opened", "playback")]
