@@ -83,7 +83,7 @@ _FAULT_OF: dict[Failure, Fault] = {
 class _Rendition:
     """Per-rendition memory across attempts (lives in ctx.state)."""
 
-    body: bytes = b""
+    document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     playlist: MediaPlaylist | None = None
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was first seen
@@ -239,7 +239,7 @@ class _Attempt:
         cfg = self.cfg
         if prefetched:
             fr, pl = prefetched
-            rs.body = fr.body
+            rs.document = fr.document
         else:
             fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
         self.ctx.state["polls"] = self.ctx.state.get("polls", 0) + 1
@@ -257,7 +257,7 @@ class _Attempt:
         self.sample("signalpath_playlist_fetch_seconds", fr.first_byte_s, rendition=v.name, phase="first_byte")
         self.sample("signalpath_playlist_fetch_seconds", fr.transfer_s, rendition=v.name, phase="transfer")
         if not prefetched:
-            if fr.body == rs.body and rs.playlist is not None:
+            if fr.document == rs.document and rs.playlist is not None:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
@@ -271,7 +271,7 @@ class _Attempt:
                                   "playlist belongs", v.name)
                     return Failure.PROTOCOL_ERROR, f"{v.name}: nested master playlist"
                 pl = parsed
-                rs.body = fr.body
+                rs.document = fr.document
         self.media(v, rs, pl, now, fr)
         if pl.newest is not None and pl.newest.gap:
             # EXT-X-GAP: content the packager did not have; never fetched (RFC 8216bis §4.4.4.7)

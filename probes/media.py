@@ -87,7 +87,7 @@ class _Rendition:
     cpu_s: float = 0.0  # decode + analysis CPU of the newest segment
     held: Evidence | None = None  # a transient fault (a corrupt segment) kept visible for a while
     held_until: float = 0.0
-    body: bytes = b""
+    document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     playlist: MediaPlaylist | None = None
     init: tuple[InitSection, bytes] | None = None  # EXT-X-MAP fetched once per URI (and byte range)
 
@@ -172,7 +172,7 @@ class _Attempt:
         if fr.failure:
             rs.findings = None  # no content verdict without the media
             return
-        if fr.body == rs.body and rs.playlist is not None:
+        if fr.document == rs.document and rs.playlist is not None:
             pl = rs.playlist
         else:
             try:
@@ -183,7 +183,7 @@ class _Attempt:
             if not isinstance(parsed, MediaPlaylist):
                 rs.findings = None
                 return
-            pl, rs.body, rs.playlist = parsed, fr.body, parsed
+            pl, rs.document, rs.playlist = parsed, fr.document, parsed
         rs.target_duration = pl.target_duration or rs.target_duration
         if rs.last_seq is not None and pl.last_seq < rs.last_seq:
             # the media sequence went back: the encoder or packager restarted. Its content starts a

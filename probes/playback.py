@@ -103,7 +103,7 @@ class _Session:
     model: PlayerModel
     uri: str
     playlist: MediaPlaylist | None = None
-    body: bytes = b""
+    document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     next_seq: int | None = None
     next_reload: float = 0.0
     retry_at: float = 0.0
@@ -297,7 +297,7 @@ class _Attempt:
             error = f"{name} playlist: no answer within {cfg.playlist_timeout_s:g} s"
         elif fr.failure:
             error = f"{name} playlist: {fr.detail}"
-        elif fr.body == s.body and s.playlist is not None:
+        elif fr.document == s.document and s.playlist is not None:
             pl = s.playlist
         else:
             try:
@@ -319,7 +319,7 @@ class _Attempt:
         s.playlist_failures = 0
         td = pl.target_duration or 1.0
         changed = s.playlist is None or pl.last_seq != s.playlist.last_seq
-        s.playlist, s.body = pl, fr.body if fr is not None else s.body
+        s.playlist, s.document = pl, fr.document if fr is not None else s.document
         hold_back = self.cfg.player.hold_back_segments * td
         if s.next_seq is None and pl.segments and sum(x.duration for x in pl.segments) >= hold_back - 1e-6:
             s.next_seq = self.join_seq(pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)

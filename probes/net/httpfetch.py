@@ -70,6 +70,12 @@ class FetchResult:
     detail: str = ""
     final_url: str = ""  # the URL that answered, after redirects: the base for relative URIs (unredacted)
     decoded_size: int = 0  # body bytes after Content-Encoding decoding (= size when none)
+
+    @property
+    def document(self) -> tuple[str, bytes]:
+        """(final URL, body): what a parsed playlist depends on. The same bytes from another node
+        after a redirect resolve to other absolute URIs, so a cached parse is keyed on both."""
+        return (self.final_url, self.body)
     retry_after_s: float | None = None  # a 429/503's Retry-After, in seconds from the response
     range_ignored: bool = False  # a byte_range answered 200: ``body`` is the slice cut from the whole
 
