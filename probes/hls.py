@@ -9,7 +9,11 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 - freshness: seconds since the rendition's newest media sequence number was first
   seen; stale above ``stale_factor`` (1.5) x EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
-  has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode.
+  has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
+  response an HTTP cache may serve unchanged (``Cache-Control: max-age``, RFC 9111 §4.2)
+  adds its freshness lifetime, at most ½ target duration (the RFC 8216 §6.3.4 retry
+  interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
+  up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see.
 - continuity: media-sequence regression, a jump over ``sequence_jump`` (5,
   oscnord/hls-monitor), a discontinuity-sequence change, a segment whose EXTINF
   rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank. Each
@@ -31,6 +35,7 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,7 +343,7 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > cfg.stale_factor * td:
+        elif age > cfg.stale_factor * td + cache_allowance(fr.headers.get("cache-control"), td):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
@@ -428,6 +433,24 @@ class _Attempt:
                 if behind_s >= self.cfg.variant_drift_segments * td:
                     self.evidence(State.DEGRADED, Fault.VARIANT_DRIFT, f"{n} is {behind_s:.1f} s of media behind the "
                                   "other renditions", n, behind_s=round(behind_s, 3), url_role="media_playlist")
+
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def cache_allowance(cache_control: str | None, target_duration: float) -> float:
+    """Seconds a cache may lawfully serve an unchanged media playlist, for the stale test.
+
+    ``cache_control``: the response's ``Cache-Control`` header, or None. Returns its
+    freshness lifetime (``s-maxage`` before ``max-age``, RFC 9111 §5.2.2.10/§4.2.1),
+    capped at half ``target_duration`` (RFC 8216 §6.3.4: a client that finds a playlist
+    unchanged retries after half a target duration); 0 without one or for ``no-cache``.
+    """
+    if not cache_control or "no-cache" in cache_control.lower() or "no-store" in cache_control.lower():
+        return 0.0
+    found = {m.group(0).lower().lstrip(", ").startswith("s-"): int(m.group(1)) for m in _MAX_AGE.finditer(cache_control)}
+    lifetime = found.get(True, found.get(False, 0))
+    return min(float(lifetime), target_duration / 2)
 
 
 def _num(v: str) -> float:

@@ -16,6 +16,7 @@ from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
+from probes.hls import cache_allowance
 
 
 def cell(agent: Agent, stage: str, component: str) -> dict:
@@ -368,3 +369,15 @@ async def test_secrets_never_shown(live):
             async with s.get(agent.url + "/api/v1/status") as r:
                 status = await r.text()
         assert canary not in text and canary not in status
+
+
+def test_cache_allowance_is_the_freshness_lifetime_capped_at_half_a_target_duration():
+    """A cache may serve an unchanged playlist for its max-age (RFC 9111), so an edge behind such a
+    cache is not stale until 1.5 x TD plus that; never more than TD/2 (RFC 8216 §6.3.4 retry)."""
+    assert cache_allowance("max-age=1", 2.0) == 1.0
+    assert cache_allowance("public, max-age=60", 2.0) == 1.0  # a long TTL is not excused
+    assert cache_allowance("max-age=1", 6.0) == 1.0
+    assert cache_allowance('s-maxage=0, max-age=5', 6.0) == 0.0  # a shared cache reads s-maxage
+    assert cache_allowance("no-cache, max-age=1", 2.0) == 0.0
+    assert cache_allowance("private", 2.0) == 0.0
+    assert cache_allowance(None, 2.0) == 0.0
