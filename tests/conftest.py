@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,24 @@ def _stores_in_checkout() -> set[Path]:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_before_key] = _stores_in_checkout()
+    # every temporary folder a test, the agent, the lab or a child process makes lands in one
+    # folder of this run's own, removed when the run ends (TMPDIR for the children)
+    scratch = tempfile.mkdtemp(prefix="signalpath-tests-")
+    session.config.stash[_scratch_key] = (scratch, os.environ.get("TMPDIR"), tempfile.tempdir)
+    os.environ["TMPDIR"] = tempfile.tempdir = scratch
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Tests write only into temporary folders: a database file the run left in the checkout
     (an agent config without ``incidents.path``) fails the run."""
+    scratch, tmpdir, tempdir = session.config.stash.get(_scratch_key, (None, None, None))
+    if scratch is not None:
+        tempfile.tempdir = tempdir
+        if tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = tmpdir
+        shutil.rmtree(scratch, ignore_errors=True)
     new = _stores_in_checkout() - session.config.stash.get(_before_key, set())
     if new:
         names = ", ".join(sorted(p.name for p in new))
@@ -32,6 +48,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _before_key = pytest.StashKey[set[Path]]()
+_scratch_key = pytest.StashKey[tuple[str | None, str | None, str | None]]()
 
 
 class LiveHls:
