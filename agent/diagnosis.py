@@ -362,7 +362,7 @@ class _Ladder:
         self.known = bool(ladder) or bool(ok)
         self.renditions = sorted(set(ladder or ()) | {e.rendition for e in origin_evs if e.rendition}, key=natural)
         # renditions whose content was analysed: a content verdict, bad or OK, names them
-        self.analysed = {e.rendition for e in origin_evs if e.rendition
+        self.analysed = {e.rendition for e in origin_evs if e.rendition and e.state is not State.UNKNOWN
                          and (self.d.kind(e) is FaultClass.CONTENT or (e.state is State.OK and e.fault is None))}
         self.fresh_ok = {e.rendition for e in ok}
         self.analysed_ok = {e.rendition for e in ok if e.fault is None} & self.analysed

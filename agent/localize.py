@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 from agent.diagnosis import Diagnoser, Finding, fault_of, is_bad
 from agent.runbooks import Runbooks
 from agent.wording import evidence_line, summary
-from probes.base import Evidence
+from probes.base import Evidence, State
 from probes.core.config import StrictModel
 from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, Fault, FaultCatalog, FaultClass, Severity
 
@@ -166,6 +166,7 @@ class _Track:
     last_seen: float
     gone_since: float | None = None
     incident: Incident | None = None
+    sources: frozenset[tuple[str, str, str | None, str]] = frozenset()  # evidence keys of the last finding
 
 
 def _default_id() -> str:
@@ -261,6 +262,7 @@ class Localizer:
             t.cycles += 1
             t.last_seen = now
             t.gone_since = None
+            t.sources = frozenset(map(_ev_key, f.all_evidence))
             if t.incident is None:
                 event = self._maybe_open(stream, f, t, since, now)
             else:
@@ -269,7 +271,10 @@ class Localizer:
                 self._remember(stream, f.symptoms, since, now)
             if event is not None:
                 events.append(event)
-        events += self._resolve_gone(stream, tracks, seen, now)
+        # a check its probe could not make this cycle (evidence UNKNOWN naming the fault, e.g. the
+        # content probe without media while the origin is down): not measured is not healed
+        unmeasured = {_ev_key(e) for e in evidence if e.state is State.UNKNOWN and e.fault is not None}
+        events += self._resolve_gone(stream, tracks, seen, unmeasured, now)
         return events
 
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
@@ -362,8 +367,10 @@ class Localizer:
         explained = self._explained.setdefault(stream, {})
         explained.update((k, (since[k], now)) for k in map(_ev_key, evidence) if k in since and k[0] == "playback")
 
-    def _resolve_gone(self, stream: str, tracks: dict[TrackKey, _Track], seen: set[TrackKey], now: float
-                      ) -> list[IncidentEvent]:
+    def _resolve_gone(self, stream: str, tracks: dict[TrackKey, _Track], seen: set[TrackKey],
+                      unmeasured: set[tuple[str, str, str | None, str]], now: float) -> list[IncidentEvent]:
+        """Resolve incidents whose evidence has been gone ``resolve_after_s``; one whose every
+        source is unmeasured this cycle stays open as it was (its resolve clock restarts)."""
         events = []
         for key in list(tracks):
             if key in seen:
@@ -371,6 +378,9 @@ class Localizer:
             t = tracks[key]
             if t.incident is None:
                 del tracks[key]  # a candidate must persist for consecutive cycles
+                continue
+            if t.sources and t.sources <= unmeasured:
+                t.gone_since = None
                 continue
             if t.gone_since is None:
                 t.gone_since = now

@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord, State
 from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.playlist import (
@@ -90,6 +90,7 @@ class _Rendition:
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     playlist: MediaPlaylist | None = None
     init: tuple[InitSection, bytes] | None = None  # EXT-X-MAP fetched once per URI (and byte range)
+    reported: frozenset[Fault] = frozenset()  # the faults of the last verdict given
 
 
 @dataclass(slots=True)
@@ -160,7 +161,18 @@ class _Attempt:
     def failed(self, failure: Failure, detail: str) -> ProbeResult:
         self.st.master = None
         self.result.failure, self.result.detail = failure, detail
+        for name, rs in self.st.renditions.items():
+            self.unmeasured(name, rs, "the master playlist could not be read")
         return self.result
+
+    def unmeasured(self, name: str, rs: _Rendition, why: str) -> None:
+        """No content verdict this attempt: the faults last reported are not measured, which is
+        not healed. Evidence ``UNKNOWN`` with the fault (:mod:`agent.localize` keeps their
+        incidents open instead of resolving them on absent evidence)."""
+        rs.findings = None
+        self.result.evidence.extend(
+            Evidence(self.t.stage, self.t.component, State.UNKNOWN, fault, f"{name}: {fault} not measured: {why}",
+                     rendition=name) for fault in sorted(rs.reported))
 
     async def rendition(self, v: Variant) -> None:
         cfg, st = self.cfg, self.st
@@ -170,19 +182,16 @@ class _Attempt:
         fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
         now = self.ctx.clock()
         if fr.failure:
-            rs.findings = None  # no content verdict without the media
-            return
+            return self.unmeasured(v.name, rs, "its media playlist could not be read")  # no verdict without media
         if fr.document == rs.document and rs.playlist is not None:
             pl = rs.playlist
         else:
             try:
                 parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
             except PlaylistError:
-                rs.findings = None
-                return
+                return self.unmeasured(v.name, rs, "its media playlist is malformed")
             if not isinstance(parsed, MediaPlaylist):
-                rs.findings = None
-                return
+                return self.unmeasured(v.name, rs, "its URI is not a media playlist")
             pl, rs.document, rs.playlist = parsed, fr.document, parsed
         rs.target_duration = pl.target_duration or rs.target_duration
         if rs.last_seq is not None and pl.last_seq < rs.last_seq:
@@ -205,7 +214,7 @@ class _Attempt:
             elif seg.key_method is not None:
                 # EXT-X-KEY: encrypted content is not analysed (we never fetch or hold keys): named
                 # unsupported, never misread as corrupt segments
-                rs.findings, rs.analyser = None, MediaAnalyser(cfg.checks)
+                rs.findings, rs.reported, rs.analyser = None, frozenset(), MediaAnalyser(cfg.checks)
                 self.result.spans.append(SpanRecord(
                     name=f"media {v.name} {seg.seq}", start_ns=time.time_ns(), end_ns=time.time_ns(),
                     attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
@@ -214,7 +223,7 @@ class _Attempt:
                 await self.segment(v, rs, seg)
             rs.last_seq = seg.seq
         if rs.advanced_at is not None and now - rs.advanced_at > STALE_FINDINGS_TD * rs.target_duration:
-            rs.findings = None
+            return self.unmeasured(v.name, rs, "no new segment to analyse")
         self.report(v.name, rs)
 
     async def segment(self, v: Variant, rs: _Rendition, seg) -> None:
@@ -282,6 +291,7 @@ class _Attempt:
                 rs.held, rs.held_until = e, now + self.cfg.transient_hold_s
         if rs.held is not None and now < rs.held_until and all(e.fault != rs.held.fault for e in evs):
             evs = [e for e in evs if e.fault is not None] + [rs.held]  # the held fault, not an "ok" beside it
+        rs.reported = frozenset(e.fault for e in evs if e.fault is not None)
         self.result.evidence.extend(evs)
 
 

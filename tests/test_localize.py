@@ -637,6 +637,33 @@ def test_chronic_p3_never_absorbs_unrelated_faults_and_keeps_its_fault():
     assert all(len(v) == 1 for v in faults_by_id.values()), "an incident changed its cause"
 
 
+def test_a_chronic_finding_not_measured_during_an_outage_stays_open_and_is_not_reopened():
+    """The origin down for 30 s: the content probe has no media, so the chronic P3 at
+    transcode/360p is not measured (evidence UNKNOWN naming its fault), neither present nor
+    healed. It stays the one open incident (no resolve, no second P3 after the outage), and
+    resolves once it is measured gone for resolve_after_s."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    chronic = ev("origin", "origin", DEG, "bitrate_over_declared", "360p", "segments at 570 kbit/s")
+    unmeasured = ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p", "not measured")
+    down = [ev("origin", "origin", DOWN, "unreachable", r) for r in RENDITIONS]
+    timeline = [with_faults(chronic)] * 5 + [with_faults(*down, unmeasured)] * 30 + [with_faults(chronic)] * 5
+    events = []
+    for cycle in timeline + [healthy()] * 12:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    kinds = [(e.kind, e.incident.component, e.incident.fault) for e in events]
+    assert kinds == [("opened", "360p", "bitrate_over_declared"), ("opened", "origin", "unreachable"),
+                     ("resolved", "origin", "unreachable"), ("resolved", "360p", "bitrate_over_declared")]
+    p3 = events[-1].incident
+    assert p3.resolved_at == clock() - 12 + 1  # gone from the first healthy cycle, not from the outage
+
+
+def test_unmeasured_evidence_is_no_fault():
+    """An UNKNOWN check is neither a finding nor a reason to open anything."""
+    assert diagnose(with_faults(ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p"))) == []
+
+
 def test_a_stalled_transcoder_shows_late_and_stale_and_explains_the_players():
     """The latency probe says the transcode hop is late, every origin playlist is stale, edges
     and players follow: one transcode incident, nothing at playback."""

@@ -86,6 +86,21 @@ async def test_unreachable_origin_gives_no_content_verdict(live):
     assert not r.ok and r.evidence == [] and "503" in r.detail
 
 
+async def test_a_fault_it_can_no_longer_measure_is_reported_unmeasured_not_healed(live):
+    """A content fault (here: the tone counts as silence under a -10 dBFS floor), then the origin
+    answers 503: the probe says the fault is not measured (UNKNOWN naming it), never "ok"."""
+    settings = MediaSettings.model_validate({"checks": {"silence_dbfs": -10.0, "silence_min_s": 0.5}})
+    t = target(live.origin.master_url, settings)
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+        first = await probe(t, ctx)
+        assert [(e.state, e.fault) for e in first.evidence] == [(State.DEGRADED, "silent_audio")]
+        live.origin.knobs.playlist_status = 503
+        r = await probe(t, ctx)
+    assert [(e.state, e.fault, e.rendition) for e in r.evidence] == [(State.UNKNOWN, "silent_audio", "180p")]
+    assert "not measured" in r.evidence[0].detail
+
+
 async def test_analysis_goes_on_after_the_media_sequence_goes_back(live):
     """An encoder restart renumbers the playlist lower: the content probe keeps analysing the
     newest segments (it used to wait for numbers above the last it had seen: blind)."""
