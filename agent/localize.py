@@ -351,13 +351,16 @@ class Localizer:
                    for inc, _ in recent)
 
     def _caused_by(self, inc: Incident, f: Finding, onset: float, ended: float) -> bool:
-        """Is ``f`` an effect of ``inc``'s cause, which ended at ``ended``? Upstream of it, within
-        its reach, begun while the cause was active or up to ``resolve_after_s`` after it (not
-        before it), and every piece of ``f``'s evidence a symptom the catalog says the cause can
+        """Is ``f`` an effect of ``inc``'s cause, which ended at ``ended``? At or below its stage, within
+        its reach, begun while the cause was active (below its stage) or up to ``resolve_after_s``
+        after it (not before it), and every piece of ``f``'s evidence a symptom the catalog says the cause can
         produce (never another server's own failure)."""
-        if STAGE_RANK[inc.stage] >= STAGE_RANK[f.stage] or not _reaches(inc, f):
-            return False
-        if not inc.started_at <= onset <= ended + self.settings.resolve_after_s:
+        if STAGE_RANK[inc.stage] > STAGE_RANK[f.stage] or not _reaches(inc, f):
+            return False  # a cause explains its own stage and those below it, within its reach
+        # at its own stage only what its end left behind (an encoder's restart artefacts, the
+        # timestamp jump as a desync ends): a condition that began beside it and lasts is its own
+        earliest = ended if STAGE_RANK[inc.stage] == STAGE_RANK[f.stage] else inc.started_at
+        if not earliest <= onset <= ended + self.settings.resolve_after_s:
             return False  # began before the cause, or after it had long ended: not its effect
         return all(self.catalog.explains(inc.fault, fault_of(e))
                    and not (self.catalog[fault_of(e)].own and e.stage != inc.stage) for e in f.all_evidence)

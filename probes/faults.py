@@ -303,7 +303,9 @@ CATALOG = FaultCatalog([
        stages=frozenset({"ingest", "studio"}), explains=_NO_FLOW),
     _s(F.ENCODER_DOWN, C.FRESHNESS, "P1", "encoder is not running",
        "Restart the encoder; switch to the backup encoder if it does not come back.",
-       stages=frozenset({"studio"}), explains=_NO_FLOW),
+       # and as it restarts, its first segments carry a timestamp jump, audio and video
+       # realigning, a partial GOP
+       stages=frozenset({"studio"}), explains=_NO_FLOW | _PICTURE),
     _s(F.NO_RTCP, C.FRESHNESS, "P1", "receives no media (no RTCP receiver report){of}",
        "The WHIP ingest accepts the session but reports no media: check its media servers and UDP ports.",
        stages=frozenset({"ingest"}), explains=_NO_FLOW),
@@ -332,7 +334,10 @@ CATALOG = FaultCatalog([
            "studio": "The source is silent: check the mixer output, embedding and the encoder's audio input.",
            "transcode": "Check the audio mapping of the {component} transcode and restart it."}),
     _s(F.AV_DESYNC, C.CONTENT, "P2", "has audio and video out of sync{of}",
-       "Audio and video are out of sync: check the encoder's audio delay setting.", stages=_MEDIA),
+       "Audio and video are out of sync: check the encoder's audio delay setting.", stages=_MEDIA,
+       # an encoder that changes its audio delay shifts the audio timestamps by that much, as it
+       # starts and as it ends: one jump each time
+       explains={F.TIMESTAMP_GAP}),
     _s(F.DECODE_ERRORS, C.CONTENT, "P2", "delivers corrupt segments{of}", stages=_MEDIA,
        explains={F.STALLS, F.VIDEO_FREEZES, F.FROZEN_VIDEO},
        stage_runbooks={

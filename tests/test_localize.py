@@ -659,6 +659,40 @@ def test_a_chronic_finding_not_measured_during_an_outage_stays_open_and_is_not_r
     assert p3.resolved_at == clock() - 12 + 1  # gone from the first healthy cycle, not from the outage
 
 
+def test_a_jump_in_timestamps_as_a_desync_begins_and_ends_is_the_desync_incident():
+    """The encoder shifts its audio by 300 ms: the audio timestamps jump as the shift begins
+    and again as it ends. One av_desync incident at the source; no timestamp_gap beside it,
+    not even when the jump of its end is seen after the desync cleared."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    gap = every_rendition("origin", "origin", DEG, "timestamp_gap")
+    desync = every_rendition("origin", "origin", DEG, "av_desync")
+    timeline = [with_faults(*gap)] + [with_faults(*desync)] * 10 + [with_faults(*gap)] * 4 + [healthy()] * 12
+    events = []
+    for cycle in timeline:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events] == [
+        ("opened", "studio", "source", "av_desync"), ("resolved", "studio", "source", "av_desync")]
+
+
+def test_the_artefacts_of_an_encoder_restart_stay_on_the_encoder_incident():
+    """The encoder stops (every playlist stale behind it) and restarts: its first segments
+    show a timestamp jump and a short desync at the source. They are the encoder incident's."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    down = with_faults(ev("studio", "encoder", DOWN, "encoder_down"),
+                       *every_rendition("origin", "origin", DOWN, "stale_playlist"))
+    restart = with_faults(*every_rendition("origin", "origin", DEG, "timestamp_gap"),
+                          *[ev("origin", "origin", DEG, "av_desync", "360p")])
+    events = []
+    for cycle in [down] * 8 + [restart] * 6 + [healthy()] * 12:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.component, e.incident.fault) for e in events] == [
+        ("opened", "encoder", "encoder_down"), ("resolved", "encoder", "encoder_down")]
+
+
 def test_unmeasured_evidence_is_no_fault():
     """An UNKNOWN check is neither a finding nor a reason to open anything."""
     assert diagnose(with_faults(ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p"))) == []
