@@ -214,3 +214,37 @@ def test_gaps_are_counted_and_jumped_over():
     clock.at(5.0)
     f = player.figures()
     assert f.gaps_skipped == 1 and f.state is PlayerState.PLAYING and f.stall_count == 0
+
+
+def test_demuxed_audio_plays_only_what_both_buffers_hold():
+    """MSE plays the intersection of the audio and video buffers (hls.js stalls when either is
+    dry): video alone does not start a demuxed session, audio that stops arriving stalls it with
+    video still buffered, and the stall waits for audio until audio comes."""
+    clock = Clock()
+    player = PlayerModel(PlayerConfig(), clock, separate_audio=True)
+    player.request()
+    clock.at(0.3)
+    player.segment_downloaded(2.0, 200_000)
+    assert player.figures().state is PlayerState.STARTING and player.figures().waiting_for == "audio"
+    clock.at(0.5)
+    player.segment_downloaded(2.0, audio=True)
+    f = player.figures()
+    assert f.state is PlayerState.PLAYING and f.startup_s == pytest.approx(0.5) and f.audio_buffer_s == 2.0
+    for k in (1, 2):  # video keeps coming, audio does not
+        clock.at(0.5 + 2.0 * k)
+        player.segment_downloaded(2.0, 200_000)
+    clock.at(5.0)
+    f = player.figures()
+    assert f.state is PlayerState.STALLED and f.waiting_for == "audio" and f.stall_count == 1
+    assert f.current_stall_s == pytest.approx(2.5) and f.buffer_s == 0.0 and f.audio_buffer_s == 0.0
+    assert f.watched_s == pytest.approx(2.0) and f.segments == 3  # video segments only
+    clock.at(6.0)
+    player.segment_downloaded(2.0, audio=True)
+    f = player.figures()
+    assert f.state is PlayerState.PLAYING and f.stall_s == pytest.approx(3.5) and f.waiting_for is None
+    assert f.buffer_s == pytest.approx(2.0)
+
+
+def test_muxed_sessions_know_no_audio_buffer():
+    _, player = play_timeline([(0.2, 2.0, 1000)], until=1.0)
+    assert player.figures().audio_buffer_s is None and player.figures().waiting_for is None

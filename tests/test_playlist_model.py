@@ -4,6 +4,7 @@ nothing a packager legitimately writes is misread as a fault, and bad values end
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -19,6 +20,7 @@ from probes.core.playlist import (
     MediaPlaylist,
     PlaylistError,
     Variant,
+    audio_rendition,
     extinf_exceeds_target,
     parse,
 )
@@ -444,3 +446,28 @@ def test_mutated_fixture_lines_never_raise_anything_but_playlist_error(name):
                 msg = str(exc)
                 assert "SECRET" not in msg and "127.0.0.1" not in msg and "example" not in msg, (name, i, msg)
                 assert "http" not in msg and ".ts" not in msg and ".m3u8" not in msg, (name, i, msg)
+
+
+def test_distinct_keys_a_player_fetches_and_a_rotation_adds_one():
+    enc = media("rfc8216-8.3-encrypted")
+    assert enc.keys == (("AES-128", "https://priv.example.com/key.php?r=52"),
+                        ("AES-128", "https://priv.example.com/key.php?r=53"))
+    assert media("ffmpeg51-aes128").keys == (("AES-128", DIR + "keys/enc.key"),)
+    inline = media('#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI="data:text/plain;base64,AAAA"\n'
+                   "#EXTINF:2,\na.ts\n#EXT-X-KEY:METHOD=NONE\n#EXTINF:2,\nb.ts\n")
+    assert inline.keys == ()  # an inline key is nothing to fetch; METHOD=NONE is no key
+    assert media("ffmpeg51-ts-live").keys == ()
+
+
+def test_the_audio_rendition_a_player_plays_with_a_variant():
+    alt = master("rfc8216-8.6-master-alt-audio")
+    chosen = audio_rendition(alt, alt.variants[0])
+    assert chosen is not None and (chosen.name, chosen.uri) == ("audio-en-1", DIR + "main/english-audio.m3u8")
+    ff = master("ffmpeg51-renditions-master")
+    chosen = audio_rendition(ff, ff.variants[1])
+    assert chosen is not None and (chosen.name, chosen.default) == ("audio-en", True)
+    no_group = Variant("x", DIR + "x.m3u8", None, None)
+    assert audio_rendition(ff, no_group) is None
+    assert audio_rendition(ff, Variant("y", DIR + "y.m3u8", None, None, audio_group="nope")) is None
+    muxed = MasterPlaylist(alt.variants, tuple(dataclasses.replace(m, uri=None) for m in alt.media))
+    assert audio_rendition(muxed, alt.variants[0]) is None  # listed without URI: muxed into the variant

@@ -30,6 +30,11 @@ How it plays (and where each rule comes from, shared/THRESHOLDS.md):
   freezes its figures.
 - Bits played (CTA-2066 ``bitsPlayed``): each segment's bits, in proportion to how much
   of it has been played.
+- Demuxed audio (``separate_audio=True``: the variant's audio is an EXT-X-MEDIA rendition of
+  its own): audio and video fill two buffers, and what can play is the shorter of the two —
+  the media element's buffered range is the intersection of its source buffers (Media Source
+  Extensions), so hls.js stalls when either runs dry. Startup, stall and resume read that
+  shorter buffer; ``waiting_for`` says which track a stall waits for.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ class PlaybackFigures:
     failure: PlaybackFailure | None
     failure_detail: str
     gaps_skipped: int = 0  # EXT-X-GAP segments jumped over, as hls.js does (not loaded, no stall)
+    waiting_for: str | None = None  # while stalled or starting: "audio" (demuxed audio dry, video buffered) or "video"
+    audio_buffer_s: float | None = None  # demuxed audio buffered; None when the audio is muxed into the video
 
     @property
     def stalled_now(self) -> bool:
@@ -141,7 +148,8 @@ class PlayerModel:
     playhead up to ``clock()``. Events must be reported in the order they happened.
     """
 
-    def __init__(self, config: PlayerConfig | None = None, clock: Callable[[], float] | None = None):
+    def __init__(self, config: PlayerConfig | None = None, clock: Callable[[], float] | None = None, *,
+                 separate_audio: bool = False):
         if clock is None:
             raise ValueError("PlayerModel needs a clock (inject ProbeContext.clock)")
         self.config = config or PlayerConfig()
@@ -165,6 +173,7 @@ class PlayerModel:
         self._failure_detail = ""
         self._eos = False  # the playlist ended: a dry buffer then is the end, not a stall
         self._gaps = 0
+        self._audio_s: float | None = 0.0 if separate_audio else None  # demuxed audio buffered (seconds)
 
     # --- events -------------------------------------------------------------
 
@@ -176,22 +185,27 @@ class PlayerModel:
         self._requested = self._now = now
         self._state = PlayerState.STARTING
 
-    def segment_downloaded(self, duration: float, size_bytes: int = 0) -> None:
-        """A whole segment of ``duration`` seconds (its EXTINF) arrived in the buffer."""
+    def segment_downloaded(self, duration: float, size_bytes: int = 0, *, audio: bool = False) -> None:
+        """A whole segment of ``duration`` seconds (its EXTINF) arrived in the buffer;
+        ``audio``: a segment of the demuxed audio rendition (``separate_audio``)."""
         if self._state is PlayerState.IDLE:
             self.request()
         self._advance()
         if self._state is PlayerState.FAILED or duration <= 0 or not math.isfinite(duration):
             return
         now = self._now
-        self._buffer.append(_Buffered(duration, duration, size_bytes * 8.0))
-        self._buffered_s += duration
-        self._segments += 1
+        if audio and self._audio_s is not None:
+            self._audio_s += duration
+        else:
+            self._buffer.append(_Buffered(duration, duration, size_bytes * 8.0))
+            self._buffered_s += duration
+            self._segments += 1
         cfg = self.config
-        if self._state is PlayerState.STARTING and self._buffered_s > cfg.start_buffer_s:
+        ahead = self._ahead()
+        if self._state is PlayerState.STARTING and ahead > cfg.start_buffer_s:
             self._startup = now - self._requested
             self._state = PlayerState.PLAYING
-        elif self._state is PlayerState.STALLED and self._buffered_s > cfg.resume_buffer_s:
+        elif self._state is PlayerState.STALLED and ahead > cfg.resume_buffer_s:
             self._end_stall(now)
             self._state = PlayerState.PLAYING
 
@@ -237,6 +251,9 @@ class PlayerModel:
                 stall_s += current
                 stalls += 1
         total = self._watched + stall_s
+        waiting = None
+        if self._state in (PlayerState.STALLED, PlayerState.STARTING):
+            waiting = "audio" if self._audio_s is not None and self._audio_s <= 1e-9 < self._buffered_s else "video"
         return PlaybackFigures(
             state=self._state,
             startup_s=self._startup,
@@ -245,13 +262,15 @@ class PlayerModel:
             micro_stall_s=self._micro_s,
             watched_s=self._watched,
             rebuffer_ratio=(stall_s / total) if total > 0 else 0.0,
-            buffer_s=max(0.0, self._buffered_s),
+            buffer_s=max(0.0, self._ahead()),
             current_stall_s=current,
             bits_played=self._bits,
             segments=self._segments,
             failure=self._failure,
             failure_detail=self._failure_detail,
             gaps_skipped=self._gaps,
+            waiting_for=waiting,
+            audio_buffer_s=None if self._audio_s is None else max(0.0, self._audio_s),
         )
 
     # --- internals ----------------------------------------------------------
@@ -278,6 +297,7 @@ class PlayerModel:
             self._watched += played
             if self._buffered_s <= 1e-9:
                 self._buffered_s = 0.0
+            if self._ahead() <= 1e-9:
                 if self._eos:
                     self._now += played
                     self._state = PlayerState.ENDED
@@ -293,8 +313,14 @@ class PlayerModel:
                 return
         self._now = now
 
+    def _ahead(self) -> float:
+        """Seconds that can play: the video buffer, or the shorter of video and demuxed audio."""
+        return self._buffered_s if self._audio_s is None else min(self._buffered_s, self._audio_s)
+
     def _play(self, dt: float) -> float:
         """Consume up to ``dt`` seconds of buffered media; return how much was played."""
+        if self._audio_s is not None:
+            dt = min(dt, self._audio_s)  # the playhead stops where either buffer ends
         played = 0.0
         while dt > 1e-12 and self._buffer:
             seg = self._buffer[0]
@@ -306,6 +332,9 @@ class PlayerModel:
             if seg.left <= 1e-12:
                 self._buffer.popleft()
         self._buffered_s = sum(s.left for s in self._buffer)
+        if self._audio_s is not None:
+            left = self._audio_s - played
+            self._audio_s = left if left > 1e-9 else 0.0
         return played
 
     def _end_stall(self, now: float) -> None:

@@ -17,6 +17,7 @@ never misread it as a fault:
   discontinuities too, as ``m3u8`` does), EXT-X-DISCONTINUITY, EXT-X-MAP (``init``),
   EXT-X-BYTERANGE (``byterange``, the omitted offset computed per RFC 8216 §4.3.2.2), EXT-X-GAP,
   EXT-X-KEY (method and absolute URI, never key bytes), EXT-X-CUE-OUT/-CONT/-IN (``cue_out``);
+  the playlist's distinct keys (``keys``: what a player fetches to decrypt; a rotation adds one);
 - low latency (RFC 8216bis §4.4.3.7 EXT-X-PART-INF, §4.4.3.8 EXT-X-SERVER-CONTROL, §4.4.4.9
   EXT-X-PART, §4.4.5.2 EXT-X-SKIP, §4.4.5.3 EXT-X-PRELOAD-HINT, §4.4.5.4 EXT-X-RENDITION-REPORT):
   whether the playlist is a low-latency one, its part target, how many parts of the segment in
@@ -25,7 +26,8 @@ never misread it as a fault:
   ``media_sequence + skipped_segments``). Parts themselves are not measured here;
 - master playlist: variants (with AUDIO group and CODECS), EXT-X-MEDIA renditions,
   EXT-X-I-FRAME-STREAM-INF playlists, each list bounded by ``MAX_VARIANTS`` and each entry with a
-  label-safe name that never comes from a URI (a packager may put a stream key in one).
+  label-safe name that never comes from a URI (a packager may put a stream key in one); :func:`audio_rendition` names
+  the audio rendition a player plays with a variant.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class MediaPlaylist:
     parts_in_progress: int = 0  # EXT-X-PART tags after the last complete segment
     can_block_reload: bool = False  # EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES
     skipped_segments: int = 0  # EXT-X-SKIP SKIPPED-SEGMENTS: a delta update left these out
+    keys: tuple[tuple[str, str], ...] = ()  # distinct (METHOD, absolute URI) of its EXT-X-KEYs, "data:" ones left out
 
     @property
     def last_seq(self) -> int:
@@ -410,6 +413,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         segs.append(Segment(seq, absu, float(dur), pdt, bool(s.get("discontinuity")), init, byterange,
                             bool(s.get("gap_tag")), key_method, key_uri, cue))
 
+    # each distinct key once, in order of appearance: what a player must fetch to decrypt (a rotation adds one)
+    key_list = tuple(dict.fromkeys((m, u) for m, u in keys.values() if m is not None and u is not None and u != "data:"))
     part_target = (data.get("part_inf") or {}).get("part_target")
     if part_target is not None and not 0 < part_target < math.inf:
         raise PlaylistError("#EXT-X-PART-INF PART-TARGET is not a finite positive number")
@@ -428,6 +433,7 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         parts_in_progress=parts_in_progress,
         can_block_reload=(data.get("server_control") or {}).get("can_block_reload") == "YES",
         skipped_segments=skipped,
+        keys=key_list,
     )
 
 
@@ -519,6 +525,18 @@ def _diagnose(text: str, exc: Exception) -> PlaylistError:
                              seq=seq if in_segments else None, line=lo)
     except Exception:  # the diagnosis must never hide the error it explains
         return generic
+
+
+def audio_rendition(master: MasterPlaylist, variant: Variant) -> MediaRendition | None:
+    """The EXT-X-MEDIA TYPE=AUDIO rendition a player plays with ``variant``: of the group its
+    AUDIO attribute names (RFC 8216 §4.3.4.2.1), the DEFAULT=YES one, else the first listed (as
+    hls.js picks). None when the variant names no group, the group is not listed, or the chosen
+    rendition has no URI (its audio is muxed into the variant's segments)."""
+    if variant.audio_group is None:
+        return None
+    group = [m for m in master.media if m.type == "AUDIO" and m.group_id == variant.audio_group]
+    chosen = next((m for m in group if m.default), group[0] if group else None)
+    return chosen if chosen is not None and chosen.uri is not None else None
 
 
 def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str | list[str]) -> list[Variant]:
