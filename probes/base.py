@@ -77,7 +77,7 @@ class Sample:
     kind: str = "set"
 
 
-UrlRole = Literal["master", "media_playlist", "segment", "init", "endpoint"]
+UrlRole = Literal["master", "media_playlist", "segment", "init", "key", "endpoint"]
 """What an evidence's HTTP figures were measured on (``Evidence.url_role``)."""
 
 

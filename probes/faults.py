@@ -65,6 +65,7 @@ class Fault(enum.StrEnum):
     ICE_FAILED = "ice_failed"
     DTLS_FAILED = "dtls_failed"
     RATE_LIMITED = "rate_limited"
+    KEY_UNAVAILABLE = "key_unavailable"
     # freshness
     STALE_PLAYLIST = "stale_playlist"
     PLAYLIST_MISSING = "playlist_missing"
@@ -263,6 +264,13 @@ CATALOG = FaultCatalog([
                   "(Retry-After in the evidence); check its token and rate rules and the request rates.",
            "origin": "The origin rate-limits its callers (429): raise the limit for the CDN's edges or add "
                      "capacity; look for a request storm (players retrying, a monitor polling too often)."}),
+    _s(F.KEY_UNAVAILABLE, C.SERVER, "P1", "does not serve the decryption key{of}",
+       "Players cannot fetch the EXT-X-KEY URI, so no viewer can decrypt the segments: check the key server "
+       "the playlist points at (its availability, token and access rules) and that the packager lists a key "
+       "it published.",
+       stages=frozenset({"origin", "cdn"}), explains=_VIEWER_SLOW,
+       stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it does not serve the "
+                              "decryption key the origin serves (HTTP status in the evidence)."}),
     # -- freshness: content stops flowing ---------------------------------------------
     _s(F.STALE_PLAYLIST, C.FRESHNESS, "P1", "stopped updating {playlist}",
        stages=_PLAYLIST, explains=_NO_FLOW,

@@ -4,6 +4,29 @@ One attempt on one endpoint: the master playlist (refreshed every
 ``MASTER_REFRESH_S``), every rendition's media playlist concurrently, and the newest
 segment of each rendition once when it first appears.
 
+What is watched as a rendition: every variant (EXT-X-STREAM-INF), and the alternative
+media playlists a player may load beside it — EXT-X-MEDIA renditions with a URI (AUDIO first,
+then VIDEO, then SUBTITLES: demuxed audio is what viewers miss most) and EXT-X-I-FRAME-STREAM-INF
+playlists — under the label-safe names of :mod:`probes.core.playlist` (``audio-en``,
+``subs-1``, ``iframe-360p``; never from a URI). Alternatives are watched like variants
+(freshness, continuity, newest segment, at the origin and at every edge), except that an
+I-frame playlist is watched for freshness and continuity only (its byte ranges point into the
+variant's segments, already fetched) and only variants and AUDIO/VIDEO renditions are compared
+for variant drift (a subtitle or I-frame playlist need not end where the media does).
+CLOSED-CAPTIONS travel inside the video: noted in the model, nothing to fetch. At most
+``max_alternates`` (8) alternatives per endpoint are watched, so label sets stay bounded
+whatever the master lists (itself capped at 16 of each kind); those left out are named in the
+result's figures (``alternates_unwatched``) and on the master span. An alternative listed with
+the same URI as a variant or an earlier alternative is polled once.
+
+EXT-X-KEY: each distinct key URI a watched playlist lists (http/https; a ``data:`` key is
+inline, an ``skd:`` or other scheme is a DRM system's) is requested once per endpoint, timed,
+the body read and dropped (never kept, logged or stored; an AES-128 or SAMPLE-AES key must be
+16 octets, RFC 8216 §5.2); one that fails is fault ``key_unavailable`` while it stays listed,
+re-requested at most once per target duration until it answers. A key rotation (a new URI and
+IV mid-playlist) is one more URI to request, never a continuity event. The key URI is shown only
+as scheme, host and path (no query: a key server's token rides there), in spans and evidence.
+
 Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
 - freshness: seconds since the rendition's newest media sequence number was first
@@ -100,6 +123,57 @@ class _Rendition:
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
 
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """One media playlist the probe watches: a variant or an alternative (EXT-X-MEDIA, I-frame)."""
+
+    name: str  # label-safe rendition name from the playlist model
+    uri: str
+    segments: bool = True  # fetch its newest segment (not for I-frame playlists)
+    drift: bool = True  # compared with its siblings by media time (variants, AUDIO/VIDEO renditions)
+
+
+@dataclass(slots=True)
+class _Key:
+    """What one key URI answered (lives in ctx.state["keys"]); never the key itself."""
+
+    pending: bool = True  # a request is in flight (another rendition listing it waits for its answer)
+    checked_at: float = 0.0
+    failure: tuple[str, int] | None = None  # (detail, HTTP status) of the last request, None when it answered
+    fetch_s: float | None = None
+
+
+MAX_KEYS = 64
+"""Distinct key URIs remembered per endpoint (a key rotating every segment in a 10-minute
+window lists hundreds; the newest are the ones players need). Past it, new URIs wait until
+older ones leave the playlists."""
+KEY_MAX_BYTES = 4096
+"""A key body is 16 octets for AES-128 and SAMPLE-AES (RFC 8216 §5.2); more than this is no key."""
+_KEY_LENGTH = {"AES-128": 16, "SAMPLE-AES": 16}
+
+
+def key_shown(uri: str) -> str:
+    """A key URI as it may be shown: scheme, host and path, never its query or fragment."""
+    return redact_url(uri.split("#", 1)[0].split("?", 1)[0])
+
+
+def watch_list(master: MasterPlaylist, max_alternates: int) -> tuple[list[_Watched], list[str]]:
+    """(the playlists to watch, the names of alternatives left out by ``max_alternates``)."""
+    out = [_Watched(v.name, v.uri) for v in master.variants]
+    seen = {v.uri for v in master.variants}
+    alts: list[_Watched] = []
+    order = {"AUDIO": 0, "VIDEO": 1, "SUBTITLES": 2}
+    for m in sorted(master.media, key=lambda m: order.get(m.type, 3)):
+        if m.uri is not None and m.uri not in seen:
+            seen.add(m.uri)
+            alts.append(_Watched(m.name, m.uri, True, m.type in ("AUDIO", "VIDEO")))
+    for f in master.iframes:
+        if f.uri not in seen:
+            seen.add(f.uri)
+            alts.append(_Watched(f.name, f.uri, False, False))
+    return out + alts[:max_alternates], [a.name for a in alts[max_alternates:]]
+
+
 class HlsSettings(StrictModel):
     """HLS probe settings (YAML ``streams[].hls``); thresholds cite RFC 8216 (module docstring)."""
 
@@ -112,6 +186,9 @@ class HlsSettings(StrictModel):
     max_redirects: int = Field(5, ge=0, le=20)
     variant_drift_segments: int = Field(3, ge=1, description="target durations of media time behind the siblings; oscnord/hls-monitor default 3")
     sequence_jump: int = Field(5, ge=1, description="media-sequence gap, oscnord/hls-monitor default")
+    max_alternates: int = Field(8, ge=0, le=32, description="EXT-X-MEDIA renditions and I-frame playlists watched "
+                                "per endpoint beside the variants (0: variants only); the rest are named, not polled")
+    fetch_keys: bool = Field(True, description="request each distinct EXT-X-KEY URI (timed; the key is never kept)")
     verify_tls: bool = True
 
 
@@ -154,6 +231,8 @@ class _Attempt:
         self.renditions: dict[str, _Rendition] = ctx.state.setdefault("renditions", {})
         self.figures: dict[str, dict[str, float]] = {}
         self.media_end: dict[str, float] = {}  # rendition -> PDT + EXTINF of its newest segment (epoch s)
+        self.keys: dict[str, _Key] = ctx.state.setdefault("keys", {})
+        self.listed_keys: dict[str, str] = {}  # key URI -> METHOD, listed by a playlist watched in this attempt
 
     # -- helpers -----------------------------------------------------------------
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
@@ -183,8 +262,8 @@ class _Attempt:
         url = self.t.url
         assert url is not None, "an HLS target always has a URL (agent/jobs.py)"
         master: MasterPlaylist | None = st.get("master")
-        variants: list[Variant]
         first_body: tuple[FetchResult, MediaPlaylist] | None = None
+        refreshed = False
         if master is None or now - st.get("master_at", -1e9) >= MASTER_REFRESH_S:
             fr = await self.fetch(url, cfg.playlist_max_bytes)
             self.result.spans.append(_span("playlist master", fr))
@@ -200,13 +279,17 @@ class _Attempt:
                 # URL: packagers such as nginx-rtmp name the playlist after the stream key)
                 master = MasterPlaylist((Variant(name="main", uri=url, bandwidth=None, resolution=None),))
                 first_body = (fr, pl)
-            st["master"], st["master_at"] = master, now
-        variants = list(master.variants)
-        for gone in set(self.renditions) - {v.name for v in variants}:
-            del self.renditions[gone]
+            st["master"], st["master_at"], refreshed = master, now, True
+            st["watched"], st["unwatched"] = watch_list(master, cfg.max_alternates)
+            if st["unwatched"]:
+                self.result.spans[-1].attributes["signalpath.alternates_unwatched"] = ",".join(st["unwatched"])
+        watched: list[_Watched] = st["watched"]
+        if refreshed:
+            for gone in set(self.renditions) - {w.name for w in watched}:
+                del self.renditions[gone]
 
         outcomes = await asyncio.gather(*(
-            self.rendition(v, first_body if first_body and i == 0 else None) for i, v in enumerate(variants)))
+            self.rendition(w, first_body if first_body and i == 0 else None) for i, w in enumerate(watched)))
         failed = [o for o in outcomes if o is not None and o[0] in _FAULT_OF]
         if failed and len(failed) == len(outcomes):
             # every rendition failed to fetch: the endpoint is down; the master is refetched next time
@@ -214,7 +297,11 @@ class _Attempt:
             failure, detail = failed[0]
             self.result.failure, self.result.detail = failure, detail
         self.variant_drift()
+        if self.keys:
+            self.report_keys()
         self.result.figures["renditions"] = self.figures
+        if st["unwatched"]:
+            self.result.figures["alternates_unwatched"] = len(st["unwatched"])
         self.result.figures["endpoint"] = self.t.component
         if not self.result.evidence:
             self.evidence(State.OK, None, "serving")
@@ -238,7 +325,7 @@ class _Attempt:
             if rs.advanced_at is not None:
                 self.sample("signalpath_playlist_age_seconds", now - rs.advanced_at, rendition=name)
 
-    async def rendition(self, v: Variant, prefetched: tuple[FetchResult, MediaPlaylist] | None
+    async def rendition(self, v: _Watched, prefetched: tuple[FetchResult, MediaPlaylist] | None
                         ) -> tuple[Failure, str] | None:
         rs = self.renditions.setdefault(v.name, _Rendition())
         cfg = self.cfg
@@ -278,18 +365,20 @@ class _Attempt:
                 pl = parsed
                 rs.document = fr.document
         self.media(v, rs, pl, now, fr)
+        if pl.keys and self.cfg.fetch_keys:
+            await self.check_keys(pl, span)
         if pl.newest is not None and pl.newest.gap:
             # EXT-X-GAP: content the packager did not have; never fetched (RFC 8216bis §4.4.4.7)
             self.evidence(State.DEGRADED, Fault.CONTENT_GAP, f"{v.name} segment {pl.newest.seq} is a gap "
                           "(EXT-X-GAP): the packager had no content for it", v.name,
                           media_sequence=pl.newest.seq, url_role="media_playlist")
-        elif cfg.fetch_segments and pl.newest is not None \
+        elif cfg.fetch_segments and v.segments and pl.newest is not None \
                 and (pl.newest.uri, pl.newest.byterange) != rs.last_segment:  # single_file: one URI, many ranges
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None
 
-    def media(self, v: Variant, rs: _Rendition, pl: MediaPlaylist, now: float, fr: FetchResult) -> None:
+    def media(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, now: float, fr: FetchResult) -> None:
         """Freshness and continuity of one media playlist."""
         cfg = self.cfg
         td = pl.target_duration or 1.0
@@ -347,12 +436,13 @@ class _Attempt:
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
-            self.media_end[v.name] = newest.pdt + newest.duration
+            if v.drift:
+                self.media_end[v.name] = newest.pdt + newest.duration
             rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration)
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
 
-    async def segment(self, v: Variant, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
+    async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
         assert newest is not None
         rs.last_segment = (newest.uri, newest.byterange)
@@ -396,7 +486,7 @@ class _Attempt:
             rs.seg_fault = (Fault.SLOW_SEGMENT, f"{v.name} segment {newest.seq} took {download:.2f} s for "
                             f"{newest.duration:.2f} s of media (ratio {ratio:.2f})", 0, newest.seq)
 
-    def segment_figures(self, v: Variant, rs: _Rendition) -> None:
+    def segment_figures(self, v: _Watched, rs: _Rendition) -> None:
         if rs.seg:
             s = rs.seg
             self.sample("signalpath_segment_download_ratio", s["ratio"], rendition=v.name)
@@ -410,6 +500,54 @@ class _Attempt:
             fault, detail, status, seq = rs.seg_fault
             self.evidence(State.DEGRADED, fault, detail, v.name, http_status=status, url_role="segment",
                           media_sequence=seq)
+
+    async def check_keys(self, pl: MediaPlaylist, parent: SpanRecord) -> None:
+        """Request each key URI of ``pl`` not yet answered (once per endpoint; a failed one again
+        after a target duration). The body is read and dropped: only its length is looked at."""
+        now = self.ctx.clock()
+        for method, uri in pl.keys:
+            self.listed_keys[uri] = method
+            k = self.keys.get(uri)
+            if k is None:
+                if len(self.keys) >= MAX_KEYS or not uri.startswith(("http://", "https://")):
+                    continue  # a DRM system's key (skd:, ...) is not ours to fetch
+                k = self.keys[uri] = _Key()
+            elif k.pending or k.failure is None or now - k.checked_at < (pl.target_duration or 1.0):
+                continue
+            k.pending = True
+            fr = await self.fetch(uri, KEY_MAX_BYTES, keep_body=False)
+            span = _span("key", fr, **{"signalpath.key_url": key_shown(uri), "signalpath.key_method": method})
+            if fr.redirects:
+                span.attributes["signalpath.final_url"] = key_shown(fr.final_url)
+            parent.children.append(span)
+            k.pending, k.checked_at, k.fetch_s = False, self.ctx.clock(), fr.total_s
+            need = _KEY_LENGTH.get(method)
+            if fr.failure:
+                detail = fr.detail if "://" not in fr.detail else str(fr.failure)
+                k.failure = (detail, fr.status)
+            elif need is not None and fr.decoded_size != need:
+                k.failure = (f"{fr.decoded_size} bytes where {method} needs {need}", fr.status)
+                span.error = "protocol_error: key length"
+            else:
+                k.failure = None
+
+    def report_keys(self) -> None:
+        """Key evidence of this attempt: a listed key that failed is ``key_unavailable``; keys no
+        longer listed by any playlist watched are forgotten (when every playlist was read)."""
+        listed = self.listed_keys
+        if len(self.renditions) == len(self.figures) and all("last_seq" in f for f in self.figures.values()):
+            for uri in [u for u, k in self.keys.items() if u not in listed and not k.pending]:
+                del self.keys[uri]
+        answered = [k.fetch_s for u, k in self.keys.items() if u in listed and k.fetch_s is not None]
+        failing = [(u, k) for u, k in self.keys.items() if u in listed and k.failure is not None and not k.pending]
+        if answered:
+            self.result.figures["keys"] = {"listed": len(listed), "failing": len(failing),
+                                           "fetch_s": round(max(answered), 4)}
+        for uri, k in failing:
+            assert k.failure is not None
+            detail, status = k.failure
+            self.evidence(State.DOWN, Fault.KEY_UNAVAILABLE, f"the decryption key {key_shown(uri)} "
+                          f"({listed[uri]}): {detail}", http_status=status, url_role="key")
 
     def variant_drift(self) -> None:
         """Stale renditions (DOWN when all are) and renditions behind their siblings."""

@@ -27,6 +27,13 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   ``segment_retries`` (6, ``fragLoadPolicy.errorRetry.maxNumRetry``), with an
   exponential back-off from 1 s up to 8 s (``retryDelayMs`` 1000, ``maxRetryDelayMs``
   8000); when they run out the session fails (hls.js raises a fatal network error);
+- demuxed audio: a variant whose AUDIO attribute names an EXT-X-MEDIA group is played with
+  that group's DEFAULT=YES rendition, else its first (as hls.js picks;
+  :func:`probes.core.playlist.audio_rendition`); the viewer follows the audio media playlist
+  beside the video one (joined at the same hold-back, reloaded, retried and given up on by the
+  same rules) and plays only what both buffers hold (the model's ``separate_audio``). A stall
+  or a failure caused by the audio track is evidence on the audio rendition (``rendition`` =
+  ``audio-en``...), so the localizer puts it on that rendition's cause, not on the video's;
 - stall (the model's rules, ``probes/core/player_model.py``): the buffer runs dry while
   playing; it is a reported stall once it lasts 1.25 s (hls.js
   ``detectStallWithCurrentTimeMs``) and ends when the next segment arrives; rebuffer
@@ -60,6 +67,7 @@ from probes.core.playlist import (
     PlaylistError,
     Segment,
     Variant,
+    audio_rendition,
     choose_renditions,
     parse,
 )
@@ -97,11 +105,12 @@ def _backoff(failures: int) -> float:
 
 
 @dataclass(slots=True)
-class _Session:
-    """One simulated viewer of one rendition."""
+class _Track:
+    """One media playlist a viewer follows: the variant's, or its demuxed audio rendition's."""
 
-    model: PlayerModel
+    name: str  # rendition name: the variant's ("360p") or the audio rendition's ("audio-en")
     uri: str
+    audio: bool = False
     playlist: MediaPlaylist | None = None
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     next_seq: int | None = None
@@ -109,12 +118,22 @@ class _Session:
     retry_at: float = 0.0
     playlist_failures: int = 0
     segment_failures: int = 0
+    rejoins: int = 0
+    listed_end: int | None = None  # last media sequence of an ended playlist (#EXT-X-ENDLIST)
+
+
+@dataclass(slots=True)
+class _Session:
+    """One simulated viewer of one rendition (and of the audio rendition it plays with)."""
+
+    model: PlayerModel
+    tracks: list[_Track]  # the variant's first
     counted_stalls: int = 0
     counted_stall_s: float = 0.0
     last_stall_at: float | None = None
+    stall_on: str | None = None  # the rendition the last stall waited for
     failed_at: float | None = None
-    rejoins: int = 0
-    listed_end: int | None = None  # last media sequence of an ended playlist (#EXT-X-ENDLIST)
+    failed_on: str | None = None  # the rendition whose playlist or segment made the viewer give up
 
 
 class _EdgeState:
@@ -184,9 +203,14 @@ class _Attempt:
         return self.result
 
     def new_session(self, v: Variant) -> _Session:
-        model = PlayerModel(self.cfg.player, clock=self.clock)
+        assert self.st.master is not None
+        audio = audio_rendition(self.st.master, v)
+        tracks = [_Track(v.name, v.uri)]
+        if audio is not None and audio.uri is not None and audio.uri != v.uri:  # ffmpeg lists its audio as a variant too
+            tracks.append(_Track(audio.name, audio.uri, audio=True))
+        model = PlayerModel(self.cfg.player, clock=self.clock, separate_audio=len(tracks) > 1)
         model.request()
-        return _Session(model=model, uri=v.uri)
+        return _Session(model=model, tracks=tracks)
 
     async def load_master(self) -> bool:
         """The master playlist (a player loads it once per session start)."""
@@ -243,25 +267,37 @@ class _Attempt:
         return False
 
     async def advance(self, name: str, s: _Session, slice_end: float) -> None:
-        """Play one session until the end of the slice (or the end of a download in flight)."""
+        """Play one session until the end of the slice (or the end of a download in flight):
+        its tracks load side by side, as a player's audio and video stream controllers do."""
         if s.failed_at is not None:
             return
+        if len(s.tracks) == 1:
+            await self.follow(s, s.tracks[0], slice_end)
+        else:
+            await asyncio.gather(*(self.follow(s, t, slice_end) for t in s.tracks))
+
+    async def follow(self, s: _Session, t: _Track, slice_end: float) -> None:
+        """One track of a session until the end of the slice."""
         while True:
             now = self.clock()
-            if now >= s.next_reload:
-                await self.reload(name, s)
-            if self.gave_up(s):
+            if now >= t.next_reload:
+                await self.reload(s, t)
+            if s.failed_at is not None or self.gave_up(s):
                 return
-            seg = self.next_segment(s)
+            seg = self.next_segment(t)
             if seg is not None and seg.gap:
-                s.model.gap_skipped()  # EXT-X-GAP: never fetched, jumped over as hls.js does
-                s.next_seq = seg.seq + 1
+                if t.audio:  # a hole in the audio is played as silence: the video plays on
+                    s.model.segment_downloaded(seg.duration, audio=True)
+                else:
+                    s.model.gap_skipped()  # EXT-X-GAP: never fetched, jumped over as hls.js does
+                t.next_seq = seg.seq + 1
                 continue
-            if seg is None and s.listed_end is not None and s.next_seq is not None and s.next_seq > s.listed_end:
+            if seg is None and not t.audio and t.listed_end is not None and t.next_seq is not None \
+                    and t.next_seq > t.listed_end:
                 s.model.end_of_stream()
-            if seg is not None and self.clock() >= s.retry_at:
-                await self.download(name, s, seg)
-                if self.gave_up(s):
+            if seg is not None and self.clock() >= t.retry_at:
+                await self.download(s, t, seg)
+                if s.failed_at is not None or self.gave_up(s):
                     return
                 if self.clock() >= slice_end:
                     return
@@ -269,10 +305,10 @@ class _Attempt:
             now = self.clock()
             if now >= slice_end:
                 return
-            wake = min(s.next_reload, slice_end, s.retry_at if seg is not None else slice_end)
+            wake = min(t.next_reload, slice_end, t.retry_at if seg is not None else slice_end)
             await asyncio.sleep(max(0.01, wake - now))
 
-    def next_segment(self, s: _Session) -> Segment | None:
+    def next_segment(self, s: _Track) -> Segment | None:
         pl = s.playlist
         if pl is None or s.next_seq is None or not pl.segments:
             return None
@@ -287,8 +323,9 @@ class _Attempt:
                          self.cfg.player.hold_back_segments)
         return pl.segments[idx].seq
 
-    async def reload(self, name: str, s: _Session) -> None:
+    async def reload(self, session: _Session, s: _Track) -> None:
         cfg = self.cfg
+        name = s.name
         started = self.clock()
         fr = await self.get(s.uri, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
         error = ""
@@ -312,7 +349,8 @@ class _Attempt:
         if pl is None:
             s.playlist_failures += 1
             if s.playlist_failures > cfg.playlist_retries:
-                s.model.fatal(error)
+                session.failed_on = name
+                session.model.fatal(error)
             else:
                 s.next_reload = self.clock() + _backoff(s.playlist_failures)
             return
@@ -329,8 +367,9 @@ class _Attempt:
         # RFC 8216 §6.3.4, measured from the start of this load
         s.next_reload = started + (td if changed else td / 2)
 
-    async def download(self, name: str, s: _Session, seg: Segment) -> None:
+    async def download(self, session: _Session, s: _Track, seg: Segment) -> None:
         cfg = self.cfg
+        name = s.name
         w0 = time.time()
         fr = await self.get(seg.uri, cfg.segment_max_bytes, False, cfg.segment_timeout_s, seg.byterange)
         span = SpanRecord(name=f"play {name} segment {seg.seq}", start_ns=int(w0 * 1e9), end_ns=int(time.time() * 1e9),
@@ -343,7 +382,8 @@ class _Attempt:
             self.result.spans.append(span)
             s.segment_failures += 1
             if s.segment_failures > cfg.segment_retries:
-                s.model.fatal(f"{name} {error}")
+                session.failed_on = name
+                session.model.fatal(f"{name} {error}")
             else:
                 s.retry_at = self.clock() + _backoff(s.segment_failures)
             return
@@ -352,7 +392,7 @@ class _Attempt:
         self.result.spans.append(span)
         s.segment_failures = 0
         s.retry_at = 0.0
-        s.model.segment_downloaded(seg.duration, fr.size)
+        session.model.segment_downloaded(seg.duration, fr.size, audio=s.audio)
         s.next_seq = seg.seq + 1
 
     # -- results -------------------------------------------------------------
@@ -371,9 +411,12 @@ class _Attempt:
                               max(0.0, f.stall_s - s.counted_stall_s), "inc"))
         if f.stall_count > s.counted_stalls or f.current_stall_s >= cfg.player.stall_report_s:
             s.last_stall_at = now
+            if f.waiting_for is not None or s.stall_on is None:  # an ended stall keeps the track it waited for
+                s.stall_on = s.tracks[-1].name if f.waiting_for == "audio" else name
         s.counted_stalls = f.stall_count
         s.counted_stall_s = max(s.counted_stall_s, f.stall_s)
         figures = {"buffer_s": round(f.buffer_s, 3), "stall_count": float(f.stall_count),
+                   **({} if f.audio_buffer_s is None else {"audio_buffer_s": round(f.audio_buffer_s, 3)}),
                    "stall_s": round(f.stall_s, 3), "rebuffer_ratio": round(f.rebuffer_ratio, 4),
                    "watched_s": round(f.watched_s, 3), "segments": float(f.segments)}
         if f.startup_s is not None:
@@ -382,15 +425,17 @@ class _Attempt:
         comp = self.t.component
         if f.state is PlayerState.FAILED:
             ev = Evidence(self.t.stage, comp, State.DOWN, Fault.PLAYBACK_FAILED,
-                          f"the {name} viewer gave up: {f.failure_detail}", name, figures)
+                          f"the {name} viewer gave up: {f.failure_detail}", s.failed_on or name, figures)
         elif s.last_stall_at is not None and now - s.last_stall_at <= cfg.stall_window_s:
             if f.current_stall_s > 0:
                 what = f"stalled for {f.current_stall_s:.1f} s now"
             else:
                 what = f"stalled {now - s.last_stall_at:.0f} s ago"
+            on = s.stall_on or name
+            waits = f" waiting for its audio ({on})" if on != name else ""
             ev = Evidence(self.t.stage, comp, State.DEGRADED, Fault.STALLS,
-                          f"the {name} viewer {what}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
-                          f"rebuffer ratio {f.rebuffer_ratio:.1%}", name, figures)
+                          f"the {name} viewer {what}{waits}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
+                          f"rebuffer ratio {f.rebuffer_ratio:.1%}", on, figures)
         elif f.state is PlayerState.STARTING:
             ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer is starting", name, figures)
         elif f.state is PlayerState.ENDED:

@@ -4,6 +4,13 @@ Serves a master playlist and media playlists whose media sequence advances with 
 wall clock (a sliding window), and real MPEG-TS segments made once with PyAV.
 Several :class:`Endpoint` servers share one time base, so an origin and its edges
 list the same segments; each endpoint has knobs to misbehave like a broken server.
+
+Beyond the muxed ladder, knobs set before the agent starts make the master list demuxed audio
+(EXT-X-MEDIA TYPE=AUDIO, GROUP-ID "aud", one rendition per language, the first DEFAULT=YES,
+variants with AUDIO="aud"; audio-only MPEG-TS segments, each audio playlist frozen on its own
+with ``frozen_at["audio_<lang>"]``), an I-frame playlist of the 360p variant (byte ranges into
+its segments) and encrypted playlists whose EXT-X-KEY URIs (with a token in the query) answer
+16 key bytes, rotate every N segments, or fail with a status.
 """
 
 from __future__ import annotations
@@ -20,6 +27,30 @@ import numpy as np
 from aiohttp import web
 
 RENDITIONS = {"360p": (640, 360, 800_000), "180p": (320, 180, 300_000)}
+
+
+KEY_BYTES = b"KEYBYTES-canary!"  # 16 octets: what a key server answers (tests look for it where it must not be)
+KEY_TOKEN = "KEYTOKENcanary"  # the key URIs' query: must never be shown either
+
+
+def make_audio_segment(seconds: float) -> bytes:
+    """A real audio-only MPEG-TS segment (AAC tone), as a packager writes demuxed audio."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        samples = int(seconds * 48000)
+        tone = (0.2 * np.sin(2 * math.pi * 440 * np.arange(samples) / 48000.0)).astype(np.float32)
+        for off in range(0, samples, 1024):
+            fr = av.AudioFrame.from_ndarray(tone[off:off + 1024].reshape(1, -1), format="flt", layout="mono")
+            fr.sample_rate = 48000
+            fr.pts = off
+            fr.time_base = fractions.Fraction(1, 48000)
+            for pkt in a.encode(fr):
+                out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    return buf.getvalue()
 
 
 def make_segment(width: int, height: int, seconds: float, fps: int = 10, seed: int = 0) -> bytes:
@@ -63,7 +94,9 @@ _SEGMENTS: dict[tuple[str, float], list[bytes]] = {}
 
 def segments_for(rendition: str, seconds: float) -> list[bytes]:
     key = (rendition, seconds)
-    if key not in _SEGMENTS:
+    if key not in _SEGMENTS and rendition.startswith("audio_"):
+        _SEGMENTS[key] = [make_audio_segment(seconds)] * 2
+    elif key not in _SEGMENTS:
         w, h, _ = RENDITIONS[rendition]
         _SEGMENTS[key] = [make_segment(w // 8 * 2, h // 8 * 2, seconds, seed=i) for i in range(2)]
     return _SEGMENTS[key]
@@ -86,7 +119,12 @@ class Knobs:
     seq_offset: dict[str, int] = field(default_factory=dict)  # rendition -> numbered this much lower (same content)
     lag_segments: dict[str, int] = field(default_factory=dict)  # rendition -> its content this many segments late
     gap_every: int = 0  # every Nth media sequence listed as #EXT-X-GAP and answered 404
-    encrypted: bool = False  # list #EXT-X-KEY METHOD=AES-128 (the segments stay clear: no key is served)
+    encrypted: bool = False  # list #EXT-X-KEY METHOD=AES-128 (the segments stay clear; the key URI answers KEY_BYTES)
+    key_rotate_every: int = 0  # with encrypted: a new key URI and IV every N media sequences (0: one key)
+    key_status: int | None = None  # the key URIs answer this HTTP status instead of the key
+    audio: tuple[str, ...] = ()  # demuxed audio: one EXT-X-MEDIA TYPE=AUDIO rendition per language
+    iframes: bool = False  # list an EXT-X-I-FRAME-STREAM-INF playlist of the 360p variant
+    gone: set[str] = field(default_factory=set)  # media playlists ("audio_en", "360p"...) answering 404
 
 
 class Timeline:
@@ -126,6 +164,9 @@ class Endpoint:
         self.knobs = Knobs()
         self.requests = 0
         self.segments_requested: list[int] = []  # media sequence of every segment request, in order
+        self.playlists_requested: list[str] = []  # media playlist of every playlist request, in order
+        self.audio_segments_requested: list[int] = []
+        self.keys_requested: list[str] = []  # path and query of every key request
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -143,6 +184,7 @@ class Endpoint:
         app.router.add_get("/live/main.m3u8", self.master)
         app.router.add_get("/live/main/{r}.m3u8", self.media)
         app.router.add_get("/live/main/{r}/{seq}.ts", self.segment)
+        app.router.add_get("/live/main/keys/{name}", self.key)
         app.router.add_get("/loop/{n}", self.loop)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -180,10 +222,19 @@ class Endpoint:
         early = self._common()
         if early is not None:
             return early
+        k = self.knobs
         lines = ["#EXTM3U"]
+        for i, lang in enumerate(k.audio):
+            lines.append(f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="{lang}",LANGUAGE="{lang}",'
+                         f'DEFAULT={"YES" if i == 0 else "NO"},AUTOSELECT=YES,URI="main/audio_{lang}.m3u8"')
         for r in self.renditions:
             w, h, bw = RENDITIONS[r]
-            lines += [f"#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h}", f"main/{r}.m3u8"]
+            audio = ',AUDIO="aud"' if k.audio else ""
+            lines += [f"#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h}{audio}", f"main/{r}.m3u8"]
+        if k.iframes:
+            w, h, bw = RENDITIONS["360p"]
+            lines.append(f'#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={bw // 10},RESOLUTION={w}x{h},'
+                         'URI="main/360p_iframes.m3u8"')
         return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
 
     async def media(self, req: web.Request) -> web.Response:
@@ -191,21 +242,69 @@ class Endpoint:
         if early is not None:
             return early
         r = req.match_info["r"]
-        if r not in self.renditions:
+        if r not in self.playlists or r in self.knobs.gone:
             raise web.HTTPNotFound()
+        self.playlists_requested.append(r)
         newest = self.tl.newest()
         if self.knobs.freeze_all:
-            self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.renditions})
+            self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.playlists})
         if r in self.knobs.frozen_at:
             newest = self.knobs.frozen_at[r]
         newest -= self.knobs.lag_segments.get(r, 0)
-        text = self.tl.media_playlist(r, newest, self.knobs.pdt, self.knobs.seq_offset.get(r, 0), self.knobs.gap_every)
+        iframes = r.endswith("_iframes")
+        text = self.tl.media_playlist(r.removesuffix("_iframes"), newest, self.knobs.pdt,
+                                      self.knobs.seq_offset.get(r, 0), self.knobs.gap_every)
+        if iframes:  # one I-frame per segment, at its start (RFC 8216 §4.3.3.6)
+            text = text.replace("#EXT-X-VERSION:3", "#EXT-X-VERSION:4\n#EXT-X-I-FRAMES-ONLY")
+            text = text.replace("\n360p/", "\n#EXT-X-BYTERANGE:18800@0\n360p/")
         if self.knobs.encrypted:
-            text = text.replace("#EXT-X-MEDIA-SEQUENCE", '#EXT-X-KEY:METHOD=AES-128,URI="key.bin"\n#EXT-X-MEDIA-SEQUENCE')
+            text = self._keyed(text)
         if self.knobs.endlist:
             text += "#EXT-X-ENDLIST\n"
         return web.Response(text=text,
                             content_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "max-age=1"})
+
+    @property
+    def playlists(self) -> tuple[str, ...]:
+        """Every media playlist this endpoint serves: variants, audio renditions, I-frame playlist."""
+        k = self.knobs
+        return (*self.renditions, *(f"audio_{x}" for x in k.audio), *(("360p_iframes",) if k.iframes else ()))
+
+    def _keyed(self, text: str) -> str:
+        """EXT-X-KEY before the first segment and, rotating, before every Nth media sequence: a new
+        URI (with a token in its query, as key servers take one) and a new IV."""
+        every = self.knobs.key_rotate_every
+        lines = text.splitlines()
+        out: list[str] = []
+        first = True
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            if line.startswith("#EXT-X-PROGRAM-DATE-TIME") or line.startswith("#EXT-X-GAP") \
+                    or line.startswith("#EXTINF"):
+                # the segment's tags start here: find its URI to know its media sequence
+                j = i
+                while lines[j].startswith("#"):
+                    j += 1
+                seq = int(lines[j].rsplit("/", 1)[1].split(".")[0])
+                if first or (every and seq % every == 0):
+                    block = seq // every if every else 0
+                    out.append(f'#EXT-X-KEY:METHOD=AES-128,URI="keys/{block}.bin?token={KEY_TOKEN}",'
+                               f"IV=0x{block:032x}")
+                    first = False
+                out.extend(lines[i:j + 1])
+                i = j + 1
+                continue
+            out.append(line)
+            i += 1
+        return "\n".join(out) + "\n"
+
+    async def key(self, req: web.Request) -> web.Response:
+        self.requests += 1
+        self.keys_requested.append(req.path_qs)
+        if self.knobs.key_status:
+            return web.Response(status=self.knobs.key_status, text="no key\n")
+        return web.Response(body=KEY_BYTES, content_type="application/octet-stream")
 
     async def segment(self, req: web.Request) -> web.StreamResponse:
         self.requests += 1
@@ -214,9 +313,14 @@ class Endpoint:
             return web.Response(status=k.segment_status, text="no such segment\n")
         r = req.match_info["r"]
         seq = int(req.match_info["seq"].split(".")[0])
-        self.segments_requested.append(seq)
+        if r.startswith("audio_"):
+            self.audio_segments_requested.append(seq)
+        else:
+            self.segments_requested.append(seq)
         if k.gap_every and seq % k.gap_every == 0:
             return web.Response(status=404, text="a gap: no such segment\n")
+        if (r, self.tl.seg_dur) not in _SEGMENTS:  # audio segments are made when first asked for
+            await asyncio.to_thread(segments_for, r, self.tl.seg_dur)
         body = segments_for(r, self.tl.seg_dur)[seq % 2]
         if not k.segment_bytes_per_s:
             return web.Response(body=body, content_type="video/mp2t", headers={"Cache-Control": "max-age=60"})
