@@ -206,8 +206,11 @@ class _Attempt:
         assert self.st.master is not None
         audio = audio_rendition(self.st.master, v)
         tracks = [_Track(v.name, v.uri)]
-        if audio is not None and audio.uri is not None and audio.uri != v.uri:  # ffmpeg lists its audio as a variant too
-            tracks.append(_Track(audio.name, audio.uri, audio=True))
+        if audio is not None and audio.uri is not None and audio.uri != v.uri:
+            # ffmpeg lists its audio rendition as a variant too: then it goes by that variant's
+            # name, as the HLS probe watches it (one name per playlist for the localizer)
+            name = next((x.name for x in self.st.master.variants if x.uri == audio.uri), audio.name)
+            tracks.append(_Track(name, audio.uri, audio=True))
         model = PlayerModel(self.cfg.player, clock=self.clock, separate_audio=len(tracks) > 1)
         model.request()
         return _Session(model=model, tracks=tracks)
