@@ -4,8 +4,9 @@ hlssink2), served by a plain static file server on 127.0.0.1 port 0.
 Each packager runs in real time (``-re`` / ``is-live=true``) into a temporary folder for the
 test's duration. What is proven: an agent watching them for 16 s (8 segments) stays healthy (no incident) on MPEG-TS
 with program date-times and on fMP4 (EXT-X-MAP: the content probe fetches the init section once
-and decodes init + fragment: no decode error), and an encoder restarted without
-``append_list`` (the media sequence starts again) is one sequence_regression incident upstream of
+and decodes init + fragment: no decode error), demuxed audio (``-var_stream_map`` with
+an ``agroup``: the audio rendition watched, the viewers play it beside the video), and an encoder
+restarted without ``append_list`` (the media sequence starts again) is one sequence_regression incident upstream of
 the origin.
 """
 
@@ -195,6 +196,52 @@ async def test_a_healthy_real_packager_opens_no_incident(kind: str, tmp_path: Pa
             analysed = [e for e in agent.board.evidence("main") if e.stage == "origin" and e.rendition]
     assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
     assert analysed
+
+
+def ffmpeg_demuxed_audio(folder: Path, seconds: int = 120) -> list[str]:
+    """ffmpeg's HLS muxer with its audio in a rendition of its own (``agroup``), as the test below runs it."""
+    return [require_binary("ffmpeg"), "-hide_banner", "-loglevel", "error", "-re", *SOURCE, "-t", str(seconds),
+            "-map", "0:v", "-map", "1:a", *ENCODE, "-f", "hls", "-hls_time", "2", "-hls_list_size", "6",
+            "-hls_flags", "program_date_time+independent_segments+delete_segments", "-master_pl_name", "master.m3u8",
+            "-var_stream_map", "v:0,agroup:aud a:0,agroup:aud,default:yes", str(folder / "stream_%v.m3u8")]
+
+
+async def test_ffmpeg_demuxed_audio_is_watched_healthy(tmp_path: Path) -> None:
+    """ffmpeg 5.1, demuxed audio: ``ffmpeg -re -f lavfi -i testsrc2=size=320x180:rate=25 -f lavfi -i
+    sine=frequency=440 -t 120 -map 0:v -map 1:a -c:v libx264 -preset ultrafast -tune zerolatency -g 50
+    -keyint_min 50 -sc_threshold 0 -b:v 300k -c:a aac -b:a 64k -f hls -hls_time 2 -hls_list_size 6
+    -hls_flags program_date_time+independent_segments+delete_segments -master_pl_name master.m3u8
+    -var_stream_map "v:0,agroup:aud a:0,agroup:aud,default:yes" stream_%v.m3u8``.
+
+    Its master lists EXT-X-MEDIA TYPE=AUDIO GROUP-ID="group_aud" NAME="audio_1" DEFAULT=YES
+    URI="stream_1.m3u8" and one variant (320x180, AUDIO="group_aud"; with a second video variant
+    ffmpeg also lists the audio playlist as a variant: tests/fixtures/hls/ffmpeg51-agroup-master.m3u8).
+    Its audio segments last 2.020133 s, then 1.996922 s... against TARGETDURATION 2. Watched for
+    20 s (10 segments): no incident and no bad evidence; the audio playlist is watched as rendition
+    ``audio-1`` at the origin (segments fetched), and the virtual viewer of the video variant
+    fetches it beside its video and plays both."""
+    async with packager(ffmpeg_demuxed_audio(tmp_path)), static_server(tmp_path) as url:
+        await wait_for(lambda: (tmp_path / "master.m3u8").exists()
+                       and all((tmp_path / f"stream_{i}.m3u8").exists()
+                               and (tmp_path / f"stream_{i}.m3u8").read_text().count("#EXTINF") >= 3 for i in (0, 1)),
+                       30, "3 segments in each stream")
+        master = (tmp_path / "master.m3u8").read_text()
+        assert '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="group_aud"' in master and 'AUDIO="group_aud"' in master
+        async with Agent(parse_config(agent_config(url.replace("index.m3u8", "master.m3u8"), tmp_path))) as agent:
+            opened = await healthy_for(agent, 20)
+            evidence = agent.board.evidence("main")
+            figures = {c["stage"]: c["figures"] for c in agent.board.as_json()["streams"][0]["stages"]
+                       if c["component"] == "origin"}
+    assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
+    bad = [(e.stage, e.component, e.rendition, e.fault, e.detail) for e in evidence
+           if e.state.value in ("degraded", "down")]
+    assert bad == []
+    renditions = figures["origin"]["renditions"]
+    assert set(renditions) == {"180p", "audio-1"}, renditions
+    assert all(f["age_s"] < 4.0 and "download_ratio" in f for f in renditions.values())
+    viewers = [e for e in evidence if e.stage == "playback"]
+    assert viewers and all(e.figures.get("audio_buffer_s", 0) > 0 and e.figures["watched_s"] > 5 for e in viewers), \
+        [(e.rendition, e.figures) for e in viewers]
 
 
 async def test_a_real_packager_bug_is_seen_as_the_stale_playlist_it_is(tmp_path: Path) -> None:
