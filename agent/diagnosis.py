@@ -235,6 +235,11 @@ class _Walk:
         ladder = _Ladder(self.d, [e for e in self.evs if e.stage == "origin"], self.ladder)
         fresh_all, fresh_part = ladder.split(fresh, FaultClass.FRESHNESS)
         content_all, content_part = ladder.split(content, FaultClass.CONTENT)
+        for e in list(content_all):  # a frozen picture that the rendition's own corrupt segments explain
+            own = content_part.get(e.rendition or "", [])
+            if any(self.d.catalog.explains(fault_of(c), fault_of(e)) for c in own):
+                content_all.remove(e)
+                own.append(e)
         # a failing upstream stage explains the origin symptoms it can cause, one rendition or all
         failing = self.failing_upstream()
         for part, every in ((fresh_part, fresh_all), (content_part, content_all)):
@@ -276,9 +281,13 @@ class _Walk:
         source.symptoms.extend(group)
         source.wide = True
         self.wide = self.wide or source
-        if fresh_all:  # a content symptom of one rendition is explained by the stale origin
-            for r in list(content_part):
-                source.symptoms.extend(content_part.pop(r))
+        if fresh_all:  # a content symptom of one rendition that the stale origin can cause is its
+            for r in list(content_part):  # (a frozen picture, a timestamp jump; never a bitrate overshoot)
+                taken = [e for e in content_part[r] if self.d.explains(source, e)]
+                source.symptoms.extend(taken)
+                content_part[r] = [e for e in content_part[r] if e not in taken]
+                if not content_part[r]:
+                    del content_part[r]
 
     def origin_renditions(self, ladder: _Ladder, fresh_part: dict[str, list[Evidence]],
                           content_part: dict[str, list[Evidence]]) -> None:
@@ -393,15 +402,23 @@ class _Ladder:
         return len(bad_r) >= 2
 
     def split(self, group: list[Evidence], kind: FaultClass) -> tuple[list[Evidence], dict[str, list[Evidence]]]:
-        """(origin-wide evidence, {rendition: evidence}) for one class of origin symptom."""
+        """(origin-wide evidence, {rendition: evidence}) for one class of origin symptom.
+
+        Content is judged fault by fault: a frozen picture in every rendition is the source's,
+        while a bitrate overshoot in one rendition beside it stays that rendition's own."""
         if not group:
             return [], {}
-        if self.is_wide(group, kind):
-            return list(group), {}
+        faults = [group] if kind is not FaultClass.CONTENT else \
+            [[e for e in group if fault_of(e) is x] for x in dict.fromkeys(map(fault_of, group))]
+        wide: list[Evidence] = []
         part: dict[str, list[Evidence]] = {}
-        for e in group:
-            part.setdefault(e.rendition or "", []).append(e)
-        return [], part
+        for same in faults:
+            if self.is_wide(same, kind):
+                wide.extend(same)
+                continue
+            for e in same:
+                part.setdefault(e.rendition or "", []).append(e)
+        return wide, part
 
 
 def diagnose(evidence: Iterable[Evidence], catalog: FaultCatalog | None = None,

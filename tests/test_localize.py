@@ -693,6 +693,28 @@ def test_the_artefacts_of_an_encoder_restart_stay_on_the_encoder_incident():
         ("opened", "encoder", "encoder_down"), ("resolved", "encoder", "encoder_down")]
 
 
+@pytest.mark.parametrize("fault, state", [("frozen_video", DEG), ("stale_playlist", DOWN)])
+def test_a_fault_in_every_rendition_leaves_the_chronic_overshoot_of_one_its_own(fault, state):
+    """A frozen source (content in every rendition) or a stale origin (every playlist) on top of
+    the chronic bitrate overshoot of 360p: the new fault opens its own incident, and the P3 is
+    neither absorbed as its symptom (it would resolve during the fault and open again after
+    it) nor rewritten."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    chronic = ev("origin", "origin", DEG, "bitrate_over_declared", "360p")
+    fault_evs = every_rendition("origin", "origin", state, fault)
+    (f,) = [f for f in diagnose(with_faults(*fault_evs, chronic)) if f.component == "360p"]
+    assert f.fault == "bitrate_over_declared"
+    events = []
+    for cycle in [with_faults(chronic)] * 5 + [with_faults(*fault_evs, chronic)] * 30 + [with_faults(chronic)] * 15:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    kinds = [(e.kind, e.incident.component, e.incident.fault) for e in events]
+    assert kinds[0] == ("opened", "360p", "bitrate_over_declared")
+    assert [k for k in kinds if k[1] == "360p"] == [("opened", "360p", "bitrate_over_declared")]
+    assert [k[0] for k in kinds if k[1] != "360p"] == ["opened", "resolved"]
+
+
 def test_unmeasured_evidence_is_no_fault():
     """An UNKNOWN check is neither a finding nor a reason to open anything."""
     assert diagnose(with_faults(ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p"))) == []
