@@ -503,8 +503,11 @@ class _Attempt:
 
     async def check_keys(self, pl: MediaPlaylist, parent: SpanRecord) -> None:
         """Request each key URI of ``pl`` not yet answered (once per endpoint; a failed one again
-        after a target duration). The body is read and dropped: only its length is looked at."""
+        after a target duration), side by side, each within 2 target durations (at least 1 s, as a
+        segment): a slow key server is a key fault, never a hung endpoint."""
         now = self.ctx.clock()
+        td = pl.target_duration or 1.0
+        due: list[tuple[str, str, _Key]] = []
         for method, uri in pl.keys:
             self.listed_keys[uri] = method
             k = self.keys.get(uri)
@@ -512,24 +515,40 @@ class _Attempt:
                 if len(self.keys) >= MAX_KEYS or not uri.startswith(("http://", "https://")):
                     continue  # a DRM system's key (skd:, ...) is not ours to fetch
                 k = self.keys[uri] = _Key()
-            elif k.pending or k.failure is None or now - k.checked_at < (pl.target_duration or 1.0):
+            elif k.pending or k.failure is None or now - k.checked_at < td:
                 continue
             k.pending = True
-            fr = await self.fetch(uri, KEY_MAX_BYTES, keep_body=False)
-            span = _span("key", fr, **{"signalpath.key_url": key_shown(uri), "signalpath.key_method": method})
-            if fr.redirects:
-                span.attributes["signalpath.final_url"] = key_shown(fr.final_url)
-            parent.children.append(span)
-            k.pending, k.checked_at, k.fetch_s = False, self.ctx.clock(), fr.total_s
-            need = _KEY_LENGTH.get(method)
-            if fr.failure:
-                detail = fr.detail if "://" not in fr.detail else str(fr.failure)
-                k.failure = (detail, fr.status)
-            elif need is not None and fr.decoded_size != need:
-                k.failure = (f"{fr.decoded_size} bytes where {method} needs {need}", fr.status)
-                span.error = "protocol_error: key length"
-            else:
-                k.failure = None
+            due.append((method, uri, k))
+        if due:
+            await asyncio.gather(*(self.fetch_key(method, uri, k, max(2.0 * td, 1.0), parent) for method, uri, k in due))
+
+    async def fetch_key(self, method: str, uri: str, k: _Key, budget: float, parent: SpanRecord) -> None:
+        """One key request; the body is read and dropped: only its length is looked at."""
+        try:
+            async with asyncio.timeout(budget):
+                fr = await self.fetch(uri, KEY_MAX_BYTES, keep_body=False)
+        except TimeoutError:
+            fr = FetchResult(url=uri, failure=Failure.TIMEOUT, detail=f"no answer within {budget:.1f} s",
+                             total_s=budget)
+        except BaseException:  # the attempt was cancelled: ask again next time
+            self.keys.pop(uri, None)
+            raise
+        span = _span("key", fr, **{"signalpath.key_url": key_shown(uri), "signalpath.key_method": method})
+        span.attributes.pop("signalpath.final_url", None)
+        if fr.redirects:
+            span.attributes["signalpath.key_final_url"] = key_shown(fr.final_url)
+        parent.children.append(span)
+        k.pending, k.checked_at, k.fetch_s = False, self.ctx.clock(), fr.total_s
+        need = _KEY_LENGTH.get(method)
+        if fr.failure:
+            detail = fr.detail if "://" not in fr.detail else str(fr.failure)
+            k.failure = (detail, fr.status)
+            span.error = f"{fr.failure}: {detail}"
+        elif need is not None and fr.decoded_size != need:
+            k.failure = (f"{fr.decoded_size} bytes where {method} needs {need}", fr.status)
+            span.error = "protocol_error: key length"
+        else:
+            k.failure = None
 
     def report_keys(self) -> None:
         """Key evidence of this attempt: a listed key that failed is ``key_unavailable``; keys no

@@ -122,6 +122,8 @@ class Knobs:
     encrypted: bool = False  # list #EXT-X-KEY METHOD=AES-128 (the segments stay clear; the key URI answers KEY_BYTES)
     key_rotate_every: int = 0  # with encrypted: a new key URI and IV every N media sequences (0: one key)
     key_status: int | None = None  # the key URIs answer this HTTP status instead of the key
+    key_body: bytes | None = None  # the key URIs answer these bytes instead of KEY_BYTES
+    key_delay_s: float = 0.0  # the key server takes this long to answer
     audio: tuple[str, ...] = ()  # demuxed audio: one EXT-X-MEDIA TYPE=AUDIO rendition per language
     iframes: bool = False  # list an EXT-X-I-FRAME-STREAM-INF playlist of the 360p variant
     gone: set[str] = field(default_factory=set)  # media playlists ("audio_en", "360p"...) answering 404
@@ -302,6 +304,10 @@ class Endpoint:
     async def key(self, req: web.Request) -> web.Response:
         self.requests += 1
         self.keys_requested.append(req.path_qs)
+        if self.knobs.key_delay_s:
+            await asyncio.sleep(self.knobs.key_delay_s)
+        if self.knobs.key_body is not None:
+            return web.Response(body=self.knobs.key_body, content_type="application/octet-stream")
         if self.knobs.key_status:
             return web.Response(status=self.knobs.key_status, text="no key\n")
         return web.Response(body=KEY_BYTES, content_type="application/octet-stream")

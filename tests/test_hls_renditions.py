@@ -158,6 +158,23 @@ async def test_keys_are_requested_once_per_uri_and_rotation_is_no_discontinuity(
     assert KEY_TOKEN not in shown and KEY_BYTES.decode() not in shown
 
 
+async def test_a_key_of_the_wrong_length_or_too_slow_is_the_key_fault_not_a_hung_endpoint(live):
+    """An AES-128 key is 16 octets (RFC 8216 §5.2); a key server that takes longer than 2 target
+    durations is a key fault while the playlists are measured as usual."""
+    demuxed(live, encrypted=True, key_body=b"<html>login</html>")
+    results = await run_probe(hls_probe, hls_target(live.origin.master_url), 1.0)
+    ev = [e for e in results[-1].evidence if e.fault == "key_unavailable"]
+    assert ev and "18 bytes where AES-128 needs 16" in ev[0].detail and ev[0].state is State.DOWN
+    live.origin.knobs.key_body, live.origin.knobs.key_delay_s = None, 3.0
+    start = time.monotonic()
+    results = await run_probe(hls_probe, hls_target(live.origin.master_url), 1.0)
+    assert time.monotonic() - start < 3.5  # each attempt waited at most 2 s for its keys
+    ev = [e for e in results[-1].evidence if e.fault == "key_unavailable"]
+    assert ev and "no answer within 2.0 s" in ev[0].detail
+    assert [e for e in bad(results[-1].evidence) if e[3] != "key_unavailable"] == []
+    assert results[-1].figures["renditions"]["audio-en"]["age_s"] < 1.5
+
+
 async def test_viewers_fetch_the_audio_rendition_they_would_play(live):
     edge = live.edges["edge-a"]
     demuxed(live)
