@@ -129,6 +129,20 @@ def test_desync_fault_and_warning(healthy3):
     assert all("av_desync" not in f.warning_names | f.fault_names for f in run(healthy3))
 
 
+def test_an_audio_jump_inside_a_segment_is_named_a_desync_with_it(healthy3):
+    """An encoder shifts its audio by 300 ms mid-segment: the jump is a timestamp gap and, as the
+    video runs on, a desync from there on, named on the same segment (the offset at its end)."""
+    analyser = MediaAnalyser(MediaConfig())
+    first = analyser.feed(decode_segment(healthy3[0]))
+    seg = decode_segment(healthy3[1])
+    half = seg.audio_chunk_pts.size // 2
+    seg.audio_chunk_pts = np.concatenate((seg.audio_chunk_pts[:half], seg.audio_chunk_pts[half:] + 0.3))
+    found = analyser.feed(seg)
+    assert first.faults == []
+    assert {"timestamp_gap", "av_desync"} <= found.fault_names
+    assert found.av_offset_s == pytest.approx(0.3, abs=0.05)
+
+
 def test_dropped_frames_and_gaps():
     found = run([make_segment(drop_frames=(10, 11, 12))])[0]
     assert "timestamp_gap" in found.fault_names

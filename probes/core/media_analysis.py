@@ -263,6 +263,13 @@ class MediaAnalyser:
             self._audio(seg, apts, f)
         if vpts.size and apts.size:
             f.av_offset_s = float(apts[0] - vpts[0])
+            if (f.audio_gap_s > 0 or f.dropped_frames > 0) and seg.sample_rate and self._frame_dur:
+                # a timestamp jump in one stream inside this segment (an encoder changing its audio
+                # delay) shifts it against the other from there on: judge the offset where the
+                # segment ends too, so the desync is named with the jump that made it
+                end = float(apts[-1] + seg.audio_chunk_len[-1] / seg.sample_rate - (vpts[-1] + self._frame_dur))
+                if abs(end) > abs(f.av_offset_s):
+                    f.av_offset_s = end
             off = abs(f.av_offset_s)
             if off > cfg.av_fault_s or off > cfg.av_warn_s:
                 sev = "fault" if off > cfg.av_fault_s else "warn"
