@@ -285,9 +285,11 @@ class Localizer:
         keys = [_ev_key(e) for e in f.all_evidence]
         if all(k in explained and explained[k][0] == since.get(k) for k in keys):
             return None  # the same symptoms an earlier cause explained, still lasting: not a new cause
-        if f.stage == "playback" and self._explained_by_recent(stream, f, started, now):
+        if self._explained_by_recent(stream, f, started, now):
+            # the viewers of a cause that just resolved, still reporting its stall; the artefacts
+            # of its end (an encoder's restart) that took longer than its resolution to show
             self._remember(stream, f.all_evidence, since, now)
-            return None  # the viewers of a cause that just resolved, still reporting its stall
+            return None
         host = self._explaining_incident(stream, f, started)
         if host is not None:
             # a lingering symptom of an upstream cause that just went away: evidence on that incident
@@ -339,9 +341,10 @@ class Localizer:
         return None
 
     def _explained_by_recent(self, stream: str, f: Finding, onset: float, now: float) -> bool:
-        """Viewer symptoms of a cause resolved within the last 2 x ``resolve_after_s``: a player
-        reports a stall for its stall window (20 s, probes/playback.py) after it, longer than
-        the cause's own resolution takes. Same rules as a lingering symptom: it began while the
+        """Symptoms of a cause resolved within the last 2 x ``resolve_after_s``: a player reports
+        a stall for its stall window (20 s, probes/playback.py) after it, longer than the
+        cause's own resolution takes; a restarted encoder's first segments reach the content
+        probe after a pipeline's delay. Same rules as a lingering symptom: it began while the
         cause was active or up to ``resolve_after_s`` after, within its reach, and the catalog
         says the cause can produce it."""
         linger = 2 * self.settings.resolve_after_s

@@ -676,9 +676,11 @@ def test_a_jump_in_timestamps_as_a_desync_begins_and_ends_is_the_desync_incident
         ("opened", "studio", "source", "av_desync"), ("resolved", "studio", "source", "av_desync")]
 
 
-def test_the_artefacts_of_an_encoder_restart_stay_on_the_encoder_incident():
+@pytest.mark.parametrize("pipeline_delay", [0, 8])
+def test_the_artefacts_of_an_encoder_restart_stay_on_the_encoder_incident(pipeline_delay):
     """The encoder stops (every playlist stale behind it) and restarts: its first segments
-    show a timestamp jump and a short desync at the source. They are the encoder incident's."""
+    show a timestamp jump and a short desync at the source, as soon as it is back or after the
+    pipeline's delay (the encoder incident resolving meanwhile). They are the encoder incident's."""
     clock = FakeClock()
     loc = Localizer(clock=clock)
     down = with_faults(ev("studio", "encoder", DOWN, "encoder_down"),
@@ -686,7 +688,7 @@ def test_the_artefacts_of_an_encoder_restart_stay_on_the_encoder_incident():
     restart = with_faults(*every_rendition("origin", "origin", DEG, "timestamp_gap"),
                           *[ev("origin", "origin", DEG, "av_desync", "360p")])
     events = []
-    for cycle in [down] * 8 + [restart] * 6 + [healthy()] * 12:
+    for cycle in [down] * 8 + [healthy()] * pipeline_delay + [restart] * 6 + [healthy()] * 12:
         clock.tick(1)
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.component, e.incident.fault) for e in events] == [
