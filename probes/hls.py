@@ -13,7 +13,11 @@ playlists — under the label-safe names of :mod:`probes.core.playlist` (``audio
 I-frame playlist is watched for freshness and continuity only (its byte ranges point into the
 variant's segments, already fetched) and only variants and AUDIO/VIDEO renditions are compared
 for variant drift (a subtitle or I-frame playlist need not end where the media does).
-CLOSED-CAPTIONS travel inside the video: noted in the model, nothing to fetch. At most
+Their figures go under ``alternates``, apart from the variant ladder (``renditions``), which the
+localizer reads as the stream's ladder: demuxed audio that stops is its own rendition's fault
+(``transcode/audio-en``), and a fault in every video rendition stays "every rendition" although
+the audio still flows. CLOSED-CAPTIONS travel inside the video: noted in the model, nothing to
+fetch. At most
 ``max_alternates`` (8) alternatives per endpoint are watched, so label sets stay bounded
 whatever the master lists (itself capped at 16 of each kind); those left out are named in the
 result's figures (``alternates_unwatched``) and on the master span. An alternative listed with
@@ -281,6 +285,7 @@ class _Attempt:
                 first_body = (fr, pl)
             st["master"], st["master_at"], refreshed = master, now, True
             st["watched"], st["unwatched"] = watch_list(master, cfg.max_alternates)
+            st["alternates"] = frozenset(w.name for w in st["watched"][len(master.variants):])
             if st["unwatched"]:
                 self.result.spans[-1].attributes["signalpath.alternates_unwatched"] = ",".join(st["unwatched"])
         watched: list[_Watched] = st["watched"]
@@ -299,7 +304,12 @@ class _Attempt:
         self.variant_drift()
         if self.keys:
             self.report_keys()
-        self.result.figures["renditions"] = self.figures
+        alternates: frozenset[str] = st["alternates"]
+        if alternates:  # apart from the ladder: the localizer reads "renditions" as the stream's variants
+            self.result.figures["renditions"] = {n: f for n, f in self.figures.items() if n not in alternates}
+            self.result.figures["alternates"] = {n: f for n, f in self.figures.items() if n in alternates}
+        else:
+            self.result.figures["renditions"] = self.figures
         if st["unwatched"]:
             self.result.figures["alternates_unwatched"] = len(st["unwatched"])
         self.result.figures["endpoint"] = self.t.component
@@ -631,11 +641,11 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
     origin = results.get("origin")
     if origin is None:
         return out
-    o_r = origin.figures.get("renditions", {})
+    o_r = {**origin.figures.get("renditions", {}), **origin.figures.get("alternates", {})}
     for comp, res in results.items():
         if comp == "origin":
             continue
-        for rend, f in res.figures.get("renditions", {}).items():
+        for rend, f in [*res.figures.get("renditions", {}).items(), *res.figures.get("alternates", {}).items()]:
             if rend in o_r and "last_seq" in o_r[rend] and "last_seq" in f:
                 lag = o_r[rend]["last_seq"] - f["last_seq"]
                 out.samples.append(Sample("signalpath_edge_lag_segments",

@@ -100,16 +100,19 @@ async def test_audio_and_iframe_playlists_are_watched_like_variants(live):
     origin = live.origin
     results = await run_probe(hls_probe, hls_target(origin.master_url), 4.0)
     last = results[-1]
-    assert set(last.figures["renditions"]) == {"360p", "180p", "audio-en", "audio-de", "iframe-360p"}
+    # the variant ladder apart from the alternatives (the localizer reads "renditions" as the ladder)
+    assert set(last.figures["renditions"]) == {"360p", "180p"}
+    alternates = last.figures["alternates"]
+    assert set(alternates) == {"audio-en", "audio-de", "iframe-360p"}
     assert bad(last.evidence) == []
     for name in ("audio-en", "audio-de", "iframe-360p"):
         labels = {s.labels.get("rendition") for s in last.samples if s.name == "signalpath_playlist_age_seconds"}
         assert name in labels
-        assert last.figures["renditions"][name]["age_s"] < 1.5
+        assert alternates[name]["age_s"] < 1.5
     # audio segments are fetched and timed; the I-frame playlist's byte ranges are not fetched
     assert origin.audio_segments_requested
-    assert "download_ratio" in last.figures["renditions"]["audio-en"]
-    assert "download_ratio" not in last.figures["renditions"]["iframe-360p"]
+    assert "download_ratio" in alternates["audio-en"]
+    assert "download_ratio" not in alternates["iframe-360p"]
     segment_spans = [c for r in results for s in r.spans for c in s.children if c.name.startswith("segment ")]
     assert not [c for c in segment_spans if c.attributes.get("signalpath.rendition") == "iframe-360p"]
     assert {"audio_en", "audio_de", "360p_iframes"} <= set(origin.playlists_requested)
@@ -119,7 +122,8 @@ async def test_alternates_past_the_cap_are_named_not_polled(live):
     demuxed(live)
     results = await run_probe(hls_probe, hls_target(live.origin.master_url, max_alternates=1), 1.5)
     last = results[-1]
-    assert set(last.figures["renditions"]) == {"360p", "180p", "audio-en"}  # AUDIO first, the default in order
+    assert set(last.figures["renditions"]) == {"360p", "180p"}
+    assert set(last.figures["alternates"]) == {"audio-en"}  # AUDIO first, the default in order
     assert last.figures["alternates_unwatched"] == 2
     master = [s for r in results for s in r.spans if s.name == "playlist master"][0]
     assert master.attributes["signalpath.alternates_unwatched"] == "audio-de,iframe-360p"
@@ -172,7 +176,7 @@ async def test_a_key_of_the_wrong_length_or_too_slow_is_the_key_fault_not_a_hung
     ev = [e for e in results[-1].evidence if e.fault == "key_unavailable"]
     assert ev and "no answer within 2.0 s" in ev[0].detail
     assert [e for e in bad(results[-1].evidence) if e[3] != "key_unavailable"] == []
-    assert results[-1].figures["renditions"]["audio-en"]["age_s"] < 1.5
+    assert results[-1].figures["alternates"]["audio-en"]["age_s"] < 1.5
 
 
 async def test_viewers_fetch_the_audio_rendition_they_would_play(live):
@@ -243,7 +247,7 @@ async def test_a_healthy_demuxed_encrypted_stream_has_no_fault_anywhere(live):
         assert seen == [] and agent.incidents.localizer.open_incidents() == []
         origin = agent.board.as_json()["streams"][0]["stages"]
         figs = [c["figures"] for c in origin if c["stage"] == "origin"][0]
-        assert {"audio-en", "audio-de", "iframe-360p"} <= set(figs["renditions"])
+        assert {"audio-en", "audio-de", "iframe-360p"} == set(figs["alternates"])
         async with aiohttp.ClientSession() as s:
             async with s.get(agent.url + "/metrics") as resp:
                 metrics = await resp.text()
@@ -278,6 +282,23 @@ async def test_audio_frozen_at_the_packager_is_one_incident_at_the_audio_renditi
     assert {e.rendition for e in stalls} == {"audio-en"}
     assert "every rendition" not in opened[0].summary and "audio-en" in opened[0].summary
     assert any("edge-a" in line and "stalls" in line for line in opened[0].evidence), opened[0].evidence
+
+
+async def test_every_video_rendition_stale_while_the_audio_flows_is_still_the_transcoder(live):
+    """The audio rendition is no member of the video ladder: every variant's playlist stopping is
+    'every rendition stopped' (one transcode/transcoder incident) although the audio advances."""
+    demuxed(live, audio=("en",))
+    async with Agent(parse_config(agent_config(live))) as agent:
+        await wait_for(lambda: agent.board.state_of("main", "origin", "origin").value == "ok", 15, "origin ok")
+        newest = live.tl.newest()
+        for ep in [live.origin, *live.edges.values()]:
+            ep.knobs.frozen_at.update({"360p": newest, "180p": newest})
+        opened = await wait_for(lambda: [i for i in agent.incidents.localizer.open_incidents("main")
+                                         if i.fault == "stale_playlist"], 10, "a stale_playlist incident")
+        await asyncio.sleep(2)
+        opened = [i for i in agent.incidents.localizer.open_incidents("main") if i.fault == "stale_playlist"]
+    assert [(i.stage, i.component) for i in opened] == [("transcode", "transcoder")], \
+        [(i.stage, i.component, i.summary) for i in opened]
 
 
 async def test_a_key_uri_answering_404_is_the_key_fault(live):

@@ -236,9 +236,9 @@ async def test_ffmpeg_demuxed_audio_is_watched_healthy(tmp_path: Path) -> None:
     bad = [(e.stage, e.component, e.rendition, e.fault, e.detail) for e in evidence
            if e.state.value in ("degraded", "down")]
     assert bad == []
-    renditions = figures["origin"]["renditions"]
-    assert set(renditions) == {"180p", "audio-1"}, renditions
-    assert all(f["age_s"] < 4.0 and "download_ratio" in f for f in renditions.values())
+    renditions = {**figures["origin"]["renditions"], **figures["origin"]["alternates"]}
+    assert (set(figures["origin"]["renditions"]), set(figures["origin"]["alternates"])) == ({"180p"}, {"audio-1"})
+    assert all(f["age_s"] < 4.0 and "download_ratio" in f for f in renditions.values()), renditions
     viewers = [e for e in evidence if e.stage == "playback"]
     assert viewers and all(e.figures.get("audio_buffer_s", 0) > 0 and e.figures["watched_s"] > 5 for e in viewers), \
         [(e.rendition, e.figures) for e in viewers]
