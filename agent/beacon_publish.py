@@ -37,6 +37,7 @@ import errno as errno_mod
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -370,6 +371,11 @@ async def publish_async(
             async with asyncio.timeout(stop_timeout_s):
                 await asyncio.shield(done)
         raise
+    finally:
+        # ``done`` settles as the thread's last act: join it (returning, so microseconds; bounded
+        # all the same) so that no publisher thread outlives this coroutine.
+        if done.done():
+            thread.join(timeout=1.0)
 
 
 # ---- CLI -------------------------------------------------------------------------------
@@ -440,8 +446,57 @@ def _utc(t: float | None) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
-def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
-    """Run ``signalpath beacon``: 0 when it ran its course or was stopped by Ctrl-C, 1 on a publish error, 2 on bad input."""
+class _StopSignals:
+    """SIGINT / SIGTERM as data while publishing: the handler only records the signal.
+
+    Not Python's default KeyboardInterrupt: an exception raised asynchronously in the main
+    thread can land inside ``threading.Event.wait`` after its lock was taken and before the
+    ``with`` that releases it (CPython bpo-29988), leaving the lock held or released twice: the
+    publisher's ``finished.set()`` then blocks for ever and so does the next wait, and Ctrl-C
+    hangs the command (a burst of SIGINTs reproduces it: "release unlocked lock"). The wait
+    is bounded too: a write to an ingest that stopped reading never returns. Outside the main thread
+    (tests calling :func:`run_cli`) signals are left as they are.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    @property
+    def name(self) -> str:
+        return "SIGTERM" if self.received and self.received[0] == signal.SIGTERM else "Ctrl-C"
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+STOP_TIMEOUT_S = 5.0  # after Ctrl-C: the encoders flush and the FLV trailer goes out well within this
+
+
+def run_cli(
+    args: argparse.Namespace,
+    *,
+    out=None,
+    err=None,
+    publisher: Callable[..., PublishResult] = publish,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+) -> int:
+    """Run ``signalpath beacon``: 0 when it ran its course or was stopped by Ctrl-C, 1 on a publish error, 2 on bad input.
+
+    Shutdown is bounded: the first SIGINT/SIGTERM asks the publisher to stop and waits at most
+    ``stop_timeout_s`` for it; a second one, or that bound, ends the command (status 1) with the
+    publisher thread (a daemon) left blocked. ``publisher`` is :func:`publish` (a seam for tests).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     try:
@@ -473,30 +528,34 @@ def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
 
     stop = threading.Event()
     box: dict[str, PublishResult | BaseException] = {}
-
     finished = threading.Event()
 
     def work() -> None:
         try:
-            box["result"] = publish(url, settings, stop=stop, progress=report)
+            box["result"] = publisher(url, settings, stop=stop, progress=report)
         except BaseException as exc:  # reported below
             box["error"] = exc
         finally:
             finished.set()
 
     thread = threading.Thread(target=work, name="beacon-publish", daemon=True)
-    thread.start()
-    interrupted = False
-    # Wait on our own event, not Thread.join: a KeyboardInterrupt landing inside join()
-    # left is_alive() False while the worker still ran (seen here, CPython 3.11).
-    while not finished.is_set():
-        try:
-            finished.wait(timeout=0.2)
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
-            print("stopping (Ctrl-C)...", file=err)
-    thread.join(timeout=5.0)
+    with _StopSignals() as signals:
+        thread.start()
+        stopping_since: float | None = None
+        while not finished.wait(timeout=0.2):
+            if signals.received and stopping_since is None:
+                stop.set()
+                stopping_since = time.monotonic()
+                print(f"stopping ({signals.name})...", file=err, flush=True)
+            elif stopping_since is not None and (
+                len(signals.received) > 1 or time.monotonic() - stopping_since >= stop_timeout_s
+            ):
+                why = (f"a second {signals.name}" if len(signals.received) > 1
+                       else f"it did not stop within {stop_timeout_s:g} s: a write to the ingest is blocked")
+                print(f"error: stopped without waiting for the publisher ({why}); "
+                      "the ingest may not have seen the end of the stream", file=err, flush=True)
+                return 1
+    thread.join(timeout=stop_timeout_s)  # ``finished`` is set: it is returning
     error = box.get("error")
     if isinstance(error, BeaconPublishError):
         print(f"error: {error}", file=err)
@@ -505,7 +564,7 @@ def run_cli(args: argparse.Namespace, *, out=None, err=None) -> int:
         raise error  # a bug, not a user's mistake
     result = box["result"]
     assert isinstance(result, PublishResult)
-    verb = "stopped by Ctrl-C" if interrupted else "done"
+    verb = f"stopped by {signals.name}" if signals.received else "done"
     print(f"{verb}: {result.frames} frames, {result.audio_frames} audio frames, "
           f"{_human_bytes(result.bytes)} in {result.seconds:.1f} s; beacons "
           f"{_utc(result.first_stamp)} .. {_utc(result.last_stamp)}", file=out)

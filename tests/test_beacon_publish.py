@@ -119,6 +119,64 @@ def test_cli_errors_are_one_line_without_secrets(monkeypatch, capsys):
     assert "not an rtmp:// URL" in capsys.readouterr().err
 
 
+def _blocked_publisher(started: threading.Event, release: threading.Event):
+    """A publisher stuck like one whose write to an ingest that stopped reading never returns:
+    it ignores ``stop`` until the test releases it."""
+
+    def publisher(url, settings, *, stop, progress=None):
+        started.set()
+        release.wait(timeout=60)
+        return bp.PublishResult(0, 0, 0, 0.0, None, None, True)
+
+    return publisher
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_cli_shutdown_is_bounded_when_the_publisher_does_not_stop(capsys, signals):
+    """Ctrl-C asks the publisher to stop and waits at most stop_timeout_s; a second Ctrl-C waits no more.
+
+    The signals go to this process while run_cli handles them (it runs in the main thread):
+    they must be recorded, never raised as KeyboardInterrupt inside a threading wait.
+    """
+    args = _cli().parse_args(["beacon", "--rtmp", "rtmp://127.0.0.1:1/live/k"])
+    started, release = threading.Event(), threading.Event()
+    stop_timeout_s = 1.0 if signals == 1 else 60.0
+    seen: list[str] = []
+
+    def interrupt() -> None:
+        assert started.wait(timeout=30)
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGINT)
+            if signals > 1:  # the second once the first was acted on
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    seen.append(capsys.readouterr().err)
+                    if "stopping (Ctrl-C)" in "".join(seen):
+                        break
+                    time.sleep(0.02)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    t0 = time.monotonic()
+    try:
+        rc = bp.run_cli(args, publisher=_blocked_publisher(started, release), stop_timeout_s=stop_timeout_s)
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+        sender.join(timeout=30)
+        for th in threading.enumerate():
+            if th.name == "beacon-publish":
+                th.join(timeout=30)
+    err = "".join(seen) + capsys.readouterr().err
+    assert rc == 1, err
+    assert "Traceback" not in err and "stopped without waiting for the publisher" in err
+    if signals == 1:
+        assert "did not stop within 1 s" in err and took < 1.0 + 5.0
+    else:
+        assert "a second Ctrl-C" in err and took < 30
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 # ---- against a real nginx-rtmp ingest ---------------------------------------------------
 
 
