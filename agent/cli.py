@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agent.errors import ConfigError, SignalpathError
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -43,6 +47,34 @@ def _add(sub: argparse._SubParsersAction, name: str, help: str, example: str, de
                           epilog=f"example:\n  {example}", formatter_class=_Fmt)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), e.g. ``signalpath 0.1.0``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"signalpath {version('signalpath')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "signalpath (not installed: version unknown; make venv installs it)"
+
+
+NO_STREAMS = ("no stream to watch: add one under streams: with a name and its origin playlist URL "
+              "(examples/minimal.yaml is a complete one)")
+
+
+def load_agent_config(path: str) -> Config:
+    """The config ``check-config`` and ``run`` accept: valid, and watching at least one stream.
+
+    A config without streams is valid to the model (the lab and tests build agents from parts)
+    but as a file given to the agent it is a mistake: it would start an agent that watches nothing.
+    """
+    from agent.config import load_config
+
+    cfg = load_config(path)
+    if not cfg.streams:
+        raise ConfigError(str(path), [("streams", NO_STREAMS)])
+    return cfg
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -51,15 +83,13 @@ def _setup_logging(level: str) -> None:
 # ---------------------------------------------------------------- check-config
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-
     if (args.file is None) == (args.config_file is None):
         print("check-config: give the config file once: 'check-config FILE' or 'check-config -c FILE'",
               file=sys.stderr)
         return EXIT_USAGE
     args.file = args.file or args.config_file
     try:
-        cfg = load_config(args.file)
+        cfg = load_agent_config(args.file)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -92,10 +122,9 @@ async def run_until_signal(agent_factory: Callable[[], AbstractAsyncContextManag
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.app import Agent
-    from agent.config import load_config
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_agent_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -134,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "CDN edges → playback — and says in seconds which stage broke.",
         epilog="example:\n  signalpath run -c signalpath.yaml\n\n" + CONFIG_EXAMPLE,
         formatter_class=_Fmt)
+    p.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = _add(sub, "check-config", "validate a config file and print every problem with its path",
@@ -178,19 +208,31 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("signalpath: interrupted", file=sys.stderr)
-        return 130
-    except SignalpathError as exc:
-        print(f"signalpath: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("signalpath: interrupted", file=sys.stderr)
+            return 130
+        except SignalpathError as exc:
+            print(f"signalpath: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # The reader went away (`signalpath incidents --json | head`): that is how pipes end,
+        # not an error to report. Point stdout at /dev/null so the interpreter's own final
+        # flush does not raise again (Python docs, "Note on SIGPIPE"); 128 + SIGPIPE, as a
+        # shell reports a command that a closed pipe stopped.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

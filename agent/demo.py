@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from agent.errors import SignalpathError
+from agent.lab.control import DEFAULT_CONTROL_PORT
 
 
 def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo", *,
@@ -103,7 +105,9 @@ async def run_demo(args: argparse.Namespace) -> None:
     chronic = bool(getattr(args, "chronic", False))
     _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges"
          f"{', chronic conditions on' if chronic else ''})…")
-    async with Lab(LabConfig(chronic=chronic)) as lab:
+    wanted = getattr(args, "lab_control_port", DEFAULT_CONTROL_PORT)
+    control_port = _lab_control_port(wanted) if wanted else 0
+    async with Lab(LabConfig(chronic=chronic, control_port=control_port)) as lab:
         conf = lab_agent_config(lab, args.listen, webrtc=True)
         if args.config_out:
             Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))  # noqa: ASYNC240 - once, at start-up, a few hundred bytes
@@ -115,7 +119,11 @@ async def run_demo(args: argparse.Namespace) -> None:
             _say(f"lab origin     {lab.origin_url()}")
             for e in lab.edges:
                 _say(f"lab {e:10s} {lab.edge_url(e)}")
-            _say(f"lab control    {lab.control_url}  (signalpath lab fault NAME --control {lab.control_url})")
+            if control_port == DEFAULT_CONTROL_PORT:
+                _say(f"lab control    {lab.control_url}  (signalpath lab faults; signalpath lab fault NAME)")
+            else:
+                _say(f"lab control    {lab.control_url}  (port {wanted} was taken: "
+                     f"signalpath lab faults --control {lab.control_url})")
             if chronic:
                 for c in lab.chronic()["conditions"]:
                     where = f"{c['stage']}/{c['component']}" if c["component"] else c["stage"]
@@ -152,10 +160,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_DESCRIPTION = """\
+Run the embedded lab (encoder, ingest, transcoder, origin, two CDN edges, all on
+loopback) and an agent watching it, then play a scripted fault tour: healthy for
+60 s, edge-b stale, the 180p rendition stalling, silent audio, origin errors. Each
+fault is printed as it starts, with every state change the agent reports.
+
+The status page, /metrics and /api/v1/status are printed at start. The lab's control
+API listens on port {port} (another free port when that one is taken; the start-up
+lines say which), so `signalpath lab faults` and `signalpath lab fault NAME` reach it.
+--chronic adds the chronic conditions of a real chain (an over-bitrate rendition shows
+as a standing P3). Ctrl-C stops everything and releases every port.
+"""
+
+
+def _lab_control_port(port: int) -> int:
+    """``port`` when it is free on loopback, else 0 (any free port): a second demo, or a test
+    running beside one, still starts; the start-up lines print the URL either way."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="run the embedded lab and an agent watching it, with a scripted fault tour",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_DESCRIPTION.format(port=DEFAULT_CONTROL_PORT),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  signalpath demo                 # then open http://127.0.0.1:9321/\n"
                "  signalpath demo --no-faults --config-out lab.yaml\n"
                "  signalpath demo --chronic       # the tour on top of chronic imperfections")
@@ -165,4 +200,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "standing P3), publish jitter, an edge slow now and then")
     p.add_argument("--config-out", metavar="FILE", help="write the generated agent config (YAML) to FILE")
     p.add_argument("--listen", default="127.0.0.1:9321", help="the agent's HOST:PORT (default %(default)s)")
+    p.add_argument("--lab-control-port", type=int, default=DEFAULT_CONTROL_PORT, metavar="PORT",
+                   help="the lab's control API port, where `signalpath lab faults` looks (default %(default)s; "
+                        "0 picks a free one)")
     p.set_defaults(func=cmd_demo)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
@@ -29,6 +30,15 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    if not Path(path).expanduser().is_file():
+        # Reading must not create: an empty database here would hide a typo in the path.
+        if args.db:
+            print(f"signalpath incidents: --db {path}: no such file (the agent writes its incidents to "
+                  "incidents.path in its config; give that file, or -c CONFIG)", file=sys.stderr)
+            return 2
+        print(f"signalpath incidents: no incident database at {path} yet: the agent creates it when it "
+              f"first runs with {args.config}", file=sys.stderr)
+        return 1
     store = IncidentStore(path)
     try:
         if args.show:
@@ -92,10 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  signalpath incidents -c signalpath.yaml --state open\n"
                "  signalpath incidents -c signalpath.yaml --show main-3f2a9c0d1e2b4f56")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("-c", "--config", help="the agent's YAML config (reads incidents.path)")
-    src.add_argument("--db", help="the incident database file itself")
-    p.add_argument("--state", choices=["open", "resolved", "all"], default="all")
-    p.add_argument("--limit", type=int, default=50)
+    src.add_argument("-c", "--config", metavar="FILE", help="the agent's YAML config (reads incidents.path)")
+    src.add_argument("--db", metavar="FILE", help="the incident database file itself (never created: it must exist)")
+    p.add_argument("--state", choices=["open", "resolved", "all"], default="all",
+                   help="which incidents: still open, resolved, or all (default all)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N incidents, newest first (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--show", metavar="ID", help="one incident with its timeline (opened, escalations, resolved)")
     p.set_defaults(func=cmd_incidents)

@@ -147,7 +147,8 @@ def test_run_port_in_use_is_one_line(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         f = tmp_path / "c.yaml"
-        f.write_text(f"agent: {{listen: '127.0.0.1:{port}'}}\nstreams: []\n")
+        f.write_text(f"agent: {{listen: '127.0.0.1:{port}'}}\nstreams:\n"
+                     "  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
         r = run_cli("run", "-c", str(f))
     assert r.returncode == 2
     assert "cannot listen on" in r.stderr and "Traceback" not in r.stderr
@@ -173,3 +174,105 @@ def test_check_config_takes_the_file_as_run_does(tmp_path):
     assert run_cli("check-config", str(f)).returncode == 0
     r = run_cli("check-config")
     assert r.returncode == 2 and "give the config file once" in r.stderr
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"signalpath {version('signalpath')}", r
+
+
+def test_the_minimal_example_config_passes_check_config_as_it_is():
+    """examples/minimal.yaml (README "Quickstart") is valid without any environment variable set."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "minimal.yaml"
+    env = {k: v for k, v in os.environ.items() if k not in ("CDN_TOKEN", "STREAM_KEY")}
+    r = subprocess.run([*SP, "check-config", "-c", str(example)], capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    assert ": ok — 1 stream(s)" in r.stdout
+    assert "${" not in example.read_text()  # no secrets, nothing to export first
+
+
+@pytest.mark.parametrize("content", ["", "agent: {site: a}\n", "streams: []\n"])
+def test_a_config_without_streams_is_an_error_for_check_config_and_run(tmp_path, content):
+    f = tmp_path / "c.yaml"
+    f.write_text(content)
+    for command in (["check-config", str(f)], ["run", "-c", str(f)]):
+        r = run_cli(*command)
+        assert r.returncode == 2, (command, r)
+        assert r.stderr.strip() == f"{f}: streams: no stream to watch: add one under streams: with a name and its " \
+                                   "origin playlist URL (examples/minimal.yaml is a complete one)"
+
+
+def test_incidents_never_creates_the_database_it_is_asked_to_read(tmp_path):
+    missing = tmp_path / "typo.db"
+    r = run_cli("incidents", "--db", str(missing))
+    assert r.returncode == 2 and f"--db {missing}: no such file" in r.stderr and "Traceback" not in r.stderr
+    f = tmp_path / "c.yaml"
+    f.write_text("streams:\n  - {name: main, origin: 'http://127.0.0.1:1/live/main.m3u8'}\n")
+    r = run_cli("incidents", "-c", str(f))
+    assert r.returncode == 1 and "no incident database at" in r.stderr and "yet" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`signalpath incidents --json | head -1`: the reader is gone before the output is written."""
+    from agent.incidents import IncidentStore
+
+    db = tmp_path / "inc.db"
+    IncidentStore(db).close()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has exited: every write to the pipe fails with EPIPE
+    try:
+        r = subprocess.run([*SP, "incidents", "--db", str(db), "--json"], stdout=write_end, stderr=subprocess.PIPE,
+                           text=True, timeout=30)
+    finally:
+        os.close(write_end)
+    assert r.stderr == "" and r.returncode == 128 + signal.SIGPIPE, r.stderr
+
+
+def test_every_option_has_help_and_no_help_shows_markup():
+    import argparse
+
+    from agent.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: str):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, f"{path} {name}")
+
+    for path, parser in walk(build_parser(), "signalpath"):
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{path} {'/'.join(action.option_strings) or action.dest}: no help text"
+        text = parser.format_help()
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text, f"{path} --help shows markup"
+
+
+def test_lab_commands_say_where_they_looked_and_how_to_point_elsewhere():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    r = run_cli("lab", "faults", "--control", f"http://127.0.0.1:{port}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"cannot reach the lab control API at http://127.0.0.1:{port}" in r.stderr
+    assert "signalpath demo" in r.stderr and "9330" in r.stderr and "--control URL" in r.stderr
+
+
+def test_the_demo_takes_the_lab_control_port_lab_commands_look_at_unless_it_is_taken():
+    import socket
+
+    from agent.demo import _lab_control_port
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert _lab_control_port(taken) == 0  # a free one then; the demo prints it
+    assert _lab_control_port(taken) == taken

@@ -45,8 +45,9 @@ def _call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LabControlError(
-            f"cannot reach the lab control API at {redact_url(url)} ({reason}); "
-            "is `signalpath lab run` running? pass --control URL") from None
+            f"cannot reach the lab control API at {redact_url(url)} ({reason}); is `signalpath lab run` or "
+            f"`signalpath demo` running? Both listen on port {DEFAULT_CONTROL_PORT} unless it was taken; "
+            f"otherwise pass the 'lab control' URL they print as --control URL (or set ${ENV_CONTROL_URL})") from None
 
 
 def inject(control_url: str, name: str, target: str | None = None, for_s: float | None = None,
