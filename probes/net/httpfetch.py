@@ -10,7 +10,9 @@ blackbox_exporter's). httpx stays the client for the cold paths (alerts, WHIP/WH
 Phases follow blackbox_exporter's split: ``connect`` (TCP + TLS, 0 on a reused
 connection), ``first_byte`` (request written → first response byte), ``transfer``
 (first byte → last body byte, on the wire). Bodies larger than the cap stop the read:
-``body_too_large``. No retries beyond leanhttp's one retry of a keep-alive connection
+``body_too_large``. The response head is bounded too (leanhttp: 64 KiB, 100 fields, complete
+within ``headers_timeout_s``), and a URL that cannot be requested (a redirect's Location with
+bad IPv6 brackets or a port out of range) is a ``protocol_error``, never an exception. No retries beyond leanhttp's one retry of a keep-alive connection
 the server had already closed.
 
 The HTTP layer behaves as players do:
@@ -40,11 +42,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from probes.base import Failure
 from probes.core.redact import redact_url
-from probes.net.leanhttp import LeanClient, LeanHttpError
+from probes.net.leanhttp import HEADERS_TIMEOUT_S, LeanClient, LeanHttpError
 
 KEEP_HEADERS = ("age", "x-cache", "cache-control", "content-type", "content-length", "last-modified", "etag",
                 "location", "transfer-encoding", "content-encoding", "content-range", "retry-after", "date")
@@ -137,9 +139,12 @@ class Fetcher:
             self._client = None
 
     async def get(self, url: str, *, max_bytes: int, max_redirects: int = 5, keep_body: bool = True,
-                  verify_tls: bool = True, byte_range: tuple[int, int] | None = None) -> FetchResult:
+                  verify_tls: bool = True, byte_range: tuple[int, int] | None = None,
+                  headers_timeout_s: float = HEADERS_TIMEOUT_S) -> FetchResult:
         """Fetch ``url`` (``byte_range=(length, offset)``: that slice); never raises for network or
-        HTTP trouble (see ``FetchResult.failure``).
+        HTTP trouble (see ``FetchResult.failure``), nor for a URL that cannot be requested
+        (``protocol_error``). Each response's head must come within ``headers_timeout_s``, and
+        has at most leanhttp's ``MAX_HEADER_BYTES`` and ``MAX_HEADER_FIELDS``.
 
         Cancellation (the runner's deadline) propagates; the connection in use is dropped.
         """
@@ -150,7 +155,8 @@ class Fetcher:
         try:
             for hop in range(max_redirects + 1):
                 resp = await self._client.get(current, max_bytes=max_bytes, keep_body=keep_body,
-                                              verify_tls=verify_tls, byte_range=byte_range)
+                                              verify_tls=verify_tls, byte_range=byte_range,
+                                              headers_timeout_s=headers_timeout_s)
                 res.connect_s += resp.connect_s
                 res.first_byte_s += resp.first_byte_s
                 res.transfer_s += resp.transfer_s
@@ -160,7 +166,13 @@ class Fetcher:
                         res.redirects = hop
                         res.failure, res.detail = Failure.REDIRECT_LOOP, f"more than {max_redirects} redirects"
                         return res
-                    current = res.final_url = urljoin(current, resp.headers["location"])
+                    try:  # a Location with bad IPv6 brackets or an out-of-range port is the server's error
+                        current = urljoin(current, resp.headers["location"])
+                        urlsplit(current).port  # noqa: B018 - raises ValueError when out of range
+                    except ValueError as exc:
+                        res.failure, res.detail = Failure.PROTOCOL_ERROR, f"unusable redirect Location ({exc})"[:120]
+                        return res
+                    res.final_url = current
                     res.redirects = hop + 1
                     continue
                 res.headers = resp.headers

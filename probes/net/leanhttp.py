@@ -37,6 +37,25 @@ in ``decoded_size`` (``size``: all that was read), with ``Response.range_ignored
 whose body ends before the slice does is a ``protocol_error``; 416 is left to the caller
 (an HTTP error).
 
+Bounded reads, whatever the server sends (blackbox_exporter's habit: a limit on everything
+read). httptools buffers an unfinished status line, header field or trailer in Python until it
+ends, so a server sending ``HTTP/1.1 200 OK\r\nX-Endless: `` and then bytes for ever would grow
+the agent without bound; this client stops reading instead:
+
+- the status line and header section may hold at most ``MAX_HEADER_BYTES`` (64 KiB, four
+  times nginx's ``large_client_header_buffers`` 4 x 8k and Node's 16-KiB
+  ``--max-http-header-size``) and ``MAX_HEADER_FIELDS`` (100, Apache httpd's
+  ``LimitRequestFields``) fields: past either, ``protocol_error``;
+- the whole response head must arrive within ``headers_timeout_s`` of the request
+  (``HEADERS_TIMEOUT_S``, 10 s, by default; a slowloris server sending one byte a second never
+  gets there): ``timeout``;
+- after the head, the body by the cap (``max_bytes``: ``body_too_large``), and what is not body
+  (chunk framing, trailers) to ``MAX_HEADER_BYTES`` plus 8 bytes per body byte (a chunk of one
+  byte takes 6 of framing): a trailer that never ends is a ``protocol_error``.
+
+Memory per connection is thus at most the cap plus one read (asyncio reads at most 256 KiB at a
+time), and the connection is dropped as soon as a limit is passed.
+
 Errors raise :class:`LeanHttpError` subclasses that carry a ``probes.base.Failure``.
 """
 
@@ -62,6 +81,13 @@ _ACCEPT_IDENTITY = b"Accept-Encoding: identity\r\n"
 _SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"content-encoding", b"content-range"})
 _DECODE_STEP = 1 << 16  # decoded bytes per zlib call: bounds memory when the body is not kept
 _CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+MAX_HEADER_BYTES = 64 * 1024
+"""Most bytes of a response's status line and header section (module docstring)."""
+MAX_HEADER_FIELDS = 100
+"""Most header fields of one response (module docstring)."""
+HEADERS_TIMEOUT_S = 10.0
+"""Default bound on request written -> response head complete (module docstring)."""
 
 
 class LeanHttpError(Exception):
@@ -99,10 +125,12 @@ class _Conn(asyncio.Protocol):
     inflate_seen: list[bytes] | None  # "deflate" bytes kept until they prove zlib-wrapped (else raw)
     rng: tuple[int, int] | None  # (length, offset) of a Range request
     cut: tuple[int, int] | None  # [start, end) of the slice to cut from a 200 that ignored Range
+    head_timer: asyncio.TimerHandle | None  # fails the request if the response head is late
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self.head_timer = None
         self.closed = False
         self.done: asyncio.Future[None] | None = None
         self.got_bytes = False
@@ -135,6 +163,7 @@ class _Conn(asyncio.Protocol):
         if not self.got_bytes:
             self.got_bytes = True
             self.t_first = now
+        self.wire += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -142,9 +171,24 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.done.done():
                 self.done.set_exception(LeanHttpError(Failure.PROTOCOL_ERROR, f"bad HTTP response ({exc})"[:120]))
+            return
+        if self.done.done():
+            return
+        # what httptools may be holding: at most one read past each limit
+        if not self.headers_done:
+            if self.wire > MAX_HEADER_BYTES:
+                self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"response headers over {MAX_HEADER_BYTES} bytes "
+                                         f"({self.fields} fields)"))
+        elif self.wire - self.head_wire - self.size > MAX_HEADER_BYTES + 8 * self.size:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"{self.wire - self.head_wire - self.size} bytes of "
+                                     f"chunk framing or trailers for a {self.size}-byte body"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields += 1
+        if self.fields > MAX_HEADER_FIELDS:
+            self._fail(LeanHttpError(Failure.PROTOCOL_ERROR, f"more than {MAX_HEADER_FIELDS} header fields"))
+            return
         n = name.lower()
         if n in _SPECIAL:
             if n == b"content-length":
@@ -164,6 +208,10 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.resp.status = self.parser.get_status_code()
         self.headers_done = True
+        self.head_wire = self.wire  # bytes read up to the end of the head (and maybe some body)
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
         if 200 <= status < 300:  # only a body someone reads is decoded or cut
             if self.rng is not None and not self._range_headers(status):
                 return
@@ -289,9 +337,18 @@ class _Conn(asyncio.Protocol):
             if not data and len(out) < _DECODE_STEP:
                 return  # all the input is in and zlib holds no more output
 
+    def _head_timeout(self, seconds: float) -> None:
+        self.head_timer = None
+        if not self.headers_done:
+            self._fail(LeanHttpError(Failure.TIMEOUT, f"response headers not complete within {seconds:g} s "
+                                     f"({self.wire} bytes received)"))
+
     def _fail(self, exc: LeanHttpError) -> None:
         """Callbacks must not raise (httptools would wrap it): fail the request, drop the connection."""
         self.closed = True
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
         if self.done is not None and not self.done.done():
             self.done.set_exception(exc)
         if self.transport is not None:
@@ -322,8 +379,12 @@ class _Conn(asyncio.Protocol):
             self.done.set_result(None)
 
     def start(self, request: bytes, max_bytes: int, keep_body: bool, header_names: frozenset[bytes],
-              rng: tuple[int, int] | None = None) -> None:
+              rng: tuple[int, int] | None = None, headers_timeout_s: float = HEADERS_TIMEOUT_S) -> None:
         self.resp = Response()
+        self.wire = self.fields = 0
+        self.head_wire = 0
+        self.head_timer = self.loop.call_later(
+            headers_timeout_s, self._head_timeout, headers_timeout_s)
         self.chunks: list[bytes] = []
         self.size = 0
         self.decoded = 0
@@ -375,11 +436,17 @@ class LeanClient:
         hit = self._parsed.get(url)
         if hit is not None:
             return hit
-        p = urlsplit(url)
+        try:  # a URL from a playlist or a Location header: bad IPv6 brackets, a port out of range...
+            p = urlsplit(url)
+            explicit_port = p.port
+        except ValueError as exc:
+            raise LeanHttpError(Failure.PROTOCOL_ERROR, f"not a usable URL ({exc})"[:120]) from None
         scheme = p.scheme.lower()
         if scheme not in ("http", "https") or not p.hostname:
             raise LeanHttpError(Failure.PROTOCOL_ERROR, "not an http(s) URL")
-        port = p.port or (443 if scheme == "https" else 80)
+        if any(c in url for c in "\r\n\x00 "):  # would split or corrupt the request line
+            raise LeanHttpError(Failure.PROTOCOL_ERROR, "a URL with a space or control character")
+        port = explicit_port or (443 if scheme == "https" else 80)
         host_hdr = p.hostname if p.port is None else f"{p.hostname}:{p.port}"
         if ":" in p.hostname:
             host_hdr = f"[{p.hostname}]" + (f":{p.port}" if p.port else "")
@@ -428,8 +495,10 @@ class LeanClient:
         return proto
 
     async def get(self, url: str, *, max_bytes: int, keep_body: bool = True, verify_tls: bool = True,
-                  byte_range: tuple[int, int] | None = None) -> Response:
-        """One GET; ``byte_range=(length, offset)`` asks for those bytes only (see the module docstring)."""
+                  byte_range: tuple[int, int] | None = None,
+                  headers_timeout_s: float = HEADERS_TIMEOUT_S) -> Response:
+        """One GET; ``byte_range=(length, offset)`` asks for those bytes only, ``headers_timeout_s``
+        bounds the wait for the response head (see the module docstring)."""
         key, request, head = self._target(url)
         if byte_range is not None:
             length, offset = byte_range
@@ -455,7 +524,7 @@ class LeanClient:
                     conn = await self._connect(key, verify_tls)
                     connect_s = time.perf_counter() - c0
                 t0 = time.perf_counter()
-                conn.start(request, max_bytes, keep_body, self.header_names, byte_range)
+                conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s)
                 try:
                     await conn.done  # type: ignore[misc]
                 except ConnectionResetError as exc:
@@ -489,6 +558,9 @@ class LeanClient:
     @staticmethod
     def _discard(conn: _Conn) -> None:
         conn.closed = True
+        if conn.head_timer is not None:
+            conn.head_timer.cancel()
+            conn.head_timer = None
         if conn.transport is not None:
             conn.transport.close()
 
