@@ -11,6 +11,7 @@ import time
 import pytest
 
 from probes.base import Failure
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse
 from probes.net.httpfetch import Fetcher
 from probes.net.leanhttp import MAX_HEADER_BYTES
 from tests.hostile import HostileServer
@@ -88,3 +89,99 @@ async def test_an_unusable_redirect_is_a_protocol_error(fetcher, location, words
 async def test_an_unusable_url_is_a_protocol_error(fetcher, url):
     r = await fetcher.get(url, max_bytes=1000)
     assert r.failure is Failure.PROTOCOL_ERROR, (r.failure, r.detail)
+
+
+# -- the playlist parser: every value validated, only PlaylistError raised ------------------------
+
+BASE = "http://edge.example/live/"
+_MEDIA = "#EXTM3U\n#EXT-X-TARGETDURATION:{td}\n#EXT-X-MEDIA-SEQUENCE:{seq}\n{pre}#EXTINF:{d},\n{u}\n"
+
+
+def _media(td="2", seq="7", pre="", d="2.0", u="s7.ts") -> str:
+    return _MEDIA.format(td=td, seq=seq, pre=pre, d=d, u=u)
+
+
+def _master(stream_inf="BANDWIDTH=800000", uri="v.m3u8", pre="") -> str:
+    return f"#EXTM3U\n{pre}#EXT-X-STREAM-INF:{stream_inf}\n{uri}\n"
+
+
+# (case, body, words in the error, line or None); every one raises PlaylistError, nothing else
+HOSTILE_PLAYLISTS = [
+    ("EXTINF nan", _media(d="nan"), "segment 7 has an EXTINF that is not a finite non-negative number", 5),
+    ("EXTINF inf", _media(d="inf"), "segment 7 has an EXTINF that is not a finite", 5),
+    ("EXTINF -1", _media(d="-1"), "segment 7 has an EXTINF that is not a finite non-negative", 5),
+    ("EXTINF 10^9", _media(d="1000000000"), "segment 7 has an absurd EXTINF (over 3600 s)", 5),
+    ("EXTINF 1e300", _media(d="1e300"), "absurd EXTINF", 5),
+    ("EXTINF garbage", _media(d="two"), "segment 7 has an unparseable EXTINF", 4),
+    ("TARGETDURATION -1", _media(td="-1"), "#EXT-X-TARGETDURATION is negative", None),
+    ("TARGETDURATION 0", _media(td="0"), "#EXT-X-TARGETDURATION is 0", None),
+    ("TARGETDURATION 0.001", _media(td="0.001"), "unparseable #EXT-X-TARGETDURATION on line 2", 2),
+    ("TARGETDURATION nan", _media(td="nan"), "unparseable #EXT-X-TARGETDURATION on line 2", 2),
+    ("TARGETDURATION 10^9", _media(td="1000000000"), "#EXT-X-TARGETDURATION is over 3600 s", None),
+    ("TARGETDURATION 10^400", _media(td="1" + "0" * 400), "#EXT-X-TARGETDURATION is over 3600 s", None),
+    ("MEDIA-SEQUENCE -1", _media(seq="-1"), "#EXT-X-MEDIA-SEQUENCE is negative", None),
+    ("MEDIA-SEQUENCE 2^64", _media(seq=str(1 << 64)), "over 2^64 - 1", None),
+    ("MEDIA-SEQUENCE 5000 digits", _media(seq="9" * 5000), "unparseable", None),
+    ("segment URI bad IPv6", _media(u="http://[::1/x.ts"), "segment 7 has an unusable URI (Invalid IPv6 URL)", 5),
+    ("segment URI port 99999", _media(u="http://edge.example:99999/x.ts"), "Port out of range", 5),
+    ("segment URI port -1", _media(u="http://edge.example:-1/x.ts"), "segment 7 has an unusable URI", 5),
+    ("segment URI control character", _media(u="s\x007.ts"), "a space or control character", 5),
+    ("EXT-X-MAP URI bad IPv6", _media(pre='#EXT-X-MAP:URI="http://[::1/init.mp4"\n'),
+     "segment 7: #EXT-X-MAP has an unusable URI", 6),
+    ("EXT-X-KEY URI port", _media(pre='#EXT-X-KEY:METHOD=AES-128,URI="https://k.example:70000/k"\n'),
+     "segment 7: #EXT-X-KEY has an unusable URI", 6),
+    ("EXT-X-KEY no value", _media(pre="#EXT-X-KEY:METHOD\n"), "unparseable #EXT-X-KEY on line 4", 4),
+    ("BYTERANGE negative", _media(pre="#EXT-X-BYTERANGE:-5@0\n"), "negative #EXT-X-BYTERANGE", 6),
+    ("BYTERANGE empty", _media(pre="#EXT-X-BYTERANGE:0@0\n"), "empty #EXT-X-BYTERANGE", 6),
+    ("BYTERANGE huge", _media(pre="#EXT-X-BYTERANGE:99999999999999999999@0\n"), "ends past byte", 6),
+    ("BYTERANGE garbage", _media(pre="#EXT-X-BYTERANGE:a@b\n"), "unparseable #EXT-X-BYTERANGE", 6),
+    ("MAP BYTERANGE garbage", _media(pre='#EXT-X-MAP:URI="i.mp4",BYTERANGE="x"\n'),
+     "unparseable #EXT-X-MAP BYTERANGE", 6),
+    ("START nan", _media(pre="#EXT-X-START:TIME-OFFSET=nan\n"), "TIME-OFFSET is not a finite number", None),
+    ("START garbage", _media(pre="#EXT-X-START:TIME-OFFSET=x\n"), "unparseable #EXT-X-START on line 4", 4),
+    ("PART-TARGET inf", _media(pre="#EXT-X-PART-INF:PART-TARGET=inf\n"), "PART-TARGET is not a finite", None),
+    ("SKIP garbage", _media(pre="#EXT-X-SKIP:SKIPPED-SEGMENTS=x\n"), "unparseable #EXT-X-SKIP on line 4", 4),
+    ("PROGRAM-DATE-TIME garbage", _media(pre="#EXT-X-PROGRAM-DATE-TIME:xx\n"),
+     "unparseable #EXT-X-PROGRAM-DATE-TIME on line 4", 4),
+    ("variant URI bad IPv6", _master(uri="http://[::1/v.m3u8"), "variant 1 has an unusable URI", None),
+    ("variant URI port", _master(uri="http://o.example:99999/v.m3u8"), "variant 1 has an unusable URI", None),
+    ("BANDWIDTH nan", _master("BANDWIDTH=nan"), "unparseable #EXT-X-STREAM-INF on line 2", 2),
+    ("BANDWIDTH negative", _master("BANDWIDTH=-5"), "variant 1 has a BANDWIDTH that is not a non-negative", None),
+    ("RESOLUTION negative", _master("BANDWIDTH=1,RESOLUTION=-1x-1"), "RESOLUTION out of 1-65536", None),
+    ("RESOLUTION absurd", _master("BANDWIDTH=1,RESOLUTION=99999999999x9"), "RESOLUTION out of 1-65536", None),
+    ("RESOLUTION garbage", _master("BANDWIDTH=1,RESOLUTION=axb"), "unparseable RESOLUTION", None),
+    ("EXT-X-MEDIA URI bad IPv6",
+     _master(pre='#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="en",LANGUAGE="en",URI="http://[::1/a.m3u8"\n'),
+     "#EXT-X-MEDIA audio-en has an unusable URI", None),
+    ("I-frame URI port", _master(pre='#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1,URI="http://h:123456/i.m3u8"\n'),
+     "I-frame playlist 1 has an unusable URI", None),
+    ("not a playlist", "<html>hello</html>", "does not start with #EXTM3U", None),
+]
+
+
+@pytest.mark.parametrize(("body", "words", "line"), [c[1:] for c in HOSTILE_PLAYLISTS],
+                         ids=[c[0] for c in HOSTILE_PLAYLISTS])
+def test_a_hostile_playlist_raises_only_playlist_error_saying_why_and_where(body, words, line):
+    with pytest.raises(PlaylistError) as err:
+        parse(body, BASE + "main.m3u8")
+    assert type(err.value) is PlaylistError
+    assert words in str(err.value), str(err.value)
+    if line is not None:
+        assert err.value.line == line and f"line {line}" in str(err.value)
+    assert "edge.example" not in str(err.value)  # never the URL
+
+
+@pytest.mark.parametrize("base", ["http://[::1/live/main.m3u8", "http://edge.example:99999/main.m3u8"])
+def test_an_unusable_base_url_is_a_playlist_error(base):
+    with pytest.raises(PlaylistError, match="the playlist's own URL is unusable"):
+        parse(_media(), base)
+
+
+def test_tolerated_oddities_still_parse():
+    """What players accept stays accepted: an attribute without a value, a cue with a non-finite
+    duration (ignored), a relative URI with dots."""
+    pl = parse(_master("BANDWIDTH"), BASE + "m.m3u8")
+    assert isinstance(pl, MasterPlaylist) and pl.variants[0].bandwidth is None
+    media = parse(_media(pre="#EXT-X-CUE-OUT:DURATION=nan\n", u="../a/./s7.ts"), BASE + "main.m3u8")
+    assert isinstance(media, MediaPlaylist)
+    assert media.segments[0].uri == "http://edge.example/a/s7.ts" and media.segments[0].cue_out

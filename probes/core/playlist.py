@@ -3,7 +3,19 @@ low-latency tags), over the ``m3u8`` library.
 
 Malformed input never escapes as an exception: :func:`parse` raises only
 :class:`PlaylistError`, which the HLS probe turns into a ``protocol_error`` result; its message
-says why and where (segment sequence number or line), never the URL.
+says why and where (segment sequence number and line), never the URL. Every value the checks
+use is validated, as a hostile or broken server may send anything:
+
+- URIs (segments, EXT-X-MAP, EXT-X-KEY, variants, renditions) must resolve to a usable
+  reference: bad IPv6 brackets (``http://[::1/x``), a port out of 0-65535, a space or control
+  character are errors;
+- numbers must be finite and in range: EXTINF >= 0 and at most ``MAX_TARGET_DURATION_S``;
+  EXT-X-TARGETDURATION from 1 to ``MAX_TARGET_DURATION_S`` (0 would make every segment too
+  long and a reload loop of a player); media and discontinuity sequence numbers from 0 to
+  2^64 - 1 (RFC 8216 §4.2 decimal-integer); BANDWIDTH >= 0; RESOLUTION from 1 to
+  ``MAX_RESOLUTION`` each way; EXT-X-BYTERANGE lengths >= 1 and ranges within
+  ``MAX_BYTE_OFFSET``; EXT-X-START and PART-TARGET finite;
+- attribute lists the library cannot read are errors with the tag's name and line.
 The parsed form keeps just what the checks need, so a poll does not hold on to the
 library's object graph: we call ``m3u8.parse`` (the library's line parser, plain dicts) and
 build our frozen dataclasses from that, without the library's model objects in between.
@@ -38,7 +50,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import m3u8
 
@@ -56,6 +68,16 @@ MAX_TARGET_DURATION_S = 3600.0
 """An EXT-X-TARGETDURATION above this is refused as absurd. RFC 8216 §4.3.3.1 sets no ceiling;
 ours: a playlist that asks to be reloaded less than once an hour (§6.3.4) is no live stream, and
 such a value is a corrupt or hostile body rather than a stream to measure."""
+
+MAX_BYTE_OFFSET = 1 << 53
+"""The end of an EXT-X-BYTERANGE (offset + length) may not pass this: 8 PiB, past any media
+resource, and within what a float (and a Range header of every server) carries exactly."""
+
+MAX_RESOLUTION = 1 << 16
+"""Largest RESOLUTION width or height accepted (65,536 pixels: 16 times 4K)."""
+
+MAX_SEQUENCE = (1 << 64) - 1
+"""RFC 8216 §4.2: a decimal-integer is 0 to 2^64 - 1."""
 
 MAX_VARIANTS = 16
 """Bounds the rendition label set: at most this many variants, this many EXT-X-MEDIA renditions
@@ -200,9 +222,12 @@ def _resolution(raw: object, where: str) -> tuple[int, int] | None:
         return None
     try:
         vals = str(raw).strip('"').split("x")
-        return int(vals[0]), int(vals[1])
+        w, h = int(vals[0]), int(vals[1])
     except (ValueError, IndexError):
         raise PlaylistError(f"{where} has an unparseable RESOLUTION") from None
+    if not (0 < w <= MAX_RESOLUTION and 0 < h <= MAX_RESOLUTION):
+        raise PlaylistError(f"{where} has a RESOLUTION out of 1-{MAX_RESOLUTION}")
+    return w, h
 
 
 _MEDIA_PREFIX = {"AUDIO": "audio", "VIDEO": "video", "SUBTITLES": "subs", "CLOSED-CAPTIONS": "cc"}
@@ -229,20 +254,26 @@ def _master(data: dict[str, Any], base_uri: str) -> MasterPlaylist:
         raise PlaylistError("master playlist lists no variant streams")
     infos = [p.get("stream_info") or {} for p in playlists]
     res = [_resolution(si.get("resolution"), f"variant {i + 1}") for i, si in enumerate(infos)]
+    for i, si in enumerate([*infos, *(p.get("iframe_stream_info") or {} for p in data.get("iframe_playlists", ()))]):
+        for attr in ("bandwidth", "average_bandwidth"):
+            bw = si.get(attr)
+            if bw is not None and not (isinstance(bw, int) and 0 <= bw <= MAX_SEQUENCE):
+                raise PlaylistError(f"variant {i + 1} has a {attr.upper().replace('_', '-')} that is not a "
+                                    "non-negative integer")
     names = _ladder_names([(r, si.get("bandwidth")) for r, si in zip(res, infos, strict=True)])
     variants = tuple(
-        Variant(name=n, uri=resolve(p["uri"]), bandwidth=si.get("bandwidth"), resolution=r,
+        Variant(name=n, uri=resolve(p["uri"], f"variant {i + 1}"), bandwidth=si.get("bandwidth"), resolution=r,
                 audio_group=si.get("audio"), codecs=si.get("codecs"))
-        for n, p, si, r in zip(names, playlists, infos, res, strict=True)
+        for i, (n, p, si, r) in enumerate(zip(names, playlists, infos, res, strict=True))
     )
     iframe_pls = [p for p in data.get("iframe_playlists", ()) if p.get("uri")][:MAX_VARIANTS]
     iinfos = [p.get("iframe_stream_info") or {} for p in iframe_pls]
     ires = [_resolution(si.get("resolution"), f"I-frame playlist {i + 1}") for i, si in enumerate(iinfos)]
     inames = _ladder_names([(r, si.get("bandwidth")) for r, si in zip(ires, iinfos, strict=True)], "iframe-")
     iframes = tuple(
-        Variant(name=n, uri=resolve(p["uri"]), bandwidth=si.get("bandwidth"), resolution=r,
-                codecs=si.get("codecs"))
-        for n, p, si, r in zip(inames, iframe_pls, iinfos, ires, strict=True)
+        Variant(name=n, uri=resolve(p["uri"], f"I-frame playlist {i + 1}"), bandwidth=si.get("bandwidth"),
+                resolution=r, codecs=si.get("codecs"))
+        for i, (n, p, si, r) in enumerate(zip(inames, iframe_pls, iinfos, ires, strict=True))
     )
     media_tags = list(data.get("media", ()))[:MAX_VARIANTS]
     media = tuple(
@@ -250,7 +281,8 @@ def _master(data: dict[str, Any], base_uri: str) -> MasterPlaylist:
             name=n, type=str(m.get("type") or ""), group_id=m.get("group_id"), language=m.get("language"),
             default=m.get("default") == "YES", autoselect=m.get("autoselect") == "YES",
             # CLOSED-CAPTIONS travel inside the video (RFC 8216 §4.3.4.1: no URI); noted, not watched
-            uri=resolve(m["uri"]) if m.get("uri") and m.get("type") != "CLOSED-CAPTIONS" else None,
+            uri=resolve(m["uri"], f"#EXT-X-MEDIA {n}") if m.get("uri") and m.get("type") != "CLOSED-CAPTIONS"
+            else None,
         )
         for n, m in zip(_media_names(media_tags), media_tags, strict=True)
     )
@@ -275,6 +307,10 @@ def _byterange(raw: str, seq: int, what: str = "#EXT-X-BYTERANGE") -> tuple[int,
         raise PlaylistError(f"segment {seq}: unparseable {what}", seq=seq) from None
     if length < 0 or (offset is not None and offset < 0):
         raise PlaylistError(f"segment {seq}: negative {what}", seq=seq)
+    if length == 0:
+        raise PlaylistError(f"segment {seq}: empty {what} (a length of 0)", seq=seq)
+    if length + (offset or 0) > MAX_BYTE_OFFSET:
+        raise PlaylistError(f"segment {seq}: {what} ends past byte {MAX_BYTE_OFFSET}", seq=seq)
     return length, offset
 
 
@@ -284,16 +320,41 @@ def _byterange(raw: str, seq: int, what: str = "#EXT-X-BYTERANGE") -> tuple[int,
 _SIMPLE_REF = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:/[\w~%+=,@-][\w.~%+=,@-]*)*(?:\?[^#\s]*)?", re.ASCII)
 
 
-def _resolver(base_uri: str) -> Callable[[str], str]:
-    """``urljoin(base_uri, ref)``, memoised for one parse, with the fast path above."""
-    base_dir = urljoin(base_uri, ".")
+_BAD_URI_CHAR = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _checked(uri: str) -> str:
+    """``uri`` when a client can request it, else ValueError: urlsplit's own (bad IPv6 brackets),
+    a port out of 0-65535, a space or control character."""
+    if _BAD_URI_CHAR.search(uri):
+        raise ValueError("a space or control character")
+    urlsplit(uri).port  # noqa: B018 - raises ValueError when out of range
+    return uri
+
+
+def _resolver(base_uri: str) -> Callable[..., str]:
+    """``urljoin(base_uri, ref)``, memoised for one parse, with the fast path above (a simple
+    relative reference cannot change the base's host or port: only the base is checked).
+    ``resolve(ref, where, seq=None)`` raises PlaylistError naming ``where`` (and ``seq``) for a
+    reference no client can request (:func:`_checked`)."""
+    try:
+        base_dir = urljoin(_checked(base_uri), ".")
+    except ValueError as exc:
+        raise PlaylistError(f"the playlist's own URL is unusable ({exc})") from None
     fast = base_dir.startswith(("http://", "https://")) and base_dir.endswith("/")
     done: dict[str, str] = {}
 
-    def resolve(ref: str) -> str:
+    def resolve(ref: str, where: str, seq: int | None = None) -> str:
         r = done.get(ref)
         if r is None:
-            r = done[ref] = base_dir + ref if fast and _SIMPLE_REF.fullmatch(ref) else urljoin(base_uri, ref)
+            if fast and _SIMPLE_REF.fullmatch(ref):
+                r = base_dir + ref
+            else:
+                try:
+                    r = _checked(urljoin(base_uri, ref))
+                except ValueError as exc:
+                    raise PlaylistError(f"{where} has an unusable URI ({exc})"[:160], seq=seq) from None
+            done[ref] = r
         return r
 
     return resolve
@@ -313,6 +374,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         raise PlaylistError("media playlist has no #EXT-X-TARGETDURATION")
     if td < 0:
         raise PlaylistError("#EXT-X-TARGETDURATION is negative")
+    if td == 0:
+        raise PlaylistError("#EXT-X-TARGETDURATION is 0: no segment may last that, no player can reload at it")
     if td > MAX_TARGET_DURATION_S:
         raise PlaylistError(f"#EXT-X-TARGETDURATION is over {MAX_TARGET_DURATION_S:g} s")
     first = int(data.get("media_sequence") or 0)
@@ -321,6 +384,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
     if first < 0 or disc < 0 or skipped < 0:
         which = "MEDIA-SEQUENCE" if first < 0 else "DISCONTINUITY-SEQUENCE" if disc < 0 else "SKIP SKIPPED-SEGMENTS"
         raise PlaylistError(f"#EXT-X-{which} is negative")
+    if max(first, disc, skipped) > MAX_SEQUENCE or first + skipped + len(data["segments"]) > MAX_SEQUENCE:
+        raise PlaylistError("a sequence number is over 2^64 - 1 (RFC 8216 §4.2)")
 
     raw: list[dict[str, Any]] = data["segments"]
     parts_in_progress = 0
@@ -346,7 +411,9 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
             raise PlaylistError(f"segment {seq} has no URI or EXTINF", seq=seq)
         if not 0 <= dur < math.inf:  # NaN fails both comparisons
             raise PlaylistError(f"segment {seq} has an EXTINF that is not a finite non-negative number", seq=seq)
-        absu = resolve(uri)
+        if dur > MAX_TARGET_DURATION_S:
+            raise PlaylistError(f"segment {seq} has an absurd EXTINF (over {MAX_TARGET_DURATION_S:g} s)", seq=seq)
+        absu = resolve(uri, f"segment {seq}", seq)
 
         tagged = s.get("program_date_time")
         pdt = _to_epoch(tagged) if tagged is not None else pdt_next
@@ -375,7 +442,7 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
                 if m.get("byterange") is not None:
                     ml, mo = _byterange(m["byterange"], seq, "#EXT-X-MAP BYTERANGE")
                     mr = (ml, mo or 0)  # no previous sub-range applies to a MAP: the offset defaults to 0
-                init = inits[id(m)] = InitSection(resolve(m["uri"]), mr)
+                init = inits[id(m)] = InitSection(resolve(m["uri"], f"segment {seq}: #EXT-X-MAP", seq), mr)
 
         key_method = key_uri = None
         if (k := s.get("key")) is not None:
@@ -390,7 +457,7 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
                     ku = k.get("uri")
                     if not ku:
                         raise PlaylistError(f"segment {seq}: #EXT-X-KEY has no URI", seq=seq)
-                    kk = (method, "data:" if ku[:5].lower() == "data:" else resolve(ku))
+                    kk = (method, "data:" if ku[:5].lower() == "data:" else resolve(ku, f"segment {seq}: #EXT-X-KEY", seq))
                 keys[id(k)] = kk
             key_method, key_uri = kk
 
@@ -447,7 +514,31 @@ def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
         raise _diagnose(text, exc) from exc
     if data.get("is_variant"):
         return _master(data, base_uri)
-    return _media(data, text, base_uri)
+    try:
+        return _media(data, text, base_uri)
+    except PlaylistError as exc:
+        if exc.seq is None or exc.line is not None:
+            raise
+        line = _segment_line(text, exc.seq - int(data.get("media_sequence") or 0)
+                             - int((data.get("skip") or {}).get("skipped_segments") or 0))
+        if line is None:
+            raise
+        raise PlaylistError(f"{exc} (line {line})", seq=exc.seq, line=line) from None
+
+
+def _segment_line(text: str, index: int) -> int | None:
+    """1-based line of the URI of the ``index``-th segment listed (the error path only)."""
+    pending = False
+    n = 0
+    for no, ln in enumerate(text.splitlines()):
+        ln = ln.strip()
+        if ln.startswith("#EXTINF"):
+            pending = True
+        elif ln and not ln.startswith("#") and pending:
+            if n == index:
+                return no + 1
+            n, pending = n + 1, False
+    return None
 
 
 _TAG_NAME = re.compile(r"#EXT[-A-Z0-9]{0,40}")
@@ -485,18 +576,19 @@ def _diagnose(text: str, exc: Exception) -> PlaylistError:
                 try:
                     d = float(ln[7:].lstrip(":").split(",", 1)[0])
                 except ValueError:
-                    return PlaylistError(f"segment {seq} has an unparseable EXTINF", seq=seq, line=no + 1)
+                    return PlaylistError(f"segment {seq} has an unparseable EXTINF (line {no + 1})", seq=seq, line=no + 1)
                 if not 0 <= d < math.inf:
-                    return PlaylistError(f"segment {seq} has an EXTINF that is not a finite non-negative number",
+                    return PlaylistError(f"segment {seq} has an EXTINF that is not a finite non-negative number "
+                                         f"(line {no + 1})",
                                          seq=seq, line=no + 1)
                 if d > _ABSURD_EXTINF_S:  # finite, but a date-time carried by it overflows
-                    return PlaylistError(f"segment {seq} has an absurd EXTINF", seq=seq, line=no + 1)
+                    return PlaylistError(f"segment {seq} has an absurd EXTINF (line {no + 1})", seq=seq, line=no + 1)
                 pending = has_extinf = True
             elif ln.startswith("#EXT-X-BYTERANGE"):
                 pending = True
             elif ln and not ln.startswith("#") and pending:
                 if not has_extinf:
-                    return PlaylistError(f"segment {seq} has no URI or EXTINF", seq=seq, line=no + 1)
+                    return PlaylistError(f"segment {seq} has no URI or EXTINF (line {no + 1})", seq=seq, line=no + 1)
                 n, pending, has_extinf = n + 1, False, False
 
         def fails(k: int) -> bool:
