@@ -16,7 +16,9 @@ How one cycle is read (:func:`diagnose`):
   ``own`` in the catalog, never is);
 - origin playlists stale (or gone: HTTP 4xx) for every rendition while the server answers
   -> the most upstream failing stage that explains it (``ingest`` when the ingest has no
-  input, ``studio`` when the encoder is down), else ``transcode``/``transcoder``;
+  input, ``studio`` when the encoder is down), else ``transcode``/``transcoder``; listed
+  segments missing (4xx) in every rendition while the playlists advance -> ``origin``/``origin``
+  (it lists what it does not serve), not a transcoder that stopped;
 - frozen / black / silent content at every analysed rendition -> the most upstream cause
   that explains it, else ``studio``/``source``; in only some renditions, or a fault of the
   encoded rendition itself (corrupt segments, GOP, bitrate) -> ``transcode``/<rendition>;
@@ -268,6 +270,11 @@ class _Walk:
         if source is not None:
             source.note = ("the origin playlists stopped updating" if stopped
                            else "every rendition at the origin is affected")
+        elif fresh_all and all(symptom_of(e) is Fault.SEGMENT_MISSING for e in fresh_all):
+            # the playlists advance but the segments they list are not served (a packager that lists
+            # before it writes, a cleanup too eager): the origin serves what it does not have
+            source = self.root("origin", "origin")
+            source.note = "its playlists list segments it does not serve, in every rendition"
         elif fresh_all:
             source = self.root("transcode", "transcoder")
             source.note = ("every rendition's playlist stopped updating at the origin while the origin server answers"

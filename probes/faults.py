@@ -283,7 +283,8 @@ CATALOG = FaultCatalog([
        "The playlist is gone (HTTP 404/410): check the packager is writing it and the path in the config.",
        stages=_PLAYLIST, explains=_NO_FLOW),  # an HTTP 4xx on a playlist, read as a symptom (agent/diagnosis.py)
     _s(F.SEGMENT_MISSING, C.FRESHNESS, "P2", "is missing segments{of}",
-       "Segments listed in the playlist are not served: check the packager's disk and cleanup settings.",
+       "Segments listed in the playlist are not served: check that the packager writes each segment before "
+       "it lists it, and its disk and cleanup settings.",
        stages=_PLAYLIST, explains=_DELIVERY,
        stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component} (segments 404)."}),
     _s(F.STREAM_ENDED, C.FRESHNESS, "P1", "ended the live stream (#EXT-X-ENDLIST){of}",

@@ -2,7 +2,8 @@
 
 One attempt on one endpoint: the master playlist (refreshed every
 ``MASTER_REFRESH_S``), every rendition's media playlist concurrently, and the newest
-segment of each rendition once when it first appears.
+segment of each rendition once when it first appears (again at the next attempt while it
+answers 404/410: a packager may list a segment before it has written it).
 
 What is watched as a rendition: every variant (EXT-X-STREAM-INF), and the alternative
 media playlists a player may load beside it — EXT-X-MEDIA renditions with a URI (AUDIO first,
@@ -47,7 +48,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   stays evidence for ``ANOMALY_HOLD_TARGET_DURATIONS`` x target duration after it was seen.
 - segment: first byte, download time, throughput and download ratio = download
   time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
-  listed segment is a fault.
+  listed segment is a fault. A newest segment that answered 404/410 is asked again at each
+  attempt while it is the newest (retrying is scheduling: one request per attempt), so a
+  segment listed a moment before it was written is ``segment_missing`` only while it is.
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
   oscnord/hls-monitor) target durations of MEDIA TIME behind its siblings', compared by
@@ -383,7 +386,8 @@ class _Attempt:
                           "(EXT-X-GAP): the packager had no content for it", v.name,
                           media_sequence=pl.newest.seq, url_role="media_playlist")
         elif cfg.fetch_segments and v.segments and pl.newest is not None \
-                and (pl.newest.uri, pl.newest.byterange) != rs.last_segment:  # single_file: one URI, many ranges
+                and ((pl.newest.uri, pl.newest.byterange) != rs.last_segment  # single_file: one URI, many ranges
+                     or (rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING)):  # written yet?
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None

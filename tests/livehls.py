@@ -10,7 +10,8 @@ Beyond the muxed ladder, knobs set before the agent starts make the master list 
 variants with AUDIO="aud"; audio-only MPEG-TS segments, each audio playlist frozen on its own
 with ``frozen_at["audio_<lang>"]``), an I-frame playlist of the 360p variant (byte ranges into
 its segments) and encrypted playlists whose EXT-X-KEY URIs (with a token in the query) answer
-16 key bytes, rotate every N segments, or fail with a status.
+16 key bytes, rotate every N segments, or fail with a status. ``unwritten_s`` plays a packager
+that lists each segment before it has written it (404 for that long after it is listed, then 200).
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ class Knobs:
     audio: tuple[str, ...] = ()  # demuxed audio: one EXT-X-MEDIA TYPE=AUDIO rendition per language
     iframes: bool = False  # list an EXT-X-I-FRAME-STREAM-INF playlist of the 360p variant
     gone: set[str] = field(default_factory=set)  # media playlists ("audio_en", "360p"...) answering 404
+    unwritten_s: float = 0.0  # a packager that lists before it writes: each segment answers 404 for this
+    # long after it is listed, then 200 (its playlist keeps advancing on time)
 
 
 class Timeline:
@@ -140,6 +143,10 @@ class Timeline:
 
     def newest(self) -> int:
         return self.first_seq + int((time.time() - self.t0) / self.seg_dur) - 1
+
+    def listed_at(self, seq: int) -> float:
+        """When segment ``seq`` first appears in the playlists (wall clock)."""
+        return self.t0 + (seq - self.first_seq + 1) * self.seg_dur
 
     def media_playlist(self, rendition: str, newest: int, pdt: bool, seq_offset: int = 0, gap_every: int = 0) -> str:
         first = max(self.first_seq, newest - self.window + 1)
@@ -325,6 +332,8 @@ class Endpoint:
             self.segments_requested.append(seq)
         if k.gap_every and seq % k.gap_every == 0:
             return web.Response(status=404, text="a gap: no such segment\n")
+        if k.unwritten_s and time.time() < self.tl.listed_at(seq) + k.unwritten_s:
+            return web.Response(status=404, text="not written yet\n")
         if (r, self.tl.seg_dur) not in _SEGMENTS:  # audio segments are made when first asked for
             await asyncio.to_thread(segments_for, r, self.tl.seg_dur)
         body = segments_for(r, self.tl.seg_dur)[seq % 2]

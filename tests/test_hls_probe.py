@@ -7,6 +7,7 @@ and (healthy case) a real scrape of /metrics checked by promtool.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import aiohttp
@@ -16,6 +17,7 @@ from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
+from agent.localize import Incident
 from probes.hls import cache_allowance
 
 
@@ -381,3 +383,51 @@ def test_cache_allowance_is_the_freshness_lifetime_capped_at_half_a_target_durat
     assert cache_allowance("no-cache, max-age=1", 2.0) == 0.0
     assert cache_allowance("private", 2.0) == 0.0
     assert cache_allowance(None, 2.0) == 0.0
+
+
+async def test_segments_listed_before_they_are_written_are_one_origin_segment_missing(live):
+    """A packager that lists each segment before it has written it: every rendition's newest
+    segment answers 404 for its first 2.5 s, then 200, at the origin and (a CDN passes the 404
+    through) at every edge, for 12 s, while the playlists advance on time.
+
+    What a monitor should say: the playlists are fresh, so nothing "stopped updating"; the
+    origin lists segments it does not serve, so one P2 ``segment_missing`` at origin/origin, its
+    summary saying so at the origin; the edges' 404s and any viewer trouble are its symptoms,
+    and the content probe's unfetched segments are holes in what it saw, never a timestamp gap
+    at the source. A listed segment that 404s is fetched again at the next poll (retrying is
+    scheduling): a single late segment that is served within the open threshold (2 cycles)
+    opens nothing, which is why a late segment here must stay missing for 2.5 s."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        for comp in ("origin", "edge-a", "edge-b"):
+            await wait_for(state_is(agent, "origin" if comp == "origin" else "cdn", comp, "ok"), 10, f"{comp} ok")
+        await wait_for(state_is(agent, "playback", "edge-a", "ok"), 10, "viewers playing")
+        endpoints = [live.origin, *live.edges.values()]
+        for ep in endpoints:
+            ep.knobs.unwritten_s = 2.5
+        seen: dict[str, Incident] = {}
+
+        async def watch(seconds: float) -> None:
+            end = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < end:
+                for i in agent.incidents.localizer.open_incidents("main"):
+                    seen.setdefault(i.id, i)
+                await asyncio.sleep(0.2)
+
+        await watch(12)
+        missing = [e for e in agent.board.evidence("main", exclude=("incidents",)) if e.fault == "segment_missing"]
+        for ep in endpoints:
+            ep.knobs.unwritten_s = 0.0
+        await watch(8)
+    opened = sorted((i.stage, i.component, i.fault) for i in seen.values())
+    assert opened == [("origin", "origin", "segment_missing")], [(i.stage, i.component, i.fault, i.summary)
+                                                                 for i in seen.values()]
+    inc = next(iter(seen.values()))
+    assert inc.severity == "P2", inc
+    assert inc.summary.startswith("The origin is missing segments; its playlists list segments it does not serve"), \
+        inc.summary
+    assert "stopped" not in inc.summary and "transcoder" not in inc.summary, inc.summary
+    assert "writes each segment before it lists it" in inc.runbook, inc.runbook
+    assert missing and all(e.http_status == 404 for e in missing), [e for e in missing if e.http_status != 404]
+    # a segment that answered 404 was asked again at a later poll, and then served
+    assert any(live.origin.segments_requested.count(q) >= 2 for q in set(live.origin.segments_requested))

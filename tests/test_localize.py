@@ -88,6 +88,16 @@ SCENARIOS = [
         [("origin", "origin", "http_error", "P1")],
     ),
     (
+        "listed segments 404 in every rendition at the origin while its playlists advance (listed before "
+        "written), the edges pass the 404 on, players stall -> the origin, not a transcoder that stopped",
+        with_faults(
+            *every_rendition("origin", "origin", DEG, "segment_missing"),
+            *every_edge(DEG, "segment_missing"),
+            *[ev("playback", e, DEG, "stalls") for e in EDGES],
+        ),
+        [("origin", "origin", "segment_missing", "P2")],
+    ),
+    (
         "origin playlist stale everywhere, no upstream evidence -> transcoder",
         with_faults(*every_rendition("origin", "origin", DOWN, "stale_playlist"), *every_edge(DOWN, "stale_playlist")),
         [("transcode", "transcoder", "stale_playlist", "P1")],
