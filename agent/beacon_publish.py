@@ -53,6 +53,7 @@ from pydantic import Field, ValidationError
 
 from agent.config import expand_env
 from agent.errors import SignalpathError
+from probes.base import HOST_NOT_RESOLVED
 from probes.core import beacon
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
@@ -225,7 +226,7 @@ def _resolve(url: str, safe_url: str) -> None:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise IngestUnreachable(
-            f"RTMP ingest {safe_url}: host name does not resolve; check the spelling and DNS", url=safe_url
+            f"RTMP ingest {safe_url}: {HOST_NOT_RESOLVED}; check the spelling and DNS", url=safe_url
         ) from None
 
 

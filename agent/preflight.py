@@ -11,8 +11,9 @@ signalpath's own 2-s-GOP stream, so it proves the ingest accepts a stream and th
 not the crew encoder's GOP.
 
 Output: a live progress line per check on stderr while it runs (plain lines; the same
-on a TTY), then a table (✓ / ⚠ / ✗ / –, check, measured, needed, fix) and the verdict as
-the LAST line: ``READY``, ``READY WITH WARNINGS (n)`` or ``NOT READY (n)`` (shared/UX.md).
+on a TTY), then a table within 100 columns (✓ / ⚠ / ✗ / –, stream, check, measured, needed;
+long cells wrapped), the fix for every ⚠ and ✗ in full below it, and the verdict as the
+LAST line: ``READY``, ``READY WITH WARNINGS (n)`` or ``NOT READY (n)`` (shared/UX.md).
 ``--json`` prints one JSON document instead of the table (verdict inside; the verdict
 line still goes to stderr); ``--junit FILE`` writes a JUnit XML report (a failure per
 fail, ``<skipped>`` per skip, warnings as passing cases with a ``WARN`` system-out).
@@ -26,13 +27,14 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.base import Failure, ProbeContext, ProbeTarget
+from probes.base import HOST_NOT_RESOLVED, Failure, ProbeContext, ProbeTarget
 from probes.core.studio import Finding, Status
 from probes.faults import Fault
 
@@ -43,7 +45,7 @@ _RTMP_FIX = {
     Failure.AUTH_REFUSED: "the ingest refused the stream key: copy the key again from the platform's dashboard",
     Failure.CONNECTION_REFUSED: "nothing listens at the ingest address: check the URL/port, or use the backup ingest",
     Failure.TIMEOUT: "the ingest does not answer in time: check the firewall (TCP 1935) and the uplink",
-    Failure.DNS_ERROR: "the ingest host name does not resolve: check the URL and the DNS settings",
+    Failure.DNS_ERROR: f"{HOST_NOT_RESOLVED}: check the ingest URL's host name and the DNS settings",
 }
 
 
@@ -181,16 +183,41 @@ async def run_checks(config: Any, progress: Callable[[str], None] = lambda line:
 # ------------------------------------------------------------------ output
 
 
-def render_table(out: Outcome) -> str:
-    rows = [("", "stream", "check", "measured", "needed", "fix")]
-    for stream, f in out.all:
-        rows.append((SYMBOL[f.status], stream, f.title, f.measured, f.needed,
-                     f.fix if f.status in (Status.WARN, Status.FAIL) else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+TABLE_WIDTH = 100  # columns: a laptop terminal, a CI log, a phone in landscape
+
+
+def _fit(natural: list[int], budget: int, floor: list[int]) -> list[int]:
+    """Column widths within ``budget``: the widest column (above its floor) gives way first."""
+    widths = list(natural)
+    while sum(widths) > budget:
+        i = max(range(len(widths)), key=lambda k: widths[k] - floor[k])
+        if widths[i] <= floor[i]:
+            break
+        widths[i] -= 1
+    return widths
+
+
+def render_table(out: Outcome, width: int = TABLE_WIDTH) -> str:
+    """The table (one row per check, long cells wrapped within ``width``), then what to do for
+    every warning and failure, in full, below it; the verdict is the last line."""
+    header = ["", "stream", "check", "measured", "needed"]
+    rows = [[SYMBOL[f.status], stream, f.title, f.measured, f.needed] for stream, f in out.all]
+    gap = "  "
+    natural = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = _fit(natural, width - len(gap) * (len(header) - 1), floor=[1, 6, 14, 14, 14])
     lines = []
-    for r in rows:
-        cells = [r[i].ljust(widths[i]) for i in range(5)] + [r[5]]
-        lines.append("  ".join(cells).rstrip())
+    for row in [header, *rows]:
+        cells = [textwrap.wrap(text, w, break_on_hyphens=False) or [""] for text, w in zip(row, widths, strict=True)]
+        for k in range(max(len(c) for c in cells)):
+            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)]
+            lines.append(gap.join(parts).rstrip())
+    todo = [(stream, f) for stream, f in out.all if f.status in (Status.WARN, Status.FAIL) and f.fix]
+    if todo:
+        several = len(out.reports) > 1
+        lines += ["", "what to do:"]
+        for stream, f in todo:
+            lead = f"{SYMBOL[f.status]} {f.title}" + (f" ({stream})" if several else "") + ": "
+            lines += textwrap.wrap(lead + f.fix, width, subsequent_indent="    ", break_on_hyphens=False)
     lines.append("")
     lines.append(out.verdict)
     return "\n".join(lines)
@@ -215,11 +242,11 @@ def junit_xml(out: Outcome) -> bytes:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from agent.cli import load_agent_config
     from agent.errors import ConfigError
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_agent_config(args.config)  # no streams: nothing to check is an error, not READY
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAIL

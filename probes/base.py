@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 from probes.faults import STAGES, Fault
 
-__all__ = ["RESULT_MARGIN_S", "STAGES", "Evidence", "Failure", "Fault", "ProbeContext", "ProbeResult", "ProbeTarget",
-           "Sample", "SpanRecord", "State", "UrlRole", "own_deadline", "worst"]
+__all__ = ["HOST_NOT_RESOLVED", "RESULT_MARGIN_S", "STAGES", "Evidence", "Failure", "Fault", "ProbeContext",
+           "ProbeResult", "ProbeTarget", "Sample", "SpanRecord", "State", "UrlRole", "own_deadline", "worst"]
 
 
 class Failure(enum.StrEnum):
@@ -46,6 +46,11 @@ class Failure(enum.StrEnum):
     MEDIA_ERROR = "media_error"
     UNAVAILABLE = "unavailable"
     PROBE_ERROR = "probe_error"
+
+
+#: The one wording of ``Failure.DNS_ERROR`` wherever a person reads it (probe details, preflight,
+#: the beacon command), so one failure never reads two ways.
+HOST_NOT_RESOLVED = "host name not resolved"
 
 
 class State(enum.StrEnum):

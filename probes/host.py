@@ -98,6 +98,7 @@ class HostSnapshot:
     processes: dict[str, tuple[int, float]]  # name -> (count, cpu seconds)
     disk_free: int | None = None
     disk_total: int | None = None
+    disk_error: str | None = None  # why disk_free is None: "missing", "not a folder", "permission denied"
     nics: dict[str, NicStats] = field(default_factory=dict)
     temperatures: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # label -> (c, crit)
     battery: tuple[float, bool] | None = None  # (ratio, on mains)
@@ -109,6 +110,17 @@ def _busy_total(t: Any) -> tuple[float, float]:
     # guest time is already counted in user (proc(5)): leave it out of the total
     total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
     return total - idle, total
+
+
+def _why_unreadable(exc: OSError) -> str:
+    """A folder that cannot be read, in the crew's words: missing, not a folder, or no permission."""
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    if isinstance(exc, NotADirectoryError):
+        return "not a folder"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or exc.__class__.__name__
 
 
 def snapshot(cfg: HostConfig, *, proc_root: str | None = None) -> HostSnapshot:
@@ -128,8 +140,9 @@ def snapshot(cfg: HostConfig, *, proc_root: str | None = None) -> HostSnapshot:
         try:
             du = psutil.disk_usage(cfg.recording_path)
             snap.disk_free, snap.disk_total = int(du.free), int(du.total)
-        except OSError:
+        except OSError as exc:
             snap.disk_free = None
+            snap.disk_error = _why_unreadable(exc)
     sysfs = Path(cfg.sys_root)
     snap.nics = _read_nics(sysfs / "class" / "net")
     snap.temperatures = _read_hwmon(sysfs / "class" / "hwmon")
@@ -279,9 +292,16 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
 
     if cfg.recording_path:
         if cur.disk_free is None:
-            out.append(Finding("host.disk", COMPONENT, Status.FAIL, "Recording volume", "not readable",
-                               "a mounted, readable folder", "config studio.host.recording_path",
-                               "mount the recording volume or fix studio.host.recording_path",
+            why = cur.disk_error or "not readable"
+            fix = {
+                "missing": f"the folder {cfg.recording_path} does not exist: mount the recording volume, "
+                           "create the folder, or fix studio.host.recording_path",
+                "permission denied": f"the agent may not read {cfg.recording_path} (permission denied): give its "
+                                     "user access to the folder, or fix studio.host.recording_path",
+            }.get(why, f"{cfg.recording_path} is {why}: mount the recording volume or fix studio.host.recording_path")
+            measured = "folder missing" if why == "missing" else f"not readable: {why}"
+            out.append(Finding("host.disk", COMPONENT, Status.FAIL, "Recording volume", measured,
+                               "a mounted, readable folder", "config studio.host.recording_path", fix,
                                Fault.DISK_LOW))
         else:
             st = grade(cur.disk_free, 2 * cfg.disk_min_free_bytes, cfg.disk_min_free_bytes, higher_is_worse=False)

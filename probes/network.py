@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field
 
-from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.base import HOST_NOT_RESOLVED, Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core.config import StrictModel
 from probes.core.studio import STAGE, Finding, Status, evidence_from, grade
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S, RTT_FAULT_S
@@ -99,7 +100,8 @@ async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
         except (TimeoutError, OSError) as exc:
             out.failures += 1
             out.error = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
-                "connection refused" if isinstance(exc, ConnectionRefusedError) else exc.__class__.__name__)
+                "connection refused" if isinstance(exc, ConnectionRefusedError) else
+                HOST_NOT_RESOLVED if isinstance(exc, socket.gaierror) else exc.__class__.__name__)
             continue
         out.samples.append(clock() - t0)
         writer.close()
@@ -128,6 +130,8 @@ async def upload_rate(url: str, nbytes: int, timeout: float, session: aiohttp.Cl
     except TimeoutError:
         return None, "timed out"
     except aiohttp.ClientError as exc:
+        if isinstance(getattr(exc, "os_error", None), socket.gaierror):
+            return None, HOST_NOT_RESOLVED
         return None, exc.__class__.__name__
     finally:
         if own:
@@ -141,6 +145,8 @@ def assess_rtt(r: RttResult, cfg: NetworkConfig, where: str) -> list[Finding]:
     if r.rtt is None:
         return [Finding("network.rtt", COMPONENT, Status.FAIL, "Ingest reachable", f"no connection ({r.error})",
                         "TCP connect to the ingest", f"config studio.network.ingest ({where})",
+                        f"{HOST_NOT_RESOLVED}: check the ingest address {where} and the DNS settings"
+                        if r.error == HOST_NOT_RESOLVED else
                         f"the ingest {where} does not answer: check the address, the firewall and the uplink",
                         Fault.UNREACHABLE)]
     rtt, jit = r.rtt, r.jitter

@@ -53,6 +53,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field
 
 from probes.base import (
+    HOST_NOT_RESOLVED,
     Evidence,
     Failure,
     ProbeContext,
@@ -210,7 +211,7 @@ class _Attempt:
         except ConnectionRefusedError:
             err = RtmpError(Failure.CONNECTION_REFUSED, "connection refused", Fault.UNREACHABLE)
         except socket.gaierror:
-            err = RtmpError(Failure.DNS_ERROR, "host name not resolved", Fault.UNREACHABLE)
+            err = RtmpError(Failure.DNS_ERROR, HOST_NOT_RESOLVED, Fault.UNREACHABLE)
         except ssl.SSLError as exc:
             err = RtmpError(Failure.TLS_ERROR, f"TLS: {exc.__class__.__name__}", Fault.UNREACHABLE)
         except OSError as exc:

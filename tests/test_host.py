@@ -86,3 +86,20 @@ def test_real_host_reads():
     s = snapshot(cfg)
     assert s.cpu_total > 0 and s.memory_total > 0 and s.disk_free is not None
     assert "lo" in s.nics
+
+
+def test_an_unreadable_recording_folder_says_why(tmp_path):
+    """Missing, not a folder, or no permission: three different fixes, never a bare "not readable"."""
+    from probes.host import _why_unreadable
+
+    missing = _cfg(recording_path=str(tmp_path / "gone"))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    not_a_folder = _cfg(recording_path=str(a_file / "sub"))
+    for cfg, measured, fix in ((missing, "folder missing", "does not exist: mount the recording volume"),
+                               (not_a_folder, "not readable: not a folder", "is not a folder")):
+        prev = snapshot(cfg)
+        f = by_check(assess(prev, snapshot(cfg), 1.0, cfg))["host.disk"]
+        assert f.status is Status.FAIL and f.measured == measured and fix in f.fix, f
+    # Root reads every folder, so the permission case is the mapping itself (statvfs raises it).
+    assert _why_unreadable(PermissionError(13, "Permission denied")) == "permission denied"

@@ -96,3 +96,38 @@ async def test_preflight_passes_then_fails_with_fixes(tmp_path):
         tcp.close()
         ntp.close()
         await runner.cleanup()
+
+
+async def test_the_table_fits_100_columns_and_each_failure_reads_one_way(tmp_path):
+    """The failing studio as a person reads it: every line within 100 columns, the fix for each ✗ and ⚠
+    in full below the table; a DNS failure is "host name not resolved" in every check that met it; a
+    missing recording folder says it is missing."""
+    tcp, runner, ntp, ports, _ = await servers(offset=0.0)
+    try:
+        path = config(tmp_path, ports, bad=True)
+        doc = yaml.safe_load(path.read_text())
+        stream = doc["streams"][0]
+        stream["studio"]["host"]["recording_path"] = str(tmp_path / "no-such-folder")
+        stream["studio"]["network"]["ingest"] = "ingest.no-such-host.invalid:1935"
+        stream["ingest"]["rtmp"][0]["url"] = "rtmp://ingest.no-such-host.invalid/live/KEY123"
+        path.write_text(yaml.safe_dump(doc))
+        rc, out, err = await run_cli("preflight", "-c", str(path))
+        assert rc == 2, out + err
+        lines = out.rstrip("\n").splitlines()
+        assert max(len(line) for line in lines) <= 100, "\n".join(ln for ln in lines if len(ln) > 100)
+        assert lines[-1].startswith("NOT READY (") and lines[-2] == ""
+        table, todo = out.split("\nwhat to do:\n")
+        failed = [ln for ln in table.splitlines() if ln.startswith("✗")]
+        fixes = [ln for ln in todo.splitlines() if ln.startswith(("✗", "⚠"))]
+        assert len([ln for ln in table.splitlines() if ln.startswith(("✗", "⚠"))]) == len(fixes) > 5
+        assert all(": " in ln for ln in fixes)
+        assert "Recording volume: the folder" in todo and "does not exist" in todo
+        assert any("Recording volume" in ln and "folder missing" in ln for ln in failed), table
+        # the RTT and RTMP checks, each in its measured cell (one may wrap) and its fix; nothing else
+        assert out.count("host name not resolved") >= 3 and out.count("resolve") == 4, out
+        assert "does not resolve" not in out and "does not answer" not in out
+        assert "KEY123" not in out + err
+    finally:
+        tcp.close()
+        ntp.close()
+        await runner.cleanup()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 
+from probes.base import HOST_NOT_RESOLVED
+
 __all__ = ["ntp_offset"]
 
 
@@ -18,6 +20,8 @@ def ntp_offset(server: str, timeout: float) -> tuple[float | None, str | None]:
     host, port = (server.rsplit(":", 1) + ["123"])[:2] if ":" in server else (server, "123")
     try:
         resp = ntplib.NTPClient().request(host, version=3, port=int(port), timeout=timeout)
-    except (ntplib.NTPException, OSError, socket.gaierror) as exc:
+    except socket.gaierror:
+        return None, HOST_NOT_RESOLVED
+    except (ntplib.NTPException, OSError) as exc:
         return None, "no answer" if "No response" in str(exc) else exc.__class__.__name__
     return float(resp.offset), None
