@@ -18,7 +18,12 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   start less than three target durations from the end), and that wait counts in the
   startup time;
 - playlist reload (RFC 8216 §6.3.4): one target duration after the start of the previous
-  load when it changed, half a target duration when it did not;
+  load when it changed, half a target duration when it did not; whatever the playlist says,
+  at least ``MIN_RELOAD_S`` (0.5 s: half the smallest target duration the parser accepts) and
+  at most ``MAX_RELOAD_S`` (30 s, our bound: a viewer that has not reloaded for longer is no
+  longer live) apart;
+- buffer: a segment is fetched only while the buffer holds less than the player's
+  ``max_buffer_s`` (600 s, hls.js ``maxMaxBufferLength``);
 - segments are fetched in order, as soon as they are listed; a player that fell out of
   the sliding window re-joins at the live hold-back (hls.js does the same);
 - retries, as hls.js's default load policies: a media playlist load is retried
@@ -98,6 +103,20 @@ class PlaybackSettings(StrictModel):
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     verify_tls: bool = True
     player: PlayerConfig = Field(default_factory=PlayerConfig)
+
+
+MIN_RELOAD_S = 0.5
+"""Shortest time between two loads of one media playlist by a virtual viewer (module docstring)."""
+MAX_RELOAD_S = 30.0
+"""Longest time between two loads of one media playlist by a virtual viewer (module docstring)."""
+
+
+def reload_delay(target_duration: float, changed: bool) -> float:
+    """RFC 8216 §6.3.4: one target duration after a load that changed the playlist, half of one
+    after a load that did not; bounded to [MIN_RELOAD_S, MAX_RELOAD_S] whatever the playlist says
+    (a target duration that is not a finite positive number counts as 1 s)."""
+    td = target_duration if 0 < target_duration < float("inf") else 1.0
+    return min(max(td if changed else td / 2, MIN_RELOAD_S), MAX_RELOAD_S)
 
 
 def _backoff(failures: int) -> float:
@@ -298,7 +317,8 @@ class _Attempt:
             if seg is None and not t.audio and t.listed_end is not None and t.next_seq is not None \
                     and t.next_seq > t.listed_end:
                 s.model.end_of_stream()
-            if seg is not None and self.clock() >= t.retry_at:
+            room_in = s.model.wait_for_room(audio=t.audio) if seg is not None else 0.0
+            if seg is not None and self.clock() >= t.retry_at and room_in <= 0:
                 await self.download(s, t, seg)
                 if s.failed_at is not None or self.gave_up(s):
                     return
@@ -308,7 +328,7 @@ class _Attempt:
             now = self.clock()
             if now >= slice_end:
                 return
-            wake = min(t.next_reload, slice_end, t.retry_at if seg is not None else slice_end)
+            wake = min(t.next_reload, slice_end, max(t.retry_at, now + room_in) if seg is not None else slice_end)
             await asyncio.sleep(max(0.01, wake - now))
 
     def next_segment(self, s: _Track) -> Segment | None:
@@ -358,7 +378,7 @@ class _Attempt:
                 s.next_reload = self.clock() + _backoff(s.playlist_failures)
             return
         s.playlist_failures = 0
-        td = pl.target_duration or 1.0
+        td = pl.target_duration if pl.target_duration > 0 else 1.0
         changed = s.playlist is None or pl.last_seq != s.playlist.last_seq
         s.playlist, s.document = pl, fr.document if fr is not None else s.document
         hold_back = self.cfg.player.hold_back_segments * td
@@ -367,8 +387,8 @@ class _Attempt:
         # an ended playlist (#EXT-X-ENDLIST) is played out to its last segment, then the player
         # ends: the stream's end is the HLS probe's stream_ended, not a playback failure
         s.listed_end = pl.last_seq if pl.endlist else None
-        # RFC 8216 §6.3.4, measured from the start of this load
-        s.next_reload = started + (td if changed else td / 2)
+        # RFC 8216 §6.3.4, measured from the start of this load, bounded
+        s.next_reload = started + reload_delay(td, changed)
 
     async def download(self, session: _Session, s: _Track, seg: Segment) -> None:
         cfg = self.cfg

@@ -11,9 +11,11 @@ import time
 import pytest
 
 from probes.base import Failure
+from probes.core.player_model import PlayerConfig, PlayerModel
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse
 from probes.net.httpfetch import Fetcher
 from probes.net.leanhttp import MAX_HEADER_BYTES
+from probes.playback import MAX_RELOAD_S, MIN_RELOAD_S, reload_delay
 from tests.hostile import HostileServer
 
 
@@ -185,3 +187,31 @@ def test_tolerated_oddities_still_parse():
     media = parse(_media(pre="#EXT-X-CUE-OUT:DURATION=nan\n", u="../a/./s7.ts"), BASE + "main.m3u8")
     assert isinstance(media, MediaPlaylist)
     assert media.segments[0].uri == "http://edge.example/a/s7.ts" and media.segments[0].cue_out
+
+
+# -- the virtual player: reload rate and buffer bounded whatever the playlist says --------------
+
+@pytest.mark.parametrize(("td", "changed", "delay"), [
+    (2.0, True, 2.0), (2.0, False, 1.0),  # RFC 8216 §6.3.4
+    (0.001, True, MIN_RELOAD_S), (0.001, False, MIN_RELOAD_S), (0.0, True, 1.0), (-1.0, True, 1.0),
+    (float("nan"), True, 1.0), (float("inf"), False, 0.5),
+    (1e6, True, MAX_RELOAD_S), (3600.0, False, MAX_RELOAD_S),
+])
+def test_the_reload_delay_is_bounded(td, changed, delay):
+    assert reload_delay(td, changed) == delay
+
+
+def test_the_player_buffer_is_bounded():
+    now = [0.0]
+    model = PlayerModel(PlayerConfig(), clock=lambda: now[0])
+    model.request()
+    assert model.wait_for_room() == 0.0
+    model.segment_downloaded(3600.0)  # as long a segment as the parser lets through
+    assert model.wait_for_room() == pytest.approx(3000.0)
+    now[0] = 2999.0
+    assert model.wait_for_room() == pytest.approx(1.0)
+    now[0] = 3000.5
+    assert model.wait_for_room() == 0.0
+    for bad in (float("nan"), float("inf"), -5.0):  # never fed by the parser; ignored all the same
+        model.segment_downloaded(bad)
+    assert model.figures().buffer_s == pytest.approx(599.5)

@@ -28,6 +28,10 @@ How it plays (and where each rule comes from, shared/THRESHOLDS.md):
   fatal fetch error reported by the probe (``fatal_error``), or a single stall longer
   than ``stall_give_up_s`` (``stall_timeout``; a viewer gives up). Once failed, the model
   freezes its figures.
+- Buffer bound: the probe fetches the next segment only while the buffer holds less than
+  ``max_buffer_s`` (600 s, hls.js ``maxMaxBufferLength``, the most it ever buffers ahead);
+  :meth:`PlayerModel.wait_for_room` says how long until there is room. Whatever EXTINFs a
+  playlist lists (the parser bounds each at 3600 s), the buffer stays below that plus one segment.
 - Bits played (CTA-2066 ``bitsPlayed``): each segment's bits, in proportion to how much
   of it has been played.
 - Demuxed audio (``separate_audio=True``: the variant's audio is an EXT-X-MEDIA rendition of
@@ -68,6 +72,7 @@ class PlayerConfig(StrictModel):
     stall_report_s: float = Field(1.25, ge=0)
     startup_deadline_s: float = Field(15.0, gt=0)
     stall_give_up_s: float = Field(60.0, gt=0)
+    max_buffer_s: float = Field(600.0, gt=0, le=3600)
 
 
 class PlayerState(enum.StrEnum):
@@ -208,6 +213,13 @@ class PlayerModel:
         elif self._state is PlayerState.STALLED and ahead > cfg.resume_buffer_s:
             self._end_stall(now)
             self._state = PlayerState.PLAYING
+
+    def wait_for_room(self, *, audio: bool = False) -> float:
+        """Seconds until the (video, or demuxed ``audio``) buffer holds less than ``max_buffer_s``:
+        0 when the next segment may be fetched now."""
+        self._advance()
+        held = self._audio_s if audio and self._audio_s is not None else self._buffered_s
+        return max(0.0, held - self.config.max_buffer_s)
 
     def end_of_stream(self) -> None:
         """The playlist ended (#EXT-X-ENDLIST) and its last listed segment has been received:
