@@ -14,7 +14,9 @@ What runs (each its own process, its own prefix/config/data folder under ``root`
 - **ffmpeg** (Debian): pushes ``testsrc2`` + ``sine`` (H.264 ultrafast, AAC,
   keyframe every 2 s so segments are 2 s) to ``rtmp_url``.
 
-Debian's nginx-rtmp 1.1.4 writes NO ``EXT-X-PROGRAM-DATE-TIME``.
+Debian's nginx-rtmp (1.1.4, and 1.2.2 in Debian 12) writes NO ``EXT-X-PROGRAM-DATE-TIME``.
+``RealLab(hls_continuous=True|False)`` writes ``hls_continuous on|off;`` (left out by default:
+nginx-rtmp 1.2.2 then continues the numbering across a publisher restart, as with ``on``).
 
 Faults (each one changes what a client observes; tests/test_reallab.py proves it):
 
@@ -105,6 +107,7 @@ class RealLab:
         on_publish_url: str | None = None,
         publish: bool = True,
         ready_timeout: float = 25.0,
+        hls_continuous: bool | None = None,
     ) -> None:
         self.root = Path(root)
         self.stream = stream
@@ -115,6 +118,7 @@ class RealLab:
         self.on_publish_url = on_publish_url
         self.publish = publish
         self.ready_timeout = ready_timeout
+        self.hls_continuous = hls_continuous  # None: the directive is left out (nginx-rtmp's default)
         self.nginx = shutil.which("nginx") or "nginx"
         self.ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
         self.origin_http_port = 0
@@ -374,7 +378,9 @@ class RealLab:
             f"  listen 127.0.0.1:{self.rtmp_port}; chunk_size 4096;\n"
             f"  application {self.app} {{\n    live on; record off;\n{on_publish}"
             f"    hls on; hls_path {run}/hls; hls_fragment {self.segment_seconds}s;\n"
-            "    hls_playlist_length 10s; hls_cleanup on;\n  }\n} }\n"
+            "    hls_playlist_length 10s; hls_cleanup on;\n"
+            + ("" if self.hls_continuous is None else f"    hls_continuous {'on' if self.hls_continuous else 'off'};\n")
+            + "  }\n} }\n"
             "http {\n" + self._http_head(run)
             + '  map $uri $hls_cache { ~\\.ts$ "max-age=60"; default "max-age=1"; }\n'
             f"  server {{ listen 127.0.0.1:{self.origin_http_port};\n"

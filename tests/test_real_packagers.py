@@ -7,7 +7,10 @@ with program date-times and on fMP4 (EXT-X-MAP: the content probe fetches the in
 and decodes init + fragment: no decode error), demuxed audio (``-var_stream_map`` with
 an ``agroup``: the audio rendition watched, the viewers play it beside the video), and an encoder
 restarted without ``append_list`` (the media sequence starts again) is one sequence_regression incident upstream of
-the origin.
+the origin. nginx-rtmp's own HLS (tests/reallab.py: RTMP ingest, packager and origin in one nginx,
+two proxy_cache edges) with ``hls_continuous`` on and off: a publisher restart continues the
+numbering (nothing opens) or restarts it (one sequence_regression). Per packager, what was run and
+seen: tests/fixtures/hls/PACKAGERS.md.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 from _require import require_binary
 from aiohttp import web
+from reallab import RealLab
 from waiting import wait_for
 
 from agent.app import Agent
@@ -281,3 +285,55 @@ async def test_an_encoder_restart_without_append_list_is_one_sequence_regression
                 stop(restarted)
     assert [(i.stage, i.component) for i in opened] == [("transcode", "transcoder")]
     assert others == [], [(i.stage, i.component, i.fault) for i in others]
+
+
+@pytest.mark.parametrize("continuous", [True, False], ids=["hls_continuous-on", "hls_continuous-off"])
+async def test_nginx_rtmp_hls_publisher_restart(continuous: bool, tmp_path: Path) -> None:
+    """nginx-rtmp's HLS (Debian nginx 1.22.1, libnginx-mod-rtmp 1.2.2), as tests/reallab.py runs it:
+    ``application live { live on; record off; hls on; hls_path ...; hls_fragment 2s;
+    hls_playlist_length 10s; hls_cleanup on; hls_continuous on|off; }``, served by the same nginx
+    (``Cache-Control: max-age=1`` on playlists, ``max-age=60`` on segments) and by two
+    ``proxy_cache`` edges; ffmpeg publishes ``testsrc2`` 320x180 15 fps + ``sine`` (libx264
+    ultrafast zerolatency, 300k, GOP 30 = 2 s, AAC 64k, ``-re -f flv``). nginx-rtmp writes no
+    PROGRAM-DATE-TIME, no DISCONTINUITY-SEQUENCE; it names fragments ``main-N.ts`` by media
+    sequence and keeps EXT-X-MEDIA-SEQUENCE at 0 until its 10-s window is full.
+
+    Watched 14 s with zero incidents, then the publisher is killed and started again at once.
+    ``hls_continuous on`` (also nginx-rtmp 1.2.2's default when the directive is left out, seen
+    here): the numbering continues after an #EXT-X-DISCONTINUITY (the last fragment before the
+    cut is listed as ``#EXTINF:0.000`` or a fraction of a second) and the agent opens nothing.
+    ``off``: the next playlist starts again at ``main-0.ts`` (MEDIA-SEQUENCE 0, one segment, same
+    file names as the first run): exactly one ``sequence_regression`` incident, placed upstream of
+    the origin (the transcoder, as for ffmpeg's restart: the agent cannot tell nginx-rtmp's
+    packager from an encoder's), saying the media sequence restarted; no edge or playback
+    incident beside it."""
+    require_binary("nginx")
+    require_binary("ffmpeg")
+    if RealLab.missing_binaries():
+        require_binary("ngx_rtmp_module (libnginx-mod-rtmp)")
+    async with RealLab(tmp_path / "lab", hls_continuous=continuous) as lab:
+        conf = lab.config_dict(site="test")
+        conf["streams"][0]["latency"] = {"enabled": False}  # nginx-rtmp writes no PDT, and no beacon here
+        async with Agent(parse_config(conf)) as agent:
+            healthy = await healthy_for(agent, 14)
+            assert healthy == [], [(i.stage, i.component, i.fault, i.summary) for i in healthy]
+            before = await lab.last_segment()
+            await lab.kill_ffmpeg()
+            await lab.start_ffmpeg()
+            opened: dict[str, Any] = {}
+            end = time.monotonic() + 12
+            while time.monotonic() < end:
+                for i in agent.incidents.localizer.open_incidents():
+                    opened.setdefault(i.id, i)
+                await asyncio.sleep(0.5)
+            after = await lab.last_segment()
+            text = (await lab.fetch(lab.origin_url))[2].decode()
+    found = [(i.stage, i.component, i.fault) for i in opened.values()]
+    if continuous:
+        assert after > before and "#EXT-X-DISCONTINUITY" in text, (before, after, text)
+        assert found == [], [(i.stage, i.component, i.fault, i.summary) for i in opened.values()]
+    else:
+        assert after < before, (before, after, text)
+        assert found == [("transcode", "transcoder", "sequence_regression")], \
+            [(i.stage, i.component, i.fault, i.summary) for i in opened.values()]
+        assert "restarted its media sequence" in next(iter(opened.values())).summary
