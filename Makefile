@@ -1,23 +1,41 @@
-# Quickstart: `make demo` and `make test` on a fresh Debian machine with python3.
+# Quickstart: `make demo` and `make test` on a fresh Debian machine with python3 (>= 3.11),
+# python3-venv and make (README "Quickstart").
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+READY := $(VENV)/.ready
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# setuptools announces every editable install of a flat layout ("Editable installation ... be careful
+# with folders in your working directory with the same name as your package"): agent/ and probes/
+# are those packages, so the note says nothing here. Ignored by its message; other warnings show.
+PIP ?= PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip
 
 .PHONY: demo test venv clean lint
 
-$(BIN)/python:
-	$(PY) -m venv $(VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
-	$(BIN)/python -m pip install -q --upgrade pip
+# A usable venv: its python runs pip. A half-made one (python3 -m venv failed after creating
+# bin/python, e.g. without python3-venv) is removed and made again, never left to break make.
+$(READY):
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "signalpath needs Python >= 3.11; $(PY) is: $$($(PY) --version 2>&1)."; \
+	  echo "Install a newer python3 and run: make PY=python3.11 (or newer)"; exit 1; }
+	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	  if [ -e $(VENV) ]; then echo "$(VENV) is incomplete (an earlier python3 -m venv failed?): making it again"; \
+	    rm -rf $(VENV); fi; \
+	  echo "creating $(VENV) with $$($(PY) --version 2>&1)"; \
+	  $(PY) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "python3 -m venv failed: apt-get install python3-venv, then make again"; exit 1; }; \
+	fi
+	$(PIP) install -q --upgrade pip
+	@touch $@
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e .
-	touch $@
+$(STAMP): $(READY) pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt -e .
+	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	touch $@
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	@touch $@
 
 venv: $(STAMP)
 
