@@ -145,9 +145,14 @@ class Diagnoser:
         return f"P{best}"
 
     def root_fault(self, evs: Sequence[Evidence]) -> Fault:
-        """The fault of the worst (most severe, then DOWN, then most upstream-class) evidence."""
-        best = min(evs, key=lambda e: (SEVERITY_RANK[self.spec(fault_of(e)).severity],
-                                       0 if e.state is State.DOWN else 1, _CLASS_ORDER[self.kind(e)]))
+        """The fault of the worst (most severe, then DOWN, then most upstream-class) evidence,
+        among content faults that no other content fault present explains (a long GOP, not the
+        long segments it makes)."""
+        faults = {fault_of(e) for e in evs if self.kind(e) is FaultClass.CONTENT}
+        heads = [e for e in evs if fault_of(e) not in faults
+                 or not any(y is not fault_of(e) and self.catalog.explains(y, fault_of(e)) for y in faults)]
+        best = min(heads or evs, key=lambda e: (SEVERITY_RANK[self.spec(fault_of(e)).severity],
+                                                0 if e.state is State.DOWN else 1, _CLASS_ORDER[self.kind(e)]))
         return fault_of(best)
 
     def diagnose(self, evidence: Iterable[Evidence], ladder: Sequence[str] | None = None) -> list[Finding]:
@@ -159,9 +164,36 @@ class Diagnoser:
         walk.origin()
         walk.edges()
         walk.playback()
-        out = sorted(walk.findings.values(), key=lambda f: (STAGE_RANK[f.stage], f.component))
+        out = [g for f in walk.findings.values() for g in self.separate(f)]
+        out.sort(key=lambda f: (STAGE_RANK[f.stage], f.component))
         for f in out:
             f.fault = self.root_fault(f.causes)
+        return out
+
+    def separate(self, f: Finding) -> list[Finding]:
+        """One finding per content fault at a place: a different fault at the same place is its
+        own cause (a long GOP beside a chronic bitrate overshoot in one rendition), unless the
+        catalog says one causes the other (a desync's timestamp jump, a black picture that is
+        also still). The first keeps every other piece of evidence (downstream symptoms)."""
+        content = [e for e in f.causes if self.kind(e) is FaultClass.CONTENT]
+        faults = list(dict.fromkeys(map(fault_of, content)))
+        heads = [x for x in faults if not any(y is not x and self.catalog.explains(y, x) for y in faults)]
+        if len(heads) < 2:
+            return [f]
+        first = self.root_fault(f.causes)
+        if first not in heads:
+            return [f]
+        out = [f]
+        for x in heads:
+            if x is first:
+                continue
+            mine = [e for e in content if fault_of(e) is x or
+                    (self.catalog.explains(x, fault_of(e)) and not self.catalog.explains(first, fault_of(e)))]
+            out.append(Finding(f.stage, f.component, own=[e for e in f.own if e in mine],
+                               symptoms=[e for e in f.symptoms if e in mine], scope=f.scope, note=f.note,
+                               fine=list(f.fine), rendition=f.rendition))
+            f.own = [e for e in f.own if e not in mine]
+            f.symptoms = [e for e in f.symptoms if e not in mine]
         return out
 
 
@@ -251,6 +283,16 @@ class _Walk:
                 part[r] = [e for e in evs_r if e not in taken]
                 if not part[r]:
                     del part[r]
+        if content_all and all(fault_of(e) in ENCODED_FAULTS for e in content_all):
+            # a rendition's own measurement that explains what every rendition shows is the wide
+            # cause's name (a long GOP measured in the analysed rendition, long segments in all)
+            for r in list(content_part):
+                named = [e for e in content_part[r]
+                         if all(self.d.catalog.explains(fault_of(e), fault_of(w)) for w in content_all)]
+                content_all.extend(named)
+                content_part[r] = [e for e in content_part[r] if e not in named]
+                if not content_part[r]:
+                    del content_part[r]
         if fresh_all or content_all:
             self.origin_wide(fresh_all, content_all, content_part)
         self.origin_renditions(ladder, fresh_part, content_part)

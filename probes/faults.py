@@ -335,6 +335,7 @@ CATALOG = FaultCatalog([
            "studio": "The picture is frozen at the source: check the camera/switcher output and the encoder input.",
            "transcode": "Restart the {component} transcode; the source and other renditions are fine."}),
     _s(F.BLACK_VIDEO, C.CONTENT, "P1", "shows black video{of}", stages=_MEDIA,
+       explains={F.FROZEN_VIDEO},  # a black picture is also a still one
        stage_runbooks={
            "studio": "The source is black: check the switcher program bus, camera and encoder input.",
            "transcode": "Restart the {component} transcode; the source and other renditions are fine."}),
@@ -348,13 +349,15 @@ CATALOG = FaultCatalog([
        # starts and as it ends: one jump each time
        explains={F.TIMESTAMP_GAP}),
     _s(F.DECODE_ERRORS, C.CONTENT, "P2", "delivers corrupt segments{of}", stages=_MEDIA,
-       explains={F.STALLS, F.VIDEO_FREEZES, F.FROZEN_VIDEO},
+       # frames that do not decode leave a still picture and a hole in the decoded timestamps
+       explains={F.STALLS, F.VIDEO_FREEZES, F.FROZEN_VIDEO, F.TIMESTAMP_GAP},
        stage_runbooks={
            "transcode": "The {component} transcode writes corrupt segments: restart it; check the packager's disk.",
            "studio": "Every rendition carries corrupt segments: check the contribution feed and the transcoder "
                      "input."}),
     _s(F.KEYFRAME_INTERVAL_LONG, C.CONTENT, "P3", "has key frames too far apart{of}",
-       "Set the encoder/transcoder GOP to 2 s (at most 4 s): keyint = 2 x frame rate.", stages=_MEDIA),
+       "Set the encoder/transcoder GOP to 2 s (at most 4 s): keyint = 2 x frame rate.", stages=_MEDIA,
+       explains={F.SEGMENT_TOO_LONG}),  # a packager cuts segments at key frames only
     _s(F.TIMESTAMP_GAP, C.CONTENT, "P3", "has gaps in its timestamps{of}",
        "Media timestamps jump: check the encoder for dropped frames and the contribution link for loss.",
        stages=_MEDIA),

@@ -727,6 +727,38 @@ def test_a_fault_in_every_rendition_leaves_the_chronic_overshoot_of_one_its_own(
     assert [k[0] for k in kinds if k[1] != "360p"] == ["opened", "resolved"]
 
 
+def test_two_content_faults_at_one_rendition_are_two_causes_unless_one_makes_the_other():
+    """360p carries the chronic bitrate overshoot and then a corrupt segment: two incidents at
+    transcode/360p, the P3 untouched (never resolved and reopened under the new one). A black
+    picture (also a still one) is one cause."""
+    chronic = ev("origin", "origin", DEG, "bitrate_over_declared", "360p")
+    corrupt = ev("origin", "origin", DEG, "decode_errors", "360p")
+    found = {(f.component, f.fault) for f in diagnose(with_faults(chronic, corrupt))}
+    assert found == {("360p", "bitrate_over_declared"), ("360p", "decode_errors")}
+    black = [ev("origin", "origin", DEG, x, r) for r in RENDITIONS for x in ("black_video", "frozen_video")]
+    assert [(f.stage, f.component, f.fault) for f in diagnose(with_faults(*black))] == [
+        ("studio", "source", "black_video")]
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    events = []
+    for cycle in [with_faults(chronic)] * 5 + [with_faults(chronic, corrupt)] * 8 + [with_faults(chronic)] * 15:
+        clock.tick(1)
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.fault) for e in events] == [
+        ("opened", "bitrate_over_declared"), ("opened", "decode_errors"), ("resolved", "decode_errors")]
+
+
+def test_a_long_gop_measured_in_one_rendition_names_the_transcoders_long_segments():
+    """Key frames 6 s apart in the analysed rendition (360p) and segments over the target duration
+    in every rendition: one transcoder cause named by the GOP, the chronic overshoot apart."""
+    evidence = with_faults(*every_rendition("origin", "origin", DEG, "segment_too_long"),
+                           ev("origin", "origin", DEG, "keyframe_interval_long", "360p"),
+                           ev("origin", "origin", DEG, "bitrate_over_declared", "360p"))
+    found = [(f.stage, f.component, f.fault) for f in diagnose(evidence, ladder=RENDITIONS)]
+    assert found == [("transcode", "360p", "bitrate_over_declared"),
+                     ("transcode", "transcoder", "keyframe_interval_long")]
+
+
 def test_unmeasured_evidence_is_no_fault():
     """An UNKNOWN check is neither a finding nor a reason to open anything."""
     assert diagnose(with_faults(ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p"))) == []
