@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from typing import Any
 
 import aiohttp
 import pytest
 from _require import require_binary
+from livehls import Endpoint, Timeline
 from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
 from agent.localize import Incident
-from probes.hls import cache_allowance
+from probes.base import ProbeContext, ProbeTarget
+from probes.hls import HlsSettings, cache_allowance
+from probes.hls import probe as hls_probe
+from probes.net.httpfetch import Fetcher
 
 
 def cell(agent: Agent, stage: str, component: str) -> dict:
@@ -431,3 +436,31 @@ async def test_segments_listed_before_they_are_written_are_one_origin_segment_mi
     assert missing and all(e.http_status == 404 for e in missing), [e for e in missing if e.http_status != 404]
     # a segment that answered 404 was asked again at a later poll, and then served
     assert any(live.origin.segments_requested.count(q) >= 2 for q in set(live.origin.segments_requested))
+
+
+async def test_a_segment_written_a_moment_late_is_asked_again_and_clears() -> None:
+    """One probe, one endpoint (2-s segments): the newest segment answers 404 (listed, not yet
+    written); at the next attempt it is asked again and, written by then, served: no
+    segment_missing is left (before, the probe never asked a segment twice and held the 404
+    until the next segment was listed)."""
+    ep = await Endpoint(Timeline(seg_dur=2.0), renditions=("180p",)).start()
+    try:
+        ep.knobs.unwritten_s = 1.5
+        target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), ep.master_url, 1.0, 5.0)
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http)
+            missing: list[Any] = []
+            for _ in range(20):
+                r = await hls_probe(target, ctx)
+                missing = [e for e in r.evidence if e.fault == "segment_missing"]
+                if missing:
+                    break
+                await asyncio.sleep(0.2)
+            assert missing and missing[0].http_status == 404
+            late = missing[0].media_sequence
+            ep.knobs.unwritten_s = 0.0  # written now
+            r = await hls_probe(target, ctx)
+    finally:
+        await ep.stop()
+    assert ep.segments_requested.count(late) == 2, ep.segments_requested
+    assert not [e for e in r.evidence if e.fault is not None], r.evidence
