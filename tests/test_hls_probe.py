@@ -400,8 +400,9 @@ async def test_segments_listed_before_they_are_written_are_one_origin_segment_mi
     summary saying so at the origin; the edges' 404s and any viewer trouble are its symptoms,
     and the content probe's unfetched segments are holes in what it saw, never a timestamp gap
     at the source. A listed segment that 404s is fetched again at the next poll (retrying is
-    scheduling): a single late segment that is served within the open threshold (2 cycles)
-    opens nothing, which is why a late segment here must stay missing for 2.5 s."""
+    scheduling): one served by then leaves no evidence (the test below), so a segment late by
+    less than a poll opens nothing (incidents open after 2 cycles); here each stays missing for
+    2.5 s, over several polls, so the incident is due."""
     cfg = parse_config(live.config())
     async with Agent(cfg) as agent:
         for comp in ("origin", "edge-a", "edge-b"):
