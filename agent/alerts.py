@@ -146,13 +146,15 @@ class AlertSink:
         self._wake.set()
         if task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=drain_timeout_s)
+                async with asyncio.timeout(drain_timeout_s):
+                    await asyncio.shield(task)
             except (TimeoutError, asyncio.CancelledError):
                 pass
             if not task.done():
                 task.cancel()
                 try:
-                    await asyncio.wait_for(task, timeout=5.0)
+                    async with asyncio.timeout(5.0):
+                        await task
                 except (TimeoutError, asyncio.CancelledError):
                     pass
         if self._client is not None:
@@ -201,7 +203,8 @@ class AlertSink:
                 self._wake.clear()
                 timeout = self._next_wakeup()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     await self._periodic()
                 continue
@@ -228,7 +231,8 @@ class AlertSink:
                 delay = delay / 2 + random.uniform(0, delay / 2)
                 self._wake.clear()
                 try:  # stop() interrupts a backoff wait
-                    await asyncio.wait_for(self._wait_stopping(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wait_stopping()
                 except TimeoutError:
                     pass
         self.failed += 1

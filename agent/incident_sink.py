@@ -81,7 +81,8 @@ class IncidentSink:
         if self._task is not None:
             # drain what is queued (bounded), then stop the writer
             try:
-                await asyncio.wait_for(self._queue.join(), timeout=3.0)
+                async with asyncio.timeout(3.0):
+                    await self._queue.join()
             except TimeoutError:
                 log.warning("incident writer did not drain in 3 s; %d batches dropped", self._queue.qsize())
             self._task.cancel()

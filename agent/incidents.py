@@ -209,7 +209,8 @@ class AsyncIncidentStore:
 
     async def _run(self, fn, *args, **kw):
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._executor, lambda: fn(*args, **kw)), timeout=10.0)
+        async with asyncio.timeout(10.0):
+            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kw))
 
     async def open(self) -> None:
         self.store = await self._run(IncidentStore, self._path, max_list=self._max_list)

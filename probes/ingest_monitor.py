@@ -249,7 +249,8 @@ async def _watch_async(settings: IngestMonitorSettings) -> WatchResult:
     except asyncio.CancelledError:
         stop.set()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), settings.connect_timeout_s + 3.0)
+            async with asyncio.timeout(settings.connect_timeout_s + 3.0):
+                await asyncio.shield(fut)
         except BaseException:  # already cancelled: only make sure the thread is gone
             pass
         raise

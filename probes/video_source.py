@@ -282,8 +282,8 @@ async def measure(src: SourceConfig, v4l_root: str = "/sys/class/video4linux"
         return assess_device(src, await asyncio.to_thread(list_devices, v4l_root)), None
     bound = src.open_timeout_s + src.sample_s + 2.0
     try:
-        s = await asyncio.wait_for(asyncio.to_thread(capture, src.url or "", src.sample_s, src.open_timeout_s),
-                                   bound + src.open_timeout_s)
+        async with asyncio.timeout(bound + src.open_timeout_s):
+            s = await asyncio.to_thread(capture, src.url or "", src.sample_s, src.open_timeout_s)
     except TimeoutError:
         s = FeedSample(error=f"no media within {bound:.0f} s")
     m = MediaAnalyser().feed(s.segment) if (s.video_frames or s.segment.audio_present) else None

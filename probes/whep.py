@@ -112,7 +112,8 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         reader = asyncio.ensure_future(read_frames())
         await s.connect_phases(t_answer)
         try:
-            await asyncio.wait_for(first_frame.wait(), s.remaining())
+            async with asyncio.timeout(s.remaining()):
+                await first_frame.wait()
         except TimeoutError:
             s.phase("first_frame", t_start, ctx.clock(), error="no frame")
             raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None

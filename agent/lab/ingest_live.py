@@ -144,7 +144,8 @@ class LiveFlv:
             await resp.prepare(request)
             while True:
                 try:
-                    batch = await asyncio.wait_for(q.get(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        batch = await q.get()
                 except TimeoutError:
                     if self._closed or request.transport is None or request.transport.is_closing():
                         break

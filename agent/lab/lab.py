@@ -52,6 +52,7 @@ from .webrtc import FrameFeed, WebRtcEndpoint, WebRtcFaults
 log = logging.getLogger("signalpath.lab")
 
 _MAX_BATCH_FRAMES = 25  # catching up after transcoder_slow: at most 1 s of video per thread call
+STOP_TIMEOUT_S = 5.0  # the most stop() waits for its cancelled tasks
 
 
 class Lab:
@@ -150,7 +151,8 @@ class Lab:
         """Wait until every rendition has published a segment."""
         assert self._ready is not None
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
             raise LabError(f"the lab published no segment of every rendition within {timeout:g} s") from None
 
@@ -159,7 +161,10 @@ class Lab:
         for t in tasks:
             t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if stuck:  # a task that ignores its cancellation is a bug: name it, never hang on it
+                log.error("lab: %d task(s) did not stop within %g s: %s", len(stuck), STOP_TIMEOUT_S,
+                          ", ".join(sorted(t.get_name() for t in stuck)))
         if self._webrtc is not None:
             await self._webrtc.stop()
         self.ingest_live.close()
@@ -307,7 +312,8 @@ class Lab:
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self._wall()))
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
             try:
@@ -509,6 +515,9 @@ class Lab:
                 "last_duration_s": pub.duration_s if pub else None,
                 "transcode_delay_s": (seg.last_encoded_wall - seg.last_delivered_wall) if seg else None,
                 "packaging_delay_s": (pub.published_wall - seg.last_encoded_wall) if (seg and pub) else None,
+                # the newest segment's last frame, from its capture to its publication at the origin:
+                # what a capture-to-origin latency measures (studio encode and ingest included)
+                "capture_to_origin_s": (pub.published_wall - seg.last_capture_wall) if (seg and pub) else None,
                 # wall time the newest media at the origin was captured, vs now
                 "origin_latency_s": (now - (pub.pdt_wall + pub.duration_s)) if pub else None,
             }

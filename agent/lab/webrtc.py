@@ -301,7 +301,8 @@ class WebRtcEndpoint:
         if sess.kind == "whip" and relay is not None and getattr(relay[1], "_signalpath_session", None) == sid:
             self._relays.pop(sess.stream, None)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(sess.pc.close(), 2.0)
+            async with asyncio.timeout(2.0):
+                await sess.pc.close()
 
     # -- media
     def _source(self, stream: str) -> Any:

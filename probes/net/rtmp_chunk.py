@@ -177,7 +177,8 @@ class ChunkConnection:
     async def close(self) -> None:
         self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
         except (TimeoutError, OSError):
             pass
 

@@ -321,7 +321,8 @@ class Session:
         """POST the local offer; returns the SDP answer and sets ``self.resource``."""
         pc = self.pc
         with ice_host_addresses(self.cfg.ice_host_addresses):
-            await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), self.remaining())
+            async with asyncio.timeout(self.remaining()):
+                await pc.setLocalDescription(await pc.createOffer())
         self.http = httpx.AsyncClient(verify=self.cfg.verify_tls, follow_redirects=False, trust_env=False)
         t0 = self.ctx.clock()
         try:
@@ -364,8 +365,8 @@ class Session:
         from aiortc import RTCSessionDescription
 
         try:
-            await asyncio.wait_for(self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer")),
-                                   self.remaining())
+            async with asyncio.timeout(self.remaining()):
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         except TimeoutError:
             raise WebRtcError(Failure.TIMEOUT, "applying the SDP answer timed out", Fault.ICE_FAILED) from None
         except (ValueError, AssertionError) as exc:
@@ -406,7 +407,8 @@ class Session:
                 self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
         if self.pc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.pc.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.pc.close()
         if self.http is not None:
             with contextlib.suppress(Exception):
                 await self.http.aclose()
