@@ -92,7 +92,7 @@ from probes.core.playlist import (
     PlaylistError,
     Variant,
     extinf_exceeds_target,
-    parse,
+    parse_body,
 )
 from probes.core.redact import redact_url
 from probes.core.thresholds import STALE_FACTOR
@@ -277,7 +277,7 @@ class _Attempt:
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status, fr.retry_after_s)
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                pl = await parse_body(fr.body, fr.final_url)
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
             if isinstance(pl, MasterPlaylist):
@@ -366,7 +366,7 @@ class _Attempt:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
-                    parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                    parsed = await parse_body(fr.body, fr.final_url)
                 except PlaylistError as exc:
                     span.error = f"protocol_error: {exc}"
                     self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name} playlist is malformed: {exc}", v.name)

@@ -80,7 +80,7 @@ from probes.core.playlist import (
     PlaylistError,
     Variant,
     choose_renditions,
-    parse,
+    parse_body,
 )
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
@@ -264,7 +264,7 @@ class _Attempt:
         if fr.failure:
             return None
         try:
-            pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+            pl = await parse_body(fr.body, fr.final_url)
         except PlaylistError:
             return None
         if isinstance(pl, MasterPlaylist):
@@ -286,7 +286,7 @@ class _Attempt:
             self.st.tracker.failed(endpoint, v.name)
             return
         try:
-            pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+            pl = await parse_body(fr.body, fr.final_url)
         except PlaylistError:
             self.st.tracker.failed(endpoint, v.name)
             return

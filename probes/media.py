@@ -46,7 +46,7 @@ from probes.core.playlist import (
     PlaylistError,
     Variant,
     choose_renditions,
-    parse,
+    parse_body,
 )
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 from probes.faults import Fault
@@ -140,7 +140,7 @@ class _Attempt:
                 # availability is the HLS probe's to report; without media there is no content verdict
                 return self.failed(fr.failure, f"master playlist: {fr.detail}")
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                pl = await parse_body(fr.body, fr.final_url)
             except PlaylistError as exc:
                 return self.failed(Failure.PROTOCOL_ERROR, f"malformed master playlist: {exc}")
             if isinstance(pl, MasterPlaylist):
@@ -187,7 +187,7 @@ class _Attempt:
             pl = rs.playlist
         else:
             try:
-                parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                parsed = await parse_body(fr.body, fr.final_url)
             except PlaylistError:
                 return self.unmeasured(v.name, rs, "its media playlist is malformed")
             if not isinstance(parsed, MediaPlaylist):

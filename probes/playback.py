@@ -74,7 +74,7 @@ from probes.core.playlist import (
     Variant,
     audio_rendition,
     choose_renditions,
-    parse,
+    parse_body,
 )
 from probes.faults import Fault
 
@@ -252,7 +252,7 @@ class _Attempt:
             error = f"master playlist: {fr.detail}"
         else:
             try:
-                pl = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                pl = await parse_body(fr.body, fr.final_url)
             except PlaylistError as exc:
                 error = f"master playlist malformed: {exc}"
             else:
@@ -361,7 +361,7 @@ class _Attempt:
             pl = s.playlist
         else:
             try:
-                parsed = parse(fr.body.decode("utf-8", "replace"), fr.final_url)
+                parsed = await parse_body(fr.body, fr.final_url)
             except PlaylistError as exc:
                 error = f"{name} playlist malformed: {exc}"
             else:

@@ -44,10 +44,12 @@ never misread it as a fault:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import math
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -68,6 +70,19 @@ MAX_TARGET_DURATION_S = 3600.0
 """An EXT-X-TARGETDURATION above this is refused as absurd. RFC 8216 §4.3.3.1 sets no ceiling;
 ours: a playlist that asks to be reloaded less than once an hour (§6.3.4) is no live stream, and
 such a value is a corrupt or hostile body rather than a stream to measure."""
+
+PARSE_INLINE_MAX_BYTES = 8 * 1024
+"""Bodies up to this size are parsed on the event loop by :func:`parse_body`, bigger ones in a
+worker thread (``asyncio.to_thread``). Measured with tests/perf/parse_cost.py on this 2-core
+machine: a 6-segment live window (214 bytes) 0.24 ms; about 650 ms per MB beyond — a 6-hour
+event playlist at 2-s segments (10,800 segments, 864 KB) 560 ms, a 2.5-MB master (16 variants
+and thousands of EXT-X-MEDIA) 980 ms. 8 KiB is thus about 5 ms on the loop at most; above it
+the thread keeps the loop (the status API, the other endpoints' polls) answering, the GIL
+handing it back every 5 ms (``sys.getswitchinterval``). Big parses run one at a time in one
+worker thread (several at once would each take the GIL from the loop in turn), and probes that
+ask for the same body at the same time (the HLS, playback, content and latency probes polling
+one endpoint) share one parse. The CPU is spent all the same: 5 renditions of a 6-hour event
+playlist that change every 2 s take about a core."""
 
 MAX_BYTE_OFFSET = 1 << 53
 """The end of an EXT-X-BYTERANGE (offset + length) may not pass this: 8 PiB, past any media
@@ -502,6 +517,29 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         skipped_segments=skipped,
         keys=key_list,
     )
+
+
+_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signalpath-playlist-parse")
+_in_flight: dict[tuple[str, bytes], Future[MasterPlaylist | MediaPlaylist]] = {}
+
+
+async def parse_body(body: bytes, base_uri: str) -> MasterPlaylist | MediaPlaylist:
+    """:func:`parse` of a fetched body (UTF-8, bad bytes replaced), off the event loop when it is
+    over ``PARSE_INLINE_MAX_BYTES`` (one worker thread; callers asking for the same body and base
+    at once share its parse: the result is frozen); raises only PlaylistError."""
+    if len(body) <= PARSE_INLINE_MAX_BYTES:
+        return parse(body.decode("utf-8", "replace"), base_uri)
+    key = (base_uri, body)
+    fut = _in_flight.get(key)
+    if fut is None:
+        fut = _in_flight[key] = _PARSER.submit(_parse_bytes, body, base_uri)
+        fut.add_done_callback(lambda _f: _in_flight.pop(key, None))
+    # shielded: one caller's deadline must not cancel the parse the others wait for
+    return await asyncio.shield(asyncio.wrap_future(fut))
+
+
+def _parse_bytes(body: bytes, base_uri: str) -> MasterPlaylist | MediaPlaylist:
+    return parse(body.decode("utf-8", "replace"), base_uri)
 
 
 def parse(text: str, base_uri: str) -> MasterPlaylist | MediaPlaylist:
