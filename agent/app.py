@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from agent import lograte
 from agent.alerts import AlertDispatcher
 from agent.config import Config
 from agent.errors import AgentError
@@ -85,6 +86,7 @@ class Agent:
                  extra_sinks: list[Any] | None = None) -> None:
         self.config = config
         self.clock, self.wall = clock, wall
+        lograte.install()  # a failure repeated every attempt is one line a minute
         self.registry = registry if registry is not None else CollectorRegistry()
         self.store = MetricStore()
         self.board = StatusBoard(wall)

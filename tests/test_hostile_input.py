@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 
@@ -16,7 +17,9 @@ from hostile import HostileServer
 
 from agent.app import Agent
 from agent.config import parse_config
-from probes.base import Failure
+from agent.lograte import RepeatFilter, install
+from agent.runner import Job, Runner
+from probes.base import Failure, ProbeTarget
 from probes.core.player_model import PlayerConfig, PlayerModel
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse
 from probes.net.httpfetch import Fetcher
@@ -336,3 +339,42 @@ async def test_hostile_endpoints_beside_a_healthy_stream(live):
                     assert h.sent / max(1, h.connections) < 4 * 1024 * 1024, (h.sent, h.connections)
     finally:
         await runner.cleanup()
+
+
+# -- log lines about the same failure are rate-limited --------------------------------------------
+
+def test_the_same_failure_is_logged_once_a_minute_with_a_count(caplog):
+    now = [0.0]
+    flt = RepeatFilter(clock=lambda: now[0])
+    lg = logging.getLogger("signalpath.test-lograte")
+    lg.addFilter(flt)
+    try:
+        with caplog.at_level(logging.ERROR, logger="signalpath.test-lograte"):
+            for i in range(100):  # one attempt a second for 100 s
+                now[0] = float(i)
+                lg.error("probe %s on %s raised %s", "hls", "main/edge-a", "ValueError")
+                lg.error("probe %s on %s raised %s", "hls", "main/edge-b", "ValueError")
+        lines = [r.getMessage() for r in caplog.records]
+    finally:
+        lg.removeFilter(flt)
+    assert lines == [
+        "probe hls on main/edge-a raised ValueError", "probe hls on main/edge-b raised ValueError",
+        "probe hls on main/edge-a raised ValueError [the same 59 more time(s) in the last 60 s]",
+        "probe hls on main/edge-b raised ValueError [the same 59 more time(s) in the last 60 s]",
+    ]
+
+
+async def test_a_probe_raising_every_attempt_logs_one_line(caplog):
+    install()
+
+    async def broken(_t, _ctx):
+        raise ValueError("a bug a playlist triggers")
+
+    target = ProbeTarget(probe="hls", stream="main", stage="cdn", component="edge-a", config=None,
+                         url="http://127.0.0.1:9/", interval=0.02, timeout=1.0)
+    runner = Runner([Job("hls", "main", broken, [target], 0.02)], [])
+    with caplog.at_level(logging.ERROR, logger="signalpath.runner"):
+        async with runner:
+            await asyncio.sleep(0.5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "signalpath.runner"]
+    assert lines == ["probe hls on main/edge-a raised ValueError (a bug; reported as probe_error)"], lines
