@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.figure_words import figure_lines
 from probes.base import STAGES, Evidence, State, worst
 
 _STAGE_ORDER = {s: i for i, s in enumerate(STAGES)}
@@ -95,6 +96,6 @@ class StatusBoard:
         return {"streams": [
             {"name": name, "stages": [
                 {"stage": c.stage, "component": c.component, "state": str(c.state), "since": rfc3339(c.since),
-                 "figures": c.figures, "reasons": c.reasons}
+                 "figures": c.figures, "lines": figure_lines(c.figures), "reasons": c.reasons}
                 for c in self.cells(name)]}
             for name in self._streams]}
