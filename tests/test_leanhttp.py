@@ -125,7 +125,7 @@ async def test_refused_dns_and_redirects(fetcher):
     refused = await fetcher.get(base + "/ok", max_bytes=100)
     assert refused.failure is Failure.CONNECTION_REFUSED
     dns = await fetcher.get("http://no-such-host.invalid/x", max_bytes=100)
-    assert dns.failure is Failure.DNS_ERROR
+    assert dns.failure is Failure.DNS_ERROR and dns.detail == "host name not resolved"  # one wording everywhere
 
 
 async def test_cancellation_drops_the_connection(fetcher):

@@ -73,7 +73,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from probes.base import Failure
+from probes.base import HOST_NOT_RESOLVED, Failure
 
 _CRLF = b"\r\n"
 _ACCEPT_ENCODING = b"Accept-Encoding: gzip, deflate\r\n\r\n"
@@ -478,7 +478,7 @@ class LeanClient:
         except ConnectionRefusedError:
             raise LeanHttpError(Failure.CONNECTION_REFUSED, "connection refused") from None
         except socket.gaierror:
-            raise LeanHttpError(Failure.DNS_ERROR, "host name does not resolve") from None
+            raise LeanHttpError(Failure.DNS_ERROR, HOST_NOT_RESOLVED) from None
         except ssl.SSLCertVerificationError as exc:
             raise LeanHttpError(Failure.TLS_ERROR, f"TLS certificate: {exc.verify_message}") from None
         except ssl.SSLError as exc:
