@@ -16,6 +16,7 @@ Every task is owned: :meth:`Runner.stop` cancels and awaits all of them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,33 @@ def target_key(t: ProbeTarget) -> str:
     return f"{t.probe}/{t.stream}/{t.stage}/{t.component}"
 
 
+class LoopWatch:
+    """The agent's own event-loop stalls: a task that sleeps ``PERIOD_S`` and notes every
+    wake-up later than ``STALL_S`` past its due time (the loop could not run: CPU starved, a
+    blocking call). Keeps the last ``KEEP`` stalls; :meth:`longest` answers
+    :attr:`probes.base.ProbeContext.agent_stall`."""
+
+    PERIOD_S = 0.05
+    STALL_S = 0.05  # shorter delays are ordinary scheduling
+    KEEP = 256
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=self.KEEP)
+
+    async def run(self) -> None:
+        while True:
+            due = self.clock() + self.PERIOD_S
+            await asyncio.sleep(self.PERIOD_S)
+            now = self.clock()
+            if now - due > self.STALL_S:
+                self.stalls.append((due, now))
+
+    def longest(self, t0: float, t1: float) -> float:
+        """Seconds of the longest stall overlapping [t0, t1]."""
+        return max((min(b, t1) - max(a, t0) for a, b in self.stalls if a < t1 and b > t0), default=0.0)
+
+
 class Runner:
     """Owns every probe task. ``async with Runner(...)`` or start()/stop()."""
 
@@ -83,13 +111,14 @@ class Runner:
         self._ctx: dict[str, ProbeContext] = {}
         self._latest: dict[tuple[str, str], dict[str, ProbeResult]] = {}
         self._stopping = False
+        self.loop_watch = LoopWatch(clock)
 
     def context(self, t: ProbeTarget) -> ProbeContext:
         key = target_key(t)
         ctx = self._ctx.get(key)
         if ctx is None:
             ctx = self._ctx[key] = ProbeContext(state={}, http=self.http, site=self.site, clock=self.clock,
-                                                wall=self.wall)
+                                                wall=self.wall, agent_stall=self.loop_watch.longest)
         return ctx
 
     async def __aenter__(self) -> Runner:
@@ -100,6 +129,7 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
+        self._spawn(self.loop_watch.run(), "loop watch")
         n = len(self.jobs)
         for i, job in enumerate(self.jobs):
             # spread the jobs' first ticks over one interval: no thundering herd of polls each second

@@ -172,6 +172,12 @@ class ProbeContext:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     shared: dict[str, Any] = field(default_factory=dict)
+    agent_stall: Callable[[float, float], float] = field(default=lambda t0, t1: 0.0)
+    """``agent_stall(t0, t1)``: seconds, the longest stretch between ``t0`` and ``t1`` (on
+    ``clock``'s scale) during which the agent's own event loop could not run (the agent's
+    CPU starved, a blocking call). A probe that times media by arrival (WHEP freezes) does
+    not blame the stream for such a stretch. The runner supplies it (agent/runner.py
+    ``LoopWatch``); 0 outside the runner."""
     deadline: float = math.inf
     """When the runner cancels this attempt: absolute, on ``clock``'s scale. The runner sets it
     before each call (``clock() + target.timeout``); the time a probe has is ``deadline -

@@ -17,7 +17,9 @@ gives no RTT in aiortc (a receiver has no remote-inbound-rtp).
 
 Thresholds (THRESHOLDS.md "WebRTC"): loss ≥ 1 % is ``packet_loss`` and jitter ≥ 30 ms
 is ``jitter_high`` (Twilio preflight "optimal" ends there); any freeze is
-``video_freezes``.
+``video_freezes`` — but for one half covered by a stall of the agent's own event loop
+(``ProbeContext.agent_stall``: its CPU starved, a blocking call), which measures the
+agent, not the stream (counted in the figures as ``agent_freezes``).
 """
 
 from __future__ import annotations
@@ -125,7 +127,11 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         await asyncio.sleep(max(0.0, min(cfg.seconds, s.remaining() - 0.1)))
         t_end = ctx.clock()
         frames.finish(t_end)
-        s.phase("playback", t_media0, t_end, attrs={"frames": frames.frames, "freezes": frames.freezes})
+        # a freeze the agent itself made (its event loop could not run) is not the stream's
+        agent_freezes = frames.discount(ctx.agent_stall)
+        s.phase("playback", t_media0, t_end, attrs={"frames": frames.frames, "freezes": frames.freezes,
+                                                    "agent_freezes": agent_freezes})
+        s.result.figures["agent_freezes"] = agent_freezes
         inbound = await stats(tr.receiver, "inbound-rtp") or {}
         _whep_figures(s, cfg, frames, ttff, inbound, beacon_lat)
         s.result.figures["total_seconds"] = round(ctx.clock() - t_start, 6)
@@ -155,7 +161,9 @@ def _whep_figures(s: Session, cfg: WhepProbeConfig, fc: FreezeCounter, ttff: flo
                      packets_received=received, packets_lost=lost, loss_ratio=round(loss_ratio, 4))
     if beacon_lat:
         r.figures["beacon_latency_seconds"] = round(sorted(beacon_lat)[len(beacon_lat) // 2], 4)
-    state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, no freeze"
+    mine = int(r.figures.get("agent_freezes", 0))
+    state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, no freeze" + (
+        f" ({mine} pause(s) of the agent's own not counted)" if mine else "")
     if fc.freezes:
         state, fault = State.DEGRADED, Fault.VIDEO_FREEZES
         detail = f"WHEP playback froze {fc.freezes} time(s), {fc.freeze_seconds:.1f} s in all"

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from attempt import call_probe
 from waiting import wait_for
 
 from agent.lab.webrtc import WebRtcEndpoint
-from probes.base import Failure, ProbeTarget, State
+from agent.runner import LoopWatch
+from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
@@ -57,6 +59,33 @@ def test_freeze_counter_w3c_rule():
     assert fc.freezes == 1 and fc.freeze_seconds == pytest.approx(0.5)
     fc.finish(t + 1.0)  # still frozen at the end of the window: counts
     assert fc.freezes == 2
+
+
+def test_freezes_the_observer_made_are_taken_out():
+    fc = FreezeCounter()
+    for i in range(20):
+        fc.frame(i / 25)
+    fc.frame(0.76 + 0.6)  # a 600-ms gap while the observer itself could not run
+    fc.frame(1.4)
+    fc.frame(1.4 + 0.5)  # a 500-ms gap of the stream's own
+    assert fc.freezes == 2
+    stalled = lambda t0, t1: 0.55 if t0 < 1.0 else 0.0  # noqa: E731  (the first gap: 550 of 600 ms)
+    assert fc.discount(stalled) == 1
+    assert fc.freezes == 1 and fc.freeze_seconds == pytest.approx(0.5)
+
+
+async def test_loop_watch_sees_the_agent_itself_stall():
+    watch = LoopWatch(time.monotonic)
+    task = asyncio.ensure_future(watch.run())
+    try:
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        time.sleep(0.4)  # a blocking call in the event loop: the stall to see  # noqa: ASYNC251
+        await asyncio.sleep(0.2)
+        assert watch.longest(t0, time.monotonic()) >= 0.3
+        assert watch.longest(t0 - 10, t0 - 5) == 0.0
+    finally:
+        task.cancel()
 
 
 def test_freeze_counter_needs_history_and_30fps_rule():
@@ -214,6 +243,29 @@ async def test_whep_stall_mid_stream_counts_a_freeze():
         assert r.ok, r.detail
         assert r.figures["freezes"] >= 1 and r.figures["freeze_seconds"] >= 0.7
         assert r.evidence[0].fault == "video_freezes" and r.evidence[0].state is State.DEGRADED
+
+
+async def test_a_freeze_the_agent_made_itself_is_not_the_streams():
+    """The agent's own event loop blocked for 0.8 s mid-playback (its CPU starved, a blocking
+    call): frames arrive late, but the stream did not freeze. Not a video_freezes fault."""
+    watch = LoopWatch(time.monotonic)
+    watcher = asyncio.ensure_future(watch.run())
+    try:
+        async with WebRtcEndpoint() as ep:
+            ctx = ProbeContext(state={}, agent_stall=watch.longest)
+            task = asyncio.ensure_future(call_probe(whep_probe, whep_target(ep.whep_url(), seconds=3.5, timeout=10.0),
+                                                    ctx))
+            await wait_for(lambda: any(s.pc.connectionState == "connected" for s in ep.sessions.values()), 8.0,
+                           "the WHEP session to connect")
+            await asyncio.sleep(1.2)  # playing
+            time.sleep(0.8)  # noqa: ASYNC251  (the agent's own stall, on purpose)
+            async with asyncio.timeout(15):
+                r = await task
+    finally:
+        watcher.cancel()
+    assert r.ok, r.detail
+    assert r.figures["agent_freezes"] >= 1 and r.figures["freezes"] == 0, r.figures
+    assert r.evidence[0].state is State.OK and "not counted" in r.evidence[0].detail
 
 
 async def test_whep_drop_and_delay():

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 VIDEO_CLOCK_RATE = 90_000
@@ -30,6 +31,8 @@ class FreezeCounter:
     first: float | None = None
     last: float | None = None
     _gaps: deque[float] = field(default_factory=lambda: deque(maxlen=30))
+    spans: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
+    """(start, end) of the most recent freezes (arrival times), for attribution."""
 
     def threshold(self) -> float | None:
         if len(self._gaps) < self.min_frames:
@@ -49,6 +52,7 @@ class FreezeCounter:
         if limit is not None and gap >= limit:
             self.freezes += 1
             self.freeze_seconds += gap
+            self.spans.append((t - gap, t))
             return True
         self._gaps.append(gap)
         return False
@@ -59,7 +63,19 @@ class FreezeCounter:
         if self.last is not None and limit is not None and t - self.last >= limit:
             self.freezes += 1
             self.freeze_seconds += t - self.last
+            self.spans.append((self.last, t))
             self.last = t
+
+    def discount(self, stalled: Callable[[float, float], float]) -> int:
+        """Take out the freezes that were the observer's: ``stalled(t0, t1)`` gives the longest
+        stretch in which the observer itself could not run; a freeze half of which it covers is
+        not the stream's. Returns how many were taken out."""
+        mine = [(a, b) for a, b in self.spans if stalled(a, b) >= 0.5 * (b - a)]
+        for a, b in mine:
+            self.freezes -= 1
+            self.freeze_seconds -= b - a
+            self.spans.remove((a, b))
+        return len(mine)
 
     @property
     def fps(self) -> float:
