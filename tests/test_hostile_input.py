@@ -9,11 +9,13 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
 import time
 
 import pytest
 from aiohttp import web
 from hostile import HostileServer
+from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
@@ -378,3 +380,52 @@ async def test_a_probe_raising_every_attempt_logs_one_line(caplog):
             await asyncio.sleep(0.5)
     lines = [r.getMessage() for r in caplog.records if r.name == "signalpath.runner"]
     assert lines == ["probe hls on main/edge-a raised ValueError (a bug; reported as probe_error)"], lines
+
+
+# -- the probes on hostile playlists: protocol_error with the reason, never an internal error ----
+
+@pytest.mark.parametrize(("bad", "words"), [
+    ("#EXTINF:2.000,\nhttp://[::1/seg.ts\n", "segment 3 has an unusable URI (Invalid IPv6 URL) (line 9)"),
+    ("#EXTINF:nan,\nseg3.ts\n", "segment 3 has an EXTINF that is not a finite non-negative number (line 9)"),
+])
+async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_reason(bad, words):
+    """The HLS probe (origin and edge) and the virtual viewer (edge) on a media playlist whose
+    newest segment is hostile: before, the URI's ValueError escaped the parser and both probes
+    were an internal 'probe_error' with no reason."""
+    body = ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2.000,\nseg1.ts\n"
+            "#EXTINF:2.000,\nseg2.ts\n").replace("seg2.ts\n", "seg2.ts\n" + bad)
+
+    async def playlist(_req: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/vnd.apple.mpegurl")
+
+    app = web.Application()
+    app.router.add_get("/live/index.m3u8", playlist)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/live/index.m3u8"  # type: ignore[union-attr]
+    try:
+        conf = {"agent": {"listen": "127.0.0.1:0", "site": "test"},
+                "incidents": {"path": tempfile.mkdtemp(prefix="sp-inc-") + "/incidents.db"},
+                "streams": [{"name": "bad", "origin": url, "edges": [{"name": "edge-a", "url": url}],
+                             "hls": {"interval_s": 0.5, "timeout_s": 3.0}}]}
+        async with Agent(parse_config(conf)) as agent:
+            def cells() -> dict[tuple[str, str], dict]:
+                return {(c["stage"], c["component"]): c for c in agent.board.as_json()["streams"][0]["stages"]}
+
+            def reported() -> bool:
+                c = cells()
+                return all(words in " ".join(c[k]["reasons"]) for k in
+                           (("origin", "origin"), ("cdn", "edge-a"), ("playback", "edge-a")))
+
+            try:
+                await wait_for(reported, 12, "the reason on origin, edge and viewer")
+            except AssertionError:
+                print({k: (v["state"], v["reasons"]) for k, v in cells().items()})
+                raise
+            c = cells()
+            assert c[("origin", "origin")]["state"] == "down" and c[("playback", "edge-a")]["state"] != "unknown", c
+            assert not any("internally" in " ".join(x["reasons"]) for x in c.values()), c
+    finally:
+        await runner.cleanup()
