@@ -262,14 +262,21 @@ class MediaAnalyser:
         if apts.size and seg.sample_rate:
             self._audio(seg, apts, f)
         if vpts.size and apts.size:
-            f.av_offset_s = float(apts[0] - vpts[0])
-            if (f.audio_gap_s > 0 or f.dropped_frames > 0) and seg.sample_rate and self._frame_dur:
-                # a timestamp jump in one stream inside this segment (an encoder changing its audio
-                # delay) shifts it against the other from there on: judge the offset where the
-                # segment ends too, so the desync is named with the jump that made it
+            # the offset where the segment starts and where it ends: a skew of the timestamps holds
+            # at both (the smaller one counts; none when they disagree in sign), while audio that
+            # merely starts late in the first segment after a (re)start, or a packager's uneven cut,
+            # shows at one end only
+            start = float(apts[0] - vpts[0])
+            end = start
+            if seg.sample_rate and self._frame_dur:
                 end = float(apts[-1] + seg.audio_chunk_len[-1] / seg.sample_rate - (vpts[-1] + self._frame_dur))
-                if abs(end) > abs(f.av_offset_s):
-                    f.av_offset_s = end
+            if f.audio_gap_s > 0 or f.dropped_frames > 0:
+                # a timestamp jump in one stream inside this segment (an encoder changing its audio
+                # delay) shifts it against the other from there on: the offset at the end counts,
+                # so the desync is named with the jump that made it
+                f.av_offset_s = end if abs(end) > abs(start) else start
+            else:
+                f.av_offset_s = min(start, end, key=abs) if start * end > 0 else 0.0
             off = abs(f.av_offset_s)
             if off > cfg.av_fault_s or off > cfg.av_warn_s:
                 sev = "fault" if off > cfg.av_fault_s else "warn"
