@@ -65,6 +65,7 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -625,10 +626,13 @@ def cache_allowance(cache_control: str | None, target_duration: float) -> float:
 
 
 def _num(v: str) -> float:
+    """A header's number (``Age``); 0 when it is none or not finite (``nan``, ``1e999``): a figure
+    must stay a JSON number in the status API."""
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
         return 0.0
+    return f if math.isfinite(f) else 0.0
 
 
 async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:

@@ -24,6 +24,7 @@ from agent.runner import Job, Runner
 from probes.base import Failure, ProbeTarget
 from probes.core.player_model import PlayerConfig, PlayerModel
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse
+from probes.hls import _num as hls_num
 from probes.net.httpfetch import Fetcher
 from probes.net.leanhttp import MAX_HEADER_BYTES
 from probes.playback import MAX_RELOAD_S, MIN_RELOAD_S, reload_delay
@@ -429,3 +430,8 @@ async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_r
             assert not any("internally" in " ".join(x["reasons"]) for x in c.values()), c
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(("age", "figure"), [("12", 12.0), ("nan", 0.0), ("inf", 0.0), ("1e999", 0.0), ("x", 0.0)])
+def test_a_header_number_stays_a_finite_figure(age, figure):
+    assert hls_num(age) == figure
