@@ -1,8 +1,8 @@
 """The latency probe in the agent against the embedded lab (beacon on by default).
 
-- healthy lab: stage latencies by the beacon agree with the lab's truth (upstream =
-  transcode + packaging delay; an edge adds at most its playlist cache TTL);
-- ingest delayed by 2 s and edge-b delayed by 1.5 s: the upstream stage and cdn/edge-b
+- healthy lab: stage latencies by the beacon agree with the lab's truth (upstream = capture to
+  publication at the origin; an edge adds at most its playlist cache TTL);
+- ingest delayed by 2 s and edge-b delayed by 2.5 s: the upstream stage and cdn/edge-b
   (not edge-a) show the added latency, on /metrics and in exported per-segment traces,
   with ``latency_high`` evidence. A latency cannot be seen before it has elapsed, so the
   bound counts from the injection: added delay + two segment durations + one report
@@ -29,7 +29,7 @@ from agent.lab import Lab, LabConfig
 
 SEGMENT_S = 2.0
 REPORT_S = 1.0
-SLACK_S = 2.0
+SLACK_S = 4.0  # a shared 2-core machine: polls and reports run late under load
 
 
 def _config(lab: Lab, **latency) -> object:
@@ -68,6 +68,15 @@ def _stage(agent: Agent, stage: str, component: str) -> tuple[float, str] | None
     return None
 
 
+def _trace_of(exporter: InMemorySpanExporter, rendition: str, seq: int) -> dict[str, object] | None:
+    """The child spans of the latency trace of segment ``seq`` of ``rendition``, once it exists."""
+    for r, kids in _latency_traces(exporter):
+        if r.attributes.get("signalpath.segment.sequence") == seq and \
+                r.attributes.get("signalpath.rendition") == rendition and "ingest+transcode" in kids:
+            return kids
+    return None
+
+
 def _latency_traces(exporter: InMemorySpanExporter) -> list[tuple[object, dict[str, object]]]:
     spans = exporter.get_finished_spans()
     roots = [s for s in spans if s.name.startswith("latency ") and s.parent is None]
@@ -78,9 +87,6 @@ def _latency_traces(exporter: InMemorySpanExporter) -> list[tuple[object, dict[s
     return out
 
 
-# Wall-clock latency against a live lab on a shared 2-core machine: failed 2 times in about
-# 12 runs here (a report trailing its deadline). One rerun; a real regression fails twice.
-@pytest.mark.flaky(reruns=1)
 async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays():
     exporter = InMemorySpanExporter()
     async with Lab(_lab_config()) as lab:
@@ -89,12 +95,22 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
             await wait_for(lambda: len(_latency_traces(exporter)) >= 4, 30, "four latency traces")
             up = _stage(agent, "transcode", "transcoder")
             assert up is not None and up[1] == "beacon"
+            # the newest segment's trace against the lab's truth for that very segment: capture to
+            # publication at the origin, measured within the bracket of the poll that first saw it
+            # listed (its stated uncertainty; wide when this machine is loaded) plus 0.1 s
             truth = lab.truth()["transcode"]["renditions"]["180p"]
-            true_up = truth["transcode_delay_s"] + truth["packaging_delay_s"]
-            assert abs(up[0] - true_up) < 0.15, (up, true_up)
+            seq, true_up = truth["last_sequence"], truth["capture_to_origin_s"]
+            traced = await wait_for(lambda: _trace_of(exporter, "180p", seq), 4 * SEGMENT_S, f"the trace of segment {seq}")
+            measured = traced["ingest+transcode"].attributes["signalpath.latency_s"]
+            uncertainty = traced["origin"].attributes["signalpath.first_seen.uncertainty_s"]
+            assert abs(measured - true_up) <= uncertainty + 0.1, (measured, true_up, uncertainty)
             for edge in ("edge-a", "edge-b"):
-                cdn = _stage(agent, "cdn", edge)
-                assert cdn is not None and -0.1 <= cdn[0] <= 1.3, (edge, cdn)  # <= playlist max-age 1 s
+                assert _stage(agent, "cdn", edge) is not None, edge
+                # an edge adds at most its playlist max-age (1 s), within both first-seen brackets
+                span = traced[f"cdn {edge}"]
+                cdn = span.attributes["signalpath.latency_s"]
+                slack = span.attributes["signalpath.first_seen.uncertainty_s"] + uncertainty + 0.1
+                assert -slack <= cdn <= 1.0 + slack, (edge, cdn, slack)
             r, kids = _latency_traces(exporter)[-1]
             assert r.attributes["signalpath.latency.method"] == "beacon"
             assert SEPARATE_KEY not in r.attributes
@@ -105,13 +121,16 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
             t0 = time.time()
             n_before = len(_latency_traces(exporter))
             await lab.inject("ingest_latency", "ingest", for_s=60, params={"ms": 2000})
-            await lab.inject("edge_delay", "edge-b", for_s=60, params={"ms": 1500})
+            # an edge's own figure varies by up to its playlist max-age (1 s) from segment to segment,
+            # so its delay must clear the baseline rule's 1-s rise by more than that: 2.5 s (with
+            # 1.5 s, a sample taken just after a cache refresh fell under the limit: a flaky test)
+            await lab.inject("edge_delay", "edge-b", for_s=60, params={"ms": 2500})
 
             def shifted() -> bool:
                 u, b = _stage(agent, "transcode", "transcoder"), _stage(agent, "cdn", "edge-b")
                 return bool(u and b and u[0] >= true_up + 1.8 and b[0] >= 1.5)
 
-            await wait_for(shifted, 2.0 + 2 * SEGMENT_S + REPORT_S + SLACK_S, "upstream +2 s and edge-b +1.5 s")
+            await wait_for(shifted, 2.5 + 2 * SEGMENT_S + REPORT_S + SLACK_S, "upstream +2 s and edge-b +1.5 s")
             print(f"added latency shown {time.time() - t0:.1f} s after the injection")
             assert _stage(agent, "cdn", "edge-a")[0] <= base_a + 1.1  # edge-a not blamed
 
