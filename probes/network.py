@@ -96,7 +96,8 @@ async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
             await asyncio.sleep(spacing)
         t0 = clock()
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, port)
         except (TimeoutError, OSError) as exc:
             out.failures += 1
             out.error = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
@@ -106,7 +107,8 @@ async def tcp_rtt(host: str, port: int, n: int, spacing: float, timeout: float,
         out.samples.append(clock() - t0)
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), timeout)
+            async with asyncio.timeout(timeout):
+                await writer.wait_closed()
         except (TimeoutError, OSError):
             pass
     return out

@@ -126,7 +126,8 @@ class _Attempt:
 
     async def within(self, aw: Any, what: str) -> Any:
         try:
-            return await asyncio.wait_for(aw, self.remaining())
+            async with asyncio.timeout(self.remaining()):
+                return await aw
         except TimeoutError:
             raise RtmpError(Failure.TIMEOUT, f"timed out during {what}", Fault.UNREACHABLE) from None
 

@@ -127,3 +127,18 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.PROBES", tmp_path / "probes")
     mods = {m for _, m in _imports(f)}
     assert {"probes.hls", "probes.net.amf0", "probes.core.beacon", "agent.config"} <= mods
+
+
+def test_bounded_waits_use_asyncio_timeout_not_wait_for():
+    """STYLE "every wait has a timeout", written one way: ``async with asyncio.timeout()``. On
+    Python 3.11, ``asyncio.wait_for`` can swallow the task's own cancellation when the awaited
+    thing completes at the same moment (bpo-42130); a loop around it then never stops (the lab's
+    packet pump hung a test in ``Lab.stop()``)."""
+    offenders = []
+    for root in (PROBES, PROBES.parent / "agent"):
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Attribute) and node.attr == "wait_for" \
+                        and isinstance(node.value, ast.Name) and node.value.id == "asyncio":
+                    offenders.append(f"{path.relative_to(PROBES.parent)}:{node.lineno}")
+    assert offenders == []
