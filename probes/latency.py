@@ -404,12 +404,16 @@ class _Attempt:
         return up - w.latency_s, w.latency_s
 
     def record(self, stage: str, component: str, rendition: str, value: float, t: SegmentTiming,
-               judge: bool, ingest_s: float | None = None) -> None:
-        """Keep the newest value per (stage, component, rendition), judged on the primary rendition."""
+               judge: bool, ingest_s: float | None = None, uncertainty: float = 0.0) -> None:
+        """Keep the newest value per (stage, component, rendition), judged on the primary rendition
+        by the earliest the segment can have appeared (``value - uncertainty``, the half-width of
+        the first-seen brackets): a poll the agent made late (its own CPU starved) widens the
+        bracket, and is no latency of the stream."""
         entry = {"value": value, "method": t.method, "seq": t.seq, "at": time.time(), "high": False,
                  "baseline": None, "ingest_s": ingest_s}
         if judge:
-            entry["high"], entry["baseline"] = self.baseline((stage, component)).judge(t.listed_at, value)
+            entry["high"], entry["baseline"] = self.baseline((stage, component)).judge(t.listed_at, value,
+                                                                                       uncertainty)
         self.st.latest[(stage, component, rendition)] = entry
 
     def report(self) -> None:
@@ -429,7 +433,7 @@ class _Attempt:
                 if up + t.seen["origin"].half_width < -SKEW_TOLERANCE_S:  # even the bracket's end is early
                     st.skew_seen_at = now
                 value, ingest_s = self.split_ingest(t, up)
-                self.record(*UPSTREAM, t.rendition, value, t, judged, ingest_s)
+                self.record(*UPSTREAM, t.rendition, value, t, judged, ingest_s, t.seen["origin"].half_width)
             for e in edges or ["origin"]:
                 if e == "origin":
                     g = t.glass_to_glass("origin")
@@ -440,7 +444,8 @@ class _Attempt:
                 if g is not None and st.first_time(key, "g2g:" + e):
                     self.record("g2g", e, t.rendition, g, t, False)
                 if c is not None and st.first_time(key, "cdn:" + e):
-                    self.record("cdn", e, t.rendition, c, t, judged)
+                    brackets = t.seen[e].half_width + (t.seen["origin"].half_width if "origin" in t.seen else 0.0)
+                    self.record("cdn", e, t.rendition, c, t, judged, uncertainty=brackets)
         skew = st.skew_seen_at is not None and now - st.skew_seen_at < cfg.baseline_s
         verdict = clock_verdict(bool(cfg.clock.ntp_server), st.ntp_offset, cfg.clock.max_offset_s, skew)
         self.emit_latest(verdict, primary_name, now)

@@ -87,3 +87,14 @@ def test_segment_trace_spans_follow_the_measured_timestamps():
     assert by["cdn edge-b"].attributes["signalpath.latency_s"] == 2.0
     assert by["cdn edge-b"].attributes["signalpath.glass_to_glass_s"] == pytest.approx(2.04)
     assert t.upstream() == pytest.approx(0.04) and t.cdn("edge-a") == pytest.approx(0.5)
+
+
+def test_a_latency_is_high_only_when_its_lower_bound_is():
+    """A segment first seen by a poll the agent made late (its bracket 1.6 s wide) is no latency
+    of the stream: judged by the earliest it can have appeared; a real rise still counts."""
+    b = Baseline(window_s=60, min_samples=3, high_abs_s=1.0, high_ratio=0.5)
+    for i in range(3):
+        b.judge(float(i), 2.0)  # median 2.0, limit 3.0
+    assert b.judge(3.0, 3.5, uncertainty=0.8) == (False, 2.0)  # 2.7 at the earliest
+    assert b.judge(4.0, 4.5, uncertainty=0.8)[0] is True  # 3.7 at the earliest
+    assert b.judge(5.0, 3.5)[0] is True  # a precise 3.5

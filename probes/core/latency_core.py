@@ -194,11 +194,12 @@ class Baseline:
         m = self.median()
         return None if m is None else m + max(self.high_abs_s, self.high_ratio * abs(m))
 
-    def judge(self, t: float, value: float) -> tuple[bool, float | None]:
-        """(is high, baseline median) for ``value``, judged before it joins the baseline."""
+    def judge(self, t: float, value: float, uncertainty: float = 0.0) -> tuple[bool, float | None]:
+        """(is high, baseline median) for ``value``, judged before it joins the baseline; high
+        only when even ``value - uncertainty`` (the measurement's lower bound) is over the limit."""
         m, lim = self.median(), self.limit()
         self.add(t, value)
-        return (lim is not None and value > lim), m
+        return (lim is not None and value - uncertainty > lim), m
 
 
 @dataclass(frozen=True, slots=True)
