@@ -62,7 +62,8 @@ def test_demo_command_runs_healthy_and_stops_cleanly(tmp_path):
 
 
 async def test_each_tour_fault_shows_at_its_stage_and_component(tmp_path):
-    """The scripted tour, compressed: each fault is visible in /api/v1/status where the tour says."""
+    """The scripted tour, compressed: each fault is visible in /api/v1/status where the tour says,
+    and the tour ends as it says, healthy: no stage degraded or down, no incident open."""
     steps = [s for s in DEFAULT_TOUR if s.fault]
     async with Lab(LabConfig()) as lab:
         conf = lab_agent_config(lab, "127.0.0.1:0", site="demo")
@@ -80,3 +81,7 @@ async def test_each_tour_fault_shows_at_its_stage_and_component(tmp_path):
                 await lab.clear(rec.id)
                 await wait_for(lambda: not agent.incidents.localizer.open_incidents(), 40, f"{step.fault} resolved")
                 await wait_for(lambda cell=cell: agent.board.state_of("main", *cell).value == "ok", 20, f"{cell} ok again")
+            # the tour ends "healthy again": every stage, not only the ones it faulted, and no incident
+            await wait_for(lambda: not [c for c in agent.board.cells("main") if c.state.value in ("degraded", "down")],
+                           20, "every stage ok at the tour's end")
+            assert not agent.incidents.localizer.open_incidents()
