@@ -83,6 +83,7 @@ from probes.base import (
     SpanRecord,
     State,
     UrlRole,
+    own_deadline,
     worst,
 )
 from probes.core.config import StrictModel
@@ -99,13 +100,14 @@ from probes.core.redact import redact_url
 from probes.core.thresholds import STALE_FACTOR
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
+from probes.net.leanhttp import HEADERS_TIMEOUT_S
 
 # fetch failure -> fault type (DESIGN.md vocabulary)
 _FAULT_OF: dict[Failure, Fault] = {
     Failure.CONNECTION_REFUSED: Fault.UNREACHABLE,
     Failure.CONNECTION_FAILED: Fault.UNREACHABLE,
     Failure.DNS_ERROR: Fault.UNREACHABLE,
-    Failure.TIMEOUT: Fault.UNREACHABLE,
+    Failure.TIMEOUT: Fault.TIMEOUT,  # a response head not complete in time (a slowloris), as the runner's deadline
     Failure.READ_FAILED: Fault.UNREACHABLE,
     Failure.TLS_ERROR: Fault.UNREACHABLE,
     Failure.HTTP_ERROR: Fault.HTTP_ERROR,
@@ -259,8 +261,13 @@ class _Attempt:
 
     async def fetch(self, url: str, max_bytes: int, keep_body: bool = True,
                     byte_range: tuple[int, int] | None = None) -> FetchResult:
+        # a response head must come before the attempt's deadline: a server that drips it (a
+        # slowloris) is then named by the client's own reason, not only "no complete answer"
+        left = own_deadline(self.ctx) - self.ctx.clock()
+        head_s = min(HEADERS_TIMEOUT_S, left) if 0 < left < math.inf else HEADERS_TIMEOUT_S
         return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
-                                       keep_body=keep_body, verify_tls=self.cfg.verify_tls, byte_range=byte_range)
+                                       keep_body=keep_body, verify_tls=self.cfg.verify_tls, byte_range=byte_range,
+                                       headers_timeout_s=head_s)
 
     # -- the attempt -----------------------------------------------------------------
     async def run(self) -> ProbeResult:
