@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -17,13 +18,14 @@ from aiohttp import web
 from hostile import HostileServer
 from waiting import wait_for
 
+import probes.core.playlist as playlist_module
 from agent.app import Agent
 from agent.config import parse_config
 from agent.lograte import RepeatFilter, install
 from agent.runner import Job, Runner
 from probes.base import Failure, ProbeTarget
 from probes.core.player_model import PlayerConfig, PlayerModel
-from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse
+from probes.core.playlist import PARSE_INLINE_MAX_BYTES, MasterPlaylist, MediaPlaylist, PlaylistError, parse, parse_body
 from probes.hls import _num as hls_num
 from probes.net.httpfetch import Fetcher
 from probes.net.leanhttp import MAX_HEADER_BYTES
@@ -436,3 +438,34 @@ async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_r
 @pytest.mark.parametrize(("age", "figure"), [("12", 12.0), ("nan", 0.0), ("inf", 0.0), ("1e999", 0.0), ("x", 0.0)])
 def test_a_header_number_stays_a_finite_figure(age, figure):
     assert hls_num(age) == figure
+
+
+# -- big playlists parsed off the event loop --------------------------------------------------------
+
+def _big_media(n: int, last_uri: str = "") -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0",
+             *[f"#EXTINF:2.000,\nseg{i}.ts" for i in range(n)]]
+    if last_uri:
+        lines.append(f"#EXTINF:2.000,\n{last_uri}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_a_big_body_is_parsed_in_the_worker_and_shared(monkeypatch):
+    body = _big_media(2000)
+    assert len(body) > PARSE_INLINE_MAX_BYTES
+    calls: list[str] = []
+    real = playlist_module.parse
+
+    def counted(text: str, base: str):
+        calls.append(threading.current_thread().name)
+        return real(text, base)
+
+    monkeypatch.setattr(playlist_module, "parse", counted)
+    results = await asyncio.gather(*(parse_body(body, BASE + "main.m3u8") for _ in range(4)))
+    assert len(calls) == 1 and calls[0].startswith("signalpath-playlist-parse"), calls
+    assert all(r is results[0] for r in results)
+    assert isinstance(results[0], MediaPlaylist) and results[0].last_seq == 1999
+    small = await parse_body(_big_media(3), BASE + "main.m3u8")
+    assert isinstance(small, MediaPlaylist) and calls[-1] == threading.current_thread().name  # inline
+    with pytest.raises(PlaylistError, match=r"segment 2000 has an unusable URI .*\(line 4005\)"):
+        await parse_body(_big_media(2000, "http://[::1/x.ts"), BASE + "main.m3u8")

@@ -11,7 +11,7 @@ Phases follow blackbox_exporter's split: ``connect`` (TCP + TLS, 0 on a reused
 connection), ``first_byte`` (request written → first response byte), ``transfer``
 (first byte → last body byte, on the wire). Bodies larger than the cap stop the read:
 ``body_too_large``. The response head is bounded too (leanhttp: 64 KiB, 100 fields, complete
-within ``headers_timeout_s``), and a URL that cannot be requested (a redirect's Location with
+within ``headers_timeout_s`` once begun), and a URL that cannot be requested (a redirect's Location with
 bad IPv6 brackets or a port out of range) is a ``protocol_error``, never an exception. No retries beyond leanhttp's one retry of a keep-alive connection
 the server had already closed.
 
@@ -143,8 +143,9 @@ class Fetcher:
                   headers_timeout_s: float = HEADERS_TIMEOUT_S) -> FetchResult:
         """Fetch ``url`` (``byte_range=(length, offset)``: that slice); never raises for network or
         HTTP trouble (see ``FetchResult.failure``), nor for a URL that cannot be requested
-        (``protocol_error``). Each response's head must come within ``headers_timeout_s``, and
-        has at most leanhttp's ``MAX_HEADER_BYTES`` and ``MAX_HEADER_FIELDS``.
+        (``protocol_error``). A response head that has begun must be complete within
+        ``headers_timeout_s`` of the request, with at most leanhttp's ``MAX_HEADER_BYTES`` and
+        ``MAX_HEADER_FIELDS``.
 
         Cancellation (the runner's deadline) propagates; the connection in use is dropped.
         """
