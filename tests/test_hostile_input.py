@@ -146,6 +146,8 @@ HOSTILE_PLAYLISTS = [
     ("EXT-X-KEY URI port", _media(pre='#EXT-X-KEY:METHOD=AES-128,URI="https://k.example:70000/k"\n'),
      "segment 7: #EXT-X-KEY has an unusable URI", 6),
     ("EXT-X-KEY no value", _media(pre="#EXT-X-KEY:METHOD\n"), "unparseable #EXT-X-KEY on line 4", 4),
+    ("EXT-X-KEY METHOD of 10,000 characters", _media(pre=f'#EXT-X-KEY:METHOD={"A" * 10_000},URI="k"\n'),
+     "segment 7: #EXT-X-KEY METHOD is no enumerated-string", 6),
     ("BYTERANGE negative", _media(pre="#EXT-X-BYTERANGE:-5@0\n"), "negative #EXT-X-BYTERANGE", 6),
     ("BYTERANGE empty", _media(pre="#EXT-X-BYTERANGE:0@0\n"), "empty #EXT-X-BYTERANGE", 6),
     ("BYTERANGE huge", _media(pre="#EXT-X-BYTERANGE:99999999999999999999@0\n"), "ends past byte", 6),

@@ -14,7 +14,8 @@ use is validated, as a hostile or broken server may send anything:
   long and a reload loop of a player); media and discontinuity sequence numbers from 0 to
   2^64 - 1 (RFC 8216 §4.2 decimal-integer); BANDWIDTH >= 0; RESOLUTION from 1 to
   ``MAX_RESOLUTION`` each way; EXT-X-BYTERANGE lengths >= 1 and ranges within
-  ``MAX_BYTE_OFFSET``; EXT-X-START and PART-TARGET finite;
+  ``MAX_BYTE_OFFSET``; EXT-X-START and PART-TARGET finite; an EXT-X-KEY METHOD (shown in
+  evidence) an enumerated-string of at most 32 characters;
 - attribute lists the library cannot read are errors with the tag's name and line.
 The parsed form keeps just what the checks need, so a poll does not hold on to the
 library's object graph: we call ``m3u8.parse`` (the library's line parser, plain dicts) and
@@ -335,6 +336,7 @@ def _byterange(raw: str, seq: int, what: str = "#EXT-X-BYTERANGE") -> tuple[int,
 _SIMPLE_REF = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:/[\w~%+=,@-][\w.~%+=,@-]*)*(?:\?[^#\s]*)?", re.ASCII)
 
 
+_METHOD = re.compile(r"[A-Z0-9-]{1,32}")  # RFC 8216 §4.2 enumerated-string: NONE, AES-128, SAMPLE-AES...
 _BAD_URI_CHAR = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -466,6 +468,9 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
                 method = k.get("method")
                 if not method:
                     raise PlaylistError(f"segment {seq}: #EXT-X-KEY has no METHOD", seq=seq)
+                if not _METHOD.fullmatch(method):  # it is shown in evidence: an enumerated-string, bounded
+                    raise PlaylistError(f"segment {seq}: #EXT-X-KEY METHOD is no enumerated-string of at "
+                                        "most 32 characters", seq=seq)
                 if method == "NONE":
                     kk = (None, None)
                 else:
