@@ -77,6 +77,7 @@ from probes.core.playlist import (
     parse_body,
 )
 from probes.faults import Fault
+from probes.net.leanhttp import HEADERS_TIMEOUT_S
 
 __all__ = ["PlaybackSettings", "probe"]
 
@@ -188,8 +189,10 @@ class _Attempt:
                   byte_range: tuple[int, int] | None = None):
         try:
             async with asyncio.timeout(timeout):
+                # a head dripped by the server (a slowloris) fails with the client's own reason first
                 return await self.ctx.http.get(url, max_bytes=max_bytes, keep_body=keep_body,
-                                               verify_tls=self.cfg.verify_tls, byte_range=byte_range)
+                                               verify_tls=self.cfg.verify_tls, byte_range=byte_range,
+                                               headers_timeout_s=min(HEADERS_TIMEOUT_S, 0.9 * timeout))
         except TimeoutError:
             return None
 

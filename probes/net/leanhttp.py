@@ -346,7 +346,7 @@ class _Conn(asyncio.Protocol):
     def _head_timeout(self, seconds: float) -> None:
         self.head_timer = None
         if not self.headers_done:
-            self._fail(LeanHttpError(Failure.TIMEOUT, f"response headers not complete within {seconds:g} s "
+            self._fail(LeanHttpError(Failure.TIMEOUT, f"response headers not complete within {seconds:.1f} s "
                                      f"({self.wire} bytes received)"))
 
     def _fail(self, exc: LeanHttpError) -> None:

@@ -99,8 +99,8 @@ async def main(seconds: float, kinds: list[str]) -> None:
             for s in agent.board.as_json()["streams"]:
                 if s["name"] == "hostile":
                     for c in s["stages"]:
-                        if c["stage"] == "cdn":
-                            print(f"  {c['component']}: {c['state']}: {'; '.join(c['reasons'])[:160]}")
+                        if c["stage"] in ("cdn", "playback"):
+                            print(f"  {c['stage']}/{c['component']}: {c['state']}: {'; '.join(c['reasons'])[:160]}")
             print(f"hostile servers wrote {sum(h.sent for h in hostile) / 1e6:.1f} MB over "
                   f"{sum(h.connections for h in hostile)} connections; RSS {rss0:.0f} -> {rss_mib():.0f} MiB")
             print(json.dumps({"rss0_mib": rss0, "rss1_mib": rss_mib(), "cpu_s": cpu_s() - cpu0,
