@@ -67,6 +67,8 @@ class StatusBoard:
             if state != cell.state:
                 cell.state, cell.since = state, now
             cell.reasons = [e.detail for e in evs if e.state not in (State.OK, State.UNKNOWN) and e.detail]
+            if state is State.UNKNOWN:  # never "unknown" without the reason the probe gave
+                cell.reasons = [e.detail for e in evs if e.detail]
             figs: dict[str, Any] = {}
             for e in evs:
                 figs.update(e.figures)

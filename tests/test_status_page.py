@@ -70,3 +70,16 @@ async def test_status_page_figures_read_as_words_with_units(tmp_path):
                 if keep:
                     Path(keep).mkdir(parents=True, exist_ok=True)
                     shutil.copy(png, Path(keep, png.name))
+
+
+def test_an_unknown_cell_says_why():
+    """A cell whose only evidence is UNKNOWN (a viewer still starting after a failed first try, a
+    probe that could not measure) shows the reason the probe gave, never a bare "unknown"."""
+    from agent.status import StatusBoard
+    from probes.base import Evidence, State
+
+    board = StatusBoard(wall=lambda: 1000.0)
+    board.update("main", "playback/edge-a", [Evidence("playback", "edge-a", State.UNKNOWN, None,
+                                                      "the 180p viewer could not start: connection refused")])
+    (cell,) = board.cells("main")
+    assert cell.state is State.UNKNOWN and cell.reasons == ["the 180p viewer could not start: connection refused"]
