@@ -99,13 +99,15 @@ def _stalls(figs: Mapping[str, Any]) -> str | None:
         return None
     if count == 0:
         return "no stalls"
-    text = f"{_plural(count, 'stall', 'stalls')}"
+    # the viewer's session so far (CTA-2066 counts a session): a cell says "ok" once no stall is
+    # recent, so the history is told as history, never as a share beside a healthy now
+    text = f"{_plural(count, 'stall', 'stalls')} this session"
     stalled = _num(figs, "stall_s")
     if stalled:
         text += f", {duration(stalled)} stalled"
     share = _num(figs, "rebuffer_ratio")
     if share:
-        text += f" ({percent(share)} of the time)"
+        text += f" ({percent(share)} of the session)"
     return text
 
 

@@ -38,7 +38,7 @@ def test_healthy_cells_read_as_words_with_units():
 
 def test_a_fault_reads_first_and_each_thing_once():
     # stalls, stall time and rebuffer share are one phrase, not three numbers
-    assert figure_lines(PLAYER)[0] == "3 stalls, 12 s stalled (35 % of the time)"
+    assert figure_lines(PLAYER)[0] == "3 stalls this session, 12 s stalled (35 % of the session)"
     assert sum("stall" in line for line in figure_lines(PLAYER)) == 1
     stale = {**EDGE, "renditions": {**EDGE["renditions"], "360p": {"age_s": 7.3, "target_duration_s": 2.0}}}
     assert figure_lines(stale)[0] == "no new segment for 7.3 s (360p)"
