@@ -209,6 +209,10 @@ class _Attempt:
         if pl.segments and (rs.last_seq is None or pl.last_seq > rs.last_seq):
             rs.advanced_at = now
         for seg in new:
+            if seg.discontinuity:
+                # EXT-X-DISCONTINUITY (RFC 8216 §4.3.2.3): timestamps and encoding may change here (an
+                # encoder restarted): a new timeline, no GOP, gap or A/V comparison across it
+                rs.analyser = MediaAnalyser(cfg.checks)
             if seg.gap:  # EXT-X-GAP: no content to fetch; what follows starts a new timeline
                 rs.analyser = MediaAnalyser(cfg.checks)
             elif seg.key_method is not None:

@@ -170,6 +170,15 @@ def test_dropped_frames_and_gaps():
     assert not found[1].discontinuity
 
 
+def test_a_gop_is_not_measured_across_a_hole_in_the_timestamps():
+    """The encoder stops for 6 s and comes back (under the 10-s discontinuity bound): the hole is a
+    timestamp gap, and the 8 s between the key frames either side of it are no long GOP."""
+    found = run([make_segment(start_s=0.0), make_segment(start_s=8.0), make_segment(start_s=10.0)])
+    assert "timestamp_gap" in found[1].fault_names
+    assert all("keyframe_interval_long" not in f.fault_names for f in found), [f.faults for f in found]
+    assert found[2].keyframe_interval_s == pytest.approx(2.0, abs=0.05)
+
+
 def test_big_jump_is_a_discontinuity_not_a_gap():
     found = run([make_segment(start_s=0.0), make_segment(start_s=100.0)])
     assert found[1].discontinuity

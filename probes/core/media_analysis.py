@@ -392,12 +392,18 @@ class MediaAnalyser:
 
         # key-frame interval (completed intervals, and the open one)
         keys = vpts[seg.video_key]
+        # frames after a hole in the video timestamps: an interval across a hole (an encoder that
+        # stopped for a few seconds) is no GOP
+        holes = times[1:][np.diff(times) > cfg.gap_frames * dur] if dur > 0 and times.size > 1 else times[:0]
         intervals = []
         for k in keys:
-            if self._last_key is not None and k > self._last_key:
+            if self._last_key is not None and k > self._last_key \
+                    and not np.any((holes > self._last_key) & (holes <= k)):
                 intervals.append(float(k - self._last_key))
             self._last_key = float(k)
         interval = max(intervals) if intervals else None
+        if self._last_key is not None and np.any(holes > self._last_key):
+            self._last_key = None  # the open interval runs across a hole: start afresh
         if self._last_key is not None:
             open_age = float(vpts[-1] + dur - self._last_key)
             if open_age > cfg.keyframe_max_s + _EPS and (interval is None or open_age > interval):
