@@ -295,6 +295,12 @@ class _Attempt:
                 rs.held, rs.held_until = e, now + self.cfg.transient_hold_s
         if rs.held is not None and now < rs.held_until and all(e.fault != rs.held.fault for e in evs):
             evs = [e for e in evs if e.fault is not None] + [rs.held]  # the held fault, not an "ok" beside it
+        # a fault reported before that this segment cannot judge (the bitrate of a still picture)
+        # is not measured, not healed
+        kept = rs.reported & rs.findings.unjudged
+        evs += [Evidence(self.t.stage, self.t.component, State.UNKNOWN, fault,
+                         f"{name}: {fault} not measured: this segment cannot judge it", rendition=name)
+                for fault in sorted(kept)]
         rs.reported = frozenset(e.fault for e in evs if e.fault is not None)
         self.result.evidence.extend(evs)
 

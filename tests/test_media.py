@@ -179,6 +179,18 @@ def test_a_gop_is_not_measured_across_a_hole_in_the_timestamps():
     assert found[2].keyframe_interval_s == pytest.approx(2.0, abs=0.05)
 
 
+def test_a_still_picture_cannot_judge_the_bitrate():
+    """A segment over its declared bitrate, then a frozen picture (almost no bits): the frozen one
+    says nothing of the encoder's peak, so the bitrate check is unjudged, not passed."""
+    moving, still = make_segment(start_s=0.0), make_segment(start_s=2.0, video="still")
+    analyser = MediaAnalyser(MediaConfig(freeze_min_s=1.5))
+    first = analyser.feed(decode_segment(moving), segment_duration=2.0, declared_bandwidth=1_000)
+    second = analyser.feed(decode_segment(still), segment_duration=2.0, declared_bandwidth=10**9)
+    assert "bitrate_over_declared" in first.fault_names and not first.unjudged
+    assert "frozen_video" in second.fault_names
+    assert "bitrate_over_declared" not in second.fault_names and second.unjudged == {"bitrate_over_declared"}
+
+
 def test_big_jump_is_a_discontinuity_not_a_gap():
     found = run([make_segment(start_s=0.0), make_segment(start_s=100.0)])
     assert found[1].discontinuity

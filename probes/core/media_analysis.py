@@ -142,6 +142,9 @@ class MediaFindings:
     declared_bandwidth_bps: float | None = None
     discontinuity: bool = False
     faults: list[MediaFault] = field(default_factory=list)
+    unjudged: set[Fault] = field(default_factory=set)
+    """Checks this segment cannot judge either way (a still or black picture costs almost no
+    bits: it says nothing of an encoder's peak bitrate)."""
 
     @property
     def fault_names(self) -> set[str]:
@@ -300,6 +303,8 @@ class MediaAnalyser:
                         f.bitrate_bps,
                     )
                 )  # fmt: skip
+            elif {Fault.FROZEN_VIDEO, Fault.BLACK_VIDEO} & f.fault_names:
+                f.unjudged.add(Fault.BITRATE_OVER_DECLARED)
         if seg.decode_errors or seg.error:
             f.decode_errors = max(seg.decode_errors, 1)
             f.faults.append(
