@@ -143,8 +143,8 @@ class MediaFindings:
     discontinuity: bool = False
     faults: list[MediaFault] = field(default_factory=list)
     unjudged: set[Fault] = field(default_factory=set)
-    """Checks this segment cannot judge either way (a still or black picture costs almost no
-    bits: it says nothing of an encoder's peak bitrate)."""
+    """Checks this segment cannot judge either way (a picture still or black for half the
+    segment or more costs almost no bits: it says nothing of an encoder's peak bitrate)."""
 
     @property
     def fault_names(self) -> set[str]:
@@ -303,7 +303,9 @@ class MediaAnalyser:
                         f.bitrate_bps,
                     )
                 )  # fmt: skip
-            elif {Fault.FROZEN_VIDEO, Fault.BLACK_VIDEO} & f.fault_names:
+            elif max(f.frozen_s or 0.0, f.black_s or 0.0) >= f.duration_s / 2:
+                # mostly a still or black picture (also where it began mid-segment, before it is a
+                # frozen_video fault): it costs almost no bits
                 f.unjudged.add(Fault.BITRATE_OVER_DECLARED)
         if seg.decode_errors or seg.error:
             f.decode_errors = max(seg.decode_errors, 1)
