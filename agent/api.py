@@ -72,4 +72,5 @@ async def start_server(agent: Agent, host: str, port: int) -> tuple[web.AppRunne
     server: Any = site._server  # aiohttp types it AbstractServer; it is an asyncio.Server (has .sockets)
     sockets: Any = server.sockets if server else []  # the real port when port 0
     real_port = sockets[0].getsockname()[1] if sockets else port
-    return runner, f"http://{host}:{real_port}"
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL goes in brackets
+    return runner, f"http://{shown}:{real_port}"

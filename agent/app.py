@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import lograte
 from agent.alerts import AlertDispatcher
-from agent.config import Config
+from agent.config import Config, parse_listen
 from agent.errors import AgentError
 from agent.incident_sink import IncidentSink
 from agent.incidents import AsyncIncidentStore
@@ -132,9 +132,9 @@ class Agent:
 
         await self.incidents.start()
         await self.fetcher.start()
-        host, _, port = self.config.agent.listen.rpartition(":")
+        host, port = parse_listen(self.config.agent.listen)  # '[::1]:9321' listens on ::1
         try:
-            self._server, self.url = await start_server(self, host, int(port))
+            self._server, self.url = await start_server(self, host, port)
         except OSError as exc:
             await self.fetcher.close()
             await self.incidents.stop()

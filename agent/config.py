@@ -5,14 +5,36 @@ Unknown keys are rejected, defaults live in the models, ``${ENV}`` (or
 file. Every problem is reported with its path, e.g.
 ``streams[0].edges[1].url: 'ftp:/' is not an http(s) URL``.
 
+Hostile or broken files are refused by ``check-config`` and ``run`` alike, in bounded time
+and memory, never with a traceback (issue 15 item 4):
+
+- the file may be at most 1 MiB (:data:`MAX_CONFIG_BYTES`);
+- YAML is read in three steps: a pass over the parser's events rejects nesting deeper than
+  :data:`MAX_DEPTH` (50) before anything recursive runs; the composed node graph (where an
+  alias is the same node again, not a copy) is then measured: duplicate keys are errors with
+  both lines (YAML would keep the last silently), an alias inside the collection it names is
+  refused, and anchors/aliases/merge keys stay allowed (``hls: *defaults``,
+  ``<<: *defaults``) as long as the document they expand to has at most
+  :data:`MAX_EXPANDED_NODES` (100,000) values and depth 50 — a billion-laughs document is
+  refused in milliseconds; only then are Python values built;
+- every string that is a URL (``scheme://...``, in any key) has a port 1-65535 and a
+  well-formed IPv6 host, checked here so no probe meets it at run time;
+- ``agent.listen`` is ``HOST:PORT`` or ``[IPv6]:PORT`` (:func:`parse_listen`);
+- ``incidents.path`` is not a directory, not under a regular file, and, when it exists, an
+  SQLite database (or empty); check-config creates nothing.
+
+No message echoes a URL's password or query values (``probes.core.redact``).
+
 The minimal public contract is DESIGN.md "Config"; later capabilities add keys,
 never rename these.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,17 +73,82 @@ def _check_name(v: str) -> str:
     return v
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config file is a few KiB; more is a mistake or an attack
+MAX_DEPTH = 50  # YAML nesting (the deepest real config is under 10)
+MAX_EXPANDED_NODES = 100_000  # values after alias expansion (a 100-stream config is ~5,000)
+_URL_START_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?$")
+
+
+def url_problem(v: str) -> str | None:
+    """What is wrong with the host or port of URL ``v`` (None when nothing is); never echoes a secret."""
+    rest = _URL_START_RE.sub("", v, count=1)
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    hostport = netloc.rpartition("@")[2]  # userinfo (a password) is never looked at again
+    if hostport.startswith("["):
+        host, close, after = hostport[1:].partition("]")
+        if not close:
+            return "IPv6 address without its closing ']'"
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{'[' + host + ']'!r} is not an IPv6 address"
+        if after and not after.startswith(":"):
+            return f"{'[' + host + ']' + after!r}: a port follows the ']' after a ':'"
+        port = after[1:]
+    else:
+        if "[" in hostport or "]" in hostport:
+            return "a '[' or ']' outside an IPv6 address in brackets"
+        port = hostport.rpartition(":")[2] if ":" in hostport else ""
+    if port:
+        if not port.isdigit():
+            return "the port is not a number"
+        if not 1 <= int(port) <= 65535:
+            return f"port {int(port)} out of range (1-65535)"
+    return None
+
+
 def _check_http_url(v: str) -> str:
+    problem = url_problem(v)
+    if problem:
+        raise ValueError(problem)
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{redact_url(v)!r} is not an http(s) URL")
     return v
 
 
+def parse_listen(v: str) -> tuple[str, int]:
+    """``agent.listen`` as (host, port): ``HOST:PORT`` or ``[IPv6]:PORT``; ValueError says what is wrong."""
+    usage = f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9321 or [::1]:9321)"
+    if v.startswith("["):
+        host, close, after = v[1:].partition("]")
+        if not close:
+            raise ValueError(f"{v!r} has no closing ']' (e.g. [::1]:9321)")
+        if not after.startswith(":") or not after[1:]:
+            raise ValueError(f"{v!r} is not [IPv6]:PORT (e.g. [::1]:9321)")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        port = after[1:]
+    else:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port:
+            raise ValueError(usage)
+        if ":" in host:
+            raise ValueError(f"an IPv6 address goes in brackets: '[{host}]:{port}'")
+        if not _HOST_RE.match(host):
+            raise ValueError(f"{host!r} is not a host name or address")
+    if not port.isdigit():
+        raise ValueError(f"port {port!r} is not a number")
+    if int(port) > 65535:
+        raise ValueError(f"port {int(port)} out of range (0-65535)")
+    return host, int(port)
+
+
 def _check_listen(v: str) -> str:
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9321)")
+    parse_listen(v)
     return v
 
 
@@ -258,6 +345,21 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
+def _url_problems(node: Any, path: str, out: list[tuple[str, str]]) -> None:
+    """Every URL-looking string anywhere in the document (probe configs included) with a bad port or host."""
+    if isinstance(node, str):
+        if _URL_START_RE.match(node):
+            problem = url_problem(node)
+            if problem:
+                out.append((path, problem))
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _url_problems(v, f"{path}.{k}" if path else str(k), out)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _url_problems(v, f"{path}[{i}]", out)
+
+
 def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML/JSON document."""
     if data is None:
@@ -266,14 +368,140 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
         raise ConfigError(source, [("", "the top level must be a mapping (agent:, streams:, ...)")])
     problems: list[tuple[str, str]] = []
     data = _interpolate(data, "", dict(os.environ) if env is None else env, problems)
+    _url_problems(data, "", problems)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_problems_from(exc))
+        seen = {path for path, _ in problems}  # a URL's own problem says more than the model's
+        problems.extend(p for p in _problems_from(exc) if p[0] not in seen)
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)
     return cfg
+
+
+# ---------------------------------------------------------------- YAML, bounded
+
+
+class _YamlProblem(Exception):
+    def __init__(self, mark: Any, message: str) -> None:
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        super().__init__(f"invalid YAML: {where}{message}")
+
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _measure(root: yaml.Node) -> list[tuple[str, str]]:
+    """Duplicate keys (as problems); raises _YamlProblem for a recursive alias or a bomb.
+
+    Sizes and depths are memoized per node, so an alias costs one lookup: the work is
+    linear in the file, whatever the aliases would expand to.
+    """
+    measured: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+    problems: list[tuple[str, str]] = []
+
+    def walk(node: yaml.Node, path: str) -> tuple[int, int]:
+        key = id(node)
+        if key in measured:
+            return measured[key]
+        if key in active:
+            raise _YamlProblem(node.start_mark, "an alias refers to a collection it is inside of "
+                                                "(a recursive structure)")
+        active.add(key)
+        size, depth = 1, 0
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, Any] = {}
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else None
+                sub = path if name is None else (f"{path}.{name}" if path else str(name))
+                if name is not None and not k.tag.endswith(":merge"):
+                    if name in first:
+                        problems.append((sub, f"duplicate key at {_at(k.start_mark)} (first at {_at(first[name])})"))
+                    else:
+                        first[name] = k.start_mark
+                for child in (k, v):
+                    s, d = walk(child, sub)
+                    size, depth = size + s, max(depth, d)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                s, d = walk(v, f"{path}[{i}]")
+                size, depth = size + s, max(depth, d)
+        depth += 1 if isinstance(node, yaml.CollectionNode) else 0
+        active.discard(key)
+        if size > MAX_EXPANDED_NODES:
+            raise _YamlProblem(node.start_mark, f"aliases expand to more than {MAX_EXPANDED_NODES} values")
+        if depth > MAX_DEPTH:
+            raise _YamlProblem(node.start_mark, f"nested deeper than {MAX_DEPTH} levels (through aliases)")
+        measured[key] = (size, depth)
+        return size, depth
+
+    walk(root, "")
+    return problems
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``text`` as Python values, in bounded time and memory (see the module docstring)."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _YamlProblem(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        root = yaml.compose(text, Loader=_Loader)
+        if root is None:
+            return None
+        duplicates = _measure(root)
+        if duplicates:
+            raise ConfigError(source, duplicates)
+        loader = _Loader("")
+        try:
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except _YamlProblem as exc:
+        raise ConfigError(source, [("", str(exc))]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "maximum nesting depth" in problem:  # libyaml's own bound (1000), met while scanning ahead
+            problem = f"nested deeper than {MAX_DEPTH} levels"
+        raise ConfigError(source, [("", str(_YamlProblem(mark, problem)))]) from None
+
+
+def _store_problem(path: Path) -> str | None:
+    """Why the incident store at ``path`` cannot be used (None when it can); creates nothing."""
+    try:
+        if path.is_dir():
+            return f"{path} is a directory, not an SQLite file"
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"{parent} is a file, not a folder"
+                if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+                    return f"cannot create {path}: {parent} is not writable"
+                break
+            if parent.is_symlink() or os.path.lexists(parent):
+                return f"{parent} is a broken link"
+        if os.path.lexists(path):
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                return f"{path} is not a regular file"
+            with path.open("rb") as f:
+                header = f.read(16)
+            if header and header != b"SQLite format 3\x00":
+                return f"{path} is not an SQLite database"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -281,22 +509,25 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     p = Path(path)
     source = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(source, [("", f"the file is over 1 MiB ({max(size, len(raw))} bytes): "
+                                            "not a config file")])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(source, [("", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [("", f"cannot read: {exc.__class__.__name__}: {exc}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, [("", f"invalid YAML: {where}{problem}")]) from None
+    data = load_yaml(text, source)
     config = parse_config(data, source, env)
     store = Path(config.incidents.path).expanduser()
     if not store.is_absolute():
         # a relative incident store lives beside the config file, not wherever the agent was started
         incidents = config.incidents.model_copy(update={"path": str(p.resolve().parent / store)})
         config = config.model_copy(update={"incidents": incidents})
+    problem = _store_problem(Path(config.incidents.path))
+    if problem:
+        raise ConfigError(source, [("incidents.path", problem)])
     return config
