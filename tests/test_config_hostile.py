@@ -215,3 +215,45 @@ def test_check_config_and_run_refuse_alike(tmp_path, text, expected):
         assert "PASSWORD1" not in r.stderr and "TOKEN1" not in r.stderr
         outs.append(r.stderr)
     assert outs[0] == outs[1]
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_run_listens_on_an_ipv6_listen_address(tmp_path):
+    """``agent.listen: '[::1]:PORT'`` is accepted by check-config and listened on by run (it used to be
+    passed on with its brackets)."""
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    f = tmp_path / "c.yaml"
+    f.write_text(f"agent: {{listen: '[::1]:{port}'}}\nstreams:\n  - {{name: s, origin: '{ORIGIN}'}}\n")
+    p = subprocess.Popen([*SP, "run", "-c", str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=tmp_path)
+    try:
+        deadline, body = time.monotonic() + 20, ""
+        while time.monotonic() < deadline and "signalpath_probe_success" not in body:
+            try:
+                body = urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.1)
+        assert "signalpath_probe_success" in body
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=15)
+        assert p.returncode == 0 and f"http://[::1]:{port}/" in err and "Traceback" not in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
