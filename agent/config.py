@@ -10,7 +10,8 @@ and memory, never with a traceback (issue 15 item 4):
 
 - the file may be at most 1 MiB (:data:`MAX_CONFIG_BYTES`);
 - YAML is read in three steps: a pass over the parser's events rejects nesting deeper than
-  :data:`MAX_DEPTH` (50) before anything recursive runs; the composed node graph (where an
+  :data:`MAX_DEPTH` (50) and more than :data:`MAX_EXPANDED_NODES` values before anything
+  recursive runs or any node is kept; the composed node graph (where an
   alias is the same node again, not a copy) is then measured: duplicate keys are errors with
   both lines (YAML would keep the last silently), an alias inside the collection it names is
   refused, and anchors/aliases/merge keys stay allowed (``hls: *defaults``,
@@ -448,8 +449,12 @@ def _measure(root: yaml.Node) -> list[tuple[str, str]]:
 def load_yaml(text: str, source: str) -> Any:
     """``text`` as Python values, in bounded time and memory (see the module docstring)."""
     try:
-        depth = 0
+        depth = values = 0
         for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.NodeEvent):  # scalars, aliases, collections: bound the graph compose builds
+                values += 1
+                if values > MAX_EXPANDED_NODES:
+                    raise _YamlProblem(event.start_mark, f"more than {MAX_EXPANDED_NODES} values")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:

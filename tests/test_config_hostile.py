@@ -257,3 +257,10 @@ def test_run_listens_on_an_ipv6_listen_address(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_flat_file_of_many_values_is_refused_before_its_graph_is_built(tmp_path):
+    t0 = time.monotonic()
+    msg = _one(tmp_path, "x: [" + "1," * 400_000 + "1]\n")
+    assert time.monotonic() - t0 < 2
+    assert msg.startswith("invalid YAML: line 1, column ") and "more than 100000 values" in msg, msg
