@@ -154,6 +154,7 @@ class _Session:
     stall_on: str | None = None  # the rendition the last stall waited for
     failed_at: float | None = None
     failed_on: str | None = None  # the rendition whose playlist or segment made the viewer give up
+    live_again: bool = False  # ended (#EXT-X-ENDLIST), and the playlist is live again: a new viewer joins
 
 
 class _EdgeState:
@@ -211,7 +212,7 @@ class _Attempt:
         fresh: set[str] = set()
         for v in chosen:
             s = st.sessions.get(v.name)
-            if s is None or (s.failed_at is not None and now - s.failed_at >= cfg.restart_after_s):
+            if s is None or s.live_again or (s.failed_at is not None and now - s.failed_at >= cfg.restart_after_s):
                 st.sessions[v.name] = self.new_session(v)
                 fresh.add(v.name)
         # a new viewer reports as soon as its first playlist (and segment, if due) is in
@@ -338,7 +339,10 @@ class _Attempt:
         pl = s.playlist
         if pl is None or s.next_seq is None or not pl.segments:
             return None
-        if s.next_seq < pl.media_sequence:  # fell out of the sliding window: re-join at the hold-back
+        if s.next_seq < pl.media_sequence or s.next_seq > pl.last_seq + 1:
+            # fell out of the sliding window, or the numbering went back below what was played (an
+            # encoder or packager restarted without continuing it): re-join at the hold-back, as
+            # a player re-syncs to the live edge, instead of waiting for numbers that never come
             s.next_seq = self.join_seq(pl)
             s.rejoins += 1
         idx = s.next_seq - pl.media_sequence
@@ -390,6 +394,8 @@ class _Attempt:
         # an ended playlist (#EXT-X-ENDLIST) is played out to its last segment, then the player
         # ends: the stream's end is the HLS probe's stream_ended, not a playback failure
         s.listed_end = pl.last_seq if pl.endlist else None
+        if not pl.endlist and session.model.state is PlayerState.ENDED:
+            session.live_again = True  # the stream came back after its end: viewers join it again
         # RFC 8216 §6.3.4, measured from the start of this load, bounded
         s.next_reload = started + reload_delay(td, changed)
 

@@ -112,3 +112,40 @@ async def test_unreachable_edge_fails_the_viewer():
     last = results[-1]
     assert [(e.state, e.fault) for e in last.evidence] == [(State.DOWN, "playback_failed")]
     assert "refused" in last.evidence[0].detail and not last.ok
+
+
+async def test_a_viewer_rides_through_a_renumbering_and_rejoins_a_stream_live_again_after_its_end(live):
+    """An encoder restart renumbers the playlist 50 lower (no append_list): the viewer re-syncs to
+    the live edge instead of waiting for numbers that never come (it stalled for good and opened
+    a false edge incident). The stream ends (#EXT-X-ENDLIST), then is live again: a viewer plays
+    it again instead of staying 'ended' (and 'ok') while watching nothing."""
+    settings = PlaybackSettings(interval_s=0.5, renditions=["180p"])
+    t = ProbeTarget("playback", "main", "playback", "origin", settings, live.origin.master_url, 0.5, settings.timeout_s)
+
+    def state(r) -> str:
+        return r.figures.get("playback", {}).get("180p", {}).get("state", "")
+
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+
+        async def until(pred, seconds: float, what: str):
+            deadline, seen = time.monotonic() + seconds, []
+            while time.monotonic() < deadline:
+                r = await probe(t, ctx)
+                seen.append(r)
+                if pred(r, seen):
+                    return seen
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"not within {seconds:g} s: {what}; last {seen[-1].figures if seen else None}")
+
+        await until(lambda r, _: state(r) == "playing", 10, "playing")
+        live.origin.knobs.seq_offset["180p"] = 50
+        low = live.tl.newest() - 40
+        seen = await until(lambda r, _: any(s.attributes.get("signalpath.sequence", 10**9) < low and not s.error
+                                             for s in r.spans), 10, "a renumbered segment played")
+        assert state(seen[-1]) in ("playing", "stalled")
+        live.origin.knobs.freeze_all = live.origin.knobs.endlist = True  # an ended playlist stops growing
+        await until(lambda r, _: state(r) == "ended", 20, "ended")
+        live.origin.knobs.freeze_all = live.origin.knobs.endlist = False
+        live.origin.knobs.frozen_at.clear()
+        await until(lambda r, _: state(r) == "playing", 15, "playing again after the end")
