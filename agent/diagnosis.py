@@ -392,12 +392,18 @@ class _Walk:
     # -- 4. playback ----------------------------------------------------------------------
 
     def playback(self) -> None:
+        # the HLS viewers play from the origin or an edge; a player of another path (WHEP plays
+        # the WebRTC relay of the WHIP ingest) is reached by the studio and ingest only, never by
+        # an HLS rendition, the origin or a CDN edge
+        hls_endpoints = {e.component for e in self.evs if e.stage in ("cdn", "origin")}
         for e in self.bad["playback"]:
             renditions = self.rendition_roots
             by_rendition = renditions.get(e.rendition) if e.rendition else (
                 next(iter(renditions.values())) if renditions else None)
             candidates = [self.edge_roots.get(e.component), self.wide, by_rendition,
                           self.findings.get(("cdn", "cdn"))]
+            if e.rendition is None and e.component not in hls_endpoints:
+                candidates = []
             host = self.explaining(candidates, e)
             if host is None and not self.d.spec(fault_of(e)).own:
                 # players stalling while the studio, ingest or transcoder is failing: a symptom

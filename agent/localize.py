@@ -280,7 +280,11 @@ class Localizer:
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
                     ) -> IncidentEvent | None:
         """Open ``f`` once it persisted long enough, unless an open incident explains it."""
-        started = min((since.get(_ev_key(e), now) for e in f.all_evidence), default=now)
+        # the onset is that of the evidence nearest the cause (its own stage, else the most upstream
+        # one): a downstream symptom left over from an earlier fault (a player still reporting the
+        # stall of a stale edge) does not date a new cause before it began
+        top = min((STAGE_RANK[e.stage] for e in f.all_evidence), default=0)
+        started = min((since.get(_ev_key(e), now) for e in f.all_evidence if STAGE_RANK[e.stage] == top), default=now)
         explained = self._explained.get(stream, {})
         keys = [_ev_key(e) for e in f.all_evidence]
         if all(k in explained and explained[k][0] == since.get(k) for k in keys):

@@ -759,6 +759,32 @@ def test_a_long_gop_measured_in_one_rendition_names_the_transcoders_long_segment
                      ("transcode", "transcoder", "keyframe_interval_long")]
 
 
+def test_a_webrtc_viewers_freeze_is_never_an_hls_renditions_symptom():
+    """A WHEP viewer (not an HLS endpoint, no rendition) freezes while 360p is stale at the
+    origin: the HLS rendition cannot reach the WebRTC path; each is its own finding."""
+    evidence = with_faults(ev("origin", "origin", DEG, "stale_playlist", "360p"),
+                           ev("playback", "whep", DEG, "video_freezes"))
+    found = {(f.stage, f.component, f.fault) for f in diagnose(evidence)}
+    assert found == {("transcode", "360p", "stale_playlist"), ("playback", "whep", "video_freezes")}
+
+
+def test_a_left_over_player_stall_does_not_date_a_new_cause_before_it_began():
+    """edge-b's players still report an earlier stall when 360p stops at the transcoder: the
+    360p incident starts when the origin saw it stop, not when those players stalled."""
+    clock = FakeClock()
+    loc = Localizer(clock=clock)
+    old_stall = ev("playback", "edge-b", DEG, "stalls", "360p")
+    events = []
+    for i in range(30):
+        clock.tick(1)
+        bad = [old_stall] + ([ev("origin", "origin", DEG, "stale_playlist", "360p")] if i >= 20 else [])
+        if i == 20:
+            stale_onset = clock()
+        events += loc.observe("main", with_faults(*bad))
+    opened = [e.incident for e in events if e.kind == "opened" and e.incident.component == "360p"]
+    assert opened and opened[0].started_at == stale_onset
+
+
 def test_unmeasured_evidence_is_no_fault():
     """An UNKNOWN check is neither a finding nor a reason to open anything."""
     assert diagnose(with_faults(ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p"))) == []
