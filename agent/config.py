@@ -509,10 +509,7 @@ def _store_problem(path: Path) -> str | None:
     return None
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
-    """Read and validate a YAML file; every problem raises ConfigError with its path."""
-    p = Path(path)
-    source = str(p)
+def _read_config_text(p: Path, source: str) -> str:
     try:
         with p.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -525,7 +522,14 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         raise ConfigError(source, [("", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [("", f"cannot read: {exc.__class__.__name__}: {exc}")]) from None
-    data = load_yaml(text, source)
+    return text
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML file; every problem raises ConfigError with its path."""
+    p = Path(path)
+    source = str(p)
+    data = load_yaml(_read_config_text(p, source), source)
     config = parse_config(data, source, env)
     store = Path(config.incidents.path).expanduser()
     if not store.is_absolute():
@@ -536,3 +540,23 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     if problem:
         raise ConfigError(source, [("incidents.path", problem)])
     return config
+
+
+def incidents_path(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> str:
+    """Where the agent configured by ``path`` keeps its incidents, reading ``incidents.path``
+    only: reading the history needs neither the streams' secrets (their ``${VAR}``s) nor a
+    config valid in every other key. Relative paths resolve beside the file, as the agent does.
+    Raises ConfigError (unreadable file, bad YAML, an unset ``${VAR}`` in that one value)."""
+    p = Path(path)
+    source = str(p)
+    data = load_yaml(_read_config_text(p, source), source)
+    section = data.get("incidents") if isinstance(data, dict) else None
+    raw = section.get("path") if isinstance(section, dict) else None
+    if not isinstance(raw, str):
+        raw = IncidentStoreSettings().path
+    unset: list[str] = []
+    value = expand_env(raw, os.environ if env is None else env, unset.append)
+    if unset:
+        raise ConfigError(source, [("incidents.path", f"environment variable {unset[0]} is not set")])
+    store = Path(value).expanduser()
+    return str(store if store.is_absolute() else p.resolve().parent / store)

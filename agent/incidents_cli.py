@@ -22,11 +22,11 @@ def _ago(ts: float, now: float) -> str:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from agent.config import incidents_path
     from agent.incidents import IncidentStore
 
     try:
-        path = args.db or load_config(args.config).incidents.path
+        path = args.db or incidents_path(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -276,3 +276,16 @@ def test_the_demo_takes_the_lab_control_port_lab_commands_look_at_unless_it_is_t
         taken = s.getsockname()[1]
         assert _lab_control_port(taken) == 0  # a free one then; the demo prints it
     assert _lab_control_port(taken) == taken
+
+
+def test_reading_the_history_needs_no_stream_secret(tmp_path):
+    """`incidents -c` reads incidents.path only: an edge token that is not in this shell's
+    environment is no reason to refuse the history (it refused before)."""
+    conf = tmp_path / "agent.yaml"
+    conf.write_text("streams:\n  - name: news\n    origin: http://127.0.0.1:9/o.m3u8\n"
+                    "    edges: [{name: e1, url: 'http://127.0.0.1:9/e.m3u8?token=${SP_TEST_UNSET_TOKEN}'}]\n"
+                    "incidents: {path: 'state/inc.db'}\n")
+    env = {k: v for k, v in os.environ.items() if k != "SP_TEST_UNSET_TOKEN"}
+    r = run_cli("incidents", "-c", str(conf), env=env)
+    assert r.returncode == 1 and "SP_TEST_UNSET_TOKEN" not in r.stderr, r.stderr
+    assert str(tmp_path / "state" / "inc.db") in r.stderr and not (tmp_path / "state").exists()
