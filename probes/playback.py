@@ -469,7 +469,9 @@ class _Attempt:
                           f"the {name} viewer {what}{waits}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
                           f"rebuffer ratio {f.rebuffer_ratio:.1%}", on, figures)
         elif f.state is PlayerState.STARTING:
-            ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer is starting", name, figures)
+            # nothing measured yet (a new viewer, or one replacing a viewer that gave up during an
+            # outage): unknown with its reason, never "ok"
+            ev = Evidence(self.t.stage, comp, State.UNKNOWN, None, f"the {name} viewer is starting", name, figures)
         elif f.state is PlayerState.ENDED:
             ev = Evidence(self.t.stage, comp, State.OK, None, f"the {name} viewer played the ended stream to its "
                           "last segment", name, figures)
