@@ -435,6 +435,11 @@ class _Attempt:
         self.sample("signalpath_playlist_age_seconds", age, rendition=v.name)
         self.sample("signalpath_playlist_media_sequence", last, rendition=v.name)
         self.sample("signalpath_playlist_target_duration_seconds", td, rendition=v.name)
+        if newest is not None and prev is not pl and not extinf_exceeds_target(newest.duration, td):
+            # a segment within the target duration is listed now: the long ones are over (the
+            # content probe's GOP finding clears on the same segment; holding this one 3 TD more
+            # outlived its cause and opened a segment_too_long of its own after the fix)
+            rs.held.pop(Fault.SEGMENT_TOO_LONG, None)
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
