@@ -432,7 +432,9 @@ async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_r
                 print({k: (v["state"], v["reasons"]) for k, v in cells().items()})
                 raise
             c = cells()
-            assert c[("origin", "origin")]["state"] == "down" and c[("playback", "edge-a")]["state"] != "unknown", c
+            # the viewer may still be retrying (unknown, with that reason: checked above) or have
+            # given up (down); never ok, never a bare unknown
+            assert c[("origin", "origin")]["state"] == "down" and c[("playback", "edge-a")]["state"] != "ok", c
             assert not any("internally" in " ".join(x["reasons"]) for x in c.values()), c
     finally:
         await runner.cleanup()
