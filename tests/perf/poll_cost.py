@@ -87,9 +87,11 @@ def write_playlists(www: Path) -> None:
     (live / "main.m3u8").write_text("\n".join(lines) + "\n")
 
 
-async def measure(port: int, streams: int, interval: float, seconds: float, all_probes: bool = False) -> None:
+async def measure(port: int, streams: int, interval: float, seconds: float, store: Path,
+                  all_probes: bool = False) -> None:
     base = f"http://127.0.0.1:{port}/live/main.m3u8"
     conf = {"agent": {"listen": "127.0.0.1:0", "site": "perf", "max_in_flight_per_host": 64},
+            "incidents": {"path": str(store)},  # the run's temporary folder, never the checkout
             "streams": [{"name": f"s{i}", "origin": base,
                          "edges": [{"name": "edge-a", "url": base}, {"name": "edge-b", "url": base}],
                          "hls": {"interval_s": interval, "timeout_s": 5},
@@ -156,9 +158,9 @@ def main() -> None:
         try:
             if args.uvloop:
                 import uvloop
-                uvloop.run(measure(port, args.streams, args.interval, args.seconds, args.all_probes))
+                uvloop.run(measure(port, args.streams, args.interval, args.seconds, root / "incidents.db", args.all_probes))
             else:
-                asyncio.run(measure(port, args.streams, args.interval, args.seconds, args.all_probes))
+                asyncio.run(measure(port, args.streams, args.interval, args.seconds, root / "incidents.db", args.all_probes))
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)
