@@ -96,19 +96,26 @@ async def _watch(agent: Any, say: Any, every: float = 1.0) -> None:
 
 
 async def run_demo(args: argparse.Namespace) -> None:
+    chronic = bool(getattr(args, "chronic", False))
+    _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges"
+         f"{', chronic conditions on' if chronic else ''})…")
+    wanted = getattr(args, "lab_control_port", DEFAULT_CONTROL_PORT)
+    control_port = _lab_control_port(wanted) if wanted else 0
+    # the demo's incident store lives as long as the demo: a temporary folder it removes on exit
+    with tempfile.TemporaryDirectory(prefix="signalpath-demo-") as store:
+        await _demo(args, chronic, wanted, control_port, str(Path(store) / "incidents.db"))
+    _say("signalpath demo: stopped; the lab released its ports")
+
+
+async def _demo(args: argparse.Namespace, chronic: bool, wanted: int, control_port: int, store: str) -> None:
     from agent.app import Agent
     from agent.cli import run_until_signal
     from agent.config import parse_config
     from agent.lab import Lab, LabConfig
     from agent.lab.tour import DEFAULT_TOUR, run_tour
 
-    chronic = bool(getattr(args, "chronic", False))
-    _say("signalpath demo: starting the embedded lab (encoder, ingest, transcoder, origin, 2 edges"
-         f"{', chronic conditions on' if chronic else ''})…")
-    wanted = getattr(args, "lab_control_port", DEFAULT_CONTROL_PORT)
-    control_port = _lab_control_port(wanted) if wanted else 0
     async with Lab(LabConfig(chronic=chronic, control_port=control_port)) as lab:
-        conf = lab_agent_config(lab, args.listen, webrtc=True)
+        conf = lab_agent_config(lab, args.listen, webrtc=True, incidents_path=store)
         if args.config_out:
             Path(args.config_out).write_text(yaml.safe_dump(conf, sort_keys=False))  # noqa: ASYNC240 - once, at start-up, a few hundred bytes
             _say(f"agent config written to {args.config_out}")
@@ -142,8 +149,8 @@ async def run_demo(args: argparse.Namespace) -> None:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    _say("signalpath demo: stopped; the lab released its ports")
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -28,9 +29,11 @@ def free_port() -> int:
 def test_demo_command_runs_healthy_and_stops_cleanly(tmp_path):
     port = free_port()
     out = tmp_path / "lab.yaml"
+    scratch = tmp_path / "tmp"  # the demo's own temporary folders land here, and must be gone after it
+    scratch.mkdir()
     p = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--no-faults", "--listen", f"127.0.0.1:{port}",
                           "--config-out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         cwd=tmp_path)
+                         cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)})
     try:
         deadline = time.monotonic() + 60
         cells = []
@@ -56,6 +59,8 @@ def test_demo_command_runs_healthy_and_stops_cleanly(tmp_path):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen()
+        # the incident store it used (a temporary folder) went with it, and nothing was written in cwd
+        assert [x.name for x in scratch.iterdir()] == [] and not list(tmp_path.glob("*.db")), list(scratch.iterdir())
     finally:
         if p.poll() is None:
             p.kill()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import sys
@@ -65,14 +64,14 @@ def pct(xs: list[float], q: float) -> float:
 async def main(seconds: float, faults: bool) -> None:
     col = Collect()
     mono_to_wall = time.time() - time.monotonic()
+    store = tempfile.TemporaryDirectory(prefix="sp-lat-")  # removed when the script ends
     async with Lab(LabConfig()) as lab:
-        conf = lab_agent_config(lab, "127.0.0.1:0")
+        conf = lab_agent_config(lab, "127.0.0.1:0", incidents_path=store.name + "/i.db")
         s = conf["streams"][0]
         s.pop("ingest", None)
         s.pop("encoders", None)
         s["playback"] = {"enabled": False}
         s["media"] = {"enabled": False}
-        conf["incidents"] = {"path": os.path.join(tempfile.mkdtemp(prefix="sp-lat-"), "i.db")}
         c0 = time.process_time()
         async with Agent(parse_config(conf, "perf"), extra_sinks=[col]):
             if faults:

@@ -250,9 +250,10 @@ async def run(args: argparse.Namespace) -> None:
     chronic = Chronic()
     chronic_missing: list[Key] = []
     healthy: dict[str, list[str]] = {}
+    store = tempfile.TemporaryDirectory(prefix="sp-bench-")  # removed when the bench ends
     async with Lab(LabConfig(chronic=args.chronic)) as lab:
-        conf = lab_agent_config(lab, "127.0.0.1:0", site="bench", webrtc=True)
-        conf["incidents"] = {"path": tempfile.mkdtemp(prefix="sp-bench-") + "/incidents.db"}
+        conf = lab_agent_config(lab, "127.0.0.1:0", site="bench", webrtc=True,
+                                incidents_path=store.name + "/incidents.db")
         stream = conf["streams"][0]
         for entry in [*stream.get("ingest", {}).get("whip", []), *stream.get("whep", [])]:
             entry["interval_s"] = args.webrtc_interval  # the default 30 s would dominate time to localize

@@ -45,9 +45,9 @@ class Sink:
 
 
 async def main(seconds: float) -> None:
+    store = tempfile.TemporaryDirectory(prefix="sp-stutter-")  # removed when the script ends
     async with Lab(LabConfig()) as lab:
-        conf = lab_agent_config(lab, "127.0.0.1:0", "bench")
-        conf["incidents"] = {"path": tempfile.mkdtemp(prefix="sp-stutter-") + "/incidents.db"}
+        conf = lab_agent_config(lab, "127.0.0.1:0", "bench", incidents_path=store.name + "/incidents.db")
         sink = Sink()
         async with Agent(parse_config(conf), extra_sinks=[sink]) as agent:
             t0 = time.monotonic()
