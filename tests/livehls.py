@@ -38,20 +38,30 @@ def make_audio_segment(seconds: float) -> bytes:
     """A real audio-only MPEG-TS segment (AAC tone), as a packager writes demuxed audio."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mpegts") as out:
-        a = out.add_stream("aac", rate=48000)
-        a.layout = "mono"
-        samples = int(seconds * 48000)
-        tone = (0.2 * np.sin(2 * math.pi * 440 * np.arange(samples) / 48000.0)).astype(np.float32)
-        for off in range(0, samples, 1024):
-            fr = av.AudioFrame.from_ndarray(tone[off:off + 1024].reshape(1, -1), format="flt", layout="mono")
-            fr.sample_rate = 48000
-            fr.pts = off
-            fr.time_base = fractions.Fraction(1, 48000)
-            for pkt in a.encode(fr):
-                out.mux(pkt)
-        for pkt in a.encode():
-            out.mux(pkt)
+        _mux_tone(out, _tone_stream(out), seconds)
     return buf.getvalue()
+
+
+def _tone_stream(out: av.container.OutputContainer) -> av.audio.stream.AudioStream:
+    """The AAC stream (mono, 48 kHz); added before anything is muxed (PyAV writes the header then)."""
+    a = out.add_stream("aac", rate=48000)
+    a.layout = "mono"
+    return a
+
+
+def _mux_tone(out: av.container.OutputContainer, a: av.audio.stream.AudioStream, seconds: float) -> None:
+    """Encode and mux ``seconds`` of a 440-Hz tone (amplitude 0.2) on ``a`` into ``out``."""
+    samples = int(seconds * 48000)
+    tone = (0.2 * np.sin(2 * math.pi * 440 * np.arange(samples) / 48000.0)).astype(np.float32)
+    for off in range(0, samples, 1024):
+        fr = av.AudioFrame.from_ndarray(tone[off:off + 1024].reshape(1, -1), format="flt", layout="mono")
+        fr.sample_rate = 48000
+        fr.pts = off
+        fr.time_base = fractions.Fraction(1, 48000)
+        for pkt in a.encode(fr):
+            out.mux(pkt)
+    for pkt in a.encode():
+        out.mux(pkt)
 
 
 def make_segment(width: int, height: int, seconds: float, fps: int = 10, seed: int = 0) -> bytes:
@@ -61,8 +71,7 @@ def make_segment(width: int, height: int, seconds: float, fps: int = 10, seed: i
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        a = out.add_stream("aac", rate=48000)
-        a.layout = "mono"
+        a = _tone_stream(out)
         n = int(seconds * fps)
         for i in range(n):
             img = np.zeros((height, width, 3), np.uint8)
@@ -72,21 +81,9 @@ def make_segment(width: int, height: int, seconds: float, fps: int = 10, seed: i
             frame.pts = i
             for pkt in v.encode(frame):
                 out.mux(pkt)
-        samples = int(seconds * 48000)
-        t = np.arange(samples) / 48000.0
-        tone = (0.2 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-        for off in range(0, samples, 1024):
-            chunk = tone[off:off + 1024]
-            fr = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
-            fr.sample_rate = 48000
-            fr.pts = off
-            fr.time_base = fractions.Fraction(1, 48000)
-            for pkt in a.encode(fr):
-                out.mux(pkt)
         for pkt in v.encode():
             out.mux(pkt)
-        for pkt in a.encode():
-            out.mux(pkt)
+        _mux_tone(out, a, seconds)
     return buf.getvalue()
 
 
