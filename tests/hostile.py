@@ -84,3 +84,10 @@ class HostileServer:
         while True:
             await self._write(writer, piece)
             await asyncio.sleep(0)
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB (psutil), for the memory bounds of hostile runs."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20

@@ -15,7 +15,7 @@ import time
 
 import pytest
 from aiohttp import web
-from hostile import HostileServer
+from hostile import HostileServer, rss_mib
 from waiting import wait_for
 
 import probes.core.playlist as playlist_module
@@ -234,14 +234,6 @@ def test_the_player_buffer_is_bounded():
 
 # -- a live agent beside hostile endpoints --------------------------------------------------------
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 _POLLER = """
 import json, sys, time, urllib.request
 url, secs = sys.argv[1], float(sys.argv[2])
@@ -309,7 +301,7 @@ async def test_hostile_endpoints_beside_a_healthy_stream(live):
                           {"name": "slowloris", "url": h3.base + "/live.m3u8"}],
                 "hls": {"interval_s": 1.0, "timeout_s": 3.0},
             })
-            rss0 = _rss_mib()
+            rss0 = rss_mib()
             async with Agent(parse_config(conf)) as agent:
                 # the status API timed from another process: a client in this event loop would not
                 # see the loop blocked while it sleeps between two calls
@@ -322,7 +314,7 @@ async def test_hostile_endpoints_beside_a_healthy_stream(live):
                 body = json.loads(lines[-1])
                 lat.sort()
                 worst, p95, calls = lat[-1], lat[int(0.95 * (len(lat) - 1))], len(lat)
-                rss1 = _rss_mib()
+                rss1 = rss_mib()
                 streams = {s["name"]: s for s in body["streams"]}
                 cells = {(c["stage"], c["component"]): c for c in streams["hostile"]["stages"]}
                 reasons = {k: " ".join(c["reasons"]) for k, c in cells.items()}

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostile import HostileServer
+from hostile import HostileServer, rss_mib
 from livehls import Endpoint, Timeline
 
 from agent.app import Agent
@@ -42,14 +42,6 @@ while time.monotonic() < end:
     print(round((time.perf_counter() - t0) * 1000, 1), flush=True)
     time.sleep(0.05)
 """
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_s() -> float:
