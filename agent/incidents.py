@@ -9,6 +9,11 @@ Logging": only a power loss may roll back the last transactions under NORMAL).
 :class:`AsyncIncidentStore` runs it on one dedicated worker thread so the event loop never
 waits on the disk: each call is one bounded statement.
 
+Alert deliveries: what each alert sink has been told (``alert_deliveries``: sink key,
+incident, severity, resolved), so that a restart sends a sink only what it missed
+(:meth:`IncidentStore.undelivered`), never the same notification again. The timeline keeps
+the reason of a change the evidence did not make ("removed from config").
+
 Metric helpers (the registry belongs to ``agent/metrics.py``):
 :func:`open_incident_samples` gives the values of
 ``signalpath_incidents_open{stream,stage,component,fault,severity}`` and
@@ -66,7 +71,17 @@ CREATE TABLE IF NOT EXISTS incident_changes (
     summary      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS incident_changes_id ON incident_changes (incident_id, at);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    sink         TEXT NOT NULL,
+    incident_id  TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    resolved     INTEGER NOT NULL,
+    at           REAL NOT NULL,
+    PRIMARY KEY (sink, incident_id)
+);
 """
+# columns added after a store was first created: (table, column, definition)
+_MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),)
 
 _COLUMNS = (
     "id, stream, stage, component, fault, severity, started_at, localized_at, "
@@ -110,6 +125,10 @@ class IncidentStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            for table, column, definition in _MIGRATIONS:
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except (OSError, sqlite3.Error) as exc:
             raise AgentError(f"incident store {self.path}: {exc}") from exc
 
@@ -125,16 +144,56 @@ class IncidentStore:
         at = {"opened": inc.localized_at, "resolved": inc.resolved_at}.get(event.kind)
         self.upsert(inc)
         with self._lock:
-            self._db.execute("INSERT INTO incident_changes (incident_id, at, kind, severity, summary) "
-                             "VALUES (?,?,?,?,?)", (inc.id, at if at is not None else (now or time.time()),
-                                                    event.kind, inc.severity, inc.summary))
+            self._db.execute("INSERT INTO incident_changes (incident_id, at, kind, severity, summary, reason) "
+                             "VALUES (?,?,?,?,?,?)", (inc.id, at if at is not None else (now or time.time()),
+                                                      event.kind, inc.severity, inc.summary, event.reason))
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
-        """Every recorded change of one incident, oldest first: ``{at, kind, severity, summary}``."""
+        """Every recorded change of one incident, oldest first: ``{at, kind, severity, summary, reason}``."""
         with self._lock:
-            rows = self._db.execute("SELECT at, kind, severity, summary FROM incident_changes WHERE incident_id=? "
-                                    "ORDER BY at, rowid", (incident_id,)).fetchall()
-        return [{"at": at, "kind": kind, "severity": sev, "summary": summary} for at, kind, sev, summary in rows]
+            rows = self._db.execute("SELECT at, kind, severity, summary, reason FROM incident_changes "
+                                    "WHERE incident_id=? ORDER BY at, rowid", (incident_id,)).fetchall()
+        return [{"at": at, "kind": kind, "severity": sev, "summary": summary, "reason": reason}
+                for at, kind, sev, summary, reason in rows]
+
+    # -- alert deliveries (what each alert sink has been told; never a URL or a secret) --
+
+    def record_delivery(self, sink: str, event: IncidentEvent, now: float | None = None) -> None:
+        """``sink`` (an :attr:`agent.alerts.AlertSink.key`) received ``event``."""
+        inc = event.incident
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO alert_deliveries (sink, incident_id, severity, resolved, at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(sink, incident_id) DO UPDATE SET severity=excluded.severity, "
+                "resolved=MAX(resolved, excluded.resolved), at=excluded.at",
+                (sink, inc.id, inc.severity, int(inc.resolved_at is not None), now or time.time()))
+
+    def undelivered(self, sink: str, *, firing: bool = True) -> list[IncidentEvent]:
+        """What ``sink`` has not been told yet, as the events to send it (bounded by ``max_list``).
+
+        An open incident it never heard of (``opened``) or heard of at a lower severity
+        (``updated``) — only with ``firing`` —, and an incident it heard of open that has since
+        been resolved (``resolved``, with the reason of that change). An incident resolved
+        before the sink heard of it is never sent: old history is not news."""
+        cols = ", ".join("i." + c.strip() for c in _COLUMNS.split(","))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {cols}, d.severity, d.resolved FROM incidents i LEFT JOIN alert_deliveries d "
+                "ON d.sink = ? AND d.incident_id = i.id "
+                "WHERE (i.resolved_at IS NULL AND ? AND (d.incident_id IS NULL OR d.severity != i.severity)) "
+                "OR (i.resolved_at IS NOT NULL AND d.resolved = 0) "
+                "ORDER BY i.started_at, i.id LIMIT ?", (sink, int(firing), self.max_list)).fetchall()
+            out = []
+            for row in rows:
+                inc = _row_to_incident(row[:-2])
+                told_severity = row[-2]
+                if inc.resolved_at is not None:
+                    reason = self._db.execute("SELECT reason FROM incident_changes WHERE incident_id=? "
+                                              "ORDER BY at DESC, rowid DESC LIMIT 1", (inc.id,)).fetchone()
+                    out.append(IncidentEvent("resolved", inc, reason[0] if reason else ""))
+                else:
+                    out.append(IncidentEvent("opened" if told_severity is None else "updated", inc))
+        return out
 
     def upsert(self, inc: Incident) -> None:
         values = (
@@ -232,6 +291,12 @@ class AsyncIncidentStore:
     def _apply_all(self, events: list[IncidentEvent]) -> None:
         for e in events:
             self._s().apply(e)
+
+    async def record_delivery(self, sink: str, event: IncidentEvent) -> None:
+        await self._run(self._s().record_delivery, sink, event)
+
+    async def undelivered(self, sink: str, *, firing: bool = True) -> list[IncidentEvent]:
+        return await self._run(self._s().undelivered, sink, firing=firing)
 
     async def list(self, state: StateFilter = "all", *, stream: str | None = None, limit: int | None = None) -> list[Incident]:
         return await self._run(self._s().list, state, stream=stream, limit=limit)

@@ -86,7 +86,8 @@ def _show(store: IncidentStore, incident_id: str, as_json: bool) -> int:
         print(f"  do: {inc.runbook}")
     print("timeline:")
     for c in changes:
-        print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c['at']))}  {c['kind']:<8} {c['severity']}")
+        why = f"  ({c['reason']})" if c["reason"] else ""
+        print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c['at']))}  {c['kind']:<8} {c['severity']}{why}")
     print("evidence:")
     for line in inc.evidence:
         print(f"  {line}")
@@ -108,5 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which incidents: still open, resolved, or all (default all)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N incidents, newest first (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--show", metavar="ID", help="one incident with its timeline (opened, escalations, resolved)")
+    p.add_argument("--show", metavar="ID", help="one incident with its timeline (opened, escalations, resolved, "
+                                                "and why when the agent closed it: 'removed from config')")
     p.set_defaults(func=cmd_incidents)

@@ -150,10 +150,17 @@ class Incident:
 
 @dataclass(frozen=True, slots=True)
 class IncidentEvent:
-    """A change the store and the alert sinks follow; ``incident`` is a snapshot copy."""
+    """A change the store and the alert sinks follow; ``incident`` is a snapshot copy.
+
+    ``reason``: why it changed when the evidence did not say it (e.g. :data:`REMOVED_FROM_CONFIG`)."""
 
     kind: EventKind
     incident: Incident
+    reason: str = ""
+
+
+REMOVED_FROM_CONFIG = "removed from config"
+"""The reason an incident is resolved when its stream or component left the config."""
 
 
 MAX_EVIDENCE_LINES = 50
@@ -402,18 +409,28 @@ class Localizer:
                 del tracks[key]
         return events
 
-    def forget(self, stream: str) -> list[IncidentEvent]:
-        """A stream left the config: resolve its open incidents now."""
+    def forget(self, stream: str, reason: str = REMOVED_FROM_CONFIG) -> list[IncidentEvent]:
+        """A stream left the config: resolve its open incidents now, with ``reason``."""
         now = self._clock()
         events = []
         for t in self._tracks.pop(stream, {}).values():
             if t.incident is not None:
                 t.incident.resolved_at = now
-                events.append(IncidentEvent("resolved", t.incident.copy()))
+                events.append(IncidentEvent("resolved", t.incident.copy(), reason))
         self._bad_since.pop(stream, None)
         self._explained.pop(stream, None)
         self._recent.pop(stream, None)
         return events
+
+    def forget_incident(self, incident_id: str, reason: str = REMOVED_FROM_CONFIG) -> IncidentEvent | None:
+        """An open incident whose place left the config (an edge, a probe): resolved now, with ``reason``."""
+        for tracks in self._tracks.values():
+            for key, t in list(tracks.items()):
+                if t.incident is not None and t.incident.id == incident_id:
+                    t.incident.resolved_at = self._clock()
+                    del tracks[key]
+                    return IncidentEvent("resolved", t.incident.copy(), reason)
+        return None
 
     def _update_bad_since(self, stream: str, evidence: list[Evidence], now: float
                           ) -> dict[tuple[str, str, str | None, str], float]:
@@ -454,5 +471,5 @@ def _ev_key(e: Evidence) -> tuple[str, str, str | None, str]:
     return (e.stage, e.component, e.rendition, str(fault_of(e)))
 
 
-__all__ = ["EventKind", "FaultOverride", "Incident", "IncidentEvent", "Localizer", "LocalizerSettings", "rfc3339",
-           "Fault"]
+__all__ = ["REMOVED_FROM_CONFIG", "EventKind", "FaultOverride", "Incident", "IncidentEvent", "Localizer",
+           "LocalizerSettings", "rfc3339", "Fault"]
