@@ -12,13 +12,20 @@ Delivery: one POST per event with a per-attempt timeout; a network error, 408, 4
 - :class:`WebhookSink`: JSON body ``{"version": "1", "event", "site", "incident"}`` (the
   incident as in ``GET /api/v1/incidents``), signed with
   ``X-Signalpath-Signature: sha256=<hex HMAC-SHA256(secret, body)>`` (the GitHub
-  webhook convention), ``X-Signalpath-Event`` and a ``X-Signalpath-Delivery`` id that
-  retries repeat so a receiver can de-duplicate.
+  webhook convention), ``X-Signalpath-Event`` and a ``X-Signalpath-Delivery`` id, one per
+  notification (incident, event, severity): retries and restarts repeat it, so a receiver can
+  de-duplicate. ``reason`` is set when the agent, not the evidence, closed it ("removed from config").
 - :class:`AlertmanagerSink`: Alertmanager API v2 ``POST /api/v2/alerts``; firing alerts
   carry ``startsAt`` and are re-sent every ``resend_interval_s`` (Alertmanager resolves
   an alert it has not heard of for ``resolve_timeout``, default 5 min), a resolved
   incident is sent once with ``endsAt``. Labels: alertname, stream, stage, component,
-  fault, severity, site; annotations: summary, runbook, evidence, incident_id.
+  fault, severity, site; annotations: summary, runbook, evidence, incident_id (and reason).
+
+Across restarts: each sink has a stable :attr:`AlertSink.key` (its kind and a digest of its
+URL, never the URL) and reports every delivered event to ``on_delivered``; the agent keeps
+that in its incident store and, at start, sends a sink only what it has not been told
+(agent/incident_sink.py). Alertmanager's firing alerts are re-asserted at start and then
+every ``resend_interval_s`` (:meth:`AlertSink.restore_firing`), as Prometheus does.
 
 Lifecycle (STYLE.md 10): ``await start()`` creates the client and the worker;
 ``await stop()`` lets the worker drain for at most ``drain_timeout_s``, then cancels and
@@ -36,15 +43,14 @@ import json
 import logging
 import random
 import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from agent.localize import IncidentEvent, rfc3339
+from agent.localize import Incident, IncidentEvent, rfc3339
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 
@@ -113,10 +119,18 @@ def _check_status(resp: httpx.Response) -> None:
     raise _Final(f"HTTP {code}")
 
 
+def notification_id(event: IncidentEvent) -> str:
+    """One id per notification (incident, event, severity), the same in every run."""
+    inc = event.incident
+    return hashlib.sha256(f"{inc.id}/{event.kind}/{inc.severity}".encode()).hexdigest()[:32]
+
+
 class AlertSink:
     """A bounded queue, one worker, retries with backoff. Subclasses implement ``_deliver``."""
 
     kind = "sink"
+    reasserts_firing = False
+    """True for a receiver that forgets a firing alert it is not told again (Alertmanager)."""
 
     def __init__(self, settings: _SinkSettings, *, site: str = "") -> None:
         self.settings = settings
@@ -130,6 +144,16 @@ class AlertSink:
         self.failed = 0
         self.dropped = 0
         self.retries = 0
+        self.on_delivered: Callable[[AlertSink, IncidentEvent], None] | None = None
+        """Called on the event loop after each event this sink delivered."""
+
+    @property
+    def key(self) -> str:
+        """A stable name for this sink in the incident store: its kind and a digest of its URL."""
+        return f"{self.kind}:{hashlib.sha256(self.settings.url.encode()).hexdigest()[:16]}"
+
+    def restore_firing(self, incidents: Iterable[Incident]) -> None:
+        """Incidents still open at start; a sink that needs firing alerts re-asserted takes them."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -209,7 +233,10 @@ class AlertSink:
                     await self._periodic()
                 continue
             event = self._queue.popleft()
-            await self._send_with_retries(functools.partial(self._deliver, event), what=f"{event.kind} {event.incident.id}")
+            if await self._send_with_retries(functools.partial(self._deliver, event),
+                                             what=f"{event.kind} {event.incident.id}"):
+                if self.on_delivered is not None:
+                    self.on_delivered(self, event)
 
     async def _send_with_retries(self, attempt_fn, *, what: str) -> bool:
         s = self.settings
@@ -257,15 +284,14 @@ class WebhookSink(AlertSink):
         self._secret = settings.secret.get_secret_value().encode()
 
     def body(self, event: IncidentEvent) -> bytes:
-        doc = {"version": "1", "event": event.kind, "site": self.site, "incident": event.incident.to_api()}
+        doc: dict[str, Any] = {"version": "1", "event": event.kind, "site": self.site,
+                               "incident": event.incident.to_api()}
+        if event.reason:
+            doc["reason"] = event.reason
         return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
     def signature(self, body: bytes) -> str:
         return "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-
-    async def _send_with_retries(self, attempt_fn, *, what: str) -> bool:
-        self._delivery = uuid.uuid4().hex  # one id across the retries of one event
-        return await super()._send_with_retries(attempt_fn, what=what)
 
     async def _deliver(self, event: IncidentEvent) -> None:
         body = self.body(event)
@@ -273,7 +299,7 @@ class WebhookSink(AlertSink):
             "Content-Type": "application/json",
             SIGNATURE_HEADER: self.signature(body),
             "X-Signalpath-Event": event.kind,
-            "X-Signalpath-Delivery": self._delivery,
+            "X-Signalpath-Delivery": notification_id(event),
             "User-Agent": "signalpath",
         }
         resp = await self.client.post(self.settings.url, content=body, headers=headers)
@@ -284,6 +310,7 @@ class AlertmanagerSink(AlertSink):
     """Alertmanager API v2 client (see the module docstring)."""
 
     kind = "alertmanager"
+    reasserts_firing = True
     settings: AlertmanagerSettings
 
     def __init__(self, settings: AlertmanagerSettings, *, site: str = "", clock=time.time, monotonic=time.monotonic) -> None:
@@ -313,6 +340,7 @@ class AlertmanagerSink(AlertSink):
                 "runbook": inc.runbook,
                 "evidence": "\n".join(inc.evidence[:20]),
                 "incident_id": inc.id,
+                **({"reason": event.reason} if event.reason else {}),
             },
             "startsAt": rfc3339(inc.started_at),
         }
@@ -341,6 +369,18 @@ class AlertmanagerSink(AlertSink):
         else:
             self._firing.pop(inc.id, None)
             self._labels.pop(inc.id, None)
+
+    def restore_firing(self, incidents: Iterable[Incident]) -> None:
+        """Re-assert what is still open now (Alertmanager resolves what it has not heard of for
+        ``resolve_timeout``; the agent may have been down longer), then every ``resend_interval_s``."""
+        for inc in incidents:
+            if inc.resolved_at is None:
+                doc = self.alert(IncidentEvent("updated", inc))
+                self._firing[inc.id] = doc
+                self._labels[inc.id] = doc["labels"]
+        if self._firing:
+            self._next_resend = self._monotonic()
+            self._wake.set()
 
     def _next_wakeup(self) -> float | None:
         return max(0.0, self._next_resend - self._monotonic())
@@ -372,6 +412,17 @@ class AlertDispatcher:
     def submit_all(self, events: Iterable[IncidentEvent]) -> None:
         for e in events:
             self.submit(e)
+
+    def restore_firing(self, incidents: Iterable[Incident]) -> None:
+        """Incidents still open at start, for the sinks that re-assert firing alerts."""
+        incidents = list(incidents)
+        for sink in self.sinks:
+            sink.restore_firing(incidents)
+
+    def on_delivered(self, callback: Callable[[AlertSink, IncidentEvent], None]) -> None:
+        """``callback(sink, event)`` after each event a sink delivered."""
+        for sink in self.sinks:
+            sink.on_delivered = callback
 
     async def start(self) -> None:
         for sink in self.sinks:
