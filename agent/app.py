@@ -5,6 +5,11 @@
         ...
     # leaving the block stops every task, closes the pool, flushes traces
 
+``await agent.reload(new_config)`` (SIGHUP in ``signalpath run``) applies a new config's
+streams: streams that remain keep their open incidents, history and probe state; removed
+streams and components have their open incidents resolved ("removed from config"); new
+ones start probing. Other keys (listen address, incident store, alerts, ...) need a restart.
+
 Everything is injected (registry, clock, span exporter) so tests run several agents
 in one process.
 """
@@ -23,7 +28,7 @@ from agent import lograte
 from agent.alerts import AlertDispatcher
 from agent.config import Config, parse_listen
 from agent.errors import AgentError
-from agent.incident_sink import IncidentSink
+from agent.incident_sink import IncidentSink, config_places
 from agent.incidents import AsyncIncidentStore
 from agent.jobs import build_jobs
 from agent.localize import Localizer
@@ -80,6 +85,21 @@ def first_attempts(jobs: list[Job]) -> dict[str, set[tuple[str, str]]]:
     return out
 
 
+def restart_keys(old: Config, new: Config) -> list[str]:
+    """Key paths outside ``streams`` whose value differs: a reload leaves them as they run."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k), b.get(k), f"{path}.{k}")
+        elif a != b:
+            out.append(path)
+
+    walk(old.model_dump(exclude={"streams"}), new.model_dump(exclude={"streams"}), "")
+    return [p.lstrip(".") for p in out]
+
+
 class Agent:
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None, span_exporter: Any = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
@@ -111,7 +131,7 @@ class Agent:
             AsyncIncidentStore.from_settings(config.incidents),
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
             self.board, self.store,
-            expected=first_attempts(self.jobs))
+            expected=first_attempts(self.jobs), places=config_places(self.jobs))
         sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents]
         if self.trace_sink:
             sinks.append(self.trace_sink)
@@ -119,6 +139,7 @@ class Agent:
         self.runner = Runner(self.jobs, sinks, http=self.fetcher, site=config.agent.site, clock=clock, wall=wall)
         self._server: Any = None
         self.url = ""
+        self._reloading = asyncio.Lock()
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -135,15 +156,18 @@ class Agent:
         host, port = parse_listen(self.config.agent.listen)  # '[::1]:9321' listens on ::1
         try:
             self._server, self.url = await start_server(self, host, port)
-        except OSError as exc:
+        except (OSError, AgentError) as exc:  # AgentError: TLS files that cannot be used (agent.web.tls)
             await self.fetcher.close()
             await self.incidents.stop()
+            if isinstance(exc, AgentError):
+                raise
             raise AgentError(f"cannot listen on {self.config.agent.listen}: {exc.strerror or exc}") from None
         await self.runner.start()
         log.info("signalpath agent on %s watching %d stream(s)", self.url, len(self.config.streams))
 
     async def stop(self) -> None:
-        await self.runner.stop()
+        async with self._reloading:  # a reload in progress finishes first: its runner is the one stopped
+            await self.runner.stop()
         await self.incidents.stop()
         if self._server is not None:
             await self._server.cleanup()
@@ -151,3 +175,39 @@ class Agent:
         await self.fetcher.close()
         if self.trace_sink is not None:
             await asyncio.to_thread(self.trace_sink.shutdown)
+
+    async def reload(self, config: Config) -> list[str]:
+        """Apply ``config``'s streams (see the module docstring); returns the key paths that
+        changed but need a restart (logged, left as they run)."""
+        async with self._reloading:
+            restart = restart_keys(self.config, config)
+            for key in restart:
+                log.warning("config reload: %s changed: needs a restart (still running the previous value)", key)
+            config = self.config.model_copy(update={"streams": config.streams})
+            jobs = build_jobs(config)
+            before = {target_key(t): t for job in self.jobs for t in job.targets}
+            after = {target_key(t): t for job in jobs for t in job.targets}
+            await self.runner.stop()
+            kept = {s.name for s in config.streams}
+            for job in self.jobs:
+                if job.stream not in kept:
+                    self.store.drop(f"combine/{job.probe}/{job.stream}")
+            for key in before.keys() - after.keys():
+                self.store.drop(key)
+            for stream in {s.name for s in self.config.streams} - kept:
+                self.board.forget(stream, everything=True)
+                self.store.drop(f"health/{stream}")
+            for stream in kept:
+                cells = {(t.stage, t.component) for t in after.values() if t.stream == stream}
+                self.board.forget(stream, sources=[k for k, t in before.items() if t.stream == stream and k not in after],
+                                  cells={(t.stage, t.component) for t in before.values() if t.stream == stream} - cells)
+                for stage, component in cells:
+                    self.board.declare(stream, stage, component)
+            self.incidents.reconfigure(first_attempts(jobs), config_places(jobs))
+            runner = Runner(jobs, self.runner.sinks, http=self.fetcher, site=config.agent.site, clock=self.clock,
+                            wall=self.wall)
+            runner.adopt(self.runner)
+            self.runner, self.jobs, self.config = runner, jobs, config
+            await runner.start()
+            log.info("config reloaded: watching %d stream(s)", len(config.streams))
+            return restart

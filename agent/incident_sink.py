@@ -6,15 +6,22 @@ returns opened/updated/resolved events. Events go, in order, through one owned
 writer task with a bounded queue to the store (off the event loop) and the alert
 dispatcher (which never blocks). The open-incident gauge and the time-to-localize
 histogram are updated here.
+
+State follows config: an open incident whose place is no longer in the config (its stream,
+an edge, a probe's component: :func:`in_config`) is resolved with the reason
+"removed from config" — at start (left open by an earlier run) and at a reload
+(:meth:`IncidentSink.reconfigure`). Alert sinks are told at start only what they missed
+(the store keeps what each was told); Alertmanager's firing alerts are re-asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from agent.alerts import AlertDispatcher
+from agent.alerts import AlertDispatcher, AlertSink
 from agent.incidents import (
     TIME_TO_LOCALIZE_BUCKETS,
     TIME_TO_LOCALIZE_METRIC,
@@ -22,9 +29,9 @@ from agent.incidents import (
     open_incident_samples,
     time_to_localize_observations,
 )
-from agent.localize import IncidentEvent, Localizer
+from agent.localize import Incident, IncidentEvent, Localizer
 from agent.metrics import MetricStore
-from agent.runner import Cycle
+from agent.runner import Cycle, Job
 from agent.status import StatusBoard
 from probes.base import Evidence, State
 from probes.faults import Fault
@@ -36,6 +43,42 @@ STARTUP_WAIT_S = 15.0
 """The longest the localizer waits for a stream's first complete picture (longer than any
 probe deadline by default, shorter than the slowest probe interval, WHEP's 10 s + deadline)."""
 SOURCE = "incidents"  # the status-board source of root-cause cells (never fed back to the localizer)
+
+Places = dict[str, set[tuple[str, str]]]
+"""stream -> the (stage, component) places its config names."""
+
+
+def config_places(jobs: list[Job]) -> Places:
+    """Every place the config names: each probe target's, the origin, the CDN as a whole
+    when the stream has an edge."""
+    out: Places = {}
+    for job in jobs:
+        places = out.setdefault(job.stream, {("origin", "origin")})
+        for t in job.targets:
+            places.add((t.stage, t.component))
+            if t.stage == "cdn":
+                places.add(("cdn", "cdn"))
+    return out
+
+
+def in_config(inc: Incident, places: Places) -> bool:
+    """Is ``inc``'s place still in the config? Its stream must be; a transcode component (the
+    transcoder, a rendition) and the studio's source are found in the origin's ladder and
+    content, not named in the config, so they last as long as their stream."""
+    mine = places.get(inc.stream)
+    if mine is None:
+        return False
+    if inc.stage == "transcode" or (inc.stage, inc.component) == ("studio", "source"):
+        return True
+    return (inc.stage, inc.component) in mine
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    """An alert sink delivered an event: recorded in the store (what a restart must not re-send)."""
+
+    sink: str
+    event: IncidentEvent
 
 
 class IncidentSink:
@@ -51,45 +94,122 @@ class IncidentSink:
 
     def __init__(self, localizer: Localizer, store: AsyncIncidentStore, dispatcher: AlertDispatcher,
                  board: StatusBoard, metrics: MetricStore, queue_size: int = 1000,
-                 expected: dict[str, set[tuple[str, str]]] | None = None) -> None:
+                 expected: dict[str, set[tuple[str, str]]] | None = None, places: Places | None = None) -> None:
         self.localizer = localizer
         self.store = store
         self.dispatcher = dispatcher
         self.board = board
         self.metrics = metrics
         self.metrics.define_histogram(TIME_TO_LOCALIZE_METRIC, TIME_TO_LOCALIZE_BUCKETS)
-        self._queue: asyncio.Queue[list[IncidentEvent]] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[list[IncidentEvent] | _Delivered] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self._ladders: dict[str, list[str]] = {}  # stream -> the origin's renditions, last known
-        self._waiting = {stream: set(targets) for stream, targets in (expected or {}).items()}
+        self._expected = {stream: set(targets) for stream, targets in (expected or {}).items()}
+        self._waiting = {stream: set(targets) for stream, targets in self._expected.items()}
         self._first_cycle: dict[str, float] = {}
+        self.places = places  # None: every place counts as configured (a sink built without a config)
 
     async def start(self) -> None:
         await self.store.open()
         restored = await self.store.list("open")
         self.localizer.restore(restored)
-        for stream in {i.stream for i in restored}:
+        gone = self._retire()  # left open by an earlier run whose config named its place
+        await self.store.apply_all(gone)
+        self._log(gone)
+        for stream in {i.stream for i in self.localizer.open_incidents()}:
             self._show_roots(stream)
+        self.dispatcher.on_delivered(self._delivered)
         await self.dispatcher.start()
-        # re-announce what is still open so Alertmanager does not time it out
-        self.dispatcher.submit_all(IncidentEvent("updated", i) for i in restored)
+        # tell each sink what it missed (an event of the last run it never got), never again what it got
+        closed_now = {e.incident.id for e in gone}
+        for sink in self.dispatcher.sinks:
+            for e in await self.store.undelivered(sink.key, firing=not sink.reasserts_firing):
+                if e.incident.id not in closed_now:
+                    sink.submit(e)
+        # Alertmanager forgets a firing alert it is not told again: re-assert what is still open
+        self.dispatcher.restore_firing(self.localizer.open_incidents())
+        self.dispatcher.submit_all(gone)
         self._publish_gauge()
         self._task = asyncio.ensure_future(self._writer())
 
     async def stop(self) -> None:
         if self._task is not None:
-            # drain what is queued (bounded), then stop the writer
-            try:
-                async with asyncio.timeout(3.0):
-                    await self._queue.join()
-            except TimeoutError:
-                log.warning("incident writer did not drain in 3 s; %d batches dropped", self._queue.qsize())
+            await self._drain()  # queued events: stored and handed to the alert sinks
+            await self.dispatcher.stop()
+            await self._drain()  # what the sinks delivered meanwhile: recorded
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.dispatcher.stop()
+        else:
+            await self.dispatcher.stop()
         await self.store.close()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(3.0):
+                await self._queue.join()
+        except TimeoutError:
+            log.warning("incident writer did not drain in 3 s; %d batches dropped", self._queue.qsize())
+
+    def reconfigure(self, expected: dict[str, set[tuple[str, str]]], places: Places) -> list[IncidentEvent]:
+        """A config reload: open incidents whose place left the config are resolved ("removed
+        from config"); a removed stream's localizer state is dropped; a new stream, and a new
+        target of a stream that remains, is waited for (start-up rule) before anything opens.
+        Streams that remain keep their open incidents, history and localizer state."""
+        gone_streams = ({i.stream for i in self.localizer.open_incidents()} | set(self._expected)) - set(places)
+        self.places = places
+        events: list[IncidentEvent] = []
+        for stream in gone_streams:
+            events += self.localizer.forget(stream)
+            for state in (self._ladders, self._waiting, self._first_cycle, self._expected):
+                state.pop(stream, None)
+        events += self._retire()
+        for stream, targets in expected.items():
+            new = targets - self._expected.get(stream, set())
+            if new:
+                self._waiting.setdefault(stream, set()).update(new)
+                self._first_cycle.pop(stream, None)
+            self._expected[stream] = set(targets)
+        for stream in {e.incident.stream for e in events} - gone_streams:
+            self._show_roots(stream)
+        self._publish_gauge()
+        self._log(events)
+        if events:
+            self._enqueue(events)
+        return events
+
+    def _retire(self) -> list[IncidentEvent]:
+        """Resolve every open incident whose place is not in the config."""
+        if self.places is None:
+            return []
+        out = []
+        for inc in self.localizer.open_incidents():
+            if not in_config(inc, self.places):
+                event = self.localizer.forget_incident(inc.id)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    def _delivered(self, sink: AlertSink, event: IncidentEvent) -> None:
+        try:
+            self._queue.put_nowait(_Delivered(sink.key, event))
+        except asyncio.QueueFull:
+            log.error("incident queue full: delivery of %s %s to %s not recorded", event.kind, event.incident.id,
+                      sink.kind)
+
+    def _enqueue(self, events: list[IncidentEvent]) -> None:
+        try:
+            self._queue.put_nowait(events)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error("incident queue full: %d events not stored", len(events))
+
+    @staticmethod
+    def _log(events: list[IncidentEvent]) -> None:
+        for e in events:
+            log.info("incident %s %s: %s/%s %s (%s) — %s", e.incident.id, e.kind, e.incident.stage,
+                     e.incident.component, e.incident.fault, e.incident.severity, e.reason or e.incident.summary)
 
     def on_cycle(self, cycle: Cycle) -> None:
         # the stream's playlist cycle is its heartbeat: one localizer cycle per HLS cycle
@@ -119,14 +239,8 @@ class IncidentSink:
             self.metrics.observe(TIME_TO_LOCALIZE_METRIC, {"stream": stream, "stage": events[0].incident.stage},
                                  seconds)
         self._publish_gauge()
-        for e in events:
-            log.info("incident %s %s: %s/%s %s (%s) — %s", e.incident.id, e.kind, e.incident.stage,
-                     e.incident.component, e.incident.fault, e.incident.severity, e.incident.summary)
-        try:
-            self._queue.put_nowait(events)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("incident queue full: %d events not stored", len(events))
+        self._log(events)
+        self._enqueue(events)
 
     def _show_roots(self, stream: str) -> None:
         """Put each open incident's root cause on the status board at its own stage/component
@@ -140,12 +254,15 @@ class IncidentSink:
 
     async def _writer(self) -> None:
         while True:
-            events = await self._queue.get()
+            item = await self._queue.get()
             try:
-                await self.store.apply_all(events)
-                self.dispatcher.submit_all(events)
+                if isinstance(item, _Delivered):
+                    await self.store.record_delivery(item.sink, item.event)
+                else:
+                    await self.store.apply_all(item)
+                    self.dispatcher.submit_all(item)
             except Exception:
-                log.exception("storing %d incident events failed", len(events))
+                log.exception("storing incident events failed")
             finally:
                 self._queue.task_done()
 

@@ -121,6 +121,18 @@ class Runner:
                                                 wall=self.wall, agent_stall=self.loop_watch.longest)
         return ctx
 
+    def adopt(self, old: Runner) -> None:
+        """Take over ``old``'s per-target probe state for every target both run unchanged (a
+        config reload: a stream that remains goes on from what its probes knew). ``old`` is stopped."""
+        mine = {target_key(t): t for job in self.jobs for t in job.targets}
+        for job in old.jobs:
+            for t in job.targets:
+                key = target_key(t)
+                ctx = old._ctx.get(key)
+                if ctx is not None and mine.get(key) == t:
+                    ctx.agent_stall = self.loop_watch.longest
+                    self._ctx[key] = ctx
+
     async def __aenter__(self) -> Runner:
         await self.start()
         return self

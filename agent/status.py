@@ -7,7 +7,7 @@ Fed with the evidence of each probe target's latest result; read by
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,31 @@ class StatusBoard:
         for (stage, comp), figs in (figures or {}).items():
             # per source: two probes of one cell (HLS and media at the origin) never clobber each other
             self._figures.setdefault((stream, stage, comp), {})[source] = figs
+        self._recompute(stream)
+
+    def forget(self, stream: str, *, sources: Iterable[str] = (), cells: Iterable[tuple[str, str]] = (),
+               everything: bool = False) -> None:
+        """What left the config (a reload): the whole stream (``everything``), or these sources
+        (probe targets) and cells, also as other sources spoke of them."""
+        if everything:
+            self._streams.pop(stream, None)
+            self._by_source.pop(stream, None)
+            for key in [k for k in self._figures if k[0] == stream]:
+                del self._figures[key]
+            return
+        gone_sources, gone_cells = set(sources), set(cells)
+        by_source = self._by_source.get(stream, {})
+        for src in gone_sources:
+            by_source.pop(src, None)
+        for src, evs in by_source.items():
+            by_source[src] = [e for e in evs if (e.stage, e.component) not in gone_cells]
+        for stage, comp in gone_cells:
+            self._streams.get(stream, {}).pop((stage, comp), None)
+            self._figures.pop((stream, stage, comp), None)
+        for (name, _stage, _comp), figs in self._figures.items():
+            if name == stream:
+                for src in gone_sources:
+                    figs.pop(src, None)
         self._recompute(stream)
 
     def _recompute(self, stream: str) -> None:
