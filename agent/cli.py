@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from agent.config import Config
 
 EXIT_OK, EXIT_USAGE = 0, 2
+
+log = logging.getLogger("signalpath.cli")
 
 CONFIG_EXAMPLE = """\
 example config (YAML; ${VAR} reads the environment):
@@ -104,19 +106,42 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 _A = TypeVar("_A")
 
 async def run_until_signal(agent_factory: Callable[[], AbstractAsyncContextManager[_A]],
-                           on_ready: Callable[[_A], None] | None = None) -> None:
-    """Start an agent (an async context manager) and run it until SIGINT/SIGTERM."""
+                           on_ready: Callable[[_A], None] | None = None,
+                           on_reload: Callable[[_A], Awaitable[None]] | None = None) -> None:
+    """Start an agent (an async context manager) and run it until SIGINT/SIGTERM; with
+    ``on_reload``, SIGHUP calls it (one reload at a time; signals during one make one more)."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop, hup = asyncio.Event(), asyncio.Event()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    if on_reload is not None:
+        signals.append(signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
+
+    async def reloader(agent: _A) -> None:
+        assert on_reload is not None
+        while True:
+            await hup.wait()
+            hup.clear()
+            try:
+                await on_reload(agent)
+            except Exception:  # a bug in a reload must not stop the agent that runs
+                log.exception("config reload failed; still running the previous config")
+
     try:
         async with agent_factory() as agent:
             if on_ready:
                 on_ready(agent)
-            await stop.wait()
+            task = asyncio.create_task(reloader(agent), name="reload") if on_reload is not None else None
+            try:
+                await stop.wait()
+            finally:
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
 
 
@@ -135,8 +160,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"signalpath: watching {len(cfg.streams)} stream(s); status {url}/  metrics {url}/metrics",
               file=sys.stderr, flush=True)
 
+    async def reload(agent: Agent) -> None:
+        try:
+            new = await asyncio.to_thread(load_agent_config, args.config)
+        except ConfigError as exc:  # one line, every problem with its key path
+            log.error("config reload refused, still running the previous config: %s", "; ".join(str(exc).splitlines()))
+            return
+        await agent.reload(new)
+
     try:
-        _run_loop(run_until_signal(lambda: Agent(cfg), ready))
+        _run_loop(run_until_signal(lambda: Agent(cfg), ready, reload))
     except SignalpathError as exc:
         print(f"signalpath: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -175,11 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same, spelled as 'run' and 'incidents' take it")
     c.set_defaults(func=cmd_check_config)
 
-    r = _add(sub, "run", "run the agent until Ctrl-C / SIGTERM",
-             "signalpath run -c signalpath.yaml   # then open http://127.0.0.1:9321/",
+    r = _add(sub, "run", "run the agent until Ctrl-C / SIGTERM; SIGHUP re-reads the config",
+             "signalpath run -c signalpath.yaml   # then open http://127.0.0.1:9321/; kill -HUP PID after an edit",
              "Run the agent: probe every configured stream, serve the status page (/), /metrics and "
              "/api/v1/status on agent.listen, export traces when exporters.otlp is set. Stops cleanly on "
-             "SIGINT/SIGTERM.\n\n" + CONFIG_EXAMPLE)
+             "SIGINT/SIGTERM.\n\n"
+             "SIGHUP re-reads the config file. An invalid file is one error line with its key path and the "
+             "agent goes on with the config it runs. A valid one applies its streams: streams that remain "
+             "keep their open incidents and history, new ones start probing, and an open incident of a "
+             "removed stream or component is resolved as 'removed from config'. A changed listen address, "
+             "incident store, alerts or exporters is logged as 'needs a restart' and left as it runs.\n\n"
+             + CONFIG_EXAMPLE)
     r.add_argument("-c", "--config", required=True, help="the YAML config file")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides agent.log_level")
     r.set_defaults(func=cmd_run)
