@@ -1,15 +1,21 @@
 """HTTP API on ``agent.listen``: /metrics, /api/v1/status, the status page at /.
 
-JSON, times RFC 3339 UTC (DESIGN.md "HTTP API").
+JSON, times RFC 3339 UTC (DESIGN.md "HTTP API"). Every request passes the guard of
+``agent.web`` first (agent/webguard.py: Host check, basic auth with read and write users,
+body timeout); the server applies its connection limits and TLS. GET and HEAD are reads;
+every other method, on any route (``agent.extra_routes()`` included), needs a write user.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent import webguard
+from agent.webguard import WebSettings
 
 if TYPE_CHECKING:
     from agent.app import Agent
@@ -25,8 +31,13 @@ def _page() -> bytes:
         return _FALLBACK_PAGE.encode()
 
 
-def make_app(agent: Agent) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host: str = "127.0.0.1"
+             ) -> web.Application:
+    settings = web_settings or WebSettings()
+    logins = webguard.Logins(settings.basic_auth)
+    app = web.Application(client_max_size=64 * 1024,
+                          middlewares=[webguard.guard_middleware(settings, listen_host, logins)])
+    app[webguard.LOGINS] = logins
 
     async def metrics(_req: web.Request) -> web.Response:
         body = generate_latest(agent.registry)
@@ -61,16 +72,21 @@ def make_app(agent: Agent) -> web.Application:
 
 
 async def start_server(agent: Agent, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
+    """Serve the API on ``host:port`` with ``agent.config.agent.web``; OSError when it cannot
+    listen, AgentError when the TLS files cannot be used."""
+    settings = agent.config.agent.web
+    ssl_context = webguard.tls_context(settings.tls) if settings.tls else None
+    webguard.hide_server_banner()
+    runner = web.AppRunner(make_app(agent, settings, host), handle_signals=False,
+                           **webguard.runner_options(settings))
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = webguard.GuardedSite(runner, host, port, ssl_context=ssl_context,
+                                handshake_timeout=settings.header_timeout_s)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    server: Any = site._server  # aiohttp types it AbstractServer; it is an asyncio.Server (has .sockets)
-    sockets: Any = server.sockets if server else []  # the real port when port 0
-    real_port = sockets[0].getsockname()[1] if sockets else port
+    webguard.describe(settings, host)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL goes in brackets
-    return runner, f"http://{shown}:{real_port}"
+    return runner, f"{'https' if ssl_context else 'http'}://{shown}:{site.port}"

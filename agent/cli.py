@@ -187,6 +187,29 @@ def _run_loop(coro) -> None:
         uvloop.run(coro)
 
 
+# ---------------------------------------------------------------- hash-password
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """A bcrypt hash for agent.web.basic_auth: the password from stdin (asked twice, unechoed, on a terminal)."""
+    import getpass
+
+    from agent.webguard import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("hash-password: the two passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    try:
+        print(hash_password(password.encode(), args.cost))
+    except ValueError as exc:
+        print(f"hash-password: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-c", "--config", required=True, help="the YAML config file")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides agent.log_level")
     r.set_defaults(func=cmd_run)
+
+    h = _add(sub, "hash-password", "print a bcrypt hash of a password for agent.web.basic_auth",
+             "signalpath hash-password   # type it twice; or: printf %s \"$PW\" | signalpath hash-password",
+             "Read a password from stdin (asked twice and not echoed on a terminal) and print its bcrypt hash "
+             "for agent.web.basic_auth.read or .write. The password is never printed.")
+    h.add_argument("--cost", type=int, default=12, choices=range(10, 17), metavar="10-16",
+                   help="bcrypt cost (default 12: about 0.25 s per check, cached by the agent)")
+    h.set_defaults(func=cmd_hash_password)
 
     for register in _plugins():
         register(sub)

@@ -22,7 +22,9 @@ and memory, never with a traceback (issue 15 item 4):
   well-formed IPv6 host, checked here so no probe meets it at run time;
 - ``agent.listen`` is ``HOST:PORT`` or ``[IPv6]:PORT`` (:func:`parse_listen`);
 - ``incidents.path`` is not a directory, not under a regular file, and, when it exists, an
-  SQLite database (or empty); check-config creates nothing.
+  SQLite database (or empty); check-config creates nothing;
+- ``agent.web.tls`` files exist, are readable PEM, and the key is the certificate's; basic-auth
+  passwords are bcrypt hashes (agent/webguard.py).
 
 No message echoes a URL's password or query values (``probes.core.redact``).
 
@@ -49,6 +51,7 @@ from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
 from agent.studio_config import StudioSettings
+from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
 from probes.core.redact import redact_url
 from probes.encoder_status import EncoderStatusConfig
@@ -158,6 +161,7 @@ class AgentSettings(StrictModel):
     site: str = "default"
     max_in_flight_per_host: int = Field(8, ge=1, le=256, description="requests in flight per host:port")
     log_level: str = "info"
+    web: WebSettings = Field(default_factory=WebSettings)  # agent/webguard.py: TLS, basic auth, Host, timeouts
 
     _v_listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
     _v_site = field_validator("site")(classmethod(lambda cls, v: _check_name(v)))
@@ -536,9 +540,13 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         # a relative incident store lives beside the config file, not wherever the agent was started
         incidents = config.incidents.model_copy(update={"path": str(p.resolve().parent / store)})
         config = config.model_copy(update={"incidents": incidents})
+    web, problems = file_problems(config.agent.web, p.resolve().parent)  # TLS files, relative to the file
+    config = config.model_copy(update={"agent": config.agent.model_copy(update={"web": web})})
     problem = _store_problem(Path(config.incidents.path))
     if problem:
-        raise ConfigError(source, [("incidents.path", problem)])
+        problems.append(("incidents.path", problem))
+    if problems:
+        raise ConfigError(source, problems)
     return config
 
 
