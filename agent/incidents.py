@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     at           REAL NOT NULL,
     PRIMARY KEY (sink, incident_id)
 );
+CREATE INDEX IF NOT EXISTS alert_deliveries_pending ON alert_deliveries (sink) WHERE resolved = 0;
 """
 # columns added after a store was first created: (table, column, definition)
 _MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),)
@@ -177,22 +178,21 @@ class IncidentStore:
         before the sink heard of it is never sent: old history is not news."""
         cols = ", ".join("i." + c.strip() for c in _COLUMNS.split(","))
         with self._lock:
+            # two indexed reads, whatever the length of the history: the open incidents
+            # (incidents_open) and the sink's deliveries not yet resolved (few)
             rows = self._db.execute(
-                f"SELECT {cols}, d.severity, d.resolved FROM incidents i LEFT JOIN alert_deliveries d "
-                "ON d.sink = ? AND d.incident_id = i.id "
-                "WHERE (i.resolved_at IS NULL AND ? AND (d.incident_id IS NULL OR d.severity != i.severity)) "
-                "OR (i.resolved_at IS NOT NULL AND d.resolved = 0) "
-                "ORDER BY i.started_at, i.id LIMIT ?", (sink, int(firing), self.max_list)).fetchall()
-            out = []
-            for row in rows:
-                inc = _row_to_incident(row[:-2])
-                told_severity = row[-2]
-                if inc.resolved_at is not None:
-                    reason = self._db.execute("SELECT reason FROM incident_changes WHERE incident_id=? "
-                                              "ORDER BY at DESC, rowid DESC LIMIT 1", (inc.id,)).fetchone()
-                    out.append(IncidentEvent("resolved", inc, reason[0] if reason else ""))
-                else:
-                    out.append(IncidentEvent("opened" if told_severity is None else "updated", inc))
+                f"SELECT {cols}, d.severity FROM incidents i LEFT JOIN alert_deliveries d "
+                "ON d.sink = ? AND d.incident_id = i.id WHERE i.resolved_at IS NULL "
+                "AND (d.incident_id IS NULL OR d.severity != i.severity) ORDER BY i.started_at, i.id LIMIT ?",
+                (sink, self.max_list)).fetchall() if firing else []
+            out = [IncidentEvent("opened" if row[-1] is None else "updated", _row_to_incident(row[:-1]))
+                   for row in rows]
+            rows = self._db.execute(
+                f"SELECT {cols}, (SELECT c.reason FROM incident_changes c WHERE c.incident_id = i.id "
+                "ORDER BY c.at DESC, c.rowid DESC LIMIT 1) FROM alert_deliveries d JOIN incidents i "
+                "ON i.id = d.incident_id WHERE d.sink = ? AND d.resolved = 0 AND i.resolved_at IS NOT NULL "
+                "ORDER BY i.started_at, i.id LIMIT ?", (sink, self.max_list)).fetchall()
+            out += [IncidentEvent("resolved", _row_to_incident(row[:-1]), row[-1] or "") for row in rows]
         return out
 
     def upsert(self, inc: Incident) -> None:

@@ -130,6 +130,35 @@ async def test_incidents_of_a_removed_stream_or_edge_are_resolved_at_start(live,
 # ---------------------------------------------------------------- (b) alerts across restarts
 
 
+def test_the_store_says_what_a_sink_missed(tmp_path):
+    store = IncidentStore(tmp_path / "i.db")
+    try:
+        told, untold, old, closed = (Incident(id=f"main-{n}", stream="main", stage="cdn", component="edge-b",
+                                              fault="stale_playlist", severity="P2", started_at=100.0 + n,
+                                              localized_at=101.0 + n) for n in range(4))
+        for inc in (told, untold, old, closed):
+            store.apply(IncidentEvent("opened", inc))
+        for inc in (told, closed):
+            store.record_delivery("webhook:x", IncidentEvent("opened", inc))
+        old.resolved_at = closed.resolved_at = 200.0
+        store.apply(IncidentEvent("resolved", old))
+        store.apply(IncidentEvent("resolved", closed, REMOVED_FROM_CONFIG))
+        told.severity = "P1"
+        store.apply(IncidentEvent("updated", told))
+        missed = [(e.kind, e.incident.id, e.reason) for e in store.undelivered("webhook:x")]
+        # the escalation and the never-told open one; the resolve of one it heard open; never 'old'
+        assert missed == [("updated", "main-0", ""), ("opened", "main-1", ""),
+                          ("resolved", "main-3", REMOVED_FROM_CONFIG)]
+        assert [e.kind for e in store.undelivered("webhook:x", firing=False)] == ["resolved"]
+        assert [e.incident.id for e in store.undelivered("alertmanager:y")] == ["main-0", "main-1"]
+        for e in store.undelivered("webhook:x"):
+            store.record_delivery("webhook:x", e)
+        assert store.undelivered("webhook:x") == []
+    finally:
+        store.close()
+
+
+
 async def test_alert_receivers_are_not_told_old_incidents_again(live, tmp_path, alertmanager):  # noqa: F811
     async with Receiver() as hook, httpx.AsyncClient(timeout=5) as am:
         alerts = {"webhooks": [{"url": hook.url, "secret": SECRET, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}],
