@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
              "SIGHUP re-reads the config file. An invalid file is one error line with its key path and the "
              "agent goes on with the config it runs. A valid one applies its streams: streams that remain "
              "keep their open incidents and history, new ones start probing, and an open incident of a "
-             "removed stream or component is resolved as 'removed from config'. A changed listen address, "
-             "incident store, alerts or exporters is logged as 'needs a restart' and left as it runs.\n\n"
+             "removed stream or component is resolved as 'removed from config'. Any other change (listen address, "
+             "incident store, alerts, exporters, localize, ...) is logged with its key as 'needs a restart' and "
+             "left as it runs.\n\n"
              + CONFIG_EXAMPLE)
     r.add_argument("-c", "--config", required=True, help="the YAML config file")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides agent.log_level")
