@@ -47,3 +47,29 @@ def test_rtmp_stream_key() -> None:
     assert rtmp_stream_key("rtmp://h/live/KEY?x=1") == "KEY"
     assert rtmp_stream_key("rtmp://h/live") is None
     assert rtmp_stream_key("http://h/live/KEY") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # what libraries print without a scheme: request lines, parameters, headers
+        ('http://127.0.0.1:80 "POST /hook?token=T1&x=1 HTTP/1.1" 200 2',
+         'http://127.0.0.1:80 "POST /hook?token=***&x=*** HTTP/1.1" 200 2'),
+        ("sent token=T2, then X-Amz-Signature=T3&X-Amz-Date=20261130", "sent token=***, then X-Amz-Signature=***&X-Amz-Date=***"),
+        ("stream_key=T4 api_key=T5 Key-Pair-Id=T6 sig=T7 password=T8", "stream_key=*** api_key=*** Key-Pair-Id=*** sig=*** password=***"),
+        ("{'Authorization': 'Bearer T9', 'Accept': '*/*'}", "{'Authorization': 'Bearer ***', 'Accept': '*/*'}"),
+        ("(b'authorization', b'Basic VDEwOlQxMQ==')", "(b'authorization', b'Basic ***')"),
+        ("X-Api-Key: T12", "X-Api-Key: ***"),
+        ("retrying with Bearer T13.abc-def", "retrying with Bearer ***"),
+        # not credentials: kept readable
+        ("keyframe=1 keyframe_interval=4.0 sigma=2", "keyframe=1 keyframe_interval=4.0 sigma=2"),
+        ("check the WHIP bearer token and its expiry", "check the WHIP bearer token and its expiry"),
+        ("edge-b 360p: HTTP 404 for segment 1842", "edge-b 360p: HTTP 404 for segment 1842"),
+    ],
+)
+def test_redact_text_masks_credentials_outside_urls(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_redact_text_without_paths_keeps_scheme_and_host_only() -> None:
+    msg = "'http://127.0.0.1:1935/live/KEY' is not an rtmp(s):// URL; nor ftp://u:pw@h:21/T?token=x"
+    assert redact_text(msg, path=False) == "'http://127.0.0.1:1935' is not an rtmp(s):// URL; nor ftp://***@h:21"

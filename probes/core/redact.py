@@ -13,8 +13,19 @@ so anything that shows a URL shows ``redact_url(url)``:
   ``rtmp://host[:port]/app[/inst]/KEY`` — becomes ``***``. A path of a single segment
   is the application name alone and is kept.
 
-``redact_text`` does the same to every URL inside free text (library error messages)
-and can also mask literal secrets (a stream key met outside a URL). Neither raises.
+``redact_text`` does the same to every URL inside free text (library error messages and
+log lines) and can also mask literal secrets (a stream key met outside a URL). In free text it
+also masks what libraries print without a scheme:
+
+- the query of a request path (``"POST /hook?token=… HTTP/1.1"``, urllib3 and aiohttp.access
+  lines): every value, as in a URL;
+- a credential-like parameter anywhere (``token=``, ``key=``, ``secret=``, ``password=``,
+  ``auth=``, ``sig=``/``signature=``, ``X-Amz-*=``…: :data:`SECRET_PARAM_RE`);
+- an ``Authorization``/``Proxy-Authorization``/``X-Api-Key``/``Cookie`` header's value and a
+  ``Bearer`` credential (RFC 6750 §2.1 spelling).
+
+With ``path=False`` every URL keeps only ``scheme://host[:port]`` (config errors: a webhook or
+a mistyped RTMP URL may carry its token in the path). Neither function raises.
 """
 
 from __future__ import annotations
@@ -26,6 +37,20 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 KEYED_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpt", "rtmpe", "rtmpte", "rtmpts", "srt"})
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+SECRET_PARAM_RE = re.compile(
+    r"(?i)[A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|pwd|auth|signature|credential|session|ticket|jwt)"
+    r"[A-Za-z0-9_.-]*|(?:[A-Za-z0-9_.-]*[_.-])?(?:api|access|stream|private)?key(?:[_.-]?(?:pair[_.-]?)?id)?|"
+    r"sig|hdnts|hdnea|policy|x-amz-[a-z0-9-]+|x-goog-[a-z0-9-]+")
+"""Query/form parameter names whose value is a credential (CDN tokens: Akamai ``hdnts``, AWS
+``X-Amz-Signature``/``X-Amz-Credential``, CloudFront ``Policy``/``Signature``/``Key-Pair-Id``)."""
+_PARAM_RE = re.compile(r"(?<![A-Za-z0-9_.-])(" + SECRET_PARAM_RE.pattern.removeprefix("(?i)") + r")=([^&\s'\"<>;,)]+)",
+                       re.IGNORECASE)
+_PATH_QUERY_RE = re.compile(r"(?<![A-Za-z0-9*])(/[^\s?#'\"<>]*)\?([^\s#'\"<>]+)")
+_HEADER_RE = re.compile(r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|x-auth-token|cookie|set-cookie)"
+                        r"(['\"]?\s*[:=,]\s*(?:b?['\"])?)((?:Bearer|Basic|Digest|Token|Negotiate)\s+)?[^'\"\s,;})\]]+")
+_BEARER_RE = re.compile(r"\bBearer\s+[A-Za-z0-9\-._~+/]+=*")
+_MARKERS = ("://", "?", "=", "bearer", "authorization", "api-key", "cookie", "auth-token")
+"""Nothing to redact in a text without one of these (lower-cased): the regexes are skipped."""
 
 
 def redact_url(url: str, *, path: bool = True) -> str:
@@ -48,13 +73,26 @@ def redact_url(url: str, *, path: bool = True) -> str:
     return _redact_one(stripped, path=path)
 
 
-def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every URL in it redacted and every literal in ``secrets`` masked."""
+def redact_text(text: str, secrets: Iterable[str] = (), *, path: bool = True) -> str:
+    """``text`` with every literal in ``secrets`` masked, every URL in it redacted (``path=False``:
+    shown as ``scheme://host[:port]``) and every credential met outside a URL masked (see the
+    module docstring).
+
+    >>> redact_text('urllib3: "POST /hook?token=abc&x=1 HTTP/1.1" 200; Authorization: Bearer xyz')
+    'urllib3: "POST /hook?token=***&x=*** HTTP/1.1" 200; Authorization: Bearer ***'
+    """
     if not isinstance(text, str):
         text = str(text)
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return _URL_RE.sub(lambda m: _redact_one(m.group(0)), text)
+    lowered = text.lower()
+    if not any(m in lowered for m in _MARKERS):
+        return text
+    text = _URL_RE.sub(lambda m: _redact_one(m.group(0), path=path), text)
+    text = _PATH_QUERY_RE.sub(lambda m: f"{m.group(1)}?{_mask_query(m.group(2))}", text)
+    text = _PARAM_RE.sub(lambda m: f"{m.group(1)}={MASK}", text)
+    text = _HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{MASK}", text)
+    return _BEARER_RE.sub(f"Bearer {MASK}", text)
 
 
 def rtmp_stream_key(url: str) -> str | None:
@@ -88,8 +126,11 @@ def _redact_one(url: str, path: bool = True) -> str:
         if len(nonempty) >= 2:
             segments[nonempty[-1]] = MASK
             shown = "/".join(segments)
-    query = "&".join(
+    return urlunsplit((parts.scheme, netloc, shown, _mask_query(parts.query), ""))
+
+
+def _mask_query(query: str) -> str:
+    return "&".join(
         f"{item.partition('=')[0]}={MASK}" if "=" in item else MASK  # a bare item may be a token
-        for item in parts.query.split("&") if item
+        for item in query.split("&") if item
     )
-    return urlunsplit((parts.scheme, netloc, shown, query, ""))
