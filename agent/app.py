@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import lograte
+from agent import lograte, logsafe
 from agent.alerts import AlertDispatcher
 from agent.config import Config, parse_listen
 from agent.errors import AgentError
@@ -107,6 +107,7 @@ class Agent:
         self.config = config
         self.clock, self.wall = clock, wall
         lograte.install()  # a failure repeated every attempt is one line a minute
+        logsafe.install(logsafe.config_secrets(config))  # no secret in any logger's line
         self.registry = registry if registry is not None else CollectorRegistry()
         self.store = MetricStore()
         self.board = StatusBoard(wall)
@@ -179,6 +180,7 @@ class Agent:
     async def reload(self, config: Config) -> list[str]:
         """Apply ``config``'s streams (see the module docstring); returns the key paths that
         changed but need a restart (logged, left as they run)."""
+        logsafe.install(logsafe.config_secrets(config))  # a new stream's keys are secrets from now on
         async with self._reloading:
             restart = restart_keys(self.config, config)
             for key in restart:

@@ -153,6 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    from agent import logsafe
+
+    logsafe.install(logsafe.config_secrets(cfg))  # before the first line: no logger prints a secret
     _setup_logging(args.log_level or cfg.agent.log_level)
 
     def ready(agent: Agent) -> None:

@@ -53,7 +53,7 @@ from agent.localize import LocalizerSettings
 from agent.studio_config import StudioSettings
 from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
-from probes.core.redact import redact_url
+from probes.core.redact import redact_text, redact_url
 from probes.encoder_status import EncoderStatusConfig
 from probes.hls import HlsSettings
 from probes.ingest_monitor import IngestMonitorSettings
@@ -379,10 +379,16 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
     except ValidationError as exc:
         seen = {path for path, _ in problems}  # a URL's own problem says more than the model's
         problems.extend(p for p in _problems_from(exc) if p[0] not in seen)
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, _no_secrets(problems)) from None
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, _no_secrets(problems))
     return cfg
+
+
+def _no_secrets(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Messages that name a URL show ``scheme://host[:port]`` only: a mistyped RTMP or webhook
+    URL carries its key or token in the path, which no error message may echo."""
+    return [(path, redact_text(msg, path=False)) for path, msg in problems]
 
 
 # ---------------------------------------------------------------- YAML, bounded

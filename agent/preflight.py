@@ -250,6 +250,9 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAIL
+    from agent import logsafe
+
+    logsafe.install(logsafe.config_secrets(cfg))  # a probe library's warning names no key
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
