@@ -260,10 +260,26 @@ class Localizer:
             del explained[k]
         events: list[IncidentEvent] = []
         seen: set[TrackKey] = set()
+        found = {(f.stage, f.component, str(f.fault)) for f in findings}
         for f in findings:
             key = (f.stage, f.component, str(f.fault))
-            seen.add(key)
             t = tracks.get(key)
+            if t is None or t.incident is None:
+                host = self._continued(tracks, found, f, since)
+                if host is not None:
+                    # the evidence left over when the cause's own evidence ended, already on it
+                    tracks.pop(key, None)
+                    key, t = host
+                    assert t.incident is not None
+                    t.last_seen, t.gone_since = now, None
+                    t.sources = frozenset(map(_ev_key, f.all_evidence))
+                    seen.add(key)
+                    event = self._update(t.incident, f)
+                    self._remember(stream, f.symptoms, since, now)
+                    if event is not None:
+                        events.append(event)
+                    continue
+            seen.add(key)
             if t is None:
                 t = tracks[key] = _Track(cycles=0, last_seen=now)
             t.cycles += 1
@@ -332,6 +348,38 @@ class Localizer:
         if SEVERITY_RANK[severity] < SEVERITY_RANK[inc.severity]:
             inc.severity = severity
             return IncidentEvent("updated", inc.copy())
+        return None
+
+    def _continued(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding,
+                   since: dict[Any, float]) -> tuple[TrackKey, _Track] | None:
+        """The open incident ``f`` continues: one whose own finding is gone this cycle, that had
+        every piece of ``f``'s own evidence on it at its last sighting (bad without a break since),
+        at or above ``f``'s stage and reaching it, and whose fault is ``f``'s, or explains it and
+        began before that evidence (an effect, not a condition that was there beside it).
+
+        An edge that jumps back to an older playlist (sequence_regression) stays behind live
+        (latency_high) after the jump has aged out; a transcoder's long GOP is still in the
+        lowest rendition's analysed segment after its long segments ended. Both are the same
+        cause's evidence, already placed on its incident: the incident goes on (its fault and
+        place unchanged) until that evidence is gone too, instead of a second incident opening
+        for what is left of the first."""
+        own = {_ev_key(e) for e in f.causes}
+        if not own:
+            return None
+        for key, t in tracks.items():
+            inc = t.incident
+            if inc is None or key in found or not own <= t.sources:
+                continue
+            if (inc.stage, inc.component) != (f.stage, f.component) and (
+                    STAGE_RANK[inc.stage] > STAGE_RANK[f.stage] or not _reaches(inc, f)):
+                continue
+            onsets = [since.get(k, t.last_seen) for k in own]
+            if any(o > t.last_seen for o in onsets):
+                continue  # it ended and began anew since: a new episode, not a leftover
+            if inc.fault != str(f.fault) and not (self.catalog.explains(inc.fault, str(f.fault))
+                                                  and all(o > inc.started_at for o in onsets)):
+                continue  # another fault, there when the cause began or not its effect: a condition of its own
+            return key, t
         return None
 
     def _explaining_incident(self, stream: str, f: Finding, onset: float) -> _Track | None:

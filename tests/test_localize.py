@@ -912,3 +912,59 @@ def test_a_resolved_player_incident_never_hides_the_next_stall_of_the_same_playe
         events += loc.observe("main", cycle)
     assert [(e.kind, e.incident.stage) for e in events] == [
         ("opened", "playback"), ("resolved", "playback"), ("opened", "playback")]
+
+
+def _run(loc: Localizer, clock: FakeClock, cycles: list[list[Evidence]], **kw) -> list:
+    events = []
+    for cycle in cycles:
+        clock.tick(1)
+        events += loc.observe("main", cycle, **kw)
+    return events
+
+
+def test_what_a_cause_left_behind_at_its_place_continues_its_incident():
+    """The lab's edge_delay: edge-b jumps back to an older playlist (sequence_regression, P2),
+    then runs 5 s behind live (latency_high, begun after the jump, which the catalog says a
+    regression causes). The jump ages out while the edge is still behind: that is what is left
+    of the same cause, already on its incident — the incident stays open (its fault and place
+    unchanged) and resolves once the lag is gone too; no second incident opens."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    jump = ev("cdn", "edge-b", DEG, "sequence_regression", detail="media sequence went back from 12 to 10")
+    lag = ev("cdn", "edge-b", DEG, "latency_high", detail="edge-b is far behind live; edge-a is fine")
+    events = _run(loc, clock, [hls(jump)] * 3 + [hls(jump, lag)] * 5 + [hls(lag)] * 12 + [hls()] * 8)
+    got = [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events]
+    assert got == [("opened", "cdn", "edge-b", "sequence_regression"),
+                   ("resolved", "cdn", "edge-b", "sequence_regression")]
+    assert any("far behind live" in line for line in events[-1].incident.evidence)
+    # resolved by its own evidence: once the lag was gone for resolve_after_s, not when the jump aged out
+    assert events[-1].incident.resolved_at == pytest.approx(clock.t - 8 + 1)
+
+
+def test_a_transcoders_long_gop_still_in_the_analysed_rendition_continues_its_incident():
+    """keyframe_interval: every rendition's segments outlast the target duration and 180p's
+    analysed segment has a 6-s GOP: transcode/transcoder keyframe_interval_long. Once the
+    fault clears, new segments are short at once, but the content probe's last analysed 180p
+    segment still has the long GOP for a few cycles: the transcoder's incident goes on, never a
+    second one at transcode/180p."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    long = [ev("origin", "origin", DEG, "segment_too_long", r, f"{r} segment lasts 6 s") for r in ("180p", "360p")]
+    gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
+    events = _run(loc, clock, [hls(*long, gop)] * 4 + [hls(gop)] * 5 + [hls()] * 6, ladder=["180p", "360p"])
+    got = [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events]
+    assert got == [("opened", "transcode", "transcoder", "keyframe_interval_long"),
+                   ("resolved", "transcode", "transcoder", "keyframe_interval_long")]
+
+
+def test_a_new_episode_of_what_a_resolved_cause_left_behind_is_not_continued():
+    """The continuation holds only while the evidence lasts without a break: the lag ends, the
+    regression incident resolves, later the edge falls behind again on its own — a new
+    incident (latency_high), not the old one reopened."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    jump = ev("cdn", "edge-b", DEG, "sequence_regression")
+    lag = ev("cdn", "edge-b", DEG, "latency_high", detail="edge-b is far behind live")
+    events = _run(loc, clock, [hls(jump)] * 3 + [hls(jump, lag)] * 2 + [hls(lag)] * 3 + [hls()] * 30 + [hls(lag)] * 4)
+    got = [(e.kind, e.incident.fault) for e in events]
+    assert got == [("opened", "sequence_regression"), ("resolved", "sequence_regression"), ("opened", "latency_high")]
