@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,14 +82,24 @@ class LoopWatch:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=self.KEEP)
+        self._stalled_s = 0.0  # every stall's overrun, in all
+        self._due = math.inf  # when the watch should wake next
 
     async def run(self) -> None:
         while True:
-            due = self.clock() + self.PERIOD_S
+            due = self._due = self.clock() + self.PERIOD_S
             await asyncio.sleep(self.PERIOD_S)
             now = self.clock()
+            self._due = math.inf
             if now - due > self.STALL_S:
                 self.stalls.append((due, now))
+                self._stalled_s += now - due
+
+    def stalled_s(self) -> float:
+        """Seconds the loop could not run since the watch started, the stall going on now
+        included (the watch is past due): :attr:`probes.base.ProbeContext.agent_stalled_s`."""
+        late = self.clock() - self._due
+        return self._stalled_s + (late if late > self.STALL_S else 0.0)
 
     def longest(self, t0: float, t1: float) -> float:
         """Seconds of the longest stall overlapping [t0, t1]."""
@@ -118,7 +129,8 @@ class Runner:
         ctx = self._ctx.get(key)
         if ctx is None:
             ctx = self._ctx[key] = ProbeContext(state={}, http=self.http, site=self.site, clock=self.clock,
-                                                wall=self.wall, agent_stall=self.loop_watch.longest)
+                                                wall=self.wall, agent_stall=self.loop_watch.longest,
+                                                agent_stalled_s=self.loop_watch.stalled_s)
         return ctx
 
     def adopt(self, old: Runner) -> None:

@@ -178,6 +178,11 @@ class ProbeContext:
     CPU starved, a blocking call). A probe that times media by arrival (WHEP freezes) does
     not blame the stream for such a stretch. The runner supplies it (agent/runner.py
     ``LoopWatch``); 0 outside the runner."""
+    agent_stalled_s: Callable[[], float] = field(default=lambda: 0.0)
+    """Seconds, in all, that the agent's own event loop could not run since the runner
+    started (same source as ``agent_stall``): a virtual viewer's play-out clock leaves them
+    out (probes/playback.py), as a real player's does not run while its own host is frozen.
+    0 outside the runner."""
     deadline: float = math.inf
     """When the runner cancels this attempt: absolute, on ``clock``'s scale. The runner sets it
     before each call (``clock() + target.timeout``); the time a probe has is ``deadline -

@@ -57,7 +57,9 @@ session gave up). A failed session is replaced by a new viewer after
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,8 +159,29 @@ class _Session:
     live_again: bool = False  # ended (#EXT-X-ENDLIST), and the playlist is live again: a new viewer joins
 
 
+class ViewerClock:
+    """A virtual viewer's play-out clock: the agent's monotonic clock less the time its own
+    event loop could not run (``ProbeContext.agent_stalled_s``: CPU starved, a blocking call).
+
+    A player plays out its buffer only while its host runs; the agent's downloads stop while
+    its loop is frozen, so counting that time as play-out would drain the buffer for a stall
+    the stream did not cause. The loop watch notes a stall when it is over, so the clock may
+    have run through part of it first: it then holds still until real time catches up (never
+    goes back). Seconds, monotonic."""
+
+    def __init__(self, clock: Callable[[], float], stalled_s: Callable[[], float]) -> None:
+        self.clock = clock
+        self.stalled_s = stalled_s
+        self.last = -math.inf
+
+    def __call__(self) -> float:
+        self.last = max(self.last, self.clock() - self.stalled_s())
+        return self.last
+
+
 class _EdgeState:
     def __init__(self) -> None:
+        self.viewer_clock: ViewerClock | None = None
         self.master: MasterPlaylist | None = None
         self.manifest_failures = 0
         self.manifest_retry_at = 0.0
@@ -181,6 +204,9 @@ class _Attempt:
             st = ctx.state["playback"] = _EdgeState()
         self.st: _EdgeState = st
         self.clock = ctx.clock
+        if st.viewer_clock is None:
+            st.viewer_clock = ViewerClock(ctx.clock, ctx.agent_stalled_s)
+        self.viewer_clock: ViewerClock = st.viewer_clock
 
     def labels(self, rendition: str) -> dict[str, str]:
         return {"stream": self.t.stream, "stage": self.t.stage, "component": self.t.component,
@@ -234,7 +260,7 @@ class _Attempt:
             # name, as the HLS probe watches it (one name per playlist for the localizer)
             name = next((x.name for x in self.st.master.variants if x.uri == audio.uri), audio.name)
             tracks.append(_Track(name, audio.uri, audio=True))
-        model = PlayerModel(self.cfg.player, clock=self.clock, separate_audio=len(tracks) > 1)
+        model = PlayerModel(self.cfg.player, clock=self.viewer_clock, separate_audio=len(tracks) > 1)
         model.request()
         return _Session(model=model, tracks=tracks)
 

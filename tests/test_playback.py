@@ -149,3 +149,48 @@ async def test_a_viewer_rides_through_a_renumbering_and_rejoins_a_stream_live_ag
         live.origin.knobs.freeze_all = live.origin.knobs.endlist = False
         live.origin.knobs.frozen_at.clear()
         await until(lambda r, _: state(r) == "playing", 15, "playing again after the end")
+
+
+@pytest.mark.parametrize("watched", [True, False])
+async def test_a_viewer_does_not_stall_for_the_agents_own_frozen_loop(live, watched):
+    """The agent's event loop frozen for 5 s (a blocking call, a starved CPU) is longer than
+    the viewer's ~3-s buffer. Its downloads stopped for that time, not the stream's: with the
+    runner's loop watch (ProbeContext.agent_stalled_s) the viewer's play-out clock leaves the
+    frozen time out and no stall is reported; without it (control) the same freeze drains the
+    buffer and reads as a stall."""
+    from agent.runner import LoopWatch
+
+    watch = LoopWatch(time.monotonic)
+    task = asyncio.ensure_future(watch.run())
+    settings = PlaybackSettings(interval_s=0.5)
+    t = ProbeTarget("playback", "main", "playback", "edge-a", settings, live.edges["edge-a"].master_url, 0.5,
+                    settings.timeout_s)
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, agent_stalled_s=watch.stalled_s if watched else (lambda: 0.0))
+
+            async def play_until(done, within_s: float):
+                deadline = time.monotonic() + within_s
+                while time.monotonic() < deadline:
+                    r = await probe(t, ctx)
+                    if done(r):
+                        return r
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"not within {within_s} s: {r.figures['playback']}")
+
+            def figs(r):
+                return r.figures["playback"]["180p"]
+
+            await play_until(lambda r: figs(r)["state"] == "playing" and figs(r)["buffer_s"] > 1.5, 15)
+            time.sleep(5.0)  # the agent's own loop frozen (server and viewer alike)  # noqa: ASYNC251
+            t_end = time.monotonic() + 4
+            stalls = 0
+            while time.monotonic() < t_end:  # play on: the stall would be counted within a few attempts
+                stalls = max(stalls, int(figs(await probe(t, ctx))["stall_count"]))
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (stalls == 0) if watched else (stalls >= 1)
+    if watched:
+        assert watch.stalled_s() >= 4.9
