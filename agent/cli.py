@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Read a password from stdin (asked twice and not echoed on a terminal) and print its bcrypt hash "
              "for agent.web.basic_auth.read or .write. The password is never printed.")
     h.add_argument("--cost", type=int, default=12, choices=range(10, 17), metavar="10-16",
-                   help="bcrypt cost (default 12: about 0.25 s per check, cached by the agent)")
+                   help="bcrypt cost (default 12: 0.2-1 s per check; the agent caches each login)")
     h.set_defaults(func=cmd_hash_password)
 
     for register in _plugins():
