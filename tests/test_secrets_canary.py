@@ -19,8 +19,8 @@ Then every canary (and the base64 of each ``user:password``, as a Basic header w
 must be absent from: the DEBUG log, ``/metrics``, ``/api/v1/status``, ``/api/v1/incidents``,
 the status page, the SQLite store (file, WAL, SHM), Alertmanager's ``/api/v2/alerts``, what the
 webhook receiver got (body and headers but the signature), what rotel received, ``preflight
---json`` / ``--junit`` (and its stderr) and ``check-config`` on a broken file full of canaries.
-There is no ``report`` command yet to grep.
+--json`` / ``--junit`` (and its stderr), the ``incidents`` report (table, ``--json``, ``--show``;
+there is no ``report`` command yet) and ``check-config`` on a broken file full of canaries.
 
 The fast test drives :mod:`agent.logsafe` directly: each third-party logger at each level, with
 ``msg % args`` and a traceback.
@@ -389,6 +389,12 @@ async def test_no_canary_reaches_any_output(tmp_path: Path) -> None:
         pre = subprocess.run([sys.executable, "-m", "agent.cli", "preflight", "-c", str(cfg_file), "--json",
                               "--junit", str(preflight_junit)], capture_output=True, env=env, timeout=60)
         assert pre.returncode == 2 and json.loads(pre.stdout)["checks"], pre.stderr  # the RTMP ingest is down
+        reports = {}  # there is no 'report' command; 'incidents' is the agent's report of its store
+        for args in (["--json"], [], ["--show", incidents[0]["id"]]):
+            rep = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "-c", str(cfg_file), *args],
+                                 capture_output=True, env=env, timeout=60)
+            assert rep.returncode == 0 and rep.stdout, rep.stderr
+            reports[" ".join(["incidents", *args])] = rep.stdout + rep.stderr
         broken = tmp_path / "broken.yaml"
         broken.write_text(BROKEN_CONFIG)
         check = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(broken)],
@@ -406,6 +412,7 @@ async def test_no_canary_reaches_any_output(tmp_path: Path) -> None:
             "preflight --json": pre.stdout, "preflight stderr": pre.stderr,
             "preflight --junit": preflight_junit.read_bytes(),
             "check-config stdout+stderr": check.stdout + check.stderr,
+            **reports,
         })
         found = leaks(outputs)
         assert found == {}, found

@@ -43,14 +43,12 @@ SECRET_PARAM_RE = re.compile(
     r"sig|hdnts|hdnea|policy|x-amz-[a-z0-9-]+|x-goog-[a-z0-9-]+")
 """Query/form parameter names whose value is a credential (CDN tokens: Akamai ``hdnts``, AWS
 ``X-Amz-Signature``/``X-Amz-Credential``, CloudFront ``Policy``/``Signature``/``Key-Pair-Id``)."""
-_PARAM_RE = re.compile(r"(?<![A-Za-z0-9_.-])(" + SECRET_PARAM_RE.pattern.removeprefix("(?i)") + r")=([^&\s'\"<>;,)]+)",
-                       re.IGNORECASE)
+_PARAM_RE = re.compile(r"(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]+)=([^&\s'\"<>;,)]+)")  # name=value; the name decides
 _PATH_QUERY_RE = re.compile(r"(?<![A-Za-z0-9*])(/[^\s?#'\"<>]*)\?([^\s#'\"<>]+)")
 _HEADER_RE = re.compile(r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|x-auth-token|cookie|set-cookie)"
                         r"(['\"]?\s*[:=,]\s*(?:b?['\"])?)((?:Bearer|Basic|Digest|Token|Negotiate)\s+)?[^'\"\s,;})\]]+")
 _BEARER_RE = re.compile(r"\bBearer\s+[A-Za-z0-9\-._~+/]+=*")
-_MARKERS = ("://", "?", "=", "bearer", "authorization", "api-key", "cookie", "auth-token")
-"""Nothing to redact in a text without one of these (lower-cased): the regexes are skipped."""
+_HEADERS = ("authorization", "api-key", "cookie", "auth-token")
 
 
 def redact_url(url: str, *, path: bool = True) -> str:
@@ -85,14 +83,20 @@ def redact_text(text: str, secrets: Iterable[str] = (), *, path: bool = True) ->
         text = str(text)
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
+    # each pass only where its marker is: most log lines have none and cost a few substring tests
+    if "://" in text:
+        text = _URL_RE.sub(lambda m: _redact_one(m.group(0), path=path), text)
+    if "?" in text:
+        text = _PATH_QUERY_RE.sub(lambda m: f"{m.group(1)}?{_mask_query(m.group(2))}", text)
+    if "=" in text:
+        text = _PARAM_RE.sub(lambda m: f"{m.group(1)}={MASK}" if SECRET_PARAM_RE.fullmatch(m.group(1)) else m.group(0),
+                             text)
     lowered = text.lower()
-    if not any(m in lowered for m in _MARKERS):
-        return text
-    text = _URL_RE.sub(lambda m: _redact_one(m.group(0), path=path), text)
-    text = _PATH_QUERY_RE.sub(lambda m: f"{m.group(1)}?{_mask_query(m.group(2))}", text)
-    text = _PARAM_RE.sub(lambda m: f"{m.group(1)}={MASK}", text)
-    text = _HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{MASK}", text)
-    return _BEARER_RE.sub(f"Bearer {MASK}", text)
+    if any(h in lowered for h in _HEADERS):
+        text = _HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{MASK}", text)
+    if "Bearer" in text:
+        text = _BEARER_RE.sub(f"Bearer {MASK}", text)
+    return text
 
 
 def rtmp_stream_key(url: str) -> str | None:
