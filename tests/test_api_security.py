@@ -486,3 +486,21 @@ def test_hash_password_reads_stdin_and_never_prints_it():
     assert "correct horse" not in r.stdout + r.stderr
     r = run_cli("hash-password", stdin="x" * 73)
     assert r.returncode == 2 and "72 bytes" in r.stderr
+
+
+@pytest.mark.parametrize("listen,configured,expected", [
+    ("127.0.0.1", None, {"localhost", "127.0.0.1", "::1"}),
+    ("127.0.0.2", None, {"localhost", "127.0.0.1", "::1", "127.0.0.2"}),
+    ("::1", None, {"localhost", "127.0.0.1", "::1"}),
+    ("localhost", None, {"localhost", "127.0.0.1", "::1"}),
+    ("0.0.0.0", None, None),  # every address: the names are unknown, Host not checked (said at start)
+    ("::", None, None),
+    ("10.0.0.5", None, None),
+    ("0.0.0.0", ["Monitor.Example.", "[::1]"], {"monitor.example", "::1"}),
+    ("127.0.0.1", ["*"], None),
+])
+def test_allowed_hosts_defaults(listen, configured, expected):
+    from agent.webguard import WebSettings, allowed_hosts
+
+    got = allowed_hosts(WebSettings(allowed_hosts=configured), listen)
+    assert (set(got) if got is not None else None) == expected
