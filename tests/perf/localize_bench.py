@@ -6,6 +6,8 @@ stage/component with the expected root cause (DESIGN.md "Localization principle"
 to localize = incident.localized_at - the lab's recorded fault start; clear the fault and
 wait for every incident to resolve. Finally a healthy run counts false incidents.
 
+``--agent-process`` runs the agent as its own process (`signalpath run`, read through its
+API): the lab and the agent then do not compete for one event loop and one core.
 ``--chronic`` runs the lab in chronic mode (agent/lab/chronic.py: the lowest rendition over
 its declared bitrate, publish jitter, an edge slow now and then). The bench first waits
 (up to 60 s) until the findings the lab says its chronic conditions raise have opened,
@@ -32,13 +34,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import socket
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -80,6 +91,77 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+class AgentView:
+    """The incidents of the agent under test: in this process (the localizer's open incidents,
+    the store's history) or, with ``--agent-process``, a `signalpath run` child through its
+    API (``GET /api/v1/incidents``; times parsed back to epoch seconds)."""
+
+    def __init__(self, agent: Agent | None = None, url: str = "") -> None:
+        self.agent, self.url = agent, url
+
+    async def open_incidents(self) -> list[Any]:
+        if self.agent is not None:
+            return self.agent.incidents.localizer.open_incidents()
+        return await asyncio.to_thread(self._get, "open")
+
+    async def all_incidents(self) -> list[Any]:
+        if self.agent is not None:
+            return await self.agent.incidents.store.list("all")
+        return await asyncio.to_thread(self._get, "all")
+
+    def _get(self, state: str) -> list[Any]:
+        with urllib.request.urlopen(f"{self.url}/api/v1/incidents?state={state}", timeout=10) as r:
+            rows = json.load(r)
+
+        def epoch(v: str | None) -> float | None:
+            return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() if v else None
+
+        return [SimpleNamespace(**{**i, "started_at": epoch(i["started_at"]), "localized_at": epoch(i["localized_at"]),
+                                   "resolved_at": epoch(i["resolved_at"])}) for i in rows]
+
+
+@contextlib.asynccontextmanager
+async def agent_under_test(conf: dict[str, Any], own_process: bool, scratch: str) -> AsyncIterator[AgentView]:
+    """The agent watching the lab: in this process, or a `signalpath run` child (its own CPU
+    budget, as in production, where the agent never shares a process with the pipeline)."""
+    if not own_process:
+        async with Agent(parse_config(conf)) as agent:
+            yield AgentView(agent)
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf["agent"]["listen"] = f"127.0.0.1:{port}"
+    cfg = Path(scratch) / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(conf))
+    log = open(Path(scratch) / "agent.log", "wb")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", "run", "-c", str(cfg),
+                                                stdout=log, stderr=log)
+    view = AgentView(url=f"http://127.0.0.1:{port}")
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                if proc.returncode is not None:
+                    raise SystemExit(f"the agent exited with status {proc.returncode}: "
+                                     + (Path(scratch) / "agent.log").read_text()[-2000:])
+                try:
+                    await view.open_incidents()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.3)
+        yield view
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
 
 
 def describe(i: Any) -> str:
@@ -128,13 +210,13 @@ class Ledger:
         return [r for r in self.rewrites if r.at >= t]
 
 
-async def watch(agent: Agent, ledger: Ledger) -> None:
+async def watch(agent: AgentView, ledger: Ledger) -> None:
     """Snapshots of the localizer (0.25 s) and of the incident store (2 s) into the ledger."""
     n = 0
     while True:
-        ledger.observe(agent.incidents.localizer.open_incidents())
+        ledger.observe(await agent.open_incidents())
         if n % 8 == 0:
-            ledger.observe(await agent.incidents.store.list("all"))
+            ledger.observe(await agent.all_incidents())
         n += 1
         await asyncio.sleep(0.25)
 
@@ -155,22 +237,22 @@ class Chronic:
         return i.id in self.ids or (i.fault, i.stage, i.component) in self.keys
 
 
-async def quiet(agent: Agent, within_s: float, chronic: Chronic) -> bool:
+async def quiet(agent: AgentView, within_s: float, chronic: Chronic) -> bool:
     """Wait until no incident but the chronic ones is open."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if not [i for i in agent.incidents.localizer.open_incidents() if i not in chronic]:
+        if not [i for i in await agent.open_incidents() if i not in chronic]:
             return True
         await asyncio.sleep(0.5)
     return False
 
 
-async def wait_chronic(agent: Agent, lab: Lab, within_s: float) -> tuple[list[Any], list[Key]]:
+async def wait_chronic(agent: AgentView, lab: Lab, within_s: float) -> tuple[list[Any], list[Key]]:
     """Wait until every finding the lab's chronic conditions should raise is an open incident."""
     expected = [(c["finding"], c["stage"], c["component"]) for c in lab.chronic()["conditions"] if c["finding"]]
     deadline = time.monotonic() + within_s
     while True:
-        open_now = agent.incidents.localizer.open_incidents()
+        open_now = await agent.open_incidents()
         have = {(i.fault, i.stage, i.component) for i in open_now}
         missing = [k for k in expected if k not in have]
         if not missing or time.monotonic() > deadline:
@@ -195,12 +277,12 @@ class Row:
         return f"{statistics.median(self.times):5.1f} {pct(self.times, 0.95):5.1f}"
 
 
-async def run_fault(agent: Agent, lab: Lab, ledger: Ledger, chronic: Chronic, fault: str,
+async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic, fault: str,
                     args: argparse.Namespace) -> Row:
     target, params, expected = CATALOG[fault]
     row = Row(fault, f"{expected[0]}/{expected[1]}", args.repeat)
     for _ in range(args.repeat):
-        ledger.observe(agent.incidents.localizer.open_incidents())
+        ledger.observe(await agent.open_incidents())
         seen_before = set(ledger.first)
         t0 = time.time()
         try:
@@ -211,7 +293,7 @@ async def run_fault(agent: Agent, lab: Lab, ledger: Ledger, chronic: Chronic, fa
         deadline = time.monotonic() + args.timeout
         hit = None
         while time.monotonic() < deadline and hit is None:
-            new = [i for i in agent.incidents.localizer.open_incidents()
+            new = [i for i in await agent.open_incidents()
                    if i.id not in seen_before and i not in chronic]
             if new:
                 hit = min(new, key=lambda i: i.localized_at)
@@ -231,8 +313,8 @@ async def run_fault(agent: Agent, lab: Lab, ledger: Ledger, chronic: Chronic, fa
         await quiet(agent, 90, chronic)
         await asyncio.sleep(args.cooldown)  # incidents the recovery opens late belong to this fault
         await quiet(agent, 90, chronic)
-        ledger.observe(agent.incidents.localizer.open_incidents())
-        ledger.observe(await agent.incidents.store.list("all"))
+        ledger.observe(await agent.open_incidents())
+        ledger.observe(await agent.all_incidents())
         for i in ledger.new_since(t0):
             if i.id in seen_before or (ok and hit is not None and i.id == hit.id):
                 continue
@@ -257,7 +339,7 @@ async def run(args: argparse.Namespace) -> None:
         stream = conf["streams"][0]
         for entry in [*stream.get("ingest", {}).get("whip", []), *stream.get("whep", [])]:
             entry["interval_s"] = args.webrtc_interval  # the default 30 s would dominate time to localize
-        async with Agent(parse_config(conf)) as agent:
+        async with agent_under_test(conf, args.agent_process, store.name) as agent:
             watcher = asyncio.create_task(watch(agent, ledger))
             try:
                 await asyncio.sleep(args.settle)
@@ -279,15 +361,15 @@ async def run(args: argparse.Namespace) -> None:
                           f"  rewritten: {row.rewritten or 'none'}", flush=True)
                 if args.healthy_minutes > 0:
                     t0 = time.time()
-                    ledger.observe(await agent.incidents.store.list("all"))
+                    ledger.observe(await agent.all_incidents())
                     await asyncio.sleep(args.healthy_minutes * 60)
-                    ledger.observe(await agent.incidents.store.list("all"))
+                    ledger.observe(await agent.all_incidents())
                     for i in ledger.new_since(t0):
                         sev = "P1/P2" if i.severity in ("P1", "P2") else "P3"
                         healthy.setdefault(sev, []).append(f"{i.severity} {describe(i)}"
                                                            + (" (chronic again)" if i in chronic else ""))
                     healthy["rewritten"] = [str(r) for r in ledger.rewrites_since(t0)]
-                ledger.observe(await agent.incidents.store.list("all"))
+                ledger.observe(await agent.all_incidents())
             finally:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
@@ -327,6 +409,9 @@ def main() -> None:
                     help="seconds to watch after the agent is quiet again following a clear (late recovery incidents "
                          "count as this fault's extras, not the next fault's)")
     ap.add_argument("--only", help="comma-separated fault names")
+    ap.add_argument("--agent-process", action="store_true",
+                    help="run the agent as its own process (`signalpath run`), read through its API: the lab's "
+                         "pipeline and the agent then do not share one process's event loop and CPU")
     ap.add_argument("--chronic", action="store_true",
                     help="run the lab with chronic conditions and inject every fault on top of them")
     asyncio.run(run(ap.parse_args()))
