@@ -341,11 +341,18 @@ _BAD_URI_CHAR = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _checked(uri: str) -> str:
-    """``uri`` when a client can request it, else ValueError: urlsplit's own (bad IPv6 brackets),
-    a port out of 0-65535, a space or control character."""
+    """``uri`` when a client can request it, else ValueError saying why in our words, never with
+    a piece of the URI (urlsplit's own messages quote the port as written, which may be a
+    token): bad IPv6 brackets, a port that is no number or out of 0-65535, a space or control
+    character."""
     if _BAD_URI_CHAR.search(uri):
         raise ValueError("a space or control character")
-    urlsplit(uri).port  # noqa: B018 - raises ValueError when out of range
+    try:
+        urlsplit(uri).port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        why = str(exc)
+        raise ValueError("Invalid IPv6 URL" if "IPv6" in why else "Port out of range 0-65535" if "range" in why
+                         else "a port that is no decimal number") from None
     return uri
 
 
