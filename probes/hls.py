@@ -251,6 +251,8 @@ class _Attempt:
     def evidence(self, state: State, fault: Fault | None, detail: str, rendition: str | None = None, *,
                  http_status: int | None = None, media_sequence: int | None = None,
                  url_role: UrlRole | None = None, **figures: float) -> None:
+        if media_sequence is not None and media_sequence < 0:
+            media_sequence = None  # an empty playlist at MEDIA-SEQUENCE 0: no segment, no number (last_seq -1)
         self.result.evidence.append(Evidence(self.t.stage, self.t.component, state, fault, detail, rendition,
                                              dict(figures), http_status or None, media_sequence, url_role))
 
@@ -406,6 +408,8 @@ class _Attempt:
         td = pl.target_duration or 1.0
         prev = rs.playlist
         last = pl.last_seq
+        if not pl.segments and rs.last_seq is not None:
+            last = rs.last_seq  # an empty playlist lists no newest segment: no advance, and no regression either
         anomalies: list[tuple[str, str]] = []
         # segments published while the playlist did not advance (it could not be read, or it was
         # stale and now catches up) are no jump: allow one segment per target duration since then
@@ -632,9 +636,16 @@ def cache_allowance(cache_control: str | None, target_duration: float) -> float:
     """
     if not cache_control or "no-cache" in cache_control.lower() or "no-store" in cache_control.lower():
         return 0.0
-    found = {m.group(0).lower().lstrip(", ").startswith("s-"): int(m.group(1)) for m in _MAX_AGE.finditer(cache_control)}
+    found = {m.group(0).lower().lstrip(", ").startswith("s-"): _delta_seconds(m.group(1))
+             for m in _MAX_AGE.finditer(cache_control)}
     lifetime = found.get(True, found.get(False, 0))
     return min(float(lifetime), target_duration / 2)
+
+
+def _delta_seconds(digits: str) -> int:
+    """RFC 9111 §1.2.2: a delta-seconds too great to represent counts as 2^31 (a 400-digit
+    ``max-age`` is neither a crash nor a float overflow)."""
+    return 2**31 if len(digits) > 10 else min(int(digits), 2**31)
 
 
 def _num(v: str) -> float:
