@@ -31,7 +31,9 @@ How it plays (and where each rule comes from, shared/THRESHOLDS.md):
 - Buffer bound: the probe fetches the next segment only while the buffer holds less than
   ``max_buffer_s`` (600 s, hls.js ``maxMaxBufferLength``, the most it ever buffers ahead);
   :meth:`PlayerModel.wait_for_room` says how long until there is room. Whatever EXTINFs a
-  playlist lists (the parser bounds each at 3600 s), the buffer stays below that plus one segment.
+  playlist lists, the buffer stays below that plus one segment: the parser bounds each at
+  3600 s (``MAX_TARGET_DURATION_S``), and the model ignores a duration outside (0, 3600] as it
+  ignores one that is not a finite number, whoever calls it.
 - Bits played (CTA-2066 ``bitsPlayed``): each segment's bits, in proportion to how much
   of it has been played.
 - Demuxed audio (``separate_audio=True``: the variant's audio is an EXT-X-MEDIA rendition of
@@ -44,7 +46,6 @@ How it plays (and where each rule comes from, shared/THRESHOLDS.md):
 from __future__ import annotations
 
 import enum
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from probes.core.config import StrictModel
+from probes.core.playlist import MAX_TARGET_DURATION_S
 
 __all__ = [
     "PlayerConfig",
@@ -196,13 +198,13 @@ class PlayerModel:
         if self._state is PlayerState.IDLE:
             self.request()
         self._advance()
-        if self._state is PlayerState.FAILED or duration <= 0 or not math.isfinite(duration):
-            return
+        if self._state is PlayerState.FAILED or not 0 < duration <= MAX_TARGET_DURATION_S:  # NaN fails it too
+            return  # nothing to play, or longer than any EXTINF the parser passes: the buffer bound holds for any caller
         now = self._now
         if audio and self._audio_s is not None:
             self._audio_s += duration
         else:
-            self._buffer.append(_Buffered(duration, duration, size_bytes * 8.0))
+            self._buffer.append(_Buffered(duration, duration, max(size_bytes, 0) * 8.0))
             self._buffered_s += duration
             self._segments += 1
         cfg = self.config
