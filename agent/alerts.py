@@ -45,7 +45,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
@@ -69,6 +69,17 @@ def _check_url(v: str) -> str:
 def _where(url: str) -> str:
     """scheme://host[:port] only: a webhook URL carries its token in the path."""
     return redact_url(url, path=False)
+
+
+def split_userinfo(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``url`` without its ``user:password@`` and that userinfo as Basic auth (RFC 7617), so the
+    password never sits in a URL a library may log (httpx logs every request's URL at INFO)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), httpx.BasicAuth(unquote(parts.username or ""),
+                                                                    unquote(parts.password or ""))
 
 
 class _SinkSettings(StrictModel):
@@ -161,7 +172,9 @@ class AlertSink:
         if self._task is not None:
             return
         self._stopping = False
-        self._client = httpx.AsyncClient(timeout=self.settings.timeout_s, follow_redirects=False)
+        # userinfo travels as httpx auth, not in the URL httpx logs ("HTTP Request: POST <url>")
+        self._client = httpx.AsyncClient(timeout=self.settings.timeout_s, follow_redirects=False,
+                                         auth=split_userinfo(self.settings.url)[1])
         self._task = asyncio.create_task(self._run(), name=f"alerts-{self.kind}")
 
     async def stop(self, drain_timeout_s: float = 2.0) -> None:
@@ -302,7 +315,7 @@ class WebhookSink(AlertSink):
             "X-Signalpath-Delivery": notification_id(event),
             "User-Agent": "signalpath",
         }
-        resp = await self.client.post(self.settings.url, content=body, headers=headers)
+        resp = await self.client.post(split_userinfo(self.settings.url)[0], content=body, headers=headers)
         _check_status(resp)
 
 
@@ -320,7 +333,7 @@ class AlertmanagerSink(AlertSink):
         self._clock = clock
         self._monotonic = monotonic
         self._next_resend = monotonic() + settings.resend_interval_s
-        self._endpoint = settings.url.rstrip("/") + "/api/v2/alerts"
+        self._endpoint = split_userinfo(settings.url)[0].rstrip("/") + "/api/v2/alerts"
 
     def alert(self, event: IncidentEvent) -> dict[str, Any]:
         inc = event.incident

@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,44 @@ def test_config_secrets_finds_every_kind_and_no_name(tmp_path: Path) -> None:
                      "WHIPBEARER", "HOOKTOK", "HOOKSECRET", "AMPASS", _b64("am", "AMPASS"), "Bearer OTLPTOK",
                      "OTLPTOK"}
     assert "main" not in found and "1" not in found  # a stat key equal to the stream's name; v=1 is no secret
+
+
+async def test_alert_sinks_send_userinfo_as_basic_auth_not_in_the_logged_url(caplog: pytest.LogCaptureFixture) -> None:
+    """At the source: Alertmanager's ``user:password@`` goes out as an Authorization header; the
+    URL httpx logs has no userinfo at all (the filter would have shown ``***@``)."""
+    from agent.alerts import AlertDispatcher, AlertmanagerSettings, AlertmanagerSink, WebhookSettings, WebhookSink
+    from agent.localize import Incident, IncidentEvent
+
+    hook = Hook()
+    hook_app_paths = ("/hook", "/api/v2/alerts")
+    app = web.Application()
+    for path in hook_app_paths:
+        app.router.add_post(path, hook.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    caplog.set_level(logging.DEBUG)
+    dispatcher = AlertDispatcher([
+        AlertmanagerSink(AlertmanagerSettings(url=f"http://am:SRCAMPASS@127.0.0.1:{port}"), site="s"),
+        WebhookSink(WebhookSettings(url=f"http://hk:SRCHOOKPW@127.0.0.1:{port}/hook", secret="x" * 8), site="s"),
+    ])
+    now = time.time()
+    inc = Incident(id="main-1", stream="main", stage="cdn", component="edge-b", fault="stale_playlist",
+                   severity="P2", started_at=now - 5, localized_at=now - 4, resolved_at=None, summary="s",
+                   evidence=[], runbook="r")
+    await dispatcher.start()
+    try:
+        dispatcher.submit(IncidentEvent("opened", inc))
+        await wait_for(lambda: len(hook.got) == 2, 10, "both deliveries")
+    finally:
+        await dispatcher.stop()
+        await runner.cleanup()
+    auth = sorted(h["Authorization"] for h, _ in hook.got)
+    assert auth == sorted(["Basic " + _b64("am", "SRCAMPASS"), "Basic " + _b64("hk", "SRCHOOKPW")])
+    sent = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert f"http://127.0.0.1:{port}/api/v2/alerts" in " ".join(sent) and "@" not in " ".join(sent), sent
 
 
 # ----------------------------------------------------------------------------- end to end
