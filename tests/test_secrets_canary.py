@@ -7,7 +7,8 @@ injected so incidents open and alerts go out, a real Alertmanager, an aiohttp we
 and the real ``rotel`` OTLP collector. Each secret is a distinct canary, given through the
 environment as the docs say (``${VAR}``):
 
-- URL userinfo: the origin's ``http://viewer:PW@…`` and Alertmanager's basic-auth password;
+- URL userinfo: the origin's and edge-a's ``http://user:PW@…`` and Alertmanager's basic-auth
+  password;
 - query tokens: edge-b ``?token=``, the ingest stat page, the ingest monitor, the encoder page,
   the webhook URL;
 - an RTMP stream key in the path (``rtmp://127.0.0.1:PORT/live/KEY``, nothing listens there:
@@ -53,6 +54,7 @@ from agent import logsafe
 C = {  # distinct, none a substring of another
     "origin_password": "CANARYORIGINPW",
     "edge_token": "CANARYEDGETOKEN",
+    "edge_a_password": "CANARYEDGEAPW",
     "stat_token": "CANARYSTATTOKEN",
     "monitor_token": "CANARYMONITORKEY",
     "encoder_sig": "CANARYENCODERSIG",
@@ -64,7 +66,7 @@ C = {  # distinct, none a substring of another
     "otlp_bearer": "CANARYOTLPBEARER",
 }
 ENV = {
-    "SP_ORIGIN_PW": C["origin_password"], "SP_EDGE_TOKEN": C["edge_token"], "SP_STAT_TOKEN": C["stat_token"],
+    "SP_ORIGIN_PW": C["origin_password"], "SP_EDGE_TOKEN": C["edge_token"], "SP_EDGE_A_PW": C["edge_a_password"], "SP_STAT_TOKEN": C["stat_token"],
     "SP_MONITOR_KEY": C["monitor_token"], "SP_ENCODER_SIG": C["encoder_sig"], "SP_RTMP_KEY": C["rtmp_key"],
     "SIGNALPATH_LAB_WEBRTC_TOKEN": C["webrtc_bearer"], "SP_HOOK_TOKEN": C["hook_token"],
     "SP_HOOK_SECRET": C["hook_secret"], "SP_AM_PASSWORD": C["am_password"], "SP_OTLP_BEARER": C["otlp_bearer"],
@@ -75,7 +77,8 @@ def _b64(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-NEEDLES = {**C, "origin_basic": _b64("viewer", C["origin_password"]), "am_basic": _b64("am", C["am_password"])}
+NEEDLES = {**C, "origin_basic": _b64("viewer", C["origin_password"]), "am_basic": _b64("am", C["am_password"]),
+           "edge_a_basic": _b64("cdnuser", C["edge_a_password"])}
 
 
 def leaks(outputs: dict[str, bytes | str]) -> dict[str, list[str]]:
@@ -303,6 +306,8 @@ def _agent_config(lab: Any, listen: str, store: Path, hook_url: str, am_port: in
     for e in s["edges"]:
         if e["name"] == "edge-b":
             e["url"] += "?token=${SP_EDGE_TOKEN}"
+        else:
+            e["url"] = e["url"].replace("http://", "http://cdnuser:${SP_EDGE_A_PW}@", 1)
     s["hls"] = {"interval_s": 1.0}
     s["ingest"]["stat"][0]["url"] += "?token=${SP_STAT_TOKEN}"
     s["ingest"]["monitor"][0]["url"] += "?key=${SP_MONITOR_KEY}"
@@ -402,6 +407,7 @@ async def test_no_canary_reaches_any_output(tmp_path: Path) -> None:
 
                 await wait_for(edge_b_ok, 30, "edge-b ok first")
                 await lab.inject("edge_404_segments", "edge-b")
+                await lab.inject("edge_down", "edge-a")  # refused: the error path names the URL
                 await lab.inject("webrtc_refuse", "whip")
 
                 async def am_alerts() -> list[dict[str, Any]]:
