@@ -143,81 +143,122 @@ def _quoted(v: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return v.map(lambda s: f'"{s}"')
 
 
-def _resolution() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(("1920x1080", "640x360", "0x0", "-1x-1", "axb", "", "65536x65537", "1x")),
-                     st.builds(lambda w, h: f"{w}x{h}", num, num))
+_JUNK_LINES = st.sampled_from((
+    "#EXT-X-PLAYLIST-TYPE:junk", "#EXT", "#EXT-X-", "#EXTINF", "#EXTINF:", "#EXT-X-KEY:", "#EXT-X-MAP:",
+    "#EXT-X-BYTERANGE:", "#EXT-X-KEY:METHOD", "#EXT-X-STREAM-INF:", "#EXT-X-MEDIA:"))
 
 
-_MEDIA_TAGS: tuple[st.SearchStrategy[str], ...] = (
-    num.map(lambda v: f"#EXT-X-TARGETDURATION:{v}"),
-    num.map(lambda v: f"#EXT-X-MEDIA-SEQUENCE:{v}"),
-    num.map(lambda v: f"#EXT-X-DISCONTINUITY-SEQUENCE:{v}"),
-    num.map(lambda v: f"#EXT-X-VERSION:{v}"),
-    st.sampled_from(("#EXT-X-ENDLIST", "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-DISCONTINUITY", "#EXT-X-GAP",
-                     "#EXT-X-CUE-IN", "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD",
-                     "#EXT-X-PLAYLIST-TYPE:junk", "#EXT-X-I-FRAMES-ONLY", "#EXT", "#EXT-X-", "#EXTINF", "#EXTINF:",
-                     "#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-BYTERANGE:", "#EXT-X-KEY:METHOD", "# a comment", "")),
-    num.map(lambda v: f"#EXT-X-BYTERANGE:{v}"),
-    st.builds(lambda n, o: f"#EXT-X-BYTERANGE:{n}@{o}", num, num),
-    st.builds(lambda u, br: f'#EXT-X-MAP:URI="{u}"' + (f',BYTERANGE="{br}"' if br else ""), uri,
-              st.one_of(st.just(""), num, st.builds(lambda n, o: f"{n}@{o}", num, num))),
-    st.builds(lambda m, u, iv: f'#EXT-X-KEY:METHOD={m},URI="{u}"' + (",IV=0x0123456789abcdef" if iv else ""),
-              st.sampled_from(METHODS), uri, st.booleans()),
-    st.builds(lambda m: f"#EXT-X-KEY:METHOD={m}", st.sampled_from(METHODS)),
-    date.map(lambda d: f"#EXT-X-PROGRAM-DATE-TIME:{d}"),
-    st.builds(lambda d, u, i: f'#EXT-X-PART:DURATION={d},URI="{u}"' + (",INDEPENDENT=YES" if i else ""),
-              num, uri, st.booleans()),
-    uri.map(lambda u: f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{u}"'),
-    uri.map(lambda u: f'#EXT-X-PRELOAD-HINT:TYPE=MAP,URI="{u}"'),
-    num.map(lambda v: f"#EXT-X-PART-INF:PART-TARGET={v}"),
-    st.builds(lambda a, b: f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={a},CAN-SKIP-UNTIL={b}",
-              num, num),
-    num.map(lambda v: f"#EXT-X-SKIP:SKIPPED-SEGMENTS={v}"),
-    num.map(lambda v: f"#EXT-X-START:TIME-OFFSET={v}"),
-    num.map(lambda v: f"#EXT-X-CUE-OUT:DURATION={v}"),
-    num.map(lambda v: f"#EXT-X-CUE-OUT:{v}"),
-    st.builds(lambda a, b: f"#EXT-X-CUE-OUT-CONT:ElapsedTime={a},Duration={b}", num, num),
-    st.builds(lambda d, n: f'#EXT-X-DATERANGE:ID="x",START-DATE="{d}",DURATION={n}', date, num),
-    st.builds(lambda u, a, b: f'#EXT-X-RENDITION-REPORT:URI="{u}",LAST-MSN={a},LAST-PART={b}', uri, num, num),
-    _free_text,
-)
-media_tag = st.one_of(*_MEDIA_TAGS)
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """The tag strategies over one kind of values: ``hostile`` (sane values mostly, hostile ones
+    and junk lines now and then) or ``calm`` (sane values only, so that a playlist parses and the
+    bounds of the model it gives are checked: a playlist of 30 values, each hostile 40 % of the
+    time, almost never parses)."""
+
+    media_tag: st.SearchStrategy[str]
+    master_tag: st.SearchStrategy[str]
+    segments: st.SearchStrategy[list[list[str]]]
+    tags_0_2: st.SearchStrategy[list[str]]
+    tags_0_4: st.SearchStrategy[list[str]]
+    masters: st.SearchStrategy[list[str]]
+    num: st.SearchStrategy[str]
 
 
-_TAGS_0_2 = st.lists(media_tag, max_size=2)
-_TAGS_0_3 = st.lists(media_tag, max_size=3)
-_TAGS_0_4 = st.lists(media_tag, max_size=4)
-_TITLE = st.sampled_from(("", "title", "\u00e9\u00e8", "a,b"))
+def _family(num: st.SearchStrategy[str], dec: st.SearchStrategy[str], uri: st.SearchStrategy[str], junk: bool
+            ) -> _Family:
+    """``num`` where RFC 8216 wants a decimal-integer, ``dec`` where a decimal-floating-point."""
+    res = st.one_of(st.sampled_from(("1920x1080", "640x360") + (("0x0", "-1x-1", "axb", "", "65536x65537", "1x")
+                                                              if junk else ())),
+                    st.builds(lambda w, h: f"{w}x{h}", num, num))
+    media: list[st.SearchStrategy[str]] = [
+        num.map(lambda v: f"#EXT-X-TARGETDURATION:{v}"),
+        num.map(lambda v: f"#EXT-X-MEDIA-SEQUENCE:{v}"),
+        num.map(lambda v: f"#EXT-X-DISCONTINUITY-SEQUENCE:{v}"),
+        num.map(lambda v: f"#EXT-X-VERSION:{v}"),
+        st.sampled_from(("#EXT-X-ENDLIST", "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-DISCONTINUITY", "#EXT-X-GAP",
+                         "#EXT-X-CUE-IN", "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD",
+                         "#EXT-X-I-FRAMES-ONLY", "# a comment", "")),
+        num.map(lambda v: f"#EXT-X-BYTERANGE:{v}"),
+        st.builds(lambda n, o: f"#EXT-X-BYTERANGE:{n}@{o}", num, num),
+        st.builds(lambda u, br: f'#EXT-X-MAP:URI="{u}"' + (f',BYTERANGE="{br}"' if br else ""), uri,
+                  st.one_of(st.just(""), num, st.builds(lambda n, o: f"{n}@{o}", num, num))),
+        st.builds(lambda m, u, iv: f'#EXT-X-KEY:METHOD={m},URI="{u}"' + (",IV=0x0123456789abcdef" if iv else ""),
+                  st.sampled_from(METHODS if junk else METHODS[:3]), uri, st.booleans()),
+        st.builds(lambda m: f"#EXT-X-KEY:METHOD={m}", st.sampled_from(METHODS if junk else METHODS[:1])),
+        (date if junk else st.sampled_from(DATES[:3])).map(lambda d: f"#EXT-X-PROGRAM-DATE-TIME:{d}"),
+        st.builds(lambda d, u, i: f'#EXT-X-PART:DURATION={d},URI="{u}"' + (",INDEPENDENT=YES" if i else ""),
+                  dec, uri, st.booleans()),
+        uri.map(lambda u: f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{u}"'),
+        uri.map(lambda u: f'#EXT-X-PRELOAD-HINT:TYPE=MAP,URI="{u}"'),
+        dec.map(lambda v: f"#EXT-X-PART-INF:PART-TARGET={v}"),
+        st.builds(lambda a, b: f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={a},CAN-SKIP-UNTIL={b}",
+                  dec, dec),
+        num.map(lambda v: f"#EXT-X-SKIP:SKIPPED-SEGMENTS={v}"),
+        dec.map(lambda v: f"#EXT-X-START:TIME-OFFSET={v}"),
+        dec.map(lambda v: f"#EXT-X-CUE-OUT:DURATION={v}"),
+        dec.map(lambda v: f"#EXT-X-CUE-OUT:{v}"),
+        st.builds(lambda a, b: f"#EXT-X-CUE-OUT-CONT:ElapsedTime={a},Duration={b}", dec, dec),
+        st.builds(lambda d, n: f'#EXT-X-DATERANGE:ID="x",START-DATE="{d}",DURATION={n}', date, dec),
+        st.builds(lambda u, a, b: f'#EXT-X-RENDITION-REPORT:URI="{u}",LAST-MSN={a},LAST-PART={b}', uri, num, num),
+    ]
+    if junk:
+        media += [_JUNK_LINES, _free_text]
+    media_tag = st.one_of(*media)
+    groups = st.sampled_from(("aud", "", "other") if junk else ("aud",))
+    master: list[st.SearchStrategy[str]] = [
+        st.builds(lambda bw, abw, r, a, u: f'#EXT-X-STREAM-INF:BANDWIDTH={bw},AVERAGE-BANDWIDTH={abw},RESOLUTION={r},'
+                  f'CODECS="avc1.64001f,mp4a.40.2",AUDIO="{a}"\n{u}', num, num, res, groups, uri),
+        st.builds(lambda bw, u: f"#EXT-X-STREAM-INF:BANDWIDTH={bw}\n{u}", num, uri),
+        st.builds(lambda t, g, lang, d, u: f'#EXT-X-MEDIA:TYPE={t},GROUP-ID="{g}",NAME="n",LANGUAGE="{lang}",'
+                  f'DEFAULT={d},AUTOSELECT=YES,URI="{u}"', st.sampled_from(MEDIA_TYPES if junk else MEDIA_TYPES[:4]),
+                  groups, st.sampled_from(LANGUAGES), st.sampled_from(("YES", "NO", "")), uri),
+        st.builds(lambda t: f'#EXT-X-MEDIA:TYPE={t},GROUP-ID="cc",NAME="c",INSTREAM-ID="CC1"',
+                  st.sampled_from(MEDIA_TYPES)),
+        st.builds(lambda bw, r, u: f'#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={bw},RESOLUTION={r},URI="{u}"', num, res, uri),
+        st.sampled_from(('#EXT-X-SESSION-DATA:DATA-ID="x",VALUE="y"', '#EXT-X-SESSION-KEY:METHOD=AES-128,URI="k"',
+                         "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-VERSION:7")),
+        dec.map(lambda v: f"#EXT-X-START:TIME-OFFSET={v}"),
+    ]
+    if junk:
+        master += [st.builds(lambda attrs, u: f"#EXT-X-STREAM-INF:{attrs}\n{u}", _free_text, uri), media_tag]
+    master_tag = st.one_of(*master)
+    tags_0_3 = st.lists(media_tag, max_size=3)
+
+    @st.composite
+    def segment(draw: st.DrawFn) -> list[str]:
+        """One segment: a few of its tags, EXTINF, the URI (now and then missing)."""
+        lines = draw(tags_0_3)
+        title = draw(_TITLE)
+        if draw(st.integers(0, 19)):
+            lines.append(f"#EXTINF:{draw(dec)},{title}")
+        if draw(st.integers(0, 19)):
+            lines.append(draw(uri))
+        return lines
+
+    return _Family(media_tag, master_tag, st.lists(segment(), max_size=8), st.lists(media_tag, max_size=2),
+                   st.lists(media_tag, max_size=4), st.lists(master_tag, max_size=20), num)
+
 
 # Strategies are built once, here: one built inside a draw is validated again at every example.
-
-
-@st.composite
-def segment_lines(draw: st.DrawFn) -> list[str]:
-    """One segment: a few of its tags, EXTINF, the URI (each sometimes hostile or missing)."""
-    lines = draw(_TAGS_0_3)
-    title = draw(_TITLE)
-    if draw(st.integers(0, 19)):
-        lines.append(f"#EXTINF:{draw(num)},{title}")
-    if draw(st.integers(0, 19)):
-        lines.append(draw(uri))
-    return lines
-
-
-_SEGMENTS = st.lists(segment_lines(), max_size=8)
+_TITLE = st.sampled_from(("", "title", "\u00e9\u00e8", "a,b"))
+HOSTILE = _family(num, num, uri, junk=True)
+CALM = _family(st.sampled_from(("1", "2", "4", "6", "10", "268")), st.sampled_from(("2.000", "3.5", "5.005", "1.001", "4")),
+               st.sampled_from(SANE_URIS), junk=False)
+media_tag, master_tag = HOSTILE.media_tag, HOSTILE.master_tag
 _HEADER = st.sampled_from(HEADERS)
 _NEWLINE = st.sampled_from(NEWLINES)
+_CALMNESS = st.integers(0, 1)
 
 
-def _assemble(draw: st.DrawFn, body: list[str]) -> str:
-    """A header (usually #EXTM3U), the body, line endings mixed at times; sometimes a duplicated
-    or a NUL-broken line."""
-    head = draw(_HEADER)
+def _assemble(draw: st.DrawFn, body: list[str], calm: bool) -> str:
+    """A header (usually #EXTM3U), the body, line endings mixed at times; sometimes (never when
+    calm) a duplicated or a NUL-broken line."""
+    head = "#EXTM3U" if calm else draw(_HEADER)
     lines = [head, *body] if head else body
-    if lines and draw(st.integers(0, 9)) == 0:
+    if lines and not calm and draw(st.integers(0, 9)) == 0:
         i = draw(st.integers(0, len(lines) - 1))
         lines.insert(i, lines[i])
-    if lines and draw(st.integers(0, 19)) == 0:
+    if lines and not calm and draw(st.integers(0, 19)) == 0:
         i = draw(st.integers(0, len(lines) - 1))
         lines[i] = lines[i][: len(lines[i]) // 2] + "\x00" + lines[i][len(lines[i]) // 2:]
     nl = draw(_NEWLINE) if draw(st.integers(0, 4)) else None
@@ -228,41 +269,23 @@ def _assemble(draw: st.DrawFn, body: list[str]) -> str:
 
 @st.composite
 def media_playlist(draw: st.DrawFn) -> str:
-    """A media playlist of RFC 8216 tags with hostile values now and then."""
-    body = [f"#EXT-X-TARGETDURATION:{draw(num)}"] if draw(st.integers(0, 9)) else []
-    body += draw(_TAGS_0_4)
-    for seg in draw(_SEGMENTS):
+    """A media playlist of RFC 8216 tags: half of them calm, the others with hostile values now and then."""
+    calm = draw(_CALMNESS) == 0
+    f = CALM if calm else HOSTILE
+    body = [f"#EXT-X-TARGETDURATION:{draw(f.num)}"] if calm or draw(st.integers(0, 9)) else []
+    body += draw(f.tags_0_4)
+    for seg in draw(f.segments):
         body += seg
-    body += draw(_TAGS_0_2)
-    return _assemble(draw, body)
-
-
-_MASTER_TAGS: tuple[st.SearchStrategy[str], ...] = (
-    st.builds(lambda bw, abw, res, a, u: f'#EXT-X-STREAM-INF:BANDWIDTH={bw},AVERAGE-BANDWIDTH={abw},RESOLUTION={res},'
-              f'CODECS="avc1.64001f,mp4a.40.2",AUDIO="{a}"\n{u}', num, num, _resolution(),
-              st.sampled_from(("aud", "", "other")), uri),
-    st.builds(lambda bw, u: f"#EXT-X-STREAM-INF:BANDWIDTH={bw}\n{u}", num, uri),
-    st.builds(lambda attrs, u: f"#EXT-X-STREAM-INF:{attrs}\n{u}", _free_text, uri),
-    st.builds(lambda t, g, lang, d, u: f'#EXT-X-MEDIA:TYPE={t},GROUP-ID="{g}",NAME="n",LANGUAGE="{lang}",'
-              f'DEFAULT={d},AUTOSELECT=YES,URI="{u}"', st.sampled_from(MEDIA_TYPES),
-              st.sampled_from(("aud", "", "other")), st.sampled_from(LANGUAGES), st.sampled_from(("YES", "NO", "")),
-              uri),
-    st.builds(lambda t: f'#EXT-X-MEDIA:TYPE={t},GROUP-ID="cc",NAME="c",INSTREAM-ID="CC1"', st.sampled_from(MEDIA_TYPES)),
-    st.builds(lambda bw, res, u: f'#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={bw},RESOLUTION={res},URI="{u}"', num,
-              _resolution(), uri),
-    st.sampled_from(('#EXT-X-SESSION-DATA:DATA-ID="x",VALUE="y"', '#EXT-X-SESSION-KEY:METHOD=AES-128,URI="k"',
-                     "#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-STREAM-INF:", "#EXT-X-MEDIA:", "#EXT-X-VERSION:7")),
-    num.map(lambda v: f"#EXT-X-START:TIME-OFFSET={v}"),
-    media_tag,
-)
-master_tag = st.one_of(*_MASTER_TAGS)
-_MASTER_TAGS_0_20 = st.lists(master_tag, max_size=20)
+    body += draw(f.tags_0_2)
+    return _assemble(draw, body, calm)
 
 
 @st.composite
 def master_playlist(draw: st.DrawFn) -> str:
-    """A multivariant playlist (variants, renditions, I-frame playlists), media tags mixed in at times."""
-    return _assemble(draw, draw(_MASTER_TAGS_0_20))
+    """A multivariant playlist (variants, renditions, I-frame playlists), media tags mixed in at
+    times; half of them calm."""
+    calm = draw(_CALMNESS) == 0
+    return _assemble(draw, draw((CALM if calm else HOSTILE).masters), calm)
 
 
 # -- mutations of real packagers' playlists ---------------------------------------------------

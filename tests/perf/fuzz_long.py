@@ -77,6 +77,8 @@ def run_target(name: str, examples: int, chunk: int, first_seed: int) -> dict[st
         one()
         done += n
         part += 1
+        print(f"  {name}: {tried:,} tried, {crashes} crashes, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+              flush=True)
         if tried == before:  # the strategy has nothing left to give: do not spin
             break
     wall = time.perf_counter() - t0
