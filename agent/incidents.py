@@ -82,11 +82,12 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
 CREATE INDEX IF NOT EXISTS alert_deliveries_pending ON alert_deliveries (sink) WHERE resolved = 0;
 """
 # columns added after a store was first created: (table, column, definition)
-_MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),)
+_MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),
+               ("incidents", "related", "TEXT NOT NULL DEFAULT '[]'"))
 
 _COLUMNS = (
     "id, stream, stage, component, fault, severity, started_at, localized_at, "
-    "resolved_at, summary, evidence, runbook"
+    "resolved_at, summary, evidence, runbook, related"
 )
 
 
@@ -100,16 +101,21 @@ class IncidentStoreSettings(BaseModel):
 
 
 def _row_to_incident(row: tuple) -> Incident:
-    (id_, stream, stage, component, fault, severity, started, localized, resolved, summary, evidence, runbook) = row
-    try:
-        ev = json.loads(evidence)
-    except ValueError:
-        ev = []
+    (id_, stream, stage, component, fault, severity, started, localized, resolved, summary, evidence, runbook,
+     related) = row
     return Incident(
         id=id_, stream=stream, stage=stage, component=component, fault=fault, severity=severity,
         started_at=started, localized_at=localized, resolved_at=resolved, summary=summary,
-        evidence=list(ev), runbook=runbook,
+        evidence=_json_list(evidence), runbook=runbook, related=_json_list(related),
     )
+
+
+def _json_list(text: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 class IncidentStore:
@@ -199,11 +205,11 @@ class IncidentStore:
         values = (
             inc.id, inc.stream, inc.stage, inc.component, inc.fault, inc.severity,
             inc.started_at, inc.localized_at, inc.resolved_at, inc.summary,
-            json.dumps(inc.evidence[:200]), inc.runbook,
+            json.dumps(inc.evidence[:200]), inc.runbook, json.dumps(inc.related[:50]),
         )
         with self._lock:
             self._db.execute(
-                f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 # an incident's cause (stream, stage, component, fault) and onset are fixed when it
                 # opens: the store never rewrites them, whatever a caller sends
                 "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, "

@@ -88,6 +88,13 @@ def _show(store: IncidentStore, incident_id: str, as_json: bool) -> int:
     for c in changes:
         why = f"  ({c['reason']})" if c["reason"] else ""
         print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c['at']))}  {c['kind']:<8} {c['severity']}{why}")
+    if inc.related:
+        print("related (a different fault at the same place, open when it opened or just before):")
+        for rid in inc.related:
+            other = store.get(rid)
+            what = (f"{other.severity} {other.fault}, {'open' if other.open else 'resolved'}"
+                    if other is not None else "no longer in the store")
+            print(f"  {rid}  {what}")
     print("evidence:")
     for line in inc.evidence:
         print(f"  {line}")

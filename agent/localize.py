@@ -113,6 +113,11 @@ class Incident:
     summary: str = ""
     evidence: list[str] = field(default_factory=list)
     runbook: str = ""
+    related: list[str] = field(default_factory=list)
+    """Ids of the incidents at the same place open when this one opened, or resolved less than
+    2 x ``resolve_after_s`` before: a different fault at one place is its own incident, linked
+    (a transcoder's stale playlists, then its long GOP in one rendition). One place: the same
+    stage and component, or a stage-wide one (transcoder, cdn) and one of its parts."""
 
     @property
     def open(self) -> bool:
@@ -128,7 +133,7 @@ class Incident:
         return (self.stage, self.component, str(self.fault))
 
     def copy(self) -> Incident:
-        return dataclasses.replace(self, evidence=list(self.evidence))
+        return dataclasses.replace(self, evidence=list(self.evidence), related=list(self.related))
 
     def to_api(self) -> dict[str, Any]:
         """The JSON shape of ``GET /api/v1/incidents`` (times RFC 3339 UTC)."""
@@ -145,6 +150,7 @@ class Incident:
             "summary": self.summary,
             "evidence": list(self.evidence),
             "runbook": self.runbook,
+            "related": list(self.related),
         }
 
 
@@ -336,8 +342,17 @@ class Localizer:
             id=f"{stream}-{self._new_id()}", stream=stream, stage=f.stage, component=f.component, fault=fault,
             severity=self._diag.severity_of(f), started_at=min(started, now), localized_at=now,
             summary=summary(f, self.catalog), evidence=sorted({evidence_line(e) for e in f.all_evidence}),
-            runbook=self._runbooks.hint(stream=stream, stage=f.stage, component=f.component, fault=fault))
+            runbook=self._runbooks.hint(stream=stream, stage=f.stage, component=f.component, fault=fault),
+            related=self._related(stream, f, now))
         return IncidentEvent("opened", t.incident.copy())
+
+    def _related(self, stream: str, f: Finding, now: float) -> list[str]:
+        """Incidents at ``f``'s place, open or resolved within 2 x ``resolve_after_s`` (see :attr:`Incident.related`)."""
+        linger = 2 * self.settings.resolve_after_s
+        ids = [t.incident.id for t in self._tracks.get(stream, {}).values()
+               if t.incident is not None and _same_place(t.incident, f)]
+        ids += [inc.id for inc, at in self._recent.get(stream, []) if now - at <= linger and _same_place(inc, f)]
+        return sorted(set(ids))
 
     def _update(self, inc: Incident, f: Finding) -> IncidentEvent | None:
         """Append this cycle's evidence; a severity escalation is an ``updated`` event.
@@ -490,6 +505,16 @@ class Localizer:
                 cur[k] = min(prev.get(k, now), cur.get(k, now))
         self._bad_since[stream] = cur
         return cur
+
+
+_STAGE_WIDE = frozenset({"transcoder", "transcode", "origin", "cdn", "ingest", "studio"})
+
+
+def _same_place(inc: Incident, f: Finding) -> bool:
+    """One place for :attr:`Incident.related`: the same stage and component, or a stage-wide
+    component (the transcoder, the CDN) and one of its parts (a rendition, an edge)."""
+    return inc.stage == f.stage and (inc.component == f.component
+                                     or inc.component in _STAGE_WIDE or f.component in _STAGE_WIDE)
 
 
 def _reaches(inc: Incident, f: Finding) -> bool:

@@ -177,3 +177,29 @@ def test_store_keeps_every_change_and_never_rewrites_the_cause(tmp_path):
     r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(tmp_path / "inc.db"),
                         "--show", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "no incident 'nope'" in r.stderr
+
+
+def test_related_incidents_are_stored_shown_and_an_older_store_gains_the_column(tmp_path):
+    """Issue 14: a different fault at the same place is its own incident, linked. The link is
+    kept by the store (an older store without the column is migrated in place), given by the
+    API shape and printed by `incidents --show` with the linked incident's fault and state."""
+    db = tmp_path / "inc.db"
+    old = sqlite3.connect(db)  # the store's first schema, before links existed
+    old.executescript("CREATE TABLE incidents (id TEXT PRIMARY KEY, stream TEXT NOT NULL, stage TEXT NOT NULL, "
+                      "component TEXT NOT NULL, fault TEXT NOT NULL, severity TEXT NOT NULL, started_at REAL NOT NULL, "
+                      "localized_at REAL NOT NULL, resolved_at REAL, summary TEXT NOT NULL DEFAULT '', "
+                      "evidence TEXT NOT NULL DEFAULT '[]', runbook TEXT NOT NULL DEFAULT '');"
+                      "INSERT INTO incidents VALUES ('main-0','main','transcode','transcoder','stale_playlist','P1',"
+                      "10,12,NULL,'stale','[]','');")
+    old.close()
+    store = IncidentStore(db)
+    assert store.get("main-0").related == []
+    gop = Incident("main-1", "main", "transcode", "transcoder", "keyframe_interval_long", "P3", 20.0, 22.0,
+                   summary="long GOP", related=["main-0"])
+    store.apply(IncidentEvent("opened", gop))
+    assert store.get("main-1").related == ["main-0"] and gop.to_api()["related"] == ["main-0"]
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(db), "--show", "main-1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "related" in r.stdout and "main-0  P1 stale_playlist, open" in r.stdout

@@ -590,7 +590,7 @@ def test_to_api_shape():
     api = inc.to_api()
     assert set(api) == {
         "id", "stream", "stage", "component", "fault", "severity", "started_at",
-        "localized_at", "resolved_at", "summary", "evidence", "runbook",
+        "localized_at", "resolved_at", "summary", "evidence", "runbook", "related",
     }
     assert api["started_at"] == "1970-01-01T00:00:00.000Z" and api["localized_at"] == "1970-01-01T00:00:02.500Z"
     assert api["resolved_at"] is None
@@ -968,3 +968,23 @@ def test_a_new_episode_of_what_a_resolved_cause_left_behind_is_not_continued():
     events = _run(loc, clock, [hls(jump)] * 3 + [hls(jump, lag)] * 2 + [hls(lag)] * 3 + [hls()] * 30 + [hls(lag)] * 4)
     got = [(e.kind, e.incident.fault) for e in events]
     assert got == [("opened", "sequence_regression"), ("resolved", "sequence_regression"), ("opened", "latency_high")]
+
+
+def test_a_different_fault_at_the_same_place_is_its_own_incident_linked_to_the_first():
+    """keyframe_interval in the lab: the transcoder's playlists stop updating while its first
+    6-s segment is written (stale_playlist, P1), then the long GOP shows (keyframe_interval_long,
+    P3), which the catalog says explains no stale playlist. Two causes at one place: the second
+    is its own incident, never folded into nor rewriting the first, and linked to it; an
+    incident elsewhere is not linked."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    stale = [ev("origin", "origin", DEG, "stale_playlist", r, f"{r} unchanged for 7 s") for r in ("180p", "360p")]
+    gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
+    edge = ev("cdn", "edge-a", DOWN, "http_error", "360p", "HTTP 503", http_status=503)  # its own server error
+    events = _run(loc, clock, [hls(*stale)] * 3 + [hls(gop, edge)] * 3, ladder=["180p", "360p"])
+    opened = {e.incident.fault: e.incident for e in events if e.kind == "opened"}
+    assert set(opened) == {"stale_playlist", "keyframe_interval_long", "http_error"}
+    assert opened["stale_playlist"].related == []
+    assert opened["keyframe_interval_long"].related == [opened["stale_playlist"].id]
+    assert opened["keyframe_interval_long"].stage == "transcode"  # the transcoder's or its rendition's
+    assert opened["http_error"].related == []
