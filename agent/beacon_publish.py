@@ -506,7 +506,8 @@ def run_cli(
         print(f"error: {exc}", file=err)
         return 2
     if urlsplit(url).scheme not in ("rtmp", "rtmps", "rtmpt"):
-        print(f"error: --rtmp {redact_url(url)!r} is not an rtmp:// URL", file=err)
+        # not an RTMP URL, so redact_url cannot know where a key would sit: scheme and host only
+        print(f"error: --rtmp {redact_url(url, path=False)!r} is not an rtmp:// URL", file=err)
         return 2
     try:
         settings = PublishSettings(
