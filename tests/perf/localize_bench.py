@@ -319,7 +319,10 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
             if i.id in seen_before or (ok and hit is not None and i.id == hit.id):
                 continue
             row.extra.append(describe(i) + (" (chronic again)" if i in chronic else "")
-                             + (" (after clear)" if ledger.first_at[i.id] >= t_clear else ""))
+                             + (" (after clear)" if ledger.first_at[i.id] >= t_clear else "")
+                             # a different fault at the fault's place, linked to its incident (Incident.related):
+                             # still an extra incident, marked so
+                             + (" (linked)" if hit is not None and hit.id in getattr(i, "related", []) else ""))
         row.rewritten.extend(str(r) for r in ledger.rewrites_since(t0))
     return row
 
