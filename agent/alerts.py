@@ -52,7 +52,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from agent.localize import Incident, IncidentEvent, rfc3339
 from probes.core.config import StrictModel
-from probes.core.redact import redact_url
+from probes.core.redact import not_a_url, redact_url
 
 log = logging.getLogger("signalpath.alerts")
 
@@ -62,7 +62,7 @@ SIGNATURE_HEADER = "X-Signalpath-Signature"
 def _check_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{_where(v)!r} is not an http(s) URL")
+        raise ValueError(not_a_url(v, "http(s)"))
     return v
 
 

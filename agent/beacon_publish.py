@@ -56,7 +56,7 @@ from agent.errors import SignalpathError
 from probes.base import HOST_NOT_RESOLVED
 from probes.core import beacon
 from probes.core.config import StrictModel
-from probes.core.redact import redact_url
+from probes.core.redact import not_a_url, redact_url
 
 __all__ = [
     "BeaconPublishError",
@@ -507,7 +507,7 @@ def run_cli(
         return 2
     if urlsplit(url).scheme not in ("rtmp", "rtmps", "rtmpt"):
         # not an RTMP URL, so redact_url cannot know where a key would sit: scheme and host only
-        print(f"error: --rtmp {redact_url(url, path=False)!r} is not an rtmp:// URL", file=err)
+        print(f"error: --rtmp: {not_a_url(url, 'rtmp://')}", file=err)
         return 2
     try:
         settings = PublishSettings(

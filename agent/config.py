@@ -3,7 +3,7 @@
 Unknown keys are rejected, defaults live in the models, ``${ENV}`` (or
 ``${ENV:-default}``) is interpolated in string values so secrets stay out of the
 file. Every problem is reported with its path, e.g.
-``streams[0].edges[1].url: 'ftp:/' is not an http(s) URL``.
+``streams[0].edges[1].url: 'ftp://cdn.example' is not an http(s) URL``.
 
 Hostile or broken files are refused by ``check-config`` and ``run`` alike, in bounded time
 and memory, never with a traceback (issue 15 item 4):
@@ -53,7 +53,7 @@ from agent.localize import LocalizerSettings
 from agent.studio_config import StudioSettings
 from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
-from probes.core.redact import redact_text, redact_url
+from probes.core.redact import not_a_url, redact_text
 from probes.encoder_status import EncoderStatusConfig
 from probes.hls import HlsSettings
 from probes.ingest_monitor import IngestMonitorSettings
@@ -118,7 +118,7 @@ def _check_http_url(v: str) -> str:
         raise ValueError(problem)
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{redact_url(v)!r} is not an http(s) URL")
+        raise ValueError(not_a_url(v, "http(s)"))
     return v
 
 
@@ -202,7 +202,7 @@ class RtmpIngest(RtmpProbeConfig):
     def _v_url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
-            raise ValueError(f"{redact_url(v)!r} is not an rtmp(s):// URL")
+            raise ValueError(not_a_url(v, "rtmp(s)://"))
         return v
 
     @model_validator(mode="after")

@@ -75,7 +75,7 @@ from probes.core.latency_core import (
     IngestWindow,
     clock_verdict,
 )
-from probes.core.redact import redact_url
+from probes.core.redact import not_a_url
 from probes.faults import Fault
 
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
@@ -104,7 +104,7 @@ class IngestMonitorSettings(StrictModel):
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in SCHEMES or not parts.hostname:
-            raise ValueError(f"{redact_url(v)!r} is not an rtmp(s):// or http(s):// URL")
+            raise ValueError(not_a_url(v, "rtmp(s):// or http(s)://"))
         return v
 
     @model_validator(mode="after")

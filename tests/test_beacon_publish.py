@@ -117,7 +117,7 @@ def test_cli_errors_are_one_line_without_secrets(monkeypatch, capsys):
     args = parser.parse_args(["beacon", "--rtmp", f"http://127.0.0.1/live/{KEY}"])
     assert args.func(args) == 2
     err = capsys.readouterr().err
-    assert "'http://127.0.0.1' is not an rtmp:// URL" in err and KEY not in err  # a key in a wrong scheme's path too
+    assert "--rtmp: 'http://127.0.0.1' is not an rtmp:// URL" in err and KEY not in err  # a key in a wrong scheme's path too
 
 
 def _blocked_publisher(started: threading.Event, release: threading.Event):

@@ -51,12 +51,12 @@ streams:
     origin: "http://127.0.0.1:8080/live/main.m3u8"
     edges:
       - {name: edge-a, url: "http://127.0.0.1:8081/a.m3u8"}
-      - {name: edge-b, url: "ftp:/"}
+      - {name: edge-b, url: "ftp://u:pw@cdn.example/k"}
 """)
     r = run_cli("check-config", str(f))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert f"{f}: streams[0].edges[1].url: 'ftp:/' is not an http(s) URL" in lines
+    assert f"{f}: streams[0].edges[1].url: 'ftp://***@cdn.example' is not an http(s) URL" in lines
     assert any(line.startswith(f"{f}: agent.listen: 'nowhere' is not HOST:PORT") for line in lines)
     assert any(line.startswith(f"{f}: agent.colour: unknown key") for line in lines)
     assert "Traceback" not in r.stderr
@@ -289,3 +289,31 @@ def test_reading_the_history_needs_no_stream_secret(tmp_path):
     r = run_cli("incidents", "-c", str(conf), env=env)
     assert r.returncode == 1 and "SP_TEST_UNSET_TOKEN" not in r.stderr, r.stderr
     assert str(tmp_path / "state" / "inc.db") in r.stderr and not (tmp_path / "state").exists()
+
+
+def test_a_url_without_its_scheme_is_never_quoted(tmp_path, monkeypatch):
+    """A fresh user's find: a URL with its scheme missing or mistyped was quoted whole —
+    'amuser:PW@127.0.0.1:9093', 'rtmps//ingest.example/live/KEY', a ${VAR} holding
+    'user:PW@cdn.example/...'. Without scheme://host nothing tells a password or a key from
+    the rest, so such a value is not shown at all (every URL key: HTTP, RTMP, alerts, ingest)."""
+    monkeypatch.setenv("EDGE_URL", "cdnuser:CANARY1@cdn.example/live/main.m3u8?token=CANARY2")
+    f = tmp_path / "c.yaml"
+    f.write_text("""
+streams:
+  - name: main
+    origin: "${EDGE_URL}"
+    edges:
+      - {name: edge-a, url: "http//cdn:CANARY3@127.0.0.1:8081/x.m3u8"}
+    ingest:
+      rtmp: [{url: "rtmps//ingest.example/live/CANARY4"}]
+alerts:
+  alertmanagers: [{url: "amuser:CANARY5@127.0.0.1:9093"}]
+  webhooks: [{url: "not a url CANARY6"}]
+""")
+    r = run_cli("check-config", str(f))
+    assert r.returncode == 2, r.stdout
+    assert "CANARY" not in r.stdout + r.stderr
+    for key in ("streams[0].origin", "streams[0].edges[0].url", "streams[0].ingest.rtmp[0].url",
+                "alerts.alertmanagers[0].url", "alerts.webhooks[0].url"):
+        assert any(key in line and "not an" in line and "value is not shown" in line
+                   for line in r.stderr.splitlines()), (key, r.stderr)

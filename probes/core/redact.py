@@ -71,6 +71,23 @@ def redact_url(url: str, *, path: bool = True) -> str:
     return _redact_one(stripped, path=path)
 
 
+def not_a_url(value: object, kind: str) -> str:
+    """The error for a config value that should be a ``kind`` URL (e.g. ``"http(s)"``, ``"rtmp(s)://"``),
+    safe to print: a value that parses as ``scheme://host`` is quoted as ``scheme://host[:port]``
+    only; anything else is not quoted at all — without its ``scheme://`` a password
+    (``user:pw@host``), a stream key in a path or a token cannot be told from the rest.
+
+    >>> not_a_url("ftp://u:pw@files.example/k", "http(s)")
+    "'ftp://***@files.example' is not an http(s) URL"
+    >>> not_a_url("amuser:pw@127.0.0.1:9093", "http(s)")
+    'not an http(s) URL (no scheme://host; the value is not shown: it may hold a secret)'
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if _URL_RE.fullmatch(text) and urlsplit(text).hostname:
+        return f"{redact_url(text, path=False)!r} is not an {kind} URL"
+    return f"not an {kind} URL (no scheme://host; the value is not shown: it may hold a secret)"
+
+
 def redact_text(text: str, secrets: Iterable[str] = (), *, path: bool = True) -> str:
     """``text`` with every literal in ``secrets`` masked, every URL in it redacted (``path=False``:
     shown as ``scheme://host[:port]``) and every credential met outside a URL masked (see the
