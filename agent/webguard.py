@@ -22,7 +22,9 @@ What each guard answers (:func:`guard_middleware`, in this order):
   ``127.0.0.1``, ``::1`` and the listen host itself (any port) — what stops a DNS-rebinding
   page in the operator's browser from reading or writing the agent; on any other address the
   Host is not checked (the agent cannot know the names it is reached by; one line at start
-  says so). ``allowed_hosts: ["*"]`` turns the check off explicitly. A request without Host
+  says so). A configured ``allowed_hosts`` adds its names to the loopback ones (always
+  answered: a rebinding page's requests carry its own domain, and a local scraper uses them);
+  ``["*"]`` turns the check off explicitly; an empty list is an error. A request without Host
   (HTTP/1.0) is let through: browsers always send one.
 - no or wrong credentials → 401 with ``WWW-Authenticate: Basic``; a read user on a write
   method → 403.
@@ -148,6 +150,9 @@ class WebSettings(StrictModel):
     @field_validator("allowed_hosts")
     @classmethod
     def _v_hosts(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list would answer no request: leave the key out for the default, "
+                             "list the names clients use, or '*' for any")
         for i, h in enumerate(v or []):
             if h != "*" and _host_name(h) is None:
                 raise ValueError(f"{h[:60]!r} (entry {i}) is not a host name or address (no scheme, no port)")
@@ -256,7 +261,9 @@ def allowed_hosts(web: WebSettings, listen_host: str) -> frozenset[str] | None:
     if web.allowed_hosts is not None:
         if "*" in web.allowed_hosts:
             return None
-        return frozenset(n for n in map(_host_name, web.allowed_hosts) if n)
+        # the loopback names always: a rebinding page's request carries its own domain, never
+        # these, and a local scraper or operator addresses the agent by them
+        return frozenset(n for n in map(_host_name, (*web.allowed_hosts, *LOOPBACK_NAMES)) if n)
     if _is_loopback(listen_host):
         return frozenset(n for n in map(_host_name, (*LOOPBACK_NAMES, listen_host)) if n)
     return None

@@ -217,7 +217,9 @@ async def test_host_header_checked_on_loopback(tmp_path):
 async def test_allowed_hosts_configured(tmp_path):
     config = agent_config(tmp_path, allowed_hosts=["monitor.studio.example", "::1"])
     async with Agent(config) as agent, httpx.AsyncClient(timeout=5) as client:
-        ok = {"monitor.studio.example:9321": 200, "[::1]": 200, "127.0.0.1": 421, "localhost": 421}
+        # the loopback names stay answered beside the configured ones (a local scraper uses them)
+        ok = {"monitor.studio.example:9321": 200, "[::1]": 200, "127.0.0.1": 200, "localhost": 200,
+              "evil.example": 421, "127.0.0.2": 421}
         for host, status in ok.items():
             r = await client.get(agent.url + "/metrics", headers={"Host": host})
             assert r.status_code == status, host
@@ -496,7 +498,7 @@ def test_hash_password_reads_stdin_and_never_prints_it():
     ("0.0.0.0", None, None),  # every address: the names are unknown, Host not checked (said at start)
     ("::", None, None),
     ("10.0.0.5", None, None),
-    ("0.0.0.0", ["Monitor.Example.", "[::1]"], {"monitor.example", "::1"}),
+    ("0.0.0.0", ["Monitor.Example.", "[::1]"], {"monitor.example", "localhost", "127.0.0.1", "::1"}),
     ("127.0.0.1", ["*"], None),
 ])
 def test_allowed_hosts_defaults(listen, configured, expected):
@@ -504,3 +506,13 @@ def test_allowed_hosts_defaults(listen, configured, expected):
 
     got = allowed_hosts(WebSettings(allowed_hosts=configured), listen)
     assert (set(got) if got is not None else None) == expected
+
+
+def test_an_empty_allowed_hosts_is_a_config_error():
+    """A fresh user's find: `allowed_hosts: []` passed check-config, then every request got 421."""
+    from pydantic import ValidationError
+
+    from agent.webguard import WebSettings
+
+    with pytest.raises(ValidationError, match="empty list would answer no request"):
+        WebSettings(allowed_hosts=[])
