@@ -365,6 +365,28 @@ def test_the_same_failure_is_logged_once_a_minute_with_a_count(caplog):
     ]
 
 
+def test_the_otlp_exporters_retries_are_limited_by_template(caplog):
+    """A fresh user's find: with the collector down, the OTLP exporter logged every batch's retry
+    with a new delay in its arguments, ~45 lines a minute. install() limits its loggers by
+    message template: one line a minute, whatever the delay."""
+    install()
+    lg = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    flt = next(f for f in lg.filters if isinstance(f, RepeatFilter))
+    now = [0.0]
+    clock, flt.clock = flt.clock, (lambda: now[0])
+    try:
+        with caplog.at_level(logging.WARNING, logger=lg.name):
+            for i in range(90):
+                now[0] = float(i)
+                lg.warning("Transient error %s encountered while exporting span batch, retrying in %.2fs.",
+                           "Service Unavailable", 1.0 + i / 7)
+        lines = [r.getMessage() for r in caplog.records if r.name == lg.name]
+    finally:
+        flt.clock = clock
+        flt._kinds.clear()
+    assert len(lines) == 2 and "the same 59 more time(s)" in lines[1]
+
+
 async def test_a_probe_raising_every_attempt_logs_one_line(caplog):
     install()
 
