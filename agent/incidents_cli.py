@@ -21,6 +21,11 @@ def _ago(ts: float, now: float) -> str:
     return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
 
 
+def _span(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
+
+
 def cmd_incidents(args: argparse.Namespace) -> int:
     from agent.config import incidents_path
     from agent.incidents import IncidentStore
@@ -60,6 +65,10 @@ def cmd_incidents(args: argparse.Namespace) -> int:
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(i.started_at))} ({_ago(i.started_at, now)}), "
               f"{took}")
         print(f"         {i.summary}")
+        ended = "" if i.resolved_at is None else (
+            f"; resolved {time.strftime('%H:%M:%S', time.localtime(i.resolved_at))}, lasted "
+            f"{_span(i.resolved_at - i.started_at)}")
+        print(f"         id {i.id}{ended} (details: signalpath incidents --show {i.id})")
         if i.resolved_at is None and i.runbook:
             print(f"         do: {i.runbook}")
     if counts:

@@ -203,3 +203,11 @@ def test_related_incidents_are_stored_shown_and_an_older_store_gains_the_column(
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "related" in r.stdout and "main-0  P1 stale_playlist, open" in r.stdout
+    # the list names each incident's id (what --show needs) and, once resolved, when and how long
+    store = IncidentStore(db)
+    store.apply(IncidentEvent("resolved", dataclasses.replace(gop, resolved_at=20.0 + 185)))
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(db)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "id main-1; resolved " in r.stdout and "lasted 3 min" in r.stdout and "id main-0 (details" in r.stdout
