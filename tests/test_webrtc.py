@@ -281,3 +281,32 @@ async def test_whep_drop_and_delay():
         r = await call_probe(whep_probe, whep_target(ep.whep_url(), seconds=1.0))
         assert r.ok, r.detail
         assert r.figures["time_to_first_frame_seconds"] >= 0.4
+
+
+async def test_closing_a_peer_aiortc_is_closing_itself_leaves_its_close_intact():
+    """aiortc closes a peer connection itself when ICE fails; a second close() awaits the first
+    one's future. A deadline on that second close (the probe's, the lab's) used to cancel the
+    shared future, and aiortc's own close then raised InvalidStateError in a task nobody
+    awaited. close_peer shields it: the deadline passes, aiortc's close still completes."""
+    from probes.net.webrtc_session import close_peer
+
+    class Peer:  # aiortc RTCPeerConnection.close()'s own shape: one future, set by the first caller
+        def __init__(self) -> None:
+            self.closed: asyncio.Future[bool] | None = None
+
+        async def close(self) -> None:
+            if self.closed is not None:
+                await self.closed
+                return
+            self.closed = asyncio.get_running_loop().create_future()
+            await asyncio.sleep(0.3)  # stopping transports
+            self.closed.set_result(True)
+
+    pc = Peer()
+    own = asyncio.ensure_future(pc.close())  # aiortc's task on ICE failure
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    await close_peer(pc, timeout_s=0.05)  # our deadline is shorter than its close
+    assert time.monotonic() - t0 < 0.25
+    await asyncio.wait_for(own, 2)  # raised InvalidStateError before
+    assert pc.closed is not None and pc.closed.result() is True

@@ -54,7 +54,7 @@ from aiohttp import web
 
 from probes.core import beacon
 from probes.core.frames import luma_plane as _luma
-from probes.net.webrtc_session import ice_host_addresses
+from probes.net.webrtc_session import close_peer, ice_host_addresses
 from probes.net.webrtc_session import make_beacon_track as _make_beacon_track
 
 
@@ -300,9 +300,7 @@ class WebRtcEndpoint:
         relay = self._relays.get(sess.stream)
         if sess.kind == "whip" and relay is not None and getattr(relay[1], "_signalpath_session", None) == sid:
             self._relays.pop(sess.stream, None)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2.0):
-                await sess.pc.close()
+        await close_peer(sess.pc)
 
     # -- media
     def _source(self, stream: str) -> Any:

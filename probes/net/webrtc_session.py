@@ -152,6 +152,19 @@ def ice_host_addresses(addresses: tuple[str, ...] | list[str]) -> Iterator[None]
 # ----------------------------------------------------------------------------- errors
 
 
+async def close_peer(pc: Any, timeout_s: float = 2.0) -> None:
+    """Close an aiortc ``RTCPeerConnection`` within ``timeout_s``, never raising.
+
+    ``close()`` is shielded from our deadline: aiortc closes a connection itself when ICE
+    fails (a task of its own), and a second ``close()`` awaits the first one's future —
+    cancelling that wait cancels the shared future, so aiortc's own close then fails with
+    ``InvalidStateError`` ("Task exception was never retrieved" in the log). Past the
+    deadline the close goes on by itself."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout_s):
+            await asyncio.shield(pc.close())
+
+
 class WebRtcError(Exception):
     """A failed step, already mapped to a :class:`Failure`, a fault and a secret-free detail."""
 
@@ -406,9 +419,7 @@ class Session:
             except (TimeoutError, httpx.HTTPError) as exc:
                 self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
         if self.pc is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2.0):
-                    await self.pc.close()
+            await close_peer(self.pc)
         if self.http is not None:
             with contextlib.suppress(Exception):
                 await self.http.aclose()
