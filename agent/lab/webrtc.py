@@ -40,6 +40,7 @@ loopback, see :func:`probes.webrtc.ice_host_addresses`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fractions
 import random
@@ -56,6 +57,9 @@ from probes.core import beacon
 from probes.core.frames import luma_plane as _luma
 from probes.net.webrtc_session import close_peer, ice_host_addresses
 from probes.net.webrtc_session import make_beacon_track as _make_beacon_track
+
+DELETED_KEPT = 16
+"""Ended sessions the endpoint keeps for tests (``WebRtcEndpoint.deleted``)."""
 
 
 @dataclass(slots=True)
@@ -174,7 +178,9 @@ class WebRtcEndpoint:
         self._faults_for = faults_for
         self.feeds: dict[str, FrameFeed] = {}
         self.sessions: dict[str, Session] = {}
-        self.deleted: list[Session] = []
+        # the last sessions ended, for tests to read (bounded: a peer connection holds ~200 kB, and
+        # a lab answering a WHEP probe every 30 s kept every one of them — a soak found it)
+        self.deleted: collections.deque[Session] = collections.deque(maxlen=DELETED_KEPT)
         self._rng = random.Random(seed)
         self._wall = wall
         self._runner: web.AppRunner | None = None
