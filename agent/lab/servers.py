@@ -308,7 +308,8 @@ class Edge:
                    "Age": str(int(max(0.0, self._clock() - entry.stored)))}
         if entry.cache_control:
             headers["Cache-Control"] = entry.cache_control
-        if entry.status == 200 and entry.published is not None:
+        if entry.status == 200 and entry.published is not None and path.endswith(".m3u8"):
+            # playlists only: one entry per segment path grew these maps without bound
             if self._served_published.get(path) != entry.published:
                 self._served_published[path] = entry.published
                 self.last_propagation_s[path] = max(0.0, self._wall() - entry.published)
