@@ -281,7 +281,7 @@ class Localizer:
                     t.sources = frozenset(map(_ev_key, f.all_evidence))
                     seen.add(key)
                     event = self._update(t.incident, f)
-                    self._remember(stream, f.symptoms, since, now)
+                    self._remember(stream, f.all_evidence, since, now)
                     if event is not None:
                         events.append(event)
                     continue
@@ -369,7 +369,8 @@ class Localizer:
                    since: dict[Any, float]) -> tuple[TrackKey, _Track] | None:
         """The open incident ``f`` continues: one whose own finding is gone this cycle, that had
         every piece of ``f``'s own evidence on it at its last sighting (bad without a break since),
-        at or above ``f``'s stage and reaching it, and whose fault is ``f``'s, or explains it and
+        at ``f``'s stage (the same component, or a stage-wide one reaching it: the transcoder and
+        a rendition), and whose fault is ``f``'s, or explains it and
         began before that evidence (an effect, not a condition that was there beside it).
 
         An edge that jumps back to an older playlist (sequence_regression) stays behind live
@@ -385,8 +386,9 @@ class Localizer:
             inc = t.incident
             if inc is None or key in found or not own <= t.sources:
                 continue
-            if (inc.stage, inc.component) != (f.stage, f.component) and (
-                    STAGE_RANK[inc.stage] > STAGE_RANK[f.stage] or not _reaches(inc, f)):
+            if inc.stage != f.stage or ((inc.component != f.component) and not _reaches(inc, f)):
+                # its own stage only: symptoms downstream (a viewer's stall window) outlast a cause
+                # as lingering symptoms (_explaining_incident, _explained), never by keeping it open
                 continue
             onsets = [since.get(k, t.last_seen) for k in own]
             if any(o > t.last_seen for o in onsets):

@@ -988,3 +988,24 @@ def test_a_different_fault_at_the_same_place_is_its_own_incident_linked_to_the_f
     assert opened["keyframe_interval_long"].related == [opened["stale_playlist"].id]
     assert opened["keyframe_interval_long"].stage == "transcode"  # the transcoder's or its rendition's
     assert opened["http_error"].related == []
+
+
+def test_viewers_stalling_after_an_upstream_cause_cleared_never_keep_it_open_nor_open_their_own():
+    """transcoder_stall in the chronic bench: the viewers via edge-b stall while the transcoder
+    is stale (folded into its incident) and report the stall for their stall window after the
+    clear, the 360p viewer's a little later than the 180p one's. Those are lingering symptoms of
+    the transcoder's incident (resolved by its own evidence), never a reason to keep it open
+    and never an incident of their own ('playback/edge-b stalls (after clear)')."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    stale = [ev("origin", "origin", DEG, "stale_playlist", r, f"{r} unchanged for 9 s") for r in ("180p", "360p")]
+    stall180 = ev("playback", "edge-b", DEG, "stalls", "180p", "the 180p viewer stalled for 3 s now")
+    stall360 = ev("playback", "edge-b", DEG, "stalls", "360p", "the 360p viewer stalled 1 s ago")
+    cycles = ([hls(*stale)] * 3 + [hls(*stale, stall180)] * 4      # the fault, the 180p viewer stalls
+              + [hls(stall180)] * 2 + [hls(stall180, stall360)] * 10  # cleared; both report their stall
+              + [hls()] * 8)
+    events = _run(loc, clock, cycles, ladder=["180p", "360p"])
+    got = [(e.kind, e.incident.stage, e.incident.fault) for e in events]
+    assert got == [("opened", "transcode", "stale_playlist"), ("resolved", "transcode", "stale_playlist")]
+    # resolved by its own evidence: resolve_after_s after the stale playlists ended, not the stalls
+    assert events[1].incident.resolved_at == pytest.approx(events[0].incident.localized_at + 5, abs=1.01)
