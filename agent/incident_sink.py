@@ -108,6 +108,7 @@ class IncidentSink:
         self._expected = {stream: set(targets) for stream, targets in (expected or {}).items()}
         self._waiting = {stream: set(targets) for stream, targets in self._expected.items()}
         self._first_cycle: dict[str, float] = {}
+        self._beat_at: dict[str, float] = {}  # stream -> end of the cycle that last ran the localizer
         self.places = places  # None: every place counts as configured (a sink built without a config)
 
     async def start(self) -> None:
@@ -162,7 +163,7 @@ class IncidentSink:
         events: list[IncidentEvent] = []
         for stream in gone_streams:
             events += self.localizer.forget(stream)
-            for state in (self._ladders, self._waiting, self._first_cycle, self._expected):
+            for state in (self._ladders, self._waiting, self._first_cycle, self._expected, self._beat_at):
                 state.pop(stream, None)
         events += self._retire()
         for stream, targets in expected.items():
@@ -227,6 +228,12 @@ class IncidentSink:
                 waiting.clear()
         if cycle.job.probe != HEARTBEAT or waiting:
             return
+        # a late cycle (a playlist answered after the job's next tick: agent/runner.py) beats
+        # only when no heartbeat came for a whole interval: every playlist slow, no extra counts
+        last = self._beat_at.get(stream)
+        if cycle.late and last is not None and cycle.end_wall - last < cycle.job.interval:
+            return
+        self._beat_at[stream] = cycle.end_wall
         origin = cycle.latest.get("origin")
         if origin is not None and origin.figures.get("renditions"):
             self._ladders[stream] = sorted(origin.figures["renditions"])

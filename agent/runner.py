@@ -10,6 +10,15 @@ and every edge). Every ``interval`` a job starts a *cycle*: one attempt per targ
 that is not still busy with the previous one, all concurrently. When a cycle's
 attempts end, its results go to the sinks (metrics store, status board, tracer,
 evidence listeners) together with the job's cross-target ``combine`` figures.
+
+One slow target never holds the others back: a target is free for its next attempt as
+soon as its own attempt ends, and a cycle publishes what has ended by its job's next tick
+(``interval`` after it started); an attempt still running then (a straggler: an edge
+answering after 3 s, a throttled segment) is published on its own when it ends, as a
+*late* cycle (``Cycle.late``), and never after a newer attempt of its target. Before
+this, one edge that answered slowly kept every other target of its job waiting — the
+other edges' playlists unpolled, their virtual viewers unfed (they stalled), and the
+localizer's heartbeat (the HLS cycle) held until the slow edge answered.
 Every task is owned: :meth:`Runner.stop` cancels and awaits all of them.
 """
 
@@ -59,6 +68,7 @@ class Cycle:
     end_wall: float
     combined: ProbeResult | None = None
     latest: dict[str, ProbeResult] = field(default_factory=dict)
+    late: bool = False  # stragglers of an earlier cycle, published when they ended
 
 
 class CycleSink(Protocol):
@@ -121,6 +131,8 @@ class Runner:
         self._busy: set[str] = set()
         self._ctx: dict[str, ProbeContext] = {}
         self._latest: dict[tuple[str, str], dict[str, ProbeResult]] = {}
+        self._published: dict[str, int] = {}  # target key -> start order of its newest published attempt
+        self._started = 0
         self._stopping = False
         self.loop_watch = LoopWatch(clock)
 
@@ -194,15 +206,43 @@ class Runner:
 
     async def _cycle(self, job: Job, targets: list[ProbeTarget]) -> None:
         start_wall = self.wall()
+        tasks = [asyncio.ensure_future(self._attempt_then_free(job.fn, t)) for t in targets]
         try:
-            attempts = await asyncio.gather(*(self.attempt(job.fn, t) for t in targets))
+            done, pending = await asyncio.wait(tasks, timeout=job.interval)
+            self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=True)
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             for t in targets:
                 self._busy.discard(target_key(t))
+
+    async def _attempt_then_free(self, fn: ProbeFn, t: ProbeTarget) -> tuple[int, Attempt]:
+        self._started += 1
+        n = self._started  # the order attempts started in (a wall clock may step back)
+        try:
+            return n, await self.attempt(fn, t)
+        finally:
+            self._busy.discard(target_key(t))  # free for the job's next tick, whatever the others do
+
+    def _publish(self, job: Job, ended: list[tuple[int, Attempt]], start_wall: float, *, late: bool) -> None:
+        """Hand ended attempts to the sinks as one cycle; an attempt older than one already
+        published for its target is dropped (results reach the sinks in order per target)."""
+        fresh = []
+        for n, a in ended:
+            key = target_key(a.target)
+            if n > self._published.get(key, 0):
+                self._published[key] = n
+                fresh.append(a)
+        if not fresh:
+            return
         latest = self._latest.setdefault((job.probe, job.stream), {})
-        for a in attempts:
+        for a in fresh:
             latest[a.target.component] = a.result
-        cycle = Cycle(job, list(attempts), start_wall, self.wall(), latest=latest)
+        cycle = Cycle(job, fresh, start_wall, self.wall(), latest=latest, late=late)
         if job.combine is not None:
             try:
                 cycle.combined = job.combine(latest, job.stream)

@@ -80,3 +80,36 @@ async def test_a_target_that_never_answers_is_not_waited_for_forever(tmp_path: P
         if sink.localizer.open_incidents():
             opened_at = t[0]
     assert opened_at is not None and STARTUP_WAIT_S <= opened_at - 1000.0 <= STARTUP_WAIT_S + 2
+
+
+async def test_a_late_cycle_beats_only_when_no_heartbeat_came_for_an_interval(tmp_path: Path) -> None:
+    """A straggler's late cycle (agent/runner.py) must not add hysteresis counts between two
+    on-time heartbeats; but when every playlist answers late, late cycles are the heartbeat."""
+    t = [1000.0]
+    board = StatusBoard(wall=lambda: t[0])
+    hls = _job("hls", "origin", ["origin", "edge-b"])
+    sink = IncidentSink(Localizer(LocalizerSettings(open_cycles=2), clock=lambda: t[0]),
+                        AsyncIncidentStore(tmp_path / "i.db"), AlertDispatcher([]), board, MetricStore(),
+                        expected={"main": {("hls", "origin"), ("hls", "edge-b")}})
+    ok = ProbeResult(evidence=[Evidence("origin", "origin", State.OK, None, "fine")])
+    stale = _stale("cdn", "edge-b")
+    board.update("main", "hls/origin", ok.evidence)
+    t[0] += 1
+    sink.on_cycle(_cycle(hls, {"origin": ok, "edge-b": ok}, t[0]))  # the first answers: start-up over
+    board.update("main", "hls/edge-b", stale.evidence)
+
+    def late(at: float) -> Cycle:
+        c = _cycle(hls, {"edge-b": stale}, at)
+        c.late = True
+        return c
+
+    t[0] += 0.3
+    sink.on_cycle(late(t[0]))  # 0.3 s after an on-time beat: one count, not two
+    t[0] += 0.3
+    sink.on_cycle(late(t[0]))
+    assert sink.localizer.open_incidents() == []
+    for _ in range(2):  # no on-time heartbeat for longer than the interval: late cycles beat
+        t[0] += 1.5
+        sink.on_cycle(late(t[0]))
+    assert [(i.stage, i.component, i.fault) for i in sink.localizer.open_incidents()] == [
+        ("cdn", "edge-b", "stale_playlist")]

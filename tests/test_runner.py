@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
 import pytest
 
-from agent.runner import Runner
+from agent.runner import Cycle, Job, Runner
 from probes.base import RESULT_MARGIN_S, Failure, ProbeContext, ProbeResult, ProbeTarget, State, own_deadline
 from probes.faults import Fault
 from probes.rtmp import RtmpProbeConfig
@@ -93,3 +94,53 @@ async def test_a_probe_budgets_by_the_deadline_and_reports_its_own_timeout():
     assert a.result.detail == "timed out during handshake"
     assert a.result.evidence[0].fault == Fault.UNREACHABLE  # the probe's own verdict, not the runner's
     assert a.duration < 1.0  # 0.9 s: the deadline less its 10 % margin
+
+
+class _Recorder:
+    """A sink that keeps every cycle and wakes waiters on each."""
+
+    def __init__(self) -> None:
+        self.cycles: list[tuple[bool, list[tuple[str, int]]]] = []
+        self.changed = asyncio.Event()
+
+    def on_cycle(self, cycle: Cycle) -> None:
+        self.cycles.append((cycle.late, [(a.target.component, a.result.figures["n"]) for a in cycle.attempts]))
+        self.changed.set()
+
+    async def wait_for(self, cond: Callable[[], bool], within_s: float = 10.0) -> None:
+        async with asyncio.timeout(within_s):
+            while not cond():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_slow_target_holds_back_neither_the_others_nor_the_jobs_cycles():
+    """An edge that answers after seconds (edge_slow_first_byte) must not keep the job's
+    other targets waiting: before, the whole cycle waited for it, so the other edges went
+    unpolled, their virtual viewers stalled and the localizer's heartbeat stopped."""
+    release = asyncio.Event()
+    counts: dict[str, int] = {}
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        n = counts[t.component] = counts.get(t.component, 0) + 1
+        if t.component == "edge-b" and n == 1:
+            await release.wait()  # the slow edge: answers only when the test says so
+        return ProbeResult(figures={"n": n})
+
+    targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=30.0)
+               for c in ("edge-a", "edge-b")]
+    rec = _Recorder()
+    async with Runner([Job("hls", "main", probe, targets, interval=0.05)], [rec]):
+        # edge-a keeps being probed and published, on time, while edge-b's first attempt hangs
+        await rec.wait_for(lambda: sum(c == "edge-a" for late, seen in rec.cycles for c, _ in seen) >= 5)
+        assert all(not late for late, _ in rec.cycles)
+        assert all(c == "edge-a" for _, seen in rec.cycles for c, _ in seen)
+        release.set()
+        await rec.wait_for(lambda: any(c == "edge-b" for _, seen in rec.cycles for c, _ in seen))
+        await rec.wait_for(lambda: sum(c == "edge-b" for _, seen in rec.cycles for c, _ in seen) >= 3)
+    # the straggler came on its own, as a late cycle; every target's results in the order they started
+    first_b = next(i for i, (_, seen) in enumerate(rec.cycles) if any(c == "edge-b" for c, _ in seen))
+    assert rec.cycles[first_b] == (True, [("edge-b", 1)])
+    for comp in ("edge-a", "edge-b"):
+        ns = [n for _, seen in rec.cycles for c, n in seen if c == comp]
+        assert ns == sorted(ns) and len(set(ns)) == len(ns)
