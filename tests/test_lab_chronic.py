@@ -106,7 +106,11 @@ async def test_slow_edge_sends_segments_slower_but_within_real_time(lab, http):
 
 @in_lab
 async def test_chronic_conditions_are_ground_truth_not_faults(lab, http):
-    state = await (await http.get(lab.control_url + "/chronic")).json()
+    async def seen_enough() -> dict | None:  # run first (xdist), the lab may be a second old
+        st = await (await http.get(lab.control_url + "/chronic")).json()
+        return st if st["conditions"][1]["frames"] > 100 and st["conditions"][2]["episodes"] else None
+
+    state = await wait_for(seen_enough, 15, "100 jittered frames and one slow-edge episode over", every=0.5)
     assert state["enabled"] and [c["name"] for c in state["conditions"]] == [
         "bitrate_overshoot", "publish_jitter", "slow_edge"]
     jitter = state["conditions"][1]

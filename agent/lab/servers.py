@@ -323,9 +323,9 @@ class Edge:
             return web.Response(status=entry.status, body=entry.body, headers=headers)
         resp = web.StreamResponse(status=entry.status, headers=headers)
         resp.content_length = len(entry.body)
-        await resp.prepare(request)
         chunk = max(512, int(rate / 20))
         try:
+            await resp.prepare(request)  # the viewer may have given up during a slow first byte
             for i in range(0, len(entry.body), chunk):
                 part = entry.body[i:i + chunk]
                 await resp.write(part)
