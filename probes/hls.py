@@ -35,20 +35,29 @@ as scheme, host and path (no query: a key server's token rides there), in spans 
 Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
 - freshness: seconds since the rendition's newest media sequence number was first
-  seen; stale above ``stale_factor`` (1.5) x EXT-X-TARGETDURATION — the RFC 8216
+  seen; stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
   response an HTTP cache may serve unchanged (``Cache-Control: max-age``, RFC 9111 §4.2)
   adds its freshness lifetime, at most ½ target duration (the RFC 8216 §6.3.4 retry
   interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
   up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see.
+  The cadence is the target duration, or the newest segment's EXTINF when that is longer
+  (a packager cuts at key frames: under a GOP longer than the target duration each segment
+  is as long as the GOP, and the playlist advances once per segment; hls.js reloads a live
+  playlist after its average segment duration, ``averagetargetduration``, for the same
+  reason). Those long segments are ``segment_too_long`` (below) and the GOP's own finding;
+  a playlist that then waits 1.5 of them is stale again. Without this, a 6-s GOP under a
+  2-s target duration was a stale playlist every 6 s for as long as it lasted.
 - continuity: media-sequence regression, a jump over ``sequence_jump`` (5,
   oscnord/hls-monitor), a discontinuity-sequence change, a segment whose EXTINF
   rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank. Each
   stays evidence for ``ANOMALY_HOLD_TARGET_DURATIONS`` x target duration after it was seen.
 - segment: first byte, download time, throughput and download ratio = download
   time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
-  listed segment is a fault. A newest segment that answered 404/410 is asked again at each
+  listed segment is a fault. A download still running ``SLOW_SEGMENT_BUDGET`` (1.05) x EXTINF
+  after it began (at least 1 s) is given up and is ``slow_segment`` at once, its ratio that
+  lower bound: a viewer's buffer drains while the probe would wait on. A newest segment that answered 404/410 is asked again at each
   attempt while it is the newest (retrying is scheduling: one request per attempt), so a
   segment listed a moment before it was written is ``segment_missing`` only while it is.
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
@@ -92,6 +101,7 @@ from probes.core.playlist import (
     MasterPlaylist,
     MediaPlaylist,
     PlaylistError,
+    Segment,
     Variant,
     extinf_exceeds_target,
     parse_body,
@@ -463,7 +473,7 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > cfg.stale_factor * td + cache_allowance(fr.headers.get("cache-control"), td):
+        elif age > cfg.stale_factor * _cadence(td, newest) + cache_allowance(fr.headers.get("cache-control"), td):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
@@ -477,7 +487,9 @@ class _Attempt:
         newest = pl.newest
         assert newest is not None
         rs.last_segment = (newest.uri, newest.byterange)
-        budget = max(2.0 * newest.duration, 1.0)
+        # past its EXTINF (and a margin) the download is slower than real time whatever follows:
+        # report it then, not at twice the EXTINF — a viewer's buffer is draining meanwhile
+        budget = max(SLOW_SEGMENT_BUDGET * newest.duration, 1.0)
         t0 = time.perf_counter()
         w0 = time.time()
         try:
@@ -492,7 +504,8 @@ class _Attempt:
             rs.seg = {"download_s": elapsed, "ratio": elapsed / max(newest.duration, 1e-3), "first_byte_s": elapsed,
                       "throughput_Bps": 0.0, "seq": newest.seq}
             rs.seg_fault = (Fault.SLOW_SEGMENT, f"{v.name} segment {newest.seq} not downloaded within {budget:.1f} s "
-                            f"({newest.duration:.1f} s of media)", 0, newest.seq)
+                            f"({newest.duration:.1f} s of media: ratio above {rs.seg['ratio']:.2f}, slower than real time)",
+                            0, newest.seq)
             parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
             return
         parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
@@ -624,6 +637,15 @@ class _Attempt:
 
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1
+
+
+def _cadence(target_duration: float, newest: Segment | None) -> float:
+    """Seconds between two lawful playlist updates: the target duration, or the newest
+    segment's EXTINF when longer (module docstring, freshness)."""
+    return max(target_duration, newest.duration) if newest is not None else target_duration
 
 
 def cache_allowance(cache_control: str | None, target_duration: float) -> float:

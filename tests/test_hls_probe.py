@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from _require import require_binary
+from aiohttp import web
+from attempt import call_probe
 from livehls import Endpoint, Timeline
 from waiting import wait_for
 
@@ -288,9 +290,12 @@ async def test_segment_slower_than_real_time(live):
     live.edges["edge-b"].knobs.segment_bytes_per_s = seg / 1.6  # 1.6 s to fetch 1 s of media
     async with Agent(cfg) as agent:
         await wait_for(lambda: (value(agent, "signalpath_segment_download_ratio", stage="cdn", component="edge-b",
-                                      rendition="360p") or 0) > 1.2, 10, "edge-b ratio > 1.2")
+                                      rendition="360p") or 0) > 1.0, 10, "edge-b ratio > 1")
         await wait_for(state_is(agent, "cdn", "edge-b", "degraded"), 5, "edge-b degraded")
         assert any("ratio" in r for r in cell(agent, "cdn", "edge-b")["reasons"])
+        # given up at 1.05 x EXTINF (a lower bound of the ratio), not left running to 2 x EXTINF
+        assert (value(agent, "signalpath_segment_download_seconds", stage="cdn", component="edge-b",
+                      rendition="360p") or 9) < 1.3
         assert (value(agent, "signalpath_segment_download_ratio", stage="cdn", component="edge-a",
                       rendition="360p") or 9) < 1
 
@@ -465,3 +470,59 @@ async def test_a_segment_written_a_moment_late_is_asked_again_and_clears() -> No
         await ep.stop()
     assert ep.segments_requested.count(late) == 2, ep.segments_requested
     assert not [e for e in r.evidence if e.fault is not None], r.evidence
+
+
+async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_its_segments_show() -> None:
+    """A packager cuts at key frames: under a 6-s GOP and a 2-s target duration each segment
+    lasts 6 s and the playlist advances once per segment. Once such a segment is listed, the
+    playlist is judged against its length (stale after 1.5 x 6 s, not 1.5 x 2 s): before, the
+    GOP was a stale playlist every 6 s for as long as it lasted. A real server; the probe's
+    clock is stepped."""
+    segs = [(0, 2.0), (1, 2.0), (2, 2.0)]
+
+    async def master(_req: web.Request) -> web.Response:
+        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n",
+                            content_type="application/vnd.apple.mpegurl")
+
+    async def media(_req: web.Request) -> web.Response:
+        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"]
+        for n, d in segs:
+            body += [f"#EXTINF:{d:.3f},", f"s{n}.ts"]
+        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def segment(_req: web.Request) -> web.Response:
+        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/180p.m3u8", media)
+    app.router.add_get("/{seg}.ts", segment)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    now = [100.0]
+    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(),
+                         f"http://127.0.0.1:{port}/master.m3u8", 1.0, 5.0)
+
+    def faults(r: Any) -> set[str]:
+        return {str(e.fault) for e in r.evidence if e.fault is not None}
+
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0])
+            assert "stale_playlist" not in faults(await call_probe(hls_probe, target, ctx))
+            now[0] += 4.0  # a 2-s cadence: 4 s without a new segment is stale
+            assert "stale_playlist" in faults(await call_probe(hls_probe, target, ctx))
+            segs.append((3, 6.0))  # the long GOP's first segment is listed
+            got = faults(await call_probe(hls_probe, target, ctx))
+            assert "segment_too_long" in got and "stale_playlist" not in got, got
+            now[0] += 5.0  # 5 s on: the next 6-s segment is being written, not late
+            assert "stale_playlist" not in faults(await call_probe(hls_probe, target, ctx))
+            segs.append((4, 6.0))
+            await call_probe(hls_probe, target, ctx)
+            now[0] += 9.5  # past 1.5 long segments: the packager is late after all
+            assert "stale_playlist" in faults(await call_probe(hls_probe, target, ctx))
+    finally:
+        await runner.cleanup()
