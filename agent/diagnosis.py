@@ -40,7 +40,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from probes.base import Evidence, State
-from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, STAGES, Fault, FaultCatalog, FaultClass, FaultSpec
+from probes.faults import (
+    CATALOG,
+    SEVERITY_RANK,
+    STAGE_RANK,
+    STAGES,
+    WHOLE_TRANSCODER,
+    Fault,
+    FaultCatalog,
+    FaultClass,
+    FaultSpec,
+)
 
 ENCODED_FAULTS = frozenset({Fault.DECODE_ERRORS, Fault.KEYFRAME_INTERVAL_LONG, Fault.BITRATE_OVER_DECLARED,
                             Fault.SEGMENT_TOO_LONG})
@@ -240,7 +250,7 @@ class _Walk:
                     continue
                 f = self.root(stage, e.component)
                 f.own.append(e)
-                if stage == "transcode" and e.component not in ("transcoder", "transcode"):
+                if stage == "transcode" and e.component not in WHOLE_TRANSCODER:
                     f.rendition = e.rendition or e.component
                 if f not in self.upstream_roots:
                     self.upstream_roots.append(f)

@@ -42,7 +42,16 @@ from agent.runbooks import Runbooks
 from agent.wording import evidence_line, summary
 from probes.base import Evidence, State
 from probes.core.config import StrictModel
-from probes.faults import CATALOG, SEVERITY_RANK, STAGE_RANK, Fault, FaultCatalog, FaultClass, Severity
+from probes.faults import (
+    CATALOG,
+    SEVERITY_RANK,
+    STAGE_RANK,
+    WHOLE_TRANSCODER,
+    Fault,
+    FaultCatalog,
+    FaultClass,
+    Severity,
+)
 
 EventKind = Literal["opened", "updated", "resolved"]
 
@@ -509,7 +518,7 @@ class Localizer:
         return cur
 
 
-_STAGE_WIDE = frozenset({"transcoder", "transcode", "origin", "cdn", "ingest", "studio"})
+_STAGE_WIDE = WHOLE_TRANSCODER | {"origin", "cdn", "ingest", "studio"}
 
 
 def _same_place(inc: Incident, f: Finding) -> bool:
@@ -524,7 +533,7 @@ def _reaches(inc: Incident, f: Finding) -> bool:
     a rendition's transcode that rendition only, a stage-wide cause everything below it)?"""
     if inc.stage == "cdn" and inc.component != "cdn":
         return f.stage == "playback" and f.component == inc.component
-    if inc.stage == "transcode" and inc.component not in ("transcoder", "transcode"):
+    if inc.stage == "transcode" and inc.component not in WHOLE_TRANSCODER:
         return all(e.rendition == inc.component for e in f.all_evidence)
     return True
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from agent.diagnosis import Finding, fault_of
 from probes.base import Evidence
 from probes.core.redact import redact_text
-from probes.faults import STAGE_RANK, Fault, FaultCatalog
+from probes.faults import STAGE_RANK, WHOLE_TRANSCODER, Fault, FaultCatalog
 
 
 def subject(stage: str, component: str) -> str:
@@ -22,7 +22,7 @@ def subject(stage: str, component: str) -> str:
     if stage == "origin":
         return "The origin" if component == "origin" else f"The origin ({component})"
     if stage == "transcode":
-        return "The transcoder" if component in ("transcoder", "transcode") else f"The {component} transcode"
+        return "The transcoder" if component in WHOLE_TRANSCODER else f"The {component} transcode"
     if stage == "ingest":
         return "The ingest" if component == "ingest" else f"Ingest {component}"
     if stage == "studio":

@@ -42,6 +42,10 @@ STAGES = ("studio", "ingest", "transcode", "origin", "cdn", "playback")
 """The signal path, upstream first (DESIGN.md "Vocabulary")."""
 STAGE_RANK: Mapping[str, int] = {s: i for i, s in enumerate(STAGES)}
 
+WHOLE_TRANSCODER = frozenset({"transcoder", "transcode"})
+"""Components at stage ``transcode`` that stand for the whole transcoder (every rendition);
+any other component there is one rendition's transcode (DESIGN.md "Vocabulary")."""
+
 
 class FaultClass(enum.StrEnum):
     """How a fault propagates down the signal path."""
