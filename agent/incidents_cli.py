@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from agent.incidents import IncidentStore
 
 
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number (at least 1 incident)")
+    return n
+
 def _ago(ts: float, now: float) -> str:
     s = max(0, int(now - ts))
     return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
@@ -123,7 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--db", metavar="FILE", help="the incident database file itself (never created: it must exist)")
     p.add_argument("--state", choices=["open", "resolved", "all"], default="all",
                    help="which incidents: still open, resolved, or all (default all)")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N incidents, newest first (default 50)")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N",
+                   help="at most N incidents, newest first (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--show", metavar="ID", help="one incident with its timeline (opened, escalations, resolved, "
                                                 "and why when the agent closed it: 'removed from config')")

@@ -28,7 +28,7 @@ GENERIC_RUNBOOK = (
 STAGE_RUNBOOKS: Mapping[str, str] = {
     "cdn": "Fail viewers over to a healthy edge and open a CDN ticket for {component}.",
     "origin": "Check the origin server and its disk; fail over to the backup origin if it does not recover.",
-    "transcode": "Restart the transcoder ({component}); switch to the backup transcoder if it does not recover.",
+    "transcode": "Restart the transcoder; switch to the backup transcoder if it does not recover.",
     "ingest": "Check the ingest server and the encoder's connection; use the backup ingest URL if needed.",
     "studio": "Check the studio equipment ({component}) and the encoder.",
     "playback": "Check what players via {component} see; compare with the edges' evidence.",

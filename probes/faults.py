@@ -281,8 +281,8 @@ CATALOG = FaultCatalog([
        stage_runbooks={
            "cdn": _FAILOVER_EDGE + "open a CDN ticket for {component} quoting the stale playlist and the "
                   "last media sequence in the evidence.",
-           "transcode": "Restart the transcoder for {component}; if the input is fine, switch to the backup "
-                        "transcoder."}),
+           "transcode": "Restart the transcoder process that writes this playlist; if its input is fine and it "
+                        "does not recover, switch to the backup transcoder."}),
     _s(F.PLAYLIST_MISSING, C.FRESHNESS, "P1", "lost {playlist}",
        "The playlist is gone (HTTP 404/410): check the packager is writing it and the path in the config.",
        stages=_PLAYLIST, explains=_NO_FLOW),  # an HTTP 4xx on a playlist, read as a symptom (agent/diagnosis.py)

@@ -622,7 +622,8 @@ class _Attempt:
         for n in stale:
             state = State.DOWN if len(stale) == len(fetched) else State.DEGRADED
             f = fetched[n]
-            self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced for {f['age_s']:.1f} s "
+            self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced from media sequence "
+                          f"{int(f['last_seq'])} for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
                           media_sequence=int(f["last_seq"]), url_role="media_playlist")
         timed = {n: end for n, end in self.media_end.items() if n in fetched and n not in stale}

@@ -177,6 +177,9 @@ def test_store_keeps_every_change_and_never_rewrites_the_cause(tmp_path):
     r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(tmp_path / "inc.db"),
                         "--show", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "no incident 'nope'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "--db", str(tmp_path / "inc.db"),
+                        "--limit", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--limit: 0 is not a positive number" in r.stderr, r.stderr  # not "all of them"
 
 
 def test_related_incidents_are_stored_shown_and_an_older_store_gains_the_column(tmp_path):
