@@ -17,8 +17,9 @@ that stall for a few seconds after the origin came back stay on the origin's inc
 Hysteresis: a root cause opens an incident after it was found in ``open_cycles``
 consecutive cycles (default 2; ``playback_open_cycles`` for stalls and freezes at the
 players, whose upstream cause needs a few seconds to show); it resolves when its own
-evidence has been gone for ``resolve_after_s`` (default 10 s), whatever else happens in
-the same stage. An incident that comes back within that window is the same incident,
+evidence has been gone for ``resolve_after_s`` (default 10 s; ``at_risk_resolve_after_s``,
+60 s, for a P3 "at risk" finding, so that a chronic condition dipping below its threshold
+for a few segments stays one incident), whatever else happens in the same stage. An incident that comes back within that window is the same incident,
 still open: a flapping edge yields one incident, not ten. ``started_at`` is the first bad
 evidence of the incident (so time to localize, ``localized_at - started_at``, is measured
 from the fault's onset as the probes saw it); ``resolved_at`` is when its evidence first
@@ -71,6 +72,10 @@ class LocalizerSettings(StrictModel):
         6, ge=1, le=100, description="cycles before a playback-stage cause opens: players are the last stage, so "
         "their stalls usually have an upstream cause whose own evidence (latency, media) needs a few seconds")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
+    at_risk_resolve_after_s: float = Field(
+        60.0, ge=0, le=3600, description="the same for a P3 ('at risk') incident: a chronic finding measured per "
+        "segment (a bitrate overshoot) dips below its threshold now and then (silent audio, an encoder's first "
+        "segments after a restart) and must not close and reopen with each dip")
     faults: dict[str, FaultOverride] = Field(
         default_factory=dict, description="severity or phrase overrides of catalog faults (probes/faults.py)")
     runbooks: dict[str, str] = Field(default_factory=dict, description="runbook overrides: '<stage>/<fault>' or '<fault>'")
@@ -476,7 +481,9 @@ class Localizer:
             if t.gone_since is None:
                 t.gone_since = now
             t.cycles = 0
-            if now - t.gone_since >= self.settings.resolve_after_s:
+            after = (self.settings.at_risk_resolve_after_s if t.incident.severity == "P3"
+                     else self.settings.resolve_after_s)
+            if now - t.gone_since >= after:
                 t.incident.resolved_at = t.gone_since
                 events.append(IncidentEvent("resolved", t.incident.copy()))
                 self._recent.setdefault(stream, []).append((t.incident.copy(), now))

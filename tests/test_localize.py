@@ -444,6 +444,37 @@ def test_resolves_after_configured_quiet_time():
     assert loc.open_incidents() == []
 
 
+def test_an_at_risk_finding_stays_one_incident_through_a_dip_and_resolves_after_its_own_quiet_time():
+    """A chronic P3 (a rendition over its declared bitrate) measured per segment dips below
+    its threshold for a few segments (silent audio, an encoder's first segments after a
+    restart): it stays one incident for ``at_risk_resolve_after_s`` (the chronic bench saw it
+    close during such a dip and open again, "chronic again", after the fault). A P2 at the
+    same time resolves after ``resolve_after_s``."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=10, at_risk_resolve_after_s=60), clock=clock)
+    over = ev("transcode", "180p", DEG, "bitrate_over_declared", "180p")
+    both = with_faults(over, ev("cdn", "edge-b", DEG, "stale_playlist", "360p"))
+    for _ in range(3):
+        loc.observe("main", both)
+        clock.tick(2)
+    assert sorted((i.fault, i.severity) for i in loc.open_incidents()) == [
+        ("bitrate_over_declared", "P3"), ("stale_playlist", "P2")]
+    events = []
+    for _ in range(15):  # 30 s without either: the P2 resolves at 10 s, the P3 stays
+        events += loc.observe("main", healthy())
+        clock.tick(2)
+    assert [(e.kind, e.incident.fault) for e in events] == [("resolved", "stale_playlist")]
+    for _ in range(3):  # the overshoot is back: the same incident, nothing opens
+        events += loc.observe("main", with_faults(over))
+        clock.tick(2)
+    assert len(events) == 1 and [i.fault for i in loc.open_incidents()] == ["bitrate_over_declared"]
+    for _ in range(31):  # gone for 62 s now: resolved
+        events += loc.observe("main", healthy())
+        clock.tick(2)
+    assert [(e.kind, e.incident.fault) for e in events] == [("resolved", "stale_playlist"),
+                                                           ("resolved", "bitrate_over_declared")]
+
+
 def test_flapping_edge_is_one_incident():
     clock = FakeClock()
     loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
@@ -651,9 +682,9 @@ def test_a_chronic_finding_not_measured_during_an_outage_stays_open_and_is_not_r
     """The origin down for 30 s: the content probe has no media, so the chronic P3 at
     transcode/360p is not measured (evidence UNKNOWN naming its fault), neither present nor
     healed. It stays the one open incident (no resolve, no second P3 after the outage), and
-    resolves once it is measured gone for resolve_after_s."""
+    resolves once it is measured gone for its resolve time (at_risk_resolve_after_s)."""
     clock = FakeClock()
-    loc = Localizer(clock=clock)
+    loc = Localizer(LocalizerSettings(at_risk_resolve_after_s=10), clock=clock)
     chronic = ev("origin", "origin", DEG, "bitrate_over_declared", "360p", "segments at 570 kbit/s")
     unmeasured = ev("origin", "origin", State.UNKNOWN, "bitrate_over_declared", "360p", "not measured")
     down = [ev("origin", "origin", DOWN, "unreachable", r) for r in RENDITIONS]
@@ -948,7 +979,7 @@ def test_a_transcoders_long_gop_still_in_the_analysed_rendition_continues_its_in
     segment still has the long GOP for a few cycles: the transcoder's incident goes on, never a
     second one at transcode/180p."""
     clock = FakeClock()
-    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    loc = Localizer(LocalizerSettings(resolve_after_s=4, at_risk_resolve_after_s=4), clock=clock)
     long = [ev("origin", "origin", DEG, "segment_too_long", r, f"{r} segment lasts 6 s") for r in ("180p", "360p")]
     gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
     events = _run(loc, clock, [hls(*long, gop)] * 4 + [hls(gop)] * 5 + [hls()] * 6, ladder=["180p", "360p"])
