@@ -17,6 +17,7 @@ from _require import require_binary
 from aiohttp import web
 from attempt import call_probe
 from livehls import Endpoint, Timeline
+from localserver import LocalServer
 from waiting import wait_for
 
 from agent.app import Agent
@@ -497,14 +498,9 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
     app.router.add_get("/master.m3u8", master)
     app.router.add_get("/180p.m3u8", media)
     app.router.add_get("/{seg}.ts", segment)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = await LocalServer.start(app)
     now = [100.0]
-    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(),
-                         f"http://127.0.0.1:{port}/master.m3u8", 1.0, 5.0)
+    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
 
     def faults(r: Any) -> set[str]:
         return {str(e.fault) for e in r.evidence if e.fault is not None}
@@ -525,4 +521,4 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
             now[0] += 9.5  # past 1.5 long segments: the packager is late after all
             assert "stale_playlist" in faults(await call_probe(hls_probe, target, ctx))
     finally:
-        await runner.cleanup()
+        await server.stop()

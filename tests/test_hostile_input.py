@@ -16,6 +16,7 @@ import time
 import pytest
 from aiohttp import web
 from hostile import HostileServer, rss_mib
+from localserver import LocalServer
 from waiting import wait_for
 
 import probes.core.playlist as playlist_module
@@ -284,11 +285,8 @@ async def test_hostile_endpoints_beside_a_healthy_stream(live):
     app = web.Application()
     app.router.add_get("/event/index.m3u8", playlist)
     app.router.add_get("/event/{seg}", segment)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    big_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/event/index.m3u8"  # type: ignore[union-attr]
+    server = await LocalServer.start(app)
+    big_url = server.url + "/event/index.m3u8"
     assert len(event.body()) > 250_000  # ~170 ms of parse each time it changes (tests/perf/parse_cost.py)
     try:
         async with HostileServer("endless_header") as h1, HostileServer("endless_lines") as h2, \
@@ -339,7 +337,7 @@ async def test_hostile_endpoints_beside_a_healthy_stream(live):
                 for h in (h1, h2):
                     assert h.sent / max(1, h.connections) < 4 * 1024 * 1024, (h.sent, h.connections)
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 # -- log lines about the same failure are rate-limited --------------------------------------------
@@ -421,11 +419,8 @@ async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_r
 
     app = web.Application()
     app.router.add_get("/live/index.m3u8", playlist)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/live/index.m3u8"  # type: ignore[union-attr]
+    server = await LocalServer.start(app)
+    url = server.url + "/live/index.m3u8"
     try:
         conf = {"agent": {"listen": "127.0.0.1:0", "site": "test"},
                 "incidents": {"path": tempfile.mkdtemp(prefix="sp-inc-") + "/incidents.db"},
@@ -451,7 +446,7 @@ async def test_the_probes_report_a_hostile_playlist_as_protocol_error_with_the_r
             assert c[("origin", "origin")]["state"] == "down" and c[("playback", "edge-a")]["state"] != "ok", c
             assert not any("internally" in " ".join(x["reasons"]) for x in c.values()), c
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 @pytest.mark.parametrize(("age", "figure"), [("12", 12.0), ("nan", 0.0), ("inf", 0.0), ("1e999", 0.0), ("x", 0.0)])
