@@ -16,10 +16,14 @@ loss that retransmission did not repair (a repaired packet counts as received). 
 gives no RTT in aiortc (a receiver has no remote-inbound-rtp).
 
 Thresholds (THRESHOLDS.md "WebRTC"): loss ≥ 1 % is ``packet_loss`` and jitter ≥ 30 ms
-is ``jitter_high`` (Twilio preflight "optimal" ends there); any freeze is
-``video_freezes`` — but for one half covered by a stall of the agent's own event loop
-(``ProbeContext.agent_stall``: its CPU starved, a blocking call), which measures the
-agent, not the stream (counted in the figures as ``agent_freezes``).
+is ``jitter_high`` (Twilio preflight "optimal" ends there); freezes a viewer sees are
+``video_freezes``: one of at least ``visible_freeze_seconds`` (0.5 s, Agora's
+``totalFrozenTime`` rule: two renderable frames more than 500 ms apart), or W3C freezes
+adding up to that within the attempt (a stutter). A shorter W3C freeze is counted
+(``freezes``, ``signalpath_webrtc_freezes_total``) but is no fault. A freeze half covered
+by a stall of the agent's own event loop (``ProbeContext.agent_stall``: its CPU starved, a
+blocking call) measures the agent, not the stream, and is not counted either (the figures'
+``agent_freezes``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
 from probes.core.frames import luma_plane
-from probes.core.webrtc_stats import FreezeCounter, jitter_seconds
+from probes.core.webrtc_stats import VISIBLE_FREEZE_S, FreezeCounter, jitter_seconds
 from probes.faults import Fault
 from probes.net.webrtc_session import (
     METRIC_FREEZES,
@@ -54,6 +58,9 @@ class WhepProbeConfig(WebRtcCommon):
     """A WHEP playback test."""
 
     jitter_fault_seconds: float = Field(default=0.03, gt=0, description="THRESHOLDS.md: jitter < 30 ms (Twilio)")
+    visible_freeze_seconds: float = Field(
+        default=VISIBLE_FREEZE_S, gt=0, le=10,
+        description="a freeze (or freezes together) at least this long is video_freezes (Agora: 500 ms)")
 
 
 class WhepPlayback(WebRtcEndpointSettings, WhepProbeConfig):
@@ -157,16 +164,20 @@ def _whep_figures(s: Session, cfg: WhepProbeConfig, fc: FreezeCounter, ttff: flo
                   Sample(METRIC_LOST, s.labels, float(lost), "inc"),
                   Sample(METRIC_FREEZES, s.labels, float(fc.freezes), "inc")]
     r.figures.update(time_to_first_frame_seconds=round(ttff, 6), frames=fc.frames, fps=round(fc.fps, 2),
-                     freezes=fc.freezes, freeze_seconds=round(fc.freeze_seconds, 4), jitter_seconds=round(jitter, 6),
+                     freezes=fc.freezes, freeze_seconds=round(fc.freeze_seconds, 4),
+                     longest_freeze_seconds=round(fc.longest, 4), jitter_seconds=round(jitter, 6),
                      packets_received=received, packets_lost=lost, loss_ratio=round(loss_ratio, 4))
     if beacon_lat:
         r.figures["beacon_latency_seconds"] = round(sorted(beacon_lat)[len(beacon_lat) // 2], 4)
     mine = int(r.figures.get("agent_freezes", 0))
-    state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, no freeze" + (
+    brief = (f"{fc.freezes} brief freeze(s), {fc.freeze_seconds:.2f} s in all, under the "
+             f"{cfg.visible_freeze_seconds:g}-s a viewer sees" if fc.freezes else "no freeze")
+    state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, {brief}" + (
         f" ({mine} pause(s) of the agent's own not counted)" if mine else "")
-    if fc.freezes:
+    if fc.viewer_visible(cfg.visible_freeze_seconds):
         state, fault = State.DEGRADED, Fault.VIDEO_FREEZES
-        detail = f"WHEP playback froze {fc.freezes} time(s), {fc.freeze_seconds:.1f} s in all"
+        detail = (f"WHEP playback froze {fc.freezes} time(s), {fc.freeze_seconds:.1f} s in all "
+                  f"(longest {fc.longest:.1f} s)")
     elif loss_ratio >= cfg.loss_fault_ratio:
         state, fault = State.DEGRADED, Fault.PACKET_LOSS
         detail = f"{loss_ratio:.1%} of the played packets lost"

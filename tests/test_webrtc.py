@@ -74,6 +74,31 @@ def test_freezes_the_observer_made_are_taken_out():
     assert fc.freezes == 1 and fc.freeze_seconds == pytest.approx(0.5)
 
 
+def test_a_freeze_is_a_fault_once_a_viewer_sees_it():
+    """W3C counts a 250-ms gap at 25 fps as a freeze; a viewer sees one from 500 ms (Agora's
+    rule), or short ones adding up to that (a stutter)."""
+    fc = FreezeCounter()
+    for i in range(20):
+        fc.frame(i / 25)
+    t = 0.76 + 0.25
+    fc.frame(t)  # a 250-ms hiccup: counted
+    assert fc.freezes == 1 and fc.longest == pytest.approx(0.25)
+    assert not fc.viewer_visible()
+    for _ in range(10):
+        t += 0.04
+        fc.frame(t)
+    t += 0.26
+    fc.frame(t)  # a second one: 0.51 s frozen in all, a stutter a viewer sees
+    assert fc.freezes == 2 and fc.viewer_visible()
+    assert not fc.viewer_visible(0.6)
+
+    one = FreezeCounter()
+    for i in range(20):
+        one.frame(i / 25)
+    one.frame(0.76 + 0.7)  # one 700-ms freeze
+    assert one.viewer_visible() and one.longest == pytest.approx(0.7)
+    assert not FreezeCounter().viewer_visible()  # nothing counted, nothing seen
+
 async def test_loop_watch_sees_the_agent_itself_stall():
     watch = LoopWatch(time.monotonic)
     task = asyncio.ensure_future(watch.run())

@@ -2,6 +2,8 @@
 
 - :class:`FreezeCounter`: the W3C webrtc-stats ``freezeCount`` rule (an inter-frame gap
   >= max(3 x average frame duration, average + 150 ms), libwebrtc's 30-gap average);
+  and :meth:`FreezeCounter.viewer_visible`, whether they are long enough for a viewer to see
+  (:data:`VISIBLE_FREEZE_S`, Agora's 500 ms);
 - :func:`jitter_seconds`: RFC 3550 §6.4.1 interarrival jitter from RTP timestamp units
   (aiortc reports video jitter in units of the 90 kHz clock);
 - :func:`fraction_lost_ratio`: RFC 3550 §6.4.1 ``fraction lost`` (8-bit fixed point) as 0-1.
@@ -14,6 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 VIDEO_CLOCK_RATE = 90_000
+
+VISIBLE_FREEZE_S = 0.5
+"""Seconds of freeze a viewer sees: Agora's ``RemoteVideoStats.totalFrozenTime`` counts a
+freeze when two renderable frames are more than 500 ms apart (at 5 fps or more). The W3C
+``freezeCount`` rule fires from ~190 ms at 25 fps, a hiccup that a loaded sender or a
+receiver's jitter buffer makes now and then on a healthy stream; it stays a counted
+figure, and the fault needs a freeze (or freezes together) of this length."""
 
 
 @dataclass(slots=True)
@@ -76,6 +85,16 @@ class FreezeCounter:
             self.freeze_seconds -= b - a
             self.spans.remove((a, b))
         return len(mine)
+
+    @property
+    def longest(self) -> float:
+        """Seconds of the longest freeze still counted (of the last 64), 0.0 without one."""
+        return max((b - a for a, b in self.spans), default=0.0)
+
+    def viewer_visible(self, min_s: float = VISIBLE_FREEZE_S) -> bool:
+        """Whether the counted freezes are ones a viewer sees: one lasted ``min_s`` or more,
+        or together they did (a stutter of short ones). See :data:`VISIBLE_FREEZE_S`."""
+        return self.freezes > 0 and (self.longest >= min_s or self.freeze_seconds >= min_s)
 
     @property
     def fps(self) -> float:
