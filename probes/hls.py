@@ -63,7 +63,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
   oscnord/hls-monitor) target durations of MEDIA TIME behind its siblings', compared by
-  EXT-X-PROGRAM-DATE-TIME. Never by media sequence numbers: a packager numbers each
+  EXT-X-PROGRAM-DATE-TIME — or as many of the renditions' longest newest segment when that
+  outlasts the target duration (a GOP longer than it stretches every segment, and a
+  rendition one such segment behind its sibling at an edge is in step). Never by media sequence numbers: a packager numbers each
   rendition on its own, and a rendition that stalled and recovered keeps an offset in its
   numbers while its content is in step (a sequence comparison would latch a false drift for
   good). Without PDT the renditions are not compared.
@@ -465,7 +467,7 @@ class _Attempt:
             self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=seq,
                           url_role="media_playlist")
         figs = self.figures.setdefault(v.name, {})
-        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td)
+        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=_cadence(td, newest))
         for k in ("age", "x-cache"):
             if k in fr.headers:
                 figs["cache_age_s" if k == "age" else "cache_hit"] = (
@@ -629,10 +631,12 @@ class _Attempt:
         timed = {n: end for n, end in self.media_end.items() if n in fetched and n not in stale}
         if len(timed) > 1:
             top = max(timed.values())
+            # renditions advance one segment at a time, not together: a sibling a segment ahead is
+            # in step; the unit is the longest lawful step among them (a 6-s GOP's segments)
+            step = max(fetched[n]["cadence_s"] for n in timed)
             for n, end in timed.items():
-                td = fetched[n]["target_duration_s"]
                 behind_s = top - end
-                if behind_s >= self.cfg.variant_drift_segments * td:
+                if behind_s >= self.cfg.variant_drift_segments * step:
                     self.evidence(State.DEGRADED, Fault.VARIANT_DRIFT, f"{n} is {behind_s:.1f} s of media behind the "
                                   "other renditions", n, behind_s=round(behind_s, 3), url_role="media_playlist")
 

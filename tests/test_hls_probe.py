@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -522,3 +523,42 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
             assert "stale_playlist" in faults(await call_probe(hls_probe, target, ctx))
     finally:
         await server.stop()
+
+
+async def test_a_rendition_one_long_segment_behind_its_sibling_is_in_step() -> None:
+    """Under a 6-s GOP (2-s target duration) an edge that has the 360p playlist's newest 6-s
+    segment and not yet 180p's has the renditions 6 s of media apart: one segment, not a
+    drift (3 x 2 s would have called it one). Three such segments apart is. A real server."""
+    t0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    lag = {"180p": 1, "360p": 0}  # long segments behind the newest
+
+    async def master(_req: web.Request) -> web.Response:
+        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n"
+                                 "#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p.m3u8\n",
+                            content_type="application/vnd.apple.mpegurl")
+
+    async def media(req: web.Request) -> web.Response:
+        n = 5 - lag[req.match_info["r"]]  # segments 0..n, each 6 s
+        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+        for i in range(n + 1):
+            body += [f"#EXT-X-PROGRAM-DATE-TIME:{(t0 + timedelta(seconds=6 * i)).isoformat()}", "#EXTINF:6.000,",
+                     f"s{i}.ts"]
+        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def segment(_req: web.Request) -> web.Response:
+        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/{r}.m3u8", media)
+    app.router.add_get("/{seg}.ts", segment)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = ProbeTarget("hls", "main", "cdn", "edge-b", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http, clock=lambda: 100.0)
+        r = await call_probe(hls_probe, target, ctx)
+        assert not [e for e in r.evidence if e.fault == "variant_drift"], r.evidence
+        assert "segment_too_long" in {str(e.fault) for e in r.evidence}
+        lag["180p"] = 3  # 18 s of media behind: 3 of its own segments
+        r = await call_probe(hls_probe, target, ctx)
+        drift = [e for e in r.evidence if e.fault == "variant_drift"]
+        assert [e.rendition for e in drift] == ["180p"] and drift[0].figures["behind_s"] == 18.0, r.evidence
