@@ -87,8 +87,13 @@ class Finding:
 
     @property
     def causes(self) -> list[Evidence]:
-        """The evidence that names the cause: its own, or (inferred roots) what it was inferred from."""
-        return self.own or self.symptoms
+        """The evidence that names the cause: its own, or (inferred roots) what it was inferred
+        from — the symptoms nearest it, not the players' downstream of them (a transcoder
+        inferred from long segments at the origin is a long GOP, whatever viewers it stalls)."""
+        if self.own:
+            return self.own
+        top = min((STAGE_RANK[e.stage] for e in self.symptoms), default=0)
+        return [e for e in self.symptoms if STAGE_RANK[e.stage] == top]
 
 
 def is_bad(e: Evidence) -> bool:

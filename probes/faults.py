@@ -374,7 +374,10 @@ CATALOG = FaultCatalog([
        stages=_MEDIA),
     _s(F.SEGMENT_TOO_LONG, C.CONTENT, "P3", "writes segments longer than the target duration{of}",
        "A segment outlasts EXT-X-TARGETDURATION (RFC 8216 §4.3.3.1): align the encoder's GOP with the "
-       "packager's segment length.", stages=_PLAYLIST),
+       "packager's segment length.", stages=_PLAYLIST,
+       # players sit 3 target durations behind the live edge (RFC 8216 §6.3.3): one segment
+       # longer than that, and the next one is not there when their buffer runs out
+       explains={F.STALLS}),
     _s(F.FRAME_RATE_LOW, C.CONTENT, "P2", "delivers too few frames per second",
        "{component} delivers too few frames: check its frame-rate setting and link bandwidth.",
        stages=_STUDIO, explains={F.FRAME_RATE_LOW}),

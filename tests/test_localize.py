@@ -1040,3 +1040,26 @@ def test_viewers_stalling_after_an_upstream_cause_cleared_never_keep_it_open_nor
     assert got == [("opened", "transcode", "stale_playlist"), ("resolved", "transcode", "stale_playlist")]
     # resolved by its own evidence: resolve_after_s after the stale playlists ended, not the stalls
     assert events[1].incident.resolved_at == pytest.approx(events[0].incident.localized_at + 5, abs=1.01)
+
+
+def test_players_stalling_on_segments_longer_than_the_target_duration_are_the_transcoders():
+    """A 6-s GOP stretches every segment past the 2-s target duration; edge-b's viewer, which
+    sits 3 target durations behind the live edge, stalls: evidence on the transcoder's long-GOP
+    incident (escalated: viewers are affected), not a playback incident. A long GOP whose segments are not stretched (a packager
+    with 6-s segments) explains no stall: the stall is its own."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    long = [ev("origin", "origin", DEG, "segment_too_long", r, f"{r} segment lasts 6 s") for r in ("180p", "360p")]
+    gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
+    stall = ev("playback", "edge-b", DEG, "stalls", "180p", "the 180p viewer stalled")
+    events = _run(loc, clock, [hls(*long, gop)] * 3 + [hls(*long, gop, stall)] * 6, ladder=["180p", "360p"])
+    # one incident; viewers now stall, so it is no longer only "at risk": its severity escalates
+    assert [(e.kind, e.incident.fault, e.incident.severity) for e in events] == [
+        ("opened", "keyframe_interval_long", "P3"), ("updated", "keyframe_interval_long", "P2")]
+    assert any("stalled" in line for line in loc.open_incidents("main")[0].evidence)
+
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(playback_open_cycles=3), clock=clock)
+    events = _run(loc, clock, [hls(gop)] * 3 + [hls(gop, stall)] * 6, ladder=["180p", "360p"])
+    assert sorted((e.kind, e.incident.stage, e.incident.fault) for e in events) == [
+        ("opened", "playback", "stalls"), ("opened", "transcode", "keyframe_interval_long")]
