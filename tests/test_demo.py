@@ -18,6 +18,7 @@ from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from agent.lab.tour import DEFAULT_TOUR
+from probes.playback import PlaybackSettings
 
 
 def free_port() -> int:
@@ -87,6 +88,15 @@ async def test_each_tour_fault_shows_at_its_stage_and_component(tmp_path):
                 await wait_for(lambda: not agent.incidents.localizer.open_incidents(), 40, f"{step.fault} resolved")
                 await wait_for(lambda cell=cell: agent.board.state_of("main", *cell).value == "ok", 20, f"{cell} ok again")
             # the tour ends "healthy again": every stage, not only the ones it faulted, and no incident
-            await wait_for(lambda: not [c for c in agent.board.cells("main") if c.state.value in ("degraded", "down")],
-                           20, "every stage ok at the tour's end")
+            def not_ok() -> list[tuple[str, str, str, list[str]]]:
+                return [(c.stage, c.component, c.state.value, c.reasons) for c in agent.board.cells("main")
+                        if c.state.value in ("degraded", "down")]
+
+            try:
+                # a viewer that stalled as the last fault ended reports it for its stall window
+                # (probes/playback.py stall_window_s, 20 s) after the stall ended
+                await wait_for(lambda: not not_ok(), PlaybackSettings().stall_window_s + 15,
+                               "every stage ok at the tour's end")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; not ok: {not_ok()}") from None
             assert not agent.incidents.localizer.open_incidents()

@@ -270,6 +270,7 @@ class Row:
     found: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)
+    extra_evidence: list[str] = field(default_factory=list)  # what each extra incident stood on, to read why
 
     def timing(self) -> str:
         if not self.times:
@@ -323,6 +324,7 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
                              # a different fault at the fault's place, linked to its incident (Incident.related):
                              # still an extra incident, marked so
                              + (" (linked)" if hit is not None and hit.id in getattr(i, "related", []) else ""))
+            row.extra_evidence.append(f"{i.severity} {describe(i)}: " + " | ".join(list(getattr(i, "evidence", []))[:3]))
         row.rewritten.extend(str(r) for r in ledger.rewrites_since(t0))
     return row
 
@@ -369,8 +371,9 @@ async def run(args: argparse.Namespace) -> None:
                     ledger.observe(await agent.all_incidents())
                     for i in ledger.new_since(t0):
                         sev = "P1/P2" if i.severity in ("P1", "P2") else "P3"
-                        healthy.setdefault(sev, []).append(f"{i.severity} {describe(i)}"
-                                                           + (" (chronic again)" if i in chronic else ""))
+                        healthy.setdefault(sev, []).append(
+                            f"{i.severity} {describe(i)}" + (" (chronic again)" if i in chronic else "")
+                            + (f" [{' | '.join(list(getattr(i, 'evidence', []))[:2])}]" if sev == "P1/P2" else ""))
                     healthy["rewritten"] = [str(r) for r in ledger.rewrites_since(t0)]
                 ledger.observe(await agent.all_incidents())
             finally:
@@ -388,6 +391,11 @@ async def run(args: argparse.Namespace) -> None:
         print(f"all faults: {sum(r.correct for r in rows)}/{sum(r.repeat for r in rows)} correct; time to localize "
               f"median {statistics.median(all_times):.1f} s, p95 {pct(all_times, 0.95):.1f} s (target <= 5 s); "
               f"extra incidents {sum(len(r.extra) for r in rows)}; rewritten {sum(len(r.rewritten) for r in rows)}")
+    details = [(r.fault, line) for r in rows for line in r.extra_evidence]
+    if details:
+        print("extra incidents, with their first evidence lines:")
+        for fault, line in details:
+            print(f"  during {fault}: {line}")
     if args.chronic and chronic_missing:
         print(f"chronic findings that never opened within 60 s: "
               f"{', '.join(f'{k[1]}/{k[2]} {k[0]}' for k in chronic_missing)}")
