@@ -50,7 +50,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   a playlist that then waits 1.5 of them is stale again. Without this, a 6-s GOP under a
   2-s target duration was a stale playlist every 6 s for as long as it lasted.
 - continuity: media-sequence regression, a jump over ``sequence_jump`` (5,
-  oscnord/hls-monitor), a discontinuity-sequence change, a segment whose EXTINF
+  oscnord/hls-monitor) segments never listed (the oldest segment listed now is that far past
+  the newest one seen before: a burst of new segments that are all listed skips none), a
+  discontinuity-sequence change, a segment whose EXTINF
   rounded exceeds the target duration (RFC 8216 §4.3.3.1), a playlist that shrank. Each
   stays evidence for ``ANOMALY_HOLD_TARGET_DURATIONS`` x target duration after it was seen.
 - segment: first byte, download time, throughput and download ratio = download
@@ -427,8 +429,12 @@ class _Attempt:
         # stale and now catches up) are no jump: allow one segment per target duration since then
         blind = int((now - rs.advanced_at) / td) if rs.advanced_at is not None else 0
         if rs.last_seq is None or last > rs.last_seq:
-            if rs.last_seq is not None and last - rs.last_seq > cfg.sequence_jump + blind:
-                anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped by {last - rs.last_seq}"))
+            # skipped = numbers never listed while we watched (before the oldest one listed now); a
+            # packager catching up lists several new segments at once, every one of them: no skip
+            unseen = pl.media_sequence - rs.last_seq - 1 if rs.last_seq is not None else 0
+            if unseen > cfg.sequence_jump + blind:
+                anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
+                                  f"{pl.media_sequence}: {unseen} segments never listed"))
             rs.advanced_at = now
         elif last < rs.last_seq:
             anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))

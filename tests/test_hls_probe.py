@@ -562,3 +562,45 @@ async def test_a_rendition_one_long_segment_behind_its_sibling_is_in_step() -> N
         r = await call_probe(hls_probe, target, ctx)
         drift = [e for e in r.evidence if e.fault == "variant_drift"]
         assert [e.rendition for e in drift] == ["180p"] and drift[0].figures["behind_s"] == 18.0, r.evidence
+
+
+async def test_a_sequence_jump_is_segments_never_listed_not_a_burst() -> None:
+    """A packager catching up (after a starved input) lists six new segments at once, all of them:
+    nothing skipped, no sequence_jump (the newest number alone said 'jumped by 6'). A packager
+    that restarts its numbering 18 ahead skips segments no player ever saw listed: a jump."""
+    window = [0, 5]  # first and last media sequence listed
+
+    async def master(_req: web.Request) -> web.Response:
+        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n",
+                            content_type="application/vnd.apple.mpegurl")
+
+    async def media(_req: web.Request) -> web.Response:
+        first, last = window
+        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for n in range(first, last + 1):
+            body += ["#EXTINF:2.000,", f"s{n}.ts"]
+        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def segment(_req: web.Request) -> web.Response:
+        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/180p.m3u8", media)
+    app.router.add_get("/{seg}.ts", segment)
+    now = [100.0]
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = ProbeTarget("hls", "main", "cdn", "edge-a", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http, clock=lambda: now[0])
+
+        async def jumps() -> list[Any]:
+            now[0] += 1.0
+            r = await call_probe(hls_probe, target, ctx)
+            return [e for e in r.evidence if e.fault == "sequence_jump"]
+
+        assert not await jumps()
+        window[:] = [6, 11]  # six new at once; 6 follows 5: every one listed
+        assert not await jumps()
+        window[:] = [30, 35]  # 12..29 never listed
+        got = await jumps()
+        assert got and "18 segments never listed" in got[0].detail, got
