@@ -187,25 +187,31 @@ class Diagnoser:
 
     def separate(self, f: Finding) -> list[Finding]:
         """One finding per content fault at a place: a different fault at the same place is its
-        own cause (a long GOP beside a chronic bitrate overshoot in one rendition), unless the
-        catalog says one causes the other (a desync's timestamp jump, a black picture that is
-        also still). The first keeps every other piece of evidence (downstream symptoms)."""
+        own cause (a long GOP beside a chronic bitrate overshoot in one rendition; a rendition
+        gone stale beside it), unless the catalog says one causes the other (a desync's
+        timestamp jump, a black picture that is also still, the frozen picture of a stale
+        rendition). The first keeps every other piece of evidence (downstream symptoms)."""
         content = [e for e in f.causes if self.kind(e) is FaultClass.CONTENT]
         faults = list(dict.fromkeys(map(fault_of, content)))
         heads = [x for x in faults if not any(y is not x and self.catalog.explains(y, x) for y in faults)]
-        if len(heads) < 2:
-            return [f]
         first = self.root_fault(f.causes)
-        if first not in heads:
-            return [f]
+        if first in faults:
+            if len(heads) < 2 or first not in heads:
+                return [f]
+            others = [x for x in heads if x is not first]
+        else:
+            # the cause is not a content fault (a stale rendition): a content fault there that it
+            # cannot make (a chronic bitrate overshoot, not a frozen picture) stays its own
+            others = [x for x in heads if not self.catalog.explains(first, x)]
+            if not others:
+                return [f]
         out = [f]
-        for x in heads:
-            if x is first:
-                continue
+        for x in others:
             mine = [e for e in content if fault_of(e) is x or
                     (self.catalog.explains(x, fault_of(e)) and not self.catalog.explains(first, fault_of(e)))]
             out.append(Finding(f.stage, f.component, own=[e for e in f.own if e in mine],
-                               symptoms=[e for e in f.symptoms if e in mine], scope=f.scope, note=f.note,
+                               symptoms=[e for e in f.symptoms if e in mine], scope=f.scope,
+                               note=f.note if first in faults else "",  # "stopped updating" is not its reason
                                fine=list(f.fine), rendition=f.rendition))
             f.own = [e for e in f.own if e not in mine]
             f.symptoms = [e for e in f.symptoms if e not in mine]

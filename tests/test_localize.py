@@ -1063,3 +1063,19 @@ def test_players_stalling_on_segments_longer_than_the_target_duration_are_the_tr
     events = _run(loc, clock, [hls(gop)] * 3 + [hls(gop, stall)] * 6, ladder=["180p", "360p"])
     assert sorted((e.kind, e.incident.stage, e.incident.fault) for e in events) == [
         ("opened", "playback", "stalls"), ("opened", "transcode", "keyframe_interval_long")]
+
+
+def test_a_rendition_going_stale_leaves_its_chronic_overshoot_standing():
+    """The 180p rendition overshoots its BANDWIDTH (P3, chronic) and then stops updating for
+    70 s. The stale playlist cannot make an overshoot: two causes at one place, each its own.
+    The overshoot, still measured, stays one incident through the stall (it used to be folded
+    into the stale finding, counted as gone, resolved after the 60-s at-risk time and opened
+    again after the recovery: 'chronic again')."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)
+    br = ev("origin", "origin", DEG, "bitrate_over_declared", "180p", "segment at 1166 kbit/s")
+    stale = ev("origin", "origin", DEG, "stale_playlist", "180p", "180p playlist has not advanced")
+    events = _run(loc, clock, [hls(br)] * 5 + [hls(stale, br)] * 70 + [hls(br)] * 30, ladder=["180p", "360p"])
+    got = [(e.kind, e.incident.fault) for e in events]
+    assert got == [("opened", "bitrate_over_declared"), ("opened", "stale_playlist"), ("resolved", "stale_playlist")]
+    assert [i.fault for i in loc.open_incidents("main")] == ["bitrate_over_declared"]
