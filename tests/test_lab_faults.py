@@ -125,3 +125,17 @@ def test_cli_help_ends_with_an_example(capsys):
             parser.parse_args(argv + ["--help"])
         out = capsys.readouterr().out.rstrip().splitlines()
         assert out[-2].strip() == "example:" and out[-1].strip().startswith("signalpath lab")
+
+
+def test_lab_fault_help_describes_every_fault_and_its_parameters(capsys):
+    parser = argparse.ArgumentParser(prog="signalpath")
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lab", "fault", "--help"])
+    out = capsys.readouterr().out
+    for name, spec in CATALOG.items():
+        line = next((x for x in out.splitlines() if x.strip().startswith(name + " ")), None)
+        assert line is not None and spec.doc in line and spec.stage in line, (name, out)
+        for key in spec.params:
+            assert f"{key}=" in out, (name, key)
+    assert "gop_s=6 [3-30]" in out  # default and range of the keyframe_interval fault's parameter

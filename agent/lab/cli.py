@@ -17,7 +17,16 @@ from .control import DEFAULT_CONTROL_PORT, ENV_CONTROL_URL, clear, default_contr
 from .errors import LabControlError, LabError
 from .faults import CATALOG
 
-_FAULT_LIST = ", ".join(sorted(CATALOG))
+
+def _fault_table() -> str:
+    """Each lab fault: the stage it breaks, what it targets, what it does, its parameters."""
+    lines = ["faults (stage, --target, what it does; --param KEY=VALUE default [range]):"]
+    for name in sorted(CATALOG):
+        spec = CATALOG[name]
+        lines.append(f"  {name:22s} {spec.stage}, {spec.targets}: {spec.doc}")
+        for key, p in spec.params.items():
+            lines.append(f"  {'':22s}   {key}={p.kind(p.default)} [{p.kind(p.low)}-{p.kind(p.high)}] {p.doc}")
+    return "\n".join(lines)
 
 
 def _epilog(example: str) -> str:
@@ -54,10 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     control_help = f"control API URL (default: ${ENV_CONTROL_URL} or http://127.0.0.1:{DEFAULT_CONTROL_PORT})"
     fault = sub.add_parser(
         "fault", help="inject a fault into a running lab",
-        description=f"Inject a fault into a running lab. Faults: {_FAULT_LIST}.",
-        epilog=_epilog("signalpath lab fault edge_stale --target edge-b --for 45"),
+        description="Inject a fault into a running lab (the list below; every fault the agent must localize).",
+        epilog=_fault_table() + "\n\n" + _epilog("signalpath lab fault edge_stale --target edge-b --for 45"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    fault.add_argument("name", help="fault name (see the list above)")
+    fault.add_argument("name", help="fault name (see the list below)")
     fault.add_argument("--target", help="component: encoder, ingest, transcoder, origin, a rendition "
                                         "(360p) or an edge (edge-a); defaults when there is only one")
     fault.add_argument("--for", dest="for_s", type=float, help="seconds until it ends by itself")
