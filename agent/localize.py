@@ -455,7 +455,9 @@ class Localizer:
         earliest = ended if STAGE_RANK[inc.stage] == STAGE_RANK[f.stage] else inc.started_at
         if not earliest <= onset <= ended + self.settings.resolve_after_s:
             return False  # began before the cause, or after it had long ended: not its effect
-        return all(self.catalog.explains(inc.fault, fault_of(e))
+        # what it can cause, or (begun as it ended) what its end leaves behind (catalog ``leaves``)
+        return all((self.catalog.explains(inc.fault, fault_of(e))
+                    or (onset >= ended and self.catalog.leaves(inc.fault, fault_of(e))))
                    and not (self.catalog[fault_of(e)].own and e.stage != inc.stage) for e in f.all_evidence)
 
     def _remember(self, stream: str, evidence: list[Evidence], since: dict[Any, float], now: float) -> None:

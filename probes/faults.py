@@ -16,6 +16,8 @@ so a fault outside this catalog cannot be constructed. For each fault the catalo
   localizer folds along. A fault always explains itself downstream; a bitrate
   overshoot, a long GOP or clipping audio explains no stale playlist and no refused
   connection (DESIGN.md "Localization principle");
+- ``leaves``: symptoms the fault's END can cause (recovery artefacts), folded only when they
+  begin as it ends, never while it lasts;
 - ``own``: the probed component's own connection failed — never a symptom of anything
   upstream (an origin cannot make an edge refuse connections);
 - ``reserved``: in the vocabulary but reported by no probe yet (a test holds every
@@ -140,6 +142,7 @@ class FaultSpec:
     reserved: bool = False
     stage_phrases: Mapping[str, str] = field(default_factory=dict)
     stage_runbooks: Mapping[str, str] = field(default_factory=dict)
+    leaves: frozenset[Fault] = frozenset()
 
     def phrase_at(self, stage: str) -> str:
         return self.stage_phrases.get(stage, self.phrase)
@@ -150,6 +153,10 @@ class FaultSpec:
     def can_explain(self, symptom: Fault | str) -> bool:
         """Can this fault, upstream, cause ``symptom`` downstream? (itself always)."""
         return symptom == self.fault or symptom in self.explains
+
+    def can_leave(self, symptom: Fault | str) -> bool:
+        """Can this fault's END cause ``symptom`` (an artefact of the recovery, never while it lasts)?"""
+        return symptom in self.leaves
 
 
 class CatalogError(ValueError):
@@ -192,6 +199,10 @@ class FaultCatalog(Mapping[str, FaultSpec]):
         spec = self._specs.get(cause)
         return spec is not None and spec.can_explain(symptom)
 
+    def leaves(self, cause: Fault | str, symptom: Fault | str) -> bool:
+        spec = self._specs.get(cause)
+        return spec is not None and spec.can_leave(symptom)
+
 
 F = Fault
 C = FaultClass
@@ -214,6 +225,12 @@ _SLOW_FLOW = frozenset({F.SLOW_SEGMENT, F.STALLS, F.PLAYBACK_FAILED, F.LATENCY_H
 """Content flows too slowly or in bursts (starved ingest, slow transcoder, lossy uplink)."""
 _VIEWER_SLOW = frozenset({F.STALLS, F.PLAYBACK_FAILED, F.LATENCY_HIGH, F.VIDEO_FREEZES})
 
+_STILL_ENDS = frozenset({F.BITRATE_OVER_DECLARED})
+"""What a still (frozen, black) picture leaves as it ends: coded for almost nothing, it lets
+the encoder's VBV buffer fill (ISO/IEC 14496-10 Annex C); when motion resumes the rate control
+spends it, and the first segments after it overshoot the declared BANDWIDTH. Not while it
+lasts: an overshoot there beside a still picture is a condition of its own."""
+
 _ALL = frozenset(STAGES)
 _HTTP = frozenset({"origin", "cdn", "ingest", "studio"})
 _STUDIO = frozenset({"studio"})
@@ -224,9 +241,9 @@ _PLAYLIST = frozenset({"transcode", "origin", "cdn"})
 def _s(fault: Fault, cls: FaultClass, severity: Severity, phrase: str, runbook: str = "", *,
        stages: frozenset[str] = _ALL, explains: Iterable[Fault] = (), own: bool = False,
        reserved: bool = False, stage_phrases: Mapping[str, str] | None = None,
-       stage_runbooks: Mapping[str, str] | None = None) -> FaultSpec:
+       stage_runbooks: Mapping[str, str] | None = None, leaves: Iterable[Fault] = ()) -> FaultSpec:
     return FaultSpec(fault, cls, severity, phrase, runbook, frozenset(stages), frozenset(explains), own,
-                     reserved, dict(stage_phrases or {}), dict(stage_runbooks or {}))
+                     reserved, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves))
 
 
 _FAILOVER_EDGE = "Fail viewers over to a healthy edge; "
@@ -334,12 +351,12 @@ CATALOG = FaultCatalog([
        stages=_STUDIO, explains=_NO_FLOW | _PICTURE),
     # -- content: content flows but is wrong -------------------------------------------
     _s(F.FROZEN_VIDEO, C.CONTENT, "P1", "shows frozen video{of}",
-       stages=_MEDIA, explains={F.VIDEO_FREEZES},
+       stages=_MEDIA, explains={F.VIDEO_FREEZES}, leaves=_STILL_ENDS,
        stage_runbooks={
            "studio": "The picture is frozen at the source: check the camera/switcher output and the encoder input.",
            "transcode": "Restart the {component} transcode; the source and other renditions are fine."}),
     _s(F.BLACK_VIDEO, C.CONTENT, "P1", "shows black video{of}", stages=_MEDIA,
-       explains={F.FROZEN_VIDEO},  # a black picture is also a still one
+       explains={F.FROZEN_VIDEO}, leaves=_STILL_ENDS,  # a black picture is also a still one
        stage_runbooks={
            "studio": "The source is black: check the switcher program bus, camera and encoder input.",
            "transcode": "Restart the {component} transcode; the source and other renditions are fine."}),

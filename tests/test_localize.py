@@ -1079,3 +1079,25 @@ def test_a_rendition_going_stale_leaves_its_chronic_overshoot_standing():
     got = [(e.kind, e.incident.fault) for e in events]
     assert got == [("opened", "bitrate_over_declared"), ("opened", "stale_playlist"), ("resolved", "stale_playlist")]
     assert [i.fault for i in loc.open_incidents("main")] == ["bitrate_over_declared"]
+
+
+def test_the_overshoot_as_a_still_picture_ends_is_the_pictures_not_a_new_cause():
+    """A frozen source (every rendition) ends; the first segments with motion again overshoot the
+    declared BANDWIDTH (the encoder spends the VBV buffer the still picture filled): evidence on
+    the frozen incident (catalog ``leaves``), not a bitrate incident of its own. An overshoot that
+    begins while the picture is still frozen is a condition of its own."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    frozen = with_faults(*every_rendition("origin", "origin", DEG, "frozen_video"))
+    after = with_faults(ev("origin", "origin", DEG, "bitrate_over_declared", RENDITIONS[-1], "segment at 900 kbit/s"))
+    events = _run(loc, clock, [frozen] * 6 + [after] * 5 + [healthy()] * 70)
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "frozen_video"), ("resolved", "frozen_video")]
+
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    both = with_faults(*every_rendition("origin", "origin", DEG, "frozen_video"))
+    both = [e for e in both if e.rendition != RENDITIONS[-1]] + [
+        ev("origin", "origin", DEG, "frozen_video", RENDITIONS[-1]),
+        ev("origin", "origin", DEG, "bitrate_over_declared", RENDITIONS[-1], "segment at 900 kbit/s")]
+    events = _run(loc, clock, [frozen] * 4 + [both] * 5)
+    assert sorted(e.incident.fault for e in events if e.kind == "opened") == ["bitrate_over_declared", "frozen_video"]
