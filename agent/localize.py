@@ -382,7 +382,8 @@ class Localizer:
     def _continued(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding,
                    since: dict[Any, float]) -> tuple[TrackKey, _Track] | None:
         """The open incident ``f`` continues: one whose own finding is gone this cycle, that had
-        every piece of ``f``'s own evidence on it at its last sighting (bad without a break since),
+        every piece of ``f``'s own evidence on it at its last sighting (bad since, or back within
+        its resolve time),
         at ``f``'s stage (the same component, or a stage-wide one reaching it: the transcoder and
         a rendition), and whose fault is ``f``'s, or explains it and
         began before that evidence (an effect, not a condition that was there beside it).
@@ -404,9 +405,10 @@ class Localizer:
                 # its own stage only: symptoms downstream (a viewer's stall window) outlast a cause
                 # as lingering symptoms (_explaining_incident, _explained), never by keeping it open
                 continue
+            # evidence gone for a cycle or two and back while the incident is still open (within its
+            # resolve time) is a flap: the same incident (module docstring); once it resolved, what
+            # comes back is a new episode (the incident is no longer open, so never continued here)
             onsets = [since.get(k, t.last_seen) for k in own]
-            if any(o > t.last_seen for o in onsets):
-                continue  # it ended and began anew since: a new episode, not a leftover
             if inc.fault != str(f.fault) and not (self.catalog.explains(inc.fault, str(f.fault))
                                                   and all(o > inc.started_at for o in onsets)):
                 continue  # another fault, there when the cause began or not its effect: a condition of its own

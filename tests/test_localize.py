@@ -1101,3 +1101,18 @@ def test_the_overshoot_as_a_still_picture_ends_is_the_pictures_not_a_new_cause()
         ev("origin", "origin", DEG, "bitrate_over_declared", RENDITIONS[-1], "segment at 900 kbit/s")]
     events = _run(loc, clock, [frozen] * 4 + [both] * 5)
     assert sorted(e.incident.fault for e in events if e.kind == "opened") == ["bitrate_over_declared", "frozen_video"]
+
+
+def test_evidence_left_over_that_flaps_stays_on_the_open_incident():
+    """edge_delay: the edge goes back (sequence_regression) and stays behind (latency_high, on the
+    regression's incident once the jump ages out). One beacon reading dips under the latency
+    threshold for two cycles, then it is high again: the incident is still open (within its
+    resolve time), so the same incident goes on — no latency_high incident beside it."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    jump = ev("cdn", "edge-b", DEG, "sequence_regression")
+    lag = ev("cdn", "edge-b", DEG, "latency_high", detail="edge-b latency after the origin rose to 4.8 s")
+    cycles = [hls(jump)] * 3 + [hls(jump, lag)] * 2 + [hls(lag)] * 3 + [hls()] * 2 + [hls(lag)] * 5 + [hls()] * 8
+    events = _run(loc, clock, cycles)
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "sequence_regression"),
+                                                            ("resolved", "sequence_regression")]
