@@ -16,7 +16,8 @@ that stall for a few seconds after the origin came back stay on the origin's inc
 
 Hysteresis: a root cause opens an incident after it was found in ``open_cycles``
 consecutive cycles (default 2; ``playback_open_cycles`` for stalls and freezes at the
-players, whose upstream cause needs a few seconds to show); it resolves when its own
+players, whose upstream cause needs a few seconds to show; ``effect_open_cycles`` for a fault
+whose usual cause a slower probe names at the same place, catalog ``awaits``); it resolves when its own
 evidence has been gone for ``resolve_after_s`` (default 10 s; ``at_risk_resolve_after_s``,
 60 s, for a P3 "at risk" finding, so that a chronic condition dipping below its threshold
 for a few segments stays one incident), whatever else happens in the same stage. An incident that comes back within that window is the same incident,
@@ -71,6 +72,10 @@ class LocalizerSettings(StrictModel):
     playback_open_cycles: int = Field(
         6, ge=1, le=100, description="cycles before a playback-stage cause opens: players are the last stage, so "
         "their stalls usually have an upstream cause whose own evidence (latency, media) needs a few seconds")
+    effect_open_cycles: int = Field(
+        6, ge=1, le=100, description="cycles before a fault opens whose usual cause a slower probe measures at "
+        "the same place (catalog 'awaits': long segments show in the playlist at once, their GOP in the content "
+        "probe seconds later)")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
     at_risk_resolve_after_s: float = Field(
         60.0, ge=0, le=3600, description="the same for a P3 ('at risk') incident: a chronic finding measured per "
@@ -349,6 +354,8 @@ class Localizer:
             # stalls and freezes wait for upstream evidence; a player that gets no media at all
             # (no_media, a freshness fault) opens after open_cycles
             need = max(need, self.settings.playback_open_cycles)
+        if self.catalog[str(f.fault)].awaits:
+            need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
         if t.cycles < need:
             return None
         fault = str(f.fault)

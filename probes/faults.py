@@ -18,6 +18,9 @@ so a fault outside this catalog cannot be constructed. For each fault the catalo
   connection (DESIGN.md "Localization principle");
 - ``leaves``: symptoms the fault's END can cause (recovery artefacts), folded only when they
   begin as it ends, never while it lasts;
+- ``awaits``: causes a slower probe measures at the same place that would name this fault
+  (long segments show in the playlist at once, their GOP seconds later in the content probe):
+  it waits ``effect_open_cycles`` for them before it opens as a cause of its own;
 - ``own``: the probed component's own connection failed — never a symptom of anything
   upstream (an origin cannot make an edge refuse connections);
 - ``reserved``: in the vocabulary but reported by no probe yet (a test holds every
@@ -143,6 +146,7 @@ class FaultSpec:
     stage_phrases: Mapping[str, str] = field(default_factory=dict)
     stage_runbooks: Mapping[str, str] = field(default_factory=dict)
     leaves: frozenset[Fault] = frozenset()
+    awaits: frozenset[Fault] = frozenset()
 
     def phrase_at(self, stage: str) -> str:
         return self.stage_phrases.get(stage, self.phrase)
@@ -241,9 +245,11 @@ _PLAYLIST = frozenset({"transcode", "origin", "cdn"})
 def _s(fault: Fault, cls: FaultClass, severity: Severity, phrase: str, runbook: str = "", *,
        stages: frozenset[str] = _ALL, explains: Iterable[Fault] = (), own: bool = False,
        reserved: bool = False, stage_phrases: Mapping[str, str] | None = None,
-       stage_runbooks: Mapping[str, str] | None = None, leaves: Iterable[Fault] = ()) -> FaultSpec:
+       stage_runbooks: Mapping[str, str] | None = None, leaves: Iterable[Fault] = (),
+       awaits: Iterable[Fault] = ()) -> FaultSpec:
     return FaultSpec(fault, cls, severity, phrase, runbook, frozenset(stages), frozenset(explains), own,
-                     reserved, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves))
+                     reserved, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves),
+                     frozenset(awaits))
 
 
 _FAILOVER_EDGE = "Fail viewers over to a healthy edge; "
@@ -378,7 +384,9 @@ CATALOG = FaultCatalog([
                      "input."}),
     _s(F.KEYFRAME_INTERVAL_LONG, C.CONTENT, "P3", "has key frames too far apart{of}",
        "Set the encoder/transcoder GOP to 2 s (at most 4 s): keyint = 2 x frame rate.", stages=_MEDIA,
-       explains={F.SEGMENT_TOO_LONG}),  # a packager cuts segments at key frames only
+       explains={F.SEGMENT_TOO_LONG},  # a packager cuts segments at key frames only
+       # as the GOP shortens again, key frames come 3 times as often before the rate control adapts
+       leaves={F.BITRATE_OVER_DECLARED}),
     _s(F.TIMESTAMP_GAP, C.CONTENT, "P3", "has gaps in its timestamps{of}",
        "Media timestamps jump: check the encoder for dropped frames and the contribution link for loss.",
        stages=_MEDIA),
@@ -392,6 +400,8 @@ CATALOG = FaultCatalog([
     _s(F.SEGMENT_TOO_LONG, C.CONTENT, "P3", "writes segments longer than the target duration{of}",
        "A segment outlasts EXT-X-TARGETDURATION (RFC 8216 §4.3.3.1): align the encoder's GOP with the "
        "packager's segment length.", stages=_PLAYLIST,
+       # the playlist shows a long segment at once; the content probe reads its GOP seconds later
+       awaits={F.KEYFRAME_INTERVAL_LONG},
        # players sit 3 target durations behind the live edge (RFC 8216 §6.3.3): one segment
        # longer than that, and the next one is not there when their buffer runs out
        explains={F.STALLS}),

@@ -1116,3 +1116,26 @@ def test_evidence_left_over_that_flaps_stays_on_the_open_incident():
     events = _run(loc, clock, cycles)
     assert [(e.kind, e.incident.fault) for e in events] == [("opened", "sequence_regression"),
                                                             ("resolved", "sequence_regression")]
+
+
+def test_long_segments_wait_for_the_content_probe_to_name_their_gop():
+    """The playlists list 6-s segments at once; the content probe reads their 6-s GOP three cycles
+    later. segment_too_long waits for it (catalog ``awaits``): one keyframe_interval_long
+    incident, not a segment_too_long one and then a linked long-GOP one. Long segments that no
+    GOP finding names open on their own after ``effect_open_cycles``. As the GOP shortens again,
+    the next segment's overshoot is what the long GOP's end left (catalog ``leaves``)."""
+    long = [ev("origin", "origin", DEG, "segment_too_long", r, f"{r} segment lasts 6 s") for r in ("180p", "360p")]
+    gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
+    over = ev("origin", "origin", DEG, "bitrate_over_declared", "180p", "segment at 1166 kbit/s")
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4, at_risk_resolve_after_s=4), clock=clock)
+    events = _run(loc, clock, [hls(*long)] * 4 + [hls(*long, gop)] * 6 + [hls(over)] * 4 + [hls()] * 30,
+                  ladder=["180p", "360p"])
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "keyframe_interval_long"),
+                                                            ("resolved", "keyframe_interval_long")]
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(effect_open_cycles=5), clock=clock)
+    events = _run(loc, clock, [hls(*long)] * 4, ladder=["180p", "360p"])
+    assert events == []
+    events = _run(loc, clock, [hls(*long)] * 1, ladder=["180p", "360p"])
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "segment_too_long")]
