@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -474,6 +475,32 @@ async def test_a_segment_written_a_moment_late_is_asked_again_and_clears() -> No
     assert not [e for e in r.evidence if e.fault is not None], r.evidence
 
 
+_LADDER = {"180p": "BANDWIDTH=300000,RESOLUTION=320x180", "360p": "BANDWIDTH=800000,RESOLUTION=640x360"}
+_M3U8 = "application/vnd.apple.mpegurl"
+
+
+async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str, ...] = ("180p",)) -> LocalServer:
+    """A live HLS server whose media playlists the test writes: ``media(rendition)`` gives the
+    lines after the header (#EXTM3U, version 3, target duration 2); master at /master.m3u8."""
+
+    async def master(_req: web.Request) -> web.Response:
+        lines = ["#EXTM3U"] + [x for r in renditions for x in (f"#EXT-X-STREAM-INF:{_LADDER[r]}", f"{r}.m3u8")]
+        return web.Response(text="\n".join(lines) + "\n", content_type=_M3U8)
+
+    async def playlist(req: web.Request) -> web.Response:
+        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", *media(req.match_info["r"])]
+        return web.Response(text="\n".join(body) + "\n", content_type=_M3U8)
+
+    async def segment(_req: web.Request) -> web.Response:
+        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/{r}.m3u8", playlist)
+    app.router.add_get("/{seg}.ts", segment)
+    return await LocalServer.start(app)
+
+
 async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_its_segments_show() -> None:
     """A packager cuts at key frames: under a 6-s GOP and a 2-s target duration each segment
     lasts 6 s and the playlist advances once per segment. Once such a segment is listed, the
@@ -481,25 +508,8 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
     GOP was a stale playlist every 6 s for as long as it lasted. A real server; the probe's
     clock is stepped."""
     segs = [(0, 2.0), (1, 2.0), (2, 2.0)]
-
-    async def master(_req: web.Request) -> web.Response:
-        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n",
-                            content_type="application/vnd.apple.mpegurl")
-
-    async def media(_req: web.Request) -> web.Response:
-        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"]
-        for n, d in segs:
-            body += [f"#EXTINF:{d:.3f},", f"s{n}.ts"]
-        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
-
-    async def segment(_req: web.Request) -> web.Response:
-        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
-
-    app = web.Application()
-    app.router.add_get("/master.m3u8", master)
-    app.router.add_get("/180p.m3u8", media)
-    app.router.add_get("/{seg}.ts", segment)
-    server = await LocalServer.start(app)
+    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"]
+                                + [x for n, d in segs for x in (f"#EXTINF:{d:.3f},", f"s{n}.ts")])
     now = [100.0]
     target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
 
@@ -532,27 +542,13 @@ async def test_a_rendition_one_long_segment_behind_its_sibling_is_in_step() -> N
     t0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
     lag = {"180p": 1, "360p": 0}  # long segments behind the newest
 
-    async def master(_req: web.Request) -> web.Response:
-        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n"
-                                 "#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p.m3u8\n",
-                            content_type="application/vnd.apple.mpegurl")
+    def media(r: str) -> list[str]:  # segments 0..5-lag, each 6 s
+        return ["#EXT-X-MEDIA-SEQUENCE:0"] + [
+            x for i in range(6 - lag[r])
+            for x in (f"#EXT-X-PROGRAM-DATE-TIME:{(t0 + timedelta(seconds=6 * i)).isoformat()}", "#EXTINF:6.000,",
+                      f"s{i}.ts")]
 
-    async def media(req: web.Request) -> web.Response:
-        n = 5 - lag[req.match_info["r"]]  # segments 0..n, each 6 s
-        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
-        for i in range(n + 1):
-            body += [f"#EXT-X-PROGRAM-DATE-TIME:{(t0 + timedelta(seconds=6 * i)).isoformat()}", "#EXTINF:6.000,",
-                     f"s{i}.ts"]
-        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
-
-    async def segment(_req: web.Request) -> web.Response:
-        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
-
-    app = web.Application()
-    app.router.add_get("/master.m3u8", master)
-    app.router.add_get("/{r}.m3u8", media)
-    app.router.add_get("/{seg}.ts", segment)
-    async with await LocalServer.start(app) as server, Fetcher() as http:
+    async with await scripted_hls(media, ("180p", "360p")) as server, Fetcher() as http:
         target = ProbeTarget("hls", "main", "cdn", "edge-b", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
         ctx = ProbeContext(state={}, http=http, clock=lambda: 100.0)
         r = await call_probe(hls_probe, target, ctx)
@@ -569,27 +565,10 @@ async def test_a_sequence_jump_is_segments_never_listed_not_a_burst() -> None:
     nothing skipped, no sequence_jump (the newest number alone said 'jumped by 6'). A packager
     that restarts its numbering 18 ahead skips segments no player ever saw listed: a jump."""
     window = [0, 5]  # first and last media sequence listed
-
-    async def master(_req: web.Request) -> web.Response:
-        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p.m3u8\n",
-                            content_type="application/vnd.apple.mpegurl")
-
-    async def media(_req: web.Request) -> web.Response:
-        first, last = window
-        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
-        for n in range(first, last + 1):
-            body += ["#EXTINF:2.000,", f"s{n}.ts"]
-        return web.Response(text="\n".join(body) + "\n", content_type="application/vnd.apple.mpegurl")
-
-    async def segment(_req: web.Request) -> web.Response:
-        return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
-
-    app = web.Application()
-    app.router.add_get("/master.m3u8", master)
-    app.router.add_get("/180p.m3u8", media)
-    app.router.add_get("/{seg}.ts", segment)
     now = [100.0]
-    async with await LocalServer.start(app) as server, Fetcher() as http:
+    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{window[0]}"] + [
+        x for n in range(window[0], window[1] + 1) for x in ("#EXTINF:2.000,", f"s{n}.ts")])
+    async with server, Fetcher() as http:
         target = ProbeTarget("hls", "main", "cdn", "edge-a", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
         ctx = ProbeContext(state={}, http=http, clock=lambda: now[0])
 
