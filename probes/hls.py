@@ -473,7 +473,8 @@ class _Attempt:
             self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=seq,
                           url_role="media_playlist")
         figs = self.figures.setdefault(v.name, {})
-        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=_cadence(td, newest))
+        cadence = _cadence(td, newest)
+        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=cadence)
         for k in ("age", "x-cache"):
             if k in fr.headers:
                 figs["cache_age_s" if k == "age" else "cache_hit"] = (
@@ -481,7 +482,7 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > cfg.stale_factor * _cadence(td, newest) + cache_allowance(fr.headers.get("cache-control"), td):
+        elif age > cfg.stale_factor * cadence + cache_allowance(fr.headers.get("cache-control"), td):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
