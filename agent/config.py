@@ -50,7 +50,7 @@ from agent.alerts import AlertSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
-from agent.studio_config import StudioSettings
+from agent.studio_config import PreflightSettings, StudioSettings
 from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
 from probes.core.redact import not_a_url, redact_text
@@ -284,6 +284,7 @@ class Config(StrictModel):
     localize: LocalizerSettings = Field(default_factory=LocalizerSettings)
     incidents: IncidentStoreSettings = Field(default_factory=IncidentStoreSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)  # signalpath preflight only
 
     @model_validator(mode="after")
     def _unique_streams(self) -> Config:

@@ -1,6 +1,10 @@
 """``signalpath preflight -c FILE``: the crew's equipment check before air.
 
-Runs, for every stream with a ``studio:`` section and/or ``ingest.rtmp`` entries, the
+Checks the host it runs on (CPU, memory, recording disk: ``preflight.host``, when no stream
+has a ``studio.host``) and its clock (``preflight.ntp_server``, else the origin's HTTP Date);
+every stream's delivery path — origin, edges, content — with the agent's own probes
+(agent/preflight_path.py); WHIP ingests with one publish each (probes/whip.py); and runs, for
+every stream with a ``studio:`` section and/or ``ingest.rtmp`` entries, the
 same probes the studio stage runs under ``signalpath run`` (probes/core/studio.py findings):
 encoder host, GPU, capture devices and feeds (backups included), network (RTT/jitter to
 the ingest, uplink vs 1.5 x bitrate, NTP clock offset), and the ingest itself (RTMP
@@ -134,49 +138,79 @@ async def _ingest_findings(stream: str, r: Any) -> list[Finding]:
 
 
 async def run_checks(config: Any, progress: Callable[[str], None] = lambda line: None,
-                     v4l_root: str | None = None) -> Outcome:
-    """Every check of every stream; ``progress`` gets one line per finished check."""
+                     v4l_root: str | None = None, observe_s: float | None = None) -> Outcome:
+    """Every check of every stream; ``progress`` gets one line per finished check.
+
+    Order: the host preflight runs on (when no stream has a ``studio.host``) and its clock;
+    then per stream its studio, its ingest endpoints (RTMP, WHIP) and its delivery path
+    (origin, edges, content: agent/preflight_path.py; every stream's path is watched in one
+    window, started first, so the windows overlap the other checks)."""
+    from agent import preflight_path as path
     from probes import gpu, host, network, video_source
 
     t0 = time.monotonic()
     reports: list[Report] = []
+    settings = config.preflight
+    observe_s = settings.observe_s if observe_s is None else observe_s
 
     def done(rep: Report, fs: list[Finding]) -> None:
         for f in fs:
             rep.findings.append(f)
             progress(f"  {SYMBOL[f.status]} {f.title}: {f.measured}")
 
-    for stream in config.streams:
-        rep = Report(stream.name)
-        reports.append(rep)
-        studio = getattr(stream, "studio", None)
-        progress(f"preflight {stream.name}:")
-        if studio is not None:
-            if studio.host is not None:
-                progress("  … encoder host")
-                fs, _ = await host.measure(studio.host, {}, time.monotonic)
-                done(rep, fs)
-            if studio.gpu is not None:
-                progress("  … GPU")
-                done(rep, (await gpu.measure(studio.gpu))[0])
-            if studio.sources:
-                progress(f"  … {len(studio.sources)} source(s)")
-                root = v4l_root or studio.video4linux_root
-                results = await asyncio.gather(*(video_source.measure(s, root) for s in studio.sources))
-                for fs, _ in results:
+    streams = list(config.streams)
+    own: dict[str, Report] = {}
+    watching = asyncio.ensure_future(path.watch_paths(streams, observe_s))
+    try:
+        studios = [s.studio for s in streams if getattr(s, "studio", None) is not None]
+        ntp_known = any(st.network is not None and st.network.ntp_server for st in studios)
+        here = Report("(this host)")
+        if not any(st.host is not None for st in studios):
+            progress("preflight this host:")
+            progress("  … CPU, memory, disk")
+            done(here, (await host.measure(settings.host, {}, time.monotonic))[0])
+        if not ntp_known:
+            if settings.ntp_server:
+                done(here, (await network.measure(network.NetworkConfig(ntp_server=settings.ntp_server)))[0])
+            elif streams:
+                done(here, [await path.date_clock_finding([streams[0].origin, *(e.url for e in streams[0].edges)])])
+        if here.findings:
+            reports.append(here)
+        for stream in streams:
+            rep = own[stream.name] = Report(stream.name)
+            reports.append(rep)
+            studio = getattr(stream, "studio", None)
+            progress(f"preflight {stream.name}:")
+            if studio is not None:
+                if studio.host is not None:
+                    progress("  … encoder host")
+                    fs, _ = await host.measure(studio.host, {}, time.monotonic)
                     done(rep, fs)
-            if studio.network is not None:
-                progress("  … network")
-                done(rep, (await network.measure(studio.network))[0])
-        ingest = getattr(stream, "ingest", None)
-        for r in (ingest.rtmp if ingest is not None else []):
-            progress(f"  … ingest {r.name}" + (" (test push)" if r.publish else ""))
-            done(rep, await _ingest_findings(stream.name, r))
-        if not rep.findings:
-            done(rep, [Finding("preflight.config", "config", Status.WARN, "Nothing to check",
-                               "no studio: section and no ingest.rtmp", "at least one check",
-                               "config", "add a studio: section (host, gpu, sources, network) or ingest.rtmp to "
-                               "the stream")])
+                if studio.gpu is not None:
+                    progress("  … GPU")
+                    done(rep, (await gpu.measure(studio.gpu))[0])
+                if studio.sources:
+                    progress(f"  … {len(studio.sources)} source(s)")
+                    root = v4l_root or studio.video4linux_root
+                    results = await asyncio.gather(*(video_source.measure(s, root) for s in studio.sources))
+                    for fs, _ in results:
+                        done(rep, fs)
+                if studio.network is not None:
+                    progress("  … network")
+                    done(rep, (await network.measure(studio.network))[0])
+            ingest = getattr(stream, "ingest", None)
+            for r in (ingest.rtmp if ingest is not None else []):
+                progress(f"  … ingest {r.name}" + (" (test push)" if r.publish else ""))
+                done(rep, await _ingest_findings(stream.name, r))
+            if ingest is not None and ingest.whip:
+                progress(f"  … {len(ingest.whip)} WHIP ingest(s)")
+                done(rep, await path.whip_findings(stream))
+        progress(f"  … origin and edges of {len(streams)} stream(s) (watching up to {observe_s:g} s)")
+        watch = await watching
+    finally:
+        watching.cancel()
+    for stream in streams:
+        done(own[stream.name], path.path_findings(stream, watch))
     return Outcome(reports, time.monotonic() - t0)
 
 
@@ -252,13 +286,17 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     from agent import logsafe
 
+    if args.observe is not None:
+        if not 1 <= args.observe <= 300:
+            print(f"preflight: --observe {args.observe:g}: must be between 1 and 300 seconds", file=sys.stderr)
+            return EXIT_FAIL
     logsafe.install(logsafe.config_secrets(cfg))  # a probe library's warning names no key
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        out = asyncio.run(run_checks(cfg, progress))
+        out = asyncio.run(run_checks(cfg, progress, observe_s=args.observe))
     except KeyboardInterrupt:
         print("preflight: interrupted; no verdict", file=sys.stderr)
         return 130
@@ -275,10 +313,14 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "preflight", help="pre-air equipment check: host, GPU, sources, network, ingest (pass/warn/fail)",
-        description="Run the studio checklist once — encoder host, GPU, capture devices and feeds (backups too), "
-                    "network to the ingest, the RTMP ingest (and a test push with publish: true) — and print "
-                    "pass/warn/fail per check with the measured value, the threshold, its source and a fix. "
+        "preflight", help="pre-air check of the whole path: host, studio, ingest, origin, edges, picture",
+        description="Run the pre-air checklist once — this host (CPU, memory, recording disk, clock), each "
+                    "stream's studio (encoder host, GPU, capture devices and feeds, network to the ingest), its "
+                    "ingest endpoints (RTMP handshake and test push with publish: true, WHIP publish), and its "
+                    "delivery path: the origin and every edge answer, every playlist advances, segments download "
+                    "faster than real time, the origin's picture and sound are not black/frozen/silent — and "
+                    "print pass/warn/fail per check with the measured value, the threshold, its source and a fix "
+                    "(the fix of the place that is the cause, when a failure follows from another). "
                     "Exit 0 ready, 1 warnings with --strict, 2 not ready.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  signalpath preflight -c signalpath.yaml --junit preflight.xml")
@@ -286,4 +328,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check warns")
+    p.add_argument("--observe", type=float, metavar="S",
+                   help="watch the origin and edges at most S seconds (default: preflight.observe_s, 20); "
+                        "the watch ends sooner once every rendition advanced")
     p.set_defaults(func=cmd_preflight)

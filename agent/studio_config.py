@@ -31,3 +31,15 @@ class StudioSettings(StrictModel):
             seen.add(s.name)
         return self
 
+
+
+class PreflightSettings(StrictModel):
+    """``preflight:``: what ``signalpath preflight`` checks beyond each stream's own sections
+    (agent/preflight.py, agent/preflight_path.py)."""
+
+    observe_s: float = Field(20.0, ge=1, le=300, description="the longest a path check watches the origin and "
+                             "edges (it ends sooner once every rendition advanced: 2 x target duration + 2 s)")
+    host: HostConfig = Field(default_factory=HostConfig, description="the host preflight runs on, checked when "
+                             "no stream has a studio.host (CPU, memory, disk at recording_path)")
+    ntp_server: str | None = Field(None, description="host[:port] of an NTP server for the clock-offset check; "
+                                   "without one the origin's HTTP Date header (1-s resolution) is used")

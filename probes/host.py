@@ -268,7 +268,7 @@ def assess(prev: HostSnapshot, cur: HostSnapshot, dt: float, cfg: HostConfig) ->
     if st is not Status.PASS:
         fix = (f"close other programs on the encoder host or use a faster encoder preset / lower resolution: "
                f"CPU at {_pct(cpu)}, keep it under {_pct(cfg.cpu_warn_ratio)}")
-    out.append(Finding("host.cpu", COMPONENT, st, "Encoder host CPU", _pct(cpu), f"< {_pct(cfg.cpu_warn_ratio)}",
+    out.append(Finding("host.cpu", COMPONENT, st, "Host CPU", _pct(cpu), f"< {_pct(cfg.cpu_warn_ratio)}",
                        src_cpu, fix, Fault.HOST_OVERLOAD if st is not Status.PASS else None, cpu,
                        cfg.cpu_warn_ratio, figures))
     hot = [i for i, c in enumerate(cores) if c >= cfg.core_warn_ratio]

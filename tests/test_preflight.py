@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.livehls import Endpoint, Timeline
 from tests.test_network import servers
 
 FIX = Path(__file__).parent / "fixtures"
@@ -26,7 +27,7 @@ def _dead_port() -> int:
     return p
 
 
-def config(tmp: Path, ports, *, bad: bool) -> Path:
+def config(tmp: Path, ports, *, bad: bool, origin: str = "http://127.0.0.1:1/live/main.m3u8") -> Path:
     tp, hp, np_ = ports
     host = FIX / "host"
     studio = {
@@ -43,7 +44,7 @@ def config(tmp: Path, ports, *, bad: bool) -> Path:
                     "target_bitrate": 50_000_000_000 if bad else 1_000_000, "ntp_server": f"127.0.0.1:{np_}"},
         "video4linux_root": str(host / ("sys_bad" if bad else "sys") / "class" / "video4linux"),
     }
-    stream = {"name": "main", "origin": "http://127.0.0.1:1/live/main.m3u8", "studio": studio}
+    stream = {"name": "main", "origin": origin, "studio": studio, "media": {"enabled": False}}
     if bad:
         stream["ingest"] = {"rtmp": [{"name": "primary", "url": f"rtmp://127.0.0.1:{_dead_port()}/live/KEY123"}]}
     p = tmp / "preflight.yaml"
@@ -61,12 +62,13 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
 
 async def test_preflight_passes_then_fails_with_fixes(tmp_path):
     tcp, runner, ntp, ports, _ = await servers(offset=0.0)
+    origin = await Endpoint(Timeline()).start()  # a live origin: preflight checks the path too
     try:
-        good = config(tmp_path, ports, bad=False)
+        good = config(tmp_path, ports, bad=False, origin=origin.master_url)
         rc, out, err = await run_cli("preflight", "-c", str(good), "--junit", str(tmp_path / "ok.xml"))
         assert rc == 0, out + err
         assert out.strip().splitlines()[-1] == "READY"
-        assert "✓" in out and "Encoder host CPU" in out and "… encoder host" in err
+        assert "✓" in out and "Host CPU" in out and "… encoder host" in err
 
         bad_dir = tmp_path / "bad"
         bad_dir.mkdir()
@@ -83,6 +85,7 @@ async def test_preflight_passes_then_fails_with_fixes(tmp_path):
         assert up["fix"].startswith("close other uploads or lower the bitrate:") and "Mbit/s needed" in up["fix"]
         assert fails[("ingest.rtmp", "primary")]["fix"].startswith("nothing listens at the ingest address")
         assert "KEY123" not in out + err
+        assert fails[("path.reachable", "origin")]["fault"] == "unreachable"  # the dead origin of the bad config
         cam2 = next(c for c in report["checks"] if c["component"] == "cam2")
         assert cam2["status"] == "pass" and cam2["title"].startswith("Backup device")
         assert {c["check"] for c in report["checks"] if c["status"] == "warn"} == {"host.temperature"}
@@ -96,6 +99,7 @@ async def test_preflight_passes_then_fails_with_fixes(tmp_path):
         tcp.close()
         ntp.close()
         await runner.cleanup()
+        await origin.stop()
 
 
 async def test_the_table_fits_100_columns_and_each_failure_reads_one_way(tmp_path):

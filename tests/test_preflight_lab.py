@@ -4,7 +4,8 @@ a GStreamer RTSP camera (tests/rtsp_server.py) and chronyd (tests/test_network.p
 One studio, three runs of the real CLI (a subprocess, as the crew runs it):
 
 1. healthy: READY, exit 0, a readable table (every check on one row, the verdict last),
-   and the ingest checked for real — RTMP handshake/connect to nginx-rtmp and a 1.5-s
+   the origin's live HLS (nginx-rtmp, fed by the lab's ffmpeg) checked as a path, and the
+   ingest checked for real — RTMP handshake/connect to nginx-rtmp and a 1.5-s
    test push that the on_publish hook accepts;
 2. the camera goes black (the RTSP mount serves a black picture): NOT READY, exit 2, the
    one failing check is ``source.picture`` of cam1 with the lens-cap fix;
@@ -106,7 +107,7 @@ async def test_preflight_against_the_lab_passes_then_fails_per_injected_fault(tm
     hook, hook_url = await hook_server(seen)
     tcp, upload, ntp_fake, (_, upload_port, _), received = await servers()
     try:
-        async with RealLab(tmp_path / "lab", publish=False, on_publish_url=hook_url) as lab, \
+        async with RealLab(tmp_path / "lab", on_publish_url=hook_url) as lab, \
                 RtspServer() as cam, Chronyd(tmp_path / "chrony") as chrony:
             def cfg(name: str, variant: str, key: str) -> Path:
                 return write_config(tmp_path / f"{name}.yaml", lab=lab, cam_url=cam.url(variant), key=key,
@@ -120,7 +121,7 @@ async def test_preflight_against_the_lab_passes_then_fails_per_injected_fault(tm
             assert lines[-1] == "READY" and lines[-2] == "", out
             for title in ("Feed cam1", "cam1 picture", "cam1 frame rate", "Backup device cam2",
                           "Round trip to the ingest", "Clock offset (NTP)", "Ingest primary (RTMP)",
-                          "Test push to primary"):
+                          "Test push to primary", "Origin answers", "Origin playlists advance"):
                 assert any(title in ln and ln.startswith("✓") for ln in lines), (title, out)
             assert any("Encoder process obs" in ln and "50 % of a core" in ln for ln in lines), out
             assert "✗" not in out and "… 2 source(s)" in err and "… ingest primary (test push)" in err
