@@ -1,4 +1,5 @@
-"""HTTP API on ``agent.listen``: /metrics, /api/v1/status, the status page at /.
+"""HTTP API on ``agent.listen``: /metrics, /api/v1/status, /api/v1/incidents,
+/api/v1/complaints (GET the list, POST one: agent/complaint_desk.py), the status page at /.
 
 JSON, times RFC 3339 UTC (DESIGN.md "HTTP API"). Every request passes the guard of
 ``agent.web`` first (agent/webguard.py: Host check, basic auth with read and write users,
@@ -58,6 +59,39 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
                                      status=400)
         return web.json_response([i for i in await agent.incidents.list(state) if i["severity"] in levels])
 
+    async def complaints_list(req: web.Request) -> web.Response:
+        stream = req.query.get("stream") or None
+        try:
+            since = float(req.query["since"]) if req.query.get("since") else None
+            limit = int(req.query["limit"]) if req.query.get("limit") else None
+        except ValueError:
+            return web.json_response({"error": "since is epoch seconds, limit a whole number"}, status=400)
+        if limit is not None and limit < 1:
+            return web.json_response({"error": "limit must be at least 1"}, status=400)
+        found = await agent.complaints.list(stream=stream, since=since, limit=limit)
+        return web.json_response([c.to_api() for c in found])
+
+    async def complaints_add(req: web.Request) -> web.Response:
+        from agent.complaint_desk import ComplaintsOff
+        from agent.complaints import ComplaintError
+
+        try:
+            if req.content_type == "application/json":
+                data = await req.json()
+            else:  # a plain HTML form (application/x-www-form-urlencoded)
+                data = dict(await req.post())
+        except ValueError:
+            return web.json_response({"error": "the body is not valid JSON"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        try:
+            c = await agent.complaints.record(data)
+        except ComplaintsOff as exc:
+            return web.json_response({"error": str(exc)}, status=403)
+        except ComplaintError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(c.to_api(), status=201)
+
     async def index(_req: web.Request) -> web.Response:
         return web.Response(body=_page(), content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-cache"})
@@ -65,6 +99,8 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/incidents", incidents)
+    app.router.add_get("/api/v1/complaints", complaints_list)
+    app.router.add_post("/api/v1/complaints", complaints_add)
     app.router.add_get("/", index)
     for route in getattr(agent, "extra_routes", lambda: [])():
         app.router.add_route(*route)

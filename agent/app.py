@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import lograte, logsafe
 from agent.alerts import AlertDispatcher
+from agent.complaint_desk import ComplaintDesk
 from agent.config import Config, parse_listen
 from agent.errors import AgentError
 from agent.incident_sink import IncidentSink, config_places
@@ -133,6 +134,10 @@ class Agent:
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
             self.board, self.store,
             expected=first_attempts(self.jobs), places=config_places(self.jobs))
+        self.complaints = ComplaintDesk(
+            config.complaints, self.incidents.store, self.incidents.localizer, self.board, self.store, wall=wall,
+            streams=lambda: {s.name: [e.name for e in s.edges] for s in self.config.streams},
+            write_users=bool(config.agent.web.basic_auth.write))
         sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents]
         if self.trace_sink:
             sinks.append(self.trace_sink)
@@ -153,12 +158,14 @@ class Agent:
         from agent.api import start_server
 
         await self.incidents.start()
+        await self.complaints.start()
         await self.fetcher.start()
         host, port = parse_listen(self.config.agent.listen)  # '[::1]:9321' listens on ::1
         try:
             self._server, self.url = await start_server(self, host, port)
         except (OSError, AgentError) as exc:  # AgentError: TLS files that cannot be used (agent.web.tls)
             await self.fetcher.close()
+            await self.complaints.stop()
             await self.incidents.stop()
             if isinstance(exc, AgentError):
                 raise
@@ -169,6 +176,7 @@ class Agent:
     async def stop(self) -> None:
         async with self._reloading:  # a reload in progress finishes first: its runner is the one stopped
             await self.runner.stop()
+        await self.complaints.stop()
         await self.incidents.stop()
         if self._server is not None:
             await self._server.cleanup()

@@ -268,7 +268,8 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
     out = []
     import importlib
 
-    for mod in ("agent.lab.cli", "agent.demo", "agent.beacon_publish", "agent.incidents_cli", "agent.preflight"):
+    for mod in ("agent.lab.cli", "agent.demo", "agent.beacon_publish", "agent.incidents_cli", "agent.complaints_cli",
+                "agent.preflight"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

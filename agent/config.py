@@ -47,6 +47,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.alerts import AlertSettings
+from agent.complaints import ComplaintSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
@@ -285,6 +286,7 @@ class Config(StrictModel):
     incidents: IncidentStoreSettings = Field(default_factory=IncidentStoreSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     preflight: PreflightSettings = Field(default_factory=PreflightSettings)  # signalpath preflight only
+    complaints: ComplaintSettings = Field(default_factory=ComplaintSettings)  # agent/complaints.py
 
     @model_validator(mode="after")
     def _unique_streams(self) -> Config:

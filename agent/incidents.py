@@ -24,6 +24,7 @@ Metric helpers (the registry belongs to ``agent/metrics.py``):
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import sqlite3
 import threading
@@ -35,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.complaints import Complaint, ComplaintType
 from agent.errors import AgentError
 from agent.localize import Incident, IncidentEvent
 from probes.base import Sample
@@ -80,6 +82,20 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     PRIMARY KEY (sink, incident_id)
 );
 CREATE INDEX IF NOT EXISTS alert_deliveries_pending ON alert_deliveries (sink) WHERE resolved = 0;
+CREATE TABLE IF NOT EXISTS complaints (
+    id           TEXT PRIMARY KEY,
+    at           REAL NOT NULL,
+    stream       TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    edge         TEXT,
+    region       TEXT,
+    device       TEXT,
+    player       TEXT,
+    note         TEXT NOT NULL DEFAULT '',
+    explained_by TEXT,
+    seen         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS complaints_at ON complaints (at);
 """
 # columns added after a store was first created: (table, column, definition)
 _MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),
@@ -259,6 +275,61 @@ class IncidentStore:
             return {fault: n for fault, n in self._db.execute(sql, args).fetchall()}
 
 
+    # -- viewer complaints (agent/complaints.py) ---------------------------------------
+
+    def add_complaint(self, c: Complaint, *, max_kept: int = 10_000) -> None:
+        """Store ``c``; beyond ``max_kept`` complaints the oldest go (bounded size)."""
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO complaints ({_COMPLAINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (c.id, c.at, c.stream, str(c.type), c.edge, c.region, c.device, c.player, c.note, c.explained_by,
+                 json.dumps(c.seen)))
+            self._db.execute("DELETE FROM complaints WHERE id IN (SELECT id FROM complaints ORDER BY at DESC, id "
+                             "LIMIT -1 OFFSET ?)", (max_kept,))
+
+    def complaints(self, *, stream: str | None = None, since: float | None = None,
+                   limit: int | None = None) -> builtins.list[Complaint]:
+        """Complaints, newest first (at most ``max_list``)."""
+        where: list[str] = ["1=1"]
+        args: list[object] = []
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        args.append(min(limit or self.max_list, self.max_list))
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COMPLAINT_COLUMNS} FROM complaints WHERE {' AND '.join(where)} "
+                                    "ORDER BY at DESC, id LIMIT ?", args).fetchall()
+        return [_row_to_complaint(r) for r in rows]
+
+    def resolved_since(self, since: float, *, stream: str) -> builtins.list[Incident]:
+        """Incidents of ``stream`` resolved at or after ``since`` (what viewers may still complain of)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE stream = ? AND resolved_at >= ? "
+                                    "ORDER BY resolved_at DESC LIMIT ?", (stream, since, self.max_list)).fetchall()
+        return [_row_to_incident(r) for r in rows]
+
+
+_COMPLAINT_COLUMNS = "id, at, stream, type, edge, region, device, player, note, explained_by, seen"
+
+
+def _row_to_complaint(row: tuple) -> Complaint:
+    id_, at, stream, kind, edge, region, device, player, note, explained_by, seen = row
+    try:
+        seen_v = json.loads(seen)
+    except ValueError:
+        seen_v = {}
+    try:
+        ctype = ComplaintType(kind)
+    except ValueError:
+        ctype = ComplaintType.OTHER
+    return Complaint(id=id_, at=at, stream=stream, type=ctype, edge=edge, region=region, device=device,
+                     player=player, note=note, explained_by=explained_by,
+                     seen=seen_v if isinstance(seen_v, dict) else {})
+
+
 class AsyncIncidentStore:
     """:class:`IncidentStore` on one dedicated thread: the event loop never touches the disk."""
 
@@ -301,6 +372,16 @@ class AsyncIncidentStore:
     async def record_delivery(self, sink: str, event: IncidentEvent) -> None:
         await self._run(self._s().record_delivery, sink, event)
 
+    async def add_complaint(self, c: Complaint, *, max_kept: int = 10_000) -> None:
+        await self._run(self._s().add_complaint, c, max_kept=max_kept)
+
+    async def complaints(self, *, stream: str | None = None, since: float | None = None,
+                         limit: int | None = None) -> list[Complaint]:
+        return await self._run(self._s().complaints, stream=stream, since=since, limit=limit)
+
+    async def resolved_since(self, since: float, *, stream: str) -> list[Incident]:
+        return await self._run(self._s().resolved_since, since, stream=stream)
+
     async def undelivered(self, sink: str, *, firing: bool = True) -> list[IncidentEvent]:
         return await self._run(self._s().undelivered, sink, firing=firing)
 
@@ -309,6 +390,7 @@ class AsyncIncidentStore:
 
     async def counts_by_fault(self, *, since: float | None = None) -> dict[str, int]:
         return await self._run(self._s().counts_by_fault, since=since)
+
 
     def _s(self) -> IncidentStore:
         if self.store is None:

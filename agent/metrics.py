@@ -139,6 +139,9 @@ CATALOG: dict[str, MetricDef] = {
                                            _T + ("fault", "severity")),
     "signalpath_time_to_localize_seconds": MetricDef("histogram", "Seconds from a fault's first bad evidence to "
                                                      "its localization.", ("stream", "stage")),
+    # viewer complaints (agent/complaints.py)
+    "signalpath_complaints_total": MetricDef("counter", "Viewer complaints recorded by tech support, by type "
+                                             "(agent/complaints.py ComplaintType).", ("stream", "type")),
 }
 
 

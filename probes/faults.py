@@ -117,6 +117,7 @@ class Fault(enum.StrEnum):
     RTT_HIGH = "rtt_high"
     JITTER_HIGH = "jitter_high"
     VIDEO_FREEZES = "video_freezes"
+    VIEWER_COMPLAINTS = "viewer_complaints"
     # resource
     DEVICE_MISSING = "device_missing"
     HOST_OVERLOAD = "host_overload"
@@ -460,6 +461,10 @@ CATALOG = FaultCatalog([
        stage_phrases={"studio": "has an unsteady path to the ingest"}),
     _s(F.VIDEO_FREEZES, C.PERFORMANCE, "P2", "video freezes{of}",
        "WebRTC viewers see freezes: check the WHEP server load and its upstream feed.",
+       stages=frozenset({"playback"})),
+    _s(F.VIEWER_COMPLAINTS, C.PERFORMANCE, "P3", "has viewers complaining of one problem that no probe sees{of}",
+       "Viewers via {component} report one problem that no probe explains: compare their region, ISP and "
+       "player in the complaints (signalpath complaints); check the edge's logs for them.",
        stages=frozenset({"playback"})),
     # -- resource: equipment at risk ---------------------------------------------------
     _s(F.DEVICE_MISSING, C.RESOURCE, "P3", "is missing",
