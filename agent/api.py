@@ -1,5 +1,6 @@
 """HTTP API on ``agent.listen``: /metrics, /api/v1/status, /api/v1/incidents,
-/api/v1/complaints (GET the list, POST one: agent/complaint_desk.py), the status page at /.
+/api/v1/complaints (GET the list, POST one: agent/complaint_desk.py), /api/v1/broadcasts (the
+schedule: agent/schedule.py), the status page at /.
 
 JSON, times RFC 3339 UTC (DESIGN.md "HTTP API"). Every request passes the guard of
 ``agent.web`` first (agent/webguard.py: Host check, basic auth with read and write users,
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import webguard
+from agent.localize import rfc3339
 from agent.webguard import WebSettings
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(_req: web.Request) -> web.Response:
-        return web.json_response(agent.board.as_json())
+        return web.json_response(agent.status_json())
 
     async def incidents(req: web.Request) -> web.Response:
         state = req.query.get("state", "all")
@@ -58,6 +60,18 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
             return web.json_response({"error": f"severity is a comma list of P1, P2, P3 (got {(wanted or '')[:20]!r})"},
                                      status=400)
         return web.json_response([i for i in await agent.incidents.list(state) if i["severity"] in levels])
+
+    async def broadcasts(_req: web.Request) -> web.Response:
+        from agent.schedule import broadcast_json
+
+        now = agent.wall()
+        sched = agent.schedule
+        return web.json_response({
+            "broadcasts": [{**broadcast_json(b), "state": "on_air" if b.on_air(now) else "preroll" if b.watched(now)
+                            else "ended" if now >= b.end else "scheduled"} for b in sched.broadcasts],
+            "maintenance": [{"name": m.name, "stream": m.stream, "stage": m.stage, "component": m.component,
+                             "start": rfc3339(m.start), "end": rfc3339(m.end), "active": m.start <= now < m.end}
+                            for m in sched.maintenance]})
 
     async def complaints_list(req: web.Request) -> web.Response:
         stream = req.query.get("stream") or None
@@ -99,6 +113,7 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/incidents", incidents)
+    app.router.add_get("/api/v1/broadcasts", broadcasts)
     app.router.add_get("/api/v1/complaints", complaints_list)
     app.router.add_post("/api/v1/complaints", complaints_add)
     app.router.add_get("/", index)

@@ -32,9 +32,10 @@ from agent.errors import AgentError
 from agent.incident_sink import IncidentSink, config_places
 from agent.incidents import AsyncIncidentStore
 from agent.jobs import build_jobs
-from agent.localize import Localizer
+from agent.localize import Localizer, rfc3339
 from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
+from agent.schedule import Schedule, broadcast_json
 from agent.status import StatusBoard
 from agent.tracing import TraceSink, make_provider
 from probes.base import Sample, State
@@ -86,8 +87,11 @@ def first_attempts(jobs: list[Job]) -> dict[str, set[tuple[str, str]]]:
     return out
 
 
+RELOADED = {"streams", "broadcasts", "maintenance"}  # what a reload applies; every other key needs a restart
+
+
 def restart_keys(old: Config, new: Config) -> list[str]:
-    """Key paths outside ``streams`` whose value differs: a reload leaves them as they run."""
+    """Key paths outside :data:`RELOADED` whose value differs: a reload leaves them as they run."""
     out: list[str] = []
 
     def walk(a: Any, b: Any, path: str) -> None:
@@ -97,7 +101,7 @@ def restart_keys(old: Config, new: Config) -> list[str]:
         elif a != b:
             out.append(path)
 
-    walk(old.model_dump(exclude={"streams"}), new.model_dump(exclude={"streams"}), "")
+    walk(old.model_dump(exclude=RELOADED), new.model_dump(exclude=RELOADED), "")
     return [p.lstrip(".") for p in out]
 
 
@@ -128,12 +132,13 @@ class Agent:
             for t in job.targets:
                 self.board.declare(t.stream, t.stage, t.component)
         self.fetcher = Fetcher(max_per_host=config.agent.max_in_flight_per_host)
+        self.schedule = Schedule(config.broadcasts, config.maintenance)
         self.incidents = IncidentSink(
-            Localizer(config.localize, clock=wall),
+            Localizer(config.localize, clock=wall, maintenance=self._maintenance),
             AsyncIncidentStore.from_settings(config.incidents),
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
             self.board, self.store,
-            expected=first_attempts(self.jobs), places=config_places(self.jobs))
+            expected=first_attempts(self.jobs), places=config_places(self.jobs), schedule=self.schedule)
         self.complaints = ComplaintDesk(
             config.complaints, self.incidents.store, self.incidents.localizer, self.board, self.store, wall=wall,
             streams=lambda: {s.name: [e.name for e in s.edges] for s in self.config.streams},
@@ -146,6 +151,30 @@ class Agent:
         self._server: Any = None
         self.url = ""
         self._reloading = asyncio.Lock()
+
+    def _maintenance(self, stream: str, stage: str, component: str, t: float) -> str:
+        """The maintenance window covering a place now, by name ("" for none): the localizer marks
+        an incident opening there (agent/schedule.py)."""
+        w = self.schedule.maintenance_for(stream, stage, component, t)
+        return w.name if w is not None else ""
+
+    def status_json(self) -> dict[str, Any]:
+        """``GET /api/v1/status``: the board, each stream with its schedule (agent/schedule.py), and
+        the current or next broadcast."""
+        now = self.wall()
+        body = self.board.as_json()
+        for s in body["streams"]:
+            at = self.schedule.stream_at(s["name"], now)
+            b = at.broadcast
+            s["schedule"] = {
+                "state": at.state,
+                "broadcast": None if b is None else broadcast_json(b),
+                "maintenance": [{"name": m.name, "stage": m.stage, "component": m.component,
+                                 "ends_at": rfc3339(m.end)} for m in at.maintenance],
+            }
+        nxt = self.schedule.current_or_next(now)
+        body["broadcast"] = None if nxt is None else {**broadcast_json(nxt), "on_air": nxt.on_air(now)}
+        return body
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -193,7 +222,8 @@ class Agent:
             restart = restart_keys(self.config, config)
             for key in restart:
                 log.warning("config reload: %s changed: needs a restart (still running the previous value)", key)
-            config = self.config.model_copy(update={"streams": config.streams})
+            config = self.config.model_copy(update={k: getattr(config, k) for k in RELOADED})
+            self.schedule = self.incidents.schedule = Schedule(config.broadcasts, config.maintenance)
             jobs = build_jobs(config)
             before = {target_key(t): t for job in self.jobs for t in job.targets}
             after = {target_key(t): t for job in jobs for t in job.targets}

@@ -51,6 +51,7 @@ from agent.complaints import ComplaintSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
+from agent.schedule import Broadcast, MaintenanceWindow
 from agent.studio_config import PreflightSettings, StudioSettings
 from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
@@ -287,6 +288,8 @@ class Config(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     preflight: PreflightSettings = Field(default_factory=PreflightSettings)  # signalpath preflight only
     complaints: ComplaintSettings = Field(default_factory=ComplaintSettings)  # agent/complaints.py
+    broadcasts: list[Broadcast] = Field(default_factory=list)  # agent/schedule.py
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)  # agent/schedule.py
 
     @model_validator(mode="after")
     def _unique_streams(self) -> Config:
@@ -295,6 +298,18 @@ class Config(StrictModel):
             if s.name in seen:
                 raise ValueError(f"streams[{i}].name: duplicate stream name {s.name!r} (also streams[{seen[s.name]}])")
             seen[s.name] = i
+        names: dict[str, int] = {}
+        for i, b in enumerate(self.broadcasts):
+            if b.name in names:
+                raise ValueError(f"broadcasts[{i}].name: duplicate broadcast name {b.name!r} "
+                                 f"(also broadcasts[{names[b.name]}])")
+            names[b.name] = i
+            for j, stream in enumerate(b.streams):
+                if stream not in seen:
+                    raise ValueError(f"broadcasts[{i}].streams[{j}]: {stream!r} is not a configured stream")
+        for i, m in enumerate(self.maintenance):
+            if m.stream is not None and m.stream not in seen:
+                raise ValueError(f"maintenance[{i}].stream: {m.stream!r} is not a configured stream")
         return self
 
 

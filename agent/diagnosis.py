@@ -174,12 +174,16 @@ class Diagnoser:
         evs = [e for e in evidence if e.stage in STAGE_RANK]
         if not any(is_bad(e) for e in evs):
             return []
+        # facts the agent states at a fixed place (catalog ``placed``): findings there, never walked
+        placed = [e for e in evs if is_bad(e) and self.spec(fault_of(e)).placed]
+        evs = [e for e in evs if not (is_bad(e) and self.spec(fault_of(e)).placed)]
         walk = _Walk(self, evs, ladder)
         walk.upstream()
         walk.origin()
         walk.edges()
         walk.playback()
         out = [g for f in walk.findings.values() for g in self.separate(f)]
+        out += [Finding(e.stage, e.component, own=[e]) for e in placed]
         out.sort(key=lambda f: (STAGE_RANK[f.stage], f.component))
         for f in out:
             f.fault = self.root_fault(f.causes)

@@ -32,6 +32,7 @@ from agent.incidents import (
 from agent.localize import Incident, IncidentEvent, Localizer
 from agent.metrics import MetricStore
 from agent.runner import Cycle, Job
+from agent.schedule import Schedule, on_air_evidence
 from agent.status import StatusBoard
 from probes.base import Evidence, State
 from probes.faults import Fault
@@ -43,9 +44,16 @@ STARTUP_WAIT_S = 15.0
 """The longest the localizer waits for a stream's first complete picture (longer than any
 probe deadline by default, shorter than the slowest probe interval, WHEP's 10 s + deadline)."""
 SOURCE = "incidents"  # the status-board source of root-cause cells (never fed back to the localizer)
+SCHEDULE_SOURCE = "schedule"  # the status-board source of not_live evidence (agent/schedule.py)
 
 Places = dict[str, set[tuple[str, str]]]
 """stream -> the (stage, component) places its config names."""
+
+
+def alertable(events: list[IncidentEvent]) -> list[IncidentEvent]:
+    """The events alert sinks get: none of an incident opened in a maintenance window while it
+    is marked so (agent/schedule.py); it is alerted when the window ends and it is still open."""
+    return [e for e in events if not e.incident.maintenance]
 
 
 def config_places(jobs: list[Job]) -> Places:
@@ -94,8 +102,10 @@ class IncidentSink:
 
     def __init__(self, localizer: Localizer, store: AsyncIncidentStore, dispatcher: AlertDispatcher,
                  board: StatusBoard, metrics: MetricStore, queue_size: int = 1000,
-                 expected: dict[str, set[tuple[str, str]]] | None = None, places: Places | None = None) -> None:
+                 expected: dict[str, set[tuple[str, str]]] | None = None, places: Places | None = None,
+                 schedule: Schedule | None = None) -> None:
         self.localizer = localizer
+        self.schedule = schedule or Schedule()
         self.store = store
         self.dispatcher = dispatcher
         self.board = board
@@ -125,12 +135,12 @@ class IncidentSink:
         # tell each sink what it missed (an event of the last run it never got), never again what it got
         closed_now = {e.incident.id for e in gone}
         for sink in self.dispatcher.sinks:
-            for e in await self.store.undelivered(sink.key, firing=not sink.reasserts_firing):
+            for e in alertable(await self.store.undelivered(sink.key, firing=not sink.reasserts_firing)):
                 if e.incident.id not in closed_now:
                     sink.submit(e)
         # Alertmanager forgets a firing alert it is not told again: re-assert what is still open
-        self.dispatcher.restore_firing(self.localizer.open_incidents())
-        self.dispatcher.submit_all(gone)
+        self.dispatcher.restore_firing([i for i in self.localizer.open_incidents() if not i.maintenance])
+        self.dispatcher.submit_all(alertable(gone))
         self._publish_gauge()
         self._task = asyncio.ensure_future(self._writer())
 
@@ -238,7 +248,17 @@ class IncidentSink:
         if origin is not None and origin.figures.get("renditions"):
             self._ladders[stream] = sorted(origin.figures["renditions"])
         ladder = self._ladders.get(stream)
-        events = self.localizer.observe(stream, self.board.evidence(stream, exclude=(SOURCE,)), ladder=ladder)
+        now = cycle.end_wall
+        # broadcasts (agent/schedule.py): a stream of a broadcast on air must be live; one off air
+        # (outside every pre-roll..end of its broadcasts) is not judged: its end is no incident
+        not_live, samples = on_air_evidence(self.schedule, stream, self.board.evidence(stream, exclude=(
+            SOURCE, SCHEDULE_SOURCE)), now)
+        self.board.update(stream, SCHEDULE_SOURCE, not_live)
+        self.metrics.replace(f"{SCHEDULE_SOURCE}/{stream}", samples)
+        watched = self.schedule.watched(stream, now)
+        evidence = self.board.evidence(stream, exclude=(SOURCE,)) if watched else []
+        events = self.localizer.observe(stream, evidence, ladder=ladder)
+        events += self.localizer.maintenance_over(stream)
         if not events:
             return
         self._show_roots(stream)
@@ -267,7 +287,7 @@ class IncidentSink:
                     await self.store.record_delivery(item.sink, item.event)
                 else:
                     await self.store.apply_all(item)
-                    self.dispatcher.submit_all(item)
+                    self.dispatcher.submit_all(alertable(item))
             except Exception:
                 log.exception("storing incident events failed")
             finally:

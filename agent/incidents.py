@@ -99,11 +99,12 @@ CREATE INDEX IF NOT EXISTS complaints_at ON complaints (at);
 """
 # columns added after a store was first created: (table, column, definition)
 _MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),
-               ("incidents", "related", "TEXT NOT NULL DEFAULT '[]'"))
+               ("incidents", "related", "TEXT NOT NULL DEFAULT '[]'"),
+               ("incidents", "maintenance", "TEXT NOT NULL DEFAULT ''"))
 
 _COLUMNS = (
     "id, stream, stage, component, fault, severity, started_at, localized_at, "
-    "resolved_at, summary, evidence, runbook, related"
+    "resolved_at, summary, evidence, runbook, related, maintenance"
 )
 
 
@@ -118,11 +119,11 @@ class IncidentStoreSettings(BaseModel):
 
 def _row_to_incident(row: tuple) -> Incident:
     (id_, stream, stage, component, fault, severity, started, localized, resolved, summary, evidence, runbook,
-     related) = row
+     related, maintenance) = row
     return Incident(
         id=id_, stream=stream, stage=stage, component=component, fault=fault, severity=severity,
         started_at=started, localized_at=localized, resolved_at=resolved, summary=summary,
-        evidence=_json_list(evidence), runbook=runbook, related=_json_list(related),
+        evidence=_json_list(evidence), runbook=runbook, related=_json_list(related), maintenance=maintenance,
     )
 
 
@@ -221,16 +222,16 @@ class IncidentStore:
         values = (
             inc.id, inc.stream, inc.stage, inc.component, inc.fault, inc.severity,
             inc.started_at, inc.localized_at, inc.resolved_at, inc.summary,
-            json.dumps(inc.evidence[:200]), inc.runbook, json.dumps(inc.related[:50]),
+            json.dumps(inc.evidence[:200]), inc.runbook, json.dumps(inc.related[:50]), inc.maintenance,
         )
         with self._lock:
             self._db.execute(
-                f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO incidents ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 # an incident's cause (stream, stage, component, fault) and onset are fixed when it
                 # opens: the store never rewrites them, whatever a caller sends
                 "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, "
                 "resolved_at=excluded.resolved_at, summary=excluded.summary, "
-                "evidence=excluded.evidence, runbook=excluded.runbook",
+                "evidence=excluded.evidence, runbook=excluded.runbook, maintenance=excluded.maintenance",
                 values,
             )
 

@@ -137,6 +137,9 @@ class Incident:
     2 x ``resolve_after_s`` before: a different fault at one place is its own incident, linked
     (a transcoder's stale playlists, then its long GOP in one rendition). One place: the same
     stage and component, or a stage-wide one (transcoder, cdn) and one of its parts."""
+    maintenance: str = ""
+    """The maintenance window (agent/schedule.py) it opened in, by name: recorded, not alerted;
+    cleared (an ``updated`` event, reason ``maintenance ended``) if it outlasts the window."""
 
     @property
     def open(self) -> bool:
@@ -170,6 +173,7 @@ class Incident:
             "evidence": list(self.evidence),
             "runbook": self.runbook,
             "related": list(self.related),
+            "maintenance": self.maintenance or None,
         }
 
 
@@ -185,6 +189,7 @@ class IncidentEvent:
 
 
 REMOVED_FROM_CONFIG = "removed from config"
+MAINTENANCE_ENDED = "maintenance ended"
 """The reason an incident is resolved when its stream or component left the config."""
 
 
@@ -222,8 +227,10 @@ class Localizer:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _default_id,
         runbooks: Runbooks | None = None,
+        maintenance: Callable[[str, str, str, float], str] = lambda stream, stage, component, t: "",
     ) -> None:
         self.settings = settings or LocalizerSettings()
+        self._maintenance = maintenance  # (stream, stage, component, t) -> the window's name, or ""
         self.catalog = self.settings.catalog()
         self._diag = Diagnoser(self.catalog)
         self._clock = clock
@@ -364,7 +371,7 @@ class Localizer:
             severity=self._diag.severity_of(f), started_at=min(started, now), localized_at=now,
             summary=summary(f, self.catalog), evidence=sorted({evidence_line(e) for e in f.all_evidence}),
             runbook=self._runbooks.hint(stream=stream, stage=f.stage, component=f.component, fault=fault),
-            related=self._related(stream, f, now))
+            related=self._related(stream, f, now), maintenance=self._maintenance(stream, f.stage, f.component, now))
         return IncidentEvent("opened", t.incident.copy())
 
     def _related(self, stream: str, f: Finding, now: float) -> list[str]:
@@ -499,6 +506,19 @@ class Localizer:
                 events.append(IncidentEvent("resolved", t.incident.copy()))
                 self._recent.setdefault(stream, []).append((t.incident.copy(), now))
                 del tracks[key]
+        return events
+
+    def maintenance_over(self, stream: str, now: float | None = None) -> list[IncidentEvent]:
+        """Open incidents of ``stream`` opened in a maintenance window that is over (the
+        ``maintenance`` callable no longer names one for their place): unmarked, as ``updated``
+        events with reason ``maintenance ended`` (they are alerted now)."""
+        now = self._clock() if now is None else now
+        events = []
+        for t in self._tracks.get(stream, {}).values():
+            inc = t.incident
+            if inc is not None and inc.maintenance and not self._maintenance(stream, inc.stage, inc.component, now):
+                inc.maintenance = ""
+                events.append(IncidentEvent("updated", inc.copy(), MAINTENANCE_ENDED))
         return events
 
     def forget(self, stream: str, reason: str = REMOVED_FROM_CONFIG) -> list[IncidentEvent]:

@@ -139,6 +139,10 @@ CATALOG: dict[str, MetricDef] = {
                                            _T + ("fault", "severity")),
     "signalpath_time_to_localize_seconds": MetricDef("histogram", "Seconds from a fault's first bad evidence to "
                                                      "its localization.", ("stream", "stage")),
+    # broadcasts (agent/schedule.py)
+    "signalpath_broadcast_live": MetricDef("gauge", "1 while a scheduled broadcast is on air and its stream is "
+                                           "live at the origin, 0 when it is not (or not measured).",
+                                           ("broadcast", "stream")),
     # viewer complaints (agent/complaints.py)
     "signalpath_complaints_total": MetricDef("counter", "Viewer complaints recorded by tech support, by type "
                                              "(agent/complaints.py ComplaintType).", ("stream", "type")),

@@ -275,6 +275,19 @@ def junit_xml(out: Outcome) -> bytes:
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
+def _timing(b: Any, now: float) -> Finding:
+    """Where the broadcast stands: a preflight belongs before its start (and its pre-roll)."""
+    from agent.localize import rfc3339
+
+    title, needed, source = f"Broadcast {b.name}", "run before the start", "broadcasts[] in the config"
+    if now < b.start:
+        return Finding("broadcast.timing", "schedule", Status.PASS, title,
+                       f"starts {rfc3339(b.start)} (in {(b.start - now) / 60:.0f} min)", needed, source)
+    return Finding("broadcast.timing", "schedule", Status.WARN, title,
+                   f"on air since {rfc3339(b.start)} ({(now - b.start) / 60:.0f} min)", needed, source,
+                   "the broadcast is on air: a failure below is a live fault, see the status page")
+
+
 def cmd_preflight(args: argparse.Namespace) -> int:
     from agent.cli import load_agent_config
     from agent.errors import ConfigError
@@ -286,6 +299,20 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     from agent import logsafe
 
+    broadcast = None
+    if args.broadcast is not None:
+        from agent.schedule import Schedule
+
+        broadcast = Schedule(cfg.broadcasts).by_name(args.broadcast)
+        if broadcast is None:
+            known = ", ".join(repr(b.name) for b in cfg.broadcasts) or "none in the config"
+            print(f"preflight: --broadcast {args.broadcast!r}: no such broadcast (broadcasts: {known})",
+                  file=sys.stderr)
+            return EXIT_FAIL
+        if time.time() >= broadcast.end:
+            print(f"preflight: broadcast {broadcast.name!r} has ended", file=sys.stderr)
+            return EXIT_FAIL
+        cfg = cfg.model_copy(update={"streams": [s for s in cfg.streams if s.name in broadcast.streams]})
     if args.observe is not None:
         if not 1 <= args.observe <= 300:
             print(f"preflight: --observe {args.observe:g}: must be between 1 and 300 seconds", file=sys.stderr)
@@ -297,6 +324,8 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
     try:
         out = asyncio.run(run_checks(cfg, progress, observe_s=args.observe))
+        if broadcast is not None:
+            out.reports.insert(0, Report(f"({broadcast.name})", [_timing(broadcast, time.time())]))
     except KeyboardInterrupt:
         print("preflight: interrupted; no verdict", file=sys.stderr)
         return 130
@@ -328,6 +357,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check warns")
+    p.add_argument("--broadcast", metavar="NAME",
+                   help="check only the streams of this scheduled broadcast (broadcasts[] in the config), "
+                        "and say how long until it starts")
     p.add_argument("--observe", type=float, metavar="S",
                    help="watch the origin and edges at most S seconds (default: preflight.observe_s, 20); "
                         "the watch ends sooner once every rendition advanced")

@@ -23,6 +23,9 @@ so a fault outside this catalog cannot be constructed. For each fault the catalo
   it waits ``effect_open_cycles`` for them before it opens as a cause of its own;
 - ``own``: the probed component's own connection failed — never a symptom of anything
   upstream (an origin cannot make an edge refuse connections);
+- ``placed``: a fact the agent itself states at a fixed place (a broadcast's stream not live at
+  its start, a cluster of viewer complaints): a finding of its own there, never inferred to
+  another place nor folded into another cause;
 - ``reserved``: in the vocabulary but reported by no probe yet (a test holds every
   other entry reachable from probe code).
 
@@ -90,6 +93,7 @@ class Fault(enum.StrEnum):
     NO_MEDIA = "no_media"
     SOURCE_GONE = "source_gone"
     CONTENT_GAP = "content_gap"
+    NOT_LIVE = "not_live"
     # content
     FROZEN_VIDEO = "frozen_video"
     BLACK_VIDEO = "black_video"
@@ -144,6 +148,7 @@ class FaultSpec:
     explains: frozenset[Fault] = frozenset()
     own: bool = False
     reserved: bool = False
+    placed: bool = False
     stage_phrases: Mapping[str, str] = field(default_factory=dict)
     stage_runbooks: Mapping[str, str] = field(default_factory=dict)
     leaves: frozenset[Fault] = frozenset()
@@ -247,9 +252,9 @@ def _s(fault: Fault, cls: FaultClass, severity: Severity, phrase: str, runbook: 
        stages: frozenset[str] = _ALL, explains: Iterable[Fault] = (), own: bool = False,
        reserved: bool = False, stage_phrases: Mapping[str, str] | None = None,
        stage_runbooks: Mapping[str, str] | None = None, leaves: Iterable[Fault] = (),
-       awaits: Iterable[Fault] = ()) -> FaultSpec:
+       awaits: Iterable[Fault] = (), placed: bool = False) -> FaultSpec:
     return FaultSpec(fault, cls, severity, phrase, runbook, frozenset(stages), frozenset(explains), own,
-                     reserved, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves),
+                     reserved, placed, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves),
                      frozenset(awaits))
 
 
@@ -353,6 +358,9 @@ CATALOG = FaultCatalog([
        "The packager marks segments as gaps (its input was missing): check the transcoder's input and the "
        "contribution link; players jump over the hole.",
        stages=_PLAYLIST, explains={F.STALLS, F.VIDEO_FREEZES, F.TIMESTAMP_GAP}),
+    _s(F.NOT_LIVE, C.FRESHNESS, "P1", "has no live stream at the broadcast's scheduled time",
+       "The broadcast has started and this stream is not live: start the encoder (or its publisher) now, or "
+       "switch the broadcast to its backup stream.", stages=frozenset({"origin"}), placed=True),
     _s(F.SOURCE_GONE, C.FRESHNESS, "P2", "feed is gone",
        "The feed {component} is gone: check the camera/encoder power and link, or cut to the backup.",
        stages=_STUDIO, explains=_NO_FLOW | _PICTURE),
@@ -465,7 +473,7 @@ CATALOG = FaultCatalog([
     _s(F.VIEWER_COMPLAINTS, C.PERFORMANCE, "P3", "has viewers complaining of one problem that no probe sees{of}",
        "Viewers via {component} report one problem that no probe explains: compare their region, ISP and "
        "player in the complaints (signalpath complaints); check the edge's logs for them.",
-       stages=frozenset({"playback"})),
+       stages=frozenset({"playback"}), placed=True),
     # -- resource: equipment at risk ---------------------------------------------------
     _s(F.DEVICE_MISSING, C.RESOURCE, "P3", "is missing",
        "Reconnect or replace {component}; select the backup device in the encoder.",

@@ -53,6 +53,8 @@ EMITTED_ONLY_ON_EVENTS: dict[str, str] = {
     "signalpath_playlist_anomalies_total": "counted only after a continuity anomaly (sequence gap/regression, "
                                            "discontinuity, segment too long); no lab fault makes one, and no "
                                            "panel charts it",
+    "signalpath_broadcast_live": "set only while a scheduled broadcast is on air (tests/test_broadcasts_agent.py "
+                                 "checks it)",
     "signalpath_complaints_total": "counted only once tech support records a viewer complaint "
                                    "(tests/test_complaints_agent.py checks its values)",
 }

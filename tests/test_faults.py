@@ -22,7 +22,8 @@ from probes.faults import CATALOG, STAGES, CatalogError, Fault, FaultCatalog, Fa
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTERS = [p for p in sorted((ROOT / "probes").rglob("*.py")) if p.name != "faults.py"] + [
-    ROOT / "agent" / "runner.py", ROOT / "agent" / "diagnosis.py", ROOT / "agent" / "complaints.py"]
+    ROOT / "agent" / "runner.py", ROOT / "agent" / "diagnosis.py", ROOT / "agent" / "complaints.py",
+    ROOT / "agent" / "schedule.py"]
 
 
 def _fault_members_used() -> set[str]:

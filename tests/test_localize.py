@@ -621,10 +621,10 @@ def test_to_api_shape():
     api = inc.to_api()
     assert set(api) == {
         "id", "stream", "stage", "component", "fault", "severity", "started_at",
-        "localized_at", "resolved_at", "summary", "evidence", "runbook", "related",
+        "localized_at", "resolved_at", "summary", "evidence", "runbook", "related", "maintenance",
     }
     assert api["started_at"] == "1970-01-01T00:00:00.000Z" and api["localized_at"] == "1970-01-01T00:00:02.500Z"
-    assert api["resolved_at"] is None
+    assert api["resolved_at"] is None and api["maintenance"] is None
 
 
 def test_player_stalls_wait_for_upstream_evidence_before_opening():
