@@ -1,6 +1,6 @@
 """HTTP API on ``agent.listen``: /metrics, /api/v1/status, /api/v1/incidents,
 /api/v1/complaints (GET the list, POST one: agent/complaint_desk.py), /api/v1/broadcasts (the
-schedule: agent/schedule.py), the status page at /.
+schedule: agent/schedule.py), /api/v1/thumbnails (pictures: agent/thumbnails.py), the status page at /.
 
 JSON, times RFC 3339 UTC (DESIGN.md "HTTP API"). Every request passes the guard of
 ``agent.web`` first (agent/webguard.py: Host check, basic auth with read and write users,
@@ -73,6 +73,16 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
                              "start": rfc3339(m.start), "end": rfc3339(m.end), "active": m.start <= now < m.end}
                             for m in sched.maintenance]})
 
+    async def thumbnails(_req: web.Request) -> web.Response:
+        return web.json_response(agent.thumbnails.index(), headers={"Cache-Control": "no-store"})
+
+    async def thumbnail(req: web.Request) -> web.Response:
+        m = req.match_info
+        th = agent.thumbnails.get(m["stream"], m["rendition"], m.get("fault"))
+        if th is None:
+            return web.json_response({"error": "no such picture (yet): see /api/v1/thumbnails"}, status=404)
+        return web.Response(body=th.jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     async def complaints_list(req: web.Request) -> web.Response:
         stream = req.query.get("stream") or None
         try:
@@ -114,6 +124,9 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/api/v1/broadcasts", broadcasts)
+    app.router.add_get("/api/v1/thumbnails", thumbnails)
+    app.router.add_get(r"/api/v1/thumbnails/{stream}/{rendition}.jpg", thumbnail)
+    app.router.add_get(r"/api/v1/thumbnails/{stream}/{rendition}/{fault}.jpg", thumbnail)
     app.router.add_get("/api/v1/complaints", complaints_list)
     app.router.add_post("/api/v1/complaints", complaints_add)
     app.router.add_get("/", index)

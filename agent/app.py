@@ -37,6 +37,7 @@ from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.schedule import Schedule, broadcast_json
 from agent.status import StatusBoard
+from agent.thumbnails import ThumbnailBook
 from agent.tracing import TraceSink, make_provider
 from probes.base import Sample, State
 from probes.net.httpfetch import Fetcher
@@ -143,7 +144,9 @@ class Agent:
             config.complaints, self.incidents.store, self.incidents.localizer, self.board, self.store, wall=wall,
             streams=lambda: {s.name: [e.name for e in s.edges] for s in self.config.streams},
             write_users=bool(config.agent.web.basic_auth.write))
-        sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents]
+        self.thumbnails = ThumbnailBook(wall)
+        sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents,
+                            self.thumbnails]
         if self.trace_sink:
             sinks.append(self.trace_sink)
         sinks.extend(extra_sinks or [])
@@ -244,6 +247,7 @@ class Agent:
                 for stage, component in cells:
                     self.board.declare(stream, stage, component)
             self.incidents.reconfigure(first_attempts(jobs), config_places(jobs))
+            self.thumbnails.keep_only(kept)
             runner = Runner(jobs, self.runner.sinks, http=self.fetcher, site=config.agent.site, clock=self.clock,
                             wall=self.wall)
             runner.adopt(self.runner)

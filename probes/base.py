@@ -129,6 +129,18 @@ class SpanRecord:
     children: list[SpanRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Thumbnail:
+    """A decoded picture as a small JPEG (probes/media.py): ``at`` epoch seconds when it was
+    analysed, ``seq`` its segment's media sequence number, ``faults`` the content faults
+    that segment showed (black, frozen...): the frame that shows them."""
+
+    jpeg: bytes
+    at: float
+    seq: int
+    faults: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class ProbeResult:
     failure: Failure | None = None
@@ -137,6 +149,7 @@ class ProbeResult:
     evidence: list[Evidence] = field(default_factory=list)
     spans: list[SpanRecord] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    thumbnails: dict[str, Thumbnail] = field(default_factory=dict)  # rendition -> its newest picture
 
     @property
     def ok(self) -> bool:

@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord, State
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, SpanRecord, State, Thumbnail
 from probes.core.config import StrictModel
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.playlist import (
@@ -74,6 +74,8 @@ class MediaSettings(StrictModel):
                                     "evidence this long, so the localizer's hysteresis can see it")
     checks: MediaConfig = Field(default_factory=MediaConfig)
     decode: DecodeOptions = Field(default_factory=DecodeOptions)
+    thumbnail_width: int = Field(160, ge=0, le=640, description="each analysed segment's last picture as a JPEG "
+                                 "this wide for the status page, kept in memory only (0: none)")
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class _Rendition:
     playlist: MediaPlaylist | None = None
     init: tuple[InitSection, bytes] | None = None  # EXT-X-MAP fetched once per URI (and byte range)
     reported: frozenset[Fault] = frozenset()  # the faults of the last verdict given
+    thumbnail: Thumbnail | None = None  # the newest analysed segment's last picture
 
 
 @dataclass(slots=True)
@@ -152,6 +155,7 @@ class _Attempt:
         for gone in set(st.renditions) - {v.name for v in chosen}:
             del st.renditions[gone]
         await asyncio.gather(*(self.rendition(v) for v in chosen))
+        self.result.thumbnails = {name: rs.thumbnail for name, rs in st.renditions.items() if rs.thumbnail is not None}
         self.result.figures["media"] = {
             name: {**(rs.findings.figures() if rs.findings else {}), "cpu_s": round(rs.cpu_s, 5)}
             for name, rs in st.renditions.items()
@@ -246,14 +250,19 @@ class _Attempt:
             # could not fetch is a hole in what we saw, not a gap in the stream's timestamps
             rs.analyser = MediaAnalyser(cfg.checks)
             return
+        options = cfg.decode if cfg.decode.thumbnail_width == cfg.thumbnail_width else \
+            cfg.decode.model_copy(update={"thumbnail_width": cfg.thumbnail_width})
         async with self.st.semaphore:
             # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
-            decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, cfg.decode)
+            decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, options)
         decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
         t0 = time.thread_time()
         findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth)
         rs.cpu_s = cpu + (time.thread_time() - t0)
         rs.findings, rs.findings_seq = findings, seg.seq
+        if decoded.thumbnail:
+            rs.thumbnail = Thumbnail(decoded.thumbnail, self.ctx.wall(), seg.seq,
+                                     tuple(sorted(str(f) for f in findings.fault_names)))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
         span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})

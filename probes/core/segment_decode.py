@@ -7,7 +7,9 @@ What comes out is small and analysis-ready (:class:`DecodedSegment`):
   kept (frozen and black detection, A/V offset, gaps and GOP need no more);
 - audio: samples as float32 ``(channels, n)`` in [-1, 1] plus each decoded chunk's
   presentation time and length (silence, clipping, level, gaps, A/V offset);
-- packet sizes per stream (measured bitrate), decode errors counted.
+- packet sizes per stream (measured bitrate), decode errors counted;
+- with ``thumbnail_width`` set, the segment's last picture as a small JPEG (PyAV's MJPEG
+  encoder, aspect kept, a few kB at 160 px wide) for the status page.
 
 Decoding is CPU-bound and blocking: :func:`decode_segment` is a plain function meant for
 ``asyncio.to_thread`` under a semaphore the caller owns (STYLE.md 10: blocking libraries
@@ -51,6 +53,7 @@ class DecodeOptions(StrictModel):
     skip_loop_filter: bool = Field(
         True, description="skip H.264/HEVC deblocking: ~15 % less decode CPU, invisible at 64x36"
     )
+    thumbnail_width: int = Field(0, ge=0, le=640, description="the last picture as a JPEG this wide (0: none)")
 
 
 @dataclass(slots=True)
@@ -75,6 +78,7 @@ class DecodedSegment:
     audio_packets: int = 0
     decode_errors: int = 0
     error: str | None = None
+    thumbnail: bytes = b""  # JPEG of the last picture (DecodeOptions.thumbnail_width), or empty
 
     @property
     def video_frames(self) -> int:
@@ -160,12 +164,17 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
     w, h = opts.luma_width, opts.luma_height
     errors: list[str] = []
 
+    last: list = [None, -1.0]  # the picture with the latest time, for the thumbnail
+
     def take_video(frame) -> None:
         if frame.is_corrupt:
             out.decode_errors += 1
         if len(v_pts) >= opts.max_video_frames or frame.pts is None:
             return
-        v_pts.append(float(frame.pts * frame.time_base))
+        t = float(frame.pts * frame.time_base)
+        if opts.thumbnail_width and t >= last[1]:
+            last[0], last[1] = frame, t
+        v_pts.append(t)
         v_key.append(bool(frame.key_frame))
         v_luma.append(small_luma(frame, w, h))
 
@@ -217,10 +226,27 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.audio_samples = np.concatenate(chunks, axis=1)
         out.audio_chunk_pts = np.asarray(a_pts, np.float64)
         out.audio_chunk_len = np.asarray(a_len, np.int64)
+    if last[0] is not None:
+        out.thumbnail = _jpeg(last[0], opts.thumbnail_width)
     if errors:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
+
+
+def _jpeg(frame, width: int) -> bytes:
+    """``frame`` scaled to ``width`` (aspect kept, even height) as a baseline JPEG (FFmpeg's MJPEG
+    encoder, full-range YUV 4:2:0); empty when the encoder refuses it."""
+    from fractions import Fraction
+
+    height = max(2, round(width * frame.height / max(1, frame.width) / 2) * 2)
+    try:
+        small = frame.reformat(width=width, height=height, format="yuvj420p")
+        cc = av.CodecContext.create("mjpeg", "w")
+        cc.width, cc.height, cc.pix_fmt, cc.time_base = width, height, "yuvj420p", Fraction(1, 25)
+        return b"".join(bytes(p) for p in [*cc.encode(small), *cc.encode(None)])
+    except (av.FFmpegError, ValueError):
+        return b""
 
 
 def _short(exc: BaseException) -> str:
