@@ -89,6 +89,24 @@ async def test_healthy_lab_without_a_studio_section_is_ready(lab, tmp_path):
     assert rc == 2 and not out and "--observe 0: must be between 1 and 300 seconds" in err
 
 
+async def test_against_a_broadcast_checks_its_streams_and_says_when_it_starts(lab, tmp_path):
+    import time
+
+    path = write_config(tmp_path, lab)
+    conf = yaml.safe_load(path.read_text())
+    conf["streams"].append({"name": "other", "origin": "http://127.0.0.1:1/live/other.m3u8"})  # down, not in it
+    conf["broadcasts"] = [{"name": "Evening news", "streams": ["main"], "start": time.time() + 1800,
+                           "end": time.time() + 5400}]
+    path.write_text(yaml.safe_dump(conf))
+    rc, report, checks = await preflight(path, "--broadcast", "Evening news")
+    assert rc == 0 and report["verdict"] == "READY", report  # "other" is not checked: not in the broadcast
+    timing = checks[("broadcast.timing", "schedule")]
+    assert timing["status"] == "pass" and "(in 30 min)" in timing["measured"]
+    assert {c["stream"] for c in report["checks"]} == {"(Evening news)", "(this host)", "main"}
+    rc, out, err = await run_cli("preflight", "-c", str(path), "--broadcast", "Late news")
+    assert rc == 2 and "no such broadcast (broadcasts: 'Evening news')" in err
+
+
 async def test_origin_down_fails_the_origin_and_gives_the_edges_its_fix(lab, tmp_path, clean):
     await lab.inject("origin_down")
     rc, report, checks = await preflight(write_config(tmp_path, lab))
