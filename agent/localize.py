@@ -567,10 +567,10 @@ def _same_place(inc: Incident, f: Finding) -> bool:
 
 
 def _reaches(inc: Incident, f: Finding) -> bool:
-    """Is ``f`` within the reach of ``inc``'s place (an edge reaches its own players only,
-    a rendition's transcode that rendition only, a stage-wide cause everything below it)?"""
+    """Is ``f`` within the reach of ``inc``'s place (an edge reaches itself and its own players
+    only, a rendition's transcode that rendition only, a stage-wide cause everything below it)?"""
     if inc.stage == "cdn" and inc.component != "cdn":
-        return f.stage == "playback" and f.component == inc.component
+        return f.stage in ("cdn", "playback") and f.component == inc.component
     if inc.stage == "transcode" and inc.component not in WHOLE_TRANSCODER:
         return all(e.rendition == inc.component for e in f.all_evidence)
     return True

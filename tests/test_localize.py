@@ -988,6 +988,22 @@ def test_a_transcoders_long_gop_still_in_the_analysed_rendition_continues_its_in
                    ("resolved", "transcode", "transcoder", "keyframe_interval_long")]
 
 
+def test_a_lag_that_begins_as_the_jump_ends_is_what_the_jump_left_behind():
+    """edge_delay, the other order (seen in the benchmark): the jump back ages out before the
+    beacon's next reading shows the edge behind live. The lag begins after the regression's
+    evidence ended — at its own place (an edge's incident reaches the edge itself, not only its
+    players), within its resolve time, a symptom the catalog says a regression causes: evidence
+    on its incident, not a latency_high incident linked to it."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    jump = ev("cdn", "edge-b", DEG, "sequence_regression")
+    lag = ev("cdn", "edge-b", DEG, "latency_high", detail="edge-b latency after the origin rose to 5.5 s")
+    events = _run(loc, clock, [hls(jump)] * 3 + [hls()] * 1 + [hls(lag)] * 6 + [hls()] * 20)
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "sequence_regression"),
+                                                            ("resolved", "sequence_regression")]
+    assert any("rose to 5.5 s" in line for line in events[0].incident.evidence + events[-1].incident.evidence)
+
+
 def test_a_new_episode_of_what_a_resolved_cause_left_behind_is_not_continued():
     """The continuation holds only while the evidence lasts without a break: the lag ends, the
     regression incident resolves, later the edge falls behind again on its own — a new
