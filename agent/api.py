@@ -34,6 +34,9 @@ def _page() -> bytes:
         return _FALLBACK_PAGE.encode()
 
 
+_KINDS = {"broadcasts": "broadcast", "maintenance": "maintenance"}  # URL segment -> agent/schedule_book.py kind
+
+
 def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host: str = "127.0.0.1"
              ) -> web.Application:
     settings = web_settings or WebSettings()
@@ -66,12 +69,49 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
 
         now = agent.wall()
         sched = agent.schedule
+        added = agent.schedule_book.added
+
+        def source(kind: str, name: str) -> str:
+            return "api" if (kind, name) in added else "config"
+
         return web.json_response({
             "broadcasts": [{**broadcast_json(b), "state": "on_air" if b.on_air(now) else "preroll" if b.watched(now)
-                            else "ended" if now >= b.end else "scheduled"} for b in sched.broadcasts],
+                            else "ended" if now >= b.end else "scheduled", "source": source("broadcast", b.name)}
+                           for b in sched.broadcasts],
             "maintenance": [{"name": m.name, "stream": m.stream, "stage": m.stage, "component": m.component,
-                             "start": rfc3339(m.start), "end": rfc3339(m.end), "active": m.start <= now < m.end}
+                             "start": rfc3339(m.start), "end": rfc3339(m.end), "active": m.start <= now < m.end,
+                             "source": source("maintenance", m.name)}
                             for m in sched.maintenance]})
+
+    async def schedule_add(req: web.Request) -> web.Response:
+        from agent.schedule import broadcast_json
+        from agent.schedule_book import ScheduleError
+
+        kind = req.match_info["kind"]
+        try:
+            data = await req.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not valid JSON"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        try:
+            entry = await agent.schedule_book.add(_KINDS[kind], data)
+        except ScheduleError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        agent.apply_schedule()
+        body = broadcast_json(entry) if _KINDS[kind] == "broadcast" else {  # type: ignore[arg-type]
+            **entry.model_dump(), "start": rfc3339(entry.start), "end": rfc3339(entry.end)}
+        return web.json_response(body, status=201)
+
+    async def schedule_remove(req: web.Request) -> web.Response:
+        from agent.schedule_book import ScheduleError
+
+        try:
+            await agent.schedule_book.remove(_KINDS[req.match_info["kind"]], req.match_info["name"])
+        except ScheduleError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        agent.apply_schedule()
+        return web.Response(status=204)
 
     async def thumbnails(_req: web.Request) -> web.Response:
         return web.json_response(agent.thumbnails.index(), headers={"Cache-Control": "no-store"})
@@ -124,6 +164,8 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/api/v1/broadcasts", broadcasts)
+    app.router.add_post(r"/api/v1/{kind:broadcasts|maintenance}", schedule_add)
+    app.router.add_delete(r"/api/v1/{kind:broadcasts|maintenance}/{name}", schedule_remove)
     app.router.add_get("/api/v1/thumbnails", thumbnails)
     app.router.add_get(r"/api/v1/thumbnails/{stream}/{rendition}.jpg", thumbnail)
     app.router.add_get(r"/api/v1/thumbnails/{stream}/{rendition}/{fault}.jpg", thumbnail)

@@ -36,6 +36,7 @@ from agent.localize import Localizer, rfc3339
 from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.schedule import Schedule, broadcast_json
+from agent.schedule_book import ScheduleBook
 from agent.status import StatusBoard
 from agent.thumbnails import ThumbnailBook
 from agent.tracing import TraceSink, make_provider
@@ -133,13 +134,15 @@ class Agent:
             for t in job.targets:
                 self.board.declare(t.stream, t.stage, t.component)
         self.fetcher = Fetcher(max_per_host=config.agent.max_in_flight_per_host)
-        self.schedule = Schedule(config.broadcasts, config.maintenance)
+        self.schedule = Schedule(config.broadcasts, config.maintenance)  # + API additions once started
         self.incidents = IncidentSink(
             Localizer(config.localize, clock=wall, maintenance=self._maintenance),
             AsyncIncidentStore.from_settings(config.incidents),
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
             self.board, self.store,
             expected=first_attempts(self.jobs), places=config_places(self.jobs), schedule=self.schedule)
+        self.schedule_book = ScheduleBook(config, self.incidents.store,
+                                          write_users=bool(config.agent.web.basic_auth.write))
         self.complaints = ComplaintDesk(
             config.complaints, self.incidents.store, self.incidents.localizer, self.board, self.store, wall=wall,
             streams=lambda: {s.name: [e.name for e in s.edges] for s in self.config.streams},
@@ -154,6 +157,10 @@ class Agent:
         self._server: Any = None
         self.url = ""
         self._reloading = asyncio.Lock()
+
+    def apply_schedule(self) -> None:
+        """The config's broadcasts and maintenance windows with those added through the API."""
+        self.schedule = self.incidents.schedule = self.schedule_book.schedule()
 
     def _maintenance(self, stream: str, stage: str, component: str, t: float) -> str:
         """The maintenance window covering a place now, by name ("" for none): the localizer marks
@@ -190,6 +197,8 @@ class Agent:
         from agent.api import start_server
 
         await self.incidents.start()
+        await self.schedule_book.load()
+        self.apply_schedule()
         await self.complaints.start()
         await self.fetcher.start()
         host, port = parse_listen(self.config.agent.listen)  # '[::1]:9321' listens on ::1
@@ -226,7 +235,8 @@ class Agent:
             for key in restart:
                 log.warning("config reload: %s changed: needs a restart (still running the previous value)", key)
             config = self.config.model_copy(update={k: getattr(config, k) for k in RELOADED})
-            self.schedule = self.incidents.schedule = Schedule(config.broadcasts, config.maintenance)
+            self.schedule_book.config = config
+            self.apply_schedule()
             jobs = build_jobs(config)
             before = {target_key(t): t for job in self.jobs for t in job.targets}
             after = {target_key(t): t for job in jobs for t in job.targets}

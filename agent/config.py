@@ -52,6 +52,7 @@ from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
 from agent.schedule import Broadcast, MaintenanceWindow
+from agent.schedule_book import ScheduleApiSettings
 from agent.studio_config import PreflightSettings, StudioSettings
 from agent.webguard import WebSettings, file_problems
 from probes.core.config import StrictModel
@@ -290,6 +291,7 @@ class Config(StrictModel):
     complaints: ComplaintSettings = Field(default_factory=ComplaintSettings)  # agent/complaints.py
     broadcasts: list[Broadcast] = Field(default_factory=list)  # agent/schedule.py
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)  # agent/schedule.py
+    schedule_api: ScheduleApiSettings = Field(default_factory=ScheduleApiSettings)  # agent/schedule_book.py
 
     @model_validator(mode="after")
     def _unique_streams(self) -> Config:

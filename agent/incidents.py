@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS complaints (
     seen         TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS complaints_at ON complaints (at);
+CREATE TABLE IF NOT EXISTS schedule_entries (
+    kind         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
 """
 # columns added after a store was first created: (table, column, definition)
 _MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),
@@ -313,6 +319,32 @@ class IncidentStore:
         return [_row_to_incident(r) for r in rows]
 
 
+    # -- broadcasts and maintenance windows added through the API (agent/schedule_book.py) --
+
+    def schedule_entries(self) -> builtins.list[tuple[str, str, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT kind, name, body FROM schedule_entries ORDER BY kind, name").fetchall()
+        out = []
+        for kind, name, body in rows:
+            try:
+                value = json.loads(body)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append((kind, name, value))
+        return out
+
+    def put_schedule_entry(self, kind: str, name: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO schedule_entries (kind, name, body) VALUES (?,?,?)",
+                             (kind, name, json.dumps(body)))
+
+    def delete_schedule_entry(self, kind: str, name: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM schedule_entries WHERE kind = ? AND name = ?", (kind, name))
+        return cur.rowcount > 0
+
+
 _COMPLAINT_COLUMNS = "id, at, stream, type, edge, region, device, player, note, explained_by, seen"
 
 
@@ -382,6 +414,15 @@ class AsyncIncidentStore:
 
     async def resolved_since(self, since: float, *, stream: str) -> list[Incident]:
         return await self._run(self._s().resolved_since, since, stream=stream)
+
+    async def schedule_entries(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return await self._run(self._s().schedule_entries)
+
+    async def put_schedule_entry(self, kind: str, name: str, body: dict[str, Any]) -> None:
+        await self._run(self._s().put_schedule_entry, kind, name, body)
+
+    async def delete_schedule_entry(self, kind: str, name: str) -> bool:
+        return await self._run(self._s().delete_schedule_entry, kind, name)
 
     async def undelivered(self, sink: str, *, firing: bool = True) -> list[IncidentEvent]:
         return await self._run(self._s().undelivered, sink, firing=firing)

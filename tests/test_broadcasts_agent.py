@@ -158,3 +158,46 @@ async def test_a_maintenance_window_records_without_alerting(tmp_path, alertmana
                     if keep:
                         Path(keep).mkdir(parents=True, exist_ok=True)
                         (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+
+
+async def test_broadcasts_and_maintenance_added_through_the_api_survive_a_restart(live, tmp_path):
+    conf = live.config()
+    conf["incidents"] = {"path": str(tmp_path / "incidents.db")}
+    conf["broadcasts"] = [{"name": "Morning show", "streams": ["main"], "start": "2026-01-01T07:00:00Z",
+                           "end": "2026-01-01T09:00:00Z"}]
+    later = time.time() + 3600
+    news = {"name": "Evening news", "streams": ["main"], "start": later, "end": later + 1800, "preroll_s": 300}
+    async with Agent(parse_config(conf)) as agent, httpx.AsyncClient(timeout=10) as client:
+        r = await client.post(agent.url + "/api/v1/broadcasts", json=news)
+        assert r.status_code == 403 and "schedule_api.enabled" in r.json()["error"]  # no write user: off
+    conf["schedule_api"] = {"enabled": True}
+    async with Agent(parse_config(conf)) as agent, httpx.AsyncClient(timeout=10) as client:
+        api = agent.url + "/api/v1"
+        r = await client.post(api + "/broadcasts", json=news)
+        assert r.status_code == 201, r.text
+        assert r.json()["start"].endswith("Z") and r.json()["preroll_s"] == 300
+        for bad, status, words in (({**news}, 409, "exists"),
+                                   ({**news, "name": "x", "streams": ["nope"]}, 400, "'nope' is not a configured"),
+                                   ({**news, "name": "y", "start": "tonight"}, 400, "start:"),
+                                   ({**news, "name": "Morning show"}, 409, "exists")):
+            r = await client.post(api + "/broadcasts", json=bad)
+            assert r.status_code == status and words in r.json()["error"], (bad, r.text)
+        r = await client.post(api + "/maintenance", json={"name": "edge-a swap", "start": time.time() - 1,
+                                                          "end": time.time() + 600, "stage": "cdn",
+                                                          "component": "edge-a"})
+        assert r.status_code == 201, r.text
+        listed = (await client.get(api + "/broadcasts")).json()
+        assert {(b["name"], b["source"], b["state"]) for b in listed["broadcasts"]} == {
+            ("Morning show", "config", "ended"), ("Evening news", "api", "scheduled")}
+        assert [(m["name"], m["active"]) for m in listed["maintenance"]] == [("edge-a swap", True)]
+        status = (await client.get(api + "/status")).json()
+        assert status["broadcast"]["name"] == "Evening news"
+        assert (await client.delete(api + "/broadcasts/Morning%20show")).status_code == 409  # the config's
+    async with Agent(parse_config(conf)) as agent, httpx.AsyncClient(timeout=10) as client:
+        api = agent.url + "/api/v1"
+        listed = (await client.get(api + "/broadcasts")).json()  # kept across the restart
+        assert {b["name"] for b in listed["broadcasts"]} == {"Morning show", "Evening news"}
+        assert (await client.delete(api + "/broadcasts/Evening%20news")).status_code == 204
+        assert (await client.delete(api + "/broadcasts/Evening%20news")).status_code == 404
+        assert {b["name"] for b in (await client.get(api + "/broadcasts")).json()["broadcasts"]} == {"Morning show"}
+        assert (await client.get(api + "/status")).json()["streams"][0]["schedule"]["state"] == "off_air"
