@@ -14,11 +14,12 @@ as checks, one row per endpoint and check:
 - ``path.segments``: segments download faster than real time (download time / EXTINF below 1
   for the slowest rendition, the probe's ``download_ratio``) and nothing of class
   ``performance``;
-- ``path.content`` (the origin, media analysis on): the picture and the sound of the newest
-  analysed segment (class ``content``: black, frozen, silent, out of sync, long GOP).
+- ``path.content`` (the origin, media analysis on): the picture and the sound of a segment
+  listed while watched (class ``content``: black, frozen, silent, out of sync, long GOP) —
+  not only the newest at the start, which may predate what the crew just changed.
 
 The window ends when every endpoint answered twice, each rendition advanced once and had a
-segment downloaded, and the origin had a segment analysed; at the latest 2 x the longest
+segment downloaded, and the origin had a segment listed while watched analysed; at the latest 2 x the longest
 target duration + 2 s after the first answer (by then a playlist that has not advanced is
 stale by the probe's own rule, 1.5 x its cadence), and never later than ``observe_s``.
 
@@ -73,6 +74,7 @@ class _Seen:
     ratio: dict[str, float] = field(default_factory=dict)  # slowest download_ratio seen per rendition
     target_s: float = 0.0  # the longest EXT-X-TARGETDURATION seen
     analysed: set[str] = field(default_factory=set)  # media: renditions with a segment analysed
+    first_analysed: dict[str, float] = field(default_factory=dict)  # media: the first analysed segment's seq
 
     def advanced(self) -> bool:
         return bool(self.last_seq) and all(self.last_seq[n] > self.first_seq[n] for n in self.last_seq)
@@ -84,7 +86,7 @@ class _Seen:
         if not self.latest.ok:
             return True
         if self.target.probe == "media":
-            return bool(self.analysed)
+            return bool(self.analysed)  # a segment listed while watched, not only the newest at the start
         return self.advanced() and set(self.ratio) >= set(self.last_seq)
 
 
@@ -116,9 +118,12 @@ class _Watch:
                     if "download_ratio" in f:
                         s.ratio[name] = max(s.ratio.get(name, 0.0), float(f["download_ratio"]))
                     s.target_s = max(s.target_s, float(f.get("target_duration_s", 0.0)))
-            for name, f in (figs.get("media") or {}).items():
-                if set(f) - {"cpu_s"}:
-                    s.analysed.add(name)
+            for e in a.result.evidence:  # media: the analysed segment's sequence number
+                seq = e.figures.get("segment_seq")
+                if seq is not None and e.rendition is not None:
+                    first = s.first_analysed.setdefault(e.rendition, seq)
+                    if seq > first:
+                        s.analysed.add(e.rendition)
         self.changed.set()
 
     def deadline(self, start: float, observe_s: float) -> float:

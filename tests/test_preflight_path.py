@@ -17,11 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import yaml
+from waiting import wait_for
 
 from agent.lab import Lab, LabConfig
+from probes.core.playlist import MediaPlaylist, parse_body
 from tests.test_preflight_lab import run_cli
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -61,6 +64,10 @@ async def preflight(path: Path, *args: str) -> tuple[int, dict[str, Any], dict[t
     checks = {(c["check"], c["component"]): c for c in report["checks"]}
     assert len(checks) == len(report["checks"])  # one row per check and place
     return rc, report, checks
+
+
+async def _after(lab: Lab, seq: int) -> bool:
+    return await newest_seq(lab) >= seq
 
 
 def failing(checks: dict[tuple[str, str], dict[str, Any]]) -> set[tuple[str, str]]:
@@ -107,6 +114,23 @@ async def test_against_a_broadcast_checks_its_streams_and_says_when_it_starts(la
     assert rc == 2 and "no such broadcast (broadcasts: 'Evening news')" in err
 
 
+async def test_a_whip_ingest_is_test_published_once(lab, tmp_path, clean):
+    if getattr(lab, "webrtc", None) is None:
+        pytest.fail("the lab runs without its WebRTC endpoint")
+    path = write_config(tmp_path, lab)
+    conf = yaml.safe_load(path.read_text())
+    conf["streams"][0]["ingest"] = {"whip": [{"name": "whip", "url": lab.whip_url(),
+                                              "ice_host_addresses": [lab.config.host]}]}
+    path.write_text(yaml.safe_dump(conf))
+    rc, report, checks = await preflight(path)
+    assert rc == 0 and checks[("ingest.whip", "whip")]["status"] == "pass", report
+    await lab.inject("webrtc_refuse", "whip")
+    rc, report, checks = await preflight(path)
+    assert rc == 2 and failing(checks) == {("ingest.whip", "whip")}, report
+    refused = checks[("ingest.whip", "whip")]
+    assert refused["fault"] == "auth_refused" and "403" in refused["measured"] and refused["fix"]
+
+
 async def test_origin_down_fails_the_origin_and_gives_the_edges_its_fix(lab, tmp_path, clean):
     await lab.inject("origin_down")
     rc, report, checks = await preflight(write_config(tmp_path, lab))
@@ -142,8 +166,20 @@ async def test_a_hung_transcoder_is_stale_everywhere_with_the_transcoders_fix(la
     assert report["elapsed_s"] < 15  # bounded by 2 x target duration + 2 s after the first answer
 
 
+async def newest_seq(lab: Lab) -> int:
+    async with httpx.AsyncClient(timeout=5) as client:
+        body = (await client.get(lab.media_url("180p"))).text
+    pl = await parse_body(body.encode(), lab.media_url("180p"))
+    assert isinstance(pl, MediaPlaylist) and pl.segments
+    return pl.last_seq
+
+
 async def test_a_black_source_fails_the_content_check_with_the_studio_fix(lab, tmp_path, clean):
     await lab.inject("black_video")
+    # the crew runs preflight with the camera black for a while: a segment cut after the fault
+    # began is listed, whatever the preflight then analyses is black
+    at = await newest_seq(lab)
+    await wait_for(lambda: _after(lab, at + 1), 15, "a black segment listed")
     rc, report, checks = await preflight(write_config(tmp_path, lab))
     assert rc == 2, report
     assert ("path.content", "origin") in failing(checks)
