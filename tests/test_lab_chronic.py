@@ -144,3 +144,24 @@ def test_chronic_config_is_checked():
         ChronicConfig(slow_edge_every_s=(5, 10), slow_edge_for_s=(3, 6))
     assert LabConfig().chronic is False
     assert ChronicConfig().overshoot_target(LabConfig().renditions) == "180p"
+
+
+def test_the_understated_bandwidth_is_learned_then_fixed():
+    """The overshooting rendition's declared BANDWIDTH is learned over its first segments, then
+    fixed: a fault's one huge segment (a long GOP, a burst after a still picture) raises the
+    measured peak of every rendition, but not that declared figure — the chronic overshoot
+    stays what it was instead of ending. A rendition without overshoot still declares its peak."""
+    from agent.lab.packager import OVERSHOOT_SETTLE_SEGMENTS, Packager
+
+    cfg = LabConfig()
+    p = Packager(cfg, wall=lambda: 1_000.0, overshoot={"180p": 0.6})
+    normal = {r: bytes(50_000) for r in p.renditions}  # 200 kbit/s over 2 s
+    for i in range(OVERSHOOT_SETTLE_SEGMENTS + 1):
+        for r in p.renditions:
+            p.publish(r, normal[r], 2.0, 1_000.0 + 2 * i, False)
+    learned = p.declared_bps("180p")
+    assert 0 < learned < 200_000  # its segments measure over it (peak / 1.6)
+    for r in p.renditions:
+        p.publish(r, bytes(500_000), 2.0, 2_000.0, False)  # one 2-Mbit/s segment
+    assert p.declared_bps("180p") == learned
+    assert p.declared_bps("360p") == 2_000_000

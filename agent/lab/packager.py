@@ -9,7 +9,10 @@ on every segment (§4.3.2.6) giving the capture wall time of its first frame, so
 
 ``overshoot`` (the lab's chronic mode, agent/lab/chronic.py) understates a rendition's
 BANDWIDTH on purpose: its measured peak / (1 + overshoot), so its segments measure that
-share above what the master playlist declares.
+share above what the master playlist declares. That figure is learned over the rendition's
+first :data:`OVERSHOOT_SETTLE_SEGMENTS` segments and then fixed, as a packager configured
+with the encoder's target declares it: a fault's odd segment (a long GOP, a burst after a
+still picture) must not raise the declared figure and end the chronic condition.
 
 URIs (relative, so they work the same through every edge):
 ``/live/<stream>.m3u8`` (master) → ``<stream>/<rendition>.m3u8`` →
@@ -28,6 +31,7 @@ from .config import LabConfig
 from .faults import _iso
 
 AAC_LC = "mp4a.40.2"  # RFC 6381 AAC-LC
+OVERSHOOT_SETTLE_SEGMENTS = 5  # segments whose peak sets an overshooting rendition's declared BANDWIDTH
 
 
 @dataclass(slots=True)
@@ -64,11 +68,14 @@ class _Rendition:
         self.width = 0
         self.height = 0
         self.overshoot = 0.0  # segments run this share above the declared BANDWIDTH (chronic mode)
+        self.fixed_bps: int | None = None  # the declared figure once learned (chronic mode)
 
     @property
     def declared_bps(self) -> int:
         if not self.overshoot:
             return self.peak_bps
+        if self.fixed_bps is not None:
+            return self.fixed_bps
         return int(self.peak_bps / (1.0 + self.overshoot)) // 1000 * 1000
 
 
@@ -116,6 +123,8 @@ class Packager:
         if audio_video_peak > st.peak_bps:
             st.peak_bps = audio_video_peak
             self._master = None
+        if st.overshoot and st.fixed_bps is None and st.next_seq >= OVERSHOOT_SETTLE_SEGMENTS:
+            st.fixed_bps = st.declared_bps  # learned: fixed from now on (module docstring)
         st.playlist = self._render(st)
         return seg
 
