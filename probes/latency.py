@@ -13,7 +13,10 @@ picture carries none. From these (definitions in probes/core/latency_core.py):
   packaging): the job builder puts one :class:`~probes.core.latency_core.IngestLatencyShare`
   in both targets' configs; a segment's figure waits up to ``share.wait_s`` for a monitor
   window that saw frames captured at or after its last frame, then uses the nearest one
-  (or, with none within 30 s, the unsplit figure, ``ingest_subtracted`` 0 in the evidence);
+  (or, with none within 30 s, the unsplit figure, ``ingest_subtracted`` 0 in the evidence).
+  A figure split with an older window (none covered the segment in time: the ingest monitor is
+  behind, as under an ingest delay) is shown but not judged: evidence UNKNOWN, never a slow
+  transcoder for what the ingest added;
 - ``signalpath_stage_latency_seconds{stage="cdn",component=<edge>}``: edge first-seen -
   origin first-seen;
 - ``signalpath_glass_to_glass_seconds{component=<edge>,rendition}``: edge first-seen -
@@ -404,13 +407,14 @@ class _Attempt:
         return up - w.latency_s, w.latency_s
 
     def record(self, stage: str, component: str, rendition: str, value: float, t: SegmentTiming,
-               judge: bool, ingest_s: float | None = None, uncertainty: float = 0.0) -> None:
+               judge: bool, ingest_s: float | None = None, uncertainty: float = 0.0, *,
+               unmeasured: bool = False) -> None:
         """Keep the newest value per (stage, component, rendition), judged on the primary rendition
         by the earliest the segment can have appeared (``value - uncertainty``, the half-width of
         the first-seen brackets): a poll the agent made late (its own CPU starved) widens the
         bracket, and is no latency of the stream."""
         entry = {"value": value, "method": t.method, "seq": t.seq, "at": time.time(), "high": False,
-                 "baseline": None, "ingest_s": ingest_s}
+                 "baseline": None, "ingest_s": ingest_s, "unmeasured": unmeasured}
         if judge:
             entry["high"], entry["baseline"] = self.baseline((stage, component)).judge(t.listed_at, value,
                                                                                        uncertainty)
@@ -433,7 +437,14 @@ class _Attempt:
                 if up + t.seen["origin"].half_width < -SKEW_TOLERANCE_S:  # even the bracket's end is early
                     st.skew_seen_at = now
                 value, ingest_s = self.split_ingest(t, up)
-                self.record(*UPSTREAM, t.rendition, value, t, judged, ingest_s, t.seen["origin"].half_width)
+                # held long enough and still no ingest window covers the segment's end (the ingest
+                # monitor is behind: an ingest delay reaches it late too): the ingest share of this
+                # segment is a guess from older frames, so the transcode figure is not judged (not
+                # measured, never "transcode is slow" for what the ingest added)
+                share = self.tc.ingest
+                guessed = share is not None and share.latest() is not None and not share.covers(t.capture_last)
+                self.record(*UPSTREAM, t.rendition, value, t, judged and not guessed, ingest_s,
+                            t.seen["origin"].half_width, unmeasured=guessed)
             for e in edges or ["origin"]:
                 if e == "origin":
                     g = t.glass_to_glass("origin")
@@ -490,7 +501,12 @@ class _Attempt:
                     figs["ingest_s"] = verdict.value(e["ingest_s"])
             if e["baseline"] is not None:
                 figs["baseline_s"] = verdict.value(e["baseline"])
-            if e["high"]:
+            if e.get("unmeasured"):
+                self.result.evidence.append(Evidence(
+                    stage, comp, State.UNKNOWN, Fault.LATENCY_HIGH,
+                    f"transcode latency not measured: no ingest figure covers {rend} segment {e['seq']} yet "
+                    "(the ingest monitor is behind)", None, figs))
+            elif e["high"]:
                 self.result.evidence.append(Evidence(
                     stage, comp, State.DEGRADED, Fault.LATENCY_HIGH,
                     f"{what} rose to {value:g} s (baseline {figs.get('baseline_s', 0):g} s, {method}, "
