@@ -73,9 +73,10 @@ class LocalizerSettings(StrictModel):
         6, ge=1, le=100, description="cycles before a playback-stage cause opens: players are the last stage, so "
         "their stalls usually have an upstream cause whose own evidence (latency, media) needs a few seconds")
     effect_open_cycles: int = Field(
-        6, ge=1, le=100, description="cycles before a fault opens whose usual cause a slower probe measures at "
+        10, ge=1, le=100, description="cycles before a fault opens whose usual cause a slower probe measures at "
         "the same place (catalog 'awaits': long segments show in the playlist at once, their GOP in the content "
-        "probe seconds later)")
+        "probe seconds later: the segment's fetch and decode, 7 s in one loaded benchmark run; only P3 faults "
+        "await, so the wait costs no viewer-facing time)")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
     at_risk_resolve_after_s: float = Field(
         60.0, ge=0, le=3600, description="the same for a P3 ('at risk') incident: a chronic finding measured per "
@@ -551,7 +552,10 @@ class Localizer:
         for e in evidence:
             if is_bad(e):
                 k = _ev_key(e)
-                cur[k] = min(prev.get(k, now), cur.get(k, now))
+                # the probe's own onset when it knows one (a stall episode's first stall): a blip in
+                # the evidence (an attempt that timed out) does not date the condition anew
+                known = e.onset if e.onset is not None and e.onset <= now else now
+                cur[k] = min(prev.get(k, now), cur.get(k, now), known)
         self._bad_since[stream] = cur
         return cur
 

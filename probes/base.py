@@ -98,7 +98,8 @@ class Evidence:
     nothing downstream parses it. The structured fields say what the sentence says, for
     programs: ``http_status`` (the HTTP status code that made the fault, an int),
     ``media_sequence`` (the media sequence number concerned), ``url_role`` (what was
-    fetched: master or media playlist, segment, init section, or the endpoint itself).
+    fetched: master or media playlist, segment, init section, or the endpoint itself),
+    ``onset`` (when the condition began, if the probe knows).
     """
 
     stage: str
@@ -111,6 +112,10 @@ class Evidence:
     http_status: int | None = None
     media_sequence: int | None = None
     url_role: UrlRole | None = None
+    onset: float | None = None
+    """Epoch seconds the condition began when the probe knows it better than the localizer's
+    first sighting of the evidence (a viewer's stall episode: its first stall), so a blip in
+    the evidence — a probe attempt that timed out — does not date it anew."""
 
     def __post_init__(self) -> None:
         if self.fault is not None and type(self.fault) is not Fault:

@@ -13,7 +13,7 @@ from agent.localize import (
 )
 from agent.runbooks import Runbooks
 from probes.base import Evidence, State
-from probes.faults import CATALOG
+from probes.faults import CATALOG, Fault
 
 OK, DEG, DOWN = State.OK, State.DEGRADED, State.DOWN
 RENDITIONS = ("360p", "720p", "1080p")
@@ -1155,3 +1155,26 @@ def test_long_segments_wait_for_the_content_probe_to_name_their_gop():
     assert events == []
     events = _run(loc, clock, [hls(*long)] * 1, ladder=["180p", "360p"])
     assert [(e.kind, e.incident.fault) for e in events] == [("opened", "segment_too_long")]
+
+
+def test_a_stall_episode_that_blips_after_its_cause_ended_stays_the_causes():
+    """edge_throttle (seen in the benchmark): edge-b's viewers stall while it is slow; the edge
+    recovers, the players keep reporting the stall for their 20-s stall window ("stalled 18 s
+    ago"). Twelve seconds after the recovery one playback attempt times out — the stall evidence
+    is missing for a cycle. The viewer's probe dates the episode by its first stall
+    (``Evidence.onset``): the stall is still the slow edge's effect, never a playback incident
+    of its own after the clear."""
+    slow = ev("cdn", "edge-b", DEG, "slow_segment", "360p", "segment took 2.6 s for 2 s")
+
+    def run(onset: float | None) -> list:
+        clock = FakeClock()
+        loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+        stall = Evidence("playback", "edge-b", DEG, Fault.STALLS, "the 360p viewer stalled", "360p",
+                         onset=None if onset is None else clock.t + onset)
+        cycles = [hls(slow)] * 2 + [hls(slow, stall)] * 6 + [hls(stall)] * 12 + [hls()] + [hls(stall)] * 7 + \
+            [hls()] * 40
+        return [(e.kind, e.incident.stage, e.incident.fault) for e in _run(loc, clock, cycles)]
+
+    assert run(onset=3) == [("opened", "cdn", "slow_segment"), ("resolved", "cdn", "slow_segment")]
+    # without the probe's onset the blip dates the stall 13 s after the cause: its own incident
+    assert ("opened", "playback", "stalls") in run(onset=None)
