@@ -18,10 +18,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from agent.complaints import LABELS, ComplaintType
-from agent.errors import ConfigError
 from probes.core.redact import redact_url
 
 
@@ -65,19 +63,12 @@ def _line(c: dict) -> str:
 
 
 def cmd_complaints(args: argparse.Namespace) -> int:
-    from agent.config import incidents_path
     from agent.incidents import IncidentStore
+    from agent.incidents_cli import store_path
 
-    try:
-        path = args.db or incidents_path(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    if not Path(path).expanduser().is_file():
-        print(f"signalpath complaints: no incident database at {path}"
-              + (" (--db must name an existing file)" if args.db else ": the agent creates it when it first runs"),
-              file=sys.stderr)
-        return 2 if args.db else 1
+    path, rc = store_path(args, "complaints")
+    if path is None:
+        return rc
     store = IncidentStore(path)
     try:
         found = store.complaints(stream=args.stream, limit=args.limit)

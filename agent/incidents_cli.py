@@ -37,24 +37,34 @@ def _span(seconds: float) -> str:
     return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def cmd_incidents(args: argparse.Namespace) -> int:
+def store_path(args: argparse.Namespace, command: str) -> tuple[str | None, int]:
+    """The incident database a read command opens (``--db`` or the config's ``incidents.path``),
+    or None and the exit code after saying why. Reading never creates it: an empty database
+    there would hide a typo in the path."""
     from agent.config import incidents_path
-    from agent.incidents import IncidentStore
 
     try:
         path = args.db or incidents_path(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        return None, 2
     if not Path(path).expanduser().is_file():
-        # Reading must not create: an empty database here would hide a typo in the path.
         if args.db:
-            print(f"signalpath incidents: --db {path}: no such file (the agent writes its incidents to "
-                  "incidents.path in its config; give that file, or -c CONFIG)", file=sys.stderr)
-            return 2
-        print(f"signalpath incidents: no incident database at {path} yet: the agent creates it when it "
+            print(f"signalpath {command}: --db {path}: no such file (the agent writes to incidents.path in "
+                  "its config; give that file, or -c CONFIG)", file=sys.stderr)
+            return None, 2
+        print(f"signalpath {command}: no incident database at {path} yet: the agent creates it when it "
               f"first runs with {args.config}", file=sys.stderr)
-        return 1
+        return None, 1
+    return path, 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from agent.incidents import IncidentStore
+
+    path, rc = store_path(args, "incidents")
+    if path is None:
+        return rc
     store = IncidentStore(path)
     try:
         if args.show:

@@ -4,7 +4,8 @@
 ``--remote-debugging-port=0`` (it prints the port it chose), opens ``url`` in a tab and speaks
 CDP to it over a WebSocket (aiohttp): ``page.eval(js)`` (awaits a returned promise, gives its
 JSON value), ``page.wait(js, timeout)`` (until ``js`` is truthy; a deadline, never a sleep),
-``page.screenshot(path, width, height)`` (a PNG at that viewport). Every wait has a timeout;
+``page.screenshot(path, width, height)`` (a PNG at that viewport), ``page.screenshots(folder,
+name)`` (laptop and phone sizes, printed and kept in ``$SIGNALPATH_SCREENSHOTS``). Every wait has a timeout;
 Chromium is killed on exit.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -58,6 +60,20 @@ class Page:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"never true within {timeout:g} s: {expression[:120]}")
             await asyncio.sleep(0.2)
+
+    async def screenshots(self, folder: Path, name: str) -> list[Path]:
+        """``name``-laptop.png (1366x900) and ``name``-phone.png (390x844) in ``folder``; their paths
+        are printed (the test output), and copied to ``$SIGNALPATH_SCREENSHOTS`` when set."""
+        out = []
+        for width, height, size in ((1366, 900, "laptop"), (390, 844, "phone")):
+            shot = await self.screenshot(folder / f"{name}-{size}.png", width, height)
+            print(f"screenshot: {shot}")
+            keep = os.environ.get("SIGNALPATH_SCREENSHOTS")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+            out.append(shot)
+        return out
 
     async def screenshot(self, path: Path, width: int, height: int) -> Path:
         await self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,

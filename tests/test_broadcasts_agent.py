@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -151,13 +149,7 @@ async def test_a_maintenance_window_records_without_alerting(tmp_path, alertmana
                 banner = await page.wait("(() => { const m = document.querySelector('.maint');"
                                          " return m ? m.textContent : ''; })()")
                 assert banner.startswith("MAINTENANCE (CDN edge-b): edge-b cache swap until") and "no alerts" in banner
-                for width, height, name in ((1366, 900, "laptop"), (390, 844, "phone")):
-                    shot = await page.screenshot(tmp_path / f"maintenance-{name}.png", width, height)
-                    print(f"screenshot: {shot}")
-                    keep = os.environ.get("SIGNALPATH_SCREENSHOTS")
-                    if keep:
-                        Path(keep).mkdir(parents=True, exist_ok=True)
-                        (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+                await page.screenshots(tmp_path, "maintenance")
 
 
 async def test_broadcasts_and_maintenance_added_through_the_api_survive_a_restart(live, tmp_path):

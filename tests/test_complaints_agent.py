@@ -110,13 +110,7 @@ async def test_complaints_are_linked_to_the_fault_they_fall_in_and_clusters_open
                                        " return t.startsWith('Recorded') ? t : ''; })()")
                 assert "unexplained" in said
                 await page.wait("document.querySelectorAll('#complaints li').length >= 5")
-                for width, height, name in ((1366, 900, "laptop"), (390, 844, "phone")):
-                    shot = await page.screenshot(tmp_path / f"complaints-{name}.png", width, height)
-                    print(f"screenshot: {shot}")
-                    keep = os.environ.get("SIGNALPATH_SCREENSHOTS")
-                    if keep:
-                        Path(keep).mkdir(parents=True, exist_ok=True)
-                        (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+                await page.screenshots(tmp_path, "complaints")
 
             listed = (await client.get(api)).json()
             assert len(listed) == 8 and listed[0]["type"] == "high_delay" and listed[0]["note"] == "far behind the radio"

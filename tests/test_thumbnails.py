@@ -6,8 +6,6 @@ shows it — on the status page too (headless Chromium, screenshots at laptop an
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 from typing import Any
 
 import av
@@ -83,10 +81,4 @@ async def test_thumbnails_follow_the_picture_and_show_the_frozen_frame(tmp_path)
                                 f".fault-picture img'); return !!i && i.complete && i.naturalWidth === 160; }})()")
                 await page.wait("(() => { const i = document.querySelector('.stream .thumbs img');"
                                 " return !!i && i.complete && i.naturalWidth === 160; })()")
-                for width, height, name in ((1366, 900, "laptop"), (390, 844, "phone")):
-                    shot = await page.screenshot(tmp_path / f"thumbnails-{name}.png", width, height)
-                    print(f"screenshot: {shot}")
-                    keep = os.environ.get("SIGNALPATH_SCREENSHOTS")
-                    if keep:
-                        Path(keep).mkdir(parents=True, exist_ok=True)
-                        (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+                await page.screenshots(tmp_path, "thumbnails")
