@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from dataclasses import dataclass, field
 
+import av
 import pytest
 from _require import require_binary
 from reallab import RealLab
@@ -131,6 +133,13 @@ async def test_agent_sees_real_pipeline_healthy_then_stale_edge_dropped_publishe
             assert advanced >= 0.8 * HEALTHY_WINDOW_S / lab.segment_seconds, advanced
             for st, comp in COMPONENTS[1:]:
                 assert abs(last_seq(cell(agent, st, comp)) - last_seq(cell(agent, "origin", "origin"))) <= 2
+            # the content probe's picture of nginx-rtmp's own segments (a packager we did not write)
+            pictures = agent.thumbnails.index()
+            assert pictures, "no thumbnail of the real pipeline"
+            th = agent.thumbnails.get(pictures[0]["stream"], pictures[0]["rendition"])
+            assert th is not None and th.jpeg[:2] == b"\xff\xd8" and pictures[0]["age_s"] < 10
+            with av.open(io.BytesIO(th.jpeg), format="mjpeg") as jpeg:
+                assert next(jpeg.decode(video=0)).width == 160
 
             # ---- 1. edge-b stale ----------------------------------------------------------------
             t_inj = time.monotonic()  # from the fault command (includes the helper's own wait)
