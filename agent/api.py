@@ -10,6 +10,7 @@ every other method, on any route (``agent.extra_routes()`` included), needs a wr
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -140,8 +141,9 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
         from agent.complaints import ComplaintError
 
         try:
-            if req.content_type == "application/json":
-                data = await req.json()
+            raw = await req.read()
+            if req.content_type == "application/json" or raw.lstrip()[:1] == b"{":
+                data = json.loads(raw)  # JSON, whatever a client (curl -d) called it
             else:  # a plain HTML form (application/x-www-form-urlencoded)
                 data = dict(await req.post())
         except ValueError:

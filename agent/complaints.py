@@ -90,6 +90,7 @@ EXPLAINED_BY: Mapping[ComplaintType, frozenset[Fault]] = {
 
 _EDGE_STAGES = ("cdn", "playback")  # where a component is one edge (or "cdn" for all of them)
 TEXT_MAX = 500  # characters kept of a note
+FIELDS = frozenset({"stream", "type", "edge", "region", "device", "player", "note"})
 NAME_MAX = 64  # characters kept of edge / region / device / player
 
 
@@ -151,7 +152,12 @@ def parse(data: Mapping[str, Any], *, streams: Mapping[str, Iterable[str]], at: 
             raise ComplaintError(f"{key}: must be text")
         return redact_text(v.strip())[:limit] or None
 
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ComplaintError(f"{str(unknown[0])[:40]}: not a complaint field ({', '.join(sorted(FIELDS))})")
     stream = data.get("stream")
+    if stream is None or stream == "":
+        raise ComplaintError(f"stream: missing (one of {', '.join(sorted(streams)) or 'none configured'})")
     if not isinstance(stream, str) or stream not in streams:
         known = ", ".join(sorted(streams)) or "none configured"
         raise ComplaintError(f"stream: {str(stream)[:64]!r} is not a configured stream ({known})")

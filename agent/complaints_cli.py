@@ -27,7 +27,8 @@ def cmd_complaint_add(args: argparse.Namespace) -> int:
     body = {k: v for k, v in {"stream": args.stream, "type": args.type, "edge": args.edge, "region": args.region,
                               "device": args.device, "player": args.player, "note": args.note}.items()
             if v is not None}
-    url = args.agent.rstrip("/") + "/api/v1/complaints"
+    base = args.agent if "://" in args.agent else "http://" + args.agent  # host:port alone is fine
+    url = base.rstrip("/") + "/api/v1/complaints"
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     if args.user:
@@ -59,6 +60,10 @@ def cmd_complaint_add(args: argparse.Namespace) -> int:
 def _line(c: dict) -> str:
     where = f" via {c['edge']}" if c.get("edge") else ""
     why = f"explained by incident {c['explained_by']}" if c.get("explained_by") else "unexplained"
+    cause = next((i for i in (c.get("seen") or {}).get("incidents", []) if i.get("id") == c.get("explained_by")), None)
+    if cause is not None:
+        why += f" ({cause['severity']} {cause['stage']}/{cause['component']} {cause['fault']}" + (
+            ", open)" if cause.get("open") else ", resolved shortly before)")
     return f"{c['id']}  {c['stream']}{where}  {c.get('label', c['type'])}: {why}"
 
 
@@ -113,7 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = add_sub.add_parser("add", help="record one complaint",
                            description="Record one complaint with the agent at --agent.")
     a.add_argument("--agent", default="http://127.0.0.1:9321", metavar="URL",
-                   help="the agent's address (its agent.listen; default http://127.0.0.1:9321)")
+                   help="the agent's address, its agent.listen (http://HOST:PORT, or HOST:PORT; default "
+                        "http://127.0.0.1:9321)")
     a.add_argument("--stream", required=True, help="the stream's name in the agent's config")
     a.add_argument("--type", required=True, choices=types, help="what the viewer says")
     a.add_argument("--edge", help="the CDN edge the viewer used, when known (a configured edge name)")

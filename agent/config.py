@@ -51,7 +51,7 @@ from agent.complaints import ComplaintSettings
 from agent.errors import ConfigError
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
-from agent.schedule import Broadcast, MaintenanceWindow
+from agent.schedule import Broadcast, MaintenanceWindow, place_problem
 from agent.schedule_book import ScheduleApiSettings
 from agent.studio_config import PreflightSettings, StudioSettings
 from agent.webguard import WebSettings, file_problems
@@ -309,9 +309,11 @@ class Config(StrictModel):
             for j, stream in enumerate(b.streams):
                 if stream not in seen:
                     raise ValueError(f"broadcasts[{i}].streams[{j}]: {stream!r} is not a configured stream")
+        edges = {st.name: [e.name for e in st.edges] for st in self.streams}
         for i, m in enumerate(self.maintenance):
-            if m.stream is not None and m.stream not in seen:
-                raise ValueError(f"maintenance[{i}].stream: {m.stream!r} is not a configured stream")
+            problem = place_problem(m, edges)
+            if problem is not None:
+                raise ValueError(f"maintenance[{i}].{problem}")
         return self
 
 

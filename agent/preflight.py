@@ -275,14 +275,41 @@ def junit_xml(out: Outcome) -> bytes:
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
+def _added_broadcasts(cfg: Any) -> list[Any]:
+    """Broadcasts added through the agent's API (agent/schedule_book.py), read from its incident
+    database when it exists (never created here)."""
+    from pathlib import Path
+
+    from agent.incidents import IncidentStore
+    from agent.schedule import Broadcast
+
+    if not Path(cfg.incidents.path).expanduser().is_file():
+        return []
+    store = IncidentStore(cfg.incidents.path)
+    try:
+        entries = store.schedule_entries()
+    finally:
+        store.close()
+    out = []
+    for kind, _name, body in entries:
+        if kind == "broadcast":
+            try:
+                out.append(Broadcast.model_validate(body))
+            except ValueError:
+                continue
+    return out
+
+
 def _timing(b: Any, now: float) -> Finding:
     """Where the broadcast stands: a preflight belongs before its start (and its pre-roll)."""
     from agent.localize import rfc3339
 
     title, needed, source = f"Broadcast {b.name}", "run before the start", "broadcasts[] in the config"
     if now < b.start:
+        left = b.start - now
+        when = f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min"
         return Finding("broadcast.timing", "schedule", Status.PASS, title,
-                       f"starts {rfc3339(b.start)} (in {(b.start - now) / 60:.0f} min)", needed, source)
+                       f"starts {rfc3339(b.start)} (in {when})", needed, source)
     return Finding("broadcast.timing", "schedule", Status.WARN, title,
                    f"on air since {rfc3339(b.start)} ({(now - b.start) / 60:.0f} min)", needed, source,
                    "the broadcast is on air: a failure below is a live fault, see the status page")
@@ -303,9 +330,9 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     if args.broadcast is not None:
         from agent.schedule import Schedule
 
-        broadcast = Schedule(cfg.broadcasts).by_name(args.broadcast)
+        broadcast = Schedule([*cfg.broadcasts, *_added_broadcasts(cfg)]).by_name(args.broadcast)
         if broadcast is None:
-            known = ", ".join(repr(b.name) for b in cfg.broadcasts) or "none in the config"
+            known = ", ".join(repr(b.name) for b in [*cfg.broadcasts, *_added_broadcasts(cfg)]) or "none"
             print(f"preflight: --broadcast {args.broadcast!r}: no such broadcast (broadcasts: {known})",
                   file=sys.stderr)
             return EXIT_FAIL

@@ -21,7 +21,7 @@ fault is still there). The status page and the API say "maintenance".
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
@@ -103,8 +103,34 @@ class MaintenanceWindow(StrictModel):
         return self
 
     def covers(self, stream: str, stage: str, component: str, t: float) -> bool:
-        return (self.start <= t < self.end and self.stream in (None, stream) and self.stage in (None, stage)
-                and self.component in (None, component))
+        """At ``t``, this stream, stage and component — a CDN edge's window covers its viewers
+        (playback/<edge>) too: working on an edge is felt by the players it serves."""
+        if not (self.start <= t < self.end and self.stream in (None, stream)):
+            return False
+        if self.stage == "cdn" and self.component is not None and stage == "playback":
+            return component == self.component
+        return self.stage in (None, stage) and self.component in (None, component)
+
+
+def place_problem(m: MaintenanceWindow, edges: Mapping[str, list[str]]) -> str | None:
+    """Why ``m`` names a place the config does not have (``key: message``), or None.
+    ``edges``: stream -> its edge names. A CDN or playback component must be an edge of the
+    stream (of some stream, without one) — a typo would leave the real edge unmuted; the
+    origin's component is ``origin``; other stages' components (renditions, devices) are not
+    known before the probes run and are taken as given."""
+    if m.stream is not None and m.stream not in edges:
+        return f"stream: {m.stream!r} is not a configured stream ({', '.join(sorted(edges)) or 'none'})"
+    if m.component is None or m.stage not in ("cdn", "playback", "origin"):
+        return None
+    if m.stage == "origin":
+        allowed = {"origin"}
+    else:
+        allowed = {e for s, es in edges.items() if m.stream in (None, s) for e in es} | (
+            {"cdn"} if m.stage == "cdn" else set())
+    if m.component not in allowed:
+        return (f"component: {m.component!r} is not a {m.stage} component of {m.stream or 'any stream'} "
+                f"({', '.join(sorted(allowed)) or 'none'})")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +187,8 @@ class Schedule:
 
 def broadcast_json(b: Broadcast) -> dict[str, object]:
     """A broadcast in the API (times RFC 3339 UTC)."""
-    def iso(t: float) -> str:
-        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    def iso(t: float) -> str:  # as every other time of the API (agent.localize.rfc3339)
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     return {"name": b.name, "streams": list(b.streams), "start": iso(b.start), "end": iso(b.end),
             "preroll_s": b.preroll_s}
@@ -201,10 +227,10 @@ def on_air_evidence(schedule: Schedule, stream: str, evidence: list[Evidence], t
         if live is False:
             at = _dt.datetime.fromtimestamp(b.start, _dt.UTC).strftime("%H:%M:%S UTC")
             evs.append(Evidence("origin", "origin", State.DOWN, Fault.NOT_LIVE,
-                                f"{stream} is not live since the scheduled start of {b.name!r} at {at} "
-                                f"({t - b.start:.0f} s ago)"))
+                                f"{stream} is not live at the origin while {b.name!r} is on air "
+                                f"(scheduled from {at})"))
     return evs, samples
 
 
-__all__ = ["LIVE_METRIC", "Broadcast", "broadcast_json", "MaintenanceWindow", "Schedule", "StreamSchedule", "is_live",
+__all__ = ["LIVE_METRIC", "Broadcast", "broadcast_json", "place_problem", "MaintenanceWindow", "Schedule", "StreamSchedule", "is_live",
            "on_air_evidence"]

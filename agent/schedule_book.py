@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from agent.incidents import AsyncIncidentStore
-from agent.schedule import Broadcast, MaintenanceWindow, Schedule
+from agent.schedule import Broadcast, MaintenanceWindow, Schedule, place_problem
 from probes.core.config import StrictModel
 
 KINDS: dict[str, type[Broadcast] | type[MaintenanceWindow]] = {"broadcast": Broadcast,
@@ -71,7 +71,8 @@ class ScheduleBook:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(x) for x in first.get("loc", ())) or kind
-            raise ScheduleError(400, f"{where}: {first.get('msg', 'invalid')}") from None
+            why = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+            raise ScheduleError(400, f"{where}: {why}") from None
         await self.store.put_schedule_entry(kind, entry.name, entry.model_dump())
         self.added[(kind, entry.name)] = entry
         return entry
@@ -94,11 +95,15 @@ class ScheduleBook:
         taken = {e.name for e in self._configured(kind)} | {n for (k, n) in self.added if k == kind}
         if entry.name in taken and entry.name != replacing:
             raise ScheduleError(409, f"name: a {kind} named {entry.name!r} exists")
-        streams = {s.name for s in self.config.streams}
-        wanted = entry.streams if isinstance(entry, Broadcast) else [entry.stream] if entry.stream else []
-        unknown = [s for s in wanted if s not in streams]
-        if unknown:
-            raise ScheduleError(400, f"streams: {unknown[0]!r} is not a configured stream")
+        edges = {s.name: [e.name for e in s.edges] for s in self.config.streams}
+        if isinstance(entry, Broadcast):
+            for i, stream in enumerate(entry.streams):
+                if stream not in edges:
+                    raise ScheduleError(400, f"streams[{i}]: {stream!r} is not a configured stream")
+        else:
+            problem = place_problem(entry, edges)
+            if problem is not None:
+                raise ScheduleError(400, problem)
         return entry
 
 

@@ -358,7 +358,7 @@ CATALOG = FaultCatalog([
        "The packager marks segments as gaps (its input was missing): check the transcoder's input and the "
        "contribution link; players jump over the hole.",
        stages=_PLAYLIST, explains={F.STALLS, F.VIDEO_FREEZES, F.TIMESTAMP_GAP}),
-    _s(F.NOT_LIVE, C.FRESHNESS, "P1", "has no live stream at the broadcast's scheduled time",
+    _s(F.NOT_LIVE, C.FRESHNESS, "P1", "has no live stream while its broadcast is on air",
        "The broadcast has started and this stream is not live: start the encoder (or its publisher) now, or "
        "switch the broadcast to its backup stream.", stages=frozenset({"origin"}), placed=True),
     _s(F.SOURCE_GONE, C.FRESHNESS, "P2", "feed is gone",

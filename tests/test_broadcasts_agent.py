@@ -174,6 +174,9 @@ async def test_broadcasts_and_maintenance_added_through_the_api_survive_a_restar
                                    ({**news, "name": "Morning show"}, 409, "exists")):
             r = await client.post(api + "/broadcasts", json=bad)
             assert r.status_code == status and words in r.json()["error"], (bad, r.text)
+        r = await client.post(api + "/maintenance", json={"name": "typo", "start": time.time(), "end": time.time() + 60,
+                                                          "stage": "cdn", "component": "edge-zz"})
+        assert r.status_code == 400 and r.json()["error"].startswith("component: 'edge-zz' is not a cdn component")
         r = await client.post(api + "/maintenance", json={"name": "edge-a swap", "start": time.time() - 1,
                                                           "end": time.time() + 600, "stage": "cdn",
                                                           "component": "edge-a"})

@@ -42,7 +42,8 @@ def test_parse_validates_every_field_and_names_it():
                         ({"stream": "main", "type": "laggy"}, "type:"),
                         ({"stream": "main", "type": "stutter", "edge": "edge-z"}, "edge:"),
                         ({"stream": "main", "type": "stutter", "note": 42}, "note:"),
-                        ({"type": "stutter"}, "stream:")):
+                        ({"type": "stutter"}, "stream: missing (one of backup, main)"),
+                        ({"stream": "main", "type": "other", "extra": 1}, "extra: not a complaint field")):
         with pytest.raises(ComplaintError) as err:
             parse(data, streams=STREAMS, at=T, id_="c-2")
         assert str(err.value).startswith(field), err.value

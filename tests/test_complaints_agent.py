@@ -89,6 +89,10 @@ async def test_complaints_are_linked_to_the_fault_they_fall_in_and_clusters_open
             assert r.status_code == 400 and r.json()["error"].startswith("edge:")
             r = await client.post(api, content=b"{nope", headers={"Content-Type": "application/json"})
             assert r.status_code == 400
+            # JSON sent as a form (curl -d's default type) is read as JSON, not as an empty form
+            r = await client.post(api, content=b'{"stream": "main", "type": "other", "edge": "edge-a"}',
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert r.status_code == 201 and r.json()["type"] == "other"
 
             # three unexplained "A/V out of sync" on edge-a within 15 min: a finding of its own (P3)
             for _ in range(3):
@@ -113,7 +117,7 @@ async def test_complaints_are_linked_to_the_fault_they_fall_in_and_clusters_open
                 await page.screenshots(tmp_path, "complaints")
 
             listed = (await client.get(api)).json()
-            assert len(listed) == 8 and listed[0]["type"] == "high_delay" and listed[0]["note"] == "far behind the radio"
+            assert len(listed) == 9 and listed[0]["type"] == "high_delay" and listed[0]["note"] == "far behind the radio"
             for kind, n in (("stutter", 3), ("av_sync", 3), ("cannot_start", 1), ("high_delay", 1)):
                 assert agent.registry.get_sample_value("signalpath_complaints_total",
                                                        {"site": "demo", "stream": "main", "type": kind}) == n, kind

@@ -14,6 +14,7 @@ The host checks read a recorded /proc tree (tests/fixtures/host, HostConfig's
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,17 @@ async def test_against_a_broadcast_checks_its_streams_and_says_when_it_starts(la
     assert {c["stream"] for c in report["checks"]} == {"(Evening news)", "(this host)", "main"}
     rc, out, err = await run_cli("preflight", "-c", str(path), "--broadcast", "Late news")
     assert rc == 2 and "no such broadcast (broadcasts: 'Evening news')" in err
+    # one added through the agent's API lives in its incident database: preflight finds it there
+    from agent.incidents import IncidentStore
+
+    conf["incidents"] = {"path": str(tmp_path / "incidents.db")}
+    path.write_text(yaml.safe_dump(conf))
+    store = IncidentStore(tmp_path / "incidents.db")
+    store.put_schedule_entry("broadcast", "Late news", {"name": "Late news", "streams": ["main"],
+                                                       "start": time.time() + 60, "end": time.time() + 600})
+    store.close()
+    rc, report, checks = await preflight(path, "--broadcast", "Late news")
+    assert rc == 0 and re.search(r"\(in \d+ s\)", checks[("broadcast.timing", "schedule")]["measured"]), report
 
 
 async def test_a_whip_ingest_is_test_published_once(lab, tmp_path, clean):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from agent.incident_sink import alertable
 from agent.localize import MAINTENANCE_ENDED, Localizer, LocalizerSettings
-from agent.schedule import Broadcast, MaintenanceWindow, Schedule, is_live, on_air_evidence
+from agent.schedule import Broadcast, MaintenanceWindow, Schedule, is_live, on_air_evidence, place_problem
 from probes.base import Evidence, State
 from probes.faults import Fault
 
@@ -55,6 +55,14 @@ def test_maintenance_covers_its_place_and_time():
     assert s.maintenance_for("main", "origin", "origin", T0 + 1) is None
     assert s.maintenance_for("main", "cdn", "edge-b", T0 + 600) is None  # ended
     assert s.maintenance_for("x", "studio", "encoder", T0 + 1050).name == "all"
+    # a CDN edge's window covers its viewers too; a place the config lacks is refused
+    assert s.maintenance_for("main", "playback", "edge-b", T0 + 1) is m
+    assert s.maintenance_for("main", "playback", "edge-a", T0 + 1) is None
+    edges = {"main": ["edge-a", "edge-b"]}
+    assert place_problem(m, edges) is None
+    typo = MaintenanceWindow(name="t", start=T0, end=T0 + 1, stage="cdn", component="edge-zz")
+    assert place_problem(typo, edges).startswith("component: 'edge-zz' is not a cdn component of any stream")
+    assert place_problem(MaintenanceWindow(name="t", start=T0, end=T0 + 1, stream="x"), edges).startswith("stream:")
 
 
 def test_not_live_at_t0_by_the_origins_own_evidence():
@@ -67,7 +75,7 @@ def test_not_live_at_t0_by_the_origins_own_evidence():
     evs, samples = on_air_evidence(s, "main", stale, T0 + 5)
     (ev,) = evs
     assert (ev.stage, ev.component, ev.state, ev.fault) == ("origin", "origin", State.DOWN, Fault.NOT_LIVE)
-    assert "'Evening news' at 20:00:00 UTC" in ev.detail
+    assert "while 'Evening news' is on air (scheduled from 20:00:00 UTC)" in ev.detail
     assert [(x.labels, x.value) for x in samples] == [({"broadcast": "Evening news", "stream": "main"}, 0.0)]
     assert on_air_evidence(s, "main", ok, T0 + 5)[0] == [] and on_air_evidence(s, "main", ok, T0 + 5)[1][0].value == 1
     assert on_air_evidence(s, "main", stale, T0 - 5) == ([], [])  # pre-roll: nothing yet
