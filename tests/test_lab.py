@@ -235,6 +235,22 @@ async def test_edge_404_segments(lab, http, clean):
     assert (await get(http, other))[0] == 200
 
 
+async def test_clearing_a_throttle_speeds_up_transfers_under_way(lab, http, clean):
+    """A shaped link (tc) slows every byte while it is on: clearing it frees the transfers
+    already under way too, or a viewer's segment begun during the fault stays slow after it."""
+    pl = await media(http, lab.media_url("360p", via="edge-a"))
+    full = (await get(http, pl.segments[-1].absolute_uri))[2]
+    rec = await lab.inject("edge_throttle", "edge-a", params={"bytes_per_s": 2000})
+    t0 = time.monotonic()
+    fetch = asyncio.create_task(get(http, pl.segments[-1].absolute_uri))
+    await asyncio.sleep(1.0)
+    assert not fetch.done()  # ~100 kB at 2 kB/s: under way for a minute if nothing changes
+    await lab.clear(rec.id)
+    status, _, body = await asyncio.wait_for(fetch, 5.0)
+    assert status == 200 and body == full
+    assert time.monotonic() - t0 < 4.0
+
+
 async def test_rendition_stall_stops_one_rendition(lab, http, clean):
     rec = await lab.inject("rendition_stall", "180p")
     stalled = last_seq(await media(http, lab.media_url("180p")))

@@ -313,23 +313,34 @@ class Edge:
             if self._served_published.get(path) != entry.published:
                 self._served_published[path] = entry.published
                 self.last_propagation_s[path] = max(0.0, self._wall() - entry.published)
-        throttle = self._book.active("edge_throttle", self.name)
-        rate = float(throttle.params["bytes_per_s"]) if throttle is not None else None
+        chronic = None
         if self._slow is not None and path.endswith(".ts") and entry.status == 200 and request.method != "HEAD":
-            chronic = self._slow()
-            if chronic is not None:
-                rate = chronic if rate is None else min(rate, chronic)
+            chronic = self._slow()  # one slow transfer, decided when it starts
+
+        def rate_now() -> float | None:
+            # the throttle is read again for every chunk, as a shaped link (tc) is: clearing it
+            # speeds up the transfers already under way, not only the next ones
+            throttle = self._book.active("edge_throttle", self.name)
+            rate = float(throttle.params["bytes_per_s"]) if throttle is not None else None
+            return chronic if rate is None else rate if chronic is None else min(rate, chronic)
+
+        rate = rate_now()
         if rate is None or request.method == "HEAD":
             return web.Response(status=entry.status, body=entry.body, headers=headers)
         resp = web.StreamResponse(status=entry.status, headers=headers)
         resp.content_length = len(entry.body)
-        chunk = max(512, int(rate / 20))
         try:
             await resp.prepare(request)  # the viewer may have given up during a slow first byte
-            for i in range(0, len(entry.body), chunk):
-                part = entry.body[i:i + chunk]
+            i = 0
+            while i < len(entry.body):
+                if rate is None:
+                    await resp.write(entry.body[i:])
+                    break
+                part = entry.body[i:i + max(512, int(rate / 20))]
                 await resp.write(part)
+                i += len(part)
                 await asyncio.sleep(len(part) / rate)
+                rate = rate_now()
             await resp.write_eof()
         except ConnectionResetError:
             pass  # the viewer gave up on a throttled segment (its deadline): not the lab's error to log
