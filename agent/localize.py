@@ -78,6 +78,10 @@ class LocalizerSettings(StrictModel):
         "probe seconds later: the segment's fetch and decode, 7 s in one loaded benchmark run; only P3 faults "
         "await, so the wait costs no viewer-facing time)")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
+    symptom_window_s: float = Field(
+        20.0, ge=0, le=3600, description="how long a viewer symptom is still reported after it happened (the "
+        "virtual players report a stall for their stall_window_s, 20 s by default, probes/playback.py): a symptom "
+        "an incident explained stays explained this long plus resolve_after_s after the last explanation")
     at_risk_resolve_after_s: float = Field(
         60.0, ge=0, le=3600, description="the same for a P3 ('at risk') incident: a chronic finding measured per "
         "segment (a bitrate overshoot) dips below its threshold now and then (silent audio, an encoder's first "
@@ -284,12 +288,12 @@ class Localizer:
         since = self._update_bad_since(stream, evidence, now)
         tracks = self._tracks.setdefault(stream, {})
         explained = self._explained.setdefault(stream, {})
-        linger = 2 * self.settings.resolve_after_s
+        linger = self.settings.resolve_after_s + self.settings.symptom_window_s
         for k in [k for k, (onset, at) in explained.items() if since.get(k) != onset or now - at > linger]:
             # that symptom ended or began anew, or no incident has explained it for a while: it is
-            # no one's any more. A player reports a stall for its stall window (20 s by default,
-            # probes/playback.py stall_window_s) after the stall: that outlasts the cause by
-            # seconds, not for good
+            # no one's any more. A player reports a stall for its stall window (symptom_window_s)
+            # after the stall, and its last stall may come up to resolve_after_s after the cause
+            # (a buffer refilling): that outlasts the cause by seconds, not for good
             del explained[k]
         events: list[IncidentEvent] = []
         seen: set[TrackKey] = set()

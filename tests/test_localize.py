@@ -1178,3 +1178,29 @@ def test_a_stall_episode_that_blips_after_its_cause_ended_stays_the_causes():
     assert run(onset=3) == [("opened", "cdn", "slow_segment"), ("resolved", "cdn", "slow_segment")]
     # without the probe's onset the blip dates the stall 13 s after the cause: its own incident
     assert ("opened", "playback", "stalls") in run(onset=None)
+
+
+def test_a_stall_episode_begun_before_its_cause_stays_its_report_window_after_it():
+    """edge_slow_first_byte twice in a row (seen in the chronic benchmark): the second fault
+    began while edge-b's viewers still reported the first one's stalls, so their stall episode
+    (``Evidence.onset``) predates the second incident. The edge is slow again (timeout), the
+    viewers stall again inside that old episode; the edge recovers at t=20, its last stall
+    ends a couple of seconds later and the viewers report it for their 20-s stall window
+    (probes/playback.py ``stall_window_s``). The second incident explained that episode while
+    it lasted: it stays explained for the report window after the last explanation
+    (``resolve_after_s + symptom_window_s``), never a playback incident of its own."""
+    timeout = ev("cdn", "edge-b", DOWN, "timeout", "360p", "no complete answer within 5 s")
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+    stall = Evidence("playback", "edge-b", DEG, Fault.STALLS, "the 360p viewer stalled", "360p",
+                     onset=clock.t - 5)  # the episode began before the fault
+    cycles = [hls(timeout, stall)] * 20 + [hls(stall)] * 24 + [hls()] * 30
+    got = [(e.kind, e.incident.stage, e.incident.fault) for e in _run(loc, clock, cycles)]
+    assert got == [("opened", "cdn", "timeout"), ("resolved", "cdn", "timeout")]
+    # a stall that goes on past the report window (a cause of its own) still opens
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+    stall = Evidence("playback", "edge-b", DEG, Fault.STALLS, "the 360p viewer stalled", "360p", onset=clock.t - 5)
+    got = [(e.kind, e.incident.stage, e.incident.fault)
+           for e in _run(loc, clock, [hls(timeout, stall)] * 20 + [hls(stall)] * 60)]
+    assert ("opened", "playback", "stalls") in got

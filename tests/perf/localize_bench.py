@@ -324,7 +324,15 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
                              # a different fault at the fault's place, linked to its incident (Incident.related):
                              # still an extra incident, marked so
                              + (" (linked)" if hit is not None and hit.id in getattr(i, "related", []) else ""))
-            row.extra_evidence.append(f"{i.severity} {describe(i)}: " + " | ".join(list(getattr(i, "evidence", []))[:3]))
+            # when, against the clear and the fault's own incident: a symptom that outlasted its cause
+            # shows here as started after the clear and after that incident resolved
+            when = f"started {i.started_at - t_clear:+.1f} s from the clear"
+            if hit is not None and ok:
+                done = next((j for j in await agent.all_incidents() if j.id == hit.id), hit)
+                if done.resolved_at is not None:
+                    when += f", the fault's incident resolved at {done.resolved_at - t_clear:+.1f} s"
+            row.extra_evidence.append(f"{i.severity} {describe(i)} ({when}): "
+                                      + " | ".join(list(getattr(i, "evidence", []))[:3]))
         row.rewritten.extend(str(r) for r in ledger.rewrites_since(t0))
     return row
 
