@@ -1,0 +1,119 @@
+"""agent/report.py (pure figures) and agent/report_html.py (the self-contained HTML), on
+a synthetic window whose truth the test writes down independently."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agent.complaints import Complaint, ComplaintType
+from agent.history import HistoryStep, ViewerSession, series_key, state_key
+from agent.localize import Incident
+from agent.report import ReportInput, analyse, duration_words
+from agent.report_html import render
+
+T0 = 1_764_000_000.0  # a whole multiple of 10 s
+
+
+def incident(iid: str, stage: str, comp: str, fault: str, sev: str, start: float, ttl: float,
+             resolved: float | None) -> Incident:
+    return Incident(id=iid, stream="main", stage=stage, component=comp, fault=fault, severity=sev,
+                    started_at=start, localized_at=start + ttl, resolved_at=resolved, summary=f"{comp} {fault}",
+                    evidence=[])
+
+
+def window() -> ReportInput:
+    steps = []
+    for i in range(60):  # ten minutes of 10-s steps
+        t = T0 + 10 * i
+        edge_b = [10.0, 0.0, 0.0, 0.0]
+        if 20 <= i <= 25:
+            edge_b = [0.0, 0.0, 10.0, 0.0]  # down for a minute
+        elif i == 26:
+            edge_b = [6.0, 0.0, 4.0, 0.0]
+        elif i == 40:
+            edge_b = [7.0, 3.0, 0.0, 0.0]  # degraded 3 s
+        series = {state_key("origin", "origin"): [10.0, 0.0, 0.0, 0.0], state_key("cdn", "edge-b"): edge_b,
+                  state_key("playback", "edge-a"): [0.0, 0.0, 0.0, 10.0] if i < 2 else [10.0, 0.0, 0.0, 0.0],
+                  series_key("download_ratio", "cdn", "edge-b", "360p"): [0.2, 0.3, 0.4 if i != 22 else 2.5],
+                  series_key("stage_latency_s", "cdn", "edge-b"): [0.5, 0.6, 0.7],
+                  series_key("glass_to_glass_s", "cdn", "edge-b", "360p"): [6.0, 6.5, 7.0]}
+        steps.append(HistoryStep("main", t, 10.0, series))
+    steps.append(HistoryStep("main", T0 + 600, 10.0, {state_key("cdn", "edge-b"): [0.0, 0.0, 10.0, 0.0]}))  # after
+    incidents = [
+        incident("main-1", "cdn", "edge-b", "edge_down", "P1", T0 + 200, 4.5, T0 + 265),
+        incident("main-0", "origin", "origin", "http_error", "P2", T0 - 300, 3.0, T0 - 100),  # before: not in
+        incident("main-2", "cdn", "edge-b", "slow_segment", "P2", T0 + 400, 7.0, T0 + 420),
+        incident("main-3", "transcode", "180p", "bitrate_over_declared", "P3", T0 + 30, 12.0, None),
+    ]
+    complaints = [
+        Complaint("c1", T0 + 210, "main", ComplaintType("stutter"), explained_by="main-1"),
+        Complaint("c2", T0 + 500, "main", ComplaintType("stutter")),
+        Complaint("c3", T0 + 220, "main", ComplaintType("black_or_frozen")),
+        Complaint("c4", T0 + 700, "main", ComplaintType("stutter")),  # after the window
+    ]
+    sessions = [
+        ViewerSession("main", "edge-a", "360p", T0 + 1, T0 + 600, 1.0, 0, 0.0, 590.0, 0.0, "playing"),
+        ViewerSession("main", "edge-b", "360p", T0 + 1, T0 + 600, 3.0, 2, 30.0, 560.0, 0.05, "playing"),
+        ViewerSession("main", "edge-b", "180p", T0 + 2, T0 + 40, None, 0, 0.0, 0.0, 0.0, "failed"),
+        ViewerSession("main", "edge-b", "180p", T0 + 300, T0 + 600, 1.5, 0, 0.0, 298.0, 0.0, "playing"),
+    ]
+    return ReportInput("Evening news", T0, T0 + 600, ["main"], steps, incidents, complaints, sessions)
+
+
+def test_figures_match_the_truth_written_down_here():
+    r = analyse(window())
+    avail = {a.place: a for a in r.availability}
+    # edge-b: 6 x 10 s + 4 s down + 3 s degraded of 600 s measured
+    assert avail["cdn/edge-b"].bad_s == 67.0 and avail["cdn/edge-b"].measured_s == 600.0
+    assert avail["cdn/edge-b"].ratio == pytest.approx(533 / 600)
+    assert avail["cdn/edge-b"].meets is False
+    assert avail["origin/origin"].ratio == 1.0 and avail["origin/origin"].meets is True
+    assert avail["playback/edge-a"].measured_s == 580.0  # unknown counts neither way
+    assert avail["stream"].ratio == pytest.approx(533 / 600)
+    assert [x.id for x in r.incidents] == ["main-3", "main-1", "main-2"]  # overlapping, oldest first
+    by_id = {x.id: x for x in r.incidents}
+    assert by_id["main-1"].localized_s == 4.5 and by_id["main-1"].resolved_s == 65.0
+    assert by_id["main-3"].resolved_s is None
+    assert r.faults == [("bitrate_over_declared", 1), ("edge_down", 1), ("slow_segment", 1)] or \
+        sorted(r.faults) == [("bitrate_over_declared", 1), ("edge_down", 1), ("slow_segment", 1)]
+    complaints = {t: (e, u) for t, e, u in r.complaints}
+    assert sum(e + u for e, u in complaints.values()) == 3 and sum(e for e, _ in complaints.values()) == 1
+    f = r.funnel
+    assert (f.attempts, f.started, f.started_in_time, f.no_stall, f.rebuffer_ok) == (4, 3, 2, 2, 2)
+    lane = next(ln for ln in r.lanes if ln.component == "edge-b")
+    assert lane.states[20:27] == ["down"] * 7 and lane.states[40] == "degraded" and lane.states[0] == "ok"
+    assert "3 incidents (1 P1, 1 P2, 1 P3)" in r.summary
+    assert "1 min 7 s degraded or down on edge-b" in r.summary
+    assert "1 still open" in r.summary and "3 viewer complaints, 1 explained" in r.summary
+    body = r.to_json()
+    assert body["funnel"]["attempts"] == 4 and body["incidents"][1]["fault"] == "edge_down"
+
+
+def test_the_html_is_self_contained_and_has_every_section():
+    text = render(analyse(window()))
+    for sid in ("summary", "lanes-main", "latency", "download", "availability", "times", "faults", "complaints",
+                "funnel", "incidents"):
+        assert f"id='{sid}'" in text, sid
+    assert text.count("<svg") == 8
+    # nothing fetched: no src/href to anything, no CSS import or url() but the SVG's own #ids
+    refs = re.findall(r"\b(?:src|href)\s*=\s*[\"']([^\"']*)", text)
+    assert refs and all(r.startswith("#") for r in refs)  # the SVGs' own markers, nothing else
+    assert "@import" not in text
+    assert not [u for u in re.findall(r"url\(([^)]*)\)", text) if not u.startswith("#")]
+    assert "<script" not in text
+
+
+def test_an_empty_window_says_so_instead_of_drawing_nothing():
+    inp = window()
+    inp.steps, inp.incidents, inp.complaints, inp.sessions = [], [], [], []
+    r = analyse(inp)
+    assert r.summary.startswith("No incident; availability not measured")
+    text = render(r)
+    assert "No history for this stream in the window." in text and "<svg" not in text
+
+
+@pytest.mark.parametrize("s, words", [(59, "59 s"), (67, "1 min 7 s"), (3600 + 120, "1 h 2 min"), (120, "2 min")])
+def test_duration_words(s, words):
+    assert duration_words(s) == words
