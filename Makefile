@@ -45,7 +45,7 @@ demo: $(STAMP)
 # The gate (STYLE.md 17): lint and types first, then the tests with warnings as errors
 # (pyproject.toml: [tool.ruff], [tool.mypy], filterwarnings).
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check agent probes tests
+	$(BIN)/ruff check agent probes tests dashboards
 	$(BIN)/mypy
 
 # Two workers (pytest-xdist), a test file to each at a time: most lab tests wait on real-time

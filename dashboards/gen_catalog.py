@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 BEGIN = "<!-- catalog:begin -->"
 END = "<!-- catalog:end -->"
@@ -49,9 +49,9 @@ def render_table(catalog: Mapping[str, object]) -> str:
     """The markdown table, one row per metric in catalog order."""
     rows = ["| name | type | unit | labels | meaning |", "| --- | --- | --- | --- | --- |"]
     for name, d in catalog.items():
-        mtype = getattr(d, "type")
-        labels = ", ".join(("site", *getattr(d, "labels")))
-        meaning = getattr(d, "help").replace("|", "\\|")
+        mtype = d.type
+        labels = ", ".join(("site", *d.labels))
+        meaning = d.help.replace("|", "\\|")
         rows.append(f"| `{name}` | {mtype} | {unit_of(name, mtype)} | {labels} | {meaning} |")
     return "\n".join(rows)
 
