@@ -20,10 +20,10 @@ The virtual viewers (probes/playback.py) are kept as sessions (``history_session
 per viewer from its start, with its startup time, stalls, stalled and watched seconds and
 state, for the report's viewer funnel.
 
-Size: one step is stored as zlib-compressed JSON (~0.5-1 kB for a stream with two edges and
-two renditions); tests/perf/history_cost.py prints the bytes per stream-hour. Bounded by age
-(``retention_h``) and by size (``max_mb``, the oldest steps go first), checked every
-``PRUNE_EVERY_S``.
+Size: a stream's steps are stored in blocks of :data:`BLOCK_STEPS` (2 min at 10 s), each
+zlib-compressed JSON: the series' names, repeated every step, cost once a block;
+tests/perf/history_cost.py prints the bytes per stream-hour. Bounded by age (``retention_h``)
+and by size (``max_mb``, the oldest blocks go first), checked every ``PRUNE_EVERY_S``.
 
 :class:`HistoryRecorder` is a runner sink (``on_cycle``, cheap: a dict update per sample) with
 a writer task that stores completed steps from its own thread.
@@ -107,12 +107,18 @@ class HistoryStep:
     step: float
     series: dict[str, list[float]]
 
-    def encode(self) -> bytes:
-        return zlib.compress(json.dumps(self.series, separators=(",", ":")).encode(), 6)
 
-    @classmethod
-    def decode(cls, stream: str, t: float, step: float, blob: bytes) -> HistoryStep:
-        return cls(stream, t, step, json.loads(zlib.decompress(blob)))
+
+BLOCK_STEPS = 12  # steps per stored block: zlib sees the series names once a block, not once a step
+
+
+def encode_block(steps: list[HistoryStep]) -> bytes:
+    """Steps of one stream (one block), oldest first: zlib of ``[[t, step, series], ...]``."""
+    return zlib.compress(json.dumps([[s.t, s.step, s.series] for s in steps], separators=(",", ":")).encode(), 6)
+
+
+def decode_block(stream: str, blob: bytes) -> list[HistoryStep]:
+    return [HistoryStep(stream, float(t), float(step), series) for t, step, series in json.loads(zlib.decompress(blob))]
 
 
 @dataclass(slots=True)
@@ -211,10 +217,10 @@ class Downsampler:
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS history (
-    stream TEXT NOT NULL, t REAL NOT NULL, step REAL NOT NULL, data BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS history_blocks (
+    stream TEXT NOT NULL, t REAL NOT NULL, span REAL NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (stream, t)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_t ON history (t);
+CREATE INDEX IF NOT EXISTS history_blocks_t ON history_blocks (t);
 CREATE TABLE IF NOT EXISTS history_sessions (
     stream TEXT NOT NULL, component TEXT NOT NULL, rendition TEXT NOT NULL, started_at REAL NOT NULL,
     updated_at REAL NOT NULL, startup_s REAL, stalls INTEGER NOT NULL, stall_s REAL NOT NULL,
@@ -245,14 +251,24 @@ class HistoryStore:
             self._db.close()
 
     def put(self, steps: Iterable[HistoryStep], sessions: Iterable[ViewerSession] = ()) -> None:
-        rows = [(s.stream, s.t, s.step, s.encode()) for s in steps]
+        """Store steps (into their blocks: a block is read, merged and written back whole) and
+        viewers (each replacing its earlier report)."""
+        blocks: dict[tuple[str, float, float], list[HistoryStep]] = {}
+        for st in steps:
+            span = st.step * BLOCK_STEPS
+            blocks.setdefault((st.stream, math.floor(st.t / span) * span, span), []).append(st)
         srows = [(v.stream, v.component, v.rendition, v.started_at, v.updated_at, v.startup_s, v.stalls, v.stall_s,
                   v.watched_s, v.rebuffer_ratio, v.state) for v in sessions]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                # a step stored twice (a restart within one step): the later, fuller one stays
-                self._db.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)", rows)
+                for (stream, t, span), new in blocks.items():
+                    row = self._db.execute("SELECT data FROM history_blocks WHERE stream=? AND t=?",
+                                           (stream, t)).fetchone()
+                    merged = {s.t: s for s in (decode_block(stream, row[0]) if row else [])}
+                    merged.update({s.t: s for s in new})  # a step stored twice (a restart): the later stays
+                    self._db.execute("INSERT OR REPLACE INTO history_blocks VALUES (?, ?, ?, ?)",
+                                     (stream, t, span, encode_block(sorted(merged.values(), key=lambda s: s.t))))
                 self._db.executemany("INSERT OR REPLACE INTO history_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                      srows)
                 self._db.execute("COMMIT")
@@ -262,14 +278,15 @@ class HistoryStore:
 
     def steps(self, start: float, end: float, *, stream: str | None = None) -> list[HistoryStep]:
         """Steps that begin in ``[start, end)``, oldest first."""
-        q = "SELECT stream, t, step, data FROM history WHERE t >= ? AND t < ?"
+        q = "SELECT stream, data FROM history_blocks WHERE t + span > ? AND t < ?"
         args: list[Any] = [start, end]
         if stream is not None:
             q += " AND stream = ?"
             args.append(stream)
         with self._lock:
             rows = self._db.execute(q + " ORDER BY t, stream", args).fetchall()
-        return [HistoryStep.decode(*r) for r in rows]
+        out = [st for name, blob in rows for st in decode_block(name, blob) if start <= st.t < end]
+        return sorted(out, key=lambda st: (st.t, st.stream))
 
     def sessions(self, start: float, end: float, *, stream: str | None = None) -> list[ViewerSession]:
         """Viewers that started in ``[start, end)``."""
@@ -285,24 +302,26 @@ class HistoryStore:
     def bytes_stored(self) -> int:
         """The history's size: its blobs and a row's keys (an estimate of its pages)."""
         with self._lock:
-            blob, rows = self._db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*) FROM history").fetchone()
+            blob, rows = self._db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*) FROM history_blocks"
+                                          ).fetchone()
         return int(blob) + 40 * int(rows)
 
     def prune(self, now: float, retention_s: float, max_bytes: float) -> int:
-        """Steps and sessions older than ``retention_s``; then the oldest steps until under ``max_bytes``.
-        Returns the steps removed."""
+        """Blocks and viewers older than ``retention_s`` (a block once its last step is); then the
+        oldest blocks until under ``max_bytes``. Returns the blocks removed."""
+        cutoff = now - retention_s
         with self._lock:
-            gone = self._db.execute("DELETE FROM history WHERE t < ?", (now - retention_s,)).rowcount
-            self._db.execute("DELETE FROM history_sessions WHERE updated_at < ?", (now - retention_s,))
+            gone = self._db.execute("DELETE FROM history_blocks WHERE t + span <= ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM history_sessions WHERE updated_at < ?", (cutoff,))
         size = self.bytes_stored()
         if size > max_bytes:
             with self._lock:
-                rows = self._db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+                rows = self._db.execute("SELECT COUNT(*) FROM history_blocks").fetchone()[0]
                 drop = int(rows * (1 - max_bytes / size)) + 1
-                cut = self._db.execute("SELECT t FROM history ORDER BY t LIMIT 1 OFFSET ?",
+                cut = self._db.execute("SELECT t FROM history_blocks ORDER BY t LIMIT 1 OFFSET ?",
                                        (min(drop, rows - 1),)).fetchone()
                 if cut is not None:
-                    gone += self._db.execute("DELETE FROM history WHERE t < ?", (cut[0],)).rowcount
+                    gone += self._db.execute("DELETE FROM history_blocks WHERE t < ?", (cut[0],)).rowcount
                     self._db.execute("DELETE FROM history_sessions WHERE started_at < ?", (cut[0],))
         return gone
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from agent.history import FLUSH_GRACE_S, Downsampler, HistoryStep, HistoryStore, ViewerSession, series_key, state_key
+from agent.history import (
+    BLOCK_STEPS,
+    FLUSH_GRACE_S,
+    Downsampler,
+    HistoryStep,
+    HistoryStore,
+    ViewerSession,
+    series_key,
+    state_key,
+)
 from probes.base import State
 
 
@@ -40,14 +49,19 @@ def test_the_store_round_trips_steps_and_viewers_and_prunes_by_age_and_size(tmp_
         viewer = ViewerSession("main", "edge-a", "360p", 1001.0, 1500.0, 1.2, 2, 3.5, 400.0, 0.0087, "playing")
         store.put(steps, [viewer])
         store.put([HistoryStep("other", 1000.0, 10.0, {})])
+        store.put([HistoryStep("main", 1010.0, 10.0, {"late": [1.0]})])  # a step stored again: the later stays
+        assert store.steps(1010.0, 1011.0)[0].series == {"late": [1.0]}
+        store.put([steps[1]])
         got = store.steps(1100.0, 1200.0, stream="main")
         assert [s.t for s in got] == [1100.0 + 10 * i for i in range(10)]
         assert got[0].series == steps[10].series
         assert store.sessions(1000.0, 1002.0) == [viewer]
         assert {s.stream for s in store.steps(0, 2000)} == {"main", "other"}
-        # by age: older than the retention go
-        assert store.prune(now=1000.0 + 500.0, retention_s=250.0, max_bytes=1e12) == 26  # 'other' and t < 1250
-        assert min(s.t for s in store.steps(0, 5000)) == 1250.0
+        # by age: a block (BLOCK_STEPS x 10 s = 120 s, epoch-aligned) goes once its last step is older than
+        # the retention: cut at 1250, the blocks [960, 1080) of both streams and [1080, 1200) go
+        assert BLOCK_STEPS == 12
+        assert store.prune(now=1000.0 + 500.0, retention_s=250.0, max_bytes=1e12) == 3
+        assert min(s.t for s in store.steps(0, 5000)) == 1200.0
         # by size: the oldest go until the history fits
         size = store.bytes_stored()
         store.prune(now=1500.0, retention_s=1e9, max_bytes=size / 2)
