@@ -259,9 +259,9 @@ class IncidentSink:
         evidence = self.board.evidence(stream, exclude=(SOURCE,)) if watched else []
         events = self.localizer.observe(stream, evidence, ladder=ladder)
         events += self.localizer.maintenance_over(stream)
+        self._show_roots(stream)  # every beat: an incident begins or ends resolving without an event
         if not events:
             return
-        self._show_roots(stream)
         for seconds in time_to_localize_observations(events):
             self.metrics.observe(TIME_TO_LOCALIZE_METRIC, {"stream": stream, "stage": events[0].incident.stage},
                                  seconds)
@@ -271,9 +271,14 @@ class IncidentSink:
 
     def _show_roots(self, stream: str) -> None:
         """Put each open incident's root cause on the status board at its own stage/component
-        (e.g. ``transcode/180p``), so the status API and page show WHERE, not only symptoms."""
+        (e.g. ``transcode/180p``), so the status API and page show WHERE, not only symptoms.
+        Only while its cause's evidence is there: an incident resolving (its evidence gone for less
+        than ``resolve_after_s``) leaves its place to what the probes measure — healthy again —
+        so the board, ``signalpath_stage_healthy`` and the history (availability) do not count
+        the resolve hysteresis as downtime."""
+        resolving = self.localizer.resolving(stream)
         evs = [Evidence(i.stage, i.component, State.DOWN if i.severity == "P1" else State.DEGRADED, Fault(i.fault),
-                        i.summary) for i in self.localizer.open_incidents(stream)]
+                        i.summary) for i in self.localizer.open_incidents(stream) if i.id not in resolving]
         self.board.update(stream, SOURCE, evs)
 
     def _publish_gauge(self) -> None:

@@ -261,6 +261,12 @@ class Localizer:
             out.extend(t.incident.copy() for t in tracks.values() if t.incident is not None)
         return sorted(out, key=lambda i: (SEVERITY_RANK[i.severity], i.started_at))
 
+    def resolving(self, stream: str) -> set[str]:
+        """Ids of ``stream``'s open incidents whose evidence is gone: resolving, not yet resolved
+        (``resolve_after_s``). Their place is measured healthy again in the meantime."""
+        return {t.incident.id for t in self._tracks.get(stream, {}).values()
+                if t.incident is not None and t.gone_since is not None}
+
     def restore(self, incidents: Iterable[Incident], now: float | None = None) -> None:
         """Adopt incidents left open by a previous run (from the store).
 
