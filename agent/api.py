@@ -1,6 +1,7 @@
 """HTTP API on ``agent.listen``: /metrics, /api/v1/status, /api/v1/incidents,
 /api/v1/complaints (GET the list, POST one: agent/complaint_desk.py), /api/v1/broadcasts (the
-schedule: agent/schedule.py), /api/v1/thumbnails (pictures: agent/thumbnails.py), the status page at /.
+schedule: agent/schedule.py), /api/v1/thumbnails (pictures: agent/thumbnails.py), the post-broadcast report at /report
+and /api/v1/report (agent/report_cli.py), the status page at /.
 
 JSON, times RFC 3339 UTC (DESIGN.md "HTTP API"). Every request passes the guard of
 ``agent.web`` first (agent/webguard.py: Host check, basic auth with read and write users,
@@ -64,6 +65,15 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
             return web.json_response({"error": f"severity is a comma list of P1, P2, P3 (got {(wanted or '')[:20]!r})"},
                                      status=400)
         return web.json_response([i for i in await agent.incidents.list(state) if i["severity"] in levels])
+
+    async def incident(req: web.Request) -> web.Response:
+        inc, timeline, deliveries = await agent.incidents.store.detail(req.match_info["id"])
+        if inc is None:
+            return web.json_response({"error": "no such incident"}, status=404)
+        return web.json_response({
+            **inc.to_api(),
+            "timeline": [{**c, "at": rfc3339(c["at"])} for c in timeline],
+            "deliveries": [{**d, "fired_at": rfc3339(d["fired_at"]), "at": rfc3339(d["at"])} for d in deliveries]})
 
     async def broadcasts(_req: web.Request) -> web.Response:
         from agent.schedule import broadcast_json
@@ -158,6 +168,13 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(c.to_api(), status=201)
 
+    async def report(req: web.Request) -> web.Response:
+        from agent.report_cli import serve
+
+        status, kind, body = await serve(agent, req.query, req.query.getall("stream", []))
+        return web.Response(status=status, body=body, content_type=kind,
+                            charset="utf-8", headers={"Cache-Control": "no-store"})
+
     async def index(_req: web.Request) -> web.Response:
         return web.Response(body=_page(), content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-cache"})
@@ -165,6 +182,7 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/incidents", incidents)
+    app.router.add_get("/api/v1/incidents/{id}", incident)
     app.router.add_get("/api/v1/broadcasts", broadcasts)
     app.router.add_post(r"/api/v1/{kind:broadcasts|maintenance}", schedule_add)
     app.router.add_delete(r"/api/v1/{kind:broadcasts|maintenance}/{name}", schedule_remove)
@@ -173,6 +191,8 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     app.router.add_get(r"/api/v1/thumbnails/{stream}/{rendition}/{fault}.jpg", thumbnail)
     app.router.add_get("/api/v1/complaints", complaints_list)
     app.router.add_post("/api/v1/complaints", complaints_add)
+    app.router.add_get("/report", report)
+    app.router.add_get("/api/v1/report", report)
     app.router.add_get("/", index)
     for route in getattr(agent, "extra_routes", lambda: [])():
         app.router.add_route(*route)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -29,10 +30,11 @@ from agent.alerts import AlertDispatcher
 from agent.complaint_desk import ComplaintDesk
 from agent.config import Config, parse_listen
 from agent.errors import AgentError
+from agent.history import HistoryRecorder
 from agent.incident_sink import IncidentSink, config_places
 from agent.incidents import AsyncIncidentStore
 from agent.jobs import build_jobs
-from agent.localize import Localizer, rfc3339
+from agent.localize import Localizer, LocalizerSettings, rfc3339
 from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.schedule import Schedule, broadcast_json
@@ -79,6 +81,16 @@ class StatusSink:
             self.board.update(t.stream, target_key(t), list(a.result.evidence), {(t.stage, t.component): figs})
         if cycle.combined is not None and cycle.combined.evidence:
             self.board.update(cycle.job.stream, f"combine/{cycle.job.probe}", list(cycle.combined.evidence))
+
+
+def localizer_settings(config: Config) -> LocalizerSettings:
+    """``localize:``, with ``symptom_window_s`` following the players' ``stall_window_s`` (the
+    longest of any stream) unless the config sets it: a stall is reported that long after it."""
+    loc = config.localize
+    if "symptom_window_s" in loc.model_fields_set or not config.streams:
+        return loc
+    window = max(s.playback.stall_window_s for s in config.streams)
+    return loc.model_copy(update={"symptom_window_s": window})
 
 
 def first_attempts(jobs: list[Job]) -> dict[str, set[tuple[str, str]]]:
@@ -136,7 +148,7 @@ class Agent:
         self.fetcher = Fetcher(max_per_host=config.agent.max_in_flight_per_host)
         self.schedule = Schedule(config.broadcasts, config.maintenance)  # + API additions once started
         self.incidents = IncidentSink(
-            Localizer(config.localize, clock=wall, maintenance=self._maintenance),
+            Localizer(localizer_settings(config), clock=wall, maintenance=self._maintenance),
             AsyncIncidentStore.from_settings(config.incidents),
             AlertDispatcher.from_settings(config.alerts, site=config.agent.site),
             self.board, self.store,
@@ -148,8 +160,9 @@ class Agent:
             streams=lambda: {s.name: [e.name for e in s.edges] for s in self.config.streams},
             write_users=bool(config.agent.web.basic_auth.write))
         self.thumbnails = ThumbnailBook(wall)
+        self.history = HistoryRecorder(config.history, config.incidents.path, self.board, wall=wall)
         sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents,
-                            self.thumbnails]
+                            self.thumbnails, self.history]
         if self.trace_sink:
             sinks.append(self.trace_sink)
         sinks.extend(extra_sinks or [])
@@ -157,6 +170,7 @@ class Agent:
         self._server: Any = None
         self.url = ""
         self._reloading = asyncio.Lock()
+        self.report_lock = asyncio.Lock()  # one /report at a time (agent/report_cli.serve)
 
     def apply_schedule(self) -> None:
         """The config's broadcasts and maintenance windows with those added through the API."""
@@ -184,6 +198,11 @@ class Agent:
             }
         nxt = self.schedule.current_or_next(now)
         body["broadcast"] = None if nxt is None else {**broadcast_json(nxt), "on_air": nxt.on_air(now)}
+        ended = [b for b in self.schedule.broadcasts if b.end <= now]
+        last = max(ended, key=lambda b: b.end, default=None)
+        # the page links the last broadcast's report (agent/report_cli.py)
+        body["last_broadcast"] = None if last is None else {
+            **broadcast_json(last), "report": "/report?broadcast=" + urllib.parse.quote(last.name)}
         return body
 
     async def __aenter__(self) -> Agent:
@@ -200,12 +219,14 @@ class Agent:
         await self.schedule_book.load()
         self.apply_schedule()
         await self.complaints.start()
+        await self.history.start()
         await self.fetcher.start()
         host, port = parse_listen(self.config.agent.listen)  # '[::1]:9321' listens on ::1
         try:
             self._server, self.url = await start_server(self, host, port)
         except (OSError, AgentError) as exc:  # AgentError: TLS files that cannot be used (agent.web.tls)
             await self.fetcher.close()
+            await self.history.stop()
             await self.complaints.stop()
             await self.incidents.stop()
             if isinstance(exc, AgentError):
@@ -217,6 +238,7 @@ class Agent:
     async def stop(self) -> None:
         async with self._reloading:  # a reload in progress finishes first: its runner is the one stopped
             await self.runner.stop()
+        await self.history.stop()
         await self.complaints.stop()
         await self.incidents.stop()
         if self._server is not None:
@@ -258,6 +280,7 @@ class Agent:
                     self.board.declare(stream, stage, component)
             self.incidents.reconfigure(first_attempts(jobs), config_places(jobs))
             self.thumbnails.keep_only(kept)
+            self.history.keep_only(kept)
             runner = Runner(jobs, self.runner.sinks, http=self.fetcher, site=config.agent.site, clock=self.clock,
                             wall=self.wall)
             runner.adopt(self.runner)

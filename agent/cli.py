@@ -269,7 +269,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     for mod in ("agent.lab.cli", "agent.demo", "agent.beacon_publish", "agent.incidents_cli", "agent.complaints_cli",
-                "agent.preflight"):
+                "agent.preflight", "agent.report_cli", "agent.drill"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -49,8 +49,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from agent.alerts import AlertSettings
 from agent.complaints import ComplaintSettings
 from agent.errors import ConfigError
+from agent.history import HistorySettings
 from agent.incidents import IncidentStoreSettings
 from agent.localize import LocalizerSettings
+from agent.report import ReportSettings
 from agent.schedule import Broadcast, MaintenanceWindow, place_problem
 from agent.schedule_book import ScheduleApiSettings
 from agent.studio_config import PreflightSettings, StudioSettings
@@ -292,6 +294,8 @@ class Config(StrictModel):
     broadcasts: list[Broadcast] = Field(default_factory=list)  # agent/schedule.py
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)  # agent/schedule.py
     schedule_api: ScheduleApiSettings = Field(default_factory=ScheduleApiSettings)  # agent/schedule_book.py
+    history: HistorySettings = Field(default_factory=HistorySettings)  # agent/history.py
+    report: ReportSettings = Field(default_factory=ReportSettings)  # agent/report.py
 
     @model_validator(mode="after")
     def _unique_streams(self) -> Config:
@@ -596,3 +600,24 @@ def incidents_path(path: str | os.PathLike[str], env: dict[str, str] | None = No
         raise ConfigError(source, [("incidents.path", f"environment variable {unset[0]} is not set")])
     store = Path(value).expanduser()
     return str(store if store.is_absolute() else p.resolve().parent / store)
+
+
+def config_sections(path: str | os.PathLike[str], names: tuple[str, ...], env: dict[str, str] | None = None
+                    ) -> dict[str, Any]:
+    """The top-level sections ``names`` of the config at ``path`` (``${VAR}`` expanded), raw,
+    for a read-only command (``signalpath report``) that needs neither the streams' secrets
+    nor a config valid in every other key. Relative ``incidents.path`` resolves beside the
+    file. Raises ConfigError (unreadable, bad YAML, an unset ``${VAR}`` in those sections)."""
+    p = Path(path)
+    source = str(p)
+    data = load_yaml(_read_config_text(p, source), source)
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("", "the config is not a mapping of sections")])
+    problems: list[tuple[str, str]] = []
+    out = {n: _interpolate(data[n], n, dict(os.environ if env is None else env), problems)
+           for n in names if n in data}
+    if problems:
+        raise ConfigError(source, problems)
+    out["incidents_path"] = incidents_path(path, env)
+    return out
+

@@ -106,7 +106,8 @@ CREATE TABLE IF NOT EXISTS schedule_entries (
 # columns added after a store was first created: (table, column, definition)
 _MIGRATIONS = (("incident_changes", "reason", "TEXT NOT NULL DEFAULT ''"),
                ("incidents", "related", "TEXT NOT NULL DEFAULT '[]'"),
-               ("incidents", "maintenance", "TEXT NOT NULL DEFAULT ''"))
+               ("incidents", "maintenance", "TEXT NOT NULL DEFAULT ''"),
+               ("alert_deliveries", "fired_at", "REAL"))  # first firing delivery (drills: agent/drill.py)
 
 _COLUMNS = (
     "id, stream, stage, component, fault, severity, started_at, localized_at, "
@@ -192,11 +193,23 @@ class IncidentStore:
         """``sink`` (an :attr:`agent.alerts.AlertSink.key`) received ``event``."""
         inc = event.incident
         with self._lock:
+            at = now or time.time()
+            fired = None if inc.resolved_at is not None else at
             self._db.execute(
-                "INSERT INTO alert_deliveries (sink, incident_id, severity, resolved, at) VALUES (?,?,?,?,?) "
+                "INSERT INTO alert_deliveries (sink, incident_id, severity, resolved, at, fired_at) "
+                "VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(sink, incident_id) DO UPDATE SET severity=excluded.severity, "
-                "resolved=MAX(resolved, excluded.resolved), at=excluded.at",
-                (sink, inc.id, inc.severity, int(inc.resolved_at is not None), now or time.time()))
+                "resolved=MAX(resolved, excluded.resolved), at=excluded.at, "
+                "fired_at=COALESCE(alert_deliveries.fired_at, excluded.fired_at)",
+                (sink, inc.id, inc.severity, int(inc.resolved_at is not None), at, fired))
+
+    def deliveries(self, incident_id: str) -> list[dict[str, Any]]:
+        """What each alert sink was told of one incident: ``{sink, fired_at, resolved, at}`` (epoch s;
+        ``fired_at`` the first firing delivery, None when only its resolution reached the sink)."""
+        with self._lock:
+            rows = self._db.execute("SELECT sink, fired_at, resolved, at FROM alert_deliveries WHERE incident_id=? "
+                                    "ORDER BY sink", (incident_id,)).fetchall()
+        return [{"sink": sink, "fired_at": fired, "resolved": bool(res), "at": at} for sink, fired, res, at in rows]
 
     def undelivered(self, sink: str, *, firing: bool = True) -> list[IncidentEvent]:
         """What ``sink`` has not been told yet, as the events to send it (bounded by ``max_list``).
@@ -265,6 +278,20 @@ class IncidentStore:
             rows = self._db.execute(sql, args).fetchall()
         return [_row_to_incident(r) for r in rows]
 
+    def overlapping(self, start: float, end: float, *, streams: Iterable[str] | None = None,
+                    limit: int = 100_000) -> builtins.list[Incident]:
+        """Incidents that were open at some time in ``[start, end)`` (open ones too), oldest first;
+        at most ``limit`` (the report's, not ``max_list``: a 24-hour broadcast may have many)."""
+        sql = f"SELECT {_COLUMNS} FROM incidents WHERE started_at < ? AND (resolved_at IS NULL OR resolved_at >= ?)"
+        args: list[object] = [end, start]
+        names = None if streams is None else sorted(set(streams))
+        if names is not None:
+            sql += f" AND stream IN ({','.join('?' * len(names))})"
+            args += names
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY started_at, id LIMIT ?", [*args, limit]).fetchall()
+        return [_row_to_incident(r) for r in rows]
+
     def get(self, incident_id: str) -> Incident | None:
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()
@@ -309,6 +336,13 @@ class IncidentStore:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COMPLAINT_COLUMNS} FROM complaints WHERE {' AND '.join(where)} "
                                     "ORDER BY at DESC, id LIMIT ?", args).fetchall()
+        return [_row_to_complaint(r) for r in rows]
+
+    def complaints_between(self, start: float, end: float, *, limit: int = 100_000) -> builtins.list[Complaint]:
+        """Complaints recorded in ``[start, end)``, oldest first (the report's window)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COMPLAINT_COLUMNS} FROM complaints WHERE at >= ? AND at < ? "
+                                    "ORDER BY at, id LIMIT ?", (start, end, limit)).fetchall()
         return [_row_to_complaint(r) for r in rows]
 
     def resolved_since(self, since: float, *, stream: str) -> builtins.list[Incident]:
@@ -429,6 +463,11 @@ class AsyncIncidentStore:
 
     async def list(self, state: StateFilter = "all", *, stream: str | None = None, limit: int | None = None) -> list[Incident]:
         return await self._run(self._s().list, state, stream=stream, limit=limit)
+
+    async def detail(self, incident_id: str) -> tuple[Incident | None, builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """One incident with its timeline and alert deliveries (``GET /api/v1/incidents/{id}``)."""
+        s = self._s()
+        return await self._run(lambda: (s.get(incident_id), s.timeline(incident_id), s.deliveries(incident_id)))
 
     async def counts_by_fault(self, *, since: float | None = None) -> dict[str, int]:
         return await self._run(self._s().counts_by_fault, since=since)

@@ -27,8 +27,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.complaints import LABELS, Complaint
 from agent.history import STATES, HistoryStep, ViewerSession, split_key
@@ -56,6 +57,16 @@ class ReportSettings(StrictModel):
     startup_target_s: float = Field(STARTUP_TARGET_S, gt=0, description="a viewer's startup target, seconds")
     rebuffer_target: float = Field(REBUFFER_TARGET, gt=0, lt=1, description="rebuffer ratio target")
     timeout_s: float = Field(30.0, gt=0, le=600, description="deadline of each Prometheus query")
+
+    @field_validator("prometheus")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("prometheus is the base URL of a Prometheus, e.g. http://127.0.0.1:9090")
+        return v
 
 
 @dataclass(slots=True)
@@ -142,7 +153,7 @@ class Report:
     faults: list[tuple[str, int]]  # Pareto order
     complaints: list[tuple[str, int, int]]  # (type label, explained, unexplained), most first
     funnel: Funnel
-    series: dict[str, dict[str, list[tuple[float, float]]]]  # figure -> "stream stage/component" -> (t, mean)
+    series: dict[str, dict[str, list[tuple[float, float, float]]]]  # figure -> "stream stage/component" -> (t, mean, max)
 
     def to_json(self) -> dict[str, Any]:
         i = self.input
@@ -171,7 +182,7 @@ def worst_state(seconds: list[float]) -> State:
 def analyse(inp: ReportInput) -> Report:
     lanes: dict[tuple[str, str, str], Lane] = {}
     cell_s: dict[tuple[str, str], list[float]] = {}  # (stream, place) -> [measured_s, bad_s]
-    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    series: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for st in sorted(inp.steps, key=lambda s: s.t):
         if not inp.start <= st.t < inp.end or st.stream not in inp.streams:
             continue
@@ -193,7 +204,9 @@ def analyse(inp: ReportInput) -> Report:
                 worst_bad, measured = max(worst_bad, bad), max(measured, m)
             else:
                 label = f"{st.stream} {stage}/{comp}" + (f" {rendition}" if rendition else "")
-                series.setdefault(name, {}).setdefault(label, []).append((st.t, v[1] if len(v) == 3 else v[0]))
+                # (t, mean, max); a counter's sum is both
+                series.setdefault(name, {}).setdefault(label, []).append(
+                    (st.t, v[1], v[2]) if len(v) == 3 else (st.t, v[0], v[0]))
         if measured:
             acc = cell_s.setdefault((st.stream, "stream"), [0.0, 0.0])
             acc[0] += measured
@@ -205,6 +218,8 @@ def analyse(inp: ReportInput) -> Report:
         availability.append(Availability(stream, place, ratio, round(m, 1), round(bad, 1),
                                          None if ratio is None else ratio >= inp.objective))
     rows = incident_rows(inp.incidents, inp.start, inp.end, inp.streams)
+    for x in rows:  # a place only an incident speaks of (transcode/180p): a lane for its bar
+        lanes.setdefault((x.stream, x.stage, x.component), Lane(x.stream, x.stage, x.component))
     faults = Counter(r.fault for r in rows).most_common()
     by_type: dict[str, list[int]] = {}
     for c in inp.complaints:

@@ -109,10 +109,12 @@ def swimlanes(r: Report, stream: str) -> str:
 
 
 def lines(r: Report, figures: list[str], title: str, ylabel: str, *, threshold: float | None = None,
-          per_edge_max: bool = False) -> str:
+          per_edge_max: bool = False, worst: bool = False) -> str:
+    """One line per series of ``figures``: each step's mean, or its max with ``worst``."""
     data: dict[str, list[tuple[float, float]]] = {}
     for name in figures:
-        for label, points in r.series.get(name, {}).items():
+        for label, triples in r.series.get(name, {}).items():
+            points = [(t, hi if worst else mean) for t, mean, hi in triples]
             if per_edge_max:  # one line per edge: the worst rendition at each step
                 stream, place, *_ = label.split(" ")
                 key = f"{stream} {place}" if len(r.input.streams) > 1 else place
@@ -144,6 +146,12 @@ def lines(r: Report, figures: list[str], title: str, ylabel: str, *, threshold: 
 
 
 MAX_POINTS = 600  # per plotted line
+
+
+def _whole_numbers(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _worst_per_bucket(points: list[tuple[float, float]], start: float, bucket: float) -> list[tuple[float, float]]:
@@ -203,6 +211,7 @@ def pareto(items: list[tuple[str, int]], title: str) -> str:
         ax = fig.add_subplot()
         names, counts = [n for n, _ in items], [c for _, c in items]
         ax.bar(range(len(items)), counts, color="#1f4e79")
+        _whole_numbers(ax)
         ax.set_xticks(range(len(items)), names, rotation=30, ha="right")
         ax.set_ylabel("count")
         total, run, cum = sum(counts), 0, []
@@ -229,6 +238,7 @@ def complaints(r: Report) -> str:
                label="unexplained")
         ax.set_xticks(list(xs), [t for t, _e, _u in r.complaints], rotation=30, ha="right")
         ax.set_ylabel("complaints")
+        _whole_numbers(ax)
         ax.legend(fontsize=7, frameon=False)
         return _svg(fig)
 
@@ -253,10 +263,11 @@ body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;
 h1{font-size:1.4em;margin:.2em 0} h2{font-size:1.1em;margin:1.4em 0 .3em;border-bottom:1px solid #d0d4d9}
 .meta{color:#555;font-size:.9em} .summary{background:#f3f5f8;border-left:4px solid #1f4e79;padding:8px 12px}
 svg{width:100%;height:auto} table{border-collapse:collapse;width:100%;font-size:.85em}
+.plot,.table{overflow-x:auto} .plot svg{min-width:620px}
 td,th{border-bottom:1px solid #e3e6ea;padding:3px 6px;text-align:left;vertical-align:top}
 .P1{color:#8e1b14;font-weight:600}.P2{color:#d9661f;font-weight:600}.P3{color:#8a6d00}
 .note{color:#555;font-size:.85em} section{break-inside:avoid;page-break-inside:avoid}
-@media (max-width:600px){body{font-size:14px;padding:6px} td,th{padding:2px 3px}}
+@media (max-width:600px){body{font-size:14px;padding:6px} td,th{padding:2px 3px} table{min-width:560px}}
 @media print{body{max-width:none} h2{break-after:avoid}}
 """
 
@@ -275,8 +286,10 @@ def render(r: Report) -> str:
              f"<p class='summary' id='summary'>{e(r.summary)}</p>"]
 
     def section(sid: str, title: str, body: str, empty: str) -> None:
-        parts.append(f"<section id='{sid}'><h2>{e(title)}</h2>"
-                     + (body if body else f"<p class='note'>{e(empty)}</p>") + "</section>")
+        # a plot keeps a legible width on a phone and scrolls sideways in its box
+        box = f"<div class='{'table' if body.startswith('<table') else 'plot'}'>{body}</div>" if body else \
+            f"<p class='note'>{e(empty)}</p>"
+        parts.append(f"<section id='{sid}'><h2>{e(title)}</h2>{box}</section>")
 
     for stream in inp.streams:
         section(f"lanes-{_id(stream)}", f"The signal path of {stream} over time", swimlanes(r, stream),
@@ -285,8 +298,9 @@ def render(r: Report) -> str:
             lines(r, ["stage_latency_s", "glass_to_glass_s"], "seconds each stage adds; glass-to-glass",
                   "seconds"), "No latency measured (the latency probe is off or found no segment times).")
     section("download", "Segment download ratio per edge",
-            lines(r, ["download_ratio"], "download time / segment duration (above 1: viewers stall)", "ratio",
-                  threshold=1.0, per_edge_max=True), "No segment downloads measured.")
+            lines(r, ["download_ratio"], "download time / segment duration, slowest of each step (above 1: "
+                  "viewers stall)", "ratio", threshold=1.0, per_edge_max=True, worst=True),
+            "No segment downloads measured.")
     section("availability", "Availability against the objective", availability(r), "Nothing measured.")
     section("times", "Time to localize and to resolve", times(r), "No incident in this window.")
     section("faults", "Fault types by frequency", pareto(r.faults, "incidents by fault"), "No incident.")

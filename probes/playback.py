@@ -158,6 +158,7 @@ class _Session:
     failed_at: float | None = None
     failed_on: str | None = None  # the rendition whose playlist or segment made the viewer give up
     live_again: bool = False  # ended (#EXT-X-ENDLIST), and the playlist is live again: a new viewer joins
+    started_at: float = 0.0  # epoch seconds the viewer asked to play (its identity in agent/history.py)
 
 
 class ViewerClock:
@@ -263,7 +264,7 @@ class _Attempt:
             tracks.append(_Track(name, audio.uri, audio=True))
         model = PlayerModel(self.cfg.player, clock=self.viewer_clock, separate_audio=len(tracks) > 1)
         model.request()
-        return _Session(model=model, tracks=tracks)
+        return _Session(model=model, tracks=tracks, started_at=self.ctx.wall())
 
     async def load_master(self) -> bool:
         """The master playlist (a player loads it once per session start)."""
@@ -482,7 +483,8 @@ class _Attempt:
                    "watched_s": round(f.watched_s, 3), "segments": float(f.segments)}
         if f.startup_s is not None:
             figures["startup_s"] = round(f.startup_s, 3)
-        self.result.figures.setdefault("playback", {})[name] = {**figures, "state": str(f.state)}
+        self.result.figures.setdefault("playback", {})[name] = {**figures, "state": str(f.state),
+                                                                "session_at": s.started_at}
         comp = self.t.component
         if f.state is PlayerState.FAILED:
             ev = Evidence(self.t.stage, comp, State.DOWN, Fault.PLAYBACK_FAILED,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import yaml
 from _require import require_binary
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from promserver import start_prometheus
 from waiting import wait_for
 
 from agent.app import Agent
@@ -149,28 +149,6 @@ def test_every_named_metric_is_in_the_catalog():
 
 
 # -- real Prometheus, two agents, the embedded lab -----------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, str]:
-    binary = require_binary("prometheus")
-    cfg = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(DASH / "rules" / "alerts.yml"), str(DASH / "rules" / "recording.yml")],
-        "scrape_configs": [{"job_name": "signalpath", "static_configs": [{"targets": targets}]}],
-    }
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    port = free_port()
-    with open(tmp / "prometheus.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=log, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
-
 
 async def scrape(url: str) -> dict[str, str]:
     """Family name (counters with ``_total``) -> type, every family of one scrape."""

@@ -1204,3 +1204,14 @@ def test_a_stall_episode_begun_before_its_cause_stays_its_report_window_after_it
     got = [(e.kind, e.incident.stage, e.incident.fault)
            for e in _run(loc, clock, [hls(timeout, stall)] * 20 + [hls(stall)] * 60)]
     assert ("opened", "playback", "stalls") in got
+
+
+def test_the_symptom_window_follows_the_players_stall_window_unless_set():
+    from agent.app import localizer_settings
+    from agent.config import parse_config
+
+    stream = {"name": "main", "origin": "http://127.0.0.1:1/main.m3u8", "playback": {"stall_window_s": 45}}
+    assert localizer_settings(parse_config({"streams": [stream]})).symptom_window_s == 45
+    conf = {"streams": [stream], "localize": {"symptom_window_s": 12}}
+    assert localizer_settings(parse_config(conf)).symptom_window_s == 12
+    assert localizer_settings(parse_config({})).symptom_window_s == 20

@@ -117,3 +117,49 @@ def test_an_empty_window_says_so_instead_of_drawing_nothing():
 @pytest.mark.parametrize("s, words", [(59, "59 s"), (67, "1 min 7 s"), (3600 + 120, "1 h 2 min"), (120, "2 min")])
 def test_duration_words(s, words):
     assert duration_words(s) == words
+
+
+def test_the_cli_reads_a_database_and_says_what_is_wrong(tmp_path, capsys):
+    import json
+
+    from agent.cli import main
+    from agent.history import HistoryStore
+    from agent.incidents import IncidentStore
+    from agent.localize import IncidentEvent
+
+    inp = window()
+    db = tmp_path / "agent.db"
+    hist, store = HistoryStore(db), IncidentStore(db)
+    try:
+        hist.put(inp.steps, inp.sessions)
+        for inc in inp.incidents:
+            store.apply(IncidentEvent("opened", inc), now=inc.localized_at)
+            if inc.resolved_at is not None:
+                store.apply(IncidentEvent("resolved", inc), now=inc.resolved_at)
+        for c in inp.complaints:
+            store.add_complaint(c)
+    finally:
+        hist.close()
+        store.close()
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"incidents: {{path: {db}}}\nbroadcasts:\n  - {{name: Evening news, streams: [main], "
+                   f"start: {T0}, end: {T0 + 600}}}\nstreams: []\n")
+    out = tmp_path / "news.html"
+    assert main(["report", "-c", str(cfg), "--broadcast", "Evening news", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"{out}: 3 incidents (1 P1, 1 P2, 1 P3)")
+    assert out.read_text().count("<svg") == 8
+    assert main(["report", "--db", str(db), "--from", str(T0), "--to", str(T0 + 600), "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["streams"] == ["main"] and body["funnel"]["attempts"] == 4
+    assert body["availability"][0]["place"] == "stream"
+    # mistakes, each said plainly with exit 2
+    for argv, needle in [
+        (["report", "-c", str(cfg), "--broadcast", "Nope"], "no such broadcast (broadcasts: 'Evening news')"),
+        (["report", "--db", str(tmp_path / "none.db"), "--from=-1h"], "none.db: no such file"),
+        (["report", "--db", str(db), "--from", "yesterday"], "'yesterday'"),
+        (["report", "--db", str(db), "--from", str(T0), "--to", str(T0 - 1)], "--to must be after --from"),
+        (["report", "--from", str(T0)], "give -c CONFIG or --db FILE"),
+    ]:
+        assert main(argv) == 2, argv
+        assert needle in capsys.readouterr().err, argv
