@@ -91,7 +91,7 @@ class ReportInput:
 @dataclass(slots=True)
 class Availability:
     stream: str
-    place: str  # "stream" for the whole path, else "stage/component"
+    place: str  # "stream" (the whole path), a stage ("cdn": every component of it), or "stage/component"
     ratio: float | None  # None: never measured
     measured_s: float
     bad_s: float
@@ -187,6 +187,7 @@ def analyse(inp: ReportInput) -> Report:
         if not inp.start <= st.t < inp.end or st.stream not in inp.streams:
             continue
         worst_bad, measured = 0.0, 0.0
+        per_stage: dict[str, list[float]] = {}  # stage -> [measured, bad] of its worst component this step
         for key, v in st.series.items():
             name, stage, comp, rendition = split_key(key)
             if name == "state":
@@ -202,6 +203,8 @@ def analyse(inp: ReportInput) -> Report:
                 acc[0] += m
                 acc[1] += bad
                 worst_bad, measured = max(worst_bad, bad), max(measured, m)
+                sv = per_stage.setdefault(stage, [0.0, 0.0])
+                sv[0], sv[1] = max(sv[0], m), max(sv[1], bad)
             else:
                 label = f"{st.stream} {stage}/{comp}" + (f" {rendition}" if rendition else "")
                 # (t, mean, max); a counter's sum is both
@@ -211,9 +214,12 @@ def analyse(inp: ReportInput) -> Report:
             acc = cell_s.setdefault((st.stream, "stream"), [0.0, 0.0])
             acc[0] += measured
             acc[1] += worst_bad
+        for stage, (m, bad) in per_stage.items():  # the alert rules' SLI: every component of the stage ok
+            acc = cell_s.setdefault((st.stream, stage), [0.0, 0.0])
+            acc[0] += m
+            acc[1] += bad
     availability = []
-    for (stream, place), (m, bad) in sorted(cell_s.items(), key=lambda kv: (kv[0][0], kv[0][1] != "stream",
-                                                                              _place_order(kv[0][1]))):
+    for (stream, place), (m, bad) in sorted(cell_s.items(), key=lambda kv: (kv[0][0], _avail_order(kv[0][1]))):
         ratio = None if m <= 0 else max(0.0, (m - bad) / m)
         availability.append(Availability(stream, place, ratio, round(m, 1), round(bad, 1),
                                          None if ratio is None else ratio >= inp.objective))
@@ -235,9 +241,12 @@ def analyse(inp: ReportInput) -> Report:
     return report
 
 
-def _place_order(place: str) -> tuple[int, str]:
+def _avail_order(place: str) -> tuple[int, int, str]:
+    """The whole path first, then the stages in path order, then the components."""
+    if place == "stream":
+        return 0, 0, ""
     stage, _, comp = place.partition("/")
-    return _STAGE_ORDER.get(stage, 99), comp
+    return (2 if comp else 1), _STAGE_ORDER.get(stage, 99), comp
 
 
 def incident_rows(incidents: Iterable[Incident], start: float, end: float, streams: list[str]) -> list[IncidentRow]:
@@ -300,8 +309,15 @@ def summarise(r: Report) -> str:
                      + (f" ({ln.stream})" if len(inp.streams) > 1 else ""))
     whole = [a for a in r.availability if a.place == "stream" and a.ratio is not None]
     for a in whole:
-        verdict = "meets" if a.meets else "misses"
-        parts.append(f"{a.stream} available {a.ratio:.2%} ({verdict} the {inp.objective:.1%} objective)")
+        stages = [x for x in r.availability if x.stream == a.stream and "/" not in x.place and x.place != "stream"
+                  and x.ratio is not None]
+        missed = [x for x in stages if not x.meets]
+        if missed:
+            low = ", ".join(f"{x.place} {x.ratio:.2%}" for x in missed)
+            parts.append(f"{a.stream} below the {inp.objective:.1%} objective at {low} "
+                         f"(every stage ok {a.ratio:.2%} of the time)")
+        else:
+            parts.append(f"{a.stream}: every stage met the {inp.objective:.1%} objective")
     if not whole:
         parts.append("availability not measured in this window (no history)")
     ttl = [x.localized_s for x in r.incidents]

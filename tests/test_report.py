@@ -72,6 +72,9 @@ def test_figures_match_the_truth_written_down_here():
     assert avail["origin/origin"].ratio == 1.0 and avail["origin/origin"].meets is True
     assert avail["playback/edge-a"].measured_s == 580.0  # unknown counts neither way
     assert avail["stream"].ratio == pytest.approx(533 / 600)
+    # per stage, the alert rules' SLI (every component of the stage ok): cdn is edge-b's time here
+    assert avail["cdn"].bad_s == 67.0 and avail["origin"].ratio == 1.0 and avail["playback"].measured_s == 580.0
+    assert [a.place for a in r.availability][:4] == ["stream", "origin", "cdn", "playback"]
     assert [x.id for x in r.incidents] == ["main-3", "main-1", "main-2"]  # overlapping, oldest first
     by_id = {x.id: x for x in r.incidents}
     assert by_id["main-1"].localized_s == 4.5 and by_id["main-1"].resolved_s == 65.0
@@ -86,6 +89,7 @@ def test_figures_match_the_truth_written_down_here():
     assert lane.states[20:27] == ["down"] * 7 and lane.states[40] == "degraded" and lane.states[0] == "ok"
     assert "3 incidents (1 P1, 1 P2, 1 P3)" in r.summary
     assert "1 min 7 s degraded or down on edge-b" in r.summary
+    assert "main below the 99.9% objective at cdn 88.83% (every stage ok 88.83% of the time)" in r.summary
     assert "1 still open" in r.summary and "3 viewer complaints, 1 explained" in r.summary
     body = r.to_json()
     assert body["funnel"]["attempts"] == 4 and body["incidents"][1]["fault"] == "edge_down"
