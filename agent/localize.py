@@ -141,7 +141,10 @@ class Incident:
     """Ids of the incidents at the same place open when this one opened, or resolved less than
     2 x ``resolve_after_s`` before: a different fault at one place is its own incident, linked
     (a transcoder's stale playlists, then its long GOP in one rendition). One place: the same
-    stage and component, or a stage-wide one (transcoder, cdn) and one of its parts."""
+    stage and component, or a stage-wide one (transcoder, cdn) and one of its parts. A fact the
+    agent states at a fixed place (catalog ``placed``: ``not_live`` while a broadcast is on
+    air) is linked with the open P1/P2 incidents at or above its stage — the candidates for why
+    — and such an incident opening while that fact is open is linked with it."""
     maintenance: str = ""
     """The maintenance window (agent/schedule.py) it opened in, by name: recorded, not alerted;
     cleared (an ``updated`` event, reason ``maintenance ended``) if it outlasts the window."""
@@ -391,6 +394,11 @@ class Localizer:
         ids = [t.incident.id for t in self._tracks.get(stream, {}).values()
                if t.incident is not None and _same_place(t.incident, f)]
         ids += [inc.id for inc, at in self._recent.get(stream, []) if now - at <= linger and _same_place(inc, f)]
+        opened = [t.incident for t in self._tracks.get(stream, {}).values() if t.incident is not None]
+        if self.catalog[str(f.fault)].placed:
+            ids += [i.id for i in opened if i.severity != "P3" and STAGE_RANK[i.stage] <= STAGE_RANK[f.stage]]
+        elif self._diag.severity_of(f) != "P3":
+            ids += [i.id for i in opened if self.catalog[i.fault].placed and STAGE_RANK[f.stage] <= STAGE_RANK[i.stage]]
         return sorted(set(ids))
 
     def _update(self, inc: Incident, f: Finding) -> IncidentEvent | None:

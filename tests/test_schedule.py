@@ -90,6 +90,28 @@ def test_not_live_is_its_own_p1_at_the_origin_never_inferred_to_the_transcoder()
               for e in loc.observe("main", ev, T0) if e.kind == "opened"}
     assert set(opened) == {("ingest", "ingest", "no_input"), ("origin", "origin", "not_live")}
     assert opened[("origin", "origin", "not_live")].severity == "P1"
+    # two true P1s of one cause, linked (whichever opened second names the other)
+    a, b = opened[("ingest", "ingest", "no_input")], opened[("origin", "origin", "not_live")]
+    assert a.id in b.related or b.id in a.related
+
+
+def test_not_live_is_linked_with_the_cause_the_localizer_infers_upstream():
+    """The encoder stops during a broadcast and the config has no ingest or studio probe (a
+    fresh user's trial): every rendition at the origin goes stale, so the transcoder is the
+    inferred cause, and the stream is not live while on air. Two P1s, each true, linked."""
+    clock = [T0]
+    loc = Localizer(LocalizerSettings(open_cycles=2), clock=lambda: clock[0])
+    stale = [Evidence("origin", "origin", State.DOWN, Fault.STALE_PLAYLIST, "stale", rendition=r)
+             for r in ("180p", "360p")]
+    not_live = Evidence("origin", "origin", State.DOWN, Fault.NOT_LIVE, "main is not live")
+    events = []
+    for cycle in ([*stale], [*stale], [*stale], [*stale, not_live], [*stale, not_live]):
+        clock[0] += 1
+        events += loc.observe("main", cycle, clock[0], ladder=["180p", "360p"])
+    opened = {(e.incident.stage, e.incident.component, e.incident.fault): e.incident
+              for e in events if e.kind == "opened"}
+    cause, fact = opened[("transcode", "transcoder", "stale_playlist")], opened[("origin", "origin", "not_live")]
+    assert fact.related == [cause.id]
 
 
 def test_an_incident_opened_in_maintenance_is_alerted_only_if_it_outlasts_the_window():
