@@ -24,6 +24,7 @@ NTP-synchronised (a drill on one host, or ``preflight`` checks the clock).
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import html
 import json
@@ -40,6 +41,7 @@ from pydantic import Field, model_validator
 
 from agent.errors import AgentError
 from probes.core.config import StrictModel
+from probes.core.redact import redact_text, redact_url
 
 RESPONSE_S = 30.0
 TARGET_S = 300.0
@@ -108,18 +110,28 @@ class StepResult:
 
 
 class AgentApi:
-    """The running agent's incidents over HTTP (stdlib: the drill runs where only Python is)."""
+    """The running agent's incidents over HTTP (stdlib: the drill runs where only Python is).
+    A ``user:password@`` in the URL is sent as Basic auth (a read user of agent.web.basic_auth)
+    and never printed."""
 
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        self._auth: dict[str, str] = {}
+        if parts.username is not None:
+            token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:"
+                                     f"{urllib.parse.unquote(parts.password or '')}".encode()).decode()
+            self._auth = {"Authorization": f"Basic {token}"}
         self.timeout_s = timeout_s
 
     def _get(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers=self._auth)
         try:
-            with urllib.request.urlopen(self.url + path, timeout=self.timeout_s) as r:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
                 return json.load(r)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise AgentError(f"agent {self.url}: {getattr(exc, 'reason', exc)}") from None
+            raise AgentError(f"agent {redact_url(self.url)}: {redact_text(str(getattr(exc, 'reason', exc)))}"
+                             ) from None
 
     def incidents(self, state: str = "all") -> list[dict[str, Any]]:
         return list(self._get(f"/api/v1/incidents?state={state}"))
@@ -328,7 +340,8 @@ def cmd_drill(args: Any) -> int:
     if update:
         plan = plan.model_copy(update=update)
     started = time.time()
-    print(f"drill {plan.name!r}: {len(plan.steps)} step(s) on stream {plan.stream!r}, agent {plan.agent}")
+    print(f"drill {plan.name!r}: {len(plan.steps)} step(s) on stream {plan.stream!r}, "
+          f"agent {redact_url(plan.agent)}")
     try:
         results = Drill(plan).run()
     except AgentError as exc:

@@ -21,7 +21,7 @@ from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.drill import load_plan
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from agent.lab import Lab, LabConfig
 
 pytestmark = pytest.mark.timeout(300)
@@ -98,3 +98,27 @@ def test_the_example_plan_is_valid_and_bad_plans_say_where(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_plan(str(bad))
     assert "steps.0" in str(err.value) and "not both" in str(err.value)
+
+
+async def test_the_agent_api_sends_a_urls_userinfo_as_basic_auth_and_never_prints_it():
+    from agent.drill import AgentApi
+
+    seen: list[str] = []
+
+    async def incidents(req: web.Request) -> web.Response:
+        seen.append(req.headers.get("Authorization", ""))
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/api/v1/incidents", incidents)
+    server = await LocalServer.start(app)
+    try:
+        api = AgentApi(server.url.replace("http://", "http://ops:s3cret-pw@"))
+        assert await asyncio.to_thread(api.incidents) == []
+        assert seen == ["Basic b3BzOnMzY3JldC1wdw=="]  # ops:s3cret-pw
+        assert "s3cret" not in api.url
+    finally:
+        await server.stop()
+    with pytest.raises(AgentError) as err:
+        await asyncio.to_thread(AgentApi(server.url.replace("http://", "http://ops:s3cret-pw@")).incidents)
+    assert "s3cret" not in str(err.value) and "ops" not in str(err.value)
