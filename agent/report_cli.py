@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from agent.report import Report, ReportInput, ReportSettings, analyse
 from agent.schedule import Broadcast, _parse_time
 
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
+SETTINGS_ENV = "SIGNALPATH_REPORT_SETTINGS"  # JSON {"report": ..., "history": ...} from the agent (serve)
 
 
 @dataclass(slots=True)
@@ -126,9 +128,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"signalpath report: {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.settings:  # the agent's own report: and history: (agent/report_cli.serve)
+    given_text = args.settings or os.environ.get(SETTINGS_ENV)
+    if given_text:  # the agent's own report: and history: (serve), never on a command line others can read
         try:
-            given = json.loads(args.settings)
+            given = json.loads(given_text)
             settings = ReportSettings.model_validate(given.get("report") or {})
             history = HistorySettings.model_validate(given.get("history") or {})
         except ValueError as exc:
@@ -277,8 +280,10 @@ async def serve(agent: Any, query: Mapping[str, str], streams: list[str]) -> tup
         return error(400, "give broadcast=NAME, or from=TIME (and to=TIME): RFC 3339 or epoch seconds")
     cfg = agent.config
     argv = [sys.executable, "-m", "agent.cli", "report", "--db", str(cfg.incidents.path), "--from", repr(start),
-            "--to", repr(end), "--title", title, "-o", "-",
-            "--settings", json.dumps({"report": cfg.report.model_dump(), "history": cfg.history.model_dump()})]
+            "--to", repr(end), "--title", title, "-o", "-"]
+    # report.prometheus may carry a password: in the child's environment, not its command line (ps)
+    env = {**os.environ, SETTINGS_ENV: json.dumps({"report": cfg.report.model_dump(),
+                                                   "history": cfg.history.model_dump()})}
     for s in chosen:
         argv += ["--stream", s]
     if query.get("format") == "json":
@@ -286,7 +291,7 @@ async def serve(agent: Any, query: Mapping[str, str], streams: list[str]) -> tup
     try:
         async with asyncio.timeout(REPORT_TIMEOUT_S), agent.report_lock:
             proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
+                                                        stderr=asyncio.subprocess.PIPE, env=env)
             try:
                 out, err = await proc.communicate()
             finally:
