@@ -78,6 +78,10 @@ class LocalizerSettings(StrictModel):
         "probe seconds later: the segment's fetch and decode, 7 s in one loaded benchmark run; only P3 faults "
         "await, so the wait costs no viewer-facing time)")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
+    leaves_slack_s: float = Field(
+        6.0, ge=0, le=600, description="what a cause's end leaves (catalog 'leaves': the overshoot as a still "
+        "picture ends) may show this long before the cause's own evidence is gone: the segment in which the cause "
+        "ends carries both (one 6-s segment, the common HLS target duration)")
     symptom_window_s: float = Field(
         20.0, ge=0, le=3600, description="how long a viewer symptom is still reported after it happened (the "
         "virtual players report a stall for their stall_window_s, 20 s by default, probes/playback.py): a symptom "
@@ -377,6 +381,10 @@ class Localizer:
             need = max(need, self.settings.playback_open_cycles)
         if self.catalog[str(f.fault)].awaits:
             need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
+        if self._left_by_present(stream, f):
+            # what the end of a cause still there would leave (the overshoot of the segment in which a
+            # still picture ends): a few cycles to see whether that cause ends with it
+            need = max(need, self.settings.effect_open_cycles)
         if t.cycles < need:
             return None
         fault = str(f.fault)
@@ -387,6 +395,13 @@ class Localizer:
             runbook=self._runbooks.hint(stream=stream, stage=f.stage, component=f.component, fault=fault),
             related=self._related(stream, f, now), maintenance=self._maintenance(stream, f.stage, f.component, now))
         return IncidentEvent("opened", t.incident.copy())
+
+    def _left_by_present(self, stream: str, f: Finding) -> bool:
+        """An open incident whose cause is still there, reaching ``f``, whose end leaves ``f``'s fault."""
+        return any(t.incident is not None and t.gone_since is None
+                   and STAGE_RANK[t.incident.stage] <= STAGE_RANK[f.stage] and _reaches(t.incident, f)
+                   and self.catalog.leaves(t.incident.fault, str(f.fault))
+                   for t in self._tracks.get(stream, {}).values())
 
     def _related(self, stream: str, f: Finding, now: float) -> list[str]:
         """Incidents at ``f``'s place, open or resolved within 2 x ``resolve_after_s`` (see :attr:`Incident.related`)."""
@@ -488,11 +503,14 @@ class Localizer:
         # at its own stage only what its end left behind (an encoder's restart artefacts, the
         # timestamp jump as a desync ends): a condition that began beside it and lasts is its own
         earliest = ended if STAGE_RANK[inc.stage] == STAGE_RANK[f.stage] else inc.started_at
-        if not earliest <= onset <= ended + self.settings.resolve_after_s:
-            return False  # began before the cause, or after it had long ended: not its effect
-        # what it can cause, or (begun as it ended) what its end leaves behind (catalog ``leaves``)
-        return all((self.catalog.explains(inc.fault, fault_of(e))
-                    or (onset >= ended and self.catalog.leaves(inc.fault, fault_of(e))))
+        if onset > ended + self.settings.resolve_after_s:
+            return False  # began after the cause had long ended: not its effect
+        during = earliest <= onset  # not before the cause (at its own stage: not before its end)
+        # begun as it ended: in the segment where its evidence ends (leaves_slack_s), or after
+        as_it_ended = onset >= max(inc.started_at, ended - self.settings.leaves_slack_s)
+        # what it can cause, or what its end leaves behind (catalog ``leaves``)
+        return all(((during and self.catalog.explains(inc.fault, fault_of(e)))
+                    or (as_it_ended and self.catalog.leaves(inc.fault, fault_of(e))))
                    and not (self.catalog[fault_of(e)].own and e.stage != inc.stage) for e in f.all_evidence)
 
     def _remember(self, stream: str, evidence: list[Evidence], since: dict[Any, float], now: float) -> None:

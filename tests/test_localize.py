@@ -1101,7 +1101,7 @@ def test_the_overshoot_as_a_still_picture_ends_is_the_pictures_not_a_new_cause()
     """A frozen source (every rendition) ends; the first segments with motion again overshoot the
     declared BANDWIDTH (the encoder spends the VBV buffer the still picture filled): evidence on
     the frozen incident (catalog ``leaves``), not a bitrate incident of its own. An overshoot that
-    begins while the picture is still frozen is a condition of its own."""
+    begins while the picture is still frozen and goes on beside it is a condition of its own."""
     clock = FakeClock()
     loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
     frozen = with_faults(*every_rendition("origin", "origin", DEG, "frozen_video"))
@@ -1115,8 +1115,11 @@ def test_the_overshoot_as_a_still_picture_ends_is_the_pictures_not_a_new_cause()
     both = [e for e in both if e.rendition != RENDITIONS[-1]] + [
         ev("origin", "origin", DEG, "frozen_video", RENDITIONS[-1]),
         ev("origin", "origin", DEG, "bitrate_over_declared", RENDITIONS[-1], "segment at 900 kbit/s")]
-    events = _run(loc, clock, [frozen] * 4 + [both] * 5)
-    assert sorted(e.incident.fault for e in events if e.kind == "opened") == ["bitrate_over_declared", "frozen_video"]
+    # beside the still picture it waits effect_open_cycles (the picture may be ending), then it is its own
+    events = _run(loc, clock, [frozen] * 4 + [both] * (LocalizerSettings().effect_open_cycles - 1))
+    assert [e.incident.fault for e in events if e.kind == "opened"] == ["frozen_video"]
+    events = _run(loc, clock, [both] * 2)
+    assert [e.incident.fault for e in events if e.kind == "opened"] == ["bitrate_over_declared"]
 
 
 def test_evidence_left_over_that_flaps_stays_on_the_open_incident():
@@ -1215,3 +1218,21 @@ def test_the_symptom_window_follows_the_players_stall_window_unless_set():
     conf = {"streams": [stream], "localize": {"symptom_window_s": 12}}
     assert localizer_settings(parse_config(conf)).symptom_window_s == 12
     assert localizer_settings(parse_config({})).symptom_window_s == 20
+
+
+def test_the_overshoot_of_the_segment_in_which_a_still_picture_ends_is_the_pictures():
+    """frozen_video in the plain benchmark: the first segment with motion again overshoots (the
+    VBV buffer the still picture filled) and the content probe reads it two seconds before the
+    frozen evidence is gone — the segment in which the picture ends carries both. That overshoot
+    is what the picture's end left (catalog ``leaves``): it waits ``effect_open_cycles`` beside
+    the still picture, and once the picture's evidence ends within ``leaves_slack_s`` of its
+    onset it is the frozen incident's, not a P3 of its own."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(resolve_after_s=4), clock=clock)
+    frozen = with_faults(*every_rendition("origin", "origin", DEG, "frozen_video"))
+    over = ev("origin", "origin", DEG, "bitrate_over_declared", RENDITIONS[0], "segment at 656 kbit/s")
+    both = frozen + [over]  # one segment, both findings: still at its start, motion and overshoot after
+    after = with_faults(over)
+    events = _run(loc, clock, [frozen] * 6 + [both] * 2 + [after] * 6 + [healthy()] * 70)
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "frozen_video"), ("resolved", "frozen_video")]
+
