@@ -363,6 +363,7 @@ async def test_no_canary_reaches_any_output(tmp_path: Path) -> None:
     am_bin = require_binary("prometheus-alertmanager")
     rotel_bin = _rotel_binary()
     env = {**os.environ, **ENV}
+    began = time.time()
     procs: list[subprocess.Popen[bytes]] = []
     hook = Hook()
     await hook.start()
@@ -434,12 +435,26 @@ async def test_no_canary_reaches_any_output(tmp_path: Path) -> None:
         pre = subprocess.run([sys.executable, "-m", "agent.cli", "preflight", "-c", str(cfg_file), "--json",
                               "--junit", str(preflight_junit)], capture_output=True, env=env, timeout=60)
         assert pre.returncode == 2 and json.loads(pre.stdout)["checks"], pre.stderr  # the RTMP ingest is down
-        reports = {}  # there is no 'report' command; 'incidents' is the agent's report of its store
-        for args in (["--json"], [], ["--show", incidents[0]["id"]]):
-            rep = subprocess.run([sys.executable, "-m", "agent.cli", "incidents", "-c", str(cfg_file), *args],
-                                 capture_output=True, env=env, timeout=60)
+        reports = {}  # what the store's readers print: incidents, the post-broadcast report
+        page = tmp_path / "report.html"
+        window = ["--from", str(began), "--to", str(time.time())]
+        for cmd, args in (("incidents", ["--json"]), ("incidents", []), ("incidents", ["--show", incidents[0]["id"]]),
+                          ("report", [*window, "--json"]), ("report", [*window, "-o", str(page)])):
+            rep = subprocess.run([sys.executable, "-m", "agent.cli", cmd, "-c", str(cfg_file), *args],
+                                 capture_output=True, env=env, timeout=120)
             assert rep.returncode == 0 and rep.stdout, rep.stderr
-            reports[" ".join(["incidents", *args])] = rep.stdout + rep.stderr
+            reports[" ".join([cmd, *args])] = rep.stdout + rep.stderr
+        reports["report HTML"] = page.read_bytes()
+        from agent.history import HistoryStore
+
+        history = HistoryStore(store)  # its blocks are zlib: read as the report does, not as raw bytes
+        try:
+            steps = history.steps(began - 60, time.time() + 60)
+            assert steps, "no history was stored"
+            reports["history (decompressed)"] = json.dumps(
+                [[st.stream, st.series] for st in steps] + [repr(v) for v in history.sessions(0, 1e12)]).encode()
+        finally:
+            history.close()
         broken = tmp_path / "broken.yaml"
         broken.write_text(BROKEN_CONFIG)
         check = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(broken)],
