@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -92,6 +93,7 @@ def state_key(stage: str, component: str) -> str:
     return f"state|{stage}|{component}"
 
 
+@functools.lru_cache(maxsize=4096)  # a report splits the same few dozen names once per step
 def split_key(key: str) -> tuple[str, str, str, str]:
     """``(name, stage, component, rendition)``; a state series has rendition ``""``."""
     parts = key.split("|")
