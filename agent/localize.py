@@ -250,6 +250,9 @@ class Localizer:
         self._runbooks = runbooks or Runbooks(self.settings.runbooks, self.catalog)
         self._tracks: dict[str, dict[TrackKey, _Track]] = {}
         self._bad_since: dict[str, dict[tuple[str, str, str | None, str], float]] = {}
+        # stream -> (stage, component, fault) -> since when that fault has been seen there without a
+        # break, whatever rendition or detail each cycle's evidence named (an incident's start)
+        self._fault_since: dict[str, dict[tuple[str, str, str], float]] = {}
         # viewer symptoms once explained by an incident, with their onset: stay explained while they
         # last (a player's stall window outlasts its cause). Only the players': evidence at the
         # stages of the signal path is re-read every cycle, lest a chronic finding be swallowed
@@ -357,7 +360,11 @@ class Localizer:
         # one): a downstream symptom left over from an earlier fault (a player still reporting the
         # stall of a stale edge) does not date a new cause before it began
         top = min((STAGE_RANK[e.stage] for e in f.all_evidence), default=0)
-        started = min((since.get(_ev_key(e), now) for e in f.all_evidence if STAGE_RANK[e.stage] == top), default=now)
+        # dated by its fault at its place (fault_since): the first cycle may name each rendition, the
+        # next the whole edge — one condition, begun at the first
+        fault_since = self._fault_since.get(stream, {})
+        started = min((min(since.get(_ev_key(e), now), fault_since.get((e.stage, e.component, str(fault_of(e))), now))
+                       for e in f.all_evidence if STAGE_RANK[e.stage] == top), default=now)
         explained = self._explained.get(stream, {})
         keys = [_ev_key(e) for e in f.all_evidence]
         if all(k in explained and explained[k][0] == since.get(k) for k in keys):
@@ -567,6 +574,7 @@ class Localizer:
                 t.incident.resolved_at = now
                 events.append(IncidentEvent("resolved", t.incident.copy(), reason))
         self._bad_since.pop(stream, None)
+        self._fault_since.pop(stream, None)
         self._explained.pop(stream, None)
         self._recent.pop(stream, None)
         return events
@@ -584,7 +592,9 @@ class Localizer:
     def _update_bad_since(self, stream: str, evidence: list[Evidence], now: float
                           ) -> dict[tuple[str, str, str | None, str], float]:
         prev = self._bad_since.get(stream, {})
+        prev_fault = self._fault_since.get(stream, {})
         cur: dict[tuple[str, str, str | None, str], float] = {}
+        cur_fault: dict[tuple[str, str, str], float] = {}
         for e in evidence:
             if is_bad(e):
                 k = _ev_key(e)
@@ -592,7 +602,10 @@ class Localizer:
                 # the evidence (an attempt that timed out) does not date the condition anew
                 known = e.onset if e.onset is not None and e.onset <= now else now
                 cur[k] = min(prev.get(k, now), cur.get(k, now), known)
+                pk = (e.stage, e.component, k[3])
+                cur_fault[pk] = min(prev_fault.get(pk, now), cur_fault.get(pk, now), cur[k])
         self._bad_since[stream] = cur
+        self._fault_since[stream] = cur_fault
         return cur
 
 

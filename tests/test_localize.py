@@ -1236,3 +1236,25 @@ def test_the_overshoot_of_the_segment_in_which_a_still_picture_ends_is_the_pictu
     events = _run(loc, clock, [frozen] * 6 + [both] * 2 + [after] * 6 + [healthy()] * 70)
     assert [(e.kind, e.incident.fault) for e in events] == [("opened", "frozen_video"), ("resolved", "frozen_video")]
 
+
+
+def test_an_incident_is_dated_from_the_first_bad_evidence_of_its_fault_at_its_place():
+    """edge_down in a fresh user's trial: the first cycle reports each rendition's playlist
+    refused (rendition 360p, 180p), the next the whole edge (no rendition). Both say
+    ``unreachable`` at cdn/edge-b: the incident starts at the first of them, so its time to
+    localize is a cycle, not 0 s (DESIGN.md: from the fault's first bad evidence)."""
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)
+    first = hls(ev("cdn", "edge-b", DOWN, "unreachable", "360p", "360p playlist: connection refused"),
+                ev("cdn", "edge-b", DOWN, "unreachable", "720p", "720p playlist: connection refused"))
+    later = hls(ev("cdn", "edge-b", DOWN, "unreachable", None, "playlist connection refused"))
+    events = _run(loc, clock, [first] + [later] * 3)
+    (opened,) = [e.incident for e in events if e.kind == "opened"]
+    assert opened.localized_at - opened.started_at >= 1.0
+    # another fault there before (a chronic one) does not date it
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)
+    lag = ev("cdn", "edge-b", DEG, "latency_high", detail="edge-b 3 s behind")
+    events = _run(loc, clock, [hls(lag)] * 5 + [first] + [later] * 3)
+    opened = next(e.incident for e in events if e.kind == "opened" and e.incident.fault == "unreachable")
+    assert opened.localized_at - opened.started_at < 3.0
