@@ -25,6 +25,7 @@ NTP-synchronised (a drill on one host, or ``preflight`` checks the clock).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import json
@@ -37,9 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.errors import AgentError
+from probes.base import STAGES
 from probes.core.config import StrictModel
 from probes.core.redact import redact_text, redact_url
 
@@ -49,7 +51,14 @@ TARGET_S = 300.0
 
 class Expect(StrictModel):
     stage: str
-    component: str
+    component: str = Field(min_length=1)
+
+    @field_validator("stage")
+    @classmethod
+    def _a_stage(cls, v: str) -> str:
+        if v not in STAGES:
+            raise ValueError(f"{v!r} is not a stage of the signal path ({', '.join(STAGES)})")
+        return v
 
 
 class DrillStep(StrictModel):
@@ -85,6 +94,12 @@ class DrillPlan(StrictModel):
     require_alert: bool = Field(False, description="a step passes only if an alert sink got its incident")
     quiet_s: float = Field(120.0, ge=0, le=3600, description="wait this long at most for no open P1/P2 first")
     steps: list[DrillStep] = Field(min_length=1)
+
+    @field_validator("agent", "lab")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        """HOST:PORT as the agent's own ``agent.listen`` is written: http:// is meant."""
+        return v if v is None or "://" in v else "http://" + v
 
     @model_validator(mode="after")
     def _lab_for_faults(self) -> DrillPlan:
@@ -139,6 +154,9 @@ class AgentApi:
     def incident(self, incident_id: str) -> dict[str, Any]:
         return dict(self._get("/api/v1/incidents/" + urllib.parse.quote(incident_id)))
 
+    def status(self) -> dict[str, Any]:
+        return dict(self._get("/api/v1/status"))
+
 
 def _epoch(v: str | None) -> float | None:
     return None if v is None else _dt.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
@@ -155,8 +173,43 @@ class Drill:
         self.api = api or AgentApi(plan.agent)
         self.ask, self.say, self.clock, self.sleep, self.poll_s = ask, say, clock, sleep, poll_s
 
+    def check(self) -> list[str]:
+        """What is wrong with the plan against the running agent and lab, before anything is
+        injected: the stream the agent watches, each lab fault and target the lab knows."""
+        from agent.lab import control
+
+        problems = []
+        try:
+            status = self.api.status()
+        except AgentError as exc:
+            return [str(exc)]
+        streams = [s.get("name") for s in status.get("streams", [])]
+        if self.plan.stream not in streams:
+            problems.append(f"stream: the agent does not watch {self.plan.stream!r} (it watches: "
+                            f"{', '.join(map(str, streams)) or 'nothing'})")
+        if any(s.fault for s in self.plan.steps):
+            assert self.plan.lab is not None
+            try:
+                known = {c["name"]: c.get("targets", []) for c in control.catalog(self.plan.lab)}
+            except control.LabControlError as exc:
+                return [*problems, f"lab {redact_url(self.plan.lab)}: {exc}"]
+            for i, st in enumerate(self.plan.steps):
+                if st.fault is None:
+                    continue
+                if st.fault not in known:
+                    problems.append(f"steps[{i}].fault: the lab has no fault {st.fault!r} (signalpath lab faults "
+                                    "lists them)")
+                elif st.target is not None and known[st.fault] and st.target not in known[st.fault]:
+                    problems.append(f"steps[{i}].target: {st.target!r} is not a target of {st.fault} "
+                                    f"({', '.join(known[st.fault])})")
+        return problems
+
     def run(self) -> list[StepResult]:
-        return [self.run_step(i, s) for i, s in enumerate(self.plan.steps, 1)]
+        """Every step in turn; a step's lab fault is cleared however the step ends (Ctrl-C too)."""
+        out: list[StepResult] = []
+        for i, s in enumerate(self.plan.steps, 1):
+            out.append(self.run_step(i, s))
+        return out
 
     def _stream_incidents(self, state: str = "all") -> list[dict[str, Any]]:
         return [i for i in self.api.incidents(state) if i["stream"] == self.plan.stream]
@@ -178,11 +231,23 @@ class Drill:
         lab_id = None
         if step.fault:
             assert self.plan.lab is not None
-            rec = control.inject(self.plan.lab, step.fault, step.target, None, step.params or None)
+            # a deadline on the fault itself: a drill stopped mid-step (Ctrl-C) leaves no lab faulted for long
+            rec = control.inject(self.plan.lab, step.fault, step.target, (step.detect_s or self.plan.response_s)
+                                 + step.hold_s + self.plan.target_s, step.params or None)
             lab_id, injected = rec["id"], float(rec["started_at"])
         else:
             self.ask(f"  NOW: {step.manual} — press Enter when done ")
             injected = self.clock()
+        try:
+            return self._follow(step, injected, before, lab_id)
+        finally:
+            if lab_id is not None:
+                with contextlib.suppress(control.LabControlError):
+                    control.clear(self.plan.lab or "", lab_id)  # already cleared: the lab says so, nothing to do
+
+    def _follow(self, step: DrillStep, injected: float, before: set[str], lab_id: int | None) -> StepResult:
+        from agent.lab import control
+
         res = StepResult(step, injected)
         detect = step.detect_s or self.plan.response_s
         # the first incident after the injection; wrong place is recorded, and the wait goes on a
@@ -338,14 +403,21 @@ def cmd_drill(args: Any) -> int:
         return 2
     update = {k: v for k, v in (("agent", args.agent), ("lab", args.lab)) if v}
     if update:
-        plan = plan.model_copy(update=update)
+        plan = DrillPlan.model_validate({**plan.model_dump(), **update})
     started = time.time()
+    drill = Drill(plan)
+    problems = drill.check()
+    if problems:
+        print(f"signalpath drill: {args.plan}: nothing was injected:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     print(f"drill {plan.name!r}: {len(plan.steps)} step(s) on stream {plan.stream!r}, "
           f"agent {redact_url(plan.agent)}")
+    from agent.lab.control import LabControlError
+
     try:
-        results = Drill(plan).run()
-    except AgentError as exc:
-        print(f"signalpath drill: {exc}", file=sys.stderr)
+        results = drill.run()
+    except (AgentError, LabControlError) as exc:
+        print(f"signalpath drill: stopped: {exc}", file=sys.stderr)
         return 2
     except EOFError:
         print("signalpath drill: no operator input (stdin closed) for a manual step", file=sys.stderr)

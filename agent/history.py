@@ -301,6 +301,11 @@ class HistoryStore:
             rows = self._db.execute(q + " ORDER BY started_at", args).fetchall()
         return [ViewerSession(*r) for r in rows]
 
+    def streams(self) -> list[str]:
+        """Every stream with history kept."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT stream FROM history_blocks ORDER BY stream")]
+
     def bytes_stored(self) -> int:
         """The history's size: its blobs and a row's keys (an estimate of its pages)."""
         with self._lock:

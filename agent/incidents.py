@@ -338,6 +338,11 @@ class IncidentStore:
                                     "ORDER BY at DESC, id LIMIT ?", args).fetchall()
         return [_row_to_complaint(r) for r in rows]
 
+    def streams(self) -> builtins.list[str]:
+        """Every stream with an incident stored."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT stream FROM incidents ORDER BY stream")]
+
     def complaints_between(self, start: float, end: float, *, limit: int = 100_000) -> builtins.list[Complaint]:
         """Complaints recorded in ``[start, end)``, oldest first (the report's window)."""
         with self._lock:

@@ -133,13 +133,16 @@ class Funnel:
 
 @dataclass(slots=True)
 class Lane:
-    """One stage/component of one stream over the window: per step its worst state."""
+    """One stage/component of one stream over the window: per step the state it was in longest
+    (``states``) and, where a shorter spell was degraded or down for a second or more, that worst
+    state (``blips``, else ""): a 4-s outage in a 10-s step is shown, not painted over 10 s."""
 
     stream: str
     stage: str
     component: str
     times: list[float] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
+    blips: list[str] = field(default_factory=list)
     bad_s: float = 0.0
 
 
@@ -169,14 +172,17 @@ class Report:
         }
 
 
-def worst_state(seconds: list[float]) -> State:
-    """The worst state that lasted at least one second of the step (else the longest)."""
-    for idx in (STATES.index(State.DOWN), STATES.index(State.DEGRADED)):
-        if seconds[idx] >= 1.0:
-            return STATES[idx]
-    if seconds[_OK] > 0:
-        return State.OK
-    return State.UNKNOWN
+def step_states(seconds: list[float]) -> tuple[State, State | None]:
+    """A step's ``[ok, degraded, down, unknown]`` seconds: the measured state it was in longest
+    (the worse on a tie; unknown when nothing was measured) and the worst other state that lasted
+    a second or more, if any."""
+    measured = [(seconds[STATES.index(st)], -i, st) for i, st in enumerate((State.DOWN, State.DEGRADED, State.OK))]
+    longest = max(measured)
+    main = longest[2] if longest[0] > 0 else State.UNKNOWN
+    for st in (State.DOWN, State.DEGRADED):
+        if st is not main and seconds[STATES.index(st)] >= 1.0 and (main is State.OK or st is State.DOWN):
+            return main, st
+    return main, None
 
 
 def analyse(inp: ReportInput) -> Report:
@@ -195,7 +201,9 @@ def analyse(inp: ReportInput) -> Report:
                 if lane is None:
                     lane = lanes[(st.stream, stage, comp)] = Lane(st.stream, stage, comp)
                 lane.times.append(st.t)
-                lane.states.append(str(worst_state(v)))
+                main, blip = step_states(v)
+                lane.states.append(str(main))
+                lane.blips.append("" if blip is None else str(blip))
                 bad = v[_BAD[0]] + v[_BAD[1]]
                 lane.bad_s += bad
                 m = v[_OK] + bad
@@ -331,6 +339,8 @@ def summarise(r: Report) -> str:
         explained = sum(e for _, e, _u in r.complaints)
         parts.append(f"{n} viewer complaint{'s' if n != 1 else ''}, {explained} explained by an incident")
     if r.funnel.attempts:
-        parts.append(f"{r.funnel.no_stall} of {r.funnel.attempts} virtual viewers played without a stall")
+        never = r.funnel.attempts - r.funnel.started
+        parts.append(f"{r.funnel.no_stall} of {r.funnel.attempts} virtual viewers played without a stall"
+                     + (f" ({never} never started)" if never else ""))
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."

@@ -67,6 +67,11 @@ def build(db: str, window: Window, settings: ReportSettings, step_s: float) -> R
     history = HistoryStore(db)
     try:
         streams = window.streams
+        if streams is not None:
+            known = set(history.streams()) | set(store.streams())
+            unknown = [s for s in streams if s not in known]
+            if unknown and known:
+                raise AgentError(f"no stream {', '.join(map(repr, unknown))} in {db} (it has: {', '.join(sorted(known))})")
         if streams is None:
             found = {s.stream for s in history.steps(window.start, window.end)}
             found |= {i.stream for i in store.overlapping(window.start, window.end)}

@@ -82,6 +82,15 @@ def swimlanes(r: Report, stream: str) -> str:
                 bars = [(x, w) for x, w, s in runs if s == state]
                 if bars:
                     ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=STATE_COLOURS[state], linewidth=0)
+            for state in ("degraded", "down"):  # a shorter bad spell within a step: a band on its top
+                marks = [(t - t0, step) for t, b in zip(ln.times, ln.blips, strict=True) if b == state]
+                if marks:
+                    ax.broken_barh(marks, (y - 0.4, 0.25), facecolors=STATE_COLOURS[state], linewidth=0)
+        if r.input.steps:
+            stored = max(s.t + s.step for s in r.input.steps if s.stream == stream) - t0
+            if stored < r.input.end - t0 - step:  # the newest steps are not stored yet (or the agent stopped)
+                ax.axvline(stored, color="#555", linestyle=":", linewidth=1)
+                ax.annotate("history ends", (stored, -0.55), fontsize=7, color="#555")
         for inc in r.incidents:
             if inc.stream != stream:
                 continue
@@ -278,7 +287,7 @@ def render(r: Report) -> str:
     e = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-             f"<title>{e(inp.title)}: signalpath report</title><style>{_CSS}</style></head><body>",
+             f"<title>{e(inp.title if 'signalpath' in inp.title else inp.title + ': signalpath report')}</title><style>{_CSS}</style></head><body>",
              f"<h1>{e(inp.title)}</h1>",
              f"<p class='meta'>{e(_stamp(inp.start))} to {e(_stamp(inp.end))} "
              f"({e(duration_words(inp.end - inp.start))}); streams {e(', '.join(inp.streams))}; "

@@ -74,6 +74,20 @@ async def test_a_lab_drill_passes_and_an_undetectable_step_fails_named(tmp_path)
                 assert ">yes<" in page  # the alert column: the webhook got each incident
                 assert {h.get("incident", {}).get("component") for h in hooks} >= {"edge-b", "origin"}
 
+                # a plan the agent or the lab cannot run: said before anything is injected
+                before = len(lab.book.snapshot()["history"])
+                wrong = {**base, "stream": "mian", "steps": [
+                    {"name": "typo", "fault": "edge_stael", "target": "edge-b",
+                     "expect": {"stage": "cdn", "component": "edge-b"}},
+                    {"name": "no such edge", "fault": "edge_down", "target": "edge-z",
+                     "expect": {"stage": "cdn", "component": "edge-z"}}]}
+                rc, out, _, _ = await drill(tmp_path, wrong, "wrong")
+                assert rc == 2, out
+                assert "nothing was injected" in out and "does not watch 'mian' (it watches: main)" in out
+                assert "steps[0].fault: the lab has no fault 'edge_stael'" in out
+                assert "steps[1].target: 'edge-z' is not a target of edge_down" in out
+                assert len(lab.book.snapshot()["history"]) == before
+
                 plan = {**base, "require_alert": False, "steps": [
                     {"name": "pull camera 1", "manual": "pull the HDMI cable of camera 1", "restore": "plug it back",
                      "detect_s": 8, "hold_s": 0, "expect": {"stage": "studio", "component": "camera-1"}}]}
@@ -90,6 +104,7 @@ async def test_a_lab_drill_passes_and_an_undetectable_step_fails_named(tmp_path)
 
 def test_the_example_plan_is_valid_and_bad_plans_say_where(tmp_path):
     plan = load_plan(str(ROOT / "examples" / "drill-lab-quarterly.yaml"))
+    assert plan.agent == "http://127.0.0.1:9321"
     assert len(plan.steps) >= 7 and {s.expect.stage for s in plan.steps} >= {"studio", "ingest", "transcode",
                                                                              "origin", "cdn"}
     bad = tmp_path / "bad.yaml"
@@ -98,6 +113,11 @@ def test_the_example_plan_is_valid_and_bad_plans_say_where(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_plan(str(bad))
     assert "steps.0" in str(err.value) and "not both" in str(err.value)
+    bad.write_text(yaml.safe_dump({"name": "x", "stream": "main", "agent": "127.0.0.1:9321", "steps": [
+        {"name": "stage typo", "manual": "pull it", "expect": {"stage": "cdnn", "component": "edge-a"}}]}))
+    with pytest.raises(ConfigError) as err:
+        load_plan(str(bad))
+    assert "steps.0.expect.stage" in str(err.value) and "'cdnn' is not a stage" in str(err.value)
 
 
 async def test_the_agent_api_sends_a_urls_userinfo_as_basic_auth_and_never_prints_it():
