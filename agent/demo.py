@@ -101,7 +101,12 @@ async def run_demo(args: argparse.Namespace) -> None:
          f"{', chronic conditions on' if chronic else ''})…")
     wanted = getattr(args, "lab_control_port", DEFAULT_CONTROL_PORT)
     control_port = _lab_control_port(wanted) if wanted else 0
-    # the demo's incident store lives as long as the demo: a temporary folder it removes on exit
+    if args.db:  # kept: `signalpath report --db FILE` / `incidents --db FILE` after the demo
+        kept = Path(args.db).expanduser().resolve()  # noqa: ASYNC240 - once, at start-up
+        await _demo(args, chronic, wanted, control_port, str(kept))
+        _say(f"signalpath demo: incidents and history kept in {args.db} (signalpath report --db {args.db} --from=-1h)")
+        return
+    # else the demo's incident store lives as long as the demo: a temporary folder it removes on exit
     with tempfile.TemporaryDirectory(prefix="signalpath-demo-") as store:
         await _demo(args, chronic, wanted, control_port, str(Path(store) / "incidents.db"))
     _say("signalpath demo: stopped; the lab released its ports")
@@ -200,12 +205,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  signalpath demo                 # then open http://127.0.0.1:9321/\n"
                "  signalpath demo --no-faults --config-out lab.yaml\n"
-               "  signalpath demo --chronic       # the tour on top of chronic imperfections")
+               "  signalpath demo --chronic       # the tour on top of chronic imperfections\n"
+               "  signalpath demo --db demo.db    # then, after Ctrl-C: signalpath report --db demo.db --from=-1h")
     p.add_argument("--no-faults", action="store_true", help="run healthy, no fault tour")
     p.add_argument("--chronic", action="store_true",
                    help="run the lab with chronic conditions: the lowest rendition over its declared bitrate (a "
                         "standing P3), publish jitter, an edge slow now and then")
     p.add_argument("--config-out", metavar="FILE", help="write the generated agent config (YAML) to FILE")
+    p.add_argument("--db", metavar="FILE", help="keep the incident database (incidents, history, complaints) in "
+                   "FILE for `signalpath report --db FILE` after the demo (default: a temporary one, removed)")
     p.add_argument("--listen", default="127.0.0.1:9321", help="the agent's HOST:PORT (default %(default)s)")
     p.add_argument("--lab-control-port", type=int, default=DEFAULT_CONTROL_PORT, metavar="PORT",
                    help="the lab's control API port, where `signalpath lab faults` looks (default %(default)s; "

@@ -98,16 +98,17 @@ def build(db: str, window: Window, settings: ReportSettings, step_s: float) -> R
 
 
 def _time(text: str, now: float) -> float:
-    """RFC 3339, epoch seconds, or ``-2h`` / ``-30m`` / ``-90s`` / ``now``."""
+    """RFC 3339, epoch seconds, or ``-1d`` / ``-2h`` / ``-30m`` / ``-90s`` / ``now``."""
     t = text.strip()
     if t == "now":
         return now
-    if t.startswith("-") and t[-1:] in ("h", "m", "s") and t[1:-1].replace(".", "", 1).isdigit():
-        return now - float(t[1:-1]) * {"h": 3600, "m": 60, "s": 1}[t[-1]]
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if t.startswith("-") and t[-1:] in units and t[1:-1].replace(".", "", 1).isdigit():
+        return now - float(t[1:-1]) * units[t[-1]]
     try:
         return _parse_time(float(t) if t.replace(".", "", 1).isdigit() else t)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (or -2h, -30m, now)") from None
+    except ValueError as exc:  # its message names the value
+        raise argparse.ArgumentTypeError(f"{exc}; or epoch seconds, or -1d / -2h / -30m / now") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -219,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--broadcast", metavar="NAME", help="a scheduled broadcast: its streams, start to end (or now)")
     what.add_argument("--from", dest="start", metavar="TIME",
-                      help="window start: RFC 3339 (2026-12-01T19:00:00Z), epoch seconds, or --from=-2h / --from=-30m "
+                      help="window start: RFC 3339 (2026-12-01T19:00:00Z), epoch seconds, or --from=-1d / -2h / -30m "
                            "(with '=': a value starting with - is read as an option otherwise)")
     p.add_argument("--to", dest="end", metavar="TIME", help="window end (default now); same forms as --from")
     p.add_argument("--stream", action="append", metavar="NAME",
@@ -282,7 +283,7 @@ async def serve(agent: Any, query: Mapping[str, str], streams: list[str]) -> tup
             return error(400, "to must be after from")
         title, chosen = query.get("title", "signalpath report")[:120], streams
     else:
-        return error(400, "give broadcast=NAME, or from=TIME (and to=TIME): RFC 3339 or epoch seconds")
+        return error(400, "give broadcast=NAME, or from=TIME (and to=TIME): RFC 3339, epoch seconds, or -2h / -30m")
     cfg = agent.config
     argv = [sys.executable, "-m", "agent.cli", "report", "--db", str(cfg.incidents.path), "--from", repr(start),
             "--to", repr(end), "--title", title, "-o", "-"]
