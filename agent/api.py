@@ -171,7 +171,10 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     async def report(req: web.Request) -> web.Response:
         from agent.report_cli import serve
 
-        status, kind, body = await serve(agent, req.query, req.query.getall("stream", []))
+        query = dict(req.query)
+        if req.path.startswith("/api/"):  # the API answers JSON; /report is the page (format=json for its figures)
+            query.setdefault("format", "json")
+        status, kind, body = await serve(agent, query, req.query.getall("stream", []))
         return web.Response(status=status, body=body, content_type=kind,
                             charset="utf-8", headers={"Cache-Control": "no-store"})
 

@@ -216,9 +216,15 @@ class Drill:
 
     def _wait_quiet(self) -> None:
         deadline = self.clock() + self.plan.quiet_s
+        said = False
         while self.clock() < deadline:
-            if not [i for i in self._stream_incidents("open") if i["severity"] != "P3"]:
+            still = [i for i in self._stream_incidents("open") if i["severity"] != "P3"]
+            if not still:
                 return
+            if not said:
+                self.say(f"  waiting (at most {self.plan.quiet_s:g} s) for {len(still)} open P1/P2 incident(s) to "
+                         "resolve before the next step")
+                said = True
             self.sleep(self.poll_s)
         self.say(f"  (still an open P1/P2 after {self.plan.quiet_s:g} s: going on)")
 

@@ -103,7 +103,8 @@ def swimlanes(r: Report, stream: str) -> str:
             ax.broken_barh([(x0, max(1.0, end - t0 - x0))], (y - 0.15, 0.3), facecolors="none",
                            edgecolors=SEVERITY_COLOURS.get(inc.severity, "#000"), linewidth=1.6)
             ax.annotate(f"{inc.severity} {inc.fault}", (x0, y + 0.42), fontsize=7, va="bottom",
-                        color=SEVERITY_COLOURS.get(inc.severity, "#000"))
+                        color=SEVERITY_COLOURS.get(inc.severity, "#000"),
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
         ax.set_yticks(range(len(lanes)), names)
         ax.set_ylim(-0.6, len(lanes) - 0.4)
         ax.invert_yaxis()
@@ -132,7 +133,8 @@ def lines(r: Report, figures: list[str], title: str, ylabel: str, *, threshold: 
                     merged[t] = max(v, merged.get(t, v))
                 data[key] = sorted(merged.items())
             else:
-                key = f"{name.removesuffix('_s')}: {label}" if len(figures) > 1 else label
+                shown = label.split(" ", 1)[1] if len(r.input.streams) == 1 else label  # one stream: its name once
+                key = f"{FIGURE_NAMES.get(name, name)}, {shown}" if len(figures) > 1 else shown
                 data[key] = points
     if not data:
         return ""
@@ -155,6 +157,8 @@ def lines(r: Report, figures: list[str], title: str, ylabel: str, *, threshold: 
 
 
 MAX_POINTS = 600  # per plotted line
+FIGURE_NAMES = {"stage_latency_s": "stage latency", "glass_to_glass_s": "glass-to-glass",
+                "download_ratio": "download ratio", "live_latency_s": "live latency"}
 
 
 def _whole_numbers(ax: Any) -> None:
