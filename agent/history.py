@@ -49,6 +49,7 @@ from typing import Any
 from pydantic import Field
 
 from agent.errors import AgentError
+from agent.incidents import open_database
 from agent.runner import Cycle
 from agent.status import StatusBoard
 from probes.base import Sample, State
@@ -239,12 +240,7 @@ class HistoryStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db = open_database(self.path, _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise AgentError(f"history store {self.path}: {exc}") from exc
 

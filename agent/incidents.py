@@ -142,6 +142,19 @@ def _json_list(text: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """The agent's SQLite file at ``path`` (its folder created), in WAL mode, autocommit, 5-s busy
+    timeout, usable from the store's one thread, with ``schema`` applied. Raises OSError or
+    sqlite3.Error; its callers say which store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(schema)
+    return db
+
+
 class IncidentStore:
     """Synchronous SQLite store of incidents (see the module docstring)."""
 
@@ -150,12 +163,7 @@ class IncidentStore:
         self.max_list = max_list
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db = open_database(self.path, _SCHEMA)
             for table, column, definition in _MIGRATIONS:
                 have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:

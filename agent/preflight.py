@@ -276,28 +276,10 @@ def junit_xml(out: Outcome) -> bytes:
 
 
 def _added_broadcasts(cfg: Any) -> list[Any]:
-    """Broadcasts added through the agent's API (agent/schedule_book.py), read from its incident
-    database when it exists (never created here)."""
-    from pathlib import Path
+    """Broadcasts added through the agent's API, from its incident database (agent/schedule_book.py)."""
+    from agent.schedule_book import stored_broadcasts
 
-    from agent.incidents import IncidentStore
-    from agent.schedule import Broadcast
-
-    if not Path(cfg.incidents.path).expanduser().is_file():
-        return []
-    store = IncidentStore(cfg.incidents.path)
-    try:
-        entries = store.schedule_entries()
-    finally:
-        store.close()
-    out = []
-    for kind, _name, body in entries:
-        if kind == "broadcast":
-            try:
-                out.append(Broadcast.model_validate(body))
-            except ValueError:
-                continue
-    return out
+    return stored_broadcasts(cfg.incidents.path)
 
 
 def _timing(b: Any, now: float) -> Finding:

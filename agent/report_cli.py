@@ -37,25 +37,6 @@ class Window:
     streams: list[str] | None  # None: every stream with history or incidents in the window
 
 
-def stored_broadcasts(db: str) -> list[Broadcast]:
-    """Broadcasts added through the agent's API (agent/schedule_book.py) in the database ``db``."""
-    from agent.incidents import IncidentStore
-
-    store = IncidentStore(db)
-    try:
-        entries = store.schedule_entries()
-    finally:
-        store.close()
-    out = []
-    for kind, _name, body in entries:
-        if kind == "broadcast":
-            try:
-                out.append(Broadcast.model_validate(body))
-            except ValueError:
-                continue
-    return out
-
-
 def build(db: str, window: Window, settings: ReportSettings, step_s: float) -> Report:
     """The report of ``window`` from the database ``db`` (and ``settings.prometheus`` when set).
 
@@ -151,6 +132,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"signalpath report: --prometheus {args.prometheus!r}: {why}", file=sys.stderr)
             return EXIT_USAGE
     if args.broadcast:
+        from agent.schedule_book import stored_broadcasts
+
         known = broadcasts + stored_broadcasts(db)
         b = next((x for x in known if x.name == args.broadcast), None)
         if b is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from agent.incidents import AsyncIncidentStore
+from agent.incidents import AsyncIncidentStore, IncidentStore
 from agent.schedule import Broadcast, MaintenanceWindow, Schedule, place_problem
 from probes.core.config import StrictModel
 
@@ -108,3 +108,27 @@ class ScheduleBook:
 
 
 __all__ = ["ScheduleApiSettings", "ScheduleBook", "ScheduleError"]
+
+
+def stored_broadcasts(db: str) -> list[Broadcast]:
+    """Broadcasts added through the API, read from the incident database ``db`` by a command
+    that is not the agent (``preflight --broadcast``, ``report --broadcast``); [] when the file
+    does not exist (never created here). An entry that no longer validates is skipped."""
+    from pathlib import Path
+
+    if not Path(db).expanduser().is_file():
+        return []
+    store = IncidentStore(db)
+    try:
+        entries = store.schedule_entries()
+    finally:
+        store.close()
+    out = []
+    for kind, _name, body in entries:
+        if kind == "broadcast":
+            try:
+                out.append(Broadcast.model_validate(body))
+            except ValueError:
+                continue
+    return out
+
