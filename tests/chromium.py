@@ -52,13 +52,19 @@ class Page:
         return r.get("result", {}).get("value")
 
     async def wait(self, expression: str, timeout: float = 15.0) -> Any:
+        """Until ``expression`` is truthy. One that throws (an element not there yet: the page
+        still loading) counts as not yet; at the deadline its last error is in the message."""
         deadline = time.monotonic() + timeout
+        error = ""
         while True:
-            value = await self.eval(expression)
+            try:
+                value = await self.eval(expression)
+            except CdpError as exc:
+                value, error = None, f" (last error: {exc})"
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"never true within {timeout:g} s: {expression[:120]}")
+                raise TimeoutError(f"never true within {timeout:g} s: {expression[:120]}{error}")
             await asyncio.sleep(0.2)
 
     async def screenshots(self, folder: Path, name: str) -> list[Path]:
@@ -131,5 +137,6 @@ class Browser:
         ws = await self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=64 * 1024 * 1024)
         page = Page(ws)
         await page.call("Page.enable")
-        await page.wait("document.readyState === 'complete'")
+        # the new tab starts as about:blank, 'complete' at once: wait for the page asked for
+        await page.wait("location.href !== 'about:blank' && document.readyState === 'complete'")
         return page
