@@ -304,13 +304,8 @@ class Localizer:
         since = self._update_bad_since(stream, evidence, now)
         tracks = self._tracks.setdefault(stream, {})
         explained = self._explained.setdefault(stream, {})
-        linger = self.settings.resolve_after_s + self.settings.symptom_window_s
-        for k in [k for k, (onset, at) in explained.items() if since.get(k) != onset or now - at > linger]:
-            # that symptom ended or began anew, or no incident has explained it for a while: it is
-            # no one's any more. A player reports a stall for its stall window (symptom_window_s)
-            # after the stall, and its last stall may come up to resolve_after_s after the cause
-            # (a buffer refilling): that outlasts the cause by seconds, not for good
-            del explained[k]
+        if explained:
+            self._forget_explained(explained, evidence, since, now)
         events: list[IncidentEvent] = []
         seen: set[TrackKey] = set()
         found = {(f.stage, f.component, str(f.fault)) for f in findings}
@@ -352,6 +347,23 @@ class Localizer:
         unmeasured = {_ev_key(e) for e in evidence if e.state is State.UNKNOWN and e.fault is not None}
         events += self._resolve_gone(stream, tracks, seen, unmeasured, now)
         return events
+
+    def _forget_explained(self, explained: dict[tuple[str, str, str | None, str], tuple[float, float]],
+                          evidence: list[Evidence], since: dict[Any, float], now: float) -> None:
+        """Drop the viewer symptoms no incident explains any more: those that ended or began anew
+        (another onset), and those whose latest occurrence began more than ``resolve_after_s``
+        after an incident last explained them (a buffer running dry after its cause is its
+        effect; a stall that begins later is not). A stall going on when its cause ended stays
+        its effect until it ends, however long the player takes to recover, and the player
+        reports it for its stall window after. Evidence that does not say when its latest
+        occurrence began stays explained ``resolve_after_s + symptom_window_s`` after the last
+        explanation."""
+        latest = {_ev_key(e): e.latest_onset for e in evidence if e.latest_onset is not None and is_bad(e)}
+        after = self.settings.resolve_after_s
+        linger = after + self.settings.symptom_window_s
+        for k in [k for k, (onset, at) in explained.items()
+                  if since.get(k) != onset or (latest[k] > at + after if k in latest else now - at > linger)]:
+            del explained[k]
 
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
                     ) -> IncidentEvent | None:

@@ -99,7 +99,8 @@ class Evidence:
     programs: ``http_status`` (the HTTP status code that made the fault, an int),
     ``media_sequence`` (the media sequence number concerned), ``url_role`` (what was
     fetched: master or media playlist, segment, init section, or the endpoint itself),
-    ``onset`` (when the condition began, if the probe knows).
+    ``onset`` (when the condition began, if the probe knows), ``latest_onset`` (when its latest
+occurrence began).
     """
 
     stage: str
@@ -116,6 +117,11 @@ class Evidence:
     """Epoch seconds the condition began when the probe knows it better than the localizer's
     first sighting of the evidence (a viewer's stall episode: its first stall), so a blip in
     the evidence — a probe attempt that timed out — does not date it anew."""
+    latest_onset: float | None = None
+    """Epoch seconds the latest occurrence of the condition began, when the probe reports the
+    condition after it and knows (a stall episode: when its last stall began). A stall that
+    began while its cause was present and ends after the cause is gone is that cause's
+    effect however long the player takes to recover (agent.localize: ``_explained``)."""
 
     def __post_init__(self) -> None:
         if self.fault is not None and type(self.fault) is not Fault:

@@ -154,6 +154,7 @@ class _Session:
     counted_stall_s: float = 0.0
     last_stall_at: float | None = None
     episode_at: float | None = None  # epoch seconds of the first stall of the current episode
+    stall_began: float | None = None  # epoch seconds the latest stall began
     stall_on: str | None = None  # the rendition the last stall waited for
     failed_at: float | None = None
     failed_on: str | None = None  # the rendition whose playlist or segment made the viewer give up
@@ -470,8 +471,10 @@ class _Attempt:
         samples.append(Sample("signalpath_playback_stall_seconds_total", labels,
                               max(0.0, f.stall_s - s.counted_stall_s), "inc"))
         if f.stall_count > s.counted_stalls or f.current_stall_s >= cfg.player.stall_report_s:
+            # when the latest stall began (ongoing, or begun and ended since the last report)
+            s.stall_began = self.ctx.wall() - (f.last_stall_ago_s or 0.0)
             if s.last_stall_at is None or now - s.last_stall_at > cfg.stall_window_s:
-                s.episode_at = self.ctx.wall()  # a new episode: stalls within one window are one
+                s.episode_at = s.stall_began  # a new episode: stalls within one window are one
             s.last_stall_at = now
             if f.waiting_for is not None or s.stall_on is None:  # an ended stall keeps the track it waited for
                 s.stall_on = s.tracks[-1].name if f.waiting_for == "audio" else name
@@ -498,7 +501,8 @@ class _Attempt:
             waits = f" waiting for its audio ({on})" if on != name else ""
             ev = Evidence(self.t.stage, comp, State.DEGRADED, Fault.STALLS,
                           f"the {name} viewer {what}{waits}: {f.stall_count} stall(s), {f.stall_s:.1f} s in all, "
-                          f"rebuffer ratio {f.rebuffer_ratio:.1%}", on, figures, onset=s.episode_at)
+                          f"rebuffer ratio {f.rebuffer_ratio:.1%}", on, figures, onset=s.episode_at,
+                          latest_onset=s.stall_began)
         elif f.state is PlayerState.STARTING:
             # nothing measured yet (a new viewer, or one replacing a viewer that gave up during an
             # outage): unknown with its reason, never "ok"

@@ -1209,6 +1209,36 @@ def test_a_stall_episode_begun_before_its_cause_stays_its_report_window_after_it
     assert ("opened", "playback", "stalls") in got
 
 
+def test_a_stall_going_on_when_its_cause_ends_is_its_effect_however_long_the_player_takes():
+    """edge_throttle in the chronic benchmark, right after edge_slow_first_byte: the viewers'
+    stall episode began in the first fault; they stall through the throttle, and the last stall
+    ends 12 s after the edge's evidence is gone (a player recovering: retry back-off, a refill),
+    then is reported for the 20-s stall window. That stall began while the throttle was there
+    (``Evidence.latest_onset``): the throttle's effect, never a playback incident of its own.
+    A stall that begins more than ``resolve_after_s`` after the cause last explained it is not."""
+    def run(recovered_after: int, stall_again_at: int | None) -> list[tuple[str, str, str]]:
+        clock = FakeClock()
+        loc = Localizer(LocalizerSettings(resolve_after_s=10), clock=clock)
+        episode = clock.t - 5  # begun in the previous fault
+        slow = ev("cdn", "edge-b", DEG, "slow_segment", "360p", "segment at 20 kB/s")
+        began = clock.t + 8  # the stall that the throttle made
+
+        def stall(latest: float) -> Evidence:
+            return Evidence("playback", "edge-b", DEG, Fault.STALLS, "the 360p viewer stalled", "360p",
+                            onset=episode, latest_onset=latest)
+        cycles = [hls(slow)] * 8 + [hls(slow, stall(began))] * 12 + [hls(stall(began))] * (recovered_after + 20)
+        if stall_again_at is not None:  # a new stall long after, inside the same report window
+            cycles[20 + stall_again_at:] = [hls(stall(clock.t + 21 + stall_again_at))] * (len(cycles) - 20
+                                                                                          - stall_again_at)
+        cycles += [hls()] * 30
+        return [(e.kind, e.incident.stage, e.incident.fault) for e in _run(loc, clock, cycles)]
+
+    assert run(12, None) == [("opened", "cdn", "slow_segment"), ("resolved", "cdn", "slow_segment")]
+    assert run(25, None) == [("opened", "cdn", "slow_segment"), ("resolved", "cdn", "slow_segment")]
+    got = run(12, 15)  # a stall that began 15 s after the edge recovered: not the throttle's
+    assert ("opened", "playback", "stalls") in got and ("opened", "cdn", "slow_segment") in got
+
+
 def test_the_symptom_window_follows_the_players_stall_window_unless_set():
     from agent.app import localizer_settings
     from agent.config import parse_config

@@ -88,6 +88,9 @@ async def test_slow_segments_stall_the_viewer(live):
     stalls = sum(s.value for r in results for s in r.samples if s.name == "signalpath_playback_stalls_total")
     assert stalls >= 1
     assert ev[0].figures["rebuffer_ratio"] > 0
+    # the episode and its latest stall are dated when the stall began, before it was reported
+    assert ev[0].onset is not None and ev[0].latest_onset is not None
+    assert ev[0].onset <= ev[0].latest_onset < time.time() - PlaybackSettings().player.stall_report_s
 
 
 async def test_missing_segments_make_playback_fail(live):

@@ -83,15 +83,16 @@ def test_ongoing_stall_is_reported_after_hls_js_1250_ms():
     clock.at(2.5 + 1.0)
     f = player.figures()
     assert f.state is PlayerState.STALLED and f.current_stall_s == pytest.approx(1.0)
-    assert f.stall_count == 0 and f.stall_s == 0.0
+    assert f.stall_count == 0 and f.stall_s == 0.0 and f.last_stall_ago_s is None  # a dry spell, not a stall yet
     clock.at(2.5 + 1.3)
     f = player.figures()
-    assert f.stall_count == 1 and f.stall_s == pytest.approx(1.3)
+    assert f.stall_count == 1 and f.stall_s == pytest.approx(1.3) and f.last_stall_ago_s == pytest.approx(1.3)
     assert f.rebuffer_ratio == pytest.approx(1.3 / (2.0 + 1.3))
     player.segment_downloaded(2.0)  # resumes: the stall closes at 1.3 s
     clock.at(2.5 + 1.3 + 1.0)
     f = player.figures()
     assert f.state is PlayerState.PLAYING and f.stall_count == 1 and f.stall_s == pytest.approx(1.3)
+    assert f.last_stall_ago_s == pytest.approx(2.3)  # the stall that ended began at 2.5
 
 
 def test_resume_threshold_is_configurable():

@@ -114,6 +114,7 @@ class PlaybackFigures:
     gaps_skipped: int = 0  # EXT-X-GAP segments jumped over, as hls.js does (not loaded, no stall)
     waiting_for: str | None = None  # while stalled or starting: "audio" (demuxed audio dry, video buffered) or "video"
     audio_buffer_s: float | None = None  # demuxed audio buffered; None when the audio is muxed into the video
+    last_stall_ago_s: float | None = None  # seconds since the latest reported stall (ongoing or ended) began
 
     @property
     def stalled_now(self) -> bool:
@@ -174,6 +175,7 @@ class PlayerModel:
         self._stall_s = 0.0
         self._micro_s = 0.0
         self._dry_since: float | None = None
+        self._last_stall: float | None = None  # when the latest reported stall that ended began
         self._bits = 0.0
         self._segments = 0
         self._failure: PlaybackFailure | None = None
@@ -259,11 +261,13 @@ class PlayerModel:
         self._advance()
         current = 0.0
         stall_s, stalls = self._stall_s, self._stalls
+        ago = None if self._last_stall is None else self._now - self._last_stall
         if self._state is PlayerState.STALLED and self._dry_since is not None:
             current = self._now - self._dry_since
             if current >= self.config.stall_report_s:
                 stall_s += current
                 stalls += 1
+                ago = current
         total = self._watched + stall_s
         waiting = None
         if self._state in (PlayerState.STALLED, PlayerState.STARTING):
@@ -285,6 +289,7 @@ class PlayerModel:
             gaps_skipped=self._gaps,
             waiting_for=waiting,
             audio_buffer_s=None if self._audio_s is None else max(0.0, self._audio_s),
+            last_stall_ago_s=ago,
         )
 
     # --- internals ----------------------------------------------------------
@@ -357,6 +362,7 @@ class PlayerModel:
         spell = now - self._dry_since
         if spell >= self.config.stall_report_s:
             self._stalls += 1
+            self._last_stall = self._dry_since
             self._stall_s += spell
         else:
             self._micro_s += spell
