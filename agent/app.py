@@ -39,6 +39,7 @@ from agent.metrics import MetricStore, SignalpathCollector
 from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.schedule import Schedule, broadcast_json
 from agent.schedule_book import ScheduleBook
+from agent.selfwatch import SelfReport
 from agent.status import StatusBoard
 from agent.thumbnails import ThumbnailBook
 from agent.tracing import TraceSink, make_provider
@@ -69,10 +70,17 @@ class MetricsSink:
                                      1.0 if c.state is State.OK else 0.0))
         self.store.replace(f"health/{stream}", health)
 
+    def on_self(self, report: SelfReport) -> None:
+        self.store.replace("agent/self", report.samples)
+
 
 class StatusSink:
     def __init__(self, board: StatusBoard) -> None:
         self.board = board
+        self.agent: SelfReport | None = None  # the agent's latest look at itself (``agent`` in the status)
+
+    def on_self(self, report: SelfReport) -> None:
+        self.agent = report
 
     def on_cycle(self, cycle: Cycle) -> None:
         for a in cycle.attempts:
@@ -161,7 +169,8 @@ class Agent:
             write_users=bool(config.agent.web.basic_auth.write))
         self.thumbnails = ThumbnailBook(wall)
         self.history = HistoryRecorder(config.history, config.incidents.path, self.board, wall=wall)
-        sinks: list[Any] = [StatusSink(self.board), MetricsSink(self.store, self.board), self.incidents,
+        self.status_sink = StatusSink(self.board)
+        sinks: list[Any] = [self.status_sink, MetricsSink(self.store, self.board), self.incidents,
                             self.thumbnails, self.history]
         if self.trace_sink:
             sinks.append(self.trace_sink)
@@ -203,6 +212,8 @@ class Agent:
         # the page links the last broadcast's report (agent/report_cli.py)
         body["last_broadcast"] = None if last is None else {
             **broadcast_json(last), "report": "/report?broadcast=" + urllib.parse.quote(last.name)}
+        # the agent itself (agent/selfwatch.py): null until its first look, a second after start
+        body["agent"] = None if self.status_sink.agent is None else self.status_sink.agent.as_json()
         return body
 
     async def __aenter__(self) -> Agent:

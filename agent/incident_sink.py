@@ -33,9 +33,10 @@ from agent.localize import Incident, IncidentEvent, Localizer
 from agent.metrics import MetricStore
 from agent.runner import Cycle, Job
 from agent.schedule import Schedule, on_air_evidence
+from agent.selfwatch import AGENT_COMPONENT, AGENT_STREAM, SelfReport
 from agent.status import StatusBoard
 from probes.base import Evidence, State
-from probes.faults import Fault
+from probes.faults import AGENT_STAGE, Fault
 
 log = logging.getLogger("signalpath.incidents")
 
@@ -58,8 +59,8 @@ def alertable(events: list[IncidentEvent]) -> list[IncidentEvent]:
 
 def config_places(jobs: list[Job]) -> Places:
     """Every place the config names: each probe target's, the origin, the CDN as a whole
-    when the stream has an edge."""
-    out: Places = {}
+    when the stream has an edge; and the agent itself (agent/selfwatch.py)."""
+    out: Places = {AGENT_STREAM: {(AGENT_STAGE, AGENT_COMPONENT)}}
     for job in jobs:
         places = out.setdefault(job.stream, {("origin", "origin")})
         for t in job.targets:
@@ -128,7 +129,7 @@ class IncidentSink:
         gone = self._retire()  # left open by an earlier run whose config named its place
         await self.store.apply_all(gone)
         self._log(gone)
-        for stream in {i.stream for i in self.localizer.open_incidents()}:
+        for stream in {i.stream for i in self.localizer.open_incidents()} - {AGENT_STREAM}:
             self._show_roots(stream)
         self.dispatcher.on_delivered(self._delivered)
         await self.dispatcher.start()
@@ -182,7 +183,7 @@ class IncidentSink:
                 self._waiting.setdefault(stream, set()).update(new)
                 self._first_cycle.pop(stream, None)
             self._expected[stream] = set(targets)
-        for stream in {e.incident.stream for e in events} - gone_streams:
+        for stream in {e.incident.stream for e in events} - gone_streams - {AGENT_STREAM}:
             self._show_roots(stream)
         self._publish_gauge()
         self._log(events)
@@ -260,6 +261,14 @@ class IncidentSink:
         events = self.localizer.observe(stream, evidence, ladder=ladder)
         events += self.localizer.maintenance_over(stream)
         self._show_roots(stream)  # every beat: an incident begins or ends resolving without an event
+        self._emit(stream, events)
+
+    def on_self(self, report: SelfReport) -> None:
+        """The agent's own evidence (agent/selfwatch.py), every second: its incidents are those of
+        the stream :data:`~agent.selfwatch.AGENT_STREAM`, never shown on a stream's board."""
+        self._emit(AGENT_STREAM, self.localizer.observe(AGENT_STREAM, report.evidence))
+
+    def _emit(self, stream: str, events: list[IncidentEvent]) -> None:
         if not events:
             return
         for seconds in time_to_localize_observations(events):

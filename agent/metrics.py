@@ -40,6 +40,13 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_probe_failures_total": MetricDef("counter", "Failed probe attempts by reason.",
                                                  _T + ("probe", "reason")),
     "signalpath_stage_healthy": MetricDef("gauge", "1 if the stage/component is ok, 0 if degraded or down.", _T),
+    # the agent itself (agent/selfwatch.py)
+    "signalpath_agent_loop_lag_seconds": MetricDef("gauge", "Longest lateness of the agent's own event loop "
+                                                   "(a 50-ms timer's wake-up) in the last 10-20 s.", ()),
+    "signalpath_probe_schedule_lag_seconds": MetricDef("gauge", "Longest lateness of a probe job's tick against its "
+                                                       "schedule in the last 10-20 s.", ("probe",)),
+    "signalpath_agent_shed_level": MetricDef("gauge", "Optional work the agent sheds because it is behind: 0 none, "
+                                             "1 latency fast polls, 2 and media analysis, 3 and virtual players.", ()),
     # HLS
     "signalpath_playlist_age_seconds": MetricDef("gauge", "Seconds since the rendition's media sequence last "
                                                  "advanced.", _TR),

@@ -25,14 +25,13 @@ Every task is owned: :meth:`Runner.stop` cancels and awaits all of them.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.selfwatch import SHED_DETAIL, SelfReport, SelfWatch, shed_evidence, unmeasured
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.faults import Fault
 
@@ -75,45 +74,11 @@ class CycleSink(Protocol):
     def on_cycle(self, cycle: Cycle) -> None: ...
 
 
+SELF_PERIOD_S = 1.0  # how often the agent looks at itself (agent/selfwatch.py)
+
+
 def target_key(t: ProbeTarget) -> str:
     return f"{t.probe}/{t.stream}/{t.stage}/{t.component}"
-
-
-class LoopWatch:
-    """The agent's own event-loop stalls: a task that sleeps ``PERIOD_S`` and notes every
-    wake-up later than ``STALL_S`` past its due time (the loop could not run: CPU starved, a
-    blocking call). Keeps the last ``KEEP`` stalls; :meth:`longest` answers
-    :attr:`probes.base.ProbeContext.agent_stall`."""
-
-    PERIOD_S = 0.05
-    STALL_S = 0.05  # shorter delays are ordinary scheduling
-    KEEP = 256
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=self.KEEP)
-        self._stalled_s = 0.0  # every stall's overrun, in all
-        self._due = math.inf  # when the watch should wake next
-
-    async def run(self) -> None:
-        while True:
-            due = self._due = self.clock() + self.PERIOD_S
-            await asyncio.sleep(self.PERIOD_S)
-            now = self.clock()
-            self._due = math.inf
-            if now - due > self.STALL_S:
-                self.stalls.append((due, now))
-                self._stalled_s += now - due
-
-    def stalled_s(self) -> float:
-        """Seconds the loop could not run since the watch started, the stall going on now
-        included (the watch is past due): :attr:`probes.base.ProbeContext.agent_stalled_s`."""
-        late = self.clock() - self._due
-        return self._stalled_s + (late if late > self.STALL_S else 0.0)
-
-    def longest(self, t0: float, t1: float) -> float:
-        """Seconds of the longest stall overlapping [t0, t1]."""
-        return max((min(b, t1) - max(a, t0) for a, b in self.stalls if a < t1 and b > t0), default=0.0)
 
 
 class Runner:
@@ -134,7 +99,9 @@ class Runner:
         self._published: dict[str, int] = {}  # target key -> start order of its newest published attempt
         self._started = 0
         self._stopping = False
-        self.loop_watch = LoopWatch(clock)
+        self.selfwatch = SelfWatch(clock, wall)
+        self.loop_watch = self.selfwatch.loop
+        self._shed_jobs: set[int] = set()  # ids of the jobs shed now (agent/selfwatch.py)
 
     def context(self, t: ProbeTarget) -> ProbeContext:
         key = target_key(t)
@@ -142,7 +109,8 @@ class Runner:
         if ctx is None:
             ctx = self._ctx[key] = ProbeContext(state={}, http=self.http, site=self.site, clock=self.clock,
                                                 wall=self.wall, agent_stall=self.loop_watch.longest,
-                                                agent_stalled_s=self.loop_watch.stalled_s)
+                                                agent_stalled_s=self.loop_watch.stalled_s,
+                                                shed_level=lambda: self.selfwatch.level)
         return ctx
 
     def adopt(self, old: Runner) -> None:
@@ -155,7 +123,10 @@ class Runner:
                 ctx = old._ctx.get(key)
                 if ctx is not None and mine.get(key) == t:
                     ctx.agent_stall = self.loop_watch.longest
+                    ctx.agent_stalled_s = self.loop_watch.stalled_s
+                    ctx.shed_level = lambda: self.selfwatch.level
                     self._ctx[key] = ctx
+        self.selfwatch.level = old.selfwatch.level  # the load is the same agent's
 
     async def __aenter__(self) -> Runner:
         await self.start()
@@ -166,6 +137,7 @@ class Runner:
 
     async def start(self) -> None:
         self._spawn(self.loop_watch.run(), "loop watch")
+        self._spawn(self._watch_self(), "self watch")
         n = len(self.jobs)
         for i, job in enumerate(self.jobs):
             # spread the jobs' first ticks over one interval: no thundering herd of polls each second
@@ -188,12 +160,51 @@ class Runner:
             for t in pending:
                 log.warning("task %s did not stop within %.1f s", t.get_name(), timeout)
 
+    async def _watch_self(self) -> None:
+        """Every :data:`SELF_PERIOD_S`: the agent's own figures and evidence to the sinks that
+        take them (``on_self``: metrics, incidents, status)."""
+        while True:
+            await asyncio.sleep(SELF_PERIOD_S)
+            report = self.selfwatch.tick()
+            for sink in self.sinks:
+                on_self: Callable[[SelfReport], None] | None = getattr(sink, "on_self", None)
+                if on_self is None:
+                    continue
+                try:
+                    on_self(report)
+                except Exception:
+                    log.exception("sink %s failed", type(sink).__name__)
+
+    def _is_shed(self, job: Job) -> bool:
+        """Is ``job`` shed now (agent/selfwatch.py)? Its targets are published UNKNOWN once when it
+        stops; when it comes back its probes start afresh (their state is from before the gap)."""
+        shed = self.selfwatch.sheds(job.probe)
+        if shed and id(job) not in self._shed_jobs:
+            self._shed_jobs.add(id(job))
+            now = self.wall()
+            latest = self._latest.get((job.probe, job.stream), {})
+            self._publish(job, [(self._next_order(), Attempt(t, ProbeResult(
+                failure=Failure.AGENT_BEHIND, detail=SHED_DETAIL,
+                evidence=shed_evidence(t.stage, t.component, latest[t.component].evidence
+                                       if t.component in latest else [])), now, 0.0))
+                                for t in job.targets], now, late=False)
+        elif not shed and id(job) in self._shed_jobs:
+            self._shed_jobs.discard(id(job))
+            for t in job.targets:
+                self.context(t).state.clear()
+        return shed
+
+    def _next_order(self) -> int:
+        self._started += 1
+        return self._started
+
     async def _loop(self, job: Job, offset: float = 0.0) -> None:
         if offset:
             await asyncio.sleep(offset)
         next_at = self.clock()
         while True:
-            idle = [t for t in job.targets if target_key(t) not in self._busy]
+            self.selfwatch.note_tick(job.probe, self.clock() - next_at)
+            idle = [] if self._is_shed(job) else [t for t in job.targets if target_key(t) not in self._busy]
             if idle:
                 for t in idle:
                     self._busy.add(target_key(t))
@@ -221,8 +232,7 @@ class Runner:
                 self._busy.discard(target_key(t))
 
     async def _attempt_then_free(self, fn: ProbeFn, t: ProbeTarget) -> tuple[int, Attempt]:
-        self._started += 1
-        n = self._started  # the order attempts started in (a wall clock may step back)
+        n = self._next_order()  # the order attempts started in (a wall clock may step back)
         try:
             return n, await self.attempt(fn, t)
         finally:
@@ -262,6 +272,7 @@ class Runner:
         ctx = self.context(t)
         start_wall = self.wall()
         t0 = time.perf_counter()
+        lost0 = self.loop_watch.lost_s()
         ctx.deadline = self.clock() + t.timeout
         try:
             async with asyncio.timeout(t.timeout):
@@ -276,7 +287,15 @@ class Runner:
                       t.component, exc.__class__.__name__, exc_info=log.isEnabledFor(logging.DEBUG))
             result = ProbeResult(failure=Failure.PROBE_ERROR, detail=f"internal error: {exc.__class__.__name__}")
             result.evidence = _down(t, None, f"{t.component}: the {t.probe} probe failed internally", State.UNKNOWN)
-        return Attempt(t, result, start_wall, time.perf_counter() - t0)
+        duration = time.perf_counter() - t0
+        # the agent's own lateness is not the target's: timings of an attempt the loop was late
+        # for are not evidence (agent/selfwatch.py)
+        judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind())
+        if judged is not None and judged != result.evidence:
+            result.evidence = judged
+            if result.failure is Failure.TIMEOUT:
+                result.failure = Failure.AGENT_BEHIND
+        return Attempt(t, result, start_wall, duration)
 
 
 def _down(t: ProbeTarget, fault: Fault | None, detail: str, state: State = State.DOWN) -> list[Evidence]:

@@ -46,6 +46,7 @@ class Failure(enum.StrEnum):
     MEDIA_ERROR = "media_error"
     UNAVAILABLE = "unavailable"
     PROBE_ERROR = "probe_error"
+    AGENT_BEHIND = "agent_behind"  # not the target's: the agent itself was behind (agent/selfwatch.py)
 
 
 #: The one wording of ``Failure.DNS_ERROR`` wherever a person reads it (probe details, preflight,
@@ -200,13 +201,16 @@ class ProbeContext:
     """``agent_stall(t0, t1)``: seconds, the longest stretch between ``t0`` and ``t1`` (on
     ``clock``'s scale) during which the agent's own event loop could not run (the agent's
     CPU starved, a blocking call). A probe that times media by arrival (WHEP freezes) does
-    not blame the stream for such a stretch. The runner supplies it (agent/runner.py
+    not blame the stream for such a stretch. The runner supplies it (agent/selfwatch.py
     ``LoopWatch``); 0 outside the runner."""
     agent_stalled_s: Callable[[], float] = field(default=lambda: 0.0)
     """Seconds, in all, that the agent's own event loop could not run since the runner
     started (same source as ``agent_stall``): a virtual viewer's play-out clock leaves them
     out (probes/playback.py), as a real player's does not run while its own host is frozen.
     0 outside the runner."""
+    shed_level: Callable[[], int] = field(default=lambda: 0)
+    """How much optional work the agent sheds now because it is behind (agent/selfwatch.py
+    ``SHED_ORDER``): at 1 or more the latency probe polls without its fast polls. 0 outside the runner."""
     deadline: float = math.inf
     """When the runner cancels this attempt: absolute, on ``clock``'s scale. The runner sets it
     before each call (``clock() + target.timeout``); the time a probe has is ``deadline -

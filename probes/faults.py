@@ -24,8 +24,11 @@ so a fault outside this catalog cannot be constructed. For each fault the catalo
 - ``own``: the probed component's own connection failed — never a symptom of anything
   upstream (an origin cannot make an edge refuse connections);
 - ``placed``: a fact the agent itself states at a fixed place (a broadcast's stream not live at
-  its start, a cluster of viewer complaints): a finding of its own there, never inferred to
+  its start, a cluster of viewer complaints, the agent behind): a finding of its own there, never inferred to
   another place nor folded into another cause;
+- ``timed``: measured against the agent's own clock (a wait, a rate, a stall): an agent whose
+  event loop could not run during the measurement can make it itself, so it is not evidence
+  against the target then (agent/selfwatch.py);
 - ``reserved``: in the vocabulary but reported by no probe yet (a test holds every
   other entry reachable from probe code).
 
@@ -48,7 +51,11 @@ SEVERITY_RANK: Mapping[str, int] = {"P1": 1, "P2": 2, "P3": 3}
 
 STAGES = ("studio", "ingest", "transcode", "origin", "cdn", "playback")
 """The signal path, upstream first (DESIGN.md "Vocabulary")."""
-STAGE_RANK: Mapping[str, int] = {s: i for i, s in enumerate(STAGES)}
+AGENT_STAGE = "agent"
+"""Not on the signal path: the monitoring agent itself (its own findings, ``overloaded``: it is
+behind and its measurements are late). Ranked after every stage: nothing upstream explains it,
+and it explains nothing."""
+STAGE_RANK: Mapping[str, int] = {s: i for i, s in enumerate((*STAGES, AGENT_STAGE))}
 
 WHOLE_TRANSCODER = frozenset({"transcoder", "transcode"})
 """Components at stage ``transcode`` that stand for the whole transcoder (every rendition);
@@ -133,6 +140,8 @@ class Fault(enum.StrEnum):
     NIC_ERRORS = "nic_errors"
     CLOCK_OFFSET = "clock_offset"
     CHECK_FAILED = "check_failed"
+    # the agent itself
+    OVERLOADED = "overloaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +162,7 @@ class FaultSpec:
     stage_runbooks: Mapping[str, str] = field(default_factory=dict)
     leaves: frozenset[Fault] = frozenset()
     awaits: frozenset[Fault] = frozenset()
+    timed: bool = False
 
     def phrase_at(self, stage: str) -> str:
         return self.stage_phrases.get(stage, self.phrase)
@@ -190,7 +200,7 @@ class FaultCatalog(Mapping[str, FaultSpec]):
                 raise CatalogError(f"fault {spec.fault!s} is defined twice")
             if spec.severity not in SEVERITY_RANK or not isinstance(spec.cls, FaultClass):
                 raise CatalogError(f"fault {spec.fault!s}: severity {spec.severity!r} / class {spec.cls!r} unknown")
-            bad = spec.stages - set(STAGES)
+            bad = spec.stages - set(STAGE_RANK)
             if bad:
                 raise CatalogError(f"fault {spec.fault!s}: unknown stage(s) {sorted(bad)}")
             table[spec.fault] = spec
@@ -252,10 +262,10 @@ def _s(fault: Fault, cls: FaultClass, severity: Severity, phrase: str, runbook: 
        stages: frozenset[str] = _ALL, explains: Iterable[Fault] = (), own: bool = False,
        reserved: bool = False, stage_phrases: Mapping[str, str] | None = None,
        stage_runbooks: Mapping[str, str] | None = None, leaves: Iterable[Fault] = (),
-       awaits: Iterable[Fault] = (), placed: bool = False) -> FaultSpec:
+       awaits: Iterable[Fault] = (), placed: bool = False, timed: bool = False) -> FaultSpec:
     return FaultSpec(fault, cls, severity, phrase, runbook, frozenset(stages), frozenset(explains), own,
                      reserved, placed, dict(stage_phrases or {}), dict(stage_runbooks or {}), frozenset(leaves),
-                     frozenset(awaits))
+                     frozenset(awaits), timed)
 
 
 _FAILOVER_EDGE = "Fail viewers over to a healthy edge; "
@@ -269,7 +279,7 @@ CATALOG = FaultCatalog([
            "origin": "Restart or fail over the origin server; check its host is up and listening.",
            "ingest": "The ingest server does not answer: restart it or point the encoder at the backup ingest."}),
     _s(F.TIMEOUT, C.SERVER, "P1", "answers too slowly to finish within the probe deadline",
-       own=True, explains=_SERVER_DOWNSTREAM,
+       own=True, explains=_SERVER_DOWNSTREAM, timed=True,
        stage_runbooks={
            "origin": "The origin answers too slowly: check its load and disk; fail over to the standby origin.",
            "cdn": _FAILOVER_EDGE + "open a CDN ticket for {component} (responses too slow)."}),
@@ -434,18 +444,18 @@ CATALOG = FaultCatalog([
        stages=_STUDIO, explains=_SLOW_FLOW),
     _s(F.SLOW_SEGMENT, C.PERFORMANCE, "P2", "delivers segments slower than real time{of}",
        "Segments arrive slower than real time: check the server's load and its upstream.",
-       stages=_PLAYLIST, explains=_VIEWER_SLOW,
+       stages=_PLAYLIST, explains=_VIEWER_SLOW, timed=True,
        stage_runbooks={"cdn": "Move viewers off {component} if stalls rise; open a CDN ticket: segments arrive "
                               "slower than real time."}),
     _s(F.STALLS, C.PERFORMANCE, "P2", "players stall{of}",
        "Players via {component} stall: compare segment download speed per edge; move viewers to the fastest "
-       "edge.", stages=frozenset({"playback"})),
+       "edge.", stages=frozenset({"playback"}), timed=True),
     _s(F.PLAYBACK_FAILED, C.PERFORMANCE, "P1", "players cannot play{of}",
        "Viewers via {component} cannot play: check the edge's playlists and segments; move viewers to a "
        "healthy edge.", stages=frozenset({"playback"})),
     _s(F.LATENCY_HIGH, C.PERFORMANCE, "P3", "is far behind live{of}",
        "Viewers are far behind live: check the player hold-back and the encoder's buffer.",
-       explains={F.STALLS, F.LATENCY_HIGH},
+       explains={F.STALLS, F.LATENCY_HIGH}, timed=True,
        stage_runbooks={
            "cdn": "Viewers on {component} are further behind live than usual: check the edge's playlist cache "
                   "TTL and its origin shield; move viewers to a faster edge if it persists.",
@@ -461,11 +471,11 @@ CATALOG = FaultCatalog([
                                  "use wired uplink."}),
     _s(F.RTT_HIGH, C.PERFORMANCE, "P3", "has a high round-trip time{of}",
        "The round-trip time is high: check the route to the server; prefer a closer ingest/edge.",
-       stages=frozenset({"ingest", "playback", "studio"}),
+       stages=frozenset({"ingest", "playback", "studio"}), timed=True,
        stage_phrases={"studio": "has a slow path to the ingest"}),
     _s(F.JITTER_HIGH, C.PERFORMANCE, "P3", "has high jitter{of}",
        "Packets arrive unevenly: check the network path for congestion or Wi-Fi.",
-       stages=frozenset({"ingest", "playback", "studio"}),
+       stages=frozenset({"ingest", "playback", "studio"}), timed=True,
        stage_phrases={"studio": "has an unsteady path to the ingest"}),
     _s(F.VIDEO_FREEZES, C.PERFORMANCE, "P2", "video freezes{of}",
        "WebRTC viewers see freezes: check the WHEP server load and its upstream feed.",
@@ -501,6 +511,13 @@ CATALOG = FaultCatalog([
        "Sync the encoder host's clock (enable chrony/NTP).", stages=_STUDIO),
     _s(F.CHECK_FAILED, C.RESOURCE, "P3", "fails a check",
        "Check {stage} {component}: the evidence says which check failed.", stages=_STUDIO),
+    # -- the agent itself ---------------------------------------------------------------
+    _s(F.OVERLOADED, C.RESOURCE, "P3", "is behind: its own measurements are late, so slow answers are "
+       "not counted against the servers",
+       "signalpath itself cannot keep up (its event-loop and schedule lag are in the evidence): give the agent "
+       "more CPU, watch fewer streams per agent (streams[] shards), or turn off optional probes (latency, media, "
+       "playback). Until then timings are not measured and optional probes are shed.",
+       stages=frozenset({AGENT_STAGE}), placed=True),
 ])
 """The one catalog. Every :class:`Fault` has exactly one entry (tests/test_faults.py)."""
 
@@ -511,4 +528,4 @@ def fault_spec(fault: Fault | str) -> FaultSpec:
 
 
 __all__ = ["CATALOG", "CatalogError", "Fault", "FaultCatalog", "FaultClass", "FaultSpec", "SEVERITY_RANK",
-           "STAGES", "STAGE_RANK", "Severity", "fault_spec"]
+           "AGENT_STAGE", "STAGES", "STAGE_RANK", "Severity", "fault_spec"]

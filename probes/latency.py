@@ -32,7 +32,9 @@ polls ~50 ms apart around each expected arrival, and the HLS probe polls once a 
 (``ctx.shared`` is per target, not shared between jobs). One attempt is a watch window of
 ``interval_s - 0.1`` s: polls every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from
 ``fast_lead_s`` before until ``fast_lag_s`` after each endpoint's next segment is due
-(previous arrival + its EXTINF). Polling is measurement, not retrying (STYLE.md 4).
+(previous arrival + its EXTINF). Polling is measurement, not retrying (STYLE.md 4). An
+agent that is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py):
+it then polls every ``poll_s`` and each figure is that much coarser.
 Measured: widening ``fast_lag_s`` to 4 s (fast polling while a due segment is late) made
 the edges' p95 error worse (52 → 188 ms on edge-a under faults), so it stays at 1 s.
 
@@ -366,8 +368,10 @@ class _Attempt:
                 now = self.ctx.clock()
                 if now >= end:
                     break
-                delay = next_poll_delay(time.time(), self.st.tracker.expected(), cfg.poll_s, cfg.fast_poll_s,
-                                        cfg.fast_lead_s, cfg.fast_lag_s)
+                # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
+                delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
+                    time.time(), self.st.tracker.expected(), cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
+                    cfg.fast_lag_s)
                 await asyncio.sleep(max(0.0, min(delay, end - now)))
             if self.tasks:
                 await asyncio.gather(*self.tasks)

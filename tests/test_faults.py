@@ -18,12 +18,12 @@ import pytest
 
 from agent.localize import Localizer, LocalizerSettings
 from probes.base import Evidence, State
-from probes.faults import CATALOG, STAGES, CatalogError, Fault, FaultCatalog, FaultClass, FaultSpec
+from probes.faults import AGENT_STAGE, CATALOG, STAGES, CatalogError, Fault, FaultCatalog, FaultClass, FaultSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTERS = [p for p in sorted((ROOT / "probes").rglob("*.py")) if p.name != "faults.py"] + [
     ROOT / "agent" / "runner.py", ROOT / "agent" / "diagnosis.py", ROOT / "agent" / "complaints.py",
-    ROOT / "agent" / "schedule.py"]
+    ROOT / "agent" / "schedule.py", ROOT / "agent" / "selfwatch.py"]
 
 
 def _fault_members_used() -> set[str]:
@@ -91,7 +91,9 @@ def test_every_fault_has_exactly_one_complete_entry():
     for name, spec in CATALOG.items():
         assert spec.fault == name
         assert spec.phrase and spec.severity in ("P1", "P2", "P3"), name
-        assert spec.stages and spec.stages <= set(STAGES), name
+        # the signal path's stages, or the agent itself (only its own faults, which explain nothing)
+        assert spec.stages and (spec.stages <= set(STAGES) or spec.stages == {AGENT_STAGE}), name
+        assert AGENT_STAGE not in spec.stages or (spec.placed and not spec.explains), name
         assert all(s in spec.stages for s in spec.stage_runbooks), f"{name}: a runbook for a stage it never occurs at"
         assert spec.explains <= set(Fault), name
 

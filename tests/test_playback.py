@@ -161,7 +161,7 @@ async def test_a_viewer_does_not_stall_for_the_agents_own_frozen_loop(live, watc
     runner's loop watch (ProbeContext.agent_stalled_s) the viewer's play-out clock leaves the
     frozen time out and no stall is reported; without it (control) the same freeze drains the
     buffer and reads as a stall."""
-    from agent.runner import LoopWatch
+    from agent.selfwatch import LoopWatch
 
     watch = LoopWatch(time.monotonic)
     task = asyncio.ensure_future(watch.run())

@@ -11,7 +11,7 @@ from attempt import call_probe
 from waiting import wait_for
 
 from agent.lab.webrtc import WebRtcEndpoint
-from agent.runner import LoopWatch
+from agent.selfwatch import LoopWatch
 from probes.base import Failure, ProbeContext, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
