@@ -85,7 +85,9 @@ class LocalizerSettings(StrictModel):
     symptom_window_s: float = Field(
         20.0, ge=0, le=3600, description="how long a viewer symptom is still reported after it happened (the "
         "virtual players report a stall for their stall_window_s, 20 s by default, probes/playback.py): a symptom "
-        "an incident explained stays explained this long plus resolve_after_s after the last explanation")
+        "an incident explained stays explained this long plus resolve_after_s after the last explanation, unless "
+        "it says when its latest occurrence began (a viewer's stall: Evidence.latest_onset), then while that "
+        "began within resolve_after_s of the last explanation")
     at_risk_resolve_after_s: float = Field(
         60.0, ge=0, le=3600, description="the same for a P3 ('at risk') incident: a chronic finding measured per "
         "segment (a bitrate overshoot) dips below its threshold now and then (silent audio, an encoder's first "
