@@ -34,6 +34,7 @@ from pydantic import Field, field_validator
 from agent.complaints import LABELS, Complaint
 from agent.history import STATES, HistoryStep, ViewerSession, split_key
 from agent.localize import Incident, rfc3339
+from agent.selfwatch import AGENT_STREAM
 from probes.base import STAGES, State
 from probes.core.config import StrictModel
 
@@ -258,10 +259,12 @@ def _avail_order(place: str) -> tuple[int, int, str]:
 
 
 def incident_rows(incidents: Iterable[Incident], start: float, end: float, streams: list[str]) -> list[IncidentRow]:
-    """Incidents that overlap ``[start, end)``, oldest first; one still open counts to ``end``."""
+    """Incidents of ``streams`` that overlap ``[start, end)``, oldest first; one still open counts
+    to ``end``. The agent's own (stream ``*``: it was behind, agent/selfwatch.py) are in every
+    report: what it did not measure in that time is part of the broadcast's story."""
     out = []
     for inc in incidents:
-        if inc.stream not in streams or inc.started_at >= end:
+        if (inc.stream not in streams and inc.stream != AGENT_STREAM) or inc.started_at >= end:
             continue
         if inc.resolved_at is not None and inc.resolved_at < start:
             continue

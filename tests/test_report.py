@@ -10,7 +10,7 @@ import pytest
 from agent.complaints import Complaint, ComplaintType
 from agent.history import HistoryStep, ViewerSession, series_key, state_key
 from agent.localize import Incident
-from agent.report import ReportInput, analyse, duration_words
+from agent.report import ReportInput, analyse, duration_words, incident_rows
 from agent.report_html import render
 
 T0 = 1_764_000_000.0  # a whole multiple of 10 s
@@ -95,6 +95,16 @@ def test_figures_match_the_truth_written_down_here():
     assert "1 still open" in r.summary and "3 viewer complaints, 1 explained" in r.summary
     body = r.to_json()
     assert body["funnel"]["attempts"] == 4 and body["incidents"][1]["fault"] == "edge_down"
+
+
+def test_the_agents_own_incidents_are_in_every_report_and_other_streams_are_not():
+    behind = incident("*-1", "agent", "agent", "overloaded", "P3", T0 + 100, 2.0, T0 + 160)
+    behind.stream = "*"  # agent/selfwatch.py AGENT_STREAM: the agent itself was behind
+    other = incident("news-1", "cdn", "edge-a", "stale_playlist", "P1", T0 + 100, 2.0, T0 + 160)
+    other.stream = "news"
+    rows = incident_rows([behind, other, incident("main-1", "cdn", "edge-b", "edge_down", "P1", T0 + 200, 4.5,
+                                                  T0 + 265)], T0, T0 + 600, ["main"])
+    assert [(r.id, r.stream, r.fault) for r in rows] == [("*-1", "*", "overloaded"), ("main-1", "main", "edge_down")]
 
 
 def test_the_html_is_self_contained_and_has_every_section():
