@@ -25,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import lograte, logsafe
+from agent import installed_version, lograte, logsafe
 from agent.alerts import AlertDispatcher
 from agent.complaint_desk import ComplaintDesk
 from agent.config import Config, parse_listen
@@ -40,6 +40,7 @@ from agent.runner import Cycle, Job, Runner, envelope, target_key
 from agent.schedule import Schedule, broadcast_json
 from agent.schedule_book import ScheduleBook
 from agent.selfwatch import SelfReport
+from agent.shard import sharded
 from agent.status import StatusBoard
 from agent.thumbnails import ThumbnailBook
 from agent.tracing import TraceSink, make_provider
@@ -131,6 +132,7 @@ class Agent:
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None, span_exporter: Any = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  extra_sinks: list[Any] | None = None) -> None:
+        config = sharded(config)  # agent.shard: this agent's streams only (agent/shard.py)
         self.config = config
         self.clock, self.wall = clock, wall
         lograte.install()  # a failure repeated every attempt is one line a minute
@@ -139,6 +141,9 @@ class Agent:
         self.store = MetricStore()
         self.board = StatusBoard(wall)
         self.registry.register(SignalpathCollector(self.store, config.agent.site))
+        # which agent this is (a fleet: agent/shard.py); the site label is added to every series
+        self.store.replace("agent/info", [Sample("signalpath_agent_info", {"shard": config.agent.shard or "",
+                                                                           "version": installed_version() or "unknown"}, 1.0)])
         if registry is None:  # the agent's own CPU and memory (process_*), once per registry
             ProcessCollector(registry=self.registry)
         otlp = config.exporters.otlp
@@ -147,7 +152,7 @@ class Agent:
             provider = make_provider(config.agent.site, span_exporter,
                                      otlp_endpoint=otlp.endpoint if otlp else None,
                                      otlp_timeout=otlp.timeout_s if otlp else 5.0,
-                                     otlp_headers=dict(otlp.headers) if otlp else None)
+                                     otlp_headers=dict(otlp.headers) if otlp else None, shard=config.agent.shard)
             self.trace_sink = TraceSink(provider)
         self.jobs = build_jobs(config)
         for job in self.jobs:
@@ -267,7 +272,8 @@ class Agent:
             restart = restart_keys(self.config, config)
             for key in restart:
                 log.warning("config reload: %s changed: needs a restart (still running the previous value)", key)
-            config = self.config.model_copy(update={k: getattr(config, k) for k in RELOADED})
+            # the running agent section (its shard too) with the new streams, this shard's of them
+            config = sharded(self.config.model_copy(update={k: getattr(config, k) for k in RELOADED}))
             self.schedule_book.config = config
             self.apply_schedule()
             jobs = build_jobs(config)

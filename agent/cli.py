@@ -51,12 +51,11 @@ def _add(sub: argparse._SubParsersAction, name: str, help: str, example: str, de
 
 def _version() -> str:
     """The installed distribution's version (pyproject.toml), e.g. ``signalpath 0.1.0``."""
-    from importlib.metadata import PackageNotFoundError, version
+    from agent import installed_version
 
-    try:
-        return f"signalpath {version('signalpath')}"
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "signalpath (not installed: version unknown; make venv installs it)"
+    v = installed_version()
+    # None: run from a checkout that was never installed
+    return f"signalpath {v}" if v else "signalpath (not installed: version unknown; make venv installs it)"
 
 
 NO_STREAMS = ("no stream to watch: add one under streams: with a name and its origin playlist URL "
@@ -91,13 +90,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     args.file = args.file or args.config_file
     try:
-        cfg = load_agent_config(args.file)
+        cfg = _with_shard(load_agent_config(args.file), args.shard)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     edges = sum(len(s.edges) for s in cfg.streams)
     print(f"{args.file}: ok — {len(cfg.streams)} stream(s), {edges} edge(s), listen {cfg.agent.listen}, "
           f"site {cfg.agent.site}")
+    if cfg.agent.shard:
+        from agent.shard import sharded
+
+        mine = [s.name for s in sharded(cfg).streams]
+        print(f"shard {cfg.agent.shard} watches {len(mine)} of {len(cfg.streams)} stream(s): "
+              f"{', '.join(mine) or 'none (more shards than this config needs)'}")
     return EXIT_OK
 
 
@@ -149,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.app import Agent
 
     try:
-        cfg = load_agent_config(args.config)
+        cfg = _with_listen(_with_shard(load_agent_config(args.config), args.shard), args.listen)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -160,12 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def ready(agent: Agent) -> None:
         url = agent.url
-        print(f"signalpath: watching {len(cfg.streams)} stream(s); status {url}/  metrics {url}/metrics",
-              file=sys.stderr, flush=True)
+        shard = f" (shard {cfg.agent.shard} of the config's {len(cfg.streams)})" if cfg.agent.shard else ""
+        print(f"signalpath: watching {len(agent.config.streams)} stream(s){shard}; status {url}/  "
+              f"metrics {url}/metrics", file=sys.stderr, flush=True)
 
     async def reload(agent: Agent) -> None:
         try:
-            new = await asyncio.to_thread(load_agent_config, args.config)
+            new = _with_listen(_with_shard(await asyncio.to_thread(load_agent_config, args.config), args.shard),
+                               args.listen)
         except ConfigError as exc:  # one line, every problem with its key path
             log.error("config reload refused, still running the previous config: %s", "; ".join(str(exc).splitlines()))
             return
@@ -178,6 +185,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print("signalpath: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _with_shard(cfg: Config, shard: str | None) -> Config:
+    """``--shard I/N`` in place of ``agent.shard`` (agent/shard.py)."""
+    if shard is None:
+        return cfg
+    from agent.shard import parse_shard
+
+    try:
+        i, n = parse_shard(shard)
+    except ValueError as exc:
+        raise ConfigError("--shard", [("", str(exc))]) from None
+    return cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"shard": f"{i}/{n}"})})
+
+
+def _with_listen(cfg: Config, listen: str | None) -> Config:
+    """``--listen HOST:PORT`` in place of ``agent.listen`` (several agents of one config on one host)."""
+    if listen is None:
+        return cfg
+    from agent.config import parse_listen
+
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError("--listen", [("", str(exc))]) from None
+    return cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": listen})})
 
 
 def _run_loop(coro) -> None:
@@ -232,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", nargs="?", help="the YAML config file")
     c.add_argument("-c", "--config", dest="config_file", metavar="FILE",
                    help="the same, spelled as 'run' and 'incidents' take it")
+    c.add_argument("--shard", metavar="I/N", help="also list the streams agent I of N would watch (as 'run --shard')")
     c.set_defaults(func=cmd_check_config)
 
     r = _add(sub, "run", "run the agent until Ctrl-C / SIGTERM; SIGHUP re-reads the config",
@@ -248,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
              + CONFIG_EXAMPLE)
     r.add_argument("-c", "--config", required=True, help="the YAML config file")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides agent.log_level")
+    r.add_argument("--shard", metavar="I/N", help="watch shard I of N of the config's streams (overrides "
+                   "agent.shard): run N agents with one config, each stream on exactly one of them; each "
+                   "keeps its incidents in its own file beside incidents.path (NAME.shard-I-of-N.db)")
+    r.add_argument("--listen", metavar="HOST:PORT", help="overrides agent.listen (several shards on one host)")
     r.set_defaults(func=cmd_run)
 
     h = _add(sub, "hash-password", "print a bcrypt hash of a password for agent.web.basic_auth",

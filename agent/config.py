@@ -156,6 +156,13 @@ def parse_listen(v: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _check_shard(v: str) -> str:
+    from agent.shard import parse_shard
+
+    i, n = parse_shard(v)
+    return f"{i}/{n}"
+
+
 def _check_listen(v: str) -> str:
     parse_listen(v)
     return v
@@ -167,9 +174,13 @@ class AgentSettings(StrictModel):
     max_in_flight_per_host: int = Field(8, ge=1, le=256, description="requests in flight per host:port")
     log_level: str = "info"
     web: WebSettings = Field(default_factory=WebSettings)  # agent/webguard.py: TLS, basic auth, Host, timeouts
+    shard: str | None = Field(None, description="'I/N': this agent watches shard I of N of the streams, and "
+                              "keeps its incidents in NAME.shard-I-of-N.db beside incidents.path (agent/shard.py); "
+                              "None: every stream")
 
     _v_listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
     _v_site = field_validator("site")(classmethod(lambda cls, v: _check_name(v)))
+    _v_shard = field_validator("shard")(classmethod(lambda cls, v: v if v is None else _check_shard(v)))
 
 
 class OtlpSettings(StrictModel):

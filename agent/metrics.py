@@ -40,7 +40,9 @@ CATALOG: dict[str, MetricDef] = {
     "signalpath_probe_failures_total": MetricDef("counter", "Failed probe attempts by reason.",
                                                  _T + ("probe", "reason")),
     "signalpath_stage_healthy": MetricDef("gauge", "1 if the stage/component is ok, 0 if degraded or down.", _T),
-    # the agent itself (agent/selfwatch.py)
+    # the agent itself (agent/app.py, agent/shard.py; agent/selfwatch.py)
+    "signalpath_agent_info": MetricDef("gauge", "1 for each running agent: its shard of the streams ('I/N', empty "
+                                       "when it watches them all) and its version.", ("shard", "version")),
     "signalpath_agent_loop_lag_seconds": MetricDef("gauge", "Longest lateness of the agent's own event loop "
                                                    "(a 50-ms timer's wake-up) in the last 10-20 s.", ()),
     "signalpath_probe_schedule_lag_seconds": MetricDef("gauge", "Longest lateness of a probe job's tick against its "

@@ -33,9 +33,17 @@ _INHERITED = ("signalpath.stream", "signalpath.stage", "signalpath.component", "
 
 
 def make_provider(site: str, exporter: SpanExporter | None = None, *, otlp_endpoint: str | None = None,
-                  otlp_timeout: float = 5.0, otlp_headers: dict[str, str] | None = None) -> TracerProvider:
-    """A provider with a batch processor on ``exporter`` (or OTLP/HTTP to ``otlp_endpoint``)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "signalpath", "signalpath.site": site}))
+                  otlp_timeout: float = 5.0, otlp_headers: dict[str, str] | None = None,
+                  shard: str | None = None) -> TracerProvider:
+    """A provider with a batch processor on ``exporter`` (or OTLP/HTTP to ``otlp_endpoint``).
+
+    The resource says which agent made each trace: ``signalpath.site``, ``signalpath.shard``
+    ("I/N", "" when it watches every stream: agent/shard.py) and ``service.instance.id``
+    (``site`` or ``site/shard``: unique per agent of a fleet, OpenTelemetry semantic conventions)."""
+    instance = site if not shard else f"{site}/{shard}"
+    provider = TracerProvider(resource=Resource.create({
+        "service.name": "signalpath", "service.instance.id": instance, "signalpath.site": site,
+        "signalpath.shard": shard or ""}))
     if exporter is None and otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
