@@ -23,6 +23,7 @@ _DEBIAN_PACKAGES: dict[str, str] = {
     "promtool": "prometheus",
     "amtool": "prometheus-alertmanager",
     "chromium": "chromium",
+    "systemd-analyze": "systemd",
 }
 
 
