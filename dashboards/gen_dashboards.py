@@ -312,6 +312,21 @@ def agent() -> dict[str, Any]:
         panel(6, "Which sites report which streams?",
               [(f"count by (site, stream) (signalpath_stage_healthy{{{SEL}}})", "{{site}} {{stream}}")],
               kind="table", y=16, x=12, w=12, instant=True),
+        # the agent watching itself (agent/selfwatch.py): behind, its timings are not evidence
+        panel(7, "Is each agent keeping up (its own event-loop and probe schedule lag)?",
+              [('max by (site, instance) (signalpath_agent_loop_lag_seconds{site=~"$site"})',
+                "{{site}} {{instance}} event loop"),
+               ('max by (site, instance) (signalpath_probe_schedule_lag_seconds{site=~"$site"})',
+                "{{site}} {{instance}} schedule")], unit="s", y=24, w=12,
+              description="Above 0.25 s for long, the agent is behind: it opens agent/agent overloaded, marks "
+                          "its timings not measured and sheds optional probes (shed level)."),
+        panel(8, "Which agents run, with which shard, and what do they shed?",
+              [('max by (site, instance, shard, version) (signalpath_agent_info{site=~"$site"}) * on (instance) '
+                'group_left () max by (instance) (signalpath_agent_shed_level{site=~"$site"})',
+                "{{site}} {{instance}} shard {{shard}}")],
+              kind="table", y=24, x=12, w=12, instant=True,
+              description="One row per agent (README 'Running a fleet'); the value is its shed level: 0 nothing, "
+                          "1 latency fast polls, 2 and media analysis, 3 and virtual players."),
     ])
 
 
