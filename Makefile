@@ -50,10 +50,11 @@ lint: $(TEST_STAMP)
 
 # Two workers (pytest-xdist), a test file to each at a time: most lab tests wait on real-time
 # media, so two share 2 cores well (the suite: ~10 min instead of ~17 serially on 2 cores).
-# PYTEST_WORKERS=0 runs everything in one process.
+# PYTEST_WORKERS=0 runs everything in one process. The 15 slowest tests are listed at the end:
+# the suite must stay under 15 minutes on 2 cores (.ci/run).
 PYTEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -20,7 +20,7 @@ servers were idle: its own event loop was late, so its timings were. It now meas
 
 While behind, and while it still sheds:
 
-1. A timed measurement (catalog ``timed``: a timeout, a slow segment, a stall, latency)
+1. A timed measurement (catalog ``timed``: a timeout, a slow segment, a stall, a viewer giving up, latency)
    made while the agent is behind, or by an attempt during which the loop lost at least
    :data:`ATTEMPT_SHARE` of the attempt's duration (and at least :data:`LAG_FLOOR_S` x 5; the
    onset of a starvation, before the window shows it), is not evidence against its target: the runner

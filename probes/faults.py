@@ -452,7 +452,7 @@ CATALOG = FaultCatalog([
        "edge.", stages=frozenset({"playback"}), timed=True),
     _s(F.PLAYBACK_FAILED, C.PERFORMANCE, "P1", "players cannot play{of}",
        "Viewers via {component} cannot play: check the edge's playlists and segments; move viewers to a "
-       "healthy edge.", stages=frozenset({"playback"})),
+       "healthy edge.", stages=frozenset({"playback"}), timed=True),
     _s(F.LATENCY_HIGH, C.PERFORMANCE, "P3", "is far behind live{of}",
        "Viewers are far behind live: check the player hold-back and the encoder's buffer.",
        explains={F.STALLS, F.LATENCY_HIGH}, timed=True,
@@ -479,7 +479,7 @@ CATALOG = FaultCatalog([
        stage_phrases={"studio": "has an unsteady path to the ingest"}),
     _s(F.VIDEO_FREEZES, C.PERFORMANCE, "P2", "video freezes{of}",
        "WebRTC viewers see freezes: check the WHEP server load and its upstream feed.",
-       stages=frozenset({"playback"})),
+       stages=frozenset({"playback"}), timed=True),
     _s(F.VIEWER_COMPLAINTS, C.PERFORMANCE, "P3", "has viewers complaining of one problem that no probe sees{of}",
        "Viewers via {component} report one problem that no probe explains: compare their region, ISP and "
        "player in the complaints (signalpath complaints); check the edge's logs for them.",

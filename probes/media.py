@@ -210,6 +210,10 @@ class _Attempt:
         if len(new) > cfg.max_backlog:
             rs.analyser = MediaAnalyser(cfg.checks)  # a hole in what we analysed is not a gap in the stream
             new = new[-1:]
+        elif new and rs.last_seq is not None and new[0].seq != rs.last_seq + 1:
+            # segments that left the playlist's window before we read it (a poll later than the
+            # window is long: an agent that was behind): the same hole, not a gap in the stream
+            rs.analyser = MediaAnalyser(cfg.checks)
         if pl.segments and (rs.last_seq is None or pl.last_seq > rs.last_seq):
             rs.advanced_at = now
         for seg in new:

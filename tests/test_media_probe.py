@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 import pytest
+from _require import require_binary
+from aiohttp import web
 
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.core.playlist import Variant, choose_renditions
@@ -76,6 +79,50 @@ async def test_a_backlog_beyond_the_limit_skips_to_the_newest(live):
     assert set(per) == {"360p", "180p"}
     assert all(len(x) == 1 for x in per.values())  # analyser reset, only the newest analysed
     assert all(e.fault != "timestamp_gap" for e in second.evidence)
+
+
+async def test_segments_that_left_the_window_unread_are_a_hole_in_what_we_saw_not_a_gap(tmp_path):
+    """The agent starved of CPU (tests/test_agent_overload.py) read the playlist after its window
+    had slid past segments it never analysed: the next one starts a new timeline, never a
+    timestamp gap of the stream (it opened studio/source timestamp_gap: '100 frames missing').
+    Real 1-s segments with one continuous timeline (ffmpeg's segment muxer); the playlist lists
+    segments 0-2, then 3, then 7."""
+    ffmpeg = require_binary("ffmpeg")
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=48000", "-t", "9", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-g", "25", "-sc_threshold", "0", "-c:a", "aac", "-f", "segment",
+                    "-segment_time", "1", "-segment_format", "mpegts", str(tmp_path / "%d.ts")], check=True, timeout=120)
+    listed = [0, 1, 2]
+
+    async def playlist(_req: web.Request) -> web.Response:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{listed[0]}"]
+        for k in listed:
+            lines += ["#EXTINF:1.000,", f"{k}.ts"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    app = web.Application()
+    app.router.add_get("/live.m3u8", playlist)
+    app.router.add_static("/", tmp_path)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/live.m3u8"
+    try:
+        t = target(url, MediaSettings(max_backlog=30))
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http)
+            first = await probe(t, ctx)
+            assert [s.attributes["signalpath.sequence"] for s in first.spans] == [2]
+            listed[:] = [3]  # read in order: the next segment continues the timeline
+            assert all(e.fault != "timestamp_gap" for e in (await probe(t, ctx)).evidence)
+            listed[:] = [7]  # 4-6 left the window unread
+            second = await probe(t, ctx)
+    finally:
+        await runner.cleanup()
+    assert [s.attributes["signalpath.sequence"] for s in second.spans] == [7]
+    assert "timestamp_gap" not in second.spans[0].attributes.get("signalpath.media.faults", "")
+    assert all(e.fault != "timestamp_gap" for e in second.evidence), second.evidence
 
 
 async def test_unreachable_origin_gives_no_content_verdict(live):

@@ -153,12 +153,15 @@ async def test_three_agents_of_a_site_share_its_streams_behind_one_prometheus(li
             assert sorted(r["metric"]["shard"] for r in info) == ["1/3", "2/3", "3/3"]
             assert {r["metric"]["site"] for r in info} == {"site-a"}
 
-            async def recorded() -> dict[str, float]:
-                return per_stream(await query('signalpath:stage_healthy:min{stage="origin"}'))
+            async def recorded(rule: str) -> dict[str, float] | None:
+                got = per_stream(await query(f'{rule}{{stage="origin"}}'))
+                return got if sorted(got) == sorted(names) else None
 
-            rec = await wait_for(lambda: recorded(), 30, "the recording rule over every stream", every=1.0)
-            assert sorted(rec) == sorted(names) and set(rec.values()) == {1.0}
-            sites = per_stream(await query('signalpath:component_sites:count{stage="origin"}'))
+            rec = await wait_for(lambda: recorded("signalpath:stage_healthy:min"), 30,
+                                 "the recording rule over every stream", every=1.0)
+            assert set(rec.values()) == {1.0}, rec
+            sites = await wait_for(lambda: recorded("signalpath:component_sites:count"), 30,
+                                   "the cross-site count over every stream", every=1.0)
             assert sites == dict.fromkeys(names, 1.0)  # one site watches each, however many agents it runs
 
             async def rules_healthy() -> bool:
