@@ -155,7 +155,7 @@ def start_nginx(root: Path) -> tuple[subprocess.Popen, list[int]]:
     run = root / "run"
     (run / "tmp").mkdir(parents=True)
     servers = "\n".join(f"  server {{ listen 127.0.0.1:{p}; root {root}/www; location ~ \\.m3u8$ {{ "
-                        "add_header Cache-Control no-cache; }} }}" for p in ports)
+                        f"add_header Cache-Control no-cache; }} }}" for p in ports)
     (run / "nginx.conf").write_text(f"""
 worker_processes 1; daemon off; pid {run}/nginx.pid; error_log {run}/error.log warn; user root;
 events {{ worker_connections 8192; }}
