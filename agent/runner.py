@@ -93,7 +93,9 @@ class Runner:
         self.clock = clock
         self.wall = wall
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._busy: set[str] = set()
+        # target key -> the cycle that holds it: one attempt per target at a time, freed only by
+        # its holder (a cycle that ends late must not free a target a newer cycle has taken)
+        self._busy: dict[str, object] = {}
         self._ctx: dict[str, ProbeContext] = {}
         self._latest: dict[tuple[str, str], dict[str, ProbeResult]] = {}
         self._published: dict[str, int] = {}  # target key -> start order of its newest published attempt
@@ -206,18 +208,24 @@ class Runner:
             self.selfwatch.note_tick(job.probe, self.clock() - next_at)
             idle = [] if self._is_shed(job) else [t for t in job.targets if target_key(t) not in self._busy]
             if idle:
+                holder = object()
                 for t in idle:
-                    self._busy.add(target_key(t))
-                self._spawn(self._cycle(job, idle), f"cycle {job.probe}/{job.stream}")
+                    self._busy[target_key(t)] = holder
+                self._spawn(self._cycle(job, idle, holder), f"cycle {job.probe}/{job.stream}")
             next_at += job.interval
             now = self.clock()
             if next_at < now:  # overran: skip the missed ticks rather than bursting
                 next_at = now + job.interval
             await asyncio.sleep(next_at - now)
 
-    async def _cycle(self, job: Job, targets: list[ProbeTarget]) -> None:
+    def _free(self, t: ProbeTarget, holder: object) -> None:
+        key = target_key(t)
+        if self._busy.get(key) is holder:
+            del self._busy[key]
+
+    async def _cycle(self, job: Job, targets: list[ProbeTarget], holder: object) -> None:
         start_wall = self.wall()
-        tasks = [asyncio.ensure_future(self._attempt_then_free(job.fn, t)) for t in targets]
+        tasks = [asyncio.ensure_future(self._attempt_then_free(job.fn, t, holder)) for t in targets]
         try:
             done, pending = await asyncio.wait(tasks, timeout=job.interval)
             self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False)
@@ -228,15 +236,15 @@ class Runner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for t in targets:
-                self._busy.discard(target_key(t))
+            for t in targets:  # (an attempt cancelled before it started never freed its target)
+                self._free(t, holder)
 
-    async def _attempt_then_free(self, fn: ProbeFn, t: ProbeTarget) -> tuple[int, Attempt]:
+    async def _attempt_then_free(self, fn: ProbeFn, t: ProbeTarget, holder: object) -> tuple[int, Attempt]:
         n = self._next_order()  # the order attempts started in (a wall clock may step back)
         try:
             return n, await self.attempt(fn, t)
         finally:
-            self._busy.discard(target_key(t))  # free for the job's next tick, whatever the others do
+            self._free(t, holder)  # free for the job's next tick, whatever the others do
 
     def _publish(self, job: Job, ended: list[tuple[int, Attempt]], start_wall: float, *, late: bool) -> None:
         """Hand ended attempts to the sinks as one cycle; an attempt older than one already

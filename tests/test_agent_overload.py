@@ -73,11 +73,6 @@ async def test_an_agent_starved_of_cpu_opens_its_own_incident_and_none_against_t
         # (the lab's ingest playback side takes 8 live clients: one ingest monitor, on the first only)
         copy = {**one, "ingest": {k: v for k, v in one["ingest"].items() if k != "monitor"}}
         conf["streams"] += [{**copy, "name": f"{one['name']}-{i}"} for i in range(2, STREAMS + 1)]
-        # media analysis off: starved, it still reads a timestamp gap of the source now and then
-        # (100 frames, 4 s) that the stream does not have — an open bug (closing note), not hidden
-        # by a looser assertion here
-        for s in conf["streams"]:
-            s["media"] = {"enabled": False}
         cfg = tmp_path / "agent.yaml"
         cfg.write_text(yaml.safe_dump(conf))
         log = open(tmp_path / "agent.log", "wb")

@@ -144,3 +144,46 @@ async def test_a_slow_target_holds_back_neither_the_others_nor_the_jobs_cycles()
     for comp in ("edge-a", "edge-b"):
         ns = [n for _, seen in rec.cycles for c, n in seen if c == comp]
         assert ns == sorted(ns) and len(set(ns)) == len(ns)
+
+
+async def test_a_target_never_has_two_attempts_at_once_when_an_older_cycle_ends_late():
+    """One attempt per target at a time: probes keep state between attempts (the media
+    probe's analyser, the HLS probe's last sequence). A cycle that ended after its target
+    had already started again in a newer cycle used to mark that target free while its
+    newer attempt still ran; the next tick then started a second attempt beside it, and two
+    media attempts fed one analyser out of order — a 4-s "timestamp gap" the stream did not
+    have (seen with the agent starved of CPU, tests/test_agent_overload.py)."""
+    release_b = asyncio.Event()
+    release_a2 = asyncio.Event()
+    a2_started = asyncio.Event()
+    counts: dict[str, int] = {}
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        c = t.component
+        n = counts[c] = counts.get(c, 0) + 1
+        in_flight[c] = in_flight.get(c, 0) + 1
+        most[c] = max(most.get(c, 0), in_flight[c])
+        try:
+            if c == "edge-b" and n == 1:
+                await release_b.wait()  # keeps the first cycle open
+            if c == "edge-a" and n == 2:
+                a2_started.set()
+                await release_a2.wait()  # edge-a's attempt in the second cycle, still running
+            return ProbeResult(figures={"n": n})
+        finally:
+            in_flight[c] -= 1
+
+    targets = [ProbeTarget(probe="media", stream="main", stage="cdn", component=c, config=None, timeout=30.0)
+               for c in ("edge-a", "edge-b")]
+    rec = _Recorder()
+    async with Runner([Job("media", "main", probe, targets, interval=0.02)], [rec]):
+        async with asyncio.timeout(10):
+            await a2_started.wait()
+        release_b.set()  # the first cycle ends now, while edge-a's second attempt runs
+        await rec.wait_for(lambda: sum(c == "edge-b" for _, seen in rec.cycles for c, _ in seen) >= 5)
+        assert counts["edge-a"] == 2 and most["edge-a"] == 1, (counts, most)
+        release_a2.set()
+        await rec.wait_for(lambda: sum(c == "edge-a" for _, seen in rec.cycles for c, _ in seen) >= 4)
+    assert most == {"edge-a": 1, "edge-b": 1}
