@@ -279,7 +279,7 @@ class Agent:
             jobs = build_jobs(config)
             before = {target_key(t): t for job in self.jobs for t in job.targets}
             after = {target_key(t): t for job in jobs for t in job.targets}
-            await self.runner.stop()
+            await self.runner.stop(release=False)  # what the new runner keeps stays open (adopt)
             kept = {s.name for s in config.streams}
             for job in self.jobs:
                 if job.stream not in kept:
@@ -301,6 +301,7 @@ class Agent:
             runner = Runner(jobs, self.runner.sinks, http=self.fetcher, site=config.agent.site, clock=self.clock,
                             wall=self.wall)
             runner.adopt(self.runner)
+            await self.runner.release()  # sessions of the targets that are gone
             self.runner, self.jobs, self.config = runner, jobs, config
             await runner.start()
             log.info("config reloaded: watching %d stream(s)", len(config.streams))

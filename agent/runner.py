@@ -117,13 +117,15 @@ class Runner:
 
     def adopt(self, old: Runner) -> None:
         """Take over ``old``'s per-target probe state for every target both run unchanged (a
-        config reload: a stream that remains goes on from what its probes knew). ``old`` is stopped."""
+        config reload: a stream that remains goes on from what its probes knew). ``old`` is
+        stopped (``release=False``); what it still holds after this is for ``old.release()``."""
         mine = {target_key(t): t for job in self.jobs for t in job.targets}
         for job in old.jobs:
             for t in job.targets:
                 key = target_key(t)
                 ctx = old._ctx.get(key)
                 if ctx is not None and mine.get(key) == t:
+                    del old._ctx[key]  # this runner's now: ``old.release()`` leaves it open
                     ctx.agent_stall = self.loop_watch.longest
                     ctx.agent_stalled_s = self.loop_watch.stalled_s
                     ctx.shed_level = lambda: self.selfwatch.level
@@ -151,8 +153,10 @@ class Runner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every job loop and in-flight attempt, and wait for them (bounded)."""
+    async def stop(self, timeout: float = 5.0, *, release: bool = True) -> None:
+        """Cancel every job loop and in-flight attempt, and wait for them (bounded); then, with
+        ``release``, :meth:`release` what the probes hold open. A reload stops with
+        ``release=False``: the next runner adopts what it keeps, then releases the rest."""
         self._stopping = True
         tasks = list(self._tasks)
         for t in tasks:
@@ -161,6 +165,14 @@ class Runner:
             done, pending = await asyncio.wait(tasks, timeout=timeout)
             for t in pending:
                 log.warning("task %s did not stop within %.1f s", t.get_name(), timeout)
+        if release:
+            await self.release()
+
+    async def release(self, timeout: float = 5.0) -> None:
+        """Close what probes hold open between attempts (:func:`close_held`) for every target."""
+        states = [ctx.state for ctx in self._ctx.values()]
+        self._ctx.clear()
+        await close_held(states, timeout)
 
     async def _watch_self(self) -> None:
         """Every :data:`SELF_PERIOD_S`: the agent's own figures and evidence to the sinks that
@@ -183,6 +195,8 @@ class Runner:
         shed = self.selfwatch.sheds(job.probe)
         if shed and id(job) not in self._shed_jobs:
             self._shed_jobs.add(id(job))
+            # a kept-open session (WHEP) costs CPU while it stays open: shedding closes it
+            self._spawn(close_held([self.context(t).state for t in job.targets]), f"release {job.probe}/{job.stream}")
             now = self.wall()
             latest = self._latest.get((job.probe, job.stream), {})
             self._publish(job, [(self._next_order(), Attempt(t, ProbeResult(
@@ -304,6 +318,27 @@ class Runner:
             if result.failure is Failure.TIMEOUT:
                 result.failure = Failure.AGENT_BEHIND
         return Attempt(t, result, start_wall, duration)
+
+
+async def close_held(states: list[dict[str, Any]], timeout: float = 5.0) -> None:
+    """Close what probes hold open between attempts: every value in these ``ProbeContext.state``
+    dicts with an ``aclose()`` coroutine (a kept-open WHEP session, probes/whep.py), taken out
+    of its dict and closed, all at once within ``timeout`` seconds (never raises)."""
+    held = []
+    for state in states:
+        for key in [k for k, v in state.items() if callable(getattr(v, "aclose", None))]:
+            held.append(state.pop(key))
+    if not held:
+        return
+    closing = [asyncio.ensure_future(v.aclose()) for v in held]
+    done, pending = await asyncio.wait(closing, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("closing a probe's open session failed: %s", type(task.exception()).__name__)
+    if pending:
+        log.warning("%d probe session(s) did not close within %.1f s", len(pending), timeout)
 
 
 def _down(t: ProbeTarget, fault: Fault | None, detail: str, state: State = State.DOWN) -> list[Evidence]:

@@ -1,11 +1,31 @@
 """WHEP playback probe (stage ``playback``; draft-ietf-wish-whep).
 
-One attempt against ``target.url``: POST a recvonly offer, time to the first decoded
-frame (``signalpath_webrtc_time_to_first_frame_seconds``), frames received, freezes by
-the W3C webrtc-stats ``freezeCount`` rule (an inter-frame gap ≥ max(3 × average frame
-duration, average + 150 ms); :class:`~probes.core.webrtc_stats.FreezeCounter`), jitter
-in seconds (aiortc reports RTP clock units: ÷ 90,000 for video), packets lost; DELETE at
-the end. Signalling, the peer connection, the ``signal``/``ice``/``dtls`` phases, the
+A session: POST a recvonly offer, time to the first decoded frame
+(``signalpath_webrtc_time_to_first_frame_seconds``), frames received, freezes by the W3C
+webrtc-stats ``freezeCount`` rule (an inter-frame gap ≥ max(3 × average frame duration,
+average + 150 ms); :class:`~probes.core.webrtc_stats.FreezeCounter`), jitter in seconds
+(aiortc reports RTP clock units: ÷ 90,000 for video), packets lost; DELETE at the end.
+
+Two ways to run it (``keep_open``):
+
+- kept open (the agent's default, :class:`WhepPlayback`): one session held across attempts,
+  as a viewer watches. The attempt that opens it reports the setup and the time to first
+  frame; every later one (each ``interval_s``, default :data:`KEPT_INTERVAL_S` 2 s) reports
+  what arrived since the previous report: frames, fps, the freezes that ended in the window
+  and one going on now (a viewer sees a picture stand still before the next frame ends the
+  gap, so a stall is evidence at the first report after ``visible_freeze_seconds`` of it:
+  within one interval), loss and received packets as differences of the cumulative
+  ``inbound-rtp`` counters, the current jitter. A session that broke (ICE consent or DTLS
+  lost, the track ended) is closed and a new one opened at the next attempt; one ``renew_s``
+  old (300 s) is renewed while frames flow, so setup is measured again — and a server that
+  refuses new sessions (which a kept viewer does not notice) is seen within ``renew_s``. The
+  runner closes (DELETEs) the session at shutdown, on a reload that drops the endpoint and
+  when the agent sheds its virtual players (agent/runner.py ``close_held``). Cost: see
+  tests/perf/lab_webrtc_cpu.py ``--keep-open`` (the closing figures are in the README).
+- a session per attempt (``keep_open: false``; interval 30 s): open, measure ``seconds`` of
+  media, DELETE.
+
+Signalling, the peer connection, the ``signal``/``ice``/``dtls`` phases, the
 failure reasons they share and the clean-up are the session's
 (probes/net/webrtc_session.py); no frame once connected is ``Failure.MEDIA_ERROR``
 (fault ``no_media``). RTX is not offered by the WHEP probe: aiortc keys ``inbound-rtp``
@@ -30,9 +50,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
@@ -61,12 +83,36 @@ class WhepProbeConfig(WebRtcCommon):
     visible_freeze_seconds: float = Field(
         default=VISIBLE_FREEZE_S, gt=0, le=10,
         description="a freeze (or freezes together) at least this long is video_freezes (Agora: 500 ms)")
+    keep_open: bool = Field(
+        default=False, description="hold one session open across attempts, each reporting what it received "
+                                   "since the previous one (false: a new session each attempt, `seconds` long)")
+    renew_s: float = Field(
+        default=300.0, ge=10, le=86_400, description="kept open: a session this old is closed and a new one "
+                                                    "opened (setup and time to first frame measured again), "
+                                                    "when frames flow")
 
 
 class WhepPlayback(WebRtcEndpointSettings, WhepProbeConfig):
-    """A WHEP endpoint to test-play from (stage ``playback``)."""
+    """A WHEP endpoint to test-play from (stage ``playback``): one session kept open,
+    reported every ``interval_s`` (default 2 s; 30 s with ``keep_open: false``)."""
 
     name: str = Field(default="whep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    keep_open: bool = Field(
+        default=True, description="hold one session open and report every interval_s what it received (as a "
+                                  "viewer watching); false: a new `seconds`-long session every interval_s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "interval_s" not in data:
+            data = {**data, "interval_s": KEPT_INTERVAL_S if data.get("keep_open", True) else SESSION_INTERVAL_S}
+        return data
+
+
+KEPT_INTERVAL_S = 2.0
+"""Seconds between reports of a kept-open session: a freeze a viewer sees (0.5 s) is evidence
+within one interval of its start."""
+SESSION_INTERVAL_S = 30.0
 
 
 # ----------------------------------------------------------------------------- the attempt
@@ -80,20 +126,29 @@ def _recvonly_codecs() -> list[Any]:
     return [c for c in caps.codecs if c.mimeType.lower() != "video/rtx"]
 
 
-async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-    """One WHEP playback attempt against ``target.url`` (see the module docstring)."""
-    cfg: WhepProbeConfig = target.config if target.config is not None else WhepProbeConfig()
-    s = Session(target, ctx, cfg, "playback", "whep")
-    t_start = ctx.clock()
-    frames = FreezeCounter()
-    beacon_lat: list[float] = []
-    reader: asyncio.Task[None] | None = None
-    first_frame = asyncio.Event()
-    tracks: list[Any] = []
-    try:
+class _Viewer:
+    """One WHEP session's receiving side: the peer connection and a task reading its frames
+    (arrival times into a :class:`FreezeCounter`, a beacon read from every fifth)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.frames = FreezeCounter()
+        self.beacon: deque[tuple[float, float]] = deque(maxlen=64)  # (arrival, latency s)
+        self.reader: asyncio.Task[None] | None = None
+        self.first_frame = asyncio.Event()
+        self.ended = False  # the remote track ended (the server closed it)
+        self.tr: Any = None
+        self.closing = False
+
+    async def open(self, url: str) -> float:
+        """Signalling, ICE, DTLS and the first frame, within the session's deadline; returns the
+        time to first frame (s). Raises :class:`WebRtcError`."""
+        s = self.s
+        t_start = s.ctx.clock()
         pc = s.new_pc()
-        tr = pc.addTransceiver("video", direction="recvonly")
+        self.tr = tr = pc.addTransceiver("video", direction="recvonly")
         tr.setCodecPreferences(_recvonly_codecs())
+        tracks: list[Any] = []
         got_track = asyncio.Event()
 
         @pc.on("track")
@@ -103,87 +158,242 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
                 got_track.set()
 
         async def read_frames() -> None:
+            from aiortc.mediastreams import MediaStreamError
+
             await got_track.wait()
             track = tracks[0]
             while True:
-                frame = await track.recv()
-                now = ctx.clock()
-                frames.frame(now)
-                if not first_frame.is_set():
-                    first_frame.set()
-                if frames.frames % 5 == 1:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    self.ended = True
+                    return
+                now = s.ctx.clock()
+                self.frames.frame(now)
+                if not self.first_frame.is_set():
+                    self.first_frame.set()
+                if self.frames.frames % 5 == 1:
                     captured = beacon.read(luma_plane(frame))
                     if captured is not None:
-                        beacon_lat.append(ctx.wall() - captured)
+                        self.beacon.append((now, s.ctx.wall() - captured))
 
-        answer = await s.offer(target.url or "")
+        answer = await s.offer(url)
         t_answer = await s.answer(answer)
-        reader = asyncio.ensure_future(read_frames())
+        self.reader = asyncio.ensure_future(read_frames())
         await s.connect_phases(t_answer)
         try:
             async with asyncio.timeout(s.remaining()):
-                await first_frame.wait()
+                await self.first_frame.wait()
         except TimeoutError:
-            s.phase("first_frame", t_start, ctx.clock(), error="no frame")
+            s.phase("first_frame", t_start, s.ctx.clock(), error="no frame")
             raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None
-        first = frames.first
+        first = self.frames.first
         assert first is not None  # read_frames counts the frame before it sets first_frame
-        ttff = first - t_start
         s.phase("first_frame", t_start, first)
+        return first - t_start
+
+    def broken(self) -> str | None:
+        """Why the session can no longer deliver, or None."""
+        pc = self.s.pc
+        if self.s.failed.is_set() or (pc is not None and pc.connectionState in ("failed", "closed")):
+            return "the peer connection failed (ICE consent or DTLS lost)"
+        if self.ended:
+            return "the server ended the video track"
+        return None
+
+    async def aclose(self) -> None:
+        """Stop reading, DELETE the session and close the peer connection (bounded, never raises)."""
+        self.closing = True
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader
+        await self.s.close()
+
+
+@dataclass(slots=True)
+class _Kept:
+    """A session held open across attempts (``keep_open``) and where its last report ended."""
+
+    viewer: _Viewer
+    opened_at: float
+    reported_at: float
+    ttff: float  # the session's time to first frame (s): repeated in each report, as the gauge's value
+    frames: int = 0
+    lost: int = 0
+    received: int = 0
+
+    async def aclose(self) -> None:  # agent/runner.py Runner.release: at shutdown, reload, shedding
+        await self.viewer.aclose()
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    """One WHEP playback attempt against ``target.url`` (see the module docstring)."""
+    cfg: WhepProbeConfig = target.config if target.config is not None else WhepProbeConfig()
+    if cfg.keep_open:
+        return await _kept_attempt(target, ctx, cfg)
+    s = Session(target, ctx, cfg, "playback", "whep")
+    v = _Viewer(s)
+    t_start = ctx.clock()
+    try:
+        ttff = await v.open(target.url or "")
         t_media0 = ctx.clock()
         await asyncio.sleep(max(0.0, min(cfg.seconds, s.remaining() - 0.1)))
         t_end = ctx.clock()
-        frames.finish(t_end)
+        v.frames.finish(t_end)
         # a freeze the agent itself made (its event loop could not run) is not the stream's
-        agent_freezes = frames.discount(ctx.agent_stall)
-        s.phase("playback", t_media0, t_end, attrs={"frames": frames.frames, "freezes": frames.freezes,
+        agent_freezes = v.frames.discount(ctx.agent_stall)
+        fc = v.frames
+        s.phase("playback", t_media0, t_end, attrs={"frames": fc.frames, "freezes": fc.freezes,
                                                     "agent_freezes": agent_freezes})
-        s.result.figures["agent_freezes"] = agent_freezes
-        inbound = await stats(tr.receiver, "inbound-rtp") or {}
-        _whep_figures(s, cfg, frames, ttff, inbound, beacon_lat)
+        inbound = await stats(v.tr.receiver, "inbound-rtp") or {}
+        _whep_figures(s, cfg, _Window(frames=fc.frames, seconds=(fc.last or t_end) - (fc.first or t_end),
+                                      freezes=list(fc.spans), agent_freezes=agent_freezes,
+                                      lost=max(0, int(inbound.get("packetsLost") or 0)),
+                                      received=int(inbound.get("packetsReceived") or 0),
+                                      jitter=jitter_seconds(inbound.get("jitter") or 0),
+                                      beacon=[lat for _, lat in v.beacon]), ttff)
         s.result.figures["total_seconds"] = round(ctx.clock() - t_start, 6)
     except WebRtcError as exc:
         s.fail(exc)
     finally:
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-        await s.close()
+        await v.aclose()
     return s.result
 
 
-def _whep_figures(s: Session, cfg: WhepProbeConfig, fc: FreezeCounter, ttff: float, inbound: dict,
-                  beacon_lat: list[float]) -> None:
-    r = s.result
+async def _kept_attempt(target: ProbeTarget, ctx: ProbeContext, cfg: WhepProbeConfig) -> ProbeResult:
+    """``keep_open``: open a session when none is held (or it broke, or is ``renew_s`` old while
+    frames flow), else report the window since the previous report."""
+    kept: _Kept | None = ctx.state.get("whep")
+    prior: list[str] = []
+    now = ctx.clock()
+    if kept is not None:
+        v = kept.viewer
+        v.s.rebind(ctx)
+        why = v.broken()
+        flowing = v.frames.last is not None and now - v.frames.last < cfg.visible_freeze_seconds
+        if why is None and flowing and now - kept.opened_at >= cfg.renew_s:
+            why = f"renewed after {now - kept.opened_at:.0f} s (setup measured again)"
+        if why is not None:
+            del ctx.state["whep"]
+            await v.aclose()
+            prior = [f"previous session closed: {why}"]
+            kept = None
+    if kept is None:
+        s = Session(target, ctx, cfg, "playback", "whep")
+        v = _Viewer(s)
+        try:
+            ttff = await v.open(target.url or "")
+        except WebRtcError as exc:
+            s.fail(exc)
+            await v.aclose()
+            return s.result
+        except BaseException:
+            await v.aclose()
+            raise
+        at = ctx.clock()
+        ctx.state["whep"] = _Kept(v, opened_at=at, reported_at=at, ttff=ttff, frames=v.frames.frames)
+        s.result.samples += [Sample(METRIC_TTFF, s.labels, ttff), Sample(METRIC_FREEZES, s.labels, 0.0, "inc"),
+                             Sample(METRIC_LOST, s.labels, 0.0, "inc")]  # the counters exist from the start
+        s.result.figures.update(time_to_first_frame_seconds=round(ttff, 6), session_age_seconds=0.0)
+        detail = "; ".join([f"WHEP session opened: first frame after {ttff:.2f} s", *prior])
+        s.result.detail = detail
+        figures = {k: float(x) for k, x in s.result.figures.items() if isinstance(x, (int, float))}
+        s.result.evidence.insert(0, Evidence("playback", target.component, State.OK, None, detail, None, figures))
+        return s.result
+    return await _report_window(kept, ctx, cfg)
+
+
+async def _report_window(kept: _Kept, ctx: ProbeContext, cfg: WhepProbeConfig) -> ProbeResult:
+    """What a viewer of the kept session saw since its previous report."""
+    v, s = kept.viewer, kept.viewer.s
+    fc = v.frames
+    agent_freezes = fc.discount(ctx.agent_stall)
+    now = ctx.clock()
+    since = kept.reported_at
+    spans = [(a, b) for a, b in fc.spans if b > since]
+    limit = fc.threshold()
+    if fc.last is not None and limit is not None and now - fc.last >= limit:
+        # a freeze going on now: the viewer sees it although no frame has ended it yet
+        if ctx.agent_stall(fc.last, now) < 0.5 * (now - fc.last):
+            spans.append((fc.last, now))  # as long as it lasts so far (it may have begun before this window)
+    inbound: dict[str, Any] = {}
+    with contextlib.suppress(Exception):  # a peer connection closing under us (shutdown) has none
+        inbound = await stats(v.tr.receiver, "inbound-rtp") or {}
     lost = max(0, int(inbound.get("packetsLost") or 0))
     received = int(inbound.get("packetsReceived") or 0)
-    loss_ratio = lost / max(1, lost + received)
-    jitter = jitter_seconds(inbound.get("jitter") or 0)
-    r.samples += [Sample(METRIC_TTFF, s.labels, ttff), Sample(METRIC_JITTER, s.labels, jitter),
-                  Sample(METRIC_LOST, s.labels, float(lost), "inc"),
-                  Sample(METRIC_FREEZES, s.labels, float(fc.freezes), "inc")]
-    r.figures.update(time_to_first_frame_seconds=round(ttff, 6), frames=fc.frames, fps=round(fc.fps, 2),
-                     freezes=fc.freezes, freeze_seconds=round(fc.freeze_seconds, 4),
-                     longest_freeze_seconds=round(fc.longest, 4), jitter_seconds=round(jitter, 6),
-                     packets_received=received, packets_lost=lost, loss_ratio=round(loss_ratio, 4))
-    if beacon_lat:
-        r.figures["beacon_latency_seconds"] = round(sorted(beacon_lat)[len(beacon_lat) // 2], 4)
-    mine = int(r.figures.get("agent_freezes", 0))
-    brief = (f"{fc.freezes} brief freeze(s), {fc.freeze_seconds:.2f} s in all, under the "
-             f"{cfg.visible_freeze_seconds:g}-s a viewer sees" if fc.freezes else "no freeze")
-    state, fault, detail = State.OK, None, f"WHEP playback: {fc.frames} frames at {fc.fps:.1f} fps, {brief}" + (
+    w = _Window(frames=fc.frames - kept.frames, seconds=now - since, freezes=spans, agent_freezes=agent_freezes,
+                lost=max(0, lost - kept.lost), received=max(0, received - kept.received),
+                jitter=jitter_seconds(inbound.get("jitter") or 0),
+                beacon=[lat for at, lat in v.beacon if at > since], ongoing=bool(spans) and spans[-1][1] == now,
+                completed=sum(1 for _, b in fc.spans if since < b))
+    kept.reported_at, kept.frames, kept.lost, kept.received = now, fc.frames, lost, received
+    s.phase("playback", since, now, attrs={"frames": w.frames, "freezes": len(spans), "agent_freezes": agent_freezes})
+    s.result.figures["session_age_seconds"] = round(now - kept.opened_at, 3)
+    _whep_figures(s, cfg, w, kept.ttff)
+    if v.closing:  # the agent closed it meanwhile (shutdown, shedding): nothing measured about the stream
+        s.result = ProbeResult(failure=Failure.AGENT_BEHIND, detail="the session was closed by the agent")
+    return s.result
+
+
+@dataclass(slots=True)
+class _Window:
+    """What the viewer received over ``seconds``: frame count, freezes as (start, end) arrival
+    times, RTP packets lost and received, the current jitter (s), beacon latencies (s)."""
+
+    frames: int
+    seconds: float
+    freezes: list[tuple[float, float]]
+    agent_freezes: int
+    lost: int
+    received: int
+    jitter: float
+    beacon: list[float]
+    ongoing: bool = False  # the last freeze is still going on
+    completed: int | None = None  # freezes that ended in the window (None: all of ``freezes``)
+
+    @property
+    def freeze_seconds(self) -> float:
+        return sum(b - a for a, b in self.freezes)
+
+    @property
+    def longest(self) -> float:
+        return max((b - a for a, b in self.freezes), default=0.0)
+
+
+def _whep_figures(s: Session, cfg: WhepProbeConfig, w: _Window, ttff: float) -> None:
+    r = s.result
+    loss_ratio = w.lost / max(1, w.lost + w.received)
+    fps = (w.frames - 1) / w.seconds if w.frames > 1 and w.seconds > 0 else 0.0
+    counted = len(w.freezes) if w.completed is None else w.completed
+    r.samples += [Sample(METRIC_JITTER, s.labels, w.jitter), Sample(METRIC_LOST, s.labels, float(w.lost), "inc"),
+                  Sample(METRIC_FREEZES, s.labels, float(counted), "inc")]
+    r.samples.append(Sample(METRIC_TTFF, s.labels, ttff))  # a kept session's: when it opened
+    r.figures["time_to_first_frame_seconds"] = round(ttff, 6)
+    r.figures.update(frames=w.frames, fps=round(fps, 2), freezes=len(w.freezes),
+                     freeze_seconds=round(w.freeze_seconds, 4), longest_freeze_seconds=round(w.longest, 4),
+                     jitter_seconds=round(w.jitter, 6), packets_received=w.received, packets_lost=w.lost,
+                     loss_ratio=round(loss_ratio, 4), agent_freezes=w.agent_freezes)
+    if w.beacon:
+        r.figures["beacon_latency_seconds"] = round(sorted(w.beacon)[len(w.beacon) // 2], 4)
+    mine = w.agent_freezes
+    brief = (f"{len(w.freezes)} brief freeze(s), {w.freeze_seconds:.2f} s in all, under the "
+             f"{cfg.visible_freeze_seconds:g}-s a viewer sees" if w.freezes else "no freeze")
+    state, fault, detail = State.OK, None, f"WHEP playback: {w.frames} frames at {fps:.1f} fps, {brief}" + (
         f" ({mine} pause(s) of the agent's own not counted)" if mine else "")
-    if fc.viewer_visible(cfg.visible_freeze_seconds):
+    if w.freezes and (w.longest >= cfg.visible_freeze_seconds or w.freeze_seconds >= cfg.visible_freeze_seconds):
         state, fault = State.DEGRADED, Fault.VIDEO_FREEZES
-        detail = (f"WHEP playback froze {fc.freezes} time(s), {fc.freeze_seconds:.1f} s in all "
-                  f"(longest {fc.longest:.1f} s)")
+        if w.ongoing and w.frames == 0:
+            detail = f"WHEP playback: no frame for {w.longest:.1f} s (the picture stands still)"
+        else:
+            detail = (f"WHEP playback froze {len(w.freezes)} time(s), {w.freeze_seconds:.1f} s in all "
+                      f"(longest {w.longest:.1f} s{', going on' if w.ongoing else ''})")
     elif loss_ratio >= cfg.loss_fault_ratio:
         state, fault = State.DEGRADED, Fault.PACKET_LOSS
         detail = f"{loss_ratio:.1%} of the played packets lost"
-    elif jitter >= cfg.jitter_fault_seconds:
+    elif w.jitter >= cfg.jitter_fault_seconds:
         state, fault = State.DEGRADED, Fault.JITTER_HIGH
-        detail = f"jitter {jitter * 1000:.0f} ms"
+        detail = f"jitter {w.jitter * 1000:.0f} ms"
     r.detail = detail
     figures = {k: float(v) for k, v in r.figures.items() if isinstance(v, (int, float))}
     r.evidence.insert(0, Evidence("playback", s.t.component, state, fault, detail, None, figures))

@@ -5,11 +5,14 @@ the probe its failure reason / fault on the side it targets, the other side unto
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 
 import aiohttp
 import pytest
 from attempt import call_probe
+from waiting import wait_for
 
 from agent.lab import FaultRequestError, Lab, LabConfig, LabError
 from agent.lab.faults import FaultBook
@@ -175,3 +178,52 @@ def test_fault_book_webrtc_targets():
     assert cat["webrtc_stall"]["target_stages"] == {"whip": "ingest", "whep": "playback"}
     with pytest.raises(ValueError, match="webrtc_downscale"):
         LabConfig(webrtc_downscale=7)
+
+
+async def test_a_kept_whep_session_reports_a_stall_within_one_interval_and_is_closed_when_released():
+    """``keep_open``: one WHEP session held across attempts (as a viewer watches), each attempt
+    reporting what arrived since the previous one. A stall (the endpoint sends no frame) is
+    evidence at the first report after half a second of it, from the session already open (the
+    lab counts one session all along); frames flowing again are OK on the same session; the
+    runner's release DELETEs it."""
+    from agent.runner import close_held
+    from probes.base import ProbeContext
+
+    async with Lab(lab_config()) as lab:
+        assert lab.webrtc is not None
+        c = WhepProbeConfig(ice_host_addresses=LOOP, keep_open=True)
+        target = ProbeTarget("whep", "main", "playback", "whep", c, lab.whep_url(), 1.0, 6.0)
+        ctx = ProbeContext(state={})
+        r = await call_probe(whep_probe, target, ctx)
+        assert r.ok and r.evidence[0].state is State.OK, r.detail
+        assert 0 < r.figures["time_to_first_frame_seconds"] < 2 and "opened" in r.detail
+        assert len(lab.webrtc.sessions) == 1
+        await asyncio.sleep(1.0)
+        r = await call_probe(whep_probe, target, ctx)
+        assert r.ok and r.evidence[0].fault is None, r.detail
+        assert 20 <= r.figures["frames"] <= 30 and 20 < r.figures["fps"] < 30, r.figures  # the studio's 25 fps
+        assert r.figures["session_age_seconds"] >= 1.0 and len(lab.webrtc.sessions) == 1
+
+        await lab.inject("webrtc_stall", "whep")
+        injected = time.monotonic()
+        while True:  # reports every 0.25 s: the first one past the 0.5-s freeze a viewer sees names it
+            await asyncio.sleep(0.25)
+            r = await call_probe(whep_probe, target, ctx)
+            if r.evidence[0].fault is not None or time.monotonic() - injected > 5:
+                break
+        assert r.evidence[0].fault == "video_freezes" and r.evidence[0].state is State.DEGRADED, r.detail
+        assert "no frame for" in r.detail, r.detail
+        assert time.monotonic() - injected < 1.5
+        assert len(lab.webrtc.sessions) == 1  # the same session: no reconnect, no new-session verdict
+
+        await lab.clear_all()
+        await asyncio.sleep(1.5)
+        r = await call_probe(whep_probe, target, ctx)  # the window that saw the stall end
+        await asyncio.sleep(1.0)
+        r = await call_probe(whep_probe, target, ctx)
+        assert r.ok and r.evidence[0].fault is None and r.figures["frames"] > 15, (r.detail, r.figures)
+        assert len(lab.webrtc.sessions) == 1
+
+        await close_held([ctx.state])
+        assert ctx.state == {}
+        await wait_for(lambda: not lab.webrtc.sessions, 3.0, "the kept session DELETEd")

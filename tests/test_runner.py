@@ -187,3 +187,51 @@ async def test_a_target_never_has_two_attempts_at_once_when_an_older_cycle_ends_
         release_a2.set()
         await rec.wait_for(lambda: sum(c == "edge-a" for _, seen in rec.cycles for c, _ in seen) >= 4)
     assert most == {"edge-a": 1, "edge-b": 1}
+
+
+class _Held:
+    """What a probe holds open between attempts (a kept WHEP session): closed once, by the runner."""
+
+    def __init__(self, name: str, closed: list[str]) -> None:
+        self.name = name
+        self.closed = closed
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0.01)
+        self.closed.append(self.name)
+
+
+async def test_what_probes_hold_open_is_closed_at_stop_on_shedding_and_for_targets_a_reload_drops():
+    closed: list[str] = []
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        ctx.state.setdefault("session", _Held(t.component, closed))
+        return ProbeResult(figures={"n": 1})
+
+    def whep(component: str) -> Job:
+        t = ProbeTarget(probe="whep", stream="main", stage="playback", component=component, config=None, timeout=5.0)
+        return Job("whep", "main", probe, [t], interval=0.02)
+
+    rec = _Recorder()
+    old = Runner([whep("kept"), whep("dropped")], [rec])
+    await old.start()
+    await rec.wait_for(lambda: {c for _, seen in rec.cycles for c, _ in seen} == {"kept", "dropped"})
+    await old.stop(release=False)  # a reload: the next runner takes over what it keeps
+    assert closed == []
+    new = Runner([whep("kept")], [rec])
+    new.adopt(old)
+    await old.release()
+    assert closed == ["dropped"]
+    held = new.context(new.jobs[0].targets[0]).state["session"]
+    assert held.name == "kept"  # the same session goes on
+    async with new:
+        new.selfwatch.level = 3  # behind: virtual players (WHEP among them) are shed, and their sessions closed
+        async with asyncio.timeout(5):
+            while closed != ["dropped", "kept"]:
+                await asyncio.sleep(0.01)
+        assert new.context(new.jobs[0].targets[0]).state == {}
+        new.selfwatch.level = 0
+        async with asyncio.timeout(5):
+            while "session" not in new.context(new.jobs[0].targets[0]).state:
+                await asyncio.sleep(0.01)
+    assert closed == ["dropped", "kept", "kept"]  # and the one opened after shedding, at stop

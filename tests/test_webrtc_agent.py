@@ -34,9 +34,11 @@ async def test_whip_and_whep_in_the_agent(tmp_path, caplog):
         async with Agent(parse_config(conf)) as agent:
             await wait_for(lambda: agent.board.state_of("main", "ingest", "whip-a").value == "ok", 30, "WHIP ok")
             await wait_for(lambda: agent.board.state_of("main", "playback", "whep-a").value == "ok", 30, "WHEP ok")
-            ing = {"site": "test", "stream": "main", "stage": "ingest", "component": "whip-a"}
-            play = {"site": "test", "stream": "main", "stage": "playback", "component": "whep-a"}
             get = agent.registry.get_sample_value
+            play = {"site": "test", "stream": "main", "stage": "playback", "component": "whep-a"}
+            # the WHEP session is kept open (the default): its first report after the opening one has jitter
+            await wait_for(lambda: get("signalpath_webrtc_jitter_seconds", play) is not None, 10, "a WHEP report")
+            ing = {"site": "test", "stream": "main", "stage": "ingest", "component": "whip-a"}
             for phase in ("ice", "dtls", "first_rtcp"):
                 v = get("signalpath_ingest_connect_seconds", {**ing, "phase": phase})
                 assert v is not None and 0 <= v < 3, (phase, v)
@@ -62,6 +64,9 @@ async def test_whip_and_whep_in_the_agent(tmp_path, caplog):
                     status = await r.text()
                 async with s.get(agent.url + "/api/v1/incidents?state=all") as r:
                     incidents = await r.text()
+            assert len(ep.sessions) >= 1  # the kept WHEP session (and a WHIP one, if it is mid-attempt)
+        # the agent's shutdown DELETEd the kept-open WHEP session (agent/runner.py Runner.release)
+        await wait_for(lambda: not ep.sessions, 3.0, "no session left at the endpoint")
         assert "signalpath_webrtc_packets_lost_total" in metrics  # counters outlive the refused attempts
         for text in (metrics, status, incidents, caplog.text):
             assert token not in text
@@ -86,7 +91,9 @@ async def test_lab_webrtc_refusals_are_localized_at_ingest_and_playback(tmp_path
                   "ice_host_addresses": ["127.0.0.1"]}
         s = conf["streams"][0]
         s["ingest"]["whip"] = [{"name": "whip", "url": lab.whip_url(), **common}]
-        s["whep"] = [{"name": "whep", "url": lab.whep_url(), **common}]
+        # a session per attempt: a kept-open one (the default) learns of refused new sessions only
+        # when it renews (renew_s)
+        s["whep"] = [{"name": "whep", "url": lab.whep_url(), **common, "keep_open": False}]
         async with Agent(parse_config(conf)) as agent:
             for stage, comp in (("ingest", "whip"), ("playback", "whep"), ("studio", "encoder"), ("origin", "origin")):
                 await wait_for(lambda stage=stage, comp=comp: agent.board.state_of("main", stage, comp).value == "ok", 30,

@@ -253,6 +253,13 @@ class Session:
         self.ice_at: float | None = None
         self.dtls_at: float | None = None
 
+    def rebind(self, ctx: ProbeContext) -> None:
+        """A session kept open across attempts (probes/whep.py ``keep_open``) reports into each
+        attempt's own result, under that attempt's deadline."""
+        self.ctx = ctx
+        self.result = ProbeResult()
+        self.deadline = own_deadline(ctx)
+
     # -- helpers
     def safe(self, text: str) -> str:
         return redact_text(text, self.secrets)
