@@ -20,6 +20,11 @@ packets lost and fraction lost (RFC 3550 §6.4.1, the 0-255 fixed point reported
 
 Thresholds (THRESHOLDS.md "WebRTC"): RTT ≥ 200 ms is ``rtt_high`` (XSplit ingest
 colours: red); loss ≥ 1 % is ``packet_loss`` (Twilio preflight "optimal" ends there).
+
+A session per attempt, unlike WHEP's kept-open viewer (probes/whep.py): a WHIP session is a
+publisher, and a test publisher held open would occupy the ingest for good (many WHIP
+servers take one publisher per stream or key, and count it as a live input), and encode
+video without pause; the broadcast's own publisher is watched by the ingest and studio probes.
 """
 
 from __future__ import annotations
