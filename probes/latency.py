@@ -30,11 +30,20 @@ Polling: the probe polls the playlists itself rather than reusing the HLS probe'
 observations: the accuracy target (median error <= one frame interval, DESIGN.md) needs
 polls ~50 ms apart around each expected arrival, and the HLS probe polls once a second
 (``ctx.shared`` is per target, not shared between jobs). One attempt is a watch window of
-``interval_s - 0.1`` s: polls every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from
-``fast_lead_s`` before until ``fast_lag_s`` after each endpoint's next segment is due
-(previous arrival + its EXTINF). Polling is measurement, not retrying (STYLE.md 4). An
-agent that is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py):
-it then polls every ``poll_s`` and each figure is that much coarser.
+``interval_s - 0.1`` s in which each endpoint is polled on its own schedule: every ``poll_s``
+(0.5 s), and every ``fast_poll_s`` (0.05 s) inside that endpoint's arrival window. The
+arrival is predicted from the media clock — the newest segment's EXT-X-PROGRAM-DATE-TIME +
+EXTINF, one more EXTINF, plus the endpoint's median publish delay of its recent arrivals —
+or, without PDT, as the previous arrival + its EXTINF
+(:class:`~probes.core.latency_core.FirstSeenTracker`). The window is [due - ``fast_lead_s``,
+due + ``fast_lag_s``] (0.3 s, 1 s) until four arrivals were timed, then the span of the
+recent arrivals' offsets from their predictions widened by ``fast_margin_s`` (0.1 s): a
+packager that publishes on a steady cadence is polled fast for ~0.3 s per segment instead of
+1.3 s, one with publish jitter for as long as it varies. ``playlist_polls`` (figure) counts
+the requests of an attempt; tests/perf/latency_accuracy.py prints them per stream-second
+with the accuracy they buy. Polling is measurement, not retrying (STYLE.md 4). An agent that
+is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it
+then polls every ``poll_s`` and each figure is that much coarser.
 Measured: widening ``fast_lag_s`` to 4 s (fast polling while a due segment is late) made
 the edges' p95 error worse (52 → 188 ms on edge-a under faults), so it stays at 1 s.
 
@@ -119,6 +128,8 @@ class LatencySettings(StrictModel):
     fast_poll_s: float = Field(0.05, ge=0.01, le=5, description="poll period around an expected arrival")
     fast_lead_s: float = Field(0.3, ge=0, le=10)
     fast_lag_s: float = Field(1.0, ge=0, le=10, description="keep polling fast this long after a segment is due")
+    fast_margin_s: float = Field(0.1, ge=0, le=10, description="once arrivals were timed, the fast window is "
+                                 "their recent span around the prediction widened by this much")
     beacon: bool = Field(True, description="read the beacon; false: EXT-X-PROGRAM-DATE-TIME only")
     finalize_after_segments: float = Field(4.0, ge=1, le=30,
                                            description="a segment's trace is closed this many EXTINF after "
@@ -256,6 +267,7 @@ class _Attempt:
         self.result = ProbeResult()
         self.endpoints: dict[str, str] = {"origin": self.tc.origin, **dict(self.tc.edges)}
         self.tasks: list[asyncio.Task[None]] = []
+        self.polls = 0  # media playlist requests this attempt (figure ``playlist_polls``)
 
     async def fetch(self, url: str, max_bytes: int):
         return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls)
@@ -279,6 +291,21 @@ class _Attempt:
         self.st.masters[endpoint] = (now, chosen)
         return chosen
 
+    async def watch(self, endpoint: str, end: float) -> None:
+        """Poll one endpoint until ``end`` (on ``ctx.clock``): fast inside its own arrival windows
+        (:meth:`~probes.core.latency_core.FirstSeenTracker.windows`), every ``poll_s`` elsewhere."""
+        cfg = self.cfg
+        while True:
+            await self.poll(endpoint)
+            now = self.ctx.clock()
+            if now >= end:
+                return
+            # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
+            delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
+                time.time(), self.st.tracker.windows(endpoint, cfg.fast_lead_s, cfg.fast_lag_s, cfg.fast_margin_s),
+                cfg.poll_s, cfg.fast_poll_s)
+            await asyncio.sleep(max(0.0, min(delay, end - now)))
+
     async def poll(self, endpoint: str) -> None:
         vs = await self.variants(endpoint)
         if not vs:
@@ -286,6 +313,7 @@ class _Attempt:
         await asyncio.gather(*(self.poll_rendition(endpoint, v) for v in vs))
 
     async def poll_rendition(self, endpoint: str, v: Variant) -> None:
+        self.polls += 1
         fr = await self.fetch(v.uri, self.cfg.playlist_max_bytes)
         if fr.failure:
             self.st.tracker.failed(endpoint, v.name)
@@ -297,8 +325,10 @@ class _Attempt:
             return
         if not isinstance(pl, MediaPlaylist):
             return
+        newest = pl.segments[-1] if pl.segments else None
         new = self.st.tracker.observe(endpoint, v.name, [(s.seq, s.duration) for s in pl.segments],
-                                      fr.start_wall, fr.end_wall)
+                                      fr.start_wall, fr.end_wall,
+                                      newest.pdt + newest.duration if newest and newest.pdt is not None else None)
         by_seq = {s.seq: s for s in pl.segments}
         for seq, seen in new:
             key = (v.name, seq)
@@ -363,16 +393,7 @@ class _Attempt:
         ntp_task = asyncio.ensure_future(self.ntp())
         end = self.ctx.clock() + max(0.2, cfg.interval_s - 0.1)
         try:
-            while True:
-                await asyncio.gather(*(self.poll(e) for e in self.endpoints))
-                now = self.ctx.clock()
-                if now >= end:
-                    break
-                # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
-                delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
-                    time.time(), self.st.tracker.expected(), cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
-                    cfg.fast_lag_s)
-                await asyncio.sleep(max(0.0, min(delay, end - now)))
+            await asyncio.gather(*(self.watch(e, end) for e in self.endpoints))
             if self.tasks:
                 await asyncio.gather(*self.tasks)
             await ntp_task
@@ -381,6 +402,7 @@ class _Attempt:
                 if not task.done():
                     task.cancel()
         self.report()
+        self.result.figures["playlist_polls"] = self.polls
         if "origin" not in self.st.masters:
             self.result.failure = Failure.UNAVAILABLE
             self.result.detail = "no playlist from the origin"

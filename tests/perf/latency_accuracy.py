@@ -14,7 +14,8 @@ every per-segment latency trace, and compares per segment:
 
 ``--faults`` adds ingest_latency 2000 ms and edge-b edge_delay 1500 ms for the second
 half of the run. Prints median and p95 absolute error per stage (targets: median <= one
-frame interval, 40 ms at 25 fps; p95 <= 100 ms) and the decode CPU per analysed segment.
+frame interval, 40 ms at 25 fps; p95 <= 100 ms), the decode CPU per analysed segment and the
+latency probe's playlist polls per stream-second.
 """
 
 from __future__ import annotations
@@ -40,10 +41,15 @@ from probes.core.latency_core import SEPARATE_TRACE_ATTR
 class Collect:
     def __init__(self) -> None:
         self.traces = []
+        self.polls = 0
+        self.poll_s = 0.0
 
     def on_cycle(self, cycle) -> None:
         for a in cycle.attempts:
             self.traces += [s for s in a.result.spans if s.attributes.get(SEPARATE_TRACE_ATTR)]
+            if a.target.probe == "latency" and "playlist_polls" in a.result.figures:
+                self.polls += a.result.figures["playlist_polls"]
+                self.poll_s += a.duration
 
 
 def edge_first_held(lab: Lab, edge: str, rendition: str, seq: int, mono_to_wall: float) -> float | None:
@@ -120,6 +126,9 @@ async def main(seconds: float, faults: bool) -> None:
             print(f"  decode CPU per analysed segment: median {1000 * statistics.median(cpu):.1f} ms, "
                   f"p95 {1000 * pct(cpu, 0.95):.1f} ms (2-s {lab.renditions[-1]} segment)")
         print(f"  process CPU (lab + agent) {cpu_total:.1f} s over {seconds:.0f} s")
+        endpoints = 1 + len(lab.edges)
+        print(f"  latency probe playlist polls: {col.polls / max(col.poll_s, 1e-9):.1f} per stream-second "
+              f"({endpoints} endpoints, the lowest rendition; {col.polls} in {col.poll_s:.0f} s of attempts)")
 
 
 if __name__ == "__main__":
