@@ -62,6 +62,10 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   lower bound: a viewer's buffer drains while the probe would wait on. A newest segment that answered 404/410 is asked again at each
   attempt while it is the newest (retrying is scheduling: one request per attempt), so a
   segment listed a moment before it was written is ``segment_missing`` only while it is.
+- reload time: a media playlist request still unanswered ``PLAYLIST_BUDGET`` (1) x
+  EXT-X-TARGETDURATION after it was sent (at least 1 s; once the playlist is known) is given up
+  and is ``timeout`` then (RFC 8216 §6.3.4: a client reloads every target duration, so a slower
+  answer leaves it behind the live edge), not at the attempt's deadline.
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
   oscnord/hls-monitor) target durations of MEDIA TIME behind its siblings', compared by
@@ -369,6 +373,19 @@ class _Attempt:
         if prefetched:
             fr, pl = prefetched
             rs.document = fr.document
+        elif rs.playlist is not None and rs.playlist.target_duration:
+            # a reload unanswered after one target duration leaves a player behind the live edge
+            # (RFC 8216 §6.3.4: it reloads every target duration): evidence then, not at the deadline
+            budget = max(PLAYLIST_BUDGET * rs.playlist.target_duration, 1.0)
+            w0, t0 = time.time(), time.perf_counter()
+            try:
+                async with asyncio.timeout(budget):
+                    fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
+            except TimeoutError:
+                fr = FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
+                                 total_s=time.perf_counter() - t0,
+                                 detail=f"no answer within {budget:.1f} s (one target duration: a player "
+                                        "reloading it falls behind the live edge)")
         else:
             fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
         self.ctx.state["polls"] = self.ctx.state.get("polls", 0) + 1
@@ -652,6 +669,7 @@ _MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNO
 
 
 SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1
+PLAYLIST_BUDGET = 1.0  # x EXT-X-TARGETDURATION: a media playlist reload still unanswered then is a timeout
 
 
 def _cadence(target_duration: float, newest: Segment | None) -> float:

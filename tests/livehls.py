@@ -125,6 +125,7 @@ class Knobs:
     audio: tuple[str, ...] = ()  # demuxed audio: one EXT-X-MEDIA TYPE=AUDIO rendition per language
     iframes: bool = False  # list an EXT-X-I-FRAME-STREAM-INF playlist of the 360p variant
     gone: set[str] = field(default_factory=set)  # media playlists ("audio_en", "360p"...) answering 404
+    playlist_delay_s: float = 0.0  # media playlists answer this late (a slow first byte)
     unwritten_s: float = 0.0  # a packager that lists before it writes: each segment answers 404 for this
     # long after it is listed, then 200 (its playlist keeps advancing on time)
 
@@ -251,6 +252,8 @@ class Endpoint:
         if r not in self.playlists or r in self.knobs.gone:
             raise web.HTTPNotFound()
         self.playlists_requested.append(r)
+        if self.knobs.playlist_delay_s:
+            await asyncio.sleep(self.knobs.playlist_delay_s)
         newest = self.tl.newest()
         if self.knobs.freeze_all:
             self.knobs.frozen_at.update({x: self.knobs.frozen_at.get(x, newest) for x in self.playlists})

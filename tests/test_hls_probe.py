@@ -303,6 +303,26 @@ async def test_segment_slower_than_real_time(live):
                       rendition="360p") or 9) < 1
 
 
+async def test_a_playlist_reload_slower_than_a_target_duration_is_a_timeout_at_once(live):
+    """Issue 19 part 1: an edge whose first byte takes 2.5 s (target duration 1 s) is a timeout
+    at 1 x the target duration after the request, not at the attempt's 5-s deadline."""
+    cfg = parse_config(live.config())
+    async with Agent(cfg) as agent:
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 10, "edge-b ok")
+        live.edges["edge-b"].knobs.playlist_delay_s = 2.5
+        await wait_for(state_is(agent, "cdn", "edge-b", "down"), 6, "edge-b down")
+        c = cell(agent, "cdn", "edge-b")
+        assert any("no answer within 1.0 s" in r for r in c["reasons"]), c["reasons"]
+        ev = [e for e in agent.board.evidence("main") if e.component == "edge-b" and e.fault == "timeout"]
+        assert ev and all(e.url_role == "media_playlist" for e in ev), ev
+        # each attempt ended at the budget: its duration is ~1 s, not the 5-s deadline
+        dur = value(agent, "signalpath_probe_duration_seconds", stage="cdn", component="edge-b", probe="hls")
+        assert dur is not None and dur < 2.0, dur
+        assert cell(agent, "cdn", "edge-a")["state"] == "ok"
+        live.edges["edge-b"].knobs.playlist_delay_s = 0.0
+        await wait_for(state_is(agent, "cdn", "edge-b", "ok"), 6, "edge-b ok again")
+
+
 @pytest.mark.parametrize("knob,reason,fault_text", [
     ({"playlist_status": 503}, "http_error", "HTTP 503"),
     ({"malformed": True}, "protocol_error", "malformed"),
