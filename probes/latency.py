@@ -30,20 +30,23 @@ Polling: the probe polls the playlists itself rather than reusing the HLS probe'
 observations: the accuracy target (median error <= one frame interval, DESIGN.md) needs
 polls ~50 ms apart around each expected arrival, and the HLS probe polls once a second
 (``ctx.shared`` is per target, not shared between jobs). One attempt is a watch window of
-``interval_s - 0.1`` s in which each endpoint is polled on its own schedule: every ``poll_s``
-(0.5 s), and every ``fast_poll_s`` (0.05 s) inside that endpoint's arrival window. The
-arrival is predicted from the media clock — the newest segment's EXT-X-PROGRAM-DATE-TIME +
-EXTINF, one more EXTINF, plus the endpoint's median publish delay of its recent arrivals —
-or, without PDT, as the previous arrival + its EXTINF
-(:class:`~probes.core.latency_core.FirstSeenTracker`). The window is [due - ``fast_lead_s``,
-due + ``fast_lag_s``] (0.3 s, 1 s) until four arrivals were timed, then the span of the
-recent arrivals' offsets from their predictions widened by ``fast_margin_s`` (0.1 s): a
-packager that publishes on a steady cadence is polled fast for ~0.3 s per segment instead of
-1.3 s, one with publish jitter for as long as it varies. ``playlist_polls`` (figure) counts
-the requests of an attempt; tests/perf/latency_accuracy.py prints them per stream-second
-with the accuracy they buy. Polling is measurement, not retrying (STYLE.md 4). An agent that
-is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it
-then polls every ``poll_s`` and each figure is that much coarser.
+``interval_s - 0.1`` s: polls every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from
+``fast_lead_s`` before until ``fast_lag_s`` after each endpoint's next segment is due
+(previous arrival + its EXTINF). Polling is measurement, not retrying (STYLE.md 4). An
+agent that is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py):
+it then polls every ``poll_s`` and each figure is that much coarser. ``playlist_polls``
+(figure) counts an attempt's requests; tests/perf/latency_accuracy.py prints them per
+stream-second (29 on the lab: 3 endpoints, the lowest rendition).
+Measured (tests/perf/latency_accuracy.py, 2026-12-01): polling each endpoint on its own
+schedule, fast only in a window narrowed to the span of its recent arrivals around a
+PDT-based prediction, cut the polls to 18.5 per stream-second but made the edges' error
+worse (median 30 → 70 ms, p95 51 → 274 ms): a pull-through edge lists a segment when a
+request finds its cached copy expired, so its "arrival" is made by the polls themselves, and
+an edge polled slowly until its own window opens lists the segment at the window's first poll,
+bracketed by the slow poll before it. Polling every endpoint whenever any endpoint's window is
+open (as here) keeps the edges polled fast from the origin's arrival on. Narrowed windows with
+that union: median 11 ms but p95 202 ms, polls 25.4. Not adopted; an event-driven edge
+schedule (fast from the origin's new segment until the edge lists it) is the next step.
 Measured: widening ``fast_lag_s`` to 4 s (fast polling while a due segment is late) made
 the edges' p95 error worse (52 → 188 ms on edge-a under faults), so it stays at 1 s.
 
@@ -128,8 +131,6 @@ class LatencySettings(StrictModel):
     fast_poll_s: float = Field(0.05, ge=0.01, le=5, description="poll period around an expected arrival")
     fast_lead_s: float = Field(0.3, ge=0, le=10)
     fast_lag_s: float = Field(1.0, ge=0, le=10, description="keep polling fast this long after a segment is due")
-    fast_margin_s: float = Field(0.1, ge=0, le=10, description="once arrivals were timed, the fast window is "
-                                 "their recent span around the prediction widened by this much")
     beacon: bool = Field(True, description="read the beacon; false: EXT-X-PROGRAM-DATE-TIME only")
     finalize_after_segments: float = Field(4.0, ge=1, le=30,
                                            description="a segment's trace is closed this many EXTINF after "
@@ -291,21 +292,6 @@ class _Attempt:
         self.st.masters[endpoint] = (now, chosen)
         return chosen
 
-    async def watch(self, endpoint: str, end: float) -> None:
-        """Poll one endpoint until ``end`` (on ``ctx.clock``): fast inside its own arrival windows
-        (:meth:`~probes.core.latency_core.FirstSeenTracker.windows`), every ``poll_s`` elsewhere."""
-        cfg = self.cfg
-        while True:
-            await self.poll(endpoint)
-            now = self.ctx.clock()
-            if now >= end:
-                return
-            # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
-            delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
-                time.time(), self.st.tracker.windows(endpoint, cfg.fast_lead_s, cfg.fast_lag_s, cfg.fast_margin_s),
-                cfg.poll_s, cfg.fast_poll_s)
-            await asyncio.sleep(max(0.0, min(delay, end - now)))
-
     async def poll(self, endpoint: str) -> None:
         vs = await self.variants(endpoint)
         if not vs:
@@ -325,10 +311,8 @@ class _Attempt:
             return
         if not isinstance(pl, MediaPlaylist):
             return
-        newest = pl.segments[-1] if pl.segments else None
         new = self.st.tracker.observe(endpoint, v.name, [(s.seq, s.duration) for s in pl.segments],
-                                      fr.start_wall, fr.end_wall,
-                                      newest.pdt + newest.duration if newest and newest.pdt is not None else None)
+                                      fr.start_wall, fr.end_wall)
         by_seq = {s.seq: s for s in pl.segments}
         for seq, seen in new:
             key = (v.name, seq)
@@ -393,7 +377,16 @@ class _Attempt:
         ntp_task = asyncio.ensure_future(self.ntp())
         end = self.ctx.clock() + max(0.2, cfg.interval_s - 0.1)
         try:
-            await asyncio.gather(*(self.watch(e, end) for e in self.endpoints))
+            while True:
+                await asyncio.gather(*(self.poll(e) for e in self.endpoints))
+                now = self.ctx.clock()
+                if now >= end:
+                    break
+                # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
+                delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
+                    time.time(), self.st.tracker.expected(), cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
+                    cfg.fast_lag_s)
+                await asyncio.sleep(max(0.0, min(delay, end - now)))
             if self.tasks:
                 await asyncio.gather(*self.tasks)
             await ntp_task

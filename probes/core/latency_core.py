@@ -104,23 +104,11 @@ class SegmentTiming:
         return None if e is None or self.capture_last is None else e.at - self.capture_last
 
 
-ARRIVAL_HISTORY = 16
-"""Arrivals per (endpoint, rendition) whose offset from their predicted time shapes the fast
-window (:meth:`FirstSeenTracker.windows`): 32 s of 2-s segments."""
-ARRIVAL_MIN_HISTORY = 4
-"""Arrivals needed before the window narrows from the configured [-lead, +lag]."""
-
-
 @dataclass(slots=True)
 class _PollMemory:
     last_mid: float | None = None
     last_seq: int | None = None
     expected_at: float | None = None  # epoch seconds the next segment is due
-    # offsets (s) of recent arrivals from their predicted time: both ends of each bracket
-    offsets: collections.deque[tuple[float, float]] = field(
-        default_factory=lambda: collections.deque(maxlen=ARRIVAL_HISTORY))
-    # publish delays (s) of recent arrivals: first seen - (PDT + EXTINF), the end of the media they hold
-    delays: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=ARRIVAL_HISTORY))
 
 
 class FirstSeenTracker:
@@ -130,15 +118,11 @@ class FirstSeenTracker:
         self._mem: dict[tuple[str, str], _PollMemory] = {}
 
     def observe(self, endpoint: str, rendition: str, segments: list[tuple[int, float]], sent: float,
-                answered: float, newest_end: float | None = None) -> list[tuple[int, Seen | None]]:
+                answered: float) -> list[tuple[int, Seen | None]]:
         """One successful poll listing ``segments`` as (seq, duration); returns the new ones.
 
         Each new sequence number comes with its :class:`Seen` bracket, or None when the
         endpoint had no earlier poll to bracket it with (listed before the agent looked).
-        ``newest_end``: the newest segment's EXT-X-PROGRAM-DATE-TIME + EXTINF (epoch s), when the
-        playlist has PDT. The next arrival is predicted from it (the media's own clock: the next
-        segment ends one EXTINF later, and appears the endpoint's usual publish delay after that)
-        and, without PDT, as the previous arrival + its EXTINF.
         """
         mem = self._mem.setdefault((endpoint, rendition), _PollMemory())
         mid = (sent + answered) / 2.0
@@ -155,20 +139,8 @@ class FirstSeenTracker:
                 else:
                     new.append((seq, Seen((mem.last_mid + mid) / 2.0, (mid - mem.last_mid) / 2.0)))
             last_dur = next((d for s, d in segments if s == newest), 0.0)
-            seen = new[-1][1] if new else None
-            arrival = seen.at if seen is not None else mid
-            if seen is not None and len(new) == 1:
-                # one new segment (a burst of several after a gap is no cadence): how far from its
-                # prediction it came, and its publish delay
-                if mem.expected_at is not None:
-                    mem.offsets.append((seen.at - seen.half_width - mem.expected_at,
-                                        seen.at + seen.half_width - mem.expected_at))
-                if newest_end is not None:
-                    mem.delays.append(seen.at - newest_end)
-            if newest_end is not None and mem.delays:
-                mem.expected_at = newest_end + last_dur + statistics.median(mem.delays)
-            else:
-                mem.expected_at = arrival + last_dur
+            arrival = new[-1][1].at if new and new[-1][1] is not None else mid
+            mem.expected_at = arrival + last_dur
             mem.last_seq = newest
         elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
             mem.last_seq = newest  # restarted sequence: follow it
@@ -181,42 +153,20 @@ class FirstSeenTracker:
         if mem is not None:
             mem.last_mid = None
 
-    def expected(self, endpoint: str | None = None) -> list[float]:
-        """Epoch seconds the next segment is due, per rendition (of ``endpoint``, or of all)."""
-        return [m.expected_at for (e, _), m in self._mem.items()
-                if m.expected_at is not None and (endpoint is None or e == endpoint)]
-
-    def windows(self, endpoint: str, lead_s: float, lag_s: float, margin_s: float) -> list[tuple[float, float]]:
-        """Where ``endpoint``'s next segments will appear: per rendition, (start, end) in epoch
-        seconds around the predicted arrival (the previous arrival + its EXTINF). Until
-        :data:`ARRIVAL_MIN_HISTORY` arrivals were timed, [due - ``lead_s``, due + ``lag_s``];
-        then the span of the recent arrivals' offsets from their predictions (both ends of each
-        first-seen bracket) widened by ``margin_s``, within that range: an endpoint that publishes
-        on a steady cadence is polled fast for a fraction of a second per segment, one with
-        publish jitter (up to 0.4 s) or behind a CDN's varying delay for as long as it varies."""
-        out = []
-        for (e, _), m in self._mem.items():
-            if e != endpoint or m.expected_at is None:
-                continue
-            lo, hi = -lead_s, lag_s
-            if len(m.offsets) >= ARRIVAL_MIN_HISTORY:
-                lo = max(lo, min(a for a, _ in m.offsets) - margin_s)
-                hi = min(hi, max(b for _, b in m.offsets) + margin_s)
-                if hi < lo:  # offsets beyond the configured range: keep the range
-                    lo, hi = -lead_s, lag_s
-            out.append((m.expected_at + lo, m.expected_at + hi))
-        return out
+    def expected(self) -> list[float]:
+        return [m.expected_at for m in self._mem.values() if m.expected_at is not None]
 
 
-def next_poll_delay(now: float, windows: list[tuple[float, float]], slow_s: float, fast_s: float) -> float:
-    """Seconds to the next poll: ``fast_s`` inside any (start, end) window (epoch seconds), else
-    ``slow_s``, never sleeping past the start of the next window."""
+def next_poll_delay(now: float, expected: list[float], slow_s: float, fast_s: float, lead_s: float,
+                    lag_s: float) -> float:
+    """Seconds to the next poll: ``fast_s`` within [due - lead, due + lag] of any expected
+    arrival, else ``slow_s`` (never sleeping past the start of the next fast window)."""
     delay = slow_s
-    for start, end in windows:
-        if start <= now <= end:
+    for due in expected:
+        if due - lead_s <= now <= due + lag_s:
             return fast_s
-        if now < start:
-            delay = min(delay, max(fast_s, start - now))
+        if now < due - lead_s:
+            delay = min(delay, max(fast_s, due - lead_s - now))
     return delay
 
 
