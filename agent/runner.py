@@ -206,8 +206,13 @@ class Runner:
                                 for t in job.targets], now, late=False)
         elif not shed and id(job) in self._shed_jobs:
             self._shed_jobs.discard(id(job))
-            for t in job.targets:
-                self.context(t).state.clear()
+            states = [self.context(t).state for t in job.targets]
+            # what an attempt in flight opened after the shedding began is closed, not dropped
+            held = take_held(states)
+            for state in states:
+                state.clear()
+            if held:
+                self._spawn(close_all(held), f"release {job.probe}/{job.stream}")
         return shed
 
     def _next_order(self) -> int:
@@ -320,14 +325,23 @@ class Runner:
         return Attempt(t, result, start_wall, duration)
 
 
-async def close_held(states: list[dict[str, Any]], timeout: float = 5.0) -> None:
-    """Close what probes hold open between attempts: every value in these ``ProbeContext.state``
-    dicts with an ``aclose()`` coroutine (a kept-open WHEP session, probes/whep.py), taken out
-    of its dict and closed, all at once within ``timeout`` seconds (never raises)."""
+def take_held(states: list[dict[str, Any]]) -> list[Any]:
+    """Take what probes hold open between attempts out of these ``ProbeContext.state`` dicts:
+    every value with an ``aclose()`` coroutine (a kept-open WHEP session, probes/whep.py)."""
     held = []
     for state in states:
         for key in [k for k, v in state.items() if callable(getattr(v, "aclose", None))]:
             held.append(state.pop(key))
+    return held
+
+
+async def close_held(states: list[dict[str, Any]], timeout: float = 5.0) -> None:
+    """:func:`take_held` and :func:`close_all` them."""
+    await close_all(take_held(states), timeout)
+
+
+async def close_all(held: list[Any], timeout: float = 5.0) -> None:
+    """``aclose()`` every one at once, within ``timeout`` seconds (never raises)."""
     if not held:
         return
     closing = [asyncio.ensure_future(v.aclose()) for v in held]

@@ -15,13 +15,18 @@ Two ways to run it (``keep_open``):
   and one going on now (a viewer sees a picture stand still before the next frame ends the
   gap, so a stall is evidence at the first report after ``visible_freeze_seconds`` of it:
   within one interval), loss and received packets as differences of the cumulative
-  ``inbound-rtp`` counters, the current jitter. A session that broke (ICE consent or DTLS
-  lost, the track ended) is closed and a new one opened at the next attempt; one ``renew_s``
-  old (300 s) is renewed while frames flow, so setup is measured again — and a server that
-  refuses new sessions (which a kept viewer does not notice) is seen within ``renew_s``. The
+  ``inbound-rtp`` counters (lost: from its high-water mark — aiortc's count goes down when a
+  NACK repairs a packet), the current jitter. A session that broke (ICE consent or DTLS lost,
+  the track ended) has its last window reported (the picture stands still from its last frame)
+  and is replaced at the next attempt; one ``renew_s`` old (300 s; at least two intervals) is
+  reported, then renewed while frames flow, so setup is measured again — and a server that
+  refuses new sessions (which a kept viewer does not notice) is seen within ``renew_s``. An
+  opening that fails is tried again after 2, 4, 8, 16, then every 30 s (its verdict repeated
+  meanwhile), not at every interval. Before the W3C rule has its five gaps, a picture standing
+  still for ``visible_freeze_seconds`` is a freeze. The
   runner closes (DELETEs) the session at shutdown, on a reload that drops the endpoint and
   when the agent sheds its virtual players (agent/runner.py ``close_held``). Cost: see
-  tests/perf/lab_webrtc_cpu.py ``--keep-open`` (the closing figures are in the README).
+  tests/perf/lab_webrtc_cpu.py ``--compare-whep`` (the closing figures are in the README).
 - a session per attempt (``keep_open: false``; interval 30 s): open, measure ``seconds`` of
   media, DELETE.
 
@@ -101,12 +106,12 @@ class WhepPlayback(WebRtcEndpointSettings, WhepProbeConfig):
         default=True, description="hold one session open and report every interval_s what it received (as a "
                                   "viewer watching); false: a new `seconds`-long session every interval_s")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _interval_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "interval_s" not in data:
-            data = {**data, "interval_s": KEPT_INTERVAL_S if data.get("keep_open", True) else SESSION_INTERVAL_S}
-        return data
+    @model_validator(mode="after")
+    def _interval_default(self) -> WhepPlayback:
+        # after parsing: ``keep_open: "${KEEP}"`` arrives as a string and is a bool only now
+        if "interval_s" not in self.model_fields_set:
+            object.__setattr__(self, "interval_s", KEPT_INTERVAL_S if self.keep_open else SESSION_INTERVAL_S)
+        return self
 
 
 KEPT_INTERVAL_S = 2.0
@@ -202,13 +207,16 @@ class _Viewer:
         return None
 
     async def aclose(self) -> None:
-        """Stop reading, DELETE the session and close the peer connection (bounded, never raises)."""
+        """DELETE the session, close the peer connection, stop reading (bounded; never raises
+        but for the caller's own cancellation, after which the peer connection is closed too)."""
         self.closing = True
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self.reader
-        await self.s.close()
+        try:
+            await self.s.close()
+        finally:
+            if self.reader is not None:
+                self.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait({self.reader}, timeout=1.0)
 
 
 @dataclass(slots=True)
@@ -220,8 +228,9 @@ class _Kept:
     reported_at: float
     ttff: float  # the session's time to first frame (s): repeated in each report, as the gauge's value
     frames: int = 0
-    lost: int = 0
+    lost: int = 0  # high-water mark of the cumulative packetsLost (a NACK repair lowers aiortc's count)
     received: int = 0
+    renew: str | None = None  # why the next attempt closes it and opens a new one (its window reported first)
 
     async def aclose(self) -> None:  # agent/runner.py Runner.release: at shutdown, reload, shedding
         await self.viewer.aclose()
@@ -262,75 +271,115 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
 
 
 async def _kept_attempt(target: ProbeTarget, ctx: ProbeContext, cfg: WhepProbeConfig) -> ProbeResult:
-    """``keep_open``: open a session when none is held (or it broke, or is ``renew_s`` old while
-    frames flow), else report the window since the previous report."""
+    """``keep_open``: report the window since the previous report of the session held; open one
+    when none is held. A session that broke, or is due for renewal, has its last window reported
+    first and is replaced at the next attempt; a failed opening is tried again after a back-off."""
     kept: _Kept | None = ctx.state.get("whep")
-    prior: list[str] = []
     now = ctx.clock()
-    if kept is not None:
-        v = kept.viewer
-        v.s.rebind(ctx)
-        why = v.broken()
-        flowing = v.frames.last is not None and now - v.frames.last < cfg.visible_freeze_seconds
-        if why is None and flowing and now - kept.opened_at >= cfg.renew_s:
-            why = f"renewed after {now - kept.opened_at:.0f} s (setup measured again)"
-        if why is not None:
-            del ctx.state["whep"]
-            await v.aclose()
-            prior = [f"previous session closed: {why}"]
-            kept = None
+    if kept is not None and kept.renew is not None:
+        del ctx.state["whep"]
+        prior = f"previous session closed: {kept.renew}"
+        await kept.aclose()
+        return await _open(target, ctx, cfg, prior)
     if kept is None:
-        s = Session(target, ctx, cfg, "playback", "whep")
-        v = _Viewer(s)
-        try:
-            ttff = await v.open(target.url or "")
-        except WebRtcError as exc:
-            s.fail(exc)
-            await v.aclose()
-            return s.result
-        except BaseException:
-            await v.aclose()
-            raise
-        at = ctx.clock()
-        ctx.state["whep"] = _Kept(v, opened_at=at, reported_at=at, ttff=ttff, frames=v.frames.frames)
-        s.result.samples += [Sample(METRIC_TTFF, s.labels, ttff), Sample(METRIC_FREEZES, s.labels, 0.0, "inc"),
-                             Sample(METRIC_LOST, s.labels, 0.0, "inc")]  # the counters exist from the start
-        s.result.figures.update(time_to_first_frame_seconds=round(ttff, 6), session_age_seconds=0.0)
-        detail = "; ".join([f"WHEP session opened: first frame after {ttff:.2f} s", *prior])
-        s.result.detail = detail
-        figures = {k: float(x) for k, x in s.result.figures.items() if isinstance(x, (int, float))}
-        s.result.evidence.insert(0, Evidence("playback", target.component, State.OK, None, detail, None, figures))
+        retry: _Retry | None = ctx.state.get("whep_retry")
+        if retry is not None and now < retry.at:
+            # a failing endpoint is not asked again every interval: its verdict stands until the retry
+            return retry.repeat(now)
+        return await _open(target, ctx, cfg, None)
+    v = kept.viewer
+    v.s.rebind(ctx)
+    why = v.broken()
+    result = await _report_window(kept, ctx, cfg, why)
+    if why is not None:
+        kept.renew = why
+    elif v.frames.last is not None and now - v.frames.last < cfg.visible_freeze_seconds \
+            and now - kept.opened_at >= max(cfg.renew_s, 2 * target.interval):
+        kept.renew = f"renewed after {now - kept.opened_at:.0f} s (setup measured again)"
+    return result
+
+
+@dataclass(slots=True)
+class _Retry:
+    """When a kept session may be tried again after failed openings, and the last verdict."""
+
+    at: float
+    failures: int
+    result: ProbeResult
+
+    def repeat(self, now: float) -> ProbeResult:
+        r = self.result
+        return ProbeResult(failure=r.failure, detail=f"{r.detail} (tried again in {self.at - now:.0f} s)",
+                           evidence=list(r.evidence))
+
+
+async def _open(target: ProbeTarget, ctx: ProbeContext, cfg: WhepProbeConfig, prior: str | None) -> ProbeResult:
+    """Open the kept session; a failure backs off (``KEPT_INTERVAL_S`` doubling up to
+    ``SESSION_INTERVAL_S``) before the next try."""
+    s = Session(target, ctx, cfg, "playback", "whep")
+    v = _Viewer(s)
+    try:
+        ttff = await v.open(target.url or "")
+    except WebRtcError as exc:
+        s.fail(exc)
+        await v.aclose()
+        last: _Retry | None = ctx.state.get("whep_retry")
+        failures = (last.failures if last is not None else 0) + 1
+        wait = min(SESSION_INTERVAL_S, KEPT_INTERVAL_S * 2 ** (failures - 1))
+        ctx.state["whep_retry"] = _Retry(ctx.clock() + wait, failures, s.result)
         return s.result
-    return await _report_window(kept, ctx, cfg)
+    except BaseException:
+        await v.aclose()
+        raise
+    ctx.state.pop("whep_retry", None)
+    at = ctx.clock()
+    ctx.state["whep"] = _Kept(v, opened_at=at, reported_at=at, ttff=ttff, frames=v.frames.frames)
+    s.result.samples += [Sample(METRIC_TTFF, s.labels, ttff), Sample(METRIC_FREEZES, s.labels, 0.0, "inc"),
+                         Sample(METRIC_LOST, s.labels, 0.0, "inc")]  # the counters exist from the start
+    s.result.figures.update(time_to_first_frame_seconds=round(ttff, 6), session_age_seconds=0.0)
+    detail = "; ".join([f"WHEP session opened: first frame after {ttff:.2f} s", *([prior] if prior else [])])
+    s.result.detail = detail
+    figures = {k: float(x) for k, x in s.result.figures.items() if isinstance(x, (int, float))}
+    s.result.evidence.insert(0, Evidence("playback", target.component, State.OK, None, detail, None, figures))
+    return s.result
 
 
-async def _report_window(kept: _Kept, ctx: ProbeContext, cfg: WhepProbeConfig) -> ProbeResult:
-    """What a viewer of the kept session saw since its previous report."""
+async def _report_window(kept: _Kept, ctx: ProbeContext, cfg: WhepProbeConfig, broken: str | None) -> ProbeResult:
+    """What a viewer of the kept session saw since its previous report; ``broken``: why the
+    session can deliver no more (its picture stands still from its last frame on)."""
     v, s = kept.viewer, kept.viewer.s
     fc = v.frames
     agent_freezes = fc.discount(ctx.agent_stall)
     now = ctx.clock()
     since = kept.reported_at
     spans = [(a, b) for a, b in fc.spans if b > since]
-    limit = fc.threshold()
-    if fc.last is not None and limit is not None and now - fc.last >= limit:
-        # a freeze going on now: the viewer sees it although no frame has ended it yet
-        if ctx.agent_stall(fc.last, now) < 0.5 * (now - fc.last):
-            spans.append((fc.last, now))  # as long as it lasts so far (it may have begun before this window)
-    inbound: dict[str, Any] = {}
+    # a freeze going on now: the viewer sees it although no frame has ended it yet (before the W3C
+    # rule has its 5 gaps, or with the session broken: from the visible-freeze length on)
+    limit = fc.threshold() if broken is None else None
+    limit = cfg.visible_freeze_seconds if limit is None else limit
+    last = fc.last if fc.last is not None else kept.opened_at
+    if now - last >= limit and ctx.agent_stall(last, now) < 0.5 * (now - last):
+        spans.append((last, now))  # as long as it lasts so far (it may have begun before this window)
+    inbound: dict[str, Any] | None = None
     with contextlib.suppress(Exception):  # a peer connection closing under us (shutdown) has none
-        inbound = await stats(v.tr.receiver, "inbound-rtp") or {}
-    lost = max(0, int(inbound.get("packetsLost") or 0))
-    received = int(inbound.get("packetsReceived") or 0)
+        inbound = await stats(v.tr.receiver, "inbound-rtp")
+    lost = max(0, int((inbound or {}).get("packetsLost") or 0))
+    received = int((inbound or {}).get("packetsReceived") or 0)
+    d_lost = max(0, lost - kept.lost) if inbound is not None else 0
+    d_received = max(0, received - kept.received) if inbound is not None else 0
     w = _Window(frames=fc.frames - kept.frames, seconds=now - since, freezes=spans, agent_freezes=agent_freezes,
-                lost=max(0, lost - kept.lost), received=max(0, received - kept.received),
-                jitter=jitter_seconds(inbound.get("jitter") or 0),
+                lost=d_lost, received=d_received, jitter=jitter_seconds((inbound or {}).get("jitter") or 0),
                 beacon=[lat for at, lat in v.beacon if at > since], ongoing=bool(spans) and spans[-1][1] == now,
-                completed=sum(1 for _, b in fc.spans if since < b))
-    kept.reported_at, kept.frames, kept.lost, kept.received = now, fc.frames, lost, received
+                completed=sum(1 for _, b in fc.spans if since < b), windowed=True)
+    kept.reported_at, kept.frames = now, fc.frames
+    if inbound is not None:
+        kept.lost, kept.received = max(kept.lost, lost), max(kept.received, received)
     s.phase("playback", since, now, attrs={"frames": w.frames, "freezes": len(spans), "agent_freezes": agent_freezes})
     s.result.figures["session_age_seconds"] = round(now - kept.opened_at, 3)
     _whep_figures(s, cfg, w, kept.ttff)
+    if broken is not None:
+        s.result.detail = f"{s.result.detail}; the session ended: {broken} (a new one at the next attempt)"
+        s.result.evidence[0].detail = s.result.detail
     if v.closing:  # the agent closed it meanwhile (shutdown, shedding): nothing measured about the stream
         s.result = ProbeResult(failure=Failure.AGENT_BEHIND, detail="the session was closed by the agent")
     return s.result
@@ -351,6 +400,7 @@ class _Window:
     beacon: list[float]
     ongoing: bool = False  # the last freeze is still going on
     completed: int | None = None  # freezes that ended in the window (None: all of ``freezes``)
+    windowed: bool = False  # a kept session's report window (fps over the window), else one session's media
 
     @property
     def freeze_seconds(self) -> float:
@@ -364,7 +414,10 @@ class _Window:
 def _whep_figures(s: Session, cfg: WhepProbeConfig, w: _Window, ttff: float) -> None:
     r = s.result
     loss_ratio = w.lost / max(1, w.lost + w.received)
-    fps = (w.frames - 1) / w.seconds if w.frames > 1 and w.seconds > 0 else 0.0
+    if w.windowed:
+        fps = w.frames / w.seconds if w.seconds > 0 else 0.0
+    else:
+        fps = (w.frames - 1) / w.seconds if w.frames > 1 and w.seconds > 0 else 0.0
     counted = len(w.freezes) if w.completed is None else w.completed
     r.samples += [Sample(METRIC_JITTER, s.labels, w.jitter), Sample(METRIC_LOST, s.labels, float(w.lost), "inc"),
                   Sample(METRIC_FREEZES, s.labels, float(counted), "inc")]

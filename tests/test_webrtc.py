@@ -335,3 +335,51 @@ async def test_closing_a_peer_aiortc_is_closing_itself_leaves_its_close_intact()
     assert time.monotonic() - t0 < 0.25
     await asyncio.wait_for(own, 2)  # raised InvalidStateError before
     assert pc.closed is not None and pc.closed.result() is True
+
+
+async def test_a_kept_session_whose_frames_stop_before_the_w3c_rule_can_judge_reports_the_freeze():
+    """Two frames, then nothing: the W3C freeze rule needs five gaps before it has a threshold,
+    so the kept session's report used to say "no freeze" for as long as the picture stood still.
+    Without that threshold the visible-freeze length (0.5 s) applies."""
+    from probes.net.webrtc_session import Session
+    from probes.whep import _Kept, _report_window, _Viewer
+
+    now = [100.0]
+    ctx = ProbeContext(state={}, clock=lambda: now[0])
+    cfg = WhepProbeConfig(keep_open=True)
+    target = ProbeTarget("whep", "main", "playback", "whep", cfg, "http://127.0.0.1:9/whep", 2.0, 10.0)
+    v = _Viewer(Session(target, ctx, cfg, "playback", "whep"))
+    v.frames.frame(100.0)
+    v.frames.frame(100.04)
+    kept = _Kept(v, opened_at=99.8, reported_at=100.04, ttff=0.2, frames=2)
+    now[0] = 102.0
+    r = await _report_window(kept, ctx, cfg, None)
+    assert r.evidence[0].state is State.DEGRADED and r.evidence[0].fault == "video_freezes", r.detail
+    assert "no frame for 2.0 s" in r.detail and r.figures["frames"] == 0 and r.figures["fps"] == 0
+
+
+async def test_a_kept_session_that_cannot_open_backs_off_instead_of_posting_every_interval():
+    from agent.runner import close_held
+
+    cfg = WhepProbeConfig(ice_host_addresses=LOOP, keep_open=True)
+    dead = "http://127.0.0.1:9/whep/main"  # the discard port: nothing listens
+    target = ProbeTarget("whep", "main", "playback", "whep", cfg, dead, 2.0, 5.0)
+    ctx = ProbeContext(state={})
+    r = await call_probe(whep_probe, target, ctx)
+    assert r.failure is Failure.CONNECTION_REFUSED and r.evidence[0].fault == "unreachable", r.detail
+    again = await call_probe(whep_probe, target, ctx)  # at once: within the 2-s back-off, not asked again
+    assert again.failure is Failure.CONNECTION_REFUSED and "tried again in 2 s" in again.detail, again.detail
+    assert [e.fault for e in again.evidence] == ["unreachable"] and "whep" not in ctx.state
+    ctx.state["whep_retry"].at = 0.0  # the back-off has passed
+    third = await call_probe(whep_probe, target, ctx)
+    assert "tried again" not in third.detail and ctx.state["whep_retry"].failures == 2  # the next wait: 4 s
+    await close_held([ctx.state])
+
+
+def test_the_whep_interval_default_follows_keep_open_also_from_an_environment_string():
+    from probes.whep import WhepPlayback
+
+    url = "https://whep.example/whep/main"
+    assert WhepPlayback(url=url).interval_s == 2.0
+    assert WhepPlayback(url=url, keep_open="false").interval_s == 30.0  # ${KEEP} arrives as a string
+    assert WhepPlayback(url=url, keep_open=False, interval_s=10).interval_s == 10.0

@@ -415,21 +415,26 @@ class Session:
         return dtls_at
 
     async def close(self) -> None:
-        """DELETE the resource (RFC 9725 §4.2) and close the peer connection; never raises."""
-        if self.resource and self.http is not None:
-            t0 = self.ctx.clock()
-            try:
-                h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-                resp = await self.http.delete(self.resource, headers=h, timeout=2.0)
-                self.result.figures["delete_status"] = resp.status_code
-                self.phase("delete", t0, self.ctx.clock(), attrs={"http.status_code": resp.status_code})
-            except (TimeoutError, httpx.HTTPError) as exc:
-                self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
-        if self.pc is not None:
-            await close_peer(self.pc)
-        if self.http is not None:
-            with contextlib.suppress(Exception):
-                await self.http.aclose()
+        """DELETE the resource (RFC 9725 §4.2, within 2 s) and close the peer connection; never
+        raises but for the caller's own cancellation — the peer connection and the HTTP client
+        are closed then too."""
+        try:
+            if self.resource and self.http is not None:
+                t0 = self.ctx.clock()
+                try:
+                    h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+                    async with asyncio.timeout(2.0):
+                        resp = await self.http.delete(self.resource, headers=h, timeout=2.0)
+                    self.result.figures["delete_status"] = resp.status_code
+                    self.phase("delete", t0, self.ctx.clock(), attrs={"http.status_code": resp.status_code})
+                except (TimeoutError, httpx.HTTPError) as exc:
+                    self.phase("delete", t0, self.ctx.clock(), error=f"DELETE failed: {type(exc).__name__}")
+        finally:
+            if self.pc is not None:
+                await close_peer(self.pc)
+            if self.http is not None:
+                with contextlib.suppress(Exception):
+                    await self.http.aclose()
 
     def fail(self, exc: WebRtcError) -> None:
         self.result.failure = exc.failure
