@@ -82,6 +82,7 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import time
@@ -113,6 +114,7 @@ from probes.core.playlist import (
     Variant,
     extinf_exceeds_target,
     parse_body,
+    reusable,
 )
 from probes.core.redact import redact_url
 from probes.core.thresholds import STALE_FACTOR
@@ -148,6 +150,7 @@ class _Rendition:
     seg: dict[str, float] | None = None  # figures of the last fetched segment
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
+    served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
 
@@ -403,7 +406,7 @@ class _Attempt:
         self.sample("signalpath_playlist_fetch_seconds", fr.first_byte_s, rendition=v.name, phase="first_byte")
         self.sample("signalpath_playlist_fetch_seconds", fr.transfer_s, rendition=v.name, phase="transfer")
         if not prefetched:
-            if fr.document == rs.document and rs.playlist is not None:
+            if reusable(fr.document, rs.document) and rs.playlist is not None:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
@@ -418,6 +421,8 @@ class _Attempt:
                     return Failure.PROTOCOL_ERROR, f"{v.name}: nested master playlist"
                 pl = parsed
                 rs.document = fr.document
+        if not pl.listed and pl.newest is not None:
+            pl = await self.computed(v, rs, pl, span)
         self.media(v, rs, pl, now, fr)
         if pl.keys and self.cfg.fetch_keys:
             await self.check_keys(pl, span)
@@ -426,12 +431,32 @@ class _Attempt:
             self.evidence(State.DEGRADED, Fault.CONTENT_GAP, f"{v.name} segment {pl.newest.seq} is a gap "
                           "(EXT-X-GAP): the packager had no content for it", v.name,
                           media_sequence=pl.newest.seq, url_role="media_playlist")
-        elif cfg.fetch_segments and v.segments and pl.newest is not None \
+        elif cfg.fetch_segments and v.segments and pl.newest is not None and pl.listed \
                 and ((pl.newest.uri, pl.newest.byterange) != rs.last_segment  # single_file: one URI, many ranges
                      or (rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING)):  # written yet?
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None
+
+    async def computed(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, span: SpanRecord) -> MediaPlaylist:
+        """A view whose segments the clock computes (DASH ``$Number$`` without a timeline): it
+        advances whatever the packager does, so what advances the stream is a segment that
+        answers. The newest one due is fetched (again while it answers 404/410); while it is
+        missing, the view ends at the newest segment that answered, and freshness, continuity and
+        latency are judged on that (a dead packager is a stale rendition after 1.5 segments)."""
+        newest = pl.newest
+        assert newest is not None
+        if not (self.cfg.fetch_segments and v.segments):
+            return pl  # nothing tells: the view stands as computed (README: DASH)
+        missing = rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING
+        if (newest.uri, newest.byterange) != rs.last_segment or missing:
+            await self.segment(v, rs, pl, span)
+        if rs.seg_fault is None or rs.seg_fault[0] is not Fault.SEGMENT_MISSING:
+            rs.served_seq = newest.seq
+            return pl
+        keep = tuple(s for s in pl.segments if s.seq <= (rs.served_seq if rs.served_seq is not None
+                                                              else newest.seq - 1))
+        return dataclasses.replace(pl, segments=keep, media_sequence=keep[0].seq if keep else pl.media_sequence)
 
     def media(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, now: float, fr: FetchResult) -> None:
         """Freshness and continuity of one media playlist."""

@@ -47,6 +47,7 @@ from probes.core.playlist import (
     Variant,
     choose_renditions,
     parse_body,
+    reusable,
 )
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
 from probes.faults import Fault
@@ -187,7 +188,7 @@ class _Attempt:
         now = self.ctx.clock()
         if fr.failure:
             return self.unmeasured(v.name, rs, "its media playlist could not be read")  # no verdict without media
-        if fr.document == rs.document and rs.playlist is not None:
+        if reusable(fr.document, rs.document) and rs.playlist is not None:
             pl = rs.playlist
         else:
             try:
@@ -261,7 +262,8 @@ class _Attempt:
             decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, options)
         decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
         t0 = time.thread_time()
-        findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth)
+        findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth,
+                                    bandwidth_buffer_s=v.bandwidth_buffer_s)
         rs.cpu_s = cpu + (time.thread_time() - t0)
         rs.findings, rs.findings_seq = findings, seg.seq
         if decoded.thumbnail:

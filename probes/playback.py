@@ -77,6 +77,7 @@ from probes.core.playlist import (
     audio_rendition,
     choose_renditions,
     parse_body,
+    reusable,
 )
 from probes.faults import Fault
 from probes.net.leanhttp import HEADERS_TIMEOUT_S
@@ -393,7 +394,7 @@ class _Attempt:
             error = f"{name} playlist: no answer within {cfg.playlist_timeout_s:g} s"
         elif fr.failure:
             error = f"{name} playlist: {fr.detail}"
-        elif fr.document == s.document and s.playlist is not None:
+        elif reusable(fr.document, s.document) and s.playlist is not None:
             pl = s.playlist
         else:
             try:

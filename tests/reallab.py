@@ -3,7 +3,8 @@
 What runs (each its own process, its own prefix/config/data folder under ``root``):
 
 - **origin**: nginx (Debian) with ``libnginx-mod-rtmp`` — RTMP ingest on
-  ``rtmp_url``, HLS packager (2-s fragments, 10-s window) served at ``origin_url``,
+  ``rtmp_url``, HLS packager (2-s fragments, 10-s window) served at ``origin_url`` and its
+  MPEG-DASH packager (``dash on``, same fragments and window) at ``dash_url``,
   ``/stat`` XML at ``stat_url`` and ``/control`` (drop publisher). The origin sends
   ``Cache-Control: max-age=60`` on segments and ``max-age=1`` on playlists (the
   ``map`` recipe of shared/ENVIRONMENT.md), like a real origin in front of a CDN.
@@ -146,6 +147,15 @@ class RealLab:
     def origin_url(self) -> str:
         """The HLS media playlist at the origin."""
         return f"{self.origin_base}/hls/{self.stream}.m3u8"
+
+    @property
+    def dash_url(self) -> str:
+        """nginx-rtmp's own MPEG-DASH of the same stream at the origin (``dash on``: SegmentTimeline
+        with ``$Time$``, video and audio apart)."""
+        return f"{self.origin_base}/dash/{self.stream}.mpd"
+
+    def dash_edge_url(self, edge: str) -> str:
+        return f"http://127.0.0.1:{self.edge_ports[edge]}/dash/{self.stream}.mpd"
 
     def edge_url(self, edge: str) -> str:
         return f"http://127.0.0.1:{self.edge_ports[edge]}/hls/{self.stream}.m3u8"
@@ -371,6 +381,7 @@ class RealLab:
     def _write_origin_conf(self) -> None:
         run = self._prepare("origin")
         (run / "hls").mkdir(exist_ok=True)
+        (run / "dash").mkdir(exist_ok=True)
         on_publish = f"    on_publish {self.on_publish_url};\n" if self.on_publish_url else ""
         conf = (
             f"load_module {RTMP_MODULE};\n" + self._common_head(run)
@@ -379,13 +390,16 @@ class RealLab:
             f"  application {self.app} {{\n    live on; record off;\n{on_publish}"
             f"    hls on; hls_path {run}/hls; hls_fragment {self.segment_seconds}s;\n"
             "    hls_playlist_length 10s; hls_cleanup on;\n"
+            f"    dash on; dash_path {run}/dash; dash_fragment {self.segment_seconds}s; dash_playlist_length 10s;\n"
             + ("" if self.hls_continuous is None else f"    hls_continuous {'on' if self.hls_continuous else 'off'};\n")
             + "  }\n} }\n"
             "http {\n" + self._http_head(run)
-            + '  map $uri $hls_cache { ~\\.ts$ "max-age=60"; default "max-age=1"; }\n'
+            + '  map $uri $hls_cache { ~\\.ts$ "max-age=60"; ~\\.m4[av]$ "max-age=60"; default "max-age=1"; }\n'
             f"  server {{ listen 127.0.0.1:{self.origin_http_port};\n"
             "    location /hls { types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }\n"
             f"      alias {run}/hls; add_header Cache-Control $hls_cache; }}\n"
+            "    location /dash { types { application/dash+xml mpd; video/mp4 m4v; audio/mp4 m4a; }\n"
+            f"      alias {run}/dash; add_header Cache-Control $hls_cache; }}\n"
             "    location /stat { rtmp_stat all; }\n"
             "    location /control { rtmp_control all; }\n  }\n}\n"
         )

@@ -118,6 +118,10 @@ async def test_refused_dns_and_redirects(fetcher):
     try:
         fine = await fetcher.get(base + "/to-ok", max_bytes=100)
         assert fine.ok and fine.body == b"fine" and fine.redirects == 1 and fine.headers["x-cache"] == "HIT"
+        # a fragment is never sent, and a Location without one inherits it (RFC 9110 §10.2.2):
+        # a DASH Representation's URI is the MPD's URL with "#dash=NAME"
+        frag = await fetcher.get(base + "/to-ok#dash=180p", max_bytes=100)
+        assert frag.ok and frag.body == b"fine" and frag.final_url == base + "/ok#dash=180p"
         looped = await fetcher.get(base + "/r/0", max_bytes=100, max_redirects=5)
         assert looped.failure is Failure.REDIRECT_LOOP and looped.redirects == 5
     finally:

@@ -332,3 +332,20 @@ def test_the_segment_after_a_corrupt_one_is_not_blamed_for_its_hole(healthy3):
     found = run([healthy3[0], destroyed, healthy3[2]])
     assert "decode_errors" in found[1].fault_names
     assert found[2].faults == [], found[2].faults
+
+
+def test_a_dash_bandwidth_is_a_bucket_over_min_buffer_time_not_a_peak():
+    """ISO/IEC 23009-1 §5.3.5.2: a 2-s segment may carry @bandwidth x (2 + @minBufferTime) bits.
+    The same segment is over an HLS BANDWIDTH (a peak) of 80 % of its rate, lawful under a DASH
+    @bandwidth of 80 % with a 2-s minBufferTime, and over it at 40 %."""
+    seg = decode_segment(make_segment(start_s=0.0))
+    rate = seg.size_bytes * 8 / 2.0
+
+    def faults(declared: float, buffer_s: float) -> set[str]:
+        f = MediaAnalyser(MediaConfig()).feed(seg, segment_duration=2.0, declared_bandwidth=declared,
+                                              bandwidth_buffer_s=buffer_s)
+        return set(f.fault_names)
+
+    assert "bitrate_over_declared" in faults(0.8 * rate, 0.0)
+    assert "bitrate_over_declared" not in faults(0.8 * rate, 2.0)
+    assert "bitrate_over_declared" in faults(0.4 * rate, 2.0)

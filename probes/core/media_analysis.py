@@ -45,7 +45,9 @@ Checks and where their defaults come from (shared/THRESHOLDS.md):
   counts too, so a stream that stops sending key frames is caught before the next one.
 - ``bitrate_over_declared``: a segment's bitrate above BANDWIDTH by more than 10 %
   (RFC 8216 §4.3.4.2: BANDWIDTH is the peak segment bitrate; Apple
-  ``mediastreamvalidator`` flags measured peaks more than 10 % over it).
+  ``mediastreamvalidator`` flags measured peaks more than 10 % over it). A DASH @bandwidth is
+  no peak: a segment of D s may carry @bandwidth x (D + @minBufferTime) bits (ISO/IEC 23009-1
+  §5.3.5.2), and 10 % over that is the fault.
 """
 
 from __future__ import annotations
@@ -247,9 +249,12 @@ class MediaAnalyser:
         *,
         segment_duration: float | None = None,
         declared_bandwidth: float | None = None,
+        bandwidth_buffer_s: float = 0.0,
     ) -> MediaFindings:
         """Analyse the next segment. ``segment_duration`` is its EXTINF (else measured);
-        ``declared_bandwidth`` its variant's BANDWIDTH in bit/s (else not checked)."""
+        ``declared_bandwidth`` its variant's BANDWIDTH in bit/s (else not checked);
+        ``bandwidth_buffer_s`` the buffer that bandwidth is declared over (DASH @minBufferTime;
+        0 for HLS, whose BANDWIDTH is a peak)."""
         cfg = self.config
         f = MediaFindings(decode_errors=seg.decode_errors, error=seg.error, declared_bandwidth_bps=declared_bandwidth)
         vpts, apts = self._timeline(seg, f)
@@ -294,12 +299,17 @@ class MediaAnalyser:
         f.duration_s = segment_duration if segment_duration else (span_v or span_a)
         if f.duration_s and f.duration_s > 0 and seg.size_bytes:
             f.bitrate_bps = seg.size_bytes * 8 / f.duration_s
-            if declared_bandwidth and f.bitrate_bps > declared_bandwidth * (1 + cfg.bitrate_tolerance):
+            # DASH's @bandwidth bounds a leaky bucket: a segment of D s may carry what arrives at
+            # that rate in D + @minBufferTime s (ISO/IEC 23009-1 §5.3.5.2)
+            allowed = declared_bandwidth * (1 + bandwidth_buffer_s / f.duration_s) if declared_bandwidth else 0.0
+            if declared_bandwidth and f.bitrate_bps > allowed * (1 + cfg.bitrate_tolerance):
                 f.faults.append(
                     MediaFault(
                         Fault.BITRATE_OVER_DECLARED, "fault",
                         f"segment at {f.bitrate_bps / 1e3:.0f} kbit/s, above the declared "
-                        f"{declared_bandwidth / 1e3:.0f} kbit/s",
+                        f"{declared_bandwidth / 1e3:.0f} kbit/s" + (
+                            f" (over a {bandwidth_buffer_s:g}-s minBufferTime: {allowed / 1e3:.0f} kbit/s allowed)"
+                            if bandwidth_buffer_s else ""),
                         f.bitrate_bps,
                     )
                 )  # fmt: skip

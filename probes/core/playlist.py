@@ -120,6 +120,7 @@ class Variant:
     resolution: tuple[int, int] | None
     audio_group: str | None = None  # GROUP-ID of the EXT-X-MEDIA TYPE=AUDIO renditions it plays with
     codecs: str | None = None  # CODECS as written
+    bandwidth_buffer_s: float = 0.0  # the buffer BANDWIDTH is declared over: 0 (HLS: a peak), DASH @minBufferTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class MediaPlaylist:
     can_block_reload: bool = False  # EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES
     skipped_segments: int = 0  # EXT-X-SKIP SKIPPED-SEGMENTS: a delta update left these out
     keys: tuple[tuple[str, str], ...] = ()  # distinct (METHOD, absolute URI) of its EXT-X-KEYs, "data:" ones left out
+    listed: bool = True  # False: segments computed from the clock, not listed by the server (DASH $Number$)
 
     @property
     def last_seq(self) -> int:
@@ -535,10 +537,21 @@ _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signalpath-playl
 _in_flight: dict[tuple[str, bytes], Future[MasterPlaylist | MediaPlaylist]] = {}
 
 
-async def parse_body(body: bytes, base_uri: str) -> MasterPlaylist | MediaPlaylist:
+async def parse_body(body: bytes, base_uri: str, now: float | None = None) -> MasterPlaylist | MediaPlaylist:
     """:func:`parse` of a fetched body (UTF-8, bad bytes replaced), off the event loop when it is
     over ``PARSE_INLINE_MAX_BYTES`` (one worker thread; callers asking for the same body and base
-    at once share its parse: the result is frozen); raises only PlaylistError."""
+    at once share its parse: the result is frozen); raises only PlaylistError.
+
+    An MPEG-DASH MPD (:func:`probes.core.mpd.looks_like_mpd`) is read too, as HLS clients would
+    read its HLS twin: without a ``#dash=NAME`` fragment in ``base_uri`` it is a master playlist
+    (video Representations as variants, audio and text ones as EXT-X-MEDIA renditions, each with
+    the MPD's URL and its own fragment as URI), with one it is that Representation's segments
+    available at wall time ``now`` (epoch seconds; the local clock when None) as a media
+    playlist (:func:`probes.core.mpd.view`). A view depends on the clock, so a caller never
+    reuses one for unchanged bytes (:func:`reusable`)."""
+    if looks_like_xml(body):
+        from probes.core import mpd
+        return await mpd.parse_body(body, base_uri, now)
     if len(body) <= PARSE_INLINE_MAX_BYTES:
         return parse(body.decode("utf-8", "replace"), base_uri)
     key = (base_uri, body)
@@ -548,6 +561,18 @@ async def parse_body(body: bytes, base_uri: str) -> MasterPlaylist | MediaPlayli
         fut.add_done_callback(lambda _f: _in_flight.pop(key, None))
     # shielded: one caller's deadline must not cancel the parse the others wait for
     return await asyncio.shield(asyncio.wrap_future(fut))
+
+
+def looks_like_xml(body: bytes) -> bool:
+    """Whether a manifest body is XML (an MPD, or XML that is no playlist either way)."""
+    return body[:1] in (b"<", b"\xef", b" ", b"\n", b"\r", b"\t") and \
+        body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
+
+
+def reusable(document: tuple[str, bytes], cached: tuple[str, bytes] | None) -> bool:
+    """Whether the parse of ``cached`` (a ``FetchResult.document``) serves for ``document``: the
+    same URL and bytes, and not a DASH view, which depends on the clock as well."""
+    return document == cached and "#dash=" not in document[0]
 
 
 def _parse_bytes(body: bytes, base_uri: str) -> MasterPlaylist | MediaPlaylist:

@@ -169,6 +169,8 @@ class Fetcher:
                         return res
                     try:  # a Location with bad IPv6 brackets or an out-of-range port is the server's error
                         current = urljoin(current, resp.headers["location"])
+                        if "#" in url and "#" not in current:  # RFC 9110 §10.2.2: the fragment carries over
+                            current += url[url.index("#"):]
                         urlsplit(current).port  # noqa: B018 - raises ValueError when out of range
                     except ValueError as exc:
                         res.failure, res.detail = Failure.PROTOCOL_ERROR, f"unusable redirect Location ({exc})"[:120]
