@@ -187,3 +187,42 @@ async def test_agent_sees_real_pipeline_healthy_then_stale_edge_dropped_publishe
                 await task
     for fault, took in detect.items():
         print(f"{fault}: detected in {took:.1f} s: {seen[fault]}")
+
+
+async def test_nginx_rtmp_dash_through_the_edges_is_healthy_and_a_stale_edge_is_that_edge(lab: RealLab):
+    """The same real pipeline read as MPEG-DASH (nginx-rtmp's ``dash on``: SegmentTimeline with
+    ``$Time$``, video and audio apart) at the origin and through both proxy_cache edges: every
+    cell ok on every poll for 20 s while the live edge moves, then edge-b serving a stale MPD is
+    edge-b's fault alone, as with HLS."""
+    conf = lab.config_dict(site="lab")
+    conf["streams"][0]["origin"] = lab.dash_url
+    conf["streams"][0]["edges"] = [{"name": n, "url": lab.dash_edge_url(n)} for n in lab.edge_ports]
+    async with Agent(parse_config(conf)) as agent:
+        rec = Recorder(agent)
+        task = asyncio.create_task(rec.run())
+        try:
+            await wait_for(all_ok(agent), 20, "all cells ok at start")
+            origin_seq0 = last_seq(cell(agent, "origin", "origin"))
+            t0 = time.monotonic()
+            await asyncio.sleep(20.0)  # the recorder samples the board meanwhile
+            window = rec.between(t0, time.monotonic())
+            faults = non_ok(window, tuple(f"{st}/{comp}" for st, comp in COMPONENTS), t0)
+            assert not faults, f"false faults on the healthy real DASH pipeline: {faults}"
+            assert last_seq(cell(agent, "origin", "origin")) - origin_seq0 >= 8  # 2-s segments: ~10 in 20 s
+            assert set(cell(agent, "origin", "origin")["figures"]["alternates"]) == {"audio-1"}
+            assert agent.incidents.localizer.open_incidents() == []
+
+            t_inj = time.monotonic()
+            await lab.make_edge_stale("edge-b")
+            await wait_for(state_is(agent, "cdn", "edge-b", "down"), STALE_DEADLINE_S, "edge-b down (stale MPD)")
+            rec.take()
+            others = non_ok(rec.between(t_inj, time.monotonic()), ("origin/origin", "cdn/edge-a"), t_inj)
+            assert not others, f"origin/edge-a not ok while edge-b was stale: {others}"
+            await wait_for(lambda: [(i.stage, i.component, i.fault) for i in agent.incidents.localizer.open_incidents()],
+                           10, "an incident")
+            assert [(i.stage, i.component, i.fault) for i in agent.incidents.localizer.open_incidents()] == [
+                ("cdn", "edge-b", "stale_playlist")]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -8,12 +8,17 @@ video ladder and the audio as an alternative), stays healthy for 12 s with every
 (availability, content analysis of the fMP4 segments, the virtual players, latency), reads
 figures from the real segments; and when the packager dies (SIGKILL: the MPD stays ``dynamic``
 and stops growing, or, for computed addressing, the segments it promises never come), the
-origin's renditions are stale and an incident opens upstream of the origin.
+origin's renditions are stale and an incident opens upstream of the origin. GStreamer's
+dashsink is read too, and its one real fault (a false @bandwidth) is the one incident.
+nginx-rtmp's ``dash on`` through two caching edges: tests/test_agent_reallab.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _require import require_binary
@@ -32,6 +37,21 @@ def ffmpeg_dash(folder: Path, *, timeline: bool, seconds: int = 120) -> list[str
             *ENCODE, "-f", "dash", "-seg_duration", "2", "-window_size", "5", "-extra_window_size", "2",
             "-use_timeline", "1" if timeline else "0", "-adaptation_sets", "id=0,streams=v id=1,streams=a",
             str(folder / "live.mpd")]
+
+
+def origin_cell(agent: Agent) -> Any:
+    return next(c for c in agent.board.cells("main") if (c.stage, c.component) == ("origin", "origin"))
+
+
+async def incidents_within(agent: Agent, seconds: float) -> list[Any]:
+    """Every incident open at some poll while the agent watches for ``seconds``."""
+    opened: dict[str, Any] = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for i in agent.incidents.localizer.open_incidents():
+            opened.setdefault(i.id, i)
+        await asyncio.sleep(0.5)
+    return list(opened.values())
 
 
 async def mpd_ready(folder: Path, segments: int = 2, timeout: float = 30) -> None:
@@ -53,8 +73,7 @@ async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_inci
         async with Agent(parse_config(cfg)) as agent:
             opened = await healthy_for(agent, 12)
             assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
-            origin = next(c for c in agent.board.cells("main") if (c.stage, c.component) == ("origin", "origin"))
-            figs = origin.figures
+            figs = origin_cell(agent).figures
             assert set(figs["renditions"]) == {"180p"}, figs
             assert set(figs["alternates"]) == {"audio-1"}, figs
             for f in (figs["renditions"]["180p"], figs["alternates"]["audio-1"]):
@@ -68,3 +87,30 @@ async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_inci
             # the MPD stays dynamic and stops growing (timeline), or the segments it promises never
             # come (computed $Number$): every rendition stale at the origin that still answers
             assert opened_after == [("transcode", "transcoder", "stale_playlist")]
+
+
+async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_finding(tmp_path: Path) -> None:
+    """GStreamer 1.22's dashsink (``$Number$`` template, MPEG-TS segments; its mp4 muxer stops
+    after the first fragment here) declares @bandwidth 80375 bit/s whatever the encoder sends
+    (about 360 kbit/s at x264 bitrate=300): that lie, which misleads every ABR player, is the
+    one incident; the stream itself (availability from a whole-second availabilityStartTime,
+    freshness, playback) is healthy for 12 s."""
+    cmd = [require_binary("gst-launch-1.0"), "-q", "videotestsrc", "is-live=true", "!",
+           "video/x-raw,width=320,height=180,framerate=25/1", "!", "x264enc", "tune=zerolatency",
+           "speed-preset=ultrafast", "key-int-max=50", "bitrate=300", "!", "h264parse", "!", "dashsink",
+           "mpd-filename=live.mpd", "target-duration=2", "dynamic=true", "muxer=ts", f"mpd-root-path={tmp_path}"]
+    async with packager(cmd), static_server(tmp_path) as url:
+        await wait_for(lambda: len(list(tmp_path.glob("video_0_*.ts"))) >= 2, 30, "2 segments from dashsink")
+        cfg = {"agent": {"listen": "127.0.0.1:0", "site": "test"},
+               "incidents": {"path": str(tmp_path / "incidents.db")},
+               "streams": [{"name": "main", "origin": url.replace("index.m3u8", "live.mpd"),
+                            "latency": {"enabled": False}}]}
+        async with Agent(parse_config(cfg)) as agent:
+            # not healthy_for(): the origin cell is degraded by the finding as soon as a segment is analysed
+            await wait_for(lambda: origin_cell(agent).figures.get("renditions"), 20, "the origin read")
+            opened = await incidents_within(agent, 12)
+            origin = origin_cell(agent)
+    assert [(i.stage, i.component, i.fault) for i in opened] == [("transcode", "180p", "bitrate_over_declared")]
+    f = origin.figures["renditions"]["180p"]
+    assert f["age_s"] < 3.0 and "stale" not in f, f
+    assert origin.figures["declared_bandwidth_bps"] == 80375.0
