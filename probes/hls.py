@@ -83,6 +83,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as _dt
+import email.utils
 import math
 import re
 import time
@@ -104,7 +106,9 @@ from probes.base import (
     own_deadline,
     worst,
 )
+from probes.core import mpd
 from probes.core.config import StrictModel
+from probes.core.mpd import looks_like_mpd
 from probes.core.playlist import (
     MASTER_REFRESH_S,
     MasterPlaylist,
@@ -307,8 +311,15 @@ class _Attempt:
             self.result.spans.append(_span("playlist master", fr))
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status, fr.retry_after_s)
+            if looks_like_mpd(fr.body, fr.headers.get("content-type")):
+                try:
+                    st["utc_timing"] = mpd.manifest(fr.body, fr.final_url).utc_timing
+                except PlaylistError:
+                    pass  # parse_body below says why
+                if now >= st.get("clock_due", 0.0):
+                    await self.sync_clock(st.get("utc_timing", ()))
             try:
-                pl = await parse_body(fr.body, fr.final_url)
+                pl = await parse_body(fr.body, fr.final_url, self.view_now())
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
             if isinstance(pl, MasterPlaylist):
@@ -347,9 +358,44 @@ class _Attempt:
         if st["unwatched"]:
             self.result.figures["alternates_unwatched"] = len(st["unwatched"])
         self.result.figures["endpoint"] = self.t.component
+        if "clock_source" in st:  # DASH: the stream's clock per UTCTiming, against ours
+            self.result.figures["clock_offset_s"] = round(st["clock_offset"], 3)
         if not self.result.evidence:
             self.evidence(State.OK, None, "serving")
         return self.result
+
+    def view_now(self) -> float:
+        """Wall time on the stream's clock: the local one, moved by the offset UTCTiming measured
+        (DASH: segment availability is computed from it, ISO/IEC 23009-1 §5.8.4.11)."""
+        return self.ctx.wall() + self.ctx.state.get("clock_offset", 0.0)
+
+    async def sync_clock(self, sources: tuple[tuple[str, str], ...]) -> None:
+        """Measure the offset of the clock an MPD's UTCTiming names, from the first source that
+        answers (``http-xsdate``/``http-iso``: a date-time body; ``http-head``: the Date header;
+        ``direct``: the value itself), each within ``UTC_TIMING_BUDGET_S``. Again after
+        ``UTC_TIMING_REFRESH_S`` (after a minute when none answered: the last offset stays)."""
+        st = self.ctx.state
+        st["clock_due"] = self.ctx.clock() + UTC_TIMING_REFRESH_S
+        for scheme, value in sources:
+            kind = scheme.rsplit(":", 2)[-2] if scheme.count(":") >= 2 else ""
+            server: float | None = None
+            local = self.ctx.wall()
+            if kind == "direct":
+                server = _xs_datetime(value)
+            elif kind in ("http-xsdate", "http-iso", "http-head") and value.startswith(("http://", "https://")):
+                try:
+                    async with asyncio.timeout(UTC_TIMING_BUDGET_S):
+                        fr = await self.fetch(value.split()[0], 4096)
+                except TimeoutError:
+                    continue
+                if fr.failure:
+                    continue
+                local = (local + self.ctx.wall()) / 2  # the request's midpoint, on the agent's clock
+                server = _http_date(fr.headers.get("date")) if kind == "http-head" else \
+                    _xs_datetime(fr.body.decode("ascii", "replace"))
+            if server is not None:
+                st["clock_offset"], st["clock_source"] = server - local, kind
+                return
 
     def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0,
                         retry_after_s: float | None = None) -> ProbeResult:
@@ -410,7 +456,7 @@ class _Attempt:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
-                    parsed = await parse_body(fr.body, fr.final_url)
+                    parsed = await parse_body(fr.body, fr.final_url, self.view_now())
                 except PlaylistError as exc:
                     span.error = f"protocol_error: {exc}"
                     self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name} playlist is malformed: {exc}", v.name)
@@ -691,6 +737,26 @@ class _Attempt:
 
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+UTC_TIMING_REFRESH_S = 60.0  # an MPD's UTCTiming clock is measured again after this
+UTC_TIMING_BUDGET_S = 2.0  # one UTCTiming request's bound
+
+
+def _xs_datetime(text: str) -> float | None:
+    """An xs:dateTime (ISO 8601; no zone: UTC) as epoch seconds, or None."""
+    try:
+        d = _dt.datetime.fromisoformat(text.strip()[:64].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (d if d.tzinfo else d.replace(tzinfo=_dt.UTC)).timestamp()
+
+
+def _http_date(text: str | None) -> float | None:
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp() if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1

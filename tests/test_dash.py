@@ -17,16 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _require import require_binary
+from aiohttp import web
+from attempt import call_probe
+from localserver import LocalServer
 from test_real_packagers import ENCODE, SOURCE, healthy_for, packager, static_server, stop
 from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
+from probes.base import ProbeContext, ProbeTarget
+from probes.hls import HlsSettings
+from probes.hls import probe as hls_probe
+from probes.net.httpfetch import Fetcher
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -114,3 +122,53 @@ async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_fin
     f = origin.figures["renditions"]["180p"]
     assert f["age_s"] < 3.0 and "stale" not in f, f
     assert origin.figures["declared_bandwidth_bps"] == 80375.0
+
+
+async def test_segment_availability_is_computed_on_the_clock_utctiming_names() -> None:
+    """An MPD whose segments (``$Number$``, computed from the clock) are served exactly when
+    ISO/IEC 23009-1 makes them available, read by an agent whose clock is 30 s ahead: without
+    UTCTiming the probe asks for a segment 15 numbers in the future (404: ``segment_missing``);
+    with ``urn:mpeg:dash:utc:http-iso:2014`` it measures the offset (-30 s, shown as
+    ``clock_offset_s``) and reads the stream healthy."""
+    ast = time.time() - 21.0  # at the attempts (within a second): 10 segments out (the grace is 0.5 s)
+
+    def mpd_body(utc: str) -> str:
+        timing = f'<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="{utc}"/>' if utc else ""
+        start = datetime.fromtimestamp(ast, UTC).isoformat().replace("+00:00", "Z")
+        return (f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" '
+                f'availabilityStartTime="{start}" minimumUpdatePeriod="PT2S" maxSegmentDuration="PT2S">'
+                '<Period start="PT0S"><AdaptationSet contentType="video"><SegmentTemplate timescale="1000" '
+                'duration="2000" startNumber="1" media="seg-$Number$.m4s" initialization="init.m4s"/>'
+                f'<Representation id="v" bandwidth="300000" width="320" height="180"/></AdaptationSet></Period>{timing}</MPD>')
+
+    async def manifest(req: web.Request) -> web.Response:
+        utc = str(req.url.with_path("/time").with_query("")) if req.query.get("utc") else ""
+        return web.Response(text=mpd_body(utc), content_type="application/dash+xml")
+
+    async def now_iso(_req: web.Request) -> web.Response:
+        return web.Response(text=datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+
+    async def segment(req: web.Request) -> web.Response:
+        n = int(req.match_info["n"])
+        if ast + n * 2.0 > time.time():  # segment n ends at AST + 2n s: not yet available
+            raise web.HTTPNotFound()
+        return web.Response(body=b"\0" * 1000)
+
+    app = web.Application()
+    app.router.add_get("/live.mpd", manifest)
+    app.router.add_get("/time", now_iso)
+    app.router.add_get("/seg-{n}.m4s", segment)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        async def attempt(query: str) -> Any:
+            target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), f"{server.url}/live.mpd{query}",
+                                 1.0, 5.0)
+            return await call_probe(hls_probe, target, ProbeContext(state={}, http=http, wall=lambda: time.time() + 30))
+
+        blind = await attempt("")
+        synced = await attempt("?utc=1")
+    missing = [e for e in blind.evidence if e.fault == "segment_missing"]
+    assert missing and missing[0].http_status == 404 and missing[0].media_sequence in (25, 26), blind.evidence  # 30 s ahead: 15 numbers
+    assert "clock_offset_s" not in blind.figures
+    assert [e.fault for e in synced.evidence] == [None], synced.evidence
+    assert synced.figures["clock_offset_s"] == pytest.approx(-30.0, abs=0.5)
+    assert synced.figures["renditions"]["180p"]["last_seq"] in (10, 11)
