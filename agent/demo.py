@@ -29,7 +29,7 @@ from agent.lab.control import DEFAULT_CONTROL_PORT
 
 def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo", *,
                      webrtc: bool = False, ingest_monitor: bool = True,
-                     incidents_path: str | None = None) -> dict[str, Any]:
+                     incidents_path: str | None = None, protocol: str = "hls") -> dict[str, Any]:
     """The agent config (DESIGN.md contract) that watches a running lab.
 
     ``incidents_path``: the SQLite incident store; by default a fresh temporary folder, so a
@@ -41,12 +41,17 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     its own latency and the latency probe's transcode figure excludes it. Off, the
     transcode figure is capture-to-origin (ingest + transcode + packaging).
 
+    ``protocol``: ``hls`` watches the lab's HLS playlists, ``dash`` the same segments through its
+    MPD (agent/lab/packager.py), at the origin and through every edge.
+
     ``webrtc=True`` adds a WHIP publish (ingest/whip) and a WHEP playback (playback/whep)
     test of the lab's WebRTC endpoint at the probes' default interval (30 s, 3 s of media).
     Measured cost (tests/perf/lab_webrtc_cpu.py, 2-core dev box): lab + endpoint + both
     probe peers 13.7 % of one core against 12.4 % without the probes. Off by default: a
     30-s WHEP verdict lags an upstream fault's end (e.g. ``encoder_stop``) by up to 30 s.
     """
+    if protocol not in ("hls", "dash"):
+        raise ValueError(f"protocol {protocol!r}: the lab serves hls and dash (LL-HLS is not served yet)")
     stream = lab.config.stream
     if incidents_path is None:
         incidents_path = str(Path(tempfile.mkdtemp(prefix="signalpath-lab-")) / "incidents.db")
@@ -55,8 +60,9 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
         "incidents": {"path": incidents_path},
         "streams": [{
             "name": stream,
-            "origin": lab.origin_url(),
-            "edges": [{"name": e, "url": lab.edge_url(e)} for e in lab.edges],
+            "origin": lab.dash_url() if protocol == "dash" else lab.origin_url(),
+            "edges": [{"name": e, "url": lab.dash_url(e) if protocol == "dash" else lab.edge_url(e)}
+                      for e in lab.edges],
             "ingest": {"stat": [{"name": "ingest", "url": f"{lab.control_url}/ingest/stat.xml", "key": stream}]},
             "encoders": [{"name": "encoder", "url": f"{lab.control_url}/studio/stat"}],
         }],

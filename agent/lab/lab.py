@@ -191,6 +191,11 @@ class Lab:
         """The master playlist at the origin."""
         return f"{self._origin.url}/live/{self._check_stream(stream)}.m3u8"
 
+    def dash_url(self, via: str | None = None, stream: str | None = None) -> str:
+        """The same stream as MPEG-DASH (one MPD), at the origin or through edge ``via``."""
+        base = self._origin.url if via is None else self._edge(via).url
+        return f"{base}/live/{self._check_stream(stream)}.mpd"
+
     def media_url(self, rendition: str, via: str | None = None, stream: str | None = None) -> str:
         base = self._origin.url if via is None else self._edge(via).url
         return f"{base}/live/{self._check_stream(stream)}/{rendition}.m3u8"
@@ -253,6 +258,7 @@ class Lab:
             "origin": self.origin_url(),
             "renditions": {r: self.media_url(r) for r in self.renditions},
             "edges": {e: self.edge_url(e) for e in self._edges},
+            "dash": {"origin": self.dash_url(), **{e: self.dash_url(e) for e in self._edges}},
             "control": self.control_url,
             "ingest_live": self.ingest_live_url(),
             **({"whip": self.whip_url(), "whep": self.whep_url()} if self._webrtc is not None else {}),

@@ -16,7 +16,7 @@ still picture) must not raise the declared figure and end the chronic condition.
 
 URIs (relative, so they work the same through every edge):
 ``/live/<stream>.m3u8`` (master) → ``<stream>/<rendition>.m3u8`` →
-``<rendition>/<seq>.ts``.
+``<rendition>/<seq>.ts``; the same segments as MPEG-DASH at ``/live/<stream>.mpd`` (:meth:`Packager.mpd`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .config import LabConfig
 from .faults import _iso
 
 AAC_LC = "mp4a.40.2"  # RFC 6381 AAC-LC
+DASH_MIN_BUFFER_S = 0.5  # the MPD's minBufferTime: what its @bandwidth is declared over
 OVERSHOOT_SETTLE_SEGMENTS = 5  # segments whose peak sets an overshooting rendition's declared BANDWIDTH
 
 
@@ -95,6 +96,8 @@ class Packager:
             self._r[r.name] = st
         self._keep = cfg.window + max(6, math.ceil(cfg.segment_max_age_s / cfg.segment_s))
         self._master: bytes | None = None
+        self._ast: float | None = None  # DASH availabilityStartTime, fixed at the first segment
+        self._mpd: bytes | None = None  # rendered once per publish
 
     @property
     def renditions(self) -> tuple[str, ...]:
@@ -126,6 +129,7 @@ class Packager:
         if st.overshoot and st.fixed_bps is None and st.next_seq >= OVERSHOOT_SETTLE_SEGMENTS:
             st.fixed_bps = st.declared_bps  # learned: fixed from now on (module docstring)
         st.playlist = self._render(st)
+        self._mpd = None
         return seg
 
     def _window(self, st: _Rendition) -> list[Segment]:
@@ -166,6 +170,47 @@ class Packager:
                 lines.append(f"{self.cfg.stream}/{name}.m3u8")
             self._master = ("\n".join(lines) + "\n").encode()
         return self._master
+
+    def mpd(self) -> bytes:
+        """The same segments as MPEG-DASH (ISO/IEC 23009-1, MPEG-2 TS simple profile): one
+        dynamic MPD, an AdaptationSet of the renditions, each a Representation whose
+        SegmentTimeline lists the window its HLS playlist lists (``$Number$`` = the media
+        sequence, ``startNumber`` the first listed; S@t = the segment's capture time since
+        availabilityStartTime, ms). availabilityStartTime is the first segment's capture time;
+        @bandwidth the declared BANDWIDTH over a ``DASH_MIN_BUFFER_S`` minBufferTime (as tight as
+        the HLS peak: a chronic overshoot shows in both); UTCTiming names ``/time`` (http-iso)."""
+        if self._mpd is None:
+            self._mpd = self._render_mpd()
+        return self._mpd
+
+    def _render_mpd(self) -> bytes:
+        starts = [st.segments[0].pdt_wall for st in self._r.values() if st.segments]
+        if self._ast is None and starts:
+            self._ast = math.floor(min(starts) * 1000) / 1000
+        ast = self._ast if self._ast is not None else self.wall()
+        published = max((st.segments[-1].published_wall for st in self._r.values() if st.segments), default=ast)
+        seg_s = self.cfg.segment_s
+        lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+                 '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:mp2t-simple:2011" '
+                 f'type="dynamic" availabilityStartTime="{_iso(ast)}" publishTime="{_iso(published)}" '
+                 f'minimumUpdatePeriod="PT{seg_s}S" timeShiftBufferDepth="PT{self.cfg.window * seg_s}S" '
+                 f'maxSegmentDuration="PT{seg_s}S" minBufferTime="PT{DASH_MIN_BUFFER_S}S">',
+                 '<Period id="0" start="PT0S">',
+                 '<AdaptationSet contentType="video" mimeType="video/mp2t" segmentAlignment="true" startWithSAP="1">']
+        for name, st in self._r.items():
+            window = self._window(st)
+            codecs = f' codecs="{st.codecs},{AAC_LC}"' if st.codecs else ""
+            lines.append(f'<Representation id="{name}" bandwidth="{st.declared_bps}" width="{st.width}" '
+                         f'height="{st.height}" frameRate="{self.cfg.fps:g}"{codecs}>')
+            first = window[0].seq if window else st.next_seq
+            lines.append(f'<SegmentTemplate timescale="1000" startNumber="{first}" '
+                         f'media="{self.cfg.stream}/$RepresentationID$/$Number$.ts"><SegmentTimeline>')
+            for s in window:
+                lines.append(f'<S t="{round((s.pdt_wall - ast) * 1000)}" d="{round(s.duration_s * 1000)}"/>')
+            lines.append("</SegmentTimeline></SegmentTemplate></Representation>")
+        lines += ["</AdaptationSet>", "</Period>",
+                  '<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="/time"/>', "</MPD>"]
+        return ("\n".join(lines) + "\n").encode()
 
     def declared_bps(self, rendition: str) -> int:
         """The BANDWIDTH the master playlist declares for ``rendition`` now."""

@@ -24,11 +24,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .faults import FaultBook
+from .faults import FaultBook, _iso
 from .packager import Packager
 
 M3U8 = "application/vnd.apple.mpegurl"
+MPD = "application/dash+xml"
 TS = "video/mp2t"
+MANIFESTS = (".m3u8", ".mpd")  # what an edge treats as a manifest (stale, delayed, propagation) rather than media
 PUBLISHED_HEADER = "X-Lab-Published"  # origin publish wall time of a playlist (truth bookkeeping)
 
 
@@ -137,7 +139,25 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
                                 headers={"Cache-Control": "no-store"})
         return web.Response(body=seg.data, headers=_headers(TS, segment_max_age))
 
+    async def mpd(request: web.Request) -> web.Response:
+        if (r := check(request)) is not None:
+            return r
+        if not packager.ready():
+            return web.Response(status=404, text="stream not started\n", headers={"Cache-Control": "no-store"})
+        headers = _headers(MPD, playlist_max_age)
+        newest = max((p.published_wall for r in packager.renditions if (p := packager.latest(r)) is not None),
+                     default=None)
+        if newest is not None:
+            headers[PUBLISHED_HEADER] = f"{newest:.6f}"
+        return web.Response(body=packager.mpd(), headers=headers)
+
+    async def utc_time(_request: web.Request) -> web.Response:
+        # the clock the MPD's UTCTiming names (urn:mpeg:dash:utc:http-iso:2014)
+        return web.Response(text=_iso(packager.wall()), headers={"Cache-Control": "no-store"})
+
     app = web.Application()
+    app.router.add_get("/time", utc_time)
+    app.router.add_get("/live/{stream}.mpd", mpd)
     app.router.add_get("/live/{stream}.m3u8", master)
     app.router.add_get("/live/{stream}/{rendition}.m3u8", media)
     app.router.add_get(r"/live/{stream}/{rendition}/{seq:\d{1,12}}.ts", segment)
@@ -254,7 +274,7 @@ class Edge:
             self._cache[path] = entry
             if len(self._cache) > 256:
                 self._purge()
-            if path.endswith(".m3u8"):
+            if path.endswith(MANIFESTS):
                 versions = self._versions.setdefault(path, [])
                 if not versions or versions[-1][1].body != entry.body:
                     versions.append((entry.stored, entry))
@@ -267,7 +287,7 @@ class Edge:
             del self._cache[key]
 
     async def _lookup(self, path: str) -> tuple[_Entry, str]:
-        if not path.endswith(".m3u8"):
+        if not path.endswith(MANIFESTS):
             return await self._get(path)
         if self._book.active("edge_stale", self.name) is not None:
             snap = self._frozen.get(path)
@@ -308,7 +328,7 @@ class Edge:
                    "Age": str(int(max(0.0, self._clock() - entry.stored)))}
         if entry.cache_control:
             headers["Cache-Control"] = entry.cache_control
-        if entry.status == 200 and entry.published is not None and path.endswith(".m3u8"):
+        if entry.status == 200 and entry.published is not None and path.endswith(MANIFESTS):
             # playlists only: one entry per segment path grew these maps without bound
             if self._served_published.get(path) != entry.published:
                 self._served_published[path] = entry.published

@@ -276,9 +276,19 @@ def parse_mpd(body: bytes, base_uri: str) -> Manifest:
         max_segment_duration=_duration(mpd.max_segment_duration, "MPD@maxSegmentDuration"),
         media_presentation_duration=_duration(mpd.media_presentation_duration, "MPD@mediaPresentationDuration"),
         min_buffer_time=_duration(mpd.min_buffer_time, "MPD@minBufferTime"),
-        utc_timing=tuple((u.scheme_id_uri or "", u.value or "") for u in (mpd.utc_timings or [])[:8]),
+        utc_timing=tuple(_timing(u.scheme_id_uri or "", u.value or "", base_uri) for u in (mpd.utc_timings or [])[:8]),
         periods=tuple(periods),
     )
+
+
+def _timing(scheme: str, value: str, base_uri: str) -> tuple[str, str]:
+    """(scheme, value) of a UTCTiming; an HTTP scheme's URLs resolved against the MPD's."""
+    if ":http-" in scheme:
+        try:
+            value = " ".join(_checked(urljoin(base_uri, v)) for v in value.split()[:4])
+        except ValueError:
+            value = ""
+    return scheme, value
 
 
 def _base(parent: str, base_urls: list[Any] | None, where: str) -> str:

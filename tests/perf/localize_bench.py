@@ -348,7 +348,7 @@ async def run(args: argparse.Namespace) -> None:
     store = tempfile.TemporaryDirectory(prefix="sp-bench-")  # removed when the bench ends
     async with Lab(LabConfig(chronic=args.chronic)) as lab:
         conf = lab_agent_config(lab, "127.0.0.1:0", site="bench", webrtc=True,
-                                incidents_path=store.name + "/incidents.db")
+                                incidents_path=store.name + "/incidents.db", protocol=args.protocol)
         stream = conf["streams"][0]
         for entry in stream.get("ingest", {}).get("whip", []):
             entry["interval_s"] = args.webrtc_interval  # the default 30 s would dominate time to localize
@@ -389,7 +389,7 @@ async def run(args: argparse.Namespace) -> None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
     print()
-    print(f"mode: {mode}" + (f" (chronic incidents: {', '.join(describe(ledger.incidents[i]) for i in sorted(chronic.ids))})"
+    print(f"mode: {mode}, protocol: {args.protocol}" + (f" (chronic incidents: {', '.join(describe(ledger.incidents[i]) for i in sorted(chronic.ids))})"
                              if args.chronic else ""))
     print(f"{'fault':22s} {'expected':22s} ok    median p95 (s)  extra rewritten  other incidents (during the fault, after its clear)")
     all_times = [t for r in rows for t in r.times]
@@ -429,6 +429,9 @@ def main() -> None:
                     help="seconds to watch after the agent is quiet again following a clear (late recovery incidents "
                          "count as this fault's extras, not the next fault's)")
     ap.add_argument("--only", help="comma-separated fault names")
+    ap.add_argument("--protocol", choices=("hls", "dash"), default="hls",
+                    help="what the agent reads: the lab's HLS playlists, or the same segments through its "
+                         "MPEG-DASH MPD (LL-HLS is not served by the lab yet)")
     ap.add_argument("--agent-process", action="store_true",
                     help="run the agent as its own process (`signalpath run`), read through its API: the lab's "
                          "pipeline and the agent then do not share one process's event loop and CPU")
