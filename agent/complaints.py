@@ -82,7 +82,7 @@ EXPLAINED_BY: Mapping[ComplaintType, frozenset[Fault]] = {
                                            F.DROPPED_FRAMES, F.SLOW_SEGMENT, F.STALLS, F.VIDEO_FREEZES,
                                            F.UPLOAD_SLOW, F.UPLINK_LOW, F.BITRATE_OVER_DECLARED}),
     ComplaintType.HIGH_DELAY: frozenset({F.LATENCY_HIGH, F.STALE_PLAYLIST, F.SEQUENCE_REGRESSION, F.SLOW_SEGMENT,
-                                         F.STALLS}),
+                                         F.STALLS, F.RELOAD_NOT_BLOCKED}),
     ComplaintType.CANNOT_START: _SERVER | {F.PLAYLIST_MISSING, F.SEGMENT_MISSING, F.STREAM_ENDED, F.NO_INPUT,
                                            F.ENCODER_DOWN, F.PLAYBACK_FAILED, F.NO_MEDIA, F.STALE_PLAYLIST},
 }

@@ -85,6 +85,7 @@ class Fault(enum.StrEnum):
     DTLS_FAILED = "dtls_failed"
     RATE_LIMITED = "rate_limited"
     KEY_UNAVAILABLE = "key_unavailable"
+    RELOAD_NOT_BLOCKED = "reload_not_blocked"
     # freshness
     STALE_PLAYLIST = "stale_playlist"
     PLAYLIST_MISSING = "playlist_missing"
@@ -314,6 +315,14 @@ CATALOG = FaultCatalog([
        stages=frozenset({"origin", "cdn"}), explains=_VIEWER_SLOW,
        stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it does not serve the "
                               "decryption key the origin serves (HTTP status in the evidence)."}),
+    _s(F.RELOAD_NOT_BLOCKED, C.SERVER, "P2", "does not hold blocking playlist reloads{of}",
+       "A low-latency player asks for the next part (_HLS_msn/_HLS_part) and is answered at once with a "
+       "playlist without it, so it polls and falls behind the live edge: the server must hold such a "
+       "request until the part exists (RFC 8216bis §6.2.5.2).",
+       stages=frozenset({"origin", "cdn"}), explains=_VIEWER_SLOW,
+       stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it answers Low-Latency HLS "
+                              "blocking reloads at once (it must forward the _HLS_ query and hold the request "
+                              "until the origin has the part; the query must be in its cache key)."}),
     # -- freshness: content stops flowing ---------------------------------------------
     _s(F.STALE_PLAYLIST, C.FRESHNESS, "P1", "stopped updating {playlist}",
        stages=_PLAYLIST, explains=_NO_FLOW,

@@ -155,6 +155,8 @@ class _Rendition:
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
     served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
+    part_id: tuple[int, int] | None = None  # LL-HLS: (media sequence, index) of the newest part seen
+    part_at: float | None = None  # monotonic time it was first seen
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
 
@@ -224,6 +226,8 @@ class HlsSettings(StrictModel):
     max_alternates: int = Field(8, ge=0, le=32, description="EXT-X-MEDIA renditions and I-frame playlists watched "
                                 "per endpoint beside the variants (0: variants only); the rest are named, not polled")
     fetch_keys: bool = Field(True, description="request each distinct EXT-X-KEY URI (timed; the key is never kept)")
+    blocking_reload: bool = Field(True, description="LL-HLS: reload a playlist that offers CAN-BLOCK-RELOAD and parts "
+                                  "with _HLS_msn/_HLS_part for the next part (part-level freshness, RFC 8216bis §6.2.5.2)")
     verify_tls: bool = True
 
 
@@ -358,8 +362,8 @@ class _Attempt:
         if st["unwatched"]:
             self.result.figures["alternates_unwatched"] = len(st["unwatched"])
         self.result.figures["endpoint"] = self.t.component
-        if "clock_source" in st:  # DASH: the stream's clock per UTCTiming, against ours
-            self.result.figures["clock_offset_s"] = round(st["clock_offset"], 3)
+        if "utc_source" in st:  # DASH: the stream's clock per UTCTiming, against ours
+            self.result.figures["clock_offset_s"] = round(st["utc_offset_s"], 3)
         if not self.result.evidence:
             self.evidence(State.OK, None, "serving")
         return self.result
@@ -367,7 +371,7 @@ class _Attempt:
     def view_now(self) -> float:
         """Wall time on the stream's clock: the local one, moved by the offset UTCTiming measured
         (DASH: segment availability is computed from it, ISO/IEC 23009-1 §5.8.4.11)."""
-        return self.ctx.wall() + self.ctx.state.get("clock_offset", 0.0)
+        return self.ctx.wall() + self.ctx.state.get("utc_offset_s", 0.0)
 
     async def sync_clock(self, sources: tuple[tuple[str, str], ...]) -> None:
         """Measure the offset of the clock an MPD's UTCTiming names, from the first source that
@@ -394,7 +398,7 @@ class _Attempt:
                 server = _http_date(fr.headers.get("date")) if kind == "http-head" else \
                     _xs_datetime(fr.body.decode("ascii", "replace"))
             if server is not None:
-                st["clock_offset"], st["clock_source"] = server - local, kind
+                st["utc_offset_s"], st["utc_source"] = server - local, kind
                 return
 
     def endpoint_failed(self, failure: Failure, detail: str, what: str, status: int = 0,
@@ -419,9 +423,18 @@ class _Attempt:
                         ) -> tuple[Failure, str] | None:
         rs = self.renditions.setdefault(v.name, _Rendition())
         cfg = self.cfg
+        block = _next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None else None
+        took = 0.0
+        ready: MediaPlaylist | None = None  # parsed already (DASH view, or a blocking reload's answer)
         if prefetched:
-            fr, pl = prefetched
+            fr, ready = prefetched
             rs.document = fr.document
+        elif block is not None:
+            answered, ready, block, took = await self.low_latency_reload(v, rs, block)
+            if answered is None:
+                self.part_stale(v, rs, block)
+                return None
+            fr = answered
         elif rs.playlist is not None and rs.playlist.target_duration:
             # a reload unanswered after one target duration leaves a player behind the live edge
             # (RFC 8216 §6.3.4: it reloads every target duration): evidence then, not at the deadline
@@ -451,7 +464,9 @@ class _Attempt:
         self.sample("signalpath_playlist_fetch_seconds", fr.connect_s, rendition=v.name, phase="connect")
         self.sample("signalpath_playlist_fetch_seconds", fr.first_byte_s, rendition=v.name, phase="first_byte")
         self.sample("signalpath_playlist_fetch_seconds", fr.transfer_s, rendition=v.name, phase="transfer")
-        if not prefetched:
+        if ready is not None:
+            pl = ready
+        else:
             if reusable(fr.document, rs.document) and rs.playlist is not None:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
@@ -469,6 +484,10 @@ class _Attempt:
                 rs.document = fr.document
         if not pl.listed and pl.newest is not None:
             pl = await self.computed(v, rs, pl, span)
+        if block is not None:
+            self.blocked(v, pl, block, took)
+        if pl.newest_part is not None and pl.newest_part != rs.part_id:
+            rs.part_id, rs.part_at = pl.newest_part, now
         self.media(v, rs, pl, now, fr)
         if pl.keys and self.cfg.fetch_keys:
             await self.check_keys(pl, span)
@@ -483,6 +502,80 @@ class _Attempt:
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
         return None
+
+    async def blocking_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]) -> FetchResult | None:
+        """LL-HLS: ask for the playlist holding part ``block`` (RFC 8216bis §6.2.5.2, ``_HLS_msn``
+        and ``_HLS_part``), held by the server until that part exists. None when no answer came
+        ``PART_STALE_TARGETS`` part targets after the newest part was first seen (at least one
+        part target from now): no new part, the rendition is stale at part granularity."""
+        pl = rs.playlist
+        assert pl is not None and pl.part_target is not None
+        now = self.ctx.clock()
+        since = rs.part_at if rs.part_at is not None else now
+        budget = max(since + PART_STALE_TARGETS * pl.part_target - now, pl.part_target)
+        left = own_deadline(self.ctx) - now
+        if 0 < left < math.inf:
+            budget = min(budget, max(left - 0.05, 0.01))
+        msn, part = block
+        url = _with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}")
+        try:
+            async with asyncio.timeout(budget):
+                return await self.fetch(url, self.cfg.playlist_max_bytes)
+        except TimeoutError:
+            return None
+
+    async def low_latency_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]
+                                 ) -> tuple[FetchResult | None, MediaPlaylist | None, tuple[int, int], float]:
+        """(answer or None when stale, its parse or None, the part asked for, seconds it took).
+        First the part after the newest seen; when the answer is past it (parts came out between
+        attempts: the probe was behind the live edge), once more for the part after the answer's
+        newest, which does not exist yet: a server must hold that one until it does, and one that
+        does not block shows only then."""
+        for hop in range(2):
+            asked = self.ctx.clock()
+            fr = await self.blocking_reload(v, rs, block)
+            took = self.ctx.clock() - asked
+            if fr is None or fr.failure:
+                return fr, None, block, took
+            try:
+                pl = await parse_body(fr.body, fr.final_url, self.view_now())
+            except PlaylistError:
+                return fr, None, block, took  # the caller parses again and says why
+            if not isinstance(pl, MediaPlaylist):
+                return fr, None, block, took
+            nxt = _next_part(pl)
+            if hop == 1 or nxt is None or pl.newest_part is None or pl.newest_part <= block:
+                return fr, pl, block, took
+            rs.playlist, rs.part_id, rs.part_at = pl, pl.newest_part, self.ctx.clock()
+            block = nxt
+        raise AssertionError("unreachable")
+
+    def part_stale(self, v: _Watched, rs: _Rendition, block: tuple[int, int]) -> None:
+        """No answer to a blocking reload: no new part within the rule (the figures say so; the
+        evidence is decided with the siblings', as a stale playlist's)."""
+        pl = rs.playlist
+        assert pl is not None and pl.part_target is not None
+        now = self.ctx.clock()
+        age = now - (rs.part_at if rs.part_at is not None else now)
+        self.sample("signalpath_playlist_age_seconds", now - (rs.advanced_at or now), rendition=v.name)
+        figs = self.figures.setdefault(v.name, {})
+        figs.update(last_seq=rs.last_seq if rs.last_seq is not None else -1,
+                    age_s=round(now - (rs.advanced_at or now), 3), target_duration_s=pl.target_duration,
+                    cadence_s=_cadence(pl.target_duration, pl.newest), part_target_s=pl.part_target,
+                    part_age_s=round(age, 3), stale=1, part_stale=1,
+                    waiting_msn=block[0], waiting_part=block[1])
+
+    def blocked(self, v: _Watched, pl: MediaPlaylist, block: tuple[int, int], took: float) -> None:
+        """A blocking reload answered: with the part asked for, or at once without it (the server
+        does not block, RFC 8216bis §6.2.5.2: a player polling it falls behind the live edge)."""
+        figs = self.figures.setdefault(v.name, {})
+        figs["blocking_reload_s"] = round(took, 4)
+        if _has_part(pl, block):
+            return
+        have = f"{pl.newest_part[0]}.{pl.newest_part[1]}" if pl.newest_part else f"segment {pl.last_seq}"
+        self.evidence(State.DEGRADED, Fault.RELOAD_NOT_BLOCKED, f"{v.name}: a blocking reload for part "
+                      f"{block[0]}.{block[1]} was answered in {took:.2f} s with a playlist ending at {have}",
+                      v.name, media_sequence=block[0], url_role="media_playlist")
 
     async def computed(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, span: SpanRecord) -> MediaPlaylist:
         """A view whose segments the clock computes (DASH ``$Number$`` without a timeline): it
@@ -719,6 +812,12 @@ class _Attempt:
         for n in stale:
             state = State.DOWN if len(stale) == len(fetched) else State.DEGRADED
             f = fetched[n]
+            if f.get("part_stale"):
+                self.evidence(state, Fault.STALE_PLAYLIST, f"{n}: no part {int(f['waiting_msn'])}."
+                              f"{int(f['waiting_part'])} {f['part_age_s']:.1f} s after the last new part (part "
+                              f"target {f['part_target_s']:g} s; a blocking reload unanswered)", n,
+                              age_s=f["part_age_s"], media_sequence=int(f["waiting_msn"]), url_role="media_playlist")
+                continue
             self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced from media sequence "
                           f"{int(f['last_seq'])} for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
@@ -761,6 +860,39 @@ def _http_date(text: str | None) -> float | None:
 
 SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1
 PLAYLIST_BUDGET = 1.0  # x EXT-X-TARGETDURATION: a media playlist reload still unanswered then is a timeout
+
+
+PART_STALE_TARGETS = 3.0
+"""LL-HLS: a rendition is stale when no new part arrives within this many part targets of the
+newest one seen (the issue's bound; RFC 8216bis §4.4.3.8 asks PART-HOLD-BACK of at least three
+part targets, the buffer a low-latency player keeps: past it, it stalls)."""
+
+
+def _next_part(pl: MediaPlaylist) -> tuple[int, int] | None:
+    """The part a low-latency client asks for next (``_HLS_msn``, ``_HLS_part``), when the
+    playlist offers blocking reload and parts: the one after the newest listed (a server treats a
+    part past a segment's last as part 0 of the next, RFC 8216bis §6.2.5.2)."""
+    if not (pl.low_latency and pl.can_block_reload and pl.part_target) or pl.endlist:
+        return None
+    if pl.newest_part is not None:
+        return pl.newest_part[0], pl.newest_part[1] + 1
+    return pl.last_seq + 1, 0
+
+
+def _has_part(pl: MediaPlaylist, block: tuple[int, int]) -> bool:
+    """Whether ``pl`` holds part ``block`` or is past it (its segment complete, or a later part)."""
+    msn, part = block
+    newest = pl.newest_part
+    if pl.last_seq > msn or (newest is not None and (newest >= (msn, part) or newest[0] > msn)):
+        return True
+    # segment msn complete, its parts no longer listed: the part is in it (or, past its last, no
+    # later part exists yet and the request was for the next segment's first: not answered)
+    return pl.last_seq == msn and (newest is None or newest[0] < msn)
+
+
+def _with_query(uri: str, query: str) -> str:
+    base, hashmark, frag = uri.partition("#")
+    return f"{base}{'&' if '?' in base else '?'}{query}{hashmark}{frag}"
 
 
 def _cadence(target_duration: float, newest: Segment | None) -> float:

@@ -34,9 +34,11 @@ never misread it as a fault:
 - low latency (RFC 8216bis §4.4.3.7 EXT-X-PART-INF, §4.4.3.8 EXT-X-SERVER-CONTROL, §4.4.4.9
   EXT-X-PART, §4.4.5.2 EXT-X-SKIP, §4.4.5.3 EXT-X-PRELOAD-HINT, §4.4.5.4 EXT-X-RENDITION-REPORT):
   whether the playlist is a low-latency one, its part target, how many parts of the segment in
-  progress are listed after the last complete segment, CAN-BLOCK-RELOAD, and SKIPPED-SEGMENTS of
-  a delta update (sequence numbers stay right: the first listed segment is
-  ``media_sequence + skipped_segments``). Parts themselves are not measured here;
+  progress are listed after the last complete segment, the newest part listed (its media
+  sequence, index, URI and DURATION), the PART preload hint, CAN-BLOCK-RELOAD, HOLD-BACK,
+  PART-HOLD-BACK, CAN-SKIP-UNTIL, the rendition reports (URI, LAST-MSN, LAST-PART), and
+  SKIPPED-SEGMENTS of a delta update (sequence numbers stay right: the first listed segment is
+  ``media_sequence + skipped_segments``);
 - master playlist: variants (with AUDIO group and CODECS), EXT-X-MEDIA renditions,
   EXT-X-I-FRAME-STREAM-INF playlists, each list bounded by ``MAX_VARIANTS`` and each entry with a
   label-safe name that never comes from a URI (a packager may put a stream key in one); :func:`audio_rendition` names
@@ -176,6 +178,14 @@ class MediaPlaylist:
     skipped_segments: int = 0  # EXT-X-SKIP SKIPPED-SEGMENTS: a delta update left these out
     keys: tuple[tuple[str, str], ...] = ()  # distinct (METHOD, absolute URI) of its EXT-X-KEYs, "data:" ones left out
     listed: bool = True  # False: segments computed from the clock, not listed by the server (DASH $Number$)
+    newest_part: tuple[int, int] | None = None  # (media sequence, part index) of the last EXT-X-PART listed
+    newest_part_uri: str | None = None  # absolute
+    newest_part_duration: float | None = None  # its DURATION, seconds
+    preload_hint: str | None = None  # absolute URI of an EXT-X-PRELOAD-HINT TYPE=PART
+    part_hold_back: float | None = None  # EXT-X-SERVER-CONTROL PART-HOLD-BACK, seconds
+    hold_back: float | None = None  # HOLD-BACK
+    can_skip_until: float | None = None  # CAN-SKIP-UNTIL: delta updates (_HLS_skip) offered
+    rendition_reports: tuple[tuple[str, int | None, int | None], ...] = ()  # (absolute URI, LAST-MSN, LAST-PART)
 
     @property
     def last_seq(self) -> int:
@@ -415,9 +425,11 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
 
     raw: list[dict[str, Any]] = data["segments"]
     parts_in_progress = 0
+    tail_parts: list[dict[str, Any]] = []
     if raw and "uri" not in raw[-1] and "duration" not in raw[-1] and raw[-1].get("parts"):
         # m3u8 keeps the parts of the segment being written as a trailing URI-less segment
-        parts_in_progress = len(raw[-1]["parts"])
+        tail_parts = list(raw[-1]["parts"])
+        parts_in_progress = len(tail_parts)
         raw = raw[:-1]
 
     seq0 = first + skipped
@@ -515,6 +527,28 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
     if part_target is not None and not 0 < part_target < math.inf:
         raise PlaylistError("#EXT-X-PART-INF PART-TARGET is not a finite positive number")
     hint = data.get("preload_hint") or {}
+    # the newest part listed: of the segment in progress, else of the last complete segment
+    seq_after = seq0 + len(raw)
+    owner, plist = (seq_after, tail_parts) if tail_parts else \
+        (seq_after - 1, list((raw[-1].get("parts") or []) if raw else []))
+    newest_part: tuple[int, int] | None = None
+    newest_part_uri, newest_part_dur = None, None
+    if plist:
+        last = plist[-1]
+        d = last.get("duration")
+        if last.get("uri") is None or not isinstance(d, (int, float)) or not 0 < d <= MAX_TARGET_DURATION_S:
+            raise PlaylistError(f"part {len(plist) - 1} of segment {owner} has no URI or no finite positive "
+                                "DURATION", seq=owner)
+        newest_part = (owner, len(plist) - 1)
+        newest_part_uri = resolve(last["uri"], f"part {len(plist) - 1} of segment {owner}", owner)
+        newest_part_dur = float(d)
+    sc = data.get("server_control") or {}
+    reports = []
+    for i, r in enumerate((data.get("rendition_reports") or [])[:MAX_VARIANTS]):
+        if r.get("uri"):
+            msn, part = r.get("last_msn"), r.get("last_part")
+            reports.append((resolve(r["uri"], f"EXT-X-RENDITION-REPORT {i + 1}"),
+                            msn if isinstance(msn, int) else None, part if isinstance(part, int) else None))
     return MediaPlaylist(
         media_sequence=first,
         discontinuity_sequence=disc,
@@ -530,6 +564,15 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         can_block_reload=(data.get("server_control") or {}).get("can_block_reload") == "YES",
         skipped_segments=skipped,
         keys=key_list,
+        newest_part=newest_part,
+        newest_part_uri=newest_part_uri,
+        newest_part_duration=newest_part_dur,
+        preload_hint=resolve(hint["uri"], "EXT-X-PRELOAD-HINT") if hint.get("type") == "PART" and hint.get("uri")
+        else None,
+        part_hold_back=_num(sc.get("part_hold_back")),
+        hold_back=_num(sc.get("hold_back")),
+        can_skip_until=_num(sc.get("can_skip_until")),
+        rendition_reports=tuple(reports),
     )
 
 

@@ -1,0 +1,148 @@
+"""Low-Latency HLS (draft-pantos-hls-rfc8216bis §4.4.3.7-§4.4.5.4, §6.2.5.2): the playlist model
+reads parts, the preload hint, server control and rendition reports from the draft's own example
+(§9.11); the test server (tests/llhls.py, no LL-HLS packager installs here) renders that
+example's shape; the HLS probe reloads a low-latency playlist with ``_HLS_msn``/``_HLS_part`` for
+the next part, finds a rendition stale at part granularity within three part targets, and names
+a server that answers such a reload at once without the part (it does not block)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from attempt import call_probe
+from llhls import LowLatencyEndpoint
+from waiting import wait_for
+
+from agent.app import Agent
+from agent.config import parse_config
+from probes.base import ProbeContext, ProbeTarget
+from probes.core.playlist import MediaPlaylist, parse
+from probes.faults import Fault
+from probes.hls import HlsSettings
+from probes.hls import probe as hls_probe
+from probes.net.httpfetch import Fetcher
+
+FIX = Path(__file__).parent / "fixtures" / "hls"
+
+
+def shape(text: str) -> list[str]:
+    """The playlist's tags in order, a URI line as ``URI``; attribute values left out, attribute
+    names kept (what a player reads where)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("#"):
+            out.append("URI")
+            continue
+        tag, _, attrs = line.partition(":")
+        names = re.findall(r"([A-Z0-9-]+)=", attrs) if tag != "#EXTINF" else []
+        out.append(tag + ("(" + ",".join(sorted(names)) + ")" if names else ""))
+    return out
+
+
+def test_the_draft_example_is_read_part_by_part() -> None:
+    pl = parse((FIX / "rfc8216bis-9.11-low-latency.m3u8").read_text(), "https://example.com/2M/LL-HLS.m3u8")
+    assert isinstance(pl, MediaPlaylist)
+    assert pl.newest_part == (274, 0) and pl.newest_part_duration == 2.00004
+    assert pl.newest_part_uri == "https://example.com/2M/midRoll274.0.mp4"
+    assert pl.preload_hint == "https://example.com/2M/midRoll274.1.mp4"
+    assert pl.part_hold_back == 6.00012 and pl.can_block_reload and pl.part_target == 2.00004
+    assert pl.rendition_reports == (("https://example.com/1M/LL-HLS.m3u8", 274, 1),)
+
+
+def test_the_test_server_renders_the_draft_example() -> None:
+    """§9.11 at its own numbers (part target 2.00004 s, two parts a segment, segments 268-273 out,
+    one part of 274), less what the test server does not make (the discontinuity into a mid-roll,
+    a short 2.5-s segment): the same tags in the same order, the same attributes, and the model
+    reads the same newest part, preload hint and rendition report."""
+    example = (FIX / "rfc8216bis-9.11-low-latency.m3u8").read_text()
+    ep = LowLatencyEndpoint(part_s=2.00004, parts_per_segment=2, window=6, renditions=("2M", "1M"))
+    ours = ep.render("2M", 274 * 2 + 1, seg="fileSequence{msn}.mp4", part="filePart{msn}.{i}.mp4")
+    expected = [t for t in shape(example) if t != "#EXT-X-DISCONTINUITY"]
+    got = shape(ours)
+    # the draft marks only some parts INDEPENDENT; ours marks each segment's first
+    assert [t.replace("INDEPENDENT,", "") for t in got] == [t.replace("INDEPENDENT,", "") for t in expected]
+    a, b = parse(example, "https://example.com/2M/LL-HLS.m3u8"), parse(ours, "https://example.com/2M/LL-HLS.m3u8")
+    assert isinstance(a, MediaPlaylist) and isinstance(b, MediaPlaylist)
+    assert (a.media_sequence, a.last_seq, a.newest_part, a.target_duration, a.part_target, a.parts_in_progress) == \
+        (b.media_sequence, b.last_seq, b.newest_part, b.target_duration, b.part_target, b.parts_in_progress)
+    assert b.preload_hint is not None and b.preload_hint.endswith("filePart274.1.mp4")
+    assert [(m, p) for _u, m, p in b.rendition_reports] == [(274, 0)]
+
+
+async def _attempts(ep: LowLatencyEndpoint, until: Any, *, timeout: float = 10.0) -> list[Any]:
+    """Probe ``ep``'s 180p playlist back to back (as the runner would, 0.2 s apart) until
+    ``until(result)``; every result."""
+    target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), ep.url("180p"), 0.2, 5.0)
+    results = []
+    async with Fetcher() as http:
+        ctx = ProbeContext(state={}, http=http)
+
+        async def one() -> bool:
+            results.append(await call_probe(hls_probe, target, ctx))
+            await asyncio.sleep(0.2)
+            return until(results[-1])
+        await wait_for(one, timeout, "the condition", every=0)
+    return results
+
+
+async def test_a_healthy_low_latency_stream_is_reloaded_part_by_part() -> None:
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        results = await _attempts(ep, lambda _r: ep.blocking_requests >= 8)
+    finally:
+        await ep.stop()
+    faults = [e for r in results for e in r.evidence if e.fault is not None]
+    assert faults == []
+    figs = results[-1].figures["renditions"]["main"]  # a media playlist URL: one rendition, "main"
+    # an attempt asks for the part after the newest it saw: answered when that part is out
+    assert 0 <= figs["blocking_reload_s"] < 0.5 + 0.2, figs
+
+
+async def test_parts_that_stop_are_a_stale_rendition_within_three_part_targets() -> None:
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        await _attempts(ep, lambda _r: ep.blocking_requests >= 3)
+        ep.knobs.stalled_at = time.monotonic()
+
+        def stale(r: Any) -> bool:
+            return any(e.fault is Fault.STALE_PLAYLIST for e in r.evidence)
+        t0 = time.monotonic()
+        results = await _attempts(ep, stale, timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        await ep.stop()
+    ev = next(e for e in results[-1].evidence if e.fault is Fault.STALE_PLAYLIST)
+    assert "a blocking reload unanswered" in ev.detail and ev.rendition == "main", ev
+    # 3 part targets (1.5 s) after the last part seen, plus the attempt that was waiting on it:
+    # a fresh context sees its first part up to one part target late
+    assert took <= 3 * 0.5 + 0.5 + 0.5, took
+
+
+async def test_an_edge_that_does_not_hold_blocking_reloads_is_that_edges_incident(tmp_path: Path) -> None:
+    origin = await LowLatencyEndpoint(part_s=0.5).start()
+    edge = await LowLatencyEndpoint(part_s=0.5, t0=origin.t0).start()
+    edge.knobs.blocks = False
+    try:
+        cfg = {"agent": {"listen": "127.0.0.1:0", "site": "test"},
+               "incidents": {"path": str(tmp_path / "incidents.db")},
+               "streams": [{"name": "main", "origin": origin.url("180p"),
+                            "edges": [{"name": "edge-a", "url": edge.url("180p")}],
+                            "media": {"enabled": False}, "playback": {"enabled": False},
+                            "latency": {"enabled": False}}]}
+        async with Agent(parse_config(cfg)) as agent:
+            def opened() -> list[tuple[str, str, str]]:
+                return [(i.stage, i.component, i.fault) for i in agent.incidents.localizer.open_incidents()]
+            got = await wait_for(opened, 20, "an incident")
+            cells = {(c.stage, c.component): c for c in agent.board.cells("main")}
+    finally:
+        await origin.stop()
+        await edge.stop()
+    assert got == [("cdn", "edge-a", "reload_not_blocked")]
+    assert cells[("origin", "origin")].state.value == "ok"
