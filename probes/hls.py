@@ -66,7 +66,8 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   EXT-X-TARGETDURATION after it was sent (at least 1 s; once the playlist is known) is given up
   and is ``timeout`` then (RFC 8216 §6.3.4: a client reloads every target duration, so a slower
   answer leaves it behind the live edge), not at the attempt's deadline.
-- live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF).
+- live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF + the
+  durations of the parts of the segment in progress, LL-HLS).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
   oscnord/hls-monitor) target durations of MEDIA TIME behind its siblings', compared by
   EXT-X-PROGRAM-DATE-TIME — or as many of the renditions' longest newest segment when that
@@ -157,6 +158,7 @@ class _Rendition:
     served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
     part_id: tuple[int, int] | None = None  # LL-HLS: (media sequence, index) of the newest part seen
     part_at: float | None = None  # monotonic time it was first seen
+    last_part: str | None = None  # URI of the newest part fetched
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
 
@@ -501,7 +503,42 @@ class _Attempt:
                      or (rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING)):  # written yet?
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
+        if cfg.fetch_segments and v.segments and pl.newest_part_uri is not None and pl.newest_part_uri != rs.last_part:
+            await self.part(v, rs, pl, span)
         return None
+
+    async def part(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
+        """LL-HLS: the newest part, once, timed against its DURATION as a segment is against its
+        EXTINF (a part still downloading at 1.05 x its duration, at least 0.5 s, is given up and
+        slow): a low-latency player holds a few parts, so a slow part is felt at once."""
+        uri, dur, pid = pl.newest_part_uri, pl.newest_part_duration or 0.0, pl.newest_part
+        assert uri is not None and pid is not None
+        rs.last_part = uri
+        budget = max(SLOW_SEGMENT_BUDGET * dur, 0.5)
+        name = f"part {pid[0]}.{pid[1]}"
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(budget):
+                fr = await self.fetch(uri, self.cfg.segment_max_bytes, keep_body=False)
+        except TimeoutError:
+            took = time.perf_counter() - t0
+            self.figures.setdefault(v.name, {})["part_download_ratio"] = round(took / max(dur, 1e-3), 3)
+            self.evidence(State.DEGRADED, Fault.SLOW_SEGMENT, f"{v.name} {name} not downloaded within {budget:.2f} s "
+                          f"({dur:.2f} s of media: slower than real time)", v.name, media_sequence=pid[0],
+                          url_role="segment")
+            return
+        parent.children.append(_span(name, fr, **{"signalpath.rendition": v.name}))
+        if fr.failure:
+            fault = Fault.SEGMENT_MISSING if fr.status in (404, 410) else _fault_of(fr.failure, fr.status)
+            self.evidence(State.DEGRADED, fault, f"{v.name} {name}: {fr.detail}", v.name, http_status=fr.status,
+                          media_sequence=pid[0], url_role="segment")
+            return
+        ratio = fr.total_s / max(dur, 1e-3)
+        self.figures.setdefault(v.name, {})["part_download_ratio"] = round(ratio, 3)
+        if ratio > 1.0:
+            self.evidence(State.DEGRADED, Fault.SLOW_SEGMENT, f"{v.name} {name} took {fr.total_s:.2f} s for "
+                          f"{dur:.2f} s of media (ratio {ratio:.2f})", v.name, media_sequence=pid[0],
+                          url_role="segment")
 
     async def blocking_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]) -> FetchResult | None:
         """LL-HLS: ask for the playlist holding part ``block`` (RFC 8216bis §6.2.5.2, ``_HLS_msn``
@@ -669,7 +706,8 @@ class _Attempt:
         if newest is not None and newest.pdt is not None:
             if v.drift:
                 self.media_end[v.name] = newest.pdt + newest.duration
-            rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration)
+            # LL-HLS: the parts of the segment in progress are out too (latency at part granularity)
+            rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration + pl.parts_in_progress_s)
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
 

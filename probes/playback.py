@@ -16,7 +16,8 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   hls.js ``liveSyncDurationCount`` 3, :func:`probes.core.player_model.join_index`); a playlist
   shorter than that is reloaded until it is long enough (RFC 8216bis: a client SHOULD NOT
   start less than three target durations from the end), and that wait counts in the
-  startup time;
+  startup time. An MPEG-DASH stream's viewer joins as dash.js does: ``suggestedPresentationDelay``
+  behind the live edge, else 4 segment durations (the dash.js default live delay);
 - playlist reload (RFC 8216 §6.3.4): one target duration after the start of the previous
   load when it changed, half a target duration when it did not; whatever the playlist says,
   at least ``MIN_RELOAD_S`` (0.5 s: half the smallest target duration the parser accepts) and
@@ -378,9 +379,17 @@ class _Attempt:
         idx = s.next_seq - pl.media_sequence
         return pl.segments[idx] if 0 <= idx < len(pl.segments) else None
 
+    def hold_back_segments(self, pl: MediaPlaylist) -> float:
+        """How far behind the live edge a viewer joins, in target durations: hls.js's
+        ``liveSyncDurationCount`` (the config's ``hold_back_segments``), or for an MPEG-DASH
+        stream dash.js's live delay (suggestedPresentationDelay, else 4 segments: the view's
+        ``hold_back``, probes/core/mpd.py)."""
+        if pl.protocol == "dash" and pl.hold_back is not None and pl.target_duration > 0:
+            return pl.hold_back / pl.target_duration
+        return self.cfg.player.hold_back_segments
+
     def join_seq(self, pl: MediaPlaylist) -> int:
-        idx = join_index([x.duration for x in pl.segments], pl.target_duration,
-                         self.cfg.player.hold_back_segments)
+        idx = join_index([x.duration for x in pl.segments], pl.target_duration, self.hold_back_segments(pl))
         return pl.segments[idx].seq
 
     async def reload(self, session: _Session, s: _Track) -> None:
@@ -418,7 +427,7 @@ class _Attempt:
         td = pl.target_duration if pl.target_duration > 0 else 1.0
         changed = s.playlist is None or pl.last_seq != s.playlist.last_seq
         s.playlist, s.document = pl, fr.document if fr is not None else s.document
-        hold_back = self.cfg.player.hold_back_segments * td
+        hold_back = self.hold_back_segments(pl) * td
         if s.next_seq is None and pl.segments and sum(x.duration for x in pl.segments) >= hold_back - 1e-6:
             s.next_seq = self.join_seq(pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)
         # an ended playlist (#EXT-X-ENDLIST) is played out to its last segment, then the player

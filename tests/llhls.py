@@ -6,16 +6,17 @@ media playlist is what draft-pantos-hls-rfc8216bis §9.11 shows (tests/test_llhl
 rendering against that example): EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE, EXT-X-SERVER-CONTROL
 (CAN-BLOCK-RELOAD=YES, PART-HOLD-BACK = 3 part targets), EXT-X-PART-INF; the last
 ``window`` complete segments, the EXT-X-PART tags of those within three target durations of the
-end (§4.4.4.9 asks them removed past that), the parts of the segment in progress, an
+end (§4.4.4.9 asks them removed past that), the parts of the segment in progress (with an
+EXT-X-PROGRAM-DATE-TIME on the first segment: parts are cut on the wall clock), an
 EXT-X-PRELOAD-HINT for the next part and an EXT-X-RENDITION-REPORT per sibling rendition.
 
 Blocking reload (§6.2.5.2): ``_HLS_msn=M&_HLS_part=P`` is held until part P of segment M exists
 (or the segment is complete), at most three target durations (then 503); ``_HLS_msn`` more than
 two segments past the newest is 400. Parts and segments answer a few bytes.
 
-Knobs: ``stalled_at`` (monotonic time after which no part is produced: a packager that stops) and
+Knobs: ``stalled_at`` (monotonic time after which no part is produced: a packager that stops),
 ``blocks`` (False: a blocking reload is answered at once with the current playlist, as an edge
-that strips or ignores the query does).
+that strips or ignores the query does) and ``part_delay_s`` (each part answers that late).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 from localserver import LocalServer
@@ -33,6 +35,7 @@ from localserver import LocalServer
 class LowLatencyKnobs:
     stalled_at: float | None = None
     blocks: bool = True
+    part_delay_s: float = 0.0  # each part's answer waits this long (a slow edge for parts)
 
 
 class LowLatencyEndpoint:
@@ -43,6 +46,7 @@ class LowLatencyEndpoint:
         self.window = window
         self.renditions = renditions
         self.t0 = time.monotonic() - 8 * part_s * parts_per_segment if t0 is None else t0
+        self.wall_t0 = time.time() - (time.monotonic() - self.t0)  # the same instant on the wall clock
         self.knobs = LowLatencyKnobs()
         self.server: LocalServer | None = None
         self.blocking_requests = 0
@@ -63,7 +67,7 @@ class LowLatencyEndpoint:
         return max(int((now - self.t0) / self.part_s), 0)
 
     def render(self, rendition: str, done: int, *, seg: str = "seg{msn}.ts", part: str = "part{msn}.{i}.ts",
-               version: int | None = None) -> str:
+               version: int | None = None, pdt: bool = True) -> str:
         """The media playlist once ``done`` parts are complete (module docstring)."""
         msn_done, in_progress = divmod(done, self.per)
         first = max(msn_done - self.window, 0)
@@ -75,6 +79,9 @@ class LowLatencyEndpoint:
                   f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * self.part_s:.5f}",
                   f"#EXT-X-PART-INF:PART-TARGET={self.part_s:.5f}"]
         recent = msn_done - math.ceil(3 * self.target_duration / seg_s)  # parts listed from this segment on
+        if pdt:  # the first segment's capture time (the wall clock the parts are cut on)
+            start = datetime.fromtimestamp(self.wall_t0 + first * seg_s, UTC).isoformat(timespec="milliseconds")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{start.replace('+00:00', 'Z')}")
         for msn in range(first, msn_done):
             if msn >= recent:
                 lines += [self._part(rendition, msn, i, part) for i in range(self.per)]
@@ -123,5 +130,7 @@ class LowLatencyEndpoint:
         return web.Response(text=body, content_type="application/vnd.apple.mpegurl",
                             headers={"Cache-Control": "no-cache"})
 
-    async def media(self, _req: web.Request) -> web.Response:
+    async def media(self, req: web.Request) -> web.Response:
+        if req.match_info["name"].startswith("part") and self.knobs.part_delay_s:
+            await asyncio.sleep(self.knobs.part_delay_s)
         return web.Response(body=b"\x47" + b"\0" * 187, content_type="video/mp2t")

@@ -4,7 +4,7 @@ port 0 (tests/test_real_packagers.py's), with SegmentTimeline addressing (ffmpeg
 and with ``$Number$`` templates computed from the clock (``-use_timeline 0``).
 
 What is proven: the agent reads the MPD as the stream (each Representation a rendition: the
-video ladder and the audio as an alternative), stays healthy for 12 s with every probe on
+video ladder and the audio as an alternative), stays healthy for 8 s with every probe on
 (availability, content analysis of the fMP4 segments, the virtual players, latency), reads
 figures from the real segments; and when the packager dies (SIGKILL: the MPD stays ``dynamic``
 and stops growing, or, for computed addressing, the segments it promises never come), the
@@ -79,7 +79,7 @@ async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_inci
                "incidents": {"path": str(tmp_path / "incidents.db")},
                "streams": [{"name": "main", "origin": url}]}
         async with Agent(parse_config(cfg)) as agent:
-            opened = await healthy_for(agent, 12)
+            opened = await healthy_for(agent, 8)
             assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
             figs = origin_cell(agent).figures
             assert set(figs["renditions"]) == {"180p"}, figs
@@ -102,7 +102,7 @@ async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_fin
     after the first fragment here) declares @bandwidth 80375 bit/s whatever the encoder sends
     (about 360 kbit/s at x264 bitrate=300): that lie, which misleads every ABR player, is the
     one incident; the stream itself (availability from a whole-second availabilityStartTime,
-    freshness, playback) is healthy for 12 s."""
+    freshness, playback) is healthy for 8 s."""
     cmd = [require_binary("gst-launch-1.0"), "-q", "videotestsrc", "is-live=true", "!",
            "video/x-raw,width=320,height=180,framerate=25/1", "!", "x264enc", "tune=zerolatency",
            "speed-preset=ultrafast", "key-int-max=50", "bitrate=300", "!", "h264parse", "!", "dashsink",
@@ -116,7 +116,7 @@ async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_fin
         async with Agent(parse_config(cfg)) as agent:
             # not healthy_for(): the origin cell is degraded by the finding as soon as a segment is analysed
             await wait_for(lambda: origin_cell(agent).figures.get("renditions"), 20, "the origin read")
-            opened = await incidents_within(agent, 12)
+            opened = await incidents_within(agent, 8)
             origin = origin_cell(agent)
     assert [(i.stage, i.component, i.fault) for i in opened] == [("transcode", "180p", "bitrate_over_declared")]
     f = origin.figures["renditions"]["180p"]

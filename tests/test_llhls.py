@@ -1,9 +1,10 @@
 """Low-Latency HLS (draft-pantos-hls-rfc8216bis §4.4.3.7-§4.4.5.4, §6.2.5.2): the playlist model
 reads parts, the preload hint, server control and rendition reports from the draft's own example
-(§9.11); the test server (tests/llhls.py, no LL-HLS packager installs here) renders that
+(§9.11), and live latency counts the parts of the segment in progress; the test server (tests/llhls.py, no LL-HLS packager installs here) renders that
 example's shape; the HLS probe reloads a low-latency playlist with ``_HLS_msn``/``_HLS_part`` for
 the next part, finds a rendition stale at part granularity within three part targets, and names
-a server that answers such a reload at once without the part (it does not block)."""
+a server that answers such a reload at once without the part (it does not block), and times the
+newest part against its duration."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_the_test_server_renders_the_draft_example() -> None:
     reads the same newest part, preload hint and rendition report."""
     example = (FIX / "rfc8216bis-9.11-low-latency.m3u8").read_text()
     ep = LowLatencyEndpoint(part_s=2.00004, parts_per_segment=2, window=6, renditions=("2M", "1M"))
-    ours = ep.render("2M", 274 * 2 + 1, seg="fileSequence{msn}.mp4", part="filePart{msn}.{i}.mp4")
+    ours = ep.render("2M", 274 * 2 + 1, seg="fileSequence{msn}.mp4", part="filePart{msn}.{i}.mp4", pdt=False)
     expected = [t for t in shape(example) if t != "#EXT-X-DISCONTINUITY"]
     got = shape(ours)
     # the draft marks only some parts INDEPENDENT; ours marks each segment's first
@@ -103,6 +104,23 @@ async def test_a_healthy_low_latency_stream_is_reloaded_part_by_part() -> None:
     figs = results[-1].figures["renditions"]["main"]  # a media playlist URL: one rendition, "main"
     # an attempt asks for the part after the newest it saw: answered when that part is out
     assert 0 <= figs["blocking_reload_s"] < 0.5 + 0.2, figs
+    # live latency at part granularity: the parts of the segment in progress count (the newest
+    # whole segment may end up to 2 s before now: 1.0 and 1.5 s were read without them)
+    latencies = [r.figures["renditions"]["main"]["live_latency_s"] for r in results]
+    assert -0.1 < min(latencies) and max(latencies) < 0.5 + 0.2, latencies
+
+
+async def test_a_part_slower_than_its_duration_is_a_slow_segment() -> None:
+    """Each part answers 0.6 s late for its 0.5 s of media: given up at 1.05 x, slow (P2)."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    ep.knobs.part_delay_s = 0.6
+    try:
+        results = await _attempts(ep, lambda r: any(e.fault is Fault.SLOW_SEGMENT for e in r.evidence))
+    finally:
+        await ep.stop()
+    ev = next(e for e in results[-1].evidence if e.fault is Fault.SLOW_SEGMENT)
+    assert " part " in ev.detail and "not downloaded within 0.53 s" in ev.detail, ev.detail
+    assert results[-1].figures["renditions"]["main"]["part_download_ratio"] > 1.0
 
 
 async def test_parts_that_stop_are_a_stale_rendition_within_three_part_targets() -> None:

@@ -212,3 +212,11 @@ def test_a_large_mpd_is_parsed_off_the_loop_with_the_same_result() -> None:
     assert len(body) > 8 * 1024
     pl = asyncio.run(parse_body(body, BASE + "#dash=500k", now=AST + 10_000))
     assert isinstance(pl, MediaPlaylist) and pl.last_seq == 3001 and len(pl.segments) == 6
+
+
+def test_a_dash_viewer_joins_where_dash_js_does() -> None:
+    """dash.js plays suggestedPresentationDelay behind the live edge (ffmpeg's timeline MPD says
+    2 s), else 4 segment durations (nginx-rtmp's says nothing)."""
+    assert at_capture("ffmpeg-timeline-live.mpd")["180p"].hold_back == 2.0
+    v = at_capture("nginx-rtmp-live.mpd")["180p"]
+    assert v.protocol == "dash" and v.hold_back == pytest.approx(4 * v.target_duration)

@@ -100,6 +100,10 @@ from probes.core.playlist import (
 WINDOW = 6
 """Segments listed per view: what the checks look at (the newest, and enough behind it for
 continuity), bounded whatever the timeline holds."""
+DASHJS_LIVE_DELAY_SEGMENTS = 4
+"""dash.js plays a live stream this many segment durations behind the live edge when neither
+the application nor the MPD (``suggestedPresentationDelay``) says otherwise (dash.js live
+streaming guide: "the default delay of 4 segment durations"). A view's ``hold_back``."""
 MAX_TIMELINE_ENTRIES = 10_000
 """S elements read per SegmentTimeline; more is refused (a hostile MPD could list millions)."""
 MAX_REPRESENTATIONS = MAX_VARIANTS * 2
@@ -536,6 +540,10 @@ def view(m: Manifest, rep: Representation, period_index: int, period: Period, no
         endlist=not m.dynamic,
         independent_segments=True,
         listed=not (m.dynamic and a.kind == "template"),
+        protocol="dash",
+        # where a dash.js viewer plays: suggestedPresentationDelay, else 4 segments behind live
+        hold_back=(m.suggested_presentation_delay if m.suggested_presentation_delay is not None
+                   else DASHJS_LIVE_DELAY_SEGMENTS * target) if m.dynamic else None,
     )
 
 

@@ -178,9 +178,11 @@ class MediaPlaylist:
     skipped_segments: int = 0  # EXT-X-SKIP SKIPPED-SEGMENTS: a delta update left these out
     keys: tuple[tuple[str, str], ...] = ()  # distinct (METHOD, absolute URI) of its EXT-X-KEYs, "data:" ones left out
     listed: bool = True  # False: segments computed from the clock, not listed by the server (DASH $Number$)
+    protocol: str = "hls"  # "dash": a Representation of an MPD seen as a media playlist (probes/core/mpd.py)
     newest_part: tuple[int, int] | None = None  # (media sequence, part index) of the last EXT-X-PART listed
     newest_part_uri: str | None = None  # absolute
     newest_part_duration: float | None = None  # its DURATION, seconds
+    parts_in_progress_s: float = 0.0  # the DURATIONs of the parts after the last complete segment, summed
     preload_hint: str | None = None  # absolute URI of an EXT-X-PRELOAD-HINT TYPE=PART
     part_hold_back: float | None = None  # EXT-X-SERVER-CONTROL PART-HOLD-BACK, seconds
     hold_back: float | None = None  # HOLD-BACK
@@ -567,6 +569,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         newest_part=newest_part,
         newest_part_uri=newest_part_uri,
         newest_part_duration=newest_part_dur,
+        parts_in_progress_s=sum(float(p.get("duration") or 0) for p in tail_parts
+                                if isinstance(p.get("duration"), (int, float)) and 0 < p["duration"] < math.inf),
         preload_hint=resolve(hint["uri"], "EXT-X-PRELOAD-HINT") if hint.get("type") == "PART" and hint.get("uri")
         else None,
         part_hold_back=_num(sc.get("part_hold_back")),
