@@ -158,7 +158,10 @@ class _Rendition:
     served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
     part_id: tuple[int, int] | None = None  # LL-HLS: (media sequence, index) of the newest part seen
     part_at: float | None = None  # monotonic time it was first seen
-    last_part: str | None = None  # URI of the newest part fetched
+    last_part: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest part fetched
+    block_failed: bool = False  # the last blocking reload failed or went unanswered: reload plainly next
+    reload_s: float = 0.0  # the last playlist reload's connect + transfer (its round trip, without a hold)
+    dash_numbers: dict[str, int] = field(default_factory=dict)  # DASH: segment URI -> number, last view
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
 
@@ -317,17 +320,13 @@ class _Attempt:
             self.result.spans.append(_span("playlist master", fr))
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status, fr.retry_after_s)
-            if looks_like_mpd(fr.body, fr.headers.get("content-type")):
-                try:
-                    st["utc_timing"] = mpd.manifest(fr.body, fr.final_url).utc_timing
-                except PlaylistError:
-                    pass  # parse_body below says why
-                if now >= st.get("clock_due", 0.0):
-                    await self.sync_clock(st.get("utc_timing", ()))
             try:
                 pl = await parse_body(fr.body, fr.final_url, self.view_now())
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
+            if looks_like_mpd(fr.body, fr.headers.get("content-type")) and now >= st.get("clock_due", 0.0):
+                # the MPD's UTCTiming (its parse is cached: parse_body just made it)
+                await self.sync_clock(mpd.manifest(fr.body, fr.final_url).utc_timing)
             if isinstance(pl, MasterPlaylist):
                 master = pl
             else:  # configured URL is a media playlist: one rendition, named "main" (never from the
@@ -389,9 +388,10 @@ class _Attempt:
             if kind == "direct":
                 server = _xs_datetime(value)
             elif kind in ("http-xsdate", "http-iso", "http-head") and value.startswith(("http://", "https://")):
-                try:
+                try:  # http-head needs the Date header only: the body is not kept (it may be the MPD itself)
                     async with asyncio.timeout(UTC_TIMING_BUDGET_S):
-                        fr = await self.fetch(value.split()[0], 4096)
+                        fr = await self.fetch(value.split()[0], 4096 if kind != "http-head" else 1 << 20,
+                                              keep_body=kind != "http-head")
                 except TimeoutError:
                     continue
                 if fr.failure:
@@ -425,7 +425,9 @@ class _Attempt:
                         ) -> tuple[Failure, str] | None:
         rs = self.renditions.setdefault(v.name, _Rendition())
         cfg = self.cfg
-        block = _next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None else None
+        block = _next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None and not prefetched \
+            and not rs.block_failed else None
+        rs.block_failed = False
         took = 0.0
         ready: MediaPlaylist | None = None  # parsed already (DASH view, or a blocking reload's answer)
         if prefetched:
@@ -433,6 +435,10 @@ class _Attempt:
             rs.document = fr.document
         elif block is not None:
             answered, ready, block, took = await self.low_latency_reload(v, rs, block)
+            if answered is None or answered.failure:
+                # the next reload is a plain one: a server that restarted its numbering, or lost
+                # the window, answers 400 (or never) to a part it will not have (§6.2.5.2)
+                rs.block_failed = True
             if answered is None:
                 self.part_stale(v, rs, block)
                 return None
@@ -486,10 +492,19 @@ class _Attempt:
                 rs.document = fr.document
         if not pl.listed and pl.newest is not None:
             pl = await self.computed(v, rs, pl, span)
+        if pl.protocol == "dash":
+            pl = self.steady(rs, pl, now)
         if block is not None:
             self.blocked(v, pl, block, took)
         if pl.newest_part is not None and pl.newest_part != rs.part_id:
             rs.part_id, rs.part_at = pl.newest_part, now
+        elif block is None and pl.newest_part is not None and pl.part_target and rs.part_at is not None \
+                and now - rs.part_at > PART_STALE_TARGETS * pl.part_target and not pl.endlist:
+            nxt = _next_part(pl)
+            if nxt is not None:  # read plainly (after a failed blocking reload): no new part either
+                self.part_stale(v, rs, nxt)
+                rs.playlist = pl
+                return None
         self.media(v, rs, pl, now, fr)
         if pl.keys and self.cfg.fetch_keys:
             await self.check_keys(pl, span)
@@ -503,7 +518,8 @@ class _Attempt:
                      or (rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING)):  # written yet?
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
-        if cfg.fetch_segments and v.segments and pl.newest_part_uri is not None and pl.newest_part_uri != rs.last_part:
+        if cfg.fetch_segments and v.segments and pl.newest_part_uri is not None and not pl.newest_part_gap \
+                and (pl.newest_part_uri, pl.newest_part_range) != rs.last_part:
             await self.part(v, rs, pl, span)
         return None
 
@@ -513,13 +529,13 @@ class _Attempt:
         slow): a low-latency player holds a few parts, so a slow part is felt at once."""
         uri, dur, pid = pl.newest_part_uri, pl.newest_part_duration or 0.0, pl.newest_part
         assert uri is not None and pid is not None
-        rs.last_part = uri
-        budget = max(SLOW_SEGMENT_BUDGET * dur, 0.5)
+        rs.last_part = (uri, pl.newest_part_range)
+        budget = max(SLOW_SEGMENT_BUDGET * dur, 0.5) + rs.reload_s
         name = f"part {pid[0]}.{pid[1]}"
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(budget):
-                fr = await self.fetch(uri, self.cfg.segment_max_bytes, keep_body=False)
+                fr = await self.fetch(uri, self.cfg.segment_max_bytes, keep_body=False, byte_range=pl.newest_part_range)
         except TimeoutError:
             took = time.perf_counter() - t0
             self.figures.setdefault(v.name, {})["part_download_ratio"] = round(took / max(dur, 1e-3), 3)
@@ -533,12 +549,27 @@ class _Attempt:
             self.evidence(State.DEGRADED, fault, f"{v.name} {name}: {fr.detail}", v.name, http_status=fr.status,
                           media_sequence=pid[0], url_role="segment")
             return
-        ratio = fr.total_s / max(dur, 1e-3)
+        # the body's own time: a player asks for the next part before it exists (the preload hint),
+        # so the round trip and the wait for the first byte are not what it feels
+        ratio = fr.transfer_s / max(dur, 1e-3)
         self.figures.setdefault(v.name, {})["part_download_ratio"] = round(ratio, 3)
         if ratio > 1.0:
-            self.evidence(State.DEGRADED, Fault.SLOW_SEGMENT, f"{v.name} {name} took {fr.total_s:.2f} s for "
+            self.evidence(State.DEGRADED, Fault.SLOW_SEGMENT, f"{v.name} {name} took {fr.transfer_s:.2f} s for "
                           f"{dur:.2f} s of media (ratio {ratio:.2f})", v.name, media_sequence=pid[0],
                           url_role="segment")
+
+    def steady(self, rs: _Rendition, pl: MediaPlaylist, now: float) -> MediaPlaylist:
+        """A DASH view numbered as the last one was where they share segments (a ``$Time$``
+        timeline is numbered from its time in each view, which may differ by one), and a new
+        Period's numbering taken as a new start, not as a sequence going back."""
+        if rs.disc_seq is not None and pl.discontinuity_sequence != rs.disc_seq:
+            rs.last_seq, rs.advanced_at, rs.dash_numbers = None, now, {}
+        shift = next((rs.dash_numbers[s.uri] - s.seq for s in reversed(pl.segments) if s.uri in rs.dash_numbers), 0)
+        if shift:
+            pl = dataclasses.replace(pl, media_sequence=pl.media_sequence + shift,
+                                     segments=tuple(dataclasses.replace(s, seq=s.seq + shift) for s in pl.segments))
+        rs.dash_numbers = {s.uri: s.seq for s in pl.segments}
+        return pl
 
     async def blocking_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]) -> FetchResult | None:
         """LL-HLS: ask for the playlist holding part ``block`` (RFC 8216bis §6.2.5.2, ``_HLS_msn``
@@ -549,17 +580,23 @@ class _Attempt:
         assert pl is not None and pl.part_target is not None
         now = self.ctx.clock()
         since = rs.part_at if rs.part_at is not None else now
-        budget = max(since + PART_STALE_TARGETS * pl.part_target - now, pl.part_target)
+        # at least one part target plus the last reload's round trip (a far server's answer)
+        budget = max(since + PART_STALE_TARGETS * pl.part_target - now, pl.part_target + rs.reload_s)
         left = own_deadline(self.ctx) - now
-        if 0 < left < math.inf:
-            budget = min(budget, max(left - 0.05, 0.01))
+        if 0 < left < math.inf and budget > left - 0.05:
+            # the attempt's deadline comes first: not waiting the rule out is no evidence of a stale
+            # part; ask plainly next time
+            budget = max(left - 0.05, 0.01)
+            rs.block_failed = True
         msn, part = block
         url = _with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}")
         try:
             async with asyncio.timeout(budget):
-                return await self.fetch(url, self.cfg.playlist_max_bytes)
+                fr = await self.fetch(url, self.cfg.playlist_max_bytes)
         except TimeoutError:
             return None
+        rs.reload_s = min(fr.connect_s + fr.transfer_s, 2.0)  # the round trip, not the hold (first byte)
+        return fr
 
     async def low_latency_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]
                                  ) -> tuple[FetchResult | None, MediaPlaylist | None, tuple[int, int], float]:
@@ -568,10 +605,13 @@ class _Attempt:
         attempts: the probe was behind the live edge), once more for the part after the answer's
         newest, which does not exist yet: a server must hold that one until it does, and one that
         does not block shows only then."""
+        first: tuple[FetchResult, MediaPlaylist, tuple[int, int], float] | None = None
         for hop in range(2):
             asked = self.ctx.clock()
             fr = await self.blocking_reload(v, rs, block)
             took = self.ctx.clock() - asked
+            if fr is None and first is not None and rs.block_failed:
+                return first  # the deadline cut the second wait short: the first answer stands
             if fr is None or fr.failure:
                 return fr, None, block, took
             try:
@@ -584,6 +624,7 @@ class _Attempt:
             if hop == 1 or nxt is None or pl.newest_part is None or pl.newest_part <= block:
                 return fr, pl, block, took
             rs.playlist, rs.part_id, rs.part_at = pl, pl.newest_part, self.ctx.clock()
+            first = (fr, pl, block, took)
             block = nxt
         raise AssertionError("unreachable")
 
@@ -664,7 +705,7 @@ class _Attempt:
         if rs.disc_seq is not None and pl.discontinuity_sequence != rs.disc_seq:
             anomalies.append(("discontinuity", f"discontinuity sequence changed to {pl.discontinuity_sequence}"))
         newest = pl.newest
-        if newest is not None and prev is not pl and extinf_exceeds_target(newest.duration, td):
+        if newest is not None and prev is not pl and _too_long(pl, newest.duration, td):
             anomalies.append((Fault.SEGMENT_TOO_LONG, f"segment {newest.seq} lasts {newest.duration:.2f} s, over the "
                               f"{td:g}-s target duration"))
         rs.last_seq = max(last, rs.last_seq or last) if not any(a[0] == Fault.SEQUENCE_REGRESSION for a in anomalies) \
@@ -675,7 +716,7 @@ class _Attempt:
         self.sample("signalpath_playlist_age_seconds", age, rendition=v.name)
         self.sample("signalpath_playlist_media_sequence", last, rendition=v.name)
         self.sample("signalpath_playlist_target_duration_seconds", td, rendition=v.name)
-        if newest is not None and prev is not pl and not extinf_exceeds_target(newest.duration, td):
+        if newest is not None and prev is not pl and not _too_long(pl, newest.duration, td):
             # a segment within the target duration is listed now: the long ones are over (the
             # content probe's GOP finding clears on the same segment; holding this one 3 TD more
             # outlived its cause and opened a segment_too_long of its own after the fix)
@@ -904,6 +945,14 @@ PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the
 newest one seen (the issue's bound; RFC 8216bis §4.4.3.8 asks PART-HOLD-BACK of at least three
 part targets, the buffer a low-latency player keeps: past it, it stalls)."""
+
+
+def _too_long(pl: MediaPlaylist, duration: float, target: float) -> bool:
+    """A segment over its playlist's bound: EXTINF rounded over EXT-X-TARGETDURATION (RFC 8216
+    §4.3.3.1), or a DASH segment over @maxSegmentDuration (exact: DASH durations are not rounded)."""
+    if pl.protocol == "dash":
+        return duration > target + 1e-3
+    return extinf_exceeds_target(duration, target)
 
 
 def _next_part(pl: MediaPlaylist) -> tuple[int, int] | None:

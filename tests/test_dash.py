@@ -32,7 +32,8 @@ from waiting import wait_for
 from agent.app import Agent
 from agent.config import parse_config
 from probes.base import ProbeContext, ProbeTarget
-from probes.hls import HlsSettings
+from probes.core.mpd import parse_mpd, views
+from probes.hls import HlsSettings, _too_long
 from probes.hls import probe as hls_probe
 from probes.net.httpfetch import Fetcher
 
@@ -172,3 +173,53 @@ async def test_segment_availability_is_computed_on_the_clock_utctiming_names() -
     assert [e.fault for e in synced.evidence] == [None], synced.evidence
     assert synced.figures["clock_offset_s"] == pytest.approx(-30.0, abs=0.5)
     assert synced.figures["renditions"]["180p"]["last_seq"] in (10, 11)
+
+
+async def test_a_time_addressed_timeline_keeps_its_numbers_steady_from_view_to_view() -> None:
+    """``$Time$`` without ``$Number$`` (Unified-style audio: 96256, 96256, 96256, 95232 at 48 kHz):
+    a view numbers its first segment by start time in nominal durations, which drifts; two
+    successive MPDs whose windows start at segments 188 and 189 give both first segments the same
+    time-derived number. The probe numbers the later view as the earlier one where they share
+    segments, so the newest number advances by exactly one (before: it stood still, a false
+    'not advancing'), and no continuity anomaly is read."""
+    ds = [96256, 96256, 96256, 95232] * 60
+    starts = [sum(ds[:i]) for i in range(len(ds) + 1)]
+
+    def body(first: int) -> str:
+        ss = f'<S t="{starts[first]}" d="{ds[first]}"/>' + "".join(f'<S d="{d}"/>' for d in ds[first + 1:first + 6])
+        return ('<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" '
+                'availabilityStartTime="2020-01-01T00:00:00Z" maxSegmentDuration="PT2.006S"><Period start="PT0S">'
+                '<AdaptationSet contentType="audio" lang="en"><SegmentTemplate timescale="48000" media="a-$Time$.m4s">'
+                f'<SegmentTimeline>{ss}</SegmentTimeline></SegmentTemplate><Representation id="a" bandwidth="64000"/>'
+                '</AdaptationSet></Period></MPD>')
+
+    served = [188]
+
+    async def manifest(_req: web.Request) -> web.Response:
+        return web.Response(text=body(served[0]), content_type="application/dash+xml")
+
+    app = web.Application()
+    app.router.add_get("/a.mpd", manifest)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(fetch_segments=False),
+                             f"{server.url}/a.mpd", 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http)
+        first = await call_probe(hls_probe, target, ctx)
+        served[0] = 189
+        second = await call_probe(hls_probe, target, ctx)
+    a, b = first.figures["renditions"]["audio-en"], second.figures["renditions"]["audio-en"]
+    assert b["last_seq"] == a["last_seq"] + 1, (a, b)
+    assert [e.fault for e in second.evidence] == [None], second.evidence
+
+
+def test_a_dash_segment_is_too_long_only_past_max_segment_duration() -> None:
+    """DASH durations are exact: 2.56-s segments under no @maxSegmentDuration, or under 2.56, are
+    lawful (HLS's EXTINF rounding against the unrounded target read them as too long)."""
+    for extra in ("", ' maxSegmentDuration="PT2.56S"'):
+        body = ('<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" '
+                f'availabilityStartTime="2020-01-01T00:00:00Z"{extra}><Period start="PT0S"><AdaptationSet '
+                'contentType="video"><SegmentTemplate timescale="1000" duration="2560" media="$Number$.m4s"/>'
+                '<Representation id="v" bandwidth="1000000" height="360" width="640"/></AdaptationSet></Period></MPD>')
+        (_rep, v), = views(parse_mpd(body.encode(), "http://127.0.0.1/a.mpd"), time.time())
+        assert not _too_long(v, v.segments[-1].duration, v.target_duration)
+        assert _too_long(v, 6.0, v.target_duration)

@@ -77,13 +77,14 @@ def test_the_test_server_renders_the_draft_example() -> None:
     assert [(m, p) for _u, m, p in b.rendition_reports] == [(274, 0)]
 
 
-async def _attempts(ep: LowLatencyEndpoint, until: Any, *, timeout: float = 10.0) -> list[Any]:
+async def _attempts(ep: LowLatencyEndpoint, until: Any, *, timeout: float = 10.0,
+                    state: dict[str, Any] | None = None) -> list[Any]:
     """Probe ``ep``'s 180p playlist back to back (as the runner would, 0.2 s apart) until
-    ``until(result)``; every result."""
+    ``until(result)``; every result. ``state``: the probe's memory, to go on from earlier attempts."""
     target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), ep.url("180p"), 0.2, 5.0)
     results = []
     async with Fetcher() as http:
-        ctx = ProbeContext(state={}, http=http)
+        ctx = ProbeContext(state={} if state is None else state, http=http)
 
         async def one() -> bool:
             results.append(await call_probe(hls_probe, target, ctx))
@@ -164,3 +165,25 @@ async def test_an_edge_that_does_not_hold_blocking_reloads_is_that_edges_inciden
         await edge.stop()
     assert got == [("cdn", "edge-a", "reload_not_blocked")]
     assert cells[("origin", "origin")].state.value == "ok"
+
+
+async def test_a_packager_restart_is_followed_by_a_plain_reload_not_a_stream_down_for_good() -> None:
+    """The packager restarts its numbering: the blocking reload for the part after the newest seen
+    is far in the future, and the server answers 400 (§6.2.5.2: more than two segments ahead). The
+    next reload is a plain one, and blocking reloads go on from the new numbers (before: the same
+    400 at every attempt, the stream down for good)."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        state: dict[str, Any] = {}
+        await _attempts(ep, lambda _r: ep.blocking_requests >= 3, state=state)
+        ep.t0 = time.monotonic() - 2.2  # numbering starts again: 4 parts, segment 1 in progress
+        ep.wall_t0 = time.time() - 2.2
+        before = ep.blocking_requests
+        results = await _attempts(ep, lambda r: ep.blocking_requests >= before + 4 and not any(
+            e.fault is Fault.HTTP_ERROR for e in r.evidence), state=state)
+    finally:
+        await ep.stop()
+    assert any(e.fault is Fault.HTTP_ERROR and e.http_status == 400 for r in results for e in r.evidence)
+    last = results[-1]
+    assert last.figures["renditions"]["main"]["last_seq"] <= 3, last.figures
+    assert not any(e.fault in (Fault.HTTP_ERROR, Fault.STALE_PLAYLIST) for e in last.evidence), last.evidence

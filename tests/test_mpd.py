@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from probes.core.mpd import MpdError, looks_like_mpd, manifest, parse_mpd, view, views
+from probes.core.mpd import MpdError, as_playlist, looks_like_mpd, manifest, parse_mpd, view, views
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, parse_body, reusable
 
 FIX = Path(__file__).parent / "fixtures" / "dash"
@@ -130,9 +131,24 @@ def test_multi_period_plays_the_last_started_and_counts_it_as_a_discontinuity() 
     m = parse_mpd(body, BASE)
     before = views(m, AST + 30.6)[0][1]
     assert before.discontinuity_sequence == 0 and before.last_seq == 15  # 28-30 s is out at 30.6 (grace 0.5)
+    # a Period just begun has no whole segment: the last one plays on, its last segment (58-60 s) included
+    edge = as_playlist(m, BASE + "#dash=1k", AST + 61.0)
+    assert isinstance(edge, MediaPlaylist) and edge.discontinuity_sequence == 0 and edge.last_seq == 30
     after = views(m, AST + 64.6)[0][1]
     assert after.discontinuity_sequence == 1 and after.last_seq == 101  # 2 segments into period b
     assert after.segments[-1].uri.endswith("/p2-101.m4s")
+
+
+def test_an_early_available_period_is_not_played_yet() -> None:
+    """A dynamic Period with no @start after one with no @duration is announced, not begun
+    (ISO/IEC 23009-1 §5.3.2.1): the MPD is read without it, not refused."""
+    tmpl = '<SegmentTemplate timescale="1" duration="2" media="p$Number$.m4s"/>'
+    body = mpd(f'<Period id="a" start="PT0S"><AdaptationSet contentType="video">{tmpl}'
+               '<Representation id="v" bandwidth="1000"/></AdaptationSet></Period>'
+               f'<Period id="next"><AdaptationSet contentType="video">{tmpl}'
+               '<Representation id="v" bandwidth="1000"/></AdaptationSet></Period>')
+    m = parse_mpd(body, BASE)
+    assert [p.id for p in m.periods] == ["a"] and views(m, AST + 10.6)[0][1].last_seq == 5
 
 
 def test_static_segment_base_is_one_finished_file() -> None:
@@ -220,3 +236,18 @@ def test_a_dash_viewer_joins_where_dash_js_does() -> None:
     assert at_capture("ffmpeg-timeline-live.mpd")["180p"].hold_back == 2.0
     v = at_capture("nginx-rtmp-live.mpd")["180p"]
     assert v.protocol == "dash" and v.hold_back == pytest.approx(4 * v.target_duration)
+
+
+def test_a_timeline_of_billions_of_repeats_is_read_in_bounded_time() -> None:
+    """The newest available segment of an S is computed, never walked to: three S of 10^9
+    repeats each, none available yet but their first, cost what one view costs."""
+    ss = '<S t="100000" d="1" r="1000000000"/>' * 3
+    body = mpd('<Period><AdaptationSet contentType="video"><Representation id="v" bandwidth="500000">'
+               f'<SegmentTemplate timescale="1" media="$Time$.m4s"><SegmentTimeline>{ss}</SegmentTimeline>'
+               '</SegmentTemplate></Representation></AdaptationSet></Period>')
+    m = parse_mpd(body, BASE)
+    t0 = time.perf_counter()
+    v = views(m, AST + 1000)[0][1]
+    assert time.perf_counter() - t0 < 0.1 and v.segments == ()
+    v = views(m, AST + 100_010)[0][1]  # ten seconds of the first S are out
+    assert [s.duration for s in v.segments] == [1.0] * 6 and v.segments[-1].uri.endswith("/100008.m4s")

@@ -81,6 +81,7 @@ from mpegdash.utils import parse_child_nodes
 
 from probes.core.playlist import (
     _PARSER,
+    MAX_RESOLUTION,
     MAX_SEQUENCE,
     MAX_TARGET_DURATION_S,
     MAX_VARIANTS,
@@ -258,6 +259,8 @@ def parse_mpd(body: bytes, base_uri: str) -> Manifest:
         start = _duration(p.start, f"{where}@start")
         if start is None:
             if prev_end is None:
+                if dynamic and periods:  # an Early Available Period (23009-1 §5.3.2.1): not begun
+                    break
                 raise MpdError(f"{where} has no start and the previous Period no duration")
             start = prev_end
         dur = _duration(p.duration, f"{where}@duration")
@@ -350,6 +353,10 @@ def _representation(name: str, content: str, lang: str | None, a: Any, r: Any, c
                     pbase: str, where: str) -> Representation:
     base = _base(_base(pbase, a.base_urls, f"{where} BaseURL"), r.base_urls, f"{where} BaseURL")
     height, width = r.height or a.height, r.width or a.width
+    for what, value, top in (("@bandwidth", r.bandwidth, MAX_SEQUENCE), ("@height", height, MAX_RESOLUTION),
+                             ("@width", width, MAX_RESOLUTION)):
+        if value is not None and not (0 if what == "@bandwidth" else 1) <= value <= top:
+            raise MpdError(f"{where} has a {what} out of range")
     res = (int(width or 0), int(height)) if height else None
     return Representation(name, content, str(r.id or ""), r.bandwidth, res, r.codecs or a.codecs, lang, base,
                           _addressing(chain, els, base, where))
@@ -412,7 +419,9 @@ def _addressing(chain: list[Any], els: list[Any], base: str, where: str) -> Addr
         urls = tuple(_join(base, u.media or "", where) for u in (sl.segment_urls or [])[:MAX_TIMELINE_ENTRIES])
         inits = _inherit(lists, "initializations")
         init = inits[0].source_url if inits else None
-        return Addressing("list", None, init, timescale, dur, _inherit(lists, "start_number") or 1, 0, 0.0, True,
+        sn = _inherit(lists, "start_number")
+        return Addressing("list", None, init, timescale, dur, 1 if sn is None else _int(sn, f"{where} @startNumber"),
+                          0, 0.0, True,
                           (), urls)
     # SegmentBase, or a BaseURL only: the whole file is one segment (on-demand profile)
     return Addressing("base", None, None, 1, None, 1, 0, 0.0, True, (), (base,))
@@ -484,20 +493,26 @@ def view(m: Manifest, rep: Representation, period_index: int, period: Period, no
             number += count
             t_next = start + count * d
         # $Time$ without $Number$: the position is no identity (nginx-rtmp slides its window
-        # without a startNumber, so the newest listed segment would keep one number for ever);
-        # a segment's number is then its start time in nominal durations, the nominal one being
-        # the duration most segments listed have (the latest S on a tie)
+        # without a startNumber, so the newest listed segment would keep one number for ever):
+        # the timeline's first segment is numbered by its start time in nominal durations (the
+        # duration most segments listed have, the latest S on a tie), the rest by position from
+        # it, so numbers within a view are consecutive; the HLS probe keeps them steady across
+        # views by the URIs two views share (probes/hls.py, _steady)
         by_time = "$Time" in (a.media or "") and "$Number" not in (a.media or "")
-        nominal = max(ranges, key=lambda x: (x[3], x[1]))[2] if ranges else 1
+        if by_time and ranges:
+            nominal = max(ranges, key=lambda x: (x[3], x[1]))[2]
+            shift = round((ranges[0][1] - a.pto) / nominal) - (ranges[0][0] - a.start_number)
+            ranges = [(first + shift, start, d, count) for first, start, d, count in ranges]
         for first, start, d, count in reversed(ranges):
-            for j in range(count - 1, -1, -1):
-                if len(segs) >= window:
-                    break
+            if count <= 0:
+                continue
+            top = count - 1  # the newest available of this S, computed, not walked to
+            if m.dynamic:
+                limit = (now + ato - _grace(d / ts) - p0) * ts + a.pto  # media time a segment must end by
+                top = min(top, math.floor((limit - start) / d) - 1)
+            for j in range(top, max(top - (window - len(segs)), -1), -1):
                 t = start + j * d
-                end_wall = p0 + (t + d - a.pto) / ts
-                if m.dynamic and end_wall - ato + _grace(d / ts) > now:
-                    continue
-                n = a.start_number + round((t - a.pto) / nominal) if by_time else first + j
+                n = first + j
                 uri = _join(rep.base, fill(a.media or "", rep, n, t), rep.name)
                 segs.append(Segment(n, uri, d / ts, p0 + (t - a.pto) / ts if m.dynamic else None, False, init))
             if len(segs) >= window:
@@ -507,7 +522,8 @@ def view(m: Manifest, rep: Representation, period_index: int, period: Period, no
         assert a.duration is not None
         d_s = a.duration / ts
         if m.dynamic:
-            newest = math.floor((min(now, period_end) - p0 + ato - _grace(d_s)) / d_s) - 1  # index of the newest complete
+            # the newest complete segment: its end by now (+ ato - grace), and within the Period
+            newest = math.floor((min(now + ato - _grace(d_s), period_end) - p0) / d_s + 1e-9) - 1
         else:
             newest = math.ceil((period.duration or 0) / d_s) - 1
         oldest = max(newest - window + 1, 0)
@@ -578,17 +594,24 @@ def as_playlist(m: Manifest, base_uri: str, now: float) -> MasterPlaylist | Medi
         rep = next((r for r in period.representations if r.name == name), None)
         if rep is None:
             raise MpdError(f"the MPD has no Representation {name} in its current Period")
-        return view(m, rep, idx, period, now)
+        v = view(m, rep, idx, period, now)
+        if not v.segments and idx > 0:  # a Period just begun has no whole segment yet: the last one plays on
+            prev = m.periods[idx - 1]
+            before = next((r for r in prev.representations if r.name == name), None)
+            if before is not None:
+                return view(m, before, idx - 1, prev, now)
+        return v
     _idx, period = m.period_at(now)
     reps = period.representations
     has_audio = any(r.content == "audio" for r in reps)
     mbt = m.min_buffer_time or 0.0
     variants = tuple(Variant(r.name, f"{mpd_url}{VIEW_FRAGMENT}{r.name}", r.bandwidth, r.resolution,
-                             "dash-audio" if has_audio else None, r.codecs, mbt) for r in reps if r.content == "video")
+                             "dash-audio" if has_audio else None, r.codecs, mbt)
+                     for r in reps if r.content == "video")[:MAX_VARIANTS]
     media = tuple(MediaRendition(r.name, "AUDIO" if r.content == "audio" else "SUBTITLES",
                                  "dash-audio" if r.content == "audio" else "dash-text", r.lang,
                                  i == 0, True, f"{mpd_url}{VIEW_FRAGMENT}{r.name}")
-                  for i, r in enumerate(x for x in reps if x.content in ("audio", "text")))
+                  for i, r in enumerate(x for x in reps if x.content in ("audio", "text")))[:MAX_VARIANTS]
     if not variants:  # audio only: the audio Representations are the ladder
         variants = tuple(Variant(r.name, f"{mpd_url}{VIEW_FRAGMENT}{r.name}", r.bandwidth, None, None, r.codecs, mbt)
                          for r in reps if r.content == "audio")

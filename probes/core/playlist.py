@@ -182,6 +182,8 @@ class MediaPlaylist:
     newest_part: tuple[int, int] | None = None  # (media sequence, part index) of the last EXT-X-PART listed
     newest_part_uri: str | None = None  # absolute
     newest_part_duration: float | None = None  # its DURATION, seconds
+    newest_part_range: tuple[int, int] | None = None  # its BYTERANGE (length, offset)
+    newest_part_gap: bool = False  # GAP=YES: not to be loaded (RFC 8216bis §4.4.4.9)
     parts_in_progress_s: float = 0.0  # the DURATIONs of the parts after the last complete segment, summed
     preload_hint: str | None = None  # absolute URI of an EXT-X-PRELOAD-HINT TYPE=PART
     part_hold_back: float | None = None  # EXT-X-SERVER-CONTROL PART-HOLD-BACK, seconds
@@ -535,6 +537,7 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         (seq_after - 1, list((raw[-1].get("parts") or []) if raw else []))
     newest_part: tuple[int, int] | None = None
     newest_part_uri, newest_part_dur = None, None
+    newest_part_gap, newest_part_range = False, None
     if plist:
         last = plist[-1]
         d = last.get("duration")
@@ -544,6 +547,16 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         newest_part = (owner, len(plist) - 1)
         newest_part_uri = resolve(last["uri"], f"part {len(plist) - 1} of segment {owner}", owner)
         newest_part_dur = float(d)
+        newest_part_gap = str(last.get("gap") or "").upper() == "YES"
+        # EXT-X-PART BYTERANGE: an omitted offset follows the previous part of the same URI
+        end: dict[str, int] = {}
+        for i, p in enumerate(plist):
+            if p.get("byterange"):
+                length, off = _byterange(str(p["byterange"]), owner, f"EXT-X-PART {i} BYTERANGE")
+                off = off if off is not None else end.get(str(p.get("uri")), 0)
+                end[str(p.get("uri"))] = off + length
+                if i == len(plist) - 1:
+                    newest_part_range = (length, off)
     sc = data.get("server_control") or {}
     reports = []
     for i, r in enumerate((data.get("rendition_reports") or [])[:MAX_VARIANTS]):
@@ -569,6 +582,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         newest_part=newest_part,
         newest_part_uri=newest_part_uri,
         newest_part_duration=newest_part_dur,
+        newest_part_range=newest_part_range,
+        newest_part_gap=newest_part_gap,
         parts_in_progress_s=sum(float(p.get("duration") or 0) for p in tail_parts
                                 if isinstance(p.get("duration"), (int, float)) and 0 < p["duration"] < math.inf),
         preload_hint=resolve(hint["uri"], "EXT-X-PRELOAD-HINT") if hint.get("type") == "PART" and hint.get("uri")
