@@ -8,7 +8,9 @@ video ladder and the audio as an alternative), stays healthy for 8 s with every 
 (availability, content analysis of the fMP4 segments, the virtual players, latency), reads
 figures from the real segments; and when the packager dies (SIGKILL: the MPD stays ``dynamic``
 and stops growing, or, for computed addressing, the segments it promises never come), the
-origin's renditions are stale and an incident opens upstream of the origin. GStreamer's
+origin's renditions are stale and an incident opens upstream of the origin (computed addressing
+that stops: on a server written here that serves segments exactly when the MPD makes them
+available). GStreamer's
 dashsink is read too, and its one real fault (a false @bandwidth) is the one incident.
 nginx-rtmp's ``dash on`` through two caching edges: tests/test_agent_reallab.py.
 """
@@ -16,6 +18,7 @@ nginx-rtmp's ``dash on`` through two caching edges: tests/test_agent_reallab.py.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,10 +72,10 @@ async def mpd_ready(folder: Path, segments: int = 2, timeout: float = 30) -> Non
     await wait_for(ready, timeout, f"{segments} DASH segments from ffmpeg")
 
 
-@pytest.mark.parametrize("addressing", ["timeline", "number"])
-async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_incident(
-        addressing: str, tmp_path: Path) -> None:
-    async with packager(ffmpeg_dash(tmp_path, timeline=addressing == "timeline")) as proc, \
+async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_incident(tmp_path: Path) -> None:
+    """SegmentTimeline addressing (ffmpeg's default); computed ``$Number$`` addressing dying:
+    test_a_computed_template_whose_segments_stop_coming_is_stale below."""
+    async with packager(ffmpeg_dash(tmp_path, timeline=True)) as proc, \
             static_server(tmp_path) as url:
         url = url.replace("index.m3u8", "live.mpd")
         await mpd_ready(tmp_path)
@@ -223,3 +226,50 @@ def test_a_dash_segment_is_too_long_only_past_max_segment_duration() -> None:
         (_rep, v), = views(parse_mpd(body.encode(), "http://127.0.0.1/a.mpd"), time.time())
         assert not _too_long(v, v.segments[-1].duration, v.target_duration)
         assert _too_long(v, 6.0, v.target_duration)
+
+
+async def test_a_computed_template_whose_segments_stop_coming_is_stale() -> None:
+    """``$Number$`` with ``@duration``: the view advances with the clock whatever the packager
+    does, so the probe fetches the newest segment due; 1-s segments served as 23009-1 makes them
+    available until the packager dies, then 404: the rendition is stale 1.5 segments after the
+    last one that answered (and each missing one is segment_missing), not fresh for ever."""
+    ast = time.time() - 10.0
+    dead_at: list[float] = [math.inf]
+
+    async def manifest(_req: web.Request) -> web.Response:
+        start = datetime.fromtimestamp(ast, UTC).isoformat().replace("+00:00", "Z")
+        return web.Response(content_type="application/dash+xml", text=(
+            f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" '
+            f'availabilityStartTime="{start}" maxSegmentDuration="PT1S"><Period start="PT0S"><AdaptationSet '
+            'contentType="video"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" '
+            'media="s-$Number$.m4s"/><Representation id="v" bandwidth="300000" height="180" width="320"/>'
+            '</AdaptationSet></Period></MPD>'))
+
+    async def segment(req: web.Request) -> web.Response:
+        end = ast + int(req.match_info["n"]) * 1.0
+        if end > min(time.time(), dead_at[0]):
+            raise web.HTTPNotFound()
+        return web.Response(body=b"\0" * 500)
+
+    app = web.Application()
+    app.router.add_get("/live.mpd", manifest)
+    app.router.add_get("/s-{n}.m4s", segment)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), f"{server.url}/live.mpd", 0.3, 5.0)
+        ctx = ProbeContext(state={}, http=http)
+        healthy = []
+        for _ in range(6):
+            healthy.append(await call_probe(hls_probe, target, ctx))
+            await asyncio.sleep(0.3)
+        dead_at[0] = time.time()
+        stale: list[Any] = []
+
+        async def attempt() -> bool:
+            r = await call_probe(hls_probe, target, ctx)
+            stale[:] = [e for e in r.evidence if e.fault == "stale_playlist"]
+            await asyncio.sleep(0.3)
+            return bool(stale)
+        await wait_for(attempt, 10, "the rendition stale", every=0)
+        took = time.time() - dead_at[0]
+    assert all([e.fault for e in r.evidence] == [None] for r in healthy), [r.evidence for r in healthy]
+    assert stale[0].state.value == "down" and took < 1.5 * 1.0 + 1.0 + 0.6, took
