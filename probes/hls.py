@@ -947,11 +947,17 @@ newest one seen (the issue's bound; RFC 8216bis §4.4.3.8 asks PART-HOLD-BACK of
 part targets, the buffer a low-latency player keeps: past it, it stalls)."""
 
 
+DASH_DURATION_SLACK = 0.02  # of @maxSegmentDuration, or DASH_DURATION_SLACK_S when more
+DASH_DURATION_SLACK_S = 0.05  # two AAC frames at 48 kHz (21.3 ms each)
+
+
 def _too_long(pl: MediaPlaylist, duration: float, target: float) -> bool:
     """A segment over its playlist's bound: EXTINF rounded over EXT-X-TARGETDURATION (RFC 8216
-    §4.3.3.1), or a DASH segment over @maxSegmentDuration (exact: DASH durations are not rounded)."""
+    §4.3.3.1), or a DASH segment over @maxSegmentDuration by more than ``DASH_DURATION_SLACK``
+    (DASH durations are not rounded, but audio frames do not divide a segment: ffmpeg's AAC
+    segments run 2.02 s under a maxSegmentDuration of 2.0 s)."""
     if pl.protocol == "dash":
-        return duration > target + 1e-3
+        return duration > target + max(DASH_DURATION_SLACK_S, DASH_DURATION_SLACK * target)
     return extinf_exceeds_target(duration, target)
 
 

@@ -226,6 +226,10 @@ def test_a_dash_segment_is_too_long_only_past_max_segment_duration() -> None:
         (_rep, v), = views(parse_mpd(body.encode(), "http://127.0.0.1/a.mpd"), time.time())
         assert not _too_long(v, v.segments[-1].duration, v.target_duration)
         assert _too_long(v, 6.0, v.target_duration)
+    # ffmpeg's audio: 2.02 s under maxSegmentDuration 2.0 (AAC frames do not divide 2 s): lawful enough
+    (_rep, v), = [x for x in views(parse_mpd((Path(__file__).parent / "fixtures" / "dash" / "ffmpeg-timeline-live.mpd")
+                                             .read_bytes(), "http://127.0.0.1/a.mpd"), time.time()) if x[0].name == "audio-1"]
+    assert v.target_duration == 2.0 and not _too_long(v, 2.0213, 2.0) and _too_long(v, 2.1, 2.0)
 
 
 async def test_a_computed_template_whose_segments_stop_coming_is_stale() -> None:
