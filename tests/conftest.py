@@ -29,6 +29,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["TMPDIR"] = tempfile.tempdir = scratch
 
 
+SLOW_FIRST = ("test_report_lab.py", "test_broadcasts_agent.py", "test_agent_overload.py", "test_agent_reallab.py",
+              "test_drill.py", "test_real_packagers.py", "test_secrets_canary.py", "test_dash.py", "test_demo.py",
+              "test_dashboards.py")
+"""The slowest test files (``make test`` lists the 15 slowest tests), run first: the two workers
+take whole files (``--dist loadfile``), and a long file handed out last left one worker idle
+for its length at the end of the run."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Tests write only into temporary folders: a database file the run left in the checkout
     (an agent config without ``incidents.path``) fails the run."""

@@ -34,6 +34,7 @@ from agent.lab import Lab, LabConfig
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 ROOT = Path(__file__).parent.parent
 STEP = 2.0
+LENGTH = 48.0  # the broadcast's seconds: two 10-s faults with room around them
 
 
 async def _until(t: float) -> None:
@@ -47,21 +48,21 @@ async def test_the_report_of_a_broadcast_with_scripted_faults_matches_the_store_
     async with Lab(LabConfig(webrtc=False)) as lab:
         conf = lab_agent_config(lab, "127.0.0.1:0", incidents_path=str(db))
         conf["history"] = {"step_s": STEP}
-        start = float(int(time.time()) + 25)  # after the agent's first full cycles
-        end = start + 60
+        start = float(int(time.time()) + 18)  # after the agent's first full cycles
+        end = start + LENGTH
         conf["broadcasts"] = [{"name": "Drill night", "streams": ["main"], "start": start, "end": end}]
         async with Agent(parse_config(conf)) as agent, httpx.AsyncClient(timeout=60) as client:
             prom, prom_url = start_prometheus(tmp_path, [agent.url.removeprefix("http://")], interval="500ms",
                                               rules=False)
             try:
                 await wait_for(lambda: _ready(prom_url), 30, "prometheus ready", every=0.2)
-                await _until(start + 5)
+                await _until(start + 4)
                 down = await lab.inject("edge_down", "edge-b")
-                await _until(start + 17)
+                await _until(start + 14)
                 await lab.clear(down.id)
-                await _until(start + 32)
+                await _until(start + 24)
                 stale = await lab.inject("edge_stale", "edge-a")
-                await _until(start + 42)
+                await _until(start + 34)
                 await lab.clear(stale.id)
                 await _until(end + 2 * STEP + 3)  # the last step stored
 
@@ -92,14 +93,14 @@ async def test_the_report_of_a_broadcast_with_scripted_faults_matches_the_store_
                     assert began - rec.started_at < 8.0
                     assert resolved is not None and rec.ended_at - 1 <= resolved <= rec.ended_at + 20
 
-                # 3. availability: the seconds each edge was faulty, of the broadcast's 60
+                # 3. availability: the seconds each edge was faulty, of the broadcast's LENGTH
                 avail = {a["place"]: a for a in rep["availability"]}
                 down_s = down.ended_at - down.started_at
                 stale_s = stale.ended_at - stale.started_at
                 b = avail["cdn/edge-b"]
-                assert b["measured_s"] == pytest.approx(60, abs=2 * STEP)
+                assert b["measured_s"] == pytest.approx(LENGTH, abs=2 * STEP)
                 assert down_s - 4 <= b["bad_s"] <= down_s + 5, b
-                assert b["ratio"] == pytest.approx(1 - down_s / 60, abs=5 / 60) and b["meets"] is False
+                assert b["ratio"] == pytest.approx(1 - down_s / LENGTH, abs=5 / LENGTH) and b["meets"] is False
                 a = avail["cdn/edge-a"]
                 assert stale_s - 7 <= a["bad_s"] <= stale_s + 5, a  # stale only after 1.5 target durations
                 assert avail["origin/origin"]["ratio"] == 1.0
