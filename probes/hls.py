@@ -109,7 +109,7 @@ from probes.base import (
 )
 from probes.core import mpd
 from probes.core.config import StrictModel
-from probes.core.mpd import looks_like_mpd
+from probes.core.mpd import VIEW_FRAGMENT, looks_like_mpd
 from probes.core.playlist import (
     MASTER_REFRESH_S,
     MasterPlaylist,
@@ -323,7 +323,9 @@ class _Attempt:
             try:
                 pl = await parse_body(fr.body, fr.final_url, self.view_now())
             except PlaylistError as exc:
-                return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed playlist: {exc}", "playlist")
+                return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed: {exc}",
+                                            "MPD" if looks_like_mpd(fr.body, fr.headers.get("content-type"))
+                                            else "playlist")
             if looks_like_mpd(fr.body, fr.headers.get("content-type")) and now >= st.get("clock_due", 0.0):
                 # the MPD's UTCTiming (its parse is cached: parse_body just made it)
                 await self.sync_clock(mpd.manifest(fr.body, fr.final_url).utc_timing)
@@ -897,8 +899,10 @@ class _Attempt:
                               f"target {f['part_target_s']:g} s; a blocking reload unanswered)", n,
                               age_s=f["part_age_s"], media_sequence=int(f["waiting_msn"]), url_role="media_playlist")
                 continue
-            self.evidence(state, Fault.STALE_PLAYLIST, f"{n} playlist has not advanced from media sequence "
-                          f"{int(f['last_seq'])} for {f['age_s']:.1f} s "
+            dash = VIEW_FRAGMENT in next((w.uri for w in self.ctx.state.get("watched", ()) if w.name == n), "")
+            what = (f"{n}: no segment after number {int(f['last_seq'])} in the MPD" if dash else
+                    f"{n} playlist has not advanced from media sequence {int(f['last_seq'])}")
+            self.evidence(state, Fault.STALE_PLAYLIST, f"{what} for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
                           media_sequence=int(f["last_seq"]), url_role="media_playlist")
         timed = {n: end for n, end in self.media_end.items() if n in fetched and n not in stale}

@@ -277,3 +277,4 @@ async def test_a_computed_template_whose_segments_stop_coming_is_stale() -> None
         took = time.time() - dead_at[0]
     assert all([e.fault for e in r.evidence] == [None] for r in healthy), [r.evidence for r in healthy]
     assert stale[0].state.value == "down" and took < 1.5 * 1.0 + 1.0 + 0.6, took
+    assert "no segment after number" in stale[0].detail and "in the MPD" in stale[0].detail, stale[0].detail

@@ -251,3 +251,15 @@ def test_a_timeline_of_billions_of_repeats_is_read_in_bounded_time() -> None:
     assert time.perf_counter() - t0 < 0.1 and v.segments == ()
     v = views(m, AST + 100_010)[0][1]  # ten seconds of the first S are out
     assert [s.duration for s in v.segments] == [1.0] * 6 and v.segments[-1].uri.endswith("/100008.m4s")
+
+
+def test_a_misspelt_template_identifier_is_named_not_fetched() -> None:
+    """``$Numbr%05d$`` beside a known identifier: an error naming the rule, never a URL with a
+    literal "$Numbr" fetched (404 after 404, read as missing segments)."""
+    body = mpd('<Period><AdaptationSet contentType="video"><Representation id="v" bandwidth="1">'
+               '<SegmentTemplate media="c-$RepresentationID$-$Numbr%05d$.m4s" duration="2"/></Representation>'
+               '</AdaptationSet></Period>')
+    m = manifest(body, BASE)
+    idx, period = m.period_at(AST + 10)
+    with pytest.raises(MpdError, match="template identifier this reader does not know"):
+        view(m, period.representations[0], idx, period, AST + 10)

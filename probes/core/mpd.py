@@ -435,6 +435,7 @@ def _join(base: str, ref: str, where: str) -> str:
 
 
 _IDENT = re.compile(r"\$(RepresentationID|Number|Time|Bandwidth)(?:%0(\d{1,2})d)?\$|\$\$")
+_TOKEN = re.compile(r"\$[^$]*\$")  # every $...$ of a template, known or not
 
 
 def fill(template: str, rep: Representation, number: int | None = None, time: int | None = None) -> str:
@@ -449,8 +450,9 @@ def fill(template: str, rep: Representation, number: int | None = None, time: in
         if v is None:
             raise MpdError(f"{rep.name}: the template names ${ident}$, which this addressing has no value for")
         return str(v).zfill(int(width)) if width else str(v)
-    if "$" in template and not _IDENT.search(template) and "$" in template.replace("$$", ""):
-        raise MpdError(f"{rep.name}: a template identifier this reader does not know")
+    if any(not _IDENT.fullmatch(tok) for tok in _TOKEN.findall(template)):
+        raise MpdError(f"{rep.name}: a template identifier this reader does not know "
+                       "(23009-1 Table 16: $RepresentationID$, $Number$, $Time$, $Bandwidth$, $$)")
     return _IDENT.sub(sub, template)
 
 
