@@ -4,7 +4,7 @@ port 0 (tests/test_real_packagers.py's), with SegmentTimeline addressing (ffmpeg
 and with ``$Number$`` templates computed from the clock (``-use_timeline 0``).
 
 What is proven: the agent reads the MPD as the stream (each Representation a rendition: the
-video ladder and the audio as an alternative), stays healthy for 8 s with every probe on
+video ladder and the audio as an alternative), stays healthy for 6 s with every probe on
 (availability, content analysis of the fMP4 segments, the virtual players, latency), reads
 figures from the real segments; and when the packager dies (SIGKILL: the MPD stays ``dynamic``
 and stops growing, or, for computed addressing, the segments it promises never come), the
@@ -29,7 +29,7 @@ from _require import require_binary
 from aiohttp import web
 from attempt import call_probe
 from localserver import LocalServer
-from test_real_packagers import ENCODE, SOURCE, healthy_for, packager, static_server, stop
+from test_real_packagers import ENCODE, SOURCE, healthy_for, incidents_within, packager, static_server, stop
 from waiting import wait_for
 
 from agent.app import Agent
@@ -55,17 +55,6 @@ def origin_cell(agent: Agent) -> Any:
     return next(c for c in agent.board.cells("main") if (c.stage, c.component) == ("origin", "origin"))
 
 
-async def incidents_within(agent: Agent, seconds: float) -> list[Any]:
-    """Every incident open at some poll while the agent watches for ``seconds``."""
-    opened: dict[str, Any] = {}
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for i in agent.incidents.localizer.open_incidents():
-            opened.setdefault(i.id, i)
-        await asyncio.sleep(0.5)
-    return list(opened.values())
-
-
 async def mpd_ready(folder: Path, segments: int = 2, timeout: float = 30) -> None:
     def ready() -> bool:
         return len(list(folder.glob("chunk-stream0-*.m4s"))) >= segments and (folder / "live.mpd").exists()
@@ -83,7 +72,7 @@ async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_inci
                "incidents": {"path": str(tmp_path / "incidents.db")},
                "streams": [{"name": "main", "origin": url}]}
         async with Agent(parse_config(cfg)) as agent:
-            opened = await healthy_for(agent, 8)
+            opened = await healthy_for(agent, 6)
             assert opened == [], [(i.stage, i.component, i.fault, i.summary) for i in opened]
             figs = origin_cell(agent).figures
             assert set(figs["renditions"]) == {"180p"}, figs
@@ -106,7 +95,7 @@ async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_fin
     after the first fragment here) declares @bandwidth 80375 bit/s whatever the encoder sends
     (about 360 kbit/s at x264 bitrate=300): that lie, which misleads every ABR player, is the
     one incident; the stream itself (availability from a whole-second availabilityStartTime,
-    freshness, playback) is healthy for 8 s."""
+    freshness, playback) is healthy for 6 s."""
     cmd = [require_binary("gst-launch-1.0"), "-q", "videotestsrc", "is-live=true", "!",
            "video/x-raw,width=320,height=180,framerate=25/1", "!", "x264enc", "tune=zerolatency",
            "speed-preset=ultrafast", "key-int-max=50", "bitrate=300", "!", "h264parse", "!", "dashsink",
@@ -120,7 +109,7 @@ async def test_gstreamer_dashsink_is_read_and_its_false_bandwidth_is_the_one_fin
         async with Agent(parse_config(cfg)) as agent:
             # not healthy_for(): the origin cell is degraded by the finding as soon as a segment is analysed
             await wait_for(lambda: origin_cell(agent).figures.get("renditions"), 20, "the origin read")
-            opened = await incidents_within(agent, 8)
+            opened = await incidents_within(agent, 6)
             origin = origin_cell(agent)
     assert [(i.stage, i.component, i.fault) for i in opened] == [("transcode", "180p", "bitrate_over_declared")]
     f = origin.figures["renditions"]["180p"]

@@ -134,6 +134,11 @@ def agent_config(url: str, tmp_path: Path) -> dict[str, Any]:
 async def healthy_for(agent: Agent, seconds: float) -> list[Any]:
     """Every incident opened while the agent watches for ``seconds`` (after its first picture)."""
     await wait_for(lambda: agent.board.state_of("main", "origin", "origin").value == "ok", 20, "origin ok")
+    return await incidents_within(agent, seconds)
+
+
+async def incidents_within(agent: Agent, seconds: float) -> list[Any]:
+    """Every incident open at some poll (every 0.5 s) while the agent watches for ``seconds``."""
     opened: dict[str, Any] = {}
     end = time.monotonic() + seconds
     while time.monotonic() < end:
