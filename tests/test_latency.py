@@ -146,9 +146,10 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
                 return {(c.stage, c.component) for c in agent.board.cells("main")
                         if any("latency" in r_ and "rose to" in r_ for r_ in c.reasons)}
             # both stay high while the faults last; on a loaded 2-core CI machine the probe's
-            # reports can trail the metrics above by a few report intervals
+            # reports can trail the metrics above by a few report intervals (4 + 4 was passed by
+            # 16 s once in a clean 2-core run of the whole suite, 2026-12-01: not root-caused)
             await wait_for(lambda: {("transcode", "transcoder"), ("cdn", "edge-b")} <= evidence(),
-                           4 * SEGMENT_S + 4 * REPORT_S + SLACK_S, "latency_high on transcode/transcoder and cdn/edge-b")
+                           6 * SEGMENT_S + 6 * REPORT_S + SLACK_S, "latency_high on transcode/transcoder and cdn/edge-b")
             assert ("cdn", "edge-a") not in evidence()
 
             def delayed_trace() -> bool:
