@@ -41,8 +41,9 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     its own latency and the latency probe's transcode figure excludes it. Off, the
     transcode figure is capture-to-origin (ingest + transcode + packaging).
 
-    ``protocol``: ``hls`` watches the lab's HLS playlists, ``dash`` the same segments through its
-    MPD (agent/lab/packager.py), at the origin and through every edge.
+    ``protocol``: ``hls`` watches the lab's HLS playlists, ``llhls`` its Low-Latency HLS playlists
+    (parts, blocking reload), ``dash`` the same segments through its MPD (agent/lab/packager.py),
+    at the origin and through every edge.
 
     ``webrtc=True`` adds a WHIP publish (ingest/whip) and a WHEP playback (playback/whep)
     test of the lab's WebRTC endpoint at the probes' default interval (30 s, 3 s of media).
@@ -50,8 +51,11 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     probe peers 13.7 % of one core against 12.4 % without the probes. Off by default: a
     30-s WHEP verdict lags an upstream fault's end (e.g. ``encoder_stop``) by up to 30 s.
     """
-    if protocol not in ("hls", "dash"):
-        raise ValueError(f"protocol {protocol!r}: the lab serves hls and dash (LL-HLS is not served yet)")
+    urls = {"hls": lambda via: lab.origin_url() if via is None else lab.edge_url(via),
+            "llhls": lambda via: lab.ll_url(via), "dash": lambda via: lab.dash_url(via)}
+    if protocol not in urls:
+        raise ValueError(f"protocol {protocol!r}: the lab serves {', '.join(urls)}")
+    url = urls[protocol]
     stream = lab.config.stream
     if incidents_path is None:
         incidents_path = str(Path(tempfile.mkdtemp(prefix="signalpath-lab-")) / "incidents.db")
@@ -60,9 +64,8 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
         "incidents": {"path": incidents_path},
         "streams": [{
             "name": stream,
-            "origin": lab.dash_url() if protocol == "dash" else lab.origin_url(),
-            "edges": [{"name": e, "url": lab.dash_url(e) if protocol == "dash" else lab.edge_url(e)}
-                      for e in lab.edges],
+            "origin": url(None),
+            "edges": [{"name": e, "url": url(e)} for e in lab.edges],
             "ingest": {"stat": [{"name": "ingest", "url": f"{lab.control_url}/ingest/stat.xml", "key": stream}]},
             "encoders": [{"name": "encoder", "url": f"{lab.control_url}/studio/stat"}],
         }],

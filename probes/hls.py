@@ -270,6 +270,7 @@ class _Attempt:
         self.t = target
         self.ctx = ctx
         self.cfg = target.config
+        self.started = ctx.clock()
         self.labels = {"stream": target.stream, "stage": target.stage, "component": target.component}
         self.result = ProbeResult()
         self.renditions: dict[str, _Rendition] = ctx.state.setdefault("renditions", {})
@@ -603,17 +604,23 @@ class _Attempt:
     async def low_latency_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]
                                  ) -> tuple[FetchResult | None, MediaPlaylist | None, tuple[int, int], float]:
         """(answer or None when stale, its parse or None, the part asked for, seconds it took).
-        First the part after the newest seen; when the answer is past it (parts came out between
+
+        First the part after the newest seen. When the answer is past it (parts came out between
         attempts: the probe was behind the live edge), once more for the part after the answer's
         newest, which does not exist yet: a server must hold that one until it does, and one that
-        does not block shows only then."""
+        does not block shows only then. And while the next part is due before this target's next
+        attempt (one ``interval`` after this one began, with ``HOP_MARGIN_S`` to spare), on to it:
+        a request is then waiting whenever a part is cut, as a low-latency player's is, so each
+        part is seen when it is cut and the three-part-target rule runs from the last one cut, not
+        from when an attempt happened to look (one reload per part, as hls.js makes)."""
         first: tuple[FetchResult, MediaPlaylist, tuple[int, int], float] | None = None
-        for hop in range(2):
+        next_attempt = self.started + self.t.interval
+        for hop in range(MAX_HOPS):
             asked = self.ctx.clock()
             fr = await self.blocking_reload(v, rs, block)
             took = self.ctx.clock() - asked
             if fr is None and first is not None and rs.block_failed:
-                return first  # the deadline cut the second wait short: the first answer stands
+                return first  # the deadline cut a later wait short: the answer before stands
             if fr is None or fr.failure:
                 return fr, None, block, took
             try:
@@ -623,9 +630,16 @@ class _Attempt:
             if not isinstance(pl, MediaPlaylist):
                 return fr, None, block, took
             nxt = _next_part(pl)
-            if hop == 1 or nxt is None or pl.newest_part is None or pl.newest_part <= block:
+            if nxt is None or pl.newest_part is None or pl.newest_part < block or pl.endlist:
+                return fr, pl, block, took  # (an answer without the part: the caller names it)
+            behind = pl.newest_part > block and hop == 0
+            due = pl.part_target is not None and \
+                self.ctx.clock() + pl.part_target + HOP_MARGIN_S < next_attempt
+            if hop == MAX_HOPS - 1 or not (behind or due):
                 return fr, pl, block, took
-            rs.playlist, rs.part_id, rs.part_at = pl, pl.newest_part, self.ctx.clock()
+            if pl.newest_part != rs.part_id:
+                rs.part_id, rs.part_at = pl.newest_part, self.ctx.clock()
+            rs.playlist = pl
             first = (fr, pl, block, took)
             block = nxt
         raise AssertionError("unreachable")
@@ -949,6 +963,8 @@ PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the
 newest one seen (the issue's bound; RFC 8216bis §4.4.3.8 asks PART-HOLD-BACK of at least three
 part targets, the buffer a low-latency player keeps: past it, it stalls)."""
+MAX_HOPS = 8  # blocking reloads in one attempt, at most (HlsProbe.low_latency_reload)
+HOP_MARGIN_S = 0.1  # a part due later than this before the next attempt is left to it
 
 
 DASH_DURATION_SLACK = 0.02  # of @maxSegmentDuration, or DASH_DURATION_SLACK_S when more

@@ -32,7 +32,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 SLOW_FIRST = ("test_report_lab.py", "test_broadcasts_agent.py", "test_agent_overload.py", "test_agent_reallab.py",
               "test_drill.py", "test_real_packagers.py", "test_secrets_canary.py", "test_dash.py", "test_demo.py",
               "test_dashboards.py")
-"""The slowest test files (``make test`` lists the 15 slowest tests), run first: the two workers
+"""The slowest test files (``make test`` lists the 15 slowest tests), run first: the workers
 take whole files (``--dist loadfile``), and a long file handed out last left one worker idle
 for its length at the end of the run."""
 

@@ -20,6 +20,8 @@ from waiting import wait_for
 
 from agent.app import Agent
 from agent.config import parse_config
+from agent.lab.config import LabConfig, RenditionConfig
+from agent.lab.packager import Packager
 from probes.base import ProbeContext, ProbeTarget
 from probes.core.playlist import MediaPlaylist, parse
 from probes.faults import Fault
@@ -187,3 +189,45 @@ async def test_a_packager_restart_is_followed_by_a_plain_reload_not_a_stream_dow
     last = results[-1]
     assert last.figures["renditions"]["main"]["last_seq"] <= 3, last.figures
     assert not any(e.fault in (Fault.HTTP_ERROR, Fault.STALE_PLAYLIST) for e in last.evidence), last.evidence
+
+
+def test_the_labs_packager_renders_the_draft_example() -> None:
+    """The embedded lab's LL-HLS packager (agent/lab/packager.py) fed the draft §9.11 example's
+    stream (4-s segments of two 2-s parts, a discontinuity two segments before the one in
+    progress, one part of that one out): the example's tags in its order and with its attributes,
+    beside what the lab adds (EXT-X-VERSION, EXT-X-DISCONTINUITY-SEQUENCE, a PROGRAM-DATE-TIME per
+    segment, CAN-SKIP-UNTIL); the model reads the same window, newest part and rendition report;
+    its delta update (``_HLS_skip=YES``) is the full playlist less the segments it says it skips."""
+    cfg = LabConfig(fps=25, segment_s=4, parts_per_segment=2, window=6, webrtc=False,
+                    renditions=(RenditionConfig(name="2m", width=640, height=360, bitrate_kbps=2000),
+                                RenditionConfig(name="1m", width=320, height=180, bitrate_kbps=1000)))
+    assert cfg.part_target_s == 2.0
+    clock = [1_700_000_000.0]
+    pk = Packager(cfg, wall=lambda: clock[0])
+    for msn in range(10):
+        for name in ("2m", "1m"):
+            for i in range(2):
+                pk.publish_part(name, b"\x47" + bytes(187), 2.0, i == 0, clock[0], msn == 9)
+            pk.publish(name, b"\x47" + bytes(375), 4.0, clock[0], msn == 9)
+        clock[0] += 4.0
+    pk.publish_part("2m", b"\x47" + bytes(187), 2.0, True, clock[0], False)
+    ours = pk.ll_playlist("2m")
+    assert ours is not None
+    example = (FIX / "rfc8216bis-9.11-low-latency.m3u8").read_text()
+    lab_only = ("#EXT-X-VERSION", "#EXT-X-DISCONTINUITY-SEQUENCE", "#EXT-X-PROGRAM-DATE-TIME")
+    got = [t.replace("CAN-SKIP-UNTIL,", "") for t in shape(ours.decode()) if not t.startswith(lab_only)]
+    assert got == shape(example)
+    a, b = parse(example, "https://example.com/2M/LL-HLS.m3u8"), parse(ours.decode(), "https://lab/ll/main/2m.m3u8")
+    assert isinstance(a, MediaPlaylist) and isinstance(b, MediaPlaylist)
+    assert (len(b.segments), b.newest_part[1] if b.newest_part else None, b.parts_in_progress, b.part_target,
+            b.can_block_reload, b.part_hold_back) == \
+        (len(a.segments), 0, a.parts_in_progress, 2.0, True, 6.0)
+    assert b.newest_part == (b.last_seq + 1, 0) and b.preload_hint is not None and b.preload_hint.endswith("2m/10.1.ts")
+    assert [(m, p) for _u, m, p in b.rendition_reports] == [(9, 1)]  # 1m: segment 9 complete, its last part
+    delta = pk.ll_playlist("2m", skip=True)
+    assert delta is not None
+    d = delta.decode()
+    skipped = int(re.search(r"#EXT-X-SKIP:SKIPPED-SEGMENTS=(\d+)", d).group(1))  # type: ignore[union-attr]
+    assert skipped >= 1
+    full_uris = [ln for ln in ours.decode().splitlines() if ln and not ln.startswith("#")]
+    assert [ln for ln in d.splitlines() if ln and not ln.startswith("#")] == full_uris[skipped:]

@@ -12,6 +12,7 @@ has, from the start and for good (:class:`ChronicConfig`, agent/lab/chronic.py).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -124,6 +125,8 @@ class LabConfig(BaseModel):
     audio_bitrate_kbps: int = Field(default=64, ge=16, le=320)
     segment_s: int = Field(default=2, ge=1, le=10)
     window: int = Field(default=6, ge=3, le=30)
+    parts_per_segment: int = Field(default=4, ge=1, le=20, description="LL-HLS: partial segments cut per "
+                                   "segment period (a 2-s segment in 4 parts of 0.5 s at 24 fps, 0.52 s at 25)")
     renditions: tuple[RenditionConfig, ...] = Field(default_factory=_default_ladder)
     edges: tuple[str, ...] = ("edge-a", "edge-b")
     playlist_max_age_s: int = Field(default=1, ge=0, le=60)
@@ -205,6 +208,16 @@ class LabConfig(BaseModel):
     @property
     def frames_per_segment(self) -> int:
         return self.fps * self.segment_s
+
+    @property
+    def part_frames(self) -> int:
+        """Frames in one LL-HLS partial segment (the last of a segment may hold fewer)."""
+        return math.ceil(self.fps * self.segment_s / self.parts_per_segment)
+
+    @property
+    def part_target_s(self) -> float:
+        """EXT-X-PART-INF PART-TARGET: the longest part (RFC 8216bis §4.4.3.7)."""
+        return self.part_frames / self.fps
 
 
 # AAC sampling-frequency index (ISO/IEC 14496-3 Table 1.18), used by the ADTS header.

@@ -101,6 +101,8 @@ CATALOG: dict[str, FaultSpec] = {
                   {"bytes_per_s": _p(int, 20_000, 1_000, 100_000_000, "send rate, bytes per second")}),
         FaultSpec("edge_delay", "cdn", "edge", "an edge serves each new playlist late (propagation delay)",
                   {"ms": _p(int, 4000, 1, 60_000, "how late new playlists appear, ms")}),
+        FaultSpec("edge_no_block", "cdn", "edge", "an edge answers LL-HLS blocking playlist reloads at once "
+                  "with the playlist it has (it drops _HLS_msn/_HLS_part, as a CDN not set up for LL-HLS)"),
         FaultSpec("webrtc_refuse", "ingest", "webrtc", "the WebRTC endpoint refuses new sessions (HTTP 403)",
                   target_stages=_WEBRTC_STAGES),
         FaultSpec("webrtc_stall", "ingest", "webrtc",

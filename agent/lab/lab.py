@@ -46,7 +46,7 @@ from .ingest_live import LiveFlv
 from .packager import Packager
 from .servers import Edge, Listener, origin_app
 from .studio import MediaPacket, Stamp, StudioEncoder, StudioFaults
-from .transcoder import LadderTranscoder, SegmentOut, TranscodeControl
+from .transcoder import LadderTranscoder, PartOut, SegmentOut, TranscodeControl
 from .webrtc import FrameFeed, WebRtcEndpoint, WebRtcFaults
 
 log = logging.getLogger("signalpath.lab")
@@ -199,6 +199,11 @@ class Lab:
     def media_url(self, rendition: str, via: str | None = None, stream: str | None = None) -> str:
         base = self._origin.url if via is None else self._edge(via).url
         return f"{base}/live/{self._check_stream(stream)}/{rendition}.m3u8"
+
+    def ll_url(self, via: str | None = None, stream: str | None = None) -> str:
+        """The same stream as Low-Latency HLS (master playlist), at the origin or through edge ``via``."""
+        base = self._origin.url if via is None else self._edge(via).url
+        return f"{base}/ll/{self._check_stream(stream)}.m3u8"
 
     def edge_url(self, name: str, stream: str | None = None) -> str:
         """The master playlist through edge ``name``."""
@@ -454,7 +459,11 @@ class Lab:
                 self._note_error("transcode")
                 continue
             for seg in segs:
-                self._publish(seg)
+                if isinstance(seg, PartOut):
+                    self.packager.publish_part(seg.rendition, seg.data, seg.duration_s, seg.first, seg.pdt_wall,
+                                               seg.discontinuity)
+                else:
+                    self._publish(seg)
 
     def _publish(self, seg: SegmentOut) -> None:
         assert self._transcoder is not None and self._ready is not None

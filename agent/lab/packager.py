@@ -17,10 +17,21 @@ still picture) must not raise the declared figure and end the chronic condition.
 URIs (relative, so they work the same through every edge):
 ``/live/<stream>.m3u8`` (master) → ``<stream>/<rendition>.m3u8`` →
 ``<rendition>/<seq>.ts``; the same segments as MPEG-DASH at ``/live/<stream>.mpd`` (:meth:`Packager.mpd`).
+
+The same encode as Low-Latency HLS (draft-pantos-hls-rfc8216bis) at ``/ll/<stream>.m3u8`` →
+``<stream>/<rendition>.m3u8`` → ``<rendition>/<msn>.ts`` and parts ``<rendition>/<msn>.<i>.ts``
+(:meth:`Packager.ll_playlist`): the transcoder's parts as they are cut (agent/lab/transcoder.py),
+EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD, PART-HOLD-BACK = 3 part targets (§4.4.3.8: at least
+2; 3 is what the spec's examples and Apple's tools use) and CAN-SKIP-UNTIL = 6 target durations
+(§4.4.3.8's minimum), EXT-X-PART tags for the segments within 3 target durations of the end
+(§4.4.4.9), a PRELOAD-HINT for the next part and a RENDITION-REPORT per sibling. LL-HLS numbers
+its segments on its own: a segment whose encode stopped half-way (``transcoder_stall``) has had
+parts listed, so it is kept (its parts, concatenated) where classic HLS drops it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 import time
@@ -33,6 +44,9 @@ from .faults import _iso
 AAC_LC = "mp4a.40.2"  # RFC 6381 AAC-LC
 DASH_MIN_BUFFER_S = 0.5  # the MPD's minBufferTime: what its @bandwidth is declared over
 OVERSHOOT_SETTLE_SEGMENTS = 5  # segments whose peak sets an overshooting rendition's declared BANDWIDTH
+PART_HOLD_BACK_PARTS = 3  # EXT-X-SERVER-CONTROL PART-HOLD-BACK, in part targets (module docstring)
+SKIP_TARGETS = 6  # CAN-SKIP-UNTIL, in target durations (RFC 8216bis §4.4.3.8's minimum)
+PART_LIST_TARGETS = 3  # EXT-X-PART tags kept for the segments this many target durations from the end
 
 
 @dataclass(slots=True)
@@ -58,6 +72,30 @@ def corrupt_ts(data: bytes, seed: int) -> bytes:
     return bytes(out)
 
 
+@dataclass(slots=True)
+class Part:
+    data: bytes
+    duration_s: float
+    independent: bool
+    published_wall: float
+
+
+@dataclass(slots=True)
+class LlSegment:
+    """A segment of the LL-HLS view: its parts as cut, then (once complete) the whole segment."""
+
+    msn: int
+    pdt_wall: float
+    discontinuity: bool
+    parts: list[Part]
+    data: bytes | None = None  # set when complete
+    duration_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.data is not None
+
+
 class _Rendition:
     def __init__(self) -> None:
         self.segments: collections.deque[Segment] = collections.deque()
@@ -70,6 +108,10 @@ class _Rendition:
         self.height = 0
         self.overshoot = 0.0  # segments run this share above the declared BANDWIDTH (chronic mode)
         self.fixed_bps: int | None = None  # the declared figure once learned (chronic mode)
+        self.ll: collections.deque[LlSegment] = collections.deque()  # LL-HLS view, the newest maybe open
+        self.ll_next = 0
+        self.ll_disc_seq = 0
+        self.ll_cache: dict[bool, bytes] = {}  # rendered LL playlist, by "skip"
 
     @property
     def declared_bps(self) -> int:
@@ -98,6 +140,7 @@ class Packager:
         self._master: bytes | None = None
         self._ast: float | None = None  # DASH availabilityStartTime, fixed at the first segment
         self._mpd: bytes | None = None  # rendered once per publish
+        self._ll_changed: asyncio.Event | None = None  # set (and replaced) at every part or segment
 
     @property
     def renditions(self) -> tuple[str, ...]:
@@ -130,7 +173,142 @@ class Packager:
             st.fixed_bps = st.declared_bps  # learned: fixed from now on (module docstring)
         st.playlist = self._render(st)
         self._mpd = None
+        open_ll = st.ll[-1] if st.ll and not st.ll[-1].complete else None
+        if open_ll is not None:  # its parts were this segment's (the transcoder cuts parts, then the segment)
+            open_ll.data, open_ll.duration_s = seg.data, seg.duration_s
+            self._ll_published()
         return seg
+
+    # -- LL-HLS ----------------------------------------------------------------
+    def publish_part(self, rendition: str, data: bytes, duration_s: float, first: bool, pdt_wall: float,
+                     discontinuity: bool) -> tuple[int, int]:
+        """Add one part to ``rendition``'s open LL-HLS segment; (msn, index) of the part. A
+        segment's first part while another is open (its encode stopped half-way) completes
+        that one with the parts it had (module docstring)."""
+        st = self._r[rendition]
+        open_ll = st.ll[-1] if st.ll and not st.ll[-1].complete else None
+        if open_ll is not None and first:
+            open_ll.data = b"".join(p.data for p in open_ll.parts)
+            open_ll.duration_s = sum(p.duration_s for p in open_ll.parts)
+            open_ll = None
+        if open_ll is None:
+            open_ll = LlSegment(st.ll_next, pdt_wall, discontinuity, [])
+            st.ll_next += 1
+            st.ll.append(open_ll)
+            while len(st.ll) > self._keep:
+                if st.ll.popleft().discontinuity:
+                    st.ll_disc_seq += 1
+        open_ll.parts.append(Part(data, duration_s, first, self.wall()))
+        self._ll_published()
+        return open_ll.msn, len(open_ll.parts) - 1
+
+    def _ll_published(self) -> None:
+        for other in self._r.values():  # rendition reports name every sibling's newest part
+            other.ll_cache.clear()
+        if self._ll_changed is not None:
+            ev, self._ll_changed = self._ll_changed, None
+            ev.set()
+
+    def ll_has(self, rendition: str, msn: int, part: int | None) -> bool:
+        """Whether ``rendition``'s LL playlist holds segment ``msn`` complete, or its part ``part``
+        (RFC 8216bis §6.2.5.2: what a blocking reload waits for; a part past a complete segment's
+        last is the next segment's, counted on)."""
+        st = self._r[rendition]
+        if not st.ll:
+            return False
+        if part is None:
+            newest = st.ll[-1]
+            return msn < newest.msn or (msn == newest.msn and newest.complete)
+        seg = self.ll_segment(rendition, msn)
+        while seg is not None and seg.complete and part >= len(seg.parts):
+            part -= len(seg.parts)
+            msn += 1
+            seg = self.ll_segment(rendition, msn)
+        if seg is None:
+            return msn < st.ll[0].msn  # slid out of the window: it was there
+        return part < len(seg.parts)
+
+    def ll_last_msn(self, rendition: str) -> int | None:
+        st = self._r[rendition]
+        return st.ll[-1].msn if st.ll else None
+
+    async def ll_wait(self, timeout_s: float) -> None:
+        """Until the next part or segment of any rendition, at most ``timeout_s``."""
+        if self._ll_changed is None:
+            self._ll_changed = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._ll_changed.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    def ll_segment(self, rendition: str, msn: int) -> LlSegment | None:
+        st = self._r.get(rendition)
+        if st is None or not st.ll:
+            return None
+        idx = msn - st.ll[0].msn
+        return st.ll[idx] if 0 <= idx < len(st.ll) else None
+
+    def ll_playlist(self, rendition: str, skip: bool = False) -> bytes | None:
+        """``rendition``'s LL-HLS media playlist (module docstring); ``skip``: the delta update
+        a ``_HLS_skip=YES`` request gets (EXT-X-SKIP for the segments older than CAN-SKIP-UNTIL).
+        None before its first part."""
+        st = self._r.get(rendition)
+        if st is None or not st.ll:
+            return None
+        body = st.ll_cache.get(skip)
+        if body is None:
+            body = st.ll_cache[skip] = self._render_ll(rendition, st, skip)
+        return body
+
+    def _render_ll(self, rendition: str, st: _Rendition, skip: bool) -> bytes:
+        cfg = self.cfg
+        target = cfg.segment_s
+        window = [s for s in st.ll if s.complete][-cfg.window:]
+        newest = st.ll[-1]
+        shown = window + ([newest] if not newest.complete else [])
+        first = shown[0]
+        disc_seq = st.ll_disc_seq + sum(1 for s in st.ll if s.msn < first.msn and s.discontinuity)
+        part_target = cfg.part_target_s
+        skip_until = SKIP_TARGETS * target
+        lines = ["#EXTM3U", "#EXT-X-VERSION:9", f"#EXT-X-TARGETDURATION:{target}",
+                 f"#EXT-X-MEDIA-SEQUENCE:{first.msn}", f"#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}",
+                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1f},"
+                 f"PART-HOLD-BACK={PART_HOLD_BACK_PARTS * part_target:.3f}",
+                 f"#EXT-X-PART-INF:PART-TARGET={part_target:.3f}"]
+        total = sum(s.duration_s for s in window) + sum(p.duration_s for p in newest.parts if not newest.complete)
+        skipped = 0
+        if skip:  # whole segments starting more than CAN-SKIP-UNTIL before the end
+            start = 0.0
+            for s in window:
+                if total - start > skip_until and not s.discontinuity:
+                    skipped += 1
+                    start += s.duration_s
+                else:
+                    break
+            if skipped:
+                lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+        end = sum(s.duration_s for s in window[:skipped])
+        parts_from = total - PART_LIST_TARGETS * target
+        for s in shown[skipped:]:
+            if s.discontinuity and s is not first:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(s.pdt_wall)}")
+            if not s.complete or end + s.duration_s > parts_from:
+                for i, p in enumerate(s.parts):
+                    flag = ",INDEPENDENT=YES" if p.independent else ""
+                    lines.append(f'#EXT-X-PART:DURATION={p.duration_s:.3f}{flag},URI="{rendition}/{s.msn}.{i}.ts"')
+            if s.complete:
+                lines.append(f"#EXTINF:{s.duration_s:.3f},")
+                lines.append(f"{rendition}/{s.msn}.ts")
+            end += s.duration_s
+        nxt_msn, nxt_part = (newest.msn + 1, 0) if newest.complete else (newest.msn, len(newest.parts))
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{rendition}/{nxt_msn}.{nxt_part}.ts"')
+        for name, other in self._r.items():
+            if name == rendition or not other.ll:
+                continue
+            o = other.ll[-1]  # its newest part (of a complete segment: the last)
+            lines.append(f'#EXT-X-RENDITION-REPORT:URI="{name}.m3u8",LAST-MSN={o.msn},LAST-PART={len(o.parts) - 1}')
+        return ("\n".join(lines) + "\n").encode()
 
     def _window(self, st: _Rendition) -> list[Segment]:
         return list(st.segments)[-self.cfg.window:]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ M3U8 = "application/vnd.apple.mpegurl"
 MPD = "application/dash+xml"
 TS = "video/mp2t"
 MANIFESTS = (".m3u8", ".mpd")  # what an edge treats as a manifest (stale, delayed, propagation) rather than media
+LL_HOLD_TARGETS = 3  # a blocking reload or preload-hint request is held at most this many target durations
+_NO_STORE = {"Cache-Control": "no-store"}
 PUBLISHED_HEADER = "X-Lab-Published"  # origin publish wall time of a playlist (truth bookkeeping)
 
 
@@ -151,6 +154,74 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
             headers[PUBLISHED_HEADER] = f"{newest:.6f}"
         return web.Response(body=packager.mpd(), headers=headers)
 
+    hold_s = LL_HOLD_TARGETS * packager.cfg.segment_s
+
+    async def ll_media(request: web.Request) -> web.Response:
+        """LL-HLS media playlist; a blocking reload (``_HLS_msn``/``_HLS_part``) is held until the
+        playlist holds that segment or part, at most 3 target durations (then 503), and one more
+        than 2 segments ahead is 400 (RFC 8216bis §6.2.5.2); ``_HLS_skip`` gets the delta update."""
+        if (r := check(request)) is not None:
+            return r
+        rendition = request.match_info["rendition"]
+        if rendition not in packager.renditions or packager.ll_last_msn(rendition) is None:
+            return web.Response(status=404, text=f"no rendition {rendition!r}\n", headers=_NO_STORE)
+        q = request.query
+        blocking = "_HLS_msn" in q
+        try:
+            msn = int(q["_HLS_msn"]) if blocking else 0
+            part = int(q["_HLS_part"]) if "_HLS_part" in q else None
+        except ValueError:
+            return web.Response(status=400, text="_HLS_msn and _HLS_part must be integers\n", headers=_NO_STORE)
+        if (part is not None and not blocking) or msn < 0 or (part is not None and part < 0):
+            return web.Response(status=400, text="_HLS_part needs _HLS_msn; both >= 0\n", headers=_NO_STORE)
+        if blocking:
+            last = packager.ll_last_msn(rendition)
+            if last is not None and msn > last + 2:
+                return web.Response(status=400, text="_HLS_msn more than two segments ahead\n", headers=_NO_STORE)
+            deadline = asyncio.get_running_loop().time() + hold_s
+            while not packager.ll_has(rendition, msn, part):
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return web.Response(status=503, text="part not produced in time\n", headers=_NO_STORE)
+                await packager.ll_wait(left)
+                if (r := check(request)) is not None:
+                    return r
+        body = packager.ll_playlist(rendition, skip=q.get("_HLS_skip", "").upper() in ("YES", "V2"))
+        assert body is not None
+        # a blocking answer holds what was asked for whenever it is served: cacheable (keyed on the query)
+        headers = _headers(M3U8, 3 * packager.cfg.segment_s if blocking else playlist_max_age)
+        newest = packager.ll_segment(rendition, packager.ll_last_msn(rendition) or 0)
+        if newest is not None and newest.parts:
+            headers[PUBLISHED_HEADER] = f"{newest.parts[-1].published_wall:.6f}"
+        return web.Response(body=body, headers=headers)
+
+    async def ll_media_file(request: web.Request) -> web.Response:
+        """An LL-HLS segment or part; the next part (the preload hint) is held until it is cut."""
+        if (r := check(request)) is not None:
+            return r
+        rendition, msn = request.match_info["rendition"], int(request.match_info["msn"])
+        idx = request.match_info.get("part")
+        if rendition not in packager.renditions:
+            return web.Response(status=404, text="no such rendition\n", headers=_NO_STORE)
+        deadline = asyncio.get_running_loop().time() + hold_s
+        while True:
+            seg = packager.ll_segment(rendition, msn)
+            if idx is None:
+                if seg is not None and seg.data is not None:
+                    return web.Response(body=seg.data, headers=_headers(TS, segment_max_age))
+                break
+            i = int(idx)
+            if seg is not None and i < len(seg.parts):
+                return web.Response(body=seg.parts[i].data, headers=_headers(TS, segment_max_age))
+            nxt = packager.ll_segment(rendition, packager.ll_last_msn(rendition) or 0)
+            due = nxt is not None and ((msn == nxt.msn and i == len(nxt.parts) and not nxt.complete)
+                                       or (msn == nxt.msn + 1 and i == 0 and nxt.complete))
+            left = deadline - asyncio.get_running_loop().time()
+            if not due or left <= 0:
+                break
+            await packager.ll_wait(left)
+        return web.Response(status=404, text="no such segment or part\n", headers=_NO_STORE)
+
     async def utc_time(_request: web.Request) -> web.Response:
         # the clock the MPD's UTCTiming names (urn:mpeg:dash:utc:http-iso:2014)
         return web.Response(text=_iso(packager.wall()), headers={"Cache-Control": "no-store"})
@@ -161,9 +232,15 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
     app.router.add_get("/live/{stream}.m3u8", master)
     app.router.add_get("/live/{stream}/{rendition}.m3u8", media)
     app.router.add_get(r"/live/{stream}/{rendition}/{seq:\d{1,12}}.ts", segment)
+    app.router.add_get("/ll/{stream}.m3u8", master)
+    app.router.add_get("/ll/{stream}/{rendition}.m3u8", ll_media)
+    app.router.add_get(r"/ll/{stream}/{rendition}/{msn:\d{1,12}}.ts", ll_media_file)
+    app.router.add_get(r"/ll/{stream}/{rendition}/{msn:\d{1,12}}.{part:\d{1,4}}.ts", ll_media_file)
     return app
 
 
+_LL_DIRECTIVES = ("_HLS_msn", "_HLS_part", "_HLS_skip")  # RFC 8216bis §6.2.5: what an edge forwards
+_LL_UPSTREAM_EXTRA_S = 8.0  # beyond the upstream timeout, for a blocking reload the origin holds
 _MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)=(\d+)")
 
 
@@ -232,8 +309,10 @@ class Edge:
     async def _fetch(self, path: str) -> _Entry:
         assert self._session is not None
         url = self._origin_url() + path
+        # a blocking reload is held by the origin (up to 3 target durations): wait for it longer
+        timeout = aiohttp.ClientTimeout(total=self._timeout + _LL_UPSTREAM_EXTRA_S) if "?_HLS_" in path else None
         try:
-            async with self._session.get(url) as resp:
+            async with self._session.get(url, timeout=timeout) as resp:
                 body = await resp.read()
                 cc = resp.headers.get("Cache-Control", "")
                 m = _MAX_AGE.search(cc)
@@ -286,9 +365,14 @@ class Edge:
         for key in [k for k, e in self._cache.items() if now - e.stored > e.max_age + 10]:
             del self._cache[key]
 
-    async def _lookup(self, path: str) -> tuple[_Entry, str]:
+    async def _lookup(self, path: str, query: str = "") -> tuple[_Entry, str]:
+        """``query``: the LL-HLS delivery directives (``_HLS_msn``, ``_HLS_part``, ``_HLS_skip``),
+        normalized: forwarded to the origin and part of the cache key, as RFC 8216bis §6.2.5.2 asks
+        of a CDN; other query strings are not forwarded (a cache keyed on the path)."""
         if not path.endswith(MANIFESTS):
             return await self._get(path)
+        if query:
+            return await self._ll_lookup(path, query)
         if self._book.active("edge_stale", self.name) is not None:
             snap = self._frozen.get(path)
             if snap is None:
@@ -313,9 +397,24 @@ class Edge:
                 return chosen, "HIT"
         return entry, xcache
 
+    async def _ll_lookup(self, path: str, query: str) -> tuple[_Entry, str]:
+        """A playlist request with delivery directives: a stale edge holds it (it never learns
+        of the part) and then serves the playlist it kept; a delayed edge answers that much later."""
+        if self._book.active("edge_stale", self.name) is not None:
+            await asyncio.sleep(self._timeout)
+            return await self._lookup(path)
+        entry, xcache = await self._get(f"{path}?{query}")
+        delay = self._book.active("edge_delay", self.name)
+        if delay is not None and entry.status == 200:
+            await asyncio.sleep(delay.params["ms"] / 1000.0)
+        return entry, xcache
+
     # -- serving ---------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        query = ""
+        if path.endswith(".m3u8") and self._book.active("edge_no_block", self.name) is None:
+            query = urllib.parse.urlencode([(k, request.query[k]) for k in sorted(request.query) if k in _LL_DIRECTIVES])
         slow = self._book.active("edge_slow_first_byte", self.name)
         if slow is not None:
             await asyncio.sleep(slow.params["ms"] / 1000.0)
@@ -323,7 +422,7 @@ class Edge:
             return web.Response(status=404, text="edge: not found\n",
                                 headers={"X-Cache": "MISS", "Cache-Control": "no-store",
                                          "Via": f"1.1 {self.name}"})
-        entry, xcache = await self._lookup(path)
+        entry, xcache = await self._lookup(path, query)
         headers = {"Content-Type": entry.ctype, "X-Cache": xcache, "Via": f"1.1 {self.name}",
                    "Age": str(int(max(0.0, self._clock() - entry.stored)))}
         if entry.cache_control:

@@ -10,6 +10,13 @@ the segments stretch with it (EXTINF > EXT-X-TARGETDURATION, RFC 8216 §4.3.3.1)
 Audio is passed through (AAC from the studio, wrapped in ADTS for MPEG-TS); each
 segment is muxed in its own MPEG-TS container, starting with PAT/PMT and an IDR.
 
+LL-HLS partial segments (RFC 8216bis §4.4.4.9) are cut as the frames come: every
+``LabConfig.part_frames`` frames of an open segment are muxed into their own small MPEG-TS
+(with PAT/PMT, as LL-HLS allows for TS parts; the first of a segment starts at its IDR and is
+INDEPENDENT), with the audio captured before the part's last frame. The segment's last part
+holds what is left at the cut. The whole segment is still muxed once at its end (the classic
+HLS and DASH views serve that).
+
 Synchronous; runs in one worker thread. Control comes as a :class:`TranscodeControl`
 snapshot per call.
 """
@@ -54,6 +61,18 @@ class SegmentOut:
 
 
 @dataclass(slots=True)
+class PartOut:
+    """One LL-HLS partial segment of ``rendition``'s open segment (module docstring)."""
+
+    rendition: str
+    data: bytes
+    duration_s: float
+    first: bool              # the segment's first part: starts at its IDR (INDEPENDENT=YES)
+    pdt_wall: float          # capture wall time of the segment's first frame
+    discontinuity: bool      # the segment starts after a discontinuity
+
+
+@dataclass(slots=True)
 class _Open:
     first_pts: int
     pdt_wall: float
@@ -63,6 +82,8 @@ class _Open:
     last_capture: float = 0.0
     last_delivered: float = 0.0
     last_encoded: float = 0.0
+    part_video_i: int = 0   # the first frame not yet in a part
+    part_audio_i: int = 0   # the first audio frame not yet in a part
 
 
 class _Rung:
@@ -161,8 +182,10 @@ class LadderTranscoder:
     def codecs(self) -> dict[str, str | None]:
         return {g.r.name: g.codecs for g in self.rungs}
 
-    def process(self, packets: list[MediaPacket], ctl: TranscodeControl) -> list[SegmentOut]:
-        out: list[SegmentOut] = []
+    def process(self, packets: list[MediaPacket], ctl: TranscodeControl) -> list[SegmentOut | PartOut]:
+        """Segments and parts completed by ``packets``, in the order they were cut (a segment's
+        last part before the segment)."""
+        out: list[SegmentOut | PartOut] = []
         for g in self.rungs:
             stalled = ctl.stall_all or g.r.name in ctl.stalled
             if stalled and not g.stalled:
@@ -182,19 +205,19 @@ class LadderTranscoder:
             self._video(m, ctl, out)
         return out
 
-    def flush_all(self) -> list[SegmentOut]:
+    def flush_all(self) -> list[SegmentOut | PartOut]:
         """Close every open segment (the input ended)."""
-        out = []
+        out: list[SegmentOut | PartOut] = []
         for g in self.rungs:
             if g.open is not None and g.open.video:
-                out.append(self._finish(g, g.open.video[-1][0] + self._frame_ticks, None))
+                out.extend(self._finish(g, g.open.video[-1][0] + self._frame_ticks, None))
             g.open = None
             g.pending_audio = []
             g.force = True
             g.discontinuity = True
         return out
 
-    def _video(self, m: MediaPacket, ctl: TranscodeControl, out: list[SegmentOut]) -> None:
+    def _video(self, m: MediaPacket, ctl: TranscodeControl, out: list[SegmentOut | PartOut]) -> None:
         if self._last_src_pts is not None and not (0 < m.pts - self._last_src_pts <= GAP_TICKS):
             # the input jumped: a new publish, a drop, a stall upstream
             out.extend(self.flush_all())
@@ -241,7 +264,7 @@ class LadderTranscoder:
                     if is_key and g.codecs is None:
                         g.codecs = h264_codecs_tag(data)
                     if is_key and g.open is not None and g.open.video:
-                        out.append(self._finish(g, ppts, m.capture_wall))
+                        out.extend(self._finish(g, ppts, m.capture_wall))
                     if g.open is None:
                         if not is_key:
                             continue
@@ -254,10 +277,29 @@ class LadderTranscoder:
                     g.open.last_capture = m.capture_wall
                     g.open.last_delivered = m.delivered_wall
                     g.open.last_encoded = self.wall()
+                    if len(g.open.video) - g.open.part_video_i >= self.cfg.part_frames:
+                        out.append(self._part(g, ppts + self._frame_ticks, m.capture_wall))
         self.last_encoded_wall = self.wall()
 
-    def _finish(self, g: _Rung, end_pts: int, cut_capture: float | None = None) -> SegmentOut:
-        """Close ``g``'s open segment at the key frame ``end_pts`` (captured at ``cut_capture``).
+    def _part(self, g: _Rung, end_pts: int, cut_capture: float | None) -> PartOut:
+        """The frames of ``g``'s open segment not yet in a part, up to ``end_pts``, with the audio
+        captured before ``cut_capture`` (None: all of it), as one LL-HLS part."""
+        seg = g.open
+        assert seg is not None
+        video = seg.video[seg.part_video_i:]
+        j = seg.part_audio_i
+        while j < len(seg.audio) and (cut_capture is None or seg.audio[j][2] < cut_capture - 1e-6):
+            j += 1
+        audio = [(p, d) for p, d, _ in seg.audio[seg.part_audio_i:j]]
+        first = seg.part_video_i == 0
+        seg.part_video_i, seg.part_audio_i = len(seg.video), j
+        data = mux_ts(video, audio, g.r.width, g.r.height, self.cfg.fps, self.cfg.sample_rate)
+        return PartOut(rendition=g.r.name, data=data, duration_s=(end_pts - video[0][0]) / TS_HZ, first=first,
+                       pdt_wall=seg.pdt_wall, discontinuity=seg.discontinuity)
+
+    def _finish(self, g: _Rung, end_pts: int, cut_capture: float | None = None) -> list[SegmentOut | PartOut]:
+        """Close ``g``'s open segment at the key frame ``end_pts`` (captured at ``cut_capture``):
+        its last part (when frames are left that no part holds), then the segment.
 
         Audio is cut by capture time, not by its timestamp: the audio captured together
         with the segment's frames stays in the segment even when its PTS is shifted
@@ -266,6 +308,9 @@ class LadderTranscoder:
         """
         seg = g.open
         assert seg is not None
+        last: list[SegmentOut | PartOut] = []
+        if seg.part_video_i < len(seg.video):
+            last.append(self._part(g, end_pts, cut_capture))
         if cut_capture is None:  # input ended: everything captured so far belongs here
             audio, rest = seg.audio, []
         else:
@@ -282,4 +327,4 @@ class LadderTranscoder:
             cut_wall=self.wall())
         # audio that belongs after the cut waits for the next segment
         g.pending_audio = rest
-        return result
+        return [*last, result]

@@ -81,9 +81,12 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "edge_delay": ("edge-b", {"ms": 5000}, ("cdn", "edge-b")),
     "corrupt_segment": ("180p", {}, ("transcode", "180p")),  # the analysed (lowest) rendition
     "keyframe_interval": ("transcoder", {}, ("transcode", "transcoder")),
+    "edge_no_block": ("edge-b", {}, ("cdn", "edge-b")),  # LL-HLS only (PROTOCOL_ONLY)
     "webrtc_refuse": ("whip", {}, ("ingest", "whip")),
     "webrtc_stall": ("whep", {}, ("playback", "whep")),
 }
+
+PROTOCOL_ONLY = {"edge_no_block": "llhls"}  # faults that exist only on one protocol
 
 
 def pct(values: list[float], q: float) -> float:
@@ -338,7 +341,8 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
 
 
 async def run(args: argparse.Namespace) -> None:
-    faults = [f for f in CATALOG if not args.only or f in args.only.split(",")]
+    faults = [f for f in CATALOG if (not args.only or f in args.only.split(","))
+              and PROTOCOL_ONLY.get(f, args.protocol) == args.protocol]
     mode = "chronic" if args.chronic else "plain"
     rows: list[Row] = []
     ledger = Ledger()
@@ -429,9 +433,9 @@ def main() -> None:
                     help="seconds to watch after the agent is quiet again following a clear (late recovery incidents "
                          "count as this fault's extras, not the next fault's)")
     ap.add_argument("--only", help="comma-separated fault names")
-    ap.add_argument("--protocol", choices=("hls", "dash"), default="hls",
-                    help="what the agent reads: the lab's HLS playlists, or the same segments through its "
-                         "MPEG-DASH MPD (LL-HLS is not served by the lab yet)")
+    ap.add_argument("--protocol", choices=("hls", "llhls", "dash"), default="hls",
+                    help="what the agent reads: the lab's HLS playlists, its Low-Latency HLS playlists (parts, "
+                         "blocking reload; adds the fault edge_no_block) or the same segments through its MPEG-DASH MPD")
     ap.add_argument("--agent-process", action="store_true",
                     help="run the agent as its own process (`signalpath run`), read through its API: the lab's "
                          "pipeline and the agent then do not share one process's event loop and CPU")
