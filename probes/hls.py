@@ -161,6 +161,8 @@ class _Rendition:
     last_part: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest part fetched
     block_failed: bool = False  # the last blocking reload failed or went unanswered: reload plainly next
     reload_s: float = 0.0  # the last playlist reload's connect + transfer (its round trip, without a hold)
+    delta_due: float = 0.0  # monotonic time the next Playlist Delta Update check is due (LL-HLS)
+    delta_skipped: int | None = None  # SKIPPED-SEGMENTS of the last delta update compared
     dash_numbers: dict[str, int] = field(default_factory=dict)  # DASH: segment URI -> number, last view
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
 
@@ -355,6 +357,7 @@ class _Attempt:
             failure, detail = failed[0]
             self.result.failure, self.result.detail = failure, detail
         self.variant_drift()
+        self.low_latency_figures(watched)
         if self.keys:
             self.report_keys()
         alternates: frozenset[str] = st["alternates"]
@@ -499,6 +502,8 @@ class _Attempt:
             pl = self.steady(rs, pl, now)
         if block is not None:
             self.blocked(v, pl, block, took)
+            if pl.can_skip_until and pl.newest_part is not None and now >= rs.delta_due and _has_part(pl, block):
+                await self.delta_update(v, rs, pl, now)
         if pl.newest_part is not None and pl.newest_part != rs.part_id:
             rs.part_id, rs.part_at = pl.newest_part, now
         elif block is None and pl.newest_part is not None and pl.part_target and rs.part_at is not None \
@@ -643,6 +648,71 @@ class _Attempt:
             first = (fr, pl, block, took)
             block = nxt
         raise AssertionError("unreachable")
+
+    async def delta_update(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, now: float) -> None:
+        """LL-HLS: every ``DELTA_CHECK_S``, the Playlist Delta Update (``_HLS_skip=YES``, RFC 8216bis
+        §6.2.5.1) for the part ``pl`` ends at, compared with ``pl``: the same media sequence
+        numbers, each listed segment the same URI, the same last segment. A player applying a
+        delta that disagrees plays the wrong media, so it is ``protocol_error`` (DEGRADED) at this
+        origin or edge. A part cut between the two answers makes the pair not comparable: tried
+        again at the next attempt. A failed request says nothing here (the reloads judge the server)."""
+        assert pl.newest_part is not None and pl.part_target is not None
+        msn, part = pl.newest_part
+        url = _with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
+        try:
+            async with asyncio.timeout(max(pl.part_target * PART_STALE_TARGETS, 0.5)):
+                fr = await self.fetch(url, self.cfg.playlist_max_bytes)
+        except TimeoutError:
+            return
+        if fr.failure:
+            return
+        try:
+            delta = await parse_body(fr.body, fr.final_url, self.view_now())
+        except PlaylistError as exc:
+            delta, why = None, f"it does not parse: {exc}"
+        else:
+            why = "it is a master playlist" if not isinstance(delta, MediaPlaylist) else ""
+        if isinstance(delta, MediaPlaylist) and delta.newest_part_uri != pl.newest_part_uri:
+            return  # a part came out between the two answers: compared next time (by URI: a wrong
+            # SKIPPED-SEGMENTS numbers the delta's parts wrongly too)
+        rs.delta_due = now + DELTA_CHECK_S
+        if isinstance(delta, MediaPlaylist):
+            rs.delta_skipped = delta.skipped_segments
+            full = {x.seq: x.uri for x in pl.segments}
+            wrong = next((x for x in delta.segments if full.get(x.seq) != x.uri), None)
+            if delta.last_seq != pl.last_seq or delta.newest_part != pl.newest_part:
+                why = f"it ends at segment {delta.last_seq}, the full playlist at {pl.last_seq}"
+            elif wrong is not None:
+                why = (f"its segment {wrong.seq} is {key_shown(wrong.uri)}, the full playlist's "
+                       f"{key_shown(full[wrong.seq]) if wrong.seq in full else 'nothing'}")
+        if why:
+            self.evidence(State.DEGRADED, Fault.PROTOCOL_ERROR, f"{v.name}: a Playlist Delta Update (_HLS_skip=YES) "
+                          f"disagrees with the full playlist: {why}", v.name, url_role="media_playlist")
+
+    def low_latency_figures(self, watched: list[_Watched]) -> None:
+        """LL-HLS: ``delta_skipped_segments`` (the last delta update compared, ``delta_update``), and
+        how far each rendition report (EXT-X-RENDITION-REPORT, RFC 8216bis §4.4.5.4) lags
+        the sibling playlist this attempt read (``rendition_report_lag_parts``, the most over the
+        reports of a rendition; a player switching renditions asks the sibling for the part after
+        the report's). A figure, not judged: the two were read at slightly different moments."""
+        sibling: dict[str, MediaPlaylist] = {w.uri.partition("?")[0]: rs.playlist for w in watched
+                                             if (rs := self.renditions.get(w.name)) is not None
+                                             and rs.playlist is not None and rs.playlist.newest_part is not None}
+        for w in watched:
+            rs = self.renditions.get(w.name)
+            if rs is not None and rs.delta_skipped is not None:
+                self.figures.setdefault(w.name, {})["delta_skipped_segments"] = rs.delta_skipped
+            if rs is None or rs.playlist is None or not rs.playlist.rendition_reports:
+                continue
+            lags = []
+            for uri, msn, part in rs.playlist.rendition_reports:
+                sib = sibling.get(uri.partition("?")[0])
+                if msn is None or part is None or sib is None or sib.newest_part is None or not sib.part_target:
+                    continue
+                per = max(round(sib.target_duration / sib.part_target), 1)  # parts a segment, about
+                lags.append((sib.newest_part[0] - msn) * per + sib.newest_part[1] - part)
+            if lags:
+                self.figures.setdefault(w.name, {})["rendition_report_lag_parts"] = max(lags)
 
     def part_stale(self, v: _Watched, rs: _Rendition, block: tuple[int, int]) -> None:
         """No answer to a blocking reload: no new part within the rule (the figures say so; the
@@ -963,6 +1033,7 @@ PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the
 newest one seen (the issue's bound; RFC 8216bis §4.4.3.8 asks PART-HOLD-BACK of at least three
 part targets, the buffer a low-latency player keeps: past it, it stalls)."""
+DELTA_CHECK_S = 30.0  # LL-HLS: a Playlist Delta Update is compared with the full playlist this often
 MAX_HOPS = 8  # blocking reloads in one attempt, at most (HlsProbe.low_latency_reload)
 HOP_MARGIN_S = 0.1  # a part due later than this before the next attempt is left to it
 

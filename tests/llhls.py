@@ -14,9 +14,13 @@ Blocking reload (§6.2.5.2): ``_HLS_msn=M&_HLS_part=P`` is held until part P of 
 (or the segment is complete), at most three target durations (then 503); ``_HLS_msn`` more than
 two segments past the newest is 400. Parts and segments answer a few bytes.
 
+With ``skip_until_s`` it offers Playlist Delta Updates (CAN-SKIP-UNTIL; ``_HLS_skip=YES`` leaves out
+the segments starting more than that before the end, EXT-X-SKIP says how many).
+
 Knobs: ``stalled_at`` (monotonic time after which no part is produced: a packager that stops),
 ``blocks`` (False: a blocking reload is answered at once with the current playlist, as an edge
-that strips or ignores the query does) and ``part_delay_s`` (each part answers that late).
+that strips or ignores the query does), ``part_delay_s`` (each part answers that late) and
+``bad_skip`` (a delta update's SKIPPED-SEGMENTS one short of what it left out: an off-by-one).
 """
 
 from __future__ import annotations
@@ -36,17 +40,20 @@ class LowLatencyKnobs:
     stalled_at: float | None = None
     blocks: bool = True
     part_delay_s: float = 0.0  # each part's answer waits this long (a slow edge for parts)
+    bad_skip: bool = False  # a delta update says it skipped one segment fewer than it left out
 
 
 class LowLatencyEndpoint:
     def __init__(self, *, part_s: float = 0.5, parts_per_segment: int = 4, window: int = 6,
-                 renditions: tuple[str, ...] = ("180p", "360p"), t0: float | None = None) -> None:
+                 renditions: tuple[str, ...] = ("180p", "360p"), t0: float | None = None,
+                 skip_until_s: float | None = None) -> None:
         self.part_s = part_s
         self.per = parts_per_segment
         self.window = window
         self.renditions = renditions
         self.t0 = time.monotonic() - 8 * part_s * parts_per_segment if t0 is None else t0
         self.wall_t0 = time.time() - (time.monotonic() - self.t0)  # the same instant on the wall clock
+        self.skip_until_s = skip_until_s  # CAN-SKIP-UNTIL offered: delta updates for _HLS_skip=YES
         self.knobs = LowLatencyKnobs()
         self.server: LocalServer | None = None
         self.blocking_requests = 0
@@ -67,7 +74,7 @@ class LowLatencyEndpoint:
         return max(int((now - self.t0) / self.part_s), 0)
 
     def render(self, rendition: str, done: int, *, seg: str = "seg{msn}.ts", part: str = "part{msn}.{i}.ts",
-               version: int | None = None, pdt: bool = True) -> str:
+               version: int | None = None, pdt: bool = True, skip: bool = False) -> str:
         """The media playlist once ``done`` parts are complete (module docstring)."""
         msn_done, in_progress = divmod(done, self.per)
         first = max(msn_done - self.window, 0)
@@ -75,14 +82,21 @@ class LowLatencyEndpoint:
         lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{self.target_duration}"]
         if version is not None:
             lines.append(f"#EXT-X-VERSION:{version}")
+        can_skip = f",CAN-SKIP-UNTIL={self.skip_until_s:.1f}" if self.skip_until_s else ""
         lines += [f"#EXT-X-MEDIA-SEQUENCE:{first}",
-                  f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * self.part_s:.5f}",
+                  f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * self.part_s:.5f}{can_skip}",
                   f"#EXT-X-PART-INF:PART-TARGET={self.part_s:.5f}"]
+        skipped = 0
+        if skip and self.skip_until_s:  # segments starting more than CAN-SKIP-UNTIL before the end
+            end = msn_done * seg_s + in_progress * self.part_s
+            skipped = sum(1 for msn in range(first, msn_done) if end - msn * seg_s > self.skip_until_s)
+            if skipped:
+                lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped - 1 if self.knobs.bad_skip else skipped}")
         recent = msn_done - math.ceil(3 * self.target_duration / seg_s)  # parts listed from this segment on
         if pdt:  # the first segment's capture time (the wall clock the parts are cut on)
-            start = datetime.fromtimestamp(self.wall_t0 + first * seg_s, UTC).isoformat(timespec="milliseconds")
+            start = datetime.fromtimestamp(self.wall_t0 + (first + skipped) * seg_s, UTC).isoformat(timespec="milliseconds")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{start.replace('+00:00', 'Z')}")
-        for msn in range(first, msn_done):
+        for msn in range(first + skipped, msn_done):
             if msn >= recent:
                 lines += [self._part(rendition, msn, i, part) for i in range(self.per)]
             lines += [f"#EXTINF:{seg_s:.5f},", seg.format(msn=msn)]
@@ -126,7 +140,7 @@ class LowLatencyEndpoint:
                 if time.monotonic() > deadline:
                     raise web.HTTPServiceUnavailable(text="part not produced in time\n")
                 await asyncio.sleep(0.02)
-        body = self.render(rendition, self.parts_done())
+        body = self.render(rendition, self.parts_done(), skip=req.query.get("_HLS_skip") == "YES")
         return web.Response(text=body, content_type="application/vnd.apple.mpegurl",
                             headers={"Cache-Control": "no-cache"})
 

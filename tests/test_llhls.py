@@ -231,3 +231,23 @@ def test_the_labs_packager_renders_the_draft_example() -> None:
     assert skipped >= 1
     full_uris = [ln for ln in ours.decode().splitlines() if ln and not ln.startswith("#")]
     assert [ln for ln in d.splitlines() if ln and not ln.startswith("#")] == full_uris[skipped:]
+
+
+async def test_a_delta_update_is_compared_with_the_full_playlist() -> None:
+    """``_HLS_skip=YES`` (RFC 8216bis §6.2.5.1): a server whose delta updates agree with its full
+    playlist gives no finding (the figure says how many segments it skipped); one whose
+    SKIPPED-SEGMENTS is one short of what it left out (so every later segment is numbered one
+    off) is ``protocol_error`` at that endpoint, naming where the two part ways."""
+    ep = await LowLatencyEndpoint(part_s=0.5, window=8, skip_until_s=12.0).start()
+    try:
+        good = await _attempts(ep, lambda r: "delta_skipped_segments" in r.figures["renditions"]["main"])
+        ep.knobs.bad_skip = True
+        state: dict[str, Any] = {}
+        bad = await _attempts(ep, lambda r: any(e.fault is Fault.PROTOCOL_ERROR for e in r.evidence), state=state)
+    finally:
+        await ep.stop()
+    assert [e for r in good for e in r.evidence if e.fault is not None] == []
+    assert good[-1].figures["renditions"]["main"]["delta_skipped_segments"] >= 1
+    ev = next(e for e in bad[-1].evidence if e.fault is Fault.PROTOCOL_ERROR)
+    assert ev.state.value == "degraded" and "Playlist Delta Update" in ev.detail and "ends at segment" in ev.detail, \
+        ev.detail

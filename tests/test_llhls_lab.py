@@ -6,7 +6,8 @@ served as HLS, LL-HLS and DASH at once; the LL-HLS side cut into parts by the tr
   preload hint is held until its part exists, a delta update (``_HLS_skip``) is the full playlist
   less what it skips, rendition reports agree with the sibling's playlist, and an edge forwards
   the directives (it holds too);
-- the agent on ``protocol="llhls"``: healthy, then a transcoder that stops is stale at part
+- the agent on ``protocol="llhls"``: healthy (blocking reloads answered when the part is cut,
+  rendition reports as fresh as the siblings, delta updates agreeing with the full playlist), then a transcoder that stops is stale at part
   granularity within three part targets of its last part and is the transcoder's incident; an edge
   that answers blocking reloads at once is that edge's ``reload_not_blocked``.
 """
@@ -121,6 +122,12 @@ async def test_the_agent_on_low_latency_hls_finds_parts_stopping_and_an_edge_not
                            30, "the LL-HLS stream watched healthy")
             await asyncio.sleep(4)  # healthy for a while: blocking reloads answered, nothing opened
             assert [(i.stage, i.component, i.fault, i.summary) for i in agent.incidents.localizer.open_incidents()] == []
+            figs = next(c.figures for c in board.cells(stream) if (c.stage, c.component) == ("origin", "origin"))
+            for r in lab.renditions:  # what the probe measured on the way (RFC 8216bis §6.2.5)
+                f = figs["renditions"][r]
+                assert f["blocking_reload_s"] < 2 * part_target, f  # held for one part, answered when cut
+                assert -1 <= f["rendition_report_lag_parts"] <= 2, f  # reports as fresh as the sibling
+                assert "delta_skipped_segments" in f, f  # a delta update compared, and agreed (no incident)
 
             rec = lab.book.inject("transcoder_stall", "transcoder")
             seen: dict[str, float] = {}
