@@ -120,6 +120,7 @@ from probes.core.playlist import (
     extinf_exceeds_target,
     parse_body,
     reusable,
+    with_query,
 )
 from probes.core.redact import redact_url
 from probes.core.thresholds import STALE_FACTOR
@@ -435,6 +436,7 @@ class _Attempt:
             and not rs.block_failed else None
         rs.block_failed = False
         took = 0.0
+        unanswered: tuple[int, int] | None = None  # a blocking reload for this part went unanswered
         ready: MediaPlaylist | None = None  # parsed already (DASH view, or a blocking reload's answer)
         if prefetched:
             fr, ready = prefetched
@@ -446,22 +448,18 @@ class _Attempt:
                 # the window, answers 400 (or never) to a part it will not have (§6.2.5.2)
                 rs.block_failed = True
             if answered is None:
-                self.part_stale(v, rs, block)
-                return None
-            fr = answered
+                # unanswered: a plain reload now tells a rendition with no new part (answered at
+                # once, nothing new: stale at part granularity, below) from a server that answers
+                # nothing in time (a slow first byte: a timeout, as on classic HLS)
+                fr, conclusive = await self.plain_reload(v, rs.playlist)
+                if not conclusive:
+                    self.part_stale(v, rs, block)
+                    return None
+                unanswered, block = block, None
+            else:
+                fr = answered
         elif rs.playlist is not None and rs.playlist.target_duration:
-            # a reload unanswered after one target duration leaves a player behind the live edge
-            # (RFC 8216 §6.3.4: it reloads every target duration): evidence then, not at the deadline
-            budget = max(PLAYLIST_BUDGET * rs.playlist.target_duration, 1.0)
-            w0, t0 = time.time(), time.perf_counter()
-            try:
-                async with asyncio.timeout(budget):
-                    fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
-            except TimeoutError:
-                fr = FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
-                                 total_s=time.perf_counter() - t0,
-                                 detail=f"no answer within {budget:.1f} s (one target duration: a player "
-                                        "reloading it falls behind the live edge)")
+            fr, _ = await self.plain_reload(v, rs.playlist)
         else:
             fr = await self.fetch(v.uri, cfg.playlist_max_bytes)
         self.ctx.state["polls"] = self.ctx.state.get("polls", 0) + 1
@@ -500,6 +498,10 @@ class _Attempt:
             pl = await self.computed(v, rs, pl, span)
         if pl.protocol == "dash":
             pl = self.steady(rs, pl, now)
+        if unanswered is not None and _has_part(pl, unanswered):
+            self.evidence(State.DEGRADED, Fault.TIMEOUT, f"{v.name}: a blocking reload for part {unanswered[0]}."
+                          f"{unanswered[1]} went unanswered for {took:.1f} s though a plain reload lists it (the "
+                          "server holds it too long)", v.name, url_role="media_playlist")
         if block is not None:
             self.blocked(v, pl, block, took)
             if pl.can_skip_until and pl.newest_part is not None and now >= rs.delta_due and _has_part(pl, block):
@@ -530,6 +532,25 @@ class _Attempt:
                 and (pl.newest_part_uri, pl.newest_part_range) != rs.last_part:
             await self.part(v, rs, pl, span)
         return None
+
+    async def plain_reload(self, v: _Watched, pl: MediaPlaylist | None) -> tuple[FetchResult, bool]:
+        """A reload without delivery directives, unanswered after one target duration (a player
+        reloading every target duration falls behind the live edge then, RFC 8216 §6.3.4):
+        evidence then, not at the deadline. (answer or TIMEOUT, whether the wait was the whole
+        target duration: False when the attempt's deadline cut it shorter)."""
+        budget = max(PLAYLIST_BUDGET * pl.target_duration, 1.0) if pl is not None and pl.target_duration else 1.0
+        left = own_deadline(self.ctx) - self.ctx.clock() - 0.05
+        conclusive = left >= budget
+        budget = max(min(budget, left), 0.01)
+        w0, t0 = time.time(), time.perf_counter()
+        try:
+            async with asyncio.timeout(budget):
+                return await self.fetch(v.uri, self.cfg.playlist_max_bytes), True
+        except TimeoutError:
+            return FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
+                               total_s=time.perf_counter() - t0,
+                               detail=f"no answer within {budget:.1f} s (one target duration: a player "
+                                      "reloading it falls behind the live edge)"), conclusive
 
     async def part(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         """LL-HLS: the newest part, once, timed against its DURATION as a segment is against its
@@ -597,7 +618,7 @@ class _Attempt:
             budget = max(left - 0.05, 0.01)
             rs.block_failed = True
         msn, part = block
-        url = _with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}")
+        url = with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}")
         try:
             async with asyncio.timeout(budget):
                 fr = await self.fetch(url, self.cfg.playlist_max_bytes)
@@ -658,7 +679,7 @@ class _Attempt:
         again at the next attempt. A failed request says nothing here (the reloads judge the server)."""
         assert pl.newest_part is not None and pl.part_target is not None
         msn, part = pl.newest_part
-        url = _with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
+        url = with_query(v.uri, f"_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
         try:
             async with asyncio.timeout(max(pl.part_target * PART_STALE_TARGETS, 0.5)):
                 fr = await self.fetch(url, self.cfg.playlist_max_bytes)
@@ -1073,10 +1094,6 @@ def _has_part(pl: MediaPlaylist, block: tuple[int, int]) -> bool:
     # later part exists yet and the request was for the next segment's first: not answered)
     return pl.last_seq == msn and (newest is None or newest[0] < msn)
 
-
-def _with_query(uri: str, query: str) -> str:
-    base, hashmark, frag = uri.partition("#")
-    return f"{base}{'&' if '?' in base else '?'}{query}{hashmark}{frag}"
 
 
 def _cadence(target_duration: float, newest: Segment | None) -> float:

@@ -18,6 +18,13 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   start less than three target durations from the end), and that wait counts in the
   startup time. An MPEG-DASH stream's viewer joins as dash.js does: ``suggestedPresentationDelay``
   behind the live edge, else 4 segment durations (the dash.js default live delay);
+- low latency (hls.js ``lowLatencyMode``, on by default: ``low_latency``): on an LL-HLS playlist
+  (parts, PART-HOLD-BACK, CAN-BLOCK-RELOAD) the viewer joins PART-HOLD-BACK behind the live edge
+  (the end of the newest part), at the newest INDEPENDENT part at or before that point (where a
+  decoder can start), loads parts one by one as they are listed (the rest of a segment whose
+  parts are no longer listed is skipped, as a gap), and reloads with ``_HLS_msn``/``_HLS_part``
+  for the part after the newest listed, at once after each answer (RFC 8216bis §6.2.5.2; a
+  server that answers without holding is reloaded one part target later, not in a loop);
 - playlist reload (RFC 8216 §6.3.4): one target duration after the start of the previous
   load when it changed, half a target duration when it did not; whatever the playlist says,
   at least ``MIN_RELOAD_S`` (0.5 s: half the smallest target duration the parser accepts) and
@@ -72,6 +79,7 @@ from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel,
 from probes.core.playlist import (
     MasterPlaylist,
     MediaPlaylist,
+    Part,
     PlaylistError,
     Segment,
     Variant,
@@ -79,6 +87,7 @@ from probes.core.playlist import (
     choose_renditions,
     parse_body,
     reusable,
+    with_query,
 )
 from probes.faults import Fault
 from probes.net.leanhttp import HEADERS_TIMEOUT_S
@@ -107,6 +116,8 @@ class PlaybackSettings(StrictModel):
     segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     verify_tls: bool = True
+    low_latency: bool = Field(True, description="hls.js lowLatencyMode: on an LL-HLS playlist, join PART-HOLD-BACK "
+                              "behind the live edge, load parts, reload with _HLS_msn/_HLS_part (module docstring)")
     player: PlayerConfig = Field(default_factory=PlayerConfig)
 
 
@@ -138,6 +149,7 @@ class _Track:
     playlist: MediaPlaylist | None = None
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     next_seq: int | None = None
+    next_part: int | None = None  # low latency: the part of segment next_seq loaded next (None: whole segments)
     next_reload: float = 0.0
     retry_at: float = 0.0
     playlist_failures: int = 0
@@ -337,17 +349,21 @@ class _Attempt:
         """One track of a session until the end of the slice."""
         while True:
             now = self.clock()
-            if now >= t.next_reload:
-                await self.reload(s, t)
+            seg = self.next_unit(t)
+            # low latency: the parts listed are loaded first; the reload that blocks for the next
+            # one comes when there is nothing left to load (as hls.js: it would delay them)
+            if now >= t.next_reload and not (seg is not None and t.playlist is not None
+                                             and self.low_latency(t.playlist)):
+                await self.reload(s, t, slice_end)
+                seg = self.next_unit(t)
             if s.failed_at is not None or self.gave_up(s):
                 return
-            seg = self.next_segment(t)
             if seg is not None and seg.gap:
                 if t.audio:  # a hole in the audio is played as silence: the video plays on
                     s.model.segment_downloaded(seg.duration, audio=True)
                 else:
                     s.model.gap_skipped()  # EXT-X-GAP: never fetched, jumped over as hls.js does
-                t.next_seq = seg.seq + 1
+                self.advance_past(t, seg)
                 continue
             if seg is None and not t.audio and t.listed_end is not None and t.next_seq is not None \
                     and t.next_seq > t.listed_end:
@@ -366,7 +382,17 @@ class _Attempt:
             wake = min(t.next_reload, slice_end, max(t.retry_at, now + room_in) if seg is not None else slice_end)
             await asyncio.sleep(max(0.01, wake - now))
 
-    def next_segment(self, s: _Track) -> Segment | None:
+    def next_unit(self, t: _Track) -> Segment | Part | None:
+        return self.next_part(t) if t.next_part is not None else self.next_segment(t)
+
+    @staticmethod
+    def advance_past(t: _Track, unit: Segment | Part) -> None:
+        if isinstance(unit, Part):
+            t.next_seq, t.next_part = unit.msn, unit.index + 1
+        else:
+            t.next_seq = unit.seq + 1
+
+    def next_segment(self, s: _Track) -> Segment | Part | None:
         pl = s.playlist
         if pl is None or s.next_seq is None or not pl.segments:
             return None
@@ -374,10 +400,40 @@ class _Attempt:
             # fell out of the sliding window, or the numbering went back below what was played (an
             # encoder or packager restarted without continuing it): re-join at the hold-back, as
             # a player re-syncs to the live edge, instead of waiting for numbers that never come
-            s.next_seq = self.join_seq(pl)
+            self.join(s, pl)
             s.rejoins += 1
-        idx = s.next_seq - pl.media_sequence
+            if s.next_part is not None:
+                return self.next_part(s)
+        assert s.next_seq is not None
+        idx = s.next_seq - pl.media_sequence - pl.skipped_segments
         return pl.segments[idx] if 0 <= idx < len(pl.segments) else None
+
+    def next_part(self, t: _Track) -> Part | Segment | None:
+        """Low latency: the part to load next, once listed. Past a complete segment's last part, the
+        next segment's first; a segment whose parts are no longer listed (the viewer fell that far
+        behind) is loaded whole if none of it was loaded, else skipped (module docstring)."""
+        pl = t.playlist
+        if pl is None or t.next_seq is None or t.next_part is None:
+            return None
+        if t.next_seq < pl.media_sequence + pl.skipped_segments or t.next_seq > pl.last_seq + 1:
+            self.join(t, pl)  # out of the window (or numbering went back): re-join at the live edge
+            t.rejoins += 1
+            if t.next_part is None:
+                return self.next_segment(t)
+        for _ in range(3):
+            listed = [p for p in pl.parts if p.msn == t.next_seq]
+            if t.next_part < len(listed):
+                return listed[t.next_part]
+            if t.next_seq > pl.last_seq:
+                return None  # in progress: the part is not out yet
+            if not listed:  # complete, its parts no longer listed
+                if t.next_part == 0:
+                    t.next_part = None  # whole segments from here on
+                    return self.next_segment(t)
+                t.next_seq, t.next_part = t.next_seq + 1, 0
+                continue
+            t.next_seq, t.next_part = t.next_seq + 1, 0  # complete, all its parts loaded
+        return None
 
     def hold_back_segments(self, pl: MediaPlaylist) -> float:
         """How far behind the live edge a viewer joins, in target durations: hls.js's
@@ -392,11 +448,51 @@ class _Attempt:
         idx = join_index([x.duration for x in pl.segments], pl.target_duration, self.hold_back_segments(pl))
         return pl.segments[idx].seq
 
-    async def reload(self, session: _Session, s: _Track) -> None:
+    def low_latency(self, pl: MediaPlaylist) -> bool:
+        return bool(self.cfg.low_latency and pl.protocol == "hls" and pl.part_hold_back and pl.parts
+                    and pl.can_block_reload and not pl.endlist)
+
+    def join(self, t: _Track, pl: MediaPlaylist) -> None:
+        """Where a viewer (re)joins: low latency, the newest INDEPENDENT part at or before
+        PART-HOLD-BACK from the live edge (module docstring), else the segment join."""
+        t.next_part = None
+        if self.low_latency(pl):
+            assert pl.part_hold_back is not None
+            starts: dict[int, float] = {}
+            pos = 0.0
+            for seg in pl.segments:
+                starts[seg.seq] = pos
+                pos += seg.duration
+            starts[pl.last_seq + 1] = pos
+            edge = pos + pl.parts_in_progress_s
+            at = edge - pl.part_hold_back
+            chosen: Part | None = None
+            offset: dict[int, float] = {}
+            for p in pl.parts:
+                begin = starts.get(p.msn, 0.0) + offset.get(p.msn, 0.0)
+                offset[p.msn] = offset.get(p.msn, 0.0) + p.duration
+                if p.independent and (chosen is None or begin <= at + 1e-6):
+                    chosen = p
+            if chosen is not None:
+                t.next_seq, t.next_part = chosen.msn, chosen.index
+                return
+        t.next_seq = self.join_seq(pl)
+
+    async def reload(self, session: _Session, s: _Track, slice_end: float = math.inf) -> None:
         cfg = self.cfg
         name = s.name
         started = self.clock()
-        fr = await self.get(s.uri, cfg.playlist_max_bytes, True, cfg.playlist_timeout_s)
+        uri, asked, timeout = s.uri, None, cfg.playlist_timeout_s
+        if s.playlist is not None and self.low_latency(s.playlist) and s.playlist.newest_part is not None:
+            asked = (s.playlist.newest_part[0], s.playlist.newest_part[1] + 1)  # the next part (§6.2.5.2)
+            uri = with_query(s.uri, f"_HLS_msn={asked[0]}&_HLS_part={asked[1]}")
+            # a held request waits at most to the end of the slice (the viewer reports then, its
+            # buffer running dry if no part comes); asked again at once in the next slice
+            timeout = min(timeout, max(slice_end - started, 0.05))
+        fr = await self.get(uri, cfg.playlist_max_bytes, True, timeout)
+        if fr is None and timeout < cfg.playlist_timeout_s:
+            s.next_reload = self.clock()
+            return
         error = ""
         pl: MediaPlaylist | None = None
         if fr is None:
@@ -429,26 +525,33 @@ class _Attempt:
         s.playlist, s.document = pl, fr.document if fr is not None else s.document
         hold_back = self.hold_back_segments(pl) * td
         if s.next_seq is None and pl.segments and sum(x.duration for x in pl.segments) >= hold_back - 1e-6:
-            s.next_seq = self.join_seq(pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)
+            self.join(s, pl)  # a shorter playlist is waited for (RFC 8216bis §4.4.3.8)
         # an ended playlist (#EXT-X-ENDLIST) is played out to its last segment, then the player
         # ends: the stream's end is the HLS probe's stream_ended, not a playback failure
         s.listed_end = pl.last_seq if pl.endlist else None
         if not pl.endlist and session.model.state is PlayerState.ENDED:
             session.live_again = True  # the stream came back after its end: viewers join it again
+        if self.low_latency(pl) and pl.part_target:
+            # at once for the next part, which the server holds; one part target later when it
+            # answered without holding (a new part, or not: no loop against a server that does not block)
+            held = asked is not None and self.clock() - started >= pl.part_target / 4
+            s.next_reload = started if held or (asked is None and changed) else started + pl.part_target
+            return
         # RFC 8216 §6.3.4, measured from the start of this load, bounded
         s.next_reload = started + reload_delay(td, changed)
 
-    async def download(self, session: _Session, s: _Track, seg: Segment) -> None:
+    async def download(self, session: _Session, s: _Track, seg: Segment | Part) -> None:
         cfg = self.cfg
         name = s.name
         w0 = time.time()
+        what, seq = (f"part {seg.msn}.{seg.index}", seg.msn) if isinstance(seg, Part) else (f"segment {seg.seq}", seg.seq)
         fr = await self.get(seg.uri, cfg.segment_max_bytes, False, cfg.segment_timeout_s, seg.byterange)
-        span = SpanRecord(name=f"play {name} segment {seg.seq}", start_ns=int(w0 * 1e9), end_ns=int(time.time() * 1e9),
-                          attributes={"signalpath.rendition": name, "signalpath.sequence": seg.seq,
+        span = SpanRecord(name=f"play {name} {what}", start_ns=int(w0 * 1e9), end_ns=int(time.time() * 1e9),
+                          attributes={"signalpath.rendition": name, "signalpath.sequence": seq,
                                       "signalpath.media_s": seg.duration})
         if fr is None or fr.failure:
-            error = (f"segment {seg.seq}: not downloaded within {cfg.segment_timeout_s:g} s" if fr is None
-                     else f"segment {seg.seq}: {fr.detail}")
+            error = (f"{what}: not downloaded within {cfg.segment_timeout_s:g} s" if fr is None
+                     else f"{what}: {fr.detail}")
             span.error = error
             self.result.spans.append(span)
             s.segment_failures += 1
@@ -464,7 +567,7 @@ class _Attempt:
         s.segment_failures = 0
         s.retry_at = 0.0
         session.model.segment_downloaded(seg.duration, fr.size, audio=s.audio)
-        s.next_seq = seg.seq + 1
+        self.advance_past(s, seg)
 
     # -- results -------------------------------------------------------------
     def report(self, name: str, s: _Session) -> None:

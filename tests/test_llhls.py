@@ -28,6 +28,8 @@ from probes.faults import Fault
 from probes.hls import HlsSettings
 from probes.hls import probe as hls_probe
 from probes.net.httpfetch import Fetcher
+from probes.playback import PlaybackSettings
+from probes.playback import probe as playback_probe
 
 FIX = Path(__file__).parent / "fixtures" / "hls"
 
@@ -251,3 +253,59 @@ async def test_a_delta_update_is_compared_with_the_full_playlist() -> None:
     ev = next(e for e in bad[-1].evidence if e.fault is Fault.PROTOCOL_ERROR)
     assert ev.state.value == "degraded" and "Playlist Delta Update" in ev.detail and "ends at segment" in ev.detail, \
         ev.detail
+
+
+class _Viewer:
+    """A virtual viewer (probes/playback.py) of ``ep``'s 180p playlist, advanced in 0.5-s slices."""
+
+    def __init__(self, ep: LowLatencyEndpoint, http: Fetcher, **settings: Any) -> None:
+        cfg = PlaybackSettings(interval_s=0.5, **settings)
+        self.target = ProbeTarget("playback", "main", "playback", "edge-a", cfg, ep.url("180p"), 0.5, cfg.timeout_s)
+        self.ctx = ProbeContext(state={}, http=http)
+        self.results: list[Any] = []
+
+    async def play(self, seconds: float, until: Any = None) -> bool:
+        """Attempts for ``seconds``, or until ``until(result)`` (then True)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.results.append(await playback_probe(self.target, self.ctx))
+            if until is not None and until(self.results[-1]):
+                return True
+        return False
+
+    def spans(self) -> list[str]:
+        return [s.name for r in self.results for s in r.spans if s.name.startswith("play main")]
+
+
+async def test_the_viewer_in_low_latency_mode_plays_parts_part_hold_back_behind_the_edge() -> None:
+    """hls.js ``lowLatencyMode``: the viewer joins at the newest INDEPENDENT part at or before
+    PART-HOLD-BACK (1.5 s) from the live edge, loads parts in order as they are listed, reloads
+    with _HLS_msn/_HLS_part (the server holds those), and plays without a stall; its buffer stays
+    near the hold-back (an HLS viewer's holds three target durations: 6 s). When the parts stop,
+    it stalls within its small buffer (+ the 1.25-s stall rule); in classic mode (``low_latency``
+    off) the same viewer loads whole segments."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    classic = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        async with Fetcher() as http:
+            viewer = _Viewer(ep, http)
+            await viewer.play(5.0)
+            spans = viewer.spans()
+            assert spans and all(" part " in n for n in spans), spans
+            ids = [tuple(int(x) for x in n.rsplit(" ", 1)[1].split(".")) for n in spans]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)  # each part once, in order
+            assert ep.blocking_requests >= 5
+            figs = viewer.results[-1].figures["playback"]["main"]
+            assert figs["state"] == "playing" and figs["stall_count"] == 0, figs
+            assert figs["buffer_s"] <= 1.5 + 2.0 + 0.2, figs  # the hold-back + the segment before it, at most
+            ep.knobs.stalled_at = time.monotonic()
+            t0 = time.monotonic()
+            assert await viewer.play(12, lambda r: r.figures["playback"]["main"]["stall_count"] >= 1)
+            assert time.monotonic() - t0 <= figs["buffer_s"] + 1.25 + 1.0
+
+            plain = _Viewer(classic, http, low_latency=False)
+            await plain.play(3.0)
+            assert plain.spans() and all(" segment " in n for n in plain.spans()), plain.spans()
+    finally:
+        await ep.stop()
+        await classic.stop()

@@ -228,6 +228,18 @@ class Packager:
             return msn < st.ll[0].msn  # slid out of the window: it was there
         return part < len(seg.parts)
 
+    def ll_published(self, rendition: str, msn: int, part: int | None) -> float | None:
+        """Wall time part ``part`` of segment ``msn`` (its last part when None) was published, a
+        part past a complete segment's last counted on into the next (as :meth:`ll_has`)."""
+        seg = self.ll_segment(rendition, msn)
+        if part is None:
+            return seg.parts[-1].published_wall if seg is not None and seg.parts else None
+        while seg is not None and seg.complete and part >= len(seg.parts):
+            part -= len(seg.parts)
+            msn += 1
+            seg = self.ll_segment(rendition, msn)
+        return seg.parts[part].published_wall if seg is not None and part < len(seg.parts) else None
+
     def ll_last_msn(self, rendition: str) -> int | None:
         st = self._r[rendition]
         return st.ll[-1].msn if st.ll else None

@@ -34,6 +34,7 @@ TS = "video/mp2t"
 MANIFESTS = (".m3u8", ".mpd")  # what an edge treats as a manifest (stale, delayed, propagation) rather than media
 LL_HOLD_TARGETS = 3  # a blocking reload or preload-hint request is held at most this many target durations
 _NO_STORE = {"Cache-Control": "no-store"}
+PART_PUBLISHED_HEADER = "X-Lab-Part-Published"  # publish wall time of the part a blocking reload asked for
 PUBLISHED_HEADER = "X-Lab-Published"  # origin publish wall time of a playlist (truth bookkeeping)
 
 
@@ -193,6 +194,8 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
         newest = packager.ll_segment(rendition, packager.ll_last_msn(rendition) or 0)
         if newest is not None and newest.parts:
             headers[PUBLISHED_HEADER] = f"{newest.parts[-1].published_wall:.6f}"
+        if blocking and (asked := packager.ll_published(rendition, msn, part)) is not None:
+            headers[PART_PUBLISHED_HEADER] = f"{asked:.6f}"  # when what was asked for came out (edge_delay)
         return web.Response(body=body, headers=headers)
 
     async def ll_media_file(request: web.Request) -> web.Response:
@@ -253,6 +256,7 @@ class _Entry:
     stored: float  # monotonic
     max_age: float
     published: float | None  # origin publish wall time (playlists)
+    part_published: float | None = None  # LL-HLS blocking answers: when the part asked for came out
 
 
 class Edge:
@@ -317,9 +321,10 @@ class Edge:
                 cc = resp.headers.get("Cache-Control", "")
                 m = _MAX_AGE.search(cc)
                 max_age = float(m.group(1)) if (m and resp.status == 200 and "no-store" not in cc) else 0.0
-                pub = resp.headers.get(PUBLISHED_HEADER)
+                pub, part_pub = resp.headers.get(PUBLISHED_HEADER), resp.headers.get(PART_PUBLISHED_HEADER)
                 return _Entry(resp.status, body, resp.headers.get("Content-Type", "text/plain"), cc,
-                              self._clock(), max_age, float(pub) if pub else None)
+                              self._clock(), max_age, float(pub) if pub else None,
+                              float(part_pub) if part_pub else None)
         except TimeoutError:
             return _Entry(504, b"edge: origin timed out\n", "text/plain", "no-store", self._clock(), 0, None)
         except aiohttp.ClientError as exc:
@@ -354,11 +359,15 @@ class Edge:
             if len(self._cache) > 256:
                 self._purge()
             if path.endswith(MANIFESTS):
-                versions = self._versions.setdefault(path, [])
-                if not versions or versions[-1][1].body != entry.body:
-                    versions.append((entry.stored, entry))
-                    del versions[:-150]
+                self._remember(path, entry)
         return entry, "MISS"
+
+    def _remember(self, path: str, entry: _Entry) -> None:
+        """Keep the playlist versions of ``path`` as they came from the origin (``edge_delay``)."""
+        versions = self._versions.setdefault(path, [])
+        if not versions or (versions[-1][1].body != entry.body and entry.stored >= versions[-1][0]):
+            versions.append((entry.stored, entry))
+            del versions[:-150]
 
     def _purge(self) -> None:
         now = self._clock()
@@ -399,14 +408,24 @@ class Edge:
 
     async def _ll_lookup(self, path: str, query: str) -> tuple[_Entry, str]:
         """A playlist request with delivery directives: a stale edge holds it (it never learns
-        of the part) and then serves the playlist it kept; a delayed edge answers that much later."""
+        of the part) and then serves the playlist it kept; a delayed edge answers when the part
+        has been out at the origin for the delay (a propagation delay: parts come at their
+        cadence, late), and its plain reads show the playlist as it was then."""
         if self._book.active("edge_stale", self.name) is not None:
             await asyncio.sleep(self._timeout)
             return await self._lookup(path)
         entry, xcache = await self._get(f"{path}?{query}")
+        if entry.status == 200 and xcache == "MISS":
+            self._remember(path, entry)  # the playlist as the origin had it then (edge_delay's history)
         delay = self._book.active("edge_delay", self.name)
         if delay is not None and entry.status == 200:
-            await asyncio.sleep(delay.params["ms"] / 1000.0)
+            # a part reaches this edge ``ms`` after the origin published it: the held request is
+            # answered then (the origin's publish time travels in PUBLISHED_HEADER)
+            published = entry.part_published if entry.part_published is not None else \
+                entry.published if entry.published is not None else self._wall()
+            wait = published + delay.params["ms"] / 1000.0 - self._wall()
+            if wait > 0:
+                await asyncio.sleep(wait)
         return entry, xcache
 
     # -- serving ---------------------------------------------------------------

@@ -162,6 +162,19 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """One EXT-X-PART (RFC 8216bis §4.4.4.9) of segment ``msn``: what a low-latency player loads."""
+
+    msn: int
+    index: int
+    uri: str  # absolute
+    duration: float
+    byterange: tuple[int, int] | None = None  # (length, offset)
+    independent: bool = False  # INDEPENDENT=YES: starts with a frame decodable on its own
+    gap: bool = False  # GAP=YES: not to be loaded
+
+
+@dataclass(frozen=True, slots=True)
 class MediaPlaylist:
     media_sequence: int
     discontinuity_sequence: int
@@ -190,6 +203,7 @@ class MediaPlaylist:
     hold_back: float | None = None  # HOLD-BACK
     can_skip_until: float | None = None  # CAN-SKIP-UNTIL: delta updates (_HLS_skip) offered
     rendition_reports: tuple[tuple[str, int | None, int | None], ...] = ()  # (absolute URI, LAST-MSN, LAST-PART)
+    parts: tuple[Part, ...] = ()  # every EXT-X-PART listed, in order (complete segments' and in progress)
 
     @property
     def last_seq(self) -> int:
@@ -557,6 +571,8 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
                 end[str(p.get("uri"))] = off + length
                 if i == len(plist) - 1:
                     newest_part_range = (length, off)
+    parts = _parts([(seq0 + i, s.get("parts") or []) for i, s in enumerate(raw) if s.get("parts")]
+                   + ([(seq_after, tail_parts)] if tail_parts else []), resolve)
     sc = data.get("server_control") or {}
     reports = []
     for i, r in enumerate((data.get("rendition_reports") or [])[:MAX_VARIANTS]):
@@ -592,7 +608,29 @@ def _media(data: dict[str, Any], text: str, base_uri: str) -> MediaPlaylist:
         hold_back=_num(sc.get("hold_back")),
         can_skip_until=_num(sc.get("can_skip_until")),
         rendition_reports=tuple(reports),
+        parts=parts,
     )
+
+
+def _parts(owners: list[tuple[int, list[dict[str, Any]]]], resolve: Callable[..., str]) -> tuple[Part, ...]:
+    """The EXT-X-PARTs of each (msn, raw parts), in order; a BYTERANGE without an offset follows
+    the previous part of the same URI (RFC 8216bis §4.4.4.9)."""
+    out: list[Part] = []
+    end: dict[str, int] = {}
+    for msn, plist in owners:
+        for i, p in enumerate(plist):
+            d = p.get("duration")
+            if p.get("uri") is None or not isinstance(d, (int, float)) or not 0 < d <= MAX_TARGET_DURATION_S:
+                raise PlaylistError(f"part {i} of segment {msn} has no URI or no finite positive DURATION", seq=msn)
+            rng = None
+            if p.get("byterange"):
+                length, off = _byterange(str(p["byterange"]), msn, f"EXT-X-PART {i} BYTERANGE")
+                off = off if off is not None else end.get(str(p["uri"]), 0)
+                end[str(p["uri"])] = off + length
+                rng = (length, off)
+            out.append(Part(msn, i, resolve(p["uri"], f"part {i} of segment {msn}", msn), float(d), rng,
+                            str(p.get("independent") or "").upper() == "YES", str(p.get("gap") or "").upper() == "YES"))
+    return tuple(out)
 
 
 _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signalpath-playlist-parse")
@@ -792,3 +830,10 @@ def choose_renditions(variants: tuple[Variant, ...] | list[Variant], wanted: str
         raise ValueError(f"unknown rendition choice {wanted!r}")
     names = set(wanted)
     return [v for v in variants if v.name in names]
+
+
+def with_query(uri: str, query: str) -> str:
+    """``uri`` with ``query`` added to its query string (before a fragment, which is never sent:
+    ``#dash=`` names a Representation of an MPD). LL-HLS delivery directives go this way."""
+    base, hashmark, frag = uri.partition("#")
+    return f"{base}{'&' if '?' in base else '?'}{query}{hashmark}{frag}"
