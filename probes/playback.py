@@ -349,15 +349,14 @@ class _Attempt:
         """One track of a session until the end of the slice."""
         while True:
             now = self.clock()
-            seg = self.next_unit(t)
             # low latency: the parts listed are loaded first; the reload that blocks for the next
             # one comes when there is nothing left to load (as hls.js: it would delay them)
-            if now >= t.next_reload and not (seg is not None and t.playlist is not None
-                                             and self.low_latency(t.playlist)):
+            ready = t.playlist is not None and self.low_latency(t.playlist) and self.next_unit(t) is not None
+            if now >= t.next_reload and not ready:
                 await self.reload(s, t, slice_end)
-                seg = self.next_unit(t)
             if s.failed_at is not None or self.gave_up(s):
                 return
+            seg = self.next_unit(t)
             if seg is not None and seg.gap:
                 if t.audio:  # a hole in the audio is played as silence: the video plays on
                     s.model.segment_downloaded(seg.duration, audio=True)

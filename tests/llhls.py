@@ -20,7 +20,8 @@ the segments starting more than that before the end, EXT-X-SKIP says how many).
 Knobs: ``stalled_at`` (monotonic time after which no part is produced: a packager that stops),
 ``blocks`` (False: a blocking reload is answered at once with the current playlist, as an edge
 that strips or ignores the query does), ``part_delay_s`` (each part answers that late) and
-``bad_skip`` (a delta update's SKIPPED-SEGMENTS one short of what it left out: an off-by-one).
+``bad_skip`` (a delta update's SKIPPED-SEGMENTS one short of what it left out: an off-by-one) and
+``playlist_delay_s`` (every playlist answer starts that late: a slow first byte).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class LowLatencyKnobs:
     blocks: bool = True
     part_delay_s: float = 0.0  # each part's answer waits this long (a slow edge for parts)
     bad_skip: bool = False  # a delta update says it skipped one segment fewer than it left out
+    playlist_delay_s: float = 0.0  # every playlist answer waits this long first (a slow first byte)
 
 
 class LowLatencyEndpoint:
@@ -127,6 +129,8 @@ class LowLatencyEndpoint:
         rendition = req.match_info["rendition"]
         if rendition not in self.renditions:
             raise web.HTTPNotFound()
+        if self.knobs.playlist_delay_s:
+            await asyncio.sleep(self.knobs.playlist_delay_s)
         msn_q, part_q = req.query.get("_HLS_msn"), req.query.get("_HLS_part")
         if msn_q is not None and self.knobs.blocks:
             self.blocking_requests += 1

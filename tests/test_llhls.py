@@ -309,3 +309,22 @@ async def test_the_viewer_in_low_latency_mode_plays_parts_part_hold_back_behind_
     finally:
         await ep.stop()
         await classic.stop()
+
+
+async def test_a_slow_first_byte_is_a_timeout_not_a_stale_rendition() -> None:
+    """A server whose every playlist answer starts 3 s late (parts still come every 0.5 s): the
+    blocking reload goes unanswered within three part targets, and the plain reload that follows
+    is unanswered within a target duration too, so it is a ``timeout`` (as on classic HLS) — never
+    ``stale_playlist``, which would split one cause into two incidents when the evidence flips."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        state: dict[str, Any] = {}
+        await _attempts(ep, lambda _r: ep.blocking_requests >= 3, state=state)
+        ep.knobs.playlist_delay_s = 3.0
+        results = await _attempts(ep, lambda r: any(e.fault is Fault.TIMEOUT for e in r.evidence), state=state,
+                                  timeout=15)
+        more = await _attempts(ep, lambda _r: True, state=state)
+    finally:
+        await ep.stop()
+    faults = {e.fault for r in results + more for e in r.evidence if e.fault is not None}
+    assert faults == {Fault.TIMEOUT}, faults
