@@ -44,6 +44,7 @@ from agent.runbooks import Runbooks
 from agent.wording import evidence_line, summary
 from probes.base import Evidence, State
 from probes.core.config import StrictModel
+from probes.core.thresholds import STALE_FACTOR
 from probes.faults import (
     CATALOG,
     SEVERITY_RANK,
@@ -395,6 +396,8 @@ class Localizer:
             host.incident.evidence = _merge(host.incident.evidence, [evidence_line(e) for e in f.all_evidence])
             self._remember(stream, f.all_evidence, since, now)
             return None
+        if _part_gap_only(f):
+            return None
         need = self.settings.open_cycles
         if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
             # stalls and freezes wait for upstream evidence; a player that gets no media at all
@@ -662,3 +665,15 @@ def _ev_key(e: Evidence) -> tuple[str, str, str | None, str]:
 
 __all__ = ["REMOVED_FROM_CONFIG", "EventKind", "FaultOverride", "Incident", "IncidentEvent", "Localizer",
            "LocalizerSettings", "rfc3339", "Fault"]
+
+
+def _part_gap_only(f: Finding) -> bool:
+    """An inferred transcoder stall seen only as LL-HLS parts late at every rendition, for less
+    than classic HLS's stale rule (STALE_FACTOR x the target duration, RFC 8216 §6.3.4): a pause
+    upstream (an ingest that hands on 2 s late from one moment) stops the parts just as long, and
+    the ingest's own probes measure it seconds later; the transcoder is named once the gap is as
+    long as a classic playlist's stale rule, or at once when an upstream cause is found instead."""
+    if (f.stage, f.component) != ("transcode", "transcoder") or f.own or not f.causes:
+        return False
+    return all(e.figures.get("part_stale") and e.figures.get("age_s", 0.0)
+               < STALE_FACTOR * e.figures.get("target_duration_s", float("inf")) for e in f.causes)

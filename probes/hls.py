@@ -498,7 +498,9 @@ class _Attempt:
             pl = await self.computed(v, rs, pl, span)
         if pl.protocol == "dash":
             pl = self.steady(rs, pl, now)
-        if unanswered is not None and _has_part(pl, unanswered):
+        if unanswered is not None and sum(1 for p in pl.parts if (p.msn, p.index) > unanswered) >= 2:
+            # two parts after the one asked for are out: it was out at least a part target before
+            # this reload (not cut in between, as when parts resume after a stall)
             self.evidence(State.DEGRADED, Fault.TIMEOUT, f"{v.name}: a blocking reload for part {unanswered[0]}."
                           f"{unanswered[1]} went unanswered for {took:.1f} s though a plain reload lists it (the "
                           "server holds it too long)", v.name, url_role="media_playlist")
@@ -549,8 +551,9 @@ class _Attempt:
         except TimeoutError:
             return FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
                                total_s=time.perf_counter() - t0,
-                               detail=f"no answer within {budget:.1f} s (one target duration: a player "
-                                      "reloading it falls behind the live edge)"), conclusive
+                               detail=f"no answer within {budget:.1f} s " + (
+                                   "(one target duration: a player reloading it falls behind the live edge)"
+                                   if conclusive else "(the attempt's deadline)")), conclusive
 
     async def part(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         """LL-HLS: the newest part, once, timed against its DURATION as a segment is against its
@@ -693,9 +696,13 @@ class _Attempt:
             delta, why = None, f"it does not parse: {exc}"
         else:
             why = "it is a master playlist" if not isinstance(delta, MediaPlaylist) else ""
-        if isinstance(delta, MediaPlaylist) and delta.newest_part_uri != pl.newest_part_uri:
-            return  # a part came out between the two answers: compared next time (by URI: a wrong
-            # SKIPPED-SEGMENTS numbers the delta's parts wrongly too)
+        if isinstance(delta, MediaPlaylist) and (
+                delta.newest_part_uri != pl.newest_part_uri
+                or (delta.last_seq == pl.last_seq + 1 and delta.newest_part == pl.newest_part)):
+            # a part came out between the two answers (told by URI: a wrong SKIPPED-SEGMENTS numbers
+            # the delta's parts wrongly too), or the segment of the newest part completed (its
+            # EXTINF added, no new part yet): compared next time
+            return
         rs.delta_due = now + DELTA_CHECK_S
         if isinstance(delta, MediaPlaylist):
             rs.delta_skipped = delta.skipped_segments
@@ -1002,7 +1009,8 @@ class _Attempt:
                 self.evidence(state, Fault.STALE_PLAYLIST, f"{n}: no part {int(f['waiting_msn'])}."
                               f"{int(f['waiting_part'])} {f['part_age_s']:.1f} s after the last new part (part "
                               f"target {f['part_target_s']:g} s; a blocking reload unanswered)", n,
-                              age_s=f["part_age_s"], media_sequence=int(f["waiting_msn"]), url_role="media_playlist")
+                              age_s=f["part_age_s"], part_stale=1.0, target_duration_s=f["target_duration_s"],
+                              media_sequence=int(f["waiting_msn"]), url_role="media_playlist")
                 continue
             dash = VIEW_FRAGMENT in next((w.uri for w in self.ctx.state.get("watched", ()) if w.name == n), "")
             what = (f"{n}: no segment after number {int(f['last_seq'])} in the MPD" if dash else

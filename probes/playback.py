@@ -150,6 +150,8 @@ class _Track:
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     next_seq: int | None = None
     next_part: int | None = None  # low latency: the part of segment next_seq loaded next (None: whole segments)
+    plain_next: bool = False  # low latency: the last blocking reload failed; the next is a plain one
+    held_since: float | None = None  # low latency: blocking reloads unanswered since (cut at slice ends)
     next_reload: float = 0.0
     retry_at: float = 0.0
     playlist_failures: int = 0
@@ -378,7 +380,9 @@ class _Attempt:
             now = self.clock()
             if now >= slice_end:
                 return
-            wake = min(t.next_reload, slice_end, max(t.retry_at, now + room_in) if seg is not None else slice_end)
+            # (a part ready to load waits for its retry or for room, not for a reload)
+            reload_at = slice_end if seg is not None and t.next_part is not None else t.next_reload
+            wake = min(reload_at, slice_end, max(t.retry_at, now + room_in) if seg is not None else slice_end)
             await asyncio.sleep(max(0.01, wake - now))
 
     def next_unit(self, t: _Track) -> Segment | Part | None:
@@ -470,28 +474,38 @@ class _Attempt:
             for p in pl.parts:
                 begin = starts.get(p.msn, 0.0) + offset.get(p.msn, 0.0)
                 offset[p.msn] = offset.get(p.msn, 0.0) + p.duration
-                if p.independent and (chosen is None or begin <= at + 1e-6):
+                # INDEPENDENT=YES is optional: a segment's first part starts it (and its key frame)
+                if (p.independent or p.index == 0) and (chosen is None or begin <= at + 1e-6):
                     chosen = p
             if chosen is not None:
                 t.next_seq, t.next_part = chosen.msn, chosen.index
                 return
-        t.next_seq = self.join_seq(pl)
+        t.next_seq = self.join_seq(pl) if pl.segments else pl.last_seq + 1
 
     async def reload(self, session: _Session, s: _Track, slice_end: float = math.inf) -> None:
         cfg = self.cfg
         name = s.name
         started = self.clock()
         uri, asked, timeout = s.uri, None, cfg.playlist_timeout_s
-        if s.playlist is not None and self.low_latency(s.playlist) and s.playlist.newest_part is not None:
+        if s.playlist is not None and self.low_latency(s.playlist) and s.playlist.newest_part is not None \
+                and not s.plain_next:
             asked = (s.playlist.newest_part[0], s.playlist.newest_part[1] + 1)  # the next part (§6.2.5.2)
             uri = with_query(s.uri, f"_HLS_msn={asked[0]}&_HLS_part={asked[1]}")
             # a held request waits at most to the end of the slice (the viewer reports then, its
-            # buffer running dry if no part comes); asked again at once in the next slice
-            timeout = min(timeout, max(slice_end - started, 0.05))
+            # buffer running dry if no part comes); asked again at once in the next slice, and
+            # unanswered for playlist_timeout_s in all it is a failed load as any other
+            held = started - (s.held_since if s.held_since is not None else started)
+            timeout = min(max(timeout - held, 0.05), max(slice_end - started, 0.05))
+        s.plain_next = False
         fr = await self.get(uri, cfg.playlist_max_bytes, True, timeout)
-        if fr is None and timeout < cfg.playlist_timeout_s:
+        if fr is None and asked is not None and timeout < cfg.playlist_timeout_s and \
+                self.clock() - (s.held_since if s.held_since is not None else started) < cfg.playlist_timeout_s - 0.01:
+            s.held_since = started if s.held_since is None else s.held_since
             s.next_reload = self.clock()
             return
+        s.held_since = None
+        if asked is not None and (fr is None or fr.failure):
+            s.plain_next = True  # a renumbered stream answers 400 to the part asked for: read it plainly
         error = ""
         pl: MediaPlaylist | None = None
         if fr is None:

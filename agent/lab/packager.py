@@ -211,8 +211,8 @@ class Packager:
 
     def ll_has(self, rendition: str, msn: int, part: int | None) -> bool:
         """Whether ``rendition``'s LL playlist holds segment ``msn`` complete, or its part ``part``
-        (RFC 8216bis §6.2.5.2: what a blocking reload waits for; a part past a complete segment's
-        last is the next segment's, counted on)."""
+        (RFC 8216bis §6.2.5.2: what a blocking reload waits for; a part index past a complete
+        segment's last asks for the next segment's first part)."""
         st = self._r[rendition]
         if not st.ll:
             return False
@@ -220,24 +220,21 @@ class Packager:
             newest = st.ll[-1]
             return msn < newest.msn or (msn == newest.msn and newest.complete)
         seg = self.ll_segment(rendition, msn)
-        while seg is not None and seg.complete and part >= len(seg.parts):
-            part -= len(seg.parts)
-            msn += 1
+        if seg is not None and seg.complete and part >= len(seg.parts):
+            msn, part = msn + 1, 0  # past a complete segment's last part: the next one's first
             seg = self.ll_segment(rendition, msn)
         if seg is None:
             return msn < st.ll[0].msn  # slid out of the window: it was there
         return part < len(seg.parts)
 
     def ll_published(self, rendition: str, msn: int, part: int | None) -> float | None:
-        """Wall time part ``part`` of segment ``msn`` (its last part when None) was published, a
-        part past a complete segment's last counted on into the next (as :meth:`ll_has`)."""
+        """Wall time part ``part`` of segment ``msn`` (its last part when None) was published (a
+        part index past a complete segment's last: the next segment's first, as :meth:`ll_has`)."""
         seg = self.ll_segment(rendition, msn)
         if part is None:
             return seg.parts[-1].published_wall if seg is not None and seg.parts else None
-        while seg is not None and seg.complete and part >= len(seg.parts):
-            part -= len(seg.parts)
-            msn += 1
-            seg = self.ll_segment(rendition, msn)
+        if seg is not None and seg.complete and part >= len(seg.parts):
+            seg, part = self.ll_segment(rendition, msn + 1), 0
         return seg.parts[part].published_wall if seg is not None and part < len(seg.parts) else None
 
     def ll_last_msn(self, rendition: str) -> int | None:
@@ -279,7 +276,8 @@ class Packager:
         newest = st.ll[-1]
         shown = window + ([newest] if not newest.complete else [])
         first = shown[0]
-        disc_seq = st.ll_disc_seq + sum(1 for s in st.ll if s.msn < first.msn and s.discontinuity)
+        # the first segment's number counts its own discontinuity (its tag is left out)
+        disc_seq = st.ll_disc_seq + sum(1 for s in st.ll if s.msn <= first.msn and s.discontinuity)
         part_target = cfg.part_target_s
         skip_until = SKIP_TARGETS * target
         lines = ["#EXTM3U", "#EXT-X-VERSION:9", f"#EXT-X-TARGETDURATION:{target}",
@@ -329,7 +327,7 @@ class Packager:
         window = self._window(st)
         # discontinuities that slid out of the window count in DISCONTINUITY-SEQUENCE
         first_seq = window[0].seq
-        disc_seq = sum(1 for s in st.segments if s.seq < first_seq and s.discontinuity)
+        disc_seq = sum(1 for s in st.segments if s.seq <= first_seq and s.discontinuity)  # the first's own too
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:3",

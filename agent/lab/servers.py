@@ -314,7 +314,8 @@ class Edge:
         assert self._session is not None
         url = self._origin_url() + path
         # a blocking reload is held by the origin (up to 3 target durations): wait for it longer
-        timeout = aiohttp.ClientTimeout(total=self._timeout + _LL_UPSTREAM_EXTRA_S) if "?_HLS_" in path else None
+        # always a timeout (``timeout=None`` is no timeout at all to aiohttp, not the session's)
+        timeout = aiohttp.ClientTimeout(total=self._timeout + (_LL_UPSTREAM_EXTRA_S if "?_HLS_" in path else 0.0))
         try:
             async with self._session.get(url, timeout=timeout) as resp:
                 body = await resp.read()
@@ -415,7 +416,7 @@ class Edge:
             await asyncio.sleep(self._timeout)
             return await self._lookup(path)
         entry, xcache = await self._get(f"{path}?{query}")
-        if entry.status == 200 and xcache == "MISS":
+        if entry.status == 200 and xcache == "MISS" and "_HLS_skip" not in query:
             self._remember(path, entry)  # the playlist as the origin had it then (edge_delay's history)
         delay = self._book.active("edge_delay", self.name)
         if delay is not None and entry.status == 200:

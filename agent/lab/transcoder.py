@@ -13,8 +13,8 @@ segment is muxed in its own MPEG-TS container, starting with PAT/PMT and an IDR.
 LL-HLS partial segments (RFC 8216bis §4.4.4.9) are cut as the frames come: every
 ``LabConfig.part_frames`` frames of an open segment are muxed into their own small MPEG-TS
 (with PAT/PMT, as LL-HLS allows for TS parts; the first of a segment starts at its IDR and is
-INDEPENDENT), with the audio captured before the part's last frame. The segment's last part
-holds what is left at the cut. The whole segment is still muxed once at its end (the classic
+INDEPENDENT), with the audio captured before the next frame, once that frame is encoded and
+is no key frame. The segment's last part holds what is left at the cut and comes out with it. The whole segment is still muxed once at its end (the classic
 HLS and DASH views serve that).
 
 Synchronous; runs in one worker thread. Control comes as a :class:`TranscodeControl`
@@ -277,22 +277,27 @@ class LadderTranscoder:
                     g.open.last_capture = m.capture_wall
                     g.open.last_delivered = m.delivered_wall
                     g.open.last_encoded = self.wall()
-                    if len(g.open.video) - g.open.part_video_i >= self.cfg.part_frames:
-                        out.append(self._part(g, ppts + self._frame_ticks, m.capture_wall))
+                    if len(g.open.video) - g.open.part_video_i > self.cfg.part_frames:
+                        # a part is cut once the frame after it is encoded and is no key frame:
+                        # a segment's last part always comes out with the segment (_finish), so the
+                        # audio up to the cut is in a part and no part is hinted that never comes
+                        out.append(self._part(g, ppts, m.capture_wall, upto=len(g.open.video) - 1))
         self.last_encoded_wall = self.wall()
 
-    def _part(self, g: _Rung, end_pts: int, cut_capture: float | None) -> PartOut:
-        """The frames of ``g``'s open segment not yet in a part, up to ``end_pts``, with the audio
-        captured before ``cut_capture`` (None: all of it), as one LL-HLS part."""
+    def _part(self, g: _Rung, end_pts: int, cut_capture: float | None, upto: int | None = None) -> PartOut:
+        """The frames of ``g``'s open segment not yet in a part (up to index ``upto``, excluded;
+        all when None), ending at ``end_pts``, with the audio captured before ``cut_capture``
+        (None: all of it), as one LL-HLS part."""
         seg = g.open
         assert seg is not None
-        video = seg.video[seg.part_video_i:]
+        upto = len(seg.video) if upto is None else upto
+        video = seg.video[seg.part_video_i:upto]
         j = seg.part_audio_i
         while j < len(seg.audio) and (cut_capture is None or seg.audio[j][2] < cut_capture - 1e-6):
             j += 1
         audio = [(p, d) for p, d, _ in seg.audio[seg.part_audio_i:j]]
         first = seg.part_video_i == 0
-        seg.part_video_i, seg.part_audio_i = len(seg.video), j
+        seg.part_video_i, seg.part_audio_i = upto, j
         data = mux_ts(video, audio, g.r.width, g.r.height, self.cfg.fps, self.cfg.sample_rate)
         return PartOut(rendition=g.r.name, data=data, duration_s=(end_pts - video[0][0]) / TS_HZ, first=first,
                        pdt_wall=seg.pdt_wall, discontinuity=seg.discontinuity)
