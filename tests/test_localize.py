@@ -1288,3 +1288,31 @@ def test_an_incident_is_dated_from_the_first_bad_evidence_of_its_fault_at_its_pl
     events = _run(loc, clock, [hls(lag)] * 5 + [first] + [later] * 3)
     opened = next(e.incident for e in events if e.kind == "opened" and e.incident.fault == "unreachable")
     assert opened.localized_at - opened.started_at < 3.0
+
+
+def test_parts_late_everywhere_name_the_transcoder_only_past_the_classic_stale_rule():
+    """LL-HLS: every rendition's parts stop at the origin and every edge. Shorter than classic HLS's
+    stale rule (1.5 target durations: 3 s at 2-s segments) it is what a 2-s pause upstream (an
+    ingest step) looks like before the ingest's own probes report it, so no transcoder incident
+    opens; past it, the transcoder, as on classic HLS. An ingest cause found meanwhile is named
+    at once."""
+    def parts_late(age: float) -> list[Evidence]:
+        stale = [Evidence("origin", "origin", DOWN, Fault.STALE_PLAYLIST, f"{r}: no part", r,
+                          {"age_s": age, "part_stale": 1.0, "target_duration_s": 2.0}) for r in RENDITIONS]
+        stale += [Evidence("cdn", e, DOWN, Fault.STALE_PLAYLIST, f"{r}: no part", r,
+                           {"age_s": age, "part_stale": 1.0, "target_duration_s": 2.0})
+                  for e in EDGES for r in RENDITIONS]
+        return with_faults(*stale)
+
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    for age in (1.6, 2.1, 2.6):
+        assert loc.observe("main", parts_late(age)) == []
+    (event,) = loc.observe("main", parts_late(3.1))
+    assert (event.incident.stage, event.incident.component, event.incident.fault) == \
+        ("transcode", "transcoder", "stale_playlist")
+
+    upstream = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    pause = [e for e in parts_late(1.6) if e.stage != "ingest"] + [
+        ev("ingest", "rtmp", DEG, Fault.LATENCY_HIGH, None, "capture-to-ingest latency rose to 2.0 s")]
+    got = [(e.incident.stage, e.incident.component) for e in upstream.observe("main", pause)]
+    assert got == [("ingest", "rtmp")]
