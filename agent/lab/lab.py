@@ -46,7 +46,7 @@ from .ingest_live import LiveFlv
 from .packager import Packager
 from .servers import Edge, Listener, origin_app
 from .studio import MediaPacket, Stamp, StudioEncoder, StudioFaults
-from .transcoder import LadderTranscoder, PartOut, SegmentOut, TranscodeControl
+from .transcoder import LadderTranscoder, PartOut, PartsClosed, SegmentOut, TranscodeControl
 from .webrtc import FrameFeed, WebRtcEndpoint, WebRtcFaults
 
 log = logging.getLogger("signalpath.lab")
@@ -462,6 +462,8 @@ class Lab:
                 if isinstance(seg, PartOut):
                     self.packager.publish_part(seg.rendition, seg.data, seg.duration_s, seg.first, seg.pdt_wall,
                                                seg.discontinuity)
+                elif isinstance(seg, PartsClosed):
+                    self.packager.ll_close(seg.rendition, seg.data, seg.duration_s)
                 else:
                     self._publish(seg)
 

@@ -26,7 +26,9 @@ EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD, PART-HOLD-BACK = 3 part targets (§4
 (§4.4.3.8's minimum), EXT-X-PART tags for the segments within 3 target durations of the end
 (§4.4.4.9), a PRELOAD-HINT for the next part and a RENDITION-REPORT per sibling. LL-HLS numbers
 its segments on its own: a segment whose encode stopped half-way (``transcoder_stall``) has had
-parts listed, so it is kept (its parts, concatenated) where classic HLS drops it.
+parts listed, so it is kept where classic HLS drops it: closed at the stall with the frames of
+those parts muxed as one segment (:meth:`Packager.ll_close`; a segment's first part arriving while
+another is open closes that one with its parts concatenated, a fallback).
 """
 
 from __future__ import annotations
@@ -201,6 +203,14 @@ class Packager:
         open_ll.parts.append(Part(data, duration_s, first, self.wall()))
         self._ll_published()
         return open_ll.msn, len(open_ll.parts) - 1
+
+    def ll_close(self, rendition: str, data: bytes, duration_s: float) -> None:
+        """Complete ``rendition``'s open LL-HLS segment with ``data`` (its encode stopped after
+        the parts it listed: agent/lab/transcoder.py ``PartsClosed``)."""
+        st = self._r[rendition]
+        if st.ll and not st.ll[-1].complete:
+            st.ll[-1].data, st.ll[-1].duration_s = data, duration_s
+            self._ll_published()
 
     def _ll_published(self) -> None:
         for other in self._r.values():  # rendition reports name every sibling's newest part

@@ -73,6 +73,16 @@ class PartOut:
 
 
 @dataclass(slots=True)
+class PartsClosed:
+    """A rendition's encode stopped half-way through a segment: the parts it had cut, as one
+    segment (LL-HLS keeps the segment whose parts it listed; classic HLS never had it)."""
+
+    rendition: str
+    data: bytes
+    duration_s: float
+
+
+@dataclass(slots=True)
 class _Open:
     first_pts: int
     pdt_wall: float
@@ -182,14 +192,16 @@ class LadderTranscoder:
     def codecs(self) -> dict[str, str | None]:
         return {g.r.name: g.codecs for g in self.rungs}
 
-    def process(self, packets: list[MediaPacket], ctl: TranscodeControl) -> list[SegmentOut | PartOut]:
+    def process(self, packets: list[MediaPacket], ctl: TranscodeControl) -> list[SegmentOut | PartOut | PartsClosed]:
         """Segments and parts completed by ``packets``, in the order they were cut (a segment's
         last part before the segment)."""
-        out: list[SegmentOut | PartOut] = []
+        out: list[SegmentOut | PartOut | PartsClosed] = []
         for g in self.rungs:
             stalled = ctl.stall_all or g.r.name in ctl.stalled
             if stalled and not g.stalled:
-                g.open = None  # the hung encoder's partial segment is lost
+                if g.open is not None and g.open.part_video_i:
+                    out.append(self._parts_closed(g))
+                g.open = None  # the hung encoder's partial segment is lost (to classic HLS and DASH)
                 g.pending_audio = []
             if not stalled and g.stalled:
                 g.force = True
@@ -217,7 +229,7 @@ class LadderTranscoder:
             g.discontinuity = True
         return out
 
-    def _video(self, m: MediaPacket, ctl: TranscodeControl, out: list[SegmentOut | PartOut]) -> None:
+    def _video(self, m: MediaPacket, ctl: TranscodeControl, out: list[SegmentOut | PartOut | PartsClosed]) -> None:
         if self._last_src_pts is not None and not (0 < m.pts - self._last_src_pts <= GAP_TICKS):
             # the input jumped: a new publish, a drop, a stall upstream
             out.extend(self.flush_all())
@@ -283,6 +295,16 @@ class LadderTranscoder:
                         # audio up to the cut is in a part and no part is hinted that never comes
                         out.append(self._part(g, ppts, m.capture_wall, upto=len(g.open.video) - 1))
         self.last_encoded_wall = self.wall()
+
+    def _parts_closed(self, g: _Rung) -> PartsClosed:
+        """The frames and audio of ``g``'s open segment that went out in parts, muxed as one
+        segment: what LL-HLS lists for a segment whose encode stopped half-way."""
+        seg = g.open
+        assert seg is not None
+        video = seg.video[:seg.part_video_i]
+        data = mux_ts(video, [(p, d) for p, d, _ in seg.audio[:seg.part_audio_i]], g.r.width, g.r.height,
+                      self.cfg.fps, self.cfg.sample_rate)
+        return PartsClosed(g.r.name, data, (video[-1][0] + self._frame_ticks - video[0][0]) / TS_HZ)
 
     def _part(self, g: _Rung, end_pts: int, cut_capture: float | None, upto: int | None = None) -> PartOut:
         """The frames of ``g``'s open segment not yet in a part (up to index ``upto``, excluded;
