@@ -452,8 +452,13 @@ class _Attempt:
                 # once, nothing new: stale at part granularity, below) from a server that answers
                 # nothing in time (a slow first byte: a timeout, as on classic HLS)
                 fr, conclusive = await self.plain_reload(v, rs.playlist)
-                if not conclusive:
-                    self.part_stale(v, rs, block)
+                if fr.failure and not conclusive:
+                    # neither answered in time, and the attempt's deadline cut the plain wait short of
+                    # a target duration: neither stale nor slow is shown (the next attempt reads
+                    # plainly, with the whole target duration)
+                    self.evidence(State.UNKNOWN, None, f"{v.name}: not measured: a blocking reload for part "
+                                  f"{block[0]}.{block[1]} went unanswered and the attempt's deadline left no time "
+                                  "for a whole plain reload", v.name)
                     return None
                 unanswered, block = block, None
             else:
