@@ -263,7 +263,7 @@ class _Attempt:
         decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
         t0 = time.thread_time()
         findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth,
-                                    bandwidth_buffer_s=v.bandwidth_buffer_s)
+                                    bandwidth_buffer_s=v.bandwidth_buffer_s, target_duration=rs.target_duration)
         rs.cpu_s = cpu + (time.thread_time() - t0)
         rs.findings, rs.findings_seq = findings, seg.seq
         if decoded.thumbnail:

@@ -191,6 +191,17 @@ def test_a_still_picture_cannot_judge_the_bitrate():
     assert "bitrate_over_declared" not in second.fault_names and second.unjudged == {"bitrate_over_declared"}
 
 
+def test_a_segment_shorter_than_half_the_target_duration_is_not_judged_alone():
+    """RFC 8216 §4.3.4.2: BANDWIDTH is the peak over contiguous segments lasting 0.5-1.5 target
+    durations; a 0.5-s segment (cut at an encoder stall, mostly its key frame) alone is no such
+    set: unjudged, where the same segment in a 0.5-s-target playlist is judged."""
+    seg = decode_segment(make_segment(start_s=0.0))
+    short = MediaAnalyser(MediaConfig()).feed(seg, segment_duration=0.5, declared_bandwidth=1_000, target_duration=2.0)
+    assert "bitrate_over_declared" not in short.fault_names and short.unjudged == {"bitrate_over_declared"}
+    judged = MediaAnalyser(MediaConfig()).feed(seg, segment_duration=0.5, declared_bandwidth=1_000, target_duration=1.0)
+    assert "bitrate_over_declared" in judged.fault_names
+
+
 def test_big_jump_is_a_discontinuity_not_a_gap():
     found = run([make_segment(start_s=0.0), make_segment(start_s=100.0)])
     assert found[1].discontinuity

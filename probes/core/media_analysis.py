@@ -250,11 +250,15 @@ class MediaAnalyser:
         segment_duration: float | None = None,
         declared_bandwidth: float | None = None,
         bandwidth_buffer_s: float = 0.0,
+        target_duration: float | None = None,
     ) -> MediaFindings:
         """Analyse the next segment. ``segment_duration`` is its EXTINF (else measured);
         ``declared_bandwidth`` its variant's BANDWIDTH in bit/s (else not checked);
         ``bandwidth_buffer_s`` the buffer that bandwidth is declared over (DASH @minBufferTime;
-        0 for HLS, whose BANDWIDTH is a peak)."""
+        0 for HLS, whose BANDWIDTH is a peak); ``target_duration`` the playlist's: a segment shorter
+        than half of it is not judged against BANDWIDTH alone (RFC 8216 §4.3.4.2: the peak segment
+        bit rate is over contiguous segments lasting 0.5 to 1.5 target durations; a short segment
+        cut at an encoder stall is mostly its key frame)."""
         cfg = self.config
         f = MediaFindings(decode_errors=seg.decode_errors, error=seg.error, declared_bandwidth_bps=declared_bandwidth)
         vpts, apts = self._timeline(seg, f)
@@ -302,7 +306,9 @@ class MediaAnalyser:
             # DASH's @bandwidth bounds a leaky bucket: a segment of D s may carry what arrives at
             # that rate in D + @minBufferTime s (ISO/IEC 23009-1 §5.3.5.2)
             allowed = declared_bandwidth * (1 + bandwidth_buffer_s / f.duration_s) if declared_bandwidth else 0.0
-            if declared_bandwidth and f.bitrate_bps > allowed * (1 + cfg.bitrate_tolerance):
+            if target_duration and f.duration_s < 0.5 * target_duration:
+                f.unjudged.add(Fault.BITRATE_OVER_DECLARED)
+            elif declared_bandwidth and f.bitrate_bps > allowed * (1 + cfg.bitrate_tolerance):
                 f.faults.append(
                     MediaFault(
                         Fault.BITRATE_OVER_DECLARED, "fault",
