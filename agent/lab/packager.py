@@ -256,7 +256,8 @@ class Packager:
         if self._ll_changed is None:
             self._ll_changed = asyncio.Event()
         try:
-            await asyncio.wait_for(self._ll_changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for (tests/test_layout.py: bpo-42130)
+                await self._ll_changed.wait()
         except TimeoutError:
             pass
 
