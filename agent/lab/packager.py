@@ -229,22 +229,26 @@ class Packager:
         if part is None:
             newest = st.ll[-1]
             return msn < newest.msn or (msn == newest.msn and newest.complete)
-        seg = self.ll_segment(rendition, msn)
-        if seg is not None and seg.complete and part >= len(seg.parts):
-            msn, part = msn + 1, 0  # past a complete segment's last part: the next one's first
-            seg = self.ll_segment(rendition, msn)
+        msn, part, seg = self._ll_part(rendition, msn, part)
         if seg is None:
             return msn < st.ll[0].msn  # slid out of the window: it was there
         return part < len(seg.parts)
 
-    def ll_published(self, rendition: str, msn: int, part: int | None) -> float | None:
-        """Wall time part ``part`` of segment ``msn`` (its last part when None) was published (a
-        part index past a complete segment's last: the next segment's first, as :meth:`ll_has`)."""
+    def _ll_part(self, rendition: str, msn: int, part: int) -> tuple[int, int, LlSegment | None]:
+        """(msn, part, its segment) a request names: a part index past a complete segment's last
+        is the next segment's first (RFC 8216bis §6.2.5.2)."""
         seg = self.ll_segment(rendition, msn)
-        if part is None:
-            return seg.parts[-1].published_wall if seg is not None and seg.parts else None
         if seg is not None and seg.complete and part >= len(seg.parts):
-            seg, part = self.ll_segment(rendition, msn + 1), 0
+            msn, part = msn + 1, 0
+            seg = self.ll_segment(rendition, msn)
+        return msn, part, seg
+
+    def ll_published(self, rendition: str, msn: int, part: int | None) -> float | None:
+        """Wall time part ``part`` of segment ``msn`` (its last part when None) was published."""
+        if part is None:
+            seg = self.ll_segment(rendition, msn)
+            return seg.parts[-1].published_wall if seg is not None and seg.parts else None
+        _, part, seg = self._ll_part(rendition, msn, part)
         return seg.parts[part].published_wall if seg is not None and part < len(seg.parts) else None
 
     def ll_last_msn(self, rendition: str) -> int | None:
