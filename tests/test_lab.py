@@ -235,6 +235,33 @@ async def test_edge_404_segments(lab, http, clean):
     assert (await get(http, other))[0] == 200
 
 
+async def test_mpd_stale_freezes_the_mpd_while_the_hls_playlists_advance(lab, http, clean):
+    """The DASH side of one encode stops at the origin; its HLS side goes on (issue 18's "MPD
+    not updated" fault)."""
+    await lab.inject("mpd_stale", "origin")
+    frozen = (await get(http, lab.dash_url(None)))[2]
+    start = last_seq(await media(http, lab.media_url("180p")))
+
+    async def hls_moved() -> bool:
+        return last_seq(await media(http, lab.media_url("180p"))) >= start + 2
+
+    await wait_for(hls_moved, 8.0, "the HLS playlist to advance two segments")
+    assert (await get(http, lab.dash_url(None)))[2] == frozen
+    assert (await get(http, lab.dash_url("edge-a")))[2] == frozen  # an edge passes the origin's on
+    await lab.clear_all()
+    assert (await get(http, lab.dash_url(None)))[2] != frozen
+
+
+async def test_segment_late_lists_segments_before_they_answer(lab, http, clean):
+    await lab.inject("segment_late", "origin", params={"ms": 3000})
+    pl = await media(http, lab.media_url("180p"))
+    newest, older = pl.segments[-1].absolute_uri, pl.segments[-3].absolute_uri  # < 2 s and > 4 s old
+    assert (await get(http, newest))[0] == 404
+    assert (await get(http, older))[0] == 200
+    await lab.clear_all()
+    assert (await get(http, newest))[0] == 200
+
+
 async def test_clearing_a_throttle_speeds_up_transfers_under_way(lab, http, clean):
     """A shaped link (tc) slows every byte while it is on: clearing it frees the transfers
     already under way too, or a viewer's segment begun during the fault stays slow after it."""

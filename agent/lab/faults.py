@@ -13,6 +13,8 @@ Thresholds the defaults are chosen to cross (shared/THRESHOLDS.md):
 - ``av_desync`` default 300 ms: beyond the ±200 ms broadcast-practice fault bound;
 - ``edge_throttle`` default 20,000 B/s: well below the 360p rung (~100,000 B/s);
 - ``edge_slow_first_byte`` default 3,000 ms: more than a 2-s segment lasts;
+- ``segment_late`` default 3,000 ms: more than a 2-s segment lasts, so the newest listed segment
+  is never there yet when it is listed (what every player asks for at the live edge);
 - ``webrtc_drop`` default 0.3 of the packets: far beyond the 1 % loss threshold (Twilio);
 - ``webrtc_delay`` default 300 ms each way: an RTT over the 200 ms threshold (XSplit red).
 
@@ -92,6 +94,12 @@ CATALOG: dict[str, FaultSpec] = {
         FaultSpec("origin_5xx", "origin", "origin", "the origin answers every request with an HTTP error",
                   {"status": _p(int, 503, 500, 599, "HTTP status to answer")}),
         FaultSpec("origin_down", "origin", "origin", "the origin closes its listening socket (connection refused)"),
+        FaultSpec("mpd_stale", "origin", "origin", "the origin keeps serving the MPEG-DASH MPD it had while its "
+                  "HLS playlists of the same encode advance (its DASH packaging stopped)"),
+        FaultSpec("segment_late", "origin", "origin", "the origin answers 404 for each segment until it is "
+                  "`ms` old: its HLS playlists and its MPD list segments before they can be downloaded "
+                  "(a packager that writes the manifest first, storage that lags)",
+                  {"ms": _p(int, 3000, 100, 60_000, "how long after it is listed a segment answers, ms")}),
         FaultSpec("edge_down", "cdn", "edge", "an edge closes its listening socket (connection refused)"),
         FaultSpec("edge_stale", "cdn", "edge", "an edge keeps serving the playlists it had"),
         FaultSpec("edge_404_segments", "cdn", "edge", "an edge answers 404 to every segment"),

@@ -138,7 +138,8 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
         if (r := check(request)) is not None:
             return r
         seg = packager.segment(request.match_info["rendition"], int(request.match_info["seq"]))
-        if seg is None:
+        late = book.active("segment_late", "origin")
+        if seg is None or (late is not None and packager.wall() - seg.published_wall < late.params["ms"] / 1000):
             return web.Response(status=404, text="no such segment\n",
                                 headers={"Cache-Control": "no-store"})
         return web.Response(body=seg.data, headers=_headers(TS, segment_max_age))
@@ -148,12 +149,22 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
             return r
         if not packager.ready():
             return web.Response(status=404, text="stream not started\n", headers={"Cache-Control": "no-store"})
+        stale = book.active("mpd_stale", "origin")
+        if stale is not None:  # the MPD it had when its DASH packaging stopped (the HLS side goes on)
+            body, published = frozen_mpd.setdefault(stale.id, (packager.mpd(), newest_published()))
+        else:
+            frozen_mpd.clear()
+            body, published = packager.mpd(), newest_published()
         headers = _headers(MPD, playlist_max_age)
-        newest = max((p.published_wall for r in packager.renditions if (p := packager.latest(r)) is not None),
-                     default=None)
-        if newest is not None:
-            headers[PUBLISHED_HEADER] = f"{newest:.6f}"
-        return web.Response(body=packager.mpd(), headers=headers)
+        if published is not None:
+            headers[PUBLISHED_HEADER] = f"{published:.6f}"
+        return web.Response(body=body, headers=headers)
+
+    def newest_published() -> float | None:
+        return max((p.published_wall for r in packager.renditions if (p := packager.latest(r)) is not None),
+                   default=None)
+
+    frozen_mpd: dict[int, tuple[bytes, float | None]] = {}  # mpd_stale: fault id -> what it serves
 
     hold_s = LL_HOLD_TARGETS * packager.cfg.segment_s
 
