@@ -57,6 +57,7 @@ from agent.schedule import Broadcast, MaintenanceWindow, place_problem
 from agent.schedule_book import ScheduleApiSettings
 from agent.studio_config import PreflightSettings, StudioSettings
 from agent.webguard import WebSettings, file_problems
+from probes.compare import CompareSettings
 from probes.core.config import StrictModel
 from probes.core.redact import not_a_url, redact_text
 from probes.encoder_status import EncoderStatusConfig
@@ -265,10 +266,17 @@ class EncoderStatus(_PolledHttp, EncoderStatusConfig):
     name: str = "encoder"
 
 
+class Compare(CompareSettings):
+    """``streams[].compare``: the origin's other manifest of the same encode (probes/compare.py)."""
+
+    _v_url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
 class Stream(StrictModel):
     name: str
     origin: str
     edges: list[Edge] = Field(default_factory=list)
+    compare: Compare | None = None  # probes/compare.py: an MPD beside an HLS origin (or the reverse)
     hls: HlsSettings = Field(default_factory=HlsSettings)
     ingest: Ingest | None = None
     studio: StudioSettings | None = None  # probes/core/studio.py: host, GPU, sources, network

@@ -24,6 +24,15 @@ def hls_jobs(stream: Stream) -> list[Job]:
     return [Job("hls", stream.name, spec.run, targets, cfg.interval_s, spec.combine)]
 
 
+def compare_jobs(stream: Stream) -> list[Job]:
+    """``streams[].compare``: the origin's HLS and DASH manifests of one encode (probes/compare.py)."""
+    cfg = stream.compare
+    if cfg is None:
+        return []
+    t = ProbeTarget("compare", stream.name, "origin", "origin", cfg, stream.origin, cfg.interval_s, cfg.timeout_s)
+    return [Job("compare", stream.name, REGISTRY["compare"].run, [t], cfg.interval_s)]
+
+
 def rtmp_jobs(stream: Stream) -> list[Job]:
     if stream.ingest is None or not stream.ingest.rtmp:
         return []
@@ -149,7 +158,7 @@ def latency_and_ingest_monitor_jobs(stream: Stream) -> list[Job]:
     return jobs
 
 
-BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
+BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, compare_jobs, rtmp_jobs, ingest_stat_jobs, encoder_jobs, playback_jobs,
                                                  media_jobs, studio_jobs, webrtc_jobs, latency_and_ingest_monitor_jobs]
 
 

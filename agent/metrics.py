@@ -54,6 +54,9 @@ CATALOG: dict[str, MetricDef] = {
                                                  "advanced.", _TR),
     "signalpath_playlist_fetch_seconds": MetricDef("gauge", "Media playlist fetch time by phase "
                                                    "(connect, first_byte, transfer).", _TR + ("phase",)),
+    "signalpath_manifest_lead_seconds": MetricDef("gauge", "Media seconds the compared manifest's newest segment "
+                                                  "is ahead of the origin manifest's (negative: behind); "
+                                                  "streams[].compare.", _TR),
     "signalpath_playlist_media_sequence": MetricDef("gauge", "Sequence number of the newest segment listed.", _TR),
     "signalpath_playlist_target_duration_seconds": MetricDef("gauge", "EXT-X-TARGETDURATION.", _TR),
     "signalpath_playlist_anomalies_total": MetricDef("counter", "Continuity anomalies seen in media playlists.",

@@ -86,6 +86,8 @@ class Fault(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     KEY_UNAVAILABLE = "key_unavailable"
     RELOAD_NOT_BLOCKED = "reload_not_blocked"
+    MANIFEST_BEHIND = "manifest_behind"
+    MANIFESTS_DISAGREE = "manifests_disagree"
     # freshness
     STALE_PLAYLIST = "stale_playlist"
     PLAYLIST_MISSING = "playlist_missing"
@@ -323,6 +325,17 @@ CATALOG = FaultCatalog([
        stage_runbooks={"cdn": _FAILOVER_EDGE + "open a CDN ticket for {component}: it answers Low-Latency HLS "
                               "blocking reloads at once (it must forward the _HLS_ query and hold the request "
                               "until the origin has the part; the query must be in its cache key)."}),
+    _s(F.MANIFEST_BEHIND, C.SERVER, "P2", "serves one format of the stream stopped while the other advances",
+       "The origin serves one encode as HLS and as DASH and one of the two manifests stopped while the other "
+       "advances (which one: the evidence), so the encode is running and the packaging of that format is not: "
+       "restart the packager or origin module that writes it, check its disk and its logs.",
+       stages=frozenset({"origin"}), explains=_DELIVERY),
+    _s(F.MANIFESTS_DISAGREE, C.SERVER, "P3", "serves HLS and DASH manifests of one encode that disagree",
+       "The HLS playlists and the DASH MPD of one encode place its segments differently (durations or "
+       "wall-clock times in the evidence): check the packager's clock and timeline settings (MPD "
+       "availabilityStartTime, EXT-X-PROGRAM-DATE-TIME); viewers of one format are at another latency, or ask "
+       "for segments before they exist.",
+       stages=frozenset({"origin"})),
     # -- freshness: content stops flowing ---------------------------------------------
     _s(F.STALE_PLAYLIST, C.FRESHNESS, "P1", "stopped updating {playlist}",
        stages=_PLAYLIST, explains=_NO_FLOW,

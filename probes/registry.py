@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import (
+    compare,
     encoder_status,
     gpu,
     hls,
@@ -36,6 +37,7 @@ class ProbeSpec:
 
 REGISTRY: dict[str, ProbeSpec] = {
     "hls": ProbeSpec(hls.probe, hls.combine),
+    "compare": ProbeSpec(compare.probe),
     "rtmp": ProbeSpec(rtmp.probe),
     "ingest_stat": ProbeSpec(ingest_stat.probe),
     "encoder_status": ProbeSpec(encoder_status.probe),

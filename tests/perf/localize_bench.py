@@ -73,6 +73,8 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "transcoder_slow": ("transcoder", {}, ("transcode", "transcoder")),
     "origin_5xx": ("origin", {}, ("origin", "origin")),
     "origin_down": ("origin", {}, ("origin", "origin")),
+    "mpd_stale": ("origin", {}, ("origin", "origin")),  # seen through streams[].compare (lab_agent_config)
+    "segment_late": ("origin", {}, ("origin", "origin")),  # HLS and DASH (PROTOCOL_ONLY)
     "edge_down": ("edge-b", {}, ("cdn", "edge-b")),
     "edge_stale": ("edge-b", {}, ("cdn", "edge-b")),
     "edge_404_segments": ("edge-b", {}, ("cdn", "edge-b")),
@@ -86,7 +88,8 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "webrtc_stall": ("whep", {}, ("playback", "whep")),
 }
 
-PROTOCOL_ONLY = {"edge_no_block": "llhls"}  # faults that exist only on one protocol
+PROTOCOL_ONLY = {"edge_no_block": {"llhls"},  # faults that exist only on some protocols
+                 "segment_late": {"hls", "dash"}}  # the lab's LL-HLS parts are served apart
 
 
 def pct(values: list[float], q: float) -> float:
@@ -342,7 +345,7 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
 
 async def run(args: argparse.Namespace) -> None:
     faults = [f for f in CATALOG if (not args.only or f in args.only.split(","))
-              and PROTOCOL_ONLY.get(f, args.protocol) == args.protocol]
+              and args.protocol in PROTOCOL_ONLY.get(f, {args.protocol})]
     mode = "chronic" if args.chronic else "plain"
     rows: list[Row] = []
     ledger = Ledger()

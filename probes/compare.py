@@ -1,0 +1,225 @@
+"""Manifest comparison probe: a stream's HLS and DASH manifests of one encode, side by side.
+
+``streams[].compare.url`` names a second manifest of the encode ``streams[].origin`` serves (an
+MPD beside an HLS master playlist, or an HLS master beside an MPD), both at the origin. Each
+attempt reads both — the MPD once (each Representation's view: probes/core/mpd.py), the HLS
+master every ``master_refresh_s`` and each variant's media playlist — pairs their video
+renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/``origin``:
+
+- ``manifest_behind`` (DOWN): one manifest's newest segment has not changed for more than one
+  target duration + ``max_skew_s`` while the other lists a segment after it. One encode behind
+  both, so the encode is running and the packaging of that format is not. Without this probe, a
+  stopped MPD with HLS going on (or the reverse) reads as a transcoder that stopped: every
+  rendition stale at the origin. The rule: a segment is due every target duration (RFC 8216
+  §6.2.2, ISO/IEC 23009-1 §5.3.9.5 SegmentTimeline); the two formats are written at the same
+  segment boundary by one packager (ffmpeg, a CMAF packager) or by two fed the same encode, so
+  ``max_skew_s`` (0.5 s by default, a quarter of a 2-s segment) is what one may trail the other
+  before it counts. It fires half a second before the availability probe's own stale rule
+  (1.5 target durations) on a 2-s target, so the localizer sees the cause no later than the
+  symptom;
+- ``manifests_disagree`` (DEGRADED): a segment both list (by URI, else by wall-clock start)
+  lasts more than ``duration_tolerance_s`` longer in one than in the other (0.1 s: EXTINF and
+  SegmentTimeline durations are both exact to the millisecond when written from one encode), or
+  the two place the same segments more than ``offset_tolerance_s`` apart on the wall clock
+  (``EXT-X-PROGRAM-DATE-TIME`` against ``availabilityStartTime`` + segment time: a DASH player
+  computes availability and latency on another timeline than an HLS player of the same stream).
+  1 s, because packagers write PDT to the second: ffmpeg's dash muxer's HLS side writes
+  ``...:42.000`` beside an availabilityStartTime of ``...:42.321`` (measured here: 0.32 and
+  0.53 s apart in two runs), so a second is their precision and more is a timeline of its own;
+- the compared manifest not answering, or not parsing, is ``manifest_behind`` too (that format
+  is not there for its viewers while the other is); the origin's own manifest failing is the
+  availability probe's to judge (UNKNOWN here); renditions that cannot be lined up are named in
+  an UNKNOWN line, never called fine.
+
+Figures: ``compare_lead_s`` and ``compare_lead_segments`` per pair (the second manifest's newest
+segment ahead of the first's; negative: behind), ``compare_offset_s``, ``compare_matched``
+(segments both list) and the mode (``uri``/``time``). Metric
+``signalpath_manifest_lead_seconds{rendition}`` (rendition: the first manifest's name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
+from probes.core import compare
+from probes.core.config import StrictModel
+from probes.core.mpd import looks_like_mpd
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse_body
+from probes.core.redact import redact_url
+from probes.faults import Fault
+
+STAGE = "origin"
+COMPONENT = "origin"
+MAX_SKEW_S = 0.5
+DURATION_TOLERANCE_S = 0.1
+OFFSET_TOLERANCE_S = 1.0
+
+
+class CompareSettings(StrictModel):
+    """``streams[].compare``: the second manifest of the origin's encode (module docstring)."""
+
+    url: str = Field(description="an MPD beside an HLS origin, or an HLS master playlist beside an MPD origin")
+    interval_s: float = Field(1.0, gt=0, le=300)
+    timeout_s: float = Field(4.0, gt=0, le=120)
+    max_skew_s: float = Field(MAX_SKEW_S, ge=0, le=60, description="how long one manifest may trail the other")
+    duration_tolerance_s: float = Field(DURATION_TOLERANCE_S, gt=0, le=10)
+    offset_tolerance_s: float = Field(OFFSET_TOLERANCE_S, gt=0, le=60)
+    master_refresh_s: float = Field(10.0, gt=0, le=3600, description="how often an HLS master playlist is read again")
+    max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    verify_tls: bool = True
+
+
+@dataclass(slots=True)
+class _Side:
+    """One manifest's memory across attempts (in ctx.state)."""
+
+    master: MasterPlaylist | None = None
+    master_at: float = -1e18
+    dash: bool = False  # the manifest is an MPD (read whole every attempt)
+    newest: dict[str, tuple[str, float]] = field(default_factory=dict)  # rendition -> (newest URI, first seen)
+
+
+@dataclass(slots=True)
+class _Read:
+    label: str  # "HLS" / "DASH"
+    playlists: dict[str, MediaPlaylist]
+    sizes: dict[str, tuple[int, int] | None]
+    bandwidths: dict[str, int | None]
+
+
+class _Failed(Exception):
+    """A manifest that did not answer or does not parse (``detail`` names it, redacted)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+    cfg: CompareSettings = target.config
+    res = ProbeResult()
+    st = ctx.state
+    sides = [st.setdefault("first", _Side()), st.setdefault("second", _Side())]
+    urls = [target.url or "", cfg.url]
+    reads = await asyncio.gather(*(_read(ctx, cfg, u, s) for u, s in zip(urls, sides, strict=True)),
+                                 return_exceptions=True)
+    for r in reads:
+        if isinstance(r, BaseException) and not isinstance(r, _Failed):
+            raise r
+    first, second = reads
+    if isinstance(first, _Failed):  # the origin's own manifest: the availability probe judges it
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.UNKNOWN, None, f"not compared: {first.detail}"))
+        return res
+    if isinstance(second, _Failed):  # that format is not there for its viewers while the other is
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.DOWN, Fault.MANIFEST_BEHIND, second.detail))
+        return res
+    assert isinstance(first, _Read) and isinstance(second, _Read)
+    if first.label == second.label:
+        first.label, second.label = f"the origin's {first.label}", f"the compared {second.label}"
+    now = ctx.clock()
+    for read, side in ((first, sides[0]), (second, sides[1])):
+        for name, pl in read.playlists.items():
+            if pl.segments and side.newest.get(name, ("", 0.0))[0] != pl.segments[-1].uri:
+                side.newest[name] = (pl.segments[-1].uri, now)
+    pairs = compare.pair(first.playlists, second.playlists, _merged(first.sizes, second.sizes),
+                         _merged(first.bandwidths, second.bandwidths))
+    behind: list[str] = []
+    disagree: list[str] = []
+    unmatched: list[str] = []
+    labels = {"stream": target.stream, "stage": STAGE, "component": COMPONENT}
+    for n1, n2 in pairs:
+        m = compare.measure(n1, first.playlists[n1], n2, second.playlists[n2])
+        figs = res.figures.setdefault(n1, {})
+        figs.update(compare_mode=m.mode, compare_matched=m.matched, compare_with=n2)
+        if m.lead_s is not None:
+            figs.update(compare_lead_s=round(m.lead_s, 3) + 0.0, compare_lead_segments=m.lead_segments or 0)
+            res.samples.append(Sample("signalpath_manifest_lead_seconds", {**labels, "rendition": n1}, m.lead_s))
+        if m.offset_s is not None:
+            figs["compare_offset_s"] = round(m.offset_s, 3) + 0.0
+        if m.mode == "none" or m.lead_segments is None:
+            unmatched.append(f"{n1}/{n2}")
+            continue
+        td = max(first.playlists[n1].target_duration or 0.0, second.playlists[n2].target_duration or 0.0, 1.0)
+        for (late, late_name, read_l, side_l), (ahead, read_a) in (
+                ((m.lead_segments > 0, n1, first, sides[0]), (m.lead_s or 0.0, second)),
+                ((m.lead_segments < 0, n2, second, sides[1]), (-(m.lead_s or 0.0), first))):
+            if not late:
+                continue
+            age = now - side_l.newest.get(late_name, ("", now))[1]
+            if age > td + cfg.max_skew_s:
+                behind.append(f"{read_l.label} {late_name} has not changed for {age:.1f} s while "
+                              f"{read_a.label} of the same encode lists {abs(m.lead_segments)} segment(s) after it "
+                              f"({ahead:+.1f} s)")
+        if m.duration_mismatch is not None:
+            _, d1, d2 = m.duration_mismatch
+            if abs(d1 - d2) > cfg.duration_tolerance_s:
+                disagree.append(f"{n1}: a segment both list lasts {d1:.3f} s in {first.label}, {d2:.3f} s in "
+                                f"{second.label}")
+        if m.offset_s is not None and abs(m.offset_s) > cfg.offset_tolerance_s:
+            disagree.append(f"{n1}: {second.label} places its segments {m.offset_s:+.2f} s from where "
+                            f"{first.label} does (wall clock)")
+    if behind:
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.DOWN, Fault.MANIFEST_BEHIND, "; ".join(behind)))
+    if disagree:
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.DEGRADED, Fault.MANIFESTS_DISAGREE, "; ".join(disagree)))
+    if not pairs or unmatched:
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.UNKNOWN, None, (
+            f"not compared: {first.label} and {second.label} have no rendition in common (no shared segment, "
+            "resolution or count)" if not pairs else
+            f"not compared: {', '.join(unmatched)} share no segment and carry no wall-clock times")))
+    elif not behind and not disagree:
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.OK, None,
+                                     f"{first.label} and {second.label} agree ({len(pairs)} renditions)"))
+    return res
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {**b, **a}
+
+
+async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) -> _Read:
+    """The video renditions of one manifest, as media playlists (an MPD: each view at the wall
+    clock now; HLS: each variant's media playlist)."""
+    fr = None
+    now = ctx.clock()
+    if side.master is None or now - side.master_at >= cfg.master_refresh_s:
+        fr = await _get(ctx, cfg, url)
+        parsed = await _parse(fr.body, fr.final_url or url, ctx.wall(), url)
+        if isinstance(parsed, MediaPlaylist):  # a media playlist where a manifest belongs: one rendition
+            return _Read("HLS", {"main": parsed}, {"main": None}, {"main": None})
+        side.master, side.master_at = parsed, now
+        side.dash = looks_like_mpd(fr.body, fr.headers.get("content-type"))
+    master = side.master
+    assert master is not None
+    if side.dash:
+        if fr is None:  # the MPD is read every attempt: it holds every Representation's segments
+            fr = await _get(ctx, cfg, url)
+        body, base = fr.body, fr.final_url or url
+        views = await asyncio.gather(*(_parse(body, base.split("#", 1)[0] + v.uri[v.uri.index("#"):], ctx.wall(), url)
+                                       for v in master.variants))
+    else:
+        fetched = await asyncio.gather(*(_get(ctx, cfg, v.uri) for v in master.variants))
+        views = await asyncio.gather(*(_parse(f.body, f.final_url or v.uri, ctx.wall(), v.uri)
+                                       for f, v in zip(fetched, master.variants, strict=True)))
+    playlists = {v.name: p for v, p in zip(master.variants, views, strict=True) if isinstance(p, MediaPlaylist)}
+    return _Read("DASH" if side.dash else "HLS", playlists, {v.name: v.resolution for v in master.variants},
+                 {v.name: v.bandwidth for v in master.variants})
+
+
+async def _get(ctx: ProbeContext, cfg: CompareSettings, url: str) -> Any:
+    fr = await ctx.http.get(url, max_bytes=cfg.max_bytes, verify_tls=cfg.verify_tls)
+    if fr.failure is not None:
+        raise _Failed(f"{redact_url(url)}: {fr.detail}")
+    return fr
+
+
+async def _parse(body: bytes, base: str, wall: float, url: str) -> MasterPlaylist | MediaPlaylist:
+    try:
+        return await parse_body(body, base, wall)
+    except PlaylistError as exc:
+        raise _Failed(f"{redact_url(url)} is malformed: {exc}") from None

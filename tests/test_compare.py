@@ -1,0 +1,159 @@
+"""The HLS and DASH manifests of one encode, compared (probes/compare.py, issue 18).
+
+On a packager we did not write: ffmpeg's dash muxer with ``-hls_playlist 1`` writes both
+formats over one set of fMP4 files. Its two sides agree; a copy of its MPD that stops being
+updated (the DASH side of a packager stuck, HLS going on) is ``manifest_behind`` naming the DASH
+side; ffmpeg dying stops both, which is no manifest fault (the availability probe's stale
+rendition). The lab (one encode as HLS, LL-HLS and DASH) shows the same through the agent:
+a stopped MPD is the origin's incident, not the transcoder's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from attempt import call_probe
+from test_dash import ffmpeg_dash, mpd_ready
+from test_real_packagers import packager, static_server, stop
+from waiting import wait_for
+
+from agent.app import Agent
+from agent.config import parse_config
+from agent.demo import lab_agent_config
+from agent.lab import Lab, LabConfig
+from probes.base import ProbeContext, ProbeResult, ProbeTarget, State
+from probes.compare import CompareSettings
+from probes.compare import probe as compare_probe
+from probes.core.compare import measure, pair
+from probes.core.playlist import MediaPlaylist, parse
+from probes.net.httpfetch import Fetcher
+
+
+def _media(first: int, durations: list[float], pdt0: float | None = 1_700_000_000.0, prefix: str = "s") -> MediaPlaylist:
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+    for i, d in enumerate(durations):
+        if i == 0 and pdt0 is not None:
+            lines.append("#EXT-X-PROGRAM-DATE-TIME:" + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(pdt0))
+                         + f".{round((pdt0 % 1) * 1000):03d}Z")
+        lines += [f"#EXTINF:{d:.3f},", f"{prefix}{first + i}.m4s"]
+    pl = parse("\n".join(lines) + "\n", "http://o.example/live/x.m3u8")
+    assert isinstance(pl, MediaPlaylist)
+    return pl
+
+
+def test_pairs_by_shared_segments_then_resolution_then_bandwidth_order() -> None:
+    a = {"360p": _media(1, [2, 2], prefix="hi"), "180p": _media(1, [2, 2], prefix="lo")}
+    b = {"1": _media(1, [2, 2], prefix="lo"), "0": _media(2, [2, 2], prefix="hi")}
+    assert sorted(pair(a, b)) == [("180p", "1"), ("360p", "0")]
+    c = {"x": _media(1, [2], prefix="p"), "y": _media(1, [2], prefix="q")}
+    d = {"v0": _media(1, [2], prefix="r"), "v1": _media(1, [2], prefix="s")}
+    assert sorted(pair(c, d, {"x": (640, 360), "y": (320, 180), "v0": (320, 180), "v1": (640, 360)})) == \
+        [("x", "v1"), ("y", "v0")]
+    assert sorted(pair(c, d, None, {"x": 900, "y": 300, "v0": 250, "v1": 800})) == [("x", "v1"), ("y", "v0")]
+    assert pair(c, {"only": _media(1, [2], prefix="z")}) == []  # 2 against 1, nothing shared: not guessed
+
+
+def test_measures_lead_durations_and_timeline_offset() -> None:
+    a = _media(10, [2, 2, 2, 2])
+    b = _media(11, [2, 2, 2, 2, 2], pdt0=1_700_000_002.0)  # two segments past a's newest, same timeline
+    m = measure("a", a, "b", b)
+    assert (m.mode, m.lead_segments, m.lead_s, m.matched, m.offset_s) == ("uri", 2, 4.0, 3, 0.0)
+    assert measure("b", b, "a", a).lead_segments == -2
+    shifted = _media(10, [2, 2, 1.7, 2], pdt0=1_700_000_000.8)  # placed 0.8 s later; one segment shorter
+    m = measure("a", a, "b", shifted)
+    assert m.offset_s == pytest.approx(0.8) and m.duration_mismatch is not None
+    assert abs(m.duration_mismatch[1] - m.duration_mismatch[2]) == pytest.approx(0.3)
+    other_files = _media(10, [2, 2, 2, 2], prefix="t")  # no shared URI: lined up by wall clock
+    m = measure("a", a, "b", other_files)
+    assert (m.mode, m.matched, m.lead_segments, m.offset_s) == ("time", 4, 0, 0.0)
+    assert measure("a", _media(1, [2], pdt0=None), "b", _media(1, [2], pdt0=None, prefix="t")).mode == "none"
+
+
+def ffmpeg_both(folder: Path, seconds: int = 120) -> list[str]:
+    """ffmpeg's dash muxer writing its HLS side too (master.m3u8, media_N.m3u8) over the same files."""
+    cmd = ffmpeg_dash(folder, timeline=True, seconds=seconds)
+    return [*cmd[:-1], "-hls_playlist", "1", cmd[-1]]
+
+
+async def next_attempt(interval_s: float = 1.0) -> None:
+    """The probe's interval between two attempts, as the runner keeps it."""
+    due = time.monotonic() + interval_s
+    await wait_for(lambda: time.monotonic() >= due, interval_s + 1.0, "the next attempt")
+
+
+def _target(origin: str, other: str) -> ProbeTarget:
+    return ProbeTarget("compare", "main", "origin", "origin", CompareSettings(url=other), origin, 1.0, 4.0)
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+async def test_ffmpeg_writes_both_formats_in_agreement_and_a_frozen_mpd_is_behind(tmp_path: Path) -> None:
+    async with packager(ffmpeg_both(tmp_path)) as proc, static_server(tmp_path) as url, Fetcher() as http:
+        base = url.rsplit("/", 1)[0]
+        await mpd_ready(tmp_path, segments=5)  # a full window (5) in both
+        await wait_for(lambda: (tmp_path / "master.m3u8").exists(), 10, "ffmpeg's HLS master")
+        healthy = _target(f"{base}/master.m3u8", f"{base}/live.mpd")
+        ctx = ProbeContext(state={}, http=http)
+        results: list[ProbeResult] = []
+        for _ in range(6):  # three segments' worth of attempts, a boundary or two among them
+            results.append(await call_probe(compare_probe, healthy, ctx))
+            await next_attempt()
+        for r in results:
+            assert [(e.state, e.fault) for e in r.evidence] == [(State.OK, None)], (r.evidence[0].detail, r.figures)
+            (name, figs), = r.figures.items()  # one video rendition; the audio side is not a variant
+            assert figs["compare_mode"] == "uri" and figs["compare_matched"] >= 3, figs
+            assert abs(figs["compare_lead_segments"]) <= 1, figs  # read a moment apart, at most one
+            assert abs(figs.get("compare_offset_s", 0.0)) < 1.0, figs  # its HLS side writes PDT to the second
+
+        shutil.copy(tmp_path / "live.mpd", tmp_path / "frozen.mpd")  # the DASH side stops here
+        stuck = _target(f"{base}/master.m3u8", f"{base}/frozen.mpd")
+        ctx = ProbeContext(state={}, http=http)
+        t0 = time.monotonic()
+
+        async def behind() -> ProbeResult | None:
+            r = await call_probe(compare_probe, stuck, ctx)
+            return r if any(e.fault == "manifest_behind" for e in r.evidence) else None
+        r = await wait_for(behind, 10, "the frozen MPD to be behind")
+        took = time.monotonic() - t0
+        (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
+        assert ev.state is State.DOWN and (ev.stage, ev.component) == ("origin", "origin")
+        assert ev.detail.startswith("DASH ") and "HLS of the same encode lists" in ev.detail, ev.detail
+        assert took < 2.0 + 2.0 + 0.5 + 1.5, took  # a segment due, one target duration + the skew, a poll
+
+        stop(proc, crash=True)  # the encode stops: both formats stop together, no manifest fault
+        ctx = ProbeContext(state={}, http=http)
+        for _ in range(5):
+            r = await call_probe(compare_probe, healthy, ctx)
+            assert not [e for e in r.evidence if e.fault], r.evidence
+            await next_attempt()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(150)
+async def test_a_stopped_mpd_at_the_lab_origin_is_the_origins_incident_not_the_transcoders(tmp_path: Path) -> None:
+    """The stream read as DASH: every rendition's MPD view stops (as when the transcoder stops), but
+    its HLS side goes on, so the cause is the origin's DASH packaging; a transcoder stall after it
+    is still the transcoder's (both sides stop)."""
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        conf = lab_agent_config(lab, listen="127.0.0.1:0", protocol="dash",
+                                incidents_path=str(tmp_path / "incidents.db"))
+        conf["streams"][0]["playback"] = {"enabled": False}
+        conf["streams"][0]["latency"] = {"enabled": False}
+        async with Agent(parse_config(conf, "test")) as agent:
+            await wait_for(lambda: agent.board.state_of(lab.config.stream, "origin", "origin").value == "ok", 30,
+                           "the origin watched")
+
+            def opened() -> list[tuple[str, str, str, str]]:
+                return [(i.stage, i.component, i.fault, i.severity)
+                        for i in agent.incidents.localizer.open_incidents()]
+            lab.book.inject("mpd_stale", "origin")
+            first = await wait_for(opened, 15, "an incident for the stopped MPD")
+            assert first == [("origin", "origin", "manifest_behind", "P1")], first
+            lab.book.clear_all()
+            await wait_for(lambda: not opened(), 30, "the incident to resolve")
+            lab.book.inject("transcoder_stall", "transcoder")
+            stalled = await wait_for(opened, 15, "an incident for the stalled transcoder")
+            assert stalled == [("transcode", "transcoder", "stale_playlist", "P1")], stalled
