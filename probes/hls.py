@@ -66,6 +66,26 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   EXT-X-TARGETDURATION after it was sent (at least 1 s; once the playlist is known) is given up
   and is ``timeout`` then (RFC 8216 §6.3.4: a client reloads every target duration, so a slower
   answer leaves it behind the live edge), not at the attempt's deadline.
+- preload hint (LL-HLS; RFC 8216bis §4.4.5.3 EXT-X-PRELOAD-HINT, §6.2.6 and §6.3.7): a
+  low-latency player (hls.js) requests the part the playlist's ``TYPE=PART`` hint names at the
+  moment it sends the blocking reload for that part, and the server holds both until the part is
+  cut. So does the probe, once per rendition per attempt (only when the playlist has a hint: no
+  extra request otherwise). ``preload_hint_lag_s`` = when the hinted request's last byte arrived
+  - when the blocking reload's answer listing that part arrived (negative: the bytes came first);
+  ``preload_hint_status`` its HTTP status. Bytes not all in ``SLOW_SEGMENT_BUDGET`` (1.05) x the
+  part's DURATION (at least ``PART_BUDGET_FLOOR_S``, 0.5 s) + the last reload's round trip after
+  the playlist listed the part — the bound a part fetched from the playlist has — are
+  ``slow_segment`` (DEGRADED): the player that asked early gets the part late (an edge that does
+  not hold or coalesce hinted requests, fetching the part from the origin only after it is
+  listed). A hint answered 404/410 (at once or after a hold) is a figure only: the draft asks a
+  server to hold a hinted request until it can send the part, but a client that gets no part
+  loads it from the playlist once listed, as hls.js does, so viewers see nothing. A hint is judged
+  only when the answer to its blocking reload lists the hinted URI as that very part (not under
+  another part, not with a byte range: the hint's BYTERANGE-START is not modelled); a blocking
+  reload that fails or goes unanswered cancels the hinted request and judges nothing. Hinted
+  requests are held as long as blocking reloads: both together stay within
+  ``HINT_HELD_MAX`` requests per endpoint (the agent's default ``max_in_flight_per_host``, 8),
+  so a hint never queues a rendition's blocking reload behind another's.
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF + the
   durations of the parts of the segment in progress, LL-HLS).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
@@ -114,6 +134,7 @@ from probes.core.playlist import (
     MASTER_REFRESH_S,
     MasterPlaylist,
     MediaPlaylist,
+    Part,
     PlaylistError,
     Segment,
     Variant,
@@ -166,6 +187,19 @@ class _Rendition:
     delta_skipped: int | None = None  # SKIPPED-SEGMENTS of the last delta update compared
     dash_numbers: dict[str, int] = field(default_factory=dict)  # DASH: segment URI -> number, last view
     held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
+
+
+@dataclass(slots=True)
+class _Hint:
+    """LL-HLS: the hinted part requested beside the blocking reload for ``block`` (one per
+    rendition per attempt, :meth:`_Attempt.low_latency_reload`); lives for that attempt only."""
+
+    uri: str  # absolute, as EXT-X-PRELOAD-HINT named it
+    block: tuple[int, int]  # the part the blocking reload sent with it asks for
+    task: asyncio.Task[tuple[FetchResult, float]]  # (its answer, clock when its last byte came)
+    listed: Part | None = None  # the part as the answer to that reload listed it (the match)
+    listed_at: float = 0.0  # clock when that answer arrived
+    reload_s: float = 0.0  # that reload's round trip (the allowance a far server gets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +315,7 @@ class _Attempt:
         self.media_end: dict[str, float] = {}  # rendition -> PDT + EXTINF of its newest segment (epoch s)
         self.keys: dict[str, _Key] = ctx.state.setdefault("keys", {})
         self.listed_keys: dict[str, str] = {}  # key URI -> METHOD, listed by a playlist watched in this attempt
+        self.hinting: frozenset[str] = frozenset()  # renditions that may request a preload hint (HINT_HELD_MAX)
 
     # -- helpers -----------------------------------------------------------------
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
@@ -349,6 +384,10 @@ class _Attempt:
             for gone in set(self.renditions) - {w.name for w in watched}:
                 del self.renditions[gone]
 
+        # a blocking reload per rendition is held at once: the first renditions get a hinted request
+        # beside theirs while the endpoint's bound leaves room (HINT_HELD_MAX)
+        self.hinting = frozenset([w.name for w in watched if w.segments][:max(HINT_HELD_MAX - len(watched), 0)]
+                                 if cfg.fetch_segments else ())
         outcomes = await asyncio.gather(*(
             self.rendition(w, first_body if first_body and i == 0 else None) for i, w in enumerate(watched)))
         failed = [o for o in outcomes if o is not None and o[0] in _FAULT_OF]
@@ -430,6 +469,17 @@ class _Attempt:
 
     async def rendition(self, v: _Watched, prefetched: tuple[FetchResult, MediaPlaylist] | None
                         ) -> tuple[Failure, str] | None:
+        """One watched playlist; a hinted part requested with its blocking reload (LL-HLS) never
+        outlives this."""
+        hint: list[_Hint] = []  # at most one
+        try:
+            return await self.poll_rendition(v, prefetched, hint)
+        finally:
+            for h in hint:
+                await _ended(h.task)
+
+    async def poll_rendition(self, v: _Watched, prefetched: tuple[FetchResult, MediaPlaylist] | None,
+                             hint: list[_Hint]) -> tuple[Failure, str] | None:
         rs = self.renditions.setdefault(v.name, _Rendition())
         cfg = self.cfg
         block = _next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None and not prefetched \
@@ -442,7 +492,7 @@ class _Attempt:
             fr, ready = prefetched
             rs.document = fr.document
         elif block is not None:
-            answered, ready, block, took = await self.low_latency_reload(v, rs, block)
+            answered, ready, block, took = await self.low_latency_reload(v, rs, block, hint)
             if answered is None or answered.failure:
                 # the next reload is a plain one: a server that restarted its numbering, or lost
                 # the window, answers 400 (or never) to a part it will not have (§6.2.5.2)
@@ -535,6 +585,8 @@ class _Attempt:
                      or (rs.seg_fault is not None and rs.seg_fault[0] is Fault.SEGMENT_MISSING)):  # written yet?
             await self.segment(v, rs, pl, span)
         self.segment_figures(v, rs)
+        if hint and hint[0].listed is not None:
+            await self.preload_hint(v, rs, hint[0], span)
         if cfg.fetch_segments and v.segments and pl.newest_part_uri is not None and not pl.newest_part_gap \
                 and (pl.newest_part_uri, pl.newest_part_range) != rs.last_part:
             await self.part(v, rs, pl, span)
@@ -567,7 +619,7 @@ class _Attempt:
         uri, dur, pid = pl.newest_part_uri, pl.newest_part_duration or 0.0, pl.newest_part
         assert uri is not None and pid is not None
         rs.last_part = (uri, pl.newest_part_range)
-        budget = max(SLOW_SEGMENT_BUDGET * dur, 0.5) + rs.reload_s
+        budget = max(SLOW_SEGMENT_BUDGET * dur, PART_BUDGET_FLOOR_S) + rs.reload_s
         name = f"part {pid[0]}.{pid[1]}"
         t0 = time.perf_counter()
         try:
@@ -635,7 +687,7 @@ class _Attempt:
         rs.reload_s = min(fr.connect_s + fr.transfer_s, 2.0)  # the round trip, not the hold (first byte)
         return fr
 
-    async def low_latency_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int]
+    async def low_latency_reload(self, v: _Watched, rs: _Rendition, block: tuple[int, int], hint: list[_Hint]
                                  ) -> tuple[FetchResult | None, MediaPlaylist | None, tuple[int, int], float]:
         """(answer or None when stale, its parse or None, the part asked for, seconds it took).
 
@@ -646,13 +698,28 @@ class _Attempt:
         attempt (one ``interval`` after this one began, with ``HOP_MARGIN_S`` to spare), on to it:
         a request is then waiting whenever a part is cut, as a low-latency player's is, so each
         part is seen when it is cut and the three-part-target rule runs from the last one cut, not
-        from when an attempt happened to look (one reload per part, as hls.js makes)."""
+        from when an attempt happened to look (one reload per part, as hls.js makes).
+
+        With one of these reloads, the part the held playlist's preload hint names is requested
+        too (:meth:`hinted`, put in ``hint``): the caller judges it when the answer to that reload
+        listed it (:meth:`preload_hint`) and ends it; one that answer did not list is ended here."""
+        out = await self.hops(v, rs, block, hint)
+        if hint and hint[0].listed is None:
+            await _ended(hint[0].task)  # its reload failed, went unanswered, or did not list it
+        return out
+
+    async def hops(self, v: _Watched, rs: _Rendition, block: tuple[int, int], hint: list[_Hint]
+                   ) -> tuple[FetchResult | None, MediaPlaylist | None, tuple[int, int], float]:
+        """The blocking reloads of :meth:`low_latency_reload`; a hinted request started with one
+        of them is put in ``hint``."""
         first: tuple[FetchResult, MediaPlaylist, tuple[int, int], float] | None = None
         next_attempt = self.started + self.t.interval
         for hop in range(MAX_HOPS):
+            with_hint = not hint and self.hinted(v, rs, block, hop, hint)
             asked = self.ctx.clock()
             fr = await self.blocking_reload(v, rs, block)
-            took = self.ctx.clock() - asked
+            answered = self.ctx.clock()
+            took = answered - asked
             if fr is None and first is not None and rs.block_failed:
                 return first  # the deadline cut a later wait short: the answer before stands
             if fr is None or fr.failure:
@@ -663,6 +730,9 @@ class _Attempt:
                 return fr, None, block, took  # the caller parses again and says why
             if not isinstance(pl, MediaPlaylist):
                 return fr, None, block, took
+            if with_hint:  # listed as that part (else: another part, or not yet: no judgement)
+                hint[0].listed = _hinted_part(pl, hint[0].uri, block)
+                hint[0].listed_at, hint[0].reload_s = answered, rs.reload_s
             nxt = _next_part(pl)
             if nxt is None or pl.newest_part is None or pl.newest_part < block or pl.endlist:
                 return fr, pl, block, took  # (an answer without the part: the caller names it)
@@ -677,6 +747,87 @@ class _Attempt:
             first = (fr, pl, block, took)
             block = nxt
         raise AssertionError("unreachable")
+
+    def hinted(self, v: _Watched, rs: _Rendition, block: tuple[int, int], hop: int, hint: list[_Hint]) -> bool:
+        """Request the part the held playlist's preload hint names, beside the blocking reload for
+        ``block`` (its next part), as hls.js does; whether it was. Not when the playlist has no
+        hint (the hot path stays one request), for a rendition past ``HINT_HELD_MAX``, when the
+        hinted URI is a listed part's (a byte range of one resource), nor on an attempt's first
+        reload when that part is due already (a part target since the newest was seen: a request
+        for a part cut already tells nothing of how hinted requests are held; the next hop's is)."""
+        pl = rs.playlist
+        assert pl is not None
+        uri, pt = pl.preload_hint, pl.part_target
+        if uri is None or pt is None or v.name not in self.hinting:
+            return False
+        now = self.ctx.clock()
+        if hop == 0 and rs.part_at is not None and now - rs.part_at >= pt:
+            return False
+        if any(p.uri == uri for p in pl.parts):
+            return False
+        # held as long as the blocking reload may be, then given the part's own bound
+        bound = PART_STALE_TARGETS * pt + max(SLOW_SEGMENT_BUDGET * pt, PART_BUDGET_FLOOR_S) + 2 * rs.reload_s
+        left = own_deadline(self.ctx) - now
+        if 0 < left < bound:
+            bound = left
+        hint.append(_Hint(uri, block, asyncio.create_task(self.hint_fetch(uri, max(bound, 0.01)))))
+        return True
+
+    async def hint_fetch(self, uri: str, bound: float) -> tuple[FetchResult, float]:
+        """The hinted request, bounded: (its answer, or TIMEOUT; clock when it ended)."""
+        t0, w0 = time.perf_counter(), time.time()
+        try:
+            async with asyncio.timeout(bound):
+                fr = await self.fetch(uri, self.cfg.segment_max_bytes, keep_body=False)
+        except TimeoutError:
+            fr = FetchResult(url=uri, failure=Failure.TIMEOUT, detail=f"not downloaded within {bound:.1f} s",
+                             start_wall=w0, end_wall=time.time(), total_s=time.perf_counter() - t0)
+        return fr, self.ctx.clock()
+
+    async def preload_hint(self, v: _Watched, rs: _Rendition, h: _Hint, parent: SpanRecord) -> None:
+        """Judge a hinted part its blocking reload's answer listed (module docstring, preload
+        hint): ``preload_hint_lag_s``, ``preload_hint_status``, and ``slow_segment`` when its
+        bytes are not all in within the part's bound after it was listed. Waits for them no
+        longer than that bound (nothing judged when the attempt's deadline comes first)."""
+        p = h.listed
+        assert p is not None
+        budget = max(SLOW_SEGMENT_BUDGET * p.duration, PART_BUDGET_FLOOR_S) + h.reload_s
+        name = f"part {p.msn}.{p.index}"
+        figs = self.figures.setdefault(v.name, {})
+        if not h.task.done():
+            now = self.ctx.clock()
+            wait = h.listed_at + budget - now
+            if wait > own_deadline(self.ctx) - now - 0.05:
+                return  # the attempt's deadline comes first: not measured
+            try:
+                async with asyncio.timeout(max(wait, 0.0)):
+                    await h.task
+            except TimeoutError:
+                pass
+        if h.task.done() and not h.task.cancelled():
+            fr, done_at = h.task.result()
+            parent.children.append(_span(f"hint {name}", fr, **{"signalpath.rendition": v.name}))
+            if fr.status:
+                figs["preload_hint_status"] = fr.status
+            if fr.failure and fr.failure is not Failure.TIMEOUT:
+                return  # 404/410, or no part: a player loads it from the playlist (module docstring)
+            if not fr.failure:
+                rs.last_part = (h.uri, None)  # the part is in: part() need not ask again
+                lag = done_at - h.listed_at
+                figs["preload_hint_lag_s"] = round(lag, 4)
+                if lag <= budget:
+                    return
+                what = f"arrived {lag:.2f} s after the playlist listed it"
+            else:
+                figs["preload_hint_lag_s"] = round(done_at - h.listed_at, 4)  # at least
+                what = f"had not all arrived {budget:.2f} s after the playlist listed it"
+        else:
+            figs["preload_hint_lag_s"] = round(self.ctx.clock() - h.listed_at, 4)  # at least
+            what = f"had not all arrived {budget:.2f} s after the playlist listed it"
+        self.evidence(State.DEGRADED, Fault.SLOW_SEGMENT, f"{v.name}: the hinted {name} (EXT-X-PRELOAD-HINT, "
+                      f"requested with the blocking reload for it) {what} ({p.duration:.2f} s of media): a player "
+                      "that asks early gets it late (hinted requests not held until the part is cut)", v.name,
+                      media_sequence=p.msn, url_role="segment")
 
     async def delta_update(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, now: float) -> None:
         """LL-HLS: every ``DELTA_CHECK_S``, the Playlist Delta Update (``_HLS_skip=YES``, RFC 8216bis
@@ -1070,6 +1221,11 @@ part targets, the buffer a low-latency player keeps: past it, it stalls)."""
 DELTA_CHECK_S = 30.0  # LL-HLS: a Playlist Delta Update is compared with the full playlist this often
 MAX_HOPS = 8  # blocking reloads in one attempt, at most (HlsProbe.low_latency_reload)
 HOP_MARGIN_S = 0.1  # a part due later than this before the next attempt is left to it
+PART_BUDGET_FLOOR_S = 0.5  # a part (fetched or hinted) is given at least this, however short (module docstring)
+HINT_HELD_MAX = 8
+"""LL-HLS: blocking reloads and hinted part requests held at once per endpoint, at most (the
+agent's default ``max_in_flight_per_host``, agent/config.py): the renditions first watched get a
+hinted request while the watched renditions leave room (module docstring, preload hint)."""
 
 
 DASH_DURATION_SLACK = 0.02  # of @maxSegmentDuration, or DASH_DURATION_SLACK_S when more
@@ -1107,6 +1263,30 @@ def _has_part(pl: MediaPlaylist, block: tuple[int, int]) -> bool:
     # later part exists yet and the request was for the next segment's first: not answered)
     return pl.last_seq == msn and (newest is None or newest[0] < msn)
 
+
+
+def _hinted_part(pl: MediaPlaylist, uri: str, block: tuple[int, int]) -> Part | None:
+    """The part ``pl`` lists at ``uri`` when it is part ``block`` — or part 0 of the next segment
+    when ``block`` is past its segment's last part (a server reads it so, RFC 8216bis §6.2.5.2)
+    — and is a whole resource (no byte range); else None: the hint is not judged."""
+    p = next((p for p in pl.parts if p.uri == uri), None)
+    if p is None or p.byterange is not None:
+        return None
+    msn, index = block
+    if (p.msn, p.index) == block:
+        return p
+    past_last = pl.last_seq >= msn and index == sum(1 for q in pl.parts if q.msn == msn) and index > 0
+    return p if past_last and (p.msn, p.index) == (msn + 1, 0) else None
+
+
+async def _ended(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` unless done, and wait for its end (STYLE.md 10: nothing outlives its
+    owner); the caller's own cancellation still propagates."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc  # a bug (a fetch's failures are data): never dropped unseen
 
 
 def _cadence(target_duration: float, newest: Segment | None) -> float:

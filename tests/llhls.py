@@ -22,12 +22,20 @@ Knobs: ``stalled_at`` (monotonic time after which no part is produced: a package
 that strips or ignores the query does), ``part_delay_s`` (each part answers that late) and
 ``bad_skip`` (a delta update's SKIPPED-SEGMENTS one short of what it left out: an off-by-one) and
 ``playlist_delay_s`` (every playlist answer starts that late: a slow first byte).
+
+A part requested before it is cut (as its preload hint invites, §4.4.5.3) is held until it is
+(at most three target durations, then 404), and answered as soon as it is; ``hinted_requests``
+counts them. Knobs: ``hint_delay_s`` (such a request answers that long after the part is cut,
+while the same part asked for once listed answers at once: a CDN that does not hold or coalesce
+hinted requests and fetches the part only after the playlist lists it) and ``hint_404`` (such a
+request is answered 404 at once: a server that does not hold them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +51,8 @@ class LowLatencyKnobs:
     part_delay_s: float = 0.0  # each part's answer waits this long (a slow edge for parts)
     bad_skip: bool = False  # a delta update says it skipped one segment fewer than it left out
     playlist_delay_s: float = 0.0  # every playlist answer waits this long first (a slow first byte)
+    hint_delay_s: float = 0.0  # a part asked for before it is cut answers this long after it is cut
+    hint_404: bool = False  # a part asked for before it is cut answers 404 at once
 
 
 class LowLatencyEndpoint:
@@ -59,6 +69,7 @@ class LowLatencyEndpoint:
         self.knobs = LowLatencyKnobs()
         self.server: LocalServer | None = None
         self.blocking_requests = 0
+        self.hinted_requests = 0  # parts requested before they were cut
 
     @property
     def target_duration(self) -> int:
@@ -149,6 +160,26 @@ class LowLatencyEndpoint:
                             headers={"Cache-Control": "no-cache"})
 
     async def media(self, req: web.Request) -> web.Response:
-        if req.match_info["name"].startswith("part") and self.knobs.part_delay_s:
+        name = req.match_info["name"]
+        if (m := re.fullmatch(r"part(\d+)\.(\d+)", name)) is not None:
+            await self.hinted(int(m[1]) * self.per + int(m[2]))
+        if name.startswith("part") and self.knobs.part_delay_s:
             await asyncio.sleep(self.knobs.part_delay_s)
         return web.Response(body=b"\x47" + b"\0" * 187, content_type="video/mp2t")
+
+    async def hinted(self, index: int) -> None:
+        """Hold a request for part ``index`` (counted from the start) until it is cut (module
+        docstring); at once when it is out already."""
+        if self.parts_done() > index:
+            return
+        self.hinted_requests += 1
+        if self.knobs.hint_404:
+            raise web.HTTPNotFound(text="not cut yet\n")
+        deadline = time.monotonic() + 3 * self.target_duration
+        while self.parts_done() <= index:
+            cut = self.t0 + (index + 1) * self.part_s  # when the part is cut (unless stalled)
+            if time.monotonic() > deadline:
+                raise web.HTTPNotFound(text="part not produced in time\n")
+            await asyncio.sleep(min(max(cut - time.monotonic(), 0.0) + 0.001, 0.05))
+        if self.knobs.hint_delay_s:
+            await asyncio.sleep(self.knobs.hint_delay_s)

@@ -3,8 +3,9 @@ reads parts, the preload hint, server control and rendition reports from the dra
 (§9.11), and live latency counts the parts of the segment in progress; the test server (tests/llhls.py, no LL-HLS packager installs here) renders that
 example's shape; the HLS probe reloads a low-latency playlist with ``_HLS_msn``/``_HLS_part`` for
 the next part, finds a rendition stale at part granularity within three part targets, and names
-a server that answers such a reload at once without the part (it does not block), and times the
-newest part against its duration."""
+a server that answers such a reload at once without the part (it does not block), times the
+newest part against its duration, and requests the part the preload hint names with the blocking
+reload for it, timed against the answer that lists it (§4.4.5.3, §6.2.6)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,80 @@ async def test_a_part_slower_than_its_duration_is_a_slow_segment() -> None:
     assert results[-1].figures["renditions"]["main"]["part_download_ratio"] > 1.0
 
 
+def _hinted(n: int) -> Any:
+    """An ``until`` for :func:`_attempts`: ``n`` attempts have judged a hinted part."""
+    seen = []
+
+    def until(r: Any) -> bool:
+        if "preload_hint_status" in r.figures["renditions"]["main"]:
+            seen.append(r)
+        return len(seen) >= n
+    return until
+
+
+async def test_a_hinted_part_arrives_with_the_playlist_that_lists_it() -> None:
+    """A server that holds a request for a part not cut yet until it is (as it holds the blocking
+    reload for it, §6.2.6): the probe requests the part EXT-X-PRELOAD-HINT names beside that
+    reload, and its bytes come within milliseconds of the answer listing it; no finding, and the
+    part is not asked for again."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    try:
+        results = await _attempts(ep, _hinted(5))
+        parts_asked = ep.hinted_requests
+    finally:
+        await ep.stop()
+    assert [e for r in results for e in r.evidence if e.fault is not None] == []
+    figs = [f for r in results if "preload_hint_status" in (f := r.figures["renditions"]["main"])]
+    assert len(figs) == 5 and {f["preload_hint_status"] for f in figs} == {200}, figs
+    lags = [f["preload_hint_lag_s"] for f in figs]
+    assert all(-0.3 < lag < 0.3 for lag in lags), lags
+    assert parts_asked >= 5  # requested before the part was cut: early, as hls.js asks
+    # the hinted request brought the part: it is not fetched again (the newest part is, when a
+    # later hop went past it)
+    for r in results:
+        names = [c.name for s in r.spans for c in s.children]
+        assert not {n.removeprefix("hint ") for n in names if n.startswith("hint ")} & set(names), names
+    assert sum(1 for r in results for s in r.spans for c in s.children if c.name.startswith("hint part ")) == 5
+
+
+async def test_a_hinted_part_answered_late_is_a_slow_segment() -> None:
+    """A CDN that does not hold hinted requests together with the part (it answers one two part
+    durations after the part is cut, while the part asked for once listed comes at once): the
+    player that asked early gets the part late. The probe names the hinted part, DEGRADED, once
+    its bytes are not in 1.05 x its duration (+ the reload's round trip) after it was listed."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    ep.knobs.hint_delay_s = 2 * 0.5
+    try:
+        results = await _attempts(ep, lambda r: any(e.fault is Fault.SLOW_SEGMENT for e in r.evidence))
+    finally:
+        await ep.stop()
+    slow = [e for e in results[-1].evidence if e.fault is Fault.SLOW_SEGMENT]
+    assert len(slow) == 1, slow  # the part fetched from the playlist came at once
+    ev = slow[0]
+    m = re.search(r"the hinted part (\d+)\.(\d+) .*had not all arrived 0\.\d\d s after the playlist listed it",
+                  ev.detail)
+    assert m is not None and ev.state.value == "degraded" and ev.rendition == "main", ev
+    assert ev.media_sequence == int(m[1]) and ev.url_role == "segment"
+    figs = results[-1].figures["renditions"]["main"]
+    assert figs["preload_hint_lag_s"] > 0.5 and figs["part_download_ratio"] < 1.0, figs
+
+
+async def test_a_hint_answered_404_is_a_figure_not_a_fault() -> None:
+    """A server that answers a request for a part not cut yet 404 at once (the draft asks it to
+    hold it): hls.js loads the part from the playlist once listed, viewers see nothing; the
+    status is a figure, and the part is fetched from the playlist as before."""
+    ep = await LowLatencyEndpoint(part_s=0.5).start()
+    ep.knobs.hint_404 = True
+    try:
+        results = await _attempts(ep, _hinted(3))
+    finally:
+        await ep.stop()
+    assert [e for r in results for e in r.evidence if e.fault is not None] == []
+    figs = [f for r in results if "preload_hint_status" in (f := r.figures["renditions"]["main"])]
+    assert figs and all(f["preload_hint_status"] == 404 and "preload_hint_lag_s" not in f for f in figs), figs
+    assert all(f["part_download_ratio"] < 1.0 for f in figs), figs
+
+
 async def test_parts_that_stop_are_a_stale_rendition_within_three_part_targets() -> None:
     ep = await LowLatencyEndpoint(part_s=0.5).start()
     try:
@@ -143,6 +218,8 @@ async def test_parts_that_stop_are_a_stale_rendition_within_three_part_targets()
         await ep.stop()
     ev = next(e for e in results[-1].evidence if e.fault is Fault.STALE_PLAYLIST)
     assert "a blocking reload unanswered" in ev.detail and ev.rendition == "main", ev
+    # nothing judged of a hint on a reload that went unanswered
+    assert "preload_hint_status" not in results[-1].figures["renditions"]["main"]
     # 3 part targets (1.5 s) after the last part seen, plus the attempt that was waiting on it:
     # a fresh context sees its first part up to one part target late
     assert took <= 3 * 0.5 + 0.5 + 0.5, took
