@@ -17,7 +17,13 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   shorter than that is reloaded until it is long enough (RFC 8216bis: a client SHOULD NOT
   start less than three target durations from the end), and that wait counts in the
   startup time. An MPEG-DASH stream's viewer joins as dash.js does: ``suggestedPresentationDelay``
-  behind the live edge, else 4 segment durations (the dash.js default live delay);
+  behind the live edge, else 4 segment durations (the dash.js default live delay); it buffers
+  at most that far ahead at the live edge (dash.js's live buffer target is the live delay: the
+  edge is no further), holds playback when its buffer falls to 0.3 s and resumes above it
+  (dash.js ``streaming.buffer.stallThreshold``; ``DASHJS_STALL_THRESHOLD_S``), and every such
+  hold is a stall at once (dash.js fires ``BUFFER_EMPTY`` then; it has no 1.25-s detection
+  delay as hls.js has). Not modelled: dash.js's ABR (one Representation per viewer, as for
+  HLS) and its live catch-up (playback rate changes);
 - low latency (hls.js ``lowLatencyMode``, on by default: ``low_latency``): on an LL-HLS playlist
   (parts, PART-HOLD-BACK, CAN-BLOCK-RELOAD) the viewer joins PART-HOLD-BACK behind the live edge
   (the end of the newest part), at the newest INDEPENDENT part at or before that point (where a
@@ -75,6 +81,7 @@ from pydantic import Field
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
 from probes.core.config import StrictModel
+from probes.core.mpd import VIEW_FRAGMENT
 from probes.core.player_model import PlaybackFigures, PlayerConfig, PlayerModel, PlayerState, join_index
 from probes.core.playlist import (
     MasterPlaylist,
@@ -96,6 +103,7 @@ __all__ = ["PlaybackSettings", "probe"]
 
 RETRY_BASE_S = 1.0  # hls.js retryDelayMs
 RETRY_MAX_S = 8.0  # hls.js maxRetryDelayMs
+DASHJS_STALL_THRESHOLD_S = 0.3  # dash.js streaming.buffer.stallThreshold: playback holds at or under it
 
 
 class PlaybackSettings(StrictModel):
@@ -279,7 +287,10 @@ class _Attempt:
             # name, as the HLS probe watches it (one name per playlist for the localizer)
             name = next((x.name for x in self.st.master.variants if x.uri == audio.uri), audio.name)
             tracks.append(_Track(name, audio.uri, audio=True))
-        model = PlayerModel(self.cfg.player, clock=self.viewer_clock, separate_audio=len(tracks) > 1)
+        player = self.cfg.player
+        if VIEW_FRAGMENT in v.uri:  # an MPD's Representation: dash.js's stall rules (module docstring)
+            player = player.model_copy(update={"stall_threshold_s": DASHJS_STALL_THRESHOLD_S, "stall_report_s": 0.0})
+        model = PlayerModel(player, clock=self.viewer_clock, separate_audio=len(tracks) > 1)
         model.request()
         return _Session(model=model, tracks=tracks, started_at=self.ctx.wall())
 

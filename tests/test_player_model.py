@@ -106,6 +106,29 @@ def test_resume_threshold_is_configurable():
     assert f.stall_s == pytest.approx(2.5)
 
 
+def test_a_dash_js_viewer_holds_at_its_stall_threshold_and_reports_the_stall_at_once():
+    """dash.js holds playback when its buffer falls to streaming.buffer.stallThreshold (0.3 s) and
+    fires BUFFER_EMPTY then; it resumes above it (the next segment here). hls.js plays the
+    buffer out and reports a dry spell only after 1.25 s."""
+    dash = PlayerConfig(stall_threshold_s=0.3, stall_report_s=0.0)
+    clock, player = play_timeline([(0.0, 2.0, 0)], config=dash, until=1.8)
+    f = player.figures()
+    assert f.state is PlayerState.STALLED and f.watched_s == pytest.approx(1.7) and f.buffer_s == pytest.approx(0.3)
+    assert f.current_stall_s == pytest.approx(0.1) and f.stalled_now
+    clock.at(2.5)
+    player.segment_downloaded(2.0)
+    clock.at(3.0)
+    f = player.figures()
+    assert f.state is PlayerState.PLAYING and f.stall_count == 1 and f.stall_s == pytest.approx(0.8)
+    assert f.micro_stall_s == 0.0
+    clock, hls = play_timeline([(0.0, 2.0, 0)], until=1.8)
+    assert hls.figures().state is PlayerState.PLAYING  # the same timeline: hls.js still plays
+    clock, player = play_timeline([(0.0, 2.0, 0)], config=dash)
+    player.end_of_stream()
+    clock.at(2.5)
+    assert player.figures().state is PlayerState.ENDED  # the last segment plays out whole
+
+
 def test_startup_timeout_is_a_failure():
     clock, player = session(PlayerConfig(startup_deadline_s=10.0))
     clock.at(9.9)

@@ -15,9 +15,11 @@ How it plays (and where each rule comes from, shared/THRESHOLDS.md):
   is appended). Startup time = request to first frame playing (Mux "video startup time",
   CTA-2066 ``initialStartupTime``).
 - Play: the playhead advances 1 s per clock second while the buffer holds media.
-- Stall: the buffer runs dry while playing. The stall starts at that instant and ends
-  when the buffer holds more than ``resume_buffer_s`` (default 0: the next whole segment,
-  the HTML media element's HAVE_FUTURE_DATA at segment granularity). A dry spell becomes
+- Stall: the buffer runs dry while playing (or falls to ``stall_threshold_s``: dash.js holds
+  playback below its ``streaming.buffer.stallThreshold``, 0.3 s, and resumes above it; hls.js
+  plays the buffer out, 0). The stall starts at that instant and ends when the buffer holds
+  more than ``resume_buffer_s`` and the threshold (default 0: the next whole segment, the HTML
+  media element's HAVE_FUTURE_DATA at segment granularity). A dry spell becomes
   a reported stall once it has lasted ``stall_report_s`` (1.25 s, hls.js
   ``detectStallWithCurrentTimeMs``); shorter ones are micro-stalls, kept apart in
   ``micro_stall_s`` (hls.js does not report them either). Stall duration is measured
@@ -72,6 +74,8 @@ class PlayerConfig(StrictModel):
     start_buffer_s: float = Field(0.0, ge=0)
     resume_buffer_s: float = Field(0.0, ge=0)
     stall_report_s: float = Field(1.25, ge=0)
+    stall_threshold_s: float = Field(0.0, ge=0, le=10, description="buffer level at or under which playback holds "
+                                     "(0: when dry, hls.js; 0.3: dash.js streaming.buffer.stallThreshold)")
     startup_deadline_s: float = Field(15.0, gt=0)
     stall_give_up_s: float = Field(60.0, gt=0)
     max_buffer_s: float = Field(600.0, gt=0, le=3600)
@@ -214,7 +218,7 @@ class PlayerModel:
         if self._state is PlayerState.STARTING and ahead > cfg.start_buffer_s:
             self._startup = now - self._requested
             self._state = PlayerState.PLAYING
-        elif self._state is PlayerState.STALLED and ahead > cfg.resume_buffer_s:
+        elif self._state is PlayerState.STALLED and ahead > max(cfg.resume_buffer_s, cfg.stall_threshold_s):
             self._end_stall(now)
             self._state = PlayerState.PLAYING
 
@@ -312,11 +316,12 @@ class PlayerModel:
             self._now = now
             return
         if self._state is PlayerState.PLAYING:
-            played = self._play(now - self._now)
+            hold = 0.0 if self._eos else cfg.stall_threshold_s  # the last segment plays out (dash.js too)
+            played = self._play(min(now - self._now, max(self._ahead() - hold, 0.0)))
             self._watched += played
             if self._buffered_s <= 1e-9:
                 self._buffered_s = 0.0
-            if self._ahead() <= 1e-9:
+            if self._ahead() <= hold + 1e-9:
                 if self._eos:
                     self._now += played
                     self._state = PlayerState.ENDED
