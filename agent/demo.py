@@ -43,10 +43,12 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
 
     ``protocol``: ``hls`` watches the lab's HLS playlists, ``llhls`` its Low-Latency HLS playlists
     (parts, blocking reload), ``dash`` the same segments through its MPD (agent/lab/packager.py),
-    at the origin and through every edge. The origin's other manifest of the same encode (its
-    MPD, or for ``dash`` its HLS master) is compared with it (``streams[].compare``,
-    probes/compare.py): a DASH side that stops while HLS goes on is the origin's, not a
-    transcoder's.
+    at the origin and through every edge. For ``hls`` and ``dash`` the origin's other manifest
+    of the same encode (its MPD, or for ``dash`` its HLS master) is compared with it
+    (``streams[].compare``, probes/compare.py): a DASH side that stops while HLS goes on is the
+    origin's, not a transcoder's. Not for ``llhls``: the lab's LL-HLS view closes a segment
+    part-way when the encode stalls (agent/lab/packager.py ``ll_close``), a segment its MPD never
+    lists, so a stalled transcoder would read as the MPD behind.
 
     ``webrtc=True`` adds a WHIP publish (ingest/whip) and a WHEP playback (playback/whep)
     test of the lab's WebRTC endpoint at the probes' default interval (30 s, 3 s of media).
@@ -73,7 +75,7 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
             "encoders": [{"name": "encoder", "url": f"{lab.control_url}/studio/stat"}],
         }],
     }
-    if hasattr(lab, "dash_url"):  # the origin's other manifest of the same encode (probes/compare.py)
+    if protocol != "llhls" and hasattr(lab, "dash_url"):  # the origin's other manifest (probes/compare.py)
         conf["streams"][0]["compare"] = {"url": lab.origin_url() if protocol == "dash" else lab.dash_url(None)}
     if ingest_monitor and hasattr(lab, "ingest_live_url"):
         conf["streams"][0]["ingest"]["monitor"] = [{"name": "ingest", "url": lab.ingest_live_url(), "interval_s": 2.0}]

@@ -73,7 +73,7 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
     "transcoder_slow": ("transcoder", {}, ("transcode", "transcoder")),
     "origin_5xx": ("origin", {}, ("origin", "origin")),
     "origin_down": ("origin", {}, ("origin", "origin")),
-    "mpd_stale": ("origin", {}, ("origin", "origin")),  # seen through streams[].compare (lab_agent_config)
+    "mpd_stale": ("origin", {}, ("origin", "origin")),  # seen through streams[].compare (PROTOCOL_ONLY)
     "segment_late": ("origin", {}, ("origin", "origin")),  # HLS and DASH (PROTOCOL_ONLY)
     "edge_down": ("edge-b", {}, ("cdn", "edge-b")),
     "edge_stale": ("edge-b", {}, ("cdn", "edge-b")),
@@ -89,7 +89,8 @@ CATALOG: dict[str, tuple[str | None, dict, tuple[str, str]]] = {
 }
 
 PROTOCOL_ONLY = {"edge_no_block": {"llhls"},  # faults that exist only on some protocols
-                 "segment_late": {"hls", "dash"}}  # the lab's LL-HLS parts are served apart
+                 "segment_late": {"hls", "dash"},  # the lab's LL-HLS parts are served apart
+                 "mpd_stale": {"hls", "dash"}}  # compared on those only (agent/demo.py lab_agent_config)
 
 
 def pct(values: list[float], q: float) -> float:
