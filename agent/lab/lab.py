@@ -167,6 +167,7 @@ class Lab:
                           ", ".join(sorted(t.get_name() for t in stuck)))
         if self._webrtc is not None:
             await self._webrtc.stop()
+        self.packager.stop_holding()  # held LL-HLS requests answered before their servers stop
         self.ingest_live.close()
         await self._control.stop()
         for edge in self._edges.values():

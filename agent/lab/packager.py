@@ -143,6 +143,7 @@ class Packager:
         self._ast: float | None = None  # DASH availabilityStartTime, fixed at the first segment
         self._mpd: bytes | None = None  # rendered once per publish
         self._ll_changed: asyncio.Event | None = None  # set (and replaced) at every part or segment
+        self.holding = True  # False once the lab stops: held requests are answered at once (stop_holding)
 
     @property
     def renditions(self) -> tuple[str, ...]:
@@ -255,8 +256,18 @@ class Packager:
         st = self._r[rendition]
         return st.ll[-1].msn if st.ll else None
 
+    def stop_holding(self) -> None:
+        """The lab stops: every held request wakes and is answered now (``holding`` False), so no
+        server shuts down under a request it still holds (aiohttp then leaves its socket open)."""
+        self.holding = False
+        if self._ll_changed is not None:
+            ev, self._ll_changed = self._ll_changed, None
+            ev.set()
+
     async def ll_wait(self, timeout_s: float) -> None:
         """Until the next part or segment of any rendition, at most ``timeout_s``."""
+        if not self.holding:
+            return
         if self._ll_changed is None:
             self._ll_changed = asyncio.Event()
         try:

@@ -193,7 +193,7 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
             deadline = asyncio.get_running_loop().time() + hold_s
             while not packager.ll_has(rendition, msn, part):
                 left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
+                if left <= 0 or not packager.holding:
                     return web.Response(status=503, text="part not produced in time\n", headers=_NO_STORE)
                 await packager.ll_wait(left)
                 if (r := check(request)) is not None:
@@ -231,7 +231,7 @@ def origin_app(packager: Packager, book: FaultBook, stream: str, playlist_max_ag
             due = nxt is not None and ((msn == nxt.msn and i == len(nxt.parts) and not nxt.complete)
                                        or (msn == nxt.msn + 1 and i == 0 and nxt.complete))
             left = deadline - asyncio.get_running_loop().time()
-            if not due or left <= 0:
+            if not due or left <= 0 or not packager.holding:
                 break
             await packager.ll_wait(left)
         return web.Response(status=404, text="no such segment or part\n", headers=_NO_STORE)
