@@ -139,6 +139,7 @@ from probes.core.playlist import (
     Segment,
     Variant,
     extinf_exceeds_target,
+    next_part,
     parse_body,
     reusable,
     with_query,
@@ -482,7 +483,7 @@ class _Attempt:
                              hint: list[_Hint]) -> tuple[Failure, str] | None:
         rs = self.renditions.setdefault(v.name, _Rendition())
         cfg = self.cfg
-        block = _next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None and not prefetched \
+        block = next_part(rs.playlist) if cfg.blocking_reload and rs.playlist is not None and not prefetched \
             and not rs.block_failed else None
         rs.block_failed = False
         took = 0.0
@@ -567,7 +568,7 @@ class _Attempt:
             rs.part_id, rs.part_at = pl.newest_part, now
         elif block is None and pl.newest_part is not None and pl.part_target and rs.part_at is not None \
                 and now - rs.part_at > PART_STALE_TARGETS * pl.part_target and not pl.endlist:
-            nxt = _next_part(pl)
+            nxt = next_part(pl)
             if nxt is not None:  # read plainly (after a failed blocking reload): no new part either
                 self.part_stale(v, rs, nxt)
                 rs.playlist = pl
@@ -733,7 +734,7 @@ class _Attempt:
             if with_hint:  # listed as that part (else: another part, or not yet: no judgement)
                 hint[0].listed = _hinted_part(pl, hint[0].uri, block)
                 hint[0].listed_at, hint[0].reload_s = answered, rs.reload_s
-            nxt = _next_part(pl)
+            nxt = next_part(pl)
             if nxt is None or pl.newest_part is None or pl.newest_part < block or pl.endlist:
                 return fr, pl, block, took  # (an answer without the part: the caller names it)
             behind = pl.newest_part > block and hop == 0
@@ -1240,17 +1241,6 @@ def _too_long(pl: MediaPlaylist, duration: float, target: float) -> bool:
     if pl.protocol == "dash":
         return duration > target + max(DASH_DURATION_SLACK_S, DASH_DURATION_SLACK * target)
     return extinf_exceeds_target(duration, target)
-
-
-def _next_part(pl: MediaPlaylist) -> tuple[int, int] | None:
-    """The part a low-latency client asks for next (``_HLS_msn``, ``_HLS_part``), when the
-    playlist offers blocking reload and parts: the one after the newest listed (a server treats a
-    part past a segment's last as part 0 of the next, RFC 8216bis §6.2.5.2)."""
-    if not (pl.low_latency and pl.can_block_reload and pl.part_target) or pl.endlist:
-        return None
-    if pl.newest_part is not None:
-        return pl.newest_part[0], pl.newest_part[1] + 1
-    return pl.last_seq + 1, 0
 
 
 def _has_part(pl: MediaPlaylist, block: tuple[int, int]) -> bool:

@@ -78,6 +78,7 @@ from probes.core.latency_core import (
     BASELINE_S,
     HIGH_ABS_S,
     HIGH_RATIO,
+    PART_KEY,
     SEPARATE_TRACE_ATTR,
     SKEW_TOLERANCE_S,
     UPSTREAM,
@@ -85,6 +86,7 @@ from probes.core.latency_core import (
     ClockVerdict,
     FirstSeenTracker,
     IngestLatencyShare,
+    Seen,
     SegmentTiming,
     clock_verdict,
     next_poll_delay,
@@ -94,10 +96,13 @@ from probes.core.playlist import (
     MASTER_REFRESH_S,
     MasterPlaylist,
     MediaPlaylist,
+    Part,
     PlaylistError,
     Variant,
     choose_renditions,
+    next_part,
     parse_body,
+    with_query,
 )
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
@@ -108,6 +113,9 @@ __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBe
 INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
+LL_HOLD_TARGETS = 3.0  # a blocking reload is given up after 3 target durations (what a server holds it, §6.2.5.2)
+LL_HELD_MIN_S = 0.02  # an answer later than this after the request was held: the part came out then
+LL_ANCHOR_MAX_AGE_S = 30.0  # a beacon-PDT offset older than this is not used for a part without its own beacon
 
 
 class ClockSettings(StrictModel):
@@ -132,6 +140,8 @@ class LatencySettings(StrictModel):
     fast_lead_s: float = Field(0.3, ge=0, le=10)
     fast_lag_s: float = Field(1.0, ge=0, le=10, description="keep polling fast this long after a segment is due")
     beacon: bool = Field(True, description="read the beacon; false: EXT-X-PROGRAM-DATE-TIME only")
+    blocking_reload: bool = Field(True, description="LL-HLS: time each part by a blocking reload waiting for it "
+                                  "(_HLS_msn/_HLS_part, one request per part) instead of fast polls")
     finalize_after_segments: float = Field(4.0, ge=1, le=30,
                                            description="a segment's trace is closed this many EXTINF after "
                                            "it was first listed, edges that never listed it left out")
@@ -248,6 +258,8 @@ class _State:
     decode_sem: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     cpu: list[float] = field(default_factory=list)
     reported: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # figures already taken
+    anchors: dict[str, tuple[float, float]] = field(default_factory=dict)  # rendition -> (beacon - PDT, wall time measured)
+    held_polls: int = 0  # blocking reloads made by the LL-HLS watchers since the last attempt reported
 
     def first_time(self, key: tuple[str, int], what: str) -> bool:
         """True the first time ``what`` of segment ``key`` is reported."""
@@ -256,6 +268,55 @@ class _State:
             return False
         done.add(what)
         return True
+
+
+class _LowLatency:
+    """LL-HLS: one loop per (endpoint, rendition) that always has a blocking reload waiting for
+    the next part (RFC 8216bis §6.2.5.2), kept from attempt to attempt in ``ctx.state`` (the
+    runner closes it through :meth:`aclose` at stop, reload or shedding) with the capture-time
+    tasks its answers start."""
+
+    def __init__(self) -> None:
+        self.loops: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.capture: set[asyncio.Task[None]] = set()
+
+    def running(self, key: tuple[str, str]) -> bool:
+        task = self.loops.get(key)
+        return task is not None and not task.done()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.capture.add(task)
+        task.add_done_callback(self.capture.discard)
+
+    async def aclose(self) -> None:
+        tasks = [*self.loops.values(), *self.capture]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loops.clear()
+
+
+def part_units(pl: MediaPlaylist) -> dict[int, tuple[Part, float | None]]:
+    """LL-HLS: every listed part by unit number (``PART_KEY``), with its wall-clock start: its
+    segment's EXT-X-PROGRAM-DATE-TIME (the segment in progress: the last one's + its EXTINF) plus
+    the DURATIONs of the parts before it. None when that cannot be known (no PDT, or the
+    segment's first parts no longer listed)."""
+    seg_pdt = {s.seq: s.pdt for s in pl.segments}
+    last = pl.segments[-1] if pl.segments else None
+    nxt = last.pdt + last.duration if last is not None and last.pdt is not None else None
+    out: dict[int, tuple[Part, float | None]] = {}
+    offset: dict[int, float | None] = {}
+    for p in pl.parts:
+        if p.index >= PART_KEY:
+            continue
+        if p.msn not in offset:
+            base = seg_pdt.get(p.msn, nxt if p.msn == pl.last_seq + 1 else None)
+            offset[p.msn] = base if p.index == 0 else None
+        start = offset[p.msn]
+        out[p.msn * PART_KEY + p.index] = (p, start)
+        offset[p.msn] = start + p.duration if start is not None else None
+    return out
 
 
 class _Attempt:
@@ -269,6 +330,10 @@ class _Attempt:
         self.endpoints: dict[str, str] = {"origin": self.tc.origin, **dict(self.tc.edges)}
         self.tasks: list[asyncio.Task[None]] = []
         self.polls = 0  # media playlist requests this attempt (figure ``playlist_polls``)
+        ll = ctx.state.get("latency_ll")
+        if not isinstance(ll, _LowLatency):
+            ll = ctx.state["latency_ll"] = _LowLatency()
+        self.ll: _LowLatency = ll
 
     async def fetch(self, url: str, max_bytes: int):
         return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls)
@@ -296,7 +361,8 @@ class _Attempt:
         vs = await self.variants(endpoint)
         if not vs:
             return
-        await asyncio.gather(*(self.poll_rendition(endpoint, v) for v in vs))
+        await asyncio.gather(*(self.poll_rendition(endpoint, v) for v in vs
+                               if not self.ll.running((endpoint, v.name))))
 
     async def poll_rendition(self, endpoint: str, v: Variant) -> None:
         self.polls += 1
@@ -310,6 +376,14 @@ class _Attempt:
             self.st.tracker.failed(endpoint, v.name)
             return
         if not isinstance(pl, MediaPlaylist):
+            return
+        if pl.parts:  # LL-HLS: timed part by part
+            units = part_units(pl)
+            new = self.st.tracker.observe(endpoint, v.name, [(u, p.duration) for u, (p, _) in units.items()],
+                                          fr.start_wall, fr.end_wall)
+            self.note_parts(endpoint, v, units, new, fr.end_wall, self.tasks.append)
+            if self.cfg.blocking_reload and next_part(pl) is not None and self.ctx.shed_level() < 1:
+                self.ll.loops[(endpoint, v.name)] = asyncio.ensure_future(self.watch(endpoint, v, pl))
             return
         new = self.st.tracker.observe(endpoint, v.name, [(s.seq, s.duration) for s in pl.segments],
                                       fr.start_wall, fr.end_wall)
@@ -326,10 +400,85 @@ class _Attempt:
                 self.tasks.append(asyncio.ensure_future(self.capture_times(timing, seg.uri)))
             if seen is not None:
                 timing.seen[endpoint] = seen
+                if seq != new[-1][0]:
+                    timing.backlog.add(endpoint)
 
-    async def capture_times(self, timing: SegmentTiming, uri: str) -> None:
-        """Capture times of one segment: beacon when the picture has it, else PDT."""
+    def note_parts(self, endpoint: str, v: Variant, units: dict[int, tuple[Part, float | None]],
+                   new: list[tuple[int, Seen | None]], listed_at: float, start: Any) -> None:
+        """New parts first seen at ``endpoint``: their timing entries (capture times started
+        through ``start``, once per part whichever endpoint lists it first)."""
+        for unit, seen in new:
+            part, pdt = units[unit]
+            if part.gap:
+                continue
+            key = (v.name, unit)
+            timing = self.st.segments.get(key)
+            if timing is None:
+                timing = self.st.segments[key] = SegmentTiming(v.name, part.msn, part.duration, pdt,
+                                                               listed_at=listed_at, part=part.index)
+                start(asyncio.ensure_future(self.capture_times(timing, part.uri, part.independent)))
+            if seen is not None:
+                timing.seen[endpoint] = seen
+                if unit != new[-1][0]:
+                    timing.backlog.add(endpoint)
+
+    async def watch(self, endpoint: str, v: Variant, pl: MediaPlaylist) -> None:
+        """LL-HLS: ask for the part after the newest seen, held by the server until it exists
+        (``_HLS_msn``/``_HLS_part``), again at once after each answer: the answer's first byte is
+        when the part came out at that endpoint (within the round trip), one request per part
+        instead of fast polls. Ends when the playlist no longer offers blocking reload; a failed
+        or unanswered request is retried a part target later (the attempts poll plainly meanwhile
+        only once this loop has ended)."""
         st, cfg = self.st, self.cfg
+        answered_at: float | None = None
+        while (block := next_part(pl)) is not None:
+            assert pl.part_target is not None
+            sent = time.time()
+            st.held_polls += 1
+            try:
+                async with asyncio.timeout(LL_HOLD_TARGETS * pl.target_duration + 1.0):
+                    fr = await self.ctx.http.get(with_query(v.uri, f"_HLS_msn={block[0]}&_HLS_part={block[1]}"),
+                                                 max_bytes=cfg.playlist_max_bytes, verify_tls=cfg.verify_tls)
+            except TimeoutError:
+                st.tracker.failed(endpoint, v.name)
+                answered_at = None
+                continue
+            try:
+                new_pl = await parse_body(fr.body, fr.final_url) if not fr.failure else None
+            except PlaylistError:
+                new_pl = None
+            if not isinstance(new_pl, MediaPlaylist) or not new_pl.parts:
+                st.tracker.failed(endpoint, v.name)
+                answered_at = None
+                await asyncio.sleep(pl.part_target)  # not a hot loop on a server in trouble
+                continue
+            first_byte = fr.start_wall + fr.connect_s + fr.first_byte_s
+            if first_byte - sent >= LL_HELD_MIN_S or answered_at is None:
+                seen = Seen(first_byte, max(fr.connect_s, 0.002))  # held until the part came out
+            else:  # answered at once: the part was out already, since the last answer
+                seen = Seen((answered_at + sent) / 2.0, (sent - answered_at) / 2.0)
+            answered_at = fr.end_wall
+            units = part_units(new_pl)
+            new = st.tracker.observe_at(endpoint, v.name, list(units), seen)
+            self.note_parts(endpoint, v, units, new, fr.end_wall, lambda _t: None)
+            if not new and first_byte - sent < LL_HELD_MIN_S:
+                await asyncio.sleep(pl.part_target)  # a server that does not hold: one request per part
+            pl = new_pl
+
+    async def capture_times(self, timing: SegmentTiming, uri: str, independent: bool = True) -> None:
+        """Capture times of one segment or part: beacon when the picture has it, else PDT. A part
+        that does not start with a frame decodable on its own (no INDEPENDENT=YES) is not decoded:
+        its PDT is moved by the beacon-PDT offset its rendition's last decoded part or segment
+        measured (``anchors``: the same encode's clock), a "beacon" figure too."""
+        st, cfg = self.st, self.cfg
+        if not independent:
+            anchor = st.anchors.get(timing.rendition)
+            if timing.pdt is not None:
+                fresh = anchor is not None and time.time() - anchor[1] < LL_ANCHOR_MAX_AGE_S
+                shift = anchor[0] if fresh and anchor is not None else 0.0
+                timing.capture_first, timing.method = timing.pdt + shift, "beacon" if fresh else "pdt"
+                timing.capture_last = timing.capture_first + max(0.0, timing.duration - st.frame_interval)
+            return
         want_beacon = cfg.beacon and (st.beacon_misses < BEACON_MISSES_BEFORE_BACKOFF
                                       or st.skipped >= BEACON_RECHECK_EVERY - 1)
         if want_beacon:
@@ -346,6 +495,8 @@ class _Attempt:
                 if b.first_beacon is not None and b.last_beacon is not None:
                     st.beacon_misses = 0
                     timing.capture_first, timing.capture_last, timing.method = b.first_beacon, b.last_beacon, "beacon"
+                    if timing.pdt is not None:
+                        st.anchors[timing.rendition] = (b.first_beacon - timing.pdt, time.time())
                     return
                 st.beacon_misses += 1
                 if timing.pdt is not None and b.first_pts is not None and b.last_pts is not None:
@@ -395,7 +546,8 @@ class _Attempt:
                 if not task.done():
                     task.cancel()
         self.report()
-        self.result.figures["playlist_polls"] = self.polls
+        self.result.figures["playlist_polls"] = self.polls + self.st.held_polls
+        self.st.held_polls = 0
         if "origin" not in self.st.masters:
             self.result.failure = Failure.UNAVAILABLE
             self.result.detail = "no playlist from the origin"
@@ -432,7 +584,8 @@ class _Attempt:
         by the earliest the segment can have appeared (``value - uncertainty``, the half-width of
         the first-seen brackets): a poll the agent made late (its own CPU starved) widens the
         bracket, and is no latency of the stream."""
-        entry = {"value": value, "method": t.method, "seq": t.seq, "at": time.time(), "high": False,
+        entry = {"value": value, "method": t.method, "seq": ("segment " if t.part is None else "part ") + t.label,
+                 "unit": t.unit, "at": time.time(), "high": False,
                  "baseline": None, "ingest_s": ingest_s, "unmeasured": unmeasured}
         if judge:
             entry["high"], entry["baseline"] = self.baseline((stage, component)).judge(t.listed_at, value,
@@ -450,6 +603,9 @@ class _Attempt:
             t = st.segments[key]
             if t.capture_last is None:
                 continue
+            # listed together with a later segment (a playlist that stood still, then caught up): its
+            # lateness is the listing's, not the encode's (the later one was encoded after it) —
+            # shown, judged on the newest only
             judged = t.rendition == primary_name
             up = t.upstream()
             if up is not None and not self.hold_for_ingest(t, now) and st.first_time(key, "origin"):
@@ -462,7 +618,8 @@ class _Attempt:
                 # measured, never "transcode is slow" for what the ingest added)
                 share = self.tc.ingest
                 guessed = share is not None and share.latest() is not None and not share.covers(t.capture_last)
-                self.record(*UPSTREAM, t.rendition, value, t, judged and not guessed, ingest_s,
+                self.record(*UPSTREAM, t.rendition, value, t, judged and not guessed and "origin" not in t.backlog,
+                            ingest_s,
                             t.seen["origin"].half_width, unmeasured=guessed)
             for e in edges or ["origin"]:
                 if e == "origin":
@@ -475,7 +632,7 @@ class _Attempt:
                     self.record("g2g", e, t.rendition, g, t, False)
                 if c is not None and st.first_time(key, "cdn:" + e):
                     brackets = t.seen[e].half_width + (t.seen["origin"].half_width if "origin" in t.seen else 0.0)
-                    self.record("cdn", e, t.rendition, c, t, judged, uncertainty=brackets)
+                    self.record("cdn", e, t.rendition, c, t, judged and e not in t.backlog, uncertainty=brackets)
         skew = st.skew_seen_at is not None and now - st.skew_seen_at < cfg.baseline_s
         verdict = clock_verdict(bool(cfg.clock.ntp_server), st.ntp_offset, cfg.clock.max_offset_s, skew)
         self.emit_latest(verdict, primary_name, now)
@@ -492,7 +649,7 @@ class _Attempt:
         st = self.st
         stream = self.t.stream
         for (stage, comp, rend), e in list(st.latest.items()):
-            seg = st.segments.get((rend, e["seq"]))
+            seg = st.segments.get((rend, e["unit"]))
             max_age = 3 * (seg.duration if seg else 2.0) + self.cfg.interval_s + 10.0
             if now - e["at"] > max_age:
                 del st.latest[(stage, comp, rend)]
@@ -523,13 +680,13 @@ class _Attempt:
             if e.get("unmeasured"):
                 self.result.evidence.append(Evidence(
                     stage, comp, State.UNKNOWN, Fault.LATENCY_HIGH,
-                    f"transcode latency not measured: no ingest figure covers {rend} segment {e['seq']} yet "
+                    f"transcode latency not measured: no ingest figure covers {rend} {e['seq']} yet "
                     "(the ingest monitor is behind)", None, figs))
             elif e["high"]:
                 self.result.evidence.append(Evidence(
                     stage, comp, State.DEGRADED, Fault.LATENCY_HIGH,
                     f"{what} rose to {value:g} s (baseline {figs.get('baseline_s', 0):g} s, {method}, "
-                    f"{rend} segment {e['seq']})", None, figs))
+                    f"{rend} {e['seq']})", None, figs))
             else:
                 self.result.evidence.append(Evidence(stage, comp, State.OK, None, f"{what} {value:g} s ({method})",
                                                      None, figs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probes.core.latency_core import (
+    PART_KEY,
     SEPARATE_TRACE_ATTR,
     Baseline,
     FirstSeenTracker,
@@ -26,6 +27,26 @@ def test_first_poll_backlog_is_not_timed_then_new_segments_get_the_bracket_middl
     assert seen.at == pytest.approx((100.51 + 101.01) / 2)
     assert seen.half_width == pytest.approx(0.25)
     assert tr.expected() == [pytest.approx(seen.at + 2.0)]
+
+
+def test_a_held_reload_answer_is_the_arrival_and_its_first_answer_is_backlog():
+    """LL-HLS (RFC 8216bis §6.2.5.2): the server holds a blocking reload until the part exists,
+    so its answer is the part's arrival — no poll bracket; the first answer's backlog is not news."""
+    tr = FirstSeenTracker()
+    first = Seen(100.0, 0.002)
+    assert tr.observe_at("origin", "180p", [7 * PART_KEY + 1, 7 * PART_KEY + 2], first) == [(7 * PART_KEY + 2, None)]
+    at = Seen(100.52, 0.002)
+    assert tr.observe_at("origin", "180p", [7 * PART_KEY + 2, 7 * PART_KEY + 3], at) == [(7 * PART_KEY + 3, at)]
+    assert tr.observe_at("origin", "180p", [7 * PART_KEY + 3], Seen(101.0, 0.002)) == []  # nothing new
+    assert tr.expected() == []  # watched by its own reloads: no fast polls scheduled for it
+    # the next segment's part 0 sorts after the last part of the one before
+    assert tr.observe_at("origin", "180p", [8 * PART_KEY], at) == [(8 * PART_KEY, at)]
+
+
+def test_a_part_is_labelled_by_segment_and_index():
+    t = SegmentTiming("180p", 12, 0.52, part=3)
+    assert (t.unit, t.label) == (12 * PART_KEY + 3, "12.3")
+    assert (SegmentTiming("180p", 12, 2.0).unit, SegmentTiming("180p", 12, 2.0).label) == (12, "12")
 
 
 def test_a_failed_poll_leaves_the_next_segment_untimed():
@@ -98,3 +119,57 @@ def test_a_latency_is_high_only_when_its_lower_bound_is():
     assert b.judge(3.0, 3.5, uncertainty=0.8) == (False, 2.0)  # 2.7 at the earliest
     assert b.judge(4.0, 4.5, uncertainty=0.8)[0] is True  # 3.7 at the earliest
     assert b.judge(5.0, 3.5)[0] is True  # a precise 3.5
+
+
+async def test_segments_listed_together_with_a_later_one_are_backlog_not_judged_latency() -> None:
+    """A playlist that stands still and then lists three segments at once: the older two were
+    encoded on time (the newest was encoded after them), so their lateness is the listing's —
+    marked backlog, not judged as transcode latency; the newest is judged as usual."""
+    import time
+
+    from aiohttp import web
+    from localserver import LocalServer
+
+    from probes.base import ProbeContext, ProbeTarget
+    from probes.latency import LatencySettings, LatencyTargetConfig
+    from probes.latency import probe as latency_probe
+    from probes.net.httpfetch import Fetcher
+
+    t0 = time.time() - 5.0
+    frozen: list[float | None] = [None]  # while set: the playlist as it was then
+
+    async def playlist(_req: web.Request) -> web.Response:
+        now = frozen[0] if frozen[0] is not None else time.time()
+        last = int(now - t0 - 1.05)  # segment k (1 s, captured from t0 + k) is listed 1.05 s after it starts
+        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
+        for k in range(max(last - 5, 0), last + 1):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
+            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:1.000,", f"s{k}.ts"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    app = web.Application()
+    app.router.add_get("/live.m3u8", playlist)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        url = f"{server.url}/live.m3u8"
+        tc = LatencyTargetConfig(LatencySettings(beacon=False, finalize_after_segments=30), url)
+        target = ProbeTarget("latency", "main", "origin", "origin", tc, url, 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http)
+
+        spans = []
+
+        async def attempt() -> None:
+            ctx.deadline = ctx.clock() + 5.0
+            spans.extend((await latency_probe(target, ctx)).spans)
+        for _ in range(2):
+            await attempt()
+        frozen[0] = time.time()
+        for _ in range(3):
+            await attempt()
+        frozen[0] = None
+        await attempt()
+    origin = {sp.attributes["signalpath.segment.sequence"]: next(c.attributes for c in sp.children if c.name == "origin")
+              for sp in spans}
+    backlog = sorted(seq for seq, a in origin.items() if a["signalpath.first_seen.backlog"])
+    assert len(backlog) >= 2, origin
+    assert not origin[max(backlog) + 1]["signalpath.first_seen.backlog"]  # the newest of the burst: judged
+    assert not any(a["signalpath.first_seen.backlog"] for seq, a in origin.items() if seq < min(backlog))

@@ -155,3 +155,44 @@ async def test_the_agent_on_low_latency_hls_finds_parts_stopping_and_an_edge_not
             inc = await wait_for(lambda: incident("cdn", "edge-b"), 15, "edge-b's incident")
             assert inc.fault == "reload_not_blocked"
             assert all(i.component == "edge-b" for i in agent.incidents.localizer.open_incidents())
+
+
+async def test_latency_on_low_latency_hls_is_timed_part_by_part_with_one_request_each() -> None:
+    """The latency probe on the lab's LL-HLS playlists: one blocking reload waiting per endpoint
+    (the answer is the part's arrival), so each part is timed (beacon-anchored) with about one
+    request per part instead of fast polls; the held requests end when the runner closes them."""
+    from probes.base import ProbeContext, ProbeTarget
+    from probes.latency import LatencySettings, LatencyTargetConfig
+    from probes.latency import probe as latency_probe
+    from probes.net.httpfetch import Fetcher
+
+    async with Lab(LabConfig(webrtc=False)) as lab, Fetcher() as http:
+        await wait_for(lambda: lab.packager.ll_last_msn("180p") is not None, 10, "the first part")
+        tc = LatencyTargetConfig(LatencySettings(), lab.ll_url(), tuple((e, lab.ll_url(e)) for e in lab.edges))
+        target = ProbeTarget("latency", "main", "origin", "origin", tc, lab.ll_url(), 1.0, 10.0)
+        ctx = ProbeContext(state={}, http=http)
+        values: dict[tuple[str, str], list[float]] = {}
+        methods: set[str] = set()
+        polls: list[float] = []
+        parts: set[str] = set()
+        for _ in range(10):
+            ctx.deadline = ctx.clock() + 10.0
+            r = await latency_probe(target, ctx)
+            polls.append(r.figures["playlist_polls"])
+            for s in r.samples:
+                if s.name == "signalpath_stage_latency_seconds":
+                    values.setdefault((s.labels["stage"], s.labels["component"]), []).append(s.value)
+                    methods.add(s.labels["method"])
+            parts |= {sp.name for sp in r.spans if sp.name.startswith("latency 180p/")}
+        watch = ctx.state["latency_ll"]
+        assert watch.loops and all(not t.done() for t in watch.loops.values())
+        await watch.aclose()
+        assert all(t.done() for t in watch.loops.values()) or not watch.loops
+    per_s = sum(polls[3:]) / len(polls[3:])  # about 1.9 parts a second x 3 endpoints
+    assert 3.0 < per_s < 9.0, polls
+    assert methods == {"beacon"}
+    up = sorted(values[("transcode", "transcoder")])
+    assert 0.0 < up[len(up) // 2] < 0.2, up  # a part is published once the frame after it is encoded
+    for edge in lab.edges:
+        assert max(values[("cdn", edge)]) < 0.1, values  # the edges hold the same reload: at once
+    assert any(re.fullmatch(r"latency 180p/\d+\.[1-9]", n) for n in parts), parts  # parts, not segments

@@ -67,6 +67,11 @@ HIGH_ABS_S = 1.0
 HIGH_RATIO = 0.5
 
 
+PART_KEY = 1000
+"""LL-HLS: a part's unit number is its media sequence x 1000 + its index, so parts sort in
+playlist order (more than 1000 parts to one segment is refused: ``part_units``)."""
+
+
 @dataclass(slots=True)
 class Seen:
     at: float  # epoch seconds (agent clock), bracket middle
@@ -88,6 +93,19 @@ class SegmentTiming:
     listed_at: float = 0.0  # epoch seconds the agent first heard of it (any endpoint)
     decode_cpu_s: float | None = None
     ingest_s: float | None = None  # ingest latency from an ingest monitor (probes/ingest_monitor.py), when known
+    part: int | None = None  # LL-HLS: this is part ``part`` of segment ``seq`` (EXT-X-PART), not the whole segment
+    backlog: set[str] = field(default_factory=set)  # endpoints that first listed it together with a later one
+
+    @property
+    def unit(self) -> int:
+        """Its number among the units the tracker orders: the media sequence, or for a part
+        ``seq x PART_KEY + part`` (parts and segments of one playlist are never mixed)."""
+        return self.seq if self.part is None else self.seq * PART_KEY + self.part
+
+    @property
+    def label(self) -> str:
+        """``12`` for segment 12, ``12.3`` for its part 3 (RFC 8216bis §6.2.5.2 numbering)."""
+        return str(self.seq) if self.part is None else f"{self.seq}.{self.part}"
 
     def upstream(self, origin: str = "origin") -> float | None:
         o = self.seen.get(origin)
@@ -145,6 +163,23 @@ class FirstSeenTracker:
         elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
             mem.last_seq = newest  # restarted sequence: follow it
         mem.last_mid = mid
+        return new
+
+    def observe_at(self, endpoint: str, rendition: str, units: list[int], seen: Seen) -> list[tuple[int, Seen | None]]:
+        """An answer to a blocking reload (LL-HLS): the new ``units`` appeared at ``seen`` (the
+        server held the request until the part existed, so the answer is the arrival), not
+        bracketed by polls. The first answer's backlog is not news, as in :meth:`observe`."""
+        mem = self._mem.setdefault((endpoint, rendition), _PollMemory())
+        newest = max(units, default=None)
+        new: list[tuple[int, Seen | None]] = []
+        if newest is not None and (mem.last_seq is None or newest > mem.last_seq):
+            first = mem.last_seq is None
+            new = [(u, None if first else seen) for u in sorted(units)
+                   if (u == newest if first else u > (mem.last_seq or 0))]
+            mem.last_seq = newest
+        elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
+            mem.last_seq = newest  # restarted numbering: follow it
+        mem.last_mid, mem.expected_at = seen.at, None  # watched by its own reloads: no fast polls for it
         return new
 
     def failed(self, endpoint: str, rendition: str) -> None:
@@ -237,6 +272,7 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
     ends = [s.at for s in t.seen.values()] + [cap1]
     root_attrs = {**base, SEPARATE_TRACE_ATTR: True, "signalpath.latency.method": t.method or "none",
                   "signalpath.segment.sequence": t.seq, "signalpath.segment.duration_s": t.duration,
+                  **({} if t.part is None else {"signalpath.segment.part": t.part}),
                   "signalpath.clock": clock.clock, "signalpath.latency.precision": clock.precision}
     if t.decode_cpu_s is not None:
         root_attrs["signalpath.decode.cpu_s"] = round(t.decode_cpu_s, 5)
@@ -261,7 +297,8 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
                                     "signalpath.latency_s": clock.value(up) if up is not None else None}))
         children.append(SpanRecord("origin", ns(o.at), ns(o.at),
                                    {"signalpath.stage": "origin", "signalpath.component": origin,
-                                    "signalpath.first_seen.uncertainty_s": round(o.half_width, 4)}))
+                                    "signalpath.first_seen.uncertainty_s": round(o.half_width, 4),
+                                    "signalpath.first_seen.backlog": origin in t.backlog}))
     for e in edges:
         s = t.seen.get(e)
         if s is None:
@@ -272,8 +309,9 @@ def segment_trace(stream: str, t: SegmentTiming, origin: str, edges: list[str], 
                                    {"signalpath.stage": "cdn", "signalpath.component": e,
                                     "signalpath.latency_s": clock.value(cdn) if cdn is not None else None,
                                     "signalpath.glass_to_glass_s": clock.value(g2g) if g2g is not None else None,
-                                    "signalpath.first_seen.uncertainty_s": round(s.half_width, 4)}))
-    return SpanRecord(f"latency {t.rendition}/{t.seq}", ns(cap0), ns(max(ends)), root_attrs, children=children)
+                                    "signalpath.first_seen.uncertainty_s": round(s.half_width, 4),
+                                    "signalpath.first_seen.backlog": e in t.backlog}))
+    return SpanRecord(f"latency {t.rendition}/{t.label}", ns(cap0), ns(max(ends)), root_attrs, children=children)
 
 
 # ----------------------------------------------------------------- the ingest share

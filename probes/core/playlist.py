@@ -637,6 +637,17 @@ _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signalpath-playl
 _in_flight: dict[tuple[str, bytes], Future[MasterPlaylist | MediaPlaylist]] = {}
 
 
+def next_part(pl: MediaPlaylist) -> tuple[int, int] | None:
+    """The part a low-latency client asks for next (``_HLS_msn``, ``_HLS_part``), when the
+    playlist offers blocking reload and parts: the one after the newest listed (a server treats a
+    part past a segment's last as part 0 of the next, RFC 8216bis §6.2.5.2)."""
+    if not (pl.low_latency and pl.can_block_reload and pl.part_target) or pl.endlist:
+        return None
+    if pl.newest_part is not None:
+        return pl.newest_part[0], pl.newest_part[1] + 1
+    return pl.last_seq + 1, 0
+
+
 async def parse_body(body: bytes, base_uri: str, now: float | None = None) -> MasterPlaylist | MediaPlaylist:
     """:func:`parse` of a fetched body (UTF-8, bad bytes replaced), off the event loop when it is
     over ``PARSE_INLINE_MAX_BYTES`` (one worker thread; callers asking for the same body and base

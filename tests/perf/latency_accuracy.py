@@ -1,6 +1,6 @@
 """Latency accuracy: the latency probe's per-stage figures vs the embedded lab's truth.
 
-    .venv/bin/python tests/perf/latency_accuracy.py [--seconds 60] [--faults]
+    .venv/bin/python tests/perf/latency_accuracy.py [--seconds 60] [--faults] [--protocol hls|llhls]
 
 Runs the lab (beacon on) and an agent with only the HLS and latency probes, collects
 every per-segment latency trace, and compares per segment:
@@ -11,6 +11,11 @@ every per-segment latency trace, and compares per segment:
 - cdn per edge: measured edge first-seen - origin first-seen, vs the time the edge first
   held a playlist listing the segment (its cache's version history, plus any injected
   ``edge_delay``) - the packager's publish time.
+
+``--protocol llhls`` watches the lab's LL-HLS playlists: the probe times each part by a blocking
+reload waiting for it (one request per part), and the truth is per part (its publish time - the
+capture time of its last frame; an edge holding the same blocking reload has the part when the
+origin has it, plus any injected delay).
 
 ``--faults`` adds ingest_latency 2000 ms and edge-b edge_delay 1500 ms for the second
 half of the run. Prints median and p95 absolute error per stage (targets: median <= one
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -67,12 +73,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-async def main(seconds: float, faults: bool) -> None:
+async def main(seconds: float, faults: bool, protocol: str = "hls") -> None:
     col = Collect()
     mono_to_wall = time.time() - time.monotonic()
     store = tempfile.TemporaryDirectory(prefix="sp-lat-")  # removed when the script ends
     async with Lab(LabConfig()) as lab:
-        conf = lab_agent_config(lab, "127.0.0.1:0", incidents_path=store.name + "/i.db")
+        conf = lab_agent_config(lab, "127.0.0.1:0", incidents_path=store.name + "/i.db", protocol=protocol)
         s = conf["streams"][0]
         s.pop("ingest", None)
         s.pop("encoders", None)
@@ -98,11 +104,20 @@ async def main(seconds: float, faults: bool) -> None:
             rend, seq = a["signalpath.rendition"], a["signalpath.segment.sequence"]
             if "signalpath.decode.cpu_s" in a:
                 cpu.append(a["signalpath.decode.cpu_s"])
-            seg = lab.packager.segment(rend, seq)
-            if seg is None:
-                continue
-            frames = round(seg.duration_s * fps)
-            cap_last = seg.pdt_wall + (frames - 1) / fps
+            part = a.get("signalpath.segment.part")
+            if part is not None:  # LL-HLS: the part's own truth
+                ll = lab.packager.ll_segment(rend, seq)
+                if ll is None or part >= len(ll.parts):
+                    continue
+                frames = round(sum(p.duration_s for p in ll.parts[:part + 1]) * fps)
+                seg = SimpleNamespace(published_wall=ll.parts[part].published_wall)
+                cap_last = ll.pdt_wall + (frames - 1) / fps
+            else:
+                seg = lab.packager.segment(rend, seq)
+                if seg is None:
+                    continue
+                frames = round(seg.duration_s * fps)
+                cap_last = seg.pdt_wall + (frames - 1) / fps
             kids = {c.name: c for c in tr.children}
             if "ingest+transcode" in kids:
                 o_seen = kids["origin"].start_ns / 1e9
@@ -110,7 +125,7 @@ async def main(seconds: float, faults: bool) -> None:
                 errs.setdefault("transcode/transcoder", []).append(measured - (seg.published_wall - cap_last))
                 for e in lab.edges:
                     k = kids.get(f"cdn {e}")
-                    held = edge_first_held(lab, e, rend, seq, mono_to_wall)
+                    held = seg.published_wall if part is not None else edge_first_held(lab, e, rend, seq, mono_to_wall)
                     if k is None or held is None:
                         continue
                     delayed = 1.5 if (faults and e == "edge-b" and t_fault and seg.published_wall > t_fault) else 0.0
@@ -135,5 +150,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--protocol", choices=("hls", "llhls"), default="hls")
     args = ap.parse_args()
-    asyncio.run(main(args.seconds, args.faults))
+    asyncio.run(main(args.seconds, args.faults, args.protocol))
