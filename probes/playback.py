@@ -20,10 +20,13 @@ How it behaves, and where each rule comes from (shared/THRESHOLDS.md):
   behind the live edge, else 4 segment durations (the dash.js default live delay); it buffers
   at most that far ahead at the live edge (dash.js's live buffer target is the live delay: the
   edge is no further), holds playback when its buffer falls to 0.3 s and resumes above it
-  (dash.js ``streaming.buffer.stallThreshold``; ``DASHJS_STALL_THRESHOLD_S``), and every such
-  hold is a stall at once (dash.js fires ``BUFFER_EMPTY`` then; it has no 1.25-s detection
-  delay as hls.js has). Not modelled: dash.js's ABR (one Representation per viewer, as for
-  HLS) and its live catch-up (playback rate changes);
+  (dash.js ``streaming.buffer.stallThreshold``; ``DASHJS_STALL_THRESHOLD_S``). A hold is
+  reported as a stall once it lasts 1.25 s, as for HLS viewers (dash.js fires ``BUFFER_EMPTY``
+  at once, but one stall count must mean the same for every protocol: a viewer at the live
+  edge after a fault ends holds 0.3 s at every segment boundary, micro-stalls for both
+  players; reporting them at once made each such recovery an incident of its own in the DASH
+  localize bench). Not modelled: dash.js's ABR (one Representation per viewer, as for HLS)
+  and its live catch-up (playback rate changes);
 - low latency (hls.js ``lowLatencyMode``, on by default: ``low_latency``): on an LL-HLS playlist
   (parts, PART-HOLD-BACK, CAN-BLOCK-RELOAD) the viewer joins PART-HOLD-BACK behind the live edge
   (the end of the newest part), at the newest INDEPENDENT part at or before that point (where a
@@ -289,7 +292,7 @@ class _Attempt:
             tracks.append(_Track(name, audio.uri, audio=True))
         player = self.cfg.player
         if VIEW_FRAGMENT in v.uri:  # an MPD's Representation: dash.js's stall rules (module docstring)
-            player = player.model_copy(update={"stall_threshold_s": DASHJS_STALL_THRESHOLD_S, "stall_report_s": 0.0})
+            player = player.model_copy(update={"stall_threshold_s": DASHJS_STALL_THRESHOLD_S})
         model = PlayerModel(player, clock=self.viewer_clock, separate_audio=len(tracks) > 1)
         model.request()
         return _Session(model=model, tracks=tracks, started_at=self.ctx.wall())
