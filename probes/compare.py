@@ -7,8 +7,11 @@ master every ``master_refresh_s`` and each variant's media playlist — pairs th
 renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/``origin``:
 
 - ``manifest_behind`` (DOWN): one manifest's newest segment has not changed for more than one
-  target duration + ``max_skew_s`` while the other lists a segment after it. One encode behind
-  both, so the encode is running and the packaging of that format is not. Without this probe, a
+  target duration + ``max_skew_s`` while the other's changed within that time (and, where the
+  two can be lined up, lists media after it). One encode behind both, so the encode is running
+  and the packaging of that format is not. Not judged against a DASH view computed from the
+  clock (``$Number$`` without a timeline advances whatever the packager does: a stopped encode
+  would read as the other manifest behind). Without this probe, a
   stopped MPD with HLS going on (or the reverse) reads as a transcoder that stopped: every
   rendition stale at the origin. The rule: a segment is due every target duration (RFC 8216
   §6.2.2, ISO/IEC 23009-1 §5.3.9.5 SegmentTimeline); the two formats are written at the same
@@ -81,7 +84,8 @@ class _Side:
     master: MasterPlaylist | None = None
     master_at: float = -1e18
     dash: bool = False  # the manifest is an MPD (read whole every attempt)
-    newest: dict[str, tuple[str, float]] = field(default_factory=dict)  # rendition -> (newest URI, first seen)
+    newest: dict[str, tuple[tuple[str, tuple[int, int] | None], float]] = field(default_factory=dict)
+    """rendition -> ((URI, byte range) of its newest segment, when first seen)"""
 
 
 @dataclass(slots=True)
@@ -90,6 +94,7 @@ class _Read:
     playlists: dict[str, MediaPlaylist]
     sizes: dict[str, tuple[int, int] | None]
     bandwidths: dict[str, int | None]
+    unread: dict[str, str] = field(default_factory=dict)  # rendition -> why it could not be read this time
 
 
 class _Failed(Exception):
@@ -124,16 +129,21 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     now = ctx.clock()
     for read, side in ((first, sides[0]), (second, sides[1])):
         for name, pl in read.playlists.items():
-            if pl.segments and side.newest.get(name, ("", 0.0))[0] != pl.segments[-1].uri:
-                side.newest[name] = (pl.segments[-1].uri, now)
+            newest = (pl.segments[-1].uri, pl.segments[-1].byterange) if pl.segments else None
+            if newest is not None and (name not in side.newest or side.newest[name][0] != newest):
+                side.newest[name] = (newest, now)
+        for gone in set(side.newest) - set(read.playlists):
+            del side.newest[gone]  # a rendition no longer listed
     pairs = compare.pair(first.playlists, second.playlists, _merged(first.sizes, second.sizes),
                          _merged(first.bandwidths, second.bandwidths))
     behind: list[str] = []
     disagree: list[str] = []
-    unmatched: list[str] = []
+    unmatched: list[str] = [f"{n} ({why})" for n, why in (*first.unread.items(), *second.unread.items())]
     labels = {"stream": target.stream, "stage": STAGE, "component": COMPONENT}
+    judged = 0  # pairs whose lag was judged
     for n1, n2 in pairs:
-        m = compare.measure(n1, first.playlists[n1], n2, second.playlists[n2])
+        pl1, pl2 = first.playlists[n1], second.playlists[n2]
+        m = compare.measure(n1, pl1, n2, pl2)
         figs = res.figures.setdefault(n1, {})
         figs.update(compare_mode=m.mode, compare_matched=m.matched, compare_with=n2)
         if m.lead_s is not None:
@@ -141,20 +151,27 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             res.samples.append(Sample("signalpath_manifest_lead_seconds", {**labels, "rendition": n1}, m.lead_s))
         if m.offset_s is not None:
             figs["compare_offset_s"] = round(m.offset_s, 3) + 0.0
-        if m.mode == "none" or m.lead_segments is None:
-            unmatched.append(f"{n1}/{n2}")
-            continue
-        td = max(first.playlists[n1].target_duration or 0.0, second.playlists[n2].target_duration or 0.0, 1.0)
-        for (late, late_name, read_l, side_l), (ahead, read_a) in (
-                ((m.lead_segments > 0, n1, first, sides[0]), (m.lead_s or 0.0, second)),
-                ((m.lead_segments < 0, n2, second, sides[1]), (-(m.lead_s or 0.0), first))):
-            if not late:
-                continue
-            age = now - side_l.newest.get(late_name, ("", now))[1]
-            if age > td + cfg.max_skew_s:
-                behind.append(f"{read_l.label} {late_name} has not changed for {age:.1f} s while "
-                              f"{read_a.label} of the same encode lists {abs(m.lead_segments)} segment(s) after it "
-                              f"({ahead:+.1f} s)")
+        td = max(pl1.target_duration or 0.0, pl2.target_duration or 0.0, 1.0)
+        due = td + cfg.max_skew_s
+        if not (pl1.listed and pl2.listed):
+            # a DASH view computed from the clock ($Number$ without a timeline) advances whatever
+            # the packager does: no lag is judged against it (a stopped encode would read as the
+            # other manifest behind)
+            unmatched.append(f"{n1}/{n2} (a view computed from the clock: lag not judged)")
+        else:
+            judged += 1
+            ages = (now - sides[0].newest.get(n1, (None, now))[1], now - sides[1].newest.get(n2, (None, now))[1])
+            for (read_l, name_l), (read_a, name_a), age_l, age_a, ahead in (
+                    ((first, n1), (second, n2), ages[0], ages[1], m.lead_s),
+                    ((second, n2), (first, n1), ages[1], ages[0], -m.lead_s if m.lead_s is not None else None)):
+                # stood still past its due time while the other moved within it, and (where the two
+                # can be lined up) the other lists later media: one encode, one format stopped
+                if age_l > due and age_a <= due and (ahead is None or ahead > 0):
+                    lead = f" ({ahead:+.1f} s of media after it)" if ahead is not None else ""
+                    behind.append(f"{read_l.label} {name_l} has not changed for {age_l:.1f} s while {read_a.label} "
+                                  f"{name_a} of the same encode advances{lead}")
+            if m.mode == "none":
+                unmatched.append(f"{n1}/{n2} (no shared segment, no wall-clock times: lag only by age)")
         if m.duration_mismatch is not None:
             _, d1, d2 = m.duration_mismatch
             if abs(d1 - d2) > cfg.duration_tolerance_s:
@@ -163,18 +180,25 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         if m.offset_s is not None and abs(m.offset_s) > cfg.offset_tolerance_s:
             disagree.append(f"{n1}: {second.label} places its segments {m.offset_s:+.2f} s from where "
                             f"{first.label} does (wall clock)")
+    paired = ({n1 for n1, _ in pairs}, {n2 for _, n2 in pairs})
+    alone = sorted(set(first.playlists) - paired[0]) + sorted(set(second.playlists) - paired[1])
     if behind:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DOWN, Fault.MANIFEST_BEHIND, "; ".join(behind)))
     if disagree:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DEGRADED, Fault.MANIFESTS_DISAGREE, "; ".join(disagree)))
-    if not pairs or unmatched:
+    if not pairs:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.UNKNOWN, None, (
             f"not compared: {first.label} and {second.label} have no rendition in common (no shared segment, "
-            "resolution or count)" if not pairs else
-            f"not compared: {', '.join(unmatched)} share no segment and carry no wall-clock times")))
+            "resolution or count)")))
     elif not behind and not disagree:
-        res.evidence.append(Evidence(STAGE, COMPONENT, State.OK, None,
-                                     f"{first.label} and {second.label} agree ({len(pairs)} renditions)"))
+        extra = f"; not paired: {', '.join(alone)}" if alone else ""
+        extra += f"; {'; '.join(unmatched)}" if unmatched else ""
+        if judged:
+            res.evidence.append(Evidence(STAGE, COMPONENT, State.OK, None,
+                                         f"{first.label} and {second.label} agree ({len(pairs)} renditions paired{extra})"))
+        else:  # nothing's lag could be judged: not called fine
+            res.evidence.append(Evidence(STAGE, COMPONENT, State.UNKNOWN, None,
+                                         f"not compared for lag: {first.label} and {second.label}{extra}"))
     return res
 
 
@@ -183,11 +207,13 @@ def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) -> _Read:
-    """The video renditions of one manifest, as media playlists (an MPD: each view at the wall
-    clock now; HLS: each variant's media playlist)."""
+    """The video renditions of one manifest, as media playlists (an MPD: read every attempt, its
+    ladder and each view at the wall clock now; HLS: the master every ``master_refresh_s``, each
+    variant's media playlist every attempt). Raises :class:`_Failed` when the manifest itself
+    fails; a rendition that fails alone is named in ``unread`` and left out of the comparison."""
     fr = None
     now = ctx.clock()
-    if side.master is None or now - side.master_at >= cfg.master_refresh_s:
+    if side.dash or side.master is None or now - side.master_at >= cfg.master_refresh_s:
         fr = await _get(ctx, cfg, url)
         parsed = await _parse(fr.body, fr.final_url or url, ctx.wall(), url)
         if isinstance(parsed, MediaPlaylist):  # a media playlist where a manifest belongs: one rendition
@@ -196,19 +222,28 @@ async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) 
         side.dash = looks_like_mpd(fr.body, fr.headers.get("content-type"))
     master = side.master
     assert master is not None
+    views: list[MediaPlaylist | MasterPlaylist | BaseException]
     if side.dash:
-        if fr is None:  # the MPD is read every attempt: it holds every Representation's segments
-            fr = await _get(ctx, cfg, url)
-        body, base = fr.body, fr.final_url or url
-        views = await asyncio.gather(*(_parse(body, base.split("#", 1)[0] + v.uri[v.uri.index("#"):], ctx.wall(), url)
-                                       for v in master.variants))
+        assert fr is not None
+        body, base = fr.body, (fr.final_url or url).split("#", 1)[0]
+        views = list(await asyncio.gather(*(_parse(body, base + v.uri[v.uri.index("#"):], ctx.wall(), url)
+                                            for v in master.variants), return_exceptions=True))
     else:
-        fetched = await asyncio.gather(*(_get(ctx, cfg, v.uri) for v in master.variants))
-        views = await asyncio.gather(*(_parse(f.body, f.final_url or v.uri, ctx.wall(), v.uri)
-                                       for f, v in zip(fetched, master.variants, strict=True)))
-    playlists = {v.name: p for v, p in zip(master.variants, views, strict=True) if isinstance(p, MediaPlaylist)}
+        async def one(uri: str) -> MediaPlaylist | MasterPlaylist:
+            f = await _get(ctx, cfg, uri)
+            return await _parse(f.body, f.final_url or uri, ctx.wall(), uri)
+        views = list(await asyncio.gather(*(one(v.uri) for v in master.variants), return_exceptions=True))
+    playlists: dict[str, MediaPlaylist] = {}
+    unread: dict[str, str] = {}
+    for v, p in zip(master.variants, views, strict=True):
+        if isinstance(p, MediaPlaylist):
+            playlists[v.name] = p
+        elif isinstance(p, _Failed):
+            unread[v.name] = p.detail
+        elif isinstance(p, BaseException):
+            raise p
     return _Read("DASH" if side.dash else "HLS", playlists, {v.name: v.resolution for v in master.variants},
-                 {v.name: v.bandwidth for v in master.variants})
+                 {v.name: v.bandwidth for v in master.variants}, unread)
 
 
 async def _get(ctx: ProbeContext, cfg: CompareSettings, url: str) -> Any:

@@ -120,7 +120,7 @@ async def test_ffmpeg_writes_both_formats_in_agreement_and_a_frozen_mpd_is_behin
         took = time.monotonic() - t0
         (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
         assert ev.state is State.DOWN and (ev.stage, ev.component) == ("origin", "origin")
-        assert ev.detail.startswith("DASH ") and "HLS of the same encode lists" in ev.detail, ev.detail
+        assert ev.detail.startswith("DASH ") and "of the same encode advances" in ev.detail, ev.detail
         assert took < 2.0 + 2.0 + 0.5 + 1.5, took  # a segment due, one target duration + the skew, a poll
 
         stop(proc, crash=True)  # the encode stops: both formats stop together, no manifest fault
@@ -157,3 +157,50 @@ async def test_a_stopped_mpd_at_the_lab_origin_is_the_origins_incident_not_the_t
             lab.book.inject("transcoder_stall", "transcoder")
             stalled = await wait_for(opened, 15, "an incident for the stalled transcoder")
             assert stalled == [("transcode", "transcoder", "stale_playlist", "P1")], stalled
+
+
+async def test_a_dash_view_computed_from_the_clock_is_never_judged_ahead_of_a_stopped_hls(tmp_path: Path) -> None:
+    """A ``$Number$`` template without a timeline lists segments from the clock whatever the
+    packager does: beside HLS playlists that stopped (the encode died), it must not make the HLS
+    side "behind" — that would put a stopped transcoder on the origin. The HLS variant that
+    answers 404 is left out by name, not taken for the whole side failing."""
+    from aiohttp import web
+    from localserver import LocalServer
+
+    ast = time.time() - 60
+
+    async def mpd(_req: web.Request) -> web.Response:
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ast))
+        return web.Response(content_type="application/dash+xml", text=(
+            f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" '
+            f'availabilityStartTime="{iso}" minimumUpdatePeriod="PT2S" timeShiftBufferDepth="PT12S">'
+            '<Period start="PT0S"><AdaptationSet contentType="video"><Representation id="v" bandwidth="300000" '
+            'width="320" height="180"><SegmentTemplate media="seg-$Number$.m4s" duration="2" startNumber="0"/>'
+            '</Representation></AdaptationSet></Period></MPD>'))
+
+    async def master(_req: web.Request) -> web.Response:
+        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\nv.m3u8\n"
+                                 "#EXT-X-STREAM-INF:BANDWIDTH=900000,RESOLUTION=640x360\ngone.m3u8\n")
+
+    async def media(_req: web.Request) -> web.Response:  # stopped 30 s ago, no ENDLIST
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ast + 20))
+        body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:10\n" \
+               f"#EXT-X-PROGRAM-DATE-TIME:{stamp}\n" + "".join(f"#EXTINF:2.0,\nseg-{k}.m4s\n" for k in range(10, 16))
+        return web.Response(text=body)
+
+    app = web.Application()
+    app.router.add_get("/live.mpd", mpd)
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/v.m3u8", media)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = _target(f"{server.url}/master.m3u8", f"{server.url}/live.mpd")
+        ctx = ProbeContext(state={}, http=http)
+        results = []
+        for _ in range(4):
+            results.append(await call_probe(compare_probe, target, ctx))
+            await next_attempt()
+    for r in results:
+        assert not [e for e in r.evidence if e.fault], [e.detail for e in r.evidence]
+    last = results[-1].evidence[-1]
+    assert last.state is State.UNKNOWN and "computed from the clock" in last.detail, last.detail
+    assert "gone.m3u8: HTTP 404" in last.detail, last.detail  # the one variant that failed, named

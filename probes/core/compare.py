@@ -53,10 +53,10 @@ def pair(first: Mapping[str, MediaPlaylist], second: Mapping[str, MediaPlaylist]
     bandwidths = bandwidths or {}
     pairs: list[tuple[str, str]] = []
     left2 = dict(second)
-    uris2 = {n: {s.uri for s in pl.segments} for n, pl in second.items()}
+    uris2 = {n: {_key(s) for s in pl.segments} for n, pl in second.items()}
     rest1: list[str] = []
     for n1, pl1 in first.items():
-        u1 = {s.uri for s in pl1.segments}
+        u1 = {_key(s) for s in pl1.segments}
         best = max(left2, key=lambda n2: len(u1 & uris2[n2]), default=None)
         if best is not None and u1 & uris2[best]:
             pairs.append((n1, best))
@@ -82,19 +82,19 @@ def measure(first_name: str, first: MediaPlaylist, second_name: str, second: Med
     a, b = first.segments, second.segments
     if not a or not b:
         return Measure(first_name, second_name, "none", None, None, 0, None, None)
-    idx_a = {s.uri: i for i, s in enumerate(a)}
-    idx_b = {s.uri: i for i, s in enumerate(b)}
+    idx_a = {_key(s): i for i, s in enumerate(a)}
+    idx_b = {_key(s): i for i, s in enumerate(b)}
     matched = [(a[idx_a[u]], b[i]) for u, i in idx_b.items() if u in idx_a]
     lead_seg: int | None = None
     lead_s: float | None = None
     mode = "none"
     if matched:
         mode = "uri"
-        if a[-1].uri in idx_b:
-            after = b[idx_b[a[-1].uri] + 1:]
+        if _key(a[-1]) in idx_b:
+            after = b[idx_b[_key(a[-1])] + 1:]
             lead_seg, lead_s = len(after), sum(s.duration for s in after)
-        elif b[-1].uri in idx_a:
-            after = a[idx_a[b[-1].uri] + 1:]
+        elif _key(b[-1]) in idx_a:
+            after = a[idx_a[_key(b[-1])] + 1:]
             lead_seg, lead_s = -len(after), -sum(s.duration for s in after)
     elif a[-1].pdt is not None and b[-1].pdt is not None:
         mode = "time"
@@ -111,6 +111,11 @@ def measure(first_name: str, first: MediaPlaylist, second_name: str, second: Med
     offsets = [b_t - a_t for sa, sb in matched if (a_t := sa.pdt) is not None and (b_t := sb.pdt) is not None]
     return Measure(first_name, second_name, mode, lead_seg, lead_s, len(matched), worst,
                    statistics.median(offsets) if offsets else None)
+
+
+def _key(s: Segment) -> tuple[str, tuple[int, int] | None]:
+    """A segment's identity across manifests: its URI and byte range (one file, many segments)."""
+    return (s.uri, s.byterange)
 
 
 def _by_time(a: tuple[Segment, ...], b: tuple[Segment, ...]) -> list[tuple[Segment, Segment]]:
