@@ -106,6 +106,7 @@ from probes.core.playlist import (
 )
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
+from probes.net.httpfetch import Fetcher, FetchResult
 
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
@@ -116,6 +117,8 @@ BEACON_RECHECK_EVERY = 5
 LL_HOLD_TARGETS = 3.0  # a blocking reload is given up after 3 target durations (what a server holds it, §6.2.5.2)
 LL_HELD_MIN_S = 0.02  # an answer later than this after the request was held: the part came out then
 LL_ANCHOR_MAX_AGE_S = 30.0  # a beacon-PDT offset older than this is not used for a part without its own beacon
+LL_MAX_HELD_PER_HOST = 64  # the watchers' own client: one held request per rendition watched there
+LL_MAX_FAILURES = 5  # blocking reloads failed in a row before a watcher ends (the attempts poll plainly again)
 
 
 class ClockSettings(StrictModel):
@@ -273,12 +276,33 @@ class _State:
 class _LowLatency:
     """LL-HLS: one loop per (endpoint, rendition) that always has a blocking reload waiting for
     the next part (RFC 8216bis §6.2.5.2), kept from attempt to attempt in ``ctx.state`` (the
-    runner closes it through :meth:`aclose` at stop, reload or shedding) with the capture-time
-    tasks its answers start."""
+    runner closes it through :meth:`aclose` at stop, at a config reload and when the stream is
+    removed; a loop ends itself when the agent sheds, ``_Attempt.watch``) with the capture-time
+    tasks its answers start and its own HTTP client: held requests take one connection each for
+    as long as a part takes, and must not use up the shared client's per-host slots."""
 
     def __init__(self) -> None:
         self.loops: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.capture: set[asyncio.Task[None]] = set()
+        self._http: Fetcher | None = None
+
+    async def get(self, url: str, **kw: Any) -> FetchResult:
+        if self._http is None:
+            self._http = Fetcher(max_per_host=LL_MAX_HELD_PER_HOST)
+            await self._http.start()
+        result: FetchResult = await self._http.get(url, **kw)
+        return result
+
+    def ended(self, keep: set[tuple[str, str]]) -> None:
+        """Cancel the loops not in ``keep`` (renditions no longer chosen); a loop that ended on
+        an exception raises it here (a bug: never dropped unseen)."""
+        for key, task in list(self.loops.items()):
+            if key not in keep:
+                task.cancel()
+            elif task.done():
+                del self.loops[key]
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    raise exc
 
     def running(self, key: tuple[str, str]) -> bool:
         task = self.loops.get(key)
@@ -295,6 +319,9 @@ class _LowLatency:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.loops.clear()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
 
 
 def part_units(pl: MediaPlaylist) -> dict[int, tuple[Part, float | None]]:
@@ -335,8 +362,10 @@ class _Attempt:
             ll = ctx.state["latency_ll"] = _LowLatency()
         self.ll: _LowLatency = ll
 
-    async def fetch(self, url: str, max_bytes: int):
-        return await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls)
+    async def fetch(self, url: str, max_bytes: int, byte_range: tuple[int, int] | None = None) -> FetchResult:
+        result: FetchResult = await self.ctx.http.get(url, max_bytes=max_bytes, verify_tls=self.cfg.verify_tls,
+                                                      byte_range=byte_range)
+        return result
 
     async def variants(self, endpoint: str) -> list[Variant] | None:
         now = self.ctx.clock()
@@ -361,6 +390,8 @@ class _Attempt:
         vs = await self.variants(endpoint)
         if not vs:
             return
+        watched = {key for key in self.ll.loops if key[0] != endpoint} | {(endpoint, v.name) for v in vs}
+        self.ll.ended(watched)
         await asyncio.gather(*(self.poll_rendition(endpoint, v) for v in vs
                                if not self.ll.running((endpoint, v.name))))
 
@@ -381,7 +412,7 @@ class _Attempt:
             units = part_units(pl)
             new = self.st.tracker.observe(endpoint, v.name, [(u, p.duration) for u, (p, _) in units.items()],
                                           fr.start_wall, fr.end_wall)
-            self.note_parts(endpoint, v, units, new, fr.end_wall, self.tasks.append)
+            self.note_parts(endpoint, v, units, new, fr.end_wall, self.tasks.append, pl.target_duration)
             if self.cfg.blocking_reload and next_part(pl) is not None and self.ctx.shed_level() < 1:
                 self.ll.loops[(endpoint, v.name)] = asyncio.ensure_future(self.watch(endpoint, v, pl))
             return
@@ -404,9 +435,10 @@ class _Attempt:
                     timing.backlog.add(endpoint)
 
     def note_parts(self, endpoint: str, v: Variant, units: dict[int, tuple[Part, float | None]],
-                   new: list[tuple[int, Seen | None]], listed_at: float, start: Any) -> None:
+                   new: list[tuple[int, Seen | None]], listed_at: float, start: Any, target_duration: float) -> None:
         """New parts first seen at ``endpoint``: their timing entries (capture times started
-        through ``start``, once per part whichever endpoint lists it first)."""
+        through ``start``, once per part whichever endpoint lists it first; kept as long as a
+        segment would be, ``target_duration``: an edge may list a part seconds after the origin)."""
         for unit, seen in new:
             part, pdt = units[unit]
             if part.gap:
@@ -415,8 +447,9 @@ class _Attempt:
             timing = self.st.segments.get(key)
             if timing is None:
                 timing = self.st.segments[key] = SegmentTiming(v.name, part.msn, part.duration, pdt,
-                                                               listed_at=listed_at, part=part.index)
-                start(asyncio.ensure_future(self.capture_times(timing, part.uri, part.independent)))
+                                                               listed_at=listed_at, part=part.index,
+                                                               horizon_s=target_duration)
+                start(asyncio.ensure_future(self.capture_times(timing, part.uri, part.independent, part.byterange)))
             if seen is not None:
                 timing.seen[endpoint] = seen
                 if unit != new[-1][0]:
@@ -426,46 +459,52 @@ class _Attempt:
         """LL-HLS: ask for the part after the newest seen, held by the server until it exists
         (``_HLS_msn``/``_HLS_part``), again at once after each answer: the answer's first byte is
         when the part came out at that endpoint (within the round trip), one request per part
-        instead of fast polls. Ends when the playlist no longer offers blocking reload; a failed
-        or unanswered request is retried a part target later (the attempts poll plainly meanwhile
-        only once this loop has ended)."""
-        st, cfg = self.st, self.cfg
+        instead of fast polls. Its requests go through the watcher's own client
+        (:class:`_LowLatency`), so held requests never queue the agent's other requests to that
+        host behind them. An answer with nothing new, a failure or no answer: the next request a
+        part target later (never a hot loop). Ends — and the attempts poll that rendition plainly
+        again — when the playlist no longer offers blocking reload and parts, after
+        ``LL_MAX_FAILURES`` failures in a row, or when the agent sheds optional work."""
+        st, cfg, ll = self.st, self.cfg, self.ll
+        shed = self.ctx.shed_level
         answered_at: float | None = None
-        while (block := next_part(pl)) is not None:
+        failures = 0
+        while (block := next_part(pl)) is not None and failures < LL_MAX_FAILURES and shed() < 1:
             assert pl.part_target is not None
             sent = time.time()
             st.held_polls += 1
             try:
                 async with asyncio.timeout(LL_HOLD_TARGETS * pl.target_duration + 1.0):
-                    fr = await self.ctx.http.get(with_query(v.uri, f"_HLS_msn={block[0]}&_HLS_part={block[1]}"),
-                                                 max_bytes=cfg.playlist_max_bytes, verify_tls=cfg.verify_tls)
+                    fr = await ll.get(with_query(v.uri, f"_HLS_msn={block[0]}&_HLS_part={block[1]}"),
+                                      max_bytes=cfg.playlist_max_bytes, verify_tls=cfg.verify_tls)
             except TimeoutError:
-                st.tracker.failed(endpoint, v.name)
-                answered_at = None
-                continue
+                fr = None
             try:
-                new_pl = await parse_body(fr.body, fr.final_url) if not fr.failure else None
+                new_pl = await parse_body(fr.body, fr.final_url) if fr is not None and not fr.failure else None
             except PlaylistError:
                 new_pl = None
-            if not isinstance(new_pl, MediaPlaylist) or not new_pl.parts:
+            if fr is None or not isinstance(new_pl, MediaPlaylist):
+                failures += 1
                 st.tracker.failed(endpoint, v.name)
                 answered_at = None
-                await asyncio.sleep(pl.part_target)  # not a hot loop on a server in trouble
+                await asyncio.sleep(pl.part_target)
                 continue
-            first_byte = fr.start_wall + fr.connect_s + fr.first_byte_s
-            if first_byte - sent >= LL_HELD_MIN_S or answered_at is None:
-                seen = Seen(first_byte, max(fr.connect_s, 0.002))  # held until the part came out
-            else:  # answered at once: the part was out already, since the last answer
-                seen = Seen((answered_at + sent) / 2.0, (sent - answered_at) / 2.0)
+            failures = 0
+            first_byte = fr.end_wall - fr.transfer_s  # after any wait for a connection and redirects
+            held = first_byte - sent >= LL_HELD_MIN_S
+            seen = (Seen(first_byte, max(fr.connect_s, 0.002)) if held  # the part came out then
+                    else None if answered_at is None  # at once, after a failure: not timed
+                    else Seen((answered_at + sent) / 2.0, (sent - answered_at) / 2.0))  # out since the last answer
             answered_at = fr.end_wall
             units = part_units(new_pl)
             new = st.tracker.observe_at(endpoint, v.name, list(units), seen)
-            self.note_parts(endpoint, v, units, new, fr.end_wall, lambda _t: None)
-            if not new and first_byte - sent < LL_HELD_MIN_S:
-                await asyncio.sleep(pl.part_target)  # a server that does not hold: one request per part
+            self.note_parts(endpoint, v, units, new, fr.end_wall, ll.spawn, new_pl.target_duration)
             pl = new_pl
+            if not new:
+                await asyncio.sleep(pl.part_target or 0.5)  # nothing new (a server that does not hold): not a hot loop
 
-    async def capture_times(self, timing: SegmentTiming, uri: str, independent: bool = True) -> None:
+    async def capture_times(self, timing: SegmentTiming, uri: str, independent: bool = True,
+                            byte_range: tuple[int, int] | None = None) -> None:
         """Capture times of one segment or part: beacon when the picture has it, else PDT. A part
         that does not start with a frame decodable on its own (no INDEPENDENT=YES) is not decoded:
         its PDT is moved by the beacon-PDT offset its rendition's last decoded part or segment
@@ -483,7 +522,7 @@ class _Attempt:
                                       or st.skipped >= BEACON_RECHECK_EVERY - 1)
         if want_beacon:
             st.skipped = 0
-            fr = await self.fetch(uri, cfg.segment_max_bytes)
+            fr = await self.fetch(uri, cfg.segment_max_bytes, byte_range)
             if not fr.failure:
                 async with st.decode_sem:
                     b = await asyncio.to_thread(read_segment_beacons, fr.body)
@@ -697,7 +736,7 @@ class _Attempt:
         for key in list(st.segments):
             t = st.segments[key]
             all_seen = "origin" in t.seen and all(e in t.seen for e in edges)
-            expired = now - t.listed_at > self.cfg.finalize_after_segments * max(t.duration, 0.5)
+            expired = now - t.listed_at > self.cfg.finalize_after_segments * max(t.horizon_s or t.duration, 0.5)
             held = self.hold_for_ingest(t, now) and "origin" not in st.reported.get(key, ())
             if (held or not (all_seen and t.capture_last is not None)) and not expired:
                 continue

@@ -405,3 +405,29 @@ async def test_a_slow_first_byte_is_a_timeout_not_a_stale_rendition() -> None:
         await ep.stop()
     faults = {e.fault for r in results + more for e in r.evidence if e.fault is not None}
     assert faults == {Fault.TIMEOUT}, faults
+
+
+async def test_the_latency_watcher_makes_one_request_a_part_on_a_server_that_does_not_hold() -> None:
+    """A server (or an edge) that answers blocking reloads at once: the latency probe's watcher
+    then asks again a part target later, never in a loop; on one that holds, its answers time
+    each part."""
+    from probes.latency import LatencySettings, LatencyTargetConfig
+    from probes.latency import probe as latency_probe
+
+    ep = await LowLatencyEndpoint(part_s=0.5, renditions=("180p",)).start()
+    ep.knobs.blocks = False
+    ep.knobs.playlist_delay_s = 0.03  # a far server: every answer starts 30 ms after the request
+    try:
+        async with Fetcher() as http:
+            url = ep.url("180p")
+            tc = LatencyTargetConfig(LatencySettings(beacon=False), url)
+            target = ProbeTarget("latency", "main", "origin", "origin", tc, url, 1.0, 5.0)
+            ctx = ProbeContext(state={}, http=http)
+            polls = []
+            for _ in range(4):
+                polls.append((await call_probe(latency_probe, target, ctx)).figures["playlist_polls"])
+            await ctx.state["latency_ll"].aclose()
+    finally:
+        await ep.stop()
+    # a new part's answer, then one with nothing new and a part target's pause: ~2 a part (0.5 s)
+    assert sum(polls[1:]) / 3 <= 5.0, polls

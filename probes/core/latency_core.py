@@ -95,6 +95,7 @@ class SegmentTiming:
     ingest_s: float | None = None  # ingest latency from an ingest monitor (probes/ingest_monitor.py), when known
     part: int | None = None  # LL-HLS: this is part ``part`` of segment ``seq`` (EXT-X-PART), not the whole segment
     backlog: set[str] = field(default_factory=set)  # endpoints that first listed it together with a later one
+    horizon_s: float | None = None  # a part: its segment's target duration (how long it is waited for)
 
     @property
     def unit(self) -> int:
@@ -165,10 +166,12 @@ class FirstSeenTracker:
         mem.last_mid = mid
         return new
 
-    def observe_at(self, endpoint: str, rendition: str, units: list[int], seen: Seen) -> list[tuple[int, Seen | None]]:
+    def observe_at(self, endpoint: str, rendition: str, units: list[int],
+                   seen: Seen | None) -> list[tuple[int, Seen | None]]:
         """An answer to a blocking reload (LL-HLS): the new ``units`` appeared at ``seen`` (the
         server held the request until the part existed, so the answer is the arrival), not
-        bracketed by polls. The first answer's backlog is not news, as in :meth:`observe`."""
+        bracketed by polls; None: not timed (an answer at once after a failed one). The first
+        answer's backlog is not news, as in :meth:`observe`."""
         mem = self._mem.setdefault((endpoint, rendition), _PollMemory())
         newest = max(units, default=None)
         new: list[tuple[int, Seen | None]] = []
@@ -179,7 +182,7 @@ class FirstSeenTracker:
             mem.last_seq = newest
         elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
             mem.last_seq = newest  # restarted numbering: follow it
-        mem.last_mid, mem.expected_at = seen.at, None  # watched by its own reloads: no fast polls for it
+        mem.last_mid, mem.expected_at = seen.at if seen is not None else None, None  # no fast polls for it
         return new
 
     def failed(self, endpoint: str, rendition: str) -> None:
