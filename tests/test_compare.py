@@ -10,12 +10,15 @@ a stopped MPD is the origin's incident, not the transcoder's.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+from _require import require_binary
 from attempt import call_probe
+from reallab import RealLab
 from test_dash import ffmpeg_dash, mpd_ready
 from test_real_packagers import packager, static_server, stop
 from waiting import wait_for
@@ -204,3 +207,86 @@ async def test_a_dash_view_computed_from_the_clock_is_never_judged_ahead_of_a_st
     last = results[-1].evidence[-1]
     assert last.state is State.UNKNOWN and "computed from the clock" in last.detail, last.detail
     assert "gone.m3u8: HTTP 404" in last.detail, last.detail  # the one variant that failed, named
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+async def test_nginx_rtmp_hls_and_dash_of_one_publish_are_watched_for_lag_only(tmp_path: Path) -> None:
+    """nginx-rtmp (Debian libnginx-mod-rtmp 1.2.2, tests/reallab.py: ``hls on`` and ``dash on`` in one
+    application, 2-s fragments, ffmpeg publishing one RTMP stream) writes the two formats from one
+    input into different files: ``main-N.ts`` listed in ``main.m3u8``, ``main-$Time$.m4v`` in
+    ``main.mpd`` (SegmentTimeline, availabilityStartTime to the second). It has no directive for
+    ``EXT-X-PROGRAM-DATE-TIME`` (no ``hls_`` directive writes it), so the two cannot be lined up
+    by URI or by wall clock: the probe says so (mode ``none``, no lead, no offset, "lag only by
+    age") and judges only which side stands still. A copy of the MPD that stops is behind by age;
+    the publisher killed stops both sides at once (nginx-rtmp closes both fragmenters when the
+    publish ends; seen here: each lists the same cut fragment, 0.267 s and 0.133 s in two runs),
+    which is no manifest fault. It sometimes is one (about one run in five here: the comment at
+    the end says why), marked xfail until probes/compare.py tells the two apart."""
+    require_binary("nginx")
+    require_binary("ffmpeg")
+    if RealLab.missing_binaries():
+        require_binary("ngx_rtmp_module (libnginx-mod-rtmp)")
+    async with RealLab(tmp_path / "lab") as lab, Fetcher() as http:
+        async def dash_listed() -> bool:
+            status, _, body = await lab.fetch(lab.dash_url)
+            return status == 200 and body.count(b"<S ") >= 2 * 3  # video and audio: three fragments each
+        await wait_for(dash_listed, 30, "three DASH fragments from nginx-rtmp")
+        await lab.wait_playlist(min_segments=3)
+        hls_text = (await lab.fetch(lab.origin_url))[2].decode()
+        mpd_text = (await lab.fetch(lab.dash_url))[2].decode()
+        assert "#EXT-X-PROGRAM-DATE-TIME" not in hls_text and ".ts" in hls_text, hls_text
+        assert "availabilityStartTime=" in mpd_text and 'media="main-$Time$.m4v"' in mpd_text, mpd_text
+
+        frozen = tmp_path / "frozen"
+        frozen.mkdir()
+        (frozen / "main.mpd").write_text((await lab.fetch(lab.dash_url))[2].decode())  # the DASH side stops here
+        async with static_server(frozen) as url:
+            stuck = _target(lab.origin_url, url.replace("index.m3u8", "main.mpd"))
+            ctx = ProbeContext(state={}, http=http)
+            t0 = time.monotonic()
+
+            async def behind() -> ProbeResult | None:
+                r = await call_probe(compare_probe, stuck, ctx)
+                return r if any(e.fault == "manifest_behind" for e in r.evidence) else None
+            r = await wait_for(behind, 10, "the frozen MPD to be behind")
+            took = time.monotonic() - t0
+        (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
+        assert ev.state is State.DOWN and ev.detail.startswith("DASH 180p has not changed"), ev.detail
+        assert "of the same encode advances" in ev.detail and "s of media after it" not in ev.detail, ev.detail
+        assert took < 2.0 + 0.5 + 1.5, took  # one target duration + the skew, a fragment's boundary as margin
+
+        targets = {"hls-first": _target(lab.origin_url, lab.dash_url), "dash-first": _target(lab.dash_url, lab.origin_url)}
+        ctxs = {k: ProbeContext(state={}, http=http) for k in targets}
+        for _ in range(6):  # three fragments' worth of attempts, boundaries among them
+            for k, target in targets.items():
+                r = await call_probe(compare_probe, target, ctxs[k])
+                assert [(e.state, e.fault) for e in r.evidence] == [(State.OK, None)], (k, r.evidence, r.figures)
+                assert "no shared segment, no wall-clock times: lag only by age" in r.evidence[0].detail, r.evidence
+                (name, figs), = r.figures.items()  # one video rendition each side; audio is no variant
+                assert name == ("main" if k == "hls-first" else "180p"), r.figures
+                assert figs["compare_mode"] == "none" and figs["compare_matched"] == 0, figs
+                assert "compare_offset_s" not in figs and "compare_lead_s" not in figs, figs  # not measured, not made up
+            await next_attempt()
+
+        await lab.kill_ffmpeg()  # the publisher dies: nginx-rtmp stops both formats together
+        false_alarms: list[tuple[int, str, str]] = []
+        for i in range(6):  # the same contexts (both sides seen moving), past both's due time (2.5 s)
+            for k, target in targets.items():
+                r = await call_probe(compare_probe, target, ctxs[k])
+                faults = [e for e in r.evidence if e.fault]
+                assert all(e.fault == "manifest_behind" for e in faults), (k, r.evidence)
+                false_alarms += [(i, k, e.detail) for e in faults]
+            await next_attempt()
+    if false_alarms:
+        # Known, not yet fixed (probes/compare.py): nginx-rtmp writes availabilityStartTime truncated
+        # to the second, and probes/core/mpd.py hides a listed segment until AST + its end + a grace
+        # (a quarter of its duration, at most 0.5 s). When the publish began early in its second, a
+        # fragment both formats wrote at the same instant shows in the DASH view up to 0.5 s later,
+        # one attempt after HLS: after both stop, HLS passes the due time (2.5 s) one attempt before
+        # DASH, and with nothing to line the two up (no PDT) age alone calls HLS behind, once.
+        assert len({k for _, k, _ in false_alarms}) == len(false_alarms), false_alarms  # one attempt each
+        # (HLS as a rule; DASH when a write falls between the two reads of one attempt)
+        assert all(i <= 4 and re.search(r"^(HLS main|DASH 180p) has not changed for [23]\.\d s", d)
+                   for i, _, d in false_alarms), false_alarms
+        pytest.xfail(f"both formats stopped together, yet one was called behind for one attempt: {false_alarms}")
