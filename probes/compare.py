@@ -29,6 +29,10 @@ renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/`
   1 s, because packagers write PDT to the second: ffmpeg's dash muxer's HLS side writes
   ``...:42.000`` beside an availabilityStartTime of ``...:42.321`` (measured here: 0.32 and
   0.53 s apart in two runs), so a second is their precision and more is a timeline of its own;
+  and, both advancing, one lists the same media more than ``offset_tolerance_s`` later than the
+  other in each of the last ``LEAD_ATTEMPTS`` (5) attempts (a packager that lags the other; lined
+  up by wall clock, a timeline shifted by more than half a segment reads as such a lead, not as
+  an offset);
 - the compared manifest not answering, or not parsing, is ``manifest_behind`` too (that format
   is not there for its viewers while the other is); the origin's own manifest failing is the
   availability probe's to judge (UNKNOWN here); renditions that cannot be lined up are named in
@@ -43,6 +47,7 @@ segment ahead of the first's; negative: behind), ``compare_offset_s``, ``compare
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +66,7 @@ COMPONENT = "origin"
 MAX_SKEW_S = 0.5
 DURATION_TOLERANCE_S = 0.1
 OFFSET_TOLERANCE_S = 1.0
+LEAD_ATTEMPTS = 5  # a lead between two advancing manifests counts when it holds this many attempts in a row
 
 
 class CompareSettings(StrictModel):
@@ -153,6 +159,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             figs["compare_offset_s"] = round(m.offset_s, 3) + 0.0
         td = max(pl1.target_duration or 0.0, pl2.target_duration or 0.0, 1.0)
         due = td + cfg.max_skew_s
+        was_behind = len(behind)
         if not (pl1.listed and pl2.listed):
             # a DASH view computed from the clock ($Number$ without a timeline) advances whatever
             # the packager does: no lag is judged against it (a stopped encode would read as the
@@ -164,9 +171,13 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             for (read_l, name_l), (read_a, name_a), age_l, age_a, ahead in (
                     ((first, n1), (second, n2), ages[0], ages[1], m.lead_s),
                     ((second, n2), (first, n1), ages[1], ages[0], -m.lead_s if m.lead_s is not None else None)):
-                # stood still past its due time while the other moved within it, and (where the two
-                # can be lined up) the other lists later media: one encode, one format stopped
-                if age_l > due and age_a <= due and (ahead is None or ahead > 0):
+                # stood still past its due time while the other moved within it — and later than this
+                # one did by more than the skew and one attempt (two formats of an encode that stops
+                # show their last segment up to an attempt apart: nginx-rtmp's MPD view holds a
+                # segment back until its availability time) — and, where the two can be lined up,
+                # the other lists later media: one encode, one format stopped
+                if age_l > due and age_a <= due and age_l - age_a > cfg.max_skew_s + target.interval \
+                        and (ahead is None or ahead > 0):
                     lead = f" ({ahead:+.1f} s of media after it)" if ahead is not None else ""
                     behind.append(f"{read_l.label} {name_l} has not changed for {age_l:.1f} s while {read_a.label} "
                                   f"{name_a} of the same encode advances{lead}")
@@ -180,6 +191,17 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         if m.offset_s is not None and abs(m.offset_s) > cfg.offset_tolerance_s:
             disagree.append(f"{n1}: {second.label} places its segments {m.offset_s:+.2f} s from where "
                             f"{first.label} does (wall clock)")
+        leads = st.setdefault("leads", {}).setdefault(n1, deque(maxlen=LEAD_ATTEMPTS))
+        leads.append(m.lead_s if m.lead_s is not None and len(behind) == was_behind else None)
+        if len(leads) == LEAD_ATTEMPTS and all(x is not None and abs(x) > cfg.offset_tolerance_s for x in leads) \
+                and len({x > 0 for x in leads if x is not None}) == 1:
+            # both advance, yet one lists the same media later (or, lined up by wall clock, at
+            # another time: past half a segment a shifted timeline reads as a lead) in every one of
+            # the last attempts, never just at a segment boundary
+            near = min((x for x in leads if x is not None), key=abs)
+            disagree.append(f"{n1}: {second.label} is {near:+.1f} s of media from {first.label} in each of the "
+                            f"last {LEAD_ATTEMPTS} attempts while both advance (one lists segments later, or its "
+                            "timeline is shifted)")
     paired = ({n1 for n1, _ in pairs}, {n2 for _, n2 in pairs})
     alone = sorted(set(first.playlists) - paired[0]) + sorted(set(second.playlists) - paired[1])
     if behind:
