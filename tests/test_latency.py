@@ -145,12 +145,20 @@ async def test_latency_by_beacon_matches_truth_then_shows_ingest_and_edge_delays
             def evidence() -> set[tuple[str, str]]:
                 return {(c.stage, c.component) for c in agent.board.cells("main")
                         if any("latency" in r_ and "rose to" in r_ for r_ in c.reasons)}
-            # both stay high while the faults last; on a loaded 2-core CI machine the probe's
-            # reports can trail the metrics above by a few report intervals (4 + 4 was passed by
-            # 16 s once in a clean 2-core run of the whole suite, 2026-12-01: not root-caused)
-            await wait_for(lambda: {("transcode", "transcoder"), ("cdn", "edge-b")} <= evidence(),
-                           6 * SEGMENT_S + 6 * REPORT_S + SLACK_S, "latency_high on transcode/transcoder and cdn/edge-b")
-            assert ("cdn", "edge-a") not in evidence()
+            # each is flagged while its baseline has not taken the new level in: the rule judges a
+            # value against the median of the last baseline_s, and this test's baseline holds only
+            # the few healthy segments before the faults, so after a few high segments the median is
+            # the new level and that stage reads as OK again (the transcode evidence can be over
+            # before edge-b's begins on a loaded machine: this wait once asked for both at one moment
+            # and timed out at 16 s and 22 s). So: each seen flagged, at some moment of the wait.
+            flagged: set[tuple[str, str]] = set()
+
+            def both_flagged() -> bool:
+                flagged.update(evidence())
+                return {("transcode", "transcoder"), ("cdn", "edge-b")} <= flagged
+            await wait_for(both_flagged, 6 * SEGMENT_S + 6 * REPORT_S + SLACK_S,
+                           "latency_high on transcode/transcoder and on cdn/edge-b")
+            assert ("cdn", "edge-a") not in flagged
 
             def delayed_trace() -> bool:
                 for _r, k in _latency_traces(exporter)[n_before:]:
