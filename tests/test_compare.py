@@ -26,7 +26,7 @@ from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
-from probes.base import ProbeContext, ProbeResult, ProbeTarget, State
+from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, State
 from probes.compare import CompareSettings
 from probes.compare import probe as compare_probe
 from probes.core.compare import measure, pair
@@ -86,6 +86,21 @@ async def next_attempt(interval_s: float = 1.0) -> None:
     await wait_for(lambda: time.monotonic() >= due, interval_s + 1.0, "the next attempt")
 
 
+async def until_behind(target: ProbeTarget, http: Fetcher, timeout: float = 10.0) -> tuple[Evidence, float]:
+    """Attempts of the comparison with a fresh context until one says ``manifest_behind``: (that
+    evidence, seconds from the first attempt)."""
+    ctx = ProbeContext(state={}, http=http)
+    t0 = time.monotonic()
+
+    async def behind() -> ProbeResult | None:
+        r = await call_probe(compare_probe, target, ctx)
+        return r if any(e.fault == "manifest_behind" for e in r.evidence) else None
+    r = await wait_for(behind, timeout, "the frozen MPD to be behind")
+    took = time.monotonic() - t0
+    (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
+    return ev, took
+
+
 def _target(origin: str, other: str) -> ProbeTarget:
     return ProbeTarget("compare", "main", "origin", "origin", CompareSettings(url=other), origin, 1.0, 4.0)
 
@@ -111,16 +126,7 @@ async def test_ffmpeg_writes_both_formats_in_agreement_and_a_frozen_mpd_is_behin
             assert abs(figs.get("compare_offset_s", 0.0)) < 1.0, figs  # its HLS side writes PDT to the second
 
         shutil.copy(tmp_path / "live.mpd", tmp_path / "frozen.mpd")  # the DASH side stops here
-        stuck = _target(f"{base}/master.m3u8", f"{base}/frozen.mpd")
-        ctx = ProbeContext(state={}, http=http)
-        t0 = time.monotonic()
-
-        async def behind() -> ProbeResult | None:
-            r = await call_probe(compare_probe, stuck, ctx)
-            return r if any(e.fault == "manifest_behind" for e in r.evidence) else None
-        r = await wait_for(behind, 10, "the frozen MPD to be behind")
-        took = time.monotonic() - t0
-        (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
+        ev, took = await until_behind(_target(f"{base}/master.m3u8", f"{base}/frozen.mpd"), http)
         assert ev.state is State.DOWN and (ev.stage, ev.component) == ("origin", "origin")
         assert ev.detail.startswith("DASH ") and "of the same encode advances" in ev.detail, ev.detail
         assert took < 2.0 + 2.0 + 0.5 + 1.5, took  # a segment due, one target duration + the skew, a poll
@@ -241,16 +247,7 @@ async def test_nginx_rtmp_hls_and_dash_of_one_publish_are_watched_for_lag_only(t
         frozen.mkdir()
         (frozen / "main.mpd").write_text((await lab.fetch(lab.dash_url))[2].decode())  # the DASH side stops here
         async with static_server(frozen) as url:
-            stuck = _target(lab.origin_url, url.replace("index.m3u8", "main.mpd"))
-            ctx = ProbeContext(state={}, http=http)
-            t0 = time.monotonic()
-
-            async def behind() -> ProbeResult | None:
-                r = await call_probe(compare_probe, stuck, ctx)
-                return r if any(e.fault == "manifest_behind" for e in r.evidence) else None
-            r = await wait_for(behind, 10, "the frozen MPD to be behind")
-            took = time.monotonic() - t0
-        (ev,) = [e for e in r.evidence if e.fault == "manifest_behind"]
+            ev, took = await until_behind(_target(lab.origin_url, url.replace("index.m3u8", "main.mpd")), http)
         assert ev.state is State.DOWN and ev.detail.startswith("DASH 180p has not changed"), ev.detail
         assert "of the same encode advances" in ev.detail and "s of media after it" not in ev.detail, ev.detail
         assert took < 2.0 + 0.5 + 1.5, took  # one target duration + the skew, a fragment's boundary as margin
