@@ -37,7 +37,7 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     starts with the open incidents of an earlier run.
 
     ``ingest_monitor`` (on by default) watches the ingest's playback side (HTTP-FLV,
-    agent/lab/ingest_live.py) every 2 s (probes/ingest_monitor.py): the ingest stage gets
+    agent/lab/ingest_live.py) (kept open, a report every 0.5 s; probes/ingest_monitor.py): the ingest stage gets
     its own latency and the latency probe's transcode figure excludes it. Off, the
     transcode figure is capture-to-origin (ingest + transcode + packaging).
 
@@ -78,7 +78,7 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     if protocol != "llhls" and hasattr(lab, "dash_url"):  # the origin's other manifest (probes/compare.py)
         conf["streams"][0]["compare"] = {"url": lab.origin_url() if protocol == "dash" else lab.dash_url(None)}
     if ingest_monitor and hasattr(lab, "ingest_live_url"):
-        conf["streams"][0]["ingest"]["monitor"] = [{"name": "ingest", "url": lab.ingest_live_url(), "interval_s": 2.0}]
+        conf["streams"][0]["ingest"]["monitor"] = [{"name": "ingest", "url": lab.ingest_live_url(), "interval_s": 0.5}]
     if webrtc and getattr(lab, "webrtc", None) is not None:
         loop: dict[str, Any] = {"ice_host_addresses": [lab.config.host]}
         token = lab.config.webrtc_token

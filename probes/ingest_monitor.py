@@ -23,6 +23,25 @@ way to the agent (the demuxer's probing read-ahead at open, a server's GOP cache
 a burst, the agent's own scheduling on a busy host) only makes a frame look later, never
 earlier, so the minimum is the path's own latency; the median is reported beside it.
 
+Two ways to run it (``keep_open``):
+
+- kept open (the default; :class:`_Watcher`): the playback side is held open in a thread
+  and every attempt (each ``interval_s``, default 1 s; the lab agent 0.5 s) reports the frames
+  that arrived since the previous one. Only keyframes are decoded: a keyframe's beacon gives
+  the capture time of its timestamp, and every other frame's capture time is its timestamp
+  moved by that offset (a timestamp jump of 5 s against arrival, an encoder restart, waits
+  for the next keyframe). So a latency change is judged at the first report after the
+  first late frame arrives — the physical limit: a 2-s delay added at the ingest is
+  ``latency_high`` 2.2 s after its onset with 0.5-s reports (tests/test_ingest_monitor.py) —
+  at ~3.5 ms of CPU per second of a 25-fps lab stream (one decode per GOP; all frames
+  decoded for 1.5 s every 2 s: ~10 ms per second). A pause shorter than ``first_frame_s``
+  (the frames held back at a latency step) repeats the last verdict, noting the gap; a
+  longer one is ``no_input``. A window during which the agent's own event loop stood still
+  for 0.25 s or more (its CPU starved: the thread timing arrivals starved with it) is not
+  judged high. The runner closes the watch at shutdown and when it sheds the job.
+- one watch window per attempt (``keep_open: false``): open, decode ``seconds`` of video
+  after the first frame, close; a step shows at the first attempt that starts after it.
+
 Reported (stage ``ingest``, component = the monitor's name):
 
 - ``signalpath_stage_latency_seconds{stage="ingest",method="beacon"}``;
@@ -52,10 +71,14 @@ FFmpeg's error text (which repeats the URL) is never copied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -81,6 +104,7 @@ from probes.faults import Fault
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
 
 SCHEMES = ("rtmp", "rtmps", "http", "https")
+ONE_SHOT_INTERVAL_S = 5.0  # the interval_s default with keep_open false
 
 
 class IngestMonitorSettings(StrictModel):
@@ -89,9 +113,12 @@ class IngestMonitorSettings(StrictModel):
     name: str = "ingest"
     url: str = Field(description="the ingest's playback side: rtmp(s)://host/app/KEY, or an HTTP-FLV / "
                      "MPEG-TS URL; put the key in ${ENV}")
-    interval_s: float = Field(5.0, ge=0.5, le=3600, description="one watch window per interval")
+    keep_open: bool = Field(True, description="hold the playback side open and report every interval_s what "
+                            "arrived since the last report (false: open, decode `seconds`, close, per attempt)")
+    interval_s: float = Field(1.0, ge=0.25, le=3600, description="one report (kept open) or watch window per interval")
     timeout_s: float = Field(8.0, gt=0, le=120, description="deadline of one attempt")
-    seconds: float = Field(1.5, gt=0, le=30, description="decode this long after the first frame")
+    seconds: float = Field(1.5, gt=0, le=30, description="decode this long after the first frame (the first "
+                           "report of a kept-open watch waits this long too)")
     first_frame_s: float = Field(4.5, gt=0, le=60, description="no decoded frame by then: no_input")
     connect_timeout_s: float = Field(3.0, gt=0, le=60)
     baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
@@ -109,6 +136,8 @@ class IngestMonitorSettings(StrictModel):
 
     @model_validator(mode="after")
     def _deadline(self) -> IngestMonitorSettings:
+        if not self.keep_open and "interval_s" not in self.model_fields_set:
+            object.__setattr__(self, "interval_s", ONE_SHOT_INTERVAL_S)  # a watch window costs a connection and decoding
         need = self.first_frame_s + self.seconds + 0.5
         if self.timeout_s < need:
             raise ValueError(f"timeout_s {self.timeout_s:g} must be at least first_frame_s + seconds + 0.5 "
@@ -137,6 +166,7 @@ class WatchResult:
     stamps: list[tuple[float, float]] = field(default_factory=list)
     open_s: float | None = None
     cpu_s: float = 0.0
+    gap_s: float | None = None  # kept open: no packet in this window, for less than first_frame_s
 
 
 def _open_options(url: str) -> tuple[dict[str, str], str | None]:
@@ -152,6 +182,31 @@ def _open_options(url: str) -> tuple[dict[str, str], str | None]:
     return opts, ("flv" if urlsplit(url).path.endswith(".flv") else None)
 
 
+def _open(settings: IngestMonitorSettings, out: WatchResult, read_timeout: float) -> Any:
+    """The playback side opened with PyAV (a read waiting ``read_timeout`` s for data fails),
+    or None with ``out``'s failure, fault and detail set."""
+    import av
+
+    opts, fmt = _open_options(settings.url)
+    try:
+        return av.open(settings.url, "r", format=fmt, options=opts,
+                       timeout=(settings.connect_timeout_s, read_timeout))
+    except av.error.ConnectionRefusedError:
+        out.failure, out.fault, out.detail = Failure.CONNECTION_REFUSED, Fault.UNREACHABLE, "connection refused"
+    except av.error.HTTPNotFoundError:  # HTTP-FLV servers answer 404 while nobody publishes the stream
+        out.failure, out.fault, out.detail = Failure.HTTP_ERROR, Fault.NO_INPUT, "no such live stream (HTTP 404)"
+    except (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError) as exc:
+        out.failure, out.fault = Failure.HTTP_ERROR, Fault.HTTP_ERROR
+        out.detail = f"the playback side answered HTTP {type(exc).__name__.removeprefix('HTTP').removesuffix('Error')}"
+    except (av.error.ExitError, av.error.TimeoutError, TimeoutError):
+        # the interrupt callback fired: nothing (decodable) came within the read timeout
+        out.failure, out.fault, out.detail = Failure.TIMEOUT, Fault.NO_INPUT, "no stream from the ingest"
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        out.failure, out.fault = Failure.CONNECTION_FAILED, Fault.UNREACHABLE
+        out.detail = f"cannot play the ingest's output ({type(exc).__name__})"
+    return None
+
+
 def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
           wall=time.time) -> WatchResult:
     """Open the playback side, decode ``seconds`` of video and read the beacons. Blocking
@@ -161,28 +216,8 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
     out = WatchResult()
     c0 = time.thread_time()
     t0 = time.monotonic()
-    opts, fmt = _open_options(settings.url)
-    read_timeout = min(settings.first_frame_s, 2.0)
-    try:
-        container = av.open(settings.url, "r", format=fmt, options=opts,
-                            timeout=(settings.connect_timeout_s, read_timeout))
-    except av.error.ConnectionRefusedError:
-        out.failure, out.fault, out.detail = Failure.CONNECTION_REFUSED, Fault.UNREACHABLE, "connection refused"
-        return out
-    except av.error.HTTPNotFoundError:  # HTTP-FLV servers answer 404 while nobody publishes the stream
-        out.failure, out.fault, out.detail = Failure.HTTP_ERROR, Fault.NO_INPUT, "no such live stream (HTTP 404)"
-        return out
-    except (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError) as exc:
-        out.failure, out.fault = Failure.HTTP_ERROR, Fault.HTTP_ERROR
-        out.detail = f"the playback side answered HTTP {type(exc).__name__.removeprefix('HTTP').removesuffix('Error')}"
-        return out
-    except (av.error.ExitError, av.error.TimeoutError, TimeoutError):
-        # the interrupt callback fired: nothing (decodable) came within the read timeout
-        out.failure, out.fault, out.detail = Failure.TIMEOUT, Fault.NO_INPUT, "no stream from the ingest"
-        return out
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        out.failure, out.fault = Failure.CONNECTION_FAILED, Fault.UNREACHABLE
-        out.detail = f"cannot play the ingest's output ({type(exc).__name__})"
+    container = _open(settings, out, min(settings.first_frame_s, 2.0))
+    if container is None:
         return out
     out.open_s = time.monotonic() - t0
     try:
@@ -230,6 +265,163 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
     return out
 
 
+# ----------------------------------------------------------------- kept open (blocking thread)
+
+MAX_STAMPS = 4096  # ~2.7 min of 25 fps between two reports: bounded memory if reports stop
+DISCONTINUITY_S = 5.0  # timestamps that jump this much against arrival: the mapping waits for a keyframe
+RECONNECT_S = (1.0, 8.0)  # back-off after a failed or broken connection: first, most
+
+
+class _Watcher:
+    """``keep_open``: the ingest's playback side held open in its own thread.
+
+    Every video packet's arrival is timed; only keyframes are decoded (their beacon gives
+    the capture time of their timestamp: ``offset = capture - pts``), and every packet's
+    capture time is its timestamp plus the last keyframe's offset. So each frame is timed,
+    as when all are decoded, at the decoding cost of one frame per GOP. Timestamps that jump
+    against arrival by :data:`DISCONTINUITY_S` (an encoder restart) drop the offset until the
+    next keyframe's beacon. A connection that fails or breaks is opened again after
+    :data:`RECONNECT_S`. :meth:`take` hands the packets since the last call to a report.
+    """
+
+    def __init__(self, settings: IngestMonitorSettings, wall: Any = time.time) -> None:
+        self.s = settings
+        self.wall = wall
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stamps: deque[tuple[float, float]] = deque(maxlen=MAX_STAMPS)
+        self._packets = 0
+        self._failure: WatchResult | None = None  # the last open/read failure; a packet clears it
+        self.first_packet: float | None = None  # monotonic
+        self.last_packet: float | None = None
+        self.open_s: float | None = None
+        self.connects = 0
+        self._cpu_s = 0.0
+        self._loop = asyncio.get_running_loop()
+        self.ready = asyncio.Event()  # set (from the thread) once `seconds` of packets came, or a failure
+        self._signalled = False
+        self._thread = threading.Thread(target=self._run, name="signalpath-ingest-monitor", daemon=True)
+        self._thread.start()
+
+    # -- the thread
+    def _run(self) -> None:
+        wait = RECONNECT_S[0]
+        while not self._stop.is_set():
+            got = self._session()
+            wait = RECONNECT_S[0] if got else min(RECONNECT_S[1], 2 * wait)
+            self._stop.wait(wait)
+
+    def _fail(self, out: WatchResult) -> None:
+        with self._lock:
+            self._failure = out
+        self._signal()
+
+    def _signal(self) -> None:
+        if not self._signalled:
+            self._signalled = True
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                self._loop.call_soon_threadsafe(self.ready.set)
+
+    def _session(self) -> bool:
+        """One connection, until it breaks or :meth:`aclose`; True if it delivered a packet."""
+        import av
+
+        out = WatchResult()
+        t0 = time.monotonic()
+        # a pause of the stream is a window without packets, not a broken connection, until first_frame_s
+        container = _open(self.s, out, self.s.first_frame_s)
+        if container is None:
+            self._fail(out)
+            return False
+        self.connects += 1
+        self.open_s = time.monotonic() - t0
+        got = False
+        try:
+            vs = next((st for st in container.streams if st.type == "video"), None)
+            if vs is None:
+                self._fail(WatchResult(Failure.MEDIA_ERROR, Fault.NO_INPUT, "the ingest's output has no video"))
+                return False
+            vs.codec_context.thread_count = 1
+            vs.codec_context.thread_type = "NONE"
+            tb = vs.time_base
+            offset: float | None = None
+            last: tuple[float, float] | None = None
+            c0 = time.thread_time()
+            for packet in container.demux(vs):
+                arrival = self.wall()
+                if self._stop.is_set():
+                    break
+                if not packet.size or packet.pts is None or tb is None:
+                    continue
+                pts_s = float(packet.pts * tb)
+                if last is not None and abs((pts_s - last[0]) - (arrival - last[1])) > DISCONTINUITY_S:
+                    offset = None  # timestamps restarted or jumped: the next keyframe's beacon maps them again
+                last = (pts_s, arrival)
+                if packet.is_keyframe:
+                    try:
+                        frames = packet.decode()
+                    except (av.FFmpegError, ValueError):
+                        frames = []
+                    for fr in frames:
+                        t = beacon.read(luma_plane(fr))
+                        if t is not None and fr.pts is not None:
+                            offset = t - float(fr.pts * tb)
+                got = True
+                now, c1 = time.monotonic(), time.thread_time()
+                with self._lock:
+                    self._cpu_s += c1 - c0
+                    self._packets += 1
+                    self._failure = None
+                    self.first_packet = self.first_packet or now
+                    self.last_packet = now
+                    if offset is not None:
+                        self._stamps.append((arrival, pts_s + offset))
+                if now - self.first_packet >= self.s.seconds:
+                    self._signal()
+                c0 = c1
+            else:
+                self._fail(WatchResult(Failure.READ_FAILED, Fault.NO_INPUT, "the ingest ended the stream"))
+        except (av.error.ExitError, av.error.TimeoutError, TimeoutError):
+            self._fail(WatchResult(Failure.TIMEOUT, Fault.NO_INPUT, "no stream from the ingest"))
+        except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
+            self._fail(WatchResult(Failure.READ_FAILED, Fault.UNREACHABLE,
+                                   f"the ingest's output broke off ({type(exc).__name__})"))
+        finally:
+            container.close()
+        return got
+
+    # -- the event loop's side
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def take(self, first_frame_s: float) -> WatchResult:
+        """The packets since the last call, as one window: ``stamps`` (arrival, capture) of those
+        whose capture time is known; a failure when none came (the connection's failure, or
+        no packet for ``first_frame_s``); ``gap_s`` when none came for less."""
+        now = time.monotonic()
+        with self._lock:
+            out = WatchResult(frames=self._packets, stamps=list(self._stamps), open_s=self.open_s, cpu_s=self._cpu_s)
+            self._packets, self._cpu_s = 0, 0.0
+            self._stamps.clear()
+            failure, last = self._failure, self.last_packet
+        if out.frames:
+            return out
+        if failure is not None:
+            out.failure, out.fault, out.detail = failure.failure, failure.fault, failure.detail
+        elif now - (last if last is not None else self.started) >= first_frame_s:
+            out.failure, out.fault = Failure.TIMEOUT, Fault.NO_INPUT
+            out.detail = f"no video from the ingest for {first_frame_s:g} s"
+        else:
+            out.gap_s = now - (last if last is not None else self.started)
+        return out
+
+    async def aclose(self) -> None:
+        """Stop the thread and wait for it (it ends within the read timeout, ``first_frame_s``)."""
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, max(self.s.connect_timeout_s, self.s.first_frame_s) + 1.0)
+
+
 # ----------------------------------------------------------------- the probe
 
 
@@ -237,6 +429,8 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
 class _State:
     baseline: Baseline
     skew_seen_at: float | None = None
+    last: list[Evidence] = field(default_factory=list)  # the last report's verdict (kept open: a gap repeats it)
+    window_from: float | None = None  # clock: where the kept-open window being reported began
 
 
 async def _watch_async(settings: IngestMonitorSettings) -> WatchResult:
@@ -256,14 +450,54 @@ async def _watch_async(settings: IngestMonitorSettings) -> WatchResult:
         raise
 
 
+async def _kept_window(ctx: ProbeContext, s: IngestMonitorSettings) -> WatchResult:
+    """``keep_open``: what arrived since the previous report; the first report (a watch just
+    opened) waits ``seconds`` after the first packet, a failure, or ``first_frame_s``."""
+    w: _Watcher | None = ctx.state.get("ingest_watch")
+    if w is not None and not w.alive():
+        del ctx.state["ingest_watch"]
+        w = None
+    if w is None:
+        w = ctx.state["ingest_watch"] = _Watcher(s, ctx.wall)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(s.first_frame_s + s.seconds):
+                await w.ready.wait()
+    return w.take(s.first_frame_s)
+
+
 async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-    """One watch window of the ingest's playback side; ``target.config`` is :class:`MonitorTargetConfig`."""
+    """One report of the ingest's playback side (kept open: the window since the previous
+    report; else one watch window); ``target.config`` is :class:`MonitorTargetConfig`."""
     tc: MonitorTargetConfig = target.config
     s = tc.settings
     st: _State = ctx.state.setdefault("ingest_monitor", _State(Baseline(s.baseline_s, s.baseline_min_samples,
                                                                          s.high_abs_s, s.high_ratio)))
+    t0 = ctx.clock()
+    window_from = st.window_from if st.window_from is not None else t0
+    w = await _kept_window(ctx, s) if s.keep_open else await _watch_async(s)
+    st.window_from = ctx.clock()
+    res = _judge(target, ctx, tc, st, w, ctx.agent_stall(window_from, ctx.clock()))
+    if w.gap_s is None:
+        st.last = list(res.evidence)
+    return res
+
+
+def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: _State, w: WatchResult,
+           stalled_s: float) -> ProbeResult:
+    """A window's result: failures, the minimum latency judged against the baseline. A window
+    during which the agent's own event loop stood still for ``stalled_s`` >= 0.25 s (its CPU
+    starved: the thread that times arrivals starved with it) is not judged high."""
+    s = tc.settings
     res = ProbeResult()
-    w = await _watch_async(s)
+    if w.gap_s is not None:  # a pause shorter than first_frame_s: the last verdict stands
+        res.figures["gap_s"] = round(w.gap_s, 3)
+        if not st.last:
+            res.evidence = [Evidence("ingest", target.component, State.UNKNOWN, None,
+                                     f"ingest monitor: no frame yet ({w.gap_s:.1f} s)")]
+            return res
+        res.evidence = [dataclasses.replace(e, detail=f"{e.detail} (no frame in the last {w.gap_s:.1f} s)")
+                        for e in st.last]
+        return res
     comp = target.component
     res.figures.update({"frames": w.frames, "beacons": len(w.stamps), "decode_cpu_ms": round(1000 * w.cpu_s, 2)})
     if w.open_s is not None:
@@ -283,7 +517,11 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     if value < -SKEW_TOLERANCE_S:
         st.skew_seen_at = now
     verdict = clock_verdict(False, None, skew_seen=st.skew_seen_at is not None and now - st.skew_seen_at < s.baseline_s)
-    high, base = st.baseline.judge(now, value)
+    if stalled_s >= 0.25:
+        high, base = False, st.baseline.median()  # the agent's own stall, not the ingest's: not judged
+        res.figures["agent_stall_s"] = round(stalled_s, 3)
+    else:
+        high, base = st.baseline.judge(now, value)
     caps = [c for _, c in w.stamps]
     if tc.share is not None:
         tc.share.add(IngestWindow(comp, value, min(caps), max(caps), now))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 import time
 
 import pytest
@@ -25,7 +26,8 @@ from agent.app import Agent
 from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
-from probes.base import ProbeContext, ProbeTarget, State
+from agent.runner import close_held
+from probes.base import ProbeContext, ProbeResult, ProbeTarget, State
 from probes.core.latency_core import IngestLatencyShare, IngestWindow
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
 
@@ -61,17 +63,31 @@ def test_settings_are_strict_and_keep_the_key_out_of_errors():
                                    "ingest": {"monitor": [{"name": "bad name", "url": "rtmp://h/a/k"}]}}]}, "t")
 
 
-def _target(url: str, name: str = "ingest", share: IngestLatencyShare | None = None) -> ProbeTarget:
+def _target(url: str, name: str = "ingest", share: IngestLatencyShare | None = None, **settings) -> ProbeTarget:
     return ProbeTarget("ingest_monitor", "main", "ingest", name,
-                       MonitorTargetConfig(IngestMonitorSettings(name=name, url=url), share), None, 5.0, 8.0)
+                       MonitorTargetConfig(IngestMonitorSettings(name=name, url=url, **settings), share), None, 5.0, 8.0)
+
+
+async def _once(t: ProbeTarget) -> ProbeResult:
+    """One attempt on a fresh context; what it holds open (a kept watch) is closed after."""
+    ctx = ProbeContext(state={})
+    try:
+        return await probe(t, ctx)
+    finally:
+        await close_held([ctx.state])
+
+
+def _watch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "signalpath-ingest-monitor"]
 
 
 @pytest.mark.lab
-async def test_probe_on_the_lab_ingest_matches_truth_and_reports_failures():
+@pytest.mark.parametrize("keep_open", [True, False], ids=["kept", "per-attempt"])
+async def test_probe_on_the_lab_ingest_matches_truth_and_reports_failures(keep_open: bool):
     async with Lab(LabConfig(webrtc=False)) as lab:
         share = IngestLatencyShare()
-        t, ctx = _target(lab.ingest_live_url(), share=share), ProbeContext(state={})
-        r = await probe(t, ctx)
+        t = _target(lab.ingest_live_url(), share=share, keep_open=keep_open)
+        r = await _once(t)
         truth = lab.truth()["ingest"]["capture_to_handoff_s"]
         assert r.ok, r.detail
         lat = r.figures["latency_s"]
@@ -83,12 +99,54 @@ async def test_probe_on_the_lab_ingest_matches_truth_and_reports_failures():
                                                  "method": "beacon"}]
         assert r.evidence[0].state is State.OK and share.latest() is not None
 
-        wrong = await probe(_target(lab.control_url + "/ingest/live/other.flv"), ProbeContext(state={}))
+        wrong = await _once(_target(lab.control_url + "/ingest/live/other.flv", keep_open=keep_open))
         assert wrong.evidence[0].fault == "no_input" and wrong.evidence[0].state is State.DOWN
     port = free_port()
-    gone = await probe(_target(f"rtmp://127.0.0.1:{port}/live/sk-Secret1"), ProbeContext(state={}))
+    gone = await _once(_target(f"rtmp://127.0.0.1:{port}/live/sk-Secret1", keep_open=keep_open))
     assert gone.failure is not None and gone.evidence[0].fault == "unreachable"
     assert "sk-Secret1" not in repr(gone)
+    assert not _watch_threads(), "a kept watch outlived close_held"
+
+
+@pytest.mark.lab
+async def test_kept_watch_shows_a_latency_step_at_the_first_report_after_the_delayed_frames():
+    """Kept open, each report judges the frames that arrived since the last one: a 2-s delay
+    added at the ingest is latency_high at the first report after the delayed frames arrive
+    (the physical limit: 2 s after the onset), the pause before them repeats the last
+    verdict instead of calling the ingest down, and only keyframes are decoded."""
+    interval = 0.5
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        t = _target(lab.ingest_live_url(), baseline_min_samples=3, interval_s=interval)
+        ctx = ProbeContext(state={})
+        try:
+            reports = [await probe(t, ctx)]
+            for _ in range(4):  # the baseline
+                await asyncio.sleep(interval)  # the runner's cadence
+                reports.append(await probe(t, ctx))
+            assert all(r.evidence[0].state is State.OK for r in reports), [r.evidence for r in reports]
+            lat0 = reports[-1].figures["latency_s"]
+            assert 0 < lat0 < 0.1
+            # one keyframe a second is decoded, not 25 frames: well under 25 ms of CPU per second
+            assert reports[-1].figures["decode_cpu_ms"] < 25 * interval, reports[-1].figures
+            t0 = time.monotonic()
+            await lab.inject("ingest_latency", "ingest", for_s=60, params={"ms": 2000})
+            during: list = []
+
+            async def flagged() -> bool:
+                await asyncio.sleep(interval)
+                during.append(r := await probe(t, ctx))
+                return r.evidence[0].fault == "latency_high"
+            await wait_for(flagged, 8.0, "latency_high from the kept watch")
+            took = time.monotonic() - t0
+            print(f"latency_high {took:.2f} s after a 2-s ingest delay began ({len(during)} reports)")
+            assert 2.0 <= took < 2.0 + 3 * interval + 0.5
+            assert during[-1].figures["latency_s"] == pytest.approx(lat0 + 2.0, abs=0.1)
+            gaps = [r for r in during if "gap_s" in r.figures]
+            assert gaps and all(r.evidence[0].state is State.OK and "no frame in the last" in r.evidence[0].detail
+                                for r in gaps)
+        finally:
+            await close_held([ctx.state])
+    assert not _watch_threads()
 
 
 def _stage(agent: Agent, stage: str, component: str) -> float | None:

@@ -315,6 +315,8 @@ async def run_fault(agent: AgentView, lab: Lab, ledger: Ledger, chronic: Chronic
             if ok:
                 row.correct += 1
                 row.times.append(hit.localized_at - rec.started_at)
+                print(f"  {fault}: first bad evidence {hit.started_at - rec.started_at:+.1f} s after the fault, "
+                      f"opened {hit.localized_at - hit.started_at:.1f} s after that", flush=True)
         await asyncio.sleep(args.hold)  # let the fault last: later symptoms count too
         await lab.clear_all()
         t_clear = time.time()
