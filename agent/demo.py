@@ -55,6 +55,9 @@ def lab_agent_config(lab: Any, listen: str = "127.0.0.1:9321", site: str = "demo
     Measured cost (tests/perf/lab_webrtc_cpu.py, 2-core dev box): lab + endpoint + both
     probe peers 13.7 % of one core against 12.4 % without the probes. Off by default: a
     30-s WHEP verdict lags an upstream fault's end (e.g. ``encoder_stop``) by up to 30 s.
+    The WHIP entry also checks the signalling every 2 s between publishes (probes/whip.py
+    ``check_interval_s``): 0.3-0.4 % of one core more for the agent and 0.3 % for the
+    endpoint (tests/perf/whip_check_cpu.py).
     """
     urls = {"hls": lambda via: lab.origin_url() if via is None else lab.edge_url(via),
             "llhls": lambda via: lab.ll_url(via), "dash": lambda via: lab.dash_url(via)}

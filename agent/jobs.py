@@ -105,14 +105,21 @@ def studio_jobs(stream: Stream) -> list[Job]:
 
 
 def webrtc_jobs(stream: Stream) -> list[Job]:
-    """``streams[].ingest.whip[]`` (stage ingest) and ``streams[].whep[]`` (stage playback), one job each."""
+    """``streams[].ingest.whip[]`` (stage ingest) and ``streams[].whep[]`` (stage playback), one job each.
+
+    A WHIP job runs every ``job_interval_s``: its signalling checks, with a full publish when
+    one is due (``interval_s``; probes/whip.py)."""
     jobs = []
     whips = stream.ingest.whip if stream.ingest is not None else []
-    for kind, stage, entries in (("whip", "ingest", whips), ("whep", "playback", stream.whep)):
-        spec = REGISTRY[kind]
-        for e in entries:
-            t = ProbeTarget(kind, stream.name, stage, e.name, e, e.url, e.interval_s, e.timeout_s)
-            jobs.append(Job(kind, stream.name, spec.run, [t], e.interval_s, spec.combine))
+    for e in whips:
+        spec = REGISTRY["whip"]
+        every = e.job_interval_s
+        t = ProbeTarget("whip", stream.name, "ingest", e.name, e, e.url, every, e.timeout_s)
+        jobs.append(Job("whip", stream.name, spec.run, [t], every, spec.combine))
+    for w in stream.whep:
+        spec = REGISTRY["whep"]
+        t = ProbeTarget("whep", stream.name, "playback", w.name, w, w.url, w.interval_s, w.timeout_s)
+        jobs.append(Job("whep", stream.name, spec.run, [t], w.interval_s, spec.combine))
     return jobs
 
 

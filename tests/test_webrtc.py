@@ -12,11 +12,11 @@ from waiting import wait_for
 
 from agent.lab.webrtc import WebRtcEndpoint
 from agent.selfwatch import LoopWatch
-from probes.base import Failure, ProbeContext, ProbeTarget, State
+from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
-from probes.whip import WhipProbeConfig
+from probes.whip import WhipIngest, WhipProbeConfig
 from probes.whip import probe as whip_probe
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,6 +28,13 @@ LOOP = ("127.0.0.1",)
 def whip_target(url: str, timeout: float = 8.0, **cfg) -> ProbeTarget:
     c = WhipProbeConfig(ice_host_addresses=LOOP, seconds=cfg.pop("seconds", 1.5), **cfg)
     return ProbeTarget("whip", "main", "ingest", "whip", c, url, 10.0, timeout)
+
+
+def ingest_target(url: str, **cfg) -> ProbeTarget:
+    """A WHIP endpoint as the agent's config gives it (:class:`WhipIngest`: publishes and checks)."""
+    c = WhipIngest(url=url, ice_host_addresses=LOOP, seconds=cfg.pop("seconds", 1.0), timeout_s=cfg.pop("timeout_s", 6.0),
+                   **cfg)
+    return ProbeTarget("whip", "main", "ingest", "whip", c, url, c.job_interval_s, c.timeout_s)
 
 
 def whep_target(url: str, timeout: float = 8.0, **cfg) -> ProbeTarget:
@@ -210,6 +217,114 @@ async def test_whip_delay_raises_rtt():
         assert r.ok, r.detail
         assert 0.2 < r.figures["rtt_seconds"] < 0.6
         assert r.evidence[0].fault == "rtt_high"
+
+
+def test_when_a_whip_publish_is_due_between_checks():
+    """None yet; interval_s after the last one started (a tick a little early counts); at once
+    after a signalling failure; 2, 4, 8, 16 s, then interval_s after a publish that failed later."""
+    from probes.whip import _Publishes
+
+    p = _Publishes()
+    assert p.due(0.0, 30.0)
+    p.published(ProbeResult(), 100.0, 104.0)
+    assert not p.due(104.5, 30.0) and not p.due(129.0, 30.0) and p.due(129.9, 30.0)
+    p.signal_failed = True
+    assert p.due(104.5, 30.0)
+    waits = []
+    for _ in range(6):
+        p.published(ProbeResult(failure=Failure.MEDIA_ERROR), 0.0, 0.0)
+        waits.append(next(t for t in range(60) if p.due(float(t), 30.0)))
+    assert waits == [2, 4, 8, 16, 30, 30]
+    assert next(t for t in range(60) if p.due(float(t), 10.0)) == 10  # interval_s caps the back-off
+    p.published(ProbeResult(), 50.0, 54.0)  # a good publish ends the back-off
+    assert p.failures == 0 and not p.due(60.0, 30.0)
+
+
+async def test_a_whip_check_sees_a_refusal_at_once_and_the_recovery_is_published_in_full():
+    async with WebRtcEndpoint(token=CANARY) as ep:
+        target = ingest_target(ep.whip_url(), bearer_token=CANARY)
+        ctx = ProbeContext(state={})
+        r = await call_probe(whip_probe, target, ctx)
+        assert r.ok and "check_only" not in r.figures and "ice_seconds" in r.figures, r.detail
+        ep.set_faults(refuse=True)
+        r = await call_probe(whip_probe, target, ctx)  # no publish due for 30 s: a check
+        assert r.figures.get("check_only") == 1, r.figures
+        assert r.failure is Failure.AUTH_REFUSED and "403" in r.detail
+        assert r.evidence[0].fault == "auth_refused" and r.evidence[0].state is State.DOWN
+        assert [s.name for s in r.spans] == ["whip signal"]  # refused: no resource to DELETE
+        ep.set_faults(refuse=False)
+        r = await call_probe(whip_probe, target, ctx)  # after a signalling failure: a full publish at once
+        assert r.ok and r.evidence[0].state is State.OK, r.detail
+        assert "check_only" not in r.figures
+        assert {"ice_seconds", "dtls_seconds", "first_rtcp_seconds", "upload_bits_per_second"} <= r.figures.keys()
+        assert "measured" not in r.detail
+        assert_no_secret(r)
+        assert not ep.sessions and [s.connected.is_set() for s in ep.deleted] == [True, True]
+
+
+async def test_a_whip_check_repeats_the_last_publish_verdict_without_connecting_and_deletes_its_session():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(delay_s=0.25)
+        target = ingest_target(ep.whip_url(), seconds=1.5)
+        ctx = ProbeContext(state={})
+        pub = await call_probe(whip_probe, target, ctx)
+        assert pub.ok and pub.evidence[0].fault == "rtt_high", (pub.detail, pub.figures)
+        ep.set_faults()  # the path is fine again, but only the next publish measures it
+        r = await call_probe(whip_probe, target, ctx)
+        assert r.figures.get("check_only") == 1, r.figures
+        assert r.ok and r.evidence[0].state is State.DEGRADED and r.evidence[0].fault == "rtt_high", r.detail
+        assert "publish measured" in r.evidence[0].detail and "signalling checked now" in r.detail
+        assert r.evidence[0].figures["rtt_seconds"] == pub.figures["rtt_seconds"]
+        # the answer was not applied: no ICE, DTLS or media
+        assert not {"ice_seconds", "dtls_seconds", "first_rtcp_seconds", "rtt_seconds"} & r.figures.keys()
+        assert [s.name for s in r.spans] == ["whip signal", "whip delete"] and r.figures["delete_status"] == 204
+        connect = {s.labels["phase"]: s.value for s in r.samples if s.name == "signalpath_ingest_connect_seconds"}
+        # the signal phase measured now; the others are the publish's (figures are rounded to 1 µs)
+        assert connect["signal"] == pytest.approx(r.figures["signal_seconds"], abs=1e-6) and connect["signal"] > 0
+        assert connect["ice"] == pytest.approx(pub.figures["ice_seconds"], abs=1e-6)
+        rtt = [s for s in pub.samples if s.name == "signalpath_webrtc_rtt_seconds"]
+        assert rtt and [s for s in r.samples if s.name == "signalpath_webrtc_rtt_seconds"] == rtt  # the gauge holds
+        assert not [s for s in r.samples if s.kind == "inc"]  # the publish's counters are not counted again
+        assert not ep.sessions and len(ep.deleted) == 2  # DELETEd
+        assert ep.deleted[0].connected.is_set() and not ep.deleted[1].connected.is_set()
+
+
+async def test_after_a_publish_that_failed_past_signalling_checks_repeat_it_until_its_back_off_ends():
+    async with WebRtcEndpoint() as ep:
+        ep.set_faults(stall=True)
+        target = ingest_target(ep.whip_url(), timeout_s=4.0)
+        ctx = ProbeContext(state={})
+        r = await call_probe(whip_probe, target, ctx)
+        assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_rtcp", r.detail
+        ep.set_faults()
+        r = await call_probe(whip_probe, target, ctx)  # within the 2-s back-off: a check, never "OK"
+        assert r.figures.get("check_only") == 1, r.figures
+        assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_rtcp" and r.evidence[0].state is State.DOWN
+        ctx.state["whip"].ended_at -= 2.0  # the back-off has passed
+        r = await call_probe(whip_probe, target, ctx)
+        assert r.ok and "check_only" not in r.figures and "first_rtcp_seconds" in r.figures, r.detail
+        assert not ep.sessions
+
+
+def test_whip_checks_set_the_job_interval_and_null_keeps_publishes_only():
+    from agent.config import ConfigError, parse_config
+    from agent.jobs import webrtc_jobs
+
+    def job(**whip):
+        conf = {"streams": [{"name": "main", "origin": "http://127.0.0.1:9/live/main.m3u8",
+                             "ingest": {"whip": [{"url": "http://127.0.0.1:9/whip/main", **whip}]}}]}
+        [j] = webrtc_jobs(parse_config(conf).streams[0])
+        assert j.targets[0].interval == j.interval
+        return j
+
+    j = job()
+    assert j.interval == 2.0 and j.targets[0].config.interval_s == 30.0  # checks every 2 s, a publish every 30
+    assert job(check_interval_s=None).interval == 30.0  # null: the former schedule, a publish each time
+    assert job(check_interval_s=None, interval_s=10).interval == 10.0
+    assert job(interval_s=1).interval == 1.0 and job(check_interval_s=5, interval_s=60).interval == 5.0
+    for bad in (0, -1, 3601):
+        with pytest.raises(ConfigError, match="check_interval_s"):
+            job(check_interval_s=bad)
 
 
 # ----------------------------------------------------------------------------- WHEP

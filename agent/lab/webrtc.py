@@ -82,6 +82,7 @@ class Session:
     beacon_latency_s: list[float] = field(default_factory=list)
     deleted: bool = False
     tasks: set = field(default_factory=set)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)  # ICE and DTLS done (connectionState)
 
 
 _FEED_QUEUE = 2  # frames a slow WHEP session may lag before the oldest is dropped (live, not buffered)
@@ -262,6 +263,7 @@ class WebRtcEndpoint:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         sess = Session(uuid.uuid4().hex, kind, stream, pc, time.monotonic())
         self.sessions[sess.id] = sess
+        pc.on("connectionstatechange", lambda: sess.connected.set() if pc.connectionState == "connected" else None)
         try:
             if kind == "whip":
                 pc.on("track", lambda track: self._consume(sess, track))
@@ -321,16 +323,19 @@ class WebRtcEndpoint:
     def _consume(self, sess: Session, track: Any) -> None:
         if track.kind != "video":
             return
-        from aiortc.contrib.media import MediaRelay
-
-        relay = MediaRelay()
-        track._signalpath_session = sess.id
-        self._relays[sess.stream] = (relay, track)
-        sink = relay.subscribe(track, buffered=False)
 
         async def drain() -> None:
+            from aiortc.contrib.media import MediaRelay
             from aiortc.mediastreams import MediaStreamError
 
+            # relayed and read once connected: aiortc ends a received track only after its receiver
+            # started, so a relay of a session that never connects (a WHIP signalling check, an ICE
+            # failure) waited forever and was destroyed pending ("Task was destroyed but it is pending")
+            await sess.connected.wait()
+            relay = MediaRelay()
+            track._signalpath_session = sess.id
+            self._relays[sess.stream] = (relay, track)
+            sink = relay.subscribe(track, buffered=False)
             with contextlib.suppress(MediaStreamError):
                 while True:
                     frame = await sink.recv()

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import contextvars
 import fractions
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -245,6 +246,7 @@ class Session:
         self.deadline = own_deadline(ctx)  # room to DELETE the session and report after a timeout
         self.resource: str | None = None
         self.http: httpx.AsyncClient | None = None
+        self.tls: ssl.SSLContext | None = None  # a TLS context made earlier (``verify_tls`` applied), else one is made
         self.pc: Any = None
         self.ice_done = asyncio.Event()
         self.dtls_done = asyncio.Event()
@@ -343,7 +345,8 @@ class Session:
         with ice_host_addresses(self.cfg.ice_host_addresses):
             async with asyncio.timeout(self.remaining()):
                 await pc.setLocalDescription(await pc.createOffer())
-        self.http = httpx.AsyncClient(verify=self.cfg.verify_tls, follow_redirects=False, trust_env=False)
+        verify = self.tls if self.tls is not None else self.cfg.verify_tls
+        self.http = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
         t0 = self.ctx.clock()
         try:
             resp = await self.http.post(url, content=pc.localDescription.sdp.encode(), headers=self.headers(),

@@ -361,7 +361,7 @@ async def run(args: argparse.Namespace) -> None:
                                 incidents_path=store.name + "/incidents.db", protocol=args.protocol)
         stream = conf["streams"][0]
         for entry in stream.get("ingest", {}).get("whip", []):
-            entry["interval_s"] = args.webrtc_interval  # the default 30 s would dominate time to localize
+            entry["interval_s"] = args.webrtc_interval  # full publishes; refusals are seen by the 2-s checks
         # WHEP keeps its session open and reports every 2 s (probes/whep.py, the agent's default)
         async with agent_under_test(conf, args.agent_process, store.name) as agent:
             watcher = asyncio.create_task(watch(agent, ledger))
@@ -433,7 +433,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an incident")
     ap.add_argument("--healthy-minutes", type=float, default=10.0)
     ap.add_argument("--settle", type=float, default=8.0)
-    ap.add_argument("--webrtc-interval", type=float, default=10.0, help="WHIP probe interval, s")
+    ap.add_argument("--webrtc-interval", type=float, default=30.0,
+                    help="WHIP publish interval, s (the probe's default; signalling is checked every 2 s between)")
     ap.add_argument("--hold", type=float, default=10.0, help="seconds a fault lasts after its first incident")
     ap.add_argument("--cooldown", type=float, default=8.0,
                     help="seconds to watch after the agent is quiet again following a clear (late recovery incidents "
