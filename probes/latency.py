@@ -28,27 +28,38 @@ picture carries none. From these (definitions in probes/core/latency_core.py):
 
 Polling: the probe polls the playlists itself rather than reusing the HLS probe's
 observations: the accuracy target (median error <= one frame interval, DESIGN.md) needs
-polls ~50 ms apart around each expected arrival, and the HLS probe polls once a second
+polls ~50 ms apart around each arrival, and the HLS probe polls once a second
 (``ctx.shared`` is per target, not shared between jobs). One attempt is a watch window of
-``interval_s - 0.1`` s: polls every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from
-``fast_lead_s`` before until ``fast_lag_s`` after each endpoint's next segment is due
-(previous arrival + its EXTINF). Polling is measurement, not retrying (STYLE.md 4). An
-agent that is behind sheds the fast polls first (``ProbeContext.shed_level``, agent/selfwatch.py):
-it then polls every ``poll_s`` and each figure is that much coarser. ``playlist_polls``
-(figure) counts an attempt's requests; tests/perf/latency_accuracy.py prints them per
-stream-second (29 on the lab: 3 endpoints, the lowest rendition).
-Measured (tests/perf/latency_accuracy.py, 2026-12-01): polling each endpoint on its own
-schedule, fast only in a window narrowed to the span of its recent arrivals around a
-PDT-based prediction, cut the polls to 18.5 per stream-second but made the edges' error
-worse (median 30 → 70 ms, p95 51 → 274 ms): a pull-through edge lists a segment when a
-request finds its cached copy expired, so its "arrival" is made by the polls themselves, and
-an edge polled slowly until its own window opens lists the segment at the window's first poll,
-bracketed by the slow poll before it. Polling every endpoint whenever any endpoint's window is
-open (as here) keeps the edges polled fast from the origin's arrival on. Narrowed windows with
-that union: median 11 ms but p95 202 ms, polls 25.4. Not adopted; an event-driven edge
-schedule (fast from the origin's new segment until the edge lists it) is the next step.
-Measured: widening ``fast_lag_s`` to 4 s (fast polling while a due segment is late) made
-the edges' p95 error worse (52 → 188 ms on edge-a under faults), so it stays at 1 s.
+``interval_s - 0.1`` s; each endpoint has its own schedule, carried across attempts (an
+attempt starting does not poll every endpoint at once):
+
+- the origin: every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from ``fast_lead_s``
+  (0.3 s) before its next segment is due (previous arrival + its EXTINF) until it arrives, for
+  at most ``ORIGIN_LAG_FACTOR`` x ``fast_lag_s`` (2.5 s) past due (a segment late by a
+  latency step is still timed finely);
+- an edge: driven by the origin's arrivals (:func:`~probes.core.latency_core.edge_poll_delay`):
+  woken when the origin lists a new segment, then every ``fast_poll_s`` until the edge lists
+  it too, for at most ``fast_lag_s`` plus the edge's own lag behind the origin last time (an
+  edge a constant delay behind stays timed finely); else every ``poll_s``. A pull-through edge
+  cannot list a segment before the origin it pulls from, so the edge's bracket starts no
+  earlier than the origin's (:meth:`~probes.core.latency_core.Seen.not_before`): the edge's
+  first poll after the wake often finds it (its cached copy had expired), and the slow poll
+  before would have made the bracket 0.5 s wide.
+
+Polling is measurement, not retrying (STYLE.md 4). An agent that is behind sheds the fast
+polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it then polls every ``poll_s``
+and each figure is that much coarser. ``playlist_polls`` (figure) counts an attempt's requests.
+Measured (tests/perf/latency_accuracy.py, 2026-12-02, lab: 3 endpoints, the lowest rendition):
+15.0 playlist requests per stream-second with edges |error| median 22 ms, p95 47 ms and
+transcode 7 / 13 ms (60 s healthy); with an ingest delay and a 1.5-s edge delay in the second
+half: 22.2 per stream-second, edges 47 / 73 ms and 44 / 73 ms, transcode 19 / 25 ms. The
+schedule before (every endpoint polled fast whenever any endpoint's window was open) made
+27.1 requests per stream-second (edges 41 / 75 ms) and 32.0 with the faults (edge-b p95 128 ms).
+Earlier tries that failed: per-endpoint windows around each endpoint's own predicted arrival
+(18.5 per stream-second, edges' p95 274 ms: an edge polled slowly until its own window opened
+lists the segment at the window's first poll, bracketed by the slow poll before it — the
+origin-driven wake and the origin-bounded bracket above are what fixed that); widening the lag
+to 4 s for every endpoint under the old union schedule (edges' p95 52 → 188 ms under faults).
 
 Decoding: each new segment is fetched once from the origin (an edge serves the same
 bytes under the same sequence number; from an edge when the origin did not list it) and
@@ -62,6 +73,7 @@ without a beacon only every fifth is decoded (PDT meanwhile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -89,6 +101,7 @@ from probes.core.latency_core import (
     Seen,
     SegmentTiming,
     clock_verdict,
+    edge_poll_delay,
     next_poll_delay,
     segment_trace,
 )
@@ -118,6 +131,7 @@ LL_HOLD_TARGETS = 3.0  # a blocking reload is given up after 3 target durations 
 LL_HELD_MIN_S = 0.02  # an answer later than this after the request was held: the part came out then
 LL_ANCHOR_MAX_AGE_S = 30.0  # a beacon-PDT offset older than this is not used for a part without its own beacon
 LL_MAX_HELD_PER_HOST = 64  # the watchers' own client: one held request per rendition watched there
+ORIGIN_LAG_FACTOR = 2.5  # the origin polls fast this many fast_lag_s past a due segment (edges follow its arrival)
 LL_MAX_FAILURES = 5  # blocking reloads failed in a row before a watcher ends (the attempts poll plainly again)
 
 
@@ -249,6 +263,7 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacon
 class _State:
     tracker: FirstSeenTracker = field(default_factory=FirstSeenTracker)
     masters: dict[str, tuple[float, list[Variant]]] = field(default_factory=dict)
+    next_poll: dict[str, float] = field(default_factory=dict)  # endpoint -> epoch seconds of its next scheduled poll
     segments: dict[tuple[str, int], SegmentTiming] = field(default_factory=dict)
     baselines: dict[tuple[str, str], Baseline] = field(default_factory=dict)
     latest: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -357,6 +372,7 @@ class _Attempt:
         self.endpoints: dict[str, str] = {"origin": self.tc.origin, **dict(self.tc.edges)}
         self.tasks: list[asyncio.Task[None]] = []
         self.polls = 0  # media playlist requests this attempt (figure ``playlist_polls``)
+        self.wake = {e: asyncio.Event() for e in self.endpoints}  # an edge's schedule, woken by the origin
         ll = ctx.state.get("latency_ll")
         if not isinstance(ll, _LowLatency):
             ll = ctx.state["latency_ll"] = _LowLatency()
@@ -385,6 +401,39 @@ class _Attempt:
             chosen = [Variant(name="main", uri=self.endpoints[endpoint], bandwidth=None, resolution=None)]
         self.st.masters[endpoint] = (now, chosen)
         return chosen
+
+    async def schedule(self, endpoint: str, end: float) -> None:
+        """Poll ``endpoint`` until ``end`` (clock): the origin fast around its next expected
+        arrival, an edge as :func:`~probes.core.latency_core.edge_poll_delay` says (woken when
+        the origin lists a new segment); every ``poll_s`` when the agent sheds fast polls
+        (agent/selfwatch.py SHED_ORDER)."""
+        wake = self.wake[endpoint]
+        due = self.st.next_poll.get(endpoint, 0.0) - time.time()  # the schedule goes on across attempts
+        if due > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(due, max(0.0, end - self.ctx.clock()))):
+                    await wake.wait()
+        while True:
+            await self.poll(endpoint)
+            now = self.ctx.clock()
+            if now >= end:
+                self.st.next_poll[endpoint] = time.time() + self.delay(endpoint)
+                return
+            delay = self.delay(endpoint)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(delay, end - now))):
+                    await wake.wait()
+
+    def delay(self, endpoint: str) -> float:
+        cfg, tracker = self.cfg, self.st.tracker
+        if self.ctx.shed_level() >= 1:
+            return cfg.poll_s
+        if endpoint == "origin":  # a late segment (a step in latency) is still timed within ORIGIN_LAG_FACTOR lags
+            return next_poll_delay(time.time(), tracker.expected("origin"), cfg.poll_s, cfg.fast_poll_s,
+                                   cfg.fast_lead_s, ORIGIN_LAG_FACTOR * cfg.fast_lag_s)
+        return edge_poll_delay(time.time(), tracker, endpoint, cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
+                               cfg.fast_lag_s)
 
     async def poll(self, endpoint: str) -> None:
         vs = await self.variants(endpoint)
@@ -418,6 +467,12 @@ class _Attempt:
             return
         new = self.st.tracker.observe(endpoint, v.name, [(s.seq, s.duration) for s in pl.segments],
                                       fr.start_wall, fr.end_wall)
+        if new and endpoint == "origin":
+            for e, event in self.wake.items():  # the edges now poll fast until they list it too
+                if e != endpoint:
+                    event.set()
+        elif new:
+            self.st.tracker.note_lag(endpoint, "origin", v.name)
         by_seq = {s.seq: s for s in pl.segments}
         for seq, seen in new:
             key = (v.name, seq)
@@ -430,7 +485,8 @@ class _Attempt:
                                                                listed_at=fr.end_wall)
                 self.tasks.append(asyncio.ensure_future(self.capture_times(timing, seg.uri)))
             if seen is not None:
-                timing.seen[endpoint] = seen
+                origin = timing.seen.get("origin")
+                timing.seen[endpoint] = seen if endpoint == "origin" or origin is None else seen.not_before(origin)
                 if seq != new[-1][0]:
                     timing.backlog.add(endpoint)
 
@@ -567,16 +623,7 @@ class _Attempt:
         ntp_task = asyncio.ensure_future(self.ntp())
         end = self.ctx.clock() + max(0.2, cfg.interval_s - 0.1)
         try:
-            while True:
-                await asyncio.gather(*(self.poll(e) for e in self.endpoints))
-                now = self.ctx.clock()
-                if now >= end:
-                    break
-                # an agent that is behind sheds the fast polls first (agent/selfwatch.py SHED_ORDER)
-                delay = cfg.poll_s if self.ctx.shed_level() >= 1 else next_poll_delay(
-                    time.time(), self.st.tracker.expected(), cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
-                    cfg.fast_lag_s)
-                await asyncio.sleep(max(0.0, min(delay, end - now)))
+            await asyncio.gather(*(self.schedule(e, end) for e in self.endpoints))
             if self.tasks:
                 await asyncio.gather(*self.tasks)
             await ntp_task

@@ -12,6 +12,7 @@ from probes.core.latency_core import (
     Seen,
     SegmentTiming,
     clock_verdict,
+    edge_poll_delay,
     next_poll_delay,
     segment_trace,
 )
@@ -61,6 +62,44 @@ def test_poll_cadence_is_fast_only_around_expected_arrivals():
     assert next_poll_delay(10.0, [10.2], 0.5, 0.05, 0.3, 1.0) == 0.05
     assert next_poll_delay(10.0, [10.5], 0.5, 0.05, 0.3, 1.0) == pytest.approx(0.2)
     assert next_poll_delay(12.0, [10.5], 0.5, 0.05, 0.3, 1.0) == 0.5
+
+
+def test_an_edge_polls_fast_only_while_the_origin_lists_a_segment_it_does_not():
+    """The edges' schedule follows the origin: slow while they list what the origin lists
+    (also in the origin's window before its arrival: a pull-through edge cannot have it yet),
+    fast from the origin's arrival until the edge lists it, for at most the lag plus the
+    edge's own last lag; with no origin arrival to go by, the edge's own window."""
+    tr = FirstSeenTracker()
+    args = (0.5, 0.05, 0.3, 1.0)
+    for e in ("origin", "edge"):
+        tr.observe(e, "r", [(1, 2.0)], 0.0, 0.0)
+    tr.observe("origin", "r", [(1, 2.0)], 1.9, 1.9)
+    assert edge_poll_delay(1.9, tr, "edge", *args) == 0.5  # the origin's window is open; the edge waits
+    tr.observe("origin", "r", [(1, 2.0), (2, 2.0)], 2.0, 2.0)  # segment 2 at the origin at 1.95
+    assert tr.behind("edge", "origin", 2.1, 1.0) is True
+    assert edge_poll_delay(2.1, tr, "edge", *args) == 0.05
+    assert edge_poll_delay(2.9, tr, "edge", *args) == 0.05
+    assert edge_poll_delay(3.0, tr, "edge", *args) == 0.5  # 1.05 s after the origin's arrival: given up
+    assert tr.behind("other", "origin", 2.3, 1.0) is None  # nothing in common: its own window (none yet)
+    assert edge_poll_delay(2.3, tr, "other", *args) == 0.5
+    tr.observe("edge", "r", [(1, 2.0), (2, 2.0)], 3.5, 3.5)  # the edge lists it at 1.75 (0.0-3.5 bracket)
+    tr.observe("edge", "r", [(2, 2.0)], 3.6, 3.6)
+    tr.observe("edge", "r", [(2, 2.0), (3, 2.0)], 3.8, 3.8)  # ...and segment 3 at 3.7
+    tr.observe("origin", "r", [(2, 2.0), (3, 2.0)], 3.0, 3.0)  # the origin had it at 2.5 (1.95-3.0)
+    tr.note_lag("edge", "origin", "r")  # 3.7 - 2.5: 1.2 s behind
+    assert edge_poll_delay(3.9, tr, "edge", *args) == 0.5  # caught up
+    tr.observe("origin", "r", [(3, 2.0)], 4.9, 4.9)
+    tr.observe("origin", "r", [(3, 2.0), (4, 2.0)], 5.0, 5.0)  # segment 4 at 4.95
+    assert edge_poll_delay(4.95 + 1.0 + 1.2 - 0.05, tr, "edge", *args) == 0.05  # its 1.2-s lag: still fast
+    assert edge_poll_delay(4.95 + 1.0 + 1.2 + 0.05, tr, "edge", *args) == 0.5
+
+
+def test_an_edge_bracket_starts_no_earlier_than_the_origins():
+    edge, origin = Seen(10.0, 0.5), Seen(10.4, 0.05)  # edge: 9.5-10.5 (a slow poll before); origin: 10.35-10.45
+    cut = edge.not_before(origin)
+    assert cut.at == pytest.approx(10.425) and cut.half_width == pytest.approx(0.075)
+    assert Seen(11.0, 0.05).not_before(origin) == Seen(11.0, 0.05)  # already after it: unchanged
+    assert Seen(10.0, 0.05).not_before(origin) == Seen(10.0, 0.05)  # inconsistent (ends before): left as measured
 
 
 def test_baseline_flags_a_jump_of_one_second_or_half_the_median():

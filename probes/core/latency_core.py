@@ -77,6 +77,13 @@ class Seen:
     at: float  # epoch seconds (agent clock), bracket middle
     half_width: float
 
+    def not_before(self, other: Seen) -> Seen:
+        """This bracket cut to start no earlier than ``other``'s start: an edge cannot list a
+        segment before the origin it pulls from did, so the edge's bracket (opened by a slow
+        poll long before) starts where the origin's does."""
+        lo, hi = max(self.at - self.half_width, other.at - other.half_width), self.at + self.half_width
+        return self if lo <= self.at - self.half_width or lo >= hi else Seen((lo + hi) / 2.0, (hi - lo) / 2.0)
+
 
 @dataclass(slots=True)
 class SegmentTiming:
@@ -128,6 +135,8 @@ class _PollMemory:
     last_mid: float | None = None
     last_seq: int | None = None
     expected_at: float | None = None  # epoch seconds the next segment is due
+    arrived_at: float | None = None  # epoch seconds the newest segment appeared (its bracket's middle)
+    lag_s: float = 0.0  # an edge: how long after the origin it listed its newest segment
 
 
 class FirstSeenTracker:
@@ -160,6 +169,7 @@ class FirstSeenTracker:
             last_dur = next((d for s, d in segments if s == newest), 0.0)
             arrival = new[-1][1].at if new and new[-1][1] is not None else mid
             mem.expected_at = arrival + last_dur
+            mem.arrived_at = arrival
             mem.last_seq = newest
         elif newest is not None and mem.last_seq is not None and newest < mem.last_seq:
             mem.last_seq = newest  # restarted sequence: follow it
@@ -191,8 +201,50 @@ class FirstSeenTracker:
         if mem is not None:
             mem.last_mid = None
 
-    def expected(self) -> list[float]:
-        return [m.expected_at for m in self._mem.values() if m.expected_at is not None]
+    def expected(self, endpoint: str | None = None) -> list[float]:
+        """Epoch seconds the next segments are due (at ``endpoint``, or anywhere)."""
+        return [m.expected_at for (e, _), m in self._mem.items()
+                if m.expected_at is not None and (endpoint is None or e == endpoint)]
+
+    def behind(self, endpoint: str, reference: str, now: float, within_s: float) -> bool | None:
+        """Does ``reference`` (the origin) list, for a rendition both are watched on, a segment
+        ``endpoint`` does not list yet, one that appeared there less than ``within_s`` plus the
+        endpoint's last lag behind it ago? None when the two have no rendition in common yet."""
+        common = False
+        for (e, rendition), ref in self._mem.items():
+            mine = self._mem.get((endpoint, rendition))
+            if e != reference or ref.last_seq is None or ref.arrived_at is None or mine is None \
+                    or mine.last_seq is None:
+                continue
+            common = True
+            if mine.last_seq < ref.last_seq and now - ref.arrived_at <= within_s + mine.lag_s:
+                return True
+        return False if common else None
+
+    def note_lag(self, endpoint: str, reference: str, rendition: str) -> None:
+        """After ``endpoint`` listed a new segment: its lag behind ``reference`` for that segment."""
+        mine, ref = self._mem.get((endpoint, rendition)), self._mem.get((reference, rendition))
+        if mine is not None and ref is not None and mine.last_seq == ref.last_seq \
+                and mine.arrived_at is not None and ref.arrived_at is not None:
+            mine.lag_s = max(0.0, mine.arrived_at - ref.arrived_at)
+
+
+def edge_poll_delay(now: float, tracker: FirstSeenTracker, edge: str, slow_s: float, fast_s: float,
+                    lead_s: float, lag_s: float) -> float:
+    """Seconds to an edge's next poll, driven by the origin: ``fast_s`` while the origin lists a
+    segment the edge does not list yet, for at most ``lag_s`` plus the edge's last lag behind
+    the origin after the origin listed it (an edge a constant delay behind stays fast around
+    its own arrivals), else ``slow_s`` (the probe wakes the edge's schedule when the origin
+    lists a new segment). A pull-through edge lists a segment when a request finds its copy
+    expired, so an edge polled slowly while it is behind would be timed late by the polls;
+    an edge is not polled fast before the origin lists the segment (it cannot have it). With
+    no arrival at the origin to go by (the origin failing): its own window, as the origin's."""
+    behind = tracker.behind(edge, "origin", now, lag_s)
+    if behind:
+        return fast_s
+    if behind is None:
+        return next_poll_delay(now, tracker.expected(edge), slow_s, fast_s, lead_s, lag_s)
+    return slow_s
 
 
 def next_poll_delay(now: float, expected: list[float], slow_s: float, fast_s: float, lead_s: float,
