@@ -221,11 +221,15 @@ def metric_max(text: str, name: str) -> float:
 
 
 def run_agent(ports: list[int], streams: int, scratch: Path, warmup: float, seconds: float, log: Path,
-              *, hls_only: bool) -> dict[str, object]:
+              *, hls_only: bool, profile: Path | None = None) -> dict[str, object]:
     port = free_port()
     cfg = agent_config(ports, streams, scratch, f"127.0.0.1:{port}", hls_only=hls_only)
     out = open(scratch / "agent.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "-c", str(cfg)], cwd=ROOT,
+    # --profile: the agent's event-loop thread under cProfile (written when it exits on SIGTERM; the
+    # profiler's own cost inflates every figure of that run: read it for where time goes, not how much)
+    prof = ["-m", "cProfile", "-o", str(profile / f"agent-{streams}{'-hls' if hls_only else ''}.prof")] \
+        if profile is not None else []
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "agent.cli", "run", "-c", str(cfg)], cwd=ROOT,
                             stdout=out, stderr=out)
     try:
         wait_port(port, "the agent", 60)
@@ -328,9 +332,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring (default 30)")
     ap.add_argument("--peer-streams", type=int, default=50, help="streams for the blackbox_exporter comparison")
     ap.add_argument("--no-peer", action="store_true", help="skip the blackbox_exporter comparison")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="run each agent under cProfile, writing DIR/agent-STREAMS.prof (read with python -m pstats)")
     args = ap.parse_args()
     counts = [int(x) for x in args.streams.split(",")]
     runs = len(counts) + (0 if args.no_peer else 2)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="signalpath-scale-") as d:
         root = Path(d)
         minutes = runs * (args.seconds + args.warmup + 20) / 60 + 1
@@ -343,12 +351,13 @@ def main() -> None:
             for n in counts:
                 scratch = Path(tempfile.mkdtemp(dir=d))
                 print(f"... {n} streams, every default probe", file=sys.stderr, flush=True)
-                results[n] = run_agent(ports, n, scratch, args.warmup, args.seconds, log, hls_only=False)
+                results[n] = run_agent(ports, n, scratch, args.warmup, args.seconds, log, hls_only=False,
+                                       profile=args.profile)
             if not args.no_peer:
                 n = args.peer_streams
                 print(f"... {n} streams, HLS probe only, then blackbox_exporter", file=sys.stderr, flush=True)
                 ours = run_agent(ports, n, Path(tempfile.mkdtemp(dir=d)), args.warmup / 2, args.seconds, log,
-                                 hls_only=True)
+                                 hls_only=True, profile=args.profile)
                 peer = run_blackbox(ports, n, Path(tempfile.mkdtemp(dir=d)), 5, args.seconds, log)
         finally:
             pub.stop()
