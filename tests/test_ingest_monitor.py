@@ -28,8 +28,8 @@ from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from agent.runner import close_held
 from probes.base import ProbeContext, ProbeResult, ProbeTarget, State
-from probes.core.latency_core import IngestLatencyShare, IngestWindow
-from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
+from probes.core.latency_core import Baseline, IngestLatencyShare, IngestWindow
+from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, WatchResult, _judge, _State, probe
 
 SEGMENT_S = 2.0
 
@@ -61,6 +61,31 @@ def test_settings_are_strict_and_keep_the_key_out_of_errors():
     with pytest.raises(Exception, match="not a valid name"):
         parse_config({"streams": [{"name": "m", "origin": "http://127.0.0.1/a.m3u8",
                                    "ingest": {"monitor": [{"name": "bad name", "url": "rtmp://h/a/k"}]}}]}, "t")
+
+
+def test_a_window_the_agent_stalled_through_is_not_judged_high_and_a_short_gap_repeats_the_verdict():
+    """Pure: the kept watch's windows. A late window measured while the agent's own event loop
+    stood still (its CPU starved: the thread timing arrivals starved too) is no latency_high;
+    the same window with the loop running is; a pause shorter than first_frame_s repeats the
+    last verdict, never a fresh OK or a DOWN."""
+    tc = MonitorTargetConfig(IngestMonitorSettings(url="http://127.0.0.1/x.flv", baseline_min_samples=3))
+    t = ProbeTarget("ingest_monitor", "main", "ingest", "ingest", tc, None, 1.0, 8.0)
+    ctx = ProbeContext(state={})
+    st = _State(Baseline(300, 3, 1.0, 0.5))
+    now = time.time()
+    for _ in range(3):
+        r = _judge(t, ctx, tc, st, WatchResult(frames=25, stamps=[(now, now - 0.05)]), 0.0)
+        assert r.evidence[0].state is State.OK
+    late = WatchResult(frames=25, stamps=[(now, now - 2.05)])
+    stalled = _judge(t, ctx, tc, st, late, 0.6)
+    assert stalled.evidence[0].state is State.OK and stalled.figures["agent_stall_s"] == 0.6
+    high = _judge(t, ctx, tc, st, late, 0.0)
+    assert high.evidence[0].fault == "latency_high"
+    st.last = list(high.evidence)
+    gap = _judge(t, ctx, tc, st, WatchResult(gap_s=1.2), 0.0)
+    assert gap.evidence[0].fault == "latency_high" and "no frame in the last 1.2 s" in gap.evidence[0].detail
+    assert _judge(t, ctx, tc, _State(Baseline(300, 3, 1.0, 0.5)), WatchResult(gap_s=0.4), 0.0).evidence[0].state \
+        is State.UNKNOWN  # nothing measured yet
 
 
 def _target(url: str, name: str = "ingest", share: IngestLatencyShare | None = None, **settings) -> ProbeTarget:
