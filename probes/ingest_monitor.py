@@ -35,10 +35,12 @@ Two ways to run it (``keep_open``):
   ``latency_high`` 2.2 s after its onset with 0.5-s reports (tests/test_ingest_monitor.py) —
   at ~3.5 ms of CPU per second of a 25-fps lab stream (one decode per GOP; all frames
   decoded for 1.5 s every 2 s: ~10 ms per second). A pause shorter than ``first_frame_s``
-  (the frames held back at a latency step) repeats the last verdict, noting the gap; a
-  longer one is ``no_input``. A window during which the agent's own event loop stood still
-  for 0.25 s or more (its CPU starved: the thread timing arrivals starved with it) is not
-  judged high. The runner closes the watch at shutdown and when it sheds the job.
+  (the frames held back at a latency step; a connection the server ended or broke, opened
+  again after 1 s) repeats the last verdict, noting the gap; a longer one is ``no_input``,
+  and a connection that cannot be opened again is reported at once. A window during which
+  the agent's own event loop stood still for 0.25 s or more (its CPU starved: the thread
+  timing arrivals starved with it) is not judged high. The runner closes the watch at
+  shutdown and when it sheds the job.
 - one watch window per attempt (``keep_open: false``): open, decode ``seconds`` of video
   after the first frame, close; a step shows at the first attempt that starts after it.
 
@@ -293,6 +295,7 @@ class _Watcher:
         self._stamps: deque[tuple[float, float]] = deque(maxlen=MAX_STAMPS)
         self._packets = 0
         self._failure: WatchResult | None = None  # the last open/read failure; a packet clears it
+        self._open_failed = False  # that failure was the connection's opening (else: it broke or ended)
         self.first_packet: float | None = None  # monotonic
         self.last_packet: float | None = None
         self.open_s: float | None = None
@@ -332,8 +335,10 @@ class _Watcher:
         # a pause of the stream is a window without packets, not a broken connection, until first_frame_s
         container = _open(self.s, out, self.s.first_frame_s)
         if container is None:
+            self._open_failed = True
             self._fail(out)
             return False
+        self._open_failed = False
         self.connects += 1
         self.open_s = time.monotonic() - t0
         got = False
@@ -404,16 +409,19 @@ class _Watcher:
             out = WatchResult(frames=self._packets, stamps=list(self._stamps), open_s=self.open_s, cpu_s=self._cpu_s)
             self._packets, self._cpu_s = 0, 0.0
             self._stamps.clear()
-            failure, last = self._failure, self.last_packet
+            failure, last, open_failed = self._failure, self.last_packet, self._open_failed
         if out.frames:
             return out
-        if failure is not None:
+        quiet = now - (last if last is not None else self.started)
+        if failure is not None and (open_failed or quiet >= first_frame_s):
+            # a connection that broke or ended is a pause until it is opened again (RECONNECT_S);
+            # the ingest is called down only when that fails or no frame came for first_frame_s
             out.failure, out.fault, out.detail = failure.failure, failure.fault, failure.detail
-        elif now - (last if last is not None else self.started) >= first_frame_s:
+        elif quiet >= first_frame_s:
             out.failure, out.fault = Failure.TIMEOUT, Fault.NO_INPUT
             out.detail = f"no video from the ingest for {first_frame_s:g} s"
         else:
-            out.gap_s = now - (last if last is not None else self.started)
+            out.gap_s = quiet
         return out
 
     async def aclose(self) -> None:

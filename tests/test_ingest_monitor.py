@@ -16,7 +16,9 @@ import tempfile
 import threading
 import time
 
+import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from reallab import free_port
@@ -172,6 +174,54 @@ async def test_kept_watch_shows_a_latency_step_at_the_first_report_after_the_del
         finally:
             await close_held([ctx.state])
     assert not _watch_threads()
+
+
+@pytest.mark.lab
+async def test_kept_watch_rides_over_a_connection_the_server_ends():
+    """A playback server that ends the stream (a restart, a subscriber dropped) is a pause
+    while the watch connects again (1 s later), not the ingest down: a relay in front of the
+    lab's HTTP-FLV ends its first response after 1.5 s and relays the second in full."""
+    connections: list[float] = []
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        connections.append(time.monotonic())
+        first = len(connections) == 1
+        resp = web.StreamResponse(headers={"Content-Type": "video/x-flv"})
+        await resp.prepare(request)
+        async with aiohttp.ClientSession() as client, client.get(upstream) as up:
+            t0 = time.monotonic()
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+                if first and time.monotonic() - t0 > 1.5:
+                    break  # the server ends this response
+        return resp
+
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        upstream = lab.ingest_live_url()
+        app = web.Application()
+        app.router.add_get("/live.flv", relay)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        t = _target(f"http://127.0.0.1:{port}/live.flv", interval_s=0.5)
+        ctx = ProbeContext(state={})
+        try:
+            reports = [await probe(t, ctx)]
+
+            async def back_with_frames() -> bool:
+                await asyncio.sleep(0.5)  # the runner's cadence
+                reports.append(r := await probe(t, ctx))
+                return len(connections) >= 2 and r.figures.get("frames", 0) > 0
+            await wait_for(back_with_frames, 10, "frames over a second connection")
+        finally:
+            await close_held([ctx.state])
+            await runner.cleanup()
+        states = [(r.evidence[0].state, r.evidence[0].fault) for r in reports]
+        print(f"{len(connections)} connections; reports {states}")
+        assert all(state is State.OK for state, _ in states), states
+        assert any("gap_s" in r.figures for r in reports), "the pause between the connections was reported as one"
 
 
 def _stage(agent: Agent, stage: str, component: str) -> float | None:
