@@ -37,10 +37,12 @@ Two ways to run it (``keep_open``):
   decoded for 1.5 s every 2 s: ~10 ms per second). A pause shorter than ``first_frame_s``
   (the frames held back at a latency step; a connection the server ended or broke, opened
   again after 1 s) repeats the last verdict, noting the gap; a longer one is ``no_input``,
-  and a connection that cannot be opened again is reported at once. A window during which
-  the agent's own event loop stood still for 0.25 s or more (its CPU starved: the thread
-  timing arrivals starved with it) is not judged high. The runner closes the watch at
-  shutdown and when it sheds the job.
+  and a connection that cannot be opened again is reported at once. Frames captured no
+  later than one already seen do not count (a server's GOP cache replaying a hung
+  publisher's last GOP at every reconnect is no sign of life). A window during which the
+  agent's own event loop stood still for 0.25 s or more (its CPU starved: the thread timing
+  arrivals starved with it) is not judged high. The runner closes the watch at shutdown and
+  when it sheds the job.
 - one watch window per attempt (``keep_open: false``): open, decode ``seconds`` of video
   after the first frame, close; a step shows at the first attempt that starts after it.
 
@@ -75,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import statistics
 import threading
 import time
@@ -231,12 +234,14 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
         vs.codec_context.thread_type = "NONE"
         first_frame_by = t0 + settings.first_frame_s
         end: float | None = None
-        for packet in container.demux(vs):
+        # every stream's packets, not demux(vs): a stream whose video stopped while its audio goes
+        # on would never hand this loop a packet (nor time the read out), so it could not stop
+        for packet in container.demux():
             arrival = wall()
             now = time.monotonic()
             if stop is not None and stop.is_set():
                 break
-            if packet.size:
+            if packet.stream is vs and packet.size:
                 try:
                     frames = packet.decode()
                 except (av.FFmpegError, ValueError):
@@ -296,6 +301,7 @@ class _Watcher:
         self._packets = 0
         self._failure: WatchResult | None = None  # the last open/read failure; a packet clears it
         self._open_failed = False  # that failure was the connection's opening (else: it broke or ended)
+        self._newest_capture = -math.inf  # the latest capture time seen, across connections
         self.first_packet: float | None = None  # monotonic
         self.last_packet: float | None = None
         self.open_s: float | None = None
@@ -353,15 +359,19 @@ class _Watcher:
             offset: float | None = None
             last: tuple[float, float] | None = None
             c0 = time.thread_time()
-            for packet in container.demux(vs):
+            for packet in container.demux():  # every stream's: see watch() (a video-less stream must stop)
                 arrival = self.wall()
                 if self._stop.is_set():
                     break
-                if not packet.size or packet.pts is None or tb is None:
+                if packet.stream is not vs or not packet.size or packet.pts is None or tb is None:
                     continue
                 pts_s = float(packet.pts * tb)
                 if last is not None and abs((pts_s - last[0]) - (arrival - last[1])) > DISCONTINUITY_S:
-                    offset = None  # timestamps restarted or jumped: the next keyframe's beacon maps them again
+                    # timestamps restarted or jumped: the next keyframe's beacon maps them again; the
+                    # decoder drops what it holds (with B-frames it returns a keyframe a GOP or two
+                    # late, and an old-timeline frame would map the new timeline with the old offset)
+                    offset = None
+                    vs.codec_context.flush_buffers()
                 last = (pts_s, arrival)
                 if packet.is_keyframe:
                     try:
@@ -372,16 +382,25 @@ class _Watcher:
                         t = beacon.read(luma_plane(fr))
                         if t is not None and fr.pts is not None:
                             offset = t - float(fr.pts * tb)
-                got = True
                 now, c1 = time.monotonic(), time.thread_time()
+                capture = pts_s + offset if offset is not None else None
+                if capture is not None and capture <= self._newest_capture:
+                    # captured no later than a frame already seen: a server's GOP cache replayed on a
+                    # reconnect (a hung publisher's last GOP, again and again), no sign of life
+                    with self._lock:
+                        self._cpu_s += c1 - c0
+                    c0 = c1
+                    continue
+                got = True
                 with self._lock:
                     self._cpu_s += c1 - c0
                     self._packets += 1
                     self._failure = None
                     self.first_packet = self.first_packet or now
                     self.last_packet = now
-                    if offset is not None:
-                        self._stamps.append((arrival, pts_s + offset))
+                    if capture is not None:
+                        self._newest_capture = capture
+                        self._stamps.append((arrival, capture))
                 if now - self.first_packet >= self.s.seconds:
                     self._signal()
                 c0 = c1
@@ -427,7 +446,8 @@ class _Watcher:
     async def aclose(self) -> None:
         """Stop the thread and wait for it (it ends within the read timeout, ``first_frame_s``)."""
         self._stop.set()
-        await asyncio.to_thread(self._thread.join, max(self.s.connect_timeout_s, self.s.first_frame_s) + 1.0)
+        # an opening may wait connect_timeout_s twice (the input, then its stream info), a read first_frame_s
+        await asyncio.to_thread(self._thread.join, 2 * self.s.connect_timeout_s + self.s.first_frame_s + 1.0)
 
 
 # ----------------------------------------------------------------- the probe
@@ -532,6 +552,9 @@ def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: 
         high, base = st.baseline.judge(now, value)
     caps = [c for _, c in w.stamps]
     if tc.share is not None:
+        # also a window the agent's stall inflated: the latency probe's own first-seen times of
+        # the same moments are late by the same stall, and without a window covering its segments
+        # it would charge the ingest's latency to the transcoder
         tc.share.add(IngestWindow(comp, value, min(caps), max(caps), now))
     shown = verdict.value(value)
     res.samples.append(Sample("signalpath_stage_latency_seconds",

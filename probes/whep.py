@@ -325,7 +325,7 @@ async def _open(target: ProbeTarget, ctx: ProbeContext, cfg: WhepProbeConfig, pr
         await v.aclose()
         last: _Retry | None = ctx.state.get("whep_retry")
         failures = (last.failures if last is not None else 0) + 1
-        wait = min(SESSION_INTERVAL_S, KEPT_INTERVAL_S * 2 ** (failures - 1))
+        wait = min(SESSION_INTERVAL_S, KEPT_INTERVAL_S * 2 ** min(failures - 1, 16))
         ctx.state["whep_retry"] = _Retry(ctx.clock() + wait, failures, s.result)
         return s.result
     except BaseException:

@@ -41,11 +41,11 @@ the answer — no ICE, no DTLS, no media. A check reports
 - a failure at once as a publish's signalling failure would be: 401/403 ``auth_refused``,
   another status ``http_error``, no connection ``unreachable``, a malformed answer
   ``protocol_error``;
-- else the last publish's verdict repeated (its failure, evidence, detail and gauges; its
-  counters are not counted again), with "(publish measured N s ago; signalling checked now)":
-  a media verdict (``rtt_high``, ``packet_loss``, ``no_rtcp``…) stands until the next publish
-  measures media again, and a check never says "OK" about media it did not measure. With no
-  publish yet, the attempt publishes.
+- else the last publish's verdict repeated (its evidence, detail and gauges; not its failure:
+  the check itself succeeded, so no failure or counter is counted again), with "(publish
+  measured N s ago; signalling checked now)": a media verdict (``rtt_high``, ``packet_loss``,
+  ``no_rtcp``…) stands until the next publish measures media again, and a check never says
+  "OK" about media it did not measure. With no publish yet, the attempt publishes.
 
 A publish is due when none was made yet; ``interval_s`` after the last one started; at the
 attempt after one that failed at signalling (an endpoint that recovers is measured fully at
@@ -159,26 +159,36 @@ class _Publishes:
         if self.result is None or self.signal_failed:
             return True
         if self.failures:
-            wait = min(interval_s, RETRY_FIRST_S * 2 ** (self.failures - 1))
+            wait = min(interval_s, RETRY_FIRST_S * 2 ** min(self.failures - 1, 16))
             return now - self.ended_at >= wait - DUE_SLACK_S
         return now - self.started_at >= interval_s - DUE_SLACK_S
 
-    def published(self, result: ProbeResult, started_at: float, ended_at: float) -> None:
-        """A publish that got past signalling ended with ``result``."""
-        self.result, self.started_at, self.ended_at = result, started_at, ended_at
-        self.failures = 0 if result.ok else self.failures + 1
+    def published(self, result: ProbeResult | None, started_at: float, ended_at: float) -> None:
+        """A publish that got past signalling ended with ``result``; None: it was cut short (the
+        runner's deadline, an internal error), a failure for the back-off, its verdict the
+        runner's. A copy is kept: the runner edits the result it returns (agent/runner.py
+        ``unmeasured``)."""
+        if result is None:
+            self.failures += 1
+            if self.result is None:
+                self.result = ProbeResult(failure=Failure.TIMEOUT, detail="the publish was cut short")
+        else:
+            self.result = dataclasses.replace(result, evidence=list(result.evidence), samples=list(result.samples),
+                                              spans=[], figures=dict(result.figures))
+            self.failures = 0 if result.ok else self.failures + 1
+        self.started_at, self.ended_at = started_at, ended_at
         self.signal_failed = False
 
     def repeat(self, s: Session, now: float) -> None:
         """Into a check's result (its own signal phase, DELETE and figures in it already): the last
-        publish's failure, detail, evidence and gauges, noted as measured then."""
+        publish's detail, evidence and gauges, noted as measured then."""
         last = self.result
         assert last is not None  # a check runs only after a publish
         age = max(0.0, now - self.ended_at)
         note = f"(publish measured {age:.0f} s ago; signalling checked now)"
         r = s.result
-        r.failure = last.failure
-        r.detail = f"{last.detail} {note}"
+        # the check itself succeeded (probe_success 1, no failure counted again); the verdict is the evidence's
+        r.detail = " ".join(x for x in (last.detail, note) if x)
         r.evidence = [dataclasses.replace(e, detail=f"{e.detail} {note}") for e in last.evidence]
         fresh = {(x.name, tuple(sorted(x.labels.items()))) for x in r.samples}
         # gauges hold their last measured value between publishes; counters are not counted twice
@@ -204,7 +214,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         if pubs.tls is None:
             pubs.tls = httpx.create_ssl_context(verify=cfg.verify_tls, trust_env=False)  # as httpx makes it
         s.tls = pubs.tls
-    signalled = False
+    signalled = ended = False
     try:
         pc = s.new_pc()
         track = make_beacon_track(cfg.width, cfg.height, cfg.fps, ctx.wall)
@@ -215,17 +225,20 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         signalled = True
         if not check:
             await _publish(s, cfg, sender, answer, t_start)
+        ended = True
     except WebRtcError as exc:
         s.fail(exc)
+        ended = True
     finally:
+        if pubs is not None:  # before the clean-up's awaits: kept also when the attempt is cut short
+            if not signalled:
+                pubs.signal_failed = pubs.signal_failed or ended
+            elif check:
+                if ended:
+                    pubs.repeat(s, ctx.clock())
+            else:
+                pubs.published(s.result if ended else None, t_start, ctx.clock())
         await s.close()
-    if pubs is not None:
-        if not signalled:
-            pubs.signal_failed = True
-        elif check:
-            pubs.repeat(s, ctx.clock())
-        else:
-            pubs.published(s.result, t_start, ctx.clock())
     return s.result
 
 

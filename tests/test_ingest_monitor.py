@@ -224,6 +224,65 @@ async def test_kept_watch_rides_over_a_connection_the_server_ends():
         assert any("gap_s" in r.figures for r in reports), "the pause between the connections was reported as one"
 
 
+@pytest.mark.lab
+async def test_kept_watch_is_not_fooled_by_a_gop_cache_replayed_on_every_reconnect():
+    """A publisher that hangs behind a server with a GOP cache: each new connection gets the
+    same cached frames again, then nothing. Those frames are no sign of life: the watch says
+    no_input once first_frame_s passed without a new frame, and stays down (before: each
+    reconnect's replay made the ingest look alive for a while)."""
+    recorded = bytearray()
+    connections: list[float] = []
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        connections.append(time.monotonic())
+        resp = web.StreamResponse(headers={"Content-Type": "video/x-flv"})
+        await resp.prepare(request)
+        if len(connections) == 1:  # the live stream for 2 s, recorded
+            async with aiohttp.ClientSession() as client, client.get(upstream) as up:
+                t0 = time.monotonic()
+                async for chunk in up.content.iter_any():
+                    recorded.extend(chunk)
+                    await resp.write(chunk)
+                    if time.monotonic() - t0 > 2.0:
+                        break
+        else:  # the cache replayed, then the hung publisher: nothing more until the client leaves
+            await resp.write(bytes(recorded))
+            await asyncio.sleep(30)
+        return resp
+
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        upstream = lab.ingest_live_url()
+        app = web.Application()
+        app.router.add_get("/live.flv", relay)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        t = _target(f"http://127.0.0.1:{port}/live.flv", interval_s=0.5, first_frame_s=2.0, timeout_s=4.0)
+        ctx = ProbeContext(state={})
+        reports = []
+        try:
+            reports.append(await probe(t, ctx))
+            assert reports[0].evidence[0].state is State.OK
+
+            async def down_after_a_replay() -> bool:
+                await asyncio.sleep(0.5)  # the runner's cadence
+                reports.append(r := await probe(t, ctx))
+                return len(connections) >= 3 and r.evidence[0].state is State.DOWN
+            await wait_for(down_after_a_replay, 30, "no_input with the cache replayed at each reconnect")
+            for _ in range(6):  # ~3 s more, across more reconnects and replays: never alive again
+                await asyncio.sleep(0.5)
+                reports.append(await probe(t, ctx))
+        finally:
+            await close_held([ctx.state])
+            await runner.cleanup()
+        tail = reports[-6:]
+        print(f"{len(connections)} connections; last states {[str(r.evidence[0].state) for r in tail]}")
+        assert all(r.evidence[0].state is not State.OK and "gap_s" not in r.figures for r in tail), \
+            [(r.evidence[0].state, r.evidence[0].detail) for r in tail]
+
+
 def _stage(agent: Agent, stage: str, component: str) -> float | None:
     for fam in text_string_to_metric_families(generate_latest(agent.registry).decode()):
         for s in fam.samples:

@@ -92,6 +92,25 @@ def test_an_edge_polls_fast_only_while_the_origin_lists_a_segment_it_does_not():
     tr.observe("origin", "r", [(3, 2.0), (4, 2.0)], 5.0, 5.0)  # segment 4 at 4.95
     assert edge_poll_delay(4.95 + 1.0 + 1.2 - 0.05, tr, "edge", *args) == 0.05  # its 1.2-s lag: still fast
     assert edge_poll_delay(4.95 + 1.0 + 1.2 + 0.05, tr, "edge", *args) == 0.5
+    # an edge a constant 5 s behind: fast around its own arrivals only, not for the 5 s before them
+    tr.observe("late", "r", [(3, 2.0)], 0.0, 0.0)
+    tr._mem[("late", "r")].lags.extend([5.0] * 5)
+    assert edge_poll_delay(4.95 + 1.0, tr, "late", *args) == 0.5
+    assert edge_poll_delay(4.95 + 4.8, tr, "late", *args) == 0.05
+    # the origin failing: the edges go by their own windows, not by its last arrival
+    tr.failed("origin", "r")
+    assert tr.behind("edge", "origin", 5.1, 1.0) is None
+    assert edge_poll_delay(5.1, tr, "edge", *args) == next_poll_delay(5.1, tr.expected("edge"), *args)
+
+
+def test_an_origin_timed_by_blocking_reloads_leaves_the_edges_their_own_windows():
+    tr = FirstSeenTracker()
+    tr.observe("edge", "r", [(1, 0.5)], 0.0, 0.0)
+    tr.observe("edge", "r", [(1, 0.5), (2, 0.5)], 1.0, 1.0)  # polled plainly: due again at 1.0
+    tr.observe_at("origin", "r", [1, 2], None)
+    tr.observe_at("origin", "r", [1, 2, 3], Seen(1.2, 0.001))  # the origin's part came at 1.2 (held request)
+    assert tr.behind("edge", "origin", 1.25, 1.0) is None
+    assert edge_poll_delay(1.25, tr, "edge", 0.5, 0.05, 0.3, 1.0) == 0.05  # its own window is open
 
 
 def test_an_edge_bracket_starts_no_earlier_than_the_origins():

@@ -12,7 +12,7 @@ from waiting import wait_for
 
 from agent.lab.webrtc import WebRtcEndpoint
 from agent.selfwatch import LoopWatch
-from probes.base import Failure, ProbeContext, ProbeResult, ProbeTarget, State
+from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, State
 from probes.core.webrtc_stats import FreezeCounter, fraction_lost_ratio, jitter_seconds
 from probes.whep import WhepProbeConfig
 from probes.whep import probe as whep_probe
@@ -238,6 +238,14 @@ def test_when_a_whip_publish_is_due_between_checks():
     assert next(t for t in range(60) if p.due(float(t), 10.0)) == 10  # interval_s caps the back-off
     p.published(ProbeResult(), 50.0, 54.0)  # a good publish ends the back-off
     assert p.failures == 0 and not p.due(60.0, 30.0)
+    p.failures = 5000  # ICE failing for days: the back-off stays interval_s (2 ** 4999 overflowed a float)
+    assert not p.due(80.0, 30.0) and p.due(84.0, 30.0)
+    p.published(None, 90.0, 91.0)  # a publish cut short (the deadline, an internal error) is a failure too
+    assert p.failures == 5001 and not p.due(92.0, 30.0) and p.result is not None and p.result.ok
+    kept = ProbeResult(evidence=[Evidence("ingest", "whip", State.OK)])
+    p.published(kept, 100.0, 104.0)
+    kept.evidence[0] = Evidence("ingest", "whip", State.UNKNOWN, None, "not measured: the agent was behind")
+    assert p.result.evidence[0].state is State.OK  # what the runner edits afterwards is not what checks repeat
 
 
 async def test_a_whip_check_sees_a_refusal_at_once_and_the_recovery_is_published_in_full():
@@ -299,7 +307,8 @@ async def test_after_a_publish_that_failed_past_signalling_checks_repeat_it_unti
         ep.set_faults()
         r = await call_probe(whip_probe, target, ctx)  # within the 2-s back-off: a check, never "OK"
         assert r.figures.get("check_only") == 1, r.figures
-        assert r.failure is Failure.MEDIA_ERROR and r.evidence[0].fault == "no_rtcp" and r.evidence[0].state is State.DOWN
+        # the check itself succeeded: no failure counted again (probe_failures_total), the verdict is the evidence's
+        assert r.ok and r.evidence[0].fault == "no_rtcp" and r.evidence[0].state is State.DOWN, r.detail
         ctx.state["whip"].ended_at -= 2.0  # the back-off has passed
         r = await call_probe(whip_probe, target, ctx)
         assert r.ok and "check_only" not in r.figures and "first_rtcp_seconds" in r.figures, r.detail

@@ -80,7 +80,10 @@ class Seen:
     def not_before(self, other: Seen) -> Seen:
         """This bracket cut to start no earlier than ``other``'s start: an edge cannot list a
         segment before the origin it pulls from did, so the edge's bracket (opened by a slow
-        poll long before) starts where the origin's does."""
+        poll long before) starts where the origin's does. Assumes the edge pulls from the
+        origin watched; one fed by another origin that lists a segment inside this origin's
+        bracket is timed up to half its own bracket late (a bracket wholly before the
+        origin's is left as measured)."""
         lo, hi = max(self.at - self.half_width, other.at - other.half_width), self.at + self.half_width
         return self if lo <= self.at - self.half_width or lo >= hi else Seen((lo + hi) / 2.0, (hi - lo) / 2.0)
 
@@ -136,7 +139,11 @@ class _PollMemory:
     last_seq: int | None = None
     expected_at: float | None = None  # epoch seconds the next segment is due
     arrived_at: float | None = None  # epoch seconds the newest segment appeared (its bracket's middle)
-    lag_s: float = 0.0  # an edge: how long after the origin it listed its newest segment
+    lags: collections.deque[float] = field(default_factory=lambda: collections.deque((0.0,), maxlen=LAG_MEMORY))
+    """An edge: how long after the origin it listed its last few segments (s)."""
+
+
+LAG_MEMORY = 5  # an edge's lags behind the origin remembered (FirstSeenTracker.behind)
 
 
 class FirstSeenTracker:
@@ -200,24 +207,30 @@ class FirstSeenTracker:
         mem = self._mem.get((endpoint, rendition))
         if mem is not None:
             mem.last_mid = None
+            mem.arrived_at = None  # nor can the edges go by it (FirstSeenTracker.behind)
 
     def expected(self, endpoint: str | None = None) -> list[float]:
         """Epoch seconds the next segments are due (at ``endpoint``, or anywhere)."""
         return [m.expected_at for (e, _), m in self._mem.items()
                 if m.expected_at is not None and (endpoint is None or e == endpoint)]
 
-    def behind(self, endpoint: str, reference: str, now: float, within_s: float) -> bool | None:
+    def behind(self, endpoint: str, reference: str, now: float, within_s: float, lead_s: float = 0.0) -> bool | None:
         """Does ``reference`` (the origin) list, for a rendition both are watched on, a segment
-        ``endpoint`` does not list yet, one that appeared there less than ``within_s`` plus the
-        endpoint's last lag behind it ago? None when the two have no rendition in common yet."""
+        ``endpoint`` does not list yet, and is it time to look: from ``lead_s`` before the
+        shortest of the endpoint's recent lags behind the reference after the reference listed
+        it, until ``within_s`` after the longest (an edge a constant few seconds behind is
+        polled fast around its own arrivals, not for all of them)? None when the two have no
+        rendition in common whose arrivals the reference times by polls (it failed, or it is
+        timed by blocking reloads): the endpoint then goes by its own window."""
         common = False
         for (e, rendition), ref in self._mem.items():
             mine = self._mem.get((endpoint, rendition))
-            if e != reference or ref.last_seq is None or ref.arrived_at is None or mine is None \
-                    or mine.last_seq is None:
+            if e != reference or ref.last_seq is None or ref.arrived_at is None or ref.expected_at is None \
+                    or mine is None or mine.last_seq is None:
                 continue
             common = True
-            if mine.last_seq < ref.last_seq and now - ref.arrived_at <= within_s + mine.lag_s:
+            since = now - ref.arrived_at
+            if mine.last_seq < ref.last_seq and min(mine.lags) - lead_s <= since <= max(mine.lags) + within_s:
                 return True
         return False if common else None
 
@@ -226,7 +239,7 @@ class FirstSeenTracker:
         mine, ref = self._mem.get((endpoint, rendition)), self._mem.get((reference, rendition))
         if mine is not None and ref is not None and mine.last_seq == ref.last_seq \
                 and mine.arrived_at is not None and ref.arrived_at is not None:
-            mine.lag_s = max(0.0, mine.arrived_at - ref.arrived_at)
+            mine.lags.append(max(0.0, mine.arrived_at - ref.arrived_at))
 
 
 def edge_poll_delay(now: float, tracker: FirstSeenTracker, edge: str, slow_s: float, fast_s: float,
@@ -239,7 +252,7 @@ def edge_poll_delay(now: float, tracker: FirstSeenTracker, edge: str, slow_s: fl
     expired, so an edge polled slowly while it is behind would be timed late by the polls;
     an edge is not polled fast before the origin lists the segment (it cannot have it). With
     no arrival at the origin to go by (the origin failing): its own window, as the origin's."""
-    behind = tracker.behind(edge, "origin", now, lag_s)
+    behind = tracker.behind(edge, "origin", now, lag_s, lead_s)
     if behind:
         return fast_s
     if behind is None:
