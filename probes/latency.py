@@ -50,9 +50,10 @@ Polling is measurement, not retrying (STYLE.md 4). An agent that is behind sheds
 polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it then polls every ``poll_s``
 and each figure is that much coarser. ``playlist_polls`` (figure) counts an attempt's requests.
 Measured (tests/perf/latency_accuracy.py, 2026-12-02, lab: 3 endpoints, the lowest rendition):
-15.0 playlist requests per stream-second with edges |error| median 22 ms, p95 47 ms and
-transcode 7 / 13 ms (60 s healthy); with an ingest delay and a 1.5-s edge delay in the second
-half: 22.2 per stream-second, edges 47 / 73 ms and 44 / 73 ms, transcode 19 / 25 ms. The
+14.9-15.0 playlist requests per stream-second with edges |error| median 22-35 ms, p95 47-59 ms
+and transcode 7 / 8-13 ms (60 s healthy, two runs); with an ingest delay and a 1.5-s edge delay
+in the second half: 21.1-22.2 per stream-second, edges 35-47 / 61-73 ms, transcode 9-19 /
+13-25 ms. The
 schedule before (every endpoint polled fast whenever any endpoint's window was open) made
 27.1 requests per stream-second (edges 41 / 75 ms) and 32.0 with the faults (edge-b p95 128 ms).
 Earlier tries that failed: per-endpoint windows around each endpoint's own predicted arrival
