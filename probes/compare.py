@@ -32,7 +32,9 @@ renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/`
   and, both advancing, one lists the same media more than ``offset_tolerance_s`` later than the
   other in each of the last ``LEAD_ATTEMPTS`` (5) attempts (a packager that lags the other; lined
   up by wall clock, a timeline shifted by more than half a segment reads as such a lead, not as
-  an offset);
+  an offset). An attempt whose two reads finished more than half ``offset_tolerance_s`` apart,
+  or during which the agent's own loop stood still for 0.25 s (its CPU starved), judges no
+  lead: one side read late by the agent is no packager's lag;
 - the compared manifest not answering, or not parsing, is ``manifest_behind`` too (that format
   is not there for its viewers while the other is); the origin's own manifest failing is the
   availability probe's to judge (UNKNOWN here); renditions that cannot be lined up are named in
@@ -67,6 +69,7 @@ MAX_SKEW_S = 0.5
 DURATION_TOLERANCE_S = 0.1
 OFFSET_TOLERANCE_S = 1.0
 LEAD_ATTEMPTS = 5  # a lead between two advancing manifests counts when it holds this many attempts in a row
+UNTIMELY_STALL_S = 0.25  # an agent loop stall this long during an attempt: its lead is not judged
 
 
 class CompareSettings(StrictModel):
@@ -117,8 +120,20 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     st = ctx.state
     sides = [st.setdefault("first", _Side()), st.setdefault("second", _Side())]
     urls = [target.url or "", cfg.url]
-    reads = await asyncio.gather(*(_read(ctx, cfg, u, s) for u, s in zip(urls, sides, strict=True)),
-                                 return_exceptions=True)
+    t0 = ctx.clock()
+    done: list[float] = []
+
+    async def timed(u: str, s: _Side) -> _Read:
+        try:
+            return await _read(ctx, cfg, u, s)
+        finally:
+            done.append(ctx.clock())
+
+    reads = await asyncio.gather(*(timed(u, s) for u, s in zip(urls, sides, strict=True)), return_exceptions=True)
+    # the two reads finished far apart, or the agent's own loop stood still meanwhile (its CPU
+    # starved): what one lists later may be the agent's lateness, so no lead is judged this time
+    untimely = (max(done) - min(done) > cfg.offset_tolerance_s / 2
+                or ctx.agent_stall(t0, ctx.clock()) >= UNTIMELY_STALL_S)
     for r in reads:
         if isinstance(r, BaseException) and not isinstance(r, _Failed):
             raise r
@@ -192,7 +207,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             disagree.append(f"{n1}: {second.label} places its segments {m.offset_s:+.2f} s from where "
                             f"{first.label} does (wall clock)")
         leads = st.setdefault("leads", {}).setdefault(n1, deque(maxlen=LEAD_ATTEMPTS))
-        leads.append(m.lead_s if m.lead_s is not None and len(behind) == was_behind else None)
+        leads.append(m.lead_s if m.lead_s is not None and len(behind) == was_behind and not untimely else None)
         if len(leads) == LEAD_ATTEMPTS and all(x is not None and abs(x) > cfg.offset_tolerance_s for x in leads) \
                 and len({x > 0 for x in leads if x is not None}) == 1:
             # both advance, yet one lists the same media later (or, lined up by wall clock, at
