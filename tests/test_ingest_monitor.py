@@ -176,6 +176,17 @@ async def test_kept_watch_shows_a_latency_step_at_the_first_report_after_the_del
     assert not _watch_threads()
 
 
+async def _relay_server(handler) -> tuple[web.AppRunner, int]:
+    """``handler`` served at ``/live.flv`` on 127.0.0.1 (port 0): the runner (clean it up) and its port."""
+    app = web.Application()
+    app.router.add_get("/live.flv", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 @pytest.mark.lab
 async def test_kept_watch_rides_over_a_connection_the_server_ends():
     """A playback server that ends the stream (a restart, a subscriber dropped) is a pause
@@ -198,13 +209,7 @@ async def test_kept_watch_rides_over_a_connection_the_server_ends():
 
     async with Lab(LabConfig(webrtc=False)) as lab:
         upstream = lab.ingest_live_url()
-        app = web.Application()
-        app.router.add_get("/live.flv", relay)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await _relay_server(relay)
         t = _target(f"http://127.0.0.1:{port}/live.flv", interval_s=0.5)
         ctx = ProbeContext(state={})
         try:
@@ -252,13 +257,7 @@ async def test_kept_watch_is_not_fooled_by_a_gop_cache_replayed_on_every_reconne
 
     async with Lab(LabConfig(webrtc=False)) as lab:
         upstream = lab.ingest_live_url()
-        app = web.Application()
-        app.router.add_get("/live.flv", relay)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await _relay_server(relay)
         t = _target(f"http://127.0.0.1:{port}/live.flv", interval_s=0.5, first_frame_s=2.0, timeout_s=4.0)
         ctx = ProbeContext(state={})
         reports = []
