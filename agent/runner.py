@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from agent.selfwatch import SHED_DETAIL, SelfReport, SelfWatch, shed_evidence, unmeasured
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.core.playlist import PlaylistCache
 from probes.faults import Fault
 
 log = logging.getLogger("signalpath.runner")
@@ -104,6 +105,7 @@ class Runner:
         self.selfwatch = SelfWatch(clock, wall)
         self.loop_watch = self.selfwatch.loop
         self._shed_jobs: set[int] = set()  # ids of the jobs shed now (agent/selfwatch.py)
+        self.playlists = PlaylistCache()  # one parse per playlist body across every probe (ProbeContext.playlists)
 
     def context(self, t: ProbeTarget) -> ProbeContext:
         key = target_key(t)
@@ -112,7 +114,8 @@ class Runner:
             ctx = self._ctx[key] = ProbeContext(state={}, http=self.http, site=self.site, clock=self.clock,
                                                 wall=self.wall, agent_stall=self.loop_watch.longest,
                                                 agent_stalled_s=self.loop_watch.stalled_s,
-                                                shed_level=lambda: self.selfwatch.level)
+                                                shed_level=lambda: self.selfwatch.level,
+                                                playlists=self.playlists)
         return ctx
 
     def adopt(self, old: Runner) -> None:
@@ -128,6 +131,7 @@ class Runner:
                     del old._ctx[key]  # this runner's now: ``old.release()`` leaves it open
                     ctx.agent_stall = self.loop_watch.longest
                     ctx.agent_stalled_s = self.loop_watch.stalled_s
+                    ctx.playlists = self.playlists
                     ctx.shed_level = lambda: self.selfwatch.level
                     self._ctx[key] = ctx
         self.selfwatch.level = old.selfwatch.level  # the load is the same agent's

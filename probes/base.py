@@ -211,11 +211,21 @@ class ProbeContext:
     shed_level: Callable[[], int] = field(default=lambda: 0)
     """How much optional work the agent sheds now because it is behind (agent/selfwatch.py
     ``SHED_ORDER``): at 1 or more the latency probe polls without its fast polls. 0 outside the runner."""
+    playlists: Any = field(default_factory=lambda: _playlist_cache())
+    """The agent's :class:`probes.core.playlist.PlaylistCache`: ``await ctx.playlists.parse(body,
+    url, now)`` is ``parse_body`` with one parse per playlist body across every probe (the runner
+    lends one per agent; a context made elsewhere has its own)."""
     deadline: float = math.inf
     """When the runner cancels this attempt: absolute, on ``clock``'s scale. The runner sets it
     before each call (``clock() + target.timeout``); the time a probe has is ``deadline -
     clock()``, never re-derived from ``target.timeout``. ``inf`` outside the runner: a caller
     that wants a bound sets it as the runner does."""
+
+
+def _playlist_cache() -> Any:
+    from probes.core.playlist import PlaylistCache  # probes.core imports this module
+
+    return PlaylistCache()
 
 
 RESULT_MARGIN_S = 1.0

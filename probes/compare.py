@@ -59,7 +59,7 @@ from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample
 from probes.core import compare
 from probes.core.config import StrictModel
 from probes.core.mpd import looks_like_mpd
-from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError, parse_body
+from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError
 from probes.core.redact import redact_url
 from probes.faults import Fault
 
@@ -252,7 +252,7 @@ async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) 
     now = ctx.clock()
     if side.dash or side.master is None or now - side.master_at >= cfg.master_refresh_s:
         fr = await _get(ctx, cfg, url)
-        parsed = await _parse(fr.body, fr.final_url or url, ctx.wall(), url)
+        parsed = await _parse(ctx, fr.body, fr.final_url or url, url)
         if isinstance(parsed, MediaPlaylist):  # a media playlist where a manifest belongs: one rendition
             return _Read("HLS", {"main": parsed}, {"main": None}, {"main": None})
         side.master, side.master_at = parsed, now
@@ -263,12 +263,12 @@ async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) 
     if side.dash:
         assert fr is not None
         body, base = fr.body, (fr.final_url or url).split("#", 1)[0]
-        views = list(await asyncio.gather(*(_parse(body, base + v.uri[v.uri.index("#"):], ctx.wall(), url)
+        views = list(await asyncio.gather(*(_parse(ctx, body, base + v.uri[v.uri.index("#"):], url)
                                             for v in master.variants), return_exceptions=True))
     else:
         async def one(uri: str) -> MediaPlaylist | MasterPlaylist:
             f = await _get(ctx, cfg, uri)
-            return await _parse(f.body, f.final_url or uri, ctx.wall(), uri)
+            return await _parse(ctx, f.body, f.final_url or uri, uri)
         views = list(await asyncio.gather(*(one(v.uri) for v in master.variants), return_exceptions=True))
     playlists: dict[str, MediaPlaylist] = {}
     unread: dict[str, str] = {}
@@ -290,8 +290,8 @@ async def _get(ctx: ProbeContext, cfg: CompareSettings, url: str) -> Any:
     return fr
 
 
-async def _parse(body: bytes, base: str, wall: float, url: str) -> MasterPlaylist | MediaPlaylist:
+async def _parse(ctx: ProbeContext, body: bytes, base: str, url: str) -> MasterPlaylist | MediaPlaylist:
     try:
-        return await parse_body(body, base, wall)
+        return await ctx.playlists.parse(body, base, ctx.wall())
     except PlaylistError as exc:
         raise _Failed(f"{redact_url(url)} is malformed: {exc}") from None

@@ -140,7 +140,6 @@ from probes.core.playlist import (
     Variant,
     extinf_exceeds_target,
     next_part,
-    parse_body,
     reusable,
     with_query,
 )
@@ -361,7 +360,7 @@ class _Attempt:
             if fr.failure:
                 return self.endpoint_failed(fr.failure, fr.detail, "playlist", fr.status, fr.retry_after_s)
             try:
-                pl = await parse_body(fr.body, fr.final_url, self.view_now())
+                pl = await self.ctx.playlists.parse(fr.body, fr.final_url, self.view_now())
             except PlaylistError as exc:
                 return self.endpoint_failed(Failure.PROTOCOL_ERROR, f"malformed: {exc}",
                                             "MPD" if looks_like_mpd(fr.body, fr.headers.get("content-type"))
@@ -539,7 +538,7 @@ class _Attempt:
                 pl = rs.playlist  # unchanged bytes: skip the parse (the common case between segments)
             else:
                 try:
-                    parsed = await parse_body(fr.body, fr.final_url, self.view_now())
+                    parsed = await self.ctx.playlists.parse(fr.body, fr.final_url, self.view_now())
                 except PlaylistError as exc:
                     span.error = f"protocol_error: {exc}"
                     self.evidence(State.DOWN, Fault.PROTOCOL_ERROR, f"{v.name} playlist is malformed: {exc}", v.name)
@@ -726,7 +725,7 @@ class _Attempt:
             if fr is None or fr.failure:
                 return fr, None, block, took
             try:
-                pl = await parse_body(fr.body, fr.final_url, self.view_now())
+                pl = await self.ctx.playlists.parse(fr.body, fr.final_url, self.view_now())
             except PlaylistError:
                 return fr, None, block, took  # the caller parses again and says why
             if not isinstance(pl, MediaPlaylist):
@@ -848,7 +847,7 @@ class _Attempt:
         if fr.failure:
             return
         try:
-            delta = await parse_body(fr.body, fr.final_url, self.view_now())
+            delta = await self.ctx.playlists.parse(fr.body, fr.final_url, self.view_now())
         except PlaylistError as exc:
             delta, why = None, f"it does not parse: {exc}"
         else:

@@ -115,7 +115,6 @@ from probes.core.playlist import (
     Variant,
     choose_renditions,
     next_part,
-    parse_body,
     with_query,
 )
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
@@ -393,7 +392,7 @@ class _Attempt:
         if fr.failure:
             return None
         try:
-            pl = await parse_body(fr.body, fr.final_url)
+            pl = await self.ctx.playlists.parse(fr.body, fr.final_url)
         except PlaylistError:
             return None
         if isinstance(pl, MasterPlaylist):
@@ -452,7 +451,7 @@ class _Attempt:
             self.st.tracker.failed(endpoint, v.name)
             return
         try:
-            pl = await parse_body(fr.body, fr.final_url)
+            pl = await self.ctx.playlists.parse(fr.body, fr.final_url)
         except PlaylistError:
             self.st.tracker.failed(endpoint, v.name)
             return
@@ -537,7 +536,7 @@ class _Attempt:
             except TimeoutError:
                 fr = None
             try:
-                new_pl = await parse_body(fr.body, fr.final_url) if fr is not None and not fr.failure else None
+                new_pl = await self.ctx.playlists.parse(fr.body, fr.final_url) if fr is not None and not fr.failure else None
             except PlaylistError:
                 new_pl = None
             if fr is None or not isinstance(new_pl, MediaPlaylist):

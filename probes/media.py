@@ -46,7 +46,6 @@ from probes.core.playlist import (
     PlaylistError,
     Variant,
     choose_renditions,
-    parse_body,
     reusable,
 )
 from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
@@ -144,7 +143,7 @@ class _Attempt:
                 # availability is the HLS probe's to report; without media there is no content verdict
                 return self.failed(fr.failure, f"master playlist: {fr.detail}")
             try:
-                pl = await parse_body(fr.body, fr.final_url)
+                pl = await self.ctx.playlists.parse(fr.body, fr.final_url)
             except PlaylistError as exc:
                 return self.failed(Failure.PROTOCOL_ERROR, f"malformed master playlist: {exc}")
             if isinstance(pl, MasterPlaylist):
@@ -192,7 +191,7 @@ class _Attempt:
             pl = rs.playlist
         else:
             try:
-                parsed = await parse_body(fr.body, fr.final_url)
+                parsed = await self.ctx.playlists.parse(fr.body, fr.final_url)
             except PlaylistError:
                 return self.unmeasured(v.name, rs, "its media playlist is malformed")
             if not isinstance(parsed, MediaPlaylist):

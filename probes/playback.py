@@ -95,7 +95,6 @@ from probes.core.playlist import (
     Variant,
     audio_rendition,
     choose_renditions,
-    parse_body,
     reusable,
     with_query,
 )
@@ -315,7 +314,7 @@ class _Attempt:
             error = f"master playlist: {fr.detail}"
         else:
             try:
-                pl = await parse_body(fr.body, fr.final_url)
+                pl = await self.ctx.playlists.parse(fr.body, fr.final_url)
             except PlaylistError as exc:
                 error = f"master playlist malformed: {exc}"
             else:
@@ -530,7 +529,7 @@ class _Attempt:
             pl = s.playlist
         else:
             try:
-                parsed = await parse_body(fr.body, fr.final_url)
+                parsed = await self.ctx.playlists.parse(fr.body, fr.final_url)
             except PlaylistError as exc:
                 error = f"{name} playlist malformed: {exc}"
             else:

@@ -18,6 +18,7 @@ from probes.core.playlist import (
     InitSection,
     MasterPlaylist,
     MediaPlaylist,
+    PlaylistCache,
     PlaylistError,
     Variant,
     audio_rendition,
@@ -471,3 +472,42 @@ def test_the_audio_rendition_a_player_plays_with_a_variant():
     assert audio_rendition(ff, Variant("y", DIR + "y.m3u8", None, None, audio_group="nope")) is None
     muxed = MasterPlaylist(alt.variants, tuple(dataclasses.replace(m, uri=None) for m in alt.media))
     assert audio_rendition(muxed, alt.variants[0]) is None  # listed without URI: muxed into the variant
+
+
+# --- one parse per body across probes (PlaylistCache) ----------------------------------------
+
+
+async def test_playlist_cache_answers_the_same_bytes_at_the_same_url_from_one_parse():
+    live = text("ffmpeg51-ts-live").encode()
+    master = text("ffmpeg51-renditions-master").encode()
+    cache = PlaylistCache()
+    a = await cache.parse(live, "http://h/v/index.m3u8")
+    b = await cache.parse(bytes(live), "http://h/v/index.m3u8")  # equal bytes, another object
+    assert b is a and (cache.hits, cache.misses) == (1, 1)
+    # another URL is another base: its URIs resolve elsewhere, so it is parsed afresh
+    c = await cache.parse(live, "http://h/w/index.m3u8")
+    assert c is not a and c.segments[0].uri.startswith("http://h/w/")
+    # a new body at a URL replaces the old one
+    moved = live.replace(b"#EXT-X-MEDIA-SEQUENCE:", b"#EXT-X-MEDIA-SEQUENCE:1", 1)
+    d = await cache.parse(moved, "http://h/v/index.m3u8")
+    assert d is not a and d.media_sequence != a.media_sequence
+    assert isinstance(await cache.parse(master, "http://h/master.m3u8"), MasterPlaylist)
+    assert len(cache) == 3 and cache.misses == 4
+
+
+async def test_playlist_cache_keeps_no_malformed_body_and_stays_bounded():
+    cache = PlaylistCache(max_entries=2, max_bytes=10_000)
+    for _ in range(2):  # each read names its error: nothing kept
+        with pytest.raises(PlaylistError):
+            await cache.parse(b"#EXTM3U\n#EXTINF:abc,\nseg.ts\n#EXT-X-TARGETDURATION:x\n", "http://h/bad.m3u8")
+    assert len(cache) == 0 and cache.hits == 0
+    live = text("ffmpeg51-ts-live").encode()
+    for i in range(5):
+        await cache.parse(live, f"http://h/{i}/index.m3u8")
+    assert len(cache) == 2  # the oldest dropped first
+    first = await cache.parse(live, "http://h/0/index.m3u8")
+    assert cache.hits == 0 and first.segments  # parsed again: it had been dropped
+    big = live + b"\n" * 20_000  # over max_bytes on its own: parsed, not kept
+    await cache.parse(big, "http://h/big.m3u8")
+    await cache.parse(big, "http://h/big.m3u8")
+    assert cache.hits == 0 and len(cache) <= 2

@@ -674,6 +674,55 @@ async def parse_body(body: bytes, base_uri: str, now: float | None = None) -> Ma
     return await asyncio.shield(asyncio.wrap_future(fut))
 
 
+class PlaylistCache:
+    """One parse per playlist body, shared by every probe of an agent.
+
+    Several probes read the same playlists (the HLS probe every rendition, the virtual players
+    two of them, the latency probe and the media probe one): without sharing, a new body of a
+    watched rendition was parsed three or four times, a third of the agent's event loop at 200
+    streams (tests/perf/scale_bench.py --profile). :meth:`parse` is :func:`parse_body` that keeps,
+    per URL, the newest body and its parse (frozen: safe to share) and answers the same bytes at
+    the same URL from it. Bounded: at most ``max_entries`` URLs and ``max_bytes`` of bodies, the
+    oldest-stored dropped first. MPD bodies are not kept (a DASH view depends on the clock;
+    :mod:`probes.core.mpd` caches its own parse), nor malformed ones (each read names its error).
+    One per agent (the runner's), none shared between agents; outside the runner each
+    :class:`probes.base.ProbeContext` has its own."""
+
+    __slots__ = ("_entries", "_bytes", "max_entries", "max_bytes", "hits", "misses")
+
+    def __init__(self, max_entries: int = 8192, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._entries: dict[str, tuple[bytes, MasterPlaylist | MediaPlaylist]] = {}
+        self._bytes = 0
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def parse(self, body: bytes, base_uri: str, now: float | None = None) -> MasterPlaylist | MediaPlaylist:
+        """:func:`parse_body` of ``body`` read at ``base_uri``; raises only PlaylistError."""
+        if looks_like_xml(body):
+            return await parse_body(body, base_uri, now)
+        hit = self._entries.get(base_uri)
+        if hit is not None and hit[0] == body:
+            self.hits += 1
+            return hit[1]
+        self.misses += 1
+        parsed = await parse_body(body, base_uri, now)
+        old = self._entries.pop(base_uri, None)
+        if old is not None:
+            self._bytes -= len(old[0])
+        if len(body) <= self.max_bytes:
+            while self._entries and (len(self._entries) >= self.max_entries
+                                     or self._bytes + len(body) > self.max_bytes):
+                self._bytes -= len(self._entries.pop(next(iter(self._entries)))[0])
+            self._entries[base_uri] = (body, parsed)
+            self._bytes += len(body)
+        return parsed
+
+
 def looks_like_xml(body: bytes) -> bool:
     """Whether a manifest body is XML (an MPD, or XML that is no playlist either way)."""
     return body[:1] in (b"<", b"\xef", b" ", b"\n", b"\r", b"\t") and \
