@@ -41,6 +41,9 @@ class StatusBoard:
         self._streams: dict[str, dict[tuple[str, str], Cell]] = {}
         self._by_source: dict[str, dict[str, list[Evidence]]] = {}  # stream -> source -> evidence
         self._figures: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}  # cell -> source -> figures
+        # streams updated since their cells were last computed, with the wall time of the first such
+        # update: cells are computed when read, once per probe cycle instead of once per target
+        self._dirty: dict[str, float] = {}
 
     def declare(self, stream: str, stage: str, component: str) -> None:
         cells = self._streams.setdefault(stream, {})
@@ -52,13 +55,14 @@ class StatusBoard:
         for (stage, comp), figs in (figures or {}).items():
             # per source: two probes of one cell (HLS and media at the origin) never clobber each other
             self._figures.setdefault((stream, stage, comp), {})[source] = figs
-        self._recompute(stream)
+        self._dirty.setdefault(stream, self._wall())
 
     def forget(self, stream: str, *, sources: Iterable[str] = (), cells: Iterable[tuple[str, str]] = (),
                everything: bool = False) -> None:
         """What left the config (a reload): the whole stream (``everything``), or these sources
         (probe targets) and cells, also as other sources spoke of them."""
         if everything:
+            self._dirty.pop(stream, None)
             self._streams.pop(stream, None)
             self._by_source.pop(stream, None)
             for key in [k for k in self._figures if k[0] == stream]:
@@ -77,15 +81,19 @@ class StatusBoard:
             if name == stream:
                 for src in gone_sources:
                     figs.pop(src, None)
-        self._recompute(stream)
+        self._dirty.setdefault(stream, self._wall())
 
-    def _recompute(self, stream: str) -> None:
+    def _settle(self, stream: str) -> None:
+        since = self._dirty.pop(stream, None)
+        if since is not None:
+            self._recompute(stream, since)
+
+    def _recompute(self, stream: str, now: float) -> None:
         cells = self._streams.setdefault(stream, {})
         grouped: dict[tuple[str, str], list[Evidence]] = {}
         for evs in self._by_source.get(stream, {}).values():
             for e in evs:
                 grouped.setdefault((e.stage, e.component), []).append(e)
-        now = self._wall()
         for key, evs in grouped.items():
             cell = cells.setdefault(key, Cell(*key))
             state = worst(e.state for e in evs)
@@ -106,10 +114,12 @@ class StatusBoard:
                 cell.state, cell.since, cell.reasons = State.OK, now, []
 
     def cells(self, stream: str) -> list[Cell]:
+        self._settle(stream)
         cells = self._streams.get(stream, {})
         return sorted(cells.values(), key=lambda c: (_STAGE_ORDER.get(c.stage, 99), c.component))
 
     def state_of(self, stream: str, stage: str, component: str) -> State:
+        self._settle(stream)
         cell = self._streams.get(stream, {}).get((stage, component))
         return cell.state if cell else State.UNKNOWN
 
@@ -117,6 +127,8 @@ class StatusBoard:
         return [e for src, evs in self._by_source.get(stream, {}).items() if src not in exclude for e in evs]
 
     def streams(self) -> list[str]:
+        for stream in list(self._dirty):
+            self._settle(stream)
         return list(self._streams)
 
     def as_json(self) -> dict[str, Any]:
@@ -125,4 +137,4 @@ class StatusBoard:
                 {"stage": c.stage, "component": c.component, "state": str(c.state), "since": rfc3339(c.since),
                  "figures": c.figures, "lines": figure_lines(c.figures), "reasons": c.reasons}
                 for c in self.cells(name)]}
-            for name in self._streams]}
+            for name in self.streams()]}
