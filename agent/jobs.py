@@ -12,6 +12,7 @@ from collections.abc import Callable
 from agent.config import Config, Stream
 from agent.runner import Job
 from probes.base import ProbeTarget
+from probes.media import resolve_video_frames
 from probes.registry import REGISTRY
 
 
@@ -170,4 +171,11 @@ BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, compare_jobs, rtmp_jo
 
 
 def build_jobs(config: Config) -> list[Job]:
-    return [job for stream in config.streams for build in BUILDERS for job in build(stream)]
+    jobs = [job for stream in config.streams for build in BUILDERS for job in build(stream)]
+    # media ``video_frames: auto``: every picture decoded for a few streams, key frames only at scale
+    analysed = sum(job.probe == "media" for job in jobs)
+    for job in jobs:
+        if job.probe == "media":
+            for t in job.targets:
+                t.config = resolve_video_frames(t.config, analysed)
+    return jobs

@@ -317,3 +317,16 @@ alerts:
                 "alerts.alertmanagers[0].url", "alerts.webhooks[0].url"):
         assert any(key in line and "not an" in line and "value is not shown" in line
                    for line in r.stderr.splitlines()), (key, r.stderr)
+
+
+@pytest.mark.parametrize("streams, setting, decoded", [
+    (1, None, "all"), (10, None, "all"), (11, None, "key"), (11, "all", "all"), (1, "key", "key"),
+])
+def test_media_decodes_every_picture_for_a_few_streams_and_key_frames_at_scale(streams, setting, decoded):
+    from agent.jobs import build_jobs
+
+    media = {} if setting is None else {"media": {"video_frames": setting}}
+    cfg = parse_config({"streams": [{"name": f"s{i}", "origin": f"http://h/{i}/a.m3u8", **media}
+                                    for i in range(streams)]}, env={})
+    modes = {t.config.video_frames for job in build_jobs(cfg) if job.probe == "media" for t in job.targets}
+    assert modes == {decoded}

@@ -360,3 +360,46 @@ def test_a_dash_bandwidth_is_a_bucket_over_min_buffer_time_not_a_peak():
     assert "bitrate_over_declared" in faults(0.8 * rate, 0.0)
     assert "bitrate_over_declared" not in faults(0.8 * rate, 2.0)
     assert "bitrate_over_declared" in faults(0.4 * rate, 2.0)
+
+
+# --- key frames only (DecodeOptions.video_frames='key': the media probe at scale) -----------------
+
+KEY = DecodeOptions(video_frames="key")
+
+
+def run_key(segments, **kw):
+    analyser = MediaAnalyser(MediaConfig())
+    return [analyser.feed(decode_segment(s, KEY), **kw) for s in segments]
+
+
+def test_key_frames_only_time_every_frame_and_decode_one_picture_per_gop(healthy3):
+    seg = decode_segment(healthy3[1], KEY)
+    assert seg.video_frames == 50 and int(seg.video_key.sum()) == 1  # every frame timed from its packet
+    assert seg.video_luma.shape[0] == 1 and list(seg.video_luma_index) == [0]
+    whole = decode_segment(healthy3[1])
+    assert np.array_equal(seg.video_pts, whole.video_pts)
+    assert np.array_equal(seg.video_luma[0], whole.video_luma[0])  # the same key picture
+    found = run_key(healthy3, segment_duration=2.0, declared_bandwidth=5_000_000)
+    for f in found:
+        assert f.faults == [], f.faults
+        assert f.video_frames == 50 and f.dropped_frames == 0 and abs(f.av_offset_s) < 0.08
+        assert f.frozen_s == 0.0 and f.black_s == 0.0 and f.mean_luma > 20
+    assert found[1].keyframe_interval_s == pytest.approx(2.0, abs=0.05)
+    # what is not decoded is not missing: frame gaps come from the packets' timestamps
+    gap = run_key([make_segment(drop_frames=(10, 11, 12))])[0]
+    assert gap.dropped_frames == 3 and "timestamp_gap" in gap.fault_names
+
+
+@pytest.mark.parametrize("picture, fault", [("still", "frozen_video"), ("black", "black_video")])
+def test_key_frames_only_find_a_still_or_black_picture_one_gop_later(healthy3, picture, fault):
+    """From key frame to key frame: two alike 2 s apart are the 2-s run (every frame decoded,
+    the first still segment already shows it)."""
+    segs = [healthy3[0], healthy(2.0, video=picture), healthy(4.0, video=picture), healthy(6.0, video=picture)]
+    every = run(segs)
+    keys = run_key(segs)
+    assert fault in every[1].fault_names
+    assert fault not in keys[1].fault_names and fault in keys[2].fault_names
+    assert fault in keys[3].fault_names
+    assert (keys[2].frozen_s if picture == "still" else keys[2].black_s) == pytest.approx(2.04, abs=0.05)
+    other = "black_video" if picture == "still" else "frozen_video"
+    assert all(other not in f.fault_names for f in keys)

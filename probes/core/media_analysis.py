@@ -237,6 +237,7 @@ class MediaAnalyser:
         self._silence = _Run()
         self._clip_carry = 0  # clipped samples at the end of the previous segment
         self._last_video: float | None = None
+        self._last_picture: float | None = None  # the time of the newest decoded picture
         self._frame_dur: float | None = None
         self._audio_end: float | None = None
         self._last_key: float | None = None
@@ -330,7 +331,7 @@ class MediaAnalyser:
             )
             # what was lost is unknown: the next segment's gap and GOP checks start afresh
             # instead of blaming the hole the corrupt segment left
-            self._last_video = self._audio_end = self._last_key = None
+            self._last_video = self._last_picture = self._audio_end = self._last_key = None
         return f
 
     # --- timeline -----------------------------------------------------------
@@ -368,17 +369,23 @@ class MediaAnalyser:
         luma = seg.video_luma
         if luma.dtype != np.uint8:
             luma = np.clip(luma, 0, 255).astype(np.uint8)
+        # the pictures decoded: every frame, or the key frames only (DecodeOptions.video_frames='key',
+        # the media probe at scale): then a still or black run is one from key frame to key frame
+        index = seg.video_luma_index
+        if index.size != luma.shape[0]:
+            index = np.arange(min(luma.shape[0], vpts.size))
         flat = luma.reshape(luma.shape[0], -1)
         # integer sums: exact, and ~7x cheaper per frame than float32 copies (the hot path at scale)
         means = flat.sum(axis=1, dtype=np.uint64) / max(1, flat.shape[1])
-        f.mean_luma = float(means.mean())
+        f.mean_luma = float(means.mean()) if means.size else None
         frozen_max = black_max = 0.0
-        prev_t = self._last_video
-        for i in range(vpts.size):
+        prev_t = self._last_picture
+        for j in range(index.size):
+            i = int(index[j])
             t = float(vpts[i])
             key = bool(seg.video_key[i])
-            cur = luma[i]
-            black = bool(means[i] < cfg.black_luma)
+            cur = luma[j]
+            black = bool(means[j] < cfg.black_luma)
             black_max = max(black_max, self._black.extend(black, t, dur))
             still = False
             if self._ref is not None and self._ref.shape == cur.shape:  # a new frame size is a new picture
@@ -397,6 +404,8 @@ class MediaAnalyser:
             if not still or key:
                 self._ref = cur.copy()  # a new picture, or a key frame re-coding the same one (a copy: not the segment)
             prev_t = t
+        if index.size:
+            self._last_picture = prev_t
         f.frozen_s = frozen_max
         f.black_s = black_max
         if black_max >= cfg.black_min_s - _EPS:
