@@ -172,7 +172,9 @@ def _check_listen(v: str) -> str:
 class AgentSettings(StrictModel):
     listen: str = "127.0.0.1:9321"
     site: str = "default"
-    max_in_flight_per_host: int = Field(8, ge=1, le=256, description="requests in flight per host:port")
+    max_in_flight_per_host: int = Field(
+        32, ge=1, le=256, description="requests in flight per host:port (one CDN host often serves every stream: "
+        "a request waiting for a slot is the agent's queue, and its timings are not judged)")
     log_level: str = "info"
     web: WebSettings = Field(default_factory=WebSettings)  # agent/webguard.py: TLS, basic auth, Host, timeouts
     shard: str | None = Field(None, description="'I/N': this agent watches shard I of N of the streams, and "

@@ -32,7 +32,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.selfwatch import SHED_DETAIL, SelfReport, SelfWatch, shed_evidence, unmeasured
-from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, SpanRecord, State
+from probes.base import (
+    ATTEMPT_SLOT_WAIT,
+    Evidence,
+    Failure,
+    ProbeContext,
+    ProbeResult,
+    ProbeTarget,
+    Sample,
+    SlotWait,
+    SpanRecord,
+    State,
+)
 from probes.core.playlist import PlaylistCache
 from probes.faults import Fault
 
@@ -305,6 +316,8 @@ class Runner:
         t0 = time.perf_counter()
         lost0 = self.loop_watch.lost_s()
         ctx.deadline = self.clock() + t.timeout
+        queued = SlotWait()
+        token = ATTEMPT_SLOT_WAIT.set(queued)
         try:
             async with asyncio.timeout(t.timeout):
                 result = await fn(t, ctx)
@@ -318,10 +331,14 @@ class Runner:
                       t.component, exc.__class__.__name__, exc_info=log.isEnabledFor(logging.DEBUG))
             result = ProbeResult(failure=Failure.PROBE_ERROR, detail=f"internal error: {exc.__class__.__name__}")
             result.evidence = _down(t, None, f"{t.component}: the {t.probe} probe failed internally", State.UNKNOWN)
+        finally:
+            ATTEMPT_SLOT_WAIT.reset(token)
         duration = time.perf_counter() - t0
         # the agent's own lateness is not the target's: timings of an attempt the loop was late
-        # for are not evidence (agent/selfwatch.py)
-        judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind())
+        # for, or whose requests queued for the agent's own connection slots, are not evidence
+        # (agent/selfwatch.py)
+        judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind(),
+                            queued_s=queued.longest)
         if judged is not None and judged != result.evidence:
             result.evidence = judged
             if result.failure is Failure.TIMEOUT:

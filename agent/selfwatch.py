@@ -23,7 +23,9 @@ While behind, and while it still sheds:
 1. A timed measurement (catalog ``timed``: a timeout, a slow segment, a stall, a viewer giving up, latency)
    made while the agent is behind, or by an attempt during which the loop lost at least
    :data:`ATTEMPT_SHARE` of the attempt's duration (and at least :data:`LAG_FLOOR_S` x 5; the
-   onset of a starvation, before the window shows it), is not evidence against its target: the runner
+   onset of a starvation, before the window shows it), or one of whose requests waited as long for a
+   connection slot of the agent's own HTTP client (its per-host bound: the agent's queue, not the
+   server; probes/base.py ``SlotWait``), is not evidence against its target: the runner
    turns it into UNKNOWN naming the fault ("not measured"), so no incident opens on it and
    none resolves for it (:func:`unmeasured`). Freshness (a playlist that stopped
    advancing) and server answers (an HTTP 5xx) are facts whatever the agent's load: kept.
@@ -277,16 +279,24 @@ def shed_evidence(stage: str, component: str, previous: list[Evidence]) -> list[
     return out or [Evidence(stage, component, State.UNKNOWN, None, f"{component}: {SHED_DETAIL}")]
 
 
-def unmeasured(evidence: list[Evidence], lost_s: float, duration_s: float, behind: bool = False
-               ) -> list[Evidence] | None:
+def unmeasured(evidence: list[Evidence], lost_s: float, duration_s: float, behind: bool = False, *,
+               queued_s: float = 0.0) -> list[Evidence] | None:
     """The evidence of an attempt during which the agent's loop lost ``lost_s`` of its
-    ``duration_s``, ``behind`` (:meth:`SelfWatch.behind`) or not: None when neither matters
-    (the agent keeps up and lost too little of this attempt), else every bad timed measurement
-    turned UNKNOWN naming its fault ("not measured"), the rest as it was. ``behind`` covers
-    what a probe measured across attempts (a segment download it follows from one to the next)."""
-    if not behind and (lost_s < 5 * LAG_FLOOR_S or lost_s < ATTEMPT_SHARE * duration_s):
+    ``duration_s``, one of whose requests waited ``queued_s`` for a connection slot of the agent's
+    own HTTP client (probes/base.py ``SlotWait``), ``behind`` (:meth:`SelfWatch.behind`) or not:
+    None when none of it matters (the agent keeps up, and lost or queued too little of this
+    attempt: each under :data:`ATTEMPT_SHARE` of it or 5 x :data:`LAG_FLOOR_S`), else every bad
+    timed measurement turned UNKNOWN naming its fault ("not measured"), the rest as it was.
+    ``behind`` covers what a probe measured across attempts (a segment download it follows from
+    one to the next)."""
+    def small(s: float) -> bool:
+        return s < 5 * LAG_FLOOR_S or s < ATTEMPT_SHARE * duration_s
+
+    if not behind and small(lost_s) and small(queued_s):
         return None
-    why = "it is behind" if behind else f"its event loop lost {lost_s:.1f} s of the {duration_s:.1f}-s attempt"
+    why = "it is behind" if behind else (
+        f"its event loop lost {lost_s:.1f} s of the {duration_s:.1f}-s attempt" if not small(lost_s) else
+        f"a request of the {duration_s:.1f}-s attempt waited {queued_s:.1f} s for one of its own connection slots")
     out = []
     for e in evidence:
         if e.fault is not None and e.state in (State.DEGRADED, State.DOWN) and CATALOG[e.fault].timed:

@@ -16,6 +16,7 @@ Three kinds of data leave a probe:
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import math
 import time
@@ -226,6 +227,29 @@ def _playlist_cache() -> Any:
     from probes.core.playlist import PlaylistCache  # probes.core imports this module
 
     return PlaylistCache()
+
+
+class SlotWait:
+    """The longest that any request of one probe attempt waited for a connection slot of the
+    agent's own HTTP client (its bound on requests in flight per host, ``agent.max_in_flight_per_host``),
+    seconds. That wait is the agent's queue, not the server's answer: the runner counts it, as it
+    counts its event loop's lateness, against judging the attempt's timings (agent/selfwatch.py
+    ``unmeasured``). The runner sets one per attempt in :data:`ATTEMPT_SLOT_WAIT`; the client
+    (probes/net/leanhttp.py) raises it; tasks a probe starts share it (context variables are copied
+    into new tasks)."""
+
+    __slots__ = ("longest",)
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    def note(self, waited_s: float) -> None:
+        if waited_s > self.longest:
+            self.longest = waited_s
+
+
+ATTEMPT_SLOT_WAIT: contextvars.ContextVar[SlotWait | None] = contextvars.ContextVar(
+    "signalpath_attempt_slot_wait", default=None)
 
 
 RESULT_MARGIN_S = 1.0

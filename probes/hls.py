@@ -84,8 +84,8 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   another part, not with a byte range: the hint's BYTERANGE-START is not modelled); a blocking
   reload that fails or goes unanswered cancels the hinted request and judges nothing. Hinted
   requests are held as long as blocking reloads: both together stay within
-  ``HINT_HELD_MAX`` requests per endpoint (the agent's default ``max_in_flight_per_host``, 8),
-  so a hint never queues a rendition's blocking reload behind another's.
+  ``HINT_HELD_MAX`` (8) requests per endpoint, so a hint never queues a rendition's blocking reload
+  behind another's (within the agent's ``max_in_flight_per_host``, 32 by default).
 - live latency: now - (EXT-X-PROGRAM-DATE-TIME of the newest segment + its EXTINF + the
   durations of the parts of the segment in progress, LL-HLS).
 - variant drift: a rendition whose newest segment ends ``variant_drift_segments`` (3,
@@ -1223,8 +1223,8 @@ MAX_HOPS = 8  # blocking reloads in one attempt, at most (HlsProbe.low_latency_r
 HOP_MARGIN_S = 0.1  # a part due later than this before the next attempt is left to it
 PART_BUDGET_FLOOR_S = 0.5  # a part (fetched or hinted) is given at least this, however short (module docstring)
 HINT_HELD_MAX = 8
-"""LL-HLS: blocking reloads and hinted part requests held at once per endpoint, at most (the
-agent's default ``max_in_flight_per_host``, agent/config.py): the renditions first watched get a
+"""LL-HLS: blocking reloads and hinted part requests held at once per endpoint, at most (8, the
+agent's ``max_in_flight_per_host`` before it was 32, agent/config.py): the renditions first watched get a
 hinted request while the watched renditions leave room (module docstring, preload hint)."""
 
 

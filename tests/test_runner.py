@@ -10,7 +10,7 @@ import pytest
 from waiting import wait_for
 
 from agent.runner import Cycle, Job, Runner
-from probes.base import RESULT_MARGIN_S, Failure, ProbeContext, ProbeResult, ProbeTarget, State, own_deadline
+from probes.base import RESULT_MARGIN_S, Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, State, own_deadline
 from probes.faults import Fault
 from probes.rtmp import RtmpProbeConfig
 from probes.rtmp import probe as rtmp_probe
@@ -237,3 +237,61 @@ async def test_what_probes_hold_open_is_closed_at_stop_on_shedding_and_for_targe
         await wait_for(lambda: "session" in new.context(new.jobs[0].targets[0]).state, 5, "a new session",
                        every=0.01)
     assert closed == ["dropped", "kept", "late", "kept"]  # and the one opened after shedding, at stop
+
+
+async def test_a_request_queued_for_the_agents_own_connection_slot_is_not_evidence_against_the_server():
+    """One slot per host (``max_in_flight_per_host: 1``): while a slow answer holds it, another
+    attempt's request waits. That wait is the agent's queue: its slow timing is not judged. The
+    same slowness from the server itself (no queue) is."""
+    from aiohttp import web
+
+    from probes.net.httpfetch import Fetcher
+
+    slow_began = asyncio.Event()
+
+    async def slow(_req: web.Request) -> web.Response:
+        slow_began.set()
+        await asyncio.sleep(0.6)  # the server's own behaviour: it answers 0.6 s late
+        return web.Response(text="late")
+
+    async def fast(_req: web.Request) -> web.Response:
+        return web.Response(text="at once")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/fast", fast)
+    runner_ = web.AppRunner(app)
+    await runner_.setup()
+    site = web.TCPSite(runner_, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def timed(path: str):
+        async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+            t0 = asyncio.get_running_loop().time()
+            fr = await ctx.http.get(f"http://127.0.0.1:{port}{path}", max_bytes=1000)
+            took = asyncio.get_running_loop().time() - t0
+            assert fr.failure is None
+            r = ProbeResult()
+            if took > 0.3:
+                r.evidence = [Evidence("origin", t.component, State.DEGRADED, Fault.SLOW_SEGMENT, f"took {took:.2f} s")]
+            else:
+                r.evidence = [Evidence("origin", t.component, State.OK, None, "fast")]
+            return r
+        return probe
+
+    try:
+        async with Fetcher(max_per_host=1) as http:
+            runner = Runner([], [], http=http)
+            holder = asyncio.create_task(runner.attempt(timed("/slow"), _target(timeout=5.0)))
+            await asyncio.wait_for(slow_began.wait(), 5)
+            queued = await runner.attempt(timed("/fast"), _target(timeout=5.0))
+            [ev] = queued.result.evidence
+            assert ev.state is State.UNKNOWN and ev.fault is Fault.SLOW_SEGMENT
+            assert "connection slots" in ev.detail and "not measured" in ev.detail
+            held = await holder
+            # the request that held the slot waited for nothing: the server's slowness is evidence
+            [ev] = held.result.evidence
+            assert ev.state is State.DEGRADED and ev.fault is Fault.SLOW_SEGMENT
+    finally:
+        await runner_.cleanup()

@@ -76,7 +76,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from probes.base import HOST_NOT_RESOLVED, Failure
+from probes.base import ATTEMPT_SLOT_WAIT, HOST_NOT_RESOLVED, Failure
 
 _CRLF = b"\r\n"
 _ACCEPT_ENCODING = b"Accept-Encoding: gzip, deflate\r\n\r\n"
@@ -515,7 +515,14 @@ class LeanClient:
         sem = self._sems.get(key)
         if sem is None:
             sem = self._sems[key] = asyncio.Semaphore(self.max_per_host)
+        q0 = time.perf_counter()
         async with sem:
+            # the wait for a slot is the agent's own queue: noted for the runner, outside every timing
+            waited = time.perf_counter() - q0
+            if waited > 0.001:
+                acc = ATTEMPT_SLOT_WAIT.get()
+                if acc is not None:
+                    acc.note(waited)
             for attempt in (0, 1):
                 idle = self._idle.get(key)
                 conn = None
