@@ -59,7 +59,12 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   time / EXTINF (> 1: a player's buffer drains faster than it fills); 4xx/5xx on a
   listed segment is a fault. A download still running ``SLOW_SEGMENT_BUDGET`` (1.05) x EXTINF
   after it began (at least 1 s) is given up and is ``slow_segment`` at once, its ratio that
-  lower bound: a viewer's buffer drains while the probe would wait on. A newest segment that answered 404/410 is asked again at each
+  lower bound: a viewer's buffer drains while the probe would wait on. Sooner when the body's
+  rate shows it (leanhttp ``finish_within_s``): once 0.3 s of it has arrived, a Content-Length
+  that its rate since the first byte would bring in more than 1.25 x that budget is
+  ``slow_segment`` then, with the projected time and ratio (a throttled edge: ~0.3 s into the
+  download instead of 2.1 s; the rate counts the first read as instant, so the projection
+  errs short, never long). A newest segment that answered 404/410 is asked again at each
   attempt while it is the newest (retrying is scheduling: one request per attempt), so a
   segment listed a moment before it was written is ``segment_missing`` only while it is.
 - reload time: a media playlist request still unanswered ``PLAYLIST_BUDGET`` (1) x
@@ -335,14 +340,14 @@ class _Attempt:
             self.result.evidence[-1].figures["retry_after_s"] = seconds
 
     async def fetch(self, url: str, max_bytes: int, keep_body: bool = True,
-                    byte_range: tuple[int, int] | None = None) -> FetchResult:
+                    byte_range: tuple[int, int] | None = None, finish_within_s: float | None = None) -> FetchResult:
         # a response head must come before the attempt's deadline: a server that drips it (a
         # slowloris) is then named by the client's own reason, not only "no complete answer"
         left = own_deadline(self.ctx) - self.ctx.clock()
         head_s = min(HEADERS_TIMEOUT_S, left) if 0 < left < math.inf else HEADERS_TIMEOUT_S
         return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
                                        keep_body=keep_body, verify_tls=self.cfg.verify_tls, byte_range=byte_range,
-                                       headers_timeout_s=head_s)
+                                       headers_timeout_s=head_s, finish_within_s=finish_within_s)
 
     # -- the attempt -----------------------------------------------------------------
     async def run(self) -> ProbeResult:
@@ -1035,7 +1040,7 @@ class _Attempt:
             async with asyncio.timeout(budget):
                 # EXT-X-BYTERANGE: exactly the listed sub-range, and its figures (RFC 8216 §4.3.2.2)
                 fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False,
-                                      byte_range=newest.byterange)
+                                      byte_range=newest.byterange, finish_within_s=budget)
         except TimeoutError:
             elapsed = time.perf_counter() - t0
             fr = FetchResult(url=newest.uri, failure=Failure.TIMEOUT, detail=f"not downloaded within {budget:.1f} s",
@@ -1048,6 +1053,16 @@ class _Attempt:
             parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
             return
         parent.children.append(_span(f"segment {newest.seq}", fr, **{"signalpath.rendition": v.name}))
+        if fr.projected_s is not None:
+            # its rate since the first byte cannot bring the rest in time: slower than real time now,
+            # not at the budget (a throttled edge shows ~0.3 s into the download instead of 2.1 s)
+            ratio = fr.projected_s / max(newest.duration, 1e-3)
+            rs.seg = {"download_s": fr.projected_s, "ratio": ratio, "first_byte_s": fr.connect_s + fr.first_byte_s,
+                      "throughput_Bps": 0.0, "seq": newest.seq}
+            rs.seg_fault = (Fault.SLOW_SEGMENT, f"{v.name} segment {newest.seq} would take {fr.projected_s:.1f} s for "
+                            f"{newest.duration:.1f} s of media (ratio {ratio:.1f}, projected from its rate: "
+                            f"{fr.detail})", 0, newest.seq)
+            return
         if fr.failure:
             if fr.failure is Failure.HTTP_ERROR and fr.status in (404, 410):
                 rs.seg_fault = (Fault.SEGMENT_MISSING, f"{v.name} segment {newest.seq} answered HTTP {fr.status}", fr.status, newest.seq)

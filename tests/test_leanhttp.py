@@ -450,3 +450,39 @@ async def test_byte_ranges(tmp_path, fetcher):
         assert r.failure is Failure.PROTOCOL_ERROR and "50-byte body for a 100-byte range" in r.detail
         r = await fetcher.get(raw + "/plain-ok", max_bytes=5000)  # a plain GET after all that: no Range sent
         assert b"Range:" not in seen[-1] and b"\r\nAccept-Encoding: gzip, deflate\r\n" in seen[-1]
+
+
+async def test_a_body_too_slow_to_end_in_time_is_given_up_as_soon_as_its_rate_shows_it(fetcher):
+    """``finish_within_s``: 100 kB sent at 20 kB/s would take 5 s; with 2 s allowed the client
+    gives up once 0.3 s of it shows the rate (not at 2 s), with the projection. The same body at
+    ~80 kB/s (1.25 s) arrives whole; so does one with no Content-Length (nothing to project)."""
+    async def handler(reader, writer):
+        req = await read_request(reader)
+        per_tick = 8_400 if b"/fast" in req else 2_000
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" if b"/chunked" in req else \
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+        writer.write(head)
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            while sent < 100_000:  # the server's own pace: a tick every 0.1 s
+                n = min(per_tick, 100_000 - sent)
+                writer.write(b"%x\r\n" % n + b"x" * n + b"\r\n" if b"/chunked" in req else b"x" * n)
+                await writer.drain()
+                sent += n
+                await asyncio.sleep(0.1)
+            if b"/chunked" in req:
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server, base = await raw_server(handler)
+    async with server:
+        r = await fetcher.get(base + "/slow", max_bytes=1 << 20, keep_body=False, finish_within_s=2.0)
+        assert r.failure is Failure.TIMEOUT and r.projected_s is not None
+        assert 3.0 < r.projected_s < 6.5 and "would take" in r.detail  # 5 s: optimistic by one read
+        assert 0.25 < r.total_s < 1.0  # judged from 0.3 s of the body on, long before the 2-s allowance
+        ok = await fetcher.get(base + "/fast", max_bytes=1 << 20, keep_body=False, finish_within_s=2.0)
+        assert ok.ok and ok.size == 100_000 and ok.projected_s is None
+        unknown = await asyncio.wait_for(fetcher.get(base + "/chunked/fast", max_bytes=1 << 20, keep_body=False,
+                                                     finish_within_s=0.5), 10)
+        assert unknown.ok and unknown.size == 100_000  # no Content-Length: the caller's own timer decides

@@ -104,6 +104,24 @@ class BodyTooLarge(LeanHttpError):
     pass
 
 
+class TooSlow(LeanHttpError):
+    """The body arrives too slowly to end within the caller's ``finish_within_s``: its rate so far
+    projects ``projected_s`` (from the request) for the whole Content-Length."""
+
+    def __init__(self, detail: str, projected_s: float) -> None:
+        super().__init__(Failure.TIMEOUT, detail)
+        self.projected_s = projected_s
+
+
+PROJECT_AFTER_S = 0.25
+"""``finish_within_s``: a body's rate is judged after it has been arriving this long (and for at
+least :data:`PROJECT_AFTER_SHARE` of the allowance): a shorter sample is one burst."""
+PROJECT_AFTER_SHARE = 0.15
+PROJECT_MARGIN = 1.25
+"""``finish_within_s``: a download is given up early only when its projection passes the allowance
+by this factor (a rate that varies, a server that speeds up, cannot turn that into an answer in time)."""
+
+
 @dataclass(slots=True)
 class Response:
     status: int = 0
@@ -286,6 +304,8 @@ class _Conn(asyncio.Protocol):
                 self._fail(BodyTooLarge(Failure.BODY_TOO_LARGE, f"body over the {self.max_bytes}-byte cap"))
             elif self.keep_body:
                 self.chunks.append(body)
+            if self.finish_within is not None:
+                self._project()
             return
         done = self.done
         if done is None or done.done():
@@ -343,6 +363,21 @@ class _Conn(asyncio.Protocol):
             if not data and len(out) < _DECODE_STEP:
                 return  # all the input is in and zlib holds no more output
 
+    def _project(self) -> None:
+        """``finish_within_s``: give up as soon as the body's rate so far cannot deliver its
+        Content-Length in time (the rate counts the first read's bytes as if they took no time:
+        optimistic, so a projection that still fails is no accident of the sample)."""
+        if self.clen is None or self.size >= self.clen or self.finish_within is None:
+            return
+        body_s = self.t_last - self.t_first
+        if body_s < max(PROJECT_AFTER_S, PROJECT_AFTER_SHARE * self.finish_within):
+            return
+        projected = (self.t_first - self.t_sent) + self.clen * body_s / self.size
+        if projected > PROJECT_MARGIN * self.finish_within:
+            rate = self.size / body_s
+            self._fail(TooSlow(f"{self.size} of {self.clen} bytes in {self.t_last - self.t_sent:.2f} s: at "
+                               f"{rate / 1e3:.0f} kB/s the body would take {projected:.1f} s", projected))
+
     def _head_timeout(self, seconds: float) -> None:
         self.head_timer = None
         if not self.headers_done:
@@ -385,8 +420,10 @@ class _Conn(asyncio.Protocol):
             self.done.set_result(None)
 
     def start(self, request: bytes, max_bytes: int, keep_body: bool, header_names: frozenset[bytes],
-              rng: tuple[int, int] | None = None, headers_timeout_s: float = HEADERS_TIMEOUT_S) -> None:
+              rng: tuple[int, int] | None = None, headers_timeout_s: float = HEADERS_TIMEOUT_S,
+              finish_within_s: float | None = None) -> None:
         self.resp = Response()
+        self.finish_within = finish_within_s
         self.wire = self.fields = 0
         self.head_wire = 0
         self.head_timeout_s = headers_timeout_s
@@ -503,9 +540,13 @@ class LeanClient:
 
     async def get(self, url: str, *, max_bytes: int, keep_body: bool = True, verify_tls: bool = True,
                   byte_range: tuple[int, int] | None = None,
-                  headers_timeout_s: float = HEADERS_TIMEOUT_S) -> Response:
+                  headers_timeout_s: float = HEADERS_TIMEOUT_S, finish_within_s: float | None = None) -> Response:
         """One GET; ``byte_range=(length, offset)`` asks for those bytes only, ``headers_timeout_s``
-        bounds the wait for the response head (see the module docstring)."""
+        bounds the wait for the response head (see the module docstring). ``finish_within_s``: a
+        body (identity, with a Content-Length) whose rate since its first byte projects its end
+        past :data:`PROJECT_MARGIN` x that many seconds from the request raises :class:`TooSlow`
+        as soon as :data:`PROJECT_AFTER_S` of it shows so; the caller bounds the rest (its own
+        timeout: a first byte that never comes, a body that stops)."""
         key, request, head = self._target(url)
         if byte_range is not None:
             length, offset = byte_range
@@ -538,7 +579,8 @@ class LeanClient:
                     conn = await self._connect(key, verify_tls)
                     connect_s = time.perf_counter() - c0
                 t0 = time.perf_counter()
-                conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s)
+                conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s,
+                           finish_within_s)
                 try:
                     await conn.done  # type: ignore[misc]
                 except ConnectionResetError as exc:
