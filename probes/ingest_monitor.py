@@ -59,6 +59,14 @@ Reported (stage ``ingest``, component = the monitor's name):
   ``unreachable`` (DOWN) when the playback side refuses or drops the connection.
 - the clock rule of probes/core/latency_core.py: a capture time after its arrival (beyond
   0.1 s) proves a skewed clock and drops figures to whole seconds.
+- kept open, with ``audio`` (default on): the audio the ingest receives is decoded too and each
+  report's samples go through the media probe's own analyser (probes/core/media_analysis.py: one
+  per watch, so a silence run spans reports): evidence on ``studio``/``source`` (the ingest relays
+  what the encoder sends; every rendition's content fault is placed there too), OK with the level
+  (``audio_rms_dbfs``), ``silent_audio`` (DEGRADED) once 2 s below -50 dBFS have arrived — 2.2 s
+  after the studio went silent with 0.5-s reports (tests/test_ingest_monitor.py), where the media
+  probe must wait for a segment holding them to be published, fetched and decoded (4-6 s). The
+  AAC decode adds ~2.5 ms of CPU per second of audio.
 
 The split with the latency probe (probes/latency.py): the job builder (agent/jobs.py)
 gives both jobs of a stream one :class:`~probes.core.latency_core.IngestLatencyShare`
@@ -86,12 +94,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
 from probes.core.config import StrictModel
-from probes.core.frames import luma_plane
+from probes.core.frames import luma_plane, to_float_planar
 from probes.core.latency_core import (
     BASELINE_MIN_SAMPLES,
     BASELINE_S,
@@ -103,12 +112,16 @@ from probes.core.latency_core import (
     IngestWindow,
     clock_verdict,
 )
+from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.redact import not_a_url
+from probes.core.segment_decode import DecodedSegment
 from probes.faults import Fault
 
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
 
 SCHEMES = ("rtmp", "rtmps", "http", "https")
+SOURCE_STAGE, SOURCE_COMPONENT = "studio", "source"  # where the audio the ingest receives is reported
+MAX_AUDIO_CHUNKS = 2_000  # decoded audio frames held between two reports (~40 s of AAC at 48 kHz)
 ONE_SHOT_INTERVAL_S = 5.0  # the interval_s default with keep_open false
 
 
@@ -126,6 +139,9 @@ class IngestMonitorSettings(StrictModel):
                            "report of a kept-open watch waits this long too)")
     first_frame_s: float = Field(4.5, gt=0, le=60, description="no decoded frame by then: no_input")
     connect_timeout_s: float = Field(3.0, gt=0, le=60)
+    audio: bool = Field(True, description="kept open: also decode the audio the ingest receives and report a "
+                        "silent source (studio/source silent_audio) as soon as 2 s of it are silent, before any "
+                        "segment holds it (the media checks' thresholds: probes/core/media_analysis.py)")
     baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
     baseline_min_samples: int = Field(BASELINE_MIN_SAMPLES, ge=1, le=1000)
     high_abs_s: float = Field(HIGH_ABS_S, ge=0, le=600)
@@ -172,6 +188,7 @@ class WatchResult:
     open_s: float | None = None
     cpu_s: float = 0.0
     gap_s: float | None = None  # kept open: no packet in this window, for less than first_frame_s
+    audio: MediaFindings | None = None  # kept open, ``audio``: the window's audio, measured as the media probe does
 
 
 def _open_options(url: str) -> tuple[dict[str, str], str | None]:
@@ -307,6 +324,11 @@ class _Watcher:
         self.open_s: float | None = None
         self.connects = 0
         self._cpu_s = 0.0
+        # ``audio``: decoded audio chunks (pts s, float samples) since the last report, analysed at
+        # take() by one MediaAnalyser (its silence run spans reports); bounded if reports stop
+        self._audio: deque[tuple[float, np.ndarray, int]] = deque(maxlen=MAX_AUDIO_CHUNKS)
+        self._audio_new_timeline = False  # a new connection: the next chunks start a new timeline
+        self._analyser = MediaAnalyser(MediaConfig())
         self._loop = asyncio.get_running_loop()
         self.ready = asyncio.Event()  # set (from the thread) once `seconds` of packets came, or a failure
         self._signalled = False
@@ -355,6 +377,9 @@ class _Watcher:
                 return False
             vs.codec_context.thread_count = 1
             vs.codec_context.thread_type = "NONE"
+            aus = next((st for st in container.streams if st.type == "audio"), None) if self.s.audio else None
+            with self._lock:
+                self._audio_new_timeline = True
             tb = vs.time_base
             offset: float | None = None
             last: tuple[float, float] | None = None
@@ -363,6 +388,9 @@ class _Watcher:
                 arrival = self.wall()
                 if self._stop.is_set():
                     break
+                if aus is not None and packet.stream is aus and packet.size:
+                    self._take_audio(packet)
+                    continue
                 if packet.stream is not vs or not packet.size or packet.pts is None or tb is None:
                     continue
                 pts_s = float(packet.pts * tb)
@@ -415,6 +443,40 @@ class _Watcher:
             container.close()
         return got
 
+    def _take_audio(self, packet: Any) -> None:
+        """Decode one audio packet into float chunks for the next report (the thread's side)."""
+        import av
+
+        c0 = time.thread_time()
+        try:
+            frames = packet.decode()
+        except (av.FFmpegError, ValueError):
+            frames = []
+        for fr in frames:
+            if fr.pts is None or not fr.sample_rate:
+                continue
+            x = to_float_planar(fr.to_ndarray(), fr.format.name, len(fr.layout.channels))
+            with self._lock:
+                self._audio.append((float(fr.pts * fr.time_base), x, int(fr.sample_rate)))
+        with self._lock:
+            self._cpu_s += time.thread_time() - c0
+
+    def _audio_window(self, chunks: list[tuple[float, np.ndarray, int]], new_timeline: bool) -> MediaFindings | None:
+        """The report's audio chunks measured by the media probe's analyser (the event loop's side)."""
+        if new_timeline:
+            self._analyser = MediaAnalyser(MediaConfig())
+        if not chunks:
+            return None
+        rate = chunks[-1][2]
+        chunks = [c for c in chunks if c[2] == rate]
+        channels = max(c[1].shape[0] for c in chunks)
+        seg = DecodedSegment(audio_present=True, sample_rate=rate, channels=channels)
+        seg.audio_samples = np.concatenate(
+            [c[1] if c[1].shape[0] == channels else np.resize(c[1], (channels, c[1].shape[1])) for c in chunks], axis=1)
+        seg.audio_chunk_pts = np.asarray([c[0] for c in chunks], np.float64)
+        seg.audio_chunk_len = np.asarray([c[1].shape[1] for c in chunks], np.int64)
+        return self._analyser.feed(seg)
+
     # -- the event loop's side
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -429,6 +491,10 @@ class _Watcher:
             self._packets, self._cpu_s = 0, 0.0
             self._stamps.clear()
             failure, last, open_failed = self._failure, self.last_packet, self._open_failed
+            chunks, new_timeline = list(self._audio), self._audio_new_timeline
+            self._audio.clear()
+            self._audio_new_timeline = False
+        out.audio = self._audio_window(chunks, new_timeline)
         if out.frames:
             return out
         quiet = now - (last if last is not None else self.started)
@@ -505,9 +571,28 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     w = await _kept_window(ctx, s) if s.keep_open else await _watch_async(s)
     st.window_from = ctx.clock()
     res = _judge(target, ctx, tc, st, w, ctx.agent_stall(window_from, ctx.clock()))
+    if w.gap_s is None and w.failure is None:
+        res.evidence.extend(_source_audio(w.audio, target.component))
     if w.gap_s is None:
         st.last = list(res.evidence)
     return res
+
+
+def _source_audio(m: MediaFindings | None, monitor: str) -> list[Evidence]:
+    """The audio the ingest received in a report's window, as evidence on the studio's source
+    (``studio``/``source``, where content faults of every rendition are placed: the ingest relays
+    what the encoder sends). Silence is the media probe's rule (below -50 dBFS for 2 s, the run
+    carried across reports), seen here the moment its 2 s have arrived instead of once a
+    segment holding them is published, fetched and decoded."""
+    if m is None or m.audio_rms_dbfs is None:
+        return []
+    figs = {"audio_rms_dbfs": round(m.audio_rms_dbfs, 1), "silence_s": round(m.silence_s, 2)}
+    if Fault.SILENT_AUDIO in m.fault_names:
+        return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.DEGRADED, Fault.SILENT_AUDIO,
+                         f"the audio the ingest receives ({monitor}) is silent: {m.silence_s:.1f} s below "
+                         f"{MediaConfig().silence_dbfs:g} dBFS", None, figs)]
+    return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.OK, None,
+                     f"audio at the ingest ({monitor}): {m.audio_rms_dbfs:.1f} dBFS", None, figs)]
 
 
 def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: _State, w: WatchResult,

@@ -29,7 +29,7 @@ from agent.config import parse_config
 from agent.demo import lab_agent_config
 from agent.lab import Lab, LabConfig
 from agent.runner import close_held
-from probes.base import ProbeContext, ProbeResult, ProbeTarget, State
+from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, State
 from probes.core.latency_core import Baseline, IngestLatencyShare, IngestWindow
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, WatchResult, _judge, _State, probe
 
@@ -343,3 +343,42 @@ async def test_ingest_delay_shows_at_ingest_not_transcode_and_opens_an_ingest_in
 
 def agent_jobs(agent: Agent):
     return agent.jobs
+
+
+@pytest.mark.lab
+async def test_kept_watch_hears_a_silent_source_as_soon_as_its_two_seconds_have_arrived():
+    """The kept watch also decodes the audio the ingest receives: the studio going silent is
+    studio/source silent_audio at the first report after 2 s of silence arrived (the media
+    probe's rule), not once a segment holding them is published, fetched and decoded."""
+    interval = 0.5
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        t = _target(lab.ingest_live_url(), interval_s=interval)
+        ctx = ProbeContext(state={})
+        try:
+            async def source(r: ProbeResult) -> Evidence | None:
+                return next((e for e in r.evidence if (e.stage, e.component) == ("studio", "source")), None)
+
+            first = await probe(t, ctx)
+            heard = await source(first)
+            assert heard is not None and heard.state is State.OK, first.evidence
+            assert -30 < heard.figures["audio_rms_dbfs"] < -5  # the lab's tone (-23 dBFS)
+            assert first.evidence[0].stage == "ingest" and first.evidence[0].state is State.OK
+            t0 = time.monotonic()
+            await lab.inject("silent_audio", "encoder", for_s=60)
+            seen: list[Evidence] = []
+
+            async def silent() -> bool:
+                await asyncio.sleep(interval)  # the runner's cadence
+                e = await source(await probe(t, ctx))
+                if e is not None:
+                    seen.append(e)
+                return e is not None and e.fault == "silent_audio"
+            await wait_for(silent, 8.0, "silent_audio from the kept watch")
+            took = time.monotonic() - t0
+            print(f"silent_audio {took:.2f} s after the studio went silent: {seen[-1].detail}")
+            assert 2.0 <= took < 2.0 + 3 * interval + 0.5
+            assert seen[-1].state is State.DEGRADED and seen[-1].figures["silence_s"] >= 2.0
+            assert all(e.state is State.OK for e in seen[:-1])
+        finally:
+            await close_held([ctx.state])
+    assert not _watch_threads()

@@ -10,8 +10,15 @@ monitor (probes/ingest_monitor.py) can time frames *at the ingest*, after the
 What a client gets: an FLV stream (PyAV's bundled FFmpeg ``flv`` muxer, written packet
 by packet, flushed after each one) of the contribution H.264 exactly as the ingest hands
 it on, starting at the next keyframe (no GOP cache, like nginx-rtmp: a monitor sees
-real-time frames only). Video only: the monitor reads the picture's beacon, and the
-AAC pass-through would need an AudioSpecificConfig the lab does not keep.
+real-time frames only), with the contribution's AAC audio beside it (the monitor times the
+picture's beacon and measures the audio's level). The AAC stream's AudioSpecificConfig is
+the one an encoder of the studio's settings writes (AAC-LC, its sample rate, mono), so the
+studio's packets pass through unchanged. FFmpeg's muxer interleaves by timestamp: a video
+frame waits for audio at least as late, and the AAC encoder's delay (~43 ms) would hold each
+frame back until the next one's audio arrived, adding 40 ms to the ingest latency the monitor
+times. So the audio's timestamps are moved ``AUDIO_LAG_S`` (0.1 s) later in this feed: each
+video frame leaves the moment it arrives, and the monitor (which measures the audio's level and
+silence, not A/V sync) hears the same samples 0.1 s later on the media timeline.
 
 Cost: nothing while no client is connected (:meth:`LiveFlv.offer` returns at once);
 with a client, one FLV mux per packet on the event loop (a memory copy; the frames are
@@ -38,6 +45,9 @@ log = logging.getLogger("signalpath.lab")
 
 _TB = fractions.Fraction(1, TS_HZ)
 _END = None  # queue sentinel: the response ends
+AUDIO_LAG_S = 0.1
+"""The audio's timestamps in this feed are this much later than the video's (module docstring)."""
+_AUDIO_LAG = int(AUDIO_LAG_S * TS_HZ)
 
 
 class _Writer:
@@ -58,7 +68,7 @@ class _Writer:
 class _FlvMuxer:
     """FLV muxing of Annex B H.264 packets; ``feed`` returns the bytes to send."""
 
-    def __init__(self, width: int, height: int, fps: int) -> None:
+    def __init__(self, width: int, height: int, fps: int, sample_rate: int = 48_000) -> None:
         import av
 
         self._sink = _Writer()
@@ -66,6 +76,9 @@ class _FlvMuxer:
                                                           options={"flush_packets": "1"})
         self._vs = self._out.add_mux_stream("h264", rate=fps, width=width, height=height)
         self._vs.time_base = _TB
+        # an AAC encoder stream only for its AudioSpecificConfig: the studio's packets are muxed as they are
+        self._as = self._out.add_stream("aac", rate=sample_rate, layout="mono")
+        self._as.time_base = _TB
         self._t0: int | None = None
 
     def feed(self, p: MediaPacket) -> bytes:
@@ -73,10 +86,13 @@ class _FlvMuxer:
 
         if self._t0 is None:
             self._t0 = p.pts
+        pts = p.pts if p.kind == "video" else p.pts + _AUDIO_LAG
+        if pts < self._t0:
+            return b""  # audio of the moment before the first keyframe
         pkt = av.Packet(p.data)
-        pkt.pts = pkt.dts = p.pts - self._t0
+        pkt.pts = pkt.dts = pts - self._t0
         pkt.time_base = _TB
-        pkt.stream = self._vs
+        pkt.stream = self._vs if p.kind == "video" else self._as
         if p.keyframe:
             pkt.is_keyframe = True
         self._out.mux(pkt)
@@ -92,10 +108,10 @@ class _FlvMuxer:
 class LiveFlv:
     """Fan-out of the ingest's hand-on to HTTP-FLV clients (one bounded queue each)."""
 
-    def __init__(self, stream: str, width: int, height: int, fps: int, *, queue_batches: int = 100,
-                 max_clients: int = 8) -> None:
+    def __init__(self, stream: str, width: int, height: int, fps: int, *, sample_rate: int = 48_000,
+                 queue_batches: int = 100, max_clients: int = 8) -> None:
         self.stream = stream
-        self._size = (width, height, fps)
+        self._size = (width, height, fps, sample_rate)
         self._queue_batches = queue_batches
         self._max_clients = max_clients
         self._clients: set[asyncio.Queue[list[MediaPacket] | None]] = set()
@@ -111,12 +127,11 @@ class LiveFlv:
         """The ingest handed ``packets`` on (called by :class:`agent.lab.ingest.Ingest`)."""
         if not self._clients:
             return
-        video = [p for p in packets if p.kind == "video"]
-        if not video:
+        if not packets:
             return
         for q in list(self._clients):
             try:
-                q.put_nowait(video)
+                q.put_nowait(packets)
             except asyncio.QueueFull:  # a slow reader: cut it off, keep the others live
                 self._clients.discard(q)
                 self.clients_dropped += 1
@@ -155,8 +170,8 @@ class LiveFlv:
                 out = []
                 for p in batch:
                     if mux is None:
-                        if not p.keyframe:
-                            continue  # start at a keyframe
+                        if p.kind != "video" or not p.keyframe:
+                            continue  # start at a video keyframe
                         mux = _FlvMuxer(*self._size)
                     out.append(mux.feed(p))
                 data = b"".join(out)

@@ -77,7 +77,7 @@ class Lab:
                                   slow=self._slow_edge(name) if self._chronic else None)
                        for name, port in zip(cfg.edges, ports, strict=True)}
         # the ingest's playback side (HTTP-FLV on the control port), see agent/lab/ingest_live.py
-        self.ingest_live = LiveFlv(cfg.stream, cfg.width, cfg.height, cfg.fps)
+        self.ingest_live = LiveFlv(cfg.stream, cfg.width, cfg.height, cfg.fps, sample_rate=cfg.sample_rate)
         self._control = Listener(control_app(self), cfg.host, cfg.control_port)
         self._webrtc: WebRtcEndpoint | None = None
         self._feed: FrameFeed | None = None
