@@ -382,3 +382,29 @@ async def test_kept_watch_hears_a_silent_source_as_soon_as_its_two_seconds_have_
         finally:
             await close_held([ctx.state])
     assert not _watch_threads()
+
+
+@pytest.mark.lab
+async def test_the_lab_feed_stays_open_when_an_av_desync_moves_the_audio_back():
+    """The lab's HTTP-FLV carries the audio; the end of an av_desync moves the studio's audio
+    timestamps back, which FLV cannot carry: those packets are dropped, the connection stays."""
+    interval = 0.5
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        t = _target(lab.ingest_live_url(), interval_s=interval)
+        ctx = ProbeContext(state={})
+        try:
+            await probe(t, ctx)
+            rec = await lab.inject("av_desync", "encoder", params={"ms": 400})
+            for _ in range(3):
+                await asyncio.sleep(interval)  # the runner's cadence
+                await probe(t, ctx)
+            await lab.clear(rec.id)
+            reports = []
+            for _ in range(4):
+                await asyncio.sleep(interval)
+                reports.append(await probe(t, ctx))
+            assert ctx.state["ingest_watch"].connects == 1  # never cut off and opened again
+            assert all(r.evidence[0].state is State.OK and "gap_s" not in r.figures for r in reports[1:]), \
+                [(r.evidence, r.figures) for r in reports]
+        finally:
+            await close_held([ctx.state])

@@ -80,6 +80,7 @@ class _FlvMuxer:
         self._as = self._out.add_stream("aac", rate=sample_rate, layout="mono")
         self._as.time_base = _TB
         self._t0: int | None = None
+        self._last_audio = -1
 
     def feed(self, p: MediaPacket) -> bytes:
         import av
@@ -89,6 +90,12 @@ class _FlvMuxer:
         pts = p.pts if p.kind == "video" else p.pts + _AUDIO_LAG
         if pts < self._t0:
             return b""  # audio of the moment before the first keyframe
+        if p.kind != "video":
+            # FLV timestamps only go forward: audio moved back (the end of an av_desync fault, whose
+            # shift the studio writes into the timestamps) is dropped until it passes the last one
+            if pts <= self._last_audio:
+                return b""
+            self._last_audio = pts
         pkt = av.Packet(p.data)
         pkt.pts = pkt.dts = pts - self._t0
         pkt.time_base = _TB
