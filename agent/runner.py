@@ -318,10 +318,12 @@ class Runner:
         ctx.deadline = self.clock() + t.timeout
         queued = SlotWait()
         token = ATTEMPT_SLOT_WAIT.set(queued)
+        deadline_hit = False
         try:
             async with asyncio.timeout(t.timeout):
                 result = await fn(t, ctx)
         except TimeoutError:
+            deadline_hit = True
             result = ProbeResult(failure=Failure.TIMEOUT, detail=f"no result within the {t.timeout:g}-s deadline")
             result.evidence = _down(t, Fault.TIMEOUT, f"{t.component}: no complete answer within {t.timeout:g} s")
         except asyncio.CancelledError:
@@ -335,10 +337,11 @@ class Runner:
             ATTEMPT_SLOT_WAIT.reset(token)
         duration = time.perf_counter() - t0
         # the agent's own lateness is not the target's: timings of an attempt the loop was late
-        # for, or whose requests queued for the agent's own connection slots, are not evidence
-        # (agent/selfwatch.py)
+        # for are not evidence, nor a deadline the attempt ran into after one of its requests
+        # queued for the agent's own connection slots (agent/selfwatch.py; a request's own budget
+        # counts from when it was sent: probes/net/leanhttp.py answer_within_s)
         judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind(),
-                            queued_s=queued.longest)
+                            queued_s=queued.longest if deadline_hit else 0.0)
         if judged is not None and judged != result.evidence:
             result.evidence = judged
             if result.failure is Failure.TIMEOUT:

@@ -23,9 +23,10 @@ While behind, and while it still sheds:
 1. A timed measurement (catalog ``timed``: a timeout, a slow segment, a stall, a viewer giving up, latency)
    made while the agent is behind, or by an attempt during which the loop lost at least
    :data:`ATTEMPT_SHARE` of the attempt's duration (and at least :data:`LAG_FLOOR_S` x 5; the
-   onset of a starvation, before the window shows it), or one of whose requests waited as long for a
-   connection slot of the agent's own HTTP client (its per-host bound: the agent's queue, not the
-   server; probes/base.py ``SlotWait``), is not evidence against its target: the runner
+   onset of a starvation, before the window shows it), or that ran into its deadline after one of its
+   requests waited as long for a connection slot of the agent's own HTTP client (its per-host
+   bound: the agent's queue, not the server; probes/base.py ``SlotWait``; a request's own budget
+   counts from when it was sent), is not evidence against its target: the runner
    turns it into UNKNOWN naming the fault ("not measured"), so no incident opens on it and
    none resolves for it (:func:`unmeasured`). Freshness (a playlist that stopped
    advancing) and server answers (an HTTP 5xx) are facts whatever the agent's load: kept.

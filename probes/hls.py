@@ -340,14 +340,16 @@ class _Attempt:
             self.result.evidence[-1].figures["retry_after_s"] = seconds
 
     async def fetch(self, url: str, max_bytes: int, keep_body: bool = True,
-                    byte_range: tuple[int, int] | None = None, finish_within_s: float | None = None) -> FetchResult:
+                    byte_range: tuple[int, int] | None = None, finish_within_s: float | None = None,
+                    answer_within_s: float | None = None) -> FetchResult:
         # a response head must come before the attempt's deadline: a server that drips it (a
         # slowloris) is then named by the client's own reason, not only "no complete answer"
         left = own_deadline(self.ctx) - self.ctx.clock()
         head_s = min(HEADERS_TIMEOUT_S, left) if 0 < left < math.inf else HEADERS_TIMEOUT_S
         return await self.ctx.http.get(url, max_bytes=max_bytes, max_redirects=self.cfg.max_redirects,
                                        keep_body=keep_body, verify_tls=self.cfg.verify_tls, byte_range=byte_range,
-                                       headers_timeout_s=head_s, finish_within_s=finish_within_s)
+                                       headers_timeout_s=head_s, finish_within_s=finish_within_s,
+                                       answer_within_s=answer_within_s)
 
     # -- the attempt -----------------------------------------------------------------
     async def run(self) -> ProbeResult:
@@ -607,15 +609,16 @@ class _Attempt:
         conclusive = left >= budget
         budget = max(min(budget, left), 0.01)
         w0, t0 = time.time(), time.perf_counter()
-        try:
-            async with asyncio.timeout(budget):
-                return await self.fetch(v.uri, self.cfg.playlist_max_bytes), True
-        except TimeoutError:
-            return FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
-                               total_s=time.perf_counter() - t0,
-                               detail=f"no answer within {budget:.1f} s " + (
-                                   "(one target duration: a player reloading it falls behind the live edge)"
-                                   if conclusive else "(the attempt's deadline)")), conclusive
+        # the budget counts from the request (answer_within_s), not from a wait for one of the
+        # agent's own connection slots: that queue is the agent's, never the server's slowness
+        fr = await self.fetch(v.uri, self.cfg.playlist_max_bytes, answer_within_s=budget)
+        if not fr.answer_timeout:
+            return fr, True
+        return FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
+                           total_s=time.perf_counter() - t0,
+                           detail=f"no answer within {budget:.1f} s " + (
+                               "(one target duration: a player reloading it falls behind the live edge)"
+                               if conclusive else "(the attempt's deadline)")), conclusive
 
     async def part(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         """LL-HLS: the newest part, once, timed against its DURATION as a segment is against its
@@ -1034,15 +1037,13 @@ class _Attempt:
         # past its EXTINF (and a margin) the download is slower than real time whatever follows:
         # report it then, not at twice the EXTINF — a viewer's buffer is draining meanwhile
         budget = max(SLOW_SEGMENT_BUDGET * newest.duration, 1.0)
-        t0 = time.perf_counter()
         w0 = time.time()
-        try:
-            async with asyncio.timeout(budget):
-                # EXT-X-BYTERANGE: exactly the listed sub-range, and its figures (RFC 8216 §4.3.2.2)
-                fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False,
-                                      byte_range=newest.byterange, finish_within_s=budget)
-        except TimeoutError:
-            elapsed = time.perf_counter() - t0
+        # EXT-X-BYTERANGE: exactly the listed sub-range, and its figures (RFC 8216 §4.3.2.2); the budget
+        # counts from the request, not from a wait for one of the agent's own connection slots
+        fr = await self.fetch(newest.uri, self.cfg.segment_max_bytes, keep_body=False,
+                              byte_range=newest.byterange, finish_within_s=budget, answer_within_s=budget)
+        if fr.answer_timeout:
+            elapsed = budget
             fr = FetchResult(url=newest.uri, failure=Failure.TIMEOUT, detail=f"not downloaded within {budget:.1f} s",
                              start_wall=w0, end_wall=time.time(), total_s=elapsed)
             rs.seg = {"download_s": elapsed, "ratio": elapsed / max(newest.duration, 1e-3), "first_byte_s": elapsed,

@@ -625,7 +625,8 @@ class ScriptedHttp:
 
     async def get(self, url: str, *, max_bytes: int, max_redirects: int = 5, keep_body: bool = True,
                   verify_tls: bool = True, byte_range: tuple[int, int] | None = None,
-                  headers_timeout_s: float = 10.0, finish_within_s: float | None = None) -> FetchResult:
+                  headers_timeout_s: float = 10.0, finish_within_s: float | None = None,
+                  answer_within_s: float | None = None) -> FetchResult:
         s = self.script
         name = url[len(self.base):] if url.startswith(self.base) else None
         if url == self.base + "main.m3u8" and s.top is None:

@@ -239,10 +239,11 @@ async def test_what_probes_hold_open_is_closed_at_stop_on_shedding_and_for_targe
     assert closed == ["dropped", "kept", "late", "kept"]  # and the one opened after shedding, at stop
 
 
-async def test_a_request_queued_for_the_agents_own_connection_slot_is_not_evidence_against_the_server():
+async def test_a_wait_for_the_agents_own_connection_slot_is_not_the_servers_slowness():
     """One slot per host (``max_in_flight_per_host: 1``): while a slow answer holds it, another
-    attempt's request waits. That wait is the agent's queue: its slow timing is not judged. The
-    same slowness from the server itself (no queue) is."""
+    request waits. A request's budget counts from when it was sent, so the queue does not spend
+    it; an attempt that runs into its deadline after such a wait is not evidence against the
+    server. The server's own slowness (no queue) is."""
     from aiohttp import web
 
     from probes.net.httpfetch import Fetcher
@@ -265,33 +266,41 @@ async def test_a_request_queued_for_the_agents_own_connection_slot_is_not_eviden
     site = web.TCPSite(runner_, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
 
-    def timed(path: str):
+    def fetching(path: str, within: float | None = None):
         async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-            t0 = asyncio.get_running_loop().time()
-            fr = await ctx.http.get(f"http://127.0.0.1:{port}{path}", max_bytes=1000)
-            took = asyncio.get_running_loop().time() - t0
-            assert fr.failure is None
+            fr = await ctx.http.get(base + path, max_bytes=1000, answer_within_s=within)
             r = ProbeResult()
-            if took > 0.3:
-                r.evidence = [Evidence("origin", t.component, State.DEGRADED, Fault.SLOW_SEGMENT, f"took {took:.2f} s")]
-            else:
-                r.evidence = [Evidence("origin", t.component, State.OK, None, "fast")]
+            ok = fr.failure is None
+            r.evidence = [Evidence("origin", t.component, State.OK if ok else State.DOWN,
+                                   None if ok else Fault.TIMEOUT, fr.detail or "answered")]
             return r
         return probe
 
     try:
         async with Fetcher(max_per_host=1) as http:
             runner = Runner([], [], http=http)
-            holder = asyncio.create_task(runner.attempt(timed("/slow"), _target(timeout=5.0)))
+            # 1. a budget counts from the request: 0.6 s queued, then answered at once, is in time
+            holder = asyncio.create_task(runner.attempt(fetching("/slow"), _target(timeout=5.0)))
             await asyncio.wait_for(slow_began.wait(), 5)
-            queued = await runner.attempt(timed("/fast"), _target(timeout=5.0))
-            [ev] = queued.result.evidence
-            assert ev.state is State.UNKNOWN and ev.fault is Fault.SLOW_SEGMENT
-            assert "connection slots" in ev.detail and "not measured" in ev.detail
-            held = await holder
-            # the request that held the slot waited for nothing: the server's slowness is evidence
-            [ev] = held.result.evidence
-            assert ev.state is State.DEGRADED and ev.fault is Fault.SLOW_SEGMENT
+            queued = await runner.attempt(fetching("/fast", within=0.3), _target(timeout=5.0))
+            assert queued.result.evidence[0].state is State.OK, queued.result.evidence
+            assert (await holder).result.evidence[0].state is State.OK
+            # 2. a deadline reached while queued for the agent's own slot: not measured
+            slow_began.clear()
+            holder = asyncio.create_task(runner.attempt(fetching("/slow"), _target(timeout=5.0)))
+            await asyncio.wait_for(slow_began.wait(), 5)
+            cut = await runner.attempt(fetching("/fast"), _target(timeout=0.3))
+            [ev] = cut.result.evidence
+            assert ev.state is State.UNKNOWN and ev.fault is Fault.TIMEOUT, ev
+            assert "connection slots" in ev.detail and cut.result.failure is Failure.AGENT_BEHIND
+            await holder
+            # 3. the server's own slowness, nothing queued: evidence, by the request's budget and by
+            # the attempt's deadline
+            own = await runner.attempt(fetching("/slow", within=0.3), _target(timeout=5.0))
+            assert own.result.evidence[0].state is State.DOWN and "within 0.30 s" in own.result.evidence[0].detail
+            late = await runner.attempt(fetching("/slow"), _target(timeout=0.3))
+            assert late.result.evidence[0].state is State.DOWN and late.result.failure is Failure.TIMEOUT
     finally:
         await runner_.cleanup()

@@ -46,7 +46,7 @@ from urllib.parse import urljoin, urlsplit
 
 from probes.base import Failure
 from probes.core.redact import redact_url
-from probes.net.leanhttp import HEADERS_TIMEOUT_S, LeanClient, LeanHttpError, TooSlow
+from probes.net.leanhttp import HEADERS_TIMEOUT_S, AnswerTimeout, LeanClient, LeanHttpError, TooSlow
 
 KEEP_HEADERS = ("age", "x-cache", "cache-control", "content-type", "content-length", "last-modified", "etag",
                 "location", "transfer-encoding", "content-encoding", "content-range", "retry-after", "date")
@@ -81,6 +81,7 @@ class FetchResult:
     retry_after_s: float | None = None  # a 429/503's Retry-After, in seconds from the response
     range_ignored: bool = False  # a byte_range answered 200: ``body`` is the slice cut from the whole
     projected_s: float | None = None  # finish_within_s: given up early, the whole body's projected time
+    answer_timeout: bool = False  # answer_within_s passed (counted from the request, not the slot wait)
 
     def __post_init__(self) -> None:
         if not self.final_url:
@@ -141,14 +142,17 @@ class Fetcher:
 
     async def get(self, url: str, *, max_bytes: int, max_redirects: int = 5, keep_body: bool = True,
                   verify_tls: bool = True, byte_range: tuple[int, int] | None = None,
-                  headers_timeout_s: float = HEADERS_TIMEOUT_S, finish_within_s: float | None = None) -> FetchResult:
+                  headers_timeout_s: float = HEADERS_TIMEOUT_S, finish_within_s: float | None = None,
+                  answer_within_s: float | None = None) -> FetchResult:
         """Fetch ``url`` (``byte_range=(length, offset)``: that slice); never raises for network or
         HTTP trouble (see ``FetchResult.failure``), nor for a URL that cannot be requested
         (``protocol_error``). A response head that has begun must be complete within
         ``headers_timeout_s`` of the request, with at most leanhttp's ``MAX_HEADER_BYTES`` and
         ``MAX_HEADER_FIELDS``. ``finish_within_s``: a body arriving too slowly to end that long
         after its request is given up early (leanhttp's ``TooSlow``): ``timeout`` with
-        ``projected_s`` set.
+        ``projected_s`` set. ``answer_within_s``: no complete answer that long after the request was
+        sent (a hop's; the wait for the agent's own connection slot not counted) is ``timeout``
+        with ``answer_timeout`` set.
 
         Cancellation (the runner's deadline) propagates; the connection in use is dropped.
         """
@@ -160,7 +164,8 @@ class Fetcher:
             for hop in range(max_redirects + 1):
                 resp = await self._client.get(current, max_bytes=max_bytes, keep_body=keep_body,
                                               verify_tls=verify_tls, byte_range=byte_range,
-                                              headers_timeout_s=headers_timeout_s, finish_within_s=finish_within_s)
+                                              headers_timeout_s=headers_timeout_s, finish_within_s=finish_within_s,
+                                              answer_within_s=answer_within_s)
                 res.connect_s += resp.connect_s
                 res.first_byte_s += resp.first_byte_s
                 res.transfer_s += resp.transfer_s
@@ -200,6 +205,7 @@ class Fetcher:
             res.failure, res.detail = exc.failure, exc.detail
             if isinstance(exc, TooSlow):
                 res.projected_s = exc.projected_s
+            res.answer_timeout = isinstance(exc, AnswerTimeout)
         finally:
             res.total_s = time.perf_counter() - t0
             res.end_wall = time.time()

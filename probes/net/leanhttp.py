@@ -113,6 +113,15 @@ class TooSlow(LeanHttpError):
         self.projected_s = projected_s
 
 
+class AnswerTimeout(LeanHttpError):
+    """No complete answer within the caller's ``answer_within_s`` of the request (the wait for a
+    connection slot, the agent's own queue, not counted)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(Failure.TIMEOUT, f"no complete answer within {seconds:.2f} s of the request")
+        self.seconds = seconds
+
+
 PROJECT_AFTER_S = 0.25
 """``finish_within_s``: a body's rate is judged after it has been arriving this long (and for at
 least :data:`PROJECT_AFTER_SHARE` of the allowance): a shorter sample is one burst."""
@@ -540,13 +549,16 @@ class LeanClient:
 
     async def get(self, url: str, *, max_bytes: int, keep_body: bool = True, verify_tls: bool = True,
                   byte_range: tuple[int, int] | None = None,
-                  headers_timeout_s: float = HEADERS_TIMEOUT_S, finish_within_s: float | None = None) -> Response:
+                  headers_timeout_s: float = HEADERS_TIMEOUT_S, finish_within_s: float | None = None,
+                  answer_within_s: float | None = None) -> Response:
         """One GET; ``byte_range=(length, offset)`` asks for those bytes only, ``headers_timeout_s``
         bounds the wait for the response head (see the module docstring). ``finish_within_s``: a
         body (identity, with a Content-Length) whose rate since its first byte projects its end
         past :data:`PROJECT_MARGIN` x that many seconds from the request raises :class:`TooSlow`
         as soon as :data:`PROJECT_AFTER_S` of it shows so; the caller bounds the rest (its own
-        timeout: a first byte that never comes, a body that stops)."""
+        timeout: a first byte that never comes, a body that stops). ``answer_within_s``: the whole
+        answer must be in that long after a connection slot was had, else :class:`AnswerTimeout`:
+        a budget of the server's, which the agent's own queue for a slot does not spend."""
         key, request, head = self._target(url)
         if byte_range is not None:
             length, offset = byte_range
@@ -557,58 +569,81 @@ class LeanClient:
         if sem is None:
             sem = self._sems[key] = asyncio.Semaphore(self.max_per_host)
         q0 = time.perf_counter()
-        async with sem:
-            # the wait for a slot is the agent's own queue: noted for the runner, outside every timing
+        try:
+            await sem.acquire()
+        finally:
+            # the wait for a slot is the agent's own queue: noted for the runner (also when the
+            # attempt's deadline cut it short), outside every timing
             waited = time.perf_counter() - q0
             if waited > 0.001:
                 acc = ATTEMPT_SLOT_WAIT.get()
                 if acc is not None:
                     acc.note(waited)
-            for attempt in (0, 1):
-                idle = self._idle.get(key)
-                conn = None
-                while idle:
-                    c = idle.pop()
-                    if not c.closed:
-                        conn = c
-                        break
-                connect_s = 0.0
-                reused = conn is not None
-                if conn is None:
-                    c0 = time.perf_counter()
-                    conn = await self._connect(key, verify_tls)
-                    connect_s = time.perf_counter() - c0
-                t0 = time.perf_counter()
-                conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s,
-                           finish_within_s)
-                try:
-                    await conn.done  # type: ignore[misc]
-                except ConnectionResetError as exc:
-                    self._discard(conn)
-                    if reused and attempt == 0 and not conn.got_bytes:
-                        continue  # the server closed an idle connection: one fresh try
-                    raise LeanHttpError(Failure.READ_FAILED, f"connection dropped: {exc}") from None
-                except BaseException:
-                    self._discard(conn)
+        try:
+            if answer_within_s is None:  # the hot path: no timer of its own
+                return await self._exchange(key, request, max_bytes, keep_body, verify_tls, byte_range,
+                                            headers_timeout_s, finish_within_s)
+            budget = asyncio.timeout(answer_within_s)
+            try:
+                async with budget:
+                    return await self._exchange(key, request, max_bytes, keep_body, verify_tls, byte_range,
+                                                headers_timeout_s, finish_within_s)
+            except TimeoutError:
+                if not budget.expired():
                     raise
-                t2 = time.perf_counter()
-                resp = conn.resp
-                resp.connect_s = connect_s
-                resp.first_byte_s = (conn.t_first or t2) - t0
-                resp.transfer_s = (conn.t_last or t2) - (conn.t_first or t2)
-                resp.size = conn.size
-                resp.decoded_size = conn.size if conn.plain else conn.decoded
-                if keep_body:
-                    resp.body = conn.chunks[0] if len(conn.chunks) == 1 else b"".join(conn.chunks)
-                if resp.keep_alive and not conn.closed:
-                    pool = self._idle.setdefault(key, deque())
-                    if len(pool) < self.max_idle:
-                        pool.append(conn)
-                    else:
-                        self._discard(conn)
+                raise AnswerTimeout(answer_within_s) from None
+        finally:
+            sem.release()
+
+    async def _exchange(self, key: tuple[str, str, int], request: bytes, max_bytes: int, keep_body: bool,
+                        verify_tls: bool, byte_range: tuple[int, int] | None, headers_timeout_s: float,
+                        finish_within_s: float | None) -> Response:
+        """One request on a pooled (or a new) connection; the caller holds the host's slot."""
+        for attempt in (0, 1):
+            idle = self._idle.get(key)
+            conn = None
+            while idle:
+                c = idle.pop()
+                if not c.closed:
+                    conn = c
+                    break
+            connect_s = 0.0
+            reused = conn is not None
+            if conn is None:
+                c0 = time.perf_counter()
+                conn = await self._connect(key, verify_tls)
+                connect_s = time.perf_counter() - c0
+            t0 = time.perf_counter()
+            conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s,
+                       finish_within_s)
+            try:
+                await conn.done  # type: ignore[misc]
+            except ConnectionResetError as exc:
+                self._discard(conn)
+                if reused and attempt == 0 and not conn.got_bytes:
+                    continue  # the server closed an idle connection: one fresh try
+                raise LeanHttpError(Failure.READ_FAILED, f"connection dropped: {exc}") from None
+            except BaseException:
+                self._discard(conn)
+                raise
+            t2 = time.perf_counter()
+            resp = conn.resp
+            resp.connect_s = connect_s
+            resp.first_byte_s = (conn.t_first or t2) - t0
+            resp.transfer_s = (conn.t_last or t2) - (conn.t_first or t2)
+            resp.size = conn.size
+            resp.decoded_size = conn.size if conn.plain else conn.decoded
+            if keep_body:
+                resp.body = conn.chunks[0] if len(conn.chunks) == 1 else b"".join(conn.chunks)
+            if resp.keep_alive and not conn.closed:
+                pool = self._idle.setdefault(key, deque())
+                if len(pool) < self.max_idle:
+                    pool.append(conn)
                 else:
                     self._discard(conn)
-                return resp
+            else:
+                self._discard(conn)
+            return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
