@@ -59,14 +59,20 @@ Reported (stage ``ingest``, component = the monitor's name):
   ``unreachable`` (DOWN) when the playback side refuses or drops the connection.
 - the clock rule of probes/core/latency_core.py: a capture time after its arrival (beyond
   0.1 s) proves a skewed clock and drops figures to whole seconds.
-- kept open, with ``audio`` (default on): the audio the ingest receives is decoded too and each
-  report's samples go through the media probe's own analyser (probes/core/media_analysis.py: one
-  per watch, so a silence run spans reports): evidence on ``studio``/``source`` (the ingest relays
-  what the encoder sends; every rendition's content fault is placed there too), OK with the level
-  (``audio_rms_dbfs``), ``silent_audio`` (DEGRADED) once 2 s below -50 dBFS have arrived — 2.2 s
-  after the studio went silent with 0.5-s reports (tests/test_ingest_monitor.py), where the media
-  probe must wait for a segment holding them to be published, fetched and decoded (4-6 s). The
-  AAC decode adds ~2.5 ms of CPU per second of audio.
+- kept open, with ``content`` (default on): what the ingest receives is measured as the media
+  probe measures a segment decoded with key frames only — its audio decoded, its key pictures
+  (already decoded for the beacon) at 64x36, every frame timed from its packet — by the media
+  probe's own analyser (probes/core/media_analysis.py: one per watch, so runs span reports; a
+  report without a key picture keeps the last one's picture verdict): evidence on
+  ``studio``/``source`` (the ingest relays what the encoder sends; every rendition's content
+  fault is placed there too), OK with the figures (``audio_rms_dbfs``, ``mean_luma``,
+  ``frozen_s``…), else ``silent_audio`` / ``frozen_video`` / ``black_video`` (DEGRADED) once 2 s
+  of it have arrived (pictures: from key frame to key frame). With 0.5-s reports: silence 2.2 s
+  after the onset, a frozen or black picture 3.3 s (the lab's 1-s GOP; tests/test_ingest_monitor.py),
+  where the media probe must wait for a segment holding them to be published, fetched and
+  decoded (4.7-5.8 s to localize in the benchmark). A timestamp gap or A/V offset seen here is not
+  reported (it may be the ingest's own relaying). The AAC decode adds ~2.5 ms of CPU per second
+  of audio; a picture ~0.1 ms per key frame.
 
 The split with the latency probe (probes/latency.py): the job builder (agent/jobs.py)
 gives both jobs of a stream one :class:`~probes.core.latency_core.IngestLatencyShare`
@@ -100,7 +106,7 @@ from pydantic import Field, field_validator, model_validator
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
 from probes.core.config import StrictModel
-from probes.core.frames import luma_plane, to_float_planar
+from probes.core.frames import luma_plane, small_luma, to_float_planar
 from probes.core.latency_core import (
     BASELINE_MIN_SAMPLES,
     BASELINE_S,
@@ -114,7 +120,7 @@ from probes.core.latency_core import (
 )
 from probes.core.media_analysis import MediaAnalyser, MediaConfig, MediaFindings
 from probes.core.redact import not_a_url
-from probes.core.segment_decode import DecodedSegment
+from probes.core.segment_decode import DecodedSegment, place_pictures
 from probes.faults import Fault
 
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
@@ -122,6 +128,11 @@ __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch
 SCHEMES = ("rtmp", "rtmps", "http", "https")
 SOURCE_STAGE, SOURCE_COMPONENT = "studio", "source"  # where the audio the ingest receives is reported
 MAX_AUDIO_CHUNKS = 2_000  # decoded audio frames held between two reports (~40 s of AAC at 48 kHz)
+MAX_VIDEO_PACKETS = 3_000  # video packets' times held between two reports (~2 min at 25 fps)
+MAX_PICTURES = 120  # key pictures held between two reports (64x36: 2.3 kB each)
+LUMA_W, LUMA_H = 64, 36  # the media probe's picture size (DecodeOptions)
+_PICTURE_FAULTS = frozenset({Fault.FROZEN_VIDEO, Fault.BLACK_VIDEO})
+_SOURCE_FAULTS = _PICTURE_FAULTS | {Fault.SILENT_AUDIO}
 ONE_SHOT_INTERVAL_S = 5.0  # the interval_s default with keep_open false
 
 
@@ -139,9 +150,10 @@ class IngestMonitorSettings(StrictModel):
                            "report of a kept-open watch waits this long too)")
     first_frame_s: float = Field(4.5, gt=0, le=60, description="no decoded frame by then: no_input")
     connect_timeout_s: float = Field(3.0, gt=0, le=60)
-    audio: bool = Field(True, description="kept open: also decode the audio the ingest receives and report a "
-                        "silent source (studio/source silent_audio) as soon as 2 s of it are silent, before any "
-                        "segment holds it (the media checks' thresholds: probes/core/media_analysis.py)")
+    content: bool = Field(True, description="kept open: also measure what the ingest receives as the media probe "
+                          "does — its audio decoded (silence), its key pictures (still, black) — and report a silent, "
+                          "frozen or black source (studio/source) as soon as its 2 s have arrived, before any segment "
+                          "holds them (the media checks' thresholds: probes/core/media_analysis.py)")
     baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
     baseline_min_samples: int = Field(BASELINE_MIN_SAMPLES, ge=1, le=1000)
     high_abs_s: float = Field(HIGH_ABS_S, ge=0, le=600)
@@ -188,7 +200,8 @@ class WatchResult:
     open_s: float | None = None
     cpu_s: float = 0.0
     gap_s: float | None = None  # kept open: no packet in this window, for less than first_frame_s
-    audio: MediaFindings | None = None  # kept open, ``audio``: the window's audio, measured as the media probe does
+    content: MediaFindings | None = None  # kept open, ``content``: the window's audio and key pictures, measured
+    # as the media probe measures a segment
 
 
 def _open_options(url: str) -> tuple[dict[str, str], str | None]:
@@ -328,6 +341,12 @@ class _Watcher:
         # take() by one MediaAnalyser (its silence run spans reports); bounded if reports stop
         self._audio: deque[tuple[float, np.ndarray, int]] = deque(maxlen=MAX_AUDIO_CHUNKS)
         self._audio_new_timeline = False  # a new connection: the next chunks start a new timeline
+        # ``content``: every counted video packet's (pts s, key) and the decoded key pictures
+        # (pts s, 64x36 luma) since the last report, for the same analyser (still / black runs)
+        self._vpts: deque[tuple[float, bool]] = deque(maxlen=MAX_VIDEO_PACKETS)
+        self._pics: deque[tuple[float, np.ndarray]] = deque(maxlen=MAX_PICTURES)
+        self._fps: float | None = None
+        self._picture: MediaFindings | None = None  # the last window that had a picture: its verdict holds
         self._analyser = MediaAnalyser(MediaConfig())
         self._loop = asyncio.get_running_loop()
         self.ready = asyncio.Event()  # set (from the thread) once `seconds` of packets came, or a failure
@@ -377,9 +396,10 @@ class _Watcher:
                 return False
             vs.codec_context.thread_count = 1
             vs.codec_context.thread_type = "NONE"
-            aus = next((st for st in container.streams if st.type == "audio"), None) if self.s.audio else None
+            aus = next((st for st in container.streams if st.type == "audio"), None) if self.s.content else None
             with self._lock:
                 self._audio_new_timeline = True
+                self._fps = float(vs.average_rate) if vs.average_rate else None
             tb = vs.time_base
             offset: float | None = None
             last: tuple[float, float] | None = None
@@ -410,6 +430,10 @@ class _Watcher:
                         t = beacon.read(luma_plane(fr))
                         if t is not None and fr.pts is not None:
                             offset = t - float(fr.pts * tb)
+                        if self.s.content and fr.pts is not None:
+                            pic = small_luma(fr, LUMA_W, LUMA_H)
+                            with self._lock:
+                                self._pics.append((float(fr.pts * tb), pic))
                 now, c1 = time.monotonic(), time.thread_time()
                 capture = pts_s + offset if offset is not None else None
                 if capture is not None and capture <= self._newest_capture:
@@ -429,6 +453,8 @@ class _Watcher:
                     if capture is not None:
                         self._newest_capture = capture
                         self._stamps.append((arrival, capture))
+                    if self.s.content:
+                        self._vpts.append((pts_s, bool(packet.is_keyframe)))
                 if now - self.first_packet >= self.s.seconds:
                     self._signal()
                 c0 = c1
@@ -461,21 +487,39 @@ class _Watcher:
         with self._lock:
             self._cpu_s += time.thread_time() - c0
 
-    def _audio_window(self, chunks: list[tuple[float, np.ndarray, int]], new_timeline: bool) -> MediaFindings | None:
-        """The report's audio chunks measured by the media probe's analyser (the event loop's side)."""
+    def _content_window(self, chunks: list[tuple[float, np.ndarray, int]], vpts: list[tuple[float, bool]],
+                        pics: list[tuple[float, np.ndarray]], fps: float | None, new_timeline: bool
+                        ) -> MediaFindings | None:
+        """The report's audio and key pictures measured by the media probe's analyser, as a segment
+        decoded with key frames only (the event loop's side)."""
         if new_timeline:
             self._analyser = MediaAnalyser(MediaConfig())
-        if not chunks:
+            self._picture = None
+        if not chunks and not vpts:
             return None
-        rate = chunks[-1][2]
-        chunks = [c for c in chunks if c[2] == rate]
-        channels = max(c[1].shape[0] for c in chunks)
-        seg = DecodedSegment(audio_present=True, sample_rate=rate, channels=channels)
-        seg.audio_samples = np.concatenate(
-            [c[1] if c[1].shape[0] == channels else np.resize(c[1], (channels, c[1].shape[1])) for c in chunks], axis=1)
-        seg.audio_chunk_pts = np.asarray([c[0] for c in chunks], np.float64)
-        seg.audio_chunk_len = np.asarray([c[1].shape[1] for c in chunks], np.int64)
-        return self._analyser.feed(seg)
+        seg = DecodedSegment(frame_rate=fps)
+        if vpts:
+            seg.video_present = True
+            place_pictures(seg, [p for p, _ in vpts], [k for _, k in vpts], [t for t, _ in pics], [x for _, x in pics])
+        if chunks:
+            rate = chunks[-1][2]
+            chunks = [c for c in chunks if c[2] == rate]
+            channels = max(c[1].shape[0] for c in chunks)
+            seg.audio_present, seg.sample_rate, seg.channels = True, rate, channels
+            seg.audio_samples = np.concatenate(
+                [c[1] if c[1].shape[0] == channels else np.resize(c[1], (channels, c[1].shape[1])) for c in chunks],
+                axis=1)
+            seg.audio_chunk_pts = np.asarray([c[0] for c in chunks], np.float64)
+            seg.audio_chunk_len = np.asarray([c[1].shape[1] for c in chunks], np.int64)
+        m = self._analyser.feed(seg)
+        if seg.video_luma_index.size:
+            self._picture = m
+        elif self._picture is not None:
+            # no key picture in this window (a GOP is longer than a report): the last one's verdict holds
+            m.frozen_s, m.black_s, m.mean_luma = self._picture.frozen_s, self._picture.black_s, self._picture.mean_luma
+            m.faults = [f for f in m.faults if f.fault not in _PICTURE_FAULTS] + \
+                [f for f in self._picture.faults if f.fault in _PICTURE_FAULTS]
+        return m
 
     # -- the event loop's side
     def alive(self) -> bool:
@@ -492,9 +536,12 @@ class _Watcher:
             self._stamps.clear()
             failure, last, open_failed = self._failure, self.last_packet, self._open_failed
             chunks, new_timeline = list(self._audio), self._audio_new_timeline
+            vpts, pics, fps = list(self._vpts), list(self._pics), self._fps
             self._audio.clear()
+            self._vpts.clear()
+            self._pics.clear()
             self._audio_new_timeline = False
-        out.audio = self._audio_window(chunks, new_timeline)
+        out.content = self._content_window(chunks, vpts, pics, fps, new_timeline)
         if out.frames:
             return out
         quiet = now - (last if last is not None else self.started)
@@ -572,27 +619,33 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     st.window_from = ctx.clock()
     res = _judge(target, ctx, tc, st, w, ctx.agent_stall(window_from, ctx.clock()))
     if w.gap_s is None and w.failure is None:
-        res.evidence.extend(_source_audio(w.audio, target.component))
+        res.evidence.extend(_source_content(w.content, target.component))
     if w.gap_s is None:
         st.last = list(res.evidence)
     return res
 
 
-def _source_audio(m: MediaFindings | None, monitor: str) -> list[Evidence]:
-    """The audio the ingest received in a report's window, as evidence on the studio's source
+def _source_content(m: MediaFindings | None, monitor: str) -> list[Evidence]:
+    """What the ingest received in a report's window, as evidence on the studio's source
     (``studio``/``source``, where content faults of every rendition are placed: the ingest relays
-    what the encoder sends). Silence is the media probe's rule (below -50 dBFS for 2 s, the run
-    carried across reports), seen here the moment its 2 s have arrived instead of once a
-    segment holding them is published, fetched and decoded."""
-    if m is None or m.audio_rms_dbfs is None:
+    what the encoder sends). The media probe's rules (silence below -50 dBFS for 2 s; a picture
+    still or black for 2 s, here from key frame to key frame; runs carried across reports), seen
+    the moment their 2 s have arrived instead of once a segment holding them is published,
+    fetched and decoded. Only these three faults: a timestamp gap or A/V offset here may be the
+    ingest's own relaying."""
+    if m is None or (m.audio_rms_dbfs is None and m.mean_luma is None):
         return []
-    figs = {"audio_rms_dbfs": round(m.audio_rms_dbfs, 1), "silence_s": round(m.silence_s, 2)}
-    if Fault.SILENT_AUDIO in m.fault_names:
-        return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.DEGRADED, Fault.SILENT_AUDIO,
-                         f"the audio the ingest receives ({monitor}) is silent: {m.silence_s:.1f} s below "
-                         f"{MediaConfig().silence_dbfs:g} dBFS", None, figs)]
+    figs = {k: round(v, 2) for k, v in (("audio_rms_dbfs", m.audio_rms_dbfs), ("silence_s", m.silence_s),
+                                         ("mean_luma", m.mean_luma), ("frozen_s", m.frozen_s), ("black_s", m.black_s))
+            if v is not None}
+    bad = [f for f in m.faults if f.severity == "fault" and f.fault in _SOURCE_FAULTS]
+    if bad:
+        return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.DEGRADED, f.fault,
+                         f"what the ingest receives ({monitor}): {f.detail}", None, dict(figs)) for f in bad]
+    heard = [f"audio {m.audio_rms_dbfs:.1f} dBFS" if m.audio_rms_dbfs is not None else "",
+             f"picture luma {m.mean_luma:.0f}" if m.mean_luma is not None else ""]
     return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.OK, None,
-                     f"audio at the ingest ({monitor}): {m.audio_rms_dbfs:.1f} dBFS", None, figs)]
+                     f"at the ingest ({monitor}): " + ", ".join(x for x in heard if x), None, figs)]
 
 
 def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: _State, w: WatchResult,

@@ -346,39 +346,51 @@ def agent_jobs(agent: Agent):
 
 
 @pytest.mark.lab
-async def test_kept_watch_hears_a_silent_source_as_soon_as_its_two_seconds_have_arrived():
-    """The kept watch also decodes the audio the ingest receives: the studio going silent is
-    studio/source silent_audio at the first report after 2 s of silence arrived (the media
-    probe's rule), not once a segment holding them is published, fetched and decoded."""
+@pytest.mark.parametrize("fault, within", [("silent_audio", 2.0 + 3 * 0.5 + 0.5), ("frozen_video", 4.5),
+                                           ("black_video", 4.5)])
+async def test_kept_watch_sees_a_silent_frozen_or_black_source_as_soon_as_its_two_seconds_have_arrived(
+        fault: str, within: float):
+    """The kept watch also measures what the ingest receives as the media probe measures a
+    segment: its audio decoded, its key pictures. A source gone silent, frozen or black is
+    studio/source evidence at the first report after 2 s of it arrived (from key frame to key
+    frame for pictures: the lab's GOP is 1 s), not once a segment holding them is published,
+    fetched and decoded."""
     interval = 0.5
     async with Lab(LabConfig(webrtc=False)) as lab:
         t = _target(lab.ingest_live_url(), interval_s=interval)
         ctx = ProbeContext(state={})
         try:
-            async def source(r: ProbeResult) -> Evidence | None:
-                return next((e for e in r.evidence if (e.stage, e.component) == ("studio", "source")), None)
+            def source(r: ProbeResult) -> list[Evidence]:
+                return [e for e in r.evidence if (e.stage, e.component) == ("studio", "source")]
 
             first = await probe(t, ctx)
-            heard = await source(first)
-            assert heard is not None and heard.state is State.OK, first.evidence
+            for _ in range(3):  # a few key pictures: a moving picture is no still one
+                await asyncio.sleep(interval)  # the runner's cadence
+                first = await probe(t, ctx)
+            [heard] = source(first)
+            assert heard.state is State.OK, first.evidence
             assert -30 < heard.figures["audio_rms_dbfs"] < -5  # the lab's tone (-23 dBFS)
+            assert heard.figures["mean_luma"] > 20 and heard.figures["frozen_s"] < 1.0
             assert first.evidence[0].stage == "ingest" and first.evidence[0].state is State.OK
             t0 = time.monotonic()
-            await lab.inject("silent_audio", "encoder", for_s=60)
+            await lab.inject(fault, "encoder", for_s=60)
             seen: list[Evidence] = []
 
-            async def silent() -> bool:
+            async def found() -> bool:
                 await asyncio.sleep(interval)  # the runner's cadence
-                e = await source(await probe(t, ctx))
-                if e is not None:
-                    seen.append(e)
-                return e is not None and e.fault == "silent_audio"
-            await wait_for(silent, 8.0, "silent_audio from the kept watch")
+                evs = source(await probe(t, ctx))
+                seen.extend(evs)
+                return any(e.fault == fault for e in evs)
+            await wait_for(found, 8.0, f"{fault} from the kept watch")
             took = time.monotonic() - t0
-            print(f"silent_audio {took:.2f} s after the studio went silent: {seen[-1].detail}")
-            assert 2.0 <= took < 2.0 + 3 * interval + 0.5
-            assert seen[-1].state is State.DEGRADED and seen[-1].figures["silence_s"] >= 2.0
-            assert all(e.state is State.OK for e in seen[:-1])
+            hit = next(e for e in seen if e.fault == fault)
+            print(f"{fault} {took:.2f} s after the onset: {hit.detail}")
+            assert 2.0 <= took < within
+            assert hit.state is State.DEGRADED
+            assert hit.figures["silence_s" if fault == "silent_audio" else
+                               "frozen_s" if fault == "frozen_video" else "black_s"] >= 2.0
+            assert all(e.state is State.OK for e in seen if e is not hit and e.fault is None) and \
+                {e.fault for e in seen} <= {None, fault}
         finally:
             await close_held([ctx.state])
     assert not _watch_threads()

@@ -374,9 +374,9 @@ class MediaAnalyser:
         index = seg.video_luma_index
         if index.size != luma.shape[0]:
             index = np.arange(min(luma.shape[0], vpts.size))
-        flat = luma.reshape(luma.shape[0], -1)
         # integer sums: exact, and ~7x cheaper per frame than float32 copies (the hot path at scale)
-        means = flat.sum(axis=1, dtype=np.uint64) / max(1, flat.shape[1])
+        means = luma.reshape(luma.shape[0], -1).sum(axis=1, dtype=np.uint64) / max(1, luma[0].size) \
+            if luma.shape[0] else np.empty(0)
         f.mean_luma = float(means.mean()) if means.size else None
         frozen_max = black_max = 0.0
         prev_t = self._last_picture

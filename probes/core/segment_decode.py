@@ -36,7 +36,7 @@ from pydantic import Field
 from probes.core.config import StrictModel
 from probes.core.frames import small_luma, to_float_planar
 
-__all__ = ["DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded"]
+__all__ = ["DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded", "place_pictures"]
 
 
 class DecodeOptions(StrictModel):
@@ -231,17 +231,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             (take_video if is_video else take_audio)(frame)
 
     if key_only and p_pts:
-        # every frame from its packet; the decoded key pictures placed at their packets' times
-        order = np.argsort(np.asarray(p_pts), kind="stable")
-        out.video_pts = np.asarray(p_pts, np.float64)[order]
-        out.video_key = np.asarray(p_key, bool)[order]
-        if v_pts:
-            lorder = np.argsort(np.asarray(v_pts), kind="stable")
-            idx = np.searchsorted(out.video_pts, np.asarray(v_pts, np.float64)[lorder])
-            keep = (idx < out.video_pts.size) & (np.abs(out.video_pts[np.minimum(idx, out.video_pts.size - 1)]
-                                                        - np.asarray(v_pts, np.float64)[lorder]) < 1e-6)
-            out.video_luma = np.stack(v_luma)[lorder][keep]
-            out.video_luma_index = idx[keep].astype(np.int64)
+        place_pictures(out, p_pts, p_key, v_pts, v_luma)
     elif v_pts:
         order = np.argsort(np.asarray(v_pts), kind="stable")
         out.video_pts = np.asarray(v_pts, np.float64)[order]
@@ -260,6 +250,24 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
+
+
+def place_pictures(out: DecodedSegment, pts: list[float], keys: list[bool], pic_pts: list[float],
+                   pics: list[np.ndarray]) -> None:
+    """Key frames only: every frame of ``out`` from its packet (``pts`` s, ``keys``), and the decoded
+    pictures (``pics`` at ``pic_pts``) placed at their packets' times; a picture whose time no
+    packet has is dropped (a frame of a packet not counted)."""
+    order = np.argsort(np.asarray(pts), kind="stable")
+    out.video_pts = np.asarray(pts, np.float64)[order]
+    out.video_key = np.asarray(keys, bool)[order]
+    if not pic_pts:
+        return
+    lorder = np.argsort(np.asarray(pic_pts), kind="stable")
+    at = np.asarray(pic_pts, np.float64)[lorder]
+    idx = np.searchsorted(out.video_pts, at)
+    keep = (idx < out.video_pts.size) & (np.abs(out.video_pts[np.minimum(idx, out.video_pts.size - 1)] - at) < 1e-6)
+    out.video_luma = np.stack(pics)[lorder][keep]
+    out.video_luma_index = idx[keep].astype(np.int64)
 
 
 def _jpeg(frame, width: int) -> bytes:
