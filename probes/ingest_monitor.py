@@ -635,7 +635,7 @@ def _source_content(m: MediaFindings | None, monitor: str) -> list[Evidence]:
     ingest's own relaying."""
     if m is None or (m.audio_rms_dbfs is None and m.mean_luma is None):
         return []
-    figs = {k: round(v, 2) for k, v in (("audio_rms_dbfs", m.audio_rms_dbfs), ("silence_s", m.silence_s),
+    figs = {k: round(float(v), 2) for k, v in (("audio_rms_dbfs", m.audio_rms_dbfs), ("silence_s", m.silence_s),
                                          ("mean_luma", m.mean_luma), ("frozen_s", m.frozen_s), ("black_s", m.black_s))
             if v is not None}
     bad = [f for f in m.faults if f.severity == "fault" and f.fault in _SOURCE_FAULTS]

@@ -252,14 +252,15 @@ class RealLab:
         async with self._http().get(url) as resp:
             return await resp.text()
 
-    async def start_ffmpeg(self) -> None:
-        """Start (or restart) the ffmpeg publisher."""
+    async def start_ffmpeg(self, audio: str = "sine=frequency=1000:sample_rate=44100") -> None:
+        """Start (or restart) the ffmpeg publisher; ``audio`` is its lavfi audio source (``anullsrc``:
+        digital silence)."""
         if "ffmpeg" in self._procs:
             await self._stop_proc(self._procs["ffmpeg"])
         argv = [
             self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
             "-f", "lavfi", "-i", f"testsrc2=size={self.video_size}:rate={self.fps}",
-            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100",
+            "-f", "lavfi", "-i", audio,
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
             "-pix_fmt", "yuv420p", "-b:v", "300k",
             "-g", str(self.fps * self.segment_seconds),

@@ -17,6 +17,7 @@ from reallab import RealLab
 from waiting import wait_for
 
 from agent import beacon_publish as bp
+from agent.runner import close_held
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, probe
 
@@ -61,3 +62,42 @@ async def test_monitor_plays_nginx_rtmp_and_times_the_beacon(ingest: RealLab):
     finally:
         publisher.cancel()
         await asyncio.gather(publisher, return_exceptions=True)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("audio, silent", [("sine=frequency=1000:sample_rate=44100", False),
+                                           ("anullsrc=r=44100:cl=mono", True)], ids=["tone", "silence"])
+async def test_kept_watch_measures_what_ffmpeg_sends_through_nginx_rtmp(ingest: RealLab, audio: str, silent: bool):
+    """ffmpeg (testsrc2 + a lavfi audio source, AAC, into nginx-rtmp) played back kept open: the
+    audio and key pictures are measured as the media probe does, on studio/source — a 1-kHz sine
+    at FFmpeg's default amplitude (1/8: -21 dBFS RMS) is heard, digital silence is silent_audio
+    once 2 s of it have arrived; testsrc2 moves, so it is never a still picture."""
+    lab = ingest
+    await lab.start_ffmpeg(audio=audio)
+
+    async def publishing() -> bool:
+        return "<publishing/>" in await lab.stat_xml()
+    await wait_for(publishing, 8, "ffmpeg publishing to nginx-rtmp")
+    s = IngestMonitorSettings(name="nginx", url=lab.rtmp_url, seconds=1.0, interval_s=0.5)
+    t = ProbeTarget("ingest_monitor", "main", "ingest", "nginx", MonitorTargetConfig(s), None, 0.5, s.timeout_s)
+    ctx = ProbeContext(state={})
+    seen: list = []
+    try:
+        async def measured() -> bool:
+            r = await probe(t, ctx)
+            src = [e for e in r.evidence if (e.stage, e.component) == ("studio", "source")]
+            seen.extend(src)
+            if silent:
+                return any(e.fault == "silent_audio" for e in src)
+            return any(e.state is State.OK and "frozen_s" in e.figures for e in src) and len(seen) >= 6
+        await wait_for(measured, 15, "the source measured at the ingest", every=0.5)
+    finally:
+        await close_held([ctx.state])
+    last = seen[-1]
+    print(f"{audio.split('=')[0]} through nginx-rtmp: {last.detail} {last.figures}")
+    if silent:
+        assert last.state is State.DEGRADED and last.figures["silence_s"] >= 2.0
+    else:
+        assert all(e.state is State.OK for e in seen), [e.detail for e in seen]
+        assert -23 < last.figures["audio_rms_dbfs"] < -19
+        assert last.figures["mean_luma"] > 20 and last.figures["frozen_s"] < 1.0
