@@ -486,3 +486,27 @@ async def test_a_body_too_slow_to_end_in_time_is_given_up_as_soon_as_its_rate_sh
         unknown = await asyncio.wait_for(fetcher.get(base + "/chunked/fast", max_bytes=1 << 20, keep_body=False,
                                                      finish_within_s=0.5), 10)
         assert unknown.ok and unknown.size == 100_000  # no Content-Length: the caller's own timer decides
+
+
+async def test_a_body_speeding_up_like_tcp_slow_start_is_not_given_up(fetcher):
+    """A connection in slow start doubles its rate every round trip: 300 kB arriving 2, 4, 8 ...
+    kB per 0.1 s ends in ~0.8 s, within 1 s allowed. A projection from its first reads (~30 kB
+    in 0.3 s: 3 s) would call it slow; a rate still rising gives no verdict."""
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+        sent, n = 0, 2_000
+        with contextlib.suppress(ConnectionError):
+            while sent < 300_000:  # the server's own pace: a tick every 0.1 s, twice as much each time
+                k = min(n, 300_000 - sent)
+                writer.write(b"x" * k)
+                await writer.drain()
+                sent, n = sent + k, 2 * n
+                await asyncio.sleep(0.1)
+        writer.close()
+
+    server, base = await raw_server(handler)
+    async with server:
+        r = await fetcher.get(base + "/ramp", max_bytes=1 << 20, keep_body=False, finish_within_s=1.0)
+        assert r.ok and r.size == 300_000 and r.projected_s is None, (r.failure, r.detail)
+        assert r.total_s < 1.25

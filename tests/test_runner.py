@@ -243,7 +243,8 @@ async def test_a_wait_for_the_agents_own_connection_slot_is_not_the_servers_slow
     """One slot per host (``max_in_flight_per_host: 1``): while a slow answer holds it, another
     request waits. A request's budget counts from when it was sent, so the queue does not spend
     it; an attempt that runs into its deadline after such a wait is not evidence against the
-    server. The server's own slowness (no queue) is."""
+    server — unless that host's requests have been ending in trouble (then its slowness holds the
+    slots). The server's own slowness (no queue) is evidence."""
     from aiohttp import web
 
     from probes.net.httpfetch import Fetcher
@@ -302,5 +303,13 @@ async def test_a_wait_for_the_agents_own_connection_slot_is_not_the_servers_slow
             assert own.result.evidence[0].state is State.DOWN and "within 0.30 s" in own.result.evidence[0].detail
             late = await runner.attempt(fetching("/slow"), _target(timeout=0.3))
             assert late.result.evidence[0].state is State.DOWN and late.result.failure is Failure.TIMEOUT
+            # 4. a host whose requests end in trouble (the timeouts above): a wait for its slots is its
+            # slowness (a host that hangs holds every slot), so a deadline hit while queued is evidence
+            slow_began.clear()
+            holder = asyncio.create_task(runner.attempt(fetching("/slow"), _target(timeout=5.0)))
+            await asyncio.wait_for(slow_began.wait(), 5)
+            cut = await runner.attempt(fetching("/fast"), _target(timeout=0.3))
+            assert cut.result.evidence[0].state is State.DOWN and cut.result.failure is Failure.TIMEOUT
+            await holder
     finally:
         await runner_.cleanup()

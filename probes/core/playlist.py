@@ -693,14 +693,16 @@ class PlaylistCache:
     streams (tests/perf/scale_bench.py --profile). :meth:`parse` is :func:`parse_body` that keeps,
     per URL, the newest body and its parse (frozen: safe to share) and answers the same bytes at
     the same URL from it. Bounded: at most ``max_entries`` URLs and ``max_bytes`` of bodies, the
-    oldest-stored dropped first. MPD bodies are not kept (a DASH view depends on the clock;
-    :mod:`probes.core.mpd` caches its own parse), nor malformed ones (each read names its error).
+    oldest-stored dropped first (a parse holds ~4x its body: the bound on bodies is ~1/5 of the
+    memory it may hold). MPD bodies are not kept (a DASH view depends on the clock;
+    :mod:`probes.core.mpd` caches its own parse), nor malformed ones (each read names its error),
+    nor the answers to LL-HLS delivery directives (a new URL at every reload).
     One per agent (the runner's), none shared between agents; outside the runner each
     :class:`probes.base.ProbeContext` has its own."""
 
     __slots__ = ("_entries", "_bytes", "max_entries", "max_bytes", "hits", "misses")
 
-    def __init__(self, max_entries: int = 8192, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 8192, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._entries: dict[str, tuple[bytes, MasterPlaylist | MediaPlaylist]] = {}
         self._bytes = 0
         self.max_entries = max_entries
@@ -713,7 +715,9 @@ class PlaylistCache:
 
     async def parse(self, body: bytes, base_uri: str, now: float | None = None) -> MasterPlaylist | MediaPlaylist:
         """:func:`parse_body` of ``body`` read at ``base_uri``; raises only PlaylistError."""
-        if looks_like_xml(body):
+        if looks_like_xml(body) or "_HLS_" in base_uri:
+            # an MPD view depends on the clock; an LL-HLS delivery directive (_HLS_msn, _HLS_part,
+            # _HLS_skip) makes every reload's URL new: kept, it would only push useful entries out
             return await parse_body(body, base_uri, now)
         hit = self._entries.get(base_uri)
         if hit is not None and hit[0] == body:

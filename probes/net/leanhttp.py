@@ -65,6 +65,7 @@ Errors raise :class:`LeanHttpError` subclasses that carry a ``probes.base.Failur
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 import time
@@ -122,10 +123,19 @@ class AnswerTimeout(LeanHttpError):
         self.seconds = seconds
 
 
+HOST_TROUBLE_S = 10.0
+"""A wait for one of a host's connection slots is the agent's own queue only when no request at
+that host ended in trouble (a timeout, a cut connection) during the wait or this long before it."""
+
 PROJECT_AFTER_S = 0.25
 """``finish_within_s``: a body's rate is judged after it has been arriving this long (and for at
 least :data:`PROJECT_AFTER_SHARE` of the allowance): a shorter sample is one burst."""
 PROJECT_AFTER_SHARE = 0.15
+PROJECT_STEP_S = 0.05
+"""``finish_within_s``: the body's progress is sampled (and judged) at most this often."""
+PROJECT_RISING = 1.3
+"""``finish_within_s``: a second-half rate above this many times the first half's is still rising
+(TCP slow start): no projection from it."""
 PROJECT_MARGIN = 1.25
 """``finish_within_s``: a download is given up early only when its projection passes the allowance
 by this factor (a rate that varies, a server that speeds up, cannot turn that into an answer in time)."""
@@ -373,19 +383,33 @@ class _Conn(asyncio.Protocol):
                 return  # all the input is in and zlib holds no more output
 
     def _project(self) -> None:
-        """``finish_within_s``: give up as soon as the body's rate so far cannot deliver its
-        Content-Length in time (the rate counts the first read's bytes as if they took no time:
-        optimistic, so a projection that still fails is no accident of the sample)."""
+        """``finish_within_s``: give up as soon as the body's steady rate cannot deliver its
+        Content-Length in time. The rate is the second half's of what arrived so far, and only a
+        rate that is not rising counts: a connection in TCP slow start (a new one, or one idle for
+        a segment duration) doubles its rate every round trip, and a projection from its first
+        reads would call a download slow that ends in time. Checked at most every
+        :data:`PROJECT_STEP_S`."""
         if self.clen is None or self.size >= self.clen or self.finish_within is None:
             return
-        body_s = self.t_last - self.t_first
-        if body_s < max(PROJECT_AFTER_S, PROJECT_AFTER_SHARE * self.finish_within):
+        now = self.t_last
+        if self.samples and now - self.samples[-1][0] < PROJECT_STEP_S:
             return
-        projected = (self.t_first - self.t_sent) + self.clen * body_s / self.size
+        self.samples.append((now, self.size))
+        body_s = now - self.t_first
+        if body_s < max(PROJECT_AFTER_S, PROJECT_AFTER_SHARE * self.finish_within) or len(self.samples) < 3:
+            return
+        t0, s0 = self.samples[0]
+        half = t0 + (now - t0) / 2
+        tm, sm = min(self.samples, key=lambda x: abs(x[0] - half))
+        if not (t0 < tm < now) or sm <= s0:
+            return
+        early, late = (sm - s0) / (tm - t0), (self.size - sm) / (now - tm)
+        if late <= 0 or late > PROJECT_RISING * early:
+            return  # still speeding up (slow start), or nothing new: no verdict yet
+        projected = (now - self.t_sent) + (self.clen - self.size) / late
         if projected > PROJECT_MARGIN * self.finish_within:
-            rate = self.size / body_s
-            self._fail(TooSlow(f"{self.size} of {self.clen} bytes in {self.t_last - self.t_sent:.2f} s: at "
-                               f"{rate / 1e3:.0f} kB/s the body would take {projected:.1f} s", projected))
+            self._fail(TooSlow(f"{self.size} of {self.clen} bytes in {now - self.t_sent:.2f} s: at "
+                               f"{late / 1e3:.0f} kB/s the body would take {projected:.1f} s", projected))
 
     def _head_timeout(self, seconds: float) -> None:
         self.head_timer = None
@@ -433,6 +457,7 @@ class _Conn(asyncio.Protocol):
               finish_within_s: float | None = None) -> None:
         self.resp = Response()
         self.finish_within = finish_within_s
+        self.samples: deque[tuple[float, int]] = deque(maxlen=64)  # finish_within_s: (time, bytes) of the body
         self.wire = self.fields = 0
         self.head_wire = 0
         self.head_timeout_s = headers_timeout_s
@@ -480,6 +505,7 @@ class LeanClient:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple[str, str, int], deque[_Conn]] = {}
         self._sems: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._trouble: dict[tuple[str, str, int], float] = {}  # host -> when a request there last ended in trouble
         self._ssl = ssl.create_default_context()
         self._ssl_noverify: ssl.SSLContext | None = None
         self._parsed: dict[str, tuple[tuple[str, str, int], bytes, bytes]] = {}
@@ -573,9 +599,12 @@ class LeanClient:
             await sem.acquire()
         finally:
             # the wait for a slot is the agent's own queue: noted for the runner (also when the
-            # attempt's deadline cut it short), outside every timing
+            # attempt's deadline cut it short), outside every timing — unless a request holding
+            # one of this host's slots ended in trouble (a timeout, a cut connection) meanwhile or
+            # in the HOST_TROUBLE_S before: then the slots are held by the server's slowness (a
+            # host that hangs holds them all), and the wait is evidence of it
             waited = time.perf_counter() - q0
-            if waited > 0.001:
+            if waited > 0.001 and self._trouble.get(key, -math.inf) < q0 - HOST_TROUBLE_S:
                 acc = ATTEMPT_SLOT_WAIT.get()
                 if acc is not None:
                     acc.note(waited)
@@ -592,6 +621,9 @@ class LeanClient:
                 if not budget.expired():
                     raise
                 raise AnswerTimeout(answer_within_s) from None
+        except BaseException:
+            self._trouble[key] = time.perf_counter()  # the slot was held by a request that did not end well
+            raise
         finally:
             sem.release()
 
