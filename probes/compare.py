@@ -49,6 +49,7 @@ segment ahead of the first's; negative: behind), ``compare_offset_s``, ``compare
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,9 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         td = max(pl1.target_duration or 0.0, pl2.target_duration or 0.0, 1.0)
         due = td + cfg.max_skew_s
         was_behind = len(behind)
+        # both sides listed a new segment within their due time: the lead rule below is about two
+        # formats that both advance (an encode that stopped leaves whatever lead it stopped at)
+        both_advance = all(now - sides[i].newest.get(n, (None, -math.inf))[1] <= due for i, n in ((0, n1), (1, n2)))
         if not (pl1.listed and pl2.listed):
             # a DASH view computed from the clock ($Number$ without a timeline) advances whatever
             # the packager does: no lag is judged against it (a stopped encode would read as the
@@ -207,7 +211,8 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
             disagree.append(f"{n1}: {second.label} places its segments {m.offset_s:+.2f} s from where "
                             f"{first.label} does (wall clock)")
         leads = st.setdefault("leads", {}).setdefault(n1, deque(maxlen=LEAD_ATTEMPTS))
-        leads.append(m.lead_s if m.lead_s is not None and len(behind) == was_behind and not untimely else None)
+        leads.append(m.lead_s if m.lead_s is not None and len(behind) == was_behind and not untimely and both_advance
+                     else None)
         if len(leads) == LEAD_ATTEMPTS and all(x is not None and abs(x) > cfg.offset_tolerance_s for x in leads) \
                 and len({x > 0 for x in leads if x is not None}) == 1:
             # both advance, yet one lists the same media later (or, lined up by wall clock, at

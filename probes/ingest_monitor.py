@@ -635,17 +635,19 @@ def _source_content(m: MediaFindings | None, monitor: str) -> list[Evidence]:
     ingest's own relaying."""
     if m is None or (m.audio_rms_dbfs is None and m.mean_luma is None):
         return []
-    figs = {k: round(float(v), 2) for k, v in (("audio_rms_dbfs", m.audio_rms_dbfs), ("silence_s", m.silence_s),
-                                         ("mean_luma", m.mean_luma), ("frozen_s", m.frozen_s), ("black_s", m.black_s))
-            if v is not None}
+    # figures only of what was measured: no audio, no silence figure; no key picture yet, no still one
+    heard = [("audio_rms_dbfs", m.audio_rms_dbfs), ("silence_s", m.silence_s)] if m.audio_rms_dbfs is not None else []
+    seen = [("mean_luma", m.mean_luma), ("frozen_s", m.frozen_s), ("black_s", m.black_s)] \
+        if m.mean_luma is not None else []
+    figs = {k: round(float(v), 2) for k, v in heard + seen if v is not None}
     bad = [f for f in m.faults if f.severity == "fault" and f.fault in _SOURCE_FAULTS]
     if bad:
         return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.DEGRADED, f.fault,
                          f"what the ingest receives ({monitor}): {f.detail}", None, dict(figs)) for f in bad]
-    heard = [f"audio {m.audio_rms_dbfs:.1f} dBFS" if m.audio_rms_dbfs is not None else "",
+    words = [f"audio {m.audio_rms_dbfs:.1f} dBFS" if m.audio_rms_dbfs is not None else "",
              f"picture luma {m.mean_luma:.0f}" if m.mean_luma is not None else ""]
     return [Evidence(SOURCE_STAGE, SOURCE_COMPONENT, State.OK, None,
-                     f"at the ingest ({monitor}): " + ", ".join(x for x in heard if x), None, figs)]
+                     f"at the ingest ({monitor}): " + ", ".join(x for x in words if x), None, figs)]
 
 
 def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: _State, w: WatchResult,
