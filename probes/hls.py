@@ -61,10 +61,10 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   after it began (at least 1 s) is given up and is ``slow_segment`` at once, its ratio that
   lower bound: a viewer's buffer drains while the probe would wait on. Sooner when the body's
   rate shows it (leanhttp ``finish_within_s``): once 0.3 s of it has arrived, a Content-Length
-  that its rate since the first byte would bring in more than 1.25 x that budget is
-  ``slow_segment`` then, with the projected time and ratio (a throttled edge: ~0.3 s into the
-  download instead of 2.1 s; the rate counts the first read as instant, so the projection
-  errs short, never long). A newest segment that answered 404/410 is asked again at each
+  that its steady rate (the second half's of what arrived, and not rising: TCP slow start is no
+  verdict) would bring in more than 1.25 x that budget is ``slow_segment`` then, with the
+  projected time and ratio (a throttled edge: ~0.3 s into the download instead of 2.1 s). The
+  budget counts from the request, not from a wait for one of the agent's own connection slots. A newest segment that answered 404/410 is asked again at each
   attempt while it is the newest (retrying is scheduling: one request per attempt), so a
   segment listed a moment before it was written is ``segment_missing`` only while it is.
 - reload time: a media playlist request still unanswered ``PLAYLIST_BUDGET`` (1) x
