@@ -483,6 +483,12 @@ class _Conn(asyncio.Protocol):
         self.transport.write(request)
 
 
+def _close_if_connected(task: asyncio.Future[_Conn]) -> None:
+    """A connection that completed after its request was cancelled: close it."""
+    if not task.cancelled() and task.exception() is None:
+        LeanClient._discard(task.result())
+
+
 def _content_range(value: str) -> tuple[int, int, int | None] | None:
     """``bytes first-last/complete`` (RFC 9110 §14.4) → (first, last, complete or None); None if not one."""
     unit, _, rest = value.partition(" ")
@@ -643,7 +649,14 @@ class LeanClient:
             reused = conn is not None
             if conn is None:
                 c0 = time.perf_counter()
-                conn = await self._connect(key, verify_tls)
+                # shielded: a deadline that lands as the connection completes must not leave its
+                # transport open and unowned (it is closed when the connect ends)
+                connecting = asyncio.ensure_future(self._connect(key, verify_tls))
+                try:
+                    conn = await asyncio.shield(connecting)
+                except asyncio.CancelledError:
+                    connecting.add_done_callback(_close_if_connected)
+                    raise
                 connect_s = time.perf_counter() - c0
             t0 = time.perf_counter()
             conn.start(request, max_bytes, keep_body, self.header_names, byte_range, headers_timeout_s,
