@@ -15,8 +15,9 @@ within that incident's reach) is evidence on it, not an incident of its own — 
 that stall for a few seconds after the origin came back stay on the origin's incident.
 
 Hysteresis: a root cause opens an incident after it was found in ``open_cycles``
-consecutive cycles (default 2; ``playback_open_cycles`` for stalls and freezes at the
-players, whose upstream cause needs a few seconds to show; ``effect_open_cycles`` for a fault
+consecutive cycles (default 2; ``playback_open_cycles`` (6) for stalls at the players, whose
+upstream cause needs a few seconds to show; ``realtime_open_cycles`` (3) for a WebRTC viewer's
+freezes, whose upstream probes report every second; ``effect_open_cycles`` for a fault
 whose usual cause a slower probe names at the same place, catalog ``awaits``); it resolves when its own
 evidence has been gone for ``resolve_after_s`` (default 10 s; ``at_risk_resolve_after_s``,
 60 s, for a P3 "at risk" finding, so that a chronic condition dipping below its threshold
@@ -73,6 +74,10 @@ class LocalizerSettings(StrictModel):
     playback_open_cycles: int = Field(
         6, ge=1, le=100, description="cycles before a playback-stage cause opens: players are the last stage, so "
         "their stalls usually have an upstream cause whose own evidence (latency, media) needs a few seconds")
+    realtime_open_cycles: int = Field(
+        3, ge=1, le=100, description="cycles before a real-time player's video_freezes opens (WHEP): its picture "
+        "stands still within a frame time of an upstream cause, and the probes that name one (the ingest's, WHIP's) "
+        "report every second, so one cycle more than open_cycles is their time")
     effect_open_cycles: int = Field(
         10, ge=1, le=100, description="cycles before a fault opens whose usual cause a slower probe measures at "
         "the same place (catalog 'awaits': long segments show in the playlist at once, their GOP in the content "
@@ -402,7 +407,8 @@ class Localizer:
         if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
             # stalls and freezes wait for upstream evidence; a player that gets no media at all
             # (no_media, a freshness fault) opens after open_cycles
-            need = max(need, self.settings.playback_open_cycles)
+            need = max(need, self.settings.realtime_open_cycles if f.fault == Fault.VIDEO_FREEZES
+                       else self.settings.playback_open_cycles)
         if self.catalog[str(f.fault)].awaits:
             need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
         if self._left_by_present(stream, f):

@@ -34,8 +34,11 @@ as scheme, host and path (no query: a key server's token rides there), in spans 
 
 Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
-- freshness: seconds since the rendition's newest media sequence number was first
-  seen; stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
+- freshness: seconds since the rendition's newest media sequence number arrived on the server
+  (not when this probe first saw it, up to one poll later: with EXT-X-PROGRAM-DATE-TIME, the
+  newest segment's delay behind its PDT end over the lowest such delay of the last 8 segments is
+  taken back, but never to before the previous reload, which did not list it; without PDT, when
+  first seen); stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
   response an HTTP cache may serve unchanged (``Cache-Control: max-age``, RFC 9111 §4.2)
@@ -114,6 +117,7 @@ import email.utils
 import math
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +180,9 @@ class _Rendition:
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     playlist: MediaPlaylist | None = None
     last_seq: int | None = None
-    advanced_at: float | None = None  # monotonic time the current newest seq was first seen
+    advanced_at: float | None = None  # monotonic time the current newest seq arrived (:meth:`_Attempt.arrived_at`)
+    asked_at: float | None = None  # monotonic time the last reload's request went out (its answer lists what was there)
+    delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
     disc_seq: int | None = None
     last_segment: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest fetched
     seg: dict[str, float] | None = None  # figures of the last fetched segment
@@ -972,7 +978,7 @@ class _Attempt:
             if unseen > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
                                   f"{pl.media_sequence}: {unseen} segments never listed"))
-            rs.advanced_at = now
+            rs.advanced_at = self.arrived_at(rs, pl, now)
         elif last < rs.last_seq:
             anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))
             rs.advanced_at = now
@@ -990,6 +996,7 @@ class _Attempt:
             else last
         rs.disc_seq = pl.discontinuity_sequence
         rs.playlist = pl
+        rs.asked_at = now - fr.first_byte_s - fr.transfer_s
         age = now - (rs.advanced_at if rs.advanced_at is not None else now)
         self.sample("signalpath_playlist_age_seconds", age, rendition=v.name)
         self.sample("signalpath_playlist_media_sequence", last, rendition=v.name)
@@ -1029,6 +1036,20 @@ class _Attempt:
             rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration + pl.parts_in_progress_s)
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
+
+    def arrived_at(self, rs: _Rendition, pl: MediaPlaylist, now: float) -> float:
+        """Monotonic time the newest segment of ``pl`` (first listed in this answer, seen at ``now``)
+        arrived on the server, for the freshness rule (module docstring): after the previous reload's
+        request went out (it did not list it yet), and as much before ``now`` as its delay behind its
+        EXT-X-PROGRAM-DATE-TIME end exceeds the lowest such delay of the last ``ARRIVAL_DELAYS``
+        segments (the packager's own delay; what is above it is this probe's poll phase). ``now``
+        without a PDT or a previous reload."""
+        newest = pl.newest
+        if newest is None or newest.pdt is None or rs.asked_at is None:
+            return now
+        delay = self.ctx.wall() - (newest.pdt + newest.duration)
+        rs.delays.append(delay)
+        return min(now, max(rs.asked_at, now - (delay - min(rs.delays))))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
@@ -1229,6 +1250,10 @@ def _http_date(text: str | None) -> float | None:
 SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1
 PLAYLIST_BUDGET = 1.0  # x EXT-X-TARGETDURATION: a media playlist reload still unanswered then is a timeout
 
+
+ARRIVAL_DELAYS = 8
+"""Segments whose delay behind their PDT end gives a rendition's packaging delay (the lowest of
+them: each was seen up to one poll after it arrived; :meth:`_Attempt.arrived_at`)."""
 
 PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the

@@ -504,6 +504,6 @@ def test_the_whep_interval_default_follows_keep_open_also_from_an_environment_st
     from probes.whep import WhepPlayback
 
     url = "https://whep.example/whep/main"
-    assert WhepPlayback(url=url).interval_s == 2.0
+    assert WhepPlayback(url=url).interval_s == 1.0
     assert WhepPlayback(url=url, keep_open="false").interval_s == 30.0  # ${KEEP} arrives as a string
     assert WhepPlayback(url=url, keep_open=False, interval_s=10).interval_s == 10.0

@@ -362,7 +362,7 @@ async def run(args: argparse.Namespace) -> None:
         stream = conf["streams"][0]
         for entry in stream.get("ingest", {}).get("whip", []):
             entry["interval_s"] = args.webrtc_interval  # full publishes; refusals are seen by the 2-s checks
-        # WHEP keeps its session open and reports every 2 s (probes/whep.py, the agent's default)
+        # WHEP keeps its session open and reports every 1 s (probes/whep.py, the agent's default)
         async with agent_under_test(conf, args.agent_process, store.name) as agent:
             watcher = asyncio.create_task(watch(agent, ledger))
             try:
