@@ -34,11 +34,13 @@ as scheme, host and path (no query: a key server's token rides there), in spans 
 
 Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
-- freshness: seconds since the rendition's newest media sequence number arrived on the server
-  (not when this probe first saw it, up to one poll later: with EXT-X-PROGRAM-DATE-TIME, the
-  newest segment's delay behind its PDT end over the lowest such delay of the last 8 segments is
-  taken back, but never to before the previous reload, which did not list it; without PDT, when
-  first seen); stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
+- freshness: seconds since the rendition's newest media sequence number was due: with
+  EXT-X-PROGRAM-DATE-TIME, its PDT end plus the packager's usual delay (the second lowest of the
+  last 8 segments' delays behind their PDT end), so neither this probe's poll phase (a 1-s poll
+  sees a segment up to a second after it arrived) nor a late arrival moves the schedule the next
+  segment is judged on; without PDT (or when the delay jumps by more than a cadence: a new PDT
+  clock), when first seen. The next segment is due one cadence later and stale half a target
+  duration after that (the RFC 8216 §6.3.4 retry): stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
   response an HTTP cache may serve unchanged (``Cache-Control: max-age``, RFC 9111 §4.2)
@@ -180,8 +182,7 @@ class _Rendition:
     document: tuple[str, bytes] | None = None  # FetchResult.document of the last parsed playlist
     playlist: MediaPlaylist | None = None
     last_seq: int | None = None
-    advanced_at: float | None = None  # monotonic time the current newest seq arrived (:meth:`_Attempt.arrived_at`)
-    asked_at: float | None = None  # monotonic time the last reload's request went out (its answer lists what was there)
+    advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
     disc_seq: int | None = None
     last_segment: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest fetched
@@ -978,7 +979,7 @@ class _Attempt:
             if unseen > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
                                   f"{pl.media_sequence}: {unseen} segments never listed"))
-            rs.advanced_at = self.arrived_at(rs, pl, now)
+            rs.advanced_at = self.due_at(rs, pl, now)
         elif last < rs.last_seq:
             anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))
             rs.advanced_at = now
@@ -996,7 +997,6 @@ class _Attempt:
             else last
         rs.disc_seq = pl.discontinuity_sequence
         rs.playlist = pl
-        rs.asked_at = now - fr.first_byte_s - fr.transfer_s
         age = now - (rs.advanced_at if rs.advanced_at is not None else now)
         self.sample("signalpath_playlist_age_seconds", age, rendition=v.name)
         self.sample("signalpath_playlist_media_sequence", last, rendition=v.name)
@@ -1037,19 +1037,25 @@ class _Attempt:
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
 
-    def arrived_at(self, rs: _Rendition, pl: MediaPlaylist, now: float) -> float:
-        """Monotonic time the newest segment of ``pl`` (first listed in this answer, seen at ``now``)
-        arrived on the server, for the freshness rule (module docstring): after the previous reload's
-        request went out (it did not list it yet), and as much before ``now`` as its delay behind its
-        EXT-X-PROGRAM-DATE-TIME end exceeds the lowest such delay of the last ``ARRIVAL_DELAYS``
-        segments (the packager's own delay; what is above it is this probe's poll phase). ``now``
-        without a PDT or a previous reload."""
+    def due_at(self, rs: _Rendition, pl: MediaPlaylist, now: float) -> float:
+        """Monotonic time the newest segment of ``pl`` (first listed in this answer, seen at
+        ``now``) was due on the server, for the freshness rule (module docstring): its
+        EXT-X-PROGRAM-DATE-TIME end plus the packager's usual delay behind it (the second lowest
+        of the last ``ARRIVAL_DELAYS`` segments' delays: each was seen up to a poll after it
+        arrived). A segment that came late is dated by when it was due, so the next one is judged
+        on the stream's schedule, not from a late arrival. ``now`` without a PDT, for the first
+        segment, and when the delay moved by more than a cadence (the PDT clock changed, as an
+        encoder restarts: what was learnt is dropped)."""
         newest = pl.newest
-        if newest is None or newest.pdt is None or rs.asked_at is None:
+        if newest is None or newest.pdt is None:
             return now
         delay = self.ctx.wall() - (newest.pdt + newest.duration)
+        usual = sorted(rs.delays)[min(1, len(rs.delays) - 1)] if rs.delays else None
+        if usual is not None and abs(delay - usual) > _cadence(pl.target_duration or 1.0, newest):
+            rs.delays.clear()
+            usual = None
         rs.delays.append(delay)
-        return min(now, max(rs.asked_at, now - (delay - min(rs.delays))))
+        return now if usual is None else min(now, now - (delay - usual))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
@@ -1252,8 +1258,8 @@ PLAYLIST_BUDGET = 1.0  # x EXT-X-TARGETDURATION: a media playlist reload still u
 
 
 ARRIVAL_DELAYS = 8
-"""Segments whose delay behind their PDT end gives a rendition's packaging delay (the lowest of
-them: each was seen up to one poll after it arrived; :meth:`_Attempt.arrived_at`)."""
+"""Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
+each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
 
 PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the

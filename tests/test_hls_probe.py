@@ -557,13 +557,13 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
         await server.stop()
 
 
-async def test_freshness_counts_from_the_arrival_the_pdt_dates_within_the_last_reload() -> None:
-    """RFC 8216 §6.3.4 from the segment's arrival, not from when a 1-s poll happened to see it:
-    a segment seen 0.9 s late (its delay behind its PDT end is 1.1 s, the packager's is 0.2 s)
-    arrived 0.9 s before it was seen, so 3.2 s after its arrival the playlist is stale although
-    it was first seen only 2.3 s before. The PDT is believed only back to the reload before,
-    which did not list it: a segment whose PDT is 5 s old, first listed by a reload 1 s after
-    the previous one, arrived within that second. A real server; the clocks are stepped."""
+async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> None:
+    """RFC 8216 §6.3.4 on the stream's schedule, not from when a 1-s poll happened to see a
+    segment: one seen with a delay of 1.1 s behind its PDT end (the packager's usual delay is
+    0.2 s) was due 0.9 s before it was seen, so 3.2 s after that the playlist is stale although
+    the segment was first seen only 2.3 s before. A delay that moves by more than a cadence is a
+    new PDT clock (an encoder restart), not a segment 5 s late: counted from when it was seen.
+    A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []  # (media sequence, PDT end, epoch s)
     server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
         x for n, end in segs for x in (
@@ -573,8 +573,8 @@ async def test_freshness_counts_from_the_arrival_the_pdt_dates_within_the_last_r
     wall = lambda: now[0] + 1.7e9  # noqa: E731
     target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
 
-    def publish(n: int, seen_late_s: float) -> None:
-        segs.append((n, wall() - 0.2 - seen_late_s))
+    def publish(n: int, delay_s: float) -> None:
+        segs.append((n, wall() - delay_s))
 
     async def poll() -> tuple[set[str], float]:
         r = await call_probe(hls_probe, target, ctx)
@@ -584,26 +584,27 @@ async def test_freshness_counts_from_the_arrival_the_pdt_dates_within_the_last_r
         async with Fetcher() as http:
             ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
             for n in range(3):
-                publish(n, 0.0)
+                publish(n, 0.2 + 2.0 * (2 - n))
             await poll()
-            for n in (3, 4):  # seen 0.2 s behind their PDT end: the packager's delay
+            for n in (3, 4, 5):  # seen 0.2 s behind their PDT end: the packager's delay
                 now[0] += 2.0
-                publish(n, 0.0)
+                publish(n, 0.2)
                 assert (await poll())[0] == set()
-            now[0] += 1.0
-            await poll()  # nothing new at 105
-            now[0] += 0.9
-            publish(5, 0.9)  # arrived at 105.0 + 1.0, seen at 106.9
+            now[0] += 2.9
+            publish(6, 1.1)  # due 0.9 s ago
             faults, age = await poll()
             assert "stale_playlist" not in faults and age == pytest.approx(0.9, abs=0.05)
-            now[0] += 2.3  # 2.3 s after it was seen, 3.2 s after it arrived: over 1.5 x 2 s
+            now[0] += 1.9  # 1.9 s after it was seen, 2.8 s after it was due: not yet
+            faults, age = await poll()
+            assert "stale_playlist" not in faults and age == pytest.approx(2.8, abs=0.05), (faults, age)
+            now[0] += 0.4  # 2.3 s after it was seen, 3.2 s after it was due: over 1.5 x 2 s
             faults, age = await poll()
             assert "stale_playlist" in faults and age == pytest.approx(3.2, abs=0.05), (faults, age)
             now[0] += 1.0
-            publish(6, 5.0)  # its PDT says it arrived 5 s ago; the reload 1 s ago did not list it
+            publish(7, 5.2)  # 5 s more delay than usual: a new PDT clock
             faults, age = await poll()
-            assert "stale_playlist" not in faults and age == pytest.approx(1.0, abs=0.05), (faults, age)
-            now[0] += 1.5
+            assert "stale_playlist" not in faults and age == 0.0, (faults, age)
+            now[0] += 2.5
             faults, age = await poll()
             assert "stale_playlist" not in faults and age == pytest.approx(2.5, abs=0.05), (faults, age)
     finally:
