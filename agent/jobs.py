@@ -7,6 +7,7 @@ give the stream config a section for it (agent/config.py), and add its builder h
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from agent.config import Config, Stream
@@ -178,4 +179,10 @@ def build_jobs(config: Config) -> list[Job]:
         if job.probe == "media":
             for t in job.targets:
                 t.config = resolve_video_frames(t.config, analysed)
+    # the ingest monitors' content (``video_frames: auto``) likewise, by the ingests watched
+    watched = sum(len(job.targets) for job in jobs if job.probe == "ingest_monitor")
+    for job in jobs:
+        if job.probe == "ingest_monitor":
+            for t in job.targets:
+                t.config = dataclasses.replace(t.config, settings=resolve_video_frames(t.config.settings, watched))
     return jobs

@@ -60,19 +60,24 @@ Reported (stage ``ingest``, component = the monitor's name):
 - the clock rule of probes/core/latency_core.py: a capture time after its arrival (beyond
   0.1 s) proves a skewed clock and drops figures to whole seconds.
 - kept open, with ``content`` (default on): what the ingest receives is measured as the media
-  probe measures a segment decoded with key frames only — its audio decoded, its key pictures
-  (already decoded for the beacon) at 64x36, every frame timed from its packet — by the media
+  probe measures a segment — its audio decoded, its pictures at 64x36 (``video_frames``: every
+  picture while the agent watches at most 10 ingests, key pictures only beyond, as the media
+  probe decides; key pictures are decoded for the beacon anyway), every frame timed from its
+  packet — by the media
   probe's own analyser (probes/core/media_analysis.py: one per watch, so runs span reports; a
   report without a key picture keeps the last one's picture verdict): evidence on
   ``studio``/``source`` (the ingest relays what the encoder sends; every rendition's content
   fault is placed there too), OK with the figures (``audio_rms_dbfs``, ``mean_luma``,
   ``frozen_s``…), else ``silent_audio`` / ``frozen_video`` / ``black_video`` (DEGRADED) once 2 s
-  of it have arrived (pictures: from key frame to key frame). With 0.5-s reports: silence 2.2 s
-  after the onset, a frozen or black picture 3.3 s (the lab's 1-s GOP; tests/test_ingest_monitor.py),
+  of it have arrived (key pictures only: from key frame to key frame, up to a GOP later). With
+  0.5-s reports: silence 2.2 s after the onset, a frozen or black picture 2.2 s with every picture
+  and 3.3 s with key pictures only (the lab's 1-s GOP; tests/test_ingest_monitor.py),
   where the media probe must wait for a segment holding them to be published, fetched and
   decoded (4.7-5.8 s to localize in the benchmark). A timestamp gap or A/V offset seen here is not
   reported (it may be the ingest's own relaying). The AAC decode adds ~2.5 ms of CPU per second
-  of audio; a picture ~0.1 ms per key frame.
+  of audio; a picture ~0.1 ms per key frame. Measured (2026-12-02, the lab's 640x360 at 25 fps,
+  tests/perf/ingest_content_cost.py): the watch's decoding 12-13 ms of CPU per second with key
+  pictures, 24-25 ms with every picture (+1.2 % of a core per ingest).
 
 The split with the latency probe (probes/latency.py): the job builder (agent/jobs.py)
 gives both jobs of a stream one :class:`~probes.core.latency_core.IngestLatencyShare`
@@ -97,7 +102,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -129,7 +134,7 @@ SCHEMES = ("rtmp", "rtmps", "http", "https")
 SOURCE_STAGE, SOURCE_COMPONENT = "studio", "source"  # where the audio the ingest receives is reported
 MAX_AUDIO_CHUNKS = 2_000  # decoded audio frames held between two reports (~40 s of AAC at 48 kHz)
 MAX_VIDEO_PACKETS = 3_000  # video packets' times held between two reports (~2 min at 25 fps)
-MAX_PICTURES = 120  # key pictures held between two reports (64x36: 2.3 kB each)
+MAX_PICTURES = 240  # pictures held between two reports (64x36: 2.3 kB each; ~10 s at 25 fps)
 LUMA_W, LUMA_H = 64, 36  # the media probe's picture size (DecodeOptions)
 _PICTURE_FAULTS = frozenset({Fault.FROZEN_VIDEO, Fault.BLACK_VIDEO})
 _SOURCE_FAULTS = _PICTURE_FAULTS | {Fault.SILENT_AUDIO}
@@ -154,6 +159,11 @@ class IngestMonitorSettings(StrictModel):
                           "does — its audio decoded (silence), its key pictures (still, black) — and report a silent, "
                           "frozen or black source (studio/source) as soon as its 2 s have arrived, before any segment "
                           "holds them (the media checks' thresholds: probes/core/media_analysis.py)")
+    video_frames: Literal["auto", "all", "key"] = Field(
+        "auto", description="content: decode every picture ('all': a still or black picture is seen once its 2 s "
+        "have arrived, to the frame) or key pictures only ('key': from key frame to key frame, up to a GOP later; "
+        "cheaper); 'auto': all while the agent watches at most ALL_FRAMES_MAX_STREAMS (10) ingests, key beyond "
+        "(resolve_video_frames)")
     baseline_s: float = Field(BASELINE_S, ge=10, le=86_400, description="latency_high baseline window")
     baseline_min_samples: int = Field(BASELINE_MIN_SAMPLES, ge=1, le=1000)
     high_abs_s: float = Field(HIGH_ABS_S, ge=0, le=600)
@@ -401,6 +411,7 @@ class _Watcher:
                 self._audio_new_timeline = True
                 self._fps = float(vs.average_rate) if vs.average_rate else None
             tb = vs.time_base
+            every_picture = self.s.content and self.s.video_frames == "all"
             offset: float | None = None
             last: tuple[float, float] | None = None
             c0 = time.thread_time()
@@ -421,15 +432,16 @@ class _Watcher:
                     offset = None
                     vs.codec_context.flush_buffers()
                 last = (pts_s, arrival)
-                if packet.is_keyframe:
+                if packet.is_keyframe or every_picture:
                     try:
                         frames = packet.decode()
                     except (av.FFmpegError, ValueError):
                         frames = []
                     for fr in frames:
-                        t = beacon.read(luma_plane(fr))
-                        if t is not None and fr.pts is not None:
-                            offset = t - float(fr.pts * tb)
+                        if fr.key_frame or offset is None or not every_picture:  # the beacon: key frames
+                            t = beacon.read(luma_plane(fr))
+                            if t is not None and fr.pts is not None:
+                                offset = t - float(fr.pts * tb)
                         if self.s.content and fr.pts is not None:
                             pic = small_luma(fr, LUMA_W, LUMA_H)
                             with self._lock:

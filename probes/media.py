@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 
@@ -63,10 +63,14 @@ demuxer's stream probe and the audio), so every frame costs 1-2 % of a core per 
 streams stay under a fifth of a core (tests/perf/scale_bench.py watches 200)."""
 
 
-def resolve_video_frames(settings: MediaSettings, streams: int) -> MediaSettings:
-    """``settings`` with ``video_frames: auto`` made 'all' or 'key' for an agent analysing
+_Frames = TypeVar("_Frames", bound=StrictModel)
+
+
+def resolve_video_frames(settings: _Frames, streams: int) -> _Frames:
+    """``settings`` (any settings with a ``video_frames`` field: the media probe's, an ingest
+    monitor's) with ``video_frames: auto`` made 'all' or 'key' for an agent decoding
     ``streams`` streams (:data:`ALL_FRAMES_MAX_STREAMS`)."""
-    if settings.video_frames != "auto":
+    if getattr(settings, "video_frames", None) != "auto":
         return settings
     return settings.model_copy(update={"video_frames": "all" if streams <= ALL_FRAMES_MAX_STREAMS else "key"})
 

@@ -330,3 +330,17 @@ def test_media_decodes_every_picture_for_a_few_streams_and_key_frames_at_scale(s
                                     for i in range(streams)]}, env={})
     modes = {t.config.video_frames for job in build_jobs(cfg) if job.probe == "media" for t in job.targets}
     assert modes == {decoded}
+
+
+@pytest.mark.parametrize("streams, setting, decoded", [(1, None, "all"), (10, None, "all"), (11, None, "key"),
+                                                       (11, "all", "all"), (1, "key", "key")])
+def test_ingest_monitors_decode_every_picture_for_a_few_ingests_and_key_pictures_at_scale(streams, setting,
+                                                                                          decoded):
+    from agent.jobs import build_jobs
+
+    monitor = {"url": "rtmp://ingest/live/${KEY}", **({} if setting is None else {"video_frames": setting})}
+    cfg = parse_config({"streams": [{"name": f"s{i}", "origin": f"http://h/{i}/a.m3u8",
+                                     "ingest": {"monitor": [monitor]}} for i in range(streams)]}, env={"KEY": "k"})
+    modes = {t.config.settings.video_frames for job in build_jobs(cfg) if job.probe == "ingest_monitor"
+             for t in job.targets}
+    assert modes == {decoded}
