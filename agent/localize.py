@@ -337,7 +337,7 @@ class Localizer:
                     continue
             seen.add(key)
             if t is None:
-                t = tracks[key] = _Track(cycles=0, last_seen=now)
+                t = tracks[key] = _Track(cycles=self._widened_from(tracks, found, f), last_seen=now)
             t.cycles += 1
             t.last_seen = now
             t.gone_since = None
@@ -355,6 +355,19 @@ class Localizer:
         unmeasured = {_ev_key(e) for e in evidence if e.state is State.UNKNOWN and e.fault is not None}
         events += self._resolve_gone(stream, tracks, seen, unmeasured, now)
         return events
+
+    @staticmethod
+    def _widened_from(tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:
+        """Cycles a new stage-wide finding (the transcoder, the CDN) carries over from the same
+        fault at its parts (a rendition, an edge) found last cycle and not now: one condition
+        that widened — the renditions of a transcoder that stops cross the stale rule a poll apart —
+        not a new one whose hysteresis starts again (it did, and opened a second later)."""
+        if f.component not in _STAGE_WIDE:
+            return 0
+        fault = str(f.fault)
+        return max((t.cycles for (stage, comp, flt), t in tracks.items()
+                    if stage == f.stage and flt == fault and comp not in _STAGE_WIDE and t.incident is None
+                    and (stage, comp, flt) not in found), default=0)
 
     def _forget_explained(self, explained: dict[tuple[str, str, str | None, str], tuple[float, float]],
                           evidence: list[Evidence], since: dict[Any, float], now: float) -> None:

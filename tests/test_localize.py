@@ -495,15 +495,14 @@ def test_flapping_edge_is_one_incident():
 
 
 def test_escalation_becomes_one_upstream_incident_with_onset_of_first_symptom():
-    """edge-a goes stale first, then every edge: one cdn/cdn incident, started at the first sign."""
+    """edge-a goes stale first, then every edge: one cdn/cdn incident, started at the first sign,
+    opened at the second cycle (the condition widened; its hysteresis does not start over)."""
     clock = FakeClock()
     loc = Localizer(clock=clock)
     t0 = clock()
     loc.observe("main", with_faults(ev("cdn", "edge-a", DEG, "stale_playlist", "360p")))
     clock.tick(2)
     all_bad = with_faults(*every_edge(DEG, "stale_playlist"))
-    assert loc.observe("main", all_bad) == []
-    clock.tick(2)
     (opened,) = loc.observe("main", all_bad)
     assert (opened.incident.stage, opened.incident.component) == ("cdn", "cdn")
     assert opened.incident.started_at == t0
@@ -1316,3 +1315,29 @@ def test_parts_late_everywhere_name_the_transcoder_only_past_the_classic_stale_r
         ev("ingest", "rtmp", DEG, Fault.LATENCY_HIGH, None, "capture-to-ingest latency rose to 2.0 s")]
     got = [(e.incident.stage, e.incident.component) for e in upstream.observe("main", pause)]
     assert got == [("ingest", "rtmp")]
+
+
+def test_a_stale_rendition_that_widens_to_every_rendition_opens_as_the_transcoder_without_starting_over():
+    """A transcoder that stops: its renditions cross the stale rule a poll apart, so one cycle
+    names one rendition and the next the whole transcoder. One condition that widened: the
+    transcoder's incident opens at the second cycle (open_cycles 2), not the third, and nothing
+    opens for the rendition alone. A rendition whose incident had opened is no part of it."""
+    t = [1000.0]
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0])
+    one = with_faults(ev("origin", "origin", DEG, Fault.STALE_PLAYLIST, "360p"),
+                      *[ev("cdn", e, DEG, Fault.STALE_PLAYLIST, "360p") for e in EDGES])
+    every = with_faults(*every_rendition("origin", "origin", DOWN, Fault.STALE_PLAYLIST),
+                        *every_edge(DOWN, Fault.STALE_PLAYLIST))
+    assert loc.observe("main", one, ladder=RENDITIONS) == []
+    t[0] += 1.0
+    events = loc.observe("main", every, ladder=RENDITIONS)
+    assert [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events] == [
+        ("opened", "transcode", "transcoder", "stale_playlist")]
+    assert events[0].incident.started_at == 1000.0  # dated by the first rendition's staleness
+
+    later = Localizer(LocalizerSettings(), clock=lambda: t[0])  # a rendition incident of its own first
+    for _ in range(2):
+        t[0] += 1.0
+        later.observe("main", one, ladder=RENDITIONS)
+    t[0] += 1.0
+    assert later.observe("main", every, ladder=RENDITIONS) == []  # the transcoder's own hysteresis
