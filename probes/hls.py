@@ -184,6 +184,8 @@ class _Rendition:
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
+    polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
+    last_headers: dict[str, str] = field(default_factory=dict)  # its response headers (a cache's lifetime)
     disc_seq: int | None = None
     last_segment: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest fetched
     seg: dict[str, float] | None = None  # figures of the last fetched segment
@@ -402,8 +404,21 @@ class _Attempt:
         # beside theirs while the endpoint's bound leaves room (HINT_HELD_MAX)
         self.hinting = frozenset([w.name for w in watched if w.segments][:max(HINT_HELD_MAX - len(watched), 0)]
                                  if cfg.fetch_segments else ())
+        # a rendition whose next segment is not due yet is not asked again (may_skip) while the
+        # endpoint answered cleanly last time; when one asked fails now, those not asked are not
+        # measured this time (asked at the next attempt: the endpoint is no longer clean)
+        skip = [w for i, w in enumerate(watched) if i > 0 and st.get("clean") and self.may_skip(w)]
+        asked = [w for w in watched if w not in skip]
         outcomes = await asyncio.gather(*(
-            self.rendition(w, first_body if first_body and i == 0 else None) for i, w in enumerate(watched)))
+            self.rendition(w, first_body if first_body and w is watched[0] else None) for w in asked))
+        st["clean"] = not any(o is not None for o in outcomes)
+        for w in skip:
+            if st["clean"]:
+                self.replay(w)
+            else:
+                self.evidence(State.UNKNOWN, None, f"{w.name}: not asked this time (its next segment was not due) "
+                              "while another rendition failed", w.name)
+        self.result.figures["playlists_not_due"] = len(skip)
         failed = [o for o in outcomes if o is not None and o[0] in _FAULT_OF]
         if failed and len(failed) == len(outcomes):
             # every rendition failed to fetch: the endpoint is down; the master is refetched next time
@@ -586,6 +601,7 @@ class _Attempt:
                 self.part_stale(v, rs, nxt)
                 rs.playlist = pl
                 return None
+        rs.polled_at, rs.last_headers = now, fr.headers
         self.media(v, rs, pl, now, fr)
         if pl.keys and self.cfg.fetch_keys:
             await self.check_keys(pl, span)
@@ -605,6 +621,34 @@ class _Attempt:
                 and (pl.newest_part_uri, pl.newest_part_range) != rs.last_part:
             await self.part(v, rs, pl, span)
         return None
+
+    def may_skip(self, v: _Watched) -> bool:
+        """Whether ``v`` (not the endpoint's first variant, asked every attempt for the endpoint's
+        health) need not be reloaded in this attempt: it answered its last reload cleanly (no
+        failure, no segment fault, no anomaly held), it is a classic live playlist with
+        EXT-X-PROGRAM-DATE-TIME (its schedule known: :meth:`due_at`), its next segment is not due
+        yet, and it was reloaded less than a target duration ago — a player reloads once a target
+        duration (RFC 8216 §6.3.4), and nothing new can be listed before the next segment is due.
+        Its verdict is then judged again on its last answer (:meth:`replay`); the caller skips only
+        while the endpoint answered cleanly at its last attempt. Halves the reloads of all but one
+        rendition on 2-s segments polled every second."""
+        rs = self.renditions.get(v.name)
+        if rs is None or rs.playlist is None or rs.polled_at is None or rs.advanced_at is None:
+            return False
+        pl = rs.playlist
+        newest = pl.newest
+        if newest is None or newest.pdt is None or not pl.listed or pl.endlist or pl.parts or pl.protocol == "dash" \
+                or not pl.target_duration or rs.seg_fault is not None or rs.held:
+            return False
+        now = self.ctx.clock()
+        return now < rs.advanced_at + _cadence(pl.target_duration, newest) and now - rs.polled_at < pl.target_duration
+
+    def replay(self, v: _Watched) -> None:
+        """``v`` not reloaded (:meth:`may_skip`): its last answer judged again now (its age grows)."""
+        rs = self.renditions[v.name]
+        assert rs.playlist is not None
+        self.media(v, rs, rs.playlist, self.ctx.clock(), FetchResult(url=v.uri, headers=rs.last_headers))
+        self.segment_figures(v, rs)
 
     async def plain_reload(self, v: _Watched, pl: MediaPlaylist | None) -> tuple[FetchResult, bool]:
         """A reload without delivery directives, unanswered after one target duration (a player

@@ -646,7 +646,7 @@ class ScriptedHttp:
                            detail=f"HTTP {a.status}" if a.failure else "")
 
 
-_KNOWN_STATE = {"renditions", "keys", "master", "master_at", "watched", "unwatched", "alternates", "polls"}
+_KNOWN_STATE = {"renditions", "keys", "master", "master_at", "watched", "unwatched", "alternates", "polls", "clean"}
 
 
 def _walk_numbers(x: Any, where: str) -> None:

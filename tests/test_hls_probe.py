@@ -25,7 +25,7 @@ from waiting import wait_for
 from agent.app import Agent
 from agent.config import parse_config
 from agent.localize import Incident
-from probes.base import ProbeContext, ProbeTarget
+from probes.base import ProbeContext, ProbeTarget, State
 from probes.hls import HlsSettings, cache_allowance
 from probes.hls import probe as hls_probe
 from probes.net.httpfetch import Fetcher
@@ -501,15 +501,20 @@ _LADDER = {"180p": "BANDWIDTH=300000,RESOLUTION=320x180", "360p": "BANDWIDTH=800
 _M3U8 = "application/vnd.apple.mpegurl"
 
 
-async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str, ...] = ("180p",)) -> LocalServer:
+async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str, ...] = ("180p",),
+                       asked: list[str] | None = None) -> LocalServer:
     """A live HLS server whose media playlists the test writes: ``media(rendition)`` gives the
-    lines after the header (#EXTM3U, version 3, target duration 2); master at /master.m3u8."""
+    lines after the header (#EXTM3U, version 3, target duration 2; raising an aiohttp HTTP
+    exception answers that); master at /master.m3u8. ``asked`` collects the renditions whose
+    playlist was requested."""
 
     async def master(_req: web.Request) -> web.Response:
         lines = ["#EXTM3U"] + [x for r in renditions for x in (f"#EXT-X-STREAM-INF:{_LADDER[r]}", f"{r}.m3u8")]
         return web.Response(text="\n".join(lines) + "\n", content_type=_M3U8)
 
     async def playlist(req: web.Request) -> web.Response:
+        if asked is not None:
+            asked.append(req.match_info["r"])
         body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", *media(req.match_info["r"])]
         return web.Response(text="\n".join(body) + "\n", content_type=_M3U8)
 
@@ -607,6 +612,61 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
             now[0] += 2.5
             faults, age = await poll()
             assert "stale_playlist" not in faults and age == pytest.approx(2.5, abs=0.05), (faults, age)
+    finally:
+        await server.stop()
+
+
+async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_another_fails() -> None:
+    """Polled every second on 2-s segments, a rendition is reloaded when its next segment is due
+    (and at least once a target duration, as a player reloads), its last answer judged again in
+    between; the first variant is asked every time, for the endpoint's health. When it fails, the
+    rendition not asked is not measured (UNKNOWN, never fine) and every rendition is asked at the
+    next attempt. A real server; the clocks are stepped."""
+    segs: list[tuple[int, float]] = []
+    fail = [False]
+
+    def media(r: str) -> list[str]:
+        if fail[0]:
+            raise web.HTTPServiceUnavailable()
+        return [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [x for n, end in segs for x in (
+            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
+            "#EXTINF:2.000,", f"s{n}.ts")]
+    asked: list[str] = []
+    server = await scripted_hls(media, ("360p", "180p"), asked)
+    now = [100.0]
+    wall = lambda: now[0] + 1.7e9  # noqa: E731
+    target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+
+    async def poll() -> tuple[list[str], dict[str, Any]]:
+        asked.clear()
+        r = await call_probe(hls_probe, target, ctx)
+        return sorted(asked), r
+
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
+            for n in range(3):
+                segs.append((n, wall() - 0.2 - 2.0 * (2 - n)))
+            assert (await poll())[0] == ["180p", "360p"]
+            for n in (3, 4):
+                now[0] += 1.0  # not due: the first variant only
+                got, r = await poll()
+                assert got == ["360p"] and r.figures["playlists_not_due"] == 1, got
+                assert r.figures["renditions"]["180p"]["age_s"] > 0.5  # judged again: its age grows
+                now[0] += 1.0  # due: both
+                segs.append((n, wall() - 0.2))
+                got, r = await poll()
+                assert got == ["180p", "360p"], got
+                assert {str(e.fault) for e in r.evidence if e.fault} == set(), r.evidence
+            now[0] += 1.0
+            fail[0] = True  # the endpoint fails: the rendition not asked is not measured, not fine
+            got, r = await poll()
+            assert got == ["360p"], got
+            unasked = [e for e in r.evidence if e.rendition == "180p"]
+            assert [e.state for e in unasked] == [State.UNKNOWN] and "not asked" in unasked[0].detail, unasked
+            now[0] += 0.5  # and is asked at the next attempt
+            got, r = await poll()
+            assert got == ["180p", "360p"] and r.failure is not None, (got, r.failure)
     finally:
         await server.stop()
 
