@@ -408,8 +408,20 @@ class _Attempt:
         # endpoint answered cleanly last time; when one asked fails now, those not asked are not
         # measured this time (asked at the next attempt: the endpoint is no longer clean)
         skip = [w for i, w in enumerate(watched) if i > 0 and st.get("clean") and self.may_skip(w)]
-        asked = [w for w in watched if w not in skip]
-        outcomes = await asyncio.gather(*(
+        outcomes: list[tuple[Failure, str] | None] = []
+        if skip:
+            # the first variant first: when it lists a new segment, its siblings (cut at the same
+            # boundary) are asked now too
+            sentinel = self.renditions.get(watched[0].name)
+            seen_before = sentinel.last_seq if sentinel is not None else None
+            outcomes.append(await self.rendition(watched[0], first_body))
+            sentinel = self.renditions.get(watched[0].name)
+            if outcomes[0] is None and sentinel is not None and sentinel.last_seq != seen_before:
+                skip = []
+            asked = [w for w in watched[1:] if w not in skip]
+        else:
+            asked = watched
+        outcomes += await asyncio.gather(*(
             self.rendition(w, first_body if first_body and w is watched[0] else None) for w in asked))
         st["clean"] = not any(o is not None for o in outcomes)
         for w in skip:
@@ -626,12 +638,13 @@ class _Attempt:
         """Whether ``v`` (not the endpoint's first variant, asked every attempt for the endpoint's
         health) need not be reloaded in this attempt: it answered its last reload cleanly (no
         failure, no segment fault, no anomaly held), it is a classic live playlist with
-        EXT-X-PROGRAM-DATE-TIME (its schedule known: :meth:`due_at`), its next segment is not due
-        yet, and it was reloaded less than a target duration ago — a player reloads once a target
-        duration (RFC 8216 §6.3.4), and nothing new can be listed before the next segment is due.
-        Its verdict is then judged again on its last answer (:meth:`replay`); the caller skips only
-        while the endpoint answered cleanly at its last attempt. Halves the reloads of all but one
-        rendition on 2-s segments polled every second."""
+        EXT-X-PROGRAM-DATE-TIME (its schedule known: :meth:`due_at`), its next segment is not
+        overdue by an attempt interval, and it was reloaded less than a target duration ago (a
+        player reloads once a target duration, RFC 8216 §6.3.4). The caller asks it anyway when the
+        first variant lists a new segment in this attempt (renditions are cut at the same boundary:
+        asked together, their arrivals are dated alike), and skips only while the endpoint answered
+        cleanly at its last attempt; a skipped one's last answer is judged again (:meth:`replay`).
+        Halves the reloads of all but one rendition on 2-s segments polled every second."""
         rs = self.renditions.get(v.name)
         if rs is None or rs.playlist is None or rs.polled_at is None or rs.advanced_at is None:
             return False
@@ -641,7 +654,8 @@ class _Attempt:
                 or not pl.target_duration or rs.seg_fault is not None or rs.held:
             return False
         now = self.ctx.clock()
-        return now < rs.advanced_at + _cadence(pl.target_duration, newest) and now - rs.polled_at < pl.target_duration
+        due = rs.advanced_at + _cadence(pl.target_duration, newest)
+        return now < due + self.t.interval and now - rs.polled_at < pl.target_duration
 
     def replay(self, v: _Watched) -> None:
         """``v`` not reloaded (:meth:`may_skip`): its last answer judged again now (its age grows)."""

@@ -617,9 +617,10 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
 
 
 async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_another_fails() -> None:
-    """Polled every second on 2-s segments, a rendition is reloaded when its next segment is due
-    (and at least once a target duration, as a player reloads), its last answer judged again in
-    between; the first variant is asked every time, for the endpoint's health. When it fails, the
+    """Polled every second on 2-s segments, a rendition is reloaded when the first variant (asked
+    every time, for the endpoint's health) lists a new segment, when its own next segment is
+    overdue, and at least once a target duration (as a player reloads); its last answer is judged
+    again in between. When it fails, the
     rendition not asked is not measured (UNKNOWN, never fine) and every rendition is asked at the
     next attempt. A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []
