@@ -3,7 +3,12 @@
 One attempt on one endpoint: the master playlist (refreshed every
 ``MASTER_REFRESH_S``), every rendition's media playlist concurrently, and the newest
 segment of each rendition once when it first appears (again at the next attempt while it
-answers 404/410: a packager may list a segment before it has written it).
+answers 404/410: a packager may list a segment before it has written it). While the endpoint
+answers cleanly, a classic live playlist with PDT is not reloaded at an attempt where nothing
+new can be listed (:meth:`_Attempt.may_skip`): the first variant is asked every attempt, its
+siblings when it lists a new segment, when their own next segment is overdue by an attempt,
+and at least once a target duration (6 reloads a second instead of 9 for 3 renditions at 3
+endpoints, 2-s segments, 1-s attempts).
 
 What is watched as a rendition: every variant (EXT-X-STREAM-INF), and the alternative
 media playlists a player may load beside it — EXT-X-MEDIA renditions with a URI (AUDIO first,
