@@ -356,18 +356,19 @@ class Localizer:
         events += self._resolve_gone(stream, tracks, seen, unmeasured, now)
         return events
 
-    @staticmethod
-    def _widened_from(tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:
+    def _widened_from(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:
         """Cycles a new stage-wide finding (the transcoder, the CDN) carries over from the same
         fault at its parts (a rendition, an edge) found last cycle and not now: one condition
         that widened — the renditions of a transcoder that stops cross the stale rule a poll apart —
-        not a new one whose hysteresis starts again (it did, and opened a second later)."""
+        not a new one whose hysteresis starts again (it did, and opened a second later). At most
+        ``open_cycles - 1``: the wide finding is seen once itself before it opens."""
         if f.component not in _STAGE_WIDE:
             return 0
         fault = str(f.fault)
-        return max((t.cycles for (stage, comp, flt), t in tracks.items()
-                    if stage == f.stage and flt == fault and comp not in _STAGE_WIDE and t.incident is None
-                    and (stage, comp, flt) not in found), default=0)
+        return min(self.settings.open_cycles - 1, max(
+            (t.cycles for (stage, comp, flt), t in tracks.items()
+             if stage == f.stage and flt == fault and comp not in _STAGE_WIDE and t.incident is None
+             and (stage, comp, flt) not in found), default=0))
 
     def _forget_explained(self, explained: dict[tuple[str, str, str | None, str], tuple[float, float]],
                           evidence: list[Evidence], since: dict[Any, float], now: float) -> None:

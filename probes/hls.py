@@ -335,6 +335,8 @@ class _Attempt:
         self.keys: dict[str, _Key] = ctx.state.setdefault("keys", {})
         self.listed_keys: dict[str, str] = {}  # key URI -> METHOD, listed by a playlist watched in this attempt
         self.hinting: frozenset[str] = frozenset()  # renditions that may request a preload hint (HINT_HELD_MAX)
+        self.judged: asyncio.Event | None = None  # the first variant's playlist judged (siblings may skip)
+        self.first_failed = False  # ... and it failed
 
     # -- helpers -----------------------------------------------------------------
     def sample(self, name: str, value: float, kind: str = "set", **extra: str) -> None:
@@ -372,6 +374,7 @@ class _Attempt:
         now = self.ctx.clock()
         url = self.t.url
         assert url is not None, "an HLS target always has a URL (agent/jobs.py)"
+        clean = st.pop("clean", False)  # the last attempt answered cleanly (one cut short or failed did not)
         master: MasterPlaylist | None = st.get("master")
         first_body: tuple[FetchResult, MediaPlaylist] | None = None
         refreshed = False
@@ -410,34 +413,42 @@ class _Attempt:
         self.hinting = frozenset([w.name for w in watched if w.segments][:max(HINT_HELD_MAX - len(watched), 0)]
                                  if cfg.fetch_segments else ())
         # a rendition whose next segment is not due yet is not asked again (may_skip) while the
-        # endpoint answered cleanly last time; when one asked fails now, those not asked are not
-        # measured this time (asked at the next attempt: the endpoint is no longer clean)
-        skip = [w for i, w in enumerate(watched) if i > 0 and st.get("clean") and self.may_skip(w)]
-        outcomes: list[tuple[Failure, str] | None] = []
-        if skip:
-            # the first variant first: when it lists a new segment, its siblings (cut at the same
-            # boundary) are asked now too
-            sentinel = self.renditions.get(watched[0].name)
-            seen_before = sentinel.last_seq if sentinel is not None else None
-            outcomes.append(await self.rendition(watched[0], first_body))
-            sentinel = self.renditions.get(watched[0].name)
-            if outcomes[0] is None and sentinel is not None and sentinel.last_seq != seen_before:
-                skip = []
-            asked = [w for w in watched[1:] if w not in skip]
+        # endpoint answered cleanly last time; siblings wait for the first variant's playlist to
+        # be judged (not for its segment): when it lists a new segment they are asked now too (cut
+        # at the same boundary); when it fails, those not asked are not measured this time (asked
+        # at the next attempt: the endpoint is no longer clean)
+        decided = self.ctx.clock()
+        sentinel = self.renditions.get(watched[0].name)
+        maybe = [w for w in watched[1:] if clean and sentinel is not None and self.may_skip(w, decided)]
+        skipped: list[_Watched] = []
+        if maybe:
+            assert sentinel is not None
+            seen_before = sentinel.last_seq
+            judged = self.judged = asyncio.Event()
+
+            async def sibling(w: _Watched) -> tuple[Failure, str] | None:
+                await judged.wait()  # set once the first variant's playlist is judged, or it ended
+                if self.first_failed or sentinel.last_seq == seen_before:
+                    skipped.append(w)  # replayed, or UNKNOWN when the first variant failed (not a second wait)
+                    return None
+                return await self.rendition(w, None)
+
+            outcomes = await asyncio.gather(
+                self.rendition(watched[0], first_body),
+                *(sibling(w) if w in maybe else self.rendition(w, None) for w in watched[1:]))
         else:
-            asked = watched
-        outcomes += await asyncio.gather(*(
-            self.rendition(w, first_body if first_body and w is watched[0] else None) for w in asked))
+            outcomes = await asyncio.gather(*(
+                self.rendition(w, first_body if first_body and i == 0 else None) for i, w in enumerate(watched)))
         st["clean"] = not any(o is not None for o in outcomes)
-        for w in skip:
-            if st["clean"]:
-                self.replay(w)
+        for w in skipped:
+            if not self.first_failed:
+                self.replay(w, decided)
             else:
                 self.evidence(State.UNKNOWN, None, f"{w.name}: not asked this time (its next segment was not due) "
-                              "while another rendition failed", w.name)
-        self.result.figures["playlists_not_due"] = len(skip)
+                              "while the first variant failed", w.name)
+        self.result.figures["playlists_not_due"] = len(skipped)
         failed = [o for o in outcomes if o is not None and o[0] in _FAULT_OF]
-        if failed and len(failed) == len(outcomes):
+        if failed and len(failed) == len(watched):
             # every rendition failed to fetch: the endpoint is down; the master is refetched next time
             st.pop("master", None)
             failure, detail = failed[0]
@@ -518,9 +529,14 @@ class _Attempt:
         """One watched playlist; a hinted part requested with its blocking reload (LL-HLS) never
         outlives this."""
         hint: list[_Hint] = []  # at most one
+        outcome: tuple[Failure, str] | None = (Failure.UNAVAILABLE, "not read")
         try:
-            return await self.poll_rendition(v, prefetched, hint)
+            outcome = await self.poll_rendition(v, prefetched, hint)
+            return outcome
         finally:
+            if self.judged is not None and not self.judged.is_set() and v is self.ctx.state["watched"][0]:
+                self.first_failed = outcome is not None
+                self.judged.set()
             for h in hint:
                 await _ended(h.task)
 
@@ -620,6 +636,8 @@ class _Attempt:
                 return None
         rs.polled_at, rs.last_headers = now, fr.headers
         self.media(v, rs, pl, now, fr)
+        if self.judged is not None and v is self.ctx.state["watched"][0]:
+            self.judged.set()  # its siblings need not wait for its segment (first_failed stays False)
         if pl.keys and self.cfg.fetch_keys:
             await self.check_keys(pl, span)
         if pl.newest is not None and pl.newest.gap:
@@ -639,7 +657,7 @@ class _Attempt:
             await self.part(v, rs, pl, span)
         return None
 
-    def may_skip(self, v: _Watched) -> bool:
+    def may_skip(self, v: _Watched, now: float) -> bool:
         """Whether ``v`` (not the endpoint's first variant, asked every attempt for the endpoint's
         health) need not be reloaded in this attempt: it answered its last reload cleanly (no
         failure, no segment fault, no anomaly held), it is a classic live playlist with
@@ -655,18 +673,19 @@ class _Attempt:
             return False
         pl = rs.playlist
         newest = pl.newest
-        if newest is None or newest.pdt is None or not pl.listed or pl.endlist or pl.parts or pl.protocol == "dash" \
-                or not pl.target_duration or rs.seg_fault is not None or rs.held:
-            return False
-        now = self.ctx.clock()
-        due = rs.advanced_at + _cadence(pl.target_duration, newest)
-        return now < due + self.t.interval and now - rs.polled_at < pl.target_duration
+        if newest is None or newest.pdt is None or newest.gap or not pl.listed or pl.endlist or pl.parts \
+                or pl.keys or pl.protocol == "dash" or not pl.target_duration or rs.seg_fault is not None or rs.held:
+            return False  # a gap's evidence, a key's check come from a reload only
+        cadence = _cadence(pl.target_duration, newest)
+        return (now < rs.advanced_at + cadence + self.t.interval and now - rs.polled_at < pl.target_duration
+                and now - rs.advanced_at < self.cfg.stale_factor * cadence)  # staleness is judged on a reload
 
-    def replay(self, v: _Watched) -> None:
-        """``v`` not reloaded (:meth:`may_skip`): its last answer judged again now (its age grows)."""
+    def replay(self, v: _Watched, now: float) -> None:
+        """``v`` not reloaded (:meth:`may_skip` at ``now``): its last answer judged again as of then
+        (its age grows; never stale: may_skip asks it before that could be)."""
         rs = self.renditions[v.name]
         assert rs.playlist is not None
-        self.media(v, rs, rs.playlist, self.ctx.clock(), FetchResult(url=v.uri, headers=rs.last_headers))
+        self.media(v, rs, rs.playlist, now, FetchResult(url=v.uri, headers=rs.last_headers))
         self.segment_figures(v, rs)
 
     async def plain_reload(self, v: _Watched, pl: MediaPlaylist | None) -> tuple[FetchResult, bool]:
@@ -1107,14 +1126,19 @@ class _Attempt:
         of the last ``ARRIVAL_DELAYS`` segments' delays: each was seen up to a poll after it
         arrived). A segment that came late is dated by when it was due, so the next one is judged
         on the stream's schedule, not from a late arrival. ``now`` without a PDT, for the first
-        segment, and when the delay moved by more than a cadence (the PDT clock changed, as an
-        encoder restarts: what was learnt is dropped)."""
+        segment, when the delay moved by more than a cadence (the PDT clock changed, as an
+        encoder restarts), and for the second of two segments late by about as much (a new
+        schedule: ``REBASE_FACTOR``); what was learnt is dropped then."""
         newest = pl.newest
         if newest is None or newest.pdt is None:
             return now
         delay = self.ctx.wall() - (newest.pdt + newest.duration)
+        cadence = _cadence(pl.target_duration or 1.0, newest)
         usual = sorted(rs.delays)[min(1, len(rs.delays) - 1)] if rs.delays else None
-        if usual is not None and abs(delay - usual) > _cadence(pl.target_duration or 1.0, newest):
+        if usual is not None and (abs(delay - usual) > cadence or (
+                # late by about as much as the segment before: a new schedule (a backup encoder's
+                # longer pipeline, the wall clock stepped), not two late segments
+                delay - usual > REBASE_FACTOR * cadence and abs(delay - rs.delays[-1]) < REBASE_FACTOR * cadence)):
             rs.delays.clear()
             usual = None
         rs.delays.append(delay)
@@ -1319,6 +1343,10 @@ def _http_date(text: str | None) -> float | None:
 SLOW_SEGMENT_BUDGET = 1.05  # x EXTINF: a download still running then has a ratio above 1
 PLAYLIST_BUDGET = 1.0  # x EXT-X-TARGETDURATION: a media playlist reload still unanswered then is a timeout
 
+
+REBASE_FACTOR = 0.25
+"""Two segments in a row late by more than this many cadences, by about as much (within it),
+are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:

@@ -96,6 +96,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import statistics
 import threading
@@ -130,10 +131,16 @@ from probes.faults import Fault
 
 __all__ = ["IngestMonitorSettings", "MonitorTargetConfig", "WatchResult", "watch", "probe"]
 
+log = logging.getLogger(__name__)
 SCHEMES = ("rtmp", "rtmps", "http", "https")
 SOURCE_STAGE, SOURCE_COMPONENT = "studio", "source"  # where the audio the ingest receives is reported
 MAX_AUDIO_CHUNKS = 2_000  # decoded audio frames held between two reports (~40 s of AAC at 48 kHz)
 MAX_VIDEO_PACKETS = 3_000  # video packets' times held between two reports (~2 min at 25 fps)
+ALL_PICTURES_CPU_BUDGET = 0.25
+"""``video_frames: all``: CPU seconds per second of media the pictures between key frames may take
+before the watch decodes key pictures only (checked every ``ALL_PICTURES_CHECK_S`` of media; the
+lab's 640x360 at 25 fps takes ~0.012: a 1080p60 or HEVC source on a slow core may not keep up)."""
+ALL_PICTURES_CHECK_S = 5.0
 MAX_PICTURES = 240  # pictures held between two reports (64x36: 2.3 kB each; ~10 s at 25 fps)
 LUMA_W, LUMA_H = 64, 36  # the media probe's picture size (DecodeOptions)
 _PICTURE_FAULTS = frozenset({Fault.FROZEN_VIDEO, Fault.BLACK_VIDEO})
@@ -211,6 +218,7 @@ class WatchResult:
     cpu_s: float = 0.0
     gap_s: float | None = None  # kept open: no packet in this window, for less than first_frame_s
     content: MediaFindings | None = None  # kept open, ``content``: the window's audio and key pictures, measured
+    video_frames: str = ""  # kept open, ``content``: the pictures decoded ('all' or 'key')
     # as the media probe measures a segment
 
 
@@ -333,6 +341,7 @@ class _Watcher:
 
     def __init__(self, settings: IngestMonitorSettings, wall: Any = time.time) -> None:
         self.s = settings
+        self.video_frames = settings.video_frames  # 'key' once every picture proved too costly
         self.wall = wall
         self.started = time.monotonic()
         self._stop = threading.Event()
@@ -411,7 +420,8 @@ class _Watcher:
                 self._audio_new_timeline = True
                 self._fps = float(vs.average_rate) if vs.average_rate else None
             tb = vs.time_base
-            every_picture = self.s.content and self.s.video_frames == "all"
+            every_picture = self.s.content and self.video_frames == "all"
+            picture_cpu, budget_from = 0.0, None  # CPU of the pictures between key frames, since (pts s)
             offset: float | None = None
             last: tuple[float, float] | None = None
             c0 = time.thread_time()
@@ -433,10 +443,24 @@ class _Watcher:
                     vs.codec_context.flush_buffers()
                 last = (pts_s, arrival)
                 if packet.is_keyframe or every_picture:
+                    p0 = time.thread_time()
                     try:
                         frames = packet.decode()
                     except (av.FFmpegError, ValueError):
                         frames = []
+                    if every_picture and not packet.is_keyframe:
+                        # every picture costs what the source's size and codec make it: past
+                        # ALL_PICTURES_CPU_BUDGET of real time, key pictures only (the watch must
+                        # keep up with the stream it times)
+                        picture_cpu += time.thread_time() - p0
+                        budget_from = pts_s if budget_from is None else budget_from
+                        if pts_s - budget_from >= ALL_PICTURES_CHECK_S:
+                            if picture_cpu / (pts_s - budget_from) > ALL_PICTURES_CPU_BUDGET:
+                                every_picture, self.video_frames = False, "key"
+                                log.warning("ingest monitor %s: every picture costs %.0f %% of real time; key "
+                                            "pictures only", self.s.name,
+                                            100 * picture_cpu / (pts_s - budget_from))
+                            picture_cpu, budget_from = 0.0, None
                     for fr in frames:
                         if fr.key_frame or offset is None or not every_picture:  # the beacon: key frames
                             t = beacon.read(luma_plane(fr))
@@ -543,7 +567,8 @@ class _Watcher:
         no packet for ``first_frame_s``); ``gap_s`` when none came for less."""
         now = time.monotonic()
         with self._lock:
-            out = WatchResult(frames=self._packets, stamps=list(self._stamps), open_s=self.open_s, cpu_s=self._cpu_s)
+            out = WatchResult(frames=self._packets, stamps=list(self._stamps), open_s=self.open_s, cpu_s=self._cpu_s,
+                              video_frames=self.video_frames if self.s.content else "")
             self._packets, self._cpu_s = 0, 0.0
             self._stamps.clear()
             failure, last, open_failed = self._failure, self.last_packet, self._open_failed
@@ -680,6 +705,8 @@ def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: 
         return res
     comp = target.component
     res.figures.update({"frames": w.frames, "beacons": len(w.stamps), "decode_cpu_ms": round(1000 * w.cpu_s, 2)})
+    if w.video_frames:
+        res.figures["video_frames"] = w.video_frames
     if w.open_s is not None:
         res.figures["open_s"] = round(w.open_s, 3)
     if w.failure is not None:

@@ -14,7 +14,8 @@ Two ways to run it (``keep_open``):
   what arrived since the previous report: frames, fps, the freezes that ended in the window
   and one going on now (a viewer sees a picture stand still before the next frame ends the
   gap, so a stall is evidence at the first report after ``visible_freeze_seconds`` of it:
-  within one interval), loss and received packets as differences of the cumulative
+  within one interval), loss (judged over the last ``LOSS_WINDOW_S``, 2 s: at 1-s reports one
+  lost packet of ~100 would be 1 %) and received packets as differences of the cumulative
   ``inbound-rtp`` counters (lost: from its high-water mark — aiortc's count goes down when a
   NACK repairs a packet), the current jitter. A session that broke (ICE consent or DTLS lost,
   the track ended) has its last window reported (the picture stands still from its last frame)
@@ -56,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -118,6 +119,8 @@ KEPT_INTERVAL_S = 1.0
 """Seconds between reports of a kept-open session: a freeze a viewer sees (0.5 s) is evidence
 within one interval of its start, the agent's localization cycle (a report reads the receiver's
 statistics, nothing more: the session's cost is the decode that runs between reports)."""
+LOSS_WINDOW_S = 2.0
+"""Seconds of a kept session's reports its loss ratio is judged over (at least the last report)."""
 RETRY_FIRST_S = 2.0
 """Seconds before a failed opening is tried again the first time (doubling up to
 ``SESSION_INTERVAL_S``)."""
@@ -234,6 +237,7 @@ class _Kept:
     frames: int = 0
     lost: int = 0  # high-water mark of the cumulative packetsLost (a NACK repair lowers aiortc's count)
     received: int = 0
+    recent: deque[tuple[float, int, int]] = field(default_factory=deque)  # (report time, lost, received)
     renew: str | None = None  # why the next attempt closes it and opens a new one (its window reported first)
 
     async def aclose(self) -> None:  # agent/runner.py Runner.release: at shutdown, reload, shedding
@@ -378,6 +382,13 @@ async def _report_window(kept: _Kept, ctx: ProbeContext, cfg: WhepProbeConfig, b
     kept.reported_at, kept.frames = now, fc.frames
     if inbound is not None:
         kept.lost, kept.received = max(kept.lost, lost), max(kept.received, received)
+    # loss is judged over the last LOSS_WINDOW_S (a 1-s report of ~100 packets makes one lost
+    # packet 1 %): this report's counts and the earlier ones within the window
+    kept.recent.append((now, d_lost, d_received))
+    while kept.recent and now - kept.recent[0][0] >= LOSS_WINDOW_S:
+        kept.recent.popleft()
+    w.judged_lost = sum(x[1] for x in kept.recent) + (0 if kept.recent else d_lost)
+    w.judged_received = sum(x[2] for x in kept.recent) + (0 if kept.recent else d_received)
     s.phase("playback", since, now, attrs={"frames": w.frames, "freezes": len(spans), "agent_freezes": agent_freezes})
     s.result.figures["session_age_seconds"] = round(now - kept.opened_at, 3)
     _whep_figures(s, cfg, w, kept.ttff)
@@ -405,6 +416,8 @@ class _Window:
     ongoing: bool = False  # the last freeze is still going on
     completed: int | None = None  # freezes that ended in the window (None: all of ``freezes``)
     windowed: bool = False  # a kept session's report window (fps over the window), else one session's media
+    judged_lost: int | None = None  # loss judged over LOSS_WINDOW_S (a kept session), else this window's
+    judged_received: int | None = None
 
     @property
     def freeze_seconds(self) -> float:
@@ -417,7 +430,9 @@ class _Window:
 
 def _whep_figures(s: Session, cfg: WhepProbeConfig, w: _Window, ttff: float) -> None:
     r = s.result
-    loss_ratio = w.lost / max(1, w.lost + w.received)
+    lost = w.lost if w.judged_lost is None else w.judged_lost
+    received = w.received if w.judged_received is None else w.judged_received
+    loss_ratio = lost / max(1, lost + received)
     if w.windowed:
         fps = w.frames / w.seconds if w.seconds > 0 else 0.0
     else:

@@ -616,6 +616,42 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
         await server.stop()
 
 
+async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segments() -> None:
+    """A backup encoder with a longer pipeline (or the wall clock stepped): every segment from
+    then on comes 0.8 s later behind its PDT. The first is dated by when it was due (0.8 s before
+    it was seen); the second, late by as much, starts a new schedule (dated when seen), so the
+    segments that follow on their regular cadence never read as stale. A real server; the clocks
+    are stepped."""
+    segs: list[tuple[int, float]] = []
+    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
+        x for n, end in segs for x in (
+            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
+            "#EXTINF:2.000,", f"s{n}.ts")])
+    now = [100.0]
+    wall = lambda: now[0] + 1.7e9  # noqa: E731
+    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+
+    async def step(n: int, delay_s: float) -> float:
+        now[0] += 2.0
+        segs.append((n, wall() - delay_s))
+        r = await call_probe(hls_probe, target, ctx)
+        assert not [e for e in r.evidence if e.fault is not None], r.evidence
+        return r.figures["renditions"]["180p"]["age_s"]
+
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
+            segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
+            await call_probe(hls_probe, target, ctx)
+            for n in (3, 4, 5):
+                assert await step(n, 0.2) == pytest.approx(0.0, abs=0.01)
+            assert await step(6, 1.0) == pytest.approx(0.8, abs=0.01)  # late: dated by when it was due
+            assert await step(7, 1.0) == pytest.approx(0.0, abs=0.01)  # as late again: the new schedule
+            assert await step(8, 1.0) == pytest.approx(0.0, abs=0.01)
+    finally:
+        await server.stop()
+
+
 async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_another_fails() -> None:
     """Polled every second on 2-s segments, a rendition is reloaded when the first variant (asked
     every time, for the endpoint's health) lists a new segment, when its own next segment is
@@ -662,7 +698,7 @@ async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_
             now[0] += 1.0
             fail[0] = True  # the endpoint fails: the rendition not asked is not measured, not fine
             got, r = await poll()
-            assert got == ["360p"], got
+            assert got == ["360p"] and r.failure is None, got  # one failed, one not asked: not "all failed"
             unasked = [e for e in r.evidence if e.rendition == "180p"]
             assert [e.state for e in unasked] == [State.UNKNOWN] and "not asked" in unasked[0].detail, unasked
             now[0] += 0.5  # and is asked at the next attempt

@@ -421,3 +421,30 @@ async def test_the_lab_feed_stays_open_when_an_av_desync_moves_the_audio_back():
                 [(r.evidence, r.figures) for r in reports]
         finally:
             await close_held([ctx.state])
+
+
+@pytest.mark.lab
+async def test_every_picture_falls_back_to_key_pictures_when_it_costs_more_than_its_budget(monkeypatch):
+    """``video_frames: all`` decodes every picture while that keeps up: past
+    ALL_PICTURES_CPU_BUDGET of real time (here a budget of nothing, so the lab's 640x360 exceeds
+    it) the watch decodes key pictures only, and says so in its figures."""
+    import probes.ingest_monitor as im
+
+    monkeypatch.setattr(im, "ALL_PICTURES_CPU_BUDGET", 0.0)
+    async with Lab(LabConfig(webrtc=False)) as lab:
+        t = _target(lab.ingest_live_url(), interval_s=0.5, video_frames="all")
+        ctx = ProbeContext(state={})
+        try:
+            first = await probe(t, ctx)
+            assert first.figures["video_frames"] == "all", first.figures
+            modes: list[str] = []
+
+            async def fell_back() -> bool:
+                await asyncio.sleep(0.5)  # the runner's cadence
+                modes.append((await probe(t, ctx)).figures.get("video_frames", ""))
+                return modes[-1] == "key"
+            await wait_for(fell_back, 4 * im.ALL_PICTURES_CHECK_S, "key pictures only")
+            assert set(modes) <= {"all", "key"}
+        finally:
+            await close_held([ctx.state])
+    assert not _watch_threads()
