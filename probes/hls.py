@@ -39,12 +39,14 @@ as scheme, host and path (no query: a key server's token rides there), in spans 
 
 Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
-- freshness: seconds since the rendition's newest media sequence number was due: with
-  EXT-X-PROGRAM-DATE-TIME, its PDT end plus the packager's usual delay (the second lowest of the
+- freshness: seconds since the rendition's newest media sequence number was due: at the origin,
+  with EXT-X-PROGRAM-DATE-TIME, its PDT end plus the packager's usual delay (the second lowest of the
   last 8 segments' delays behind their PDT end), so neither this probe's poll phase (a 1-s poll
   sees a segment up to a second after it arrived) nor a late arrival moves the schedule the next
   segment is judged on; without PDT (or when the delay jumps by more than a cadence: a new PDT
-  clock), when first seen. The next segment is due one cadence later and stale half a target
+  clock), and at an edge (its cache lag behind the origin is lawful and random, up to the
+  allowance below: dated by it, every edge read stale before the origin it follows), when
+  first seen. The next segment is due one cadence later and stale half a target
   duration after that (the RFC 8216 §6.3.4 retry): stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
@@ -1130,7 +1132,10 @@ class _Attempt:
         encoder restarts), and for the second of two segments late by about as much (a new
         schedule: ``REBASE_FACTOR``); what was learnt is dropped then."""
         newest = pl.newest
-        if newest is None or newest.pdt is None:
+        if newest is None or newest.pdt is None or self.t.stage == "cdn":
+            # an edge lists a segment up to its cache lifetime after the origin, lawfully and at
+            # random (cache_allowance): dated by its own arrival, or that lag reads as lateness and
+            # every edge goes stale before the origin it follows
             return now
         delay = self.ctx.wall() - (newest.pdt + newest.duration)
         cadence = _cadence(pl.target_duration or 1.0, newest)

@@ -616,6 +616,33 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
         await server.stop()
 
 
+async def test_an_edge_is_dated_by_its_own_arrivals_not_the_pdt() -> None:
+    """An edge lists a segment up to its cache lifetime after the origin, lawfully and at random:
+    dated by the PDT, that lag would read as lateness and every edge would go stale before the
+    origin it follows (seen in the benchmark as cdn/cdn stale during an ingest starve). An edge's
+    newest segment is dated when first seen. A real server; the clocks are stepped."""
+    segs: list[tuple[int, float]] = []
+    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
+        x for n, end in segs for x in (
+            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
+            "#EXTINF:2.000,", f"s{n}.ts")])
+    now = [100.0]
+    wall = lambda: now[0] + 1.7e9  # noqa: E731
+    target = ProbeTarget("hls", "main", "cdn", "edge-a", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
+            segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
+            await call_probe(hls_probe, target, ctx)
+            for n, lag in ((3, 0.2), (4, 0.2), (5, 0.2), (6, 1.1)):
+                now[0] += 2.0
+                segs.append((n, wall() - lag))
+                r = await call_probe(hls_probe, target, ctx)
+                assert r.figures["renditions"]["180p"]["age_s"] == 0.0, (n, r.figures)
+    finally:
+        await server.stop()
+
+
 async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segments() -> None:
     """A backup encoder with a longer pipeline (or the wall clock stepped): every segment from
     then on comes 0.8 s later behind its PDT. The first is dated by when it was due (0.8 s before
