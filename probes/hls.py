@@ -430,7 +430,7 @@ class _Attempt:
 
             async def sibling(w: _Watched) -> tuple[Failure, str] | None:
                 await judged.wait()  # set once the first variant's playlist is judged, or it ended
-                if self.first_failed or sentinel.last_seq == seen_before:
+                if self.first_failed or (sentinel.last_seq == seen_before and self.in_step(w, sentinel)):
                     skipped.append(w)  # replayed, or UNKNOWN when the first variant failed (not a second wait)
                     return None
                 return await self.rendition(w, None)
@@ -681,6 +681,18 @@ class _Attempt:
         cadence = _cadence(pl.target_duration, newest)
         return (now < rs.advanced_at + cadence + self.t.interval and now - rs.polled_at < pl.target_duration
                 and now - rs.advanced_at < self.cfg.stale_factor * cadence)  # staleness is judged on a reload
+
+    def in_step(self, v: _Watched, sentinel: _Rendition) -> bool:
+        """Does ``v``'s newest segment end (PDT) within half a cadence of the first variant's? One
+        behind it (a cache that served it an older copy, a packager catching up in a burst) may
+        have more to list than its schedule says: asked, never replayed behind its sibling."""
+        mine = self.renditions[v.name].playlist
+        theirs = sentinel.playlist
+        a = mine.newest if mine is not None else None
+        b = theirs.newest if theirs is not None else None
+        if mine is None or a is None or b is None or a.pdt is None or b.pdt is None:
+            return False
+        return a.pdt + a.duration >= b.pdt + b.duration - 0.5 * _cadence(mine.target_duration or 1.0, a)
 
     def replay(self, v: _Watched, now: float) -> None:
         """``v`` not reloaded (:meth:`may_skip` at ``now``): its last answer judged again as of then

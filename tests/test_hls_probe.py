@@ -683,23 +683,26 @@ async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_
     """Polled every second on 2-s segments, a rendition is reloaded when the first variant (asked
     every time, for the endpoint's health) lists a new segment, when its own next segment is
     overdue, and at least once a target duration (as a player reloads); its last answer is judged
-    again in between. When it fails, the
-    rendition not asked is not measured (UNKNOWN, never fine) and every rendition is asked at the
-    next attempt. A real server; the clocks are stepped."""
+    again in between — unless it is a segment behind the first variant (an edge's cache serving
+    an older copy of it): then it is asked. When the first variant fails, the rendition not asked
+    is not measured (UNKNOWN, never fine) and every rendition is asked at the next attempt. An
+    edge (dated by its own arrivals); a real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []
     fail = [False]
+    lagging: set[str] = set()  # renditions served without the newest segment (a cache's older copy)
 
     def media(r: str) -> list[str]:
         if fail[0]:
             raise web.HTTPServiceUnavailable()
-        return [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [x for n, end in segs for x in (
+        listed = segs[:-1] if r in lagging else segs
+        return [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [x for n, end in listed for x in (
             "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
             "#EXTINF:2.000,", f"s{n}.ts")]
     asked: list[str] = []
     server = await scripted_hls(media, ("360p", "180p"), asked)
     now = [100.0]
     wall = lambda: now[0] + 1.7e9  # noqa: E731
-    target = ProbeTarget("hls", "main", "origin", "origin", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+    target = ProbeTarget("hls", "main", "cdn", "edge-a", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
 
     async def poll() -> tuple[list[str], dict[str, Any]]:
         asked.clear()
@@ -722,6 +725,20 @@ async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_
                 got, r = await poll()
                 assert got == ["180p", "360p"], got
                 assert {str(e.fault) for e in r.evidence if e.fault} == set(), r.evidence
+            now[0] += 1.0  # a sibling served a segment behind the first variant is asked, not replayed
+            await poll()
+            for n in (5, 6):  # from now on 180p is served one segment behind (a cache's older copy)
+                now[0] += 1.0
+                lagging.add("180p")
+                segs.append((n, wall() - 0.2))
+                assert (await poll())[0] == ["180p", "360p"]
+                now[0] += 1.0
+                got, r = await poll()  # the first variant did not advance; 180p did, but is behind it
+                assert got == ["180p", "360p"] and r.figures["playlists_not_due"] == 0, got
+            lagging.clear()
+            now[0] += 1.0
+            segs.append((7, wall() - 0.2))
+            assert (await poll())[0] == ["180p", "360p"]  # in step again
             now[0] += 1.0
             fail[0] = True  # the endpoint fails: the rendition not asked is not measured, not fine
             got, r = await poll()
