@@ -41,9 +41,10 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
 - freshness: seconds since the rendition's newest media sequence number was due: at the origin,
   with EXT-X-PROGRAM-DATE-TIME, its PDT end plus the packager's usual delay (the second lowest of the
-  last 8 segments' delays behind their PDT end), so neither this probe's poll phase (a 1-s poll
-  sees a segment up to a second after it arrived) nor a late arrival moves the schedule the next
-  segment is judged on; without PDT (or when the delay jumps by more than a cadence: a new PDT
+  last 8 segments' delays behind their PDT end), never before the previous reload (which did not
+  list it), so this probe's poll phase (a 1-s poll sees a segment up to a second after it
+  arrived) does not delay the verdict, and a segment delivered late (an upstream slowdown) is
+  dated by its late arrival; without PDT (or when the delay jumps by more than a cadence: a new PDT
   clock), and at an edge (its cache lag behind the origin is lawful and random, up to the
   allowance below: dated by it, every edge read stale before the origin it follows), when
   first seen. The next segment is due one cadence later and stale half a target
@@ -192,6 +193,7 @@ class _Rendition:
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
+    asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
     last_headers: dict[str, str] = field(default_factory=dict)  # its response headers (a cache's lifetime)
     disc_seq: int | None = None
     last_segment: tuple[str, tuple[int, int] | None] | None = None  # (URI, byte range) of the newest fetched
@@ -636,8 +638,8 @@ class _Attempt:
                 self.part_stale(v, rs, nxt)
                 rs.playlist = pl
                 return None
-        rs.polled_at, rs.last_headers = now, fr.headers
         self.media(v, rs, pl, now, fr)
+        rs.polled_at, rs.asked_at, rs.last_headers = now, now - fr.first_byte_s - fr.transfer_s, fr.headers
         if self.judged is not None and v is self.ctx.state["watched"][0]:
             self.judged.set()  # its siblings need not wait for its segment (first_failed stays False)
         if pl.keys and self.cfg.fetch_keys:
@@ -1138,8 +1140,9 @@ class _Attempt:
         ``now``) was due on the server, for the freshness rule (module docstring): its
         EXT-X-PROGRAM-DATE-TIME end plus the packager's usual delay behind it (the second lowest
         of the last ``ARRIVAL_DELAYS`` segments' delays: each was seen up to a poll after it
-        arrived). A segment that came late is dated by when it was due, so the next one is judged
-        on the stream's schedule, not from a late arrival. ``now`` without a PDT, for the first
+        arrived), but never before the previous reload, which did not list it (what is taken back
+        is the poll's phase; a segment delivered late is dated by its arrival: back-dated, an
+        upstream slowdown read as a stale origin of its own). ``now`` without a PDT, for the first
         segment, when the delay moved by more than a cadence (the PDT clock changed, as an
         encoder restarts), and for the second of two segments late by about as much (a new
         schedule: ``REBASE_FACTOR``); what was learnt is dropped then."""
@@ -1159,7 +1162,12 @@ class _Attempt:
             rs.delays.clear()
             usual = None
         rs.delays.append(delay)
-        return now if usual is None else min(now, now - (delay - usual))
+        if usual is None or rs.asked_at is None:
+            return now
+        # never before the previous reload, which did not list it: what is taken back is this probe's
+        # poll phase, not lateness (a segment the ingest or the transcoder delivered late is dated by
+        # its late arrival: back-dated, every upstream slowdown read as a stale origin of its own)
+        return min(now, max(rs.asked_at, now - (delay - usual)))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest

@@ -647,8 +647,9 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
     """A backup encoder with a longer pipeline (or the wall clock stepped): every segment from
     then on comes 0.8 s later behind its PDT. The first is dated by when it was due (0.8 s before
     it was seen); the second, late by as much, starts a new schedule (dated when seen), so the
-    segments that follow on their regular cadence never read as stale. A real server; the clocks
-    are stepped."""
+    segments that follow on their regular cadence never read as stale. A segment later than that
+    is dated no earlier than the reload before it, which did not list it. A real server; the
+    clocks are stepped."""
     segs: list[tuple[int, float]] = []
     server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
         x for n, end in segs for x in (
@@ -675,6 +676,13 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
             assert await step(6, 1.0) == pytest.approx(0.8, abs=0.01)  # late: dated by when it was due
             assert await step(7, 1.0) == pytest.approx(0.0, abs=0.01)  # as late again: the new schedule
             assert await step(8, 1.0) == pytest.approx(0.0, abs=0.01)
+            now[0] += 1.0
+            await call_probe(hls_probe, target, ctx)  # nothing new: the reload before the next segment
+            now[0] += 1.0
+            segs.append((9, wall() - 2.5))  # 1.5 s later than usual, the reload 1 s ago did not list it
+            r = await call_probe(hls_probe, target, ctx)
+            # dated at that reload, not 1.5 s back: what is taken back is the poll's phase, never lateness
+            assert r.figures["renditions"]["180p"]["age_s"] == pytest.approx(1.0, abs=0.01), r.figures
     finally:
         await server.stop()
 
