@@ -66,8 +66,13 @@ async def test_thumbnails_follow_the_picture_and_show_the_frozen_frame(tmp_path)
                 return next((i for i in incs if i["fault"] == "frozen_video"), None)
 
             inc = await wait_for(frozen, 30, "the frozen-video incident")
-            shown = await wait_for(lambda: newest(client, agent.url), 5, "thumbnails")
-            assert "frozen_video" in shown["faults"], shown
+
+            async def with_fault() -> dict[str, Any] | None:
+                t = await newest(client, agent.url)
+                return t if t is not None and "frozen_video" in t["faults"] else None
+            # the incident opens from the ingest's pictures (every one decoded: 2 s of a still
+            # picture), before a segment holding it is published, fetched and decoded for its thumbnail
+            shown = await wait_for(with_fault, 15, "a thumbnail of the frozen picture")
             still = luma(await picture(client, agent.url, shown["faults"]["frozen_video"]["url"]))
             later = await wait_for(lambda: newest(client, agent.url, shown["faults"]["frozen_video"]["seq"]), 15,
                                    "a later frozen segment")
