@@ -501,6 +501,15 @@ _LADDER = {"180p": "BANDWIDTH=300000,RESOLUTION=320x180", "360p": "BANDWIDTH=800
 _M3U8 = "application/vnd.apple.mpegurl"
 
 
+def pdt_lines(segs: list[tuple[int, float]], first: int | None = None) -> list[str]:
+    """Media playlist lines for 2-s segments given as (media sequence, PDT end in epoch s), each
+    with its EXT-X-PROGRAM-DATE-TIME; ``first``: the media sequence (default: the first listed)."""
+    return [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0] if first is None else first}"] + [
+        x for n, end in segs for x in (
+            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
+            "#EXTINF:2.000,", f"s{n}.ts")]
+
+
 async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str, ...] = ("180p",),
                        asked: list[str] | None = None) -> LocalServer:
     """A live HLS server whose media playlists the test writes: ``media(rendition)`` gives the
@@ -570,10 +579,7 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
     new PDT clock (an encoder restart), not a segment 5 s late: counted from when it was seen.
     A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []  # (media sequence, PDT end, epoch s)
-    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
-        x for n, end in segs for x in (
-            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
-            "#EXTINF:2.000,", f"s{n}.ts")])
+    server = await scripted_hls(lambda _r: pdt_lines(segs))
     now = [100.0]
     wall = lambda: now[0] + 1.7e9  # noqa: E731
     target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
@@ -622,10 +628,7 @@ async def test_an_edge_is_dated_by_its_own_arrivals_not_the_pdt() -> None:
     origin it follows (seen in the benchmark as cdn/cdn stale during an ingest starve). An edge's
     newest segment is dated when first seen. A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []
-    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
-        x for n, end in segs for x in (
-            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
-            "#EXTINF:2.000,", f"s{n}.ts")])
+    server = await scripted_hls(lambda _r: pdt_lines(segs))
     now = [100.0]
     wall = lambda: now[0] + 1.7e9  # noqa: E731
     target = ProbeTarget("hls", "main", "cdn", "edge-a", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
@@ -651,10 +654,7 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
     is dated no earlier than the reload before it, which did not list it. A real server; the
     clocks are stepped."""
     segs: list[tuple[int, float]] = []
-    server = await scripted_hls(lambda _r: [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [
-        x for n, end in segs for x in (
-            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
-            "#EXTINF:2.000,", f"s{n}.ts")])
+    server = await scripted_hls(lambda _r: pdt_lines(segs))
     now = [100.0]
     wall = lambda: now[0] + 1.7e9  # noqa: E731
     target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
@@ -703,9 +703,7 @@ async def test_a_rendition_whose_next_segment_is_not_due_is_not_reloaded_unless_
         if fail[0]:
             raise web.HTTPServiceUnavailable()
         listed = segs[:-1] if r in lagging else segs
-        return [f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}"] + [x for n, end in listed for x in (
-            "#EXT-X-PROGRAM-DATE-TIME:" + datetime.fromtimestamp(end - 2.0, UTC).isoformat(timespec="milliseconds"),
-            "#EXTINF:2.000,", f"s{n}.ts")]
+        return pdt_lines(listed, first=segs[0][0])
     asked: list[str] = []
     server = await scripted_hls(media, ("360p", "180p"), asked)
     now = [100.0]
