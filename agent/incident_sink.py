@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.alerts import AlertDispatcher, AlertSink
+from agent.diagnosis import fault_of, is_bad
 from agent.incidents import (
     TIME_TO_LOCALIZE_BUCKETS,
     TIME_TO_LOCALIZE_METRIC,
@@ -237,6 +238,9 @@ class IncidentSink:
                 log.warning("stream %s: no first answer from %s within %.0f s; localizing without waiting",
                             stream, ", ".join(sorted(f"{p}/{c}" for p, c in waiting)), STARTUP_WAIT_S)
                 waiting.clear()
+        if cycle.job.probe != HEARTBEAT and not waiting and not cycle.late:
+            self._confirm(cycle)
+            return
         if cycle.job.probe != HEARTBEAT or waiting:
             return
         # a late cycle (a playlist answered after the job's next tick: agent/runner.py) beats
@@ -262,6 +266,21 @@ class IncidentSink:
         events += self.localizer.maintenance_over(stream)
         self._show_roots(stream)  # every beat: an incident begins or ends resolving without an event
         self._emit(stream, events)
+
+    def _confirm(self, cycle: Cycle) -> None:
+        """Another probe's fresh bad evidence may be a finding's next observation
+        (:meth:`~agent.localize.Localizer.confirm`)."""
+        results = [a.result for a in cycle.attempts] + ([cycle.combined] if cycle.combined is not None else [])
+        renewed = {(e.stage, e.component, e.rendition, str(fault_of(e)))
+                   for r in results for e in r.evidence if is_bad(e)}
+        if not renewed:
+            return
+        stream = cycle.job.stream
+        if not self.schedule.watched(stream, cycle.end_wall):
+            return
+        evidence = self.board.evidence(stream, exclude=(SOURCE,))
+        self._emit(stream, self.localizer.confirm(stream, evidence, renewed, cycle.start_wall, cycle.end_wall,
+                                                  ladder=self._ladders.get(stream)))
 
     def on_self(self, report: SelfReport) -> None:
         """The agent's own evidence (agent/selfwatch.py), every second: its incidents are those of

@@ -26,6 +26,13 @@ still open: a flapping edge yields one incident, not ten. ``started_at`` is the 
 evidence of the incident (so time to localize, ``localized_at - started_at``, is measured
 from the fault's onset as the probes saw it); ``resolved_at`` is when its evidence first
 came back good.
+
+A cycle is the stream's heartbeat (its HLS probe's attempt, every second). The cycle that would
+open a finding may also be a fresh measurement of another probe (:meth:`Localizer.confirm`):
+one that started after the heartbeat that last counted the finding and renews the finding's own
+evidence (the comparison probe reading the MPD still behind, the latency probe a segment still
+late) is that finding's next observation, without waiting up to a second for the heartbeat;
+nothing else happens then (no finding starts, none resolves).
 """
 
 from __future__ import annotations
@@ -354,6 +361,39 @@ class Localizer:
         # content probe without media while the origin is down): not measured is not healed
         unmeasured = {_ev_key(e) for e in evidence if e.state is State.UNKNOWN and e.fault is not None}
         events += self._resolve_gone(stream, tracks, seen, unmeasured, now)
+        return events
+
+    def confirm(self, stream: str, evidence: Iterable[Evidence], renewed: set[tuple[str, str, str | None, str]],
+                measured_from: float, now: float | None = None, *,
+                ladder: Sequence[str] | None = None) -> list[IncidentEvent]:
+        """A probe other than the heartbeat reported (module docstring): a finding one cycle short
+        of ``open_cycles``, last counted before ``measured_from`` (when that probe's attempt began)
+        and standing on own evidence whose key (stage, component, rendition, fault) is in
+        ``renewed`` (that attempt's bad evidence), counts this as its next cycle and opens. A
+        finding that needs more cycles (players, effects) waits for the heartbeat."""
+        tracks = self._tracks.get(stream)
+        if not renewed or not tracks or not any(t.incident is None and t.cycles == self.settings.open_cycles - 1
+                                                  for t in tracks.values()):
+            return []
+        now = self._clock() if now is None else now
+        evidence = list(evidence)
+        since = self._bad_since.get(stream, {})
+        events: list[IncidentEvent] = []
+        for f in self._diag.diagnose(evidence, ladder):
+            t = tracks.get((f.stage, f.component, str(f.fault)))
+            if t is None or t.incident is not None or t.cycles != self.settings.open_cycles - 1 \
+                    or t.last_seen >= measured_from or not any(_ev_key(e) in renewed for e in f.own):
+                continue
+            before = (t.cycles, t.last_seen)
+            t.cycles, t.last_seen = t.cycles + 1, now
+            event = self._maybe_open(stream, f, t, since, now)
+            if t.incident is None:
+                t.cycles, t.last_seen = before  # not opened (it needs more cycles): the heartbeat counts
+                continue
+            t.sources = frozenset(map(_ev_key, f.all_evidence))
+            self._remember(stream, f.symptoms, since, now)
+            if event is not None:
+                events.append(event)
         return events
 
     def _widened_from(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:

@@ -59,7 +59,7 @@ from pydantic import Field
 from probes.base import Evidence, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import compare
 from probes.core.config import StrictModel
-from probes.core.mpd import looks_like_mpd
+from probes.core.mpd import AVAILABILITY_GRACE_MAX_S, looks_like_mpd
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError
 from probes.core.redact import redact_url
 from probes.faults import Fault
@@ -268,7 +268,12 @@ async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) 
     if side.dash:
         assert fr is not None
         body, base = fr.body, (fr.final_url or url).split("#", 1)[0]
-        views = list(await asyncio.gather(*(_parse(ctx, body, base + v.uri[v.uri.index("#"):], url)
+        # read without the reader's availability grace (probes/core/mpd.py): whether the packager
+        # wrote a segment is the question here, not whether a player may ask for it yet; with it,
+        # the MPD lists each segment up to half a second after the HLS playlists of the same
+        # encode, an attempt later at a 1-s interval, and a stopped MPD was judged an attempt late
+        views = list(await asyncio.gather(*(_parse(ctx, body, base + v.uri[v.uri.index("#"):], url,
+                                                   AVAILABILITY_GRACE_MAX_S)
                                             for v in master.variants), return_exceptions=True))
     else:
         async def one(uri: str) -> MediaPlaylist | MasterPlaylist:
@@ -295,8 +300,9 @@ async def _get(ctx: ProbeContext, cfg: CompareSettings, url: str) -> Any:
     return fr
 
 
-async def _parse(ctx: ProbeContext, body: bytes, base: str, url: str) -> MasterPlaylist | MediaPlaylist:
+async def _parse(ctx: ProbeContext, body: bytes, base: str, url: str,
+                 ahead_s: float = 0.0) -> MasterPlaylist | MediaPlaylist:
     try:
-        return await ctx.playlists.parse(body, base, ctx.wall())
+        return await ctx.playlists.parse(body, base, ctx.wall() + ahead_s)
     except PlaylistError as exc:
         raise _Failed(f"{redact_url(url)} is malformed: {exc}") from None

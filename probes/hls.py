@@ -54,7 +54,10 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   response an HTTP cache may serve unchanged (``Cache-Control: max-age``, RFC 9111 §4.2)
   adds its freshness lifetime, at most ½ target duration (the RFC 8216 §6.3.4 retry
   interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
-  up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see.
+  up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see. At the
+  origin, once four segments are dated by PDT, only as much of it as a segment was proven to
+  lag (listed after a reload that did not list it, later than the usual delay): an origin that
+  answers first-hand has no cache lag to excuse.
   The cadence is the target duration, or the newest segment's EXTINF when that is longer
   (a packager cuts at key frames: under a GOP longer than the target duration each segment
   is as long as the GOP, and the playlist advances once per segment; hls.js reloads a live
@@ -192,6 +195,8 @@ class _Rendition:
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
+    # the same segments' earliest possible delays (the reload before, which did not list them), s
+    early: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
     asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
     last_headers: dict[str, str] = field(default_factory=dict)  # its response headers (a cache's lifetime)
@@ -1124,7 +1129,7 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > cfg.stale_factor * cadence + cache_allowance(fr.headers.get("cache-control"), td):
+        elif age > cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
         if newest is not None and newest.pdt is not None:
@@ -1160,14 +1165,32 @@ class _Attempt:
                 # longer pipeline, the wall clock stepped), not two late segments
                 delay - usual > REBASE_FACTOR * cadence and abs(delay - rs.delays[-1]) < REBASE_FACTOR * cadence)):
             rs.delays.clear()
+            rs.early.clear()
             usual = None
         rs.delays.append(delay)
+        if rs.asked_at is not None:
+            rs.early.append(delay - (now - rs.asked_at))
         if usual is None or rs.asked_at is None:
             return now
         # never before the previous reload, which did not list it: what is taken back is this probe's
         # poll phase, not lateness (a segment the ingest or the transcoder delivered late is dated by
         # its late arrival: back-dated, every upstream slowdown read as a stale origin of its own)
         return min(now, max(rs.asked_at, now - (delay - usual)))
+
+    def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
+        """Seconds added to the stale threshold for a cache that may serve the playlist unchanged
+        (:func:`cache_allowance`). At the origin, once its segments are dated by their PDT
+        (:meth:`due_at`, ``ARRIVAL_MIN`` of them), only the lag it was seen to have: the second most
+        any of them proved to be later than the usual delay (its reload before did not list it; the
+        second, as one late segment is an upstream delay, a cache lags again and again), up to that
+        allowance. An origin that answers first-hand lists each segment at its usual delay, and
+        excusing a cache lifetime it never used made a stopped transcoder wait a second more; one
+        behind a cache that lags (an origin shield) shows the lag and keeps its allowance."""
+        lawful = cache_allowance(cache_control, td)
+        if self.t.stage == "cdn" or len(rs.delays) < ARRIVAL_MIN or len(rs.early) < 2:
+            return lawful
+        usual = sorted(rs.delays)[1]
+        return min(lawful, max(0.0, sorted(rs.early)[-2] - usual))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
@@ -1376,6 +1399,10 @@ are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
 each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
+
+ARRIVAL_MIN = 4
+"""Segments dated by PDT before an origin's cache allowance is what it was seen to lag
+(:meth:`_Attempt.allowance`); until then the response's ``max-age`` is excused."""
 
 PART_STALE_TARGETS = 3.0
 """LL-HLS: a rendition is stale when no new part arrives within this many part targets of the

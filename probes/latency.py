@@ -124,6 +124,10 @@ from probes.net.httpfetch import Fetcher, FetchResult
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
 
+OVERDUE_MARGIN = 0.25
+"""x the segment's duration: after an on-time segment, a missing next one's latency bound must
+be this much over the limit (the HLS probe's stale rule is seen first); after one that came this
+much later than the baseline, the limit counts (:meth:`_Attempt.overdue`)."""
 INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
@@ -278,6 +282,9 @@ class _State:
     reported: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # figures already taken
     anchors: dict[str, tuple[float, float]] = field(default_factory=dict)  # rendition -> (beacon - PDT, wall time measured)
     held_polls: int = 0  # blocking reloads made by the LL-HLS watchers since the last attempt reported
+    # rendition -> the newest judged segment's (seq, capture of its last frame, the longest the next
+    # may last, s later than the baseline) for the overdue bound (_Attempt.overdue)
+    judged_last: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
 
     def first_time(self, key: tuple[str, int], what: str) -> bool:
         """True the first time ``what`` of segment ``key`` is reported."""
@@ -372,6 +379,7 @@ class _Attempt:
         self.endpoints: dict[str, str] = {"origin": self.tc.origin, **dict(self.tc.edges)}
         self.tasks: list[asyncio.Task[None]] = []
         self.polls = 0  # media playlist requests this attempt (figure ``playlist_polls``)
+        self.late: tuple[float, str] | None = None  # the next segment's overdue bound (:meth:`overdue`)
         self.wake = {e: asyncio.Event() for e in self.endpoints}  # an edge's schedule, woken by the origin
         ll = ctx.state.get("latency_ll")
         if not isinstance(ll, _LowLatency):
@@ -482,7 +490,7 @@ class _Attempt:
             timing = self.st.segments.get(key)
             if timing is None:
                 timing = self.st.segments[key] = SegmentTiming(v.name, seq, seg.duration, seg.pdt,
-                                                               listed_at=fr.end_wall)
+                                                               listed_at=fr.end_wall, target_s=pl.target_duration)
                 self.tasks.append(asyncio.ensure_future(self.capture_times(timing, seg.uri)))
             if seen is not None:
                 origin = timing.seen.get("origin")
@@ -707,6 +715,10 @@ class _Attempt:
                 self.record(*UPSTREAM, t.rendition, value, t, judged and not guessed and "origin" not in t.backlog,
                             ingest_s,
                             t.seen["origin"].half_width, unmeasured=guessed)
+                base = st.latest[(*UPSTREAM, t.rendition)]["baseline"]
+                if judged and t.part is None and base is not None and t.capture_last is not None:
+                    st.judged_last[t.rendition] = (t.seq, t.capture_last, max(t.duration, t.target_s or 0.0),
+                                                   value - base)
             for e in edges or ["origin"]:
                 if e == "origin":
                     g = t.glass_to_glass("origin")
@@ -721,6 +733,7 @@ class _Attempt:
                     self.record("cdn", e, t.rendition, c, t, judged and e not in t.backlog, uncertainty=brackets)
         skew = st.skew_seen_at is not None and now - st.skew_seen_at < cfg.baseline_s
         verdict = clock_verdict(bool(cfg.clock.ntp_server), st.ntp_offset, cfg.clock.max_offset_s, skew)
+        self.late = self.overdue(primary_name, now) if primary_name is not None else None
         self.emit_latest(verdict, primary_name, now)
         self.finalize(verdict, edges, now)
         if verdict.offset_s is not None:
@@ -773,9 +786,49 @@ class _Attempt:
                     stage, comp, State.DEGRADED, Fault.LATENCY_HIGH,
                     f"{what} rose to {value:g} s (baseline {figs.get('baseline_s', 0):g} s, {method}, "
                     f"{rend} {e['seq']})", None, figs))
+            elif stage == UPSTREAM[0] and self.late is not None:
+                bound, detail = self.late
+                self.result.evidence.append(Evidence(
+                    stage, comp, State.DEGRADED, Fault.LATENCY_HIGH, detail, None,
+                    {**figs, "latency_at_least_s": verdict.value(bound)}))
             else:
                 self.result.evidence.append(Evidence(stage, comp, State.OK, None, f"{what} {value:g} s ({method})",
                                                      None, figs))
+
+    def overdue(self, rendition: str, now: float) -> tuple[float, str] | None:
+        """(lower bound, evidence detail) of the upstream latency of ``rendition``'s next segment
+        while the origin does not list it yet, when that bound is over the baseline's limit; else
+        None.
+
+        The next segment's last frame is captured at most one target duration after the newest
+        judged one's (``capture_last + target``): at ``now`` its latency is at least ``now -`` that
+        (less the ingest's latency for those frames with an ingest monitor, which must have passed
+        them on: else the ingest is late, not the transcoder). A transcoder that falls behind shows
+        here before its late segment arrives. After an on-time segment the bound crosses the limit
+        when the HLS probe's stale rule does (half a target duration overdue), and a transcoder that
+        stops is that rule's ``stale_playlist``: the bound must then be ``OVERDUE_MARGIN`` of a
+        segment over the limit, so the stale playlist is seen first (it opens; the latency is its
+        evidence). After a segment that came late by that much (falling behind already) the limit
+        itself counts: a segment earlier than the next late segment's own figure."""
+        last = self.st.judged_last.get(rendition)
+        newest = self.st.tracker.newest("origin", rendition)
+        if last is None or newest is None or newest > last[0]:
+            return None
+        seq, capture_last, longest, late_s = last
+        margin = 0.0 if late_s >= OVERDUE_MARGIN * longest else OVERDUE_MARGIN * longest
+        due = capture_last + longest
+        bound, share = now - due, self.tc.ingest
+        if share is not None and share.latest() is not None:
+            w = share.near(due, INGEST_MAX_GAP_S) if share.covers(due) else None
+            if w is None:
+                return None  # the ingest has not passed those frames on: not the transcoder's lateness
+            bound -= w.latency_s
+        limit = self.baseline(UPSTREAM).limit()
+        if limit is None or bound <= limit + margin:
+            return None
+        before = f"segment {seq} came {late_s:.1f} s later than usual" if not margin else f"segment {seq} was on time"
+        return bound, (f"{rendition} segment {seq + 1} is not at the origin yet: its latency is at least "
+                       f"{bound:.1f} s (limit {limit:.1f} s; {before})")
 
     def finalize(self, verdict: ClockVerdict, edges: list[str], now: float) -> None:
         """Close segments every endpoint has listed (or that waited long enough): one trace each."""

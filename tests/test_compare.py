@@ -159,7 +159,12 @@ async def test_a_stopped_mpd_at_the_lab_origin_is_the_origins_incident_not_the_t
                         for i in agent.incidents.localizer.open_incidents()]
             lab.book.inject("mpd_stale", "origin")
             first = await wait_for(opened, 15, "an incident for the stopped MPD")
-            assert first == [("origin", "origin", "manifest_behind", "P1")], first
+            # the catalog's P2 (one format's viewers) when the comparison sees it first, P1 once the
+            # MPD's own stale rule (every rendition the agent reads) joins it: an escalation, same cause
+            assert [i[:3] for i in first] == [("origin", "origin", "manifest_behind")], first
+            assert first[0][3] in ("P1", "P2"), first
+            await wait_for(lambda: opened() == [("origin", "origin", "manifest_behind", "P1")], 10,
+                           "the incident to escalate when the MPD it reads goes stale")
             lab.book.clear_all()
             await wait_for(lambda: not opened(), 30, "the incident to resolve")
             lab.book.inject("transcoder_stall", "transcoder")

@@ -511,11 +511,11 @@ def pdt_lines(segs: list[tuple[int, float]], first: int | None = None) -> list[s
 
 
 async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str, ...] = ("180p",),
-                       asked: list[str] | None = None) -> LocalServer:
+                       asked: list[str] | None = None, cache_control: str | None = None) -> LocalServer:
     """A live HLS server whose media playlists the test writes: ``media(rendition)`` gives the
     lines after the header (#EXTM3U, version 3, target duration 2; raising an aiohttp HTTP
     exception answers that); master at /master.m3u8. ``asked`` collects the renditions whose
-    playlist was requested."""
+    playlist was requested; ``cache_control``: the media playlists' Cache-Control header."""
 
     async def master(_req: web.Request) -> web.Response:
         lines = ["#EXTM3U"] + [x for r in renditions for x in (f"#EXT-X-STREAM-INF:{_LADDER[r]}", f"{r}.m3u8")]
@@ -525,7 +525,8 @@ async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str,
         if asked is not None:
             asked.append(req.match_info["r"])
         body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", *media(req.match_info["r"])]
-        return web.Response(text="\n".join(body) + "\n", content_type=_M3U8)
+        return web.Response(text="\n".join(body) + "\n", content_type=_M3U8,
+                            headers={"Cache-Control": cache_control} if cache_control else None)
 
     async def segment(_req: web.Request) -> web.Response:
         return web.Response(body=b"\x47" + b"\xff" * 187, content_type="video/mp2t")
@@ -618,6 +619,49 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
             now[0] += 2.5
             faults, age = await poll()
             assert "stale_playlist" not in faults and age == pytest.approx(2.5, abs=0.05), (faults, age)
+    finally:
+        await server.stop()
+
+
+async def test_an_origin_excuses_only_the_cache_lag_it_was_seen_to_have() -> None:
+    """An origin answering ``max-age=1`` first-hand lists each segment at its usual delay: the
+    cache lifetime is not added to its stale threshold (1.5 x 2 s after the segment was due, not
+    a second later: a stopped transcoder waited that second more). One whose segment came later
+    than usual after a reload that did not list it (a cache in front of it, lagging 0.5 s) keeps
+    that much of the allowance, never more than the header's. A real server; the clocks are
+    stepped."""
+    segs: list[tuple[int, float]] = []
+    server = await scripted_hls(lambda _r: pdt_lines(segs), cache_control="max-age=1")
+    now = [100.0]
+    wall = lambda: now[0] + 1.7e9  # noqa: E731
+    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+
+    async def stale_after(s: float) -> bool:
+        now[0] += s
+        r = await call_probe(hls_probe, target, ctx)
+        return "stale_playlist" in {str(e.fault) for e in r.evidence if e.fault is not None}
+
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
+            segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
+            await call_probe(hls_probe, target, ctx)
+            for n in (3, 4, 5):  # listed at the packager's usual delay, 0.2 s behind the PDT end
+                now[0] += 2.0
+                segs.append((n, wall() - 0.2))
+                assert not await stale_after(0.0)
+            assert not await stale_after(2.9)
+            assert await stale_after(0.2)  # 3.1 s: without the 1-s allowance
+            now[0] += 1.0
+            segs.append((6, wall() - 0.2))
+            assert not await stale_after(0.0)
+            for n, lag in ((7, 1.0), (8, 0.0), (9, 1.0)):  # twice (once is an upstream delay, not a cache)
+                assert not await stale_after(1.5)  # the reload that does not list the next one
+                now[0] += 0.5
+                segs.append((n, wall() - 0.2 - lag))  # 1 s later than usual: >= 0.5 s after that reload
+                assert not await stale_after(0.0)
+            assert not await stale_after(2.8)  # 3.3 s after that reload: within 3 + the 0.5 s it lagged
+            assert await stale_after(0.3)  # 3.6 s
     finally:
         await server.stop()
 

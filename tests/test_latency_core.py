@@ -231,3 +231,64 @@ async def test_segments_listed_together_with_a_later_one_are_backlog_not_judged_
     assert len(backlog) >= 2, origin
     assert not origin[max(backlog) + 1]["signalpath.first_seen.backlog"]  # the newest of the burst: judged
     assert not any(a["signalpath.first_seen.backlog"] for seq, a in origin.items() if seq < min(backlog))
+
+
+@pytest.mark.parametrize("late_s", [0.6, 0.0])
+async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lower_bound(late_s: float) -> None:
+    """A transcoder falling behind: segment L comes ``late_s`` later than usual and L+1 does not
+    come. Its latency is at least now - (L's last frame + one target duration) while the origin
+    does not list it; over the baseline's limit that is ``latency_high`` before L+1 arrives (a
+    segment earlier than its own figure). After an on-time segment (``late_s`` 0) a missing one
+    is first the HLS probe's stale playlist (a stopped transcoder, at the same moment): the
+    bound must then be a quarter of a segment more over the limit. A real server, 1-s segments,
+    the probe's own clock."""
+    import time
+
+    from aiohttp import web
+    from localserver import LocalServer
+
+    from probes.base import ProbeContext, ProbeTarget, State
+    from probes.latency import LatencySettings, LatencyTargetConfig
+    from probes.latency import probe as latency_probe
+    from probes.net.httpfetch import Fetcher
+
+    t0 = time.time() - 8.0
+    stop = [10**9]  # the last segment listed, once the fault begins
+
+    def listed_at(k: int) -> float:  # segment k (1 s, captured from t0 + k): listed 0.05 s after its end
+        return t0 + k + 1.05 + (late_s if k == stop[0] else 0.0)
+
+    async def playlist(_req: web.Request) -> web.Response:
+        now = time.time()
+        last = max(k for k in range(int(now - t0) + 1) if listed_at(k) <= now and k <= stop[0])
+        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
+        for k in range(max(last - 5, 0), last + 1):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
+            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:1.000,", f"s{k}.ts"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    app = web.Application()
+    app.router.add_get("/live.m3u8", playlist)
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        url = f"{server.url}/live.m3u8"
+        tc = LatencyTargetConfig(LatencySettings(beacon=False, baseline_min_samples=3), url)
+        target = ProbeTarget("latency", "main", "origin", "origin", tc, url, 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http)
+
+        async def attempt() -> list[tuple[float, object]]:
+            ctx.deadline = ctx.clock() + 5.0
+            r = await latency_probe(target, ctx)
+            return [(time.time(), e) for e in r.evidence if e.stage == "transcode"]
+        for _ in range(6):  # a baseline of on-time segments
+            assert not [e for _, e in await attempt() if e.state is not State.OK]
+        stop[0] = int(time.time() - t0) + 1  # the next segment is the last (late by late_s)
+        seen = [x for _ in range(6) for x in await attempt()]
+    bad = [(at, e) for at, e in seen if e.state is not State.OK]
+    assert bad and all(e.fault == "latency_high" for _, e in bad), bad
+    at, first = bad[0]
+    assert "is not at the origin yet" in first.detail, first.detail
+    assert ("later than usual" if late_s else "was on time") in first.detail, first.detail
+    over = first.figures["latency_at_least_s"] - first.figures["baseline_s"]
+    assert over > (1.0 if late_s else 1.25), first.figures
+    # L+1's last frame: captured by t0 + L + 2; 0.05 s usual + the 1-s limit (+ 0.25), and one attempt
+    assert at <= t0 + stop[0] + 2 + 1.05 + (0 if late_s else 0.25) + 1.3, (at - t0 - stop[0], first.detail)

@@ -1341,3 +1341,32 @@ def test_a_stale_rendition_that_widens_to_every_rendition_opens_as_the_transcode
         later.observe("main", one, ladder=RENDITIONS)
     t[0] += 1.0
     assert later.observe("main", every, ladder=RENDITIONS) == []  # the transcoder's own hysteresis
+
+
+def test_another_probes_fresh_measurement_is_a_findings_next_cycle():
+    """A finding counted once at the heartbeat opens when another probe's attempt, begun after
+    that heartbeat, renews its own evidence (the comparison reading the MPD still behind): no
+    wait of up to a second for the next heartbeat. Not before one heartbeat, not on an attempt
+    that began before it, not on another fault's evidence, and never for a finding that needs
+    more cycles (player stalls): those wait for their heartbeats."""
+    t = [1000.0]
+    behind = ev("origin", "origin", DOWN, "manifest_behind", None, "DASH 360p has not changed for 3.0 s")
+    key = ("origin", "origin", None, "manifest_behind")
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0], new_id=_ids())
+    assert loc.confirm("main", hls(behind), {key}, t[0] - 0.5) == []  # never counted at a heartbeat
+    assert loc.observe("main", hls(behind)) == []  # the heartbeat: one cycle
+    t[0] += 0.3
+    assert loc.confirm("main", hls(behind), {key}, t[0] - 0.5) == []  # began before that heartbeat
+    assert loc.confirm("main", hls(behind), {("origin", "origin", None, "stale_playlist")}, t[0] - 0.1) == []
+    (opened,) = loc.confirm("main", hls(behind), {key}, t[0] - 0.1)
+    assert opened.kind == "opened" and opened.incident.fault == "manifest_behind"
+    assert opened.incident.localized_at == t[0]
+    t[0] += 0.7
+    assert loc.observe("main", hls(behind)) == []  # the next heartbeat: the same incident, still open
+
+    stalls = ev("playback", "edge-a", DEG, "stalls", "360p", "2 stalls in the last 20 s")
+    lone = Localizer(LocalizerSettings(), clock=lambda: t[0])
+    for _ in range(3):
+        t[0] += 1
+        assert lone.observe("main", hls(stalls)) == []
+        assert lone.confirm("main", hls(stalls), {("playback", "edge-a", "360p", "stalls")}, t[0] + 0.1) == []

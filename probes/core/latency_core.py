@@ -106,6 +106,7 @@ class SegmentTiming:
     part: int | None = None  # LL-HLS: this is part ``part`` of segment ``seq`` (EXT-X-PART), not the whole segment
     backlog: set[str] = field(default_factory=set)  # endpoints that first listed it together with a later one
     horizon_s: float | None = None  # a part: its segment's target duration (how long it is waited for)
+    target_s: float | None = None  # its playlist's EXT-X-TARGETDURATION (the next segment lasts at most that)
 
     @property
     def unit(self) -> int:
@@ -201,6 +202,11 @@ class FirstSeenTracker:
             mem.last_seq = newest  # restarted numbering: follow it
         mem.last_mid, mem.expected_at = seen.at if seen is not None else None, None  # no fast polls for it
         return new
+
+    def newest(self, endpoint: str, rendition: str) -> int | None:
+        """The newest unit (media sequence, or part unit) ``endpoint`` listed for ``rendition``."""
+        mem = self._mem.get((endpoint, rendition))
+        return mem.last_seq if mem is not None else None
 
     def failed(self, endpoint: str, rendition: str) -> None:
         """A failed poll: the next appearance cannot be bracketed."""
