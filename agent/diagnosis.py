@@ -159,6 +159,15 @@ class Diagnoser:
             best = max(best, 2)
         return f"P{best}"
 
+    def naming(self, f: Finding) -> list[Evidence]:
+        """The evidence that names ``f``'s fault: its causes; for a transcoder whose own evidence
+        is lateness only (the latency probe's bound on a segment not at the origin yet) while the
+        origin playlists it writes are stale, those too: a transcoder that stopped shows both, and
+        is named by the stop (its severity and runbook), not as one far behind live."""
+        if f.stage != "transcode" or not f.own or any(self.kind(e) is not FaultClass.PERFORMANCE for e in f.own):
+            return f.causes
+        return f.own + [e for e in f.symptoms if e.stage == "origin" and self.kind(e) is FaultClass.FRESHNESS]
+
     def root_fault(self, evs: Sequence[Evidence]) -> Fault:
         """The fault of the worst (most severe, then DOWN, then most upstream-class) evidence,
         among content faults that no other content fault present explains (a long GOP, not the
@@ -186,7 +195,7 @@ class Diagnoser:
         out += [Finding(e.stage, e.component, own=[e]) for e in placed]
         out.sort(key=lambda f: (STAGE_RANK[f.stage], f.component))
         for f in out:
-            f.fault = self.root_fault(f.causes)
+            f.fault = self.root_fault(self.naming(f))
         return out
 
     def separate(self, f: Finding) -> list[Finding]:

@@ -344,7 +344,8 @@ class Localizer:
                     continue
             seen.add(key)
             if t is None:
-                t = tracks[key] = _Track(cycles=self._widened_from(tracks, found, f), last_seen=now)
+                t = tracks[key] = _Track(cycles=max(self._widened_from(tracks, found, f),
+                                                    self._named_anew_from(tracks, found, f)), last_seen=now)
             t.cycles += 1
             t.last_seen = now
             t.gone_since = None
@@ -395,6 +396,17 @@ class Localizer:
             if event is not None:
                 events.append(event)
         return events
+
+    def _named_anew_from(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:
+        """Cycles a finding carries over from a finding at the same place found last cycle and not
+        now, whose fault its own explains (catalog ``explains``): one condition named anew as more
+        evidence came (a transcoder late by the latency probe's bound, then its playlists stale:
+        it stopped), not a new one whose hysteresis starts again. At most ``open_cycles - 1``."""
+        fault = str(f.fault)
+        return min(self.settings.open_cycles - 1, max(
+            (t.cycles for (stage, comp, flt), t in tracks.items()
+             if stage == f.stage and comp == f.component and flt != fault and t.incident is None
+             and (stage, comp, flt) not in found and self.catalog.explains(fault, flt)), default=0))
 
     def _widened_from(self, tracks: dict[TrackKey, _Track], found: set[TrackKey], f: Finding) -> int:
         """Cycles a new stage-wide finding (the transcoder, the CDN) carries over from the same

@@ -124,10 +124,6 @@ from probes.net.httpfetch import Fetcher, FetchResult
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
 
-OVERDUE_MARGIN = 0.25
-"""x the segment's duration: after an on-time segment, a missing next one's latency bound must
-be this much over the limit (the HLS probe's stale rule is seen first); after one that came this
-much later than the baseline, the limit counts (:meth:`_Attempt.overdue`)."""
 INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
@@ -804,18 +800,16 @@ class _Attempt:
         judged one's (``capture_last + target``): at ``now`` its latency is at least ``now -`` that
         (less the ingest's latency for those frames with an ingest monitor, which must have passed
         them on: else the ingest is late, not the transcoder). A transcoder that falls behind shows
-        here before its late segment arrives. After an on-time segment the bound crosses the limit
-        when the HLS probe's stale rule does (half a target duration overdue), and a transcoder that
-        stops is that rule's ``stale_playlist``: the bound must then be ``OVERDUE_MARGIN`` of a
-        segment over the limit, so the stale playlist is seen first (it opens; the latency is its
-        evidence). After a segment that came late by that much (falling behind already) the limit
-        itself counts: a segment earlier than the next late segment's own figure."""
+        here before its late segment arrives (a segment earlier than that segment's own figure).
+        The bound crosses the limit when the HLS probe's stale rule does (half a target duration
+        overdue): a transcoder that stops shows both, and is named by the stale playlists
+        (agent/diagnosis.py ``naming``), whichever the localizer saw first
+        (agent/localize.py ``_named_anew_from``)."""
         last = self.st.judged_last.get(rendition)
         newest = self.st.tracker.newest("origin", rendition)
         if last is None or newest is None or newest > last[0]:
             return None
         seq, capture_last, longest, late_s = last
-        margin = 0.0 if late_s >= OVERDUE_MARGIN * longest else OVERDUE_MARGIN * longest
         due = capture_last + longest
         bound, share = now - due, self.tc.ingest
         if share is not None and share.latest() is not None:
@@ -824,11 +818,11 @@ class _Attempt:
                 return None  # the ingest has not passed those frames on: not the transcoder's lateness
             bound -= w.latency_s
         limit = self.baseline(UPSTREAM).limit()
-        if limit is None or bound <= limit + margin:
+        if limit is None or bound <= limit:
             return None
-        before = f"segment {seq} came {late_s:.1f} s later than usual" if not margin else f"segment {seq} was on time"
+        before = f"came {late_s:.1f} s later than usual" if late_s > 0.05 else "was on time"
         return bound, (f"{rendition} segment {seq + 1} is not at the origin yet: its latency is at least "
-                       f"{bound:.1f} s (limit {limit:.1f} s; {before})")
+                       f"{bound:.1f} s (limit {limit:.1f} s; segment {seq} {before})")
 
     def finalize(self, verdict: ClockVerdict, edges: list[str], now: float) -> None:
         """Close segments every endpoint has listed (or that waited long enough): one trace each."""

@@ -1370,3 +1370,20 @@ def test_another_probes_fresh_measurement_is_a_findings_next_cycle():
         t[0] += 1
         assert lone.observe("main", hls(stalls)) == []
         assert lone.confirm("main", hls(stalls), {("playback", "edge-a", "360p", "stalls")}, t[0] + 0.1) == []
+
+
+def test_a_late_transcoder_whose_playlists_then_go_stale_is_named_by_the_stop_without_losing_a_cycle():
+    """The latency probe's bound (a segment not at the origin yet) may come a cycle before the
+    origin's playlists are judged stale: the transcoder is late, then stopped. The finding is
+    named by the stop (stale_playlist, its P1 and runbook) as soon as both show, and keeps the
+    cycle it was seen as late: it opens at the second cycle, as the stale playlists alone would."""
+    t = [1000.0]
+    late = ev("transcode", "transcoder", DEG, "latency_high", None,
+              "180p segment 9 is not at the origin yet: its latency is at least 1.7 s")
+    stale = every_rendition("origin", "origin", DOWN, "stale_playlist")
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0], new_id=_ids())
+    assert loc.observe("main", with_faults(late)) == []
+    t[0] += 1
+    (opened,) = loc.observe("main", with_faults(late, *stale))
+    assert (opened.incident.stage, opened.incident.component, opened.incident.fault, opened.incident.severity) == (
+        "transcode", "transcoder", "stale_playlist", "P1")
