@@ -124,6 +124,9 @@ from probes.net.httpfetch import Fetcher, FetchResult
 __all__ = ["ClockSettings", "LatencySettings", "LatencyTargetConfig", "SegmentBeacons", "read_segment_beacons",
            "probe", "SEPARATE_TRACE_ATTR"]
 
+OVERDUE_AFTER_LATE = 0.25
+"""x the segment's duration: a segment this much later than the baseline makes the next one,
+while missing, judged by its latency's lower bound (:meth:`_Attempt.overdue`)."""
 INGEST_MAX_GAP_S = 30.0  # an ingest monitor window further than this (capture time) from a segment is not used
 BEACON_MISSES_BEFORE_BACKOFF = 3
 BEACON_RECHECK_EVERY = 5
@@ -801,15 +804,20 @@ class _Attempt:
         (less the ingest's latency for those frames with an ingest monitor, which must have passed
         them on: else the ingest is late, not the transcoder). A transcoder that falls behind shows
         here before its late segment arrives (a segment earlier than that segment's own figure).
-        The bound crosses the limit when the HLS probe's stale rule does (half a target duration
-        overdue): a transcoder that stops shows both, and is named by the stale playlists
-        (agent/diagnosis.py ``naming``), whichever the localizer saw first
-        (agent/localize.py ``_named_anew_from``)."""
+        Only after a segment that came ``OVERDUE_AFTER_LATE`` of its duration later than the
+        baseline (falling behind already): after an on-time one the bound crosses the limit when
+        the HLS probe's stale rule does (half a target duration overdue) and adds nothing, and the
+        watched rendition alone stopping (its siblings going on) is that rendition's stale
+        playlist, never the transcoder's latency. A transcoder that was late and then stops shows
+        both, and is named by the stale playlists (agent/diagnosis.py ``naming``) without losing
+        the cycle it was seen late (agent/localize.py ``_named_anew_from``)."""
         last = self.st.judged_last.get(rendition)
         newest = self.st.tracker.newest("origin", rendition)
         if last is None or newest is None or newest > last[0]:
             return None
         seq, capture_last, longest, late_s = last
+        if late_s < OVERDUE_AFTER_LATE * longest:
+            return None
         due = capture_last + longest
         bound, share = now - due, self.tc.ingest
         if share is not None and share.latest() is not None:
@@ -820,9 +828,8 @@ class _Attempt:
         limit = self.baseline(UPSTREAM).limit()
         if limit is None or bound <= limit:
             return None
-        before = f"came {late_s:.1f} s later than usual" if late_s > 0.05 else "was on time"
         return bound, (f"{rendition} segment {seq + 1} is not at the origin yet: its latency is at least "
-                       f"{bound:.1f} s (limit {limit:.1f} s; segment {seq} {before})")
+                       f"{bound:.1f} s (limit {limit:.1f} s; segment {seq} came {late_s:.1f} s later than usual)")
 
     def finalize(self, verdict: ClockVerdict, edges: list[str], now: float) -> None:
         """Close segments every endpoint has listed (or that waited long enough): one trace each."""
