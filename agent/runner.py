@@ -88,6 +88,13 @@ class CycleSink(Protocol):
 
 SELF_PERIOD_S = 1.0  # how often the agent looks at itself (agent/selfwatch.py)
 
+RECHECK_GAP = 0.3
+"""x the job's interval: an attempt asked for by a result (``ProbeResult.recheck_at``) starts at
+that time when it falls at least this long after the attempt that asked and before the job's next
+tick; else the tick serves. A freshness threshold crossed between two ticks is seen when crossed,
+not up to an interval later (the HLS probe's stale rule at a 1-s poll), and two looks at it are
+at least this far apart (the localizer's hysteresis counts them)."""
+
 
 def target_key(t: ProbeTarget) -> str:
     return f"{t.probe}/{t.stream}/{t.stage}/{t.component}"
@@ -116,6 +123,8 @@ class Runner:
         self.selfwatch = SelfWatch(clock, wall)
         self.loop_watch = self.selfwatch.loop
         self._shed_jobs: set[int] = set()  # ids of the jobs shed now (agent/selfwatch.py)
+        self._next_tick: dict[int, float] = {}  # job id -> clock time of its next tick
+        self._rechecking: set[int] = set()  # ids of the jobs with an asked-for attempt pending
         self.playlists = PlaylistCache()  # one parse per playlist body across every probe (ProbeContext.playlists)
 
     def context(self, t: ProbeTarget) -> ProbeContext:
@@ -250,7 +259,37 @@ class Runner:
             now = self.clock()
             if next_at < now:  # overran: skip the missed ticks rather than bursting
                 next_at = now + job.interval
+            self._next_tick[id(job)] = next_at
             await asyncio.sleep(next_at - now)
+
+    def _maybe_recheck(self, job: Job, attempts: list[Attempt]) -> None:
+        """Start one attempt of the targets whose results asked for it (``recheck_at``) at that
+        time, when it falls within the window :data:`RECHECK_GAP` allows; one pending per job."""
+        if id(job) in self._rechecking or self._stopping or self._is_shed(job):
+            return
+        asks = [(a.result.recheck_at, a.target) for a in attempts if a.result.recheck_at is not None]
+        if not asks:
+            return
+        now, gap = self.clock(), RECHECK_GAP * job.interval
+        at = min(x for x, _ in asks)
+        if not now + gap <= at <= self._next_tick.get(id(job), now) - gap:
+            return
+        targets = [t for x, t in asks if x - at < gap]
+        self._rechecking.add(id(job))
+        self._spawn(self._recheck(job, targets, at), f"recheck {job.probe}/{job.stream}")
+
+    async def _recheck(self, job: Job, targets: list[ProbeTarget], at: float) -> None:
+        try:
+            await asyncio.sleep(max(0.0, at - self.clock()))
+            idle = [t for t in targets if target_key(t) not in self._busy]
+            if not idle or self._is_shed(job):
+                return
+            holder = object()
+            for t in idle:
+                self._busy[target_key(t)] = holder
+            self._spawn(self._cycle(job, idle, holder), f"cycle {job.probe}/{job.stream}")
+        finally:
+            self._rechecking.discard(id(job))
 
     def _free(self, t: ProbeTarget, holder: object) -> None:
         key = target_key(t)
@@ -295,6 +334,8 @@ class Runner:
         for a in fresh:
             latest[a.target.component] = a.result
         cycle = Cycle(job, fresh, start_wall, self.wall(), latest=latest, late=late)
+        if not late:
+            self._maybe_recheck(job, fresh)
         if job.combine is not None:
             try:
                 cycle.combined = job.combine(latest, job.stream)

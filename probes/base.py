@@ -163,6 +163,10 @@ class ProbeResult:
     spans: list[SpanRecord] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     thumbnails: dict[str, Thumbnail] = field(default_factory=dict)  # rendition -> its newest picture
+    # ctx clock time at which this target's verdict changes with nothing new asked before it (a
+    # freshness threshold crossed): the runner may start the next attempt then, rather than at the
+    # next tick (agent/runner.py RECHECK_GAP); None: the regular schedule
+    recheck_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -1129,9 +1129,14 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td):
+        elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td)):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
+        elif rs.advanced_at is not None and not pl.parts:
+            # look again the moment it would be stale, not at the next attempt up to an interval later
+            # (the runner starts that attempt when it falls between two ticks: agent/runner.py)
+            at = rs.advanced_at + limit + RECHECK_AFTER_S
+            self.result.recheck_at = min(at, self.result.recheck_at or at)
         if newest is not None and newest.pdt is not None:
             if v.drift:
                 self.media_end[v.name] = newest.pdt + newest.duration
@@ -1399,6 +1404,10 @@ are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
 each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
+
+RECHECK_AFTER_S = 0.05
+"""An attempt asked for at a playlist's stale threshold comes this long after it: the rule is
+``age >`` the threshold, and a reload's answer takes a few milliseconds."""
 
 ARRIVAL_MIN = 4
 """Segments dated by PDT before an origin's cache allowance is what it was seen to lag

@@ -666,6 +666,37 @@ async def test_an_origin_excuses_only_the_cache_lag_it_was_seen_to_have() -> Non
         await server.stop()
 
 
+async def test_a_playlist_not_yet_stale_asks_to_be_looked_at_again_when_it_would_be() -> None:
+    """Between two attempts a playlist crosses its stale threshold: the result asks for an attempt
+    just after it (``recheck_at``, the runner starts it: tests/test_runner.py), so a stopped
+    packager is seen when it is stale, not up to an interval later. Nothing is asked once it is
+    stale. A real server; the clocks are stepped."""
+    segs: list[tuple[int, float]] = []
+    server = await scripted_hls(lambda _r: pdt_lines(segs))
+    now = [100.0]
+    wall = lambda: now[0] + 1.7e9  # noqa: E731
+    target = ProbeTarget("hls", "main", "transcode", "transcoder", HlsSettings(), server.url + "/master.m3u8", 1.0, 5.0)
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
+            segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
+            await call_probe(hls_probe, target, ctx)
+            for n in (3, 4, 5):
+                now[0] += 2.0
+                segs.append((n, wall() - 0.2))
+                r = await call_probe(hls_probe, target, ctx)
+            seen = now[0]
+            assert r.recheck_at == pytest.approx(seen + 3.0 + 0.05, abs=0.01), (r.recheck_at, seen)
+            now[0] += 2.6
+            r = await call_probe(hls_probe, target, ctx)
+            assert r.recheck_at == pytest.approx(seen + 3.05, abs=0.01)
+            now[0] = r.recheck_at
+            r = await call_probe(hls_probe, target, ctx)
+            assert "stale_playlist" in {str(e.fault) for e in r.evidence} and r.recheck_at is None, r.evidence
+    finally:
+        await server.stop()
+
+
 async def test_an_edge_is_dated_by_its_own_arrivals_not_the_pdt() -> None:
     """An edge lists a segment up to its cache lifetime after the origin, lawfully and at random:
     dated by the PDT, that lag would read as lateness and every edge would go stale before the
