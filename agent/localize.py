@@ -527,7 +527,7 @@ class Localizer:
                    since: dict[Any, float]) -> tuple[TrackKey, _Track] | None:
         """The open incident ``f`` continues: one whose own finding is gone this cycle, that had
         every piece of ``f``'s own evidence on it at its last sighting (bad since, or back within
-        its resolve time),
+        its resolve time) — or, at its very place, whose fault explains ``f``'s, begun after it —
         at ``f``'s stage (the same component, or a stage-wide one reaching it: the transcoder and
         a rendition), and whose fault is ``f``'s, or explains it and
         began before that evidence (an effect, not a condition that was there beside it).
@@ -543,7 +543,14 @@ class Localizer:
             return None
         for key, t in tracks.items():
             inc = t.incident
-            if inc is None or key in found or not own <= t.sources:
+            if inc is None or key in found:
+                continue
+            if not own <= t.sources and not (
+                    # or, at its very place, an effect of its fault begun after it (a transcoder that
+                    # fell behind: its playlists late, then its late segments' latency once they came)
+                    (inc.stage, inc.component) == (f.stage, f.component) and inc.fault != str(f.fault)
+                    and self.catalog.explains(inc.fault, str(f.fault))
+                    and all(since.get(k, t.last_seen) > inc.started_at for k in own)):
                 continue
             if inc.stage != f.stage or ((inc.component != f.component) and not _reaches(inc, f)):
                 # its own stage only: symptoms downstream (a viewer's stall window) outlast a cause

@@ -1152,10 +1152,12 @@ class _Attempt:
         of the last ``ARRIVAL_DELAYS`` segments' delays: each was seen up to a poll after it
         arrived), but never before the previous reload, which did not list it (what is taken back
         is the poll's phase; a segment delivered late is dated by its arrival: back-dated, an
-        upstream slowdown read as a stale origin of its own). ``now`` without a PDT, for the first
+        upstream slowdown read as a stale origin of its own), and at least half way between that
+        reload and ``now`` (half an attempt interval at most). That midpoint for the first
         segment, when the delay moved by more than a cadence (the PDT clock changed, as an
         encoder restarts), and for the second of two segments late by about as much (a new
-        schedule: ``REBASE_FACTOR``); what was learnt is dropped then."""
+        schedule: ``REBASE_FACTOR``); what was learnt is dropped then. ``now`` without a PDT and
+        at an edge."""
         newest = pl.newest
         if newest is None or newest.pdt is None or self.t.stage == "cdn":
             # an edge lists a segment up to its cache lifetime after the origin, lawfully and at
@@ -1175,12 +1177,19 @@ class _Attempt:
         rs.delays.append(delay)
         if rs.asked_at is not None:
             rs.early.append(delay - (now - rs.asked_at))
-        if usual is None or rs.asked_at is None:
+        if rs.asked_at is None:
             return now
-        # never before the previous reload, which did not list it: what is taken back is this probe's
-        # poll phase, not lateness (a segment the ingest or the transcoder delivered late is dated by
-        # its late arrival: back-dated, every upstream slowdown read as a stale origin of its own)
-        return min(now, max(rs.asked_at, now - (delay - usual)))
+        # it came after the previous reload, which did not list it: at the middle of that bracket
+        # (at most half an attempt interval back) unless its PDT dates it earlier. A poll locked in
+        # phase with the segments (a 1-s poll, 2-s segments: every delay the same) learns nothing
+        # finer from the PDT, and dated when seen, a stopped packager was stale a poll late
+        mid = now - min(now - rs.asked_at, self.t.interval) / 2
+        if usual is None:
+            return mid
+        # never before that reload: what is taken back is this probe's poll phase, not lateness (a
+        # segment the ingest or the transcoder delivered late is dated by its late arrival:
+        # back-dated, every upstream slowdown read as a stale origin of its own)
+        return min(mid, max(rs.asked_at, now - (delay - usual)))
 
     def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
         """Seconds added to the stale threshold for a cache that may serve the playlist unchanged

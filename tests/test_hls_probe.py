@@ -615,8 +615,9 @@ async def test_freshness_counts_from_when_the_segment_was_due_by_its_pdt() -> No
             now[0] += 1.0
             publish(7, 5.2)  # 5 s more delay than usual: a new PDT clock
             faults, age = await poll()
-            assert "stale_playlist" not in faults and age == 0.0, (faults, age)
-            now[0] += 2.5
+            # not dated by it: half way back to the reload before (1 s ago), as without a PDT
+            assert "stale_playlist" not in faults and age == pytest.approx(0.5, abs=0.01), (faults, age)
+            now[0] += 2.0
             faults, age = await poll()
             assert "stale_playlist" not in faults and age == pytest.approx(2.5, abs=0.05), (faults, age)
     finally:
@@ -650,7 +651,9 @@ async def test_an_origin_excuses_only_the_cache_lag_it_was_seen_to_have() -> Non
                 now[0] += 2.0
                 segs.append((n, wall() - 0.2))
                 assert not await stale_after(0.0)
-            assert not await stale_after(2.9)
+            # each seen the moment it was written, dated half way back to the reload before (the
+            # poll's phase, unknown: 0.5 s back), so stale 2.5 s after this last one was seen
+            assert not await stale_after(2.4)
             assert await stale_after(0.2)  # 3.1 s: without the 1-s allowance
             now[0] += 1.0
             segs.append((6, wall() - 0.2))
@@ -686,10 +689,11 @@ async def test_a_playlist_not_yet_stale_asks_to_be_looked_at_again_when_it_would
                 segs.append((n, wall() - 0.2))
                 r = await call_probe(hls_probe, target, ctx)
             seen = now[0]
-            assert r.recheck_at == pytest.approx(seen + 3.0 + 0.05, abs=0.01), (r.recheck_at, seen)
-            now[0] += 2.6
+            # dated half way back to the reload before it (its poll's phase unknown): 0.5 s
+            assert r.recheck_at == pytest.approx(seen - 0.5 + 3.0 + 0.05, abs=0.01), (r.recheck_at, seen)
+            now[0] += 2.0
             r = await call_probe(hls_probe, target, ctx)
-            assert r.recheck_at == pytest.approx(seen + 3.05, abs=0.01)
+            assert r.recheck_at == pytest.approx(seen + 2.55, abs=0.01)
             now[0] = r.recheck_at
             r = await call_probe(hls_probe, target, ctx)
             assert "stale_playlist" in {str(e.fault) for e in r.evidence} and r.recheck_at is None, r.evidence
@@ -747,10 +751,11 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
             segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
             await call_probe(hls_probe, target, ctx)
             for n in (3, 4, 5):
-                assert await step(n, 0.2) == pytest.approx(0.0, abs=0.01)
+                # the poll's phase unknown (each delay the same): half way back to the reload before
+                assert await step(n, 0.2) == pytest.approx(0.5, abs=0.01)
             assert await step(6, 1.0) == pytest.approx(0.8, abs=0.01)  # late: dated by when it was due
-            assert await step(7, 1.0) == pytest.approx(0.0, abs=0.01)  # as late again: the new schedule
-            assert await step(8, 1.0) == pytest.approx(0.0, abs=0.01)
+            assert await step(7, 1.0) == pytest.approx(0.5, abs=0.01)  # as late again: the new schedule
+            assert await step(8, 1.0) == pytest.approx(0.5, abs=0.01)
             now[0] += 1.0
             await call_probe(hls_probe, target, ctx)  # nothing new: the reload before the next segment
             now[0] += 1.0

@@ -1387,3 +1387,21 @@ def test_a_late_transcoder_whose_playlists_then_go_stale_is_named_by_the_stop_wi
     (opened,) = loc.observe("main", with_faults(late, *stale))
     assert (opened.incident.stage, opened.incident.component, opened.incident.fault, opened.incident.severity) == (
         "transcode", "transcoder", "stale_playlist", "P1")
+
+
+def test_a_slow_transcoders_latency_after_its_late_playlists_is_the_same_incident():
+    """A transcoder at half speed: its playlists go stale (a segment every 4 s), the incident opens
+    as stale_playlist; the late segment then comes and its latency is high while the playlists are
+    fresh again. That latency is the stale transcoder's effect (the catalog: a stale playlist
+    explains latency_high), at its very place and begun after it: the same incident, not a second."""
+    t = [1000.0]
+    stale = every_rendition("origin", "origin", DOWN, "stale_playlist")
+    late = ev("transcode", "transcoder", DEG, "latency_high", None, "capture-to-origin latency rose to 3.1 s")
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0], new_id=_ids())
+    events = []
+    for cycle in [with_faults(*stale)] * 2 + [with_faults(late)] * 4:
+        t[0] += 1
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "stale_playlist")], events
+    assert [i.fault for i in loc.open_incidents()] == ["stale_playlist"]
+    assert any("latency" in line for line in loc.open_incidents()[0].evidence)
