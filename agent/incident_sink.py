@@ -238,8 +238,11 @@ class IncidentSink:
                 log.warning("stream %s: no first answer from %s within %.0f s; localizing without waiting",
                             stream, ", ".join(sorted(f"{p}/{c}" for p, c in waiting)), STARTUP_WAIT_S)
                 waiting.clear()
-        if cycle.job.probe != HEARTBEAT and not waiting and not cycle.late:
-            self._confirm(cycle)
+        if (cycle.job.probe != HEARTBEAT or cycle.recheck) and not waiting and not cycle.late:
+            # another probe's fresh attempt, or the heartbeat probe's asked-for one between two
+            # heartbeats (a playlist at its stale threshold): its renewed findings only, never a cycle
+            # of the whole stream (the players' and effects' waits count heartbeats)
+            self._confirm(cycle, start=cycle.recheck)
             return
         if cycle.job.probe != HEARTBEAT or waiting:
             return
@@ -267,7 +270,7 @@ class IncidentSink:
         self._show_roots(stream)  # every beat: an incident begins or ends resolving without an event
         self._emit(stream, events)
 
-    def _confirm(self, cycle: Cycle) -> None:
+    def _confirm(self, cycle: Cycle, *, start: bool = False) -> None:
         """Another probe's fresh bad evidence may be a finding's next observation
         (:meth:`~agent.localize.Localizer.confirm`)."""
         results = [a.result for a in cycle.attempts] + ([cycle.combined] if cycle.combined is not None else [])
@@ -280,7 +283,8 @@ class IncidentSink:
             return
         evidence = self.board.evidence(stream, exclude=(SOURCE,))
         self._emit(stream, self.localizer.confirm(stream, evidence, renewed, cycle.start_wall, cycle.end_wall,
-                                                  ladder=self._ladders.get(stream)))
+                                                  ladder=self._ladders.get(stream), start=start))
+        self._show_roots(stream)
 
     def on_self(self, report: SelfReport) -> None:
         """The agent's own evidence (agent/selfwatch.py), every second: its incidents are those of

@@ -365,34 +365,41 @@ class Localizer:
         return events
 
     def confirm(self, stream: str, evidence: Iterable[Evidence], renewed: set[tuple[str, str, str | None, str]],
-                measured_from: float, now: float | None = None, *,
-                ladder: Sequence[str] | None = None) -> list[IncidentEvent]:
-        """A probe other than the heartbeat reported (module docstring): a finding one cycle short
-        of ``open_cycles``, last counted before ``measured_from`` (when that probe's attempt began)
-        and standing on own evidence whose key (stage, component, rendition, fault) is in
-        ``renewed`` (that attempt's bad evidence), counts this as its next cycle and opens. A
-        finding that needs more cycles (players, effects) waits for the heartbeat."""
-        tracks = self._tracks.get(stream)
-        if not renewed or not tracks or not any(t.incident is None and t.cycles == self.settings.open_cycles - 1
-                                                  for t in tracks.values()):
+                measured_from: float, now: float | None = None, *, ladder: Sequence[str] | None = None,
+                start: bool = False) -> list[IncidentEvent]:
+        """A probe's fresh attempt between two heartbeats (module docstring): a finding whose
+        evidence key (stage, component, rendition, fault) is in ``renewed`` (that attempt's bad
+        evidence: its own, or with ``start`` what it was inferred from too), that opens after the
+        plain ``open_cycles`` and was last counted before ``measured_from`` (when that attempt
+        began), counts this as its next cycle: it opens when that was its last one short; with
+        ``start`` (the heartbeat probe's own asked-for attempt: a playlist at its stale threshold)
+        its first cycle may be counted too. A finding that needs more cycles (players, effects)
+        waits for the heartbeats; nothing resolves here."""
+        tracks = self._tracks.setdefault(stream, {})
+        if not renewed or not (start or any(t.incident is None and t.cycles == self.settings.open_cycles - 1
+                                            for t in tracks.values())):
             return []
         now = self._clock() if now is None else now
         evidence = list(evidence)
         since = self._bad_since.get(stream, {})
         events: list[IncidentEvent] = []
         for f in self._diag.diagnose(evidence, ladder):
-            t = tracks.get((f.stage, f.component, str(f.fault)))
-            if t is None or t.incident is not None or t.cycles != self.settings.open_cycles - 1 \
-                    or t.last_seen >= measured_from or not any(_ev_key(e) in renewed for e in f.own):
+            key = (f.stage, f.component, str(f.fault))
+            t = tracks.get(key)
+            basis = f.causes if start else f.own
+            if (t is not None and (t.incident is not None or t.last_seen >= measured_from)) \
+                    or (t is None and not start) or (t is not None and not start
+                                                     and t.cycles != self.settings.open_cycles - 1) \
+                    or not any(_ev_key(e) in renewed for e in basis) \
+                    or self._need(stream, f) != self.settings.open_cycles:
                 continue
-            before = (t.cycles, t.last_seen)
-            t.cycles, t.last_seen = t.cycles + 1, now
-            event = self._maybe_open(stream, f, t, since, now)
-            if t.incident is None:
-                t.cycles, t.last_seen = before  # not opened (it needs more cycles): the heartbeat counts
-                continue
+            if t is None:
+                t = tracks[key] = _Track(cycles=0, last_seen=now)
+            t.cycles, t.last_seen, t.gone_since = t.cycles + 1, now, None
             t.sources = frozenset(map(_ev_key, f.all_evidence))
-            self._remember(stream, f.symptoms, since, now)
+            event = self._maybe_open(stream, f, t, since, now)
+            if t.incident is not None:
+                self._remember(stream, f.symptoms, since, now)
             if event is not None:
                 events.append(event)
         return events
@@ -439,6 +446,22 @@ class Localizer:
                   if since.get(k) != onset or (latest[k] > at + after if k in latest else now - at > linger)]:
             del explained[k]
 
+    def _need(self, stream: str, f: Finding) -> int:
+        """Cycles ``f`` must be found in before it opens (module docstring, hysteresis)."""
+        need = self.settings.open_cycles
+        if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
+            # stalls and freezes wait for upstream evidence; a player that gets no media at all
+            # (no_media, a freshness fault) opens after open_cycles
+            need = max(need, self.settings.realtime_open_cycles if f.fault == Fault.VIDEO_FREEZES
+                       else self.settings.playback_open_cycles)
+        if self.catalog[str(f.fault)].awaits:
+            need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
+        if self._left_by_present(stream, f):
+            # what the end of a cause still there would leave (the overshoot of the segment in which a
+            # still picture ends): a few cycles to see whether that cause ends with it
+            need = max(need, self.settings.effect_open_cycles)
+        return need
+
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
                     ) -> IncidentEvent | None:
         """Open ``f`` once it persisted long enough, unless an open incident explains it."""
@@ -469,19 +492,7 @@ class Localizer:
             return None
         if _part_gap_only(f):
             return None
-        need = self.settings.open_cycles
-        if f.stage == "playback" and self.catalog[str(f.fault)].cls is FaultClass.PERFORMANCE:
-            # stalls and freezes wait for upstream evidence; a player that gets no media at all
-            # (no_media, a freshness fault) opens after open_cycles
-            need = max(need, self.settings.realtime_open_cycles if f.fault == Fault.VIDEO_FREEZES
-                       else self.settings.playback_open_cycles)
-        if self.catalog[str(f.fault)].awaits:
-            need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
-        if self._left_by_present(stream, f):
-            # what the end of a cause still there would leave (the overshoot of the segment in which a
-            # still picture ends): a few cycles to see whether that cause ends with it
-            need = max(need, self.settings.effect_open_cycles)
-        if t.cycles < need:
+        if t.cycles < self._need(stream, f):
             return None
         fault = str(f.fault)
         t.incident = Incident(
@@ -561,7 +572,10 @@ class Localizer:
             # comes back is a new episode (the incident is no longer open, so never continued here)
             onsets = [since.get(k, t.last_seen) for k in own]
             if inc.fault != str(f.fault) and not (self.catalog.explains(inc.fault, str(f.fault))
-                                                  and all(o > inc.started_at for o in onsets)):
+                                                  and all(o > inc.started_at for o in onsets)) \
+                    and not all(k[3] == inc.fault for k in own):
+                # (its own evidence all of the incident's fault: the same cause, named anew as symptoms
+                # joined it — a late transcoder whose playlists then go stale, agent/diagnosis.py naming)
                 continue  # another fault, there when the cause began or not its effect: a condition of its own
             return key, t
         return None

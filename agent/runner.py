@@ -80,6 +80,7 @@ class Cycle:
     combined: ProbeResult | None = None
     latest: dict[str, ProbeResult] = field(default_factory=dict)
     late: bool = False  # stragglers of an earlier cycle, published when they ended
+    recheck: bool = False  # an attempt a result asked for between two ticks (ProbeResult.recheck_at)
 
 
 class CycleSink(Protocol):
@@ -265,10 +266,9 @@ class Runner:
     def _maybe_recheck(self, job: Job, attempts: list[Attempt]) -> None:
         """Start one attempt of the targets whose results asked for it (``recheck_at``) at that
         time, when it falls within the window :data:`RECHECK_GAP` allows; one pending per job."""
-        if id(job) in self._rechecking or self._stopping or self._is_shed(job):
-            return
         asks = [(a.result.recheck_at, a.target) for a in attempts if a.result.recheck_at is not None]
-        if not asks:
+        # (shedding is the loop's and the recheck task's to see: not inside a publish)
+        if not asks or id(job) in self._rechecking or self._stopping or id(job) in self._shed_jobs:
             return
         now, gap = self.clock(), RECHECK_GAP * job.interval
         at = min(x for x, _ in asks)
@@ -287,7 +287,7 @@ class Runner:
             holder = object()
             for t in idle:
                 self._busy[target_key(t)] = holder
-            self._spawn(self._cycle(job, idle, holder), f"cycle {job.probe}/{job.stream}")
+            self._spawn(self._cycle(job, idle, holder, recheck=True), f"recheck cycle {job.probe}/{job.stream}")
         finally:
             self._rechecking.discard(id(job))
 
@@ -296,15 +296,15 @@ class Runner:
         if self._busy.get(key) is holder:
             del self._busy[key]
 
-    async def _cycle(self, job: Job, targets: list[ProbeTarget], holder: object) -> None:
+    async def _cycle(self, job: Job, targets: list[ProbeTarget], holder: object, *, recheck: bool = False) -> None:
         start_wall = self.wall()
         tasks = [asyncio.ensure_future(self._attempt_then_free(job.fn, t, holder)) for t in targets]
         try:
             done, pending = await asyncio.wait(tasks, timeout=job.interval)
-            self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False)
+            self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False, recheck=recheck)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=True)
+                self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=True, recheck=recheck)
         finally:
             for task in tasks:
                 task.cancel()
@@ -319,7 +319,8 @@ class Runner:
         finally:
             self._free(t, holder)  # free for the job's next tick, whatever the others do
 
-    def _publish(self, job: Job, ended: list[tuple[int, Attempt]], start_wall: float, *, late: bool) -> None:
+    def _publish(self, job: Job, ended: list[tuple[int, Attempt]], start_wall: float, *, late: bool,
+                 recheck: bool = False) -> None:
         """Hand ended attempts to the sinks as one cycle; an attempt older than one already
         published for its target is dropped (results reach the sinks in order per target)."""
         fresh = []
@@ -333,7 +334,7 @@ class Runner:
         latest = self._latest.setdefault((job.probe, job.stream), {})
         for a in fresh:
             latest[a.target.component] = a.result
-        cycle = Cycle(job, fresh, start_wall, self.wall(), latest=latest, late=late)
+        cycle = Cycle(job, fresh, start_wall, self.wall(), latest=latest, late=late, recheck=recheck)
         if not late:
             self._maybe_recheck(job, fresh)
         if job.combine is not None:

@@ -268,10 +268,13 @@ async def _read(ctx: ProbeContext, cfg: CompareSettings, url: str, side: _Side) 
     if side.dash:
         assert fr is not None
         body, base = fr.body, (fr.final_url or url).split("#", 1)[0]
-        # read without the reader's availability grace (probes/core/mpd.py): whether the packager
-        # wrote a segment is the question here, not whether a player may ask for it yet; with it,
-        # the MPD lists each segment up to half a second after the HLS playlists of the same
-        # encode, an attempt later at a 1-s interval, and a stopped MPD was judged an attempt late
+        # read half a second ahead, the reader's availability grace at most (probes/core/mpd.py):
+        # whether the packager wrote a segment is the question here, not whether a player may ask
+        # for it yet; with the grace, the lab's MPD listed each segment up to half a second after
+        # the HLS playlists of the same encode, an attempt later at a 1-s interval, and a stopped
+        # MPD was judged an attempt late (for segments under 2 s, whose grace is a quarter of
+        # them, a timeline's segment may show up to 0.5 - d/4 s before its computed end: the
+        # lead and behind rules' own margins, max_skew_s and an attempt, are wider)
         views = list(await asyncio.gather(*(_parse(ctx, body, base + v.uri[v.uri.index("#"):], url,
                                                    AVAILABILITY_GRACE_MAX_S)
                                             for v in master.variants), return_exceptions=True))

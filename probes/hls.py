@@ -55,9 +55,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   adds its freshness lifetime, at most ½ target duration (the RFC 8216 §6.3.4 retry
   interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
   up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see. At the
-  origin, once four segments are dated by PDT, only as much of it as a segment was proven to
-  lag (listed after a reload that did not list it, later than the usual delay): an origin that
-  answers first-hand has no cache lag to excuse.
+  origin, once four segments are dated by PDT, only as much of it as their delays behind the
+  PDT vary: an origin that answers first-hand lists each at about the same delay, and has no
+  cache lag to excuse.
   The cadence is the target duration, or the newest segment's EXTINF when that is longer
   (a packager cuts at key frames: under a GOP longer than the target duration each segment
   is as long as the GOP, and the playlist advances once per segment; hls.js reloads a live
@@ -195,8 +195,6 @@ class _Rendition:
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
-    # the same segments' earliest possible delays (the reload before, which did not list them), s
-    early: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
     asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
     last_headers: dict[str, str] = field(default_factory=dict)  # its response headers (a cache's lifetime)
@@ -1172,11 +1170,8 @@ class _Attempt:
                 # longer pipeline, the wall clock stepped), not two late segments
                 delay - usual > REBASE_FACTOR * cadence and abs(delay - rs.delays[-1]) < REBASE_FACTOR * cadence)):
             rs.delays.clear()
-            rs.early.clear()
             usual = None
         rs.delays.append(delay)
-        if rs.asked_at is not None:
-            rs.early.append(delay - (now - rs.asked_at))
         if rs.asked_at is None:
             return now
         # it came after the previous reload, which did not list it: at the middle of that bracket
@@ -1193,18 +1188,17 @@ class _Attempt:
 
     def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
         """Seconds added to the stale threshold for a cache that may serve the playlist unchanged
-        (:func:`cache_allowance`). At the origin, once its segments are dated by their PDT
-        (:meth:`due_at`, ``ARRIVAL_MIN`` of them), only the lag it was seen to have: the second most
-        any of them proved to be later than the usual delay (its reload before did not list it; the
-        second, as one late segment is an upstream delay, a cache lags again and again), up to that
-        allowance. An origin that answers first-hand lists each segment at its usual delay, and
-        excusing a cache lifetime it never used made a stopped transcoder wait a second more; one
-        behind a cache that lags (an origin shield) shows the lag and keeps its allowance."""
+        (:func:`cache_allowance`). At the origin, once ``ARRIVAL_MIN`` segments are dated by their
+        PDT (:meth:`due_at`), only as much as their delays behind the PDT vary (the second highest
+        less the second lowest: one late segment is an upstream delay), up to that allowance. An
+        origin that answers first-hand lists each segment at about the same delay, and excusing a
+        cache lifetime it never used made a stopped transcoder wait a second more; one behind a
+        cache that lags (an origin shield) lists them at delays that vary by that lag, and keeps it."""
         lawful = cache_allowance(cache_control, td)
-        if self.t.stage == "cdn" or len(rs.delays) < ARRIVAL_MIN or len(rs.early) < 2:
+        if self.t.stage == "cdn" or len(rs.delays) < ARRIVAL_MIN:
             return lawful
-        usual = sorted(rs.delays)[1]
-        return min(lawful, max(0.0, sorted(rs.early)[-2] - usual))
+        ordered = sorted(rs.delays)
+        return min(lawful, ordered[-2] - ordered[1])
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest

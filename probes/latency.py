@@ -732,7 +732,7 @@ class _Attempt:
                     self.record("cdn", e, t.rendition, c, t, judged and e not in t.backlog, uncertainty=brackets)
         skew = st.skew_seen_at is not None and now - st.skew_seen_at < cfg.baseline_s
         verdict = clock_verdict(bool(cfg.clock.ntp_server), st.ntp_offset, cfg.clock.max_offset_s, skew)
-        self.late = self.overdue(primary_name, now) if primary_name is not None else None
+        self.late = self.overdue(primary_name) if primary_name is not None else None
         self.emit_latest(verdict, primary_name, now)
         self.finalize(verdict, edges, now)
         if verdict.offset_s is not None:
@@ -794,32 +794,38 @@ class _Attempt:
                 self.result.evidence.append(Evidence(stage, comp, State.OK, None, f"{what} {value:g} s ({method})",
                                                      None, figs))
 
-    def overdue(self, rendition: str, now: float) -> tuple[float, str] | None:
+    def overdue(self, rendition: str) -> tuple[float, str] | None:
         """(lower bound, evidence detail) of the upstream latency of ``rendition``'s next segment
         while the origin does not list it yet, when that bound is over the baseline's limit; else
         None.
 
         The next segment's last frame is captured at most one target duration after the newest
-        judged one's (``capture_last + target``): at ``now`` its latency is at least ``now -`` that
-        (less the ingest's latency for those frames with an ingest monitor, which must have passed
-        them on: else the ingest is late, not the transcoder). A transcoder that falls behind shows
+        judged one's (``capture_last + target``): at the origin's last answer, which listed that
+        judged segment as its newest, the next one's latency was at least that answer's time minus
+        this (less the ingest's latency for those frames with an ingest monitor, which must have
+        passed them on: else the ingest is late, not the transcoder). Nothing when that answer
+        failed (an origin that fails is its own finding, not a late transcoder) or listed another
+        newest segment (a newer one; a restarted numbering). A transcoder that falls behind shows
         here before its late segment arrives (a segment earlier than that segment's own figure).
         Only after a segment that came ``OVERDUE_AFTER_LATE`` of its duration later than the
         baseline (falling behind already): after an on-time one the bound crosses the limit when
         the HLS probe's stale rule does (half a target duration overdue) and adds nothing, and the
-        watched rendition alone stopping (its siblings going on) is that rendition's stale
-        playlist, never the transcoder's latency. A transcoder that was late and then stops shows
+        watched rendition alone stopping after an on-time segment (its siblings going on) is that
+        rendition's stale playlist, not the transcoder's latency. A transcoder that was late and then stops shows
         both, and is named by the stale playlists (agent/diagnosis.py ``naming``) without losing
         the cycle it was seen late (agent/localize.py ``_named_anew_from``)."""
         last = self.st.judged_last.get(rendition)
         newest = self.st.tracker.newest("origin", rendition)
-        if last is None or newest is None or newest > last[0]:
+        # the origin's last answer listed the judged segment as its newest (not a newer one, nor a
+        # restarted numbering); a failed poll says nothing (an origin that fails is its own finding)
+        if last is None or newest is None or newest[0] != last[0]:
             return None
         seq, capture_last, longest, late_s = last
         if late_s < OVERDUE_AFTER_LATE * longest:
             return None
         due = capture_last + longest
-        bound, share = now - due, self.tc.ingest
+        # at that answer, which did not list the next one (not now: it may be listed since)
+        bound, share = newest[1] - due, self.tc.ingest
         if share is not None and share.latest() is not None:
             w = share.near(due, INGEST_MAX_GAP_S) if share.covers(due) else None
             if w is None:

@@ -233,15 +233,17 @@ async def test_segments_listed_together_with_a_later_one_are_backlog_not_judged_
     assert not any(a["signalpath.first_seen.backlog"] for seq, a in origin.items() if seq < min(backlog))
 
 
-@pytest.mark.parametrize("late_s", [0.6, 0.0])
-async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lower_bound(late_s: float) -> None:
+@pytest.mark.parametrize(("late_s", "then_fails"), [(0.6, False), (0.0, False), (0.6, True)])
+async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lower_bound(late_s: float,
+                                                                                      then_fails: bool) -> None:
     """A transcoder falling behind: segment L comes ``late_s`` later than usual and L+1 does not
     come. Its latency is at least now - (L's last frame + one target duration) while the origin
     does not list it; over the baseline's limit that is ``latency_high`` before L+1 arrives (a
     segment earlier than its own figure). After an on-time segment (``late_s`` 0) a missing one
     is no latency here: a stopped transcoder, or only the watched rendition stopped (the HLS
-    probe's stale playlists, at the same moment). A real server, 1-s segments, the probe's own
-    clock."""
+    probe's stale playlists, at the same moment). Nor when the origin then fails (``then_fails``:
+    503 after the late segment): what it would list is not known, and a failing origin is its own
+    finding, never a late transcoder. A real server, 1-s segments, the probe's own clock."""
     import time
 
     from aiohttp import web
@@ -261,6 +263,8 @@ async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lowe
     async def playlist(_req: web.Request) -> web.Response:
         now = time.time()
         last = max(k for k in range(int(now - t0) + 1) if listed_at(k) <= now and k <= stop[0])
+        if then_fails and last == stop[0] and now > listed_at(last) + 0.5:
+            return web.Response(status=503, text="busy\n")
         lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
         for k in range(max(last - 5, 0), last + 1):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
@@ -284,7 +288,7 @@ async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lowe
         stop[0] = int(time.time() - t0) + 1  # the next segment is the last (late by late_s)
         seen = [x for _ in range(6) for x in await attempt()]
     bad = [(at, e) for at, e in seen if e.state is not State.OK]
-    if not late_s:
+    if not late_s or then_fails:
         assert not bad, bad
         return
     assert bad and all(e.fault == "latency_high" for _, e in bad), bad

@@ -1405,3 +1405,21 @@ def test_a_slow_transcoders_latency_after_its_late_playlists_is_the_same_inciden
     assert [(e.kind, e.incident.fault) for e in events] == [("opened", "stale_playlist")], events
     assert [i.fault for i in loc.open_incidents()] == ["stale_playlist"]
     assert any("latency" in line for line in loc.open_incidents()[0].evidence)
+
+
+def test_an_open_late_transcoder_incident_escalates_when_its_playlists_go_stale():
+    """A transcoder's latency_high incident is open (P3); then it stops and the origin's playlists
+    go stale. The finding is named by the stop (agent/diagnosis.py naming) but its own evidence is
+    the open incident's: that incident goes on and escalates to P1 at once, no second incident
+    one cycle later and no P3 left resolving while its evidence is still there (review finding)."""
+    t = [1000.0]
+    late = ev("transcode", "transcoder", DEG, "latency_high", None, "capture-to-origin latency rose to 3.1 s")
+    stale = every_rendition("origin", "origin", DOWN, "stale_playlist")
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0], new_id=_ids())
+    events = []
+    for cycle in [with_faults(late)] * 2 + [with_faults(late, *stale)] * 3:
+        t[0] += 1
+        events += loc.observe("main", cycle)
+    assert [(e.kind, e.incident.fault, e.incident.severity) for e in events][:2] == [
+        ("opened", "latency_high", "P3"), ("updated", "latency_high", "P1")], events
+    assert [(i.fault, i.severity) for i in loc.open_incidents()] == [("latency_high", "P1")]

@@ -203,10 +203,14 @@ class FirstSeenTracker:
         mem.last_mid, mem.expected_at = seen.at if seen is not None else None, None  # no fast polls for it
         return new
 
-    def newest(self, endpoint: str, rendition: str) -> int | None:
-        """The newest unit (media sequence, or part unit) ``endpoint`` listed for ``rendition``."""
+    def newest(self, endpoint: str, rendition: str) -> tuple[int, float] | None:
+        """(the newest unit — media sequence, or part unit — ``endpoint`` listed for
+        ``rendition``, the middle of the poll that last answered, epoch s); None when the last
+        poll failed (what it would have listed is not known) or none answered."""
         mem = self._mem.get((endpoint, rendition))
-        return mem.last_seq if mem is not None else None
+        if mem is None or mem.last_seq is None or mem.last_mid is None:
+            return None
+        return mem.last_seq, mem.last_mid
 
     def failed(self, endpoint: str, rendition: str) -> None:
         """A failed poll: the next appearance cannot be bracketed."""
