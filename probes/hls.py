@@ -46,8 +46,8 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   arrived) does not delay the verdict, and a segment delivered late (an upstream slowdown) is
   dated by its late arrival; without PDT (or when the delay jumps by more than a cadence: a new PDT
   clock), and at an edge (its cache lag behind the origin is lawful and random, up to the
-  allowance below: dated by it, every edge read stale before the origin it follows), when
-  first seen. The next segment is due one cadence later and stale half a target
+  allowance below: dated by it, every edge read stale before the origin it follows), half way
+  back to the reload before the one that first listed it (at most half an attempt interval). The next segment is due one cadence later and stale half a target
   duration after that (the RFC 8216 §6.3.4 retry): stale above ``stale_factor`` (1.5) x the cadence (below), EXT-X-TARGETDURATION — the RFC 8216
   §6.3.4 reload rule (a client reloads after one target duration; a playlist that
   has not changed by then is late) and oscnord/hls-monitor's "spec-stale" mode. A
@@ -1154,14 +1154,19 @@ class _Attempt:
         reload and ``now`` (half an attempt interval at most). That midpoint for the first
         segment, when the delay moved by more than a cadence (the PDT clock changed, as an
         encoder restarts), and for the second of two segments late by about as much (a new
-        schedule: ``REBASE_FACTOR``); what was learnt is dropped then. ``now`` without a PDT and
-        at an edge."""
+        schedule: ``REBASE_FACTOR``); what was learnt is dropped then; that midpoint too without a
+        PDT and at an edge (never by the PDT there)."""
         newest = pl.newest
+        # it came after the previous reload, which did not list it: at the middle of that bracket
+        # (at most half an attempt interval back) unless its PDT dates it earlier. A poll locked in
+        # phase with the segments (a 1-s poll, 2-s segments: every delay the same) learns nothing
+        # finer from the PDT, and dated when seen, a stopped packager was stale a poll late
+        mid = now if rs.asked_at is None else now - min(now - rs.asked_at, self.t.interval) / 2
         if newest is None or newest.pdt is None or self.t.stage == "cdn":
             # an edge lists a segment up to its cache lifetime after the origin, lawfully and at
-            # random (cache_allowance): dated by its own arrival, or that lag reads as lateness and
-            # every edge goes stale before the origin it follows
-            return now
+            # random (cache_allowance): dated by its own arrival, not by the PDT, or that lag reads
+            # as lateness and every edge goes stale before the origin it follows
+            return mid
         delay = self.ctx.wall() - (newest.pdt + newest.duration)
         cadence = _cadence(pl.target_duration or 1.0, newest)
         usual = sorted(rs.delays)[min(1, len(rs.delays) - 1)] if rs.delays else None
@@ -1172,14 +1177,7 @@ class _Attempt:
             rs.delays.clear()
             usual = None
         rs.delays.append(delay)
-        if rs.asked_at is None:
-            return now
-        # it came after the previous reload, which did not list it: at the middle of that bracket
-        # (at most half an attempt interval back) unless its PDT dates it earlier. A poll locked in
-        # phase with the segments (a 1-s poll, 2-s segments: every delay the same) learns nothing
-        # finer from the PDT, and dated when seen, a stopped packager was stale a poll late
-        mid = now - min(now - rs.asked_at, self.t.interval) / 2
-        if usual is None:
+        if usual is None or rs.asked_at is None:
             return mid
         # never before that reload: what is taken back is this probe's poll phase, not lateness (a
         # segment the ingest or the transcoder delivered late is dated by its late arrival:
