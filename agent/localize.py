@@ -381,7 +381,7 @@ class Localizer:
             return []
         now = self._clock() if now is None else now
         evidence = list(evidence)
-        since = self._bad_since.get(stream, {})
+        since = self._update_bad_since(stream, evidence, now)  # (onsets as a heartbeat dates them)
         events: list[IncidentEvent] = []
         for f in self._diag.diagnose(evidence, ladder):
             key = (f.stage, f.component, str(f.fault))

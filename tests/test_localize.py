@@ -1423,3 +1423,24 @@ def test_an_open_late_transcoder_incident_escalates_when_its_playlists_go_stale(
     assert [(e.kind, e.incident.fault, e.incident.severity) for e in events][:2] == [
         ("opened", "latency_high", "P3"), ("updated", "latency_high", "P1")], events
     assert [(i.fault, i.severity) for i in loc.open_incidents()] == [("latency_high", "P1")]
+
+
+def test_a_recheck_between_two_heartbeats_counts_the_first_cycle_of_what_it_renews():
+    """The HLS probe's asked-for attempt at a playlist's stale threshold (agent/runner.py recheck):
+    the stale finding it renews counts its first cycle there, the next heartbeat opens it; a
+    player's stall on the board beside it is not counted (its wait counts heartbeats)."""
+    t = [1000.0]
+    stale = every_rendition("origin", "origin", DOWN, "stale_playlist")
+    stalls = ev("playback", "edge-a", DEG, "stalls", "360p", "2 stalls in the last 20 s")
+    renewed = {("origin", "origin", e.rendition, "stale_playlist") for e in stale}
+    loc = Localizer(LocalizerSettings(), clock=lambda: t[0], new_id=_ids())
+    assert loc.observe("main", with_faults(stalls)) == []
+    t[0] += 0.5
+    assert loc.confirm("main", with_faults(stalls, *stale), renewed, t[0] - 0.05, start=True) == []
+    t[0] += 0.5
+    events = loc.observe("main", with_faults(stalls, *stale))
+    assert [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events] == [
+        ("opened", "transcode", "transcoder", "stale_playlist")], events
+    assert [(i.stage, i.component, i.fault) for i in loc.open_incidents()] == [
+        ("transcode", "transcoder", "stale_playlist")], loc.open_incidents()
+    assert loc.open_incidents()[0].started_at == 1000.5  # dated by the recheck that first saw it
