@@ -34,7 +34,8 @@ renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/`
   up by wall clock, a timeline shifted by more than half a segment reads as such a lead, not as
   an offset). An attempt whose two reads finished more than half ``offset_tolerance_s`` apart,
   or during which the agent's own loop stood still for 0.25 s (its CPU starved), judges no
-  lead: one side read late by the agent is no packager's lag;
+  lead and no manifest behind (UNKNOWN, not measured): one side read late by the agent is no
+  packager's lag;
 - the compared manifest not answering, or not parsing, is ``manifest_behind`` too (that format
   is not there for its viewers while the other is); the origin's own manifest failing is the
   availability probe's to judge (UNKNOWN here); renditions that cannot be lined up are named in
@@ -224,7 +225,13 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
                             "timeline is shifted)")
     paired = ({n1 for n1, _ in pairs}, {n2 for _, n2 in pairs})
     alone = sorted(set(first.playlists) - paired[0]) + sorted(set(second.playlists) - paired[1])
-    if behind:
+    if behind and untimely:
+        # ages on the agent's own clock, read across a stall of its loop (its CPU starved): one side
+        # read before it and one after is the agent's lateness, not a packager's (not measured)
+        res.evidence.append(Evidence(STAGE, COMPONENT, State.UNKNOWN, Fault.MANIFEST_BEHIND,
+                                     "not judged: the agent's own loop stood still during the reads; it read: "
+                                     + "; ".join(behind)))
+    elif behind:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DOWN, Fault.MANIFEST_BEHIND, "; ".join(behind)))
     if disagree:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DEGRADED, Fault.MANIFESTS_DISAGREE, "; ".join(disagree)))
