@@ -36,7 +36,11 @@ Two ways to run it (``keep_open``):
   at ~3.5 ms of CPU per second of a 25-fps lab stream (one decode per GOP; all frames
   decoded for 1.5 s every 2 s: ~10 ms per second). A pause shorter than ``first_frame_s``
   (the frames held back at a latency step; a connection the server ended or broke, opened
-  again after 1 s) repeats the last verdict, noting the gap; a longer one is ``no_input``,
+  again after 1 s) repeats the last verdict, noting the gap — unless the frames after the
+  newest one are already later than the baseline's limit (now - its capture time: their
+  latency's lower bound), ``latency_high`` then, before the first late frame arrives (a
+  latency step is the ingest's before the origin's playlists, which that pause leaves late,
+  read as a transcoder that stopped); a longer one is ``no_input``,
   and a connection that cannot be opened again is reported at once. Frames captured no
   later than one already seen do not count (a server's GOP cache replaying a hung
   publisher's last GOP at every reconnect is no sign of life). A window during which the
@@ -608,6 +612,7 @@ class _State:
     baseline: Baseline
     skew_seen_at: float | None = None
     last: list[Evidence] = field(default_factory=list)  # the last report's verdict (kept open: a gap repeats it)
+    newest_capture: float | None = None  # wall capture time of the newest frame with a beacon (a gap's bound)
     window_from: float | None = None  # clock: where the kept-open window being reported began
 
 
@@ -700,6 +705,17 @@ def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: 
             res.evidence = [Evidence("ingest", target.component, State.UNKNOWN, None,
                                      f"ingest monitor: no frame yet ({w.gap_s:.1f} s)")]
             return res
+        limit = st.baseline.limit()
+        bound = ctx.wall() - st.newest_capture if st.newest_capture is not None else None
+        if bound is not None and limit is not None and bound > limit and stalled_s < 0.25:
+            # the frames after the newest one are late by at least this much whenever they come (an
+            # ingest that holds them back: a latency step shows here, before its first late frame)
+            figs = {"latency_at_least_s": round(bound, 3), "gap_s": round(w.gap_s, 3),
+                    "baseline_s": round(st.baseline.median() or 0.0, 3)}
+            res.evidence = [Evidence("ingest", target.component, State.DEGRADED, Fault.LATENCY_HIGH,
+                                     f"no frame from the ingest for {w.gap_s:.1f} s: capture-to-ingest latency at "
+                                     f"least {bound:.1f} s (limit {limit:.1f} s)", None, figs)]
+            return res
         res.evidence = [dataclasses.replace(e, detail=f"{e.detail} (no frame in the last {w.gap_s:.1f} s)")
                         for e in st.last]
         return res
@@ -730,6 +746,7 @@ def _judge(target: ProbeTarget, ctx: ProbeContext, tc: MonitorTargetConfig, st: 
     else:
         high, base = st.baseline.judge(now, value)
     caps = [c for _, c in w.stamps]
+    st.newest_capture = max(caps) if st.newest_capture is None else max(st.newest_capture, max(caps))
     if tc.share is not None:
         # also a window the agent's stall inflated: the latency probe's own first-seen times of
         # the same moments are late by the same stall, and without a window covering its segments
