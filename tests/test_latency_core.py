@@ -179,6 +179,18 @@ def test_a_latency_is_high_only_when_its_lower_bound_is():
     assert b.judge(5.0, 3.5)[0] is True  # a precise 3.5
 
 
+def _one_second_segments(t0: float, last: int) -> str:
+    """A live media playlist of 1-s segments up to ``last`` (the last six), segment k captured
+    from ``t0 + k`` (its EXT-X-PROGRAM-DATE-TIME)."""
+    import time
+
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
+    for k in range(max(last - 5, 0), last + 1):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
+        lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:1.000,", f"s{k}.ts"]
+    return "\n".join(lines) + "\n"
+
+
 async def test_segments_listed_together_with_a_later_one_are_backlog_not_judged_latency() -> None:
     """A playlist that stands still and then lists three segments at once: the older two were
     encoded on time (the newest was encoded after them), so their lateness is the listing's —
@@ -199,11 +211,7 @@ async def test_segments_listed_together_with_a_later_one_are_backlog_not_judged_
     async def playlist(_req: web.Request) -> web.Response:
         now = frozen[0] if frozen[0] is not None else time.time()
         last = int(now - t0 - 1.05)  # segment k (1 s, captured from t0 + k) is listed 1.05 s after it starts
-        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
-        for k in range(max(last - 5, 0), last + 1):
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
-            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:1.000,", f"s{k}.ts"]
-        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+        return web.Response(text=_one_second_segments(t0, last), content_type="application/vnd.apple.mpegurl")
 
     app = web.Application()
     app.router.add_get("/live.m3u8", playlist)
@@ -265,11 +273,7 @@ async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lowe
         last = max(k for k in range(int(now - t0) + 1) if listed_at(k) <= now and k <= stop[0])
         if then_fails and last == stop[0] and now > listed_at(last) + 0.5:
             return web.Response(status=503, text="busy\n")
-        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
-        for k in range(max(last - 5, 0), last + 1):
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k)) + f".{round(((t0 + k) % 1) * 1000):03d}Z"
-            lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:1.000,", f"s{k}.ts"]
-        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+        return web.Response(text=_one_second_segments(t0, last), content_type="application/vnd.apple.mpegurl")
 
     app = web.Application()
     app.router.add_get("/live.m3u8", playlist)
