@@ -477,7 +477,9 @@ CATALOG = FaultCatalog([
        "healthy edge.", stages=frozenset({"playback"}), timed=True),
     _s(F.LATENCY_HIGH, C.PERFORMANCE, "P3", "is far behind live{of}",
        "Viewers are far behind live: check the player hold-back and the encoder's buffer.",
-       explains={F.STALLS, F.LATENCY_HIGH}, timed=True,
+       # a latency step upstream holds the media back that long: the playlists after it wait (stale
+       # for a moment: an ingest that adds 2 s leaves the origin's next segment 2 s late)
+       explains={F.STALLS, F.LATENCY_HIGH, F.STALE_PLAYLIST}, timed=True,
        stage_runbooks={
            "cdn": "Viewers on {component} are further behind live than usual: check the edge's playlist cache "
                   "TTL and its origin shield; move viewers to a faster edge if it persists.",

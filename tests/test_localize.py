@@ -1444,3 +1444,15 @@ def test_a_recheck_between_two_heartbeats_counts_the_first_cycle_of_what_it_rene
     assert [(i.stage, i.component, i.fault) for i in loc.open_incidents()] == [
         ("transcode", "transcoder", "stale_playlist")], loc.open_incidents()
     assert loc.open_incidents()[0].started_at == 1000.5  # dated by the recheck that first saw it
+
+
+def test_a_latency_step_at_the_ingest_explains_the_origins_playlists_it_leaves_late():
+    """An ingest that starts holding media back 2 s (its monitor's latency_high) leaves the
+    origin's next segment 2 s late: every playlist stale for a moment. The ingest's latency
+    explains it (catalog): one ingest finding, never a transcoder that stopped beside it."""
+    evidence = with_faults(ev("ingest", "ingest", DEG, "latency_high", None,
+                              "no frame from the ingest for 1.1 s: capture-to-ingest latency at least 1.2 s"),
+                           *every_rendition("origin", "origin", DOWN, "stale_playlist"))
+    (finding,) = diagnose(evidence)
+    assert (finding.stage, finding.component, str(finding.fault)) == ("ingest", "ingest", "latency_high")
+    assert {e.stage for e in finding.symptoms} == {"origin"}
