@@ -194,6 +194,7 @@ class _Rendition:
     playlist: MediaPlaylist | None = None
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
+    advances: int = 0  # new newest segments seen (a recheck waits for ARRIVAL_MIN: not a stream's start-up)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
     asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
@@ -1081,6 +1082,7 @@ class _Attempt:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
                                   f"{pl.media_sequence}: {unseen} segments never listed"))
             rs.advanced_at = self.due_at(rs, pl, now)
+            rs.advances += 1
         elif last < rs.last_seq:
             anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))
             rs.advanced_at = now
@@ -1130,7 +1132,9 @@ class _Attempt:
         elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td)):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
-        elif rs.advanced_at is not None and not pl.parts:
+        elif rs.advanced_at is not None and not pl.parts and rs.advances > ARRIVAL_MIN:
+            # (not at a stream's start-up: a packager's first segments come irregularly, GStreamer's
+            # dashsink listing its second a second late, and two looks 0.45 s apart opened that)
             # look again the moment it would be stale, not at the next attempt up to an interval later
             # (the runner starts that attempt when it falls between two ticks: agent/runner.py)
             at = rs.advanced_at + limit + RECHECK_AFTER_S
@@ -1161,7 +1165,9 @@ class _Attempt:
         # (at most half an attempt interval back) unless its PDT dates it earlier. A poll locked in
         # phase with the segments (a 1-s poll, 2-s segments: every delay the same) learns nothing
         # finer from the PDT, and dated when seen, a stopped packager was stale a poll late
-        mid = now if rs.asked_at is None else now - min(now - rs.asked_at, self.t.interval) / 2
+        # (not a DASH view computed from the clock: its newest segment is the one the clock makes
+        # due, not one a reload first listed; seen with GStreamer's dashsink, tests/test_dash.py)
+        mid = now if rs.asked_at is None or not pl.listed else now - min(now - rs.asked_at, self.t.interval) / 2
         if newest is None or newest.pdt is None or self.t.stage == "cdn":
             # an edge lists a segment up to its cache lifetime after the origin, lawfully and at
             # random (cache_allowance): dated by its own arrival, not by the PDT, or that lag reads

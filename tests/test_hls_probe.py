@@ -683,10 +683,11 @@ async def test_a_playlist_not_yet_stale_asks_to_be_looked_at_again_when_it_would
             ctx = ProbeContext(state={}, http=http, clock=lambda: now[0], wall=wall)
             segs.extend((n, wall() - 0.2 - 2.0 * (2 - n)) for n in range(3))
             await call_probe(hls_probe, target, ctx)
-            for n in (3, 4, 5):
+            for n in (3, 4, 5, 6, 7):  # (none asked at a stream's start-up: its first segments)
                 now[0] += 2.0
                 segs.append((n, wall() - 0.2))
                 r = await call_probe(hls_probe, target, ctx)
+                assert (r.recheck_at is None) == (n < 6), (n, r.recheck_at)  # the 5th new segment on
             seen = now[0]
             # dated half way back to the reload before it (its poll's phase unknown): 0.5 s
             assert r.recheck_at == pytest.approx(seen - 0.5 + 3.0 + 0.05, abs=0.01), (r.recheck_at, seen)
