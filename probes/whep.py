@@ -34,7 +34,8 @@ Two ways to run it (``keep_open``):
 Signalling, the peer connection, the ``signal``/``ice``/``dtls`` phases, the
 failure reasons they share and the clean-up are the session's
 (probes/net/webrtc_session.py); no frame once connected is ``Failure.MEDIA_ERROR``
-(fault ``no_media``). RTX is not offered by the WHEP probe: aiortc keys ``inbound-rtp``
+(fault ``no_media``; ``packet_loss`` when RTP packets arrived with at least the loss threshold
+of them lost: the path, not the server, kept every keyframe from arriving whole). RTX is not offered by the WHEP probe: aiortc keys ``inbound-rtp``
 per receiver, so the RTX stream's statistics would overwrite the media stream's
 (ENVIRONMENT.md) and hide the network's loss. aiortc's receivers always send NACKs for
 video and its senders always retransmit, so "packets lost" is the RFC 3550 §6.4.1 count:
@@ -125,6 +126,8 @@ RETRY_FIRST_S = 2.0
 """Seconds before a failed opening is tried again the first time (doubling up to
 ``SESSION_INTERVAL_S``)."""
 SESSION_INTERVAL_S = 30.0
+STATS_TIMEOUT_S = 0.5
+"""Seconds the receiver's statistics may take when no frame came (local: milliseconds)."""
 
 
 # ----------------------------------------------------------------------------- the attempt
@@ -198,11 +201,27 @@ class _Viewer:
                 await self.first_frame.wait()
         except TimeoutError:
             s.phase("first_frame", t_start, s.ctx.clock(), error="no frame")
-            raise WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived", Fault.NO_MEDIA) from None
+            raise await self._no_frame() from None
         first = self.frames.first
         assert first is not None  # read_frames counts the frame before it sets first_frame
         s.phase("first_frame", t_start, first)
         return first - t_start
+
+    async def _no_frame(self) -> WebRtcError:
+        """Why no frame came: packets arriving with at least ``loss_fault_ratio`` of them lost is
+        the path's loss (a keyframe that never arrives whole decodes nothing), else no media."""
+        inbound: dict[str, Any] = {}
+        with contextlib.suppress(Exception):  # the statistics are a detail: the verdict stands without them
+            async with asyncio.timeout(STATS_TIMEOUT_S):
+                inbound = await stats(self.tr.receiver, "inbound-rtp") or {}
+        lost = max(0, int(inbound.get("packetsLost") or 0))
+        received = int(inbound.get("packetsReceived") or 0)
+        ratio = lost / max(1, lost + received)
+        if received and ratio >= self.s.cfg.loss_fault_ratio:
+            return WebRtcError(Failure.MEDIA_ERROR, f"connected, {received} RTP packets arrived but {ratio:.0%} "
+                               f"were lost: no video frame could be decoded", Fault.PACKET_LOSS)
+        got = f" ({received} RTP packets arrived, none decodable)" if received else ""
+        return WebRtcError(Failure.MEDIA_ERROR, f"connected, but no video frame arrived{got}", Fault.NO_MEDIA)
 
     def broken(self) -> str | None:
         """Why the session can no longer deliver, or None."""
