@@ -90,6 +90,10 @@ class LocalizerSettings(StrictModel):
         "the same place (catalog 'awaits': long segments show in the playlist at once, their GOP in the content "
         "probe seconds later: the segment's fetch and decode, 7 s in one loaded benchmark run; only P3 faults "
         "await, so the wait costs no viewer-facing time)")
+    gop_limit_s: float = Field(
+        4.0, gt=0, le=600, description="a long segment waits effect_open_cycles for the content probe's GOP "
+        "finding only when it lasts longer than this (the media probe's keyframe_max_s default, YouTube Live's "
+        "4-s limit: a shorter segment cannot hold a GOP over it)")
     resolve_after_s: float = Field(10.0, ge=0, le=3600, description="seconds a cause must be gone before it resolves")
     leaves_slack_s: float = Field(
         6.0, ge=0, le=600, description="what a cause's end leaves (catalog 'leaves': the overshoot as a still "
@@ -454,13 +458,22 @@ class Localizer:
             # (no_media, a freshness fault) opens after open_cycles
             need = max(need, self.settings.realtime_open_cycles if f.fault == Fault.VIDEO_FREEZES
                        else self.settings.playback_open_cycles)
-        if self.catalog[str(f.fault)].awaits:
+        if self.catalog[str(f.fault)].awaits and self._cause_may_follow(f):
             need = max(need, self.settings.effect_open_cycles)  # its usual cause shows seconds later
         if self._left_by_present(stream, f):
             # what the end of a cause still there would leave (the overshoot of the segment in which a
             # still picture ends): a few cycles to see whether that cause ends with it
             need = max(need, self.settings.effect_open_cycles)
         return need
+
+    def _cause_may_follow(self, f: Finding) -> bool:
+        """Whether the slower probe could still name ``f``'s usual cause (catalog ``awaits``). A
+        segment no longer than ``gop_limit_s`` cannot hold a GOP over it: the content probe will
+        not name a long GOP from it (the segment cut as a GOP grows, 2.96 s at a 2-s target
+        duration, came 5 s before the first GOP reading in the benchmark), so it opens after
+        ``open_cycles``. Without the figure (another source), it waits as the catalog says."""
+        longest = [e.figures["segment_duration_s"] for e in f.all_evidence if "segment_duration_s" in e.figures]
+        return not longest or max(longest) > self.settings.gop_limit_s
 
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
                     ) -> IncidentEvent | None:

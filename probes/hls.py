@@ -213,7 +213,8 @@ class _Rendition:
     delta_due: float = 0.0  # monotonic time the next Playlist Delta Update check is due (LL-HLS)
     delta_skipped: int | None = None  # SKIPPED-SEGMENTS of the last delta update compared
     dash_numbers: dict[str, int] = field(default_factory=dict)  # DASH: segment URI -> number, last view
-    held: dict[Fault, tuple[float, str, int]] = field(default_factory=dict)  # anomaly -> (until, detail, seq)
+    # anomaly -> (until, detail, seq, segment seconds: a long segment's EXTINF, else None)
+    held: dict[Fault, tuple[float, str, int, float | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -1112,13 +1113,16 @@ class _Attempt:
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
-                rs.held[Fault(fault)] = (now + ANOMALY_HOLD_TARGET_DURATIONS * td, detail, last)
-        for fault, (until, detail, seq) in list(rs.held.items()):
+                long_s = newest.duration if fault == Fault.SEGMENT_TOO_LONG and newest is not None else None
+                rs.held[Fault(fault)] = (now + ANOMALY_HOLD_TARGET_DURATIONS * td, detail, last, long_s)
+        for fault, (until, detail, seq, long_s) in list(rs.held.items()):
             if until <= now:
                 del rs.held[fault]
                 continue
             self.evidence(State.DEGRADED, fault, f"{v.name}: {detail}", v.name, media_sequence=seq,
                           url_role="media_playlist")
+            if long_s is not None:  # for the localizer: could it hold a GOP the content probe names?
+                self.result.evidence[-1].figures["segment_duration_s"] = long_s
         figs = self.figures.setdefault(v.name, {})
         cadence = _cadence(td, newest)
         figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=cadence)

@@ -560,8 +560,11 @@ async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_i
             now[0] += 4.0  # a 2-s cadence: 4 s without a new segment is stale
             assert "stale_playlist" in faults(await call_probe(hls_probe, target, ctx))
             segs.append((3, 6.0))  # the long GOP's first segment is listed
-            got = faults(await call_probe(hls_probe, target, ctx))
+            r = await call_probe(hls_probe, target, ctx)
+            got = faults(r)
             assert "segment_too_long" in got and "stale_playlist" not in got, got
+            # its length, for the localizer: could it hold a GOP over the content probe's limit?
+            assert {e.figures.get("segment_duration_s") for e in r.evidence if e.fault == "segment_too_long"} == {6.0}
             now[0] += 5.0  # 5 s on: the next 6-s segment is being written, not late
             assert "stale_playlist" not in faults(await call_probe(hls_probe, target, ctx))
             segs.append((4, 6.0))

@@ -1159,6 +1159,31 @@ def test_long_segments_wait_for_the_content_probe_to_name_their_gop():
     assert [(e.kind, e.incident.fault) for e in events] == [("opened", "segment_too_long")]
 
 
+def test_a_long_segment_shorter_than_a_long_gop_opens_without_waiting_for_one():
+    """keyframe_interval in the benchmark, one phase in three: as the GOP grows to 6 s, the
+    segment being cut runs to the next key frame, 2.96 s at a 2-s target duration, and the next
+    one comes 6 s later. No GOP over 4 s fits in 2.96 s, so no content finding will name it:
+    segment_too_long at the transcoder opens after ``open_cycles``, not ``effect_open_cycles``
+    (the incident then stood 5 s longer than the fault's first sign)."""
+    def long(seconds: float) -> list[Evidence]:
+        out = []
+        for r in ("180p", "360p"):
+            e = ev("origin", "origin", DEG, "segment_too_long", r, f"{r}: segment 15 lasts {seconds} s")
+            e.figures["segment_duration_s"] = seconds
+            out.append(e)
+        return out
+
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)
+    events = _run(loc, clock, [hls(*long(2.96))] * LocalizerSettings().open_cycles, ladder=["180p", "360p"])
+    assert [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events] == [
+        ("opened", "transcode", "transcoder", "segment_too_long")]
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)  # a 6-s segment may hold a 6-s GOP: it waits
+    assert _run(loc, clock, [hls(*long(6.0))] * (LocalizerSettings().effect_open_cycles - 1),
+                ladder=["180p", "360p"]) == []
+
+
 def test_a_stall_episode_that_blips_after_its_cause_ended_stays_the_causes():
     """edge_throttle (seen in the benchmark): edge-b's viewers stall while it is slow; the edge
     recovers, the players keep reporting the stall for their 20-s stall window ("stalled 18 s
