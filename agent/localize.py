@@ -467,13 +467,14 @@ class Localizer:
         return need
 
     def _cause_may_follow(self, f: Finding) -> bool:
-        """Whether the slower probe could still name ``f``'s usual cause (catalog ``awaits``). A
-        segment no longer than ``gop_limit_s`` cannot hold a GOP over it: the content probe will
-        not name a long GOP from it (the segment cut as a GOP grows, 2.96 s at a 2-s target
-        duration, came 5 s before the first GOP reading in the benchmark), so it opens after
-        ``open_cycles``. Without the figure (another source), it waits as the catalog says."""
-        longest = [e.figures["segment_duration_s"] for e in f.all_evidence if "segment_duration_s" in e.figures]
-        return not longest or max(longest) > self.settings.gop_limit_s
+        """Whether the slower probe could still name ``f``'s usual cause (catalog ``awaits``). Long
+        segments no longer than ``gop_limit_s`` cannot hold a GOP over it: the content probe will
+        not name a long GOP from them (the segment cut as a GOP grows, 2.96 s at a 2-s target
+        duration, came 5 s before the first GOP reading in the benchmark), so they open after
+        ``open_cycles`` — and a long GOP found later is its own incident, linked. Evidence of the
+        fault without the figure (another source), or none with it: it waits as the catalog says."""
+        lengths = [e.figures.get("segment_duration_s") for e in f.all_evidence if fault_of(e) == f.fault]
+        return not lengths or any(x is None or x > self.settings.gop_limit_s for x in lengths)
 
     def _maybe_open(self, stream: str, f: Finding, t: _Track, since: dict[Any, float], now: float
                     ) -> IncidentEvent | None:

@@ -1113,7 +1113,11 @@ class _Attempt:
         for fault, detail in anomalies:
             self.sample("signalpath_playlist_anomalies_total", 1, "inc", rendition=v.name, fault=fault)
             if fault != "discontinuity":
-                long_s = newest.duration if fault == Fault.SEGMENT_TOO_LONG and newest is not None else None
+                long_s = None
+                if fault == Fault.SEGMENT_TOO_LONG and newest is not None:  # the longest while held
+                    held = rs.held.get(Fault.SEGMENT_TOO_LONG)
+                    long_s = max(newest.duration, held[3] or 0.0) if held is not None and held[0] > now \
+                        else newest.duration
                 rs.held[Fault(fault)] = (now + ANOMALY_HOLD_TARGET_DURATIONS * td, detail, last, long_s)
         for fault, (until, detail, seq, long_s) in list(rs.held.items()):
             if until <= now:

@@ -34,8 +34,8 @@ Two ways to run it (``keep_open``):
 Signalling, the peer connection, the ``signal``/``ice``/``dtls`` phases, the
 failure reasons they share and the clean-up are the session's
 (probes/net/webrtc_session.py); no frame once connected is ``Failure.MEDIA_ERROR``
-(fault ``no_media``; ``packet_loss`` when RTP packets arrived with at least the loss threshold
-of them lost: the path, not the server, kept every keyframe from arriving whole). RTX is not offered by the WHEP probe: aiortc keys ``inbound-rtp``
+(fault ``no_media``; ``packet_loss`` when RTP packets arrived with at least
+``NO_FRAME_LOSS_RATIO`` of them lost after retransmission: likely the path, not the server). RTX is not offered by the WHEP probe: aiortc keys ``inbound-rtp``
 per receiver, so the RTX stream's statistics would overwrite the media stream's
 (ENVIRONMENT.md) and hide the network's loss. aiortc's receivers always send NACKs for
 video and its senders always retransmit, so "packets lost" is the RFC 3550 §6.4.1 count:
@@ -128,6 +128,11 @@ RETRY_FIRST_S = 2.0
 SESSION_INTERVAL_S = 30.0
 STATS_TIMEOUT_S = 0.5
 """Seconds the receiver's statistics may take when no frame came (local: milliseconds)."""
+NO_FRAME_LOSS_RATIO = 0.1
+"""Share of RTP packets lost after NACK repair above which a session that decoded no frame is
+``packet_loss`` rather than ``no_media``. Our choice, no standard behind it: ten times the 1 %
+``loss_fault_ratio`` (Twilio), so that a keyframe problem with a little loss beside it (a long
+GOP, a PLI unanswered) stays the server's ``no_media``."""
 
 
 # ----------------------------------------------------------------------------- the attempt
@@ -208,19 +213,26 @@ class _Viewer:
         return first - t_start
 
     async def _no_frame(self) -> WebRtcError:
-        """Why no frame came: packets arriving with at least ``loss_fault_ratio`` of them lost is
-        the path's loss (a keyframe that never arrives whole decodes nothing), else no media."""
-        inbound: dict[str, Any] = {}
+        """Why no frame came. RTP packets arriving with at least ``NO_FRAME_LOSS_RATIO`` of them
+        lost after retransmission is ``packet_loss`` (likely the path: a keyframe of a few packets
+        did not get through whole in a few tries); else (nothing arrived, or little was lost: a
+        keyframe never sent, a codec the viewer cannot decode) ``no_media``. The receiver's
+        statistics get at most half the time left before the deadline; without them, ``no_media``."""
+        inbound: dict[str, Any] | None = None
         with contextlib.suppress(Exception):  # the statistics are a detail: the verdict stands without them
-            async with asyncio.timeout(STATS_TIMEOUT_S):
+            async with asyncio.timeout(min(STATS_TIMEOUT_S, max(0.0, self.s.remaining()) / 2)):
                 inbound = await stats(self.tr.receiver, "inbound-rtp") or {}
+        if inbound is None:
+            return WebRtcError(Failure.MEDIA_ERROR, "connected, but no video frame arrived (the receiver's "
+                               "statistics were unavailable)", Fault.NO_MEDIA)
         lost = max(0, int(inbound.get("packetsLost") or 0))
         received = int(inbound.get("packetsReceived") or 0)
         ratio = lost / max(1, lost + received)
-        if received and ratio >= self.s.cfg.loss_fault_ratio:
-            return WebRtcError(Failure.MEDIA_ERROR, f"connected, {received} RTP packets arrived but {ratio:.0%} "
-                               f"were lost: no video frame could be decoded", Fault.PACKET_LOSS)
-        got = f" ({received} RTP packets arrived, none decodable)" if received else ""
+        if received and ratio >= NO_FRAME_LOSS_RATIO:
+            return WebRtcError(Failure.MEDIA_ERROR, f"connected, {received} RTP packet(s) arrived but {ratio:.0%} "
+                               f"were lost after retransmission: no video frame could be decoded", Fault.PACKET_LOSS)
+        got = f" ({received} RTP packet(s) arrived, {ratio:.0%} lost, none decodable)" if received else \
+            " (no RTP packet arrived)"
         return WebRtcError(Failure.MEDIA_ERROR, f"connected, but no video frame arrived{got}", Fault.NO_MEDIA)
 
     def broken(self) -> str | None:

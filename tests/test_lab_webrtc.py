@@ -159,13 +159,8 @@ async def test_drop_and_delay():
         else:
             assert e.state is State.DEGRADED and e.fault in ("video_freezes", "packet_loss"), r.figures
         await clear_all(lab)
-        # 97 %: packets arrive, no keyframe arrives whole, no frame decodes within the deadline
-        await inject(lab, "webrtc_drop", "whep", fraction=0.97)
-        r = await whep(lab, seconds=1.0, timeout=3.0)
-        e = r.evidence[0]
-        assert r.failure is Failure.MEDIA_ERROR and e.state is State.DOWN and e.fault == "packet_loss", r.detail
-        assert "RTP packets arrived but" in r.detail and "lost" in r.detail
-        await clear_all(lab)
+        # (between: which verdict a session that decoded nothing gets from what arrived is
+        # tests/test_webrtc.py's, on pinned counts: the lab's drops are random)
         # every packet dropped: nothing arrives at all, which is no media
         await inject(lab, "webrtc_drop", "whep", fraction=1.0)
         r = await whep(lab, seconds=1.0, timeout=3.0)

@@ -1178,9 +1178,21 @@ def test_a_long_segment_shorter_than_a_long_gop_opens_without_waiting_for_one():
     events = _run(loc, clock, [hls(*long(2.96))] * LocalizerSettings().open_cycles, ladder=["180p", "360p"])
     assert [(e.kind, e.incident.stage, e.incident.component, e.incident.fault) for e in events] == [
         ("opened", "transcode", "transcoder", "segment_too_long")]
+    # the 6-s segments and their GOP finding that follow: a second incident, linked (the price
+    # of naming the first sign at once; the catalog's keyframe_interval_long explains it)
+    gop = ev("origin", "origin", DEG, "keyframe_interval_long", "180p", "key frames 6 s apart")
+    events = _run(loc, clock, [hls(*long(6.0))] * 3 + [hls(*long(6.0), gop)] * 12, ladder=["180p", "360p"])
+    assert [(e.kind, e.incident.fault) for e in events] == [("opened", "keyframe_interval_long")]
+    assert len(loc.open_incidents()) == 2
     clock = FakeClock()
     loc = Localizer(LocalizerSettings(), clock=clock)  # a 6-s segment may hold a 6-s GOP: it waits
     assert _run(loc, clock, [hls(*long(6.0))] * (LocalizerSettings().effect_open_cycles - 1),
+                ladder=["180p", "360p"]) == []
+    clock = FakeClock()
+    loc = Localizer(LocalizerSettings(), clock=clock)  # one rendition's evidence without the figure: it waits
+    mixed = long(2.96)
+    del mixed[1].figures["segment_duration_s"]
+    assert _run(loc, clock, [hls(*mixed)] * (LocalizerSettings().effect_open_cycles - 1),
                 ladder=["180p", "360p"]) == []
 
 

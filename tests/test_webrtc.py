@@ -482,6 +482,53 @@ async def test_a_kept_session_whose_frames_stop_before_the_w3c_rule_can_judge_re
     assert "no frame for 2.0 s" in r.detail and r.figures["frames"] == 0 and r.figures["fps"] == 0
 
 
+async def test_a_session_that_decodes_no_frame_is_named_by_what_its_receiver_got():
+    """No frame before the deadline: nothing arrived (or a packet, or little lost) is the server's
+    no_media; packets arriving with at least NO_FRAME_LOSS_RATIO of them lost after repair is the
+    path's packet_loss. Statistics that fail or hang leave no_media, within the deadline."""
+    from types import SimpleNamespace
+
+    from probes.net.webrtc_session import Session, WebRtcError
+    from probes.whep import NO_FRAME_LOSS_RATIO, _Viewer
+
+    cfg = WhepProbeConfig()
+    target = ProbeTarget("whep", "main", "playback", "whep", cfg, "http://127.0.0.1:9/whep", 2.0, 10.0)
+
+    class Receiver:
+        def __init__(self, lost=0, received=0, fail=None):
+            self.lost, self.received, self.fail = lost, received, fail
+
+        async def getStats(self):  # aiortc's name
+            if self.fail == "hang":
+                await asyncio.sleep(3600)
+            if self.fail == "raise":
+                raise RuntimeError("closed")
+            return {"a": SimpleNamespace(type="inbound-rtp", packetsLost=self.lost, packetsReceived=self.received)}
+
+    async def verdict(receiver) -> WebRtcError:
+        v = _Viewer(Session(target, ProbeContext(state={}), cfg, "playback", "whep"))
+        v.tr = SimpleNamespace(receiver=receiver)
+        return await v._no_frame()
+
+    def just_over(ratio: float, received: int) -> int:  # lost packets for a ratio just over ``ratio``
+        return int(ratio * received / (1 - ratio)) + 1
+
+    e = await verdict(Receiver())
+    assert e.fault == "no_media" and "no RTP packet arrived" in e.detail
+    assert (await verdict(Receiver(lost=0, received=1))).fault == "no_media"  # one packet: no loss to count
+    below = int(NO_FRAME_LOSS_RATIO * 100 / (1 - NO_FRAME_LOSS_RATIO)) - 1
+    e = await verdict(Receiver(lost=below, received=100))
+    assert e.fault == "no_media" and "100 RTP packet(s) arrived" in e.detail, e.detail
+    e = await verdict(Receiver(lost=just_over(NO_FRAME_LOSS_RATIO, 100), received=100))
+    assert e.fault == "packet_loss" and e.failure is Failure.MEDIA_ERROR and "were lost" in e.detail, e.detail
+    assert (await verdict(Receiver(lost=300, received=12))).fault == "packet_loss"
+    for fail in ("raise", "hang"):
+        t0 = time.monotonic()
+        e = await verdict(Receiver(lost=300, received=12, fail=fail))
+        assert e.fault == "no_media" and "statistics were unavailable" in e.detail, (fail, e.detail)
+        assert time.monotonic() - t0 < 1.0
+
+
 async def test_a_kept_session_that_cannot_open_backs_off_instead_of_posting_every_interval():
     from agent.runner import close_held
 
