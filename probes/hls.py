@@ -195,6 +195,7 @@ class _Rendition:
     last_seq: int | None = None
     advanced_at: float | None = None  # monotonic time the current newest seq was due (:meth:`_Attempt.due_at`)
     advances: int = 0  # new newest segments seen (a recheck waits for ARRIVAL_MIN: not a stream's start-up)
+    stale: bool = False  # its last reload found it stale (a newly stale one asks a confirming attempt)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
     asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
@@ -1140,6 +1141,11 @@ class _Attempt:
         elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td)):
             self.figures[v.name]["stale"] = 1
             # state decided in variant_drift() once all renditions are known
+            if not rs.stale and rs.advances > ARRIVAL_MIN:
+                # newly stale: a second look CONFIRM_AFTER later, not at the next tick up to an
+                # interval later (the localizer opens on two looks: agent/localize.py confirm)
+                at = now + CONFIRM_AFTER * self.t.interval
+                self.result.recheck_at = min(at, self.result.recheck_at or at)
         elif rs.advanced_at is not None and not pl.parts and rs.advances > ARRIVAL_MIN:
             # (not at a stream's start-up: a packager's first segments come irregularly, GStreamer's
             # dashsink listing its second a second late, and two looks 0.45 s apart opened that)
@@ -1147,6 +1153,7 @@ class _Attempt:
             # (the runner starts that attempt when it falls between two ticks: agent/runner.py)
             at = rs.advanced_at + limit + RECHECK_AFTER_S
             self.result.recheck_at = min(at, self.result.recheck_at or at)
+        rs.stale = self.figures[v.name].get("stale") == 1
         if newest is not None and newest.pdt is not None:
             if v.drift:
                 self.media_end[v.name] = newest.pdt + newest.duration
@@ -1419,6 +1426,11 @@ are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
 each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
+
+CONFIRM_AFTER = 0.4
+"""x the attempt interval: a playlist newly found stale asks for another attempt this long after
+(the runner starts one at least 0.3 interval after the asking one: agent/runner.py RECHECK_GAP),
+so that a stale playlist confirmed by a second look opens its incident within half an interval."""
 
 RECHECK_AFTER_S = 0.05
 """An attempt asked for at a playlist's stale threshold comes this long after it: the rule is

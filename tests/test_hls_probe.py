@@ -674,8 +674,9 @@ async def test_an_origin_excuses_only_the_cache_lag_it_was_seen_to_have() -> Non
 async def test_a_playlist_not_yet_stale_asks_to_be_looked_at_again_when_it_would_be() -> None:
     """Between two attempts a playlist crosses its stale threshold: the result asks for an attempt
     just after it (``recheck_at``, the runner starts it: tests/test_runner.py), so a stopped
-    packager is seen when it is stale, not up to an interval later. Nothing is asked once it is
-    stale. A real server; the clocks are stepped."""
+    packager is seen when it is stale, not up to an interval later. Newly stale, it asks for a
+    confirming look 0.4 interval later (the localizer opens on two looks); nothing is asked once
+    it was stale at the look before. A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []
     server = await scripted_hls(lambda _r: pdt_lines(segs))
     now = [100.0]
@@ -697,6 +698,10 @@ async def test_a_playlist_not_yet_stale_asks_to_be_looked_at_again_when_it_would
             now[0] += 2.0
             r = await call_probe(hls_probe, target, ctx)
             assert r.recheck_at == pytest.approx(seen + 2.55, abs=0.01)
+            now[0] = r.recheck_at
+            r = await call_probe(hls_probe, target, ctx)
+            assert "stale_playlist" in {str(e.fault) for e in r.evidence}, r.evidence
+            assert r.recheck_at == pytest.approx(now[0] + 0.4, abs=0.01)
             now[0] = r.recheck_at
             r = await call_probe(hls_probe, target, ctx)
             assert "stale_playlist" in {str(e.fault) for e in r.evidence} and r.recheck_at is None, r.evidence
