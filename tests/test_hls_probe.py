@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +26,8 @@ from waiting import wait_for
 from agent.app import Agent
 from agent.config import parse_config
 from agent.localize import Incident
-from probes.base import ProbeContext, ProbeTarget, State
+from probes.base import Failure, ProbeContext, ProbeTarget, State
+from probes.core.playlist import MASTER_REFRESH_S
 from probes.hls import HlsSettings, cache_allowance
 from probes.hls import probe as hls_probe
 from probes.net.httpfetch import Fetcher
@@ -536,6 +538,46 @@ async def scripted_hls(media: Callable[[str], list[str]], renditions: tuple[str,
     app.router.add_get("/{r}.m3u8", playlist)
     app.router.add_get("/{seg}.ts", segment)
     return await LocalServer.start(app)
+
+
+async def test_a_master_refresh_that_gets_no_answer_is_a_timeout_within_a_target_duration() -> None:
+    """An edge that waits before every first byte (the lab's edge_slow_first_byte, 3 s): when the
+    master playlist's refresh fell on it, the attempt waited for the master until its deadline
+    and the edge was named 6.8 s after it began. A refresh gets a media playlist reload's budget
+    (one target duration, here 2 s): a timeout then. A real server; the probe's clock is stepped."""
+    slow = [0.0]
+    segs = [(0, 2.0), (1, 2.0), (2, 2.0)]
+
+    async def master(_req: web.Request) -> web.Response:
+        await asyncio.sleep(slow[0])
+        return web.Response(text=f"#EXTM3U\n#EXT-X-STREAM-INF:{_LADDER['180p']}\n180p.m3u8\n", content_type=_M3U8)
+
+    async def playlist(_req: web.Request) -> web.Response:
+        body = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{segs[0][0]}",
+                *[x for n, d in segs for x in (f"#EXTINF:{d:.3f},", f"s{n}.ts")]]
+        return web.Response(text="\n".join(body) + "\n", content_type=_M3U8)
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/{r}.m3u8", playlist)
+    server = await LocalServer.start(app)
+    now = [100.0]
+    target = ProbeTarget("hls", "main", "cdn", "edge-b", HlsSettings(fetch_segments=False),
+                         server.url + "/master.m3u8", 1.0, 5.0)
+    try:
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http, clock=lambda: now[0])
+            assert (await call_probe(hls_probe, target, ctx)).ok
+            slow[0] = 3.0
+            now[0] += MASTER_REFRESH_S + 1
+            t0 = time.monotonic()
+            r = await call_probe(hls_probe, target, ctx)
+            took = time.monotonic() - t0
+            assert r.failure is Failure.TIMEOUT and "no answer within 2.0 s" in r.detail, r.detail
+            assert r.evidence[0].fault == "timeout" and r.evidence[0].url_role == "master"
+            assert 1.9 <= took < 2.9, took  # the budget, not the 5-s deadline
+    finally:
+        await server.stop()
 
 
 async def test_a_gop_longer_than_the_target_duration_is_no_stale_playlist_once_its_segments_show() -> None:
