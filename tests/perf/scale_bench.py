@@ -335,6 +335,10 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run each agent under cProfile, writing DIR/agent-STREAMS.prof (read with python -m pstats)")
     args = ap.parse_args()
+    if not args.no_peer and shutil.which("prometheus-blackbox-exporter") is None:
+        # said before the runs, not after ten minutes of them
+        ap.error("prometheus-blackbox-exporter not found: apt-get install prometheus-blackbox-exporter "
+                 "(or --no-peer)")
     counts = [int(x) for x in args.streams.split(",")]
     runs = len(counts) + (0 if args.no_peer else 2)
     if args.profile is not None:
