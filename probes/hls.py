@@ -721,15 +721,22 @@ class _Attempt:
         left = own_deadline(self.ctx) - self.ctx.clock() - 0.05
         if not refresh or not known or left < PLAYLIST_BUDGET * known[0]:
             return await self.fetch(url, self.cfg.playlist_max_bytes)
-        budget = max(PLAYLIST_BUDGET * known[0], 1.0)
+        fr, _ = await self.playlist_within(url, max(PLAYLIST_BUDGET * known[0], 1.0),
+                                           "the target duration a media playlist reload is given")
+        return fr
+
+    async def playlist_within(self, url: str, budget: float, why: str) -> tuple[FetchResult, bool]:
+        """A playlist fetched with ``budget`` seconds for an answer, counted from the request
+        (answer_within_s), not from a wait for one of the agent's own connection slots: that
+        queue is the agent's, never the server's slowness. (the answer, or ``Failure.TIMEOUT``
+        with a detail saying ``why`` the budget is what it is; whether the budget ran out)."""
         w0, t0 = time.time(), time.perf_counter()
         fr = await self.fetch(url, self.cfg.playlist_max_bytes, answer_within_s=budget)
         if not fr.answer_timeout:
-            return fr
+            return fr, False
         return FetchResult(url=url, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
                            total_s=time.perf_counter() - t0,
-                           detail=f"no answer within {budget:.1f} s (the target duration a media playlist "
-                                  f"reload is given)")
+                           detail=f"no answer within {budget:.1f} s ({why})"), True
 
     async def plain_reload(self, v: _Watched, pl: MediaPlaylist | None) -> tuple[FetchResult, bool]:
         """A reload without delivery directives, unanswered after one target duration (a player
@@ -740,17 +747,9 @@ class _Attempt:
         left = own_deadline(self.ctx) - self.ctx.clock() - 0.05
         conclusive = left >= budget
         budget = max(min(budget, left), 0.01)
-        w0, t0 = time.time(), time.perf_counter()
-        # the budget counts from the request (answer_within_s), not from a wait for one of the
-        # agent's own connection slots: that queue is the agent's, never the server's slowness
-        fr = await self.fetch(v.uri, self.cfg.playlist_max_bytes, answer_within_s=budget)
-        if not fr.answer_timeout:
-            return fr, True
-        return FetchResult(url=v.uri, failure=Failure.TIMEOUT, start_wall=w0, end_wall=time.time(),
-                           total_s=time.perf_counter() - t0,
-                           detail=f"no answer within {budget:.1f} s " + (
-                               "(one target duration: a player reloading it falls behind the live edge)"
-                               if conclusive else "(the attempt's deadline)")), conclusive
+        fr, ran_out = await self.playlist_within(v.uri, budget, "one target duration: a player reloading it falls "
+                                                 "behind the live edge" if conclusive else "the attempt's deadline")
+        return fr, conclusive or not ran_out
 
     async def part(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         """LL-HLS: the newest part, once, timed against its DURATION as a segment is against its

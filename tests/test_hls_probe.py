@@ -575,7 +575,7 @@ async def test_a_master_refresh_that_gets_no_answer_is_a_timeout_within_a_target
             took = time.monotonic() - t0
             assert r.failure is Failure.TIMEOUT and "no answer within 2.0 s" in r.detail, r.detail
             assert r.evidence[0].fault == "timeout" and r.evidence[0].url_role == "master"
-            assert 1.9 <= took < 2.9, took  # the budget, not the 5-s deadline
+            assert 1.9 <= took < 4.0, took  # the 2-s budget, not the 5-s deadline (slack for a loaded machine)
     finally:
         await server.stop()
 
