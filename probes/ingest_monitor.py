@@ -226,25 +226,46 @@ class WatchResult:
     # as the media probe measures a segment
 
 
-def _open_options(url: str) -> tuple[dict[str, str], str | None]:
+def _open_options(url: str, probe_s: float = 1.0) -> tuple[dict[str, str], str | None]:
     # a small probe so the first keyframe is decoded as soon as it is read (not "fflags nobuffer":
     # it discards the packets read while probing, the keyframe among them)
     opts = {"probesize": "32", "analyzeduration": "0"}
     scheme = urlsplit(url).scheme
     if scheme.startswith("rtmp"):
-        # nginx-rtmp announces no streams up front (FLV without a header flag): probe ~1 s so
-        # the video stream exists at open; those frames arrive late, the minimum ignores them
-        opts.update({"rtmp_live": "live", "probesize": "1000000", "analyzeduration": "1000000"})
+        # nginx-rtmp announces no streams up front (FLV without a header flag): probe ``probe_s``
+        # (1 s first) so the video stream exists at open; those frames arrive late, the minimum
+        # ignores them
+        opts.update({"rtmp_live": "live", "probesize": "1000000", "analyzeduration": str(int(probe_s * 1e6))})
         return opts, None
     return opts, ("flv" if urlsplit(url).path.endswith(".flv") else None)
 
 
-def _open(settings: IngestMonitorSettings, out: WatchResult, read_timeout: float) -> Any:
+def _open(settings: IngestMonitorSettings, out: WatchResult, read_timeout: float,
+          video_by: float | None = None) -> Any:
     """The playback side opened with PyAV (a read waiting ``read_timeout`` s for data fails),
-    or None with ``out``'s failure, fault and detail set."""
+    or None with ``out``'s failure, fault and detail set.
+
+    A live RTMP server sends a new player the audio at once but the video only from the next
+    keyframe (nginx-rtmp), and PyAV drops the packets of a stream that appears after the open:
+    an open whose 1-s probe saw audio and no video is made again, probing ``first_frame_s``
+    (4.5 s: THRESHOLDS.md accepts keyframe intervals up to 4 s), or until ``video_by``
+    (monotonic s, at least 1 s: a one-shot watch's deadline), so a 2-4 s GOP is not read as an
+    output without video."""
+    container = _open_once(settings, out, read_timeout, 1.0)
+    if container is None or not urlsplit(settings.url).scheme.startswith("rtmp"):
+        return container
+    types = {st.type for st in container.streams}
+    if "video" in types or "audio" not in types:
+        return container
+    container.close()
+    probe_s = settings.first_frame_s if video_by is None else video_by - time.monotonic()
+    return _open_once(settings, out, read_timeout, max(probe_s, 1.0))
+
+
+def _open_once(settings: IngestMonitorSettings, out: WatchResult, read_timeout: float, probe_s: float) -> Any:
     import av
 
-    opts, fmt = _open_options(settings.url)
+    opts, fmt = _open_options(settings.url, probe_s)
     try:
         return av.open(settings.url, "r", format=fmt, options=opts,
                        timeout=(settings.connect_timeout_s, read_timeout))
@@ -273,7 +294,7 @@ def watch(settings: IngestMonitorSettings, stop: threading.Event | None = None,
     out = WatchResult()
     c0 = time.thread_time()
     t0 = time.monotonic()
-    container = _open(settings, out, min(settings.first_frame_s, 2.0))
+    container = _open(settings, out, min(settings.first_frame_s, 2.0), t0 + settings.first_frame_s)
     if container is None:
         return out
     out.open_s = time.monotonic() - t0
@@ -600,8 +621,9 @@ class _Watcher:
     async def aclose(self) -> None:
         """Stop the thread and wait for it (it ends within the read timeout, ``first_frame_s``)."""
         self._stop.set()
-        # an opening may wait connect_timeout_s twice (the input, then its stream info), a read first_frame_s
-        await asyncio.to_thread(self._thread.join, 2 * self.s.connect_timeout_s + self.s.first_frame_s + 1.0)
+        # an opening may wait connect_timeout_s twice (the input, then its stream info) and may be
+        # made twice (:func:`_open`), a read first_frame_s
+        await asyncio.to_thread(self._thread.join, 4 * self.s.connect_timeout_s + 2 * self.s.first_frame_s + 1.0)
 
 
 # ----------------------------------------------------------------- the probe

@@ -79,7 +79,8 @@ async def test_ffmpeg_dash_is_watched_healthy_then_its_death_is_an_upstream_inci
             assert set(figs["alternates"]) == {"audio-1"}, figs
             for f in (figs["renditions"]["180p"], figs["alternates"]["audio-1"]):
                 assert f["target_duration_s"] == pytest.approx(2.0, abs=0.1) and f["age_s"] < 3.0, f
-                assert 0 < f["download_ratio"] < 0.5 and -0.5 < f["live_latency_s"] < 4.0, f
+                # a small audio fragment over loopback can take under 1 ms: 0.0 at the figure's 3 decimals
+                assert 0 <= f["download_ratio"] < 0.5 and -0.5 < f["live_latency_s"] < 4.0, f
             stop(proc, crash=True)
 
             def upstream() -> list[tuple[str, str, str]]:

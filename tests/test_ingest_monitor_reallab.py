@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import pytest
 from _require import require_binary
@@ -23,14 +24,16 @@ from probes.ingest_monitor import IngestMonitorSettings, MonitorTargetConfig, pr
 
 
 @pytest.fixture
-async def ingest(tmp_path):
+async def ingest(tmp_path, request):
     require_binary("nginx")
     if RealLab.missing_binaries():
         message = "nginx has no RTMP module: apt-get install libnginx-mod-rtmp"
         if os.environ.get("SIGNALPATH_REQUIRE_LAB") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    lab = RealLab(tmp_path / "lab", publish=False, stream="sk-Key123")
+    # ``segment_seconds`` is also the lab ffmpeg's keyframe interval
+    seconds = getattr(request, "param", 2)
+    lab = RealLab(tmp_path / "lab", publish=False, stream="sk-Key123", segment_seconds=seconds)
     await lab.start()
     try:
         yield lab
@@ -50,7 +53,11 @@ async def test_monitor_plays_nginx_rtmp_and_times_the_beacon(ingest: RealLab):
         await wait_for(publishing, 8, "the beacon publisher on nginx-rtmp")
         s = IngestMonitorSettings(name="nginx", url=lab.rtmp_url, seconds=1.5)
         t = ProbeTarget("ingest_monitor", "main", "ingest", "nginx", MonitorTargetConfig(s), None, 5.0, s.timeout_s)
-        r = await probe(t, ProbeContext(state={}))
+        ctx = ProbeContext(state={})
+        try:
+            r = await probe(t, ctx)
+        finally:
+            await close_held([ctx.state])  # the watch is kept open by default: its thread ends here
         assert r.ok, (r.failure, r.detail)
         lat = r.figures["latency_s"]
         print(f"nginx-rtmp ingest latency {lat * 1000:.1f} ms (median {r.figures['median_s'] * 1000:.1f} ms), "
@@ -62,6 +69,7 @@ async def test_monitor_plays_nginx_rtmp_and_times_the_beacon(ingest: RealLab):
     finally:
         publisher.cancel()
         await asyncio.gather(publisher, return_exceptions=True)
+    assert not [t for t in threading.enumerate() if t.name == "signalpath-ingest-monitor"], "a kept watch outlived its test"
 
 
 @pytest.mark.lab
@@ -82,15 +90,21 @@ async def test_kept_watch_measures_what_ffmpeg_sends_through_nginx_rtmp(ingest: 
     t = ProbeTarget("ingest_monitor", "main", "ingest", "nginx", MonitorTargetConfig(s), None, 0.5, s.timeout_s)
     ctx = ProbeContext(state={})
     seen: list = []
+    last_r: list = []
     try:
         async def measured() -> bool:
             r = await probe(t, ctx)
             src = [e for e in r.evidence if (e.stage, e.component) == ("studio", "source")]
             seen.extend(src)
+            last_r[:] = [(r.failure, r.detail)]
             if silent:
                 return any(e.fault == "silent_audio" for e in src)
             return any(e.state is State.OK and "frozen_s" in e.figures for e in src) and len(seen) >= 6
-        await wait_for(measured, 15, "the source measured at the ingest", every=0.5)
+        try:
+            await wait_for(measured, 15, "the source measured at the ingest", every=0.5)
+        except AssertionError as e:  # say what the monitor reported instead
+            raise AssertionError(f"{e}; source evidence {[(x.fault, x.detail) for x in seen[-4:]]}, "
+                                 f"last result {last_r}") from None
     finally:
         await close_held([ctx.state])
     last = seen[-1]
@@ -101,3 +115,33 @@ async def test_kept_watch_measures_what_ffmpeg_sends_through_nginx_rtmp(ingest: 
         assert all(e.state is State.OK for e in seen), [e.detail for e in seen]
         assert -23 < last.figures["audio_rms_dbfs"] < -19
         assert last.figures["mean_luma"] > 20 and last.figures["frozen_s"] < 1.0
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("ingest", [4], indirect=True, ids=["gop4s"])
+async def test_a_monitor_joining_between_keyframes_of_a_long_gop_sees_the_video(ingest: RealLab):
+    """nginx-rtmp sends a new player the audio at once and the video only from the next keyframe;
+    with ffmpeg's keyframe every 4 s (the longest THRESHOLDS.md accepts) a 1-s probe at open
+    usually sees audio alone, and PyAV never hands over a stream found later. Each of three
+    kept watches opened one after another, whatever the GOP's phase, measures the video on its
+    first connection: never "the ingest's output has no video"."""
+    lab = ingest
+    await lab.start_ffmpeg()
+
+    async def publishing() -> bool:
+        return "<publishing/>" in await lab.stat_xml()
+    await wait_for(publishing, 8, "ffmpeg publishing to nginx-rtmp")
+    for attempt in range(3):
+        s = IngestMonitorSettings(name="nginx", url=lab.rtmp_url, seconds=1.0, interval_s=0.5)
+        t = ProbeTarget("ingest_monitor", "main", "ingest", "nginx", MonitorTargetConfig(s), None, 0.5, s.timeout_s)
+        ctx = ProbeContext(state={})
+        results: list = []
+        try:
+            async def measured(t: ProbeTarget = t, ctx: ProbeContext = ctx, results: list = results) -> bool:
+                r = await probe(t, ctx)
+                results.append((r.failure, r.detail, r.figures.get("frames", 0)))
+                return r.ok and r.figures.get("frames", 0) > 0
+            await wait_for(measured, 15, f"watch {attempt}: video frames from the ingest", every=0.5)
+        finally:
+            await close_held([ctx.state])
+        assert all(f is None for f, _d, _n in results), results
