@@ -29,38 +29,47 @@ picture carries none. From these (definitions in probes/core/latency_core.py):
 Polling: the probe polls the playlists itself rather than reusing the HLS probe's
 observations: the accuracy target (median error <= one frame interval, DESIGN.md) needs
 polls ~50 ms apart around each arrival, and the HLS probe polls once a second
-(``ctx.shared`` is per target, not shared between jobs). One attempt is a watch window of
-``interval_s - 0.1`` s; each endpoint has its own schedule, carried across attempts (an
-attempt starting does not poll every endpoint at once):
+(``ctx.shared`` is per target, not shared between jobs). It polls around predicted arrivals
+only, not all the time. One attempt is a watch window of ``interval_s - 0.1`` s; each
+endpoint has its own schedule, carried across attempts (an attempt neither starts nor ends
+with a poll of every endpoint):
 
-- the origin: every ``poll_s`` (0.5 s), every ``fast_poll_s`` (0.05 s) from ``fast_lead_s``
-  (0.3 s) before its next segment is due (previous arrival + its EXTINF) until it arrives, for
+- the origin: its next segment is due at the newest one's arrival plus its EXTINF (the
+  publish cadence, RFC 8216 §6.2.1); it is polled every ``fast_poll_s`` (0.05 s) from one
+  fast poll before the earliest of its last six arrivals' errors against that prediction
+  would place it (:meth:`~probes.core.latency_core.FirstSeenTracker.windows`; at most
+  ``fast_lead_s``, 0.3 s, before due, and that until errors are known) until it arrives, for
   at most ``ORIGIN_LAG_FACTOR`` x ``fast_lag_s`` (2.5 s) past due (a segment late by a
-  latency step is still timed finely);
+  latency step is still timed finely), then every ``poll_s`` (0.5 s) while it is late.
+  Before a window that opens later than ``due - fast_lead_s``, one guard poll at that time
+  bounds the bracket of a segment that comes earlier than learned
+  (:func:`~probes.core.latency_core.next_poll_delay`);
 - an edge: driven by the origin's arrivals (:func:`~probes.core.latency_core.edge_poll_delay`):
-  woken when the origin lists a new segment, then every ``fast_poll_s`` until the edge lists
-  it too, for at most ``fast_lag_s`` plus the edge's own lag behind the origin last time (an
-  edge a constant delay behind stays timed finely); else every ``poll_s``. A pull-through edge
-  cannot list a segment before the origin it pulls from, so the edge's bracket starts no
-  earlier than the origin's (:meth:`~probes.core.latency_core.Seen.not_before`): the edge's
-  first poll after the wake often finds it (its cached copy had expired), and the slow poll
-  before would have made the bracket 0.5 s wide.
+  polled once when the origin lists a new segment (it wakes the edge's schedule), then every
+  ``fast_poll_s`` from one fast poll before the shortest of its recent lags behind the origin
+  until it lists the segment too, for at most ``fast_lag_s`` past its longest lag (an edge a
+  constant delay behind stays timed finely and sleeps until then), every ``poll_s`` after;
+  an edge that lists all the origin lists waits for the origin's next arrival (at most 5 s).
+  A pull-through edge cannot list a segment before the origin it pulls from, so the edge's
+  bracket starts no earlier than the origin's
+  (:meth:`~probes.core.latency_core.Seen.not_before`).
 
 Polling is measurement, not retrying (STYLE.md 4). An agent that is behind sheds the fast
 polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it then polls every ``poll_s``
 and each figure is that much coarser. ``playlist_polls`` (figure) counts an attempt's requests.
-Measured (tests/perf/latency_accuracy.py, 2026-12-02, lab: 3 endpoints, the lowest rendition):
-14.9-15.0 playlist requests per stream-second with edges |error| median 22-35 ms, p95 47-59 ms
-and transcode 7 / 8-13 ms (60 s healthy, two runs); with an ingest delay and a 1.5-s edge delay
-in the second half: 21.1-22.2 per stream-second, edges 35-47 / 61-73 ms, transcode 9-19 /
-13-25 ms. The
-schedule before (every endpoint polled fast whenever any endpoint's window was open) made
-27.1 requests per stream-second (edges 41 / 75 ms) and 32.0 with the faults (edge-b p95 128 ms).
+Measured (tests/perf/latency_accuracy.py, 2026-12-03, lab: 3 endpoints, the lowest rendition,
+60 s): 3.8 playlist requests per stream-second (15.3 with the schedule before: slow polls
+between arrivals, a window from 0.3 s before every due time, every endpoint polled at each
+attempt's end), edges |error| median 24 ms, p95 43 ms (8 / 33 before), transcode 13 / 23 ms
+(19 / 22); with an ingest delay and a 1.5-s edge delay in the second half: 7.9 per
+stream-second (18.9), edges 25-26 / 42-260 ms (13-30 / 38-264), transcode 11 / 25 ms (13 /
+17). The edge delayed by 1.5 s is timed by slow polls until its lag is learned, as before.
 Earlier tries that failed: per-endpoint windows around each endpoint's own predicted arrival
-(18.5 per stream-second, edges' p95 274 ms: an edge polled slowly until its own window opened
-lists the segment at the window's first poll, bracketed by the slow poll before it — the
-origin-driven wake and the origin-bounded bracket above are what fixed that); widening the lag
-to 4 s for every endpoint under the old union schedule (edges' p95 52 → 188 ms under faults).
+without the origin's wake (18.5 per stream-second, edges' p95 274 ms: an edge polled slowly
+until its own window opened lists the segment at the window's first poll, bracketed by the
+slow poll before it — the origin-driven wake and the origin-bounded bracket above are what
+fixed that); widening the lag to 4 s for every endpoint under the old union schedule (edges'
+p95 52 → 188 ms under faults).
 
 Decoding: each new segment is fetched once from the origin (an edge serves the same
 bytes under the same sequence number; from an edge when the origin did not list it) and
@@ -415,30 +424,33 @@ class _Attempt:
         the origin lists a new segment); every ``poll_s`` when the agent sheds fast polls
         (agent/selfwatch.py SHED_ORDER)."""
         wake = self.wake[endpoint]
-        due = self.st.next_poll.get(endpoint, 0.0) - time.time()  # the schedule goes on across attempts
-        if due > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(due, max(0.0, end - self.ctx.clock()))):
-                    await wake.wait()
+        # the schedule goes on across attempts: an attempt that ends before the next poll is due
+        # leaves it to the next attempt (it does not poll at its end)
+        at = self.st.next_poll.get(endpoint, 0.0)
         while True:
-            await self.poll(endpoint)
-            now = self.ctx.clock()
-            if now >= end:
-                self.st.next_poll[endpoint] = time.time() + self.delay(endpoint)
-                return
-            delay = self.delay(endpoint)
+            wait = at - time.time()
+            if wait > 0:
+                room = end - self.ctx.clock()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, min(wait, room))):
+                        await wake.wait()
+                if not wake.is_set() and wait > room:
+                    self.st.next_poll[endpoint] = at
+                    return
             wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, min(delay, end - now))):
-                    await wake.wait()
+            await self.poll(endpoint)
+            at = time.time() + self.delay(endpoint)
+            if self.ctx.clock() >= end:
+                self.st.next_poll[endpoint] = at
+                return
 
     def delay(self, endpoint: str) -> float:
         cfg, tracker = self.cfg, self.st.tracker
         if self.ctx.shed_level() >= 1:
             return cfg.poll_s
         if endpoint == "origin":  # a late segment (a step in latency) is still timed within ORIGIN_LAG_FACTOR lags
-            return next_poll_delay(time.time(), tracker.expected("origin"), cfg.poll_s, cfg.fast_poll_s,
-                                   cfg.fast_lead_s, ORIGIN_LAG_FACTOR * cfg.fast_lag_s)
+            return next_poll_delay(time.time(), tracker.windows("origin", cfg.fast_lead_s, cfg.fast_poll_s), cfg.poll_s,
+                                   cfg.fast_poll_s, cfg.fast_lead_s, ORIGIN_LAG_FACTOR * cfg.fast_lag_s)
         return edge_poll_delay(time.time(), tracker, endpoint, cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
                                cfg.fast_lag_s)
 

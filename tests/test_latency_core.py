@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probes.core.latency_core import (
+    CAUGHT_UP_POLL_S,
     PART_KEY,
     SEPARATE_TRACE_ATTR,
     Baseline,
@@ -58,28 +59,58 @@ def test_a_failed_poll_leaves_the_next_segment_untimed():
 
 
 def test_poll_cadence_is_fast_only_around_expected_arrivals():
-    assert next_poll_delay(10.0, [], 0.5, 0.05, 0.3, 1.0) == 0.5
-    assert next_poll_delay(10.0, [10.2], 0.5, 0.05, 0.3, 1.0) == 0.05
-    assert next_poll_delay(10.0, [10.5], 0.5, 0.05, 0.3, 1.0) == pytest.approx(0.2)
-    assert next_poll_delay(12.0, [10.5], 0.5, 0.05, 0.3, 1.0) == 0.5
+    """(opens, due) windows: fast from the opening until lag past due; before it one guard poll
+    at due - lead when the window opens later, else none until it opens; slow with no window or
+    past it."""
+    args = (0.5, 0.05, 0.3, 1.0)
+    assert next_poll_delay(10.0, [], *args) == 0.5
+    assert next_poll_delay(10.0, [(9.9, 10.2)], *args) == 0.05
+    assert next_poll_delay(10.0, [(10.2, 10.5)], *args) == pytest.approx(0.2)  # opens at due - lead: no guard
+    assert next_poll_delay(8.0, [(10.4, 10.5)], *args) == pytest.approx(2.2)  # the guard poll at due - lead
+    assert next_poll_delay(10.2, [(10.4, 10.5)], *args) == pytest.approx(0.2)  # guard done: the opening
+    assert next_poll_delay(10.42, [(10.4, 10.5)], *args) == 0.05
+    assert next_poll_delay(12.0, [(10.2, 10.5)], *args) == 0.5  # late past its lag: slow
+
+
+def test_the_fast_window_opens_where_past_arrivals_fell_against_their_prediction():
+    """Due = the newest arrival + its EXTINF; the window opens one fast poll before the earliest
+    recent error would place the arrival, and never more than lead before due (nor before any
+    error is known)."""
+    tr = FirstSeenTracker()
+    tr.observe("origin", "r", [(1, 2.0)], 0.0, 0.0)
+    assert tr.windows("origin", 0.3, 0.05) == [(pytest.approx(1.7), pytest.approx(2.0))]  # no errors yet
+    at = 0.0
+    for seq in range(2, 7):  # each segment comes 0.1 s after its prediction, seen within 0.05 s
+        at += 2.1
+        tr.observe("origin", "r", [(seq - 1, 2.0)], at - 0.05, at - 0.05)
+        tr.observe("origin", "r", [(seq - 1, 2.0), (seq, 2.0)], at + 0.05, at + 0.05)
+    (opens, due), = tr.windows("origin", 0.3, 0.05)
+    assert due == pytest.approx(at + 2.0)
+    assert opens == pytest.approx(due + 0.1 - 0.05)
+    tr.observe("origin", "r", [(6, 2.0)], due - 0.6, due - 0.6)  # one 0.5 s early (bracketed by a guard poll)
+    tr.observe("origin", "r", [(6, 2.0), (7, 2.0)], due - 0.4, due - 0.4)
+    (opens, due2), = tr.windows("origin", 0.3, 0.05)
+    assert opens == pytest.approx(due2 - 0.3)  # the earliest error is before lead: opens at due - lead
 
 
 def test_an_edge_polls_fast_only_while_the_origin_lists_a_segment_it_does_not():
-    """The edges' schedule follows the origin: slow while they list what the origin lists
-    (also in the origin's window before its arrival: a pull-through edge cannot have it yet),
-    fast from the origin's arrival until the edge lists it, for at most the lag plus the
-    edge's own last lag; with no origin arrival to go by, the edge's own window."""
+    """The edges' schedule follows the origin: idle while they list what the origin lists (also
+    in the origin's window before its arrival: a pull-through edge cannot have it yet; the
+    origin's arrival wakes them), fast from the origin's arrival until the edge lists it, for at
+    most the lag plus the edge's own last lag, slow past that; an edge a constant delay behind
+    sleeps until its window; with no origin arrival to go by, the edge's own window."""
     tr = FirstSeenTracker()
     args = (0.5, 0.05, 0.3, 1.0)
     for e in ("origin", "edge"):
         tr.observe(e, "r", [(1, 2.0)], 0.0, 0.0)
     tr.observe("origin", "r", [(1, 2.0)], 1.9, 1.9)
-    assert edge_poll_delay(1.9, tr, "edge", *args) == 0.5  # the origin's window is open; the edge waits
+    assert edge_poll_delay(1.9, tr, "edge", *args) == CAUGHT_UP_POLL_S  # the origin's window is open; the edge waits
     tr.observe("origin", "r", [(1, 2.0), (2, 2.0)], 2.0, 2.0)  # segment 2 at the origin at 1.95
-    assert tr.behind("edge", "origin", 2.1, 1.0) is True
+    opens_in, closed_for = tr.behind("edge", "origin", 2.1, 1.0)
+    assert opens_in <= 0 and closed_for <= 0
     assert edge_poll_delay(2.1, tr, "edge", *args) == 0.05
     assert edge_poll_delay(2.9, tr, "edge", *args) == 0.05
-    assert edge_poll_delay(3.0, tr, "edge", *args) == 0.5  # 1.05 s after the origin's arrival: given up
+    assert edge_poll_delay(3.0, tr, "edge", *args) == 0.5  # 1.05 s after the origin's arrival: slow
     assert tr.behind("other", "origin", 2.3, 1.0) is None  # nothing in common: its own window (none yet)
     assert edge_poll_delay(2.3, tr, "other", *args) == 0.5
     tr.observe("edge", "r", [(1, 2.0), (2, 2.0)], 3.5, 3.5)  # the edge lists it at 1.75 (0.0-3.5 bracket)
@@ -87,20 +118,23 @@ def test_an_edge_polls_fast_only_while_the_origin_lists_a_segment_it_does_not():
     tr.observe("edge", "r", [(2, 2.0), (3, 2.0)], 3.8, 3.8)  # ...and segment 3 at 3.7
     tr.observe("origin", "r", [(2, 2.0), (3, 2.0)], 3.0, 3.0)  # the origin had it at 2.5 (1.95-3.0)
     tr.note_lag("edge", "origin", "r")  # 3.7 - 2.5: 1.2 s behind
-    assert edge_poll_delay(3.9, tr, "edge", *args) == 0.5  # caught up
+    assert edge_poll_delay(3.9, tr, "edge", *args) == CAUGHT_UP_POLL_S  # caught up
     tr.observe("origin", "r", [(3, 2.0)], 4.9, 4.9)
     tr.observe("origin", "r", [(3, 2.0), (4, 2.0)], 5.0, 5.0)  # segment 4 at 4.95
     assert edge_poll_delay(4.95 + 1.0 + 1.2 - 0.05, tr, "edge", *args) == 0.05  # its 1.2-s lag: still fast
     assert edge_poll_delay(4.95 + 1.0 + 1.2 + 0.05, tr, "edge", *args) == 0.5
-    # an edge a constant 5 s behind: fast around its own arrivals only, not for the 5 s before them
+    tr._mem[("edge", "r")].lags.extend([1.2] * 4)  # its lags all 1.2 s: the window opens a fast poll before
+    assert edge_poll_delay(4.95 + 0.5, tr, "edge", *args) == pytest.approx(1.2 - 0.05 - 0.5)
+    assert edge_poll_delay(4.95 + 1.2 - 0.04, tr, "edge", *args) == 0.05
+    # an edge a constant 5 s behind: fast around its own arrivals only, asleep for the 5 s before them
     tr.observe("late", "r", [(3, 2.0)], 0.0, 0.0)
     tr._mem[("late", "r")].lags.extend([5.0] * 5)
-    assert edge_poll_delay(4.95 + 1.0, tr, "late", *args) == 0.5
-    assert edge_poll_delay(4.95 + 4.8, tr, "late", *args) == 0.05
+    assert edge_poll_delay(4.95 + 1.0, tr, "late", *args) == pytest.approx(5.0 - 0.05 - 1.0)
+    assert edge_poll_delay(4.95 + 4.96, tr, "late", *args) == 0.05
     # the origin failing: the edges go by their own windows, not by its last arrival
     tr.failed("origin", "r")
     assert tr.behind("edge", "origin", 5.1, 1.0) is None
-    assert edge_poll_delay(5.1, tr, "edge", *args) == next_poll_delay(5.1, tr.expected("edge"), *args)
+    assert edge_poll_delay(5.1, tr, "edge", *args) == next_poll_delay(5.1, tr.windows("edge", 0.3, 0.05), *args)
 
 
 def test_an_origin_timed_by_blocking_reloads_leaves_the_edges_their_own_windows():

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -142,9 +143,12 @@ class _PollMemory:
     arrived_at: float | None = None  # epoch seconds the newest segment appeared (its bracket's middle)
     lags: collections.deque[float] = field(default_factory=lambda: collections.deque((0.0,), maxlen=LAG_MEMORY))
     """An edge: how long after the origin it listed its last few segments (s)."""
+    errors: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=ARRIVAL_MEMORY))
+    """Arrival minus prediction (s) of the last few segments timed by polls, one at a time."""
 
 
 LAG_MEMORY = 5  # an edge's lags behind the origin remembered (FirstSeenTracker.behind)
+ARRIVAL_MEMORY = 6  # arrivals whose error against prediction places the next window (FirstSeenTracker.windows)
 
 
 class FirstSeenTracker:
@@ -176,6 +180,8 @@ class FirstSeenTracker:
                     new.append((seq, Seen((mem.last_mid + mid) / 2.0, (mid - mem.last_mid) / 2.0)))
             last_dur = next((d for s, d in segments if s == newest), 0.0)
             arrival = new[-1][1].at if new and new[-1][1] is not None else mid
+            if len(new) == 1 and new[0][1] is not None and mem.expected_at is not None:
+                mem.errors.append(arrival - mem.expected_at)
             mem.expected_at = arrival + last_dur
             mem.arrived_at = arrival
             mem.last_seq = newest
@@ -220,29 +226,54 @@ class FirstSeenTracker:
             mem.arrived_at = None  # nor can the edges go by it (FirstSeenTracker.behind)
 
     def expected(self, endpoint: str | None = None) -> list[float]:
-        """Epoch seconds the next segments are due (at ``endpoint``, or anywhere)."""
+        """Epoch seconds the next segments are due (at ``endpoint``, or anywhere): the newest
+        segment's arrival plus its EXTINF, the publish cadence (RFC 8216 §6.2.1: a live
+        server adds a segment when the one before has been completely published)."""
         return [m.expected_at for (e, _), m in self._mem.items()
                 if m.expected_at is not None and (endpoint is None or e == endpoint)]
 
-    def behind(self, endpoint: str, reference: str, now: float, within_s: float, lead_s: float = 0.0) -> bool | None:
-        """Does ``reference`` (the origin) list, for a rendition both are watched on, a segment
-        ``endpoint`` does not list yet, and is it time to look: from ``lead_s`` before the
-        shortest of the endpoint's recent lags behind the reference after the reference listed
-        it, until ``within_s`` after the longest (an edge a constant few seconds behind is
-        polled fast around its own arrivals, not for all of them)? None when the two have no
-        rendition in common whose arrivals the reference times by polls (it failed, or it is
-        timed by blocking reloads): the endpoint then goes by its own window."""
+    def windows(self, endpoint: str, lead_s: float, fast_s: float) -> list[tuple[float, float]]:
+        """(opens, due) of each next arrival at ``endpoint`` (epoch s): it is due as
+        :meth:`expected` says, and the fast polls start one ``fast_s`` before the earliest of
+        the last :data:`ARRIVAL_MEMORY` arrivals' errors against their prediction would place
+        it — at ``due - lead_s`` at the earliest, and until errors are known (a packager that
+        publishes on time is polled a poll or two before its arrival, not ``lead_s``)."""
+        out = []
+        for (e, _), m in self._mem.items():
+            if m.expected_at is None or e != endpoint:
+                continue
+            due = m.expected_at
+            opens = due + min(m.errors) - fast_s if m.errors else due - lead_s
+            out.append((max(opens, due - lead_s), due))
+        return out
+
+    def behind(self, endpoint: str, reference: str, now: float, within_s: float,
+               lead_s: float = 0.0) -> tuple[float, float] | None:
+        """When to look at ``endpoint`` for a segment ``reference`` (the origin) lists and it
+        does not, on a rendition both are watched on: (seconds until, seconds past) the window
+        that opens ``lead_s`` before the shortest of the endpoint's recent lags behind the
+        reference after the reference listed it and closes ``within_s`` after the longest
+        (an edge a constant few seconds behind is polled fast around its own arrivals, not
+        for all of them) — of the soonest such window; ``(inf, inf)`` when it lists all the
+        reference lists; None when the two have no rendition in common whose arrivals the
+        reference times by polls (it failed, or it is timed by blocking reloads): the
+        endpoint then goes by its own window."""
         common = False
+        soonest = (math.inf, math.inf)
         for (e, rendition), ref in self._mem.items():
             mine = self._mem.get((endpoint, rendition))
             if e != reference or ref.last_seq is None or ref.arrived_at is None or ref.expected_at is None \
                     or mine is None or mine.last_seq is None:
                 continue
             common = True
-            since = now - ref.arrived_at
-            if mine.last_seq < ref.last_seq and min(mine.lags) - lead_s <= since <= max(mine.lags) + within_s:
-                return True
-        return False if common else None
+            if mine.last_seq < ref.last_seq:
+                since = now - ref.arrived_at
+                look = (min(mine.lags) - lead_s - since, since - max(mine.lags) - within_s)
+                if (look[0] <= 0 and look[1] <= 0) or look[0] < soonest[0]:
+                    soonest = look
+                    if look[0] <= 0 and look[1] <= 0:
+                        break
+        return soonest if common else None
 
     def note_lag(self, endpoint: str, reference: str, rendition: str) -> None:
         """After ``endpoint`` listed a new segment: its lag behind ``reference`` for that segment."""
@@ -252,35 +283,55 @@ class FirstSeenTracker:
             mine.lags.append(max(0.0, mine.arrived_at - ref.arrived_at))
 
 
+CAUGHT_UP_POLL_S = 5.0  # an edge listing all the origin lists is polled this often (its wake is the origin's arrival)
+
+
 def edge_poll_delay(now: float, tracker: FirstSeenTracker, edge: str, slow_s: float, fast_s: float,
                     lead_s: float, lag_s: float) -> float:
     """Seconds to an edge's next poll, driven by the origin: ``fast_s`` while the origin lists a
-    segment the edge does not list yet, for at most ``lag_s`` plus the edge's last lag behind
-    the origin after the origin listed it (an edge a constant delay behind stays fast around
-    its own arrivals), else ``slow_s`` (the probe wakes the edge's schedule when the origin
-    lists a new segment). A pull-through edge lists a segment when a request finds its copy
-    expired, so an edge polled slowly while it is behind would be timed late by the polls;
-    an edge is not polled fast before the origin lists the segment (it cannot have it). With
-    no arrival at the origin to go by (the origin failing): its own window, as the origin's."""
-    behind = tracker.behind(edge, "origin", now, lag_s, lead_s)
-    if behind:
+    segment the edge does not list yet, from one ``fast_s`` before the shortest of the edge's
+    recent lags behind the origin (a learned window, as the origin's; the probe's poll when the
+    origin's arrival wakes the edge bounds the bracket of an edge quicker than that) until
+    ``lag_s`` past the longest (an edge a constant delay behind stays fast around its own
+    arrivals, and sleeps until that window), ``slow_s`` while it is behind past that;
+    an edge that lists all the origin lists waits for the origin's next arrival (the probe
+    wakes the edge's schedule when the origin lists a new segment; at most
+    :data:`CAUGHT_UP_POLL_S`). A pull-through edge lists a segment when a request finds its
+    copy expired, so an edge polled slowly while it is behind would be timed late by the
+    polls; an edge is not polled fast before the origin lists the segment (it cannot have
+    it). With no arrival at the origin to go by (the origin failing): its own windows, as the
+    origin's."""
+    look = tracker.behind(edge, "origin", now, lag_s, fast_s)
+    if look is None:
+        return next_poll_delay(now, tracker.windows(edge, lead_s, fast_s), slow_s, fast_s, lead_s, lag_s)
+    opens_in, closed_for = look
+    if opens_in == math.inf:
+        return CAUGHT_UP_POLL_S
+    if opens_in <= 0 and closed_for <= 0:
         return fast_s
-    if behind is None:
-        return next_poll_delay(now, tracker.expected(edge), slow_s, fast_s, lead_s, lag_s)
-    return slow_s
+    return opens_in if opens_in > 0 else slow_s
 
 
-def next_poll_delay(now: float, expected: list[float], slow_s: float, fast_s: float, lead_s: float,
+GUARD_MARGIN = 0.01  # s: a poll this close to its guard time is the guard poll (timers fire a little off)
+
+
+def next_poll_delay(now: float, windows: list[tuple[float, float]], slow_s: float, fast_s: float, lead_s: float,
                     lag_s: float) -> float:
-    """Seconds to the next poll: ``fast_s`` within [due - lead, due + lag] of any expected
-    arrival, else ``slow_s`` (never sleeping past the start of the next fast window)."""
-    delay = slow_s
-    for due in expected:
-        if due - lead_s <= now <= due + lag_s:
+    """Seconds to the next poll, for an endpoint's next arrivals as (opens, due) windows
+    (:meth:`FirstSeenTracker.windows`): ``fast_s`` from an opening until ``lag_s`` past its due
+    time; before that, none until the opening but one guard poll at ``due - lead_s`` when the
+    window opens later (a segment earlier than the learned errors is then bracketed within
+    ``lead_s``, not by the last poll of the arrival before); ``slow_s`` past every window or
+    with none (a late segment, a first poll)."""
+    delay = math.inf
+    for opens, due in windows:
+        if opens <= now <= due + lag_s:
             return fast_s
-        if now < due - lead_s:
-            delay = min(delay, max(fast_s, due - lead_s - now))
-    return delay
+        if now < opens:
+            guard = due - lead_s
+            at = guard if now < guard - GUARD_MARGIN and opens - guard > fast_s else opens
+            delay = min(delay, max(fast_s, at - now))
+    return slow_s if delay == math.inf else delay
 
 
 class Baseline:
