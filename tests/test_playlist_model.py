@@ -24,6 +24,7 @@ from probes.core.playlist import (
     audio_rendition,
     extinf_exceeds_target,
     parse,
+    parse_body,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hls"
@@ -511,3 +512,23 @@ async def test_playlist_cache_keeps_no_malformed_body_and_stays_bounded():
     await cache.parse(big, "http://h/big.m3u8")
     await cache.parse(big, "http://h/big.m3u8")
     assert cache.hits == 0 and len(cache) <= 2
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.m3u8")))
+async def test_the_same_body_on_another_host_is_the_parse_there_without_parsing_it_again(name: str):
+    """An origin and its edges serve the same bytes at the same path: the edge's parse is the
+    origin's with each URI moved to the edge's host — equal to parsing it there, for every
+    recorded packager's and RFC example's playlist (segments, maps, keys, parts, preload hints,
+    rendition reports, variants, alternates, I-frame playlists). A body holding ``//`` (an
+    absolute URI: another host) is parsed afresh, and so is one at another path."""
+    body = (FIXTURES / f"{name}.m3u8").read_bytes()
+    cache = PlaylistCache()
+    origin = "http://127.0.0.1:8080/live/main/index.m3u8"
+    edge = "https://edge-a.example:8443/live/main/index.m3u8"
+    await cache.parse(body, origin)
+    got = await cache.parse(body, edge)
+    assert got == await parse_body(body, edge)
+    assert cache.rebased == (0 if b"//" in body else 1)
+    other_path = "https://edge-a.example:8443/live/other/index.m3u8"
+    assert await cache.parse(body, other_path) == await parse_body(body, other_path)
+    assert cache.rebased == (0 if b"//" in body else 1) and cache.misses == 3
