@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -126,6 +125,7 @@ from probes.core.playlist import (
     next_part,
     with_query,
 )
+from probes.core.segment_decode import open_segment
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
 from probes.net.httpfetch import Fetcher, FetchResult
@@ -208,18 +208,23 @@ class SegmentBeacons:
     error: str | None = None
 
 
-def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacons:
+def read_segment_beacons(data: bytes, read_beacon: bool = True, key_first: bool = False) -> SegmentBeacons:
     """Decode every video frame of one segment; read the first and the last frame's beacon.
 
     Blocking (run it in a thread); never raises on bad media. A frame whose beacon is
     unreadable is extrapolated from the other end by presentation time.
+
+    ``key_first``: look at the key frames alone first (FFmpeg ``skip_frame=nonkey``); when the
+    first has no beacon, the segment has none (the beacon is in every picture) and its frames
+    are counted and timed from their packets: a third of the cost of decoding them all, for a
+    stream known to carry no beacon being checked again (``BEACON_RECHECK_EVERY``).
     """
     import av
 
     out = SegmentBeacons()
     c0 = time.thread_time()
     try:
-        container = av.open(io.BytesIO(data), "r")
+        container = open_segment(data)
     except (av.FFmpegError, ValueError, OSError) as exc:
         out.error = f"unreadable segment: {str(exc)[:120]}"
         return out
@@ -227,6 +232,12 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacon
         vs = next((s for s in container.streams if s.type == "video"), None)
         if vs is None:
             out.error = "no video stream"
+            return out
+        if key_first and read_beacon:
+            if _key_frame_beacon(container, vs, out):
+                full = read_segment_beacons(data, read_beacon)
+                full.cpu_s = time.thread_time() - c0
+                return full
             return out
         vs.codec_context.thread_count = 1
         first_read: tuple[float, float] | None = None  # (pts, capture)
@@ -266,6 +277,34 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True) -> SegmentBeacon
         container.close()
         out.cpu_s = time.thread_time() - c0
     return out
+
+
+def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
+    """Key frames only: True when the first decoded one carries a beacon; else ``out`` gets the
+    frames' count and times from the packets (presentation order: the smallest and largest)."""
+    import av
+
+    vs.codec_context.thread_count = 1
+    vs.codec_context.skip_frame = "NONKEY"
+    pts: list[float] = []
+    checked = False
+    for packet in container.demux(vs):
+        if packet.pts is not None and packet.size:
+            pts.append(float(packet.pts * packet.time_base))
+        if checked:
+            continue
+        try:
+            frames = packet.decode()
+        except (av.FFmpegError, ValueError):
+            continue
+        for fr in frames:
+            checked = True
+            if beacon.read(luma_plane(fr)) is not None:
+                return True
+            break
+    if pts:
+        out.frames, out.first_pts, out.last_pts = len(pts), min(pts), max(pts)
+    return False
 
 
 # ----------------------------------------------------------------- per-target state
@@ -600,7 +639,8 @@ class _Attempt:
             fr = await self.fetch(uri, cfg.segment_max_bytes, byte_range)
             if not fr.failure:
                 async with st.decode_sem:
-                    b = await asyncio.to_thread(read_segment_beacons, fr.body)
+                    b = await asyncio.to_thread(read_segment_beacons, fr.body, True,
+                                                st.beacon_misses >= BEACON_MISSES_BEFORE_BACKOFF)
                 timing.decode_cpu_s = b.cpu_s
                 st.cpu.append(b.cpu_s)
                 del st.cpu[:-50]

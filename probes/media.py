@@ -48,7 +48,7 @@ from probes.core.playlist import (
     choose_renditions,
     reusable,
 )
-from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment
+from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment, jpeg_thumbnail
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -97,8 +97,12 @@ class MediaSettings(StrictModel):
         f"{ALL_FRAMES_MAX_STREAMS} streams, 'key' beyond)")
     checks: MediaConfig = Field(default_factory=MediaConfig)
     decode: DecodeOptions = Field(default_factory=DecodeOptions)
-    thumbnail_width: int = Field(160, ge=0, le=640, description="each analysed segment's last picture as a JPEG "
+    thumbnail_width: int = Field(160, ge=0, le=640, description="an analysed segment's last picture as a JPEG "
                                  "this wide for the status page, kept in memory only (0: none)")
+    thumbnail_every_s: float = Field(
+        6.0, ge=0, le=300, description="a new picture at most this often per rendition, and at once when a "
+        "segment's content faults differ from the last picture's (a black or frozen picture is shown from its "
+        "first segment): a JPEG costs ~0.7 ms, a fifth of a key-frame decode (0: every segment)")
 
 
 @dataclass(slots=True)
@@ -133,6 +137,12 @@ def _decode_and_measure(data: bytes, options: DecodeOptions) -> tuple[DecodedSeg
     t0 = time.thread_time()
     seg = decode_segment(data, options)
     return seg, time.thread_time() - t0
+
+
+def _jpeg_and_measure(picture: object, width: int) -> tuple[bytes, float]:
+    t0 = time.thread_time()
+    jpeg = jpeg_thumbnail(picture, width)
+    return jpeg, time.thread_time() - t0
 
 
 class _Attempt:
@@ -278,8 +288,10 @@ class _Attempt:
             rs.analyser = MediaAnalyser(cfg.checks)
             return
         frames = "key" if cfg.video_frames == "key" else "all"  # 'auto' is resolved by the job builder
-        options = cfg.decode if (cfg.decode.thumbnail_width, cfg.decode.video_frames) == (cfg.thumbnail_width, frames) \
-            else cfg.decode.model_copy(update={"thumbnail_width": cfg.thumbnail_width, "video_frames": frames})
+        keep = cfg.thumbnail_width > 0
+        options = cfg.decode if (cfg.decode.thumbnail_width, cfg.decode.keep_last_picture, cfg.decode.video_frames) \
+            == (0, keep, frames) else cfg.decode.model_copy(
+                update={"thumbnail_width": 0, "keep_last_picture": keep, "video_frames": frames})
         async with self.st.semaphore:
             # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
             decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, options)
@@ -289,9 +301,9 @@ class _Attempt:
                                     bandwidth_buffer_s=v.bandwidth_buffer_s, target_duration=rs.target_duration)
         rs.cpu_s = cpu + (time.thread_time() - t0)
         rs.findings, rs.findings_seq = findings, seg.seq
-        if decoded.thumbnail:
-            rs.thumbnail = Thumbnail(decoded.thumbnail, self.ctx.wall(), seg.seq,
-                                     tuple(sorted(str(f) for f in findings.fault_names)))
+        if decoded.last_picture is not None:
+            rs.cpu_s += await self.thumbnail(rs, decoded.last_picture, seg.seq,
+                                             tuple(sorted(str(f) for f in findings.fault_names)))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
         span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})
@@ -306,6 +318,19 @@ class _Attempt:
         self.result.spans.append(span)
         # counters count once, when the segment is analysed
         self.result.samples.extend(s for s in findings.samples(self.labels(v.name)) if s.kind == "inc")
+
+    async def thumbnail(self, rs: _Rendition, picture: object, seq: int, faults: tuple[str, ...]) -> float:
+        """The rendition's picture for the status page, made when due (``thumbnail_every_s``, or
+        content faults other than the last picture's); the CPU seconds it took."""
+        now = self.ctx.wall()
+        last = rs.thumbnail
+        if last is not None and last.faults == faults and now - last.at < self.cfg.thumbnail_every_s:
+            return 0.0
+        async with self.st.semaphore:
+            jpeg, cpu = await asyncio.to_thread(_jpeg_and_measure, picture, self.cfg.thumbnail_width)
+        if jpeg:
+            rs.thumbnail = Thumbnail(jpeg, now, seq, faults)
+        return cpu
 
     async def init_section(self, rs: _Rendition, init: InitSection) -> bytes | None:
         """The EXT-X-MAP bytes, fetched once per URI and byte range (RFC 8216 §4.3.2.5: a player

@@ -216,3 +216,44 @@ def test_read_cost_well_under_a_millisecond():
         timings.append(time.perf_counter() - t)
     median = sorted(timings)[len(timings) // 2]
     assert median < 0.0005, f"read() median {median * 1e6:.0f} us on 640x360"
+
+
+def _unstamped(n: int = 60) -> bytes:
+    rng = np.random.default_rng(11)
+
+    def frames():
+        for i in range(n):
+            yuv = np.full((H * 3 // 2, W), 128, np.uint8)
+            yuv[:H] = _noise_plane(rng)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            yield frame
+
+    return _encode(frames(), W, H, 800_000)
+
+
+def test_a_key_frame_check_reads_a_stamped_segment_in_full(source):
+    """probes/latency.py read_segment_beacons(key_first=True), the recheck of a stream that had
+    no beacon: a stamped segment is read as in full (both ends' capture times)."""
+    from probes.latency import read_segment_beacons
+
+    truth, data = source
+    full = read_segment_beacons(data)
+    checked = read_segment_beacons(data, key_first=True)
+    assert full.first_beacon == pytest.approx(truth[0] / 1000.0, abs=0.001)
+    assert full.last_beacon == pytest.approx(truth[-1] / 1000.0, abs=0.001)
+    assert (checked.frames, checked.first_beacon, checked.last_beacon) == \
+        (full.frames, full.first_beacon, full.last_beacon) == (N, full.first_beacon, full.last_beacon)
+
+
+def test_a_key_frame_check_times_an_unstamped_segment_from_its_packets():
+    """No beacon in the key frame: no capture time, and the frames' count and first and last
+    presentation times come from the packets, equal to a full decode's."""
+    from probes.latency import read_segment_beacons
+
+    data = _unstamped()
+    full = read_segment_beacons(data)
+    checked = read_segment_beacons(data, key_first=True)
+    assert full.first_beacon is None and checked.first_beacon is None and checked.last_beacon is None
+    assert (checked.frames, checked.first_pts, checked.last_pts) == (full.frames, full.first_pts, full.last_pts)
+    assert checked.frames == 60 and checked.last_pts == pytest.approx(59 / FPS)
