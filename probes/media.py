@@ -296,13 +296,15 @@ class _Attempt:
             # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
             decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, options)
         decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
+        # the picture holds its decoder's frame pool: used here, never kept with the segment
+        picture, decoded.last_picture = decoded.last_picture, None
         t0 = time.thread_time()
         findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth,
                                     bandwidth_buffer_s=v.bandwidth_buffer_s, target_duration=rs.target_duration)
         rs.cpu_s = cpu + (time.thread_time() - t0)
         rs.findings, rs.findings_seq = findings, seg.seq
-        if decoded.last_picture is not None:
-            rs.cpu_s += await self.thumbnail(rs, decoded.last_picture, seg.seq,
+        if picture is not None:
+            rs.cpu_s += await self.thumbnail(rs, picture, seg.seq,
                                              tuple(sorted(str(f) for f in findings.fault_names)))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
