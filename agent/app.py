@@ -29,6 +29,7 @@ from agent import installed_version, lograte, logsafe
 from agent.alerts import AlertDispatcher
 from agent.complaint_desk import ComplaintDesk
 from agent.config import Config, parse_listen
+from agent.cpupool import cpu_pool
 from agent.errors import AgentError
 from agent.history import HistoryRecorder
 from agent.incident_sink import IncidentSink, config_places
@@ -180,7 +181,9 @@ class Agent:
         if self.trace_sink:
             sinks.append(self.trace_sink)
         sinks.extend(extra_sinks or [])
-        self.runner = Runner(self.jobs, sinks, http=self.fetcher, site=config.agent.site, clock=clock, wall=wall)
+        self.cpu_pool = cpu_pool(config.agent.cpu_threads)  # decoding and pictures (agent/cpupool.py)
+        self.runner = Runner(self.jobs, sinks, http=self.fetcher, site=config.agent.site, clock=clock, wall=wall,
+                             cpu_pool=self.cpu_pool)
         self._server: Any = None
         self.url = ""
         self._reloading = asyncio.Lock()
@@ -261,6 +264,8 @@ class Agent:
             await self._server.cleanup()
             self._server = None
         await self.fetcher.close()
+        # the runner's tasks are stopped: nothing waits on the pool; a decode running finishes alone
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         if self.trace_sink is not None:
             await asyncio.to_thread(self.trace_sink.shutdown)
 
@@ -299,7 +304,7 @@ class Agent:
             self.thumbnails.keep_only(kept)
             self.history.keep_only(kept)
             runner = Runner(jobs, self.runner.sinks, http=self.fetcher, site=config.agent.site, clock=self.clock,
-                            wall=self.wall)
+                            wall=self.wall, cpu_pool=self.cpu_pool)
             runner.adopt(self.runner)
             await self.runner.release()  # sessions of the targets that are gone
             self.runner, self.jobs, self.config = runner, jobs, config

@@ -177,6 +177,8 @@ class AgentSettings(StrictModel):
         "a request waiting for a slot is the agent's queue, and its timings are not judged)")
     log_level: str = "info"
     web: WebSettings = Field(default_factory=WebSettings)  # agent/webguard.py: TLS, basic auth, Host, timeouts
+    cpu_threads: int = Field(0, ge=0, le=32, description="threads decoding segments and pictures (agent/cpupool.py); "
+                             "0: one less than the CPUs the agent may use, 1 to 4")
     shard: str | None = Field(None, description="'I/N': this agent watches shard I of N of the streams, and "
                               "keeps its incidents in NAME.shard-I-of-N.db beside incidents.path (agent/shard.py); "
                               "None: every stream")

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,8 +106,10 @@ class Runner:
     """Owns every probe task. ``async with Runner(...)`` or start()/stop()."""
 
     def __init__(self, jobs: list[Job], sinks: list[CycleSink], *, http: Any = None, site: str = "",
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 cpu_pool: Executor | None = None) -> None:
         self.jobs = jobs
+        self.cpu_pool = cpu_pool  # ProbeContext.cpu_pool (agent/cpupool.py); the caller owns it
         self.sinks = sinks
         self.http = http
         self.site = site
@@ -136,7 +139,7 @@ class Runner:
                                                 wall=self.wall, agent_stall=self.loop_watch.longest,
                                                 agent_stalled_s=self.loop_watch.stalled_s,
                                                 shed_level=lambda: self.selfwatch.level,
-                                                playlists=self.playlists)
+                                                playlists=self.playlists, cpu_pool=self.cpu_pool)
         return ctx
 
     def adopt(self, old: Runner) -> None:
@@ -153,6 +156,7 @@ class Runner:
                     ctx.agent_stall = self.loop_watch.longest
                     ctx.agent_stalled_s = self.loop_watch.stalled_s
                     ctx.playlists = self.playlists
+                    ctx.cpu_pool = self.cpu_pool
                     ctx.shed_level = lambda: self.selfwatch.level
                     self._ctx[key] = ctx
         self.selfwatch.level = old.selfwatch.level  # the load is the same agent's

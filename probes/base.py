@@ -16,15 +16,19 @@ Three kinds of data leave a probe:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import enum
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from probes.faults import STAGES, Fault
+
+_T = TypeVar("_T")
 
 __all__ = ["HOST_NOT_RESOLVED", "RESULT_MARGIN_S", "STAGES", "Evidence", "Failure", "Fault", "ProbeContext",
            "ProbeResult", "ProbeTarget", "Sample", "SpanRecord", "State", "UrlRole", "own_deadline", "worst"]
@@ -225,6 +229,19 @@ class ProbeContext:
     before each call (``clock() + target.timeout``); the time a probe has is ``deadline -
     clock()``, never re-derived from ``target.timeout``. ``inf`` outside the runner: a caller
     that wants a bound sets it as the runner does."""
+    cpu_pool: Executor | None = None
+    """The agent's threads for CPU-bound probe work (segment decoding, pictures): :meth:`run_cpu`.
+    None (outside an agent): asyncio's default executor."""
+
+    async def run_cpu(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the agent's CPU pool (:attr:`cpu_pool`), awaited.
+
+        A pool of its own, a few threads (agent/cpupool.py): a burst of decodes (every stream's
+        segment published at once) waits behind itself, not in front of what shares asyncio's
+        default executor (name resolution for new connections, metrics exposition), and few
+        threads competing for the GIL leave the event loop its share of it.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
 
 
 def _playlist_cache() -> Any:

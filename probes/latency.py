@@ -639,7 +639,7 @@ class _Attempt:
             fr = await self.fetch(uri, cfg.segment_max_bytes, byte_range)
             if not fr.failure:
                 async with st.decode_sem:
-                    b = await asyncio.to_thread(read_segment_beacons, fr.body, True,
+                    b = await self.ctx.run_cpu(read_segment_beacons, fr.body, True,
                                                 st.beacon_misses >= BEACON_MISSES_BEFORE_BACKOFF)
                 timing.decode_cpu_s = b.cpu_s
                 st.cpu.append(b.cpu_s)

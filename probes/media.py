@@ -294,7 +294,7 @@ class _Attempt:
                 update={"thumbnail_width": 0, "keep_last_picture": keep, "video_frames": frames})
         async with self.st.semaphore:
             # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
-            decoded, cpu = await asyncio.to_thread(_decode_and_measure, init + fr.body, options)
+            decoded, cpu = await self.ctx.run_cpu(_decode_and_measure, init + fr.body, options)
         decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
         # the picture holds its decoder's frame pool: used here, never kept with the segment
         picture, decoded.last_picture = decoded.last_picture, None
@@ -329,7 +329,7 @@ class _Attempt:
         if last is not None and last.faults == faults and now - last.at < self.cfg.thumbnail_every_s:
             return 0.0
         async with self.st.semaphore:
-            jpeg, cpu = await asyncio.to_thread(_jpeg_and_measure, picture, self.cfg.thumbnail_width)
+            jpeg, cpu = await self.ctx.run_cpu(_jpeg_and_measure, picture, self.cfg.thumbnail_width)
         if jpeg:
             rs.thumbnail = Thumbnail(jpeg, now, seq, faults)
         return cpu
