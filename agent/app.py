@@ -17,6 +17,7 @@ in one process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -29,7 +30,7 @@ from agent import installed_version, lograte, logsafe
 from agent.alerts import AlertDispatcher
 from agent.complaint_desk import ComplaintDesk
 from agent.config import Config, parse_listen
-from agent.cpupool import cpu_pool
+from agent.cpupool import CpuPool
 from agent.errors import AgentError
 from agent.history import HistoryRecorder
 from agent.incident_sink import IncidentSink, config_places
@@ -181,7 +182,7 @@ class Agent:
         if self.trace_sink:
             sinks.append(self.trace_sink)
         sinks.extend(extra_sinks or [])
-        self.cpu_pool = cpu_pool(config.agent.cpu_threads)  # decoding and pictures (agent/cpupool.py)
+        self.cpu_pool = CpuPool(config.agent.cpu_workers, config.agent.cpu_isolation)  # decoding (agent/cpupool.py)
         self.runner = Runner(self.jobs, sinks, http=self.fetcher, site=config.agent.site, clock=clock, wall=wall,
                              cpu_pool=self.cpu_pool)
         self._server: Any = None
@@ -264,8 +265,10 @@ class Agent:
             await self._server.cleanup()
             self._server = None
         await self.fetcher.close()
-        # the runner's tasks are stopped: nothing waits on the pool; a decode running finishes alone
-        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        # the runner's tasks are stopped: nothing waits on the pool; its workers finish what they
+        # decode (milliseconds) and exit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.cpu_pool.shutdown, True, cancel_futures=True), 10.0)
         if self.trace_sink is not None:
             await asyncio.to_thread(self.trace_sink.shutdown)
 

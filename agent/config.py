@@ -40,7 +40,7 @@ import re
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -177,8 +177,11 @@ class AgentSettings(StrictModel):
         "a request waiting for a slot is the agent's queue, and its timings are not judged)")
     log_level: str = "info"
     web: WebSettings = Field(default_factory=WebSettings)  # agent/webguard.py: TLS, basic auth, Host, timeouts
-    cpu_threads: int = Field(0, ge=0, le=32, description="threads decoding segments and pictures (agent/cpupool.py); "
-                             "0: one less than the CPUs the agent may use, 1 to 4")
+    cpu_workers: int = Field(0, ge=0, le=32, description="workers decoding segments (agent/cpupool.py); 0: one "
+                             "less than the CPUs the agent may use, 1 to 4")
+    cpu_isolation: Literal["process", "thread"] = Field(
+        "process", description="decode in worker processes (no GIL shared with the event loop; a decoder crash "
+        "costs one segment) or in threads of the agent's process")
     shard: str | None = Field(None, description="'I/N': this agent watches shard I of N of the streams, and "
                               "keeps its incidents in NAME.shard-I-of-N.db beside incidents.path (agent/shard.py); "
                               "None: every stream")

@@ -387,7 +387,8 @@ class Runner:
         # queued for the agent's own connection slots (agent/selfwatch.py; a request's own budget
         # counts from when it was sent: probes/net/leanhttp.py answer_within_s)
         judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind(),
-                            queued_s=queued.longest if deadline_hit else 0.0)
+                            queued_s=queued.longest if deadline_hit else 0.0,
+                            cpu_s=queued.cpu_s if deadline_hit else 0.0)
         if judged is not None and judged != result.evidence:
             result.evidence = judged
             if result.failure is Failure.TIMEOUT:

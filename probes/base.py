@@ -240,8 +240,18 @@ class ProbeContext:
         segment published at once) waits behind itself, not in front of what shares asyncio's
         default executor (name resolution for new connections, metrics exposition), and few
         threads competing for the GIL leave the event loop its share of it.
+
+        The seconds it takes, queue included, are the agent's own: noted in the attempt's
+        :class:`SlotWait` (``cpu_s``), so a deadline the attempt runs into while its decodes wait
+        for the pool is not a timeout of the server it measures (agent/runner.py).
         """
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
+        t0 = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
+        finally:
+            acc = ATTEMPT_SLOT_WAIT.get()
+            if acc is not None:
+                acc.cpu_s += time.monotonic() - t0
 
 
 def _playlist_cache() -> Any:
@@ -251,18 +261,20 @@ def _playlist_cache() -> Any:
 
 
 class SlotWait:
-    """The longest that any request of one probe attempt waited for a connection slot of the
-    agent's own HTTP client (its bound on requests in flight per host, ``agent.max_in_flight_per_host``),
-    seconds. That wait is the agent's queue, not the server's answer: the runner counts it, as it
-    counts its event loop's lateness, against judging the attempt's timings (agent/selfwatch.py
-    ``unmeasured``). The runner sets one per attempt in :data:`ATTEMPT_SLOT_WAIT`; the client
-    (probes/net/leanhttp.py) raises it; tasks a probe starts share it (context variables are copied
-    into new tasks)."""
+    """The agent's own queues in one probe attempt, seconds: ``longest``, the longest that any
+    request waited for a connection slot of the agent's own HTTP client (its bound on requests in
+    flight per host, ``agent.max_in_flight_per_host``); ``cpu_s``, the time spent in the agent's
+    CPU pool (:meth:`ProbeContext.run_cpu`: decoding, queue included). Neither is the server's
+    answer: the runner counts them, as it counts its event loop's lateness, against judging the
+    attempt's timings (agent/selfwatch.py ``unmeasured``). The runner sets one per attempt in
+    :data:`ATTEMPT_SLOT_WAIT`; the client (probes/net/leanhttp.py) and ``run_cpu`` raise it; tasks
+    a probe starts share it (context variables are copied into new tasks)."""
 
-    __slots__ = ("longest",)
+    __slots__ = ("cpu_s", "longest")
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self.cpu_s = 0.0
 
     def note(self, waited_s: float) -> None:
         if waited_s > self.longest:

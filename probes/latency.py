@@ -85,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -639,8 +640,11 @@ class _Attempt:
             fr = await self.fetch(uri, cfg.segment_max_bytes, byte_range)
             if not fr.failure:
                 async with st.decode_sem:
-                    b = await self.ctx.run_cpu(read_segment_beacons, fr.body, True,
-                                                st.beacon_misses >= BEACON_MISSES_BEFORE_BACKOFF)
+                    try:
+                        b = await self.ctx.run_cpu(read_segment_beacons, fr.body, True,
+                                                    st.beacon_misses >= BEACON_MISSES_BEFORE_BACKOFF)
+                    except BrokenExecutor:  # the decoding worker process died on it (agent/cpupool.py)
+                        b = SegmentBeacons(error="the decoding worker process died on this segment")
                 timing.decode_cpu_s = b.cpu_s
                 st.cpu.append(b.cpu_s)
                 del st.cpu[:-50]

@@ -9,10 +9,9 @@ What comes out is small and analysis-ready (:class:`DecodedSegment`):
   presentation time and length (silence, clipping, level, gaps, A/V offset);
 - packet sizes per stream (measured bitrate), decode errors counted;
 - with ``thumbnail_width`` set, the segment's last picture as a small JPEG (PyAV's MJPEG
-  encoder, aspect kept, a few kB at 160 px wide) for the status page; with ``keep_last_picture``
-  the picture itself (``last_picture``), for a caller that decides after analysis whether it is
-  worth a JPEG (:func:`jpeg_thumbnail`: ~1 ms a picture, the largest part of a key-frame-only
-  decode of a 2-s 180p segment).
+  encoder, aspect kept, a few kB at 160 px wide) for the status page; with ``last_picture_width``
+  that picture scaled, as a plain array (``last_picture``: it crosses a process boundary), for
+  a caller that decides after analysis whether it is worth a JPEG (:func:`jpeg_thumbnail`).
 
 Decoding is CPU-bound and blocking: :func:`decode_segment` is a plain function meant for
 ``asyncio.to_thread`` under a semaphore the caller owns (STYLE.md 10: blocking libraries
@@ -59,7 +58,8 @@ class DecodeOptions(StrictModel):
         True, description="skip H.264/HEVC deblocking: ~15 % less decode CPU, invisible at 64x36"
     )
     thumbnail_width: int = Field(0, ge=0, le=640, description="the last picture as a JPEG this wide (0: none)")
-    keep_last_picture: bool = Field(False, description="keep the last picture as decoded (DecodedSegment.last_picture)")
+    last_picture_width: int = Field(0, ge=0, le=640, description="the last picture this wide as a yuvj420p array "
+                                    "(DecodedSegment.last_picture; 0: none)")
     video_frames: Literal["all", "key"] = Field(
         "all", description="'all': decode every picture; 'key': decode key frames only (FFmpeg skip_frame=nonkey), "
         "every frame still timed from its packet: ~1/GOP of the video decode cost (the media probe at scale)")
@@ -91,7 +91,9 @@ class DecodedSegment:
     decode_errors: int = 0
     error: str | None = None
     thumbnail: bytes = b""  # JPEG of the last picture (DecodeOptions.thumbnail_width), or empty
-    last_picture: object | None = None  # the last picture, an av.VideoFrame (DecodeOptions.keep_last_picture)
+    last_picture: np.ndarray | None = None
+    """The last picture, scaled (``DecodeOptions.last_picture_width``): planar yuvj420p, uint8
+    ``(height * 3 // 2, width)`` (PyAV's ``to_ndarray`` layout), for :func:`jpeg_thumbnail`."""
 
     @property
     def video_frames(self) -> int:
@@ -212,7 +214,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         if len(v_pts) >= opts.max_video_frames or frame.pts is None:
             return
         t = float(frame.pts * frame.time_base)
-        if (opts.thumbnail_width or opts.keep_last_picture) and t >= last[1]:
+        if (opts.thumbnail_width or opts.last_picture_width) and t >= last[1]:
             last[0], last[1] = frame, t
         v_pts.append(t)
         v_key.append(bool(frame.key_frame))
@@ -275,8 +277,11 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
     if last[0] is not None:
         if opts.thumbnail_width:
             out.thumbnail = jpeg_thumbnail(last[0], opts.thumbnail_width)
-        if opts.keep_last_picture:
-            out.last_picture = last[0]
+        if opts.last_picture_width:
+            try:
+                out.last_picture = _scaled(last[0], opts.last_picture_width).to_ndarray()
+            except (av.FFmpegError, ValueError):
+                out.last_picture = None
     if errors:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
@@ -301,16 +306,24 @@ def place_pictures(out: DecodedSegment, pts: list[float], keys: list[bool], pic_
     out.video_luma_index = idx[keep].astype(np.int64)
 
 
-def jpeg_thumbnail(frame, width: int) -> bytes:
-    """``frame`` scaled to ``width`` (aspect kept, even height) as a baseline JPEG (FFmpeg's MJPEG
-    encoder, full-range YUV 4:2:0); empty when the encoder refuses it."""
+def _scaled(frame, width: int):
+    """``frame`` at ``width`` (aspect kept, even height) in full-range YUV 4:2:0 (``yuvj420p``)."""
+    height = max(2, round(width * frame.height / max(1, frame.width) / 2) * 2)
+    return frame.reformat(width=width, height=height, format="yuvj420p")
+
+
+def jpeg_thumbnail(picture, width: int) -> bytes:
+    """``picture`` (an ``av.VideoFrame``, or a :attr:`DecodedSegment.last_picture` array) scaled
+    to ``width`` (aspect kept, even height) as a baseline JPEG (FFmpeg's MJPEG encoder, full-range
+    YUV 4:2:0; ~0.15 ms at 160 px): bytes, empty when the encoder refuses it."""
     from fractions import Fraction
 
-    height = max(2, round(width * frame.height / max(1, frame.width) / 2) * 2)
     try:
-        small = frame.reformat(width=width, height=height, format="yuvj420p")
+        if isinstance(picture, np.ndarray):
+            picture = av.VideoFrame.from_ndarray(picture, format="yuvj420p")
+        small = picture if (picture.width, picture.format.name) == (width, "yuvj420p") else _scaled(picture, width)
         cc = av.CodecContext.create("mjpeg", "w")
-        cc.width, cc.height, cc.pix_fmt, cc.time_base = width, height, "yuvj420p", Fraction(1, 25)
+        cc.width, cc.height, cc.pix_fmt, cc.time_base = small.width, small.height, "yuvj420p", Fraction(1, 25)
         return b"".join(bytes(p) for p in [*cc.encode(small), *cc.encode(None)])
     except (av.FFmpegError, ValueError):
         return b""

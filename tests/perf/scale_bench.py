@@ -8,8 +8,9 @@ once) so the media probe decodes what it would in production.
 
 For each ``--streams`` count, the agent runs as its own process (`signalpath run`, as in
 production) with its defaults — HLS, virtual players, latency, media analysis on the lowest
-rendition — and the run prints, over ``--seconds`` after ``--warmup``: agent CPU (cores, from
-/proc), RSS, its own event-loop lag and probe schedule lag (the agent's metrics, sampled
+rendition — and the run prints, over ``--seconds`` after ``--warmup``: agent CPU (cores, its
+decoding worker processes included), RSS (summed likewise), its own event-loop lag and probe
+schedule lag (the agent's metrics, sampled
 every 5 s: each sample is the largest of the last 10-20 s), the shed level, incidents by
 place and fault, cells not ok, and requests per second as nginx logged them.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import os
@@ -43,6 +45,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,16 +72,29 @@ def wait_port(port: int, what: str, within: float = 15.0) -> None:
     raise SystemExit(f"{what} did not start on port {port}")
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and every process under it (the agent's decoding workers: agent/cpupool.py)."""
+    p = psutil.Process(pid)
+    return [p, *p.children(recursive=True)]
+
+
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    """CPU seconds (user + system) of ``pid`` and the processes under it now."""
+    total = 0.0
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """RSS of ``pid`` and the processes under it, summed (pages they share counted in each)."""
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
 
 
 # ---------------------------------------------------------------- the live streams
