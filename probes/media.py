@@ -32,7 +32,7 @@ import asyncio
 import time
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -50,7 +50,7 @@ from probes.core.playlist import (
     choose_renditions,
     reusable,
 )
-from probes.core.segment_decode import DecodedSegment, DecodeOptions, decode_segment, jpeg_thumbnail
+from probes.core.segment_decode import DecodeOptions, decode_segment, jpeg_thumbnail
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -134,12 +134,19 @@ class _StreamState:
     analysed: int = 0
 
 
-def _decode_and_measure(data: bytes, options: DecodeOptions) -> tuple[DecodedSegment, float]:
-    """The CPU pool's job (agent/cpupool.py: a worker process or thread): decode, and the CPU
-    seconds it took."""
+def _decode_and_analyse(data: bytes, options: DecodeOptions, analyser: MediaAnalyser, size_bytes: int,
+                        feed: dict[str, Any]) -> tuple[MediaFindings, MediaAnalyser, np.ndarray | None, float]:
+    """The CPU pool's job (agent/cpupool.py: a worker process or thread): decode ``data`` and
+    feed it to ``analyser`` (``feed``: its keyword arguments). Returns the findings, the
+    analyser as it is after them (a copy, from a process: the caller keeps it for the next
+    segment), the thumbnail picture, and the CPU seconds it all took. The samples and pictures
+    stay in the worker: what comes back is a few kB."""
     t0 = time.thread_time()
-    seg = decode_segment(data, options)
-    return seg, time.thread_time() - t0
+    decoded = decode_segment(data, options)
+    decoded.size_bytes = size_bytes  # figures (bitrate) count the segment, not its init section
+    picture, decoded.last_picture = decoded.last_picture, None
+    findings = analyser.feed(decoded, **feed)
+    return findings, analyser, picture, time.thread_time() - t0
 
 
 def _jpeg_and_measure(picture: np.ndarray, width: int) -> tuple[bytes, float]:
@@ -298,23 +305,20 @@ class _Attempt:
         try:
             async with self.st.semaphore:
                 # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
-                decoded, cpu = await self.ctx.run_cpu(_decode_and_measure, init + fr.body, options)
+                findings, rs.analyser, picture, cpu = await self.ctx.run_cpu(
+                    _decode_and_analyse, init + fr.body, options, rs.analyser, fr.size,
+                    {"segment_duration": seg.duration, "declared_bandwidth": v.bandwidth,
+                     "bandwidth_buffer_s": v.bandwidth_buffer_s, "target_duration": rs.target_duration})
         except BrokenExecutor:  # the worker process died decoding it (agent/cpupool.py): this one only
             span.end_ns = int(time.time() * 1e9)
             span.error = "the decoding worker process died on this segment: not analysed"
             self.result.spans.append(span)
             rs.analyser = MediaAnalyser(cfg.checks)
             return
-        decoded.size_bytes = fr.size  # figures (bitrate) count the segment, not its init section
-        picture, decoded.last_picture = decoded.last_picture, None  # for the thumbnail, not kept
-        t0 = time.thread_time()
-        findings = rs.analyser.feed(decoded, segment_duration=seg.duration, declared_bandwidth=v.bandwidth,
-                                    bandwidth_buffer_s=v.bandwidth_buffer_s, target_duration=rs.target_duration)
-        rs.cpu_s = cpu + (time.thread_time() - t0)
+        rs.cpu_s = cpu
         rs.findings, rs.findings_seq = findings, seg.seq
         if picture is not None:
-            rs.cpu_s += self.thumbnail(rs, picture, seg.seq,
-                                             tuple(sorted(str(f) for f in findings.fault_names)))
+            rs.cpu_s += self.thumbnail(rs, picture, seg.seq, tuple(sorted(str(f) for f in findings.fault_names)))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
         span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})

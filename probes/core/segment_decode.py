@@ -324,6 +324,7 @@ def jpeg_thumbnail(picture, width: int) -> bytes:
         small = picture if (picture.width, picture.format.name) == (width, "yuvj420p") else _scaled(picture, width)
         cc = av.CodecContext.create("mjpeg", "w")
         cc.width, cc.height, cc.pix_fmt, cc.time_base = small.width, small.height, "yuvj420p", Fraction(1, 25)
+        cc.thread_count = 1  # FFmpeg's default starts and joins a thread per CPU for each picture
         return b"".join(bytes(p) for p in [*cc.encode(small), *cc.encode(None)])
     except (av.FFmpegError, ValueError):
         return b""
