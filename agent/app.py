@@ -268,7 +268,8 @@ class Agent:
         # the runner's tasks are stopped: nothing waits on the pool; its workers finish what they
         # decode (milliseconds) and exit
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.to_thread(self.cpu_pool.shutdown, True, cancel_futures=True), 10.0)
+            async with asyncio.timeout(10.0):
+                await asyncio.to_thread(self.cpu_pool.shutdown, True, cancel_futures=True)
         if self.trace_sink is not None:
             await asyncio.to_thread(self.trace_sink.shutdown)
 
