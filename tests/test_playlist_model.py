@@ -532,3 +532,18 @@ async def test_the_same_body_on_another_host_is_the_parse_there_without_parsing_
     other_path = "https://edge-a.example:8443/live/other/index.m3u8"
     assert await cache.parse(body, other_path) == await parse_body(body, other_path)
     assert cache.rebased == (0 if b"//" in body else 1) and cache.misses == 3
+
+
+async def test_identical_bodies_of_several_streams_each_move_to_their_own_edges():
+    """A packager's aligned channels can serve byte-identical playlists at different paths (relative
+    segment URIs, the same numbering and clock): each stream's edge still finds its own origin's
+    parse (the twin is looked up by body and path), never another stream's."""
+    body = text("ffmpeg51-ts-live").encode()
+    cache = PlaylistCache()
+    paths = [f"/live/ch{i}/index.m3u8" for i in range(3)]
+    for p in paths:
+        await cache.parse(body, "http://origin:8080" + p)
+    for p in paths:  # the edges read after every origin was read: the newest holder is another path
+        edge = "http://edge-a:8081" + p
+        assert await cache.parse(body, edge) == await parse_body(body, edge)
+    assert cache.rebased == 3 and cache.misses == 6

@@ -710,7 +710,9 @@ class PlaylistCache:
 
     def __init__(self, max_entries: int = 8192, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._entries: dict[str, tuple[bytes, MasterPlaylist | MediaPlaylist]] = {}
-        self._by_body: dict[bytes, str] = {}  # a body -> the URL of the newest entry holding it
+        # (body, path and query) -> the URL of the newest entry holding that body there: streams of
+        # one packager can serve byte-identical playlists at different paths (aligned channels)
+        self._by_body: dict[tuple[bytes, str], str] = {}
         self._bytes = 0
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -743,7 +745,7 @@ class PlaylistCache:
                                      or self._bytes + len(body) > self.max_bytes):
                 self._drop(next(iter(self._entries)))
             self._entries[base_uri] = (body, parsed)
-            self._by_body[body] = base_uri
+            self._by_body[(body, _path_query(base_uri))] = base_uri
             self._bytes += len(body)
         return parsed
 
@@ -751,13 +753,14 @@ class PlaylistCache:
         old = self._entries.pop(url, None)
         if old is not None:
             self._bytes -= len(old[0])
-            if self._by_body.get(old[0]) == url:
-                del self._by_body[old[0]]
+            key = (old[0], _path_query(url))
+            if self._by_body.get(key) == url:
+                del self._by_body[key]
 
     def _twin(self, body: bytes, base_uri: str) -> MasterPlaylist | MediaPlaylist | None:
         """The parse of the same ``body`` read at the same path and query on another host,
         moved to ``base_uri``'s host; None when there is none or the body holds ``//``."""
-        url = self._by_body.get(body)
+        url = self._by_body.get((body, _path_query(base_uri)))
         if url is None or url == base_uri or b"//" in body:
             return None
         entry = self._entries.get(url)
@@ -768,6 +771,12 @@ class PlaylistCache:
                 or here.scheme not in ("http", "https"):
             return None
         return rebased(entry[1], f"{there.scheme}://{there.netloc}", f"{here.scheme}://{here.netloc}")
+
+
+def _path_query(url: str) -> str:
+    """``url`` without its scheme and host: what an origin and its CDN edges have in common."""
+    i = url.find("/", url.find("//") + 2) if "//" in url else 0
+    return url[i:] if i >= 0 else ""
 
 
 def rebased(pl: MasterPlaylist | MediaPlaylist, old: str, new: str) -> MasterPlaylist | MediaPlaylist:
