@@ -13,9 +13,10 @@ What comes out is small and analysis-ready (:class:`DecodedSegment`):
   that picture scaled, as a plain array (``last_picture``: it crosses a process boundary), for
   a caller that decides after analysis whether it is worth a JPEG (:func:`jpeg_thumbnail`).
 
-Decoding is CPU-bound and blocking: :func:`decode_segment` is a plain function meant for
-``asyncio.to_thread`` under a semaphore the caller owns (STYLE.md 10: blocking libraries
-run in a thread with a bound); :func:`decode_segment_bounded` is that recipe. It never
+Decoding is CPU-bound and blocking: :func:`decode_segment` is a plain function for a worker
+under a bound the caller owns (STYLE.md 10). In the agent that worker is its CPU pool
+(``ProbeContext.run_cpu``, agent/cpupool.py: a process, so what goes in and comes out is
+pickled); :func:`decode_segment_bounded` is the recipe with a thread instead. It never
 raises on bad input: a corrupt or unreadable segment comes back with ``decode_errors``
 counted and ``error`` set ("failures are data", STYLE.md 2).
 
