@@ -17,7 +17,6 @@ in one process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.parse
@@ -50,6 +49,7 @@ from probes.base import Sample, State
 from probes.net.httpfetch import Fetcher
 
 log = logging.getLogger("signalpath.agent")
+CPU_POOL_STOP_S = 10.0  # the CPU pool's workers finish what they decode (milliseconds) within this
 
 
 class MetricsSink:
@@ -267,9 +267,12 @@ class Agent:
         await self.fetcher.close()
         # the runner's tasks are stopped: nothing waits on the pool; its workers finish what they
         # decode (milliseconds) and exit
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10.0):
+        try:
+            async with asyncio.timeout(CPU_POOL_STOP_S):
                 await asyncio.to_thread(self.cpu_pool.shutdown, True, cancel_futures=True)
+        except TimeoutError:  # a decode that does not end (a decoder looping on hostile input)
+            log.warning("a decoding worker did not finish within %.0f s: killed", CPU_POOL_STOP_S)
+            self.cpu_pool.terminate()
         if self.trace_sink is not None:
             await asyncio.to_thread(self.trace_sink.shutdown)
 

@@ -13,11 +13,17 @@ decoding threads and the event loop take turns at it, each turn up to
 streams on 2 cores: with the default executor's six threads the event loop lagged 0.3-0.5 s
 behind its timers; with one thread, decodes starved behind the busy loop queued past the
 media probe's 10-s deadline. A worker process shares no GIL: the loop keeps its core, the
-decodes theirs. What crosses over is small: the segment's bytes in; the downscaled luma
-pictures, the audio samples and a 160-px picture out. A worker that dies (a decoder crash
-on a hostile segment) fails that decode only: the pool is made again for the next
-(:class:`CpuPool`), the agent goes on. ``thread`` keeps everything in the agent's process
-(a platform without ``spawn``; or to read one profile).
+decodes theirs. What crosses over is small: a segment's bytes and its analyser's state (a
+few kB) in; findings, that state and, when a thumbnail is due, a 160-px picture out.
+
+A worker that dies (a decoder crash on a hostile segment) breaks the pool: every job in it
+fails at once. The jobs that may have been running then (the oldest ``workers`` of those
+outstanding: the pool runs them in order) fail with :class:`BrokenProcessPool`; every other
+is submitted again, once, to a pool made anew (:class:`CpuPool`): a hostile segment costs
+itself, not the decodes queued behind it. Workers ignore SIGINT and SIGTERM (a terminal's
+Ctrl-C and systemd's stop reach the whole group: the agent stops them itself, after its
+probes) and exit on their own when the agent is gone. ``thread`` keeps everything in the
+agent's process.
 
 Owned by the agent (agent/app.py), kept across config reloads, shut down on stop; lent to
 the probes as :attr:`probes.base.ProbeContext.cpu_pool` (``await ctx.run_cpu(fn, *args)``:
@@ -26,11 +32,13 @@ the probes as :attr:`probes.base.ProbeContext.cpu_pool` (``await ctx.run_cpu(fn,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +49,7 @@ __all__ = ["MAX_AUTO_WORKERS", "CpuPool", "usable_cpus"]
 log = logging.getLogger("signalpath.cpupool")
 
 MAX_AUTO_WORKERS = 4
+PARENT_CHECK_S = 1.0  # a worker whose agent died notices within this
 
 
 def usable_cpus() -> int:
@@ -51,22 +60,37 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_init() -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the agent stops its workers itself
+def _worker_init(parent: int) -> None:
+    # Ctrl-C in a terminal and systemd's stop reach the whole process group: the agent stops its
+    # workers itself, after its probes; one whose agent is gone (killed) exits on its own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 class CpuPool(Executor):
     """``workers`` processes (or threads, ``isolation='thread'``); 0 workers: one less than
     :func:`usable_cpus` (the event loop keeps one), 1 to :data:`MAX_AUTO_WORKERS`. Workers
     start on first use. ``remade`` counts the times a dead worker broke the pool and it was
-    made again."""
+    made again; ``resubmitted`` the jobs submitted again after that."""
 
     def __init__(self, workers: int = 0, isolation: Literal["process", "thread"] = "process") -> None:
         self.workers = workers or max(1, min(MAX_AUTO_WORKERS, usable_cpus() - 1))
         self.isolation = isolation
         self.remade = 0
+        self.resubmitted = 0
         self._lock = threading.Lock()
+        self._closed = False
+        self._seq = 0
+        self._generation = 0
+        self._outstanding: dict[int, int] = {}  # job number -> the pool generation it runs in
+        self._suspects: dict[int, frozenset[int]] = {}  # broken generation -> jobs that may have killed it
         self._pool = self._make()
 
     def _make(self) -> Executor:
@@ -74,19 +98,77 @@ class CpuPool(Executor):
             return ThreadPoolExecutor(self.workers, thread_name_prefix="signalpath-cpu")
         # spawn, not fork: the agent has threads (a forked child may inherit a held lock)
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init)
+                                   initializer=_worker_init, initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        outer: Future[Any] = Future()
+        self._submit(outer, fn, args, kwargs, retry=True)
+        return outer
+
+    def _submit(self, outer: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                retry: bool) -> None:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._seq += 1
+            seq = self._seq
             try:
-                return self._pool.submit(fn, *args, **kwargs)
-            except BrokenProcessPool:
-                broken, self._pool = self._pool, self._make()
-                self.remade += 1
-                log.warning("a decoding worker process died: its pool is made again (%d so far)", self.remade)
-            broken.shutdown(wait=False, cancel_futures=True)
-            return self._pool.submit(fn, *args, **kwargs)
+                inner = self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:  # broken since the last job failed: make it again
+                self._remake()
+                inner = self._pool.submit(fn, *args, **kwargs)
+            self._outstanding[seq] = self._generation
+
+        def done(f: Future[Any]) -> None:
+            exc = None if f.cancelled() else f.exception()
+            resubmit = False
+            with self._lock:
+                generation = self._outstanding.get(seq, self._generation)
+                if isinstance(exc, BrokenProcessPool):
+                    suspects = self._suspects.get(generation)
+                    if suspects is None:  # the first failure of that pool: who was running then
+                        running = sorted(s for s, g in self._outstanding.items() if g == generation)
+                        suspects = self._suspects[generation] = frozenset(running[:self.workers])
+                    resubmit = retry and seq not in suspects and not self._closed
+                self._outstanding.pop(seq, None)
+            if resubmit:
+                self.resubmitted += 1
+                try:
+                    self._submit(outer, fn, args, kwargs, retry=False)
+                    return
+                except RuntimeError as again:
+                    exc = again
+            if not outer.set_running_or_notify_cancel():
+                return
+            if f.cancelled():
+                outer.cancel()
+            elif exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(f.result())
+
+        inner.add_done_callback(done)
+
+    def _remake(self) -> None:
+        broken, self._pool = self._pool, self._make()
+        self._generation += 1
+        self.remade += 1
+        self._suspects = {g: s for g, s in self._suspects.items() if g >= self._generation - 2}
+        log.warning("a decoding worker process died: its pool is made again (%d so far)", self.remade)
+        broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def terminate(self) -> None:
+        """Kill the worker processes now (a decode that does not end: a stop that cannot wait)."""
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        for p in list(getattr(pool, "_processes", {}).values()):  # Python 3.14: terminate_workers()
+            with contextlib.suppress(OSError, ValueError):
+                p.kill()
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -388,7 +388,7 @@ class Runner:
         # counts from when it was sent: probes/net/leanhttp.py answer_within_s)
         judged = unmeasured(result.evidence, self.loop_watch.lost_s() - lost0, duration, self.selfwatch.behind(),
                             queued_s=queued.longest if deadline_hit else 0.0,
-                            cpu_s=queued.cpu_s if deadline_hit else 0.0)
+                            cpu_wait_s=queued.cpu_wait_s if deadline_hit else 0.0)
         if judged is not None and judged != result.evidence:
             result.evidence = judged
             if result.failure is Failure.TIMEOUT:

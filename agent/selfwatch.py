@@ -281,11 +281,11 @@ def shed_evidence(stage: str, component: str, previous: list[Evidence]) -> list[
 
 
 def unmeasured(evidence: list[Evidence], lost_s: float, duration_s: float, behind: bool = False, *,
-               queued_s: float = 0.0, cpu_s: float = 0.0) -> list[Evidence] | None:
+               queued_s: float = 0.0, cpu_wait_s: float = 0.0) -> list[Evidence] | None:
     """The evidence of an attempt during which the agent's loop lost ``lost_s`` of its
     ``duration_s``, one of whose requests waited ``queued_s`` for a connection slot of the agent's
-    own HTTP client, which spent ``cpu_s`` in the agent's CPU pool (decoding, its queue included:
-    probes/base.py ``SlotWait``), ``behind`` (:meth:`SelfWatch.behind`) or not:
+    own HTTP client and one of whose decodes ``cpu_wait_s`` for the agent's CPU pool
+    (probes/base.py ``SlotWait``), ``behind`` (:meth:`SelfWatch.behind`) or not:
     None when none of it matters (the agent keeps up, and lost or queued too little of this
     attempt: each under :data:`ATTEMPT_SHARE` of it or 5 x :data:`LAG_FLOOR_S`), else every bad
     timed measurement turned UNKNOWN naming its fault ("not measured"), the rest as it was.
@@ -294,13 +294,13 @@ def unmeasured(evidence: list[Evidence], lost_s: float, duration_s: float, behin
     def small(s: float) -> bool:
         return s < 5 * LAG_FLOOR_S or s < ATTEMPT_SHARE * duration_s
 
-    if not behind and small(lost_s) and small(queued_s) and small(cpu_s):
+    if not behind and small(lost_s) and small(queued_s) and small(cpu_wait_s):
         return None
     why = "it is behind" if behind else (
         f"its event loop lost {lost_s:.1f} s of the {duration_s:.1f}-s attempt" if not small(lost_s) else
         f"a request of the {duration_s:.1f}-s attempt waited {queued_s:.1f} s for one of its own connection slots"
         if not small(queued_s) else
-        f"the {duration_s:.1f}-s attempt spent {cpu_s:.1f} s decoding in its own CPU pool, queue included")
+        f"a decode of the {duration_s:.1f}-s attempt waited {cpu_wait_s:.1f} s for its own CPU pool")
     out = []
     for e in evidence:
         if e.fault is not None and e.state in (State.DEGRADED, State.DOWN) and CATALOG[e.fault].timed:

@@ -230,28 +230,46 @@ class ProbeContext:
     clock()``, never re-derived from ``target.timeout``. ``inf`` outside the runner: a caller
     that wants a bound sets it as the runner does."""
     cpu_pool: Executor | None = None
-    """The agent's threads for CPU-bound probe work (segment decoding, pictures): :meth:`run_cpu`.
-    None (outside an agent): asyncio's default executor."""
+    """The agent's pool for CPU-bound probe work (segment decoding): :meth:`run_cpu`. None
+    (outside an agent): asyncio's default executor."""
+
+    @property
+    def cpu_copies(self) -> bool:
+        """Whether :meth:`run_cpu` hands ``fn`` copies of its arguments (a process pool): else
+        ``fn`` may mutate the caller's objects, even after the caller stopped waiting."""
+        return getattr(self.cpu_pool, "isolation", "thread") == "process"
 
     async def run_cpu(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` on the agent's CPU pool (:attr:`cpu_pool`), awaited.
+        """``fn(*args)`` on the agent's CPU pool (:attr:`cpu_pool`), awaited; ``fn`` is a
+        module-level function (a process pool pickles it and its arguments).
 
-        A pool of its own, a few threads (agent/cpupool.py): a burst of decodes (every stream's
-        segment published at once) waits behind itself, not in front of what shares asyncio's
-        default executor (name resolution for new connections, metrics exposition), and few
-        threads competing for the GIL leave the event loop its share of it.
+        A pool of its own (agent/cpupool.py: worker processes by default): a burst of decodes
+        (every stream's segment published at once) waits behind itself, not in front of what
+        shares asyncio's default executor, and shares no GIL with the event loop.
 
-        The seconds it takes, queue included, are the agent's own: noted in the attempt's
-        :class:`SlotWait` (``cpu_s``), so a deadline the attempt runs into while its decodes wait
-        for the pool is not a timeout of the server it measures (agent/runner.py).
+        The wait for the pool is the agent's own time: the longest wait before a job of this
+        attempt started (or, when the attempt is cancelled while a job waits or runs, the time
+        it spent here) is noted in the attempt's :class:`SlotWait` (``cpu_wait_s``), so a
+        deadline the attempt runs into while its decodes queue is not a timeout of the server
+        it measures (agent/runner.py). The decode's own time is not noted.
         """
         t0 = time.monotonic()
+        acc = ATTEMPT_SLOT_WAIT.get()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
-        finally:
-            acc = ATTEMPT_SLOT_WAIT.get()
+            started, out = await asyncio.get_running_loop().run_in_executor(self.cpu_pool, _started_at, fn, *args)
+        except asyncio.CancelledError:
             if acc is not None:
-                acc.cpu_s += time.monotonic() - t0
+                acc.note_cpu(time.monotonic() - t0)
+            raise
+        if acc is not None:
+            acc.note_cpu(started - t0)
+        return out
+
+
+def _started_at(fn: Callable[..., _T], *args: Any) -> tuple[float, _T]:
+    """``fn(*args)`` and when it started: ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for
+    every process of the machine: a worker's start compares with the agent's submit)."""
+    return time.monotonic(), fn(*args)
 
 
 def _playlist_cache() -> Any:
@@ -263,22 +281,26 @@ def _playlist_cache() -> Any:
 class SlotWait:
     """The agent's own queues in one probe attempt, seconds: ``longest``, the longest that any
     request waited for a connection slot of the agent's own HTTP client (its bound on requests in
-    flight per host, ``agent.max_in_flight_per_host``); ``cpu_s``, the time spent in the agent's
-    CPU pool (:meth:`ProbeContext.run_cpu`: decoding, queue included). Neither is the server's
+    flight per host, ``agent.max_in_flight_per_host``); ``cpu_wait_s``, the longest that a job
+    waited for the agent's CPU pool (:meth:`ProbeContext.run_cpu`). Neither is the server's
     answer: the runner counts them, as it counts its event loop's lateness, against judging the
     attempt's timings (agent/selfwatch.py ``unmeasured``). The runner sets one per attempt in
     :data:`ATTEMPT_SLOT_WAIT`; the client (probes/net/leanhttp.py) and ``run_cpu`` raise it; tasks
     a probe starts share it (context variables are copied into new tasks)."""
 
-    __slots__ = ("cpu_s", "longest")
+    __slots__ = ("cpu_wait_s", "longest")
 
     def __init__(self) -> None:
         self.longest = 0.0
-        self.cpu_s = 0.0
+        self.cpu_wait_s = 0.0
 
     def note(self, waited_s: float) -> None:
         if waited_s > self.longest:
             self.longest = waited_s
+
+    def note_cpu(self, waited_s: float) -> None:
+        if waited_s > self.cpu_wait_s:
+            self.cpu_wait_s = waited_s
 
 
 ATTEMPT_SLOT_WAIT: contextvars.ContextVar[SlotWait | None] = contextvars.ContextVar(

@@ -73,7 +73,7 @@ p95 52 → 188 ms under faults).
 
 Decoding: each new segment is fetched once from the origin (an edge serves the same
 bytes under the same sequence number; from an edge when the origin did not list it) and
-every video frame is decoded in a worker thread (one at a time per stream), reading the
+every video frame is decoded in the agent's CPU pool (one at a time per stream), reading the
 beacon of the first and the last frame (a missing one is extrapolated by presentation
 time from the other). Measured here: ~6 ms CPU for a 2-s 180p segment (0.3 % of its
 duration), ~10 ms at 360p; ``probe_cost`` figures report it live. After three segments
@@ -212,7 +212,7 @@ class SegmentBeacons:
 def read_segment_beacons(data: bytes, read_beacon: bool = True, key_first: bool = False) -> SegmentBeacons:
     """Decode every video frame of one segment; read the first and the last frame's beacon.
 
-    Blocking (run it in a thread); never raises on bad media. A frame whose beacon is
+    Blocking (run it in the CPU pool: ProbeContext.run_cpu); never raises on bad media. A frame whose beacon is
     unreadable is extrapolated from the other end by presentation time.
 
     ``key_first``: look at the key frames alone first (FFmpeg ``skip_frame=nonkey``); when the
@@ -225,7 +225,7 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True, key_first: bool 
     out = SegmentBeacons()
     c0 = time.thread_time()
     try:
-        container = open_segment(data)
+        container = open_segment(data, key_frames_only=key_first and read_beacon)
     except (av.FFmpegError, ValueError, OSError) as exc:
         out.error = f"unreadable segment: {str(exc)[:120]}"
         return out
@@ -643,8 +643,8 @@ class _Attempt:
                     try:
                         b = await self.ctx.run_cpu(read_segment_beacons, fr.body, True,
                                                     st.beacon_misses >= BEACON_MISSES_BEFORE_BACKOFF)
-                    except BrokenExecutor:  # the decoding worker process died on it (agent/cpupool.py)
-                        b = SegmentBeacons(error="the decoding worker process died on this segment")
+                    except BrokenExecutor:  # a worker process died running this decode (agent/cpupool.py)
+                        b = SegmentBeacons(error="the decoding worker process died while decoding this segment")
                 timing.decode_cpu_s = b.cpu_s
                 st.cpu.append(b.cpu_s)
                 del st.cpu[:-50]

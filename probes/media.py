@@ -2,7 +2,7 @@
 
 One attempt on one stream's origin: the master playlist (refreshed every
 ``MASTER_REFRESH_S``), the media playlist of each analysed rendition, and every segment
-that appeared since the previous attempt, fetched once, decoded in a worker thread under
+that appeared since the previous attempt, fetched once, decoded in the agent's CPU pool (a worker process) under
 a bound (``probes.core.segment_decode``, STYLE.md 10) and fed, in order, to one
 :class:`probes.core.media_analysis.MediaAnalyser` per rendition (frozen / black video, silence,
 clipping, A/V offset, timestamp gaps, decode errors, key-frame interval, bitrate; the
@@ -29,6 +29,7 @@ playlist; stale findings must not outlive the media they describe.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ class MediaSettings(StrictModel):
         "lowest", description="'lowest' (default), 'all', or rendition names, e.g. ['360p']")
     interval_s: float = Field(1.0, gt=0, le=60, description="media playlist poll interval")
     timeout_s: float = Field(10.0, gt=0, le=120, description="deadline of one attempt (fetch + decode)")
-    max_concurrent_decodes: int = Field(1, ge=1, le=16, description="decodes in worker threads at once, per stream")
+    max_concurrent_decodes: int = Field(1, ge=1, le=16, description="decodes in the CPU pool at once, per stream")
     max_backlog: int = Field(3, ge=1, le=30, description="new segments analysed per rendition per attempt")
     segment_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     playlist_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -104,7 +105,7 @@ class MediaSettings(StrictModel):
     thumbnail_every_s: float = Field(
         6.0, ge=0, le=300, description="a new picture at most this often per rendition, and at once when a "
         "segment's content faults differ from the last picture's (a black or frozen picture is shown from its "
-        "first segment): a JPEG costs ~0.7 ms, a fifth of a key-frame decode (0: every segment)")
+        "first segment): a JPEG costs ~0.2 ms on the event loop (0: every segment)")
 
 
 @dataclass(slots=True)
@@ -122,7 +123,8 @@ class _Rendition:
     playlist: MediaPlaylist | None = None
     init: tuple[InitSection, bytes] | None = None  # EXT-X-MAP fetched once per URI (and byte range)
     reported: frozenset[Fault] = frozenset()  # the faults of the last verdict given
-    thumbnail: Thumbnail | None = None  # the newest analysed segment's last picture
+    thumbnail: Thumbnail | None = None  # the newest picture made (thumbnail_every_s)
+    thumbnail_clock: float = 0.0  # when it was made, on ProbeContext.clock
 
 
 @dataclass(slots=True)
@@ -135,18 +137,25 @@ class _StreamState:
 
 
 def _decode_and_analyse(data: bytes, options: DecodeOptions, analyser: MediaAnalyser, size_bytes: int,
-                        feed: dict[str, Any]) -> tuple[MediaFindings, MediaAnalyser, np.ndarray | None, float]:
-    """The CPU pool's job (agent/cpupool.py: a worker process or thread): decode ``data`` and
+                        feed: dict[str, Any], picture: bool | tuple[str, ...]
+                        ) -> tuple[MediaFindings, MediaAnalyser, np.ndarray | None, float]:
+    """The CPU pool's job (agent/cpupool.py: a worker process by default): decode ``data`` and
     feed it to ``analyser`` (``feed``: its keyword arguments). Returns the findings, the
-    analyser as it is after them (a copy, from a process: the caller keeps it for the next
-    segment), the thumbnail picture, and the CPU seconds it all took. The samples and pictures
-    stay in the worker: what comes back is a few kB."""
+    analyser as it is after them (the caller keeps it for the next segment), the segment's last
+    picture when ``picture`` is True or names content faults other than the segment's, and the
+    CPU seconds it all took. The samples stay in the worker: what comes back is a few kB."""
     t0 = time.thread_time()
     decoded = decode_segment(data, options)
     decoded.size_bytes = size_bytes  # figures (bitrate) count the segment, not its init section
-    picture, decoded.last_picture = decoded.last_picture, None
+    last, decoded.last_picture = decoded.last_picture, None
     findings = analyser.feed(decoded, **feed)
-    return findings, analyser, picture, time.thread_time() - t0
+    if picture is not True and picture == _fault_names(findings):
+        last = None
+    return findings, analyser, last, time.thread_time() - t0
+
+
+def _fault_names(findings: MediaFindings) -> tuple[str, ...]:
+    return tuple(sorted(str(f) for f in findings.fault_names))
 
 
 def _jpeg_and_measure(picture: np.ndarray, width: int) -> tuple[bytes, float]:
@@ -305,20 +314,26 @@ class _Attempt:
         try:
             async with self.st.semaphore:
                 # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
+                # the job's analyser is a copy (a worker in a thread would otherwise go on feeding
+                # ours after a cancelled attempt): the one it hands back is the next segment's
+                analyser = rs.analyser if self.ctx.cpu_copies else copy.deepcopy(rs.analyser)
+                last = rs.thumbnail
+                due = last is None or self.ctx.clock() - rs.thumbnail_clock >= cfg.thumbnail_every_s
                 findings, rs.analyser, picture, cpu = await self.ctx.run_cpu(
-                    _decode_and_analyse, init + fr.body, options, rs.analyser, fr.size,
+                    _decode_and_analyse, init + fr.body, options, analyser, fr.size,
                     {"segment_duration": seg.duration, "declared_bandwidth": v.bandwidth,
-                     "bandwidth_buffer_s": v.bandwidth_buffer_s, "target_duration": rs.target_duration})
-        except BrokenExecutor:  # the worker process died decoding it (agent/cpupool.py): this one only
+                     "bandwidth_buffer_s": v.bandwidth_buffer_s, "target_duration": rs.target_duration},
+                    True if due or last is None else last.faults)
+        except BrokenExecutor:  # a worker process died running this decode (agent/cpupool.py)
             span.end_ns = int(time.time() * 1e9)
-            span.error = "the decoding worker process died on this segment: not analysed"
+            span.error = "the decoding worker process died while decoding this segment: not analysed"
             self.result.spans.append(span)
             rs.analyser = MediaAnalyser(cfg.checks)
             return
         rs.cpu_s = cpu
         rs.findings, rs.findings_seq = findings, seg.seq
-        if picture is not None:
-            rs.cpu_s += self.thumbnail(rs, picture, seg.seq, tuple(sorted(str(f) for f in findings.fault_names)))
+        if picture is not None and cfg.thumbnail_width:
+            rs.cpu_s += self.thumbnail(rs, picture, seg.seq, _fault_names(findings))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
         span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})
@@ -335,16 +350,14 @@ class _Attempt:
         self.result.samples.extend(s for s in findings.samples(self.labels(v.name)) if s.kind == "inc")
 
     def thumbnail(self, rs: _Rendition, picture: np.ndarray, seq: int, faults: tuple[str, ...]) -> float:
-        """The rendition's picture for the status page, made when due (``thumbnail_every_s``, or
-        content faults other than the last picture's); the CPU seconds it took."""
-        now = self.ctx.wall()
-        last = rs.thumbnail
-        if last is not None and last.faults == faults and now - last.at < self.cfg.thumbnail_every_s:
-            return 0.0
-        # here, not in the CPU pool: ~0.15 ms from the scaled picture, less than the trip there
+        """The rendition's picture for the status page from the scaled ``picture`` the job sent
+        back when one was due (``thumbnail_every_s`` on the agent's clock, or content faults other
+        than the last picture's); the CPU seconds it took. Encoded here: ~0.2 ms, less than the
+        trip to the pool."""
         jpeg, cpu = _jpeg_and_measure(picture, self.cfg.thumbnail_width)
         if jpeg:
-            rs.thumbnail = Thumbnail(jpeg, now, seq, faults)
+            rs.thumbnail = Thumbnail(jpeg, self.ctx.wall(), seq, faults)
+            rs.thumbnail_clock = self.ctx.clock()
         return cpu
 
     async def init_section(self, rs: _Rendition, init: InitSection) -> bytes | None:

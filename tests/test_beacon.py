@@ -246,14 +246,23 @@ def test_a_key_frame_check_reads_a_stamped_segment_in_full(source):
         (full.frames, full.first_beacon, full.last_beacon) == (N, full.first_beacon, full.last_beacon)
 
 
-def test_a_key_frame_check_times_an_unstamped_segment_from_its_packets():
+def test_a_key_frame_check_times_an_unstamped_segment_from_its_packets(monkeypatch):
     """No beacon in the key frame: no capture time, and the frames' count and first and last
     presentation times come from the packets, equal to a full decode's."""
     from probes.latency import read_segment_beacons
 
     data = _unstamped()
     full = read_segment_beacons(data)
+    reads: list[int] = []
+    real_read = beacon.read
+
+    def counted(y):
+        reads.append(1)
+        return real_read(y)
+
+    monkeypatch.setattr(beacon, "read", counted)
     checked = read_segment_beacons(data, key_first=True)
+    assert len(reads) == 1  # the key frame alone was looked at
     assert full.first_beacon is None and checked.first_beacon is None and checked.last_beacon is None
     assert (checked.frames, checked.first_pts, checked.last_pts) == (full.frames, full.first_pts, full.last_pts)
     assert checked.frames == 60 and checked.last_pts == pytest.approx(59 / FPS)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import psutil
 import pytest
@@ -16,19 +19,59 @@ from agent.runner import Runner
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, State
 from probes.faults import Fault
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_jobs_run_in_another_process_and_a_dead_worker_costs_only_its_own_job():
+    """A job that kills its worker (a decoder crash) fails; the job queued behind it, which the
+    broken pool failed too, is run again on the pool made anew and succeeds."""
     pool = CpuPool(1)
     try:
         worker = pool.submit(os.getpid).result(timeout=60)
         assert worker != os.getpid()  # no GIL shared with the agent's event loop
+        culprit = pool.submit(os._exit, 3)
+        behind = pool.submit(os.getpid)
         with pytest.raises(BrokenProcessPool):
-            pool.submit(os._exit, 3).result(timeout=60)  # a decoder that crashes takes its worker with it
-        again = pool.submit(os.getpid).result(timeout=60)
-        assert again not in (os.getpid(), worker) and pool.remade == 1
+            culprit.result(timeout=60)
+        again = behind.result(timeout=60)
+        assert again not in (os.getpid(), worker)
+        assert (pool.remade, pool.resubmitted) == (1, 1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     assert not psutil.pid_exists(again) or psutil.Process(again).status() == psutil.STATUS_ZOMBIE
+    with pytest.raises(RuntimeError):
+        pool.submit(os.getpid)
+
+
+def test_workers_ignore_a_stop_signal_meant_for_the_agent_and_exit_when_it_is_gone(tmp_path):
+    """systemd's stop (SIGTERM to the whole group) leaves the workers to the agent, which stops
+    them after its probes; an agent killed outright leaves no worker behind."""
+    code = ("import os, sys, time\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "from agent.cpupool import CpuPool\n"
+            "pool = CpuPool(1)\n"
+            "print(pool.submit(os.getpid).result(timeout=60), flush=True)\n"
+            "time.sleep(120)\n")
+    # stderr: the killed agent's resource tracker names the semaphores it cleans up
+    agent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, cwd=tmp_path)
+    try:
+        assert agent.stdout is not None
+        worker = psutil.Process(int(agent.stdout.readline()))
+        worker.terminate()  # SIGTERM
+        time.sleep(0.3)  # a worker that took it would be gone by now (no wait on a condition: a negative)
+        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+        agent.kill()
+        agent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    finally:
+        agent.kill()
+        agent.wait(timeout=10)
+        if agent.stdout is not None:
+            agent.stdout.close()
 
 
 def test_the_default_size_leaves_the_event_loop_a_cpu():
@@ -66,5 +109,28 @@ async def test_a_deadline_reached_waiting_for_the_cpu_pool_is_not_the_servers_ti
         assert ev.state is State.UNKNOWN and ev.fault is Fault.TIMEOUT, ev
         assert "CPU pool" in ev.detail and cut.result.failure is Failure.AGENT_BEHIND
         await busy
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+async def test_a_decode_of_its_own_does_not_excuse_a_server_that_does_not_answer(isolation: str):
+    """The pool was free: the attempt decoded for 0.3 s, then waited on a server that never
+    answered. Its deadline is the server's timeout (DOWN), not the agent's queue."""
+    pool = CpuPool(1, isolation)  # type: ignore[arg-type]
+    try:
+        runner = Runner([], [], cpu_pool=pool)
+
+        async def decodes_then_hangs(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+            await ctx.run_cpu(time.sleep, 0.3)
+            await asyncio.sleep(30)  # the server's answer that never comes
+            return ProbeResult()
+
+        await asyncio.get_running_loop().run_in_executor(pool, os.getpid)  # the worker is up
+        cut = await runner.attempt(decodes_then_hangs, ProbeTarget(
+            probe="fake", stream="main", stage="origin", component="origin", config=None, timeout=0.8))
+        [ev] = cut.result.evidence
+        assert ev.state is State.DOWN and ev.fault is Fault.TIMEOUT, ev
+        assert cut.result.failure is Failure.TIMEOUT
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

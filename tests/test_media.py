@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import math
 
 import numpy as np
@@ -403,3 +404,22 @@ def test_key_frames_only_find_a_still_or_black_picture_one_gop_later(healthy3, p
     assert (keys[2].frozen_s if picture == "still" else keys[2].black_s) == pytest.approx(2.04, abs=0.05)
     other = "black_video" if picture == "still" else "frozen_video"
     assert all(other not in f.fault_names for f in keys)
+
+
+@pytest.mark.parametrize("width", [160, 161, 2])
+def test_the_last_picture_crosses_as_an_array_and_becomes_a_jpeg_of_an_even_width(healthy3, width: int):
+    """``last_picture_width`` (the media probe's thumbnail, decoded in a worker process): a
+    plain yuvj420p array, any configured width rounded down to even (4:2:0), and a JPEG from it."""
+    import av
+
+    from probes.core.segment_decode import jpeg_thumbnail
+
+    for frames in ("all", "key"):
+        d = decode_segment(healthy3[0], DecodeOptions(last_picture_width=width, video_frames=frames))
+        assert d.error is None and isinstance(d.last_picture, np.ndarray)
+        even = width // 2 * 2
+        assert d.last_picture.shape[1] == even and d.last_picture.shape[0] % 3 == 0
+        jpeg = jpeg_thumbnail(d.last_picture, width)
+        assert jpeg[:2] == b"\xff\xd8"
+        with av.open(io.BytesIO(jpeg)) as c:
+            assert next(c.decode(video=0)).width == even

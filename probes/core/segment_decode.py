@@ -128,7 +128,7 @@ def decode_segment(data: bytes, options: DecodeOptions | None = None) -> Decoded
         out.decode_errors = 1
         return out
     try:
-        container = open_segment(data, opts.format)
+        container = open_segment(data, opts.format, key_frames_only=opts.video_frames == "key" or not opts.video)
     except (av.FFmpegError, ValueError, OSError) as exc:
         out.error = f"unreadable segment: {_short(exc)}"
         out.decode_errors = 1
@@ -146,17 +146,21 @@ def decode_segment(data: bytes, options: DecodeOptions | None = None) -> Decoded
 _PROBE_WITHOUT_PICTURES = [{"skip_frame": "all"}] * 8
 
 
-def open_segment(data: bytes, format: str | None = None):
+def open_segment(data: bytes, format: str | None = None, *, key_frames_only: bool = False):
     """``data`` opened for demuxing (an ``av.InputContainer``; the caller closes it). Raises
     what ``av.open`` raises.
 
-    The stream probe (FFmpeg's ``avformat_find_stream_info``) is told to decode no picture
-    (``skip_frame=all``): the parameters come from the parsers (SPS, ADTS, the init section),
-    and the first picture is decoded once, by the caller's decoder, not twice. The same frames
-    come out; ~0.35 ms less a 2-s 180p H.264 segment (a third of the open). A container whose
-    streams appear only while probing (MPEG-PS, a transport stream without its PMT up front)
-    refuses per-stream options: it is opened again plainly.
+    ``key_frames_only`` (the caller decodes key frames alone, or no picture): the stream probe
+    (FFmpeg's ``avformat_find_stream_info``) is told to decode no picture (``skip_frame=all``),
+    so the first picture is decoded once, by the caller's decoder, not twice: ~0.35 ms less a
+    2-s 180p H.264 segment (a third of the open). Not when every frame is decoded: the probe's
+    decoding is where FFmpeg learns an H.264 stream's reorder delay when its SPS does not state
+    it (some hardware encoders), and a decoder started without it loses the first B-frames.
+    A container whose streams appear only while probing (MPEG-PS, a transport stream without
+    its PMT up front) refuses per-stream options: it is opened again plainly.
     """
+    if not key_frames_only:
+        return av.open(io.BytesIO(data), "r", format=format)
     try:
         # PyAV's stub types stream_options as list[str]; it takes one dict per stream
         return av.open(io.BytesIO(data), "r", format=format,
@@ -281,7 +285,7 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         if opts.last_picture_width:
             try:
                 out.last_picture = _scaled(last[0], opts.last_picture_width).to_ndarray()
-            except (av.FFmpegError, ValueError):
+            except (av.FFmpegError, ValueError, AssertionError):  # PyAV asserts on shapes it cannot convert
                 out.last_picture = None
     if errors:
         out.error = "decode error: " + "; ".join(errors)
@@ -308,7 +312,9 @@ def place_pictures(out: DecodedSegment, pts: list[float], keys: list[bool], pic_
 
 
 def _scaled(frame, width: int):
-    """``frame`` at ``width`` (aspect kept, even height) in full-range YUV 4:2:0 (``yuvj420p``)."""
+    """``frame`` at ``width`` rounded down to even (4:2:0 needs it; aspect kept, even height) in
+    full-range YUV 4:2:0 (``yuvj420p``)."""
+    width = max(2, width // 2 * 2)
     height = max(2, round(width * frame.height / max(1, frame.width) / 2) * 2)
     return frame.reformat(width=width, height=height, format="yuvj420p")
 
@@ -322,12 +328,13 @@ def jpeg_thumbnail(picture, width: int) -> bytes:
     try:
         if isinstance(picture, np.ndarray):
             picture = av.VideoFrame.from_ndarray(picture, format="yuvj420p")
-        small = picture if (picture.width, picture.format.name) == (width, "yuvj420p") else _scaled(picture, width)
+        small = picture if (picture.width, picture.format.name) == (width // 2 * 2, "yuvj420p") \
+            else _scaled(picture, width)
         cc = av.CodecContext.create("mjpeg", "w")
         cc.width, cc.height, cc.pix_fmt, cc.time_base = small.width, small.height, "yuvj420p", Fraction(1, 25)
         cc.thread_count = 1  # FFmpeg's default starts and joins a thread per CPU for each picture
         return b"".join(bytes(p) for p in [*cc.encode(small), *cc.encode(None)])
-    except (av.FFmpegError, ValueError):
+    except (av.FFmpegError, ValueError, AssertionError):
         return b""
 
 
