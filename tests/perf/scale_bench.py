@@ -52,7 +52,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SEG_S = 2.0
 WINDOW = 6
 RENDITIONS = {"180p": (320, 180), "360p": (640, 360), "720p": (1280, 720)}  # all served from the 180p encode
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -79,12 +78,13 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and the processes under it now."""
+    """CPU seconds (user + system) of ``pid`` and the processes under it now, and of those that
+    ended and were waited for (a decoding worker replaced)."""
     total = 0.0
-    for p in _tree(pid):
+    for i, p in enumerate(_tree(pid)):
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            total += t.user + t.system
+            total += t.user + t.system + (t.children_user + t.children_system if i == 0 else 0.0)
     return total
 
 
@@ -241,8 +241,9 @@ def run_agent(ports: list[int], streams: int, scratch: Path, warmup: float, seco
     port = free_port()
     cfg = agent_config(ports, streams, scratch, f"127.0.0.1:{port}", hls_only=hls_only)
     out = open(scratch / "agent.log", "wb")
-    # --profile: the agent's event-loop thread under cProfile (written when it exits on SIGTERM; the
-    # profiler's own cost inflates every figure of that run: read it for where time goes, not how much)
+    # --profile: the agent's event-loop thread under cProfile (its decoding worker process is not
+    # profiled; written when it exits on SIGTERM; the profiler's own cost inflates every figure of
+    # that run: read it for where time goes, not how much)
     prof = ["-m", "cProfile", "-o", str(profile / f"agent-{streams}{'-hls' if hls_only else ''}.prof")] \
         if profile is not None else []
     proc = subprocess.Popen([sys.executable, *prof, "-m", "agent.cli", "run", "-c", str(cfg)], cwd=ROOT,
