@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -53,11 +54,30 @@ PARENT_CHECK_S = 1.0  # a worker whose agent died notices within this
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: a cgroup's cpuset or `taskset`)."""
+    """CPUs this process may use: its affinity mask (a cpuset, `taskset`), and at most its
+    cgroup v2 CPU quota rounded up (``cpu.max``: a container's ``--cpus``, systemd's
+    ``CPUQuota=``)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, math.ceil(quota))) if quota is not None else n
+
+
+def _cgroup_quota(proc_self: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs' worth of this process's cgroup v2 quota (``cpu.max``), None without one."""
+    try:
+        path = next(line.split("::", 1)[1].strip() for line in open(proc_self) if line.startswith("0::"))
+        quota, period = open(os.path.join(root, path.lstrip("/"), "cpu.max")).read().split()[:2]
+    except (OSError, StopIteration, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def _worker_init(parent: int) -> None:

@@ -134,3 +134,19 @@ async def test_a_decode_of_its_own_does_not_excuse_a_server_that_does_not_answer
         assert cut.result.failure is Failure.TIMEOUT
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_a_cgroup_cpu_quota_bounds_the_cpus_counted(tmp_path):
+    """A container's ``--cpus 1.5`` or systemd's ``CPUQuota=150%`` is cgroup v2 ``cpu.max``:
+    1.5 CPUs' worth, whatever the host's cores; ``max`` is no quota."""
+    from agent.cpupool import _cgroup_quota
+
+    (tmp_path / "proc").write_text("0::/system.slice/signalpath.service\n")
+    unit = tmp_path / "fs" / "system.slice" / "signalpath.service"
+    unit.mkdir(parents=True)
+    (unit / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_quota(str(tmp_path / "proc"), str(tmp_path / "fs")) == 1.5
+    (unit / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_quota(str(tmp_path / "proc"), str(tmp_path / "fs")) is None
+    (tmp_path / "proc").write_text("4:memory:/x\n")  # cgroup v1 only
+    assert _cgroup_quota(str(tmp_path / "proc"), str(tmp_path / "fs")) is None
