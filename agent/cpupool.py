@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Literal
 
 __all__ = ["MAX_AUTO_WORKERS", "CpuPool", "usable_cpus"]
@@ -68,8 +69,9 @@ def usable_cpus() -> int:
 def _cgroup_quota(proc_self: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float | None:
     """CPUs' worth of this process's cgroup v2 quota (``cpu.max``), None without one."""
     try:
-        path = next(line.split("::", 1)[1].strip() for line in open(proc_self) if line.startswith("0::"))
-        quota, period = open(os.path.join(root, path.lstrip("/"), "cpu.max")).read().split()[:2]
+        lines = Path(proc_self).read_text().splitlines()
+        path = next(line.split("::", 1)[1].strip() for line in lines if line.startswith("0::"))
+        quota, period = (Path(root) / path.lstrip("/") / "cpu.max").read_text().split()[:2]
     except (OSError, StopIteration, ValueError):
         return None
     if quota == "max":
