@@ -46,12 +46,12 @@ def test_jobs_run_in_another_process_and_a_dead_worker_costs_only_its_own_job():
 def test_workers_ignore_a_stop_signal_meant_for_the_agent_and_exit_when_it_is_gone(tmp_path):
     """systemd's stop (SIGTERM to the whole group) leaves the workers to the agent, which stops
     them after its probes; an agent killed outright leaves no worker behind."""
-    code = ("import os, sys, time\n"
+    code = ("import os, sys, threading\n"
             f"sys.path.insert(0, {str(ROOT)!r})\n"
             "from agent.cpupool import CpuPool\n"
             "pool = CpuPool(1)\n"
             "print(pool.submit(os.getpid).result(timeout=60), flush=True)\n"
-            "time.sleep(120)\n")
+            "threading.Event().wait(120)  # the agent at work, until the test kills it\n")
     # stderr: the killed agent's resource tracker names the semaphores it cleans up
     agent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              text=True, cwd=tmp_path)
