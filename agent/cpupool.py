@@ -177,6 +177,7 @@ class CpuPool(Executor):
         self.remade += 1
         self._suspects = {g: s for g, s in self._suspects.items() if g >= self._generation - 2}
         log.warning("a decoding worker process died: its pool is made again (%d so far)", self.remade)
+        _kill_workers(broken)  # they ignore the SIGTERM the broken pool sends them
         broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -190,7 +191,12 @@ class CpuPool(Executor):
         with self._lock:
             self._closed = True
             pool = self._pool
-        for p in list(getattr(pool, "_processes", {}).values()):  # Python 3.14: terminate_workers()
-            with contextlib.suppress(OSError, ValueError):
-                p.kill()
+        _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _kill_workers(pool: Executor) -> None:
+    """SIGKILL a process pool's workers (Python 3.14: ``terminate_workers()``); threads: nothing."""
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            p.kill()

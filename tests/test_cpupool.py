@@ -4,6 +4,7 @@ one job, the wait for the pool is the agent's own time (agent/runner.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -38,7 +39,15 @@ def test_jobs_run_in_another_process_and_a_dead_worker_costs_only_its_own_job():
         assert (pool.remade, pool.resubmitted) == (1, 1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    assert not psutil.pid_exists(again) or psutil.Process(again).status() == psutil.STATUS_ZOMBIE
+
+    def workers_left() -> list[psutil.Process]:  # the resource tracker aside
+        return [c for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(c.cmdline())]
+
+    deadline = time.monotonic() + 10  # the broken pool's workers too: they ignore SIGTERM, so are killed
+    while workers_left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_left()
     with pytest.raises(RuntimeError):
         pool.submit(os.getpid)
 
@@ -150,3 +159,32 @@ def test_a_cgroup_cpu_quota_bounds_the_cpus_counted(tmp_path):
     assert _cgroup_quota(str(tmp_path / "proc"), str(tmp_path / "fs")) is None
     (tmp_path / "proc").write_text("4:memory:/x\n")  # cgroup v1 only
     assert _cgroup_quota(str(tmp_path / "proc"), str(tmp_path / "fs")) is None
+
+
+def test_broken_pools_leave_no_worker_behind():
+    """Two jobs that kill their workers among 30 (the second breaks the pool made after the first):
+    the broken pools' other workers (they ignore SIGTERM, meant for the agent) are killed with
+    them, and after shutdown no worker is left."""
+    pool = CpuPool(2)
+    try:
+        futures = [pool.submit(os._exit, 3) if i in (3, 4) else pool.submit(_pid_after, 0.05) for i in range(30)]
+        for f in futures:
+            with contextlib.suppress(BrokenProcessPool):
+                f.result(timeout=60)
+        assert pool.remade >= 1
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def workers_left() -> list[psutil.Process]:  # the resource tracker aside
+        return [c for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(c.cmdline())]
+
+    deadline = time.monotonic() + 5
+    while workers_left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_left()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)  # in the worker: keeps it busy so that the next job goes to the other
+    return os.getpid()
