@@ -41,10 +41,10 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
 
 - freshness: seconds since the rendition's newest media sequence number was due: at the origin,
   with EXT-X-PROGRAM-DATE-TIME, its PDT end plus the packager's usual delay (the second lowest of the
-  last 8 segments' delays behind their PDT end), never before the previous reload (which did not
-  list it), so this probe's poll phase (a 1-s poll sees a segment up to a second after it
-  arrived) does not delay the verdict, and a segment delivered late (an upstream slowdown) is
-  dated by its late arrival; without PDT (or when the delay jumps by more than a cadence: a new PDT
+  last 8 segments' delays behind their PDT end): the next arrival is predicted from the PDT and
+  the cadence (issue 19), so neither this probe's poll phase (a 1-s poll sees a segment up to a
+  second after it arrived) nor a segment delivered late (a transcoder falling behind: the next
+  one is later still) delays the verdict on the next one; without PDT (or when the delay jumps by more than a cadence: a new PDT
   clock), and at an edge (its cache lag behind the origin is lawful and random, up to the
   allowance below: dated by it, every edge read stale before the origin it follows), half way
   back to the reload before the one that first listed it (at most half an attempt interval). The next segment is due one cadence later and stale half a target
@@ -1187,10 +1187,12 @@ class _Attempt:
         ``now``) was due on the server, for the freshness rule (module docstring): its
         EXT-X-PROGRAM-DATE-TIME end plus the packager's usual delay behind it (the second lowest
         of the last ``ARRIVAL_DELAYS`` segments' delays: each was seen up to a poll after it
-        arrived), but never before the previous reload, which did not list it (what is taken back
-        is the poll's phase; a segment delivered late is dated by its arrival: back-dated, an
-        upstream slowdown read as a stale origin of its own), and at least half way between that
-        reload and ``now`` (half an attempt interval at most). That midpoint for the first
+        arrived), even before the previous reload that did not list it: a segment delivered late
+        is dated by when it was due, so a transcoder falling behind (each segment later than the
+        one before) is stale half a target duration after its next segment was due, not that plus
+        the first one's lateness (an ingest slowing down shows the same at the origin: the ingest's
+        own incident explains it, agent/localize.py). Otherwise at least half way between the
+        previous reload and ``now`` (half an attempt interval at most). That midpoint for the first
         segment, when the delay moved by more than a cadence (the PDT clock changed, as an
         encoder restarts), and for the second of two segments late by about as much (a new
         schedule: ``REBASE_FACTOR``); what was learnt is dropped then; that midpoint too without a
@@ -1220,10 +1222,7 @@ class _Attempt:
         rs.delays.append(delay)
         if usual is None or rs.asked_at is None:
             return mid
-        # never before that reload: what is taken back is this probe's poll phase, not lateness (a
-        # segment the ingest or the transcoder delivered late is dated by its late arrival:
-        # back-dated, every upstream slowdown read as a stale origin of its own)
-        return min(mid, max(rs.asked_at, now - (delay - usual)))
+        return min(mid, now - (delay - usual))
 
     def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
         """Seconds added to the stale threshold for a cache that may serve the playlist unchanged

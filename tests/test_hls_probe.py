@@ -781,8 +781,9 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
     then on comes 0.8 s later behind its PDT. The first is dated by when it was due (0.8 s before
     it was seen); the second, late by as much, starts a new schedule (dated when seen), so the
     segments that follow on their regular cadence never read as stale. A segment later than that
-    is dated no earlier than the reload before it, which did not list it. A real server; the
-    clocks are stepped."""
+    is dated by when it was due, even before the reload before it (which did not list it): a
+    transcoder that falls behind is stale half a target duration after its next segment was due.
+    A real server; the clocks are stepped."""
     segs: list[tuple[int, float]] = []
     server = await scripted_hls(lambda _r: pdt_lines(segs))
     now = [100.0]
@@ -812,8 +813,15 @@ async def test_two_segments_late_by_as_much_are_a_new_schedule_not_two_late_segm
             now[0] += 1.0
             segs.append((9, wall() - 2.5))  # 1.5 s later than usual, the reload 1 s ago did not list it
             r = await call_probe(hls_probe, target, ctx)
-            # dated at that reload, not 1.5 s back: what is taken back is the poll's phase, never lateness
-            assert r.figures["renditions"]["180p"]["age_s"] == pytest.approx(1.0, abs=0.01), r.figures
+            # dated when it was due by its PDT, 1.5 s back (before that reload): the next one is
+            # predicted from the PDT and the cadence, not from this one's late arrival
+            assert r.figures["renditions"]["180p"]["age_s"] == pytest.approx(1.5, abs=0.01), r.figures
+            now[0] += 1.4  # the next one was due 1.5 - 2.0 + 1.4 = 0.9 s ago: not yet stale
+            r = await call_probe(hls_probe, target, ctx)
+            assert "stale_playlist" not in {str(e.fault) for e in r.evidence if e.fault is not None}
+            now[0] += 0.2  # 1.1 s after it was due: past the RFC 8216 6.3.4 retry (half the target duration)
+            r = await call_probe(hls_probe, target, ctx)
+            assert "stale_playlist" in {str(e.fault) for e in r.evidence if e.fault is not None}, r.figures
     finally:
         await server.stop()
 
