@@ -126,7 +126,7 @@ from probes.core.playlist import (
     next_part,
     with_query,
 )
-from probes.core.segment_decode import open_segment
+from probes.core.segment_decode import decodable_packets, open_segment
 from probes.core.thresholds import CLOCK_OFFSET_MAX_S
 from probes.faults import Fault
 from probes.net.httpfetch import Fetcher, FetchResult
@@ -282,16 +282,19 @@ def read_segment_beacons(data: bytes, read_beacon: bool = True, key_first: bool 
 
 def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
     """Key frames only: True when the first decoded one carries a beacon; else ``out`` gets the
-    frames' count and times from the packets (presentation order: the smallest and largest)."""
+    frames' count and times from the packets that a full decode shows as frames (presentation
+    order: the smallest and largest; :func:`probes.core.segment_decode.decodable_packets`)."""
     import av
 
     vs.codec_context.thread_count = 1
     vs.codec_context.skip_frame = "NONKEY"
     pts: list[float] = []
+    keys: list[bool] = []
     checked = False
     for packet in container.demux(vs):
-        if packet.pts is not None and packet.size:
+        if packet.pts is not None and packet.size and not packet.is_corrupt:
             pts.append(float(packet.pts * packet.time_base))
+            keys.append(bool(packet.is_keyframe))
         if checked:
             continue
         try:
@@ -303,6 +306,7 @@ def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
             if beacon.read(luma_plane(fr)) is not None:
                 return True
             break
+    pts, _ = decodable_packets(pts, keys)  # as a full decode counts them (a segment cut mid-GOP)
     if pts:
         out.frames, out.first_pts, out.last_pts = len(pts), min(pts), max(pts)
     return False

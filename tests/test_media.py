@@ -391,6 +391,35 @@ def test_key_frames_only_time_every_frame_and_decode_one_picture_per_gop(healthy
     assert gap.dropped_frames == 3 and "timestamp_gap" in gap.fault_names
 
 
+def test_key_frames_only_count_what_a_full_decode_shows_of_a_segment_cut_mid_gop():
+    """A segment cut mid-GOP (hand-cut or damaged: real packagers cut at key frames): the packets
+    before its first key frame cannot be decoded, so reading key frames alone (the media probe at
+    scale, the latency probe's beacon recheck) counts and times the frames a full decode shows,
+    not every packet (68 frames from 1.28 s before, 50 from 2.0 s here)."""
+    from probes.latency import read_segment_beacons
+
+    data = make_segment(seconds=4.0, gop=50, audio=None)
+    n = len(data) // 188
+    cut = data[:2 * 188] + data[188 * int(n * 0.3):]  # PAT and PMT, then from inside the first GOP
+    whole = decode_segment(cut)
+    keys = decode_segment(cut, KEY)
+    assert whole.video_frames == keys.video_frames == 50
+    assert np.array_equal(whole.video_pts, keys.video_pts) and keys.video_pts[0] == pytest.approx(2.0)
+    full, checked = read_segment_beacons(cut), read_segment_beacons(cut, key_first=True)
+    assert (checked.frames, checked.first_pts, checked.last_pts) == (full.frames, full.first_pts, full.last_pts)
+    assert checked.frames == 50
+
+
+def test_a_damaged_packet_time_is_no_frame_and_nothing_counts_before_a_key_frame():
+    from probes.core.segment_decode import MAX_SEGMENT_SPAN_S, decodable_packets
+
+    pts = [1.20, 1.24, 2.0, 2.04, 35796.0, 2.08]
+    keys = [False, False, True, False, False, False]
+    assert decodable_packets(pts, keys) == ([2.0, 2.04, 2.08], [True, False, False])
+    assert decodable_packets([0.0, 0.04], [False, False]) == ([], [])
+    assert decodable_packets([5.0, 5.0 + MAX_SEGMENT_SPAN_S], [True, False])[0] == [5.0, 5.0 + MAX_SEGMENT_SPAN_S]
+
+
 @pytest.mark.parametrize("picture, fault", [("still", "frozen_video"), ("black", "black_video")])
 def test_key_frames_only_find_a_still_or_black_picture_one_gop_later(healthy3, picture, fault):
     """From key frame to key frame: two alike 2 s apart are the 2-s run (every frame decoded,

@@ -39,8 +39,8 @@ from pydantic import Field
 from probes.core.config import StrictModel
 from probes.core.frames import small_luma, to_float_planar
 
-__all__ = ["DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded", "jpeg_thumbnail", "open_segment",
-           "place_pictures"]
+__all__ = ["MAX_SEGMENT_SPAN_S", "DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded",
+           "decodable_packets", "jpeg_thumbnail", "open_segment", "place_pictures"]
 
 
 class DecodeOptions(StrictModel):
@@ -245,7 +245,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             if is_video:
                 out.video_packet_bytes += packet.size
                 out.video_packets += 1
-                if key_only and packet.pts is not None and len(p_pts) < opts.max_video_frames:
+                if key_only and packet.pts is not None and not packet.is_corrupt \
+                        and len(p_pts) < opts.max_video_frames:
                     p_pts.append(float(packet.pts * packet.time_base))
                     p_key.append(bool(packet.is_keyframe))
             else:
@@ -265,6 +266,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         for frame in frames:
             (take_video if is_video else take_audio)(frame)
 
+    if key_only:
+        p_pts, p_key = decodable_packets(p_pts, p_key)
     if key_only and p_pts:
         place_pictures(out, p_pts, p_key, v_pts, v_luma)
     elif v_pts:
@@ -291,6 +294,27 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
+
+
+MAX_SEGMENT_SPAN_S = 600.0
+"""A video packet timed further than this from its segment's first key frame carries a damaged
+timestamp (no segment lasts ten minutes; the 33-bit MPEG-TS clock wraps at 26.5 h): it is not
+counted as a frame (:func:`decodable_packets`)."""
+
+
+def decodable_packets(pts: list[float], keys: list[bool]) -> tuple[list[float], list[bool]]:
+    """Key-frames-only reads (the frames counted and timed from their packets, not decoded): the
+    video packets (``pts`` s in decode order, ``keys`` their key flags) that a full decode shows as
+    frames: from the first key frame on — those before it cannot be decoded (a segment cut
+    mid-GOP; FFmpeg's decoders output nothing until a key frame) — and none timed more than
+    :data:`MAX_SEGMENT_SPAN_S` from that key frame (a damaged packet's PTS). Nothing without a
+    key frame. Corrupt packets are the caller's to leave out."""
+    first = next((i for i, k in enumerate(keys) if k), None)
+    if first is None:
+        return [], []
+    t0 = pts[first]
+    kept = [(t, k) for t, k in zip(pts[first:], keys[first:], strict=True) if abs(t - t0) <= MAX_SEGMENT_SPAN_S]
+    return [t for t, _ in kept], [k for _, k in kept]
 
 
 def place_pictures(out: DecodedSegment, pts: list[float], keys: list[bool], pic_pts: list[float],
