@@ -19,8 +19,9 @@ few kB) in; findings, that state and, when a thumbnail is due, a 160-px picture 
 A worker that dies (a decoder crash on a hostile segment) breaks the pool: every job in it
 fails at once. The jobs that may have been running then (the oldest ``workers`` of those
 outstanding: the pool runs them in order) fail with :class:`BrokenProcessPool`; every other
-is submitted again, once, to a pool made anew (:class:`CpuPool`): a hostile segment costs
-itself, not the decodes queued behind it. Workers ignore SIGINT and SIGTERM (a terminal's
+is submitted again to a pool made anew (:class:`CpuPool`), up to :data:`MAX_RESUBMITS` times
+(each crash of a batch with several hostile segments in it): a hostile segment costs itself and
+at most the jobs running beside it, not the decodes queued behind it. Workers ignore SIGINT and SIGTERM (a terminal's
 Ctrl-C and systemd's stop reach the whole group: the agent stops them itself, after its
 probes) and exit on their own when the agent is gone. ``thread`` keeps everything in the
 agent's process.
@@ -46,12 +47,14 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["MAX_AUTO_WORKERS", "CpuPool", "usable_cpus"]
+__all__ = ["MAX_AUTO_WORKERS", "MAX_RESUBMITS", "CpuPool", "usable_cpus"]
 
 log = logging.getLogger("signalpath.cpupool")
 
 MAX_AUTO_WORKERS = 4
 PARENT_CHECK_S = 1.0  # a worker whose agent died notices within this
+MAX_RESUBMITS = 3
+"""Times a job queued behind crashing ones is submitted again (one crash each) before it fails too."""
 
 
 def usable_cpus() -> int:
@@ -124,11 +127,11 @@ class CpuPool(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         outer: Future[Any] = Future()
-        self._submit(outer, fn, args, kwargs, retry=True)
+        self._submit(outer, fn, args, kwargs, retries=MAX_RESUBMITS)
         return outer
 
     def _submit(self, outer: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                retry: bool) -> None:
+                retries: int) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -151,12 +154,12 @@ class CpuPool(Executor):
                     if suspects is None:  # the first failure of that pool: who was running then
                         running = sorted(s for s, g in self._outstanding.items() if g == generation)
                         suspects = self._suspects[generation] = frozenset(running[:self.workers])
-                    resubmit = retry and seq not in suspects and not self._closed
+                    resubmit = retries > 0 and seq not in suspects and not self._closed
                 self._outstanding.pop(seq, None)
             if resubmit:
                 self.resubmitted += 1
                 try:
-                    self._submit(outer, fn, args, kwargs, retry=False)
+                    self._submit(outer, fn, args, kwargs, retries=retries - 1)
                     return
                 except RuntimeError as again:
                     exc = again

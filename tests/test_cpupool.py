@@ -185,6 +185,28 @@ def test_broken_pools_leave_no_worker_behind():
     assert not workers_left()
 
 
+@pytest.mark.parametrize("crashers", [(3, 4), (3, 17)])
+def test_several_crashing_jobs_in_a_batch_cost_themselves_and_the_jobs_beside_them(crashers):
+    """Two hostile segments among 30 decodes: each crash breaks the pool once; the jobs that were
+    running with it may fail (the suspects), every other is run again on the pool made anew, also
+    after the second crash (the resubmitted batch holds the second culprit)."""
+    pool = CpuPool(2)
+    try:
+        futures = [pool.submit(os._exit, 3) if i in crashers else pool.submit(_pid_after, 0.02) for i in range(30)]
+        failed = set()
+        for i, f in enumerate(futures):
+            try:
+                f.result(timeout=60)
+            except BrokenProcessPool:
+                failed.add(i)
+        assert set(crashers) <= failed
+        # each crash: at most the other worker's job fails beside it
+        assert len(failed - set(crashers)) <= len(crashers) * (pool.workers - 1), failed
+        assert 1 <= pool.remade <= len(crashers)  # two crashing at once break one pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _pid_after(seconds: float) -> int:
     time.sleep(seconds)  # in the worker: keeps it busy so that the next job goes to the other
     return os.getpid()
