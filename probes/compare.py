@@ -19,7 +19,10 @@ renditions and lines them up (probes/core/compare.py). Evidence, at ``origin``/`
   ``max_skew_s`` (0.5 s by default, a quarter of a 2-s segment) is what one may trail the other
   before it counts. It fires half a second before the availability probe's own stale rule
   (1.5 target durations) on a 2-s target, so the localizer sees the cause no later than the
-  symptom;
+  symptom. Once one side has stood still while the other moved on, the probe asks for an
+  attempt at the moment it would be behind, and a second look ``CONFIRM_AFTER`` (0.4) of an
+  interval after it first is (``ProbeResult.recheck_at``, as the HLS probe does for a stale
+  playlist): not at the next attempt, up to an interval later;
 - ``manifests_disagree`` (DEGRADED): a segment both list (by URI, else by wall-clock start)
   lasts more than ``duration_tolerance_s`` longer in one than in the other (0.1 s: EXTINF and
   SegmentTimeline durations are both exact to the millisecond when written from one encode), or
@@ -64,6 +67,7 @@ from probes.core.mpd import AVAILABILITY_GRACE_MAX_S, looks_like_mpd
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError
 from probes.core.redact import redact_url
 from probes.faults import Fault
+from probes.hls import CONFIRM_AFTER, RECHECK_AFTER_S
 
 STAGE = "origin"
 COMPONENT = "origin"
@@ -164,6 +168,7 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     unmatched: list[str] = [f"{n} ({why})" for n, why in (*first.unread.items(), *second.unread.items())]
     labels = {"stream": target.stream, "stage": STAGE, "component": COMPONENT}
     judged = 0  # pairs whose lag was judged
+    recheck: list[float] = []  # when a side would be behind (look then, not at the next attempt)
     for n1, n2 in pairs:
         pl1, pl2 = first.playlists[n1], second.playlists[n2]
         m = compare.measure(n1, pl1, n2, pl2)
@@ -201,6 +206,13 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
                     lead = f" ({ahead:+.1f} s of media after it)" if ahead is not None else ""
                     behind.append(f"{read_l.label} {name_l} has not changed for {age_l:.1f} s while {read_a.label} "
                                   f"{name_a} of the same encode advances{lead}")
+            # one side unchanged since the other moved on by more than the skew and an attempt: it is
+            # behind the moment its age passes its due time unless it changes first — looked at then,
+            # not at the next attempt up to an interval later (as the HLS probe's stale playlist)
+            for (s_l, n_l), (s_a, n_a) in (((sides[0], n1), (sides[1], n2)), ((sides[1], n2), (sides[0], n1))):
+                seen_l, seen_a = s_l.newest.get(n_l, (None, now))[1], s_a.newest.get(n_a, (None, now))[1]
+                if seen_a - seen_l > cfg.max_skew_s + target.interval and now - seen_l <= due:
+                    recheck.append(seen_l + due + RECHECK_AFTER_S)
             if m.mode == "none":
                 unmatched.append(f"{n1}/{n2} (no shared segment, no wall-clock times: lag only by age)")
         if m.duration_mismatch is not None:
@@ -233,6 +245,10 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
                                      + "; ".join(behind)))
     elif behind:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DOWN, Fault.MANIFEST_BEHIND, "; ".join(behind)))
+        if not st.get("behind"):  # newly behind: the second look the localizer opens on, soon
+            recheck.append(now + CONFIRM_AFTER * target.interval)
+    st["behind"] = bool(behind) and not untimely
+    res.recheck_at = min(recheck, default=None)
     if disagree:
         res.evidence.append(Evidence(STAGE, COMPONENT, State.DEGRADED, Fault.MANIFESTS_DISAGREE, "; ".join(disagree)))
     if not pairs:

@@ -325,3 +325,60 @@ async def test_a_timeline_shifted_by_more_than_half_a_segment_is_a_disagreement_
     assert [e.fault for e in results[1].evidence] == [None]  # one lead is no verdict yet
     (ev,) = [e for e in results[-1].evidence if e.fault]
     assert ev.fault == "manifests_disagree" and "+3.0 s of media" in ev.detail, ev.detail
+
+
+async def test_a_side_left_behind_is_looked_at_the_moment_it_would_be_behind() -> None:
+    """The HLS probe's arrival prediction, for the comparison (probes/compare.py): once one
+    manifest has stood still while the other moved on, the probe asks for an attempt when its
+    age passes the due time (one target duration + the skew: 2.5 s here), says
+    ``manifest_behind`` then, and asks for the confirming look 0.4 s later; two manifests that
+    move together ask for nothing. A real server; the clock is stepped."""
+    from aiohttp import web
+    from localserver import LocalServer
+
+    newest = {"a": 10, "b": 10}
+
+    def media(side: str) -> web.Response:
+        last = newest[side]
+        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{last - 3}"]
+        for k in range(last - 3, last + 1):
+            lines += ["#EXTINF:2.000,", f"s{k}.ts"]
+        return web.Response(text="\n".join(lines) + "\n")
+
+    async def a(_req: web.Request) -> web.Response:
+        return media("a")
+
+    async def b(_req: web.Request) -> web.Response:
+        return media("b")
+
+    app = web.Application()
+    app.router.add_get("/a.m3u8", a)
+    app.router.add_get("/b.m3u8", b)
+    now = [100.0]
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        target = _target(f"{server.url}/a.m3u8", f"{server.url}/b.m3u8")
+        ctx = ProbeContext(state={}, http=http, clock=lambda: now[0])
+
+        async def at(t: float) -> ProbeResult:
+            now[0] = t
+            return await call_probe(compare_probe, target, ctx)
+
+        def behind(r: ProbeResult) -> bool:
+            return any(e.fault == "manifest_behind" for e in r.evidence)
+
+        for t in (100.0, 101.0):
+            r = await at(t)
+            assert r.recheck_at is None and not behind(r)
+        newest["a"] = newest["b"] = 11
+        r = await at(102.0)  # both moved on together: nothing to look at early
+        assert r.recheck_at is None and not behind(r)
+        r = await at(103.0)
+        assert r.recheck_at is None
+        newest["a"] = 12  # the second stands still
+        r = await at(104.0)
+        assert not behind(r) and r.recheck_at == pytest.approx(102.0 + 2.5 + 0.05)
+        r = await at(r.recheck_at)
+        assert behind(r), r.evidence
+        assert r.recheck_at == pytest.approx(104.55 + 0.4)  # the confirming look
+        r = await at(r.recheck_at)
+        assert behind(r) and r.recheck_at is None  # confirmed: the next attempt as usual
