@@ -292,7 +292,7 @@ def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
     keys: list[bool] = []
     checked = False
     for packet in container.demux(vs):
-        if packet.pts is not None and packet.size and not packet.is_corrupt:
+        if packet.pts is not None and packet.size:
             pts.append(float(packet.pts * packet.time_base))
             keys.append(bool(packet.is_keyframe))
         if checked:

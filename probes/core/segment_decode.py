@@ -245,8 +245,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
             if is_video:
                 out.video_packet_bytes += packet.size
                 out.video_packets += 1
-                if key_only and packet.pts is not None and not packet.is_corrupt \
-                        and len(p_pts) < opts.max_video_frames:
+                # (a corrupt packet too: FFmpeg outputs its frame, flagged, as a full decode counts it)
+                if key_only and packet.pts is not None and len(p_pts) < opts.max_video_frames:
                     p_pts.append(float(packet.pts * packet.time_base))
                     p_key.append(bool(packet.is_keyframe))
             else:
@@ -308,7 +308,8 @@ def decodable_packets(pts: list[float], keys: list[bool]) -> tuple[list[float], 
     frames: from the first key frame on — those before it cannot be decoded (a segment cut
     mid-GOP; FFmpeg's decoders output nothing until a key frame) — and none timed more than
     :data:`MAX_SEGMENT_SPAN_S` from that key frame (a damaged packet's PTS). Nothing without a
-    key frame. Corrupt packets are the caller's to leave out."""
+    key frame. Packets flagged corrupt are counted (a full decode outputs their frames, flagged):
+    leaving out a corrupt key packet would drop its whole GOP."""
     first = next((i for i, k in enumerate(keys) if k), None)
     if first is None:
         return [], []
