@@ -66,8 +66,8 @@ from probes.core.config import StrictModel
 from probes.core.mpd import AVAILABILITY_GRACE_MAX_S, looks_like_mpd
 from probes.core.playlist import MasterPlaylist, MediaPlaylist, PlaylistError
 from probes.core.redact import redact_url
+from probes.core.thresholds import CONFIRM_AFTER, RECHECK_AFTER_S
 from probes.faults import Fault
-from probes.hls import CONFIRM_AFTER, RECHECK_AFTER_S
 
 STAGE = "origin"
 COMPONENT = "origin"

@@ -166,7 +166,7 @@ from probes.core.playlist import (
     with_query,
 )
 from probes.core.redact import redact_url
-from probes.core.thresholds import STALE_FACTOR
+from probes.core.thresholds import CONFIRM_AFTER, RECHECK_AFTER_S, STALE_FACTOR
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 from probes.net.leanhttp import HEADERS_TIMEOUT_S
@@ -1445,15 +1445,6 @@ are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
 each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
-
-CONFIRM_AFTER = 0.4
-"""x the attempt interval: a playlist newly found stale asks for another attempt this long after
-(the runner starts one at least 0.3 interval after the asking one: agent/runner.py RECHECK_GAP),
-so that a stale playlist confirmed by a second look opens its incident within half an interval."""
-
-RECHECK_AFTER_S = 0.05
-"""An attempt asked for at a playlist's stale threshold comes this long after it: the rule is
-``age >`` the threshold, and a reload's answer takes a few milliseconds."""
 
 ARRIVAL_MIN = 4
 """Segments dated by PDT before an origin's cache allowance is what it was seen to lag

@@ -707,8 +707,10 @@ async def test_an_origin_excuses_only_the_cache_lag_it_was_seen_to_have() -> Non
                 now[0] += 0.5
                 segs.append((n, wall() - 0.2 - lag))  # 1 s later than usual, listed 0.5 s after that reload
                 assert not await stale_after(0.0)
-            assert not await stale_after(3.2)  # 3.7 s after that reload: within 3 + the 1-s lifetime
-            assert await stale_after(0.4)  # 4.1 s
+            # the last one dated by its PDT, 1 s before it was seen: the next is due 2 s after that
+            # and stale 1 s (the RFC 8216 6.3.4 retry) + the 1-s lifetime after that
+            assert not await stale_after(2.9)  # 3.9 s after it was due: within 3 + the 1-s lifetime
+            assert await stale_after(0.2)  # 4.1 s
     finally:
         await server.stop()
 

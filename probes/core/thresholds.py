@@ -8,7 +8,8 @@ override them per target.
 
 from __future__ import annotations
 
-__all__ = ["AV_SYNC_FAULT_S", "CLOCK_OFFSET_MAX_S", "INPUT_STALL_S", "RTT_FAULT_S", "STALE_FACTOR"]
+__all__ = ["AV_SYNC_FAULT_S", "CLOCK_OFFSET_MAX_S", "CONFIRM_AFTER", "INPUT_STALL_S", "RECHECK_AFTER_S", "RTT_FAULT_S",
+           "STALE_FACTOR"]
 
 STALE_FACTOR = 1.5
 """A playlist is stale when it has not advanced for this many target durations.
@@ -33,3 +34,14 @@ colours, green < 100 ms, yellow 100–200 ms, red ≥ 200 ms)."""
 CLOCK_OFFSET_MAX_S = 0.1
 """|clock offset| at or above this makes sub-second latency figures untrustworthy
 (THRESHOLDS.md "clock offset": < 100 ms; chrony keeps a few ms over the internet)."""
+
+
+CONFIRM_AFTER = 0.4
+"""x the attempt interval: a finding newly made (a playlist found stale, a manifest behind) asks
+for another attempt this long after (the runner starts one at least 0.3 interval after the asking
+one: agent/runner.py RECHECK_GAP), so that the second look the localizer opens on comes within
+half an interval (probes/hls.py, probes/compare.py)."""
+
+RECHECK_AFTER_S = 0.05
+"""An attempt asked for at a threshold (a playlist's stale moment, a manifest's due time) comes
+this long after it: the rules are ``age >`` the threshold, and an answer takes a few milliseconds."""
