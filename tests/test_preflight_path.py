@@ -83,7 +83,9 @@ async def test_healthy_lab_without_a_studio_section_is_ready(lab, tmp_path):
             assert checks[(check, place)]["status"] == "pass", checks[(check, place)]
     assert checks[("path.content", "origin")]["status"] == "pass"
     ratio = checks[("path.segments", "origin")]["value"]
-    assert 0 < ratio < 1  # measured: a segment downloaded, faster than it plays
+    # measured (a pass needs a downloaded segment), faster than it plays; a loopback download of
+    # a small segment can take under a millisecond: 0.000 at the probe's 3 decimals
+    assert 0 <= ratio < 1
     # the host it runs on (recorded /proc: the encoder idle) and its clock against the origin's Date
     assert checks[("host.cpu", "host")]["status"] == "pass"
     clock = checks[("host.clock", "host")]
