@@ -21,7 +21,17 @@ fails at once. The jobs that may have been running then (the oldest ``workers`` 
 outstanding: the pool runs them in order) fail with :class:`BrokenProcessPool`; every other
 is submitted again to a pool made anew (:class:`CpuPool`), up to :data:`MAX_RESUBMITS` times
 (each crash of a batch with several hostile segments in it): a hostile segment costs itself and
-at most the jobs running beside it, not the decodes queued behind it. Workers ignore SIGINT and SIGTERM (a terminal's
+at most the jobs running beside it, not the decodes queued behind it.
+
+A job submitted (by the event loop, or resubmitted) at the instant its pool breaks can be lost
+by CPython's pool (3.11-3.13: its manager thread fails the jobs it listed when the pool broke,
+then forgets them all; iterating that list while another thread adds to it even kills the
+manager thread with ``dictionary changed size during iteration``). Two guards: the pool's list
+of jobs is iterated over a copy (:class:`_PendingWorkItems`), and once a broken pool's manager
+thread has ended, every job of that pool still unanswered fails with :class:`BrokenProcessPool`
+(and so is resubmitted like the others): no decode waits for an answer that cannot come.
+
+Workers ignore SIGINT and SIGTERM (a terminal's
 Ctrl-C and systemd's stop reach the whole group: the agent stops them itself, after its
 probes) and exit on their own when the agent is gone. ``thread`` keeps everything in the
 agent's process.
@@ -42,7 +52,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +65,8 @@ MAX_AUTO_WORKERS = 4
 PARENT_CHECK_S = 1.0  # a worker whose agent died notices within this
 MAX_RESUBMITS = 3
 """Times a job queued behind crashing ones is submitted again (one crash each) before it fails too."""
+REAP_WAIT_S = 30.0
+"""The longest wait for a broken pool's manager thread to answer its jobs before the rest are failed."""
 
 
 def usable_cpus() -> int:
@@ -115,6 +127,7 @@ class CpuPool(Executor):
         self._seq = 0
         self._generation = 0
         self._outstanding: dict[int, int] = {}  # job number -> the pool generation it runs in
+        self._inner: dict[int, Future[Any]] = {}  # job number -> its future in that pool
         self._suspects: dict[int, frozenset[int]] = {}  # broken generation -> jobs that may have killed it
         self._pool = self._make()
 
@@ -122,8 +135,11 @@ class CpuPool(Executor):
         if self.isolation == "thread":
             return ThreadPoolExecutor(self.workers, thread_name_prefix="signalpath-cpu")
         # spawn, not fork: the agent has threads (a forked child may inherit a held lock)
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_init, initargs=(os.getpid(),))
+        if type(getattr(pool, "_pending_work_items", None)) is dict:  # before its manager thread takes it
+            pool._pending_work_items = _PendingWorkItems()
+        return pool
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         outer: Future[Any] = Future()
@@ -143,6 +159,7 @@ class CpuPool(Executor):
                 self._remake()
                 inner = self._pool.submit(fn, *args, **kwargs)
             self._outstanding[seq] = self._generation
+            self._inner[seq] = inner
 
         def done(f: Future[Any]) -> None:
             exc = None if f.cancelled() else f.exception()
@@ -154,8 +171,11 @@ class CpuPool(Executor):
                     if suspects is None:  # the first failure of that pool: who was running then
                         running = sorted(s for s, g in self._outstanding.items() if g == generation)
                         suspects = self._suspects[generation] = frozenset(running[:self.workers])
+                        if generation == self._generation and not self._closed:
+                            self._remake()  # now: its lost jobs are looked for once its manager ends
                     resubmit = retries > 0 and seq not in suspects and not self._closed
                 self._outstanding.pop(seq, None)
+                self._inner.pop(seq, None)
             if resubmit:
                 self.resubmitted += 1
                 try:
@@ -163,11 +183,12 @@ class CpuPool(Executor):
                     return
                 except RuntimeError as again:
                     exc = again
-            if not outer.set_running_or_notify_cancel():
-                return
             if f.cancelled():
                 outer.cancel()
-            elif exc is not None:
+                return
+            if not outer.set_running_or_notify_cancel():  # its caller gave up on it
+                return
+            if exc is not None:
                 outer.set_exception(exc)
             else:
                 outer.set_result(f.result())
@@ -175,13 +196,30 @@ class CpuPool(Executor):
         inner.add_done_callback(done)
 
     def _remake(self) -> None:
+        """Replace the broken pool (the caller holds the lock); its unanswered jobs are failed once
+        its manager thread has ended (:meth:`_reap`)."""
         broken, self._pool = self._pool, self._make()
+        manager = getattr(broken, "_executor_manager_thread", None)
+        threading.Thread(target=self._reap, args=(self._generation, manager), name="signalpath-cpu-reap",
+                         daemon=True).start()
         self._generation += 1
         self.remade += 1
         self._suspects = {g: s for g, s in self._suspects.items() if g >= self._generation - 2}
         log.warning("a decoding worker process died: its pool is made again (%d so far)", self.remade)
         _kill_workers(broken)  # they ignore the SIGTERM the broken pool sends them
         broken.shutdown(wait=False, cancel_futures=True)
+
+    def _reap(self, generation: int, manager: threading.Thread | None) -> None:
+        if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
+            manager.join(REAP_WAIT_S)
+        with self._lock:
+            lost = [self._inner[s] for s, g in self._outstanding.items() if g == generation and s in self._inner]
+        lost = [f for f in lost if not f.done()]
+        if lost:
+            log.warning("a broken decoding pool lost %d job(s): they are failed or run again", len(lost))
+        for f in lost:
+            with contextlib.suppress(InvalidStateError):  # answered meanwhile
+                f.set_exception(BrokenProcessPool("the worker pool broke while this job was submitted"))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -196,6 +234,15 @@ class CpuPool(Executor):
             pool = self._pool
         _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _PendingWorkItems(dict[int, Any]):
+    """A process pool's jobs by number, iterated over a copy: CPython's manager thread iterates
+    them when its pool breaks (``terminate_broken``) while a submit from another thread may add
+    one (python/cpython 3.11-3.13: the iteration raised and the manager thread died)."""
+
+    def items(self) -> list[tuple[int, Any]]:  # type: ignore[override]
+        return list(super().items())
 
 
 def _kill_workers(pool: Executor) -> None:

@@ -207,6 +207,74 @@ def test_several_crashing_jobs_in_a_batch_cost_themselves_and_the_jobs_beside_th
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def test_a_job_submitted_as_its_pool_breaks_is_neither_lost_nor_kills_the_pool(monkeypatch):
+    """The interleaving CI met once (CPython's pool, 3.11): a submit passes the pool's broken check
+    just before the pool's manager thread marks it broken, and lists its job only once the manager
+    has begun failing the pool's jobs. Held open here with two waits in CPython's pool (nothing
+    else changed): the manager, about to fail its jobs, waits for the submit to be under way; the
+    submit waits until the manager has failed a job. Before the guards the manager thread died
+    (``dictionary changed size during iteration``) and the jobs behind it waited forever; now none
+    is lost and no thread dies."""
+    import concurrent.futures.process as cf_process
+    import threading
+
+    pool = CpuPool(1)
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    breaking, submitting = threading.Event(), threading.Event()
+    broken_pool = pool._pool
+    terminate_broken = cf_process._ExecutorManagerThread.terminate_broken
+    make_item = cf_process._WorkItem.__init__
+
+    def manager_waits(manager, cause):
+        breaking.set()
+        submitting.wait(30)
+        terminate_broken(manager, cause)
+
+    def submit_waits(item, future, fn, args, kwargs):
+        if fn is _pid_after and args == (0.0,) and not submitting.is_set():  # submitted as the pool breaks
+            submitting.set()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(
+                    w.future.done() for w in list(broken_pool._pending_work_items.values())):
+                time.sleep(0.005)
+        make_item(item, future, fn, args, kwargs)
+
+    monkeypatch.setattr(cf_process._ExecutorManagerThread, "terminate_broken", manager_waits)
+    monkeypatch.setattr(cf_process._WorkItem, "__init__", submit_waits)
+    try:
+        culprit = pool.submit(_exit_after, 0.2)
+        queued = [pool.submit(_pid_after, 0.01) for _ in range(3)]
+        assert breaking.wait(60)
+        racing = pool.submit(_pid_after, 0.0)
+        with pytest.raises(BrokenProcessPool):
+            culprit.result(timeout=60)
+        pids = [f.result(timeout=60) for f in [*queued, racing]]  # run again on the pool made anew
+        assert os.getpid() not in pids
+        assert pool.remade == 1
+        assert died == []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_jobs_cancelled_by_a_shutdown_are_cancelled_for_their_callers():
+    """A stop that cancels the queued decodes answers their callers (cancelled), never leaves them
+    waiting: the pool's own future is cancelled, so is the one handed out."""
+    pool = CpuPool(1)
+    running = pool.submit(_pid_after, 0.5)
+    queued = [pool.submit(_pid_after, 0.0) for _ in range(4)]
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert isinstance(running.result(timeout=10), int)
+    done = [f for f in queued if f.done()]
+    assert done == queued
+    assert any(f.cancelled() for f in queued)  # the call queue may have taken one or two already
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(3)
+
+
 def _pid_after(seconds: float) -> int:
     time.sleep(seconds)  # in the worker: keeps it busy so that the next job goes to the other
     return os.getpid()
