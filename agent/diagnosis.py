@@ -24,7 +24,11 @@ How one cycle is read (:func:`diagnose`):
   encoded rendition itself (corrupt segments, GOP, bitrate) -> ``transcode``/<rendition>;
 - one rendition stale at the origin while its siblings are fresh -> ``transcode``/<rendition>;
 - an edge bad while the origin is good -> ``cdn``/<edge>; every edge with the same fault
-  (two or more edges seen) -> ``cdn``/``cdn``;
+  (two or more edges seen) -> ``cdn``/``cdn``; but an edge whose stale playlist lists all the
+  origin's lists (``edge_lag_segments`` <= 0, probes/hls.py ``combine``) is not behind the
+  origin: while a studio, ingest or transcode cause that explains it is found, it is that
+  cause's symptom (the origin, late too, still within its own rule; the edge's lawful cache
+  lag on top);
 - a player symptom: on the cause that explains it (its edge, the origin, a rendition, an
   upstream stage), otherwise ``playback``/<component>.
 
@@ -392,8 +396,11 @@ class _Walk:
     def edges(self) -> None:
         edges = sorted({e.component for e in self.evs if e.stage == "cdn" and e.state is not State.UNKNOWN})
         left: dict[str, list[Evidence]] = {}
+        upstream = self.failing_upstream() or [f for f in self.upstream_roots if f.rendition is None]
         for e in self.bad["cdn"]:
             host = self.explaining([self.wide, self.rendition_roots.get(e.rendition or ""), self.origin_perf], e)
+            if host is None and fault_of(e) == Fault.STALE_PLAYLIST and e.figures.get("edge_lag_segments", 1) <= 0:
+                host = self.explaining(upstream, e)  # level with the origin: late upstream, not behind it
             if host is not None:
                 host.symptoms.append(e)
             else:

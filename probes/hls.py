@@ -1560,7 +1560,11 @@ async def probe(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
 def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
     """Across one stream's endpoints: how many segments each edge is behind the origin.
 
-    ``results`` maps component → the latest result (the origin's key is "origin").
+    ``results`` maps component → the latest result (the origin's key is "origin"). An edge's
+    ``stale_playlist`` evidence is given the figure ``edge_lag_segments`` (the origin's newest
+    media sequence of that rendition less the edge's, as last seen): at 0 or less the edge
+    lists all the origin lists, so its staleness is the stream's, late upstream, not the
+    edge's own (agent/diagnosis.py places it on an upstream cause that explains it).
     """
     out = ProbeResult()
     origin = results.get("origin")
@@ -1577,6 +1581,9 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
                                           {"stream": stream, "stage": "cdn", "component": comp, "rendition": rend},
                                           float(lag)))
                 f["edge_lag_segments"] = lag
+                for e in res.evidence:
+                    if e.fault == Fault.STALE_PLAYLIST and e.rendition == rend:
+                        e.figures["edge_lag_segments"] = float(lag)
     return out
 
 

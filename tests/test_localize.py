@@ -1493,3 +1493,36 @@ def test_a_latency_step_at_the_ingest_explains_the_origins_playlists_it_leaves_l
     (finding,) = diagnose(evidence)
     assert (finding.stage, finding.component, str(finding.fault)) == ("ingest", "ingest", "latency_high")
     assert {e.stage for e in finding.symptoms} == {"origin"}
+
+
+@pytest.mark.parametrize("edge_lag, expected", [
+    (0.0, [("ingest", "rtmp", "low_input", "P1")]),  # its viewers' playlists are stale: all of them
+    (1.0, [("cdn", "edge-a", "stale_playlist", "P2"), ("ingest", "rtmp", "low_input", "P2")]),
+    (None, [("cdn", "edge-a", "stale_playlist", "P2"), ("ingest", "rtmp", "low_input", "P2")]),
+])
+def test_an_edge_level_with_the_origin_is_stale_because_of_upstream_not_behind_it(edge_lag, expected):
+    """A starved ingest delays every segment; the origin, late too, is still within its own rule
+    when the edge (a cache lag more) is stale. An edge that lists all the origin lists
+    (probes/hls.py combine: ``edge_lag_segments`` 0) is the ingest's symptom, not a CDN cause;
+    an edge a segment behind the origin is its own (a real edge fault beside the ingest's), and
+    so is one never compared (no figure)."""
+    stale = ev("cdn", "edge-a", DEG, "stale_playlist", "360p", "360p playlist has not advanced for 5.1 s")
+    if edge_lag is not None:
+        stale.figures["edge_lag_segments"] = edge_lag
+    evidence = with_faults(ev("ingest", "rtmp", DEG, "low_input", None, "input at 0.5x real time"), stale)
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity)
+           for e in loc.observe("main", evidence)]
+    assert sorted(got) == sorted(expected)
+
+
+def test_hls_combine_tells_each_stale_edge_rendition_how_far_behind_the_origin_it_is():
+    from probes.base import ProbeResult
+    from probes.hls import combine
+
+    origin = ProbeResult(figures={"renditions": {"360p": {"last_seq": 120.0}, "720p": {"last_seq": 120.0}}})
+    edge = ProbeResult(figures={"renditions": {"360p": {"last_seq": 120.0}, "720p": {"last_seq": 118.0}}})
+    edge.evidence = [Evidence("cdn", "edge-a", State.DEGRADED, Fault.STALE_PLAYLIST, "", "360p"),
+                     Evidence("cdn", "edge-a", State.DEGRADED, Fault.STALE_PLAYLIST, "", "720p")]
+    combine({"origin": origin, "edge-a": edge}, "main")
+    assert [e.figures["edge_lag_segments"] for e in edge.evidence] == [0.0, 2.0]
