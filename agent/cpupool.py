@@ -27,9 +27,13 @@ A job submitted (by the event loop, or resubmitted) at the instant its pool brea
 by CPython's pool (3.11-3.13: its manager thread fails the jobs it listed when the pool broke,
 then forgets them all; iterating that list while another thread adds to it even kills the
 manager thread with ``dictionary changed size during iteration``). Two guards: the pool's list
-of jobs is iterated over a copy (:class:`_PendingWorkItems`), and once a broken pool's manager
-thread has ended, every job of that pool still unanswered fails with :class:`BrokenProcessPool`
-(and so is resubmitted like the others): no decode waits for an answer that cannot come.
+of jobs is iterated over a copy (:class:`_PendingWorkItems`, shared with its call queue, which
+answers a job it cannot pickle from it), and once a broken pool's manager thread has ended,
+every job of that pool still unanswered fails with :class:`_LostJob` (never run: always
+resubmitted). A pool is taken for broken only when it says so (a job that raises
+``BrokenProcessPool`` itself breaks nothing), and a submit that finds its pool marked broken
+just after it (an idle worker killed) has it made anew at once, its reaper then answering the
+job: no decode waits for an answer that cannot come.
 
 Workers ignore SIGINT and SIGTERM (a terminal's
 Ctrl-C and systemd's stop reach the whole group: the agent stops them itself, after its
@@ -129,6 +133,7 @@ class CpuPool(Executor):
         self._outstanding: dict[int, int] = {}  # job number -> the pool generation it runs in
         self._inner: dict[int, Future[Any]] = {}  # job number -> its future in that pool
         self._suspects: dict[int, frozenset[int]] = {}  # broken generation -> jobs that may have killed it
+        self._managers: dict[int, Any] = {}  # generation -> its pool's manager thread (shutdown() forgets it)
         self._pool = self._make()
 
     def _make(self) -> Executor:
@@ -139,6 +144,9 @@ class CpuPool(Executor):
                                    initializer=_worker_init, initargs=(os.getpid(),))
         if type(getattr(pool, "_pending_work_items", None)) is dict:  # before its manager thread takes it
             pool._pending_work_items = _PendingWorkItems()
+            call_queue = getattr(pool, "_call_queue", None)
+            if call_queue is not None and hasattr(call_queue, "pending_work_items"):
+                call_queue.pending_work_items = pool._pending_work_items  # its feeder's pickling errors
         return pool
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -153,13 +161,20 @@ class CpuPool(Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._seq += 1
             seq = self._seq
+            pool = self._pool
             try:
-                inner = self._pool.submit(fn, *args, **kwargs)
+                inner = pool.submit(fn, *args, **kwargs)
             except BrokenProcessPool:  # broken since the last job failed: make it again
                 self._remake()
-                inner = self._pool.submit(fn, *args, **kwargs)
+                pool = self._pool
+                inner = pool.submit(fn, *args, **kwargs)
             self._outstanding[seq] = self._generation
             self._inner[seq] = inner
+            manager = getattr(pool, "_executor_manager_thread", None)  # shutdown(wait=False) forgets it
+            if manager is not None:
+                self._managers.setdefault(self._generation, manager)
+            if getattr(pool, "_broken", False):  # its manager marked it broken during this submit
+                self._remake()  # its reaper answers this job if the manager listed it too late
 
         def done(f: Future[Any]) -> None:
             exc = None if f.cancelled() else f.exception()
@@ -171,9 +186,12 @@ class CpuPool(Executor):
                     if suspects is None:  # the first failure of that pool: who was running then
                         running = sorted(s for s, g in self._outstanding.items() if g == generation)
                         suspects = self._suspects[generation] = frozenset(running[:self.workers])
-                        if generation == self._generation and not self._closed:
-                            self._remake()  # now: its lost jobs are looked for once its manager ends
-                    resubmit = retries > 0 and seq not in suspects and not self._closed
+                        if generation == self._generation and getattr(self._pool, "_broken", False):
+                            if self._closed:
+                                self._reap_later(self._generation, self._pool)
+                            else:
+                                self._remake()  # now: its lost jobs are looked for once its manager ends
+                    resubmit = retries > 0 and (seq not in suspects or isinstance(exc, _LostJob)) and not self._closed
                 self._outstanding.pop(seq, None)
                 self._inner.pop(seq, None)
             if resubmit:
@@ -184,7 +202,8 @@ class CpuPool(Executor):
                 except RuntimeError as again:
                     exc = again
             if f.cancelled():
-                outer.cancel()
+                if outer.cancel():
+                    outer.set_running_or_notify_cancel()  # else wait()/as_completed() never count it
                 return
             if not outer.set_running_or_notify_cancel():  # its caller gave up on it
                 return
@@ -199,15 +218,18 @@ class CpuPool(Executor):
         """Replace the broken pool (the caller holds the lock); its unanswered jobs are failed once
         its manager thread has ended (:meth:`_reap`)."""
         broken, self._pool = self._pool, self._make()
-        manager = getattr(broken, "_executor_manager_thread", None)
-        threading.Thread(target=self._reap, args=(self._generation, manager), name="signalpath-cpu-reap",
-                         daemon=True).start()
+        self._reap_later(self._generation, broken)
         self._generation += 1
         self.remade += 1
         self._suspects = {g: s for g, s in self._suspects.items() if g >= self._generation - 2}
         log.warning("a decoding worker process died: its pool is made again (%d so far)", self.remade)
         _kill_workers(broken)  # they ignore the SIGTERM the broken pool sends them
         broken.shutdown(wait=False, cancel_futures=True)
+
+    def _reap_later(self, generation: int, pool: Executor) -> None:
+        manager = self._managers.pop(generation, None) or getattr(pool, "_executor_manager_thread", None)
+        threading.Thread(target=self._reap, args=(generation, manager), name="signalpath-cpu-reap",
+                         daemon=True).start()
 
     def _reap(self, generation: int, manager: threading.Thread | None) -> None:
         if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
@@ -219,7 +241,7 @@ class CpuPool(Executor):
             log.warning("a broken decoding pool lost %d job(s): they are failed or run again", len(lost))
         for f in lost:
             with contextlib.suppress(InvalidStateError):  # answered meanwhile
-                f.set_exception(BrokenProcessPool("the worker pool broke while this job was submitted"))
+                f.set_exception(_LostJob("the worker pool broke while this job was submitted"))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -234,6 +256,10 @@ class CpuPool(Executor):
             pool = self._pool
         _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _LostJob(BrokenProcessPool):
+    """A job its broken pool never answered: it never reached a worker (not a suspect)."""
 
 
 class _PendingWorkItems(dict[int, Any]):

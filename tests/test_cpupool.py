@@ -4,6 +4,7 @@ one job, the wait for the pool is the agent's own time (agent/runner.py)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import subprocess
@@ -268,6 +269,53 @@ def test_jobs_cancelled_by_a_shutdown_are_cancelled_for_their_callers():
     done = [f for f in queued if f.done()]
     assert done == queued
     assert any(f.cancelled() for f in queued)  # the call queue may have taken one or two already
+    assert not concurrent.futures.wait(queued, timeout=5).not_done  # counted by wait() and as_completed()
+
+
+def test_a_job_that_cannot_be_pickled_is_answered_and_the_pool_still_stops():
+    """An argument the pool cannot send to a worker (a lock) fails that job with the pickling
+    error, at once; the pool is not broken by it and its shutdown does not wait for the job."""
+    import threading
+
+    pool = CpuPool(1)
+    try:
+        bad = pool.submit(_pid_after, threading.Lock())
+        with pytest.raises(TypeError, match="pickle"):
+            bad.result(timeout=20)
+        assert isinstance(pool.submit(_pid_after, 0.0).result(timeout=60), int)
+        assert pool.remade == 0
+    finally:
+        stopping = threading.Thread(target=pool.shutdown, kwargs={"wait": True})
+        stopping.start()
+        stopping.join(20)
+        assert not stopping.is_alive(), "shutdown(wait=True) waits for a job nobody will answer"
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_a_job_raising_broken_process_pool_itself_breaks_nothing(isolation):
+    """A job may raise ``BrokenProcessPool`` of its own (a library with a pool inside): its caller
+    gets it, the agent's pool is not made anew (the job beside it is not killed) and later
+    submits work (thread isolation: no deadlock on the pool's lock)."""
+    import threading
+
+    pool = CpuPool(1, isolation)  # type: ignore[arg-type]
+    try:
+        queued = [pool.submit(_raise_broken), pool.submit(_pid_after, 0.2), pool.submit(_pid_after, 0.0)]
+        with pytest.raises(BrokenProcessPool):
+            queued[0].result(timeout=60)
+        assert all(isinstance(f.result(timeout=60), int) for f in queued[1:])
+        later: list[int] = []
+        submitting = threading.Thread(target=lambda: later.append(pool.submit(_pid_after, 0.0).result(timeout=30)),
+                                      daemon=True)
+        submitting.start()
+        submitting.join(40)
+        assert later and pool.remade == 0
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _raise_broken() -> None:
+    raise BrokenProcessPool("a pool of the job's own")
 
 
 def _exit_after(seconds: float) -> None:
