@@ -51,7 +51,7 @@ from probes.core.playlist import (
     choose_renditions,
     reusable,
 )
-from probes.core.segment_decode import DecodeOptions, decode_segment, jpeg_thumbnail
+from probes.core.segment_decode import DecodeOptions, decode_segment, jpeg_thumbnail, picture_array
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
@@ -137,20 +137,21 @@ class _StreamState:
 
 
 def _decode_and_analyse(data: bytes, options: DecodeOptions, analyser: MediaAnalyser, size_bytes: int,
-                        feed: dict[str, Any], picture: bool | tuple[str, ...]
+                        feed: dict[str, Any], picture: bool | tuple[str, ...], picture_width: int
                         ) -> tuple[MediaFindings, MediaAnalyser, np.ndarray | None, float]:
     """The CPU pool's job (agent/cpupool.py: a worker process by default): decode ``data`` and
     feed it to ``analyser`` (``feed``: its keyword arguments). Returns the findings, the
     analyser as it is after them (the caller keeps it for the next segment), the segment's last
-    picture when ``picture`` is True or names content faults other than the segment's, and the
-    CPU seconds it all took. The samples stay in the worker: what comes back is a few kB."""
+    picture ``picture_width`` wide when ``picture`` is True or names content faults other than the
+    segment's (scaled only then: ``options.keep_last_frame``), and the CPU seconds it all took.
+    The samples stay in the worker: what comes back is a few kB."""
     t0 = time.thread_time()
     decoded = decode_segment(data, options)
     decoded.size_bytes = size_bytes  # figures (bitrate) count the segment, not its init section
-    last, decoded.last_picture = decoded.last_picture, None
+    frame, decoded.last_frame = decoded.last_frame, None
     findings = analyser.feed(decoded, **feed)
-    if picture is not True and picture == _fault_names(findings):
-        last = None
+    wanted = picture is True or picture != _fault_names(findings)
+    last = picture_array(frame, picture_width) if wanted and frame is not None and picture_width else None
     return findings, analyser, last, time.thread_time() - t0
 
 
@@ -307,10 +308,11 @@ class _Attempt:
             rs.analyser = MediaAnalyser(cfg.checks)
             return
         frames = "key" if cfg.video_frames == "key" else "all"  # 'auto' is resolved by the job builder
-        want = (0, cfg.thumbnail_width, frames)
-        options = cfg.decode if (cfg.decode.thumbnail_width, cfg.decode.last_picture_width, cfg.decode.video_frames) \
-            == want else cfg.decode.model_copy(
-                update={"thumbnail_width": 0, "last_picture_width": cfg.thumbnail_width, "video_frames": frames})
+        want = (0, 0, bool(cfg.thumbnail_width), frames)
+        options = cfg.decode if (cfg.decode.thumbnail_width, cfg.decode.last_picture_width, cfg.decode.keep_last_frame,
+                                 cfg.decode.video_frames) == want else cfg.decode.model_copy(
+                update={"thumbnail_width": 0, "last_picture_width": 0, "keep_last_frame": bool(cfg.thumbnail_width),
+                        "video_frames": frames})
         try:
             async with self.st.semaphore:
                 # fMP4/CMAF: the init section (moov) and the fragment (moof+mdat) decode as one file
@@ -323,7 +325,7 @@ class _Attempt:
                     _decode_and_analyse, init + fr.body, options, analyser, fr.size,
                     {"segment_duration": seg.duration, "declared_bandwidth": v.bandwidth,
                      "bandwidth_buffer_s": v.bandwidth_buffer_s, "target_duration": rs.target_duration},
-                    True if due or last is None else last.faults)
+                    True if due or last is None else last.faults, cfg.thumbnail_width)
         except BrokenExecutor:  # a worker process died running this decode (agent/cpupool.py)
             span.end_ns = int(time.time() * 1e9)
             span.error = "the decoding worker process died while decoding this segment: not analysed"

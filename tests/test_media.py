@@ -452,3 +452,28 @@ def test_the_last_picture_crosses_as_an_array_and_becomes_a_jpeg_of_an_even_widt
         assert jpeg[:2] == b"\xff\xd8"
         with av.open(io.BytesIO(jpeg)) as c:
             assert next(c.decode(video=0)).width == even
+
+
+def test_the_worker_scales_the_last_picture_only_when_a_thumbnail_is_wanted(healthy3):
+    """The media probe's job keeps the last picture unscaled (``keep_last_frame``) and scales
+    it only when the probe asks for a thumbnail (due, or the faults differ from the shown
+    picture's): a segment whose thumbnail is not wanted costs no scaling and carries no
+    picture back; one that is wanted comes back as the same array ``last_picture_width`` gives."""
+    from probes.media import _decode_and_analyse
+
+    opts = DecodeOptions(video_frames="key", keep_last_frame=True)
+    kept = decode_segment(healthy3[0], opts)
+    assert kept.last_frame is not None and kept.last_picture is None
+    assert decode_segment(healthy3[0], DecodeOptions(video_frames="key")).last_frame is None
+    feed = {"segment_duration": 2.0, "declared_bandwidth": None, "bandwidth_buffer_s": None, "target_duration": 2.0}
+    findings, analyser, pic, _ = _decode_and_analyse(healthy3[0], opts, MediaAnalyser(), len(healthy3[0]), feed,
+                                                     True, 160)
+    eager = decode_segment(healthy3[0], DecodeOptions(video_frames="key", last_picture_width=160)).last_picture
+    assert pic is not None and eager is not None and np.array_equal(pic, eager)
+    # the shown picture has the same (no) faults: nothing is scaled or sent back
+    _, _, pic, _ = _decode_and_analyse(healthy3[1], opts, analyser, len(healthy3[1]), feed,
+                                       tuple(sorted(str(f) for f in findings.fault_names)), 160)
+    assert pic is None
+    # ... but a shown picture with faults this segment no longer has is replaced
+    _, _, pic, _ = _decode_and_analyse(healthy3[2], opts, analyser, len(healthy3[2]), feed, ("black_video",), 160)
+    assert pic is not None and pic.shape[1] == 160
