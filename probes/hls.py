@@ -205,6 +205,7 @@ class _Rendition:
     seg: dict[str, float] | None = None  # figures of the last fetched segment
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
+    listed: tuple[int, float] | None = None  # (first seq, wall time) of the segments its newest reload first listed
     served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
     part_id: tuple[int, int] | None = None  # LL-HLS: (media sequence, index) of the newest part seen
     part_at: float | None = None  # monotonic time it was first seen
@@ -1103,6 +1104,9 @@ class _Attempt:
             if unseen > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
                                   f"{pl.media_sequence}: {unseen} segments never listed"))
+            if rs.last_seq is not None:  # (at the first look, when they were listed is unknown)
+                seen = now if rs.asked_at is None else now - min(now - rs.asked_at, self.t.interval) / 2
+                rs.listed = (rs.last_seq + 1, self.ctx.wall() - (now - seen))
             rs.advanced_at = self.due_at(rs, pl, now)
             rs.advances += 1
         elif last < rs.last_seq:
@@ -1150,7 +1154,10 @@ class _Attempt:
                 self.result.evidence[-1].figures["segment_duration_s"] = long_s
         figs = self.figures.setdefault(v.name, {})
         cadence = _cadence(td, newest)
-        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=cadence)
+        figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=cadence,
+                    polled_at=self.ctx.wall())
+        if rs.listed is not None:  # for combine(): how long the origin has listed what an edge lacks
+            figs["listed_from_seq"], figs["listed_at"] = rs.listed
         for k in ("age", "x-cache"):
             if k in fr.headers:
                 figs["cache_age_s" if k == "age" else "cache_hit"] = (
@@ -1160,6 +1167,7 @@ class _Attempt:
                           v.name, media_sequence=last, url_role="media_playlist")
         elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td)):
             self.figures[v.name]["stale"] = 1
+            self.figures[v.name]["stale_after_s"] = round(limit, 3)
             # state decided in variant_drift() once all renditions are known
             if not rs.stale and rs.advances > ARRIVAL_MIN:
                 # newly stale: a second look CONFIRM_AFTER later, not at the next tick up to an
@@ -1397,7 +1405,8 @@ class _Attempt:
                     f"{n} playlist has not advanced from media sequence {int(f['last_seq'])}")
             self.evidence(state, Fault.STALE_PLAYLIST, f"{what} for {f['age_s']:.1f} s "
                           f"(target duration {f['target_duration_s']:g} s)", n, age_s=f["age_s"],
-                          media_sequence=int(f["last_seq"]), url_role="media_playlist")
+                          media_sequence=int(f["last_seq"]), url_role="media_playlist",
+                          stale_after_s=f["stale_after_s"])
         timed = {n: end for n, end in self.media_end.items() if n in fetched and n not in stale}
         if len(timed) > 1:
             top = max(timed.values())
@@ -1564,7 +1573,13 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
     ``stale_playlist`` evidence is given the figure ``edge_lag_segments`` (the origin's newest
     media sequence of that rendition less the edge's, as last seen): at 0 or less the edge
     lists all the origin lists, so its staleness is the stream's, late upstream, not the
-    edge's own (agent/diagnosis.py places it on an upstream cause that explains it).
+    edge's own (agent/diagnosis.py places it on an upstream cause that explains it). When the
+    origin first listed every segment the edge lacks in its newest reload, the evidence also gets
+    ``behind_origin_s``: how long before the edge's reload the origin listed them (seconds, wall
+    clock). An edge is behind through its own fault only once that exceeds its stale threshold
+    (``stale_after_s``, the same rule measured from the origin's listing instead of the edge's
+    last advance): before, it lists what a lawful cache lag lets it list after an origin that was
+    itself late (the tail of an upstream stall), and agent/diagnosis.py does not blame it.
     """
     out = ProbeResult()
     origin = results.get("origin")
@@ -1581,9 +1596,14 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
                                           {"stream": stream, "stage": "cdn", "component": comp, "rendition": rend},
                                           float(lag)))
                 f["edge_lag_segments"] = lag
+                o = o_r[rend]
+                behind = f["polled_at"] - o["listed_at"] if lag > 0 and "listed_at" in o and "polled_at" in f \
+                    and f["last_seq"] + 1 >= o["listed_from_seq"] else None
                 for e in res.evidence:
                     if e.fault == Fault.STALE_PLAYLIST and e.rendition == rend:
                         e.figures["edge_lag_segments"] = float(lag)
+                        if behind is not None:
+                            e.figures["behind_origin_s"] = round(behind, 3)
     return out
 
 

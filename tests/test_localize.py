@@ -1526,3 +1526,43 @@ def test_hls_combine_tells_each_stale_edge_rendition_how_far_behind_the_origin_i
                      Evidence("cdn", "edge-a", State.DEGRADED, Fault.STALE_PLAYLIST, "", "720p")]
     combine({"origin": origin, "edge-a": edge}, "main")
     assert [e.figures["edge_lag_segments"] for e in edge.evidence] == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("behind_s, upstream, expected", [
+    # the origin listed the segment the edge lacks 1.2 s ago; the edge's rule allows 4.2 s
+    (1.2, True, [("ingest", "rtmp", "low_input", "P1")]),  # the tail of the ingest's stall
+    (1.2, False, []),  # the stall is over and nothing explains it: no cause, the edge is catching up
+    (6.0, True, [("cdn", "edge-a", "stale_playlist", "P2"), ("ingest", "rtmp", "low_input", "P2")]),
+    (6.0, False, [("cdn", "edge-a", "stale_playlist", "P2")]),  # behind past its own rule: the edge's
+])
+def test_an_edge_a_segment_behind_an_origin_that_listed_it_late_is_not_blamed_for_it(behind_s, upstream, expected):
+    """An upstream stall ends: the origin lists its late segment, the edge (stale since the
+    stall, by its own clock) lists it a lawful cache lag later. Between the two it is one segment
+    behind the origin, but only for ``behind_origin_s`` (since the origin listed it), which its
+    own stale threshold (``stale_after_s``) allows: not a CDN cause. Past that threshold it is."""
+    stale = ev("cdn", "edge-a", DEG, "stale_playlist", "360p", "360p playlist has not advanced for 7.1 s")
+    stale.figures.update(edge_lag_segments=1.0, behind_origin_s=behind_s, stale_after_s=4.2)
+    evs = [stale] if not upstream else [ev("ingest", "rtmp", DEG, "low_input", None, "input at 0.5x real time"), stale]
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    got = [(e.incident.stage, e.incident.component, e.incident.fault, e.incident.severity)
+           for e in loc.observe("main", with_faults(*evs))]
+    assert sorted(got) == sorted(expected)
+
+
+def test_hls_combine_dates_what_a_stale_edge_lacks_by_when_the_origin_listed_it():
+    """``behind_origin_s``: the edge's reload time less the time the origin's newest reload
+    first listed the segments the edge lacks; unknown (absent) when the edge lacks one listed
+    before that (the origin's listing of it was not kept) or lacks none."""
+    from probes.base import ProbeResult
+    from probes.hls import combine
+
+    o = {"last_seq": 120.0, "listed_from_seq": 120.0, "listed_at": 5000.0, "polled_at": 5000.2}
+    origin = ProbeResult(figures={"renditions": {"360p": dict(o), "720p": dict(o), "1080p": dict(o)}})
+    edge = ProbeResult(figures={"renditions": {"360p": {"last_seq": 119.0, "polled_at": 5001.5},
+                                               "720p": {"last_seq": 118.0, "polled_at": 5001.5},
+                                               "1080p": {"last_seq": 120.0, "polled_at": 5001.5}}})
+    edge.evidence = [Evidence("cdn", "edge-a", State.DEGRADED, Fault.STALE_PLAYLIST, "", r)
+                     for r in ("360p", "720p", "1080p")]
+    combine({"origin": origin, "edge-a": edge}, "main")
+    assert [e.figures.get("behind_origin_s") for e in edge.evidence] == [1.5, None, None]
+    assert [e.figures["edge_lag_segments"] for e in edge.evidence] == [1.0, 2.0, 0.0]
