@@ -28,10 +28,11 @@ How one cycle is read (:func:`diagnose`):
   origin's lists (``edge_lag_segments`` <= 0, probes/hls.py ``combine``) is not behind the
   origin: while a studio, ingest or transcode cause that explains it is found, it is that
   cause's symptom (the origin, late too, still within its own rule; the edge's lawful cache
-  lag on top). One that lacks only segments the origin listed less than its stale threshold
-  before (``behind_origin_s`` <= ``stale_after_s``: the origin was late, the edge follows within
-  its lawful lag, as when an upstream stall ends) is that cause's symptom, and with no such
-  cause no cause at all: the edge is not behind through a fault of its own;
+  lag on top). So is one that lacks only segments the origin listed late and less than the
+  edge's stale threshold before (``behind_origin_s`` <= ``stale_after_s``: the edge follows within
+  its lawful lag, as when an upstream stall ends). With no such cause, neither is a cause at all:
+  the edge is not behind through a fault of its own (the origin, once stale by its own rule,
+  is the cause that explains it);
 - a player symptom: on the cause that explains it (its edge, the origin, a rendition, an
   upstream stage), otherwise ``playback``/<component>.
 
@@ -403,11 +404,10 @@ class _Walk:
         for e in self.bad["cdn"]:
             host = self.explaining([self.wide, self.rendition_roots.get(e.rendition or ""), self.origin_perf], e)
             lawful = _lawfully_behind(e)
-            if host is None and fault_of(e) == Fault.STALE_PLAYLIST and (lawful or e.figures.get("edge_lag_segments",
-                                                                                                 1) <= 0):
-                host = self.explaining(upstream, e)  # level with the origin: late upstream, not behind it
             if host is None and lawful:
-                continue  # it lists what the origin listed late, within its own lag: no cause of its own
+                host = self.explaining(upstream, e)  # level with the origin, or following it: late upstream
+                if host is None:
+                    continue  # it lists what the origin listed, or follows within its own lag: no cause of its own
             if host is not None:
                 host.symptoms.append(e)
             else:
@@ -539,7 +539,12 @@ __all__ = ["Diagnoser", "ENCODED_FAULTS", "Finding", "diagnose", "fault_of", "is
 
 
 def _lawfully_behind(e: Evidence) -> bool:
-    """An edge's ``stale_playlist`` that lacks only segments the origin listed less than the
-    edge's own stale threshold before (probes/hls.py ``combine``: ``behind_origin_s``)."""
+    """An edge's ``stale_playlist`` that lists all the origin lists (``edge_lag_segments`` <= 0),
+    or lacks only segments the origin listed late and less than the edge's own stale threshold
+    before (``behind_origin_s`` <= ``stale_after_s``; probes/hls.py ``combine``)."""
+    if fault_of(e) != Fault.STALE_PLAYLIST:
+        return False
+    if e.figures.get("edge_lag_segments", 1) <= 0:
+        return True
     behind, limit = e.figures.get("behind_origin_s"), e.figures.get("stale_after_s")
-    return fault_of(e) == Fault.STALE_PLAYLIST and behind is not None and limit is not None and behind <= limit
+    return behind is not None and limit is not None and behind <= limit

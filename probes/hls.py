@@ -205,7 +205,8 @@ class _Rendition:
     seg: dict[str, float] | None = None  # figures of the last fetched segment
     seg_fault: tuple[Fault, str, int, int] | None = None  # (fault, detail, HTTP status, media sequence) of the last segment fetch
     pdt_latency: float | None = None
-    listed: tuple[int, float] | None = None  # (first seq, wall time) of the segments its newest reload first listed
+    listed: tuple[int, float] | None = None  # (first seq, wall time) of segments the newest reload listed LATE
+    listed_seen: float | None = None  # monotonic time the newest reload that advanced was answered (its midpoint)
     served_seq: int | None = None  # DASH $Number$: the newest segment that answered (computed views)
     part_id: tuple[int, int] | None = None  # LL-HLS: (media sequence, index) of the newest part seen
     part_at: float | None = None  # monotonic time it was first seen
@@ -1104,14 +1105,13 @@ class _Attempt:
             if unseen > cfg.sequence_jump + blind:
                 anomalies.append((Fault.SEQUENCE_JUMP, f"media sequence jumped from {rs.last_seq} to "
                                   f"{pl.media_sequence}: {unseen} segments never listed"))
-            if rs.last_seq is not None:  # (at the first look, when they were listed is unknown)
-                seen = now if rs.asked_at is None else now - min(now - rs.asked_at, self.t.interval) / 2
-                rs.listed = (rs.last_seq + 1, self.ctx.wall() - (now - seen))
+            self.listed_late(rs, pl, now, td)
             rs.advanced_at = self.due_at(rs, pl, now)
             rs.advances += 1
         elif last < rs.last_seq:
             anomalies.append((Fault.SEQUENCE_REGRESSION, f"media sequence went back from {rs.last_seq} to {last}"))
             rs.advanced_at = now
+            rs.listed = rs.listed_seen = None
         elif prev is not None and prev is not pl and len(pl.segments) < len(prev.segments) \
                 and pl.media_sequence == prev.media_sequence:
             anomalies.append((Fault.PLAYLIST_SHRANK, f"playlist shrank from {len(prev.segments)} to "
@@ -1155,7 +1155,7 @@ class _Attempt:
         figs = self.figures.setdefault(v.name, {})
         cadence = _cadence(td, newest)
         figs.update(last_seq=last, age_s=round(age, 3), target_duration_s=td, cadence_s=cadence,
-                    polled_at=self.ctx.wall())
+                    polled_at=self.wall_at(now))
         if rs.listed is not None:  # for combine(): how long the origin has listed what an edge lacks
             figs["listed_from_seq"], figs["listed_at"] = rs.listed
         for k in ("age", "x-cache"):
@@ -1189,6 +1189,25 @@ class _Attempt:
             rs.pdt_latency = self.ctx.wall() - (newest.pdt + newest.duration + pl.parts_in_progress_s)
             self.sample("signalpath_live_latency_seconds", rs.pdt_latency, rendition=v.name)
             figs["live_latency_s"] = round(rs.pdt_latency, 3)
+
+    def wall_at(self, at: float) -> float:
+        """The wall clock (epoch s) at ``at`` on the probe's monotonic clock (``ctx.clock``)."""
+        return self.ctx.wall() - (self.ctx.clock() - at)
+
+    def listed_late(self, rs: _Rendition, pl: MediaPlaylist, now: float, td: float) -> None:
+        """On an advance: ``rs.listed`` = (the first newly listed seq, the wall time it was first
+        seen) when this reload lists it late — more than ``LATE_LISTING`` cadences after the previous
+        advance was seen, as after an upstream stall — else None (combine(): an edge that lacks only
+        late-listed segments is not behind through its own fault). Seen at the middle of the bracket
+        since the previous answered reload; not dated when that bracket is longer than
+        ``LISTING_BRACKET`` target durations (reloads went unanswered, a batch could be older)."""
+        late = None
+        seen = now if rs.asked_at is None else now - (now - rs.asked_at) / 2
+        if rs.last_seq is not None and rs.listed_seen is not None and rs.asked_at is not None \
+                and now - rs.asked_at <= LISTING_BRACKET * td \
+                and seen - rs.listed_seen > LATE_LISTING * _cadence(td, pl.newest):
+            late = (rs.last_seq + 1, self.wall_at(seen))
+        rs.listed, rs.listed_seen = late, seen
 
     def due_at(self, rs: _Rendition, pl: MediaPlaylist, now: float) -> float:
         """Monotonic time the newest segment of ``pl`` (first listed in this answer, seen at
@@ -1451,6 +1470,16 @@ REBASE_FACTOR = 0.25
 """Two segments in a row late by more than this many cadences, by about as much (within it),
 are a new schedule: what was learnt is dropped (:meth:`_Attempt.due_at`)."""
 
+LATE_LISTING = 1.5
+"""An advance seen more than this many cadences after the previous one lists its segments late
+(an upstream stall or slowdown): an edge behind by just those is following within its own lag
+(:meth:`_Attempt.listed_late`, :func:`combine`): one cadence plus the poll's bracket (half an
+interval each side at a 1-s poll of 2-s segments), the default ``stale_factor``."""
+
+LISTING_BRACKET = 1.0
+"""Target durations between the answered reload before an advance and the one that saw it beyond
+which the advance is not dated (:meth:`_Attempt.listed_late`)."""
+
 ARRIVAL_DELAYS = 8
 """Segments whose delays behind their PDT end give a rendition's usual delay (the second lowest:
 each was seen up to one poll after it arrived; :meth:`_Attempt.due_at`)."""
@@ -1574,9 +1603,9 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
     media sequence of that rendition less the edge's, as last seen): at 0 or less the edge
     lists all the origin lists, so its staleness is the stream's, late upstream, not the
     edge's own (agent/diagnosis.py places it on an upstream cause that explains it). When the
-    origin first listed every segment the edge lacks in its newest reload, the evidence also gets
-    ``behind_origin_s``: how long before the edge's reload the origin listed them (seconds, wall
-    clock). An edge is behind through its own fault only once that exceeds its stale threshold
+    origin listed every segment the edge lacks late, in its newest advance (``listed_from_seq``,
+    ``listed_at``: :meth:`_Attempt.listed_late`), the evidence also gets ``behind_origin_s``: how
+    long before the edge's reload the origin listed them (seconds, wall clock). An edge is behind through its own fault only once that exceeds its stale threshold
     (``stale_after_s``, the same rule measured from the origin's listing instead of the edge's
     last advance): before, it lists what a lawful cache lag lets it list after an origin that was
     itself late (the tail of an upstream stall), and agent/diagnosis.py does not blame it.
@@ -1604,6 +1633,8 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
                         e.figures["edge_lag_segments"] = float(lag)
                         if behind is not None:
                             e.figures["behind_origin_s"] = round(behind, 3)
+                        else:  # (combine runs again on the same evidence when the origin is looked at anew)
+                            e.figures.pop("behind_origin_s", None)
     return out
 
 

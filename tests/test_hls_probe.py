@@ -947,3 +947,70 @@ async def test_a_sequence_jump_is_segments_never_listed_not_a_burst() -> None:
         window[:] = [30, 35]  # 12..29 never listed
         got = await jumps()
         assert got and "18 segments never listed" in got[0].detail, got
+
+
+async def test_an_edge_following_an_origin_that_listed_late_is_dated_by_the_origins_listing() -> None:
+    """After an upstream stall the origin lists its late segment and the edge, stale by its own
+    clock, lists it a cache lag later: ``combine`` gives the edge's stale evidence
+    ``behind_origin_s`` (how long the origin has listed what it lacks) for the localizer to weigh
+    against ``stale_after_s``. Once the origin's next segment comes on time the edge, still
+    behind, has no such excuse: the figure goes, also from evidence combined before. Real
+    servers; the probes' clocks are stepped (2-s segments, a look every second)."""
+    from probes.hls import combine
+
+    origin_segs, edge_segs = list(range(3)), list(range(3))
+    origin = await scripted_hls(lambda _r: ["#EXT-X-MEDIA-SEQUENCE:0"] + [x for n in origin_segs
+                                                                          for x in ("#EXTINF:2.000,", f"s{n}.ts")])
+    edge = await scripted_hls(lambda _r: ["#EXT-X-MEDIA-SEQUENCE:0"] + [x for n in edge_segs
+                                                                        for x in ("#EXTINF:2.000,", f"s{n}.ts")])
+    now = [100.0]
+    settings = HlsSettings(fetch_segments=False)
+    targets = {"origin": ProbeTarget("hls", "main", "origin", "origin", settings, origin.url + "/master.m3u8", 1.0,
+                                     5.0),
+               "edge-a": ProbeTarget("hls", "main", "cdn", "edge-a", settings, edge.url + "/master.m3u8", 1.0, 5.0)}
+    results: dict[str, Any] = {}
+
+    def stale(name: str) -> list[Any]:
+        return [e for e in results[name].evidence if e.fault == "stale_playlist"]
+
+    try:
+        async with Fetcher() as http:
+            ctxs = {n: ProbeContext(state={}, http=http, clock=lambda: now[0], wall=lambda: 1.7e9 + now[0])
+                    for n in targets}
+
+            async def look(*names: str) -> None:
+                for n in names:
+                    results[n] = await call_probe(hls_probe, targets[n], ctxs[n])
+                combine(results, "main")
+
+            for step in range(10):  # healthy: a segment every 2 s at both
+                if step % 2 == 0:
+                    origin_segs.append(origin_segs[-1] + 1)
+                    edge_segs.append(edge_segs[-1] + 1)
+                await look("origin", "edge-a")
+                now[0] += 1.0
+            assert not stale("origin") and not stale("edge-a")
+            for _ in range(6):  # the stall upstream: neither advances
+                await look("origin", "edge-a")
+                now[0] += 1.0
+            assert stale("edge-a") and stale("origin")
+            origin_segs.append(origin_segs[-1] + 1)  # the late segment, at the origin first
+            await look("origin")
+            now[0] += 0.5
+            await look("edge-a")
+            (e,) = stale("edge-a")
+            assert e.figures["edge_lag_segments"] == 1.0
+            # 0.5 s after the origin's look, which dates it half way back to its look before (1 s)
+            assert e.figures["behind_origin_s"] == pytest.approx(1.0, abs=0.01)
+            assert 0.5 < e.figures["stale_after_s"] < 10
+            before = e
+            now[0] += 1.5
+            origin_segs.append(origin_segs[-1] + 1)  # the next one on time: the edge lacks it on its own
+            await look("origin")
+            assert "behind_origin_s" not in before.figures  # combined again on the edge's last look
+            await look("edge-a")
+            (e,) = stale("edge-a")
+            assert e.figures["edge_lag_segments"] == 2.0 and "behind_origin_s" not in e.figures
+    finally:
+        await origin.stop()
+        await edge.stop()

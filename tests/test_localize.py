@@ -1566,3 +1566,17 @@ def test_hls_combine_dates_what_a_stale_edge_lacks_by_when_the_origin_listed_it(
     combine({"origin": origin, "edge-a": edge}, "main")
     assert [e.figures.get("behind_origin_s") for e in edge.evidence] == [1.5, None, None]
     assert [e.figures["edge_lag_segments"] for e in edge.evidence] == [1.0, 2.0, 0.0]
+
+
+def test_an_edge_level_with_the_origin_and_nothing_upstream_is_no_cause():
+    """An edge stale by its own clock that lists all the origin lists, with no upstream cause
+    found (the origin, late too, still within its own rule): the edge is not behind anything,
+    so no CDN incident; the origin, once stale by its own rule, is the cause that hosts it."""
+    stale = ev("cdn", "edge-a", DEG, "stale_playlist", "360p", "360p playlist has not advanced for 5.1 s")
+    stale.figures.update(edge_lag_segments=0.0, stale_after_s=4.2)
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    assert loc.observe("main", with_faults(stale)) == []
+    origin = ev("origin", "origin", DEG, "stale_playlist", "360p", "360p playlist has not advanced for 6.0 s")
+    got = [(e.incident.stage, e.incident.component, e.incident.fault)
+           for e in loc.observe("main", with_faults(origin, stale))]
+    assert ("cdn", "edge-a", "stale_playlist") not in got and got, got
