@@ -20,7 +20,7 @@ once per second, as our HLS probe polls it. Both are measured the same way: proc
 (/proc) over the requests nginx logged for each (user agent). Ours runs HLS-only for that
 comparison (players, latency and media off): CPU per playlist poll against CPU per probe.
 
-    .venv/bin/python tests/perf/scale_bench.py --streams 50,200 --seconds 60
+    .venv/bin/python tests/perf/scale_bench.py --streams 50,200 --seconds 60 [--breakdown 50]
     (apt-get install prometheus-blackbox-exporter for the peer; --no-peer without it)
 """
 
@@ -213,17 +213,20 @@ def requests_by_client(log: Path, t0: float, t1: float) -> dict[str, collections
 
 # ---------------------------------------------------------------- the agent
 
-def agent_config(ports: list[int], streams: int, scratch: Path, listen: str, *, hls_only: bool) -> Path:
+OPTIONAL = ("playback", "latency", "media")  # every default probe but HLS, in the --breakdown order
+
+
+def agent_config(ports: list[int], streams: int, scratch: Path, listen: str, *, off: frozenset[str]) -> Path:
     def url(port: int, i: int) -> str:
         return f"http://127.0.0.1:{port}/live/s{i:03d}/master.m3u8"
 
-    off = {"playback": {"enabled": False}, "media": {"enabled": False}, "latency": {"enabled": False}}
+    disabled = {name: {"enabled": False} for name in sorted(off)}
     conf = {"agent": {"listen": listen, "site": "scale"},
             "incidents": {"path": str(scratch / "incidents.db")},
             "history": {"max_mb": 64},
             "streams": [{"name": f"s{i:03d}", "origin": url(ports[0], i),
                          "edges": [{"name": "edge-a", "url": url(ports[1], i)},
-                                   {"name": "edge-b", "url": url(ports[2], i)}], **(off if hls_only else {})}
+                                   {"name": "edge-b", "url": url(ports[2], i)}], **disabled}
                         for i in range(streams)]}
     path = scratch / "agent.yaml"
     path.write_text(yaml.safe_dump(conf))
@@ -242,14 +245,14 @@ def metric_max(text: str, name: str) -> float:
 
 
 def run_agent(ports: list[int], streams: int, scratch: Path, warmup: float, seconds: float, log: Path,
-              *, hls_only: bool, profile: Path | None = None) -> dict[str, object]:
+              *, off: frozenset[str] = frozenset(), profile: Path | None = None) -> dict[str, object]:
     port = free_port()
-    cfg = agent_config(ports, streams, scratch, f"127.0.0.1:{port}", hls_only=hls_only)
+    cfg = agent_config(ports, streams, scratch, f"127.0.0.1:{port}", off=off)
     out = open(scratch / "agent.log", "wb")
     # --profile: the agent's event-loop thread under cProfile (its decoding worker process is not
     # profiled; written when it exits on SIGTERM; the profiler's own cost inflates every figure of
     # that run: read it for where time goes, not how much)
-    prof = ["-m", "cProfile", "-o", str(profile / f"agent-{streams}{'-hls' if hls_only else ''}.prof")] \
+    prof = ["-m", "cProfile", "-o", str(profile / f"agent-{streams}{''.join('-no-' + o for o in sorted(off))}.prof")] \
         if profile is not None else []
     proc = subprocess.Popen([sys.executable, *prof, "-m", "agent.cli", "run", "-c", str(cfg)], cwd=ROOT,
                             stdout=out, stderr=out)
@@ -343,6 +346,21 @@ def run_blackbox(ports: list[int], streams: int, scratch: Path, warmup: float, s
 
 # ---------------------------------------------------------------- report
 
+def print_breakdown(n: int, parts: dict[str, dict[str, object]]) -> None:
+    """What each optional probe costs at ``n`` streams: the whole agent less the agent without it."""
+    whole = parts["every default probe"]
+    print(f"\nbreakdown at {n} streams (each row its own run; a probe's cost = every default probe - without it)")
+    print(f"{'run':26s}{'cores':>8s}{'probe costs':>13s}{'mcores/stream':>15s}{'playlists/s':>13s}"
+          f"{'segments/s':>12s}{'shed':>6s}")
+    for name, r in parts.items():
+        cost = "" if name == "every default probe" else f"{whole['cores'] - r['cores']:.3f}"
+        if name == "HLS alone":
+            cost = f"HLS {r['cores']:.3f}"
+        per = (whole["cores"] - r["cores"]) if name.startswith("without") else r["cores"]
+        print(f"{name:26s}{r['cores']:8.3f}{cost:>13s}{1000 * per / n:15.2f}{r['playlists_s']:13.0f}"
+              f"{r['segments_s']:12.0f}{r['shed']:6.0f}")
+
+
 def pct(values: list[float], q: float) -> float:
     vals = sorted(v for v in values if v == v)
     return vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))] if vals else float("nan")
@@ -355,6 +373,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring (default 30)")
     ap.add_argument("--peer-streams", type=int, default=50, help="streams for the blackbox_exporter comparison")
     ap.add_argument("--no-peer", action="store_true", help="skip the blackbox_exporter comparison")
+    ap.add_argument("--breakdown", type=int, metavar="N",
+                    help="also run N streams with each optional probe (players, latency, media) off in turn, and "
+                         "HLS alone, and print what each costs (its marginal CPU); pick N the agent keeps up with "
+                         "(shed level 0), or shedding blurs the difference")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run each agent under cProfile, writing DIR/agent-STREAMS.prof (read with python -m pstats)")
     args = ap.parse_args()
@@ -363,14 +385,14 @@ def main() -> None:
         ap.error("prometheus-blackbox-exporter not found: apt-get install prometheus-blackbox-exporter "
                  "(or --no-peer)")
     counts = [int(x) for x in args.streams.split(",")]
-    runs = len(counts) + (0 if args.no_peer else 2)
+    runs = len(counts) + (0 if args.no_peer else 2) + (0 if args.breakdown is None else 5)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="signalpath-scale-") as d:
         root = Path(d)
         minutes = runs * (args.seconds + args.warmup + 20) / 60 + 1
         segments, peak = encode_segments(root / "www", minutes)
-        pub = Publisher(root / "www", max(counts + [args.peer_streams]), segments, peak)
+        pub = Publisher(root / "www", max(counts + [args.peer_streams, args.breakdown or 0]), segments, peak)
         nginx, ports = start_nginx(root)
         log = root / "run" / "access.log"
         results = {}
@@ -378,13 +400,24 @@ def main() -> None:
             for n in counts:
                 scratch = Path(tempfile.mkdtemp(dir=d))
                 print(f"... {n} streams, every default probe", file=sys.stderr, flush=True)
-                results[n] = run_agent(ports, n, scratch, args.warmup, args.seconds, log, hls_only=False,
-                                       profile=args.profile)
+                results[n] = run_agent(ports, n, scratch, args.warmup, args.seconds, log, profile=args.profile)
+            parts: dict[str, dict[str, object]] = {}
+            if args.breakdown is not None:
+                n = args.breakdown
+                variants = [("every default probe", frozenset()), *((f"without {o}", frozenset({o})) for o in OPTIONAL),
+                            ("HLS alone", frozenset(OPTIONAL))]
+                for name, off in variants:
+                    if not off and n in results:
+                        parts[name] = results[n]
+                        continue
+                    print(f"... breakdown: {n} streams, {name}", file=sys.stderr, flush=True)
+                    parts[name] = run_agent(ports, n, Path(tempfile.mkdtemp(dir=d)), args.warmup, args.seconds, log,
+                                            off=off, profile=args.profile)
             if not args.no_peer:
                 n = args.peer_streams
                 print(f"... {n} streams, HLS probe only, then blackbox_exporter", file=sys.stderr, flush=True)
                 ours = run_agent(ports, n, Path(tempfile.mkdtemp(dir=d)), args.warmup / 2, args.seconds, log,
-                                 hls_only=True, profile=args.profile)
+                                 off=frozenset(OPTIONAL), profile=args.profile)
                 peer = run_blackbox(ports, n, Path(tempfile.mkdtemp(dir=d)), 5, args.seconds, log)
         finally:
             pub.stop()
@@ -412,6 +445,8 @@ def main() -> None:
         inc = results[n]["incidents"]
         print(f"incidents at {n}: " + (", ".join(f"{k} x{v}" for k, v in inc.most_common(8)) or "none"))
         print(f"the agent at {n}: {results[n]['agent']}")
+    if parts:
+        print_breakdown(args.breakdown, parts)
     if not args.no_peer:
         per_ours = ours["cpu_s"] / max(1.0, ours["playlists_s"] * args.seconds + ours["segments_s"] * args.seconds)
         per_peer = peer["cpu_s"] / max(1, peer["requests"])
