@@ -359,6 +359,10 @@ def print_breakdown(n: int, parts: dict[str, dict[str, object]]) -> None:
         per = (whole["cores"] - r["cores"]) if name.startswith("without") else r["cores"]
         print(f"{name:26s}{r['cores']:8.3f}{cost:>13s}{1000 * per / n:15.2f}{r['playlists_s']:13.0f}"
               f"{r['segments_s']:12.0f}{r['shed']:6.0f}")
+    if "HLS alone" in parts:
+        print(f"every default probe less HLS alone: {whole['cores'] - parts['HLS alone']['cores']:.3f} cores (what "
+              "several probes share, as the decoding worker of media and latency, shows in no single row; "
+              "single runs vary by a few hundredths of a core)")
 
 
 def pct(values: list[float], q: float) -> float:
