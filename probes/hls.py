@@ -1605,10 +1605,11 @@ def combine(results: dict[str, ProbeResult], stream: str) -> ProbeResult:
     edge's own (agent/diagnosis.py places it on an upstream cause that explains it). When the
     origin listed every segment the edge lacks late, in its newest advance (``listed_from_seq``,
     ``listed_at``: :meth:`_Attempt.listed_late`), the evidence also gets ``behind_origin_s``: how
-    long before the edge's reload the origin listed them (seconds, wall clock). An edge is behind through its own fault only once that exceeds its stale threshold
-    (``stale_after_s``, the same rule measured from the origin's listing instead of the edge's
-    last advance): before, it lists what a lawful cache lag lets it list after an origin that was
-    itself late (the tail of an upstream stall), and agent/diagnosis.py does not blame it.
+    long before the edge's reload the origin listed them (seconds, wall clock). An edge is behind
+    through its own fault only once that exceeds its stale threshold (``stale_after_s``, the same
+    rule measured from the origin's listing instead of the edge's last advance): before, it lists
+    what a lawful cache lag lets it list after an origin that was itself late (the tail of an
+    upstream stall), and agent/diagnosis.py does not blame it.
     """
     out = ProbeResult()
     origin = results.get("origin")
