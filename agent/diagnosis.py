@@ -25,7 +25,7 @@ How one cycle is read (:func:`diagnose`):
 - one rendition stale at the origin while its siblings are fresh -> ``transcode``/<rendition>;
 - an edge bad while the origin is good -> ``cdn``/<edge>; every edge with the same fault
   (two or more edges seen) -> ``cdn``/``cdn``; but an edge whose stale playlist lists all the
-  origin's lists (``edge_lag_segments`` <= 0, probes/hls.py ``combine``) is not behind the
+  origin's lists (``edge_lag_segments`` 0, probes/hls.py ``combine``) is not behind the
   origin: while a studio, ingest or transcode cause that explains it is found, it is that
   cause's symptom (the origin, late too, still within its own rule; the edge's lawful cache
   lag on top). So is one that lacks only segments the origin listed late and less than the
@@ -539,12 +539,15 @@ __all__ = ["Diagnoser", "ENCODED_FAULTS", "Finding", "diagnose", "fault_of", "is
 
 
 def _lawfully_behind(e: Evidence) -> bool:
-    """An edge's ``stale_playlist`` that lists all the origin lists (``edge_lag_segments`` <= 0),
-    or lacks only segments the origin listed late and less than the edge's own stale threshold
-    before (``behind_origin_s`` <= ``stale_after_s``; probes/hls.py ``combine``)."""
+    """An edge's ``stale_playlist`` that lists exactly what the origin lists (``edge_lag_segments``
+    0), or lacks only segments the origin listed late and less than the edge's own stale threshold
+    before (``behind_origin_s`` <= ``stale_after_s``; probes/hls.py ``combine``). An edge AHEAD
+    of the origin (a negative lag: the origin restarted its numbering, the edge still serves the
+    old playlist) is not comparable, so not excused: frozen on the old numbering it would
+    otherwise go unblamed until the origin's numbers pass it."""
     if fault_of(e) != Fault.STALE_PLAYLIST:
         return False
-    if e.figures.get("edge_lag_segments", 1) <= 0:
+    if e.figures.get("edge_lag_segments", 1) == 0:
         return True
     behind, limit = e.figures.get("behind_origin_s"), e.figures.get("stale_after_s")
     return behind is not None and limit is not None and behind <= limit

@@ -1580,3 +1580,16 @@ def test_an_edge_level_with_the_origin_and_nothing_upstream_is_no_cause():
     got = [(e.incident.stage, e.incident.component, e.incident.fault)
            for e in loc.observe("main", with_faults(origin, stale))]
     assert ("cdn", "edge-a", "stale_playlist") not in got and got, got
+
+
+def test_an_edge_frozen_on_the_old_numbering_after_the_origin_restarted_it_is_blamed():
+    """The origin restarts its media sequence at 0 (an encoder restart) while an edge stays
+    frozen on the old playlist, numbered far ahead (``edge_lag_segments`` -12): not level with
+    the origin, so not excused as such; nothing upstream explains it: the edge's own cause.
+    (Found by a helper's attack: excused as 'level', it went unblamed until the origin's
+    numbers passed the edge's.)"""
+    stale = ev("cdn", "edge-a", DEG, "stale_playlist", "360p", "360p playlist has not advanced for 9.0 s")
+    stale.figures.update(edge_lag_segments=-12.0, stale_after_s=3.0)
+    loc = Localizer(LocalizerSettings(open_cycles=1, playback_open_cycles=1), clock=lambda: 1000.0)
+    got = [(e.incident.stage, e.incident.component, e.incident.fault) for e in loc.observe("main", with_faults(stale))]
+    assert got == [("cdn", "edge-a", "stale_playlist")]
