@@ -92,10 +92,12 @@ SELF_PERIOD_S = 1.0  # how often the agent looks at itself (agent/selfwatch.py)
 
 RECHECK_GAP = 0.3
 """x the job's interval: an attempt asked for by a result (``ProbeResult.recheck_at``) starts at
-that time when it falls at least this long after the attempt that asked and before the job's next
-tick; else the tick serves. A freshness threshold crossed between two ticks is seen when crossed,
-not up to an interval later (the HLS probe's stale rule at a 1-s poll), and two looks at it are
-at least this far apart (the localizer's hysteresis counts them)."""
+that time, or this long after the attempt that asked when it falls sooner, provided that is at
+least this long before the job's next tick; else the tick serves. A freshness threshold crossed
+between two ticks is seen when crossed (or a gap after), not up to an interval later (the HLS
+probe's stale rule at a 1-s poll: a poll locked in phase with the segments dates each one on a
+tick, so its threshold falls just after one), and two looks at it are at least this far apart
+(the localizer's hysteresis counts them)."""
 
 
 def target_key(t: ProbeTarget) -> str:
@@ -269,16 +271,18 @@ class Runner:
 
     def _maybe_recheck(self, job: Job, attempts: list[Attempt]) -> None:
         """Start one attempt of the targets whose results asked for it (``recheck_at``) at that
-        time, when it falls within the window :data:`RECHECK_GAP` allows; one pending per job."""
+        time (a gap after the asking attempt at the soonest), when that falls within the window
+        :data:`RECHECK_GAP` allows; one pending per job."""
         asks = [(a.result.recheck_at, a.target) for a in attempts if a.result.recheck_at is not None]
         # (shedding is the loop's and the recheck task's to see: not inside a publish)
         if not asks or id(job) in self._rechecking or self._stopping or id(job) in self._shed_jobs:
             return
         now, gap = self.clock(), RECHECK_GAP * job.interval
-        at = min(x for x, _ in asks)
+        asked = min(x for x, _ in asks)
+        at = max(asked, now + gap) if asked >= now else asked  # (a time past was this attempt's to see)
         if not now + gap <= at <= self._next_tick.get(id(job), now) - gap:
             return
-        targets = [t for x, t in asks if x - at < gap]
+        targets = [t for x, t in asks if x - asked < gap]
         self._rechecking.add(id(job))
         self._spawn(self._recheck(job, targets, at), f"recheck {job.probe}/{job.stream}")
 

@@ -318,7 +318,8 @@ async def test_a_wait_for_the_agents_own_connection_slot_is_not_the_servers_slow
 async def test_a_result_that_asks_for_a_recheck_gets_an_attempt_then_between_two_ticks():
     """The HLS probe's stale threshold falls between two ticks: its result asks for an attempt at
     that time (``recheck_at``) and the runner starts one then, for that target only, besides the
-    regular ticks; a time too near the asking attempt or the next tick (RECHECK_GAP) is not taken."""
+    regular ticks; a time too near the asking attempt is taken a gap (RECHECK_GAP) after it, and one
+    too near the next tick is not taken (the tick serves)."""
     import time
 
     starts: dict[str, list[float]] = {"edge-a": [], "edge-b": []}
@@ -331,15 +332,18 @@ async def test_a_result_that_asks_for_a_recheck_gets_an_attempt_then_between_two
             asked.append(now + 0.5)  # mid-way to the next tick: taken
             return ProbeResult(recheck_at=now + 0.5)
         if t.component == "edge-a" and len(starts["edge-a"]) == 4:
-            return ProbeResult(recheck_at=now + 0.05)  # too near: the next tick serves
+            asked.append(now + 0.3)  # too near the asking attempt: a gap after it
+            return ProbeResult(recheck_at=now + 0.05)
+        if t.component == "edge-a" and len(starts["edge-a"]) == 6:
+            return ProbeResult(recheck_at=now + 0.9)  # too near the next tick: the tick serves
         return ProbeResult()
 
     targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=5.0)
                for c in ("edge-a", "edge-b")]
     async with Runner([Job("hls", "main", probe, targets, interval=1.0)], [_Recorder()], clock=time.monotonic):
-        await wait_for(lambda: len(starts["edge-b"]) >= 5, 10, "five ticks")
+        await wait_for(lambda: len(starts["edge-b"]) >= 6, 10, "six ticks")
     a, b = starts["edge-a"], starts["edge-b"]
-    assert len(a) == len(b) + 1, (a, b)  # one extra attempt, edge-a's
-    extra = a[2]
-    assert extra == pytest.approx(asked[0], abs=0.05), (a, asked)
-    assert all(abs(extra - x) > 0.3 for x in b), (extra, b)  # between two ticks, not on one
+    assert len(a) == len(b) + 2, (a, b)  # two extra attempts, edge-a's
+    for extra, want in zip((a[2], a[4]), asked, strict=True):
+        assert extra == pytest.approx(want, abs=0.05), (a, asked)
+        assert all(abs(extra - x) > 0.25 for x in b), (extra, b)  # between two ticks, not on one
