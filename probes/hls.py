@@ -56,8 +56,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
   up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see. At the
   origin, once four segments are dated by PDT, only as much of it as their delays behind the
-  PDT vary: an origin that answers first-hand lists each at about the same delay, and has no
-  cache lag to excuse.
+  PDT were seen to vary beyond the phase of the polls that saw them (:meth:`_Attempt.allowance`):
+  an origin that answers first-hand lists each at about the same delay, and has no cache lag to
+  excuse.
   The cadence is the target duration, or the newest segment's EXTINF when that is longer
   (a packager cuts at key frames: under a GOP longer than the target duration each segment
   is as long as the GOP, and the playlist advances once per segment; hls.js reloads a live
@@ -197,6 +198,7 @@ class _Rendition:
     advances: int = 0  # new newest segments seen (a recheck waits for ARRIVAL_MIN: not a stream's start-up)
     stale: bool = False  # its last reload found it stale (a newly stale one asks a confirming attempt)
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # seen - PDT end, s
+    delays_from: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVAL_DELAYS))  # their lower bounds
     polled_at: float | None = None  # monotonic time of the last answered reload (:meth:`_Attempt.may_skip`)
     asked_at: float | None = None  # monotonic time that reload's request went out (its answer listed what was there)
     last_headers: dict[str, str] = field(default_factory=dict)  # its response headers (a cache's lifetime)
@@ -1245,8 +1247,12 @@ class _Attempt:
                 # longer pipeline, the wall clock stepped), not two late segments
                 delay - usual > REBASE_FACTOR * cadence and abs(delay - rs.delays[-1]) < REBASE_FACTOR * cadence)):
             rs.delays.clear()
+            rs.delays_from.clear()
             usual = None
         rs.delays.append(delay)
+        # not listed by the reload before: it came after that request went out (an interval back at
+        # most when unknown), the bracket a poll's phase puts around each delay (:meth:`allowance`)
+        rs.delays_from.append(delay - (now - rs.asked_at if rs.asked_at is not None else self.t.interval))
         if usual is None or rs.asked_at is None:
             return mid
         return min(mid, now - (delay - usual))
@@ -1254,16 +1260,20 @@ class _Attempt:
     def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
         """Seconds added to the stale threshold for a cache that may serve the playlist unchanged
         (:func:`cache_allowance`). At the origin, once ``ARRIVAL_MIN`` segments are dated by their
-        PDT (:meth:`due_at`), only as much as their delays behind the PDT vary (the second highest
-        less the second lowest: one late segment is an upstream delay), up to that allowance. An
-        origin that answers first-hand lists each segment at about the same delay, and excusing a
-        cache lifetime it never used made a stopped transcoder wait a second more; one behind a
-        cache that lags (an origin shield) lists them at delays that vary by that lag, and keeps it."""
+        PDT (:meth:`due_at`), only as much as their delays behind the PDT were seen to vary, up to
+        that allowance: the second highest delay's lower bound (the reload before the one that
+        listed it went out without it) less the second lowest delay (one late segment is an
+        upstream delay). An origin that answers first-hand lists each segment at about the same
+        delay, and excusing a cache lifetime it never used made a stopped transcoder wait a second
+        more; one behind a cache that lags (an origin shield) lists them at delays that vary by
+        that lag, and keeps it. A poll's own phase is no such variation: a 1-s poll sees a segment
+        written just after a reload a second later than one written just before it, and counted
+        as the origin's, that second (publish jitter of 0.4 s, the lab's chronic mode) was added to
+        every stale threshold there."""
         lawful = cache_allowance(cache_control, td)
         if self.t.stage == "cdn" or len(rs.delays) < ARRIVAL_MIN:
             return lawful
-        ordered = sorted(rs.delays)
-        return min(lawful, ordered[-2] - ordered[1])
+        return min(lawful, max(0.0, sorted(rs.delays_from)[-2] - sorted(rs.delays)[1]))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest
