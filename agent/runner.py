@@ -92,8 +92,9 @@ SELF_PERIOD_S = 1.0  # how often the agent looks at itself (agent/selfwatch.py)
 
 RECHECK_GAP = 0.3
 """x the job's interval: an attempt asked for by a result (``ProbeResult.recheck_at``) starts at
-that time, or this long after the attempt that asked when it falls sooner, provided that is at
-least this long before the job's next tick; else the tick serves. A freshness threshold crossed
+that time, or this long after the cycle that asked is published when it falls sooner (but not
+before that cycle began: that was its attempts' to see), provided that is at least this long
+before the job's next tick; else the tick serves. A freshness threshold crossed
 between two ticks is seen when crossed (or a gap after), not up to an interval later (the HLS
 probe's stale rule at a 1-s poll: a poll locked in phase with the segments dates each one on a
 tick, so its threshold falls just after one), and two looks at it are at least this far apart
@@ -269,17 +270,19 @@ class Runner:
             self._next_tick[id(job)] = next_at
             await asyncio.sleep(next_at - now)
 
-    def _maybe_recheck(self, job: Job, attempts: list[Attempt]) -> None:
+    def _maybe_recheck(self, job: Job, attempts: list[Attempt], began: float) -> None:
         """Start one attempt of the targets whose results asked for it (``recheck_at``) at that
-        time (a gap after the asking attempt at the soonest), when that falls within the window
-        :data:`RECHECK_GAP` allows; one pending per job."""
+        time (a gap after now, when the cycle is published, at the soonest), when that falls within
+        the window :data:`RECHECK_GAP` allows; one pending per job. A time before the cycle
+        ``began`` (runner clock) was its attempts' to see; one after it may have come while a
+        sibling's attempt kept the cycle open, unseen."""
         asks = [(a.result.recheck_at, a.target) for a in attempts if a.result.recheck_at is not None]
         # (shedding is the loop's and the recheck task's to see: not inside a publish)
         if not asks or id(job) in self._rechecking or self._stopping or id(job) in self._shed_jobs:
             return
         now, gap = self.clock(), RECHECK_GAP * job.interval
         asked = min(x for x, _ in asks)
-        at = max(asked, now + gap) if asked >= now else asked  # (a time past was this attempt's to see)
+        at = max(asked, now + gap) if asked >= began else asked
         if not now + gap <= at <= self._next_tick.get(id(job), now) - gap:
             return
         targets = [t for x, t in asks if x - asked < gap]
@@ -305,11 +308,12 @@ class Runner:
             del self._busy[key]
 
     async def _cycle(self, job: Job, targets: list[ProbeTarget], holder: object, *, recheck: bool = False) -> None:
-        start_wall = self.wall()
+        start_wall, began = self.wall(), self.clock()
         tasks = [asyncio.ensure_future(self._attempt_then_free(job.fn, t, holder)) for t in targets]
         try:
             done, pending = await asyncio.wait(tasks, timeout=job.interval)
-            self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False, recheck=recheck)
+            self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=False, recheck=recheck,
+                          began=began)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 self._publish(job, [d.result() for d in tasks if d in done], start_wall, late=True, recheck=recheck)
@@ -328,7 +332,7 @@ class Runner:
             self._free(t, holder)  # free for the job's next tick, whatever the others do
 
     def _publish(self, job: Job, ended: list[tuple[int, Attempt]], start_wall: float, *, late: bool,
-                 recheck: bool = False) -> None:
+                 recheck: bool = False, began: float | None = None) -> None:
         """Hand ended attempts to the sinks as one cycle; an attempt older than one already
         published for its target is dropped (results reach the sinks in order per target)."""
         fresh = []
@@ -344,7 +348,7 @@ class Runner:
             latest[a.target.component] = a.result
         cycle = Cycle(job, fresh, start_wall, self.wall(), latest=latest, late=late, recheck=recheck)
         if not late:
-            self._maybe_recheck(job, fresh)
+            self._maybe_recheck(job, fresh, self.clock() if began is None else began)
         if job.combine is not None:
             try:
                 cycle.combined = job.combine(latest, job.stream)

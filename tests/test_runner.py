@@ -347,3 +347,31 @@ async def test_a_result_that_asks_for_a_recheck_gets_an_attempt_then_between_two
     for extra, want in zip((a[2], a[4]), asked, strict=True):
         assert extra == pytest.approx(want, abs=0.05), (a, asked)
         assert all(abs(extra - x) > 0.25 for x in b), (extra, b)  # between two ticks, not on one
+
+
+async def test_a_recheck_asked_while_a_sibling_keeps_the_cycle_open_is_still_taken():
+    """A cycle is published once every target's attempt has ended: a time an attempt asked for
+    that passed while a slower sibling ran (its segment download) was seen by nobody, and is
+    taken a gap after the cycle; one before the cycle began is not (its attempts saw it)."""
+    import time
+
+    starts: dict[str, list[float]] = {"edge-a": [], "edge-b": []}
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        now = ctx.clock()
+        starts[t.component].append(now)
+        if t.component == "edge-b":
+            await asyncio.sleep(0.15)
+        if t.component == "edge-a" and len(starts["edge-a"]) == 2:
+            return ProbeResult(recheck_at=now + 0.05)  # passes while edge-b still runs
+        if t.component == "edge-a" and len(starts["edge-a"]) == 5:
+            return ProbeResult(recheck_at=now - 0.01)  # before the cycle began: seen, not taken
+        return ProbeResult()
+
+    targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=5.0)
+               for c in ("edge-a", "edge-b")]
+    async with Runner([Job("hls", "main", probe, targets, interval=1.0)], [_Recorder()], clock=time.monotonic):
+        await wait_for(lambda: len(starts["edge-b"]) >= 6, 10, "six ticks")
+    a, b = starts["edge-a"], starts["edge-b"]
+    assert len(a) == len(b) + 1, (a, b)  # the one recheck
+    assert a[2] - a[1] == pytest.approx(0.15 + 0.3, abs=0.1), a  # a gap after the cycle was published
