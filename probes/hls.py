@@ -56,9 +56,9 @@ Checks and where their thresholds come from (../shared/THRESHOLDS.md):
   interval), to the threshold: an edge honouring the origin's ``max-age=1`` is lawfully
   up to 1 s behind, and a ``max-age`` longer than that is a staleness the viewers see. At the
   origin, once four segments are dated by PDT, only as much of it as their delays behind the
-  PDT were seen to vary beyond the phase of the polls that saw them (:meth:`_Attempt.allowance`):
-  an origin that answers first-hand lists each at about the same delay, and has no cache lag to
-  excuse.
+  PDT were seen to vary (beyond the phase of the polls that saw them when the answers bear no
+  mark of a cache: :meth:`_Attempt.allowance`): an origin that answers first-hand lists each at
+  about the same delay, and has no cache lag to excuse.
   The cadence is the target duration, or the newest segment's EXTINF when that is longer
   (a packager cuts at key frames: under a GOP longer than the target duration each segment
   is as long as the GOP, and the playlist advances once per segment; hls.js reloads a live
@@ -1167,7 +1167,7 @@ class _Attempt:
         if pl.endlist:
             self.evidence(State.DOWN, Fault.STREAM_ENDED, f"{v.name} playlist has #EXT-X-ENDLIST: the live stream ended",
                           v.name, media_sequence=last, url_role="media_playlist")
-        elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers.get("cache-control"), td)):
+        elif age > (limit := cfg.stale_factor * cadence + self.allowance(rs, fr.headers, td)):
             self.figures[v.name]["stale"] = 1
             self.figures[v.name]["stale_after_s"] = round(limit, 3)
             # state decided in variant_drift() once all renditions are known
@@ -1257,23 +1257,29 @@ class _Attempt:
             return mid
         return min(mid, now - (delay - usual))
 
-    def allowance(self, rs: _Rendition, cache_control: str | None, td: float) -> float:
+    def allowance(self, rs: _Rendition, headers: dict[str, str], td: float) -> float:
         """Seconds added to the stale threshold for a cache that may serve the playlist unchanged
-        (:func:`cache_allowance`). At the origin, once ``ARRIVAL_MIN`` segments are dated by their
-        PDT (:meth:`due_at`), only as much as their delays behind the PDT were seen to vary, up to
-        that allowance: the second highest delay's lower bound (the reload before the one that
-        listed it went out without it) less the second lowest delay (one late segment is an
-        upstream delay). An origin that answers first-hand lists each segment at about the same
-        delay, and excusing a cache lifetime it never used made a stopped transcoder wait a second
-        more; one behind a cache that lags (an origin shield) lists them at delays that vary by
-        that lag, and keeps it. A poll's own phase is no such variation: a 1-s poll sees a segment
-        written just after a reload a second later than one written just before it, and counted
-        as the origin's, that second (publish jitter of 0.4 s, the lab's chronic mode) was added to
-        every stale threshold there."""
-        lawful = cache_allowance(cache_control, td)
+        (:func:`cache_allowance` of the answer's ``Cache-Control``). At the origin, once
+        ``ARRIVAL_MIN`` segments are dated by their PDT (:meth:`due_at`), only as much as their
+        delays behind the PDT were seen to vary (the second highest less the second lowest: one
+        late segment is an upstream delay), up to that allowance. An origin that answers
+        first-hand lists each segment at about the same delay, and excusing a cache lifetime it
+        never used made a stopped transcoder wait a second more; one behind a cache that lags (an
+        origin shield) lists them at delays that vary by that lag, and keeps it.
+
+        Each delay is seen up to a poll after the arrival, and a poll's own phase is no variation
+        of the origin's: a 1-s poll sees a segment written just after a reload a second later than
+        one written just before it (publish jitter of 0.4 s, the lab's chronic mode, read as a 1-s
+        spread and put a second on every stale threshold). So an answer with no mark of a cache
+        (``Age``, RFC 9111 §5.1; ``Via``, RFC 9110 §7.6.3; ``X-Cache``) counts the second highest
+        delay by its lower bound (the reload before the one that listed it went out without it).
+        One with such a mark keeps the delays as seen: its lag and the poll's phase cannot be told
+        apart at a 1-s poll, and a healthy shield must not read stale."""
+        lawful = cache_allowance(headers.get("cache-control"), td)
         if self.t.stage == "cdn" or len(rs.delays) < ARRIVAL_MIN:
             return lawful
-        return min(lawful, max(0.0, sorted(rs.delays_from)[-2] - sorted(rs.delays)[1]))
+        cached = "age" in headers or "via" in headers or "x-cache" in headers
+        return min(lawful, max(0.0, sorted(rs.delays if cached else rs.delays_from)[-2] - sorted(rs.delays)[1]))
 
     async def segment(self, v: _Watched, rs: _Rendition, pl: MediaPlaylist, parent: SpanRecord) -> None:
         newest = pl.newest

@@ -48,7 +48,7 @@ from probes.base import Failure
 from probes.core.redact import redact_url
 from probes.net.leanhttp import HEADERS_TIMEOUT_S, AnswerTimeout, LeanClient, LeanHttpError, TooSlow
 
-KEEP_HEADERS = ("age", "x-cache", "cache-control", "content-type", "content-length", "last-modified", "etag",
+KEEP_HEADERS = ("age", "x-cache", "via", "cache-control", "content-type", "content-length", "last-modified", "etag",
                 "location", "transfer-encoding", "content-encoding", "content-range", "retry-after", "date")
 _REDIRECTS = (301, 302, 303, 307, 308)
 _THROTTLED = {429: "rate limited", 503: "unavailable"}
