@@ -315,34 +315,49 @@ async def test_a_wait_for_the_agents_own_connection_slot_is_not_the_servers_slow
         await runner_.cleanup()
 
 
+async def _two_edges(answer: Callable[[int, float], ProbeResult], slow_b: float = 0.0,
+                     ticks: int = 6) -> tuple[list[float], list[float]]:
+    """When each attempt at edge-a and edge-b (one job, 1-s ticks) started, on the runner's
+    clock, until edge-b had ``ticks``: edge-a's n-th attempt (1-based) answers
+    ``answer(n, its start)``; edge-b's takes ``slow_b`` s."""
+    import time
+
+    starts: dict[str, list[float]] = {"edge-a": [], "edge-b": []}
+
+    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
+        now = ctx.clock()
+        starts[t.component].append(now)
+        if t.component == "edge-b":
+            await asyncio.sleep(slow_b)
+            return ProbeResult()
+        return answer(len(starts["edge-a"]), now)
+
+    targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=5.0)
+               for c in ("edge-a", "edge-b")]
+    async with Runner([Job("hls", "main", probe, targets, interval=1.0)], [_Recorder()], clock=time.monotonic):
+        await wait_for(lambda: len(starts["edge-b"]) >= ticks, 10, f"{ticks} ticks")
+    return starts["edge-a"], starts["edge-b"]
+
+
 async def test_a_result_that_asks_for_a_recheck_gets_an_attempt_then_between_two_ticks():
     """The HLS probe's stale threshold falls between two ticks: its result asks for an attempt at
     that time (``recheck_at``) and the runner starts one then, for that target only, besides the
     regular ticks; a time too near the asking attempt is taken a gap (RECHECK_GAP) after it, and one
     too near the next tick is not taken (the tick serves)."""
-    import time
-
-    starts: dict[str, list[float]] = {"edge-a": [], "edge-b": []}
     asked: list[float] = []
 
-    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-        now = ctx.clock()
-        starts[t.component].append(now)
-        if t.component == "edge-a" and len(starts["edge-a"]) == 2:
+    def answer(n: int, now: float) -> ProbeResult:
+        if n == 2:
             asked.append(now + 0.5)  # mid-way to the next tick: taken
             return ProbeResult(recheck_at=now + 0.5)
-        if t.component == "edge-a" and len(starts["edge-a"]) == 4:
+        if n == 4:
             asked.append(now + 0.3)  # too near the asking attempt: a gap after it
             return ProbeResult(recheck_at=now + 0.05)
-        if t.component == "edge-a" and len(starts["edge-a"]) == 6:
+        if n == 6:
             return ProbeResult(recheck_at=now + 0.9)  # too near the next tick: the tick serves
         return ProbeResult()
 
-    targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=5.0)
-               for c in ("edge-a", "edge-b")]
-    async with Runner([Job("hls", "main", probe, targets, interval=1.0)], [_Recorder()], clock=time.monotonic):
-        await wait_for(lambda: len(starts["edge-b"]) >= 6, 10, "six ticks")
-    a, b = starts["edge-a"], starts["edge-b"]
+    a, b = await _two_edges(answer)
     assert len(a) == len(b) + 2, (a, b)  # two extra attempts, edge-a's
     for extra, want in zip((a[2], a[4]), asked, strict=True):
         assert extra == pytest.approx(want, abs=0.05), (a, asked)
@@ -353,25 +368,14 @@ async def test_a_recheck_asked_while_a_sibling_keeps_the_cycle_open_is_still_tak
     """A cycle is published once every target's attempt has ended: a time an attempt asked for
     that passed while a slower sibling ran (its segment download) was seen by nobody, and is
     taken a gap after the cycle; one before the cycle began is not (its attempts saw it)."""
-    import time
 
-    starts: dict[str, list[float]] = {"edge-a": [], "edge-b": []}
-
-    async def probe(t: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
-        now = ctx.clock()
-        starts[t.component].append(now)
-        if t.component == "edge-b":
-            await asyncio.sleep(0.15)
-        if t.component == "edge-a" and len(starts["edge-a"]) == 2:
+    def answer(n: int, now: float) -> ProbeResult:
+        if n == 2:
             return ProbeResult(recheck_at=now + 0.05)  # passes while edge-b still runs
-        if t.component == "edge-a" and len(starts["edge-a"]) == 5:
+        if n == 5:
             return ProbeResult(recheck_at=now - 0.01)  # before the cycle began: seen, not taken
         return ProbeResult()
 
-    targets = [ProbeTarget(probe="hls", stream="main", stage="cdn", component=c, config=None, timeout=5.0)
-               for c in ("edge-a", "edge-b")]
-    async with Runner([Job("hls", "main", probe, targets, interval=1.0)], [_Recorder()], clock=time.monotonic):
-        await wait_for(lambda: len(starts["edge-b"]) >= 6, 10, "six ticks")
-    a, b = starts["edge-a"], starts["edge-b"]
+    a, b = await _two_edges(answer, slow_b=0.15)
     assert len(a) == len(b) + 1, (a, b)  # the one recheck
     assert a[2] - a[1] == pytest.approx(0.15 + 0.3, abs=0.1), a  # a gap after the cycle was published
