@@ -291,9 +291,11 @@ def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
     pts: list[float] = []
     keys: list[bool] = []
     checked = False
+    tb = vs.time_base  # read once: PyAV makes a Fraction at every read (pts * num / den == float(pts * tb))
+    num, den = (tb.numerator, tb.denominator) if tb else (0, 1)
     for packet in container.demux(vs):
-        if packet.pts is not None and packet.size:
-            pts.append(float(packet.pts * packet.time_base))
+        if packet.pts is not None and packet.size and tb:
+            pts.append(packet.pts * num / den)
             keys.append(bool(packet.is_keyframe))
         if checked:
             continue

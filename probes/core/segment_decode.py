@@ -219,13 +219,19 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
     key_only = opts.video_frames == "key"
     p_pts: list[float] = []  # key-only: every video packet's time and key flag (frames not decoded)
     p_key: list[bool] = []
+    # (numerator, denominator) of each stream's time base, read once: a packet and the frames
+    # decoded from it carry their stream's, and PyAV makes a new Fraction at every read of it
+    # (a third of the demuxing's Python time). pts * num / den is what float(pts * Fraction)
+    # gives, exactly: one correctly rounded division of the same integers.
+    v_tb = _num_den(vstream)
+    a_tb = _num_den(astream)
 
     def take_video(frame) -> None:
         if frame.is_corrupt:
             out.decode_errors += 1
-        if len(v_pts) >= opts.max_video_frames or frame.pts is None:
+        if len(v_pts) >= opts.max_video_frames or frame.pts is None or v_tb is None:
             return
-        t = float(frame.pts * frame.time_base)
+        t = frame.pts * v_tb[0] / v_tb[1]
         if (opts.thumbnail_width or opts.last_picture_width or opts.keep_last_frame) and t >= last[1]:
             last[0], last[1] = frame, t
         v_pts.append(t)
@@ -235,11 +241,11 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
     def take_audio(frame) -> None:
         if frame.is_corrupt:
             out.decode_errors += 1
-        if frame.pts is None:
+        if frame.pts is None or a_tb is None:
             return
         arr = frame.to_ndarray()
         arr = to_float_planar(arr, frame.format.name, len(frame.layout.channels))
-        a_pts.append(float(frame.pts * frame.time_base))
+        a_pts.append(frame.pts * a_tb[0] / a_tb[1])
         a_len.append(arr.shape[1])
         a_chunks.append(arr)
         if not out.sample_rate:
@@ -253,8 +259,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
                 out.video_packet_bytes += packet.size
                 out.video_packets += 1
                 # (a corrupt packet too: FFmpeg outputs its frame, flagged, as a full decode counts it)
-                if key_only and packet.pts is not None and len(p_pts) < opts.max_video_frames:
-                    p_pts.append(float(packet.pts * packet.time_base))
+                if key_only and packet.pts is not None and v_tb is not None and len(p_pts) < opts.max_video_frames:
+                    p_pts.append(packet.pts * v_tb[0] / v_tb[1])
                     p_key.append(bool(packet.is_keyframe))
             else:
                 out.audio_packet_bytes += packet.size
@@ -300,6 +306,11 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
+
+
+def _num_den(stream) -> tuple[int, int] | None:
+    tb = stream.time_base if stream is not None else None
+    return (tb.numerator, tb.denominator) if tb else None  # none: its frames are not timed
 
 
 MAX_SEGMENT_SPAN_S = 600.0
