@@ -366,12 +366,29 @@ def test_positional_constructions_of_the_users_still_work():
 
 @pytest.mark.parametrize("ref", ["a.ts", "x/y/a.ts?t=1&u=2", "a.ts#frag", "../up.ts", "./here.ts", "a/./b.ts",
                                  "/root.ts", "//cdn.example/x.ts", "https://o.example/a.ts", ".hidden.ts",
-                                 "seg%20one.ts", "a:b.ts", "é.ts", "data/x..y.ts"])
+                                 "seg%20one.ts", "a:b.ts", "é.ts", "data/x..y.ts", "../../seg/12.ts",
+                                 "../seg/12.ts?tok=a/b", "./x/../12.ts?", "a.ts?", "../../../../../seg/12.ts",
+                                 "../x:y/12.ts", "/./a/../12.ts#f", "../seg/..", "../seg/."])
 @pytest.mark.parametrize("base", [BASE, "http://h", "https://u:p@h:8443/a/b/c.m3u8;p?q=1#f", "http://h/dir/"])
 def test_segment_uris_are_urljoin_of_the_base(ref, base):
     pl = parse(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{ref}\n", base)
     assert isinstance(pl, MediaPlaylist)
     assert pl.segments[0].uri == urljoin(base, ref)
+
+
+def test_segments_named_through_dot_segments_share_one_resolved_folder():
+    """ffmpeg's ``hls_base_url``/symlinked layouts name every segment ``../../seg/N.ts``: the
+    resolution is remembered per folder, not per segment (one per segment pushed each other
+    out of the bounded memo at a few hundred streams, and urljoin ran for every segment)."""
+    from probes.core.playlist import _joined
+
+    base = "http://127.0.0.1:8080/live/s001/180p.m3u8"
+    body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n" + "".join(f"#EXTINF:2,\n../../seg/{n}.ts\n" for n in range(500))
+    _joined.cache_clear()
+    pl = parse(body, base)
+    assert isinstance(pl, MediaPlaylist)
+    assert [s.uri for s in pl.segments] == [urljoin(base, f"../../seg/{n}.ts") for n in range(500)]
+    assert _joined.cache_info().currsize == 1
 
 
 # --- RFC 8216 §4.3.3.1 rounding --------------------------------------------------------------
