@@ -67,13 +67,6 @@ log = logging.getLogger("signalpath.cpupool")
 
 MAX_AUTO_WORKERS = 4
 PARENT_CHECK_S = 1.0  # a worker whose agent died notices within this
-WORKER_NICE = 10
-"""How much lower than the agent's the workers' scheduling priority is (``nice``): when every
-core is busy, the event loop runs first. Its timing is what the agent measures and judges by
-(a late poll reads as a slow server; loop and schedule lag put the agent behind and shed work),
-while a decode can wait: media analysis is optional work, the second thing shed. Measured with
-tests/perf/scale_bench.py at 200 streams on 2 cores (the machine saturated by the agent, its
-worker, nginx and the stream writer): see the README's performance table."""
 MAX_RESUBMITS = 3
 """Times a job queued behind crashing ones is submitted again (one crash each) before it fails too."""
 REAP_WAIT_S = 30.0
@@ -113,8 +106,6 @@ def _worker_init(parent: int) -> None:
     # workers itself, after its probes; one whose agent is gone (killed) exits on its own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # a container may forbid it; the worker then runs as the agent does
-        os.nice(WORKER_NICE)
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
 
