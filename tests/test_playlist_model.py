@@ -376,6 +376,14 @@ def test_segment_uris_are_urljoin_of_the_base(ref, base):
     assert pl.segments[0].uri == urljoin(base, ref)
 
 
+@pytest.mark.parametrize("ref", ["a.ts?x=\x01", "seg/a.ts?\x7f", "../../seg/a.ts?t=\x1b", "a b.ts"])
+def test_a_segment_uri_no_client_can_request_is_an_error_on_every_resolution_path(ref):
+    """A control character or a space in a reference is refused whether the reference is resolved
+    by appending (a plain relative name), per folder (``../seg/N.ts``) or by urljoin."""
+    with pytest.raises(PlaylistError, match="segment 0 has an unusable URI"):
+        parse(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{ref}\n", BASE)
+
+
 def test_segments_named_through_dot_segments_share_one_resolved_folder():
     """ffmpeg's ``hls_base_url``/symlinked layouts name every segment ``../../seg/N.ts``: the
     resolution is remembered per folder, not per segment (one per segment pushed each other

@@ -365,7 +365,7 @@ def _byterange(raw: str, seq: int, what: str = "#EXT-X-BYTERANGE") -> tuple[int,
 # A relative reference with no dot segment, colon or fragment: joining it to the base's
 # directory is plain concatenation, which spares ``urljoin`` (a quarter of the parse time of a
 # 60-segment playlist) on the hot path. Anything else goes through ``urljoin``.
-_SIMPLE_REF = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:/[\w~%+=,@-][\w.~%+=,@-]*)*(?:\?[^#\s]+)?", re.ASCII)
+_SIMPLE_REF = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:/[\w~%+=,@-][\w.~%+=,@-]*)*(?:\?[^#\x00-\x20\x7f]+)?", re.ASCII)
 
 
 _METHOD = re.compile(r"[A-Z0-9-]{1,32}")  # RFC 8216 §4.2 enumerated-string: NONE, AES-128, SAMPLE-AES...
@@ -397,7 +397,10 @@ def _joined(base_uri: str, ref: str) -> str:
     return _checked(urljoin(base_uri, ref))
 
 
-_SIMPLE_NAME = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:\?[^#\s]+)?", re.ASCII)  # (urljoin drops an empty query)
+_SIMPLE_NAME = re.compile(r"[\w~%+=,@-][\w.~%+=,@-]*(?:\?[^#\x00-\x20\x7f]+)?", re.ASCII)
+"""One path segment, then a query if any: no dot-segment, no scheme, no character a URL cannot
+carry (a control character is refused by :func:`_checked`, as on the slow path), no empty
+query (urljoin drops it)."""
 
 
 def _joined_by_folder(base_uri: str, ref: str) -> str:
