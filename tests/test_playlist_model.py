@@ -384,6 +384,24 @@ def test_a_segment_uri_no_client_can_request_is_an_error_on_every_resolution_pat
         parse(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{ref}\n", BASE)
 
 
+@pytest.mark.parametrize(("base", "ref"), [
+    ("https://cdn.example/live/p.m3u8", "/\t/evil.example?x"),  # urlsplit drops the tab: "//" is a host
+    ("https://cdn.example/live/p.m3u8", " //evil.example"),  # and strips the leading space
+    ("http://h:1", "/\t/99999"),
+    ("http://h/d/p.m3u8?tok=1", "\x01//x.ts"),
+    ("d/p.m3u8", "../x.ts"),  # a relative base: its folder above the root resolves to "/"
+    ("/abs/p.m3u8", "/../x.ts"),
+])
+def test_a_folder_urlsplit_would_rewrite_is_resolved_whole(base, ref):
+    """Found by a differential tester: a folder that becomes ``//`` once urlsplit has stripped it
+    was answered with the playlist's own URL, the name glued on (``.../p.m3u8evil.example``)."""
+    from urllib.parse import urljoin
+
+    from probes.core.playlist import _checked, _resolver
+
+    assert _resolver(base)(ref, "segment") == _checked(urljoin(base, ref))
+
+
 def test_segments_named_through_dot_segments_share_one_resolved_folder():
     """ffmpeg's ``hls_base_url``/symlinked layouts name every segment ``../../seg/N.ts``: the
     resolution is remembered per folder, not per segment (one per segment pushed each other

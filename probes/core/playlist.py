@@ -415,7 +415,11 @@ def _joined_by_folder(base_uri: str, ref: str) -> str:
         if i >= 0:
             end = min(end, i)
     cut = ref.rfind("/", 0, end)
-    if cut > 0 and not ref.startswith("//") and ":" not in ref[:cut] and _SIMPLE_NAME.fullmatch(ref, cut + 1):
+    # (urlsplit strips leading controls and spaces and drops tabs and newlines anywhere: a folder
+    # holding one may become "//", which urljoin answers with the base itself; and a relative
+    # base's folder above its root resolves to "/": neither takes this path)
+    if cut > 0 and not ref.startswith("//") and ":" not in ref[:cut] and not _BAD_URI_CHAR.search(ref, 0, cut) \
+            and base_uri.startswith(("http://", "https://")) and _SIMPLE_NAME.fullmatch(ref, cut + 1):
         return _joined(base_uri, ref[: cut + 1]) + ref[cut + 1:]
     return _joined(base_uri, ref)
 
