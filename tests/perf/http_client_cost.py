@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,33 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import aiohttp
+from poll_cost import start_nginx  # (a sibling script: serves ROOT/www on a free port, keep-alive)
 
 from probes.net.httpfetch import Fetcher
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_nginx(root: Path, port: int) -> subprocess.Popen:
-    conf = root / "nginx.conf"
-    conf.write_text(f"worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
-                    "events { worker_connections 1024; }\n"
-                    f"http {{ access_log off; client_body_temp_path {root}; proxy_temp_path {root}; "
-                    f"fastcgi_temp_path {root}; uwsgi_temp_path {root}; scgi_temp_path {root};\n"
-                    f"  server {{ listen 127.0.0.1:{port}; root {root}/www; keepalive_requests 1000000; }} }}\n")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"nginx did not start on port {port}")
 
 
 async def ours(url: str, n: int, conc: int) -> float:
@@ -104,8 +79,7 @@ def main() -> None:
                         "-i", "sine=frequency=440:sample_rate=48000", "-t", "2", "-c:v", "libx264", "-preset",
                         "ultrafast", "-b:v", "400k", "-c:a", "aac", "-f", "mpegts", str(www / "seg.ts")],
                        check=True, timeout=120)
-        port = free_port()
-        nginx = start_nginx(root, port)
+        nginx, port = start_nginx(root)
         try:
             print(f"one nginx on loopback, uvloop, {args.concurrency} in flight, {args.requests} requests per "
                   f"figure, median of {args.rounds} alternating rounds; {os.cpu_count()} cores")
@@ -120,8 +94,9 @@ def main() -> None:
                 ma, mb = sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
                 print(f"{name + f' ({size / 1000:.1f} kB)':28s}{ma * 1e6:18.1f}{mb * 1e6:15.1f}{ma / mb:8.2f}")
         finally:
-            nginx.terminate()
-            nginx.wait(timeout=10)
+            if nginx is not None:
+                nginx.terminate()
+                nginx.wait(timeout=10)
 
 
 if __name__ == "__main__":
