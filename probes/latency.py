@@ -94,7 +94,7 @@ from pydantic import Field
 from probes.base import Evidence, Failure, ProbeContext, ProbeResult, ProbeTarget, Sample, State
 from probes.core import beacon
 from probes.core.config import StrictModel
-from probes.core.frames import frame_time, luma_plane
+from probes.core.frames import frame_time, luma_plane, time_base_parts
 from probes.core.latency_core import (
     BASELINE_MIN_SAMPLES,
     BASELINE_S,
@@ -291,11 +291,10 @@ def _key_frame_beacon(container, vs, out: SegmentBeacons) -> bool:
     pts: list[float] = []
     keys: list[bool] = []
     checked = False
-    tb = vs.time_base  # read once: PyAV makes a Fraction at every read (pts * num / den == float(pts * tb))
-    num, den = (tb.numerator, tb.denominator) if tb else (0, 1)
+    tb = time_base_parts(vs)  # read once (probes/core/frames.py)
     for packet in container.demux(vs):
-        if packet.pts is not None and packet.size and tb:
-            pts.append(packet.pts * num / den)
+        if packet.pts is not None and packet.size and tb is not None:
+            pts.append(packet.pts * tb[0] / tb[1])
             keys.append(bool(packet.is_keyframe))
         if checked:
             continue

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["frame_time", "luma_plane", "pad_plane", "small_luma", "to_float_planar"]
+__all__ = ["frame_time", "luma_plane", "pad_plane", "small_luma", "time_base_parts", "to_float_planar"]
 
 _LUMA_8BIT = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")
 
@@ -25,6 +25,16 @@ def frame_time(frame: Any) -> float | None:
     if pts is None or time_base is None:
         return None
     return float(pts * time_base)
+
+
+def time_base_parts(stream: Any) -> tuple[int, int] | None:
+    """``(numerator, denominator)`` of a stream's time base, None when it has none (or there is
+    no stream). Read it once per stream: PyAV makes a new ``Fraction`` at every read of a
+    packet's or frame's ``time_base`` (a third of demuxing's Python time), and a demuxed packet
+    and the frames decoded from it carry their stream's. ``pts * num / den`` is exactly
+    ``float(pts * time_base)``: one correctly rounded division of the same integers."""
+    tb = stream.time_base if stream is not None else None
+    return (tb.numerator, tb.denominator) if tb else None
 
 
 def luma_plane(frame: Any) -> Any:

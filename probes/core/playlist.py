@@ -409,11 +409,7 @@ def _joined_by_folder(base_uri: str, ref: str) -> str:
     segment pushed each other out of the bounded memo at a few hundred streams (urljoin was 3 %
     of the agent at 200). The same URL: a plain name (no dot-segment, no scheme) appended to a
     resolved folder is what resolving the whole reference gives (RFC 3986 §5.2)."""
-    end = len(ref)
-    for stop in ("?", "#"):
-        i = ref.find(stop)
-        if i >= 0:
-            end = min(end, i)
+    end = min((i for i in (ref.find("?"), ref.find("#")) if i >= 0), default=len(ref))
     cut = ref.rfind("/", 0, end)
     # (urlsplit strips leading controls and spaces and drops tabs and newlines anywhere: a folder
     # holding one may become "//", which urljoin answers with the base itself; and a relative

@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from probes.core.config import StrictModel
-from probes.core.frames import small_luma, to_float_planar
+from probes.core.frames import small_luma, time_base_parts, to_float_planar
 
 __all__ = ["MAX_SEGMENT_SPAN_S", "DecodeOptions", "DecodedSegment", "decode_segment", "decode_segment_bounded",
            "decodable_packets", "jpeg_thumbnail", "open_segment", "picture_array", "place_pictures"]
@@ -219,12 +219,8 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
     key_only = opts.video_frames == "key"
     p_pts: list[float] = []  # key-only: every video packet's time and key flag (frames not decoded)
     p_key: list[bool] = []
-    # (numerator, denominator) of each stream's time base, read once: a packet and the frames
-    # decoded from it carry their stream's, and PyAV makes a new Fraction at every read of it
-    # (a third of the demuxing's Python time). pts * num / den is what float(pts * Fraction)
-    # gives, exactly: one correctly rounded division of the same integers.
-    v_tb = _num_den(vstream)
-    a_tb = _num_den(astream)
+    v_tb = time_base_parts(vstream)  # read once per stream (frames.time_base_parts)
+    a_tb = time_base_parts(astream)
 
     def take_video(frame) -> None:
         if frame.is_corrupt:
@@ -306,11 +302,6 @@ def _decode(container, opts: DecodeOptions, out: DecodedSegment) -> None:
         out.error = "decode error: " + "; ".join(errors)
     elif out.decode_errors:
         out.error = f"{out.decode_errors} corrupt packet(s) or frame(s)"
-
-
-def _num_den(stream) -> tuple[int, int] | None:
-    tb = stream.time_base if stream is not None else None
-    return (tb.numerator, tb.denominator) if tb else None  # none: its frames are not timed
 
 
 MAX_SEGMENT_SPAN_S = 600.0
