@@ -214,13 +214,17 @@ def _with_listen(cfg: Config, listen: str | None) -> Config:
 
 
 def _run_loop(coro) -> None:
-    """uvloop when installed (cheaper polls on the hot path), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+    """uvloop when installed (cheaper polls on the hot path), else asyncio's loop; the garbage
+    collector tuned for the agent's process while it runs (agent/gctune.py)."""
+    from agent.gctune import tuned_gc
+
+    with tuned_gc():
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(coro)
+        else:
+            uvloop.run(coro)
 
 
 # ---------------------------------------------------------------- hash-password
