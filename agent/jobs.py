@@ -13,7 +13,7 @@ from collections.abc import Callable
 from agent.config import Config, Stream
 from agent.runner import Job
 from probes.base import ProbeTarget
-from probes.media import resolve_video_frames
+from probes.media import resolve_sampling, resolve_video_frames
 from probes.registry import REGISTRY
 
 
@@ -173,12 +173,13 @@ BUILDERS: list[Callable[[Stream], list[Job]]] = [hls_jobs, compare_jobs, rtmp_jo
 
 def build_jobs(config: Config) -> list[Job]:
     jobs = [job for stream in config.streams for build in BUILDERS for job in build(stream)]
-    # media ``video_frames: auto``: every picture decoded for a few streams, key frames only at scale
+    # media ``video_frames: auto``: every picture decoded for a few streams, key frames only at scale;
+    # ``sampling: auto``: every segment analysed for up to 50 streams, one run in N beyond
     analysed = sum(job.probe == "media" for job in jobs)
     for job in jobs:
         if job.probe == "media":
             for t in job.targets:
-                t.config = resolve_video_frames(t.config, analysed)
+                t.config = resolve_sampling(resolve_video_frames(t.config, analysed), analysed)
     # the ingest monitors' content (``video_frames: auto``) likewise, by the ingests watched
     watched = sum(len(job.targets) for job in jobs if job.probe == "ingest_monitor")
     for job in jobs:

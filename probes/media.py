@@ -18,6 +18,23 @@ content fault, else OK). Content faults describe the source or the transcode, no
 origin server: the localizer (agent/localize.py) puts a fault seen in every analysed
 rendition on ``studio`` and one seen in some renditions only on ``transcode``/<rendition>.
 
+Sampling at scale (``MediaSettings.sampling``; issue 19: 200 streams on one agent): decoding a
+2-s 180p segment costs ~7.5 ms of a core (key frames and audio), so analysing every segment of
+200 streams' lowest renditions would take ~0.75 core by itself. ``auto`` analyses every segment
+while the agent analyses at most :data:`ALL_SEGMENTS_MAX_STREAMS` (50) streams; beyond, one
+stretch in ``ceil(streams / 50)`` (200 streams: 1 in 4). A stretch is a run of consecutive
+segments covering at least :data:`SAMPLE_RUN_S` (4 s) of media, at least two segments (2 at 2-s
+segments): twice the 2-s duration of the freeze, black and silence checks, and two key frames of a
+2-s GOP, so every check that spans segment boundaries still sees its whole window inside one run
+(the analyser is reset at the start of each run: a skipped stretch is a hole in what was
+analysed, not a gap in the stream). Streams are staggered (the phase is a CRC-32 of the stream's
+name), so their runs do not start together. Skipped segments are not fetched. While a content
+fault is reported on a rendition, every segment is analysed, so its course and its end are seen
+segment by segment. The cost: a fault that begins in a skipped stretch is found at the next run,
+up to ``(N - 1)`` runs later (200 streams, 2-s segments: up to 12 s more); the alternative at that
+scale was shedding media analysis altogether (agent/selfwatch.py). Each analysed segment's span
+says ``signalpath.media.sampled`` (``1/4``), and the attempt's figures ``sampling`` (N).
+
 Catching up: on the first attempt only the newest segment is analysed; afterwards every
 new segment in order, at most ``max_backlog`` per attempt. When more were missed, the
 analyser is reset before the newest (a hole in what was analysed must not read as a
@@ -30,10 +47,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import time
+import zlib
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -55,7 +74,8 @@ from probes.core.segment_decode import DecodeOptions, decode_segment, jpeg_thumb
 from probes.faults import Fault
 from probes.net.httpfetch import FetchResult
 
-__all__ = ["ALL_FRAMES_MAX_STREAMS", "MediaSettings", "probe", "resolve_video_frames"]
+__all__ = ["ALL_FRAMES_MAX_STREAMS", "ALL_SEGMENTS_MAX_STREAMS", "SAMPLE_RUN_S", "MediaSettings", "probe",
+           "resolve_sampling", "resolve_video_frames"]
 
 STALE_FINDINGS_TD = 3.0  # target durations without a new segment before findings are dropped
 ALL_FRAMES_MAX_STREAMS = 10
@@ -64,6 +84,24 @@ streams, key frames only beyond. Measured here (one core of this machine, a 2-s 
 audio): every frame 22 ms at 180p, 37 ms at 360p; key frames only 10 and 15 ms (half of it the
 demuxer's stream probe and the audio), so every frame costs 1-2 % of a core per stream: 10
 streams stay under a fifth of a core (tests/perf/scale_bench.py watches 200)."""
+
+
+ALL_SEGMENTS_MAX_STREAMS = 50
+"""``sampling: auto`` analyses every segment while the agent analyses at most this many streams:
+~0.19 core of decoding at 2-s segments (7.5 ms each, tests/perf/scale_bench.py), one in
+``ceil(streams / this)`` stretches beyond, so the decoding stays about that (module docstring)."""
+SAMPLE_RUN_S = 4.0
+"""Media seconds in one sampled run (at least two segments): twice the 2-s windows of the freeze,
+black and silence checks (module docstring)."""
+
+
+def resolve_sampling(settings: MediaSettings, streams: int) -> MediaSettings:
+    """``settings`` with ``sampling: auto`` made 'all' or N for an agent analysing ``streams``
+    streams (:data:`ALL_SEGMENTS_MAX_STREAMS`)."""
+    if settings.sampling != "auto":
+        return settings
+    n = math.ceil(streams / ALL_SEGMENTS_MAX_STREAMS)
+    return settings.model_copy(update={"sampling": "all" if n <= 1 else n})
 
 
 _Frames = TypeVar("_Frames", bound=StrictModel)
@@ -98,6 +136,11 @@ class MediaSettings(StrictModel):
         "2 s end), 'key' (key frames only, every frame still timed: 40-50 % of the decode CPU, a still or black "
         "picture found up to one GOP later), 'auto' ('all' while the agent analyses at most "
         f"{ALL_FRAMES_MAX_STREAMS} streams, 'key' beyond)")
+    sampling: Literal["auto", "all"] | Annotated[int, Field(ge=2, le=100)] = Field(
+        "auto", description="segments analysed: 'all'; N (2-100): one run of consecutive segments (at least "
+        f"{SAMPLE_RUN_S:g} s, two segments) in N, and every segment while a content fault is reported; 'auto' "
+        f"('all' while the agent analyses at most {ALL_SEGMENTS_MAX_STREAMS} streams, one in ceil(streams / "
+        f"{ALL_SEGMENTS_MAX_STREAMS}) beyond)")
     checks: MediaConfig = Field(default_factory=MediaConfig)
     decode: DecodeOptions = Field(default_factory=DecodeOptions)
     thumbnail_width: int = Field(160, ge=0, le=640, description="an analysed segment's last picture as a JPEG "
@@ -125,6 +168,7 @@ class _Rendition:
     reported: frozenset[Fault] = frozenset()  # the faults of the last verdict given
     thumbnail: Thumbnail | None = None  # the newest picture made (thumbnail_every_s)
     thumbnail_clock: float = 0.0  # when it was made, on ProbeContext.clock
+    analysed_seq: int | None = None  # the newest segment fed to the analyser
 
 
 @dataclass(slots=True)
@@ -134,6 +178,7 @@ class _StreamState:
     master: MasterPlaylist | None = None
     master_at: float = -1e9
     analysed: int = 0
+    phase: int = 0  # sampling: where this stream's runs fall (a CRC-32 of its name)
 
 
 def _decode_and_analyse(data: bytes, options: DecodeOptions, analyser: MediaAnalyser, size_bytes: int,
@@ -176,7 +221,8 @@ class _Attempt:
         self.result = ProbeResult()
         st = ctx.state.get("media")
         if st is None:
-            st = ctx.state["media"] = _StreamState(asyncio.Semaphore(self.cfg.max_concurrent_decodes))
+            st = ctx.state["media"] = _StreamState(asyncio.Semaphore(self.cfg.max_concurrent_decodes),
+                                                   phase=zlib.crc32(target.stream.encode()))
         self.st: _StreamState = st
 
     def labels(self, rendition: str) -> dict[str, str]:
@@ -209,8 +255,9 @@ class _Attempt:
             del st.renditions[gone]
         await asyncio.gather(*(self.rendition(v) for v in chosen))
         self.result.thumbnails = {name: rs.thumbnail for name, rs in st.renditions.items() if rs.thumbnail is not None}
+        sampling = {"sampling": cfg.sampling} if isinstance(cfg.sampling, int) else {}
         self.result.figures["media"] = {
-            name: {**(rs.findings.figures() if rs.findings else {}), "cpu_s": round(rs.cpu_s, 5)}
+            name: {**(rs.findings.figures() if rs.findings else {}), "cpu_s": round(rs.cpu_s, 5), **sampling}
             for name, rs in st.renditions.items()
         }
         return self.result
@@ -284,15 +331,29 @@ class _Attempt:
                     name=f"media {v.name} {seg.seq}", start_ns=time.time_ns(), end_ns=time.time_ns(),
                     attributes={"signalpath.rendition": v.name, "signalpath.sequence": seg.seq,
                                 "signalpath.media.skipped": f"encrypted ({seg.key_method}): not analysed"}))
-            else:
+            elif not self.sampled_out(rs, seg.seq):
                 await self.segment(v, rs, seg)
             rs.last_seq = seg.seq
         if rs.advanced_at is not None and now - rs.advanced_at > STALE_FINDINGS_TD * rs.target_duration:
             return self.unmeasured(v.name, rs, "no new segment to analyse")
         self.report(v.name, rs)
 
+    def sampled_out(self, rs: _Rendition, seq: int) -> bool:
+        """Is segment ``seq`` left out by ``sampling`` (module docstring)? Never the first, nor
+        while a content fault is reported."""
+        n = self.cfg.sampling
+        if not isinstance(n, int) or rs.analysed_seq is None or rs.reported or (
+                rs.held is not None and self.ctx.clock() < rs.held_until):
+            return False
+        run = max(2, math.ceil(SAMPLE_RUN_S / rs.target_duration))
+        return (seq + self.st.phase) % (n * run) >= run
+
     async def segment(self, v: Variant, rs: _Rendition, seg) -> None:
         cfg = self.cfg
+        if rs.analysed_seq is not None and seg.seq != rs.analysed_seq + 1:
+            # the segment before was not analysed (sampled out, unreadable, a gap, encrypted, out
+            # of the window): a hole in what we saw, not a gap in the stream's timestamps
+            rs.analyser = MediaAnalyser(cfg.checks)
         w0 = time.time()
         fr = await self.fetch(seg.uri, cfg.segment_max_bytes, seg.byterange)
         span = SpanRecord(name=f"media {v.name} {seg.seq}", start_ns=int(w0 * 1e9), end_ns=0,
@@ -333,13 +394,15 @@ class _Attempt:
             rs.analyser = MediaAnalyser(cfg.checks)
             return
         rs.cpu_s = cpu
-        rs.findings, rs.findings_seq = findings, seg.seq
+        rs.findings, rs.findings_seq, rs.analysed_seq = findings, seg.seq, seg.seq
         if picture is not None and cfg.thumbnail_width:
             rs.cpu_s += self.thumbnail(rs, picture, seg.seq, _fault_names(findings))
         self.st.analysed += 1
         span.end_ns = int(time.time() * 1e9)
         span.attributes.update({f"signalpath.media.{k}": round(val, 6) for k, val in findings.figures().items()})
         span.attributes["signalpath.media.cpu_s"] = round(rs.cpu_s, 6)
+        if isinstance(cfg.sampling, int):
+            span.attributes["signalpath.media.sampled"] = f"1/{cfg.sampling}"
         faults = sorted(findings.fault_names)
         warnings = sorted(findings.warning_names)
         span.attributes["signalpath.media.faults"] = ",".join(faults)

@@ -332,6 +332,19 @@ def test_media_decodes_every_picture_for_a_few_streams_and_key_frames_at_scale(s
     assert modes == {decoded}
 
 
+@pytest.mark.parametrize("streams, setting, sampled", [
+    (1, None, "all"), (50, None, "all"), (51, None, 2), (200, None, 4), (200, "all", "all"), (1, 3, 3),
+])
+def test_media_analyses_every_segment_up_to_50_streams_and_samples_runs_beyond(streams, setting, sampled):
+    from agent.jobs import build_jobs
+
+    media = {} if setting is None else {"media": {"sampling": setting}}
+    cfg = parse_config({"streams": [{"name": f"s{i}", "origin": f"http://h/{i}/a.m3u8", **media}
+                                    for i in range(streams)]}, env={})
+    modes = {t.config.sampling for job in build_jobs(cfg) if job.probe == "media" for t in job.targets}
+    assert modes == {sampled}
+
+
 @pytest.mark.parametrize("streams, setting, decoded", [(1, None, "all"), (10, None, "all"), (11, None, "key"),
                                                        (11, "all", "all"), (1, "key", "key")])
 def test_ingest_monitors_decode_every_picture_for_a_few_ingests_and_key_pictures_at_scale(streams, setting,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import zlib
 
 import pytest
 from _require import require_binary
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.core.playlist import Variant, choose_renditions
-from probes.media import MediaSettings, probe
+from probes.media import MediaSettings, probe, resolve_sampling
 from probes.net.httpfetch import Fetcher
 
 
@@ -204,3 +205,72 @@ async def test_encrypted_segments_are_named_unsupported_never_corrupt(live):
     spans = [s for r in results for s in r.spans]
     assert spans and all("encrypted" in s.attributes.get("signalpath.media.skipped", "") for s in spans)
     assert not [e for r in results for e in r.evidence if e.fault is not None]
+
+
+def test_sampling_auto_analyses_every_segment_up_to_50_streams_and_one_run_in_n_beyond():
+    assert [resolve_sampling(MediaSettings(), n).sampling for n in (1, 50, 51, 100, 101, 200)] == [
+        "all", "all", 2, 2, 3, 4]
+    assert resolve_sampling(MediaSettings(sampling=6), 1).sampling == 6  # stated, kept
+    assert resolve_sampling(MediaSettings(sampling="all"), 500).sampling == "all"
+    with pytest.raises(ValueError):
+        MediaSettings(sampling=1)
+
+
+async def test_sampled_analysis_fetches_only_its_runs_and_follows_a_fault_segment_by_segment(tmp_path):
+    """``sampling: 2`` on real 1-s segments (ffmpeg; black pictures from 9 s on): runs of 4
+    consecutive segments (4 s of media) in every 8, placed by the stream's phase; the others are
+    never requested; the black picture that starts in a skipped stretch is found at the next run,
+    and from then on every segment is analysed; a run's start is no timestamp gap."""
+    ffmpeg = require_binary("ffmpeg")
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=25,drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='gte(t,9)'",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "30", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "25", "-sc_threshold", "0", "-c:a", "aac", "-f", "segment",
+                    "-segment_time", "1", "-segment_format", "mpegts", str(tmp_path / "%d.ts")], check=True, timeout=120)
+    listed: list[int] = []
+    fetched: list[int] = []
+
+    async def playlist(_req: web.Request) -> web.Response:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", f"#EXT-X-MEDIA-SEQUENCE:{listed[0]}"]
+        for k in listed:
+            lines += ["#EXTINF:1.000,", f"{k}.ts"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def segment(req: web.Request) -> web.FileResponse:
+        fetched.append(int(req.match_info["n"]))
+        return web.FileResponse(tmp_path / f"{req.match_info['n']}.ts")
+
+    app = web.Application()
+    app.router.add_get("/live.m3u8", playlist)
+    app.router.add_get("/{n:[0-9]+}.ts", segment)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/live.m3u8"
+    analysed: list[int] = []
+    black_at: int | None = None
+    try:
+        t = target(url, MediaSettings(sampling=2))
+        async with Fetcher() as http:
+            ctx = ProbeContext(state={}, http=http)
+            for k in range(29):
+                listed[:] = list(range(max(0, k - 2), k + 1))
+                r = await probe(t, ctx)
+                analysed += [s.attributes["signalpath.sequence"] for s in r.spans]
+                assert all(s.attributes["signalpath.media.sampled"] == "1/2" for s in r.spans)
+                assert r.figures["media"]["main"]["sampling"] == 2
+                assert all(e.fault != "timestamp_gap" for e in r.evidence), (k, r.evidence)
+                if black_at is None and any(e.fault == "black_video" and e.state == State.DEGRADED
+                                            for e in r.evidence):
+                    black_at = k
+    finally:
+        await runner.cleanup()
+    assert sorted(fetched) == analysed  # skipped segments are never requested
+    phase, run, period = zlib.crc32(b"main") % 8, 4, 8
+    assert black_at is not None, analysed
+    sampled = [0] + [k for k in range(1, black_at + 1) if (k + phase) % period < run]
+    assert [k for k in analysed if k <= black_at] == sampled  # the first segment, then the runs
+    assert black_at <= 9 + period + 2  # at the next run into the black: 2 s of it, within one period
+    assert [k for k in analysed if k > black_at] == list(range(black_at + 1, 29))  # then every one
+    assert len(sampled) < black_at  # some were left out before it
