@@ -51,6 +51,7 @@ def make_app(agent: Agent, web_settings: WebSettings | None = None, listen_host:
     async def metrics(_req: web.Request) -> web.Response:
         # in a worker thread: at 200 streams the exposition is ~0.2 s of pure Python, a stall of the
         # event loop on every scrape otherwise (the metric store snapshots under its lock)
+        agent.metrics_sink.publish_health()  # the stage health of the latest cycles (agent/app.py MetricsSink)
         body = await asyncio.to_thread(generate_latest, agent.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

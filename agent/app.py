@@ -53,28 +53,43 @@ CPU_POOL_STOP_S = 10.0  # the CPU pool's workers finish what they decode (millis
 
 
 class MetricsSink:
-    """Latest samples per target + the runner's envelope + stage health."""
+    """Latest samples per target + the runner's envelope + stage health.
+
+    ``signalpath_stage_healthy`` is published for the streams that had a cycle since the last
+    time, on the agent's self tick (``SELF_PERIOD_S``, 1 s) and before each scrape
+    (:meth:`publish_health`), not after every cycle: computing a stream's cells walks all its
+    evidence, and at 200 streams the per-cycle walk was ~10 % of the event loop (py-spy,
+    tests/perf/scale_bench.py), for a gauge read every scrape interval."""
 
     def __init__(self, store: MetricStore, board: StatusBoard) -> None:
         self.store = store
         self.board = board
+        self._health_due: set[str] = set()
 
     def on_cycle(self, cycle: Cycle) -> None:
         for a in cycle.attempts:
             self.store.replace(target_key(a.target), [*a.result.samples, *envelope(a)])
         if cycle.combined is not None:
             self.store.replace(f"combine/{cycle.job.probe}/{cycle.job.stream}", cycle.combined.samples)
-        stream = cycle.job.stream
-        health = []
-        for c in self.board.cells(stream):
-            if c.state is not State.UNKNOWN:
-                health.append(Sample("signalpath_stage_healthy",
-                                     {"stream": stream, "stage": c.stage, "component": c.component},
-                                     1.0 if c.state is State.OK else 0.0))
-        self.store.replace(f"health/{stream}", health)
+        self._health_due.add(cycle.job.stream)
+
+    def publish_health(self) -> None:
+        """``signalpath_stage_healthy`` of every stream with a cycle since the last call (on the
+        event loop: the board is the loop's)."""
+        due, self._health_due = self._health_due, set()
+        known = set(self.board.streams())
+        for stream in due & known:
+            health = []
+            for c in self.board.cells(stream):
+                if c.state is not State.UNKNOWN:
+                    health.append(Sample("signalpath_stage_healthy",
+                                         {"stream": stream, "stage": c.stage, "component": c.component},
+                                         1.0 if c.state is State.OK else 0.0))
+            self.store.replace(f"health/{stream}", health)
 
     def on_self(self, report: SelfReport) -> None:
         self.store.replace("agent/self", report.samples)
+        self.publish_health()
 
 
 class StatusSink:
@@ -177,7 +192,8 @@ class Agent:
         self.thumbnails = ThumbnailBook(wall)
         self.history = HistoryRecorder(config.history, config.incidents.path, self.board, wall=wall)
         self.status_sink = StatusSink(self.board)
-        sinks: list[Any] = [self.status_sink, MetricsSink(self.store, self.board), self.incidents,
+        self.metrics_sink = MetricsSink(self.store, self.board)
+        sinks: list[Any] = [self.status_sink, self.metrics_sink, self.incidents,
                             self.thumbnails, self.history]
         if self.trace_sink:
             sinks.append(self.trace_sink)

@@ -70,7 +70,9 @@ async def test_healthy_stream_all_ok(live):
         lag = value(agent, "signalpath_edge_lag_segments", stage="cdn", component="edge-a", rendition="360p")
         assert lag is not None and abs(lag) <= 1
         assert value(agent, "signalpath_probe_success", stage="cdn", component="edge-b", probe="hls") == 1
-        assert value(agent, "signalpath_stage_healthy", stage="origin", component="origin") == 1
+        # published on the agent's 1-s self tick and before each scrape (agent/app.py MetricsSink)
+        await wait_for(lambda: value(agent, "signalpath_stage_healthy", stage="origin", component="origin") == 1,
+                       3, "origin healthy published")
         status = cell(agent, "origin", "origin")
         assert status["since"].endswith("Z") and status["reasons"] == []
         assert set(status["figures"]["renditions"]) == {"360p", "180p"}
@@ -84,6 +86,8 @@ async def test_healthy_stream_all_ok(live):
                 body = await r.json()
         assert any(line.startswith("signalpath_playlist_age_seconds{") and 'component="edge-b"' in line
                    and 'site="test"' in line for line in text.splitlines())
+        assert any(line.startswith("signalpath_stage_healthy{") and 'component="edge-b"' in line
+                   and line.endswith(" 1.0") for line in text.splitlines())  # published before the scrape
         assert body["streams"][0]["name"] == "main"
         assert {c["state"] for c in body["streams"][0]["stages"]} == {"ok"}
         promtool = require_binary("promtool")
@@ -111,7 +115,8 @@ async def test_one_edge_stale_is_localized_to_that_edge(live):
         assert cell(agent, "cdn", "edge-a")["state"] == "ok"
         await wait_for(lambda: (value(agent, "signalpath_edge_lag_segments", stage="cdn", component="edge-b",
                                       rendition="360p") or 0) >= 2, 5, "edge-b lag grows")
-        assert value(agent, "signalpath_stage_healthy", stage="cdn", component="edge-b") == 0
+        await wait_for(lambda: value(agent, "signalpath_stage_healthy", stage="cdn", component="edge-b") == 0,
+                       3, "edge-b unhealthy published")
         assert value(agent, "signalpath_stage_healthy", stage="cdn", component="edge-a") == 1
         # and recovers when the edge moves again
         live.edges["edge-b"].knobs.freeze_all = False
