@@ -55,8 +55,11 @@ with a poll of every endpoint):
   (:meth:`~probes.core.latency_core.Seen.not_before`).
 
 Polling is measurement, not retrying (STYLE.md 4). An agent that is behind sheds the fast
-polls first (``ProbeContext.shed_level``, agent/selfwatch.py): it then polls every ``poll_s``
-and each figure is that much coarser. ``playlist_polls`` (figure) counts an attempt's requests.
+polls first (``ProbeContext.shed_level``, agent/selfwatch.py): the same windows around the
+predicted arrivals are then polled every ``poll_s`` instead of every ``fast_poll_s``, and each
+figure is that much coarser. (Until 2026-12-04 a shed probe polled every endpoint every
+``poll_s`` all the time: 6 requests per stream-second at 3 endpoints, more than the 3.8 of the
+schedule it shed; measured: ``tests/test_latency_core.py::test_shedding_fast_polls_polls_less``.) ``playlist_polls`` (figure) counts an attempt's requests.
 Measured (tests/perf/latency_accuracy.py, 2026-12-03, lab: 3 endpoints, the lowest rendition,
 60 s): 3.8 playlist requests per stream-second (15.3 with the schedule before: slow polls
 between arrivals, a window from 0.3 s before every due time, every endpoint polled at each
@@ -466,7 +469,7 @@ class _Attempt:
     async def schedule(self, endpoint: str, end: float) -> None:
         """Poll ``endpoint`` until ``end`` (clock): the origin fast around its next expected
         arrival, an edge as :func:`~probes.core.latency_core.edge_poll_delay` says (woken when
-        the origin lists a new segment); every ``poll_s`` when the agent sheds fast polls
+        the origin lists a new segment); its fast polls ``poll_s`` apart when the agent sheds them
         (agent/selfwatch.py SHED_ORDER)."""
         wake = self.wake[endpoint]
         # the schedule goes on across attempts: an attempt that ends before the next poll is due
@@ -490,14 +493,14 @@ class _Attempt:
                 return
 
     def delay(self, endpoint: str) -> float:
+        """Seconds to ``endpoint``'s next poll: the schedule of the module docstring, its fast
+        polls ``poll_s`` apart instead of ``fast_poll_s`` while the agent sheds them."""
         cfg, tracker = self.cfg, self.st.tracker
-        if self.ctx.shed_level() >= 1:
-            return cfg.poll_s
+        fast = cfg.poll_s if self.ctx.shed_level() >= 1 else cfg.fast_poll_s
         if endpoint == "origin":  # a late segment (a step in latency) is still timed within ORIGIN_LAG_FACTOR lags
-            return next_poll_delay(time.time(), tracker.windows("origin", cfg.fast_lead_s, cfg.fast_poll_s), cfg.poll_s,
-                                   cfg.fast_poll_s, cfg.fast_lead_s, ORIGIN_LAG_FACTOR * cfg.fast_lag_s)
-        return edge_poll_delay(time.time(), tracker, endpoint, cfg.poll_s, cfg.fast_poll_s, cfg.fast_lead_s,
-                               cfg.fast_lag_s)
+            return next_poll_delay(time.time(), tracker.windows("origin", cfg.fast_lead_s, fast), cfg.poll_s,
+                                   fast, cfg.fast_lead_s, ORIGIN_LAG_FACTOR * cfg.fast_lag_s)
+        return edge_poll_delay(time.time(), tracker, endpoint, cfg.poll_s, fast, cfg.fast_lead_s, cfg.fast_lag_s)
 
     async def poll(self, endpoint: str) -> None:
         vs = await self.variants(endpoint)

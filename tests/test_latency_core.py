@@ -335,3 +335,65 @@ async def test_a_segment_missing_after_a_late_one_is_judged_by_its_latencys_lowe
     assert first.figures["latency_at_least_s"] - first.figures["baseline_s"] > 1.0, first.figures
     # L+1's last frame: captured by t0 + L + 2; 0.05 s usual + the 1-s limit, and one attempt
     assert at <= t0 + stop[0] + 2 + 1.05 + 1.3, (at - t0 - stop[0], first.detail)
+
+
+def _two_second_segments(t0: float, last: int) -> str:
+    """A live media playlist of 2-s segments up to ``last`` (the last six), segment k captured
+    from ``t0 + 2k``."""
+    import time
+
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{max(last - 5, 0)}"]
+    for k in range(max(last - 5, 0), last + 1):
+        at = t0 + 2 * k
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{round((at % 1) * 1000):03d}Z"
+        lines += [f"#EXT-X-PROGRAM-DATE-TIME:{stamp}", "#EXTINF:2.000,", f"s{k}.ts"]
+    return "\n".join(lines) + "\n"
+
+
+async def test_shedding_fast_polls_polls_less() -> None:
+    """An agent that is behind sheds the latency probe's fast polls: it must then make fewer
+    requests, not more. A real server (an origin and an edge 0.3 s behind it, 2-s segments
+    listed 0.05 s after they end); the probe's schedule with ``shed_level`` 1 for 12 s. It used
+    to poll every endpoint every ``poll_s`` (0.5 s: 2 requests per endpoint-second); it now polls
+    the windows around the predicted arrivals ``poll_s`` apart, and still times each arrival."""
+    import time
+
+    from aiohttp import web
+    from localserver import LocalServer
+
+    from probes.base import ProbeContext, ProbeTarget
+    from probes.latency import LatencySettings, LatencyTargetConfig
+    from probes.latency import probe as latency_probe
+    from probes.net.httpfetch import Fetcher
+
+    t0 = time.time() - 20.0
+    hits = {"origin": 0, "edge": 0}
+
+    def handler(name: str, behind_s: float):
+        async def playlist(_req: web.Request) -> web.Response:
+            hits[name] += 1
+            last = int((time.time() - t0 - 2.05 - behind_s) // 2)  # segment k is listed 0.05 s after its end
+            return web.Response(text=_two_second_segments(t0, last), content_type="application/vnd.apple.mpegurl")
+        return playlist
+
+    app = web.Application()
+    app.router.add_get("/origin.m3u8", handler("origin", 0.0))
+    app.router.add_get("/edge.m3u8", handler("edge", 0.3))
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        tc = LatencyTargetConfig(LatencySettings(beacon=False), f"{server.url}/origin.m3u8",
+                                 (("edge-a", f"{server.url}/edge.m3u8"),))
+        target = ProbeTarget("latency", "main", "origin", "origin", tc, tc.origin, 1.0, 5.0)
+        ctx = ProbeContext(state={}, http=http, shed_level=lambda: 1)
+        for _ in range(4):  # the schedule learns the cadence and the edge's lag
+            ctx.deadline = ctx.clock() + 5.0
+            await latency_probe(target, ctx)
+        hits.update(origin=0, edge=0)
+        began, spans = time.monotonic(), []
+        while time.monotonic() - began < 12.0:
+            ctx.deadline = ctx.clock() + 5.0
+            spans += (await latency_probe(target, ctx)).spans
+        watched = time.monotonic() - began
+    rates = {k: v / watched for k, v in hits.items()}
+    assert all(r < 1.5 for r in rates.values()), rates  # every poll_s would be 2.0 per endpoint-second
+    timed = {sp.attributes["signalpath.segment.sequence"] for sp in spans}
+    assert len(timed) >= 4, timed  # every arrival in the 12 s is still timed
