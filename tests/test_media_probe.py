@@ -10,6 +10,7 @@ import zlib
 import pytest
 from _require import require_binary
 from aiohttp import web
+from localserver import LocalServer
 
 from probes.base import ProbeContext, ProbeTarget, State
 from probes.core.playlist import Variant, choose_renditions
@@ -243,29 +244,21 @@ async def test_sampled_analysis_fetches_only_its_runs_and_follows_a_fault_segmen
     app = web.Application()
     app.router.add_get("/live.m3u8", playlist)
     app.router.add_get("/{n:[0-9]+}.ts", segment)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/live.m3u8"
     analysed: list[int] = []
     black_at: int | None = None
-    try:
-        t = target(url, MediaSettings(sampling=2))
-        async with Fetcher() as http:
-            ctx = ProbeContext(state={}, http=http)
-            for k in range(29):
-                listed[:] = list(range(max(0, k - 2), k + 1))
-                r = await probe(t, ctx)
-                analysed += [s.attributes["signalpath.sequence"] for s in r.spans]
-                assert all(s.attributes["signalpath.media.sampled"] == "1/2" for s in r.spans)
-                assert r.figures["media"]["main"]["sampling"] == 2
-                assert all(e.fault != "timestamp_gap" for e in r.evidence), (k, r.evidence)
-                if black_at is None and any(e.fault == "black_video" and e.state == State.DEGRADED
-                                            for e in r.evidence):
-                    black_at = k
-    finally:
-        await runner.cleanup()
+    async with await LocalServer.start(app) as server, Fetcher() as http:
+        t = target(f"{server.url}/live.m3u8", MediaSettings(sampling=2))
+        ctx = ProbeContext(state={}, http=http)
+        for k in range(29):
+            listed[:] = list(range(max(0, k - 2), k + 1))
+            r = await probe(t, ctx)
+            analysed += [s.attributes["signalpath.sequence"] for s in r.spans]
+            assert all(s.attributes["signalpath.media.sampled"] == "1/2" for s in r.spans)
+            assert r.figures["media"]["main"]["sampling"] == 2
+            assert all(e.fault != "timestamp_gap" for e in r.evidence), (k, r.evidence)
+            if black_at is None and any(e.fault == "black_video" and e.state == State.DEGRADED
+                                        for e in r.evidence):
+                black_at = k
     assert sorted(fetched) == analysed  # skipped segments are never requested
     phase, run, period = zlib.crc32(b"main") % 8, 4, 8
     assert black_at is not None, analysed
